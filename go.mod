@@ -1,0 +1,14 @@
+module github.com/tetherhq/tether
+
+go 1.26.8
+
+require (
+	github.com/stretchr/testify v1.12.1
+	github.com/xtaci/smux v1.5.58
+	golang.org/x/net v0.62.0
+)
+
+require (
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)

@@ -1,0 +1,70 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrPayloadTooLarge: a message payload exceeds MaxPayload.
+	ErrPayloadTooLarge = errors.New("transport: payload too large")
+	// ErrTruncated: a message ended before its header or payload was complete.
+	ErrTruncated = errors.New("transport: message truncated")
+	// ErrNoAnswer: the responder closed the stream without answering.
+	ErrNoAnswer = errors.New("transport: the device closed the stream without answering; it may not support this stream type")
+	// ErrUnexpectedMessage: the answer was neither OK nor Error.
+	ErrUnexpectedMessage = errors.New("transport: unexpected message")
+	// ErrInvalidConfig: a Config field is out of range.
+	ErrInvalidConfig = errors.New("transport: invalid config")
+	// ErrNotUpgrade: an HTTP request is not a qbee-v1 upgrade.
+	ErrNotUpgrade = errors.New("transport: not a qbee-v1 upgrade request")
+	// ErrSessionClosed: the session is closed.
+	ErrSessionClosed = errors.New("transport: session closed")
+	// ErrClientClosed: the Client or DeviceClient was closed.
+	ErrClientClosed = errors.New("transport: client closed")
+	// ErrWriteClosed: a write after CloseWrite.
+	ErrWriteClosed = errors.New("transport: write after CloseWrite")
+	// ErrProtocolViolation: the peer broke the smux flow-control rules
+	// (ignored its window or flooded tiny frames); the session was closed.
+	ErrProtocolViolation = errors.New("transport: peer violated flow control")
+)
+
+// RemoteError is an Error answer from the responder. Reason is the remote
+// text, verbatim.
+type RemoteError struct {
+	Reason string
+}
+
+func (e *RemoteError) Error() string { return e.Reason }
+
+// StatusError is a non-101 HTTP answer to an upgrade. Reason is the body
+// text the edge sent, trimmed.
+type StatusError struct {
+	StatusCode int
+	Reason     string
+}
+
+func (e *StatusError) Error() string {
+	hint := ""
+	switch e.StatusCode {
+	case 401:
+		hint = "token rejected: check the token"
+	case 403:
+		hint = "forbidden: the credential may not reach this device"
+	case 404:
+		hint = "device not connected to the edge"
+	case 409:
+		hint = "conflict: the device ID is already connected"
+	case 426:
+		hint = "the server did not accept the qbee-v1 upgrade: check the URL"
+	}
+	msg := fmt.Sprintf("edge answered HTTP %d", e.StatusCode)
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
+}

@@ -1,0 +1,300 @@
+// Package transport implements the qbee-v1 remote-access protocol: the HTTPS
+// upgrade into an smux session, the typed opening message of every stream,
+// and the client, device and splice primitives that the edge, the agent and
+// the CLI share.
+//
+// # Wire flow
+//
+//  1. The dialer (a device or a client) sends an HTTP/1.1 GET over TLS with
+//     "Connection: upgrade", "Upgrade: websocket" and
+//     "Sec-WebSocket-Protocol: qbee-v1" (clients add Authorization).
+//  2. The edge answers "101 Switching Protocols" with the same three headers.
+//     From the next byte on the TLS connection carries an smux v2 session; the
+//     dialer is the smux client and the edge the smux server.
+//  3. Every stream starts with one message from its opener and one answer
+//     (OK or Error) from the responder:
+//
+//     +--------+----------------+--------------------+
+//     | type   | length n       | payload            |
+//     | 1 byte | 2 bytes, BE    | n bytes (0..65535) |
+//     +--------+----------------+--------------------+
+//
+//  4. After OK the stream is a duplex byte stream whose format depends on the
+//     type; after Error the responder closes it.
+//
+// docs/protocol.md describes the protocol in prose, with our extensions.
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/xtaci/smux"
+)
+
+// ProtocolToken is the value of Sec-WebSocket-Protocol on the upgrade.
+const ProtocolToken = "qbee-v1"
+
+// MsgType is the first byte of every message.
+type MsgType uint8
+
+// Message types. The trailing comment gives each payload.
+const (
+	MsgOK           MsgType = 0x01 // optional, type-specific (PTY: session ID)
+	MsgError        MsgType = 0x02 // UTF-8 reason a person can act on
+	MsgGoAway       MsgType = 0x03 // empty; edge to device: drain and reconnect
+	MsgTCP          MsgType = 0x10 // "host:port" to dial from the device
+	MsgUDP          MsgType = 0x11 // "<suggested source port>:<host>:<port>"
+	MsgPTY          MsgType = 0x12 // JSON PTYCommand: initial size, optional command
+	MsgPTYCommand   MsgType = 0x13 // JSON PTYCommand for an existing session (sid set)
+	MsgReload       MsgType = 0x14 // empty
+	MsgFileTransfer MsgType = 0x20 // JSON {"direction":0|1,"path":"/abs"}
+)
+
+var msgTypeNames = map[MsgType]string{
+	MsgOK:           "OK",
+	MsgError:        "Error",
+	MsgGoAway:       "GoAway",
+	MsgTCP:          "TCP",
+	MsgUDP:          "UDP",
+	MsgPTY:          "PTY",
+	MsgPTYCommand:   "PTYCommand",
+	MsgReload:       "Reload",
+	MsgFileTransfer: "FileTransfer",
+}
+
+// String returns the type's name, or its hex value when unknown.
+func (t MsgType) String() string {
+	if s, ok := msgTypeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("MsgType(0x%02x)", uint8(t))
+}
+
+// Known reports whether t is a message type defined by the protocol.
+func (t MsgType) Known() bool {
+	_, ok := msgTypeNames[t]
+	return ok
+}
+
+// Framing limits.
+const (
+	// HeaderSize is the size of a message header: type and length.
+	HeaderSize = 3
+	// MaxPayload is the largest payload a message can carry.
+	MaxPayload = 1<<16 - 1
+	// MaxErrorReason bounds the reason we send in an Error message; longer
+	// reasons are cut at a rune boundary.
+	MaxErrorReason = 1024
+)
+
+// Message is one framed protocol message.
+type Message struct {
+	Type    MsgType
+	Payload []byte
+}
+
+// WriteMessage writes one message as a single write (header and payload
+// together), so that a message never straddles two smux frames needlessly.
+func WriteMessage(w io.Writer, t MsgType, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(payload))
+	}
+	buf := make([]byte, HeaderSize+len(payload))
+	buf[0] = byte(t)
+	binary.BigEndian.PutUint16(buf[1:3], uint16(len(payload)))
+	copy(buf[HeaderSize:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadMessage reads one message. It reads the header and the payload with
+// full reads, so a message split across writes or frames is reassembled, and
+// never allocates more than the 2-byte length allows. Callers bound the wait
+// with a read deadline on r.
+func ReadMessage(r io.Reader) (Message, error) {
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Message{}, fmt.Errorf("%w: header cut short", ErrTruncated)
+		}
+		return Message{}, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[1:3]))
+	m := Message{Type: MsgType(hdr[0])}
+	if n == 0 {
+		return m, nil
+	}
+	m.Payload = make([]byte, n)
+	if _, err := io.ReadFull(r, m.Payload); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Message{}, fmt.Errorf("%w: payload of %d bytes cut short", ErrTruncated, n)
+		}
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// WriteOK answers a stream with OK and an optional payload.
+func WriteOK(w io.Writer, payload []byte) error {
+	return WriteMessage(w, MsgOK, payload)
+}
+
+// WriteError answers a stream with an Error carrying reason. Long reasons are
+// shortened to MaxErrorReason bytes.
+func WriteError(w io.Writer, reason string) error {
+	return WriteMessage(w, MsgError, []byte(truncateReason(reason)))
+}
+
+func truncateReason(s string) string {
+	if len(s) <= MaxErrorReason {
+		return s
+	}
+	cut := MaxErrorReason
+	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return s[:cut]
+}
+
+// ExpectOK reads the responder's answer. OK returns its payload; Error
+// returns a *RemoteError carrying the reason; a stream that ends before any
+// answer returns ErrNoAnswer (existing devices do that for types they do not
+// handle); anything else returns ErrUnexpectedMessage.
+func ExpectOK(r io.Reader) ([]byte, error) {
+	m, err := ReadMessage(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ErrNoAnswer
+		}
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	switch m.Type {
+	case MsgOK:
+		return m.Payload, nil
+	case MsgError:
+		return nil, &RemoteError{Reason: string(m.Payload)}
+	default:
+		return nil, fmt.Errorf("%w: %v", ErrUnexpectedMessage, m.Type)
+	}
+}
+
+// Config tunes sessions. A nil *Config means DefaultConfig. Every duration
+// of zero takes the default named on its field.
+type Config struct {
+	// KeepAliveInterval is how often a keep-alive frame is sent. Default 15s.
+	KeepAliveInterval time.Duration
+	// KeepAliveTimeout closes a session that received nothing for this long.
+	// It must exceed the peer's interval (45 s for reference peers). Default 90s.
+	KeepAliveTimeout time.Duration
+	// MaxFrameSize is the largest smux data frame we send, in bytes
+	// (at most 65535). Default 65535.
+	MaxFrameSize int
+	// MaxStreamBuffer is the per-stream receive window in bytes. It caps one
+	// stream at window/RTT. Default 1 MiB.
+	MaxStreamBuffer int
+	// MaxStreams caps the concurrent streams of one session; a stream beyond
+	// it is answered with Error "too many streams". Default 128.
+	MaxStreams int
+	// MaxReceiveBuffer is the session-wide receive budget in bytes. It is
+	// sized so that MaxStreams full windows fit, which keeps a stalled stream
+	// from stopping the others. Zero means MaxStreams × MaxStreamBuffer.
+	MaxReceiveBuffer int
+	// HandshakeTimeout bounds the TCP connect, TLS handshake and HTTP
+	// upgrade of Dial. Default 15s.
+	HandshakeTimeout time.Duration
+	// OpenTimeout bounds opening a stream: the opening message and the
+	// answer. Default 15s.
+	OpenTimeout time.Duration
+}
+
+// Defaults, chosen by measurement (see docs/protocol.md and BENCHMARKS.md):
+// 1 MiB windows and 64 KiB frames run a loopback stream at close to the
+// speed of TLS, where the reference 128 KiB window caps it at window/RTT.
+const (
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultKeepAliveTimeout  = 90 * time.Second
+	DefaultMaxFrameSize      = 65535
+	DefaultMaxStreamBuffer   = 1 << 20
+	DefaultMaxStreams        = 128
+	DefaultHandshakeTimeout  = 15 * time.Second
+	DefaultOpenTimeout       = 15 * time.Second
+)
+
+// DefaultConfig returns a new Config with every default filled in.
+func DefaultConfig() *Config {
+	c := &Config{}
+	return c.withDefaults()
+}
+
+// withDefaults returns a copy of c (or of the defaults when c is nil) with
+// every zero field replaced by its default.
+func (c *Config) withDefaults() *Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.KeepAliveInterval == 0 {
+		out.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if out.KeepAliveTimeout == 0 {
+		out.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
+	if out.MaxFrameSize == 0 {
+		out.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if out.MaxStreamBuffer == 0 {
+		out.MaxStreamBuffer = DefaultMaxStreamBuffer
+	}
+	if out.MaxStreams == 0 {
+		out.MaxStreams = DefaultMaxStreams
+	}
+	if out.MaxReceiveBuffer == 0 {
+		out.MaxReceiveBuffer = out.MaxStreams * out.MaxStreamBuffer
+	}
+	if out.HandshakeTimeout == 0 {
+		out.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if out.OpenTimeout == 0 {
+		out.OpenTimeout = DefaultOpenTimeout
+	}
+	return &out
+}
+
+// VerifyConfig reports the first invalid field of c, after defaults.
+func VerifyConfig(c *Config) error {
+	d := c.withDefaults()
+	switch {
+	case d.KeepAliveInterval < 0 || d.KeepAliveTimeout < 0:
+		return fmt.Errorf("%w: keep-alive durations must be positive", ErrInvalidConfig)
+	case d.KeepAliveTimeout < d.KeepAliveInterval:
+		return fmt.Errorf("%w: keep-alive timeout %v is shorter than the interval %v", ErrInvalidConfig, d.KeepAliveTimeout, d.KeepAliveInterval)
+	case d.MaxFrameSize < 1024 || d.MaxFrameSize > 65535:
+		return fmt.Errorf("%w: max frame size %d is outside 1024..65535", ErrInvalidConfig, d.MaxFrameSize)
+	case d.MaxStreamBuffer < d.MaxFrameSize:
+		return fmt.Errorf("%w: stream buffer %d is smaller than a frame (%d)", ErrInvalidConfig, d.MaxStreamBuffer, d.MaxFrameSize)
+	case d.MaxStreams < 1:
+		return fmt.Errorf("%w: max streams must be at least 1", ErrInvalidConfig)
+	case d.MaxReceiveBuffer < d.MaxStreamBuffer || d.MaxReceiveBuffer > 1<<30:
+		return fmt.Errorf("%w: receive buffer %d must be between the stream buffer and 1 GiB", ErrInvalidConfig, d.MaxReceiveBuffer)
+	case d.HandshakeTimeout < 0 || d.OpenTimeout < 0:
+		return fmt.Errorf("%w: timeouts must be positive", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// smuxConfig is the smux configuration for c. The version is always 2.
+func (c *Config) smuxConfig() *smux.Config {
+	d := c.withDefaults()
+	return &smux.Config{
+		Version:           2,
+		KeepAliveInterval: d.KeepAliveInterval,
+		KeepAliveTimeout:  d.KeepAliveTimeout,
+		MaxFrameSize:      d.MaxFrameSize,
+		MaxReceiveBuffer:  d.MaxReceiveBuffer,
+		MaxStreamBuffer:   d.MaxStreamBuffer,
+	}
+}

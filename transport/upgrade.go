@@ -1,0 +1,313 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpproxy"
+)
+
+// maxResponseBody bounds the reason text read from a refused upgrade.
+const maxResponseBody = 4096
+
+// IsUpgradeRequest reports whether r asks for a qbee-v1 upgrade. Header
+// values are compared case-insensitively and as comma-separated token lists.
+func IsUpgradeRequest(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket") &&
+		headerHasToken(r.Header, "Sec-WebSocket-Protocol", ProtocolToken)
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Upgrade answers a qbee-v1 upgrade request with 101 and returns the edge
+// side of the session. A request that is not an upgrade gets 426 and
+// ErrNotUpgrade. Authentication is the caller's job, before Upgrade.
+//
+// The connection is hijacked: http.Server.Shutdown no longer tracks it, so
+// the caller owns the returned session and must close it.
+func Upgrade(w http.ResponseWriter, r *http.Request, cfg *Config) (*Session, error) {
+	if !IsUpgradeRequest(r) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "expected a qbee-v1 upgrade (Connection: upgrade, Upgrade: websocket, Sec-WebSocket-Protocol: qbee-v1)", http.StatusUpgradeRequired)
+		return nil, ErrNotUpgrade
+	}
+	if err := VerifyConfig(cfg); err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil, err
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "upgrade not supported by this server", http.StatusInternalServerError)
+		return nil, errors.New("transport: response writer cannot be hijacked")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("hijack: %w", err)
+	}
+	// The server's header deadlines must not outlive the handshake.
+	_ = conn.SetDeadline(time.Now().Add(cfg.withDefaults().HandshakeTimeout))
+	const answer = "HTTP/1.1 101 Switching Protocols\r\n" +
+		"Connection: Upgrade\r\n" +
+		"Upgrade: websocket\r\n" +
+		"Sec-WebSocket-Protocol: " + ProtocolToken + "\r\n\r\n"
+	if _, err := io.WriteString(conn, answer); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("write upgrade answer: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	sess, err := newSession(conn, readAhead(brw.Reader, conn), true, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return sess, nil
+}
+
+// readAhead returns a reader that yields the bytes br buffered beyond the
+// HTTP message, then reads c directly. It returns nil when nothing was
+// buffered, so the session reads c without an extra layer.
+func readAhead(br *bufio.Reader, c net.Conn) io.Reader {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+}
+
+// DialError says which step of Dial failed: "resolve", "connect", "proxy",
+// "tls" or "upgrade". Err is the underlying error, for errors.As.
+type DialError struct {
+	Op   string
+	Addr string
+	Err  error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("%s %s: %v", e.Op, e.Addr, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Dial connects to an edge URL (https://host[:port]/path), performs the TLS
+// handshake with tlsConf and the qbee-v1 upgrade, and returns the dialer
+// side of the session. authorization is sent as the Authorization header
+// when not empty ("Bearer <token>" for clients; devices send none).
+//
+// HTTPS_PROXY and NO_PROXY are honoured through HTTP CONNECT, with basic
+// authentication from the proxy URL's user info. ctx and
+// Config.HandshakeTimeout bound every step until the 101 arrives; the
+// session itself has no deadline.
+func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config, cfg *Config) (*Session, error) {
+	d := cfg.withDefaults()
+	if err := VerifyConfig(d); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("transport: parse edge URL: %w", err)
+	}
+	if u.Scheme != "https" && u.Scheme != "wss" {
+		return nil, fmt.Errorf("transport: edge URL %q: scheme must be https", rawURL)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("transport: edge URL %q has no host", rawURL)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, d.HandshakeTimeout)
+	defer cancel()
+
+	conn, err := dialMaybeProxy(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	// Any ctx expiry from here to the 101 unblocks the handshake.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+
+	tc := tlsConf.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	if tc.MinVersion < tls.VersionTLS12 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	tlsConn := tls.Client(conn, tc)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &DialError{Op: "tls", Addr: addr, Err: ctxErr(ctx, err)}
+	}
+
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if u.RawQuery != "" {
+		path += "?" + u.RawQuery
+	}
+	var req strings.Builder
+	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", path, u.Host)
+	req.WriteString("Connection: upgrade\r\nUpgrade: websocket\r\n")
+	req.WriteString("Sec-WebSocket-Protocol: " + ProtocolToken + "\r\n")
+	if authorization != "" {
+		req.WriteString("Authorization: " + authorization + "\r\n")
+	}
+	req.WriteString("User-Agent: tether\r\n\r\n")
+	if _, err := io.WriteString(tlsConn, req.String()); err != nil {
+		tlsConn.Close()
+		return nil, &DialError{Op: "upgrade", Addr: addr, Err: ctxErr(ctx, err)}
+	}
+	br := bufio.NewReader(tlsConn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		tlsConn.Close()
+		return nil, &DialError{Op: "upgrade", Addr: addr, Err: ctxErr(ctx, err)}
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+		resp.Body.Close()
+		tlsConn.Close()
+		return nil, &DialError{Op: "upgrade", Addr: addr, Err: &StatusError{
+			StatusCode: resp.StatusCode,
+			Reason:     strings.TrimSpace(string(body)),
+		}}
+	}
+	if !headerHasToken(resp.Header, "Upgrade", "websocket") {
+		tlsConn.Close()
+		return nil, &DialError{Op: "upgrade", Addr: addr, Err: errors.New("101 answer without Upgrade: websocket")}
+	}
+	if !stop() {
+		tlsConn.Close()
+		return nil, &DialError{Op: "upgrade", Addr: addr, Err: ctx.Err()}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	sess, err := newSession(tlsConn, readAhead(br, tlsConn), false, d)
+	if err != nil {
+		tlsConn.Close()
+		return nil, err
+	}
+	return sess, nil
+}
+
+// ctxErr prefers the context's error when the context ended the step.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+// dialMaybeProxy opens a TCP connection to addr, through the HTTPS proxy
+// from the environment when one applies.
+func dialMaybeProxy(ctx context.Context, addr string) (net.Conn, error) {
+	proxyURL, err := httpproxy.FromEnvironment().ProxyFunc()(&url.URL{Scheme: "https", Host: addr})
+	if err != nil {
+		return nil, &DialError{Op: "proxy", Addr: addr, Err: fmt.Errorf("invalid proxy setting: %w", err)}
+	}
+	var dialer net.Dialer
+	if proxyURL == nil {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, classifyDial(ctx, addr, err)
+		}
+		return conn, nil
+	}
+	paddr := proxyURL.Host
+	if proxyURL.Port() == "" {
+		paddr = net.JoinHostPort(proxyURL.Hostname(), "80")
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", paddr)
+	if err != nil {
+		derr := classifyDial(ctx, paddr, err)
+		derr.Op = "proxy " + derr.Op
+		return nil, derr
+	}
+	if err := proxyConnect(ctx, conn, proxyURL, addr); err != nil {
+		conn.Close()
+		return nil, &DialError{Op: "proxy", Addr: paddr, Err: err}
+	}
+	return conn, nil
+}
+
+func classifyDial(ctx context.Context, addr string, err error) *DialError {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &DialError{Op: "resolve", Addr: addr, Err: err}
+	}
+	return &DialError{Op: "connect", Addr: addr, Err: ctxErr(ctx, err)}
+}
+
+// proxyConnect asks an HTTP proxy on conn for a tunnel to addr.
+func proxyConnect(ctx context.Context, conn net.Conn, proxyURL *url.URL, addr string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	var req strings.Builder
+	fmt.Fprintf(&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", addr, addr)
+	if u := proxyURL.User; u != nil {
+		pw, _ := u.Password()
+		cred := base64.StdEncoding.EncodeToString([]byte(u.Username() + ":" + pw))
+		req.WriteString("Proxy-Authorization: Basic " + cred + "\r\n")
+	}
+	req.WriteString("\r\n")
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		return ctxErr(ctx, err)
+	}
+	// Read the answer byte-wise up to the blank line so that no byte of the
+	// tunnel is consumed by a read-ahead buffer.
+	br := bufio.NewReaderSize(&oneByteReader{conn}, 16)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	// The body of a CONNECT answer is the tunnel itself: never read it.
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("proxy refused CONNECT %s: %s", addr, resp.Status)
+	}
+	return nil
+}
+
+// oneByteReader reads at most one byte per call, so a bufio.Reader on top of
+// it never reads past what it returns.
+type oneByteReader struct{ r io.Reader }
+
+func (o *oneByteReader) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return o.r.Read(p)
+}
