@@ -30,7 +30,7 @@ deps-check: ## fail if a package imports against the layering
 	@./scripts/deps-check.sh
 
 bench: ## run the benchmarks and write BENCHMARKS.md (never part of make test)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./transport/
+	@./scripts/bench.sh
 
 demo: build ## edge + agent + a real session on loopback, with a generated PKI (KEEP=1 leaves them running)
 	@./scripts/demo.sh
