@@ -1,0 +1,308 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/certs"
+)
+
+// echoServer answers each TCP connection with what it read, reversed in
+// case, after the client's EOF: the answer only arrives if half-close
+// carries through the whole path.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				in, err := io.ReadAll(c)
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("echo:" + strings.ToUpper(string(in))))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// lineEcho echoes every line back at once (for live, interactive streams).
+func lineEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(120 * time.Second))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func udpEcho(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("udp:"), buf[:n]...), from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// forwardAddr waits for a tether tcp/udp forward to print its listening
+// line ("127.0.0.1:PORT -> dev ...") and returns the local address.
+func forwardAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(p.Output(), "\n") {
+			if i := strings.Index(line, " -> "); i > 0 {
+				addr = strings.TrimSpace(line[:i])
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "forward did not start:\n%s", p.Output())
+	return addr
+}
+
+func TestEveryStreamType(t *testing.T) {
+	fds := fdCount(t)
+	s := newSystem(t)
+	s.addAgent(agentOpts{id: "dev-1"})
+
+	t.Run("devices", func(t *testing.T) {
+		out, errOut, code := s.cli("", "devices", "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, `"dev-1"`)
+	})
+	t.Run("tcp nc with half-close", func(t *testing.T) {
+		target := echoServer(t)
+		out, errOut, code := s.cli("ping through the tunnel", "nc", "dev-1", target)
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "echo:PING THROUGH THE TUNNEL", out)
+	})
+	t.Run("tcp forward", func(t *testing.T) {
+		target := echoServer(t)
+		fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+target)
+		local := forwardAddr(t, fwd)
+		for i := 0; i < 3; i++ {
+			c, err := net.Dial("tcp", local)
+			require.NoError(t, err)
+			_, err = fmt.Fprintf(c, "request %d", i)
+			require.NoError(t, err)
+			require.NoError(t, c.(*net.TCPConn).CloseWrite())
+			got, err := io.ReadAll(c)
+			require.NoError(t, err)
+			c.Close()
+			require.Equal(t, fmt.Sprintf("echo:REQUEST %d", i), string(got))
+		}
+		require.NoError(t, fwd.Stop())
+	})
+	t.Run("udp forward", func(t *testing.T) {
+		target := udpEcho(t)
+		fwd := s.startCLI("udp", "dev-1", "127.0.0.1:0:"+target)
+		local := forwardAddr(t, fwd)
+		c, err := net.Dial("udp", local)
+		require.NoError(t, err)
+		defer c.Close()
+		buf := make([]byte, 2048)
+		require.Eventually(t, func() bool {
+			if _, err := c.Write([]byte("hello")); err != nil {
+				return false
+			}
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			n, err := c.Read(buf)
+			return err == nil && string(buf[:n]) == "udp:hello"
+		}, 20*time.Second, 10*time.Millisecond)
+		require.NoError(t, fwd.Stop())
+	})
+	t.Run("pty exit code", func(t *testing.T) {
+		out, errOut, code := s.cli("", "shell", "dev-1", "--", "/bin/sh", "-c", "echo from-the-device; exit 7")
+		require.Equal(t, 7, code, errOut)
+		require.Contains(t, out, "from-the-device")
+	})
+	t.Run("pty pipe mode", func(t *testing.T) {
+		out, errOut, code := s.cli("echo piped-$((6*7))\nexit\n", "shell", "dev-1")
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "piped-42")
+	})
+	t.Run("reload", func(t *testing.T) {
+		_, errOut, code := s.cli("", "reload", "dev-1")
+		require.Equal(t, 0, code, errOut)
+	})
+
+	s.edge.Stop()
+	require.LessOrEqual(t, fdCount(t), fds+2, "file descriptors leaked")
+}
+
+func TestPolicyDenials(t *testing.T) {
+	s := newSystem(t)
+	s.addAgent(agentOpts{id: "dev-1"})
+	target := echoServer(t)
+	_, port, _ := net.SplitHostPort(target)
+
+	t.Run("edge refuses a target outside the client's allow list", func(t *testing.T) {
+		_, errOut, code := s.cliAs(s.limited, "x", "nc", "dev-1", target)
+		require.NotEqual(t, 0, code)
+		require.Contains(t, errOut, "not allowed")
+		require.Contains(t, errOut, "127.0.0.1:"+port)
+	})
+	t.Run("edge refuses a device outside the client's globs", func(t *testing.T) {
+		s.addAgent(agentOpts{id: "other"})
+		_, errOut, code := s.cliAs(s.limited, "x", "nc", "other", target)
+		require.NotEqual(t, 0, code)
+		require.Contains(t, strings.ToLower(errOut), "forbidden")
+	})
+	t.Run("agent refuses what its owner did not allow", func(t *testing.T) {
+		// The edge allows 127.0.0.2:*; the agent allows only 127.0.0.1:*.
+		_, errOut, code := s.cli("x", "nc", "dev-1", "127.0.0.2:"+port)
+		require.NotEqual(t, 0, code)
+		require.Contains(t, errOut, "127.0.0.2:"+port)
+		require.Contains(t, errOut, "allow")
+	})
+	t.Run("bad token", func(t *testing.T) {
+		_, errOut, code := s.cliAs("not-a-token", "", "nc", "dev-1", target)
+		require.NotEqual(t, 0, code)
+		require.Contains(t, strings.ToLower(errOut), "token")
+	})
+
+	// Every decision is in the audit log.
+	audit, err := os.ReadFile(filepath.Join(s.dir, "audit.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, string(audit), "127.0.0.1:"+port)
+}
+
+func TestRevocationCutsTheDevice(t *testing.T) {
+	s := newSystem(t)
+	s.addAgent(agentOpts{id: "dev-1"})
+	cert, err := certs.LoadCertificate(filepath.Join(s.dir, "dev-1.crt"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "revoked.txt"), []byte(certs.SerialHex(cert)+"\n"), 0o600))
+	require.NoError(t, s.edge.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return !s.connected("dev-1") }, 30*time.Second, 50*time.Millisecond,
+		"a revoked device stayed connected")
+	// It does not come back: every reconnect is refused.
+	time.Sleep(2 * time.Second)
+	require.False(t, s.connected("dev-1"), "a revoked device reconnected")
+}
+
+func TestGoAwayDrainKeepsLiveStreams(t *testing.T) {
+	s := newSystem(t)
+	s.addAgent(agentOpts{id: "dev-1"})
+	target := lineEcho(t)
+	fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+target)
+	local := forwardAddr(t, fwd)
+
+	c, err := net.Dial("tcp", local)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_, err = io.WriteString(c, "before\n")
+	require.NoError(t, err)
+	line, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "before\n", line)
+
+	// SIGTERM: the edge sends GoAway and drains; the live stream goes on.
+	require.NoError(t, s.edge.cmd.Process.Signal(syscall.SIGTERM))
+	_, err = io.WriteString(c, "during the drain\n")
+	require.NoError(t, err)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	line, err = r.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "during the drain\n", line)
+	c.Close()
+
+	select {
+	case <-s.edge.done:
+		require.NoError(t, s.edge.err, "the edge did not exit 0 after draining")
+	case <-time.After(60 * time.Second):
+		t.Fatal("the edge did not exit after its streams drained")
+	}
+	fwd.Stop()
+}
+
+func TestEdgeKillAndRestart(t *testing.T) {
+	s := newSystem(t)
+	s.addAgent(agentOpts{id: "dev-1", extra: ""})
+	target := echoServer(t)
+	fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+target)
+	local := forwardAddr(t, fwd)
+
+	roundTrip := func() (string, error) {
+		c, err := net.Dial("tcp", local)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "x"); err != nil {
+			return "", err
+		}
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	got, err := roundTrip()
+	require.NoError(t, err)
+	require.Equal(t, "echo:X", got)
+
+	s.edge.Kill9()
+	s.startEdge()
+	s.waitConnected("dev-1")
+	// The forward kept its listener and redials the edge.
+	require.Eventually(t, func() bool {
+		got, err := roundTrip()
+		return err == nil && got == "echo:X"
+	}, 60*time.Second, 200*time.Millisecond, "forward did not recover:\n%s", fwd.Output())
+	require.False(t, fwd.Exited(), "the forward exited instead of reconnecting")
+}
