@@ -20,7 +20,7 @@ import (
 // echoServer answers each TCP connection with what it read, reversed in
 // case, after the client's EOF: the answer only arrives if half-close
 // carries through the whole path.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -51,7 +51,7 @@ func echoServer(t *testing.T) string {
 }
 
 // lineEcho echoes every line back at once (for live, interactive streams).
-func lineEcho(t *testing.T) string {
+func lineEcho(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -77,7 +77,7 @@ func lineEcho(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func udpEcho(t *testing.T) string {
+func udpEcho(t testing.TB) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func udpEcho(t *testing.T) string {
 
 // forwardAddr waits for a tether tcp/udp forward to print its listening
 // line ("127.0.0.1:PORT -> dev ...") and returns the local address.
-func forwardAddr(t *testing.T, p *proc) string {
+func forwardAddr(t testing.TB, p *proc) string {
 	t.Helper()
 	var addr string
 	require.Eventually(t, func() bool {

@@ -30,7 +30,7 @@ type faultProxy struct {
 	wg    sync.WaitGroup
 }
 
-func newFaultProxy(t *testing.T, target string) *faultProxy {
+func newFaultProxy(t testing.TB, target string) *faultProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -84,7 +84,7 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 
 // proc is a running binary whose output is kept for the test log.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	out  *syncBuffer
@@ -111,7 +111,7 @@ func (s *syncBuffer) String() string {
 
 // start runs a binary with args. It is stopped (SIGTERM, then SIGKILL) at
 // the end of the test, and its output is logged if the test failed.
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin(name), args...)
@@ -172,7 +172,7 @@ func (p *proc) Exited() bool {
 
 // run runs a binary to completion with a deadline and returns its stdout,
 // stderr and exit code.
-func run(t *testing.T, stdin string, name string, args ...string) (string, string, int) {
+func run(t testing.TB, stdin string, name string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -195,7 +195,7 @@ func run(t *testing.T, stdin string, name string, args ...string) (string, strin
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,7 +206,7 @@ func freePort(t *testing.T) int {
 }
 
 // fdCount returns the number of open file descriptors of this process.
-func fdCount(t *testing.T) int {
+func fdCount(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 
 // system is one edge and its files; agents join it with addAgent.
 type system struct {
-	t        *testing.T
+	t        testing.TB
 	pki      *certstest.PKI
 	dir      string
 	addr     string // edge listen address
@@ -38,7 +38,7 @@ type agentOpts struct {
 	extra    string // more YAML appended to agent.yaml
 }
 
-func newToken(t *testing.T) (token, sum string) {
+func newToken(t testing.TB) (token, sum string) {
 	b := make([]byte, 32)
 	_, err := rand.Read(b)
 	require.NoError(t, err)
@@ -48,7 +48,13 @@ func newToken(t *testing.T) (token, sum string) {
 }
 
 // newSystem writes an edge config for a fresh PKI and starts tether-edge.
-func newSystem(t *testing.T) *system {
+func newSystem(t testing.TB) *system {
+	t.Helper()
+	return newSystemWith(t, "")
+}
+
+// newSystemWith is newSystem with more YAML appended to edge.yaml.
+func newSystemWith(t testing.TB, edgeExtra string) *system {
 	t.Helper()
 	pki := certstest.New(t)
 	s := &system{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
@@ -74,7 +80,7 @@ clients:
     allow:
       tcp: ["127.0.0.1:1-1024"]
 audit_log: audit.jsonl
-`, s.addr, opsSum, limSum)
+`, s.addr, opsSum, limSum) + edgeExtra
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "edge.yaml"), []byte(cfg), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "revoked.txt"), nil, 0o600))
 	s.edgeArgs = []string{"--config", filepath.Join(s.dir, "edge.yaml")}
@@ -202,7 +208,7 @@ func (s *system) startCLI(args ...string) *proc {
 	return start(s.t, "tether", full...)
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -1,0 +1,492 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport"
+)
+
+// The benchmarks here run the built tether-edge and tether-agent as
+// processes and drive them from an in-process client. Every figure is
+// reported beside a baseline measured in the same run (units "x-...").
+// They size their own workloads: run them with -benchtime 1x (make bench).
+
+const mib = 1 << 20
+
+// countingSink accepts TCP connections, reads each to EOF and answers with
+// the byte count (8 bytes, big endian).
+func countingSink(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				var b [8]byte
+				binary.BigEndian.PutUint64(b[:], uint64(n))
+				c.Write(b[:])
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// push writes n bytes to c, half-closes, and checks the sink's count.
+func push(c net.Conn, n int64) error {
+	buf := make([]byte, 64<<10)
+	for left := n; left > 0; {
+		chunk := buf
+		if left < int64(len(chunk)) {
+			chunk = chunk[:left]
+		}
+		w, err := c.Write(chunk)
+		if err != nil {
+			return err
+		}
+		left -= int64(w)
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	var b [8]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return fmt.Errorf("read count: %w", err)
+	}
+	if got := int64(binary.BigEndian.Uint64(b[:])); got != n {
+		return fmt.Errorf("sink counted %d bytes, sent %d", got, n)
+	}
+	return nil
+}
+
+// rawTLSThroughput measures one TLS connection on loopback into a counting
+// sink, in MB/s: the physical baseline of the full path.
+func rawTLSThroughput(tb testing.TB, s *system, n int64) float64 {
+	tb.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", certs.EdgeTLSConfig(s.pki.Edge.TLSCertificate()))
+	require.NoError(tb, err)
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		cnt, _ := io.Copy(io.Discard, c)
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(cnt))
+		c.Write(b[:])
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), s.pki.ClientTLS())
+	require.NoError(tb, err)
+	defer c.Close()
+	start := time.Now()
+	require.NoError(tb, push(c, n))
+	el := time.Since(start)
+	<-done
+	return float64(n) / el.Seconds() / 1e6
+}
+
+func (s *system) dialClient(tb testing.TB, id string) *transport.Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := transport.DialClient(ctx, "https://"+s.addr, id, s.token, s.pki.ClientTLS(), nil)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// tunnelThroughput pushes n bytes on each of k concurrent streams through
+// the full path and returns the aggregate MB/s.
+func tunnelThroughput(tb testing.TB, c *transport.Client, sink string, k int, n int64) float64 {
+	tb.Helper()
+	ctx := context.Background()
+	conns := make([]net.Conn, k)
+	for i := range conns {
+		st, err := c.DialTCP(ctx, sink)
+		require.NoError(tb, err)
+		conns[i] = st
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, k)
+	start := time.Now()
+	for _, st := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer st.Close()
+			errs <- push(st, n)
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	for err := range errs {
+		require.NoError(tb, err)
+	}
+	return float64(n*int64(k)) / el.Seconds() / 1e6
+}
+
+// cpuSeconds is a process's user+system CPU time so far.
+func cpuSeconds(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(tb, err)
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+func BenchmarkFullPathThroughput(b *testing.B) {
+	s := newSystem(b)
+	s.addAgent(agentOpts{id: "dev-1"})
+	sink := countingSink(b)
+	c := s.dialClient(b, "dev-1")
+	const n = 256 * mib
+
+	raw := rawTLSThroughput(b, s, n)
+	tunnelThroughput(b, c, sink, 1, 16*mib) // warm up
+	cpu0 := cpuSeconds(b, s.edge.cmd.Process.Pid)
+	one := tunnelThroughput(b, c, sink, 1, n)
+	edgeCPU := cpuSeconds(b, s.edge.cmd.Process.Pid) - cpu0
+	eight := tunnelThroughput(b, c, sink, 8, n/8)
+	sixteen := tunnelThroughput(b, c, sink, 16, n/16)
+
+	b.ReportMetric(raw, "raw-TLS-MB/s")
+	b.ReportMetric(one, "1-stream-MB/s")
+	b.ReportMetric(one/raw, "x-raw-1-stream")
+	b.ReportMetric(eight, "8-streams-MB/s")
+	b.ReportMetric(eight/raw, "x-raw-8-streams")
+	b.ReportMetric(sixteen, "16-streams-MB/s")
+	b.ReportMetric(sixteen/raw, "x-raw-16-streams")
+	b.ReportMetric(edgeCPU/(float64(n)/1e9), "edge-CPU-s/GB")
+}
+
+// percentile returns the p-th percentile of sorted durations, in ms.
+func percentile(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(float64(len(d)-1) * p)
+	return float64(d[i]) / float64(time.Millisecond)
+}
+
+func BenchmarkStreamOpenLatency(b *testing.B) {
+	s := newSystem(b)
+	s.addAgent(agentOpts{id: "dev-1"})
+	echo := lineEcho(b)
+	c := s.dialClient(b, "dev-1")
+	const rounds = 500
+
+	measure := func(open func() (net.Conn, error)) []time.Duration {
+		out := make([]time.Duration, 0, rounds)
+		one := make([]byte, 1)
+		for i := 0; i < rounds+20; i++ {
+			t0 := time.Now()
+			conn, err := open()
+			require.NoError(b, err)
+			_, err = conn.Write([]byte{'x'})
+			require.NoError(b, err)
+			_, err = io.ReadFull(conn, one)
+			require.NoError(b, err)
+			if i >= 20 { // the first rounds warm up
+				out = append(out, time.Since(t0))
+			}
+			conn.Close()
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+		return out
+	}
+	full := measure(func() (net.Conn, error) { return c.DialTCP(context.Background(), echo) })
+	direct := directSession(b, s)
+	base := measure(func() (net.Conn, error) {
+		st, _, err := direct.OpenStream(context.Background(), transport.MsgTCP, []byte(echo))
+		return st, err
+	})
+	b.ReportMetric(percentile(full, 0.5), "full-p50-ms")
+	b.ReportMetric(percentile(full, 0.99), "full-p99-ms")
+	b.ReportMetric(percentile(base, 0.5), "direct-p50-ms")
+	b.ReportMetric(percentile(base, 0.99), "direct-p99-ms")
+	b.ReportMetric(percentile(full, 0.5)/percentile(base, 0.5), "x-direct-p50")
+	b.ReportMetric(percentile(full, 0.99)/percentile(base, 0.99), "x-direct-p99")
+}
+
+// directSession is a client session straight to an in-process responder
+// that answers OK and echoes, over TLS on loopback: no edge in between.
+func directSession(tb testing.TB, s *system) *transport.Client {
+	tb.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", certs.EdgeTLSConfig(s.pki.Edge.TLSCertificate()))
+	require.NoError(tb, err)
+	var wg sync.WaitGroup
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, err := transport.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sess.Close()
+			for {
+				st, err := sess.AcceptStream()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer st.Close()
+					if _, err := transport.ReadMessage(st); err != nil {
+						return
+					}
+					transport.WriteOK(st, nil)
+					io.Copy(st, st)
+				}()
+			}
+		}()
+	})}
+	go srv.Serve(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := transport.Dial(ctx, "https://"+ln.Addr().String()+"/direct", "", s.pki.ClientTLS(), nil)
+	require.NoError(tb, err)
+	c := transport.NewClient(sess, nil)
+	tb.Cleanup(func() {
+		c.Close()
+		srv.Close()
+		wg.Wait()
+	})
+	return c
+}
+
+// tarpit accepts connections and never reads from them.
+func tarpit(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+func BenchmarkFairness(b *testing.B) {
+	s := newSystem(b)
+	s.addAgent(agentOpts{id: "dev-1"})
+	sink := countingSink(b)
+	pit := tarpit(b)
+	c := s.dialClient(b, "dev-1")
+	const n = 128 * mib
+	const stalled = 32
+
+	tunnelThroughput(b, c, sink, 1, 16*mib)
+	solo := tunnelThroughput(b, c, sink, 1, n)
+
+	// Stall streams: each writes into a target that never reads, until
+	// every window on the way is full.
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	for i := 0; i < stalled; i++ {
+		st, err := c.DialTCP(context.Background(), pit)
+		require.NoError(b, err)
+		conns = append(conns, st)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := st.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second) // let the stalled streams fill their windows
+	fresh := tunnelThroughput(b, c, sink, 1, 1*mib)
+	withStalls := tunnelThroughput(b, c, sink, 1, n)
+	for _, st := range conns {
+		st.Close()
+	}
+	wg.Wait()
+
+	b.ReportMetric(solo, "solo-MB/s")
+	b.ReportMetric(withStalls, "with-32-stalled-MB/s")
+	b.ReportMetric(withStalls/solo, "x-solo")
+	b.ReportMetric(fresh, "fresh-1MB-stream-MB/s")
+}
+
+// scrape reads one metric (summing its series) from a Prometheus endpoint.
+func scrape(tb testing.TB, url, name string) float64 {
+	tb.Helper()
+	resp, err := http.Get(url)
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	sum, found := 0.0, false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest := line[len(name):]
+		if rest != "" && rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		require.NoError(tb, err)
+		sum, found = sum+v, true
+	}
+	require.True(tb, found, "metric %s not found at %s", name, url)
+	return sum
+}
+
+func BenchmarkEdgeIdleDevices(b *testing.B) {
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	s := newSystemWith(b, fmt.Sprintf("metrics_listen: %q\n", metrics))
+	url := "http://" + metrics + "/metrics"
+	const devices = 1000
+
+	mem := func() float64 {
+		time.Sleep(time.Second)
+		return scrape(b, url, "go_memstats_heap_inuse_bytes") + scrape(b, url, "go_memstats_stack_inuse_bytes")
+	}
+	before := mem()
+
+	var clients []*transport.DeviceClient
+	defer func() {
+		for _, dc := range clients {
+			dc.Close()
+		}
+	}()
+	for i := 0; i < devices; i++ {
+		id := fmt.Sprintf("idle-%04d", i)
+		kp := s.pki.Device(id)
+		dc := transport.NewDeviceClient("https://"+s.addr+"/device", s.pki.DeviceTLS(kp), nil, nil)
+		dc.Handle(transport.MsgTCP, benchTCPHandler)
+		require.NoError(b, dc.Start(context.Background()))
+		clients = append(clients, dc)
+	}
+	for _, dc := range clients {
+		select {
+		case <-dc.Ready():
+		case <-time.After(60 * time.Second):
+			b.Fatal("devices did not connect")
+		}
+	}
+	require.Eventually(b, func() bool {
+		devs, err := s.devices()
+		return err == nil && len(devs) == devices
+	}, 60*time.Second, 100*time.Millisecond)
+	fresh := mem()
+
+	cpu0 := cpuSeconds(b, s.edge.cmd.Process.Pid)
+	t0 := time.Now()
+	time.Sleep(10 * time.Second)
+	idleCPU := (cpuSeconds(b, s.edge.cmd.Process.Pid) - cpu0) / time.Since(t0).Seconds()
+
+	// Carry a little traffic on every device, then measure again.
+	echo := lineEcho(b)
+	for i := 0; i < devices; i++ {
+		c := s.dialClient(b, fmt.Sprintf("idle-%04d", i))
+		conn, err := c.DialTCP(context.Background(), echo)
+		require.NoError(b, err)
+		msg := make([]byte, 4096)
+		_, err = conn.Write(msg)
+		require.NoError(b, err)
+		_, err = io.ReadFull(conn, msg)
+		require.NoError(b, err)
+		conn.Close()
+		c.Close()
+	}
+	used := mem()
+
+	b.ReportMetric((fresh-before)/devices/1024, "KiB/idle-device")
+	b.ReportMetric((used-before)/devices/1024, "KiB/device-after-traffic")
+	b.ReportMetric(idleCPU*100, "%core-per-1000-idle")
+}
+
+// benchTCPHandler is the device side of the in-process devices: dial and
+// splice, as the agent does.
+func benchTCPHandler(ctx context.Context, st *transport.Stream, payload []byte) {
+	c, err := net.DialTimeout("tcp", string(payload), 5*time.Second)
+	if err != nil {
+		transport.WriteError(st, err.Error())
+		return
+	}
+	transport.WriteOK(st, nil)
+	transport.Splice(st, c)
+}
+
+func BenchmarkLongLink(b *testing.B) {
+	for _, rtt := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond} {
+		b.Run(fmt.Sprintf("rtt=%v", rtt), func(b *testing.B) {
+			s := newSystem(b)
+			line := newDelayLine(b, s.addr, rtt)
+			s.addAgent(agentOpts{id: "dev-1", edgeAddr: line.Addr()})
+			sink := countingSink(b)
+			c := s.dialClient(b, "dev-1")
+			window := float64(transport.DefaultMaxStreamBuffer) / rtt.Seconds() / 1e6
+			tunnelThroughput(b, c, sink, 1, 4*mib)
+			got := tunnelThroughput(b, c, sink, 1, 48*mib)
+			b.ReportMetric(got, "MB/s")
+			b.ReportMetric(window, "window/RTT-MB/s")
+			b.ReportMetric(got/window, "x-window/RTT")
+		})
+	}
+}
