@@ -23,7 +23,7 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config) (*Session, er
 	if err := VerifyConfig(cfg); err != nil {
 		return nil, err
 	}
-	fc := newFrameConn(c, r)
+	fc := newFrameConn(c, r, cfg)
 	var (
 		s   *smux.Session
 		err error
@@ -36,6 +36,9 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config) (*Session, er
 	if err != nil {
 		return nil, err
 	}
+	// A violation is detected in smux's receive loop, which Close does not
+	// wait for, so closing from there is safe.
+	fc.onViolation = func() { _ = s.Close() }
 	return &Session{sess: s, conn: fc}, nil
 }
 
@@ -71,11 +74,18 @@ func (s *Session) AcceptStream() (*Stream, error) {
 }
 
 func (s *Session) closedErr(err error) error {
+	if v := s.conn.violationErr(); v != nil {
+		return v
+	}
 	if s.sess.IsClosed() || errors.Is(err, io.ErrClosedPipe) {
 		return ErrSessionClosed
 	}
 	return err
 }
+
+// Err returns why the session was closed by this side's policing (an error
+// wrapping ErrProtocolViolation), or nil.
+func (s *Session) Err() error { return s.conn.violationErr() }
 
 // Close closes the session and every stream on it. It is idempotent.
 func (s *Session) Close() error {
@@ -107,6 +117,7 @@ func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 type Stream struct {
 	*smux.Stream
 	conn    *frameConn
+	recv    *recvState // nil when the session is already gone
 	wclosed atomic.Bool
 	written atomic.Int64
 }
@@ -114,7 +125,38 @@ type Stream struct {
 var _ net.Conn = (*Stream)(nil)
 
 func newStream(st *smux.Stream, c *frameConn) *Stream {
-	return &Stream{Stream: st, conn: c}
+	return &Stream{Stream: st, conn: c, recv: c.pol.state(st.ID())}
+}
+
+// Read reads the peer's bytes. It returns io.EOF after the peer's
+// CloseWrite or Close, once every byte before it has been read.
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if n > 0 && s.recv != nil {
+		s.recv.app.Add(uint32(n))
+	}
+	return n, s.mapErr(err)
+}
+
+// WriteTo writes the peer's bytes to w until EOF, handing over smux's
+// received buffers without another copy. Splice uses it.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	n, err := s.Stream.WriteTo(&consumeWriter{w: w, recv: s.recv})
+	return n, s.mapErr(err)
+}
+
+// consumeWriter reports every buffer written as read by the application.
+type consumeWriter struct {
+	w    io.Writer
+	recv *recvState
+}
+
+func (c *consumeWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if c.recv != nil {
+		c.recv.app.Add(uint32(len(p)))
+	}
+	return n, err
 }
 
 // Write writes p to the stream. It fails with ErrWriteClosed after CloseWrite.
@@ -124,16 +166,42 @@ func (s *Stream) Write(p []byte) (int, error) {
 	}
 	n, err := s.Stream.Write(p)
 	s.written.Add(int64(n))
-	return n, err
+	return n, s.mapErr(err)
+}
+
+// mapErr reports a policing violation instead of the closed-pipe error
+// smux returns once the session is closed.
+func (s *Stream) mapErr(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	if v := s.conn.violationErr(); v != nil {
+		return v
+	}
+	return err
 }
 
 // CloseWrite ends this side's writing. The peer reads EOF after every byte
 // written before; reading from this side goes on until the peer's EOF.
+// The FIN goes out from the frame layer, so smux's own half-close (which
+// some releases use to discard unread bytes) never runs.
 func (s *Stream) CloseWrite() error {
 	if s.wclosed.Swap(true) {
 		return nil
 	}
 	return s.conn.sendFIN(s.ID())
+}
+
+// Close closes both directions; unread bytes are discarded. It sends the
+// stream's FIN unless CloseWrite already did.
+func (s *Stream) Close() error {
+	s.wclosed.Store(true)
+	err := s.Stream.Close()
+	s.conn.forget(s.ID())
+	if errors.Is(err, io.ErrClosedPipe) {
+		return nil
+	}
+	return err
 }
 
 // Written returns the bytes written to the stream so far.
