@@ -1,0 +1,469 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+// Device-side defaults.
+const (
+	// DefaultIdleTimeout ends a tunnel that carried no datagram for this long.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxPacketsPerSecond caps the datagrams one tunnel sends from the
+	// device.
+	DefaultMaxPacketsPerSecond = 10000
+	// DefaultMaxDatagram is the largest datagram relayed: all a frame holds.
+	DefaultMaxDatagram = MaxFrameData
+	// resolveTimeout bounds the DNS lookup of a target name.
+	resolveTimeout = 10 * time.Second
+)
+
+// DeviceConfig tunes the device side of UDP tunnels. The zero value is
+// usable: every zero field takes the default named on it.
+type DeviceConfig struct {
+	// IdleTimeout ends a tunnel when no datagram went either way for this
+	// long. Zero means DefaultIdleTimeout (60 s).
+	IdleTimeout time.Duration
+	// MaxPacketsPerSecond caps the datagrams one tunnel sends to its target,
+	// as a token bucket holding a tenth of a second's worth (at least one).
+	// Datagrams over the rate are dropped and counted. Zero means
+	// DefaultMaxPacketsPerSecond (10,000); negative means unlimited.
+	MaxPacketsPerSecond int
+	// MaxDatagram is the largest datagram relayed either way, in bytes.
+	// Longer ones are dropped and counted, never truncated. It also sizes
+	// the two fixed buffers of a tunnel. Zero means DefaultMaxDatagram
+	// (65,535, all a frame can carry).
+	MaxDatagram int
+	// Allow, when set, is asked about every target before its socket is
+	// opened; a non-nil error refuses the tunnel and its text is sent back
+	// in the Error answer. The target is the one requested, in canonical
+	// form. nil allows every target that passes the built-in checks
+	// (no broadcast, multicast or unspecified address); the agent sets it
+	// to its policy.
+	Allow func(target.Target) error
+}
+
+func (c DeviceConfig) withDefaults() DeviceConfig {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxPacketsPerSecond == 0 {
+		c.MaxPacketsPerSecond = DefaultMaxPacketsPerSecond
+	}
+	if c.MaxDatagram <= 0 || c.MaxDatagram > MaxFrameData {
+		c.MaxDatagram = DefaultMaxDatagram
+	}
+	return c
+}
+
+// DeviceStats counts what the tunnels of a DeviceHandler did since it was
+// made.
+type DeviceStats struct {
+	Active  int64 // tunnels open now
+	Opened  int64 // tunnels answered OK
+	Refused int64 // requests answered with Error
+	Expired int64 // tunnels ended by the idle timeout
+
+	DatagramsOut int64 // datagrams sent to targets
+	DatagramsIn  int64 // datagrams from targets written to streams
+
+	DroppedRate     int64 // to the target, over MaxPacketsPerSecond
+	DroppedTooLarge int64 // either way, longer than MaxDatagram
+	DroppedInvalid  int64 // to the target, frames for port 0
+	DroppedForeign  int64 // from an address other than the target's
+	SendErrors      int64 // sends the kernel refused
+}
+
+type deviceCounters struct {
+	active, opened, refused, expired                           atomic.Int64
+	out, in                                                    atomic.Int64
+	dropRate, dropTooLarge, dropInvalid, dropForeign, sendErrs atomic.Int64
+}
+
+// DeviceHandler serves UDP tunnel streams (0x11) on a device. Register
+// Handle with the DeviceClient; Close ends every tunnel.
+type DeviceHandler struct {
+	log *slog.Logger
+	res resolver
+	c   deviceCounters
+	wg  sync.WaitGroup // one per Handle call past the closed check
+
+	mu sync.Mutex
+	// mu guards the following.
+	cfg     DeviceConfig
+	tunnels map[*tunnel]struct{}
+	closed  bool
+}
+
+// NewDeviceHandler returns a handler for UDP tunnel streams. logger may be
+// nil.
+func NewDeviceHandler(cfg DeviceConfig, logger *slog.Logger) *DeviceHandler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DeviceHandler{
+		log:     logger,
+		res:     net.DefaultResolver,
+		cfg:     cfg.withDefaults(),
+		tunnels: make(map[*tunnel]struct{}),
+	}
+}
+
+// SetConfig replaces the configuration. Tunnels opened from now on use it;
+// open tunnels keep the one they started with.
+func (h *DeviceHandler) SetConfig(cfg DeviceConfig) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cfg = cfg.withDefaults()
+}
+
+// Stats returns the handler's counters.
+func (h *DeviceHandler) Stats() DeviceStats {
+	return DeviceStats{
+		Active:          h.c.active.Load(),
+		Opened:          h.c.opened.Load(),
+		Refused:         h.c.refused.Load(),
+		Expired:         h.c.expired.Load(),
+		DatagramsOut:    h.c.out.Load(),
+		DatagramsIn:     h.c.in.Load(),
+		DroppedRate:     h.c.dropRate.Load(),
+		DroppedTooLarge: h.c.dropTooLarge.Load(),
+		DroppedInvalid:  h.c.dropInvalid.Load(),
+		DroppedForeign:  h.c.dropForeign.Load(),
+		SendErrors:      h.c.sendErrs.Load(),
+	}
+}
+
+// Close ends every tunnel, refuses new ones and waits until every Handle
+// call has returned. It is idempotent.
+func (h *DeviceHandler) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	open := make([]*tunnel, 0, len(h.tunnels))
+	for t := range h.tunnels {
+		open = append(open, t)
+	}
+	h.mu.Unlock()
+	for _, t := range open {
+		t.shutdown()
+	}
+	h.wg.Wait()
+	return nil
+}
+
+// enter registers a Handle call; it fails once the handler is closed.
+func (h *DeviceHandler) enter() (DeviceConfig, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return DeviceConfig{}, false
+	}
+	h.wg.Add(1)
+	return h.cfg, true
+}
+
+// track adds t, or reports false once the handler is closed.
+func (h *DeviceHandler) track(t *tunnel) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.tunnels[t] = struct{}{}
+	return true
+}
+
+func (h *DeviceHandler) untrack(t *tunnel) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.tunnels, t)
+}
+
+func (h *DeviceHandler) refuse(st *transport.Stream, reason string) {
+	h.c.refused.Add(1)
+	h.log.Info("udp tunnel refused", "reason", reason)
+	_ = transport.WriteError(st, reason)
+}
+
+// Handle serves one UDP tunnel stream; it is a transport.Handler for
+// transport.MsgUDP. It answers Error, before sending anything, for a
+// malformed request, a target that Allow refuses, or a broadcast,
+// multicast or unspecified address; otherwise it binds the socket, answers
+// OK and relays datagrams until the stream ends, the tunnel idles out, ctx
+// ends or the handler is closed.
+func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payload []byte) {
+	cfg, ok := h.enter()
+	if !ok {
+		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
+		return
+	}
+	defer h.wg.Done()
+
+	req, err := ParseRequest(payload)
+	if err != nil {
+		h.refuse(st, err.Error()+"; want <source port>:<host>:<port>, e.g. 0:127.0.0.1:53")
+		return
+	}
+	if cfg.Allow != nil {
+		if err := cfg.Allow(req.Target); err != nil {
+			h.refuse(st, err.Error())
+			return
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	dst, err := resolveTarget(rctx, h.res, req.Target)
+	cancel()
+	if err != nil {
+		h.refuse(st, fmt.Sprintf("udp %s: %v", req.Target, err))
+		return
+	}
+	conn, err := listenFor(dst, req.SourcePort)
+	if err != nil {
+		h.refuse(st, fmt.Sprintf("udp %s: %v", req.Target, err))
+		return
+	}
+	t := newTunnel(h, cfg, st, conn, dst)
+	if !h.track(t) {
+		conn.Close()
+		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
+		return
+	}
+	defer h.untrack(t)
+	if err := transport.WriteOK(st, nil); err != nil {
+		conn.Close()
+		h.log.Debug("udp tunnel: answer failed", "target", req.Target.String(), "err", err)
+		return
+	}
+	h.c.opened.Add(1)
+	h.c.active.Add(1)
+	defer h.c.active.Add(-1)
+	h.log.Info("udp tunnel open", "target", req.Target.String(), "addr", dst.String(), "local", conn.LocalAddr().String())
+	stop := context.AfterFunc(ctx, t.shutdown)
+	defer stop()
+	reason := t.run()
+	h.log.Info("udp tunnel closed", "target", req.Target.String(), "reason", reason,
+		"out", t.out.Load(), "in", t.in.Load())
+}
+
+// tunnel is one open UDP tunnel: a stream and a socket. The handler's
+// goroutine runs stream → socket; one goroutine runs socket → stream.
+type tunnel struct {
+	h       *DeviceHandler
+	st      *transport.Stream
+	conn    *net.UDPConn
+	dst     netip.Addr
+	idle    time.Duration
+	maxData int
+	bucket  *bucket
+	start   time.Time
+
+	last    atomic.Int64 // nanoseconds after start of the last datagram
+	out, in atomic.Int64
+	idled   atomic.Bool
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	// mu guards the following.
+	timer   *time.Timer
+	stopped bool
+}
+
+func newTunnel(h *DeviceHandler, cfg DeviceConfig, st *transport.Stream, conn *net.UDPConn, dst netip.Addr) *tunnel {
+	return &tunnel{
+		h: h, st: st, conn: conn, dst: dst,
+		idle:    cfg.IdleTimeout,
+		maxData: cfg.MaxDatagram,
+		bucket:  newBucket(cfg.MaxPacketsPerSecond),
+		start:   time.Now(),
+	}
+}
+
+func (t *tunnel) touch() { t.last.Store(int64(time.Since(t.start))) }
+
+// shutdown closes the socket and the stream, which ends both loops. It is
+// idempotent and safe from any goroutine.
+func (t *tunnel) shutdown() {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.stopped = true
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+		t.mu.Unlock()
+		t.conn.Close()
+		t.st.Close()
+	})
+}
+
+// checkIdle runs from the idle timer: it ends the tunnel when nothing moved
+// for the idle timeout, and re-arms the timer for the rest otherwise.
+func (t *tunnel) checkIdle() {
+	quiet := time.Since(t.start) - time.Duration(t.last.Load())
+	if quiet >= t.idle {
+		t.idled.Store(true)
+		t.h.c.expired.Add(1)
+		t.shutdown()
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped {
+		t.timer.Reset(t.idle - quiet)
+	}
+}
+
+// run relays until the tunnel ends and returns why it ended.
+func (t *tunnel) run() string {
+	t.touch()
+	t.mu.Lock()
+	if !t.stopped {
+		t.timer = time.AfterFunc(t.idle, t.checkIdle)
+	}
+	t.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- t.socketToStream() }()
+	errS := t.streamToSocket()
+	t.shutdown()
+	errU := <-done
+	switch {
+	case t.idled.Load():
+		return "idle for " + t.idle.String()
+	case errS == nil || errors.Is(errS, io.EOF):
+		return "client closed the stream"
+	case !isClosed(errS):
+		return errS.Error()
+	case errU != nil && !isClosed(errU):
+		return errU.Error()
+	}
+	return "closed"
+}
+
+// streamToSocket sends the client's datagrams to the target until the
+// stream ends.
+func (t *tunnel) streamToSocket() error {
+	c := &t.h.c
+	fr := newFrameReader(t.st, t.maxData)
+	var loggedSendErr bool
+	for {
+		port, data, err := fr.next()
+		if errors.Is(err, ErrDatagramTooLarge) {
+			c.dropTooLarge.Add(1)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if port == 0 {
+			c.dropInvalid.Add(1)
+			continue
+		}
+		if !t.bucket.take(time.Now()) {
+			c.dropRate.Add(1)
+			continue
+		}
+		t.touch()
+		if _, err := t.conn.WriteToUDPAddrPort(data, netip.AddrPortFrom(t.dst, port)); err != nil {
+			if isClosed(err) {
+				return err
+			}
+			c.sendErrs.Add(1)
+			if !loggedSendErr {
+				loggedSendErr = true
+				t.h.log.Warn("udp tunnel: send failed; dropping", "to", netip.AddrPortFrom(t.dst, port).String(), "bytes", len(data), "err", err)
+			}
+			continue
+		}
+		c.out.Add(1)
+		t.out.Add(1)
+	}
+}
+
+// socketToStream frames the target's datagrams onto the stream until the
+// socket is closed. Datagrams from other addresses are dropped, so that a
+// tunnel only ever carries its target's answers.
+func (t *tunnel) socketToStream() error {
+	c := &t.h.c
+	// One spare byte tells a datagram longer than maxData from one that fits.
+	buf := make([]byte, FrameHeaderSize+t.maxData+1)
+	want := t.dst.WithZone("")
+	for {
+		n, from, err := t.conn.ReadFromUDPAddrPort(buf[FrameHeaderSize:])
+		if err != nil {
+			t.shutdown()
+			return err
+		}
+		if from.Addr().Unmap().WithZone("") != want {
+			c.dropForeign.Add(1)
+			continue
+		}
+		if n > t.maxData {
+			c.dropTooLarge.Add(1)
+			continue
+		}
+		putHeader(buf, from.Port(), n)
+		t.touch()
+		if _, err := t.st.Write(buf[:FrameHeaderSize+n]); err != nil {
+			t.shutdown()
+			return err
+		}
+		c.in.Add(1)
+		t.in.Add(1)
+	}
+}
+
+func putHeader(b []byte, port uint16, n int) {
+	b[0], b[1] = byte(port>>8), byte(port)
+	b[2], b[3] = byte(n>>8), byte(n)
+}
+
+// isClosed reports errors that mean a socket or stream was closed under us.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, transport.ErrSessionClosed)
+}
+
+// bucket is a token bucket counting datagrams. It is used by one goroutine.
+type bucket struct {
+	rate   float64 // tokens per second; 0 means unlimited
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(perSecond int) *bucket {
+	if perSecond <= 0 {
+		return &bucket{}
+	}
+	burst := max(float64(perSecond)/10, 1)
+	return &bucket{rate: float64(perSecond), burst: burst, tokens: burst}
+}
+
+// take spends one token if there is one.
+func (b *bucket) take(now time.Time) bool {
+	if b.rate == 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,526 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+// Client-side defaults.
+const (
+	// DefaultMaxPeers caps the local peers (one stream each) of a Listener.
+	DefaultMaxPeers = 64
+	// peerQueue and peerQueueBytes bound the datagrams that may wait for
+	// one peer's stream; more are dropped and counted, as a congested link
+	// would drop them.
+	peerQueue      = 64
+	peerQueueBytes = 256 << 10
+	// openHoldOff is how long a peer whose stream could not be opened drops
+	// its datagrams before the next attempt, so that a refused target is
+	// not asked again for every datagram.
+	openHoldOff = time.Second
+)
+
+// ListenOptions tunes a Listener. A nil *ListenOptions means defaults.
+type ListenOptions struct {
+	// IdleTimeout ends a peer's stream, and closes a secondary socket,
+	// after this long without a datagram either way. Zero means
+	// DefaultIdleTimeout (60 s).
+	IdleTimeout time.Duration
+	// MaxPeers caps the local peers served at once, one stream each;
+	// datagrams from further peers are dropped and counted. Zero means
+	// DefaultMaxPeers (64).
+	MaxPeers int
+	// Logger receives stream and socket events; nil discards them.
+	Logger *slog.Logger
+}
+
+// ListenerStats counts what a Listener did since it started.
+type ListenerStats struct {
+	Peers       int // local peers with a stream now
+	Secondaries int // secondary sockets open now
+
+	StreamsOpened int64 // streams answered OK
+	OpenFailures  int64 // streams refused or failed to open
+	DatagramsOut  int64 // local datagrams written to streams
+	DatagramsIn   int64 // datagrams from streams sent to local peers
+	Dropped       int64 // dropped locally: queue full, too many peers, no stream
+}
+
+type listenerCounters struct {
+	opened, openFailed, out, in, dropped atomic.Int64
+}
+
+// Listener forwards the datagrams of local UDP peers through a device to a
+// remote address, one stream per local peer (ip:port), as qbee-v1 does.
+//
+// Each stream asks the device to use the peer's port as its source port.
+// When the remote service answers from a port other than the one it was
+// sent to, the Listener opens a secondary socket on the same local IP (on
+// that port when it is free) and sends the answer to the peer from it; what
+// the peer sends to that socket goes back to the remote's matching port.
+// Streams and secondary sockets are closed after IdleTimeout without
+// traffic.
+type Listener struct {
+	opener  transport.Opener
+	remote  target.Target
+	conn    *net.UDPConn // the main socket
+	localIP netip.Addr
+	idle    time.Duration
+	max     int
+	log     *slog.Logger
+	c       listenerCounters
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // peer, stream-reader and secondary goroutines
+	done   chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following.
+	peers       map[netip.AddrPort]*peer
+	secondaries map[uint16]*secondary // by the remote source port they stand for
+	closed      bool
+	err         error
+	lastOpenErr string
+}
+
+// Listen binds local ("127.0.0.1:5353"; port 0 picks one) and forwards what
+// local peers send there to remote ("host:port", as reached from the
+// device) through streams opened with opener. It runs until ctx ends or
+// Close is called. opts may be nil.
+func Listen(ctx context.Context, opener transport.Opener, local, remote string, opts *ListenOptions) (*Listener, error) {
+	var o ListenOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxPeers <= 0 {
+		o.MaxPeers = DefaultMaxPeers
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	t, err := target.Parse(remote)
+	if err != nil {
+		return nil, fmt.Errorf("udp: remote: %w; want host:port, e.g. 127.0.0.1:53", err)
+	}
+	if a, err := netip.ParseAddr(t.Host); err == nil {
+		if err := checkUnicast(a.Unmap()); err != nil {
+			return nil, fmt.Errorf("udp: remote %s: %w", t, err)
+		}
+	}
+	laddr, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		return nil, fmt.Errorf("udp: local address %q: %w; want ip:port, e.g. 127.0.0.1:5353", local, err)
+	}
+	conn, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("udp: listen %s: %w; pick a free port or port 0", local, err)
+	}
+	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	ctx, cancel := context.WithCancel(ctx)
+	l := &Listener{
+		opener: opener, remote: t, conn: conn, localIP: la.Addr(),
+		idle: o.IdleTimeout, max: o.MaxPeers, log: o.Logger,
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		peers:       make(map[netip.AddrPort]*peer),
+		secondaries: make(map[uint16]*secondary),
+	}
+	context.AfterFunc(ctx, l.shutdown)
+	go l.serve()
+	return l, nil
+}
+
+// checkUnicast is the part of checkDestination that does not depend on the
+// device's networks.
+func checkUnicast(a netip.Addr) error {
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || (a.Is4() && a.As4()[0] == 0) {
+		return checkDestination(a)
+	}
+	return nil
+}
+
+// Addr is the local address of the main socket.
+func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// Done is closed when the Listener has stopped and every stream, socket and
+// goroutine of it is gone.
+func (l *Listener) Done() <-chan struct{} { return l.done }
+
+// Err returns why the Listener stopped on its own, or nil while it runs and
+// after Close or the end of its context.
+func (l *Listener) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Close closes the sockets and streams and waits until everything stopped.
+// It is idempotent.
+func (l *Listener) Close() error {
+	l.cancel()
+	<-l.done
+	return nil
+}
+
+// Stats returns the Listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	l.mu.Lock()
+	peers, secs := 0, len(l.secondaries)
+	for _, p := range l.peers {
+		if p.streaming.Load() {
+			peers++
+		}
+	}
+	l.mu.Unlock()
+	return ListenerStats{
+		Peers: peers, Secondaries: secs,
+		StreamsOpened: l.c.opened.Load(), OpenFailures: l.c.openFailed.Load(),
+		DatagramsOut: l.c.out.Load(), DatagramsIn: l.c.in.Load(), Dropped: l.c.dropped.Load(),
+	}
+}
+
+// shutdown runs once the context ends: it closes every socket, which ends
+// the reader loops; peers close their streams on the context.
+func (l *Listener) shutdown() {
+	l.mu.Lock()
+	l.closed = true
+	secs := make([]*secondary, 0, len(l.secondaries))
+	for _, s := range l.secondaries {
+		secs = append(secs, s)
+	}
+	clear(l.secondaries)
+	l.mu.Unlock()
+	l.conn.Close()
+	for _, s := range secs {
+		s.conn.Close()
+	}
+}
+
+// serve reads the main socket until it is closed, then waits for the rest.
+func (l *Listener) serve() {
+	defer close(l.done)
+	buf := make([]byte, MaxFrameData+1)
+	port := uint16(l.remote.Port)
+	for {
+		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if l.ctx.Err() == nil {
+				l.mu.Lock()
+				l.err = fmt.Errorf("udp: read %s: %w", l.conn.LocalAddr(), err)
+				l.mu.Unlock()
+				l.log.Error("udp listener stopped", "local", l.conn.LocalAddr().String(), "err", err)
+			}
+			break
+		}
+		if n > MaxFrameData {
+			l.c.dropped.Add(1)
+			continue
+		}
+		l.dispatch(from, port, buf[:n])
+	}
+	l.cancel()
+	l.shutdown()
+	l.wg.Wait()
+}
+
+// datagram is one local datagram waiting for its peer's stream. port is
+// the remote port it goes to.
+type datagram struct {
+	port uint16
+	data []byte
+}
+
+// peer is one local UDP peer and its stream. Its goroutine (runPeer) owns
+// the stream; dispatch hands it datagrams through in.
+type peer struct {
+	addr      netip.AddrPort
+	in        chan datagram
+	start     time.Time
+	last      atomic.Int64 // nanoseconds after start of the last datagram
+	streaming atomic.Bool  // the stream is open
+	queued    atomic.Int64 // bytes waiting in in
+}
+
+func (p *peer) touch()                    { p.last.Store(int64(time.Since(p.start))) }
+func (p *peer) quiet() time.Duration      { return time.Since(p.start) - time.Duration(p.last.Load()) }
+func (s *secondary) touch()               { s.last.Store(int64(time.Since(s.start))) }
+func (s *secondary) quiet() time.Duration { return time.Since(s.start) - time.Duration(s.last.Load()) }
+
+// dispatch queues a datagram from a local peer for the remote port, making
+// the peer and its stream when it is new. It never blocks: a full queue
+// drops the datagram.
+func (l *Listener) dispatch(from netip.AddrPort, port uint16, data []byte) {
+	d := datagram{port: port, data: append([]byte(nil), data...)}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	p := l.peers[from]
+	if p == nil {
+		if len(l.peers) >= l.max {
+			l.c.dropped.Add(1)
+			l.log.Debug("udp: too many local peers; dropping", "peer", from.String(), "max", l.max)
+			return
+		}
+		p = &peer{addr: from, in: make(chan datagram, peerQueue), start: time.Now()}
+		l.peers[from] = p
+		l.wg.Add(1)
+		go l.runPeer(p)
+	}
+	p.touch()
+	if p.queued.Load()+int64(len(d.data)) > peerQueueBytes {
+		l.c.dropped.Add(1)
+		return
+	}
+	select {
+	case p.in <- d:
+		p.queued.Add(int64(len(d.data)))
+	default:
+		l.c.dropped.Add(1)
+	}
+}
+
+// removePeerLocked forgets p; after it, dispatch no longer queues to p.
+func (l *Listener) removePeerLocked(p *peer) {
+	if l.peers[p.addr] == p {
+		delete(l.peers, p.addr)
+	}
+}
+
+// runPeer owns one peer: it opens the stream, writes the peer's datagrams
+// to it, and ends it when idle, when the device ends it, or on shutdown.
+func (l *Listener) runPeer(p *peer) {
+	defer l.wg.Done()
+	payload := strconv.Itoa(int(p.addr.Port())) + ":" + l.remote.String()
+	st, _, err := l.opener.OpenStream(l.ctx, transport.MsgUDP, []byte(payload))
+	if err != nil {
+		l.openFailed(p, err)
+		return
+	}
+	l.c.opened.Add(1)
+	p.streaming.Store(true)
+	stop := context.AfterFunc(l.ctx, func() { st.Close() })
+	l.log.Debug("udp stream open", "peer", p.addr.String(), "remote", l.remote.String())
+
+	readerDone := make(chan error, 1)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		readerDone <- l.streamToLocal(p, st)
+	}()
+
+	reason := l.pump(p, st, readerDone)
+
+	l.mu.Lock()
+	l.removePeerLocked(p)
+	l.mu.Unlock()
+	p.streaming.Store(false)
+	st.Close()
+	stop()
+	if reason == "" {
+		reason = "the device ended the stream"
+	} else {
+		<-readerDone
+	}
+	// Datagrams queued after the last write have no stream to go to.
+	l.c.dropped.Add(int64(len(p.in)))
+	l.log.Debug("udp stream closed", "peer", p.addr.String(), "reason", reason)
+}
+
+// pump writes queued datagrams to st until the peer idles out, the stream
+// fails, the reader ends or the Listener shuts down. It returns why, or ""
+// when it took the reader's end from readerDone.
+func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) string {
+	frame := make([]byte, 0, FrameHeaderSize+MaxFrameData)
+	timer := time.NewTimer(l.idle)
+	defer timer.Stop()
+	for {
+		select {
+		case d := <-p.in:
+			p.queued.Add(-int64(len(d.data)))
+			frame, _ = AppendFrame(frame[:0], d.port, d.data)
+			if _, err := st.Write(frame); err != nil {
+				l.c.dropped.Add(1)
+				if isClosed(err) {
+					return "stream closed"
+				}
+				return "write: " + err.Error()
+			}
+			l.c.out.Add(1)
+		case <-timer.C:
+			// Expiry and dispatch agree under mu: dispatch touches the peer
+			// before it queues, so a peer found quiet here has nothing queued
+			// and gets nothing more once removed.
+			l.mu.Lock()
+			q := p.quiet()
+			if q >= l.idle && len(p.in) == 0 {
+				l.removePeerLocked(p)
+				l.mu.Unlock()
+				return "idle for " + l.idle.String()
+			}
+			l.mu.Unlock()
+			timer.Reset(max(l.idle-q, time.Millisecond))
+		case err := <-readerDone:
+			if err != nil && !isClosed(err) {
+				l.log.Warn("udp stream failed", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+			}
+			return ""
+		case <-l.ctx.Done():
+			return "listener closed"
+		}
+	}
+}
+
+// openFailed handles a stream that could not be opened: it logs the
+// reason (once per distinct reason at Warn), drops what the peer sends for
+// a short hold-off, then forgets the peer so its next datagram tries again.
+func (l *Listener) openFailed(p *peer, err error) {
+	l.c.openFailed.Add(1)
+	msg := err.Error()
+	l.mu.Lock()
+	repeated := msg == l.lastOpenErr
+	l.lastOpenErr = msg
+	l.mu.Unlock()
+	if repeated {
+		l.log.Debug("udp: cannot open stream", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+	} else {
+		l.log.Warn("udp: cannot open stream; dropping the peer's datagrams", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+	}
+	timer := time.NewTimer(min(openHoldOff, l.idle))
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.in:
+			l.c.dropped.Add(1)
+		case <-timer.C:
+			l.mu.Lock()
+			l.removePeerLocked(p)
+			l.mu.Unlock()
+			l.c.dropped.Add(int64(len(p.in)))
+			return
+		case <-l.ctx.Done():
+			return
+		}
+	}
+}
+
+// streamToLocal sends the datagrams the device relays to the peer: from the
+// main socket when they come from the remote port, from a secondary socket
+// standing for their source port otherwise.
+func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
+	fr := newFrameReader(st, MaxFrameData)
+	main := uint16(l.remote.Port)
+	for {
+		port, data, err := fr.next()
+		if err != nil {
+			return err
+		}
+		p.touch()
+		conn := l.conn
+		if port != main {
+			s, err := l.secondaryFor(port)
+			if err != nil {
+				l.c.dropped.Add(1)
+				l.log.Warn("udp: no local socket for the remote's source port; dropping", "port", port, "err", err)
+				continue
+			}
+			conn = s.conn
+		}
+		if _, err := conn.WriteToUDPAddrPort(data, p.addr); err != nil {
+			l.c.dropped.Add(1)
+			l.log.Debug("udp: send to local peer failed", "peer", p.addr.String(), "err", err)
+			continue
+		}
+		l.c.in.Add(1)
+	}
+}
+
+// secondary is a local socket standing for one source port of the remote
+// service. Its goroutine (runSecondary) reads it and closes it when idle.
+type secondary struct {
+	remotePort uint16
+	conn       *net.UDPConn
+	start      time.Time
+	last       atomic.Int64 // nanoseconds after start of the last datagram
+}
+
+// secondaryFor returns the secondary socket for the remote source port,
+// opening it on the main socket's IP, on the same port when free.
+func (l *Listener) secondaryFor(port uint16) (*secondary, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	if s := l.secondaries[port]; s != nil {
+		// Touched under mu, so the expiry check cannot close it now.
+		s.touch()
+		return s, nil
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.localIP, port)))
+	if err != nil {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.localIP, 0)))
+		if err != nil {
+			return nil, fmt.Errorf("bind %v: %w", l.localIP, err)
+		}
+	}
+	s := &secondary{remotePort: port, conn: conn, start: time.Now()}
+	s.touch()
+	l.secondaries[port] = s
+	l.wg.Add(1)
+	go l.runSecondary(s)
+	l.log.Debug("udp: secondary socket open", "remote_port", port, "local", conn.LocalAddr().String())
+	return s, nil
+}
+
+// runSecondary forwards what local peers send to a secondary socket to the
+// remote port it stands for, and closes the socket once idle.
+func (l *Listener) runSecondary(s *secondary) {
+	defer l.wg.Done()
+	defer s.conn.Close()
+	buf := make([]byte, MaxFrameData+1)
+	_ = s.conn.SetReadDeadline(time.Now().Add(l.idle))
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			l.mu.Lock()
+			q := s.quiet()
+			if q >= l.idle || l.closed {
+				if l.secondaries[s.remotePort] == s {
+					delete(l.secondaries, s.remotePort)
+				}
+				l.mu.Unlock()
+				l.log.Debug("udp: secondary socket closed", "remote_port", s.remotePort, "reason", "idle")
+				return
+			}
+			l.mu.Unlock()
+			_ = s.conn.SetReadDeadline(time.Now().Add(l.idle - q))
+			continue
+		}
+		if n > MaxFrameData {
+			l.c.dropped.Add(1)
+			continue
+		}
+		s.touch()
+		l.dispatch(from, s.remotePort, buf[:n])
+	}
+}
