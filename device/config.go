@@ -1,0 +1,421 @@
+package device
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tetherhq/tether/internal/target"
+)
+
+// Config defaults. A zero duration in the file means the default.
+const (
+	// DefaultDialTimeout bounds the device's dial of a TCP tunnel target.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultReloadTimeout bounds reload.command.
+	DefaultReloadTimeout = 30 * time.Second
+	// MaxConfigSize bounds the configuration file.
+	MaxConfigSize = 1 << 20
+)
+
+// DefaultAllow is the allow list used for tcp and udp when the config does
+// not name one: loopback only, so a compromised edge cannot reach the LAN.
+var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
+
+// Config is the agent's configuration file (agent.yaml):
+//
+//	edge: "https://edge.example.com:8443/device"
+//	cert: device.crt            # paths are relative to this file
+//	key: device.key
+//	ca: ca.crt                  # verifies the edge's certificate
+//	allow:                      # absent = loopback only; [] = nothing
+//	  tcp: ["127.0.0.1:*", "localhost:*"]
+//	  udp: ["127.0.0.1:*"]
+//	pty: {enabled: true, shell: "", user: ""}
+//	reload: {command: ["systemctl", "reload", "myapp"], timeout: 30s}
+//	dial_timeout: 10s
+//	udp: {idle_timeout: 60s, max_packets_per_second: 0}
+//
+// Load it with LoadConfig or ParseConfig, which resolve the paths and
+// validate every field.
+type Config struct {
+	// Edge is the edge's device endpoint (https only). A URL without a path
+	// gets "/device".
+	Edge string `yaml:"edge"`
+	// Cert, Key and CA are the device certificate, its private key and the
+	// CA bundle that verifies the edge. After loading they are absolute or
+	// relative to the working directory (resolved against the file's).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+	// Allow is the device owner's own policy, enforced on the device.
+	Allow AllowConfig `yaml:"allow"`
+	// PTY configures terminal sessions; they are off unless enabled.
+	PTY PTYConfig `yaml:"pty"`
+	// Reload configures the reload stream and SIGHUP.
+	Reload ReloadConfig `yaml:"reload"`
+	// UDP tunes UDP tunnels.
+	UDP UDPConfig `yaml:"udp"`
+	// DialTimeout bounds the dial of a TCP tunnel target. Zero means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+
+	// Path is the file the config was loaded from ("" for ParseConfig).
+	Path string `yaml:"-"`
+
+	tcp, udp []rule        // compiled allow lists
+	lines    map[string]int // key path -> line of its value, for messages
+}
+
+// AllowConfig holds the allow lists: "host:port" globs such as
+// "127.0.0.1:*", "*:22" or "10.0.0.*:8000-8100". A nil list (key absent)
+// means DefaultAllow; an empty list allows nothing.
+type AllowConfig struct {
+	TCP []string `yaml:"tcp"`
+	UDP []string `yaml:"udp"`
+}
+
+// PTYConfig configures terminal sessions.
+type PTYConfig struct {
+	// Enabled turns on PTY (0x12) and PTY command (0x13) streams.
+	Enabled bool `yaml:"enabled"`
+	// Shell is the login shell; "" means the user's shell from the password
+	// database.
+	Shell string `yaml:"shell"`
+	// User runs sessions as this user (the agent must run as root); "" means
+	// the agent's own user.
+	User string `yaml:"user"`
+	// MaxSessions caps concurrent sessions; 0 means the PTY server's default.
+	MaxSessions int `yaml:"max_sessions"`
+	// IdleTimeout ends a session without traffic for this long; 0 means
+	// never.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// ReloadConfig configures reloads.
+type ReloadConfig struct {
+	// Command runs after the new config is applied; its exit status is the
+	// reload's answer. Empty means no command.
+	Command []string `yaml:"command"`
+	// Timeout bounds Command; 0 means DefaultReloadTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// UDPConfig tunes UDP tunnels.
+type UDPConfig struct {
+	// IdleTimeout closes a UDP tunnel without datagrams for this long; 0
+	// means the UDP handler's default.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxPacketsPerSecond caps the datagrams each tunnel sends to its
+	// target; 0 means the UDP handler's default (10,000), negative means no
+	// cap.
+	MaxPacketsPerSecond int `yaml:"max_packets_per_second"`
+}
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrInvalidConfig: the configuration file is malformed or a value is
+	// invalid. The error text names the line.
+	ErrInvalidConfig = errors.New("device: invalid config")
+	// ErrNotAllowed: a tunnel target is outside the device's allow list.
+	ErrNotAllowed = errors.New("device: refused by the allow list")
+	// ErrAgentClosed: the agent was closed.
+	ErrAgentClosed = errors.New("device: agent closed")
+)
+
+// ConfigError is a configuration problem, with the line it is on when
+// known. Its text reads "config line 7: unknown key \"foo\"".
+type ConfigError struct {
+	Path string // the file, when loaded from one
+	Line int    // 1-based; 0 when the problem has no single line
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("config line %d: %s", e.Line, e.Msg)
+	}
+	return "config: " + e.Msg
+}
+
+// Is makes errors.Is(err, ErrInvalidConfig) true for every ConfigError.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// keys is the schema of the file: every key a mapping may hold, and for
+// sections, the keys below. Leaves map to nil.
+type keys map[string]keys
+
+var schema = keys{
+	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil,
+	"allow":  {"tcp": nil, "udp": nil},
+	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
+	"reload": {"command": nil, "timeout": nil},
+	"udp":    {"idle_timeout": nil, "max_packets_per_second": nil},
+}
+
+// LoadConfig reads and validates the configuration file at path. Relative
+// paths inside it are resolved against the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > MaxConfigSize {
+		return nil, &ConfigError{Path: path, Msg: fmt.Sprintf("%s is larger than %d bytes", path, MaxConfigSize)}
+	}
+	c, err := ParseConfig(data, filepath.Dir(path))
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+		}
+		return nil, err
+	}
+	c.Path = path
+	return c, nil
+}
+
+// ParseConfig parses and validates a configuration. Relative paths are
+// resolved against dir. Every error is a *ConfigError naming the line.
+func ParseConfig(data []byte, dir string) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, &ConfigError{Msg: fmt.Sprintf("larger than %d bytes", MaxConfigSize)}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, &ConfigError{Msg: "the file is empty; it needs at least edge, cert, key and ca"}
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, &ConfigError{Line: doc.Line, Msg: "the file must be a mapping of keys such as \"edge: https://...\""}
+	}
+	c := &Config{lines: make(map[string]int)}
+	if err := checkKeys(doc, schema, "", c.lines); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, yamlError(err)
+	}
+	if err := c.validate(dir); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkKeys walks a mapping against the schema, rejecting unknown keys with
+// their line and recording the line of every value under its dotted path
+// (list items as "allow.tcp.0").
+func checkKeys(m *yaml.Node, known keys, prefix string, lines map[string]int) error {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		sub, ok := known[k.Value]
+		if !ok {
+			where := ""
+			if prefix != "" {
+				where = " in " + strings.TrimSuffix(prefix, ".")
+			}
+			return &ConfigError{Line: k.Line, Msg: fmt.Sprintf("unknown key %q%s (known keys: %s)", k.Value, where, known.names())}
+		}
+		path := prefix + k.Value
+		lines[path] = v.Line
+		if v.Kind == yaml.SequenceNode {
+			for j, item := range v.Content {
+				lines[path+"."+strconv.Itoa(j)] = item.Line
+			}
+		}
+		if sub != nil && v.Kind == yaml.MappingNode {
+			if err := checkKeys(v, sub, path+".", lines); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (k keys) names() string {
+	out := make([]string, 0, len(k))
+	for n := range k {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// yamlError turns a yaml.v3 error into ConfigErrors that read
+// "config line 3: ...".
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		return lineError(te.Errors[0])
+	}
+	return lineError(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// lineError parses "line 7: text" into a ConfigError.
+func lineError(msg string) *ConfigError {
+	msg = strings.TrimSpace(msg)
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, text, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				return &ConfigError{Line: n, Msg: text}
+			}
+		}
+	}
+	return &ConfigError{Msg: msg}
+}
+
+// line returns the line of the value at a dotted key path, 0 if unknown.
+func (c *Config) line(path string) int { return c.lines[path] }
+
+func (c *Config) errAt(path, format string, args ...any) error {
+	return &ConfigError{Line: c.line(path), Msg: path + ": " + fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate(dir string) error {
+	if c.Edge == "" {
+		return &ConfigError{Msg: `missing key "edge": the edge's device URL, such as edge: "https://edge.example.com:8443/device"`}
+	}
+	u, err := url.Parse(c.Edge)
+	switch {
+	case err != nil:
+		return c.errAt("edge", "%q is not a URL: %v", c.Edge, err)
+	case u.Scheme != "https":
+		return c.errAt("edge", "%q must start with https:// (the agent only speaks TLS)", c.Edge)
+	case u.Hostname() == "":
+		return c.errAt("edge", "%q has no host name", c.Edge)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/device"
+		c.Edge = u.String()
+	}
+	for _, f := range []struct {
+		key string
+		val *string
+		hint string
+	}{
+		{"cert", &c.Cert, "the device certificate, such as cert: device.crt"},
+		{"key", &c.Key, "the device's private key, such as key: device.key"},
+		{"ca", &c.CA, "the CA that signed the edge's certificate, such as ca: ca.crt"},
+	} {
+		if *f.val == "" {
+			return &ConfigError{Msg: fmt.Sprintf("missing key %q: %s", f.key, f.hint)}
+		}
+		if !filepath.IsAbs(*f.val) && dir != "" {
+			*f.val = filepath.Join(dir, *f.val)
+		}
+	}
+
+	var err2 error
+	if c.tcp, err2 = c.compile("allow.tcp", c.Allow.TCP); err2 != nil {
+		return err2
+	}
+	if c.udp, err2 = c.compile("allow.udp", c.Allow.UDP); err2 != nil {
+		return err2
+	}
+
+	if c.PTY.Shell != "" && !filepath.IsAbs(c.PTY.Shell) {
+		return c.errAt("pty.shell", "%q must be an absolute path, such as /bin/sh", c.PTY.Shell)
+	}
+	if c.PTY.MaxSessions < 0 {
+		return c.errAt("pty.max_sessions", "%d must not be negative", c.PTY.MaxSessions)
+	}
+	if c.PTY.IdleTimeout < 0 {
+		return c.errAt("pty.idle_timeout", "%v must not be negative", c.PTY.IdleTimeout)
+	}
+	if c.PTY.Enabled && c.PTY.User != "" {
+		if _, err := user.Lookup(c.PTY.User); err != nil {
+			return c.errAt("pty.user", "%q: no such user on this device", c.PTY.User)
+		}
+	}
+	if len(c.Reload.Command) > 0 && strings.TrimSpace(c.Reload.Command[0]) == "" {
+		return c.errAt("reload.command", "the program name (first item) is empty")
+	}
+	if c.Reload.Timeout < 0 {
+		return c.errAt("reload.timeout", "%v must not be negative", c.Reload.Timeout)
+	}
+	if c.Reload.Timeout == 0 {
+		c.Reload.Timeout = DefaultReloadTimeout
+	}
+	if c.DialTimeout < 0 {
+		return c.errAt("dial_timeout", "%v must not be negative", c.DialTimeout)
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.UDP.IdleTimeout < 0 {
+		return c.errAt("udp.idle_timeout", "%v must not be negative", c.UDP.IdleTimeout)
+	}
+	return nil
+}
+
+// compile parses an allow list; nil means DefaultAllow.
+func (c *Config) compile(key string, list []string) ([]rule, error) {
+	if list == nil {
+		list = DefaultAllow
+	}
+	rules := make([]rule, 0, len(list))
+	for i, s := range list {
+		p, err := target.ParsePattern(s)
+		if err != nil {
+			line := c.line(key + "." + strconv.Itoa(i))
+			if line == 0 {
+				line = c.line(key)
+			}
+			return nil, &ConfigError{Line: line, Msg: fmt.Sprintf("%s: %q is not a host:port pattern such as \"127.0.0.1:*\" or \"10.0.0.*:8000-8100\" (%s)", key, s, patternReason(s, err))}
+		}
+		rules = append(rules, rule{text: s, pat: p})
+	}
+	return rules, nil
+}
+
+// patternReason is the part of a target.ParsePattern error after the
+// pattern itself.
+func patternReason(s string, err error) string {
+	if _, after, ok := strings.Cut(err.Error(), strconv.Quote(s)+": "); ok {
+		return after
+	}
+	return err.Error()
+}
+
+// TCPAllow returns the effective TCP allow list, as written.
+func (c *Config) TCPAllow() []string { return ruleTexts(c.tcp) }
+
+// UDPAllow returns the effective UDP allow list, as written.
+func (c *Config) UDPAllow() []string { return ruleTexts(c.udp) }
+
+// connectionKeysChanged reports the first key whose change needs a
+// restart: the edge URL and the TLS files are used when the agent starts.
+func (c *Config) connectionKeysChanged(old *Config) (string, bool) {
+	switch {
+	case c.Edge != old.Edge:
+		return "edge", true
+	case c.Cert != old.Cert:
+		return "cert", true
+	case c.Key != old.Key:
+		return "key", true
+	case c.CA != old.CA:
+		return "ca", true
+	}
+	return "", false
+}

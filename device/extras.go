@@ -1,0 +1,49 @@
+package device
+
+import (
+	"errors"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/udp"
+)
+
+// extras are the handlers that live in their own packages: UDP tunnels
+// and PTY sessions. The agent owns them and closes them on Close.
+type extras struct {
+	udp   *udp.DeviceHandler
+	allow func(target.Target) error // the UDP allow check, on the config in force
+	pty   ptyExtra
+}
+
+func (e *extras) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
+	e.allow = func(t target.Target) error { return a.cfg.Load().AllowUDP(t) }
+	e.udp = udp.NewDeviceHandler(udpConfig(cfg, e.allow), a.Logger)
+	dc.Handle(transport.MsgUDP, e.udp.Handle)
+	e.pty.start(a, dc, cfg)
+}
+
+// apply hands a new config to the handlers; streams opened from now on use it.
+func (e *extras) apply(cfg *Config) {
+	if e.udp != nil {
+		e.udp.SetConfig(udpConfig(cfg, e.allow))
+	}
+	e.pty.apply(cfg)
+}
+
+func (e *extras) close() error {
+	var errs []error
+	if e.udp != nil {
+		errs = append(errs, e.udp.Close())
+	}
+	errs = append(errs, e.pty.close())
+	return errors.Join(errs...)
+}
+
+func udpConfig(cfg *Config, allow func(target.Target) error) udp.DeviceConfig {
+	return udp.DeviceConfig{
+		IdleTimeout:         cfg.UDP.IdleTimeout,
+		MaxPacketsPerSecond: cfg.UDP.MaxPacketsPerSecond,
+		Allow:               allow,
+	}
+}
