@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/transport"
+)
+
+type ncOptions struct {
+	g      *globalOptions
+	device string
+	target string
+}
+
+func newNCCommand(g *globalOptions) *cobra.Command {
+	o := &ncOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "nc DEVICE HOST:PORT",
+		Short: "Connect stdin and stdout to HOST:PORT as reached from a device",
+		Long: `Connect stdin and stdout to HOST:PORT as reached from a device, as one TCP
+stream. The end of stdin is passed on as a half-close, so the remote side
+sees EOF and may still answer; the command ends when the remote side ends its
+output. It fits ssh's ProxyCommand, where %h is the host name given to ssh
+(here, the device ID).`,
+		Example: `  # ssh to a device's own sshd through the edge
+  ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1
+
+  # Or in ~/.ssh/config:
+  #   Host d1 d2
+  #     ProxyCommand tether nc %h 127.0.0.1:22
+
+  # Talk to a service next to the device
+  printf 'GET / HTTP/1.0\r\n\r\n' | tether nc d1 192.168.1.20:80`,
+		Args: argsUsage(cobra.ExactArgs(2), "tether nc DEVICE HOST:PORT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.device = args[0]
+			t, err := parseTarget(args[1])
+			if err != nil {
+				return &usageError{err.Error()}
+			}
+			o.target = t
+			return o.run(cmd.Context())
+		},
+	}
+	return cmd
+}
+
+func (o *ncOptions) run(ctx context.Context) error {
+	conn, err := o.g.prepare(o.device)
+	if err != nil {
+		return err
+	}
+	cl, err := conn.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	st, _, err := cl.OpenStream(ctx, transport.MsgTCP, []byte(o.target))
+	if err != nil {
+		return err
+	}
+	stdio := newStdioConn(o.g.io.In, o.g.io.Out)
+	spliced := make(chan struct{})
+	go func() {
+		defer close(spliced)
+		transport.Splice(stdio, st)
+	}()
+	select {
+	case <-stdio.outDone:
+		// The remote side ended its output: stop reading stdin too.
+	case <-spliced:
+	case <-ctx.Done():
+	}
+	stdio.Close()
+	st.Close()
+	<-spliced
+	select {
+	case <-cl.Done():
+		if !stdio.remoteEOF() {
+			return errSessionLost
+		}
+	default:
+	}
+	return ctx.Err()
+}
+
+// stdioConn is stdin and stdout as one io.ReadWriteCloser for Splice.
+// Reads from stdin run in a pump goroutine through a pipe, so that Close
+// unblocks a Read even when stdin is a terminal that never ends; the pump
+// itself ends at stdin's next read. CloseWrite marks the end of the remote
+// output.
+type stdioConn struct {
+	pr *io.PipeReader
+	w  io.Writer
+
+	outDone   chan struct{}
+	closeOnce sync.Once
+	outOnce   sync.Once
+	mu        sync.Mutex
+	// mu guards the following.
+	gotEOF bool
+}
+
+func newStdioConn(in io.Reader, out io.Writer) *stdioConn {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, in)
+		pw.CloseWithError(err)
+	}()
+	return &stdioConn{pr: pr, w: out, outDone: make(chan struct{})}
+}
+
+func (c *stdioConn) Read(p []byte) (int, error) { return c.pr.Read(p) }
+
+func (c *stdioConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// CloseWrite is called by Splice when the remote output reached EOF.
+func (c *stdioConn) CloseWrite() error {
+	c.mu.Lock()
+	c.gotEOF = true
+	c.mu.Unlock()
+	c.outOnce.Do(func() { close(c.outDone) })
+	return nil
+}
+
+func (c *stdioConn) remoteEOF() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gotEOF
+}
+
+func (c *stdioConn) Close() error {
+	c.closeOnce.Do(func() { c.pr.Close() })
+	return nil
+}

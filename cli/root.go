@@ -1,0 +1,193 @@
+// Package cli is the tether command: tunnels, shells and device operations
+// through a Tether edge. Each command lives in its own file as an options
+// struct and a run function; input and output are injected so that tests
+// drive the commands like a terminal would.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// IO is where a command reads and writes. In is the terminal or pipe the
+// command was started with; InFile is the same as *os.File when it is one
+// (terminal checks and raw mode need the descriptor).
+type IO struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	edge, token, tokenFile, ca string
+	profile, config            string
+	verbose                    bool
+
+	io     IO
+	getenv func(string) string
+
+	// edgeForMessages and deviceForMessages name the edge and the device
+	// in error messages.
+	edgeForMessages, deviceForMessages string
+}
+
+// settings merges flags, environment and config file.
+func (g *globalOptions) settings() (*Settings, error) {
+	s, err := resolveSettings(g, g.getenv)
+	if err != nil {
+		return nil, err
+	}
+	g.edgeForMessages = s.Edge
+	return s, nil
+}
+
+// logger writes the library's warnings to stderr, without timestamps; -v
+// adds debug detail.
+func (g *globalOptions) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.io.ErrOut, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// Main runs the tether command with args (without the program name) and
+// returns the process exit code. ctx ends on Ctrl-C.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return run(ctx, args, IO{In: stdin, Out: stdout, ErrOut: stderr}, os.Getenv)
+}
+
+func run(ctx context.Context, args []string, streams IO, getenv func(string) string) int {
+	g := &globalOptions{io: streams, getenv: getenv}
+	root := newRootCommand(g)
+	root.SetArgs(args)
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code, msg := describe(err, g.edgeForMessages, g.deviceForMessages)
+	if msg != "" {
+		fmt.Fprintf(streams.ErrOut, "tether: %s\n", msg)
+	}
+	if code == ExitUsage {
+		var ue *usageError
+		if errors.As(err, &ue) || isCobraUsage(err) {
+			fmt.Fprintln(streams.ErrOut, "Run 'tether --help' for usage.")
+		}
+	}
+	return code
+}
+
+// isCobraUsage reports errors cobra returns for bad flags and arguments.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "flag needs an argument",
+		"invalid argument", "accepts ", "requires at least", "requires at most", "requires exactly"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+const rootLong = `tether opens tunnels, shells and device operations through a Tether edge.
+
+Settings come from flags, then the environment (TETHER_EDGE, TETHER_TOKEN,
+TETHER_TOKEN_FILE, TETHER_CA, TETHER_PROFILE, TETHER_CONFIG), then the
+config file ($XDG_CONFIG_HOME/tether/config.yaml, by default
+~/.config/tether/config.yaml), which holds named profiles:
+
+  default: prod
+  profiles:
+    prod:
+      edge: https://edge.example.com:8443
+      token_file: prod.token      # relative to the config file
+      ca: ca.crt
+
+`
+
+const rootExamples = `  # List the devices connected to the edge
+  tether --edge https://edge.example.com:8443 --token-file ~/.tether-token devices
+
+  # Forward local port 8080 to port 80 on device d1, like ssh -L
+  tether tcp d1 8080:127.0.0.1:80
+
+  # A shell on device d1, or one command
+  tether shell d1
+  tether shell d1 -- uptime
+
+  # ssh to a device through the edge
+  ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1`
+
+func newRootCommand(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tether",
+		Short:         "Reach devices behind a Tether edge: tunnels, shells, reloads",
+		Long:          rootLong + exitCodeHelp,
+		Example:       rootExamples,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		CompletionOptions: cobra.CompletionOptions{
+			HiddenDefaultCmd: false,
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{err.Error()}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.edge, "edge", "", "edge base URL, such as https://edge.example.com:8443 ("+EnvEdge+")")
+	pf.StringVar(&g.token, "token", "", "bearer token ("+EnvToken+"); prefer --token-file, which keeps it out of ps")
+	pf.StringVar(&g.tokenFile, "token-file", "", "file holding the bearer token ("+EnvTokenFile+")")
+	pf.StringVar(&g.ca, "ca", "", "CA certificate that signed the edge's certificate ("+EnvCA+"; the system pool when unset)")
+	pf.StringVar(&g.profile, "profile", "", "profile of the config file to use ("+EnvProfile+"; the file's default when unset)")
+	pf.StringVar(&g.config, "config", "", "config file ("+EnvConfig+"; default $XDG_CONFIG_HOME/tether/config.yaml)")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log connection details to stderr")
+
+	root.AddCommand(
+		newDevicesCommand(g),
+		newTCPCommand(g),
+		newUDPCommand(g),
+		newShellCommand(g),
+		newNCCommand(g),
+		newReloadCommand(g),
+		newCertsCommand(g),
+		newVersionCommand(g),
+	)
+	for _, c := range root.Commands() {
+		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	}
+	return root
+}
+
+// argsUsage wraps a cobra positional-argument check so that its failure is
+// a usage error naming the expected form.
+func argsUsage(check cobra.PositionalArgs, form string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageErrorf("%v; usage: %s", err, form)
+		}
+		return nil
+	}
+}
+
+func sortStrings(s []string) { slices.Sort(s) }

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/transport"
+)
+
+type tcpOptions struct {
+	g      *globalOptions
+	device string
+	specs  []forwardSpec
+}
+
+func newTCPCommand(g *globalOptions) *cobra.Command {
+	o := &tcpOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "tcp DEVICE [BIND:]LPORT:HOST:RPORT [more...]",
+		Short: "Forward local TCP ports to addresses reached from a device, like ssh -L",
+		Long: `Forward local TCP ports to addresses reached from a device, like ssh -L.
+
+Each forward listens on BIND:LPORT (BIND defaults to 127.0.0.1; * is every
+interface; LPORT 0 picks a free port) and carries every connection to
+HOST:RPORT as dialled by the device. One line per forward is printed once it
+listens:
+
+  127.0.0.1:8080 -> d1 127.0.0.1:80
+
+The command serves until Ctrl-C. When the connection to the edge is lost,
+the listeners stay open and the session is redialled with backoff.`,
+		Example: `  # The device's web UI on http://127.0.0.1:8080
+  tether tcp d1 8080:127.0.0.1:80
+
+  # Two forwards, one on a port picked for you
+  tether tcp d1 8080:127.0.0.1:80 0:192.168.1.20:502
+
+  # Listen on every interface of this machine
+  tether tcp d1 '*:2222:127.0.0.1:22'`,
+		Args: argsUsage(cobra.MinimumNArgs(2), "tether tcp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.device = args[0]
+			for _, a := range args[1:] {
+				spec, err := parseForwardSpec(a)
+				if err != nil {
+					return &usageError{err.Error()}
+				}
+				o.specs = append(o.specs, spec)
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	return cmd
+}
+
+func (o *tcpOptions) run(ctx context.Context) error {
+	conn, err := o.g.prepare(o.device)
+	if err != nil {
+		return err
+	}
+	// Listen first, so that a busy port fails before the edge is dialled.
+	var (
+		lc  net.ListenConfig
+		lns []net.Listener
+	)
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, s := range o.specs {
+		ln, err := lc.Listen(ctx, "tcp", s.Local)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %w; pick another local port (0 picks a free one)", s.Local, err)
+		}
+		lns = append(lns, ln)
+	}
+	cl, err := conn.dial(ctx)
+	if err != nil {
+		return err
+	}
+	r := newRedialer(ctx, conn, cl, o.g.notice)
+	defer r.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fwds := make([]*transport.Forward, len(lns))
+	stopped := make(chan int, len(lns))
+	for i, ln := range lns {
+		fwds[i] = transport.NewForward(ctx, ln, r, o.specs[i].Remote, conn.log)
+		go func() {
+			<-fwds[i].Done()
+			stopped <- i
+		}()
+	}
+	lns = nil // the forwards own the listeners now
+	for i, f := range fwds {
+		fmt.Fprintf(o.g.io.Out, "%s -> %s %s\n", f.Addr(), o.device, o.specs[i].Remote)
+	}
+	var ferr error
+	select {
+	case <-ctx.Done():
+	case i := <-stopped:
+		if err := fwds[i].Err(); err != nil {
+			ferr = fmt.Errorf("forward %s stopped: %w", fwds[i].Addr(), err)
+		}
+	}
+	cancel()
+	for _, f := range fwds {
+		f.Close()
+	}
+	return ferr
+}
+
+// notice prints a progress line for the user on stderr.
+func (g *globalOptions) notice(format string, args ...any) {
+	fmt.Fprintf(g.io.ErrOut, "tether: "+format+"\n", args...)
+}

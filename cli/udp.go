@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/udp"
+)
+
+type udpOptions struct {
+	g      *globalOptions
+	device string
+	specs  []forwardSpec
+}
+
+func newUDPCommand(g *globalOptions) *cobra.Command {
+	o := &udpOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "udp DEVICE [BIND:]LPORT:HOST:RPORT [more...]",
+		Short: "Forward local UDP ports to addresses reached from a device",
+		Long: `Forward local UDP ports to addresses reached from a device. Each local peer
+(address and port) gets its own stream, so answers come back to the peer
+that asked; idle peers expire after a minute. BIND defaults to 127.0.0.1;
+LPORT 0 picks a free port. One line per forward is printed once it listens:
+
+  127.0.0.1:5353 -> d1 127.0.0.53:53
+
+The command serves until Ctrl-C, and redials the edge when the connection
+is lost.`,
+		Example: `  # The device's DNS resolver on local port 5353
+  tether udp d1 5353:127.0.0.53:53
+  dig @127.0.0.1 -p 5353 example.com
+
+  # A Modbus/UDP or SNMP agent next to the device
+  tether udp d1 1161:192.168.1.20:161`,
+		Args: argsUsage(cobra.MinimumNArgs(2), "tether udp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.device = args[0]
+			for _, a := range args[1:] {
+				spec, err := parseForwardSpec(a)
+				if err != nil {
+					return &usageError{err.Error()}
+				}
+				o.specs = append(o.specs, spec)
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	return cmd
+}
+
+func (o *udpOptions) run(ctx context.Context) error {
+	conn, err := o.g.prepare(o.device)
+	if err != nil {
+		return err
+	}
+	cl, err := conn.dial(ctx)
+	if err != nil {
+		return err
+	}
+	r := newRedialer(ctx, conn, cl, o.g.notice)
+	defer r.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lns []*udp.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for _, s := range o.specs {
+		l, err := udp.Listen(ctx, r, s.Local, s.Remote, &udp.ListenOptions{Logger: conn.log})
+		if err != nil {
+			return fmt.Errorf("cannot forward %s: %w", s.Local, err)
+		}
+		lns = append(lns, l)
+	}
+	stopped := make(chan int, len(lns))
+	for i, l := range lns {
+		fmt.Fprintf(o.g.io.Out, "%s -> %s %s\n", l.Addr(), o.device, o.specs[i].Remote)
+		go func() {
+			<-l.Done()
+			stopped <- i
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case i := <-stopped:
+		if err := lns[i].Err(); err != nil {
+			return fmt.Errorf("forward %s stopped: %w", lns[i].Addr(), err)
+		}
+		return nil
+	}
+}
