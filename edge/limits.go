@@ -1,0 +1,142 @@
+package edge
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Limits bound what one peer can make the edge do. Every zero field takes
+// the default named on it.
+type Limits struct {
+	// MaxStreamsPerClient caps the concurrent streams of one client
+	// session; beyond it a stream is answered "too many streams". Default 64.
+	MaxStreamsPerClient int
+	// MaxStreamsPerDevice caps the concurrent streams the edge opens to one
+	// device, across all its clients. It is never above the transport's
+	// MaxStreams, which sizes the session receive buffer so that this many
+	// stalled streams cannot freeze the session. Default: that MaxStreams.
+	MaxStreamsPerDevice int
+	// HandshakeTimeout bounds the TLS handshake and, separately, the
+	// reading of the request headers (against slowloris). Default 10s.
+	HandshakeTimeout time.Duration
+	// OpenTimeout bounds the client's opening message and, separately, the
+	// device's answer. Default 15s.
+	OpenTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers. Default 16 KiB.
+	MaxHeaderBytes int
+	// UpgradeRate is the sustained number of upgrade requests per second
+	// allowed from one source IP; UpgradeBurst the burst above it. A
+	// request beyond them gets 429. Defaults 50/s and 500.
+	UpgradeRate  float64
+	UpgradeBurst int
+	// StallTimeout resets a spliced stream when one direction has data
+	// waiting but its reader made no progress for this long, so a stalled
+	// client holds nothing of the device session. Default 60s.
+	StallTimeout time.Duration
+	// GoAwayTimeout bounds sending GoAway to one device. Default 5s.
+	GoAwayTimeout time.Duration
+}
+
+// Limit defaults.
+const (
+	DefaultMaxStreamsPerClient = 64
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultOpenTimeout         = 15 * time.Second
+	DefaultMaxHeaderBytes      = 16 << 10
+	DefaultUpgradeRate         = 50
+	DefaultUpgradeBurst        = 500
+	DefaultStallTimeout        = 60 * time.Second
+	DefaultGoAwayTimeout       = 5 * time.Second
+)
+
+// withDefaults fills zero fields; maxStreams is the transport's MaxStreams.
+func (l Limits) withDefaults(maxStreams int) Limits {
+	if l.MaxStreamsPerClient <= 0 {
+		l.MaxStreamsPerClient = DefaultMaxStreamsPerClient
+	}
+	if l.MaxStreamsPerDevice <= 0 || l.MaxStreamsPerDevice > maxStreams {
+		l.MaxStreamsPerDevice = maxStreams
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if l.OpenTimeout <= 0 {
+		l.OpenTimeout = DefaultOpenTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.UpgradeRate <= 0 {
+		l.UpgradeRate = DefaultUpgradeRate
+	}
+	if l.UpgradeBurst <= 0 {
+		l.UpgradeBurst = DefaultUpgradeBurst
+	}
+	if l.StallTimeout <= 0 {
+		l.StallTimeout = DefaultStallTimeout
+	}
+	if l.GoAwayTimeout <= 0 {
+		l.GoAwayTimeout = DefaultGoAwayTimeout
+	}
+	return l
+}
+
+// maxRateEntries bounds the rate limiter's table; when it is full, buckets
+// that have refilled are dropped (they hold no information).
+const maxRateEntries = 1 << 16
+
+// rateLimiter is a token bucket per source IP.
+type rateLimiter struct {
+	rate  float64
+	burst float64
+
+	mu sync.Mutex
+	// mu guards the following.
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(rate float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: rate, burst: float64(burst), buckets: make(map[string]*bucket)}
+}
+
+// allow takes a token for the IP of remoteAddr ("ip:port").
+func (r *rateLimiter) allow(remoteAddr string, now time.Time) bool {
+	ip := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		ip = h
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.buckets[ip]
+	if b == nil {
+		if len(r.buckets) >= maxRateEntries {
+			r.pruneLocked(now)
+		}
+		if len(r.buckets) >= maxRateEntries {
+			return false // a flood from too many addresses: refuse newcomers
+		}
+		b = &bucket{tokens: r.burst, last: now}
+		r.buckets[ip] = b
+	}
+	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (r *rateLimiter) pruneLocked(now time.Time) {
+	for ip, b := range r.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*r.rate >= r.burst {
+			delete(r.buckets, ip)
+		}
+	}
+}

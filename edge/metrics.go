@@ -1,0 +1,98 @@
+package edge
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the edge's Prometheus metrics, on their own registry beside
+// the Go runtime and process collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	devices        prometheus.Gauge
+	clientSessions prometheus.Gauge
+	streamsActive  *prometheus.GaugeVec
+	streamsTotal   *prometheus.CounterVec
+	bytes          *prometheus.CounterVec
+	upgradeFails   *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and their registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		devices: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tether_edge_devices_connected", Help: "Devices with a live session.",
+		}),
+		clientSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tether_edge_client_sessions", Help: "Live client sessions.",
+		}),
+		streamsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tether_edge_streams_active", Help: "Spliced streams open now, by type.",
+		}, []string{"type"}),
+		streamsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_edge_streams_total", Help: "Client streams, by type and result (ok, denied, error, device_error, limit).",
+		}, []string{"type", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_edge_bytes_total", Help: "Bytes spliced, by direction (up: client to device, down: device to client).",
+		}, []string{"direction"}),
+		upgradeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_edge_upgrade_failures_total", Help: "Refused upgrades, by reason.",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.devices, m.clientSessions, m.streamsActive, m.streamsTotal, m.bytes, m.upgradeFails,
+	)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry returns the registry, for adding collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func (m *Metrics) deviceDelta(d float64) {
+	if m != nil {
+		m.devices.Add(d)
+	}
+}
+
+func (m *Metrics) clientDelta(d float64) {
+	if m != nil {
+		m.clientSessions.Add(d)
+	}
+}
+
+func (m *Metrics) activeDelta(typ string, d float64) {
+	if m != nil {
+		m.streamsActive.WithLabelValues(typ).Add(d)
+	}
+}
+
+func (m *Metrics) stream(typ, result string) {
+	if m != nil {
+		m.streamsTotal.WithLabelValues(typ, result).Inc()
+	}
+}
+
+func (m *Metrics) addBytes(up, down int64) {
+	if m != nil {
+		m.bytes.WithLabelValues("up").Add(float64(up))
+		m.bytes.WithLabelValues("down").Add(float64(down))
+	}
+}
+
+func (m *Metrics) upgradeFailure(reason string) {
+	if m != nil {
+		m.upgradeFails.WithLabelValues(reason).Inc()
+	}
+}

@@ -1,0 +1,281 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+// Identity is an authenticated client.
+type Identity struct {
+	// Name is the client's name from the policy; it appears in audit
+	// records and denials. It is never the token.
+	Name string
+}
+
+// Request is what a client asks of a device on one stream, after the edge
+// canonicalized it.
+type Request struct {
+	Type transport.MsgType
+	// Target is the canonical destination of a TCP or UDP stream; zero for
+	// other types.
+	Target target.Target
+}
+
+// Policy decides who may do what. Implementations must be safe for
+// concurrent use; the edge swaps a whole Policy on Reload rather than
+// mutating one.
+//
+// Every method denies by default: an unknown token, a device that matches
+// no glob, and a stream type that is not granted are all refused.
+type Policy interface {
+	// Authenticate maps a bearer token to an identity. ok is false for an
+	// unknown token. Implementations compare in constant time.
+	Authenticate(token string) (id Identity, ok bool)
+	// DeviceAllowed reports whether id may reach deviceID at all.
+	DeviceAllowed(id Identity, deviceID string) bool
+	// Authorize returns nil when id may open req on deviceID, else an
+	// error whose text says what was refused.
+	Authorize(id Identity, deviceID string, req Request) error
+}
+
+// ErrNotAllowed is wrapped by every denial of Authorize.
+var ErrNotAllowed = errors.New("not allowed")
+
+// ClientRule is one client of a StaticPolicy.
+type ClientRule struct {
+	// Name identifies the client in audit records and denials.
+	Name string
+	// TokenSHA256 is the SHA-256 of the client's bearer token.
+	TokenSHA256 [sha256.Size]byte
+	// Devices are globs on device IDs; '*' matches any run of characters.
+	Devices []string
+	// TCP and UDP are the targets the client may reach.
+	TCP, UDP []target.Pattern
+	// PTY allows shells and commands (PTY and PTY command streams).
+	PTY bool
+	// Reload allows asking the device to reload its configuration.
+	Reload bool
+	// Files allows file transfer streams.
+	Files bool
+}
+
+// ParseTokenSHA256 decodes a 64-character hex SHA-256.
+func ParseTokenSHA256(s string) ([sha256.Size]byte, error) {
+	var out [sha256.Size]byte
+	if len(s) != 2*sha256.Size {
+		return out, fmt.Errorf("token_sha256 must be %d hex characters, got %d; make one with `tether-edge token`", 2*sha256.Size, len(s))
+	}
+	if _, err := hex.Decode(out[:], []byte(s)); err != nil {
+		return out, fmt.Errorf("token_sha256 is not hex: %v", err)
+	}
+	return out, nil
+}
+
+// HashToken returns the SHA-256 of a bearer token, the form policies store.
+func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+
+// StaticPolicy is a fixed list of clients, as read from the edge's
+// configuration. The zero value denies everything.
+type StaticPolicy struct {
+	clients []ClientRule
+}
+
+// NewStaticPolicy returns a policy for rules. Names must be unique and
+// non-empty, and no two clients may share a token.
+func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
+	names := make(map[string]bool)
+	hashes := make(map[[sha256.Size]byte]string)
+	for i, r := range rules {
+		if r.Name == "" {
+			return nil, fmt.Errorf("client %d has no name", i+1)
+		}
+		if names[r.Name] {
+			return nil, fmt.Errorf("client name %q is used twice", r.Name)
+		}
+		names[r.Name] = true
+		if other, dup := hashes[r.TokenSHA256]; dup {
+			return nil, fmt.Errorf("clients %q and %q have the same token_sha256; give each client its own token", other, r.Name)
+		}
+		hashes[r.TokenSHA256] = r.Name
+		for _, g := range r.Devices {
+			if err := validDeviceGlob(g); err != nil {
+				return nil, fmt.Errorf("client %q: %v", r.Name, err)
+			}
+		}
+	}
+	return &StaticPolicy{clients: append([]ClientRule(nil), rules...)}, nil
+}
+
+// Authenticate hashes token and compares it with every client's hash in
+// constant time, without stopping at the first match.
+func (p *StaticPolicy) Authenticate(token string) (Identity, bool) {
+	if p == nil || token == "" {
+		return Identity{}, false
+	}
+	sum := HashToken(token)
+	found := -1
+	for i := range p.clients {
+		if subtle.ConstantTimeCompare(sum[:], p.clients[i].TokenSHA256[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return Identity{}, false
+	}
+	return Identity{Name: p.clients[found].Name}, true
+}
+
+func (p *StaticPolicy) rule(id Identity) *ClientRule {
+	if p == nil {
+		return nil
+	}
+	for i := range p.clients {
+		if p.clients[i].Name == id.Name {
+			return &p.clients[i]
+		}
+	}
+	return nil
+}
+
+// DeviceAllowed reports whether one of the client's device globs matches.
+func (p *StaticPolicy) DeviceAllowed(id Identity, deviceID string) bool {
+	r := p.rule(id)
+	if r == nil {
+		return false
+	}
+	for _, g := range r.Devices {
+		if globMatch(g, deviceID) {
+			return true
+		}
+	}
+	return false
+}
+
+// Authorize checks the device and the stream type, and for TCP and UDP the
+// canonical target against the client's patterns.
+func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) error {
+	r := p.rule(id)
+	if r == nil || !p.DeviceAllowed(id, deviceID) {
+		return denial(id, deviceID, req)
+	}
+	var ok bool
+	switch req.Type {
+	case transport.MsgTCP:
+		ok = matchAny(r.TCP, req.Target)
+	case transport.MsgUDP:
+		ok = matchAny(r.UDP, req.Target)
+	case transport.MsgPTY, transport.MsgPTYCommand:
+		ok = r.PTY
+	case transport.MsgReload:
+		ok = r.Reload
+	case transport.MsgFileTransfer:
+		ok = r.Files
+	}
+	if !ok {
+		return denial(id, deviceID, req)
+	}
+	return nil
+}
+
+func matchAny(ps []target.Pattern, t target.Target) bool {
+	for _, p := range ps {
+		if p.Match(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// denial builds the refusal text, e.g.
+// "not allowed: tcp 10.0.0.5:25 on device d1 for client ops".
+func denial(id Identity, deviceID string, req Request) error {
+	what := typeWord(req.Type)
+	if req.Target.Host != "" {
+		what += " " + req.Target.String()
+	}
+	return fmt.Errorf("%w: %s on device %s for client %s", ErrNotAllowed, what, deviceID, id.Name)
+}
+
+// typeWord names a stream type the way policies spell it.
+func typeWord(t transport.MsgType) string {
+	switch t {
+	case transport.MsgTCP:
+		return "tcp"
+	case transport.MsgUDP:
+		return "udp"
+	case transport.MsgPTY:
+		return "pty"
+	case transport.MsgPTYCommand:
+		return "pty-command"
+	case transport.MsgReload:
+		return "reload"
+	case transport.MsgFileTransfer:
+		return "file-transfer"
+	}
+	return "type-0x" + strconv.FormatUint(uint64(t), 16)
+}
+
+// AllowAll is a policy that lets every non-empty token do everything on
+// every device. The identity's name is "any". For tests only.
+type AllowAll struct{}
+
+// Authenticate accepts any non-empty token.
+func (AllowAll) Authenticate(token string) (Identity, bool) { return Identity{Name: "any"}, token != "" }
+
+// DeviceAllowed always allows.
+func (AllowAll) DeviceAllowed(Identity, string) bool { return true }
+
+// Authorize always allows.
+func (AllowAll) Authorize(Identity, string, Request) error { return nil }
+
+// denyAll is the policy of a Server without one.
+type denyAll struct{}
+
+func (denyAll) Authenticate(string) (Identity, bool)    { return Identity{}, false }
+func (denyAll) DeviceAllowed(Identity, string) bool     { return false }
+func (denyAll) Authorize(id Identity, d string, r Request) error { return denial(id, d, r) }
+
+func validDeviceGlob(g string) error {
+	if g == "" {
+		return errors.New("empty device glob")
+	}
+	for _, c := range g {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == ':' || c == '*'
+		if !ok {
+			return fmt.Errorf("device glob %q may contain only letters, digits, '.', '-', '_', ':' and '*'", g)
+		}
+	}
+	return nil
+}
+
+// globMatch matches s against a glob where '*' matches any run of
+// characters (device IDs have no separators to respect).
+func globMatch(pattern, s string) bool {
+	px, sx := 0, 0
+	starP, starS := -1, 0
+	for sx < len(s) {
+		switch {
+		case px < len(pattern) && pattern[px] == '*':
+			starP, starS = px, sx
+			px++
+		case px < len(pattern) && pattern[px] == s[sx]:
+			px++
+			sx++
+		case starP >= 0:
+			starS++
+			px, sx = starP+1, starS
+		default:
+			return false
+		}
+	}
+	return strings.Trim(pattern[px:], "*") == ""
+}

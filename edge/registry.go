@@ -1,0 +1,126 @@
+package edge
+
+import (
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetherhq/tether/transport"
+)
+
+// Device is a connected device session held by this edge.
+type Device struct {
+	// ID is the device ID (the certificate's Subject CN).
+	ID string
+	// Serial is the certificate serial in lowercase hex.
+	Serial string
+	// Since is when the session was established.
+	Since time.Time
+	// RemoteAddr is the device's network address.
+	RemoteAddr net.Addr
+
+	sess    *transport.Session
+	streams atomic.Int64 // edge-opened streams in use, GoAway included
+	closeMu sync.Mutex
+	// closeMu guards the following.
+	closeReason string
+}
+
+// Streams returns the number of streams open to the device.
+func (d *Device) Streams() int { return int(d.streams.Load()) }
+
+// close ends the session, recording the first reason given.
+func (d *Device) close(reason string) {
+	d.closeMu.Lock()
+	if d.closeReason == "" {
+		d.closeReason = reason
+	}
+	d.closeMu.Unlock()
+	d.sess.Close()
+}
+
+func (d *Device) reason() string {
+	d.closeMu.Lock()
+	defer d.closeMu.Unlock()
+	if d.closeReason == "" {
+		return "session ended"
+	}
+	return d.closeReason
+}
+
+// Registry tracks the connected devices by ID.
+//
+// The rule for a second connection with an ID already connected: the newer
+// connection wins. Register returns the older Device and the edge closes it
+// and audits the replacement. A device that reconnects after a network
+// change so takes over at once, without waiting for the old session's
+// keep-alive to expire; two live sessions for one ID never coexist.
+//
+// A registry shared by several edges would keep which edge holds each ID;
+// this interface is the part one edge needs. Implementations must be safe
+// for concurrent use.
+type Registry interface {
+	// Register makes d the device for d.ID and returns the device it
+	// replaced, if any.
+	Register(d *Device) (replaced *Device)
+	// Unregister removes d if it is still the device for d.ID, and reports
+	// whether it was.
+	Unregister(d *Device) bool
+	// Lookup returns the device connected under id.
+	Lookup(id string) (*Device, bool)
+	// List returns the connected devices sorted by ID.
+	List() []*Device
+}
+
+// MemoryRegistry is the in-memory Registry of a single edge. The zero value
+// is ready to use.
+type MemoryRegistry struct {
+	mu sync.RWMutex
+	// mu guards the following.
+	devices map[string]*Device
+}
+
+// Register implements Registry.
+func (r *MemoryRegistry) Register(d *Device) *Device {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.devices == nil {
+		r.devices = make(map[string]*Device)
+	}
+	old := r.devices[d.ID]
+	r.devices[d.ID] = d
+	return old
+}
+
+// Unregister implements Registry.
+func (r *MemoryRegistry) Unregister(d *Device) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.devices[d.ID] != d {
+		return false
+	}
+	delete(r.devices, d.ID)
+	return true
+}
+
+// Lookup implements Registry.
+func (r *MemoryRegistry) Lookup(id string) (*Device, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.devices[id]
+	return d, ok
+}
+
+// List implements Registry.
+func (r *MemoryRegistry) List() []*Device {
+	r.mu.RLock()
+	out := make([]*Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		out = append(out, d)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
