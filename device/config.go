@@ -74,7 +74,7 @@ type Config struct {
 	// Path is the file the config was loaded from ("" for ParseConfig).
 	Path string `yaml:"-"`
 
-	tcp, udp []rule        // compiled allow lists
+	tcp, udp []rule         // compiled allow lists
 	lines    map[string]int // key path -> line of its value, for messages
 }
 
@@ -310,8 +310,8 @@ func (c *Config) validate(dir string) error {
 		c.Edge = u.String()
 	}
 	for _, f := range []struct {
-		key string
-		val *string
+		key  string
+		val  *string
 		hint string
 	}{
 		{"cert", &c.Cert, "the device certificate, such as cert: device.crt"},

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/transport"
+)
+
+// Exit codes of tether-agent check: the first failed step decides.
+const (
+	checkOK          = 0
+	checkUsage       = 1 // bad flags
+	checkConfig      = 2 // the config file is missing or invalid
+	checkCAFile      = 3 // the edge CA file does not load
+	checkCertFile    = 4 // the certificate or key does not load, or they do not match
+	checkCertTime    = 5 // the certificate is expired or not yet valid
+	checkCertUsage   = 6 // the certificate is not a device certificate (EKU, device ID)
+	checkEdgeTrust   = 7 // the edge's certificate is not trusted (wrong CA, wrong name, expired)
+	checkEdgeRefused = 8 // the edge refused the device
+	checkUnreachable = 9 // the edge cannot be reached
+)
+
+// checkTimeoutDial bounds the one connection check makes.
+const checkTimeoutDial = 15 * time.Second
+
+// checker prints one line per step and remembers the first failure.
+type checker struct {
+	out  io.Writer
+	code int
+}
+
+func (c *checker) ok(format string, args ...any) {
+	fmt.Fprintf(c.out, "ok    "+format+"\n", args...)
+}
+
+func (c *checker) note(format string, args ...any) {
+	fmt.Fprintf(c.out, "note  "+format+"\n", args...)
+}
+
+func (c *checker) fail(code int, format string, args ...any) {
+	fmt.Fprintf(c.out, "FAIL  "+format+"\n", args...)
+	if c.code == checkOK {
+		c.code = code
+	}
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tether-agent check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", DefaultConfigPath, "the agent's configuration `file`")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: tether-agent check [--config FILE]
+
+Checks the agent's set-up step by step and reports each step in plain words:
+the config, the edge CA file, the device certificate and key (match, validity,
+ClientAuth usage, issuer) and one connection to the edge.
+
+Exit codes: 0 all good, 1 usage, 2 config, 3 edge CA file, 4 certificate or
+key files, 5 certificate expired or not yet valid, 6 not a device certificate,
+7 the edge's certificate is not trusted, 8 the edge refused the device,
+9 the edge cannot be reached.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return checkOK
+		}
+		return checkUsage
+	}
+	c := &checker{out: stdout}
+	c.run(*configPath, time.Now())
+	if c.code == checkOK {
+		fmt.Fprintln(stdout, "all checks passed")
+	} else {
+		fmt.Fprintf(stdout, "check failed (exit code %d)\n", c.code)
+	}
+	return c.code
+}
+
+func (c *checker) run(path string, now time.Time) {
+	cfg, err := device.LoadConfig(path)
+	if err != nil {
+		c.fail(checkConfig, "config %s: %v", path, err)
+		return
+	}
+	c.ok("config %s is valid; edge %s", path, cfg.Edge)
+	c.ok("allow lists: tcp %s; udp %s; pty %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled))
+
+	pool, caCerts, caErr := loadCA(cfg.CA)
+	if caErr != nil {
+		c.fail(checkCAFile, "edge CA file %s does not load: %v; copy the edge's ca.crt to this path", cfg.CA, caErr)
+	} else {
+		c.ok("edge CA file %s holds %d certificate(s): %s", cfg.CA, len(caCerts), subjects(caCerts))
+	}
+
+	cert, certErr := certs.LoadCertificate(cfg.Cert)
+	if certErr != nil {
+		c.fail(checkCertFile, "device certificate %s does not load: %v", cfg.Cert, certErr)
+	}
+	key, keyErr := loadKey(cfg.Key)
+	if keyErr != nil {
+		c.fail(checkCertFile, "device key %s does not load: %v", cfg.Key, keyErr)
+	} else if info, err := os.Stat(cfg.Key); err == nil && info.Mode().Perm()&0o077 != 0 {
+		c.note("device key %s is readable by other users (mode %v); run: chmod 600 %s", cfg.Key, info.Mode().Perm(), cfg.Key)
+	}
+	if certErr == nil {
+		c.checkCert(cfg, cert, key, keyErr == nil, pool, now)
+	}
+	if c.code != checkOK {
+		fmt.Fprintln(c.out, "skip  connection to the edge: fix the problems above first")
+		return
+	}
+	c.connect(cfg)
+}
+
+func (c *checker) checkCert(cfg *device.Config, cert *x509.Certificate, key crypto.Signer, haveKey bool, pool *x509.CertPool, now time.Time) {
+	if haveKey {
+		if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(key.Public()) {
+			c.ok("device key %s matches the certificate %s", cfg.Key, cfg.Cert)
+		} else {
+			c.fail(checkCertFile, "the key in %s does not belong to the certificate in %s; install the key the certificate was issued for", cfg.Key, cfg.Cert)
+		}
+	}
+	switch {
+	case now.After(cert.NotAfter):
+		c.fail(checkCertTime, "the device certificate %s expired on %s (%s ago); issue a new one and restart the agent",
+			cfg.Cert, cert.NotAfter.UTC().Format(time.RFC3339), roughly(now.Sub(cert.NotAfter)))
+	case now.Before(cert.NotBefore):
+		c.fail(checkCertTime, "the device certificate %s is not valid yet: it starts on %s (in %s); check this device's clock",
+			cfg.Cert, cert.NotBefore.UTC().Format(time.RFC3339), roughly(cert.NotBefore.Sub(now)))
+	default:
+		c.ok("the device certificate is valid until %s (%s from now)", cert.NotAfter.UTC().Format(time.RFC3339), roughly(cert.NotAfter.Sub(now)))
+	}
+	hasClientAuth := false
+	for _, u := range cert.ExtKeyUsage {
+		hasClientAuth = hasClientAuth || u == x509.ExtKeyUsageClientAuth || u == x509.ExtKeyUsageAny
+	}
+	if !hasClientAuth {
+		c.fail(checkCertUsage, "the certificate %s lacks the ClientAuth extended key usage, so the edge will refuse it; issue a device certificate", cfg.Cert)
+	} else if err := certs.ValidDeviceID(cert.Subject.CommonName); err != nil {
+		c.fail(checkCertUsage, "the certificate's common name is not a device ID: %v", err)
+	} else {
+		c.ok("the certificate is a device certificate for device ID %q (serial %s)", cert.Subject.CommonName, certs.SerialHex(cert))
+	}
+	if pool != nil {
+		_, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: clampTime(now, cert), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if err == nil {
+			c.ok("the device certificate is signed by the CA in %s", cfg.CA)
+		} else {
+			c.note("the device certificate is issued by %q, not by the CA in %s; that is fine when the edge trusts %q for devices",
+				cert.Issuer.CommonName, cfg.CA, cert.Issuer.CommonName)
+		}
+	}
+}
+
+// connect makes one connection to the edge and explains a failure.
+func (c *checker) connect(cfg *device.Config) {
+	tc, err := deviceTLS(cfg, nil)
+	if err != nil {
+		c.fail(checkCertFile, "%v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeoutDial)
+	defer cancel()
+	sess, err := transport.Dial(ctx, cfg.Edge, "", tc, &transport.Config{HandshakeTimeout: checkTimeoutDial})
+	if err == nil {
+		sess.Close()
+		c.ok("connected to the edge at %s and upgraded to a qbee-v1 session; the edge accepted this device", cfg.Edge)
+		return
+	}
+	code, msg := explainDial(cfg, err)
+	if code == checkOK {
+		c.ok("%s", msg)
+		return
+	}
+	c.fail(code, "%s", msg)
+}
+
+// explainDial turns a Dial error into an exit code and plain words.
+func explainDial(cfg *device.Config, err error) (int, string) {
+	var (
+		unknownCA   x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		status      *transport.StatusError
+		dnsErr      *net.DNSError
+		alert       tls.AlertError
+		dialErr     *transport.DialError
+		edge        = cfg.Edge
+		unreachable = "cannot reach the edge at %s: %v; check the URL, this device's network, DNS and any HTTPS_PROXY setting"
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		issuer := ""
+		if unknownCA.Cert != nil {
+			issuer = fmt.Sprintf(" (it is issued by %q)", unknownCA.Cert.Issuer.CommonName)
+		}
+		return checkEdgeTrust, fmt.Sprintf("the edge's certificate is not signed by the CA in %s%s; put the CA that signed the edge's certificate in %s", cfg.CA, issuer, cfg.CA)
+	case errors.As(err, &hostErr):
+		return checkEdgeTrust, fmt.Sprintf("the edge's certificate is not valid for %q (it names %s); use a host name the certificate names in edge:", hostErr.Host, certNames(hostErr.Certificate))
+	case errors.As(err, &invalid):
+		if invalid.Reason == x509.Expired {
+			return checkEdgeTrust, fmt.Sprintf("the edge's certificate has expired or is not yet valid (%v); renew it on the edge, or check this device's clock", invalid.Detail)
+		}
+		return checkEdgeTrust, fmt.Sprintf("the edge's certificate is not acceptable: %v", invalid)
+	case errors.As(err, &status):
+		switch status.StatusCode {
+		case 409:
+			return checkOK, fmt.Sprintf("the edge at %s accepted the certificate but this device ID is connected already (is the agent running?)", edge)
+		case 401, 403:
+			return checkEdgeRefused, fmt.Sprintf("the edge refused this device: %v; ask the edge's operator whether the certificate is revoked or issued by a CA the edge trusts", status)
+		}
+		return checkEdgeRefused, fmt.Sprintf("the edge did not accept the connection: %v; check that edge: ends in the device path (usually /device)", status)
+	case errors.As(err, &alert):
+		return checkEdgeRefused, fmt.Sprintf("the edge rejected the device certificate during the TLS handshake (%v); ask the edge's operator whether it trusts this device's CA", err)
+	case errors.As(err, &dnsErr):
+		return checkUnreachable, fmt.Sprintf("cannot resolve the edge's host name: %v; check the edge: URL and this device's DNS", dnsErr)
+	case errors.Is(err, context.DeadlineExceeded):
+		return checkUnreachable, fmt.Sprintf("no answer from the edge at %s within %v; check the firewall and any HTTPS_PROXY setting", edge, checkTimeoutDial)
+	case errors.As(err, &dialErr) && strings.HasPrefix(dialErr.Op, "tls"):
+		return checkEdgeTrust, fmt.Sprintf("the TLS handshake with the edge failed: %v", err)
+	}
+	return checkUnreachable, fmt.Sprintf(unreachable, edge, err)
+}
+
+func loadCA(path string) (*x509.CertPool, []*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		crt, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("a certificate does not parse: %v", err)
+		}
+		out = append(out, crt)
+	}
+	if len(out) == 0 {
+		return nil, nil, errors.New("no PEM certificate in it")
+	}
+	return certs.PoolOf(out...), out, nil
+}
+
+func loadKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, errors.New("no PEM block in it")
+	}
+	var k any
+	switch b.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", b.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch s := k.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+		return s.(crypto.Signer), nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T", k)
+}
+
+func subjects(cs []*x509.Certificate) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = fmt.Sprintf("%q", c.Subject.CommonName)
+	}
+	return strings.Join(names, ", ")
+}
+
+func certNames(c *x509.Certificate) string {
+	if c == nil {
+		return "no names"
+	}
+	var names []string
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		return "no names"
+	}
+	return strings.Join(names, ", ")
+}
+
+// clampTime keeps the chain check about the issuer when the validity
+// period is wrong: that is reported on its own.
+func clampTime(now time.Time, c *x509.Certificate) time.Time {
+	if now.After(c.NotAfter) {
+		return c.NotAfter.Add(-time.Second)
+	}
+	if now.Before(c.NotBefore) {
+		return c.NotBefore.Add(time.Second)
+	}
+	return now
+}
+
+func onOff(b bool) string {
+	if b {
+		return "enabled"
+	}
+	return "disabled"
+}
+
+// roughly prints a duration in the largest sensible unit.
+func roughly(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	}
+	return d.Round(time.Second).String()
+}
