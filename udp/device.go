@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,7 +213,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 
 	req, err := ParseRequest(payload)
 	if err != nil {
-		h.refuse(st, err.Error()+"; want <source port>:<host>:<port>, e.g. 0:127.0.0.1:53")
+		h.refuse(st, userText(err)+"; want <source port>:<host>:<port>, e.g. 0:127.0.0.1:53")
 		return
 	}
 	if cfg.Allow != nil {
@@ -225,7 +226,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 	dst, err := resolveTarget(rctx, h.res, req.Target)
 	cancel()
 	if err != nil {
-		h.refuse(st, fmt.Sprintf("udp %s: %v", req.Target, err))
+		h.refuse(st, fmt.Sprintf("udp %s: %s", req.Target, userText(err)))
 		return
 	}
 	conn, err := listenFor(dst, req.SourcePort)
@@ -426,6 +427,11 @@ func (t *tunnel) socketToStream() error {
 func putHeader(b []byte, port uint16, n int) {
 	b[0], b[1] = byte(port>>8), byte(port)
 	b[2], b[3] = byte(n>>8), byte(n)
+}
+
+// userText is err's text without the package prefix, for an Error answer.
+func userText(err error) string {
+	return strings.TrimPrefix(err.Error(), "udp: ")
 }
 
 // isClosed reports errors that mean a socket or stream was closed under us.

@@ -33,7 +33,7 @@ func ParseRequest(payload []byte) (Request, error) {
 	s := string(payload)
 	i := strings.IndexByte(s, ':')
 	if i < 0 {
-		return Request{}, fmt.Errorf("%w %q: want <source port>:<host>:<port>", ErrBadRequest, s)
+		return Request{}, fmt.Errorf("%w %q: no ':' after the source port", ErrBadRequest, s)
 	}
 	src, err := parseSourcePort(s[:i])
 	if err != nil {

@@ -1,0 +1,228 @@
+package udp_test
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/udp"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testLogger writes through t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// broker is a minimal edge over real TLS: one device endpoint, one client
+// endpoint, and every client stream spliced to a new stream on the device.
+type broker struct {
+	url string
+	srv *http.Server
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	dev      *transport.Session
+	sessions []*transport.Session
+}
+
+func newBroker(t testing.TB, tc *tls.Config) *broker {
+	b := &broker{}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
+	require.NoError(t, err)
+	b.url = "https://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/device", func(w http.ResponseWriter, r *http.Request) {
+		s, err := transport.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.dev = s
+		b.sessions = append(b.sessions, s)
+		b.mu.Unlock()
+	})
+	mux.HandleFunc("/client/", func(w http.ResponseWriter, r *http.Request) {
+		s, err := transport.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.sessions = append(b.sessions, s)
+		dev := b.dev
+		b.mu.Unlock()
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				cs, err := s.AcceptStream()
+				if err != nil {
+					return
+				}
+				if dev == nil {
+					cs.Close()
+					continue
+				}
+				ds, err := dev.OpenStream()
+				if err != nil {
+					cs.Close()
+					continue
+				}
+				b.wg.Add(1)
+				go func() {
+					defer b.wg.Done()
+					_, _, _ = transport.Splice(cs, ds)
+				}()
+			}
+		}()
+	})
+	b.srv = &http.Server{Handler: mux, ErrorLog: nil}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		_ = b.srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		b.srv.Close()
+		b.mu.Lock()
+		for _, s := range b.sessions {
+			s.Close()
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	})
+	return b
+}
+
+// rig is a client session and a device serving UDP tunnels, joined by a
+// broker over real TLS on loopback.
+type rig struct {
+	client *transport.Client
+	dev    *udp.DeviceHandler
+}
+
+func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
+	t.Helper()
+	pki := certstest.New(t)
+	b := newBroker(t, pki.EdgeTLS())
+
+	dev := udp.NewDeviceHandler(cfg, testLogger(t))
+	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, nil)
+	dc.Handle(transport.MsgUDP, dev.Handle)
+	require.NoError(t, dc.Start(context.Background()))
+	t.Cleanup(func() {
+		dev.Close()
+		dc.Close()
+	})
+	select {
+	case <-dc.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("device did not connect to the broker")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := transport.DialClient(ctx, b.url, "d1", "token", pki.ClientTLS(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return &rig{client: cl, dev: dev}
+}
+
+// listen starts a Listener on 127.0.0.1:0 towards remote, closed at cleanup.
+func (r *rig) listen(t testing.TB, remote string, opts *udp.ListenOptions) *udp.Listener {
+	t.Helper()
+	if opts == nil {
+		opts = &udp.ListenOptions{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", remote, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// udpServer is a remote UDP service on loopback; reply decides the answer
+// (nil: none) to each datagram.
+type udpServer struct {
+	conn *net.UDPConn
+	done chan struct{}
+}
+
+func newUDPServer(t testing.TB, addr string, reply func(from *net.UDPAddr, data []byte) []byte) *udpServer {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", mustUDPAddr(t, addr))
+	require.NoError(t, err)
+	_ = conn.SetReadBuffer(4 << 20)
+	s := &udpServer{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		buf := make([]byte, 70000)
+		for {
+			n, from, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if out := reply(from, buf[:n]); out != nil {
+				_, _ = conn.WriteToUDP(out, from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-s.done
+	})
+	return s
+}
+
+func (s *udpServer) addr() string { return s.conn.LocalAddr().String() }
+func (s *udpServer) port() int    { return s.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func mustUDPAddr(t testing.TB, s string) *net.UDPAddr {
+	t.Helper()
+	a, err := net.ResolveUDPAddr("udp", s)
+	require.NoError(t, err)
+	return a
+}
+
+// localPeer is a local UDP client socket on 127.0.0.1.
+func localPeer(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", mustUDPAddr(t, "127.0.0.1:0"))
+	require.NoError(t, err)
+	_ = c.SetReadBuffer(4 << 20)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readFrom reads one datagram within a generous deadline.
+func readFrom(t testing.TB, c *net.UDPConn) ([]byte, *net.UDPAddr) {
+	t.Helper()
+	buf := make([]byte, 70000)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	n, from, err := c.ReadFromUDP(buf)
+	require.NoError(t, err, "no datagram arrived")
+	return buf[:n], from
+}

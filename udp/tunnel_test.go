@@ -1,0 +1,493 @@
+package udp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/udp"
+)
+
+// echo answers every datagram with "answer:" and the datagram.
+func echo(_ *net.UDPAddr, data []byte) []byte {
+	return append([]byte("answer:"), data...)
+}
+
+func TestDNSStyleEcho(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	l := r.listen(t, srv.addr(), nil)
+	peer := localPeer(t)
+
+	query := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0, 0, 1, 0, 1}
+	_, err := peer.WriteToUDP(query, l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, from := readFrom(t, peer)
+	assert.Equal(t, append([]byte("answer:"), query...), got)
+	assert.Equal(t, l.Addr().String(), from.String(), "the answer must come from the listener's address")
+
+	st := l.Stats()
+	assert.Equal(t, 1, st.Peers)
+	assert.EqualValues(t, 1, st.StreamsOpened)
+	assert.EqualValues(t, 1, r.dev.Stats().Opened)
+}
+
+func TestThousandDatagramsIntactInOrder(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{MaxPacketsPerSecond: -1})
+	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte { return d })
+	l := r.listen(t, srv.addr(), nil)
+	peer := localPeer(t)
+	dst := l.Addr().(*net.UDPAddr)
+
+	const count, window = 1000, 16
+	rng := rand.New(rand.NewPCG(1, 2))
+	sent := make([][]byte, count)
+	for i := range sent {
+		d := make([]byte, 1+rng.IntN(1400))
+		for j := range d {
+			d[j] = byte(rng.Uint32())
+		}
+		if len(d) >= 2 {
+			binary.BigEndian.PutUint16(d, uint16(i))
+		}
+		sent[i] = d
+	}
+	next := 0
+	for i := 0; i < count; i++ {
+		// Keep a window in flight, so that no socket buffer overflows on a
+		// busy machine: the test is about integrity and order, not speed.
+		for next < count && next < i+window {
+			_, err := peer.WriteToUDP(sent[next], dst)
+			require.NoError(t, err)
+			next++
+		}
+		got, _ := readFrom(t, peer)
+		require.Truef(t, bytes.Equal(sent[i], got), "datagram %d: got %d bytes %x...; want %d bytes %x...",
+			i, len(got), got[:min(8, len(got))], len(sent[i]), sent[i][:min(8, len(sent[i]))])
+	}
+	st := l.Stats()
+	assert.EqualValues(t, count, st.DatagramsOut)
+	assert.EqualValues(t, count, st.DatagramsIn)
+	assert.Zero(t, st.Dropped)
+}
+
+func TestPeersIsolated(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	var mu sync.Mutex
+	sources := map[string]bool{}
+	srv := newUDPServer(t, "127.0.0.1:0", func(from *net.UDPAddr, d []byte) []byte {
+		mu.Lock()
+		sources[from.String()] = true
+		mu.Unlock()
+		return d
+	})
+	l := r.listen(t, srv.addr(), nil)
+	a, b := localPeer(t), localPeer(t)
+	dst := l.Addr().(*net.UDPAddr)
+
+	for i := 0; i < 20; i++ {
+		_, err := a.WriteToUDP([]byte(fmt.Sprintf("A%d", i)), dst)
+		require.NoError(t, err)
+		_, err = b.WriteToUDP([]byte(fmt.Sprintf("B%d", i)), dst)
+		require.NoError(t, err)
+		ga, _ := readFrom(t, a)
+		gb, _ := readFrom(t, b)
+		require.Equal(t, fmt.Sprintf("A%d", i), string(ga), "peer A got another peer's answer")
+		require.Equal(t, fmt.Sprintf("B%d", i), string(gb), "peer B got another peer's answer")
+	}
+	mu.Lock()
+	assert.Len(t, sources, 2, "each local peer must reach the remote from its own source port")
+	mu.Unlock()
+	assert.Equal(t, 2, l.Stats().Peers)
+	assert.EqualValues(t, 2, r.dev.Stats().Opened)
+	assert.Equal(t, 2, r.client.Session().NumStreams())
+}
+
+// TestReplyFromOtherPort: the remote answers from another port; the local
+// peer must see the answer come from the matching local port, and what it
+// sends there must reach that remote port.
+func TestReplyFromOtherPort(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	// The remote lives on 127.0.0.2 so that its ports are free on 127.0.0.1,
+	// where the Listener opens its matching secondary socket.
+	alt := make(chan string, 10)
+	altSrv := newUDPServer(t, "127.0.0.2:0", func(from *net.UDPAddr, d []byte) []byte {
+		alt <- from.String() + " " + string(d)
+		return nil
+	})
+	altConn := altSrv.conn
+	mainSrv := newUDPServer(t, "127.0.0.2:0", func(from *net.UDPAddr, d []byte) []byte {
+		_, _ = altConn.WriteToUDP(append([]byte("from-alt:"), d...), from)
+		return nil
+	})
+	l := r.listen(t, mainSrv.addr(), nil)
+	peer := localPeer(t)
+
+	_, err := peer.WriteToUDP([]byte("hello"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, from := readFrom(t, peer)
+	assert.Equal(t, "from-alt:hello", string(got))
+	assert.Equal(t, "127.0.0.1", from.IP.String())
+	assert.Equal(t, altSrv.port(), from.Port, "the answer must come from the local port matching the remote's source port")
+	assert.Equal(t, 1, l.Stats().Secondaries)
+
+	// The peer answers the port it heard from; it reaches the remote's
+	// other port, through the same tunnel.
+	_, err = peer.WriteToUDP([]byte("back"), from)
+	require.NoError(t, err)
+	select {
+	case got := <-alt:
+		assert.True(t, strings.HasSuffix(got, " back"), "got %q", got)
+		assert.True(t, strings.HasPrefix(got, "127.0.0.1:"), "the device sends from loopback; got %q", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the datagram sent to the secondary socket did not reach the remote's other port")
+	}
+	assert.EqualValues(t, 1, r.dev.Stats().Opened, "both directions must share the peer's one stream")
+}
+
+func TestClientIdleExpiryClosesStreamsAndSockets(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{IdleTimeout: time.Hour})
+	altSrv := newUDPServer(t, "127.0.0.2:0", func(*net.UDPAddr, []byte) []byte { return nil })
+	altConn := altSrv.conn
+	mainSrv := newUDPServer(t, "127.0.0.2:0", func(from *net.UDPAddr, d []byte) []byte {
+		_, _ = altConn.WriteToUDP(d, from)
+		return d
+	})
+	l := r.listen(t, mainSrv.addr(), &udp.ListenOptions{IdleTimeout: 300 * time.Millisecond})
+	peer := localPeer(t)
+
+	_, err := peer.WriteToUDP([]byte("ping"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	ports := map[int]bool{}
+	for i := 0; i < 2; i++ {
+		_, from := readFrom(t, peer)
+		ports[from.Port] = true
+	}
+	require.True(t, ports[altSrv.port()], "an answer must come from the secondary socket")
+
+	require.Eventually(t, func() bool {
+		st := l.Stats()
+		return st.Peers == 0 && st.Secondaries == 0 &&
+			r.client.Session().NumStreams() == 0 && r.dev.Stats().Active == 0
+	}, 20*time.Second, 10*time.Millisecond, "idle streams and sockets must close")
+
+	// The secondary socket is really closed: its port can be bound again.
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: altSrv.port()})
+	require.NoError(t, err, "the secondary socket's port is still in use")
+	c.Close()
+
+	// A new datagram opens a new stream.
+	_, err = peer.WriteToUDP([]byte("again"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, _ := readFrom(t, peer)
+	require.Contains(t, []string{"again"}, string(got))
+	assert.EqualValues(t, 2, l.Stats().StreamsOpened)
+}
+
+func TestDeviceIdleExpiry(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{IdleTimeout: 300 * time.Millisecond})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: time.Hour})
+	peer := localPeer(t)
+
+	_, err := peer.WriteToUDP([]byte("one"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, _ := readFrom(t, peer)
+	require.Equal(t, "answer:one", string(got))
+
+	require.Eventually(t, func() bool {
+		return r.dev.Stats().Expired == 1 && r.dev.Stats().Active == 0 &&
+			l.Stats().Peers == 0 && r.client.Session().NumStreams() == 0
+	}, 20*time.Second, 10*time.Millisecond, "the device must end an idle tunnel and the client must notice")
+
+	_, err = peer.WriteToUDP([]byte("two"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, _ = readFrom(t, peer)
+	require.Equal(t, "answer:two", string(got))
+	assert.EqualValues(t, 2, r.dev.Stats().Opened)
+}
+
+func TestRefusedTargets(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{Allow: func(tg target.Target) error {
+		if tg.Port == 25 {
+			return fmt.Errorf("not allowed: port 25 on device d1")
+		}
+		return nil
+	}})
+	cases := []struct {
+		name, payload, want string
+	}{
+		{"broadcast", "0:255.255.255.255:53", "broadcast"},
+		{"broadcast odd spelling", "0:0xffffffff:53", "broadcast"},
+		{"multicast v4", "5353:224.0.0.251:5353", "multicast"},
+		{"multicast v6", "0:[ff02::1]:53", "multicast"},
+		{"unspecified v4", "0:0.0.0.0:53", "unspecified"},
+		{"unspecified v6", "0:[::]:53", "unspecified"},
+		{"this network", "0:0.1.2.3:53", "unspecified"},
+		{"port zero", "0:127.0.0.1:0", "out of range"},
+		{"no source port", "127.0.0.1:53", "bad tunnel request"},
+		{"source port too big", "65536:127.0.0.1:53", "out of range"},
+		{"signed source port", "+1:127.0.0.1:53", "not a decimal"},
+		{"junk", "hello", "bad tunnel request"},
+		{"empty", "", "bad tunnel request"},
+		{"unbracketed v6", "0:::1:53", "bad tunnel request"},
+		{"policy", "0:127.0.0.1:25", "not allowed: port 25 on device d1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(tc.payload))
+			if st != nil {
+				st.Close()
+			}
+			var re *transport.RemoteError
+			require.ErrorAs(t, err, &re, "payload %q must be answered with an Error", tc.payload)
+			assert.Contains(t, re.Reason, tc.want)
+		})
+	}
+	assert.EqualValues(t, len(cases), r.dev.Stats().Refused)
+	assert.Zero(t, r.dev.Stats().Opened)
+	assert.Zero(t, r.dev.Stats().DatagramsOut)
+}
+
+func TestListenRefusesNonUnicastRemote(t *testing.T) {
+	for _, remote := range []string{"255.255.255.255:53", "224.0.0.1:5353", "0.0.0.0:53", "[ff02::1]:53", "127.0.0.1:0", "nonsense"} {
+		l, err := udp.Listen(context.Background(), nil, "127.0.0.1:0", remote, nil)
+		if l != nil {
+			l.Close()
+		}
+		assert.Error(t, err, "remote %q", remote)
+	}
+}
+
+// rawTunnel opens a UDP tunnel stream by hand, to write frames directly.
+func rawTunnel(t *testing.T, r *rig, payload string) *transport.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(payload))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func frame(t *testing.T, port uint16, data []byte) []byte {
+	b, err := udp.AppendFrame(nil, port, data)
+	require.NoError(t, err)
+	return b
+}
+
+func TestRateLimitDropsCounted(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{MaxPacketsPerSecond: 1})
+	got := make(chan []byte, 1000)
+	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte {
+		got <- append([]byte(nil), d...)
+		return nil
+	})
+	st := rawTunnel(t, r, fmt.Sprintf("0:%s", srv.addr()))
+	const n = 200
+	var all []byte
+	for i := 0; i < n; i++ {
+		all = append(all, frame(t, uint16(srv.port()), []byte(fmt.Sprintf("d%d", i)))...)
+	}
+	_, err := st.Write(all)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		s := r.dev.Stats()
+		return s.DroppedRate+s.DatagramsOut == n
+	}, 20*time.Second, 10*time.Millisecond)
+	s := r.dev.Stats()
+	assert.Positive(t, s.DroppedRate, "a burst over the rate must be dropped")
+	assert.Positive(t, s.DatagramsOut, "the bucket's first token must pass")
+	// What passed reached the target, in order, starting with the first.
+	first := <-got
+	assert.Equal(t, "d0", string(first))
+}
+
+func TestRawFramesBoundedAndCounted(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{MaxDatagram: 100})
+	got := make(chan []byte, 10)
+	srcs := make(chan *net.UDPAddr, 10)
+	srv := newUDPServer(t, "127.0.0.1:0", func(from *net.UDPAddr, d []byte) []byte {
+		srcs <- from
+		got <- append([]byte(nil), d...)
+		return nil
+	})
+	st := rawTunnel(t, r, "0:"+srv.addr())
+	port := uint16(srv.port())
+
+	// Too long for MaxDatagram: dropped and counted; the stream stays in step.
+	_, err := st.Write(frame(t, port, bytes.Repeat([]byte("x"), 200)))
+	require.NoError(t, err)
+	// Port 0: dropped and counted.
+	_, err = st.Write(frame(t, 0, []byte("nowhere")))
+	require.NoError(t, err)
+	// A frame split over several writes is reassembled.
+	f := frame(t, port, []byte("fits"))
+	for _, b := range f {
+		_, err = st.Write([]byte{b})
+		require.NoError(t, err)
+	}
+	select {
+	case d := <-got:
+		assert.Equal(t, "fits", string(d))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the valid frame did not arrive")
+	}
+	s := r.dev.Stats()
+	assert.EqualValues(t, 1, s.DroppedTooLarge)
+	assert.EqualValues(t, 1, s.DroppedInvalid)
+	assert.EqualValues(t, 1, s.DatagramsOut)
+	tunnelAddr := <-srcs
+
+	// From the target: too long is dropped and counted, the next arrives
+	// framed with the target's source port.
+	_, err = srv.conn.WriteToUDP(bytes.Repeat([]byte("y"), 101), tunnelAddr)
+	require.NoError(t, err)
+	// From another address: dropped, the tunnel only carries its target.
+	stranger, err := net.ListenUDP("udp", mustUDPAddr(t, "127.0.0.2:0"))
+	require.NoError(t, err)
+	defer stranger.Close()
+	_, err = stranger.WriteToUDP([]byte("spoof"), tunnelAddr)
+	require.NoError(t, err)
+	_, err = srv.conn.WriteToUDP([]byte("reply"), tunnelAddr)
+	require.NoError(t, err)
+
+	require.NoError(t, st.SetReadDeadline(time.Now().Add(10*time.Second)))
+	hdr := make([]byte, 4+len("reply"))
+	_, err = io.ReadFull(st, hdr)
+	require.NoError(t, err)
+	p, data, _, err := udp.DecodeFrame(hdr)
+	require.NoError(t, err)
+	assert.Equal(t, port, p)
+	assert.Equal(t, "reply", string(data))
+	require.Eventually(t, func() bool {
+		s := r.dev.Stats()
+		return s.DroppedTooLarge == 2 && s.DroppedForeign == 1
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestManyPeersConcurrent runs many peers at once against short idle
+// timeouts, so that expiry races with traffic; under -race it checks the
+// Listener's maps and timers. A peer whose stream expired while its answer
+// was on the way asks again.
+func TestManyPeersConcurrent(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{IdleTimeout: 50 * time.Millisecond})
+	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte { return d })
+	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 30 * time.Millisecond})
+	dst := l.Addr().(*net.UDPAddr)
+
+	const peers, rounds = 16, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, peers)
+	for p := 0; p < peers; p++ {
+		c := localPeer(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 100)
+			for i := 0; i < rounds; i++ {
+				msg := fmt.Sprintf("%d/%d", p, i)
+				ok := false
+				for attempt := 0; attempt < 20 && !ok; attempt++ {
+					if _, err := c.WriteToUDP([]byte(msg), dst); err != nil {
+						errs <- err
+						return
+					}
+					_ = c.SetReadDeadline(time.Now().Add(time.Second))
+					for {
+						n, _, err := c.ReadFromUDP(buf)
+						if err != nil {
+							break // timed out: ask again
+						}
+						if string(buf[:n]) == msg {
+							ok = true
+							break
+						}
+						if !strings.HasPrefix(string(buf[:n]), fmt.Sprintf("%d/", p)) {
+							errs <- fmt.Errorf("peer %d got another peer's datagram %q", p, buf[:n])
+							return
+						}
+					}
+				}
+				if !ok {
+					errs <- fmt.Errorf("peer %d: no answer to %q after 20 attempts", p, msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	require.Eventually(t, func() bool {
+		return l.Stats().Peers == 0 && r.dev.Stats().Active == 0
+	}, 20*time.Second, 10*time.Millisecond)
+}
+
+func TestCloseEndsEverything(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", srv.addr(), &udp.ListenOptions{Logger: testLogger(t)})
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		p := localPeer(t)
+		_, err := p.WriteToUDP([]byte("x"), l.Addr().(*net.UDPAddr))
+		require.NoError(t, err)
+		readFrom(t, p)
+	}
+	require.Equal(t, 3, l.Stats().Peers)
+	require.NoError(t, l.Close())
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done must be closed after Close")
+	}
+	assert.NoError(t, l.Err())
+	assert.Equal(t, 0, l.Stats().Peers)
+	require.Eventually(t, func() bool { return r.dev.Stats().Active == 0 }, 20*time.Second, 10*time.Millisecond)
+	// The main socket is closed.
+	c, err := net.ListenUDP("udp", l.Addr().(*net.UDPAddr))
+	require.NoError(t, err, "the listener's port is still bound after Close")
+	c.Close()
+	require.NoError(t, l.Close(), "Close is idempotent")
+}
+
+func TestDeviceCloseEndsTunnels(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	st := rawTunnel(t, r, "0:"+srv.addr())
+	require.Eventually(t, func() bool { return r.dev.Stats().Active == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.dev.Close())
+	assert.EqualValues(t, 0, r.dev.Stats().Active)
+	require.NoError(t, st.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := st.Read(make([]byte, 1))
+	require.Error(t, err, "the stream must end when the handler closes")
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the stream stayed open: %v", err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err = r.client.OpenStream(ctx, transport.MsgUDP, []byte("0:"+srv.addr()))
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Contains(t, re.Reason, "shutting down")
+}
