@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+// fileConfig is edge.yaml.
+type fileConfig struct {
+	Listen        string         `yaml:"listen"`
+	TLS           tlsConfig      `yaml:"tls"`
+	DeviceCA      string         `yaml:"device_ca"`
+	Revoked       string         `yaml:"revoked"`
+	Clients       []clientConfig `yaml:"clients"`
+	AuditLog      string         `yaml:"audit_log"`
+	MetricsListen string         `yaml:"metrics_listen"`
+	LogLevel      string         `yaml:"log_level"`
+	Limits        limitsConfig   `yaml:"limits"`
+}
+
+type tlsConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+type clientConfig struct {
+	Name        string      `yaml:"name"`
+	TokenSHA256 string      `yaml:"token_sha256"`
+	Devices     []string    `yaml:"devices"`
+	Allow       allowConfig `yaml:"allow"`
+}
+
+type allowConfig struct {
+	TCP    []string `yaml:"tcp"`
+	UDP    []string `yaml:"udp"`
+	PTY    bool     `yaml:"pty"`
+	Reload bool     `yaml:"reload"`
+	Files  bool     `yaml:"files"`
+}
+
+// limitsConfig mirrors edge.Limits; zero keeps the default.
+type limitsConfig struct {
+	MaxStreamsPerClient int           `yaml:"max_streams_per_client"`
+	MaxStreamsPerDevice int           `yaml:"max_streams_per_device"`
+	HandshakeTimeout    time.Duration `yaml:"handshake_timeout"`
+	OpenTimeout         time.Duration `yaml:"open_timeout"`
+	MaxHeaderBytes      int           `yaml:"max_header_bytes"`
+	UpgradeRate         float64       `yaml:"upgrade_rate"`
+	UpgradeBurst        int           `yaml:"upgrade_burst"`
+	StallTimeout        time.Duration `yaml:"stall_timeout"`
+	DrainTimeout        time.Duration `yaml:"drain_timeout"`
+}
+
+// defaultDrainTimeout bounds the graceful shutdown.
+const defaultDrainTimeout = 30 * time.Second
+
+// maxConfigSize bounds edge.yaml.
+const maxConfigSize = 4 << 20
+
+// config is a loaded and checked edge.yaml, with paths made absolute.
+type config struct {
+	path    string
+	file    fileConfig
+	cert    tls.Certificate
+	policy  *edge.StaticPolicy
+	revoked edge.Revocations
+	limits  edge.Limits
+	drain   time.Duration
+}
+
+// configError names the file, the line and the key of a bad value.
+type configError struct {
+	path string
+	line int
+	key  string
+	msg  string
+}
+
+func (e *configError) Error() string {
+	loc := e.path
+	if e.line > 0 {
+		loc += ":" + strconv.Itoa(e.line)
+	}
+	if e.key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.key, e.msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.msg)
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+var typeName = regexp.MustCompile(` into \S+`)
+
+// loadConfig reads and checks edge.yaml, and loads the files it names.
+func loadConfig(path string) (*config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than %d bytes", path, maxConfigSize)
+	}
+	return parseConfig(path, data, true)
+}
+
+// parseConfig checks data; with loadFiles it also reads the certificate,
+// key and revocation files it names.
+func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
+	c := &config{path: path}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, cleanYAMLError(err))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c.file); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the file is empty; see the example in the README", path)
+		}
+		return nil, fmt.Errorf("%s: %s", path, cleanYAMLError(err))
+	}
+	bad := func(msg string, keys ...string) error {
+		return &configError{path: path, line: lineOf(&root, keys...), key: strings.Join(keys, "."), msg: msg}
+	}
+	fc := &c.file
+	dir := filepath.Dir(path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if fc.Listen == "" {
+		return nil, bad("required: the address to listen on, such as \"0.0.0.0:8443\"", "listen")
+	}
+	if fc.TLS.Cert == "" {
+		return nil, bad("required: the edge's certificate file", "tls", "cert")
+	}
+	if fc.TLS.Key == "" {
+		return nil, bad("required: the edge's key file", "tls", "key")
+	}
+	if fc.DeviceCA == "" {
+		return nil, bad("required: the CA file that signs device certificates", "device_ca")
+	}
+	fc.TLS.Cert, fc.TLS.Key, fc.DeviceCA = rel(fc.TLS.Cert), rel(fc.TLS.Key), rel(fc.DeviceCA)
+	fc.Revoked = rel(fc.Revoked)
+	if fc.AuditLog != "-" {
+		fc.AuditLog = rel(fc.AuditLog)
+	}
+	switch fc.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, bad(fmt.Sprintf("%q is not one of debug, info, warn, error", fc.LogLevel), "log_level")
+	}
+
+	rules := make([]edge.ClientRule, 0, len(fc.Clients))
+	for i, cl := range fc.Clients {
+		k := func(keys ...string) []string { return append([]string{"clients", strconv.Itoa(i)}, keys...) }
+		if cl.Name == "" {
+			return nil, bad("required: a name for the client", k("name")...)
+		}
+		sum, err := edge.ParseTokenSHA256(cl.TokenSHA256)
+		if err != nil {
+			return nil, bad(err.Error(), k("token_sha256")...)
+		}
+		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
+			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files}
+		if len(cl.Devices) == 0 {
+			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
+		}
+		for j, g := range cl.Devices {
+			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {
+				return nil, bad(strings.TrimPrefix(err.Error(), `client "x": `), k("devices", strconv.Itoa(j))...)
+			}
+		}
+		for j, p := range cl.Allow.TCP {
+			pat, err := target.ParsePattern(p)
+			if err != nil {
+				return nil, bad(err.Error(), k("allow", "tcp", strconv.Itoa(j))...)
+			}
+			r.TCP = append(r.TCP, pat)
+		}
+		for j, p := range cl.Allow.UDP {
+			pat, err := target.ParsePattern(p)
+			if err != nil {
+				return nil, bad(err.Error(), k("allow", "udp", strconv.Itoa(j))...)
+			}
+			r.UDP = append(r.UDP, pat)
+		}
+		rules = append(rules, r)
+	}
+	pol, err := edge.NewStaticPolicy(rules)
+	if err != nil {
+		return nil, bad(err.Error(), "clients")
+	}
+	c.policy = pol
+
+	l := fc.Limits
+	checks := []struct {
+		neg bool
+		key string
+	}{
+		{l.MaxStreamsPerClient < 0, "max_streams_per_client"},
+		{l.MaxStreamsPerDevice < 0, "max_streams_per_device"},
+		{l.HandshakeTimeout < 0, "handshake_timeout"},
+		{l.OpenTimeout < 0, "open_timeout"},
+		{l.MaxHeaderBytes < 0, "max_header_bytes"},
+		{l.UpgradeRate < 0, "upgrade_rate"},
+		{l.UpgradeBurst < 0, "upgrade_burst"},
+		{l.StallTimeout < 0, "stall_timeout"},
+		{l.DrainTimeout < 0, "drain_timeout"},
+	}
+	for _, ch := range checks {
+		if ch.neg {
+			return nil, bad("must not be negative (0 keeps the default)", "limits", ch.key)
+		}
+	}
+	if l.MaxStreamsPerDevice > transport.DefaultMaxStreams {
+		return nil, bad(fmt.Sprintf("at most %d, the session's stream cap that sizes its buffers", transport.DefaultMaxStreams), "limits", "max_streams_per_device")
+	}
+	c.limits = edge.Limits{
+		MaxStreamsPerClient: l.MaxStreamsPerClient, MaxStreamsPerDevice: l.MaxStreamsPerDevice,
+		HandshakeTimeout: l.HandshakeTimeout, OpenTimeout: l.OpenTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
+		UpgradeRate: l.UpgradeRate, UpgradeBurst: l.UpgradeBurst, StallTimeout: l.StallTimeout,
+	}
+	c.drain = l.DrainTimeout
+	if c.drain == 0 {
+		c.drain = defaultDrainTimeout
+	}
+	if !loadFiles {
+		return c, nil
+	}
+
+	c.cert, err = tls.LoadX509KeyPair(fc.TLS.Cert, fc.TLS.Key)
+	if err != nil {
+		return nil, bad(fmt.Sprintf("cannot load the certificate and key: %v", err), "tls")
+	}
+	if _, err := certs.LoadPool(fc.DeviceCA); err != nil {
+		return nil, bad(err.Error(), "device_ca")
+	}
+	if c.revoked, err = loadRevoked(fc.Revoked); err != nil {
+		return nil, bad(err.Error(), "revoked")
+	}
+	return c, nil
+}
+
+// loadRevoked reads the revocation list; no file configured means none.
+func loadRevoked(path string) (edge.Revocations, error) {
+	if path == "" {
+		return edge.Revocations{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the revocation list: %v (create an empty file if nothing is revoked)", err)
+	}
+	defer f.Close()
+	r, err := edge.ParseRevocations(io.LimitReader(f, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return r, nil
+}
+
+func cleanYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "yaml: ")
+	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
+	s = unknownField.ReplaceAllString(s, "unknown key \"$1\"")
+	s = typeName.ReplaceAllString(s, "")
+	return s
+}
+
+// lineOf returns the line of the value at keys (mapping keys or sequence
+// indexes) in the document, or of the deepest part of it that exists.
+func lineOf(root *yaml.Node, keys ...string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, k := range keys {
+		var next *yaml.Node
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					next = n.Content[i+1]
+					line = n.Content[i].Line
+				}
+			}
+		case yaml.SequenceNode:
+			if i, err := strconv.Atoi(k); err == nil && i >= 0 && i < len(n.Content) {
+				next = n.Content[i]
+				line = next.Line
+			}
+		}
+		if next == nil {
+			break
+		}
+		n = next
+	}
+	return line
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/tetherhq/tether/certs"
+)
+
+const defaultDevListen = "127.0.0.1:8443"
+
+// runDev creates a dev set-up in dir once (PKI, edge.yaml, client.token,
+// a device certificate and agent.yaml), prints how to use it, and serves.
+func runDev(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tether-edge dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "directory for the dev PKI and configs (created if missing)")
+	listen := fs.String("listen", defaultDevListen, "listen address")
+	device := fs.String("device", "demo", "device ID of the generated device certificate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("--dir is required: where to keep the dev PKI and configs, e.g. --dir ./tether-dev")
+	}
+	if err := certs.ValidDeviceID(*device); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(abs, "edge.yaml")
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		if err := createDev(abs, *listen, *device); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created a dev set-up in %s (device %q).\n", abs, *device)
+	} else if err != nil {
+		return err
+	} else {
+		fmt.Fprintf(stdout, "Using the dev set-up in %s.\n", abs)
+	}
+	return serve(cfgPath, *listen, stderr, func(addr string) {
+		fmt.Fprintf(stdout, `
+Edge listening on https://%[1]s
+
+Start the agent:
+  tether-agent --config %[2]s
+
+Use the CLI:
+  tether --edge https://%[1]s --ca %[3]s --token-file %[4]s devices
+`, addr, filepath.Join(abs, "agent.yaml"), filepath.Join(abs, "ca.crt"), filepath.Join(abs, "client.token"))
+	})
+}
+
+func createDev(dir, listen, deviceID string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", listen, err)
+	}
+	ca, err := certs.NewCA("Tether Dev CA", certs.Options{})
+	if err != nil {
+		return err
+	}
+	hosts := []string{"127.0.0.1", "::1", "localhost"}
+	if host != "" && host != "127.0.0.1" && host != "::1" && host != "localhost" && host != "0.0.0.0" && host != "::" {
+		hosts = append([]string{host}, hosts...)
+	}
+	edgeKP, err := ca.IssueServer(hosts, certs.Options{})
+	if err != nil {
+		return err
+	}
+	dev, err := ca.IssueDevice(deviceID, certs.Options{})
+	if err != nil {
+		return err
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	if err := ca.Save(p("ca.crt"), p("ca.key"), false); err != nil {
+		return err
+	}
+	if err := edgeKP.Save(p("edge.crt"), p("edge.key"), false); err != nil {
+		return err
+	}
+	if err := dev.Save(p("device.crt"), p("device.key"), false); err != nil {
+		return err
+	}
+	tok, sum, err := newToken()
+	if err != nil {
+		return err
+	}
+	if err := certs.WriteFile(p("client.token"), []byte(tok+"\n"), 0o600, false); err != nil {
+		return err
+	}
+	if err := certs.WriteFile(p("revoked.txt"), []byte("# revoked device certificate serials, one per line (hex)\n"), 0o644, false); err != nil {
+		return err
+	}
+	edgeYAML := fmt.Sprintf(`# Dev edge created by tether-edge dev. Paths are relative to this file.
+listen: %q
+tls: {cert: edge.crt, key: edge.key}
+device_ca: ca.crt
+revoked: revoked.txt
+clients:
+  - name: dev
+    token_sha256: %q   # SHA-256 of client.token
+    devices: ["*"]
+    allow:
+      tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+      udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+      pty: true
+      reload: true
+audit_log: audit.jsonl
+`, listen, sum)
+	if err := certs.WriteFile(p("edge.yaml"), []byte(edgeYAML), 0o600, false); err != nil {
+		return err
+	}
+	edgeHost := listen
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		_, port, _ := net.SplitHostPort(listen)
+		edgeHost = net.JoinHostPort("127.0.0.1", port)
+	}
+	agentYAML := fmt.Sprintf(`# Dev agent created by tether-edge dev. Paths are relative to this file.
+edge: "https://%s/device"
+cert: device.crt
+key: device.key
+ca: ca.crt
+allow:
+  tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+  udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+pty: {enabled: true}
+`, edgeHost)
+	return certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false)
+}

@@ -1,0 +1,238 @@
+// Command tether-edge is the Tether broker: devices connect to it over
+// mTLS, people connect with bearer tokens, and it splices what policy
+// allows.
+//
+//	tether-edge --config edge.yaml [--listen ADDR]   serve
+//	tether-edge token                                 print a new client token and its hash
+//	tether-edge dev --dir DIR [--listen ADDR] [--device ID]
+//	                                                  create a dev set-up once, then serve it
+//	tether-edge version
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/version"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "tether-edge:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `tether-edge is the Tether broker.
+
+Usage:
+  tether-edge --config edge.yaml [--listen ADDR]
+  tether-edge token
+  tether-edge dev --dir DIR [--listen ADDR] [--device ID]
+  tether-edge version
+
+Signals: SIGHUP re-reads clients, policy and the revocation list;
+SIGTERM and SIGINT drain (GoAway to every device) and exit.
+
+Examples:
+  tether-edge token >> tokens.txt
+  tether-edge dev --dir ./tether-dev
+  tether-edge --config /etc/tether/edge.yaml
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], stdout)
+		case "dev":
+			return runDev(args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, "tether-edge", version.Version)
+			return nil
+		}
+	}
+	fs := flag.NewFlagSet("tether-edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fs.PrintDefaults() }
+	cfgPath := fs.String("config", "", "edge configuration file (YAML)")
+	listen := fs.String("listen", "", "listen address; overrides listen in the config")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unknown command %q; run tether-edge --help", fs.Arg(0))
+	}
+	if *cfgPath == "" {
+		return errors.New("--config is required (or run `tether-edge dev --dir DIR` for a ready-made dev set-up)")
+	}
+	return serve(*cfgPath, *listen, stderr, nil)
+}
+
+func runToken(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tether-edge token", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tok, sum, err := newToken()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	fmt.Fprintf(stdout, "token_sha256: %q\n", sum)
+	return nil
+}
+
+// newToken returns a random 256-bit token in hex and its SHA-256 in hex.
+func newToken() (token, sum string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("generate token: %w", err)
+	}
+	token = hex.EncodeToString(b)
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:]), nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serve runs the edge until SIGTERM or SIGINT. ready, when not nil, gets
+// the listen address once the edge accepts connections.
+func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr string)) error {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.file.LogLevel)
+	listen := cfg.file.Listen
+	if listenOverride != "" {
+		listen = listenOverride
+	}
+
+	var auditW io.Writer = os.Stdout
+	if cfg.file.AuditLog != "" && cfg.file.AuditLog != "-" {
+		f, err := os.OpenFile(cfg.file.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("open the audit log: %w (check audit_log in %s)", err, cfgPath)
+		}
+		defer f.Close()
+		auditW = f
+	}
+	pool, err := certs.LoadPool(cfg.file.DeviceCA)
+	if err != nil {
+		return err
+	}
+	metrics := edge.NewMetrics()
+	srv := &edge.Server{
+		DeviceCA: pool,
+		Policy:   cfg.policy,
+		Revoked:  cfg.revoked,
+		Auditor:  edge.NewJSONAuditor(auditW, log),
+		Metrics:  metrics,
+		Limits:   cfg.limits,
+		Logger:   log,
+	}
+
+	// Signals first, so that a SIGTERM during start-up is not lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another edge running? pick another address with --listen)", listen, err)
+	}
+	hs := srv.HTTPServer(certs.EdgeTLSConfig(cfg.cert))
+	errc := make(chan error, 2)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+
+	var ms *http.Server
+	if cfg.file.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.file.MetricsListen)
+		if err != nil {
+			hs.Close()
+			srv.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.file.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler())
+		ms = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ms.Serve(mln) }()
+		log.Info("serving metrics", "addr", mln.Addr().String())
+	}
+	log.Info("edge listening", "addr", ln.Addr().String(), "version", version.Version, "clients", len(cfg.file.Clients))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	for {
+		select {
+		case err := <-errc:
+			if ms != nil {
+				ms.Close()
+			}
+			hs.Close()
+			srv.Close()
+			return fmt.Errorf("serve: %w", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(srv, cfgPath, log)
+				continue
+			}
+			log.Info("shutting down: draining", "signal", sig.String(), "drain_timeout", cfg.drain.String())
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+			_ = hs.Shutdown(ctx)
+			err := srv.Shutdown(ctx)
+			cancel()
+			if ms != nil {
+				ms.Close()
+			}
+			if err != nil {
+				log.Warn("drain timed out; remaining streams were cut", "err", err)
+			}
+			log.Info("edge stopped")
+			return nil
+		}
+	}
+}
+
+// reload re-reads the config's clients and revocation list. A broken file
+// keeps the running policy.
+func reload(srv *edge.Server, cfgPath string, log *slog.Logger) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		log.Error("reload failed; keeping the running policy", "err", err)
+		return
+	}
+	srv.Reload(cfg.policy, cfg.revoked)
+	log.Info("reloaded clients and revocation list (listen, tls and limits need a restart)", "config", cfgPath)
+}
