@@ -1,0 +1,329 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/certs/certstest"
+)
+
+// These tests run the built tether binary against a real tether-edge and
+// tether-agent on loopback.
+
+func TestDevices(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	f.addAgent("lab-2", "")
+
+	out, errOut, code := f.tether("", "devices")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	require.Regexp(t, `^ID\s+CONNECTED SINCE\s+ADDRESS\s+STREAMS$`, lines[0])
+	require.Contains(t, out, "d1 ")
+	require.Contains(t, out, "127.0.0.1:")
+
+	out, errOut, code = f.tether("", "devices", "--json")
+	require.Equal(t, 0, code, errOut)
+	var devs []Device
+	require.NoError(t, json.Unmarshal([]byte(out), &devs), out)
+	ids := map[string]Device{}
+	for _, d := range devs {
+		ids[d.ID] = d
+	}
+	require.Contains(t, ids, "d1")
+	require.Contains(t, ids, "lab-2")
+	since, err := time.Parse(time.RFC3339Nano, ids["d1"].ConnectedSince)
+	require.NoError(t, err, "connected_since %q", ids["d1"].ConnectedSince)
+	require.WithinDuration(t, time.Now(), since, 10*time.Minute)
+	host, _, err := net.SplitHostPort(ids["d1"].RemoteAddr)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", host)
+
+	// The limited token sees only the devices its globs match.
+	out, errOut, code = runTether(t, baseEnv(t), "", f.args(f.limited, "devices", "--json")...)
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, out, `"d1"`)
+	require.Contains(t, out, `"lab-2"`)
+}
+
+func TestNCHalfClose(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	target := echoUpper(t)
+	out, errOut, code := f.tether("ping through the tunnel", "nc", "d1", target)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "echo:PING THROUGH THE TUNNEL", out)
+}
+
+func TestTCPForwards(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	a, b := echoUpper(t), echoUpper(t)
+	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b)
+	locals := forwardLines(t, fwd, 2)
+	require.Contains(t, fwd.stdout.String(), " -> d1 "+a+"\n")
+	require.Contains(t, fwd.stdout.String(), " -> d1 "+b+"\n")
+	for i, local := range locals {
+		require.True(t, strings.HasPrefix(local, "127.0.0.1:"), local)
+		require.NotEqual(t, "127.0.0.1:0", local, "port 0 was not replaced by the port picked")
+		for j := 0; j < 3; j++ {
+			got, err := roundTrip(local, fmt.Sprintf("fwd %d req %d", i, j))
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprintf("echo:FWD %d REQ %d", i, j), got)
+		}
+	}
+	// Ctrl-C ends it cleanly.
+	require.NoError(t, fwd.cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, 0, fwd.wait(t), fwd.stderr.String())
+}
+
+// roundTrip sends msg to addr, half-closes, and reads the answer.
+func roundTrip(addr, msg string) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+func TestTCPForwardSurvivesEdgeRestart(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	target := echoUpper(t)
+	fwd := f.startTether(false, "tcp", "d1", "0:"+target)
+	local := forwardLines(t, fwd, 1)[0]
+	got, err := roundTrip(local, "before")
+	require.NoError(t, err)
+	require.Equal(t, "echo:BEFORE", got)
+
+	f.edge.kill9()
+	require.Eventually(t, func() bool {
+		return strings.Contains(fwd.stderr.String(), "lost the connection to the edge")
+	}, 30*time.Second, 20*time.Millisecond, "the forward did not notice the lost edge:\n%s", fwd.stderr.String())
+	// The listener stays open while the edge is down.
+	c, err := net.Dial("tcp", local)
+	require.NoError(t, err, "the forward closed its listener")
+	c.Close()
+
+	f.startEdge()
+	f.waitListed("d1")
+	require.Eventually(t, func() bool {
+		got, err := roundTrip(local, "after")
+		return err == nil && got == "echo:AFTER"
+	}, 60*time.Second, 200*time.Millisecond, "the forward did not recover:\n%s", fwd.stderr.String())
+	require.Contains(t, fwd.stderr.String(), "reconnected to the edge")
+	select {
+	case <-fwd.done:
+		t.Fatal("the forward exited instead of reconnecting")
+	default:
+	}
+}
+
+func TestUDPForward(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-served })
+	go func() {
+		defer close(served)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(append([]byte("udp:"), buf[:n]...), from)
+		}
+	}()
+	fwd := f.startTether(false, "udp", "d1", "0:"+pc.LocalAddr().String())
+	local := forwardLines(t, fwd, 1)[0]
+	c, err := net.Dial("udp", local)
+	require.NoError(t, err)
+	defer c.Close()
+	buf := make([]byte, 2048)
+	// UDP may drop: send until an answer comes back.
+	require.Eventually(t, func() bool {
+		if _, err := c.Write([]byte("hello")); err != nil {
+			return false
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "udp:hello"
+	}, 30*time.Second, 10*time.Millisecond)
+}
+
+func TestReload(t *testing.T) {
+	f := newFleet(t)
+	marker := filepath.Join(t.TempDir(), "reloaded")
+	f.addAgent("d1", fmt.Sprintf("reload: {command: [\"/bin/sh\", \"-c\", \"touch %s\"]}\n", marker))
+	out, errOut, code := f.tether("", "reload", "d1")
+	require.Equal(t, 0, code, errOut)
+	require.True(t, strings.HasPrefix(out, "d1: "), out)
+	require.FileExists(t, marker)
+
+	f.addAgent("d2", "reload: {command: [\"/bin/sh\", \"-c\", \"echo config is broken >&2; exit 3\"]}\n")
+	_, errOut, code = f.tether("", "reload", "d2")
+	require.Equal(t, ExitRemote, code, errOut)
+	require.Contains(t, errOut, "config is broken")
+}
+
+// TestErrorClasses checks each failure a person can hit: its exit code and
+// a message that says what to do.
+func TestErrorClasses(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	target := echoUpper(t)
+	closedPort := freePort(t)
+	other := certstest.New(t)
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantMsg  []string
+	}{
+		{"edge refuses connections",
+			[]string{"--edge", fmt.Sprintf("https://127.0.0.1:%d", closedPort), "--ca", f.pki.CAFile, "--token", f.token, "nc", "d1", target},
+			ExitUnreachable, []string{"refused", "is tether-edge running"}},
+		{"edge name does not resolve",
+			[]string{"--edge", "https://edge.invalid:8443", "--ca", f.pki.CAFile, "--token", f.token, "reload", "d1"},
+			ExitUnreachable, []string{"cannot resolve", "edge.invalid"}},
+		{"edge name does not resolve (devices)",
+			[]string{"--edge", "https://edge.invalid:8443", "--ca", f.pki.CAFile, "--token", f.token, "devices"},
+			ExitUnreachable, []string{"cannot resolve"}},
+		{"unknown authority",
+			[]string{"--edge", f.edgeURL(), "--token", f.token, "nc", "d1", target},
+			ExitTLS, []string{"unknown authority", "pass --ca"}},
+		{"wrong CA (devices)",
+			[]string{"--edge", f.edgeURL(), "--ca", other.CAFile, "--token", f.token, "devices"},
+			ExitTLS, []string{"pass --ca"}},
+		{"token rejected", f.args("not-a-token", "nc", "d1", target), ExitAuth, []string{"rejected the token", "401"}},
+		{"token rejected (devices)", f.args("not-a-token", "devices"), ExitAuth, []string{"rejected the token"}},
+		{"forbidden device", f.args(f.limited, "nc", "d1", target), ExitForbidden, []string{"403", "d1"}},
+		{"device offline", f.args(f.token, "reload", "ghost"), ExitOffline, []string{"ghost", "not connected", "tether devices"}},
+		{"remote error verbatim",
+			f.args(f.token, "nc", "d1", fmt.Sprintf("127.0.0.1:%d", closedPort)),
+			ExitRemote, []string{fmt.Sprintf("127.0.0.1:%d", closedPort), "refused"}},
+		{"edge policy denial", f.args(f.token, "nc", "d1", "10.9.8.7:22"), ExitRemote, []string{"not allowed", "10.9.8.7:22"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := runTether(t, baseEnv(t), "x", tt.args...)
+			require.Equal(t, tt.wantCode, code, errOut)
+			require.True(t, strings.HasPrefix(errOut, "tether: "), errOut)
+			for _, m := range tt.wantMsg {
+				require.Contains(t, errOut, m)
+			}
+		})
+	}
+}
+
+// TestLostSessionMidTunnel: nc reports the loss and exits 255.
+func TestLostSessionMidTunnel(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	target := lineEcho(t)
+	nc := f.startTether(true, "nc", "d1", target)
+	_, err := io.WriteString(nc.stdin, "hello\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return nc.stdout.String() == "hello\n" }, 30*time.Second, 10*time.Millisecond)
+	f.edge.kill9()
+	code := nc.wait(t)
+	require.Equal(t, ExitLost, code, nc.stderr.String())
+	require.Contains(t, nc.stderr.String(), "lost")
+	nc.stdin.Close()
+}
+
+// TestProfileFromConfigFile runs against `tether-edge dev` with settings
+// only from a profile in $XDG_CONFIG_HOME/tether/config.yaml.
+func TestProfileFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	edge := spawn(t, false, baseEnv(t), "tether-edge", "dev", "--dir", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "agent.yaml"))
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "tether-edge dev wrote no agent.yaml:\n%s", edge.stderr.String())
+	spawn(t, false, baseEnv(t), "tether-agent", "--config", filepath.Join(dir, "agent.yaml"))
+
+	xdg := t.TempDir()
+	cfg := fmt.Sprintf(`default: broken
+profiles:
+  broken:
+    edge: https://127.0.0.1:1
+  dev:
+    edge: https://127.0.0.1:%d
+    token_file: %s
+    ca: %s
+`, port, filepath.Join(dir, "client.token"), filepath.Join(dir, "ca.crt"))
+	require.NoError(t, os.MkdirAll(filepath.Join(xdg, "tether"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(xdg, "tether", "config.yaml"), []byte(cfg), 0o600))
+	environ := append(baseEnv(t), "XDG_CONFIG_HOME="+xdg)
+
+	require.Eventually(t, func() bool {
+		out, _, code := runTether(t, environ, "", "--profile", "dev", "devices")
+		return code == 0 && strings.Contains(out, "demo")
+	}, 30*time.Second, 100*time.Millisecond)
+
+	// TETHER_PROFILE selects it as well; without either the default
+	// profile (a closed port) is used.
+	out, errOut, code := runTether(t, append(environ, "TETHER_PROFILE=dev"), "", "devices", "--json")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"demo"`)
+	_, errOut, code = runTether(t, environ, "", "devices")
+	require.Equal(t, ExitUsage, code, errOut)
+	require.Contains(t, errOut, "no token")
+	// A flag beats the profile.
+	_, errOut, code = runTether(t, append(environ, "TETHER_PROFILE=dev"), "", "--edge", "https://127.0.0.1:1", "devices")
+	require.Equal(t, ExitUnreachable, code, errOut)
+}
+
+// TestSSHProxyCommand reaches a real OpenSSH server on the device side
+// through `tether nc` as ssh's ProxyCommand.
+func TestSSHProxyCommand(t *testing.T) {
+	sshd := findSSHD()
+	if sshd == "" {
+		t.Skip("sshd not found (install openssh-server; .ci/run does)")
+	}
+	sshBin, err := execLookPath("ssh")
+	if err != nil {
+		t.Skip("ssh client not found (install openssh-client; .ci/run does)")
+	}
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	addr := startSSHD(t, sshd)
+
+	// ssh runs the ProxyCommand through a shell; the settings come from
+	// the environment so the command line stays short.
+	proxy := fmt.Sprintf("%s nc %%h %s", binPath("tether"), addr)
+	environ := append(baseEnv(t),
+		"TETHER_EDGE="+f.edgeURL(), "TETHER_CA="+f.pki.CAFile, "TETHER_TOKEN="+f.token)
+	out, errOut := runSSH(t, sshBin, environ, proxy, "d1", "echo ssh-through-tether $((6*7))")
+	require.Contains(t, out, "ssh-through-tether 42", errOut)
+
+	// Lines written with the session open come back in order.
+	r := bufio.NewReader(strings.NewReader(out))
+	line, _ := r.ReadString('\n')
+	require.Equal(t, "ssh-through-tether 42\n", line)
+}

@@ -1,0 +1,400 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+	"go.uber.org/goleak"
+)
+
+// binDir holds tether, tether-edge and tether-agent, built once in TestMain.
+var binDir string
+
+// buildAndRun builds the three binaries, runs the tests, and fails the run
+// when goroutines outlive them.
+func buildAndRun(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "tether-cli-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cli tests:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+		"../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "cli tests: leaked goroutines:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+func binPath(name string) string { return filepath.Join(binDir, name) }
+
+// lockedBuffer is a bytes.Buffer safe for a process writing and a test
+// reading.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// process is a running binary. It is stopped when the test ends.
+type process struct {
+	cmd    *exec.Cmd
+	stdout lockedBuffer
+	stderr lockedBuffer
+	stdin  io.WriteCloser
+	done   chan struct{}
+	code   int
+}
+
+// spawn starts a binary. withStdin keeps a pipe to its stdin open.
+func spawn(t *testing.T, withStdin bool, environ []string, name string, args ...string) *process {
+	t.Helper()
+	p := &process{done: make(chan struct{})}
+	p.cmd = exec.Command(binPath(name), args...)
+	p.cmd.Env = environ
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if withStdin {
+		w, err := p.cmd.StdinPipe()
+		require.NoError(t, err)
+		p.stdin = w
+	}
+	require.NoError(t, p.cmd.Start(), "start %s", name)
+	go func() {
+		err := p.cmd.Wait()
+		p.code = 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		} else if err != nil {
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("--- %s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.stdout.String(), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM, then kills the process group if it lingers.
+func (p *process) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// kill9 kills the process without a chance to clean up.
+func (p *process) kill9() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// wait waits for the process to exit and returns its code.
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(60 * time.Second):
+		t.Fatalf("process did not exit\nstdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
+		return -1
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// baseEnv is a clean environment: no TETHER_* settings and no config file
+// from the machine running the tests.
+func baseEnv(t *testing.T) []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C"}
+}
+
+// fleet is a real tether-edge with one or more tether-agents on loopback.
+type fleet struct {
+	t       *testing.T
+	pki     *certstest.PKI
+	dir     string
+	addr    string
+	token   string // every right on every device
+	limited string // may reach devices named "lab-*" only
+	edge    *process
+	agents  map[string]*process
+}
+
+func newToken(t *testing.T) (token, sum string) {
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	token = hex.EncodeToString(b)
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:])
+}
+
+// newFleet writes an edge config for a fresh PKI and starts tether-edge.
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	pki := certstest.New(t)
+	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), agents: map[string]*process{}}
+	var sum, limSum string
+	f.token, sum = newToken(t)
+	f.limited, limSum = newToken(t)
+	cfg := fmt.Sprintf(`listen: %q
+tls: {cert: edge.crt, key: edge.key}
+device_ca: ca.crt
+clients:
+  - name: ops
+    token_sha256: %q
+    devices: ["*"]
+    allow:
+      tcp: ["127.0.0.1:*", "localhost:*"]
+      udp: ["127.0.0.1:*"]
+      pty: true
+      reload: true
+  - name: lab
+    token_sha256: %q
+    devices: ["lab-*"]
+    allow:
+      tcp: ["127.0.0.1:1-1024"]
+`, f.addr, sum, limSum)
+	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "edge.yaml"), []byte(cfg), 0o600))
+	f.startEdge()
+	return f
+}
+
+func (f *fleet) edgeURL() string { return "https://" + f.addr }
+
+func (f *fleet) startEdge() {
+	f.t.Helper()
+	f.edge = spawn(f.t, false, baseEnv(f.t), "tether-edge", "--config", filepath.Join(f.dir, "edge.yaml"))
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: certs.ClientTLSConfig(f.pki.Pool()), DisableKeepAlives: true}}
+	require.Eventually(f.t, func() bool {
+		resp, err := hc.Get(f.edgeURL() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "the edge did not come up:\n%s", f.edge.stderr.String())
+}
+
+// addAgent starts tether-agent for id and waits until the edge lists it.
+// extra is YAML appended to its config.
+func (f *fleet) addAgent(id, extra string) {
+	f.t.Helper()
+	f.pki.Device(id)
+	crt, key := f.pki.DeviceFiles(id)
+	cfg := fmt.Sprintf(`edge: "https://%s/device"
+cert: %s
+key: %s
+ca: ca.crt
+allow:
+  tcp: ["127.0.0.1:*", "localhost:*"]
+  udp: ["127.0.0.1:*"]
+pty: {enabled: true, shell: "/bin/sh"}
+%s`, f.addr, filepath.Base(crt), filepath.Base(key), extra)
+	path := filepath.Join(f.dir, id+".yaml")
+	require.NoError(f.t, os.WriteFile(path, []byte(cfg), 0o600))
+	f.agents[id] = spawn(f.t, false, baseEnv(f.t), "tether-agent", "--config", path)
+	f.waitListed(id)
+}
+
+func (f *fleet) waitListed(id string) {
+	f.t.Helper()
+	require.Eventually(f.t, func() bool {
+		out, _, code := f.tether("", "devices", "--json")
+		return code == 0 && strings.Contains(out, `"`+id+`"`)
+	}, 30*time.Second, 100*time.Millisecond, "device %s did not connect", id)
+}
+
+// args are the global flags of the ops client.
+func (f *fleet) args(token string, more ...string) []string {
+	return append([]string{"--edge", f.edgeURL(), "--ca", f.pki.CAFile, "--token", token}, more...)
+}
+
+// tether runs the built CLI as the ops client and returns stdout, stderr
+// and the exit code.
+func (f *fleet) tether(stdin string, args ...string) (string, string, int) {
+	f.t.Helper()
+	return runTether(f.t, baseEnv(f.t), stdin, f.args(f.token, args...)...)
+}
+
+func runTether(t *testing.T, environ []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath("tether"), args...)
+	cmd.Env = environ
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin = strings.NewReader(stdin)
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		require.True(t, ok, "run tether %v: %v", args, err)
+		code = ee.ExitCode()
+	}
+	return out.String(), errOut.String(), code
+}
+
+// startTether starts a long-running tether command as the ops client.
+func (f *fleet) startTether(withStdin bool, args ...string) *process {
+	f.t.Helper()
+	return spawn(f.t, withStdin, baseEnv(f.t), "tether", f.args(f.token, args...)...)
+}
+
+// forwardLines waits for n "LOCAL -> DEVICE REMOTE" lines and returns the
+// local addresses.
+func forwardLines(t *testing.T, p *process, n int) []string {
+	t.Helper()
+	var addrs []string
+	require.Eventually(t, func() bool {
+		addrs = addrs[:0]
+		for _, line := range strings.Split(p.stdout.String(), "\n") {
+			if i := strings.Index(line, " -> "); i > 0 {
+				addrs = append(addrs, line[:i])
+			}
+		}
+		return len(addrs) >= n
+	}, 30*time.Second, 20*time.Millisecond, "forward did not start:\n%s\n%s", p.stdout.String(), p.stderr.String())
+	return addrs
+}
+
+// echoUpper answers each connection, after the client's EOF, with what it
+// read in upper case: the answer arrives only if half-close carries
+// through the whole path.
+func echoUpper(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				in, err := io.ReadAll(c)
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("echo:" + strings.ToUpper(string(in))))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// lineEcho echoes bytes back as they come, until the test ends.
+func lineEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				c.Close()
+			} else {
+				conns = append(conns, c)
+			}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
