@@ -110,7 +110,7 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := strings.ToValidUTF8(string(b.buf), "")
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b.buf), ""))
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
 }
 

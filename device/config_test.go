@@ -1,0 +1,173 @@
+package device
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/target"
+)
+
+const goodConfig = `edge: "https://edge.example.com:8443/device"
+cert: device.crt
+key: device.key
+ca: /etc/tether/ca.crt
+allow:
+  tcp: ["127.0.0.1:*", "10.0.0.*:8000-8100"]
+  udp: ["127.0.0.1:53"]
+pty: {enabled: true, shell: "/bin/sh", user: "", max_sessions: 4, idle_timeout: 1h}
+reload: {command: ["true"], timeout: 5s}
+dial_timeout: 3s
+udp: {idle_timeout: 20s, max_packets_per_second: -1}
+`
+
+func TestParseConfigGood(t *testing.T) {
+	c, err := ParseConfig([]byte(goodConfig), "/etc/tether")
+	require.NoError(t, err)
+	require.Equal(t, "https://edge.example.com:8443/device", c.Edge)
+	require.Equal(t, "/etc/tether/device.crt", c.Cert, "relative paths resolve against the file's directory")
+	require.Equal(t, "/etc/tether/device.key", c.Key)
+	require.Equal(t, "/etc/tether/ca.crt", c.CA, "absolute paths stay")
+	require.Equal(t, []string{"127.0.0.1:*", "10.0.0.*:8000-8100"}, c.TCPAllow())
+	require.Equal(t, []string{"127.0.0.1:53"}, c.UDPAllow())
+	require.True(t, c.PTY.Enabled)
+	require.Equal(t, "/bin/sh", c.PTY.Shell)
+	require.Equal(t, 4, c.PTY.MaxSessions)
+	require.Equal(t, time.Hour, c.PTY.IdleTimeout)
+	require.Equal(t, []string{"true"}, c.Reload.Command)
+	require.Equal(t, 5*time.Second, c.Reload.Timeout)
+	require.Equal(t, 3*time.Second, c.DialTimeout)
+	require.Equal(t, 20*time.Second, c.UDP.IdleTimeout)
+	require.Equal(t, -1, c.UDP.MaxPacketsPerSecond)
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte("edge: https://edge:8443\ncert: a.crt\nkey: a.key\nca: ca.crt\n"), "/d")
+	require.NoError(t, err)
+	require.Equal(t, "https://edge:8443/device", c.Edge, "a URL without a path gets /device")
+	require.Equal(t, DefaultAllow, c.TCPAllow(), "no allow list means loopback only")
+	require.Equal(t, DefaultAllow, c.UDPAllow())
+	require.False(t, c.PTY.Enabled, "PTY is off unless enabled")
+	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
+	require.Equal(t, DefaultReloadTimeout, c.Reload.Timeout)
+	require.Empty(t, c.Reload.Command)
+}
+
+func TestParseConfigEmptyAllowListAllowsNothing(t *testing.T) {
+	c, err := ParseConfig([]byte("edge: https://e/device\ncert: a\nkey: b\nca: c\nallow: {tcp: []}\n"), "")
+	require.NoError(t, err)
+	require.Empty(t, c.TCPAllow())
+	err = c.AllowTCP(target.Target{Host: "127.0.0.1", Port: 22})
+	require.ErrorIs(t, err, ErrNotAllowed)
+	require.Contains(t, err.Error(), "allowed: nothing")
+	require.Equal(t, DefaultAllow, c.UDPAllow(), "the udp list is independent")
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	base := "edge: https://e/device\ncert: a\nkey: b\nca: c\n" // lines 1-4
+	cases := []struct {
+		name string
+		yaml string
+		want string // the error text starts with this
+		line int
+	}{
+		{"unknown top-level key", base + "allow: {tcp: []}\nfoo: 1\n", `config line 6: unknown key "foo"`, 6},
+		{"unknown nested key", base + "pty:\n  enabled: true\n  shel: /bin/sh\n", `config line 7: unknown key "shel" in pty`, 7},
+		{"unknown key in allow", base + "allow:\n  tpc: []\n", `config line 6: unknown key "tpc" in allow`, 6},
+		{"wrong type", base + "pty:\n  enabled: maybe\n", "config line 6: cannot unmarshal", 6},
+		{"bad duration", base + "dial_timeout: soon\n", "config line 5:", 5},
+		{"bad pattern names its item's line", base + "allow:\n  tcp:\n    - 127.0.0.1:*\n    - \"127.0.0.1:99999\"\n", `config line 8: allow.tcp: "127.0.0.1:99999" is not a host:port pattern`, 8},
+		{"syntax error", base + "allow: [\n", "config line", 0},
+		{"duplicate key", base + "cert: x\n", "config line", 0},
+		{"missing edge", "cert: a\nkey: b\nca: c\n", `config: missing key "edge"`, 0},
+		{"missing key", "edge: https://e/device\ncert: a\nca: c\n", `config: missing key "key"`, 0},
+		{"http edge", "edge: http://e/device\ncert: a\nkey: b\nca: c\n", "config line 1: edge: \"http://e/device\" must start with https://", 1},
+		{"relative shell", base + "pty: {shell: sh}\n", "config line 5: pty.shell:", 5},
+		{"negative timeout", base + "reload: {timeout: -1s}\n", "config line 5: reload.timeout:", 5},
+		{"empty command", base + "reload: {command: [\"\"]}\n", "config line 5: reload.command:", 5},
+		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
+		{"not a mapping", "- a\n- b\n", "config line 1: the file must be a mapping", 1},
+		{"empty file", "", "config: the file is empty", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml), "/d")
+			require.Error(t, err)
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.True(t, strings.HasPrefix(err.Error(), tc.want), "got %q; want prefix %q", err.Error(), tc.want)
+			var ce *ConfigError
+			require.True(t, errors.As(err, &ce))
+			if tc.line > 0 {
+				require.Equal(t, tc.line, ce.Line)
+			}
+		})
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(goodConfig), 0o600))
+	c, err := LoadConfig(path)
+	require.NoError(t, err)
+	require.Equal(t, path, c.Path)
+	require.Equal(t, filepath.Join(dir, "device.crt"), c.Cert)
+
+	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	big := make([]byte, MaxConfigSize+10)
+	for i := range big {
+		big[i] = '#'
+	}
+	require.NoError(t, os.WriteFile(path, big, 0o600))
+	_, err = LoadConfig(path)
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.Contains(t, err.Error(), "larger than")
+}
+
+func TestConnectionKeysChanged(t *testing.T) {
+	a, err := ParseConfig([]byte(goodConfig), "/etc/tether")
+	require.NoError(t, err)
+	b, err := ParseConfig([]byte(strings.Replace(goodConfig, "10.0.0.*:8000-8100", "10.0.0.9:22", 1)), "/etc/tether")
+	require.NoError(t, err)
+	_, changed := b.connectionKeysChanged(a)
+	require.False(t, changed, "allow lists may change on reload")
+	c, err := ParseConfig([]byte(strings.Replace(goodConfig, "edge.example.com", "other.example.com", 1)), "/etc/tether")
+	require.NoError(t, err)
+	key, changed := c.connectionKeysChanged(a)
+	require.True(t, changed)
+	require.Equal(t, "edge", key)
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("edge: https://e\ncert: a\nkey: b\nca: c\nallow: {tcp: [\"*:*\"], udp: []}\n"))
+	f.Add([]byte("allow:\n  tcp:\n    - [1, 2]\n"))
+	f.Add([]byte("&a [*a, *a]"))
+	f.Add([]byte("pty: !!binary aGVsbG8=\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data, "/d")
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v (%T) is not a *ConfigError", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), "config") {
+				t.Fatalf("error %q does not start with config", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(c.Edge, "https://") || c.Cert == "" || c.Key == "" || c.CA == "" {
+			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+		if c.DialTimeout <= 0 || c.Reload.Timeout <= 0 {
+			t.Fatalf("defaults not applied: %+v", c)
+		}
+	})
+}
