@@ -1,0 +1,354 @@
+// Package pty runs interactive shells for the device agent and holds the
+// terminal helpers of the CLI.
+//
+// On the device, a Server answers PTY streams (0x12): it starts the login
+// shell, or the requested command, on a new pseudo-terminal, answers OK with
+// a random session ID and copies the terminal's bytes both ways. PTY
+// command streams (0x13) resize a session (type 0) or report how its
+// process ended (type 1, our exit-status extension; see docs/protocol.md).
+//
+// Teardown: when the client's side of the stream ends (it closed the
+// stream, or its write side), the session is hung up: SIGHUP to the
+// session's process group, SIGKILL to every process of the session after
+// a grace period, then the child is reaped and the terminal closed. When
+// the process exits by itself, its remaining output is drained to the
+// stream first. A client that wants to pass end-of-input and still read
+// the output sends the terminal's EOF character instead of closing
+// (transport.PTYSession.SendEOF).
+package pty
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tetherhq/tether/transport"
+)
+
+// Config is the PTY part of the agent's configuration. The zero Config
+// refuses every session.
+type Config struct {
+	// Enabled allows PTY sessions. When false every PTY stream gets an Error.
+	Enabled bool
+	// Shell is the program started when the client sends no command, as a
+	// login shell. Empty means the user's login shell from the passwd
+	// database, or /bin/sh when it has none.
+	Shell string
+	// User runs the sessions as this user (name or numeric uid) when the
+	// agent runs as root. Empty means the agent's own user.
+	User string
+	// MaxSessions caps concurrent sessions; a session beyond it gets an
+	// Error. Zero means no cap beyond the session's stream limit.
+	MaxSessions int
+	// IdleTimeout hangs a session up after this long without a byte in
+	// either direction. Zero means never.
+	IdleTimeout time.Duration
+}
+
+// Teardown and bookkeeping constants.
+const (
+	// DefaultCols and DefaultRows size a terminal whose client sent 0.
+	DefaultCols, DefaultRows = 80, 24
+	// hangupGrace is how long a hung-up session has between SIGHUP and
+	// SIGKILL.
+	hangupGrace = 3 * time.Second
+	// drainTimeout bounds how long the output of an exited process is
+	// still copied to the stream (a process left behind may hold the
+	// terminal open).
+	drainTimeout = 5 * time.Second
+	// exitMemory is how long the exit status of an ended session is kept.
+	exitMemory = time.Minute
+	// maxExited bounds the remembered exit statuses; the oldest go first.
+	maxExited = 4096
+)
+
+// Sentinel errors. Their text reaches the client in Error answers.
+var (
+	// ErrDisabled: PTY sessions are disabled in the configuration.
+	ErrDisabled = errors.New("pty: shell access is disabled on this device (set pty.enabled in the agent configuration)")
+	// ErrClosed: the server is shutting down.
+	ErrClosed = errors.New("pty: the agent is shutting down; try again once it has reconnected")
+	// ErrTooManySessions: MaxSessions sessions are open.
+	ErrTooManySessions = errors.New("pty: too many shell sessions are open on this device; close one and retry")
+	// ErrUnknownSession: no session has this ID.
+	ErrUnknownSession = errors.New("pty: no such shell session (it never existed, or ended more than a minute ago)")
+	// ErrSessionEnded: the session exists no more, only its exit status.
+	ErrSessionEnded = errors.New("pty: the shell session has ended")
+)
+
+// Server runs the PTY sessions of one agent. Create it with NewServer,
+// register HandlePTY and HandleCommand with the transport.DeviceClient,
+// and Close it on shutdown.
+type Server struct {
+	log *slog.Logger
+	wg  sync.WaitGroup // one per running session handler
+
+	mu sync.Mutex
+	// mu guards the following.
+	cfg      Config
+	closed   bool
+	sessions map[string]*session
+	exited   map[string]exitRecord
+	order    []string // IDs in exited, oldest first
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+type exitRecord struct {
+	status transport.ExitStatus
+	at     time.Time
+}
+
+// NewServer returns a Server with cfg. logger may be nil.
+func NewServer(cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		log:      logger,
+		cfg:      cfg,
+		sessions: make(map[string]*session),
+		exited:   make(map[string]exitRecord),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+}
+
+// SetConfig replaces the configuration. New sessions use it; running ones
+// keep the settings they started with.
+func (s *Server) SetConfig(cfg Config) {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+}
+
+// Config returns the current configuration.
+func (s *Server) Config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// Close hangs up every session, waits until each one's processes are
+// reaped and its terminal closed, and refuses new sessions. It is
+// idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// NumSessions returns the number of running sessions.
+func (s *Server) NumSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// HandlePTY serves a PTY stream (0x12): it is a transport.Handler. It
+// returns when the session has ended and its processes are reaped.
+func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []byte) {
+	req, err := transport.DecodePTYCommand(payload)
+	if err != nil {
+		_ = transport.WriteError(st, fmt.Sprintf("bad PTY request: %v", err))
+		return
+	}
+	sess, cfg, err := s.reserve()
+	if err != nil {
+		_ = transport.WriteError(st, err.Error())
+		return
+	}
+	defer s.wg.Done()
+	started := false
+	defer func() {
+		if !started {
+			s.release(sess.id)
+		}
+	}()
+	if err := sess.start(cfg, req); err != nil {
+		s.log.Warn("cannot start PTY session", "err", err)
+		_ = transport.WriteError(st, err.Error())
+		return
+	}
+	started = true
+	if err := transport.WriteOK(st, []byte(sess.id)); err != nil {
+		s.log.Debug("PTY session answer failed", "sid", shortID(sess.id), "err", err)
+		sess.abort()
+		s.finish(sess)
+		return
+	}
+	s.log.Info("PTY session started", "sid", shortID(sess.id), "pid", sess.cmd.Process.Pid,
+		"user", sess.user, "command", sess.argv0)
+
+	// The session ends with the handler's context (the agent is closing)
+	// or the server's.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	status, why := sess.run(rctx, st, cfg.IdleTimeout, func(es transport.ExitStatus) { s.recordExit(sess.id, es) })
+	s.finish(sess)
+	s.log.Info("PTY session ended", "sid", shortID(sess.id), "status", status.String(), "why", why)
+}
+
+// reserve registers a new session under a fresh ID, within the limits.
+// On success the caller owns one count of s.wg.
+func (s *Server) reserve() (*session, Config, error) {
+	id, err := newID()
+	if err != nil {
+		return nil, Config{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.cfg
+	switch {
+	case s.closed:
+		return nil, cfg, ErrClosed
+	case !cfg.Enabled:
+		return nil, cfg, ErrDisabled
+	case cfg.MaxSessions > 0 && len(s.sessions) >= cfg.MaxSessions:
+		return nil, cfg, fmt.Errorf("%w (limit %d)", ErrTooManySessions, cfg.MaxSessions)
+	}
+	sess := &session{id: id, log: s.log}
+	s.sessions[id] = sess
+	s.wg.Add(1)
+	return sess, cfg, nil
+}
+
+func (s *Server) release(id string) {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+}
+
+// finish closes what is left of a session and unregisters it. Its exit
+// status was recorded when the process ended, before the stream closed.
+func (s *Server) finish(sess *session) {
+	sess.closeTerminal()
+	s.release(sess.id)
+}
+
+// recordExit remembers a session's exit status for exitMemory.
+func (s *Server) recordExit(id string, es transport.ExitStatus) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked(now)
+	if len(s.order) >= maxExited {
+		delete(s.exited, s.order[0])
+		s.order = s.order[1:]
+	}
+	s.exited[id] = exitRecord{status: es, at: now}
+	s.order = append(s.order, id)
+}
+
+// pruneLocked forgets exit statuses older than exitMemory.
+func (s *Server) pruneLocked(now time.Time) {
+	n := 0
+	for n < len(s.order) && now.Sub(s.exited[s.order[n]].at) > exitMemory {
+		delete(s.exited, s.order[n])
+		n++
+	}
+	if n > 0 {
+		s.order = append(s.order[:0], s.order[n:]...)
+	}
+}
+
+// HandleCommand serves a PTY command stream (0x13): resize (type 0) or
+// exit status (type 1). It is a transport.Handler.
+func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload []byte) {
+	cmd, err := transport.DecodePTYCommand(payload)
+	if err != nil {
+		_ = transport.WriteError(st, fmt.Sprintf("bad PTY command: %v", err))
+		return
+	}
+	switch cmd.Type {
+	case transport.PTYResize:
+		err = s.resize(cmd.SID, cmd.Cols, cmd.Rows)
+		if err == nil {
+			_ = transport.WriteOK(st, nil)
+		}
+	case transport.PTYStatus:
+		var b []byte
+		b, err = s.status(cmd.SID)
+		if err == nil {
+			_ = transport.WriteOK(st, b)
+		}
+	default:
+		err = fmt.Errorf("unknown PTY command type %d (this device knows 0 = resize and 1 = status)", int(cmd.Type))
+	}
+	if err != nil {
+		_ = transport.WriteError(st, err.Error())
+	}
+}
+
+func (s *Server) lookup(id string) (*session, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cfg.Enabled {
+		return nil, false, ErrDisabled
+	}
+	s.pruneLocked(time.Now())
+	_, exited := s.exited[id]
+	if sess, ok := s.sessions[id]; ok {
+		return sess, exited, nil
+	}
+	if exited {
+		return nil, true, nil
+	}
+	return nil, false, ErrUnknownSession
+}
+
+func (s *Server) resize(id string, cols, rows int) error {
+	if cols < 1 || rows < 1 {
+		return fmt.Errorf("bad PTY resize: window size %dx%d must be at least 1x1", cols, rows)
+	}
+	sess, exited, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
+	if sess == nil || exited {
+		return ErrSessionEnded
+	}
+	return sess.resize(cols, rows)
+}
+
+func (s *Server) status(id string) ([]byte, error) {
+	if _, _, err := s.lookup(id); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	rec, ok := s.exited[id]
+	s.mu.Unlock()
+	es := transport.ExitStatus{}
+	if ok {
+		es = rec.status
+	}
+	return es.Encode()
+}
+
+// newID returns a random 128-bit session ID in hex.
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pty: session ID: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// shortID is the part of a session ID that goes to logs.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
