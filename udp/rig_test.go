@@ -135,11 +135,13 @@ func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 		dev.Close()
 		dc.Close()
 	})
-	select {
-	case <-dc.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("device did not connect to the broker")
-	}
+	// The device is ready once the broker holds its session: its Ready
+	// fires at the 101, a moment before the broker registers it.
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.dev != nil
+	}, 20*time.Second, 5*time.Millisecond, "device did not connect to the broker")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
