@@ -228,7 +228,9 @@ func typeWord(t transport.MsgType) string {
 type AllowAll struct{}
 
 // Authenticate accepts any non-empty token.
-func (AllowAll) Authenticate(token string) (Identity, bool) { return Identity{Name: "any"}, token != "" }
+func (AllowAll) Authenticate(token string) (Identity, bool) {
+	return Identity{Name: "any"}, token != ""
+}
 
 // DeviceAllowed always allows.
 func (AllowAll) DeviceAllowed(Identity, string) bool { return true }
@@ -239,8 +241,8 @@ func (AllowAll) Authorize(Identity, string, Request) error { return nil }
 // denyAll is the policy of a Server without one.
 type denyAll struct{}
 
-func (denyAll) Authenticate(string) (Identity, bool)    { return Identity{}, false }
-func (denyAll) DeviceAllowed(Identity, string) bool     { return false }
+func (denyAll) Authenticate(string) (Identity, bool)             { return Identity{}, false }
+func (denyAll) DeviceAllowed(Identity, string) bool              { return false }
 func (denyAll) Authorize(id Identity, d string, r Request) error { return denial(id, d, r) }
 
 func validDeviceGlob(g string) error {
