@@ -159,7 +159,7 @@ func isTimeout(err error) bool {
 func describeStatus(se *transport.StatusError, edge, device string) (int, string) {
 	reason := ""
 	if se.Reason != "" {
-		reason = " (" + se.Reason + ")"
+		reason = ": " + se.Reason
 	}
 	switch se.StatusCode {
 	case http.StatusUnauthorized:

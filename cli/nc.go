@@ -77,14 +77,13 @@ func (o *ncOptions) run(ctx context.Context) error {
 	stdio.Close()
 	st.Close()
 	<-spliced
-	select {
-	case <-cl.Done():
-		if !stdio.remoteEOF() {
-			return errSessionLost
-		}
-	default:
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return ctx.Err()
+	if !stdio.remoteEOF() && lost(cl) {
+		return errSessionLost
+	}
+	return nil
 }
 
 // stdioConn is stdin and stdout as one io.ReadWriteCloser for Splice.

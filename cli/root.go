@@ -85,15 +85,16 @@ func run(ctx context.Context, args []string, streams IO, getenv func(string) str
 	if err == nil {
 		return ExitOK
 	}
+	var ue *usageError
+	if !errors.As(err, &ue) && isCobraUsage(err) {
+		err = &usageError{err.Error()}
+	}
 	code, msg := describe(err, g.edgeForMessages, g.deviceForMessages)
 	if msg != "" {
 		fmt.Fprintf(streams.ErrOut, "tether: %s\n", msg)
 	}
-	if code == ExitUsage {
-		var ue *usageError
-		if errors.As(err, &ue) || isCobraUsage(err) {
-			fmt.Fprintln(streams.ErrOut, "Run 'tether --help' for usage.")
-		}
+	if errors.As(err, &ue) {
+		fmt.Fprintln(streams.ErrOut, "Run 'tether --help' for usage.")
 	}
 	return code
 }
