@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestShellCommands(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+
+	t.Run("exit code of the remote command", func(t *testing.T) {
+		out, errOut, code := f.tether("", "shell", "d1", "--", "/bin/sh", "-c", "echo from-the-device; exit 7")
+		require.Equal(t, 7, code, errOut)
+		require.Contains(t, out, "from-the-device")
+	})
+	t.Run("128+N for a signal", func(t *testing.T) {
+		_, errOut, code := f.tether("", "shell", "d1", "--", "/bin/sh", "-c", "kill -TERM $$")
+		require.Equal(t, 128+15, code, errOut)
+	})
+	t.Run("pipe mode runs a script", func(t *testing.T) {
+		out, errOut, code := f.tether("echo piped-$((6*7))\nexit 3\n", "shell", "d1")
+		require.Equal(t, 3, code, errOut)
+		require.Contains(t, out, "piped-42")
+	})
+	t.Run("pipe mode passes the end of stdin on", func(t *testing.T) {
+		// cat ends only when it reads end-of-input.
+		out, errOut, code := f.tether("one line\n", "shell", "d1", "--", "cat")
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "one line")
+	})
+	t.Run("a command the device cannot start", func(t *testing.T) {
+		_, errOut, code := f.tether("", "shell", "d1", "--", "/nonexistent/program")
+		require.NotEqual(t, 0, code)
+		require.Contains(t, errOut+"", "tether: ")
+	})
+}
+
+func TestShellLostSession(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	sh := f.startTether(true, "shell", "d1", "--", "/bin/sh", "-c", "echo started; sleep 120")
+	require.Eventually(t, func() bool { return strings.Contains(sh.stdout.String(), "started") },
+		30*time.Second, 20*time.Millisecond, "the command did not start:\n%s", sh.stderr.String())
+	f.edge.kill9()
+	require.Equal(t, ExitLost, sh.wait(t), sh.stderr.String())
+	require.Contains(t, sh.stderr.String(), "connection to the edge was lost")
+	sh.stdin.Close()
+}
+
+// tmux drives the built tether shell on a real terminal.
+type tmux struct {
+	t    *testing.T
+	sock string
+}
+
+func (m *tmux) run(args ...string) (string, error) {
+	out, err := exec.Command("tmux", append([]string{"-S", m.sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (m *tmux) pane() string {
+	out, _ := m.run("capture-pane", "-p", "-t", "s")
+	return out
+}
+
+// TestShellInteractive runs tether shell inside tmux: a prompt appears, a
+// typed command runs, a window resize reaches the remote terminal, and the
+// local terminal is restored after the session.
+func TestShellInteractive(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not found (install tmux; .ci/run does)")
+	}
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	dir := t.TempDir()
+	m := &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
+
+	// The pane runs a script that records the terminal mode before and
+	// after tether, and tether's exit code.
+	script := filepath.Join(dir, "run.sh")
+	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, "shell", "d1")...)), " ")
+	require.NoError(t, os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
+stty -g > %[1]s/before
+%[2]s
+echo $? > %[1]s/code.tmp
+stty -g > %[1]s/after
+mv %[1]s/code.tmp %[1]s/code
+sleep 60
+`, dir, cmdline)), 0o700))
+	out, err := m.run("new-session", "-d", "-s", "s", "-x", "100", "-y", "30", script)
+	require.NoError(t, err, out)
+	t.Cleanup(func() { _, _ = m.run("kill-server") })
+
+	wait := func(what string, cond func(string) bool) {
+		t.Helper()
+		require.Eventually(t, func() bool { return cond(m.pane()) }, 30*time.Second, 50*time.Millisecond,
+			"%s; the pane shows:\n%s", what, m.pane())
+	}
+	wait("no prompt", func(p string) bool {
+		p = strings.TrimRight(p, "\n ")
+		return strings.HasSuffix(p, "$") || strings.HasSuffix(p, "#")
+	})
+	_, err = m.run("send-keys", "-t", "s", "echo typed-$((6*7))", "Enter")
+	require.NoError(t, err)
+	wait("the typed command did not run", func(p string) bool { return strings.Contains(p, "typed-42") })
+
+	_, err = m.run("send-keys", "-t", "s", "stty size", "Enter")
+	require.NoError(t, err)
+	wait("the initial size did not reach the device", func(p string) bool { return strings.Contains(p, "30 100") })
+
+	out, err = m.run("resize-window", "-t", "s", "-x", "120", "-y", "40")
+	require.NoError(t, err, out)
+	// The resize reaches the device asynchronously: ask until it shows.
+	require.Eventually(t, func() bool {
+		if strings.Contains(m.pane(), "40 120") {
+			return true
+		}
+		_, _ = m.run("send-keys", "-t", "s", "clear; stty size", "Enter")
+		return false
+	}, 30*time.Second, 500*time.Millisecond, "the resize did not reach the device:\n%s", m.pane())
+
+	_, err = m.run("send-keys", "-t", "s", "exit 5", "Enter")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "code"))
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "tether shell did not exit:\n%s", m.pane())
+	code, err := os.ReadFile(filepath.Join(dir, "code"))
+	require.NoError(t, err)
+	require.Equal(t, "5", strings.TrimSpace(string(code)))
+	before, err := os.ReadFile(filepath.Join(dir, "before"))
+	require.NoError(t, err)
+	after, err := os.ReadFile(filepath.Join(dir, "after"))
+	require.NoError(t, err)
+	require.Equal(t, string(before), string(after), "the terminal mode was not restored")
+}
+
+// quoteAll quotes each argument for /bin/sh.
+func quoteAll(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return out
+}
