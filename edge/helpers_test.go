@@ -1,0 +1,164 @@
+package edge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/transport"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const (
+	opsToken     = "ops-token-0123456789"
+	limitedToken = "limited-token-0123456789"
+)
+
+// testPolicy: "ops" may do everything on every device with TCP to
+// loopback; "limited" may reach devices d-* with TCP to 127.0.0.1:1-1024.
+func testPolicy(t testing.TB) *edge.StaticPolicy {
+	t.Helper()
+	p, err := edge.NewStaticPolicy([]edge.ClientRule{
+		{Name: "ops", TokenSHA256: edge.HashToken(opsToken), Devices: []string{"*"},
+			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")},
+			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true},
+		{Name: "limited", TokenSHA256: edge.HashToken(limitedToken), Devices: []string{"d-*"},
+			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:1-1024")}},
+	})
+	require.NoError(t, err)
+	return p
+}
+
+// newEdge starts an edge with the test policy (clients use the ops token).
+func newEdge(t testing.TB, o mock.Options) *mock.EdgeMock {
+	t.Helper()
+	if o.Policy == nil {
+		o.Policy = testPolicy(t)
+	}
+	if o.Token == "" {
+		o.Token = opsToken
+	}
+	return mock.New(t, o)
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// tcpHandler is the device side of a TCP tunnel: dial and splice.
+func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", string(payload))
+	if err != nil {
+		_ = transport.WriteError(st, err.Error())
+		return
+	}
+	_ = transport.WriteOK(st, nil)
+	_, _, _ = transport.Splice(st, c)
+}
+
+// echoServer echoes every connection until the test ends.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	conns := make(chan net.Conn, 1024)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// roundTrip sends msg through a TCP tunnel to an echo server and returns
+// what comes back.
+func roundTrip(t testing.TB, c *transport.Client, addr, msg string) (string, error) {
+	t.Helper()
+	conn, err := c.DialTCP(ctxT(t), addr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(conn, msg); err != nil {
+		return "", err
+	}
+	if err := conn.(*transport.Stream).CloseWrite(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(conn)
+	return string(b), err
+}
+
+// dialStatus dials path on the edge and returns the HTTP status of a refused
+// upgrade, or 101 with the session (closed at the end of the test).
+func dialStatus(t testing.TB, m *mock.EdgeMock, path, auth string, tc *tls.Config) (int, *transport.Session) {
+	t.Helper()
+	sess, err := transport.Dial(ctxT(t), m.URL()+path, auth, tc, nil)
+	if err == nil {
+		t.Cleanup(func() { sess.Close() })
+		return http.StatusSwitchingProtocols, sess
+	}
+	var se *transport.StatusError
+	require.True(t, errors.As(err, &se), "dial %s: %v; want an HTTP status", path, err)
+	return se.StatusCode, nil
+}
+
+// eventsOf returns the audit events of kind.
+func eventsOf(m *mock.EdgeMock, kind string) []edge.Event {
+	var out []edge.Event
+	for _, e := range m.AuditEvents() {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func connected(m *mock.EdgeMock, id string) bool {
+	for _, d := range m.Server().Devices() {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
