@@ -69,11 +69,24 @@ func TestTCPForwards(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	a, b := echoUpper(t), echoUpper(t)
-	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b)
-	locals := forwardLines(t, fwd, 2)
+	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b, "0:"+closed)
+	locals := forwardLines(t, fwd, 3)
 	require.Contains(t, fwd.stdout.String(), " -> d1 "+a+"\n")
 	require.Contains(t, fwd.stdout.String(), " -> d1 "+b+"\n")
-	for i, local := range locals {
+
+	// A connection the device cannot make is closed, and the reason shown.
+	c, err := net.Dial("tcp", locals[2])
+	require.NoError(t, err)
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.ReadAll(c)
+	require.NoError(t, err)
+	c.Close()
+	require.Eventually(t, func() bool {
+		return strings.Contains(fwd.stderr.String(), locals[2]+" -> d1 "+closed+": dial tcp "+closed)
+	}, 30*time.Second, 20*time.Millisecond, "no reason for the refused connection:\n%s", fwd.stderr.String())
+
+	for i, local := range locals[:2] {
 		require.True(t, strings.HasPrefix(local, "127.0.0.1:"), local)
 		require.NotEqual(t, "127.0.0.1:0", local, "port 0 was not replaced by the port picked")
 		for j := 0; j < 3; j++ {
@@ -85,6 +98,8 @@ func TestTCPForwards(t *testing.T) {
 	// Ctrl-C ends it cleanly.
 	require.NoError(t, fwd.cmd.Process.Signal(os.Interrupt))
 	require.Equal(t, 0, fwd.wait(t), fwd.stderr.String())
+	_, err = net.Dial("tcp", locals[0])
+	require.Error(t, err, "the listener outlived the command")
 }
 
 // roundTrip sends msg to addr, half-closes, and reads the answer.

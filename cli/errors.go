@@ -28,6 +28,7 @@ const (
 	ExitForbidden   = 6   // the token may not do this (HTTP 403)
 	ExitOffline     = 7   // the device is not connected (HTTP 404)
 	ExitRemote      = 8   // the edge or the device answered Error
+	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
 	ExitLost        = 255 // the session was lost mid-stream
 )
 
@@ -42,6 +43,7 @@ const exitCodeHelp = `EXIT CODES
   6    forbidden: the token may not reach this device or target (HTTP 403)
   7    the device is not connected to the edge (HTTP 404)
   8    the edge or the device refused the request; its reason is printed verbatim
+  130  interrupted (Ctrl-C, SIGTERM)
   255  the session to the edge was lost mid-stream
   tether shell exits with the remote command's code (128+N for signal N).`
 
@@ -108,6 +110,8 @@ func describe(err error, edge, device string) (int, string) {
 		return ExitUsage, ue.msg
 	case errors.As(err, &ce):
 		return ExitUsage, ce.Error()
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted, "interrupted"
 	case errors.Is(err, errSessionLost):
 		return ExitLost, fmt.Sprintf("%v (%s); check the edge and the network, then run the command again", err, edge)
 	case errors.As(err, &se):
@@ -142,8 +146,6 @@ func describe(err error, edge, device string) (int, string) {
 			return ExitError, fmt.Sprintf("the edge at %s did not accept the session: %v", edge, de.Err)
 		}
 		return ExitUnreachable, fmt.Sprintf("cannot reach the edge at %s: %v", edge, de.Err)
-	case errors.Is(err, context.Canceled):
-		return ExitError, "interrupted"
 	}
 	return ExitError, err.Error()
 }

@@ -32,6 +32,7 @@ func TestDescribe(t *testing.T) {
 		{"refused", &transport.DialError{Op: "connect", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, ExitUnreachable, "refused"},
 		{"timeout", &transport.DialError{Op: "connect", Err: context.DeadlineExceeded}, ExitUnreachable, "timed out"},
 		{"lost", errSessionLost, ExitLost, "lost"},
+		{"interrupted", fmt.Errorf("dial: %w", &transport.DialError{Op: "connect", Err: context.Canceled}), ExitInterrupted, "interrupted"},
 		{"usage", usageErrorf("bad"), ExitUsage, "bad"},
 		{"exit code passes through", &exitError{code: 42}, 42, ""},
 		{"other", errors.New("boom"), ExitError, "boom"},

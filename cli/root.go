@@ -68,6 +68,15 @@ func (g *globalOptions) logger() *slog.Logger {
 	}))
 }
 
+// debugLogger is the logger of library code whose warnings the command
+// already reports in its own words: silent unless -v is given.
+func (g *globalOptions) debugLogger() *slog.Logger {
+	if !g.verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return g.logger()
+}
+
 // Main runs the tether command with args (without the program name) and
 // returns the process exit code. ctx ends on Ctrl-C.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

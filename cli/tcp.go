@@ -89,7 +89,8 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	fwds := make([]*transport.Forward, len(lns))
 	stopped := make(chan int, len(lns))
 	for i, ln := range lns {
-		fwds[i] = transport.NewForward(ctx, ln, r, o.specs[i].Remote, conn.log)
+		op := &reportingOpener{Opener: r, g: o.g, what: fmt.Sprintf("%s -> %s %s", ln.Addr(), o.device, o.specs[i].Remote)}
+		fwds[i] = transport.NewForward(ctx, ln, op, o.specs[i].Remote, o.g.debugLogger())
 		go func() {
 			<-fwds[i].Done()
 			stopped <- i
@@ -117,4 +118,21 @@ func (o *tcpOptions) run(ctx context.Context) error {
 // notice prints a progress line for the user on stderr.
 func (g *globalOptions) notice(format string, args ...any) {
 	fmt.Fprintf(g.io.ErrOut, "tether: "+format+"\n", args...)
+}
+
+// reportingOpener tells the user, in the words of describe, why a
+// forwarded connection could not be opened.
+type reportingOpener struct {
+	transport.Opener
+	g    *globalOptions
+	what string
+}
+
+func (o *reportingOpener) OpenStream(ctx context.Context, t transport.MsgType, payload []byte) (*transport.Stream, []byte, error) {
+	st, ok, err := o.Opener.OpenStream(ctx, t, payload)
+	if err != nil && ctx.Err() == nil {
+		_, msg := describe(err, o.g.edgeForMessages, o.g.deviceForMessages)
+		o.g.notice("%s: %s", o.what, msg)
+	}
+	return st, ok, err
 }
