@@ -24,8 +24,14 @@ const (
 	// peerQueue and peerQueueBytes bound the datagrams that may wait for
 	// one peer's stream; more are dropped and counted, as a congested link
 	// would drop them.
-	peerQueue      = 64
+	peerQueue      = 256
 	peerQueueBytes = 256 << 10
+	// batchBytes is where a peer stops adding queued datagrams to one write.
+	batchBytes = 64 << 10
+	// socketBuffer is the receive buffer asked for the main socket, so a
+	// burst from local peers waits in the kernel rather than being dropped
+	// there. The kernel may grant less (net.core.rmem_max).
+	socketBuffer = 1 << 20
 	// openHoldOff is how long a peer whose stream could not be opened drops
 	// its datagrams before the next attempt, so that a refused target is
 	// not asked again for every datagram.
@@ -131,6 +137,7 @@ func Listen(ctx context.Context, opener transport.Opener, local, remote string, 
 	if err != nil {
 		return nil, fmt.Errorf("udp: listen %s: %w; pick a free port or port 0", local, err)
 	}
+	_ = conn.SetReadBuffer(socketBuffer)
 	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Listener{
@@ -347,22 +354,39 @@ func (l *Listener) runPeer(p *peer) {
 // fails, the reader ends or the Listener shuts down. It returns why, or ""
 // when it took the reader's end from readerDone.
 func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) string {
-	frame := make([]byte, 0, FrameHeaderSize+MaxFrameData)
+	frame := make([]byte, 0, batchBytes+FrameHeaderSize+MaxFrameData)
 	timer := time.NewTimer(l.idle)
 	defer timer.Stop()
 	for {
 		select {
 		case d := <-p.in:
-			p.queued.Add(-int64(len(d.data)))
-			frame, _ = AppendFrame(frame[:0], d.port, d.data)
+			// Frame what is queued into one write, up to batchBytes: one
+			// smux write and TLS record for a burst, not one per datagram.
+			frame, n := frame[:0], 0
+			for {
+				p.queued.Add(-int64(len(d.data)))
+				frame, _ = AppendFrame(frame, d.port, d.data)
+				n++
+				if len(frame) >= batchBytes {
+					break
+				}
+				var more bool
+				select {
+				case d, more = <-p.in:
+				default:
+				}
+				if !more {
+					break
+				}
+			}
 			if _, err := st.Write(frame); err != nil {
-				l.c.dropped.Add(1)
+				l.c.dropped.Add(int64(n))
 				if isClosed(err) {
 					return "stream closed"
 				}
 				return "write: " + err.Error()
 			}
-			l.c.out.Add(1)
+			l.c.out.Add(int64(n))
 		case <-timer.C:
 			// Expiry and dispatch agree under mu: dispatch touches the peer
 			// before it queues, so a peer found quiet here has nothing queued
