@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +31,6 @@ func runMain(t *testing.T, stdin string, extra env, args ...string) (string, str
 
 func TestHelpHasPurposeAndExamples(t *testing.T) {
 	root := newRootCommand(&globalOptions{})
-	var walk func(path []string)
 	cmds := [][]string{{}}
 	for _, c := range root.Commands() {
 		if c.Hidden || c.Name() == "help" {
@@ -45,7 +43,6 @@ func TestHelpHasPurposeAndExamples(t *testing.T) {
 			}
 		}
 	}
-	_ = walk
 	for _, path := range cmds {
 		name := "tether " + strings.Join(path, " ")
 		t.Run(name, func(t *testing.T) {
@@ -160,5 +157,3 @@ func TestCerts(t *testing.T) {
 	require.Equal(t, ExitUsage, code)
 	require.Contains(t, errOut, "lifetime")
 }
-
-var _ = goleak.VerifyNone

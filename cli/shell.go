@@ -57,6 +57,8 @@ ssh does.`,
 			return o.run(cmd.Context())
 		},
 	}
+	// Everything after DEVICE belongs to the remote command, flags too.
+	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVar(&o.term, "term", "", "TERM for the remote terminal (default: $TERM, else xterm-256color)")
 	return cmd
 }
