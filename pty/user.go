@@ -26,8 +26,8 @@ const (
 
 // passwdEntry is one line of the passwd database.
 type passwdEntry struct {
-	name       string
-	uid, gid   uint32
+	name        string
+	uid, gid    uint32
 	home, shell string
 }
 
