@@ -347,7 +347,7 @@ const (
 func (c *Client) PTYExitStatus(ctx context.Context, sid string) (ExitStatus, error) {
 	delay := exitPollInitial
 	for {
-		s, err := c.ptyStatusOnce(ctx, sid)
+		s, err := c.PTYStatus(ctx, sid)
 		if err != nil || s.Exited {
 			return s, err
 		}
@@ -362,7 +362,9 @@ func (c *Client) PTYExitStatus(ctx context.Context, sid string) (ExitStatus, err
 	}
 }
 
-func (c *Client) ptyStatusOnce(ctx context.Context, sid string) (ExitStatus, error) {
+// PTYStatus asks once for the state of session sid's process: Exited is
+// false while it runs. Errors are those of PTYExitStatus.
+func (c *Client) PTYStatus(ctx context.Context, sid string) (ExitStatus, error) {
 	if sid == "" {
 		return ExitStatus{}, fmt.Errorf("PTY exit status: %w: no session ID (the device did not give one)", ErrInvalidPTYCommand)
 	}
