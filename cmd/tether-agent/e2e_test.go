@@ -1,0 +1,208 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
+)
+
+func TestTunnelReachesEchoServerWithHalfClose(t *testing.T) {
+	w := newWorld(t)
+	w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
+	target := echoServer(t, "127.0.0.1:0")
+	c := w.client("dev-1")
+
+	conn, err := c.DialTCP(ctxT(t), target)
+	require.NoError(t, err)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	payload := strings.Repeat("tether ", 20000) // several frames
+	go func() {
+		_, _ = io.WriteString(conn, payload)
+		_ = conn.(*transport.Stream).CloseWrite()
+	}()
+	got, err := io.ReadAll(conn)
+	require.NoError(t, err)
+	require.Equal(t, payload+"bye", string(got), "the echo, then the server's words after it saw EOF")
+}
+
+func TestTargetOutsideAllowListIsRefused(t *testing.T) {
+	w := newWorld(t)
+	w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
+	target := echoServer(t, "127.0.0.2:0") // the edge allows 127.0.0.2, the agent does not
+	c := w.client("dev-1")
+	_, err := c.DialTCP(ctxT(t), target)
+	require.Equal(t, "refused by the device's allow list: tcp "+target+
+		" (allowed: 127.0.0.1:*); the device's owner can add a rule under allow.tcp in the agent's config", reasonOf(t, err))
+}
+
+func TestReloadGoodThenBadConfig(t *testing.T) {
+	w := newWorld(t)
+	a := w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
+	target := echoServer(t, "127.0.0.2:0")
+	c := w.client("dev-1")
+
+	// Good change: OK, and the new rule is in force.
+	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\", \"127.0.0.2:*\"]\n")
+	require.NoError(t, c.Reload(ctxT(t)))
+	conn, err := c.DialTCP(ctxT(t), target)
+	require.NoError(t, err, "the reloaded allow list admits %s", target)
+	conn.Close()
+
+	// Bad change: Error naming the line, and the old config stays.
+	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n  bogus: []\n")
+	err = c.Reload(ctxT(t))
+	reason := reasonOf(t, err)
+	require.Contains(t, reason, `config line 7: unknown key "bogus" in allow`)
+	require.Contains(t, reason, "previous config stays in force")
+	conn, err = c.DialTCP(ctxT(t), target)
+	require.NoError(t, err, "a rejected config must leave the previous one in force")
+	conn.Close()
+
+	// The reload command's exit status is the answer.
+	w.writeAgentConfig("dev-1", "reload: {command: [\"sh\", \"-c\", \"echo cannot restart app >&2; exit 3\"]}\n")
+	require.Equal(t, "command exited 3: cannot restart app", reasonOf(t, c.Reload(ctxT(t))))
+
+	// SIGHUP reloads too: widen the list again and wait for it to apply.
+	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.2:*\"]\n")
+	require.NoError(t, a.proc.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		conn, err := c.DialTCP(ctxT(t), target)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "SIGHUP did not apply the new allow list")
+	require.Eventually(t, func() bool { return strings.Contains(a.proc.out.String(), "SIGHUP") }, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
+	w := newWorld(t)
+	a := w.addAgent("dev-1", "")
+	target := echoServer(t, "127.0.0.1:0")
+
+	w.edge.kill() // SIGKILL: no GoAway, the agent just loses the connection
+	require.Eventually(t, func() bool { return strings.Contains(a.proc.out.String(), "disconnected from edge") },
+		60*time.Second, 50*time.Millisecond)
+	w.startEdge()
+	w.waitConnected("dev-1")
+
+	c := w.client("dev-1")
+	conn, err := c.DialTCP(ctxT(t), target)
+	require.NoError(t, err)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.WriteString(conn, "again")
+	require.NoError(t, err)
+	buf := make([]byte, 5)
+	_, err = io.ReadFull(conn, buf)
+	require.NoError(t, err)
+	require.Equal(t, "again", string(buf))
+	select {
+	case <-a.proc.done:
+		t.Fatal("the agent exited instead of reconnecting")
+	default:
+	}
+}
+
+func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
+	w := newWorld(t)
+	a := w.addAgent("dev-1", "")
+	target := echoServer(t, "127.0.0.1:0")
+	c := w.client("dev-1")
+	conn, err := c.DialTCP(ctxT(t), target)
+	require.NoError(t, err)
+	defer conn.Close()
+
+	require.NoError(t, a.proc.signalAndWait(t, syscall.SIGTERM), "exit status after SIGTERM")
+	require.Equal(t, 0, a.proc.cmd.ProcessState.ExitCode())
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.ReadAll(conn)
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the open tunnel was not closed by SIGTERM")
+}
+
+func TestCheck(t *testing.T) {
+	w := newWorld(t)
+	path := w.writeAgentConfig("dev-1", "")
+
+	t.Run("all good", func(t *testing.T) {
+		out, code := runBin(t, "tether-agent", "check", "--config", path)
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, "device ID \"dev-1\"")
+		require.Contains(t, out, "connected to the edge")
+		require.Contains(t, out, "all checks passed")
+	})
+	t.Run("wrong CA", func(t *testing.T) {
+		other := certstest.New(t)
+		require.NoError(t, certs.WriteFile(filepath.Join(w.dir, "other-ca.crt"), other.CA.CertPEM(), 0o644, true))
+		p := w.writeAgentConfig("dev-1", "")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), "ca: ca.crt", "ca: other-ca.crt", 1)), 0o600))
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkEdgeTrust, code, out)
+		require.Contains(t, out, "the edge's certificate is not signed by the CA in "+filepath.Join(w.dir, "other-ca.crt"))
+	})
+	t.Run("expired certificate", func(t *testing.T) {
+		w.pki.DeviceWith("old", certs.Options{NotBefore: time.Now().Add(-72 * time.Hour), Lifetime: 24 * time.Hour})
+		p := w.writeAgentConfig("old", "")
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkCertTime, code, out)
+		require.Contains(t, out, "expired on")
+		require.Contains(t, out, "issue a new one")
+		require.Contains(t, out, "skip  connection to the edge")
+	})
+	t.Run("key does not match", func(t *testing.T) {
+		w.pki.Device("a")
+		w.pki.Device("b")
+		p := w.writeAgentConfig("a", "")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), "key: a.key", "key: b.key", 1)), 0o600))
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkCertFile, code, out)
+		require.Contains(t, out, "does not belong to the certificate")
+	})
+	t.Run("bad config", func(t *testing.T) {
+		p := w.writeAgentConfig("dev-1", "pty: {enabled: true, shel: /bin/sh}\n")
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkConfig, code, out)
+		require.Contains(t, out, `config line 5: unknown key "shel" in pty`)
+	})
+	t.Run("edge unreachable", func(t *testing.T) {
+		p := w.writeAgentConfig("dev-1", "")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), w.addr, freeAddr(t), 1)), 0o600))
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkUnreachable, code, out)
+		require.Contains(t, out, "cannot reach the edge")
+	})
+}
+
+func TestAgentRefusesBadConfigAtStart(t *testing.T) {
+	w := newWorld(t)
+	p := w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.1:70000\"]\n")
+	out, code := runBin(t, "tether-agent", "--config", p)
+	require.Equal(t, exitUsage, code, out)
+	require.Contains(t, out, "config line 6: allow.tcp:")
+	require.Contains(t, out, "tether-agent check")
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return string(b)
+}
+
+var _ = fmt.Sprintf

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
+)
+
+// binDir holds tether-edge and tether-agent, built once for the package
+// as they ship: stripped and trimmed.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tether-agent-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../tether-edge", ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build tether-edge and tether-agent:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// proc is a running binary; its output is logged when the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t testing.TB, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin(name), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- output of %s:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// kill ends the process group at once and reaps the process.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// signalAndWait sends sig and waits for the exit.
+func (p *proc) signalAndWait(t testing.TB, sig syscall.Signal) error {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(sig))
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not exit after %v", p.name, sig)
+		return nil
+	}
+}
+
+// runBin runs a binary to completion and returns its output and exit code.
+func runBin(t testing.TB, name string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(name), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("run %s: %v", name, err)
+		}
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// world is one tether-edge process and its PKI; agents join with addAgent.
+type world struct {
+	t     testing.TB
+	pki   *certstest.PKI
+	dir   string
+	addr  string
+	token string
+	edge  *proc
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	pki := certstest.New(t)
+	w := &world{t: t, pki: pki, dir: pki.Dir, addr: freeAddr(t)}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	w.token = hex.EncodeToString(b)
+	sum := sha256.Sum256([]byte(w.token))
+	cfg := fmt.Sprintf(`listen: %q
+tls: {cert: edge.crt, key: edge.key}
+device_ca: ca.crt
+clients:
+  - name: ops
+    token_sha256: %q
+    devices: ["*"]
+    allow:
+      tcp: ["127.0.0.1:*", "127.0.0.2:*", "localhost:*"]
+      udp: ["127.0.0.1:*"]
+      pty: true
+      reload: true
+`, w.addr, hex.EncodeToString(sum[:]))
+	require.NoError(t, os.WriteFile(filepath.Join(w.dir, "edge.yaml"), []byte(cfg), 0o600))
+	w.startEdge()
+	return w
+}
+
+func (w *world) startEdge() {
+	w.t.Helper()
+	w.edge = start(w.t, "tether-edge", "--config", filepath.Join(w.dir, "edge.yaml"))
+	hc := w.httpClient()
+	require.Eventually(w.t, func() bool {
+		resp, err := hc.Get("https://" + w.addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "the edge did not become healthy")
+}
+
+func (w *world) httpClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: certs.ClientTLSConfig(w.pki.Pool()), DisableKeepAlives: true}}
+}
+
+// connected reports whether the edge lists the device.
+func (w *world) connected(id string) bool {
+	req, _ := http.NewRequest("GET", "https://"+w.addr+"/api/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	resp, err := w.httpClient().Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var devs []struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&devs) != nil {
+		return false
+	}
+	for _, d := range devs {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *world) waitConnected(id string) {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool { return w.connected(id) }, 60*time.Second, 50*time.Millisecond, "device %s did not connect", id)
+}
+
+// agent is a device: its certificate, config file and process.
+type agent struct {
+	id, path string
+	proc     *proc
+}
+
+// writeAgentConfig issues a certificate for id (once) and writes its
+// config with extra YAML appended.
+func (w *world) writeAgentConfig(id, extra string) string {
+	w.t.Helper()
+	crt, key := w.pki.DeviceFiles(id)
+	if _, err := os.Stat(crt); err != nil {
+		w.pki.Device(id)
+	}
+	cfg := fmt.Sprintf("edge: \"https://%s/device\"\ncert: %s\nkey: %s\nca: ca.crt\n%s",
+		w.addr, filepath.Base(crt), filepath.Base(key), extra)
+	path := filepath.Join(w.dir, id+".yaml")
+	tmp := path + ".tmp"
+	require.NoError(w.t, os.WriteFile(tmp, []byte(cfg), 0o600))
+	require.NoError(w.t, os.Rename(tmp, path))
+	return path
+}
+
+func (w *world) addAgent(id, extra string) *agent {
+	w.t.Helper()
+	a := &agent{id: id, path: w.writeAgentConfig(id, extra)}
+	a.proc = start(w.t, "tether-agent", "--config", a.path, "--log-level", "debug")
+	w.waitConnected(id)
+	return a
+}
+
+// client dials the edge as the ops client of device id.
+func (w *world) client(id string) *transport.Client {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := transport.DialClient(ctx, "https://"+w.addr, id, w.token, w.pki.ClientTLS(), nil)
+	require.NoError(w.t, err)
+	w.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoServer listens on addr ("127.0.0.1:0"), echoes each connection and
+// writes "bye" after the client's EOF, so half-close shows end to end.
+func echoServer(t testing.TB, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+				_, _ = io.WriteString(c, "bye")
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func reasonOf(t testing.TB, err error) string {
+	t.Helper()
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re, "want an Error answer from the device; got %v", err)
+	return re.Reason
+}
+
+var _ = strings.Contains
