@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/udp"
 )
@@ -23,18 +25,26 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testLogger writes through t.Log; benchmarks discard.
+// testLogger writes through t.Log until the test's clean-up is over;
+// benchmarks discard.
 func testLogger(t testing.TB) *slog.Logger {
 	if _, ok := t.(*testing.B); ok {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &tWriter{t: t}
+	t.Cleanup(func() { w.done.Store(true) }) // runs after every later clean-up
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct {
+	t    testing.TB
+	done atomic.Bool
+}
 
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *tWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -119,13 +129,32 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 }
 
 // rig is a client session and a device serving UDP tunnels, joined by a
-// broker over real TLS on loopback.
+// real edge (mock.EdgeMock) or, for hand-built opening messages the edge
+// would refuse itself, by the raw broker.
 type rig struct {
 	client *transport.Client
 	dev    *udp.DeviceHandler
 }
 
+// newRig joins a client and a device through a real edge over TLS.
 func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
+	t.Helper()
+	var opts mock.Options
+	if _, ok := t.(*testing.B); ok {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := mock.New(t, opts)
+	dc := m.DeviceClientWithID(mock.DefaultDeviceID)
+	dev := udp.NewDeviceHandler(cfg, testLogger(t))
+	dc.Handle(transport.MsgUDP, dev.Handle)
+	t.Cleanup(func() { dev.Close() })
+	cl := m.ClientFor(mock.DefaultDeviceID)
+	return &rig{client: cl, dev: dev}
+}
+
+// newRawRig joins a client and a device through the raw broker, which
+// passes any opening message to the device untouched.
+func newRawRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	t.Helper()
 	pki := certstest.New(t)
 	b := newBroker(t, pki.EdgeTLS())

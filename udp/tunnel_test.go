@@ -223,48 +223,68 @@ func TestDeviceIdleExpiry(t *testing.T) {
 	assert.EqualValues(t, 2, r.dev.Stats().Opened)
 }
 
+// TestRefusedTargets checks every refusal of the device: through the real
+// edge for well-formed requests (the edge refuses malformed ones itself),
+// and through the raw broker for everything, so the device's own strict
+// parsing is what answers.
 func TestRefusedTargets(t *testing.T) {
-	r := newRig(t, udp.DeviceConfig{Allow: func(tg target.Target) error {
+	cfg := udp.DeviceConfig{Allow: func(tg target.Target) error {
 		if tg.Port == 25 {
 			return fmt.Errorf("not allowed: port 25 on device d1")
 		}
 		return nil
-	}})
+	}}
 	cases := []struct {
 		name, payload, want string
+		malformed           bool
 	}{
-		{"broadcast", "0:255.255.255.255:53", "broadcast"},
-		{"broadcast odd spelling", "0:0xffffffff:53", "broadcast"},
-		{"multicast v4", "5353:224.0.0.251:5353", "multicast"},
-		{"multicast v6", "0:[ff02::1]:53", "multicast"},
-		{"unspecified v4", "0:0.0.0.0:53", "unspecified"},
-		{"unspecified v6", "0:[::]:53", "unspecified"},
-		{"this network", "0:0.1.2.3:53", "unspecified"},
-		{"port zero", "0:127.0.0.1:0", "out of range"},
-		{"no source port", "127.0.0.1:53", "bad tunnel request"},
-		{"source port too big", "65536:127.0.0.1:53", "out of range"},
-		{"signed source port", "+1:127.0.0.1:53", "not a decimal"},
-		{"junk", "hello", "bad tunnel request"},
-		{"empty", "", "bad tunnel request"},
-		{"unbracketed v6", "0:::1:53", "bad tunnel request"},
-		{"policy", "0:127.0.0.1:25", "not allowed: port 25 on device d1"},
+		{"broadcast", "0:255.255.255.255:53", "broadcast", false},
+		{"broadcast odd spelling", "0:0xffffffff:53", "broadcast", false},
+		{"multicast v4", "5353:224.0.0.251:5353", "multicast", false},
+		{"multicast v6", "0:[ff02::1]:53", "multicast", false},
+		{"unspecified v4", "0:0.0.0.0:53", "unspecified", false},
+		{"unspecified v6", "0:[::]:53", "unspecified", false},
+		{"this network", "0:0.1.2.3:53", "unspecified", false},
+		{"policy", "0:127.0.0.1:25", "not allowed: port 25 on device d1", false},
+		{"port zero", "0:127.0.0.1:0", "out of range", true},
+		{"no source port", "127.0.0.1:53", "bad tunnel request", true},
+		{"source port too big", "65536:127.0.0.1:53", "out of range", true},
+		{"signed source port", "+1:127.0.0.1:53", "not a decimal", true},
+		{"junk", "hello", "bad tunnel request", true},
+		{"empty", "", "bad tunnel request", true},
+		{"unbracketed v6", "0:::1:53", "bad tunnel request", true},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(tc.payload))
-			if st != nil {
-				st.Close()
+	for _, via := range []struct {
+		name string
+		raw  bool
+	}{{"edge", false}, {"raw", true}} {
+		t.Run(via.name, func(t *testing.T) {
+			var r *rig
+			if via.raw {
+				r = newRawRig(t, cfg)
+			} else {
+				r = newRig(t, cfg)
 			}
-			var re *transport.RemoteError
-			require.ErrorAs(t, err, &re, "payload %q must be answered with an Error", tc.payload)
-			assert.Contains(t, re.Reason, tc.want)
+			reached := 0
+			for _, tc := range cases {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(tc.payload))
+				cancel()
+				if st != nil {
+					st.Close()
+				}
+				var re *transport.RemoteError
+				require.ErrorAs(t, err, &re, "%s: payload %q must be answered with an Error", tc.name, tc.payload)
+				if via.raw || !tc.malformed {
+					reached++
+					assert.Contains(t, re.Reason, tc.want, tc.name)
+				}
+			}
+			assert.EqualValues(t, reached, r.dev.Stats().Refused)
+			assert.Zero(t, r.dev.Stats().Opened)
+			assert.Zero(t, r.dev.Stats().DatagramsOut)
 		})
 	}
-	assert.EqualValues(t, len(cases), r.dev.Stats().Refused)
-	assert.Zero(t, r.dev.Stats().Opened)
-	assert.Zero(t, r.dev.Stats().DatagramsOut)
 }
 
 func TestListenRefusesNonUnicastRemote(t *testing.T) {
@@ -391,7 +411,7 @@ func TestRawFramesBoundedAndCounted(t *testing.T) {
 // Listener's maps and timers. A peer whose stream expired while its answer
 // was on the way asks again.
 func TestManyPeersConcurrent(t *testing.T) {
-	r := newRig(t, udp.DeviceConfig{IdleTimeout: 50 * time.Millisecond})
+	r := newRig(t, udp.DeviceConfig{IdleTimeout: 30 * time.Millisecond})
 	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte { return d })
 	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 30 * time.Millisecond})
 	dst := l.Addr().(*net.UDPAddr)
@@ -406,6 +426,11 @@ func TestManyPeersConcurrent(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, 100)
 			for i := 0; i < rounds; i++ {
+				if i%3 == 2 {
+					// Fall quiet past the idle timeouts now and then, so that
+					// expiry on both sides races with the next datagram.
+					time.Sleep(time.Duration(20+p*3) * time.Millisecond)
+				}
 				msg := fmt.Sprintf("%d/%d", p, i)
 				ok := false
 				for attempt := 0; attempt < 20 && !ok; attempt++ {
@@ -444,6 +469,7 @@ func TestManyPeersConcurrent(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return l.Stats().Peers == 0 && r.dev.Stats().Active == 0
 	}, 20*time.Second, 10*time.Millisecond)
+	t.Logf("streams opened: %d for %d peers; device tunnels expired: %d", l.Stats().StreamsOpened, peers, r.dev.Stats().Expired)
 }
 
 func TestCloseEndsEverything(t *testing.T) {
