@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkAgentFootprint measures the real agent process as it ships
+// (CGO_ENABLED=0, -trimpath, stripped): its binary size, its resident set
+// once connected and idle, and its resident set with 100 open TCP tunnels.
+// Run it with -benchtime 1x (make bench); the figures do not depend on b.N.
+func BenchmarkAgentFootprint(b *testing.B) {
+	w := newWorld(b)
+	a := w.addAgent("bench-1", "")
+	pid := a.proc.cmd.Process.Pid
+	target := echoServer(b, "127.0.0.1:0")
+
+	info, err := os.Stat(bin("tether-agent"))
+	require.NoError(b, err)
+
+	// Let the first keep-alives and GC cycles pass before sampling.
+	time.Sleep(2 * time.Second)
+	idle := rssKiB(b, pid)
+
+	// The edge caps the streams of one client session, so the tunnels are
+	// spread over several clients.
+	const tunnels, perClient = 100, 25
+	var c interface {
+		DialTCP(ctx context.Context, addr string) (net.Conn, error)
+	}
+	conns := make([]net.Conn, 0, tunnels)
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
+	for i := 0; i < tunnels; i++ {
+		if i%perClient == 0 {
+			c = w.client("bench-1")
+		}
+		conn, err := c.DialTCP(ctxT(b), target)
+		require.NoError(b, err)
+		conns = append(conns, conn)
+		_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+		_, err = io.WriteString(conn, "x")
+		require.NoError(b, err)
+		buf := make([]byte, 1)
+		_, err = io.ReadFull(conn, buf)
+		require.NoError(b, err)
+	}
+	time.Sleep(time.Second)
+	busy := rssKiB(b, pid)
+
+	for i := 0; i < b.N; i++ {
+		// The figures above are the result; nothing scales with b.N.
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(info.Size())/(1<<20), "binary-MiB")
+	b.ReportMetric(float64(idle)/1024, "idle-RSS-MiB")
+	b.ReportMetric(float64(busy)/1024, "100-tunnels-RSS-MiB")
+	b.ReportMetric(float64(busy-idle)/tunnels, "KiB/tunnel")
+	b.Logf("tether-agent: binary %d bytes, idle RSS %d KiB, RSS with %d tunnels %d KiB", info.Size(), idle, tunnels, busy)
+}
+
+// rssKiB reads VmRSS of pid from /proc.
+func rssKiB(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(tb, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			require.NoError(tb, err)
+			return n
+		}
+	}
+	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
