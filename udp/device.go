@@ -43,8 +43,9 @@ type DeviceConfig struct {
 	MaxPacketsPerSecond int
 	// MaxDatagram is the largest datagram relayed either way, in bytes.
 	// Longer ones are dropped and counted, never truncated. It also sizes
-	// the two fixed buffers of a tunnel. Zero means DefaultMaxDatagram
-	// (65,535, all a frame can carry).
+	// the two fixed buffers of a tunnel (about 2 × MaxDatagram bytes, the
+	// memory a tunnel holds besides its stream window and socket). Zero
+	// means DefaultMaxDatagram (65,535, all a frame can carry).
 	MaxDatagram int
 	// Allow, when set, is asked about every target before its socket is
 	// opened; a non-nil error refuses the tunnel and its text is sent back

@@ -28,6 +28,9 @@ const (
 	peerQueueBytes = 256 << 10
 	// batchBytes is where a peer stops adding queued datagrams to one write.
 	batchBytes = 64 << 10
+	// maxSecondaries caps the secondary sockets of a Listener, so a remote
+	// answering from ever new ports cannot exhaust local sockets.
+	maxSecondaries = 64
 	// socketBuffer is the receive buffer asked for the main socket, so a
 	// burst from local peers waits in the kernel rather than being dropped
 	// there. The kernel may grant less (net.core.rmem_max).
@@ -119,6 +122,9 @@ func Listen(ctx context.Context, opener transport.Opener, local, remote string, 
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opener == nil {
+		return nil, errors.New("udp: Listen needs an opener (a *transport.Client)")
 	}
 	t, err := target.Parse(remote)
 	if err != nil {
@@ -457,6 +463,10 @@ func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 		}
 		p.touch()
 		conn := l.conn
+		if port == 0 {
+			l.c.dropped.Add(1) // no datagram comes from port 0
+			continue
+		}
 		if port != main {
 			s, err := l.secondaryFor(port)
 			if err != nil {
@@ -496,6 +506,9 @@ func (l *Listener) secondaryFor(port uint16) (*secondary, error) {
 		// Touched under mu, so the expiry check cannot close it now.
 		s.touch()
 		return s, nil
+	}
+	if len(l.secondaries) >= maxSecondaries {
+		return nil, fmt.Errorf("%d secondary sockets are open already; the remote answers from too many ports", maxSecondaries)
 	}
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.localIP, port)))
 	if err != nil {

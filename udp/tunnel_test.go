@@ -288,8 +288,9 @@ func TestRefusedTargets(t *testing.T) {
 }
 
 func TestListenRefusesNonUnicastRemote(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
 	for _, remote := range []string{"255.255.255.255:53", "224.0.0.1:5353", "0.0.0.0:53", "[ff02::1]:53", "127.0.0.1:0", "nonsense"} {
-		l, err := udp.Listen(context.Background(), nil, "127.0.0.1:0", remote, nil)
+		l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", remote, nil)
 		if l != nil {
 			l.Close()
 		}
@@ -519,4 +520,30 @@ func TestDeviceCloseEndsTunnels(t *testing.T) {
 	var re *transport.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Reason, "shutting down")
+}
+
+// TestIPv6Loopback: a loopback IPv6 target is reached from a socket bound
+// to ::1.
+func TestIPv6Loopback(t *testing.T) {
+	probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("this host has no IPv6 loopback: %v", err)
+	}
+	probe.Close()
+	r := newRig(t, udp.DeviceConfig{})
+	froms := make(chan string, 1)
+	srv := newUDPServer(t, "[::1]:0", func(from *net.UDPAddr, d []byte) []byte {
+		select {
+		case froms <- from.IP.String():
+		default:
+		}
+		return append([]byte("v6:"), d...)
+	})
+	l := r.listen(t, srv.addr(), nil)
+	peer := localPeer(t)
+	_, err = peer.WriteToUDP([]byte("q"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, _ := readFrom(t, peer)
+	assert.Equal(t, "v6:q", string(got))
+	assert.Equal(t, "::1", <-froms, "the device must send from the IPv6 loopback")
 }
