@@ -209,7 +209,7 @@ func TestAgentUnknownTypeAndDisabledPTY(t *testing.T) {
 
 	_, err = openWithin(t, edge, transport.MsgPTY, `{"sid":"","type":0,"cols":80,"rows":24}`)
 	require.ErrorAs(t, err, &re)
-	require.Contains(t, re.Reason, "PTY sessions are disabled on this device")
+	require.Contains(t, re.Reason, "shell access is disabled on this device")
 }
 
 func TestAgentUDPAllowList(t *testing.T) {
@@ -369,4 +369,30 @@ func mustRead(t *testing.T, path string) string {
 func readOrEmpty(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// TestAgentPTYFollowsReload starts with PTY off, turns it on by reload,
+// and runs a command on a real pseudo-terminal.
+func TestAgentPTYFollowsReload(t *testing.T) {
+	env, edge := startAgent(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req := transport.PTYRequest{Cols: 100, Rows: 30, Command: "/bin/sh", Args: []string{"-c", "echo cols=$(stty size); exit 7"}}
+	_, err := edge.OpenPTY(ctx, req)
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "disabled")
+
+	env.writeConfig(t, "pty: {enabled: true, shell: /bin/sh}\n")
+	require.NoError(t, env.agent.Reload(ctx))
+	sess, err := edge.OpenPTY(ctx, req)
+	require.NoError(t, err)
+	defer sess.Close()
+	_ = sess.SetDeadline(time.Now().Add(60 * time.Second))
+	out, _ := io.ReadAll(sess)
+	require.Contains(t, string(out), "cols=30 100")
+	st, err := edge.PTYExitStatus(ctx, sess.ID)
+	require.NoError(t, err)
+	require.True(t, st.Exited)
+	require.Equal(t, 7, st.Code)
 }

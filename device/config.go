@@ -96,7 +96,8 @@ type PTYConfig struct {
 	// User runs sessions as this user (the agent must run as root); "" means
 	// the agent's own user.
 	User string `yaml:"user"`
-	// MaxSessions caps concurrent sessions; 0 means the PTY server's default.
+	// MaxSessions caps concurrent sessions; 0 means no cap beyond the
+	// session's stream limit.
 	MaxSessions int `yaml:"max_sessions"`
 	// IdleTimeout ends a session without traffic for this long; 0 means
 	// never.

@@ -1,33 +1,46 @@
 package device
 
 import (
-	"context"
-
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
 )
 
-// ptyExtra serves PTY (0x12) and PTY command (0x13) streams when
-// pty.enabled is set in the config in force.
+// ptyExtra serves PTY (0x12) and PTY command (0x13) streams through a
+// pty.Server. The server always exists, so that a reload can turn
+// pty.enabled on or off; while it is off every new session is refused with
+// an Error that says how to turn it on.
 type ptyExtra struct {
-	a *Agent
+	srv *pty.Server
 }
 
 func (p *ptyExtra) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
-	p.a = a
-	dc.Handle(transport.MsgPTY, p.handle)
-	dc.Handle(transport.MsgPTYCommand, p.handle)
+	p.srv = pty.NewServer(ptyConfig(cfg), a.Logger)
+	dc.Handle(transport.MsgPTY, p.srv.HandlePTY)
+	dc.Handle(transport.MsgPTYCommand, p.srv.HandleCommand)
 }
 
-func (p *ptyExtra) apply(cfg *Config) {}
-
-func (p *ptyExtra) close() error { return nil }
-
-func (p *ptyExtra) handle(ctx context.Context, st *transport.Stream, payload []byte) {
-	if !p.a.cfg.Load().PTY.Enabled {
-		_ = transport.WriteError(st, ptyDisabled)
-		return
+// apply hands the new PTY settings to the server; running sessions keep
+// theirs.
+func (p *ptyExtra) apply(cfg *Config) {
+	if p.srv != nil {
+		p.srv.SetConfig(ptyConfig(cfg))
 	}
-	_ = transport.WriteError(st, "PTY sessions are not available in this build of the agent")
 }
 
-const ptyDisabled = "PTY sessions are disabled on this device; its owner can set pty.enabled: true in the agent's config"
+// close hangs up every session and waits for their processes.
+func (p *ptyExtra) close() error {
+	if p.srv == nil {
+		return nil
+	}
+	return p.srv.Close()
+}
+
+func ptyConfig(cfg *Config) pty.Config {
+	return pty.Config{
+		Enabled:     cfg.PTY.Enabled,
+		Shell:       cfg.PTY.Shell,
+		User:        cfg.PTY.User,
+		MaxSessions: cfg.PTY.MaxSessions,
+		IdleTimeout: cfg.PTY.IdleTimeout,
+	}
+}
