@@ -48,8 +48,8 @@ ssh does.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			rest := args[1:]
-			if dash := cmd.ArgsLenAtDash(); dash > 1 {
-				return usageErrorf("put the command after --: tether shell %s -- COMMAND [ARGS...]", o.device)
+			if len(rest) > 0 && rest[0] == "--" {
+				rest = rest[1:]
 			}
 			if len(rest) > 0 {
 				o.command, o.args = rest[0], rest[1:]
