@@ -27,12 +27,17 @@ func BenchmarkUDPTunnel(b *testing.B) {
 		burstCount = 20000
 		burstSize  = 512
 		echoCount  = 500
+		// echoTotal datagrams go out with echoWindowSize in flight, each
+		// echo letting the next one go: the rate both ways at once that a
+		// flow-controlled sender gets.
+		echoTotal      = 20000
+		echoWindowSize = 32
 	)
 	r := newRig(b, udp.DeviceConfig{MaxPacketsPerSecond: -1, IdleTimeout: time.Hour})
 
 	var sinkCount atomic.Int64
 	sink := newUDPServer(b, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte {
-		if len(d) == 1 { // a one-byte datagram is a ping: answer it
+		if len(d) <= 2 { // pings (1 byte) and window echoes (2 bytes) are answered
 			return d
 		}
 		sinkCount.Add(1)
@@ -46,6 +51,7 @@ func BenchmarkUDPTunnel(b *testing.B) {
 	ping(b, peer, l.Addr().(*net.UDPAddr))
 
 	var tunRate, dirRate, tunLoss, dirLoss float64
+	var tunEcho, dirEcho, tunEchoLoss, dirEchoLoss float64
 	var tunRTT, dirRTT []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -55,6 +61,12 @@ func BenchmarkUDPTunnel(b *testing.B) {
 		rate, loss = blast(b, peer, sink.conn.LocalAddr().(*net.UDPAddr), &sinkCount, burstCount, burstSize)
 		dirRate += rate
 		dirLoss += loss
+		rate, loss = echoWindow(b, peer, l.Addr().(*net.UDPAddr), echoTotal, echoWindowSize)
+		tunEcho += rate
+		tunEchoLoss += loss
+		rate, loss = echoWindow(b, peer, sink.conn.LocalAddr().(*net.UDPAddr), echoTotal, echoWindowSize)
+		dirEcho += rate
+		dirEchoLoss += loss
 		for j := 0; j < echoCount; j++ {
 			tunRTT = append(tunRTT, ping(b, peer, l.Addr().(*net.UDPAddr)))
 			dirRTT = append(dirRTT, ping(b, peer, sink.conn.LocalAddr().(*net.UDPAddr)))
@@ -68,6 +80,11 @@ func BenchmarkUDPTunnel(b *testing.B) {
 	b.ReportMetric(tunRate/dirRate, "x-direct-dgram/s")
 	b.ReportMetric(100*tunLoss/n, "tunnel-loss-%")
 	b.ReportMetric(100*dirLoss/n, "direct-loss-%")
+	b.ReportMetric(tunEcho/n, "tunnel-echo-dgram/s")
+	b.ReportMetric(dirEcho/n, "direct-echo-dgram/s")
+	b.ReportMetric(tunEcho/dirEcho, "x-direct-echo-dgram/s")
+	b.ReportMetric(100*tunEchoLoss/n, "tunnel-echo-loss-%")
+	b.ReportMetric(100*dirEchoLoss/n, "direct-echo-loss-%")
 	b.ReportMetric(float64(median(tunRTT).Microseconds()), "tunnel-rtt-p50-µs")
 	b.ReportMetric(float64(median(dirRTT).Microseconds()), "direct-rtt-p50-µs")
 }
@@ -95,6 +112,37 @@ func blast(b *testing.B, c *net.UDPConn, dst *net.UDPAddr, sink *atomic.Int64, c
 	}
 	got := float64(last - base)
 	return got / lastAt.Sub(start).Seconds(), 1 - got/float64(count)
+}
+
+// echoWindow sends total two-byte datagrams to an echoing dst with window
+// of them in flight, sending the next one for each echo. An echo that does
+// not come within 200 ms counts as lost and frees its place. It returns the
+// echoes per second and the share lost.
+func echoWindow(b *testing.B, c *net.UDPConn, dst *net.UDPAddr, total, window int) (rate, loss float64) {
+	b.Helper()
+	msg := []byte{2, 2}
+	buf := make([]byte, 2048)
+	sent, got, inflight := 0, 0, 0
+	start := time.Now()
+	for sent < total || inflight > 0 {
+		for inflight < window && sent < total {
+			_, err := c.WriteToUDP(msg, dst)
+			require.NoError(b, err)
+			sent++
+			inflight++
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			inflight = 0 // the rest of the window is lost
+			continue
+		}
+		if n == 2 {
+			got++
+			inflight--
+		}
+	}
+	return float64(got) / time.Since(start).Seconds(), 1 - float64(got)/float64(total)
 }
 
 // ping sends one byte to dst and waits for the echo, retrying a lost one.

@@ -547,3 +547,32 @@ func TestIPv6Loopback(t *testing.T) {
 	assert.Equal(t, "v6:q", string(got))
 	assert.Equal(t, "::1", <-froms, "the device must send from the IPv6 loopback")
 }
+
+// TestSuggestedSourcePort: the device sends from the local peer's port when
+// that port is free on the device, as qbee-v1 does.
+func TestSuggestedSourcePort(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	froms := make(chan int, 1)
+	srv := newUDPServer(t, "127.0.0.1:0", func(from *net.UDPAddr, d []byte) []byte {
+		select {
+		case froms <- from.Port:
+		default:
+		}
+		return d
+	})
+	// Listener and peer on 127.0.0.2, so the peer's port is free on
+	// 127.0.0.1, where the device binds for a loopback target.
+	l, err := udp.Listen(context.Background(), r.client, "127.0.0.2:0", srv.addr(), &udp.ListenOptions{Logger: testLogger(t)})
+	require.NoError(t, err)
+	defer l.Close()
+	peer, err := net.ListenUDP("udp", mustUDPAddr(t, "127.0.0.2:0"))
+	require.NoError(t, err)
+	defer peer.Close()
+
+	_, err = peer.WriteToUDP([]byte("hi"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, from := readFrom(t, peer)
+	assert.Equal(t, "hi", string(got))
+	assert.Equal(t, l.Addr().String(), from.String())
+	assert.Equal(t, peer.LocalAddr().(*net.UDPAddr).Port, <-froms, "the device must try the peer's port first")
+}
