@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,11 @@ func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 	w.edge.kill() // SIGKILL: no GoAway, the agent just loses the connection
 	require.Eventually(t, func() bool { return strings.Contains(a.proc.out.String(), "disconnected from edge") },
 		60*time.Second, 50*time.Millisecond)
+	// Several failed redials (logged at debug level) make one warning.
+	require.Eventually(t, func() bool { return strings.Count(a.proc.out.String(), "still cannot reach edge") >= 2 },
+		60*time.Second, 50*time.Millisecond)
+	require.Equal(t, 1, strings.Count(a.proc.out.String(), "cannot reach edge; retrying"),
+		"a retry storm must be logged once:\n%s", a.proc.out.String())
 	w.startEdge()
 	w.waitConnected("dev-1")
 
@@ -196,6 +202,54 @@ func TestAgentRefusesBadConfigAtStart(t *testing.T) {
 	require.Equal(t, exitUsage, code, out)
 	require.Contains(t, out, "config line 6: allow.tcp:")
 	require.Contains(t, out, "tether-agent check")
+}
+
+func TestPTYAndUDPThroughTheAgent(t *testing.T) {
+	w := newWorld(t)
+	udpTarget, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer udpTarget.Close()
+	allowUDP := udpTarget.LocalAddr().String()
+	a := &agent{id: "dev-1", path: w.writeAgentConfig("dev-1", fmt.Sprintf("pty: {enabled: true, shell: /bin/sh}\nallow: {udp: [%q]}\n", allowUDP))}
+	a.proc = start(t, "tether-agent", "--config", a.path, "--log-format", "json")
+	w.waitConnected("dev-1")
+	c := w.client("dev-1")
+
+	t.Run("pty", func(t *testing.T) {
+		sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Cols: 90, Rows: 20, Command: "/bin/sh", Args: []string{"-c", "echo pty-$((6*7)); exit 5"}})
+		require.NoError(t, err)
+		defer sess.Close()
+		_ = sess.SetDeadline(time.Now().Add(30 * time.Second))
+		out, _ := io.ReadAll(sess)
+		require.Contains(t, string(out), "pty-42")
+		st, err := c.PTYExitStatus(ctxT(t), sess.ID)
+		require.NoError(t, err)
+		require.Equal(t, 5, st.Code)
+	})
+	t.Run("udp", func(t *testing.T) {
+		port := udpTarget.LocalAddr().(*net.UDPAddr).Port
+		st, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte(fmt.Sprintf("0:127.0.0.1:%d", port)))
+		require.NoError(t, err)
+		defer st.Close()
+		_, err = st.Write([]byte{byte(port >> 8), byte(port), 0, 4, 'p', 'i', 'n', 'g'})
+		require.NoError(t, err)
+		_ = udpTarget.SetDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 16)
+		n, _, err := udpTarget.ReadFrom(buf)
+		require.NoError(t, err)
+		require.Equal(t, "ping", string(buf[:n]))
+	})
+	t.Run("udp outside the allow list", func(t *testing.T) {
+		_, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte("0:127.0.0.1:1"))
+		require.Equal(t, "refused by the device's allow list: udp 127.0.0.1:1 (allowed: "+allowUDP+
+			"); the device's owner can add a rule under allow.udp in the agent's config", reasonOf(t, err))
+	})
+	t.Run("json logs", func(t *testing.T) {
+		line, _, _ := strings.Cut(a.proc.out.String(), "\n")
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "first log line %q", line)
+		require.Equal(t, "agent started", rec["msg"])
+	})
 }
 
 func readFile(t testing.TB, p string) string {
