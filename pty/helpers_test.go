@@ -20,7 +20,12 @@ import (
 	"github.com/tetherhq/tether/transport"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(termCheckEnv) == "1" {
+		os.Exit(termCheck()) // the test binary, re-run inside tmux
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // patience bounds every wait of these tests; it only keeps a broken test
 // from hanging.
