@@ -51,6 +51,9 @@ type Options struct {
 	Token string
 	// Logger receives the edge's logs; nil writes them to t.Log.
 	Logger *slog.Logger
+	// PKI, when set, is used instead of a fresh one: two edges sharing a
+	// PKI accept the same devices, as edges behind one load balancer do.
+	PKI *certstest.PKI
 }
 
 // EdgeMock is a live edge on loopback.
@@ -96,7 +99,10 @@ func New(t testing.TB, opts Options) *EdgeMock {
 		t.Cleanup(func() { tw.done.Store(true) }) // runs after every later cleanup
 		log = slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	pki := certstest.New(t)
+	pki := opts.PKI
+	if pki == nil {
+		pki = certstest.New(t)
+	}
 	m := &EdgeMock{t: t, opts: opts, pki: pki, audit: &edge.MemoryAuditor{}, log: log}
 	policy := opts.Policy
 	if policy == nil {

@@ -1,0 +1,535 @@
+package edge_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/transport"
+)
+
+func TestTunnelAndAudit(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgTCP, tcpHandler)
+	echo := echoServer(t)
+	c := m.ClientFor("d-1")
+	got, err := roundTrip(t, c, echo, strings.Repeat("x", 100_000))
+	require.NoError(t, err)
+	require.Equal(t, 100_000, len(got))
+
+	require.Eventually(t, func() bool { return len(eventsOf(m, edge.EventStreamClose)) == 1 }, 20*time.Second, 10*time.Millisecond)
+	e := eventsOf(m, edge.EventStreamClose)[0]
+	require.Equal(t, "ops", e.Client)
+	require.Equal(t, "d-1", e.Device)
+	require.Equal(t, "tcp", e.Type)
+	require.Equal(t, echo, e.Target)
+	require.Equal(t, "ok", e.Result)
+	require.Equal(t, int64(100_000), e.BytesUp)
+	require.Equal(t, int64(100_000), e.BytesDown)
+	require.Len(t, eventsOf(m, edge.EventStreamOpen), 1)
+	require.Len(t, eventsOf(m, edge.EventClientOpen), 1)
+}
+
+func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
+	m := newEdge(t, mock.Options{Token: limitedToken})
+	dev := m.DeviceClientWithID("d-1")
+	reached := make(chan string, 10)
+	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		reached <- string(p)
+		_ = transport.WriteError(st, "test handler")
+	})
+	c := m.ClientFor("d-1")
+
+	for _, tt := range []struct{ name, target, want string }{
+		{"other host", "10.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited"},
+		{"port outside range", "127.0.0.1:2000", "not allowed: tcp 127.0.0.1:2000 on device d-1 for client limited"},
+		{"hex spelling of a denied host", "0x0a.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte(tt.target))
+			var re *transport.RemoteError
+			require.True(t, errors.As(err, &re), "got %v; want an Error answer", err)
+			require.Equal(t, tt.want, re.Reason)
+		})
+	}
+	for _, tt := range []struct {
+		typ  transport.MsgType
+		want string
+	}{
+		{transport.MsgPTY, "not allowed: pty on device d-1 for client limited"},
+		{transport.MsgReload, "not allowed: reload on device d-1 for client limited"},
+		{transport.MsgUDP, "not allowed: udp 127.0.0.1:53 on device d-1 for client limited"},
+	} {
+		payload := []byte(`{"cols":80,"rows":24}`)
+		if tt.typ == transport.MsgUDP {
+			payload = []byte("0:127.0.0.1:53")
+		}
+		_, _, err := c.OpenStream(ctxT(t), tt.typ, payload)
+		var re *transport.RemoteError
+		require.True(t, errors.As(err, &re), "%v: got %v; want an Error answer", tt.typ, err)
+		require.Equal(t, tt.want, re.Reason)
+	}
+	select {
+	case p := <-reached:
+		t.Fatalf("a denied stream reached the device: %q", p)
+	default:
+	}
+	denied := eventsOf(m, edge.EventStreamDeny)
+	require.Len(t, denied, 6)
+	require.Equal(t, "10.0.0.5:25", denied[0].Target)
+	require.Equal(t, "limited", denied[0].Client)
+	require.Equal(t, "denied", denied[0].Result)
+}
+
+func TestTargetIsCanonicalizedBeforePolicyAndDevice(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	dev := m.DeviceClientWithID("d-1")
+	got := make(chan string, 10)
+	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		got <- "tcp " + string(p)
+		_ = transport.WriteOK(st, nil)
+	})
+	dev.Handle(transport.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		got <- "udp " + string(p)
+		_ = transport.WriteOK(st, nil)
+	})
+	c := m.ClientFor("d-1")
+	for _, tt := range []struct {
+		typ       transport.MsgType
+		in, wants string
+	}{
+		{transport.MsgTCP, "127.1:22", "tcp 127.0.0.1:22"},
+		{transport.MsgTCP, "0x7f.0.0.1:8080", "tcp 127.0.0.1:8080"},
+		{transport.MsgTCP, "0177.0.0.1:80", "tcp 127.0.0.1:80"},
+		{transport.MsgTCP, "2130706433:80", "tcp 127.0.0.1:80"},
+		{transport.MsgTCP, "[::ffff:127.0.0.1]:80", "tcp 127.0.0.1:80"},
+		{transport.MsgUDP, "5353:127.1:53", "udp 5353:127.0.0.1:53"},
+		{transport.MsgUDP, "0:[::ffff:7f00:1]:53", "udp 0:127.0.0.1:53"},
+	} {
+		st, _, err := c.OpenStream(ctxT(t), tt.typ, []byte(tt.in))
+		require.NoError(t, err, tt.in)
+		st.Close()
+		require.Equal(t, tt.wants, <-got)
+	}
+	for _, junk := range []string{"127.0.0.1:0x16", "127.0.0.1:+22", "127.0.0.1: 22", "127.0.0.1:65536", ":22", "a b:22"} {
+		_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte(junk))
+		var re *transport.RemoteError
+		require.True(t, errors.As(err, &re), "%q: got %v; want an Error answer", junk, err)
+		require.Contains(t, re.Reason, "bad tcp target")
+	}
+}
+
+func TestUnknownStreamTypeGetsAnError(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	m.DeviceClientWithID("d-1")
+	c := m.ClientFor("d-1")
+	for _, typ := range []transport.MsgType{0x7f, transport.MsgOK, transport.MsgGoAway} {
+		_, _, err := c.OpenStream(ctxT(t), typ, []byte("x"))
+		var re *transport.RemoteError
+		require.True(t, errors.As(err, &re), "type %v: got %v; want an Error answer", typ, err)
+		require.Contains(t, re.Reason, "unknown stream type")
+	}
+}
+
+func TestDeviceErrorAndSilenceAreRelayed(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = transport.WriteError(st, "dial tcp "+string(p)+": connection refused")
+	})
+	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {}) // closes without answering
+	c := m.ClientFor("d-1")
+	_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:9"))
+	var re *transport.RemoteError
+	require.True(t, errors.As(err, &re))
+	require.Equal(t, "dial tcp 127.0.0.1:9: connection refused", re.Reason)
+	err = c.Reload(ctxT(t))
+	require.ErrorIs(t, err, transport.ErrNoAnswer)
+}
+
+func TestDeviceOpenedStreamsAreRefused(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	kp := m.PKI().Device("d-raw")
+	sess, err := transport.Dial(ctxT(t), m.DeviceURL(), "", m.PKI().DeviceTLS(kp), nil)
+	require.NoError(t, err)
+	defer sess.Close()
+	m.WaitDevice("d-raw")
+	for i := 0; i < 3; i++ {
+		st, err := sess.OpenStream()
+		require.NoError(t, err)
+		_ = transport.WriteMessage(st, transport.MsgTCP, []byte("127.0.0.1:22"))
+		_ = st.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err = st.Read(make([]byte, 1))
+		require.ErrorIs(t, err, io.EOF, "a device-opened stream must be closed by the edge")
+		st.Close()
+	}
+	require.True(t, connected(m, "d-raw"), "refusing a stream must not drop the device")
+	require.Len(t, eventsOf(m, edge.EventDeviceStream), 1)
+}
+
+func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	kp := m.PKI().Device("d-1")
+	first, err := transport.Dial(ctxT(t), m.DeviceURL(), "", m.PKI().DeviceTLS(kp), nil)
+	require.NoError(t, err)
+	defer first.Close()
+	m.WaitDevice("d-1")
+	second, err := transport.Dial(ctxT(t), m.DeviceURL(), "", m.PKI().DeviceTLS(kp), nil)
+	require.NoError(t, err)
+	defer second.Close()
+
+	ended := make(chan error, 1)
+	go func() { _, err := first.AcceptStream(); ended <- err }()
+	select {
+	case err := <-ended:
+		require.Error(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the older session was not closed")
+	}
+	require.Eventually(t, func() bool {
+		ds := m.Server().Devices()
+		return len(ds) == 1 && ds[0].RemoteAddr.String() == second.LocalAddr().String()
+	}, 20*time.Second, 10*time.Millisecond, "the newer session must hold the ID")
+	var reasons []string
+	for _, e := range eventsOf(m, edge.EventDeviceDisconnect) {
+		reasons = append(reasons, e.Reason)
+	}
+	require.Len(t, reasons, 1)
+	require.Contains(t, reasons[0], "replaced by a newer connection from "+second.LocalAddr().String())
+
+	// Streams now go to the newer session.
+	go func() {
+		st, err := second.AcceptStream()
+		if err != nil {
+			return
+		}
+		defer st.Close()
+		if _, err := transport.ReadMessage(st); err == nil {
+			_ = transport.WriteOK(st, []byte("second"))
+		}
+	}()
+	c := m.ClientFor("d-1")
+	st, ok, err := c.OpenStream(ctxT(t), transport.MsgReload, nil)
+	require.NoError(t, err)
+	st.Close()
+	require.Equal(t, "second", string(ok))
+}
+
+// blockingHandler answers OK and holds the stream until release is closed.
+func blockingHandler(release chan struct{}) transport.Handler {
+	return func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = transport.WriteOK(st, nil)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func TestStreamLimits(t *testing.T) {
+	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerClient: 2, MaxStreamsPerDevice: 3}})
+	dev := m.DeviceClientWithID("d-1")
+	release := make(chan struct{})
+	defer close(release)
+	dev.Handle(transport.MsgTCP, blockingHandler(release))
+	a, b := m.ClientFor("d-1"), m.ClientFor("d-1")
+	open := func(c *transport.Client) error {
+		_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:1"))
+		return err
+	}
+	require.NoError(t, open(a))
+	require.NoError(t, open(a))
+	err := open(a)
+	var re *transport.RemoteError
+	require.True(t, errors.As(err, &re), "got %v", err)
+	require.Contains(t, re.Reason, "too many streams")
+	require.Contains(t, re.Reason, "this session")
+
+	require.NoError(t, open(b))
+	err = open(b)
+	require.True(t, errors.As(err, &re), "got %v", err)
+	require.Contains(t, re.Reason, "too many streams")
+	require.Contains(t, re.Reason, "device d-1")
+	limited := 0
+	for _, e := range eventsOf(m, edge.EventStreamDeny) {
+		if e.Result == "limit" {
+			limited++
+		}
+	}
+	require.Equal(t, 2, limited)
+}
+
+func TestOpeningMessageTimeout(t *testing.T) {
+	m := newEdge(t, mock.Options{Limits: edge.Limits{OpenTimeout: 200 * time.Millisecond}})
+	m.DeviceClientWithID("d-1")
+	c := m.ClientFor("d-1")
+	st, err := c.Session().OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	_, _ = st.Write([]byte{byte(transport.MsgTCP), 0}) // half a header, then silence
+	_ = st.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = st.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the edge must close a stream whose opening message does not arrive")
+	// The session itself stays usable.
+	_, _, err = c.OpenStream(ctxT(t), transport.MsgReload, nil)
+	var re *transport.RemoteError
+	require.True(t, errors.As(err, &re) || errors.Is(err, transport.ErrNoAnswer), "got %v", err)
+}
+
+func TestSlowHeadersAreCut(t *testing.T) {
+	m := newEdge(t, mock.Options{Limits: edge.Limits{HandshakeTimeout: 300 * time.Millisecond}})
+	addr := strings.TrimPrefix(m.URL(), "https://")
+
+	t.Run("tls handshake never starts", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		require.Error(t, err)
+		var ne net.Error
+		require.False(t, errors.As(err, &ne) && ne.Timeout(), "the edge kept a silent connection open")
+	})
+	t.Run("headers trickle", func(t *testing.T) {
+		c, err := tls.Dial("tcp", addr, m.ClientTLS())
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "GET /device HTTP/1.1\r\nHost: x\r\n")
+		require.NoError(t, err)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err = io.ReadAll(c)
+		var ne net.Error
+		require.False(t, errors.As(err, &ne) && ne.Timeout(), "the edge kept a slow request open: %v", err)
+	})
+	t.Run("headers too large", func(t *testing.T) {
+		c, err := tls.Dial("tcp", addr, m.ClientTLS())
+		require.NoError(t, err)
+		defer c.Close()
+		big := "GET /device HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 2*edge.DefaultMaxHeaderBytes) + "\r\n\r\n"
+		go io.WriteString(c, big)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+	})
+}
+
+func TestUpgradeRateLimitPerIP(t *testing.T) {
+	m := newEdge(t, mock.Options{Limits: edge.Limits{UpgradeRate: 0.001, UpgradeBurst: 3}})
+	codes := make([]int, 5)
+	for i := range codes {
+		codes[i], _ = dialStatus(t, m, "/client/d-1", "Bearer wrong", m.ClientTLS())
+	}
+	require.Equal(t, []int{401, 401, 401, 429, 429}, codes)
+}
+
+// stalledReader opens a stream whose device side writes without end and
+// never reads it.
+func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
+	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
+	m := newEdge(t, mock.Options{
+		Transport:    small,
+		DeviceConfig: small,
+		ClientConfig: small,
+		Limits:       edge.Limits{StallTimeout: 500 * time.Millisecond},
+	})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = transport.WriteOK(st, nil)
+		buf := make([]byte, 32<<10)
+		for ctx.Err() == nil {
+			// smux has no reset: after the edge closes its end, the device
+			// learns it only because its writes stop making progress.
+			_ = st.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := st.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	echo := echoServer(t)
+	stalled := m.ClientFor("d-1")
+	const n = 64 // twice the device's stream cap
+	var wg sync.WaitGroup
+	var opened sync.Map
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			st, _, err := stalled.OpenStream(ctx, transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
+			if err == nil {
+				opened.Store(st, true) // never read: the stream stalls
+			}
+		}()
+	}
+	wg.Wait()
+	count := 0
+	opened.Range(func(_, _ any) bool { count++; return true })
+	require.Equal(t, 32, count, "the device's stream cap should admit exactly 32 streams")
+	defer opened.Range(func(k, _ any) bool { k.(*transport.Stream).Close(); return true })
+
+	// Another client on the same device gets through while the stalled
+	// streams exist; stalled streams are reset, freeing their slots.
+	other := m.ClientFor("d-1")
+	require.Eventually(t, func() bool {
+		got, err := roundTrip(t, other, echo, "still here")
+		if err != nil {
+			t.Logf("other client: %v", err)
+		}
+		return err == nil && got == "still here"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventStreamClose) {
+			if e.Result == "reset_stalled" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "no stalled stream was reset: %+v", eventsOf(m, edge.EventStreamClose))
+}
+
+// switchProxy forwards TCP connections to whichever backend is current: a
+// stand-in for the load balancer in front of several edges.
+type switchProxy struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+	conns   []net.Conn
+	wg      sync.WaitGroup
+}
+
+func newSwitchProxy(t *testing.T, backend string) *switchProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &switchProxy{ln: ln, backend: backend}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			b := p.backend
+			p.mu.Unlock()
+			u, err := net.Dial("tcp", b)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); _, _, _ = transport.Splice(c, u) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *switchProxy) set(backend string) {
+	p.mu.Lock()
+	p.backend = backend
+	p.mu.Unlock()
+}
+
+func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
+	a := newEdge(t, mock.Options{})
+	b := newEdge(t, mock.Options{PKI: a.PKI()}) // a second edge behind the same load balancer
+	lb := newSwitchProxy(t, strings.TrimPrefix(a.URL(), "https://"))
+
+	kp := a.PKI().Device("d-1")
+	tc := a.PKI().DeviceTLS(kp)
+	tc.ServerName = "127.0.0.1"
+	dev := transport.NewDeviceClient("https://"+lb.ln.Addr().String()+"/device", tc, nil, nil)
+	dev.BackoffInitial, dev.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	dev.Handle(transport.MsgTCP, tcpHandler)
+	require.NoError(t, dev.Start(context.Background()))
+	defer dev.Close()
+	a.WaitDevice("d-1")
+
+	// A live stream through edge a.
+	echo := lineEcho(t)
+	c := a.ClientFor("d-1")
+	conn, err := c.DialTCP(ctxT(t), echo)
+	require.NoError(t, err)
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	say := func(s string) {
+		t.Helper()
+		_, err := io.WriteString(conn, s+"\n")
+		require.NoError(t, err)
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, s+"\n", line)
+	}
+	say("before")
+
+	lb.set(strings.TrimPrefix(b.URL(), "https://"))
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = a.HTTPServer().Shutdown(ctx)
+		shut <- a.Server().Shutdown(ctx)
+	}()
+
+	// The in-flight stream keeps working during the drain.
+	say("during the drain")
+	select {
+	case <-shut:
+		t.Fatal("Shutdown returned while a stream was open")
+	default:
+	}
+	// New streams on edge a are refused while it drains.
+	_, _, err = c.OpenStream(ctxT(t), transport.MsgTCP, []byte(echo))
+	var re *transport.RemoteError
+	require.True(t, errors.As(err, &re), "got %v", err)
+	require.Contains(t, re.Reason, "shutting down")
+
+	conn.Close()
+	select {
+	case err := <-shut:
+		require.NoError(t, err, "the drain should end when the last stream closes")
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return after the last stream closed")
+	}
+
+	// The device followed the GoAway to edge b, where it serves again.
+	b.WaitDevice("d-1")
+	got, err := roundTrip(t, b.ClientFor("d-1"), echo, "after the move")
+	require.NoError(t, err)
+	require.Equal(t, "after the move", got)
+}
+
+// lineEcho echoes each line back at once.
+func lineEcho(t testing.TB) string {
+	return echoServer(t)
+}
