@@ -163,7 +163,11 @@ func (a *Agent) Close() error {
 // returns the outcome. A reload asked for while one runs is coalesced with
 // the next run: however many arrive, at most one more run follows.
 func (a *Agent) Reload(ctx context.Context) error {
-	res := a.reloads.trigger(a.ctx)
+	actx, err := a.runContext()
+	if err != nil {
+		return err
+	}
+	res := a.reloads.trigger(actx)
 	select {
 	case <-res.done:
 		return res.err
@@ -174,7 +178,21 @@ func (a *Agent) Reload(ctx context.Context) error {
 
 // TriggerReload starts a reload and returns at once; the outcome is
 // logged. It is for SIGHUP.
-func (a *Agent) TriggerReload() { a.reloads.trigger(a.ctx) }
+func (a *Agent) TriggerReload() {
+	if actx, err := a.runContext(); err == nil {
+		a.reloads.trigger(actx)
+	}
+}
+
+// runContext returns the context of the running agent, which ends on Close.
+func (a *Agent) runContext() (context.Context, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.started {
+		return nil, errors.New("device: agent not started")
+	}
+	return a.ctx, nil
+}
 
 // reload is one run: read, validate, apply, then run the command.
 func (a *Agent) reload(ctx context.Context) error {

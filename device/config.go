@@ -23,8 +23,10 @@ import (
 const (
 	// DefaultDialTimeout bounds the device's dial of a TCP tunnel target.
 	DefaultDialTimeout = 10 * time.Second
-	// DefaultReloadTimeout bounds reload.command.
-	DefaultReloadTimeout = 30 * time.Second
+	// DefaultReloadTimeout bounds reload.command. It is shorter than the
+	// 15 s a client and the edge wait for a stream's answer by default, so
+	// a hung command is reported as such rather than as a client timeout.
+	DefaultReloadTimeout = 10 * time.Second
 	// MaxConfigSize bounds the configuration file.
 	MaxConfigSize = 1 << 20
 )
@@ -43,7 +45,7 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	  tcp: ["127.0.0.1:*", "localhost:*"]
 //	  udp: ["127.0.0.1:*"]
 //	pty: {enabled: true, shell: "", user: ""}
-//	reload: {command: ["systemctl", "reload", "myapp"], timeout: 30s}
+//	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
 //
@@ -109,7 +111,9 @@ type ReloadConfig struct {
 	// Command runs after the new config is applied; its exit status is the
 	// reload's answer. Empty means no command.
 	Command []string `yaml:"command"`
-	// Timeout bounds Command; 0 means DefaultReloadTimeout.
+	// Timeout bounds Command; 0 means DefaultReloadTimeout (10 s). Longer
+	// values need a client that waits longer than its default 15 s for the
+	// answer; SIGHUP reloads do not wait.
 	Timeout time.Duration `yaml:"timeout"`
 }
 

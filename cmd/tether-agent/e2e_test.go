@@ -252,6 +252,21 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 	})
 }
 
+// TestHTTPSProxy connects the agent through an HTTP CONNECT proxy named by
+// HTTPS_PROXY. The edge is named edge.test, which only the proxy can reach
+// (proxies are not used for loopback addresses).
+func TestHTTPSProxy(t *testing.T) {
+	w := newWorld(t, "edge.test")
+	proxy := newConnectProxy(t, w.addr)
+	_, port, _ := net.SplitHostPort(w.addr)
+	path := w.writeAgentConfig("dev-1", "")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(readFile(t, path), w.addr, "edge.test:"+port, 1)), 0o600))
+	env := []string{"HTTPS_PROXY=http://" + proxy.addr, "NO_PROXY=", "no_proxy=", "https_proxy="}
+	startEnv(t, env, "tether-agent", "--config", path)
+	w.waitConnected("dev-1")
+	require.Contains(t, proxy.requests(), "edge.test:"+port)
+}
+
 func readFile(t testing.TB, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -88,8 +89,15 @@ func (s *syncBuffer) String() string {
 
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv is start with more environment variables ("KEY=value").
+func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin(name), args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, p.cmd.Start())
@@ -163,9 +171,15 @@ type world struct {
 	edge  *proc
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB, edgeNames ...string) *world {
 	t.Helper()
 	pki := certstest.New(t)
+	if len(edgeNames) > 0 {
+		// An edge certificate for more names than certstest's loopback ones.
+		kp, err := pki.CA.IssueServer(append([]string{"127.0.0.1"}, edgeNames...), certs.Options{})
+		require.NoError(t, err)
+		require.NoError(t, kp.Save(pki.EdgeCertFile, pki.EdgeKeyFile, true))
+	}
 	w := &world{t: t, pki: pki, dir: pki.Dir, addr: freeAddr(t)}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
@@ -330,6 +344,80 @@ func reasonOf(t testing.TB, err error) string {
 	var re *transport.RemoteError
 	require.ErrorAs(t, err, &re, "want an Error answer from the device; got %v", err)
 	return re.Reason
+}
+
+// connectProxy is an HTTP CONNECT proxy that sends every tunnel to one
+// address, whatever host was asked for, and records what was asked.
+type connectProxy struct {
+	addr string
+	mu   sync.Mutex
+	// mu guards the following.
+	asked []string
+}
+
+func newConnectProxy(t testing.TB, to string) *connectProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &connectProxy{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	var cmu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	track := func(c net.Conn) {
+		cmu.Lock()
+		conns[c] = struct{}{}
+		cmu.Unlock()
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		cmu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		cmu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil || req.Method != http.MethodConnect {
+					_, _ = io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+					return
+				}
+				_ = c.SetReadDeadline(time.Time{})
+				p.mu.Lock()
+				p.asked = append(p.asked, req.Host)
+				p.mu.Unlock()
+				up, err := net.Dial("tcp", to)
+				if err != nil {
+					_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
+					return
+				}
+				track(up)
+				_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+				_, _, _ = transport.Splice(c, up)
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *connectProxy) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.asked...)
 }
 
 var _ = strings.Contains
