@@ -156,17 +156,24 @@ func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 // passes any opening message to the device untouched.
 func newRawRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	t.Helper()
+	dev := udp.NewDeviceHandler(cfg, testLogger(t))
+	t.Cleanup(func() { dev.Close() })
+	r := newRawRigWith(t, dev.Handle)
+	r.dev = dev
+	return r
+}
+
+// newRawRigWith is newRawRig with a hand-written device handler for UDP
+// streams, to play a misbehaving device.
+func newRawRigWith(t testing.TB, h transport.Handler) *rig {
+	t.Helper()
 	pki := certstest.New(t)
 	b := newBroker(t, pki.EdgeTLS())
 
-	dev := udp.NewDeviceHandler(cfg, testLogger(t))
 	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, nil)
-	dc.Handle(transport.MsgUDP, dev.Handle)
+	dc.Handle(transport.MsgUDP, h)
 	require.NoError(t, dc.Start(context.Background()))
-	t.Cleanup(func() {
-		dev.Close()
-		dc.Close()
-	})
+	t.Cleanup(func() { dc.Close() })
 	// The device is ready once the broker holds its session: its Ready
 	// fires at the 101, a moment before the broker registers it.
 	require.Eventually(t, func() bool {
@@ -180,7 +187,7 @@ func newRawRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	cl, err := transport.DialClient(ctx, b.url, "d1", "token", pki.ClientTLS(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
-	return &rig{client: cl, dev: dev}
+	return &rig{client: cl}
 }
 
 // listen starts a Listener on 127.0.0.1:0 towards remote, closed at cleanup.

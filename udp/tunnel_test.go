@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -575,4 +576,41 @@ func TestSuggestedSourcePort(t *testing.T) {
 	assert.Equal(t, "hi", string(got))
 	assert.Equal(t, l.Addr().String(), from.String())
 	assert.Equal(t, peer.LocalAddr().(*net.UDPAddr).Port, <-froms, "the device must try the peer's port first")
+}
+
+// TestListenerAgainstBadDevice: a device that answers OK, sends a frame
+// from port 0, a good frame and then half a frame before closing must cost
+// the Listener one dropped datagram and the stream, and nothing else.
+func TestListenerAgainstBadDevice(t *testing.T) {
+	const remotePort = 5300
+	var calls atomic.Int32
+	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) {
+		calls.Add(1)
+		if err := transport.WriteOK(st, nil); err != nil {
+			return
+		}
+		var fr []byte
+		fr, _ = udp.AppendFrame(fr, 0, []byte("from nowhere"))
+		fr, _ = udp.AppendFrame(fr, remotePort, []byte("good"))
+		fr = append(fr, 0x14, 0xb4, 0xff, 0xff, 'h', 'a', 'l', 'f')
+		_, _ = st.Write(fr)
+		// Wait for the client to give up on the stream.
+		_, _ = io.Copy(io.Discard, st)
+	})
+	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.ListenOptions{IdleTimeout: time.Hour})
+	peer := localPeer(t)
+	_, err := peer.WriteToUDP([]byte("q"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, from := readFrom(t, peer)
+	assert.Equal(t, "good", string(got))
+	assert.Equal(t, l.Addr().String(), from.String())
+	// The cut frame stays pending until the device closes; closing the
+	// device side ends the stream, and the Listener forgets the peer.
+	require.Eventually(t, func() bool { return l.Stats().DatagramsOut == 1 }, 20*time.Second, 5*time.Millisecond,
+		"the peer's datagram must have gone out before the session is cut")
+	r.client.Close()
+	require.Eventually(t, func() bool { return l.Stats().Peers == 0 }, 20*time.Second, 10*time.Millisecond)
+	assert.EqualValues(t, 1, l.Stats().Dropped, "the port-0 frame is dropped and counted: %+v", l.Stats())
+	assert.EqualValues(t, 1, l.Stats().DatagramsIn)
+	assert.EqualValues(t, 1, calls.Load())
 }
