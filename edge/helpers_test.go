@@ -162,3 +162,5 @@ func connected(m *mock.EdgeMock, id string) bool {
 	}
 	return false
 }
+
+func edgeLimits(open time.Duration) edge.Limits { return edge.Limits{OpenTimeout: open} }
