@@ -1,0 +1,192 @@
+package edge
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+func tgt(t *testing.T, s string) target.Target {
+	t.Helper()
+	v, err := target.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestStaticPolicy(t *testing.T) {
+	p, err := NewStaticPolicy([]ClientRule{
+		{Name: "ops", TokenSHA256: HashToken("tok-ops"), Devices: []string{"*"},
+			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*"), target.MustParsePattern("*:22")},
+			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:53")}, PTY: true, Reload: true},
+		{Name: "lab", TokenSHA256: HashToken("tok-lab"), Devices: []string{"lab-*", "bench"},
+			TCP: []target.Pattern{target.MustParsePattern("10.0.0.*:8000-8100")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Authenticate(""); ok {
+		t.Error("empty token authenticated")
+	}
+	if _, ok := p.Authenticate("tok-op"); ok {
+		t.Error("a prefix of a token authenticated")
+	}
+	ops, ok := p.Authenticate("tok-ops")
+	if !ok || ops.Name != "ops" {
+		t.Fatalf("Authenticate(tok-ops) = %v, %v; want ops", ops, ok)
+	}
+	lab, _ := p.Authenticate("tok-lab")
+
+	tests := []struct {
+		name   string
+		id     Identity
+		device string
+		req    Request
+		allow  bool
+	}{
+		{"ops loopback", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "127.0.0.1:5432")}, true},
+		{"ops ssh anywhere", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.1.2.3:22")}, true},
+		{"ops smtp", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.5:25")}, false},
+		{"ops udp dns", ops, "d1", Request{Type: transport.MsgUDP, Target: tgt(t, "127.0.0.1:53")}, true},
+		{"ops udp other", ops, "d1", Request{Type: transport.MsgUDP, Target: tgt(t, "127.0.0.1:54")}, false},
+		{"ops pty", ops, "d1", Request{Type: transport.MsgPTY}, true},
+		{"ops pty command", ops, "d1", Request{Type: transport.MsgPTYCommand}, true},
+		{"ops reload", ops, "d1", Request{Type: transport.MsgReload}, true},
+		{"ops files not granted", ops, "d1", Request{Type: transport.MsgFileTransfer}, false},
+		{"ops unknown type", ops, "d1", Request{Type: 0x7f}, false},
+		{"lab in range", lab, "lab-7", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
+		{"lab exact device", lab, "bench", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
+		{"lab other device", lab, "prod-1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, false},
+		{"lab out of range", lab, "lab-7", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:9000")}, false},
+		{"lab pty", lab, "lab-7", Request{Type: transport.MsgPTY}, false},
+		{"unknown identity", Identity{Name: "ghost"}, "d1", Request{Type: transport.MsgPTY}, false},
+	}
+	for _, tt := range tests {
+		err := p.Authorize(tt.id, tt.device, tt.req)
+		if (err == nil) != tt.allow {
+			t.Errorf("%s: Authorize = %v; want allowed=%v", tt.name, err, tt.allow)
+		}
+		if err != nil && !errors.Is(err, ErrNotAllowed) {
+			t.Errorf("%s: error %v does not wrap ErrNotAllowed", tt.name, err)
+		}
+	}
+	err = p.Authorize(ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
+	if got, want := err.Error(), "not allowed: tcp 10.0.0.5:25 on device d1 for client ops"; got != want {
+		t.Errorf("denial = %q; want %q", got, want)
+	}
+	if (&StaticPolicy{}).DeviceAllowed(ops, "d1") {
+		t.Error("the zero StaticPolicy allowed a device")
+	}
+}
+
+func TestNewStaticPolicyRejects(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		rules []ClientRule
+		want  string
+	}{
+		{"no name", []ClientRule{{TokenSHA256: HashToken("a")}}, "no name"},
+		{"duplicate name", []ClientRule{{Name: "a", TokenSHA256: HashToken("a")}, {Name: "a", TokenSHA256: HashToken("b")}}, "used twice"},
+		{"shared token", []ClientRule{{Name: "a", TokenSHA256: HashToken("a")}, {Name: "b", TokenSHA256: HashToken("a")}}, "same token_sha256"},
+		{"bad glob", []ClientRule{{Name: "a", TokenSHA256: HashToken("a"), Devices: []string{"a/b"}}}, "device glob"},
+	} {
+		_, err := NewStaticPolicy(tt.rules)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v; want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestParseTokenSHA256(t *testing.T) {
+	sum := HashToken("x")
+	hexSum := "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+	got, err := ParseTokenSHA256(hexSum)
+	if err != nil || got != sum {
+		t.Fatalf("ParseTokenSHA256 = %x, %v; want %x", got, err, sum)
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("g", 64), hexSum + "00"} {
+		if _, err := ParseTokenSHA256(bad); err == nil {
+			t.Errorf("ParseTokenSHA256(%q) succeeded; want an error", bad)
+		}
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"*", "anything", true},
+		{"*", "", true},
+		{"dev-*", "dev-1", true},
+		{"dev-*", "dev-", true},
+		{"dev-*", "prod-1", false},
+		{"*-1", "dev-1", true},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "aXXbYY", false},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	} {
+		if got := globMatch(tt.pattern, tt.s); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v; want %v", tt.pattern, tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestParseRevocations(t *testing.T) {
+	r, err := ParseRevocations(strings.NewReader("# comment\n\n0A:1b\n0x00ff\n  abc  \n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"a1b", "ff", "abc"} {
+		if !r.Has(s) {
+			t.Errorf("serial %s not revoked; list %v", s, r)
+		}
+	}
+	if len(r) != 3 {
+		t.Errorf("got %d serials; want 3", len(r))
+	}
+	if _, err := ParseRevocations(strings.NewReader("0a1\nnot-hex\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("got %v; want an error naming line 2", err)
+	}
+	if _, err := ParseRevocations(strings.NewReader(strings.Repeat("a", 5000))); err == nil {
+		t.Error("an over-long line was accepted")
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	r := newRateLimiter(2, 3)
+	now := time.Unix(1000, 0)
+	for i := 0; i < 3; i++ {
+		if !r.allow("1.2.3.4:1000", now) {
+			t.Fatalf("request %d within the burst refused", i+1)
+		}
+	}
+	if r.allow("1.2.3.4:1001", now) {
+		t.Fatal("request beyond the burst allowed")
+	}
+	if !r.allow("5.6.7.8:1", now) {
+		t.Fatal("another address was limited by the first")
+	}
+	if !r.allow("1.2.3.4:1002", now.Add(600*time.Millisecond)) {
+		t.Fatal("a token did not refill at 2/s after 0.6 s")
+	}
+	if r.allow("1.2.3.4:1002", now.Add(600*time.Millisecond)) {
+		t.Fatal("more than the refilled tokens were allowed")
+	}
+}
+
+func TestLimitsDefaults(t *testing.T) {
+	l := Limits{MaxStreamsPerDevice: 500}.withDefaults(128)
+	if l.MaxStreamsPerDevice != 128 {
+		t.Errorf("MaxStreamsPerDevice = %d; want it capped at the session's 128", l.MaxStreamsPerDevice)
+	}
+	if l.OpenTimeout != DefaultOpenTimeout || l.MaxStreamsPerClient != DefaultMaxStreamsPerClient {
+		t.Errorf("defaults not applied: %+v", l)
+	}
+}
