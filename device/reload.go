@@ -22,6 +22,7 @@ type reloader struct {
 	// mu guards the following.
 	running bool
 	next    *reloadResult // the requests waiting for the next run
+	queued  int           // how many requests share next
 	closed  bool
 
 	wg sync.WaitGroup // the run loop
@@ -45,7 +46,9 @@ func (r *reloader) trigger(ctx context.Context) *reloadResult {
 	}
 	if r.next == nil {
 		r.next = &reloadResult{done: make(chan struct{})}
+		r.queued = 0
 	}
+	r.queued++
 	res := r.next
 	if !r.running {
 		r.running = true
@@ -61,7 +64,7 @@ func (r *reloader) loop(ctx context.Context) {
 	for {
 		r.mu.Lock()
 		res := r.next
-		r.next = nil
+		r.next, r.queued = nil, 0
 		if res == nil {
 			r.running = false
 			r.mu.Unlock()
@@ -71,6 +74,13 @@ func (r *reloader) loop(ctx context.Context) {
 		res.err = r.run(ctx)
 		close(res.done)
 	}
+}
+
+// waiting returns how many requests wait for the next run.
+func (r *reloader) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.queued
 }
 
 // close refuses new requests and waits for the run in progress (whose

@@ -48,6 +48,7 @@ func TestReloaderCoalesces(t *testing.T) {
 		require.Same(t, rest[0], res, "requests during one run share the next run")
 	}
 	require.NotSame(t, first, rest[0], "a request during a run is served by a later run")
+	require.Equal(t, 5, r.waiting())
 
 	close(release)
 	waitResult(t, first)
