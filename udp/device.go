@@ -226,6 +226,10 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	dst, err := resolveTarget(rctx, h.res, req.Target)
 	cancel()
+	if errors.Is(err, ErrRefused) {
+		h.refuse(st, fmt.Sprintf("udp %s refused: %v", req.Target, err))
+		return
+	}
 	if err != nil {
 		h.refuse(st, fmt.Sprintf("udp %s: %s", req.Target, userText(err)))
 		return

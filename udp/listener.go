@@ -132,7 +132,7 @@ func Listen(ctx context.Context, opener transport.Opener, local, remote string, 
 	}
 	if a, err := netip.ParseAddr(t.Host); err == nil {
 		if err := checkUnicast(a.Unmap()); err != nil {
-			return nil, fmt.Errorf("udp: remote %s: %w", t, err)
+			return nil, fmt.Errorf("udp: remote %s refused: %w", t, err)
 		}
 	}
 	laddr, err := net.ResolveUDPAddr("udp", local)

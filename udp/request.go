@@ -92,7 +92,17 @@ func resolveTarget(ctx context.Context, r resolver, t target.Target) (netip.Addr
 	if first == nil {
 		first = fmt.Errorf("resolve %s: no addresses", t.Host)
 	}
-	return netip.Addr{}, fmt.Errorf("%s: %w", t.Host, first)
+	return netip.Addr{}, fmt.Errorf("%s has no usable address: %w", t.Host, first)
+}
+
+// refusedError says why a destination is refused; it matches ErrRefused.
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return e.reason }
+func (e *refusedError) Unwrap() error { return ErrRefused }
+
+func refused(format string, args ...any) error {
+	return &refusedError{reason: fmt.Sprintf(format, args...)}
 }
 
 // checkDestination refuses addresses a tunnel must never send to: the
@@ -101,15 +111,15 @@ func resolveTarget(ctx context.Context, r resolver, t target.Target) (netip.Addr
 func checkDestination(a netip.Addr) error {
 	switch {
 	case !a.IsValid():
-		return fmt.Errorf("%w: no address", ErrRefused)
+		return refused("no address")
 	case a.IsUnspecified() || (a.Is4() && a.As4()[0] == 0):
-		return fmt.Errorf("%w: %v is an unspecified address, not a destination", ErrRefused, a)
+		return refused("%v is an unspecified address, not a destination", a)
 	case a.IsMulticast():
-		return fmt.Errorf("%w: %v is a multicast address; UDP tunnels carry unicast only", ErrRefused, a)
+		return refused("%v is a multicast address; UDP tunnels carry unicast only", a)
 	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return fmt.Errorf("%w: %v is the broadcast address; UDP tunnels carry unicast only", ErrRefused, a)
+		return refused("%v is the broadcast address; UDP tunnels carry unicast only", a)
 	case a.Is4() && isLocalBroadcast(a):
-		return fmt.Errorf("%w: %v is the broadcast address of a local network; UDP tunnels carry unicast only", ErrRefused, a)
+		return refused("%v is the broadcast address of a local network; UDP tunnels carry unicast only", a)
 	}
 	return nil
 }
