@@ -51,6 +51,8 @@ type Options struct {
 	Token string
 	// Logger receives the edge's logs; nil writes them to t.Log.
 	Logger *slog.Logger
+	// Metrics, when set, records the edge's metrics.
+	Metrics *edge.Metrics
 	// PKI, when set, is used instead of a fresh one: two edges sharing a
 	// PKI accept the same devices, as edges behind one load balancer do.
 	PKI *certstest.PKI
@@ -115,6 +117,7 @@ func New(t testing.TB, opts Options) *EdgeMock {
 		Auditor:   m.audit,
 		Transport: opts.Transport,
 		Limits:    opts.Limits,
+		Metrics:   opts.Metrics,
 		Logger:    log.With("component", "edge"),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
