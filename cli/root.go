@@ -11,15 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 )
 
-// IO is where a command reads and writes. In is the terminal or pipe the
-// command was started with; InFile is the same as *os.File when it is one
-// (terminal checks and raw mode need the descriptor).
+// IO is where a command reads and writes. When In is an *os.File on a
+// terminal, tether shell uses its descriptor for raw mode and the window
+// size; any other reader runs the shell in pipe mode.
 type IO struct {
 	In     io.Reader
 	Out    io.Writer
@@ -199,5 +198,3 @@ func argsUsage(check cobra.PositionalArgs, form string) cobra.PositionalArgs {
 		return nil
 	}
 }
-
-func sortStrings(s []string) { slices.Sort(s) }
