@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,6 +160,7 @@ func TestCheck(t *testing.T) {
 		p := w.writeAgentConfig("dev-1", "")
 		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), "ca: ca.crt", "ca: other-ca.crt", 1)), 0o600))
 		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		t.Log(out)
 		require.Equal(t, checkEdgeTrust, code, out)
 		require.Contains(t, out, "the edge's certificate is not signed by the CA in "+filepath.Join(w.dir, "other-ca.crt"))
 	})
@@ -166,10 +168,40 @@ func TestCheck(t *testing.T) {
 		w.pki.DeviceWith("old", certs.Options{NotBefore: time.Now().Add(-72 * time.Hour), Lifetime: 24 * time.Hour})
 		p := w.writeAgentConfig("old", "")
 		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		t.Log(out)
 		require.Equal(t, checkCertTime, code, out)
 		require.Contains(t, out, "expired on")
 		require.Contains(t, out, "issue a new one")
 		require.Contains(t, out, "skip  connection to the edge")
+		require.Contains(t, out, "ok    the device certificate is signed by the CA in", "an expired certificate is still checked against the CA")
+	})
+	t.Run("not valid yet", func(t *testing.T) {
+		w.pki.DeviceWith("future", certs.Options{NotBefore: time.Now().Add(48 * time.Hour)})
+		out, code := runBin(t, "tether-agent", "check", "--config", w.writeAgentConfig("future", ""))
+		require.Equal(t, checkCertTime, code, out)
+		require.Contains(t, out, "is not valid yet")
+		require.Contains(t, out, "check this device's clock")
+	})
+	t.Run("not a client certificate", func(t *testing.T) {
+		kp, err := w.pki.CA.IssueClientWithEKU("server-only", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, certs.Options{})
+		require.NoError(t, err)
+		crt, key := w.pki.DeviceFiles("server-only")
+		require.NoError(t, kp.Save(crt, key, true))
+		out, code := runBin(t, "tether-agent", "check", "--config", w.writeAgentConfig("server-only", ""))
+		require.Equal(t, checkCertUsage, code, out)
+		require.Contains(t, out, "lacks the ClientAuth extended key usage")
+	})
+	t.Run("edge refuses a certificate from another CA", func(t *testing.T) {
+		other := certstest.New(t)
+		kp, err := other.CA.IssueDevice("stranger", certs.Options{})
+		require.NoError(t, err)
+		crt, key := w.pki.DeviceFiles("stranger")
+		require.NoError(t, kp.Save(crt, key, true))
+		out, code := runBin(t, "tether-agent", "check", "--config", w.writeAgentConfig("stranger", ""))
+		t.Log(out)
+		require.Equal(t, checkEdgeRefused, code, out)
+		require.Contains(t, out, "not by the CA in")
+		require.Contains(t, out, "the edge refused this device")
 	})
 	t.Run("key does not match", func(t *testing.T) {
 		w.pki.Device("a")
