@@ -33,6 +33,7 @@ type connection struct {
 	tls      *tls.Config
 	device   string
 	log      *slog.Logger
+	cfg      *transport.Config
 }
 
 // prepare resolves settings for a command that reaches device.
@@ -52,7 +53,8 @@ func (g *globalOptions) prepare(device string) (*connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &connection{settings: s, tls: tc, device: device, log: g.logger()}, nil
+	return &connection{settings: s, tls: tc, device: device, log: g.logger(),
+		cfg: &transport.Config{HandshakeTimeout: g.timeout}}, nil
 }
 
 // dial opens a client session to the device. The returned client is
@@ -60,7 +62,7 @@ func (g *globalOptions) prepare(device string) (*connection, error) {
 // Done reports the loss at once rather than after the keep-alive timeout.
 func (c *connection) dial(ctx context.Context) (*transport.Client, error) {
 	c.log.Debug("dialing the edge", "edge", c.settings.Edge, "device", c.device)
-	cl, err := transport.DialClient(ctx, c.settings.Edge, c.device, c.settings.Token, c.tls, nil)
+	cl, err := transport.DialClient(ctx, c.settings.Edge, c.device, c.settings.Token, c.tls, c.cfg)
 	if err != nil {
 		return nil, err
 	}

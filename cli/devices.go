@@ -63,7 +63,7 @@ func (o *devicesOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, err := fetchDevices(ctx, s, tc)
+	devs, err := fetchDevices(ctx, s, tc, o.g.timeout)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,8 @@ func (o *devicesOptions) run(ctx context.Context) error {
 }
 
 // fetchDevices asks the edge for its connected devices.
-func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config) ([]Device, error) {
+// timeout bounds the whole request.
+func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config, timeout time.Duration) ([]Device, error) {
 	u, err := url.Parse(s.Edge)
 	if err != nil {
 		return nil, usageErrorf("edge URL %q: %v", s.Edge, err)
@@ -84,7 +85,7 @@ func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config) ([]Device, e
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/devices"
 	u.RawPath = ""
 	hc := &http.Client{
-		Timeout: transport.DefaultHandshakeTimeout,
+		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:             http.ProxyFromEnvironment,
 			TLSClientConfig:   tc,
@@ -152,4 +153,33 @@ func ago(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// completeDevice completes a DEVICE argument with the IDs the edge lists,
+// using the settings in force; without them it offers nothing.
+func completeDevice(g *globalOptions) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		s, err := g.settings()
+		if err != nil || s.requireEdge() != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		tc, err := tlsConfig(s)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		devs, err := fetchDevices(cmd.Context(), s, tc, min(g.timeout, 5*time.Second))
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, d := range devs {
+			if strings.HasPrefix(d.ID, toComplete) {
+				out = append(out, d.ID)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -49,6 +49,15 @@ func TestDevices(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1", host)
 
+	// Shell completion offers the connected devices.
+	out, errOut, code = f.tether("", "__complete", "shell", "")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, strings.Fields(out), "d1")
+	require.Contains(t, strings.Fields(out), "lab-2")
+	out, _, _ = f.tether("", "__complete", "reload", "la")
+	require.Contains(t, strings.Fields(out), "lab-2")
+	require.NotContains(t, strings.Fields(out), "d1")
+
 	// The limited token sees only the devices its globs match.
 	out, errOut, code = runTether(t, baseEnv(t), "", f.args(f.limited, "devices", "--json")...)
 	require.Equal(t, 0, code, errOut)
@@ -211,6 +220,10 @@ func TestErrorClasses(t *testing.T) {
 	target := echoUpper(t)
 	closedPort := freePort(t)
 	other := certstest.New(t)
+	// A listener that accepts and never speaks: the TLS handshake times out.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { silent.Close() })
 
 	tests := []struct {
 		name     string
@@ -227,6 +240,12 @@ func TestErrorClasses(t *testing.T) {
 		{"edge name does not resolve (devices)",
 			[]string{"--edge", "https://edge.invalid:8443", "--ca", f.pki.CAFile, "--token", f.token, "devices"},
 			ExitUnreachable, []string{"cannot resolve"}},
+		{"edge does not answer",
+			[]string{"--edge", "https://" + silent.Addr().String(), "--ca", f.pki.CAFile, "--token", f.token, "--connect-timeout", "1s", "reload", "d1"},
+			ExitUnreachable, []string{"timed out", "HTTPS_PROXY"}},
+		{"edge does not answer (devices)",
+			[]string{"--edge", "https://" + silent.Addr().String(), "--ca", f.pki.CAFile, "--token", f.token, "--connect-timeout", "1s", "devices"},
+			ExitUnreachable, []string{"timed out"}},
 		{"unknown authority",
 			[]string{"--edge", f.edgeURL(), "--token", f.token, "nc", "d1", target},
 			ExitTLS, []string{"unknown authority", "pass --ca"}},

@@ -34,7 +34,8 @@ output. It fits ssh's ProxyCommand, where %h is the host name given to ssh
 
   # Talk to a service next to the device
   printf 'GET / HTTP/1.0\r\n\r\n' | tether nc d1 192.168.1.20:80`,
-		Args: argsUsage(cobra.ExactArgs(2), "tether nc DEVICE HOST:PORT"),
+		ValidArgsFunction: completeDevice(g),
+		Args:              argsUsage(cobra.ExactArgs(2), "tether nc DEVICE HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			t, err := parseTarget(args[1])

@@ -26,7 +26,8 @@ printed verbatim and the command exits 8.`,
 
   # Reload several devices, stopping at the first failure
   for d in d1 d2 d3; do tether reload "$d" || break; done`,
-		Args: argsUsage(cobra.ExactArgs(1), "tether reload DEVICE"),
+		ValidArgsFunction: completeDevice(g),
+		Args:              argsUsage(cobra.ExactArgs(1), "tether reload DEVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			return o.run(cmd.Context())

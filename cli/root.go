@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/transport"
 )
 
 // IO is where a command reads and writes. When In is an *os.File on a
@@ -30,6 +32,7 @@ type globalOptions struct {
 	edge, token, tokenFile, ca string
 	profile, config            string
 	verbose                    bool
+	timeout                    time.Duration
 
 	io     IO
 	getenv func(string) string
@@ -41,6 +44,9 @@ type globalOptions struct {
 
 // settings merges flags, environment and config file.
 func (g *globalOptions) settings() (*Settings, error) {
+	if g.timeout <= 0 {
+		return nil, usageErrorf("--connect-timeout must be positive, such as 10s")
+	}
 	s, err := resolveSettings(g, g.getenv)
 	if err != nil {
 		return nil, err
@@ -170,6 +176,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	pf.StringVar(&g.ca, "ca", "", "CA certificate that signed the edge's certificate ("+EnvCA+"; the system pool when unset)")
 	pf.StringVar(&g.profile, "profile", "", "profile of the config file to use ("+EnvProfile+"; the file's default when unset)")
 	pf.StringVar(&g.config, "config", "", "config file ("+EnvConfig+"; default $XDG_CONFIG_HOME/tether/config.yaml)")
+	pf.DurationVar(&g.timeout, "connect-timeout", transport.DefaultHandshakeTimeout, "how long to wait for the edge to answer a connection")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log connection details to stderr")
 
 	root.AddCommand(

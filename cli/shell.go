@@ -44,7 +44,8 @@ ssh does.`,
 
   # A script from a file (pipe mode)
   tether shell d1 < fix-permissions.sh`,
-		Args: argsUsage(cobra.MinimumNArgs(1), "tether shell DEVICE [-- COMMAND [ARGS...]]"),
+		ValidArgsFunction: completeDevice(g),
+		Args:              argsUsage(cobra.MinimumNArgs(1), "tether shell DEVICE [-- COMMAND [ARGS...]]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			rest := args[1:]

@@ -39,7 +39,8 @@ the listeners stay open and the session is redialled with backoff.`,
 
   # Listen on every interface of this machine
   tether tcp d1 '*:2222:127.0.0.1:22'`,
-		Args: argsUsage(cobra.MinimumNArgs(2), "tether tcp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
+		ValidArgsFunction: completeDevice(g),
+		Args:              argsUsage(cobra.MinimumNArgs(2), "tether tcp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			for _, a := range args[1:] {

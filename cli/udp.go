@@ -34,7 +34,8 @@ is lost.`,
 
   # A Modbus/UDP or SNMP agent next to the device
   tether udp d1 1161:192.168.1.20:161`,
-		Args: argsUsage(cobra.MinimumNArgs(2), "tether udp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
+		ValidArgsFunction: completeDevice(g),
+		Args:              argsUsage(cobra.MinimumNArgs(2), "tether udp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
 			for _, a := range args[1:] {
