@@ -220,7 +220,7 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
-		return nil, yamlError(err)
+		return nil, c.typeError(yamlError(err))
 	}
 	if err := c.validate(dir); err != nil {
 		return nil, err
@@ -275,6 +275,53 @@ func yamlError(err error) error {
 		return lineError(te.Errors[0])
 	}
 	return lineError(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// typeNames says in words what a Go type expects in the file.
+var typeNames = map[string]string{
+	"bool":          "true or false",
+	"int":           "a whole number",
+	"string":        "a string",
+	"[]string":      `a list of strings, such as ["a", "b"]`,
+	"time.Duration": "a duration, such as 30s or 5m",
+}
+
+// typeError rewrites yaml.v3's "cannot unmarshal !!str `x` into bool" as
+// "pty.enabled: "x" is not true or false", naming the key on that line.
+func (c *Config) typeError(err error) error {
+	ce, ok := err.(*ConfigError)
+	if !ok || ce.Line == 0 {
+		return err
+	}
+	rest, ok := strings.CutPrefix(ce.Msg, "cannot unmarshal !!")
+	if !ok {
+		return err
+	}
+	_, rest, _ = strings.Cut(rest, " ")
+	val, into, ok := strings.Cut(rest, " into ")
+	if !ok {
+		return err
+	}
+	want, ok := typeNames[into]
+	if !ok {
+		return err
+	}
+	msg := fmt.Sprintf("%q is not %s", strings.Trim(val, "`"), want)
+	if key := c.keyOnLine(ce.Line); key != "" {
+		msg = key + ": " + msg
+	}
+	return &ConfigError{Path: ce.Path, Line: ce.Line, Msg: msg}
+}
+
+// keyOnLine returns the deepest key whose value is on line n.
+func (c *Config) keyOnLine(n int) string {
+	best := ""
+	for k, l := range c.lines {
+		if l == n && len(k) > len(best) {
+			best = k
+		}
+	}
+	return best
 }
 
 // lineError parses "line 7: text" into a ConfigError.
