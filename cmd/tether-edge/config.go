@@ -129,7 +129,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	c := &config{path: path}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, cleanYAMLError(err))
+		return nil, yamlError(path, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -137,7 +137,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: the file is empty; see the example in the README", path)
 		}
-		return nil, fmt.Errorf("%s: %s", path, cleanYAMLError(err))
+		return nil, yamlError(path, err)
 	}
 	bad := func(msg string, keys ...string) error {
 		return &configError{path: path, line: lineOf(&root, keys...), key: strings.Join(keys, "."), msg: msg}
@@ -279,6 +279,17 @@ func loadRevoked(path string) (edge.Revocations, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return r, nil
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): `)
+
+// yamlError turns a yaml.v3 error into "path:line: message".
+func yamlError(path string, err error) error {
+	msg := cleanYAMLError(err)
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s:%s: %s", path, m[1], msg[len(m[0]):])
+	}
+	return fmt.Errorf("%s: %s", path, msg)
 }
 
 func cleanYAMLError(err error) string {

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tetherhq/tether/certs/certstest"
+)
+
+const hex64 = "3b9c5e3b56813453e5df1aafe505fa4b01ded53b75797fcd0d1818a421a7e22f"
+
+// issueConfig is the minimal configuration of the issue, as written.
+const issueConfig = `listen: "127.0.0.1:8443"
+tls: {cert: edge.crt, key: edge.key}
+device_ca: ca.crt            # devices present certs signed by this CA (ClientAuth EKU required)
+revoked: revoked.txt         # optional; one serial number (hex) per line; re-read on SIGHUP
+clients:
+  - name: ops
+    token_sha256: "<64 hex chars>"   # SHA-256 of the bearer token; tokens themselves are never stored
+    devices: ["*"]                    # globs on device IDs
+    allow:
+      tcp: ["127.0.0.1:*", "*:22"]    # host:port globs; port ranges like 8000-8100
+      udp: ["127.0.0.1:53"]
+      pty: true
+      reload: true
+audit_log: audit.jsonl       # "-" for stdout
+metrics_listen: "127.0.0.1:9090"   # optional Prometheus /metrics
+`
+
+// writeIssueConfig writes the issue's config and the files it names into
+// a fresh PKI directory and returns the config path.
+func writeIssueConfig(t *testing.T) (string, *certstest.PKI) {
+	t.Helper()
+	pki := certstest.New(t)
+	cfg := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	path := filepath.Join(pki.Dir, "edge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pki.Dir, "revoked.txt"), []byte("0a1b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, pki
+}
+
+func TestIssueConfigWorksAsWritten(t *testing.T) {
+	path, _ := writeIssueConfig(t)
+	// Load from another working directory: paths are relative to the file.
+	wd, _ := os.Getwd()
+	t.Chdir(os.TempDir())
+	defer os.Chdir(wd)
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	dir := filepath.Dir(path)
+	if c.file.TLS.Cert != filepath.Join(dir, "edge.crt") || c.file.DeviceCA != filepath.Join(dir, "ca.crt") ||
+		c.file.AuditLog != filepath.Join(dir, "audit.jsonl") {
+		t.Errorf("paths not resolved against the config's directory: %+v", c.file)
+	}
+	if !c.revoked.Has("a1b") {
+		t.Errorf("revocation list not loaded: %v", c.revoked)
+	}
+	if c.file.MetricsListen != "127.0.0.1:9090" || c.file.Listen != "127.0.0.1:8443" {
+		t.Errorf("listen addresses: %+v", c.file)
+	}
+	if c.drain != defaultDrainTimeout {
+		t.Errorf("drain = %v; want the default %v", c.drain, defaultDrainTimeout)
+	}
+}
+
+func TestConfigErrorsNameKeyAndLine(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown top-level key", base + "listne: x\n", []string{"edge.yaml:16:", `unknown key "listne"`}},
+		{"unknown nested key", strings.Replace(base, "      pty: true", "      ptty: true", 1), []string{"edge.yaml:12:", `unknown key "ptty"`}},
+		{"bad token hash", strings.Replace(base, hex64, "abc", 1), []string{"edge.yaml:7", "clients.0.token_sha256", "64 hex"}},
+		{"bad tcp pattern", strings.Replace(base, `"*:22"`, `"*:0x16"`, 1), []string{"edge.yaml:10", "clients.0.allow.tcp.1"}},
+		{"bad udp pattern", strings.Replace(base, `"127.0.0.1:53"`, `"127.0.0.1:99999"`, 1), []string{"edge.yaml:11", "clients.0.allow.udp.0"}},
+		{"bad device glob", strings.Replace(base, `devices: ["*"]`, `devices: ["a/b"]`, 1), []string{"edge.yaml:8", "clients.0.devices.0"}},
+		{"missing listen", strings.Replace(base, `listen: "127.0.0.1:8443"`, ``, 1), []string{"listen", "required"}},
+		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:"}},
+		{"negative limit", base + "limits:\n  open_timeout: -1s\n", []string{"edge.yaml:17", "limits.open_timeout"}},
+		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:"}},
+		{"log level", base + "log_level: loud\n", []string{"edge.yaml:16", "log_level"}},
+		{"empty file", "", []string{"empty"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig("/etc/tether/edge.yaml", []byte(tt.yaml), false)
+			if err == nil {
+				t.Fatal("parseConfig succeeded; want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "main.") {
+				t.Errorf("error %q leaks Go type names", err)
+			}
+		})
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	path, _ := writeIssueConfig(t)
+	if err := os.Remove(filepath.Join(filepath.Dir(path), "revoked.txt")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "revoked") || !strings.Contains(err.Error(), "create an empty file") {
+		t.Errorf("missing revocation list: got %v", err)
+	}
+	_, err = loadConfig(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil {
+		t.Error("a missing config file loaded")
+	}
+}

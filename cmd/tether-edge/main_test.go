@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport"
+)
+
+var edgeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tether-edge-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	edgeBin = filepath.Join(dir, "tether-edge")
+	out, err := exec.Command("go", "build", "-o", edgeBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build tether-edge: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type edgeProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuf
+	done           chan struct{}
+	err            error
+}
+
+// startEdge runs the built binary; it is killed at the end of the test if
+// still running, and its output logged on failure.
+func startEdge(t *testing.T, args ...string) *edgeProc {
+	t.Helper()
+	p := &edgeProc{stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p.cmd = exec.Command(edgeBin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("tether-edge %v\nstdout:\n%s\nstderr:\n%s", args, p.stdout, p.stderr)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (p *edgeProc) stop(t *testing.T) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("tether-edge did not exit after SIGTERM")
+		return nil
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpsClient(t *testing.T, caFile string) *http.Client {
+	pool, err := certs.LoadPool(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: certs.ClientTLSConfig(pool), DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Timeout: 5 * time.Second, Transport: tr}
+}
+
+func listDevices(hc *http.Client, addr, token string) ([]string, error) {
+	req, _ := http.NewRequest("GET", "https://"+addr+"/api/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	var out []struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, d := range out {
+		ids = append(ids, d.ID)
+	}
+	return ids, nil
+}
+
+func TestTokenCommand(t *testing.T) {
+	out, err := exec.Command(edgeBin, "token").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %q; want a token line and a token_sha256 line", out)
+	}
+	sum := sha256.Sum256([]byte(lines[0]))
+	want := fmt.Sprintf("token_sha256: %q", hex.EncodeToString(sum[:]))
+	if lines[1] != want {
+		t.Errorf("second line %q; want %q", lines[1], want)
+	}
+	if len(lines[0]) < 32 {
+		t.Errorf("token %q is too short", lines[0])
+	}
+}
+
+func TestDevCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	addr := freeAddr(t)
+	p := startEdge(t, "dev", "--dir", dir, "--listen", addr, "--device", "bench-1")
+	waitFor(t, "the dev edge to print its commands", func() bool { return strings.Contains(p.stdout.String(), "devices") })
+	out := p.stdout.String()
+	for _, want := range []string{
+		"tether-agent --config " + filepath.Join(dir, "agent.yaml"),
+		fmt.Sprintf("tether --edge https://%s --ca %s --token-file %s devices", addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token")),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for name, mode := range map[string]os.FileMode{"ca.key": 0o600, "edge.key": 0o600, "device.key": 0o600, "client.token": 0o600,
+		"ca.crt": 0o644, "edge.crt": 0o644, "device.crt": 0o644, "edge.yaml": 0o600, "agent.yaml": 0o600} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if st.Mode().Perm() != mode {
+			t.Errorf("%s has mode %v; want %v", name, st.Mode().Perm(), mode)
+		}
+	}
+	agentYAML, err := os.ReadFile(filepath.Join(dir, "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var agent map[string]any
+	if err := yaml.Unmarshal(agentYAML, &agent); err != nil {
+		t.Fatal(err)
+	}
+	if agent["edge"] != "https://"+addr+"/device" || agent["cert"] != "device.crt" || agent["key"] != "device.key" || agent["ca"] != "ca.crt" {
+		t.Errorf("agent.yaml = %v", agent)
+	}
+
+	// The generated device connects with mTLS and the token lists it.
+	kp, err := certs.Load(filepath.Join(dir, "device.crt"), filepath.Join(dir, "device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := certs.LoadPool(filepath.Join(dir, "ca.crt"))
+	dc := transport.NewDeviceClient(agent["edge"].(string), certs.DeviceTLSConfig(kp.TLSCertificate(), pool), nil, nil)
+	if err := dc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	tok, err := os.ReadFile(filepath.Join(dir, "client.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := httpsClient(t, filepath.Join(dir, "ca.crt"))
+	waitFor(t, "the device to be listed", func() bool {
+		ids, err := listDevices(hc, addr, strings.TrimSpace(string(tok)))
+		return err == nil && len(ids) == 1 && ids[0] == "bench-1"
+	})
+	dc.Close()
+	if err := p.stop(t); err != nil {
+		t.Fatalf("tether-edge dev exited with %v after SIGTERM; want 0", err)
+	}
+
+	// A second run reuses the set-up.
+	p2 := startEdge(t, "dev", "--dir", dir, "--listen", addr)
+	waitFor(t, "the second run to serve", func() bool { return strings.Contains(p2.stdout.String(), "devices") })
+	if !strings.Contains(p2.stdout.String(), "Using the dev set-up") {
+		t.Errorf("second run did not reuse the set-up:\n%s", p2.stdout)
+	}
+	tok2, _ := os.ReadFile(filepath.Join(dir, "client.token"))
+	if !bytes.Equal(tok, tok2) {
+		t.Error("the second run replaced client.token")
+	}
+	if err := p2.stop(t); err != nil {
+		t.Fatalf("exit %v; want 0", err)
+	}
+}
+
+func TestServeReloadRevokesAndTermDrains(t *testing.T) {
+	path, pki := writeIssueConfig(t)
+	dir := filepath.Dir(path)
+	token, sum, err := newToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(issueConfig, "<64 hex chars>", sum, 1)
+	metricsAddr := freeAddr(t)
+	cfg = strings.Replace(cfg, "127.0.0.1:9090", metricsAddr, 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := startEdge(t, "--config", path, "--listen", addr)
+	hc := httpsClient(t, filepath.Join(dir, "ca.crt"))
+	waitFor(t, "the edge to be healthy", func() bool {
+		resp, err := hc.Get("https://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	kp := pki.Device("dev-1")
+	dc := transport.NewDeviceClient("https://"+addr+"/device", pki.DeviceTLS(kp), nil, nil)
+	dc.BackoffInitial, dc.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	if err := dc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	waitFor(t, "the device to be listed", func() bool {
+		ids, err := listDevices(hc, addr, token)
+		return err == nil && len(ids) == 1
+	})
+
+	// Metrics are served on metrics_listen.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^tether_edge_devices_connected 1$`).Match(body.Bytes()) {
+		t.Errorf("metrics lack tether_edge_devices_connected 1:\n%.2000s", body.String())
+	}
+
+	// A broken config on SIGHUP keeps the running policy.
+	if err := os.WriteFile(path, []byte(cfg+"bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	if ids, err := listDevices(hc, addr, token); err != nil || len(ids) != 1 {
+		t.Fatalf("after a failed reload: %v, %v", ids, err)
+	}
+
+	// Revoke by SIGHUP: the live session ends and reconnects are refused.
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "revoked.txt"), []byte(certs.SerialHex(kp.Cert)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the revoked device to be cut", func() bool {
+		ids, err := listDevices(hc, addr, token)
+		return err == nil && len(ids) == 0
+	})
+	waitFor(t, "a reconnect to be refused as revoked", func() bool { return strings.Contains(p.stderr.String(), "is revoked") })
+	dc.Close()
+
+	audit, err := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(audit), `"reason":"certificate revoked"`) {
+		t.Errorf("audit log lacks the revocation:\n%s", audit)
+	}
+	if strings.Contains(string(audit), token) {
+		t.Error("the token leaked into the audit log")
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("exit %v after SIGTERM; want 0", err)
+	}
+}
