@@ -1,0 +1,213 @@
+package transport_test
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/transport"
+)
+
+// rawFlood writes frames on the raw peer's connection, ignoring write
+// errors: the session under test may close the connection mid-flood.
+func rawFlood(p *rawPeer, frames ...[]byte) {
+	var all []byte
+	for _, f := range frames {
+		all = append(all, f...)
+	}
+	_, _ = p.conn.Write(all)
+}
+
+// expectViolation waits for s to be closed by its policing and checks the
+// reason.
+func expectViolation(t *testing.T, s *transport.Session, reason string) {
+	t.Helper()
+	select {
+	case <-s.CloseChan():
+	case <-time.After(waitLong):
+		t.Fatal("the session was not closed")
+	}
+	require.ErrorIs(t, s.Err(), transport.ErrProtocolViolation)
+	require.Contains(t, s.Err().Error(), reason)
+	_, err := s.AcceptStream()
+	require.ErrorIs(t, err, transport.ErrProtocolViolation, "AcceptStream after the violation")
+}
+
+func TestPolicingWindowIgnored(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/client/d1")
+	s := us.session(t)
+
+	rawFlood(p, frame(2, cmdSYN, 3, nil))
+	st, err := s.AcceptStream()
+	require.NoError(t, err)
+	// Nobody reads the stream; the peer sends 1.5 MiB in full frames, beyond
+	// the 1 MiB window it was never granted more than.
+	full := frame(2, cmdPSH, 3, make([]byte, 65535))
+	go rawFlood(p, repeat(full, 24)...)
+	expectViolation(t, s, "window")
+	_, err = st.Read(make([]byte, 1))
+	require.ErrorIs(t, err, transport.ErrProtocolViolation, "a read on the stream says why")
+	p.expectClosed()
+}
+
+func TestPolicingTinyFrameFlood(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/client/d1")
+	s := us.session(t)
+
+	rawFlood(p, frame(2, cmdSYN, 3, nil))
+	_, err := s.AcceptStream()
+	require.NoError(t, err)
+	// 40,000 one-byte frames: 40 KB of payload, well inside the window,
+	// but each frame pins its own buffer at the receiver.
+	go rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), 40_000)...)
+	expectViolation(t, s, "tiny frames")
+	p.expectClosed()
+}
+
+// TestPolicingTinyFramesAcrossStreams: streams that each stay under their
+// own budget still cannot exceed the session's.
+func TestPolicingTinyFramesAcrossStreams(t *testing.T) {
+	cfg := &transport.Config{MaxStreamBuffer: 1 << 20, MaxReceiveBuffer: 2 << 20}
+	us, pki := newUpgradeServer(t, cfg)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/client/d1")
+	s := us.session(t)
+
+	var frames [][]byte
+	for sid := uint32(3); sid <= 9; sid += 2 {
+		frames = append(frames, frame(2, cmdSYN, sid, nil))
+	}
+	rawFlood(p, frames...)
+	for range 4 {
+		_, err := s.AcceptStream()
+		require.NoError(t, err)
+	}
+	// 4 × 10,000 frames: each stream is within its 32,768-frame budget,
+	// the session (2 MiB / 64 = 32,768 frames) is not.
+	frames = frames[:0]
+	for sid := uint32(3); sid <= 9; sid += 2 {
+		frames = append(frames, repeat(frame(2, cmdPSH, sid, []byte{'x'}), 10_000)...)
+	}
+	go rawFlood(p, frames...)
+	expectViolation(t, s, "unread frames on the session")
+}
+
+func TestPolicingMalformedFrames(t *testing.T) {
+	tests := []struct {
+		name   string
+		frame  []byte
+		reason string
+	}{
+		{"smux version 1", frame(1, cmdSYN, 3, nil), "smux version 1"},
+		{"smux version 0x7f", frame(0x7f, cmdPSH, 3, []byte("x")), "smux version 127"},
+		{"unknown command", frame(2, 9, 3, nil), "unknown smux command 9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			us, pki := newUpgradeServer(t, nil)
+			p := rawDial(t, us.addr, pki)
+			p.upgrade("/client/d1")
+			s := us.session(t)
+			rawFlood(p, tt.frame)
+			expectViolation(t, s, tt.reason)
+			p.expectClosed()
+		})
+	}
+}
+
+// TestPolicingTruncatedFrameHeader: a connection that ends inside a frame
+// header ends the session without a violation and without a hang.
+func TestPolicingTruncatedFrameHeader(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/client/d1")
+	s := us.session(t)
+	rawFlood(p, frame(2, cmdPSH, 3, nil)[:5])
+	p.conn.Close()
+	_, err := s.AcceptStream()
+	require.Error(t, err)
+	require.NoError(t, s.Err(), "a cut connection is not a violation")
+}
+
+// TestPolicingHonestSmallFrames: a peer that keeps its window never trips
+// the policing, even with small frames and a reader that stops until the
+// window is full.
+func TestPolicingHonestSmallFrames(t *testing.T) {
+	cli, srv, _, _ := sessionPair(t, nil)
+	st, err := cli.OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	const (
+		chunk = 40
+		total = (1<<20)/chunk*chunk + 100*chunk // a full window and then some
+	)
+	written := make(chan error, 1)
+	go func() {
+		b := make([]byte, chunk)
+		for n := 0; n < total; n += chunk {
+			if _, err := st.Write(b); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- st.CloseWrite()
+	}()
+	ps, err := srv.AcceptStream()
+	require.NoError(t, err)
+	defer ps.Close()
+	// One read grants the full 1 MiB window; then the reader stops until
+	// the writer is blocked by it.
+	_, err = io.ReadFull(ps, make([]byte, 1))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return st.Written() >= 1<<20-chunk }, waitLong, 5*time.Millisecond)
+	require.NoError(t, srv.Err())
+
+	n, err := io.Copy(io.Discard, ps)
+	require.NoError(t, err)
+	require.Equal(t, int64(total-1), n)
+	require.NoError(t, <-written)
+	require.NoError(t, srv.Err())
+}
+
+// TestPolicingHonestTinyFramesActiveReader: 50,000 one-byte frames (more
+// than a stream's frame budget) pass when the reader keeps up.
+func TestPolicingHonestTinyFramesActiveReader(t *testing.T) {
+	cli, srv, _, _ := sessionPair(t, nil)
+	st, err := cli.OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	const total = 50_000
+	written := make(chan error, 1)
+	go func() {
+		for range total {
+			if _, err := st.Write([]byte{'x'}); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- st.CloseWrite()
+	}()
+	ps, err := srv.AcceptStream()
+	require.NoError(t, err)
+	defer ps.Close()
+	n, err := io.Copy(io.Discard, ps)
+	require.NoError(t, err)
+	require.Equal(t, int64(total), n)
+	require.NoError(t, <-written)
+	require.NoError(t, srv.Err())
+}
+
+func repeat(b []byte, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}
+

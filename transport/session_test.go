@@ -1,0 +1,202 @@
+package transport_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
+)
+
+// tapConn records the smux frames a session writes, as they go into TLS.
+type tapConn struct {
+	net.Conn
+	mu   sync.Mutex
+	buf  []byte
+	fins map[uint32]int
+	psh  map[uint32]int // payload bytes per stream
+}
+
+func newTap(c net.Conn) *tapConn {
+	return &tapConn{Conn: c, fins: map[uint32]int{}, psh: map[uint32]int{}}
+}
+
+func (c *tapConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.buf = append(c.buf, p...)
+	for len(c.buf) >= 8 {
+		n := int(binary.LittleEndian.Uint16(c.buf[2:4]))
+		if len(c.buf) < 8+n {
+			break
+		}
+		sid := binary.LittleEndian.Uint32(c.buf[4:8])
+		switch c.buf[1] {
+		case cmdFIN:
+			c.fins[sid]++
+		case cmdPSH:
+			c.psh[sid] += n
+		}
+		c.buf = c.buf[8+n:]
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *tapConn) finCount(sid uint32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fins[sid]
+}
+
+// sessionPair connects a client and a server session over real TLS on
+// 127.0.0.1, each writing through a tap.
+func sessionPair(t testing.TB, cfg *transport.Config) (cli, srv *transport.Session, cliTap, srvTap *tapConn) {
+	t.Helper()
+	pki := certstest.New(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		_ = c.(*tls.Conn).Handshake()
+		accepted <- c
+	}()
+	cc, err := tls.Dial("tcp", ln.Addr().String(), pki.ClientTLS())
+	require.NoError(t, err)
+	sc := <-accepted
+	require.NotNil(t, sc)
+	cliTap, srvTap = newTap(cc), newTap(sc)
+	cli, err = transport.NewClientSession(cliTap, cfg)
+	require.NoError(t, err)
+	srv, err = transport.NewServerSession(srvTap, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	return cli, srv, cliTap, srvTap
+}
+
+// TestHalfCloseKeepsUnreadBytes: write, CloseWrite; the peer writes 100 KiB
+// and then CloseWrite; only after the peer's FIN has certainly been
+// processed does this side read, and every byte arrives.
+func TestHalfCloseKeepsUnreadBytes(t *testing.T) {
+	cli, srv, _, _ := sessionPair(t, nil)
+	const size = 100 << 10
+
+	st, err := cli.OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.Write([]byte("request"))
+	require.NoError(t, err)
+	require.NoError(t, st.CloseWrite())
+
+	peerDone := make(chan error, 1)
+	go func() {
+		ps, err := srv.AcceptStream()
+		if err != nil {
+			peerDone <- err
+			return
+		}
+		defer ps.Close()
+		if _, err := io.ReadAll(ps); err != nil {
+			peerDone <- err
+			return
+		}
+		if _, err := ps.Write(pattern(3, size)); err != nil {
+			peerDone <- err
+			return
+		}
+		if err := ps.CloseWrite(); err != nil {
+			peerDone <- err
+			return
+		}
+		// A stream opened after the FIN: when this side accepts it, its
+		// receive loop has already handled the FIN before it.
+		barrier, err := srv.OpenStream()
+		if err == nil {
+			barrier.Close()
+		}
+		peerDone <- err
+	}()
+	require.NoError(t, <-peerDone)
+	barrier, err := cli.AcceptStream()
+	require.NoError(t, err)
+	barrier.Close()
+
+	got, err := io.ReadAll(st)
+	require.NoError(t, err)
+	require.Equal(t, size, len(got), "bytes read after both FINs")
+	require.True(t, bytes.Equal(pattern(3, size), got))
+	require.Equal(t, 1, cli.NumStreams(), "the stream stays open until Close: smux's half-close clean-up never ran")
+}
+
+// TestOneFINPerStream: however CloseWrite and Close are combined, the wire
+// carries exactly one FIN per stream from each side.
+func TestOneFINPerStream(t *testing.T) {
+	cli, srv, cliTap, srvTap := sessionPair(t, nil)
+	cases := []struct {
+		name string
+		end  func(st *transport.Stream)
+	}{
+		{"close only", func(st *transport.Stream) { st.Close() }},
+		{"close write then close", func(st *transport.Stream) { st.CloseWrite(); st.Close() }},
+		{"close write twice", func(st *transport.Stream) { st.CloseWrite(); st.CloseWrite(); st.Close() }},
+		{"close then close write", func(st *transport.Stream) { st.Close(); st.CloseWrite() }},
+		{"close twice", func(st *transport.Stream) { st.Close(); st.Close() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := cli.OpenStream()
+			require.NoError(t, err)
+			_, err = st.Write([]byte("x"))
+			require.NoError(t, err)
+			ps, err := srv.AcceptStream()
+			require.NoError(t, err)
+			_, err = ps.Write([]byte("y"))
+			require.NoError(t, err)
+
+			// Each side ends its stream the same way; the server after EOF.
+			tc.end(st)
+			got, err := io.ReadAll(ps)
+			require.NoError(t, err)
+			require.Equal(t, "x", string(got))
+			tc.end(ps)
+
+			// Close returns once its frame reached the frame layer, so the
+			// taps have seen everything each side will send.
+			require.Equal(t, 1, cliTap.finCount(st.ID()), "FINs from the client")
+			require.Equal(t, 1, srvTap.finCount(ps.ID()), "FINs from the server")
+		})
+	}
+}
+
+// TestNoDataAfterFIN: a write racing with CloseWrite never puts data behind
+// the FIN; a write after CloseWrite fails.
+func TestWriteAfterCloseWrite(t *testing.T) {
+	cli, srv, cliTap, _ := sessionPair(t, nil)
+	st, err := cli.OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.Write([]byte("abc"))
+	require.NoError(t, err)
+	require.NoError(t, st.CloseWrite())
+	_, err = st.Write([]byte("def"))
+	require.ErrorIs(t, err, transport.ErrWriteClosed)
+	ps, err := srv.AcceptStream()
+	require.NoError(t, err)
+	defer ps.Close()
+	got, err := io.ReadAll(ps)
+	require.NoError(t, err)
+	require.Equal(t, "abc", string(got))
+	require.Equal(t, 1, cliTap.finCount(st.ID()))
+}
