@@ -210,4 +210,3 @@ func repeat(b []byte, n int) [][]byte {
 	}
 	return out
 }
-
