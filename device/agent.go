@@ -38,7 +38,9 @@ type Agent struct {
 	// ConfigPath is the YAML file to load and to re-read on every reload.
 	// It may be empty when Config is set; reloads then fail.
 	ConfigPath string
-	// Config is the initial configuration; nil means LoadConfig(ConfigPath).
+	// Config is the initial configuration, as LoadConfig or ParseConfig
+	// returned it (a Config built by hand has empty allow lists and so
+	// refuses every tunnel); nil means LoadConfig(ConfigPath).
 	Config *Config
 	// TLSConfig carries the device certificate and the CA that verifies the
 	// edge. Required.
