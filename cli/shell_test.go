@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,52 +72,76 @@ func (m *tmux) pane() string {
 	return out
 }
 
-// TestShellInteractive runs tether shell inside tmux: a prompt appears, a
-// typed command runs, a window resize reaches the remote terminal, and the
-// local terminal is restored after the session.
-func TestShellInteractive(t *testing.T) {
+// shellInTmux starts `tether shell d1` in a tmux pane of 100x30 through a
+// script that records the terminal mode before and after tether (files
+// before and after in dir), tether's PID (pid) and its exit code (code).
+func shellInTmux(t *testing.T, f *fleet) (m *tmux, dir string) {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not found (install tmux; .ci/run does)")
 	}
-	f := newFleet(t)
-	f.addAgent("d1", "")
-	dir := t.TempDir()
-	m := &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
-
-	// The pane runs a script that records the terminal mode before and
-	// after tether, and tether's exit code.
+	dir = t.TempDir()
+	m = &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	script := filepath.Join(dir, "run.sh")
 	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, "shell", "d1")...)), " ")
 	require.NoError(t, os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
 stty -g > %[1]s/before
-%[2]s
+sh -c 'echo $$ > %[1]s/pid; exec %[2]s'
 echo $? > %[1]s/code.tmp
 stty -g > %[1]s/after
 mv %[1]s/code.tmp %[1]s/code
 sleep 60
-`, dir, cmdline)), 0o700))
+`, dir, strings.ReplaceAll(cmdline, "'", `'\''`))), 0o700))
 	out, err := m.run("new-session", "-d", "-s", "s", "-x", "100", "-y", "30", script)
 	require.NoError(t, err, out)
 	t.Cleanup(func() { _, _ = m.run("kill-server") })
-
-	wait := func(what string, cond func(string) bool) {
-		t.Helper()
-		require.Eventually(t, func() bool { return cond(m.pane()) }, 30*time.Second, 50*time.Millisecond,
-			"%s; the pane shows:\n%s", what, m.pane())
-	}
-	wait("no prompt", func(p string) bool {
+	m.wait("no prompt", func(p string) bool {
 		p = strings.TrimRight(p, "\n ")
 		return strings.HasSuffix(p, "$") || strings.HasSuffix(p, "#")
 	})
-	_, err = m.run("send-keys", "-t", "s", "echo typed-$((6*7))", "Enter")
+	return m, dir
+}
+
+func (m *tmux) wait(what string, cond func(string) bool) {
+	m.t.Helper()
+	require.Eventually(m.t, func() bool { return cond(m.pane()) }, 30*time.Second, 50*time.Millisecond,
+		"%s; the pane shows:\n%s", what, m.pane())
+}
+
+// finished waits for the script of shellInTmux to record tether's exit,
+// checks that the terminal mode was restored, and returns the exit code.
+func finished(t *testing.T, m *tmux, dir string) string {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "code"))
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "tether shell did not exit:\n%s", m.pane())
+	code, err := os.ReadFile(filepath.Join(dir, "code"))
 	require.NoError(t, err)
-	wait("the typed command did not run", func(p string) bool { return strings.Contains(p, "typed-42") })
+	before, err := os.ReadFile(filepath.Join(dir, "before"))
+	require.NoError(t, err)
+	after, err := os.ReadFile(filepath.Join(dir, "after"))
+	require.NoError(t, err)
+	require.Equal(t, string(before), string(after), "the terminal mode was not restored")
+	return strings.TrimSpace(string(code))
+}
+
+// TestShellInteractive runs tether shell inside tmux: a prompt appears, a
+// typed command runs, a window resize reaches the remote terminal, and the
+// local terminal is restored after the session.
+func TestShellInteractive(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	m, dir := shellInTmux(t, f)
+	_, err := m.run("send-keys", "-t", "s", "echo typed-$((6*7))", "Enter")
+	require.NoError(t, err)
+	m.wait("the typed command did not run", func(p string) bool { return strings.Contains(p, "typed-42") })
 
 	_, err = m.run("send-keys", "-t", "s", "stty size", "Enter")
 	require.NoError(t, err)
-	wait("the initial size did not reach the device", func(p string) bool { return strings.Contains(p, "30 100") })
+	m.wait("the initial size did not reach the device", func(p string) bool { return strings.Contains(p, "30 100") })
 
-	out, err = m.run("resize-window", "-t", "s", "-x", "120", "-y", "40")
+	out, err := m.run("resize-window", "-t", "s", "-x", "120", "-y", "40")
 	require.NoError(t, err, out)
 	// The resize reaches the device asynchronously: ask until it shows.
 	require.Eventually(t, func() bool {
@@ -129,18 +154,22 @@ sleep 60
 
 	_, err = m.run("send-keys", "-t", "s", "exit 5", "Enter")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(dir, "code"))
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "tether shell did not exit:\n%s", m.pane())
-	code, err := os.ReadFile(filepath.Join(dir, "code"))
+	require.Equal(t, "5", finished(t, m, dir))
+}
+
+// TestShellRestoresTerminalOnSignal: SIGTERM ends tether shell with 130 and
+// a restored terminal.
+func TestShellRestoresTerminalOnSignal(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	m, dir := shellInTmux(t, f)
+	pidText, err := os.ReadFile(filepath.Join(dir, "pid"))
 	require.NoError(t, err)
-	require.Equal(t, "5", strings.TrimSpace(string(code)))
-	before, err := os.ReadFile(filepath.Join(dir, "before"))
+	var pid int
+	_, err = fmt.Sscan(string(pidText), &pid)
 	require.NoError(t, err)
-	after, err := os.ReadFile(filepath.Join(dir, "after"))
-	require.NoError(t, err)
-	require.Equal(t, string(before), string(after), "the terminal mode was not restored")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	require.Equal(t, "130", finished(t, m, dir))
 }
 
 // quoteAll quotes each argument for /bin/sh.
