@@ -397,35 +397,55 @@ func (t *tunnel) streamToSocket() error {
 }
 
 // socketToStream frames the target's datagrams onto the stream until the
-// socket is closed. Datagrams from other addresses are dropped, so that a
-// tunnel only ever carries its target's answers.
+// socket is closed. Datagrams already waiting behind the first one go into
+// the same write while they fit the fixed buffer, so a burst costs one
+// stream frame rather than one per datagram. Datagrams from other
+// addresses are dropped, so a tunnel only ever carries its target's
+// answers.
 func (t *tunnel) socketToStream() error {
 	c := &t.h.c
 	// One spare byte tells a datagram longer than maxData from one that fits.
 	buf := make([]byte, FrameHeaderSize+t.maxData+1)
 	want := t.dst.WithZone("")
+	rc, err := t.conn.SyscallConn()
+	if err != nil {
+		rc = nil
+	}
 	for {
-		n, from, err := t.conn.ReadFromUDPAddrPort(buf[FrameHeaderSize:])
-		if err != nil {
-			t.shutdown()
-			return err
+		used, count := 0, int64(0)
+		for {
+			n, from, err := t.conn.ReadFromUDPAddrPort(buf[used+FrameHeaderSize:])
+			if err != nil {
+				t.shutdown()
+				return err
+			}
+			switch {
+			case from.Addr().Unmap().WithZone("") != want:
+				c.dropForeign.Add(1)
+			case n > t.maxData:
+				c.dropTooLarge.Add(1)
+			default:
+				putHeader(buf[used:], from.Port(), n)
+				used += FrameHeaderSize + n
+				count++
+			}
+			// Take the next datagram now only if it is already there and
+			// fits whole, with the spare byte.
+			next := pendingSize(rc)
+			if next == 0 || used+FrameHeaderSize+next+1 > len(buf) {
+				break
+			}
 		}
-		if from.Addr().Unmap().WithZone("") != want {
-			c.dropForeign.Add(1)
+		if used == 0 {
 			continue
 		}
-		if n > t.maxData {
-			c.dropTooLarge.Add(1)
-			continue
-		}
-		putHeader(buf, from.Port(), n)
 		t.touch()
-		if _, err := t.st.Write(buf[:FrameHeaderSize+n]); err != nil {
+		if _, err := t.st.Write(buf[:used]); err != nil {
 			t.shutdown()
 			return err
 		}
-		c.in.Add(1)
-		t.in.Add(1)
+		c.in.Add(count)
+		t.in.Add(count)
 	}
 }
 
