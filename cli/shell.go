@@ -142,6 +142,10 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 	}
 	if !stdio.remoteEOF() {
 		if lost(cl) {
+			if interactive {
+				// The remote output may have left the cursor mid-line.
+				fmt.Fprint(o.g.io.ErrOut, "\r\n")
+			}
 			return &exitError{code: ExitLost, err: errSessionLost}
 		}
 		return errors.New("the shell's stream ended before the remote terminal closed")
