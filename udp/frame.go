@@ -1,24 +1,3 @@
-// Package udp carries UDP datagrams over qbee-v1 UDP tunnel streams (0x11),
-// on both sides.
-//
-// The device side (DeviceHandler) answers a 0x11 stream whose payload is
-// "<suggested source port>:<host>:<port>": it opens a UDP socket (bound to
-// loopback when the target is loopback, on the suggested port when free),
-// answers OK, and then relays datagrams between the stream and the socket.
-//
-// The client side (Listener) listens on a local UDP address and opens one
-// stream per local peer (ip:port), so that each peer keeps its own source
-// port towards the remote service, as qbee-v1 does.
-//
-// After OK, both directions of the stream carry datagrams framed as
-//
-//	+----------------+------------------+--------------+
-//	| port, 2 B BE   | length m, 2 B BE | m bytes data |
-//	+----------------+------------------+--------------+
-//
-// Client to device, port is the destination port on the device side; device
-// to client, port is the source port of the datagram the remote service
-// sent, so that the client can answer from a matching local port.
 package udp
 
 import (

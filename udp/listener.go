@@ -301,10 +301,11 @@ func (l *Listener) dispatch(from netip.AddrPort, port uint16, data []byte) {
 		l.c.dropped.Add(1)
 		return
 	}
+	p.queued.Add(int64(len(d.data)))
 	select {
 	case p.in <- d:
-		p.queued.Add(int64(len(d.data)))
 	default:
+		p.queued.Add(-int64(len(d.data)))
 		l.c.dropped.Add(1)
 	}
 }

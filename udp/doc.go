@@ -1,0 +1,50 @@
+// Package udp carries UDP datagrams over qbee-v1 UDP tunnel streams (0x11),
+// on both sides: DeviceHandler on the device, Listener on the client.
+//
+// # Wire format
+//
+// The opening message's payload is "<suggested source port>:<host>:<port>",
+// for example "5353:127.0.0.1:53" (IPv6 hosts in brackets). After the OK
+// answer both directions of the stream carry datagrams framed as
+//
+//	+----------------+------------------+--------------+
+//	| port, 2 B BE   | length m, 2 B BE | m bytes data |
+//	+----------------+------------------+--------------+
+//
+// Client to device, port is the destination port on the device side; device
+// to client, port is the source port of the datagram the remote service
+// sent, so that the client can answer from a matching local port. Frames
+// may be written several to one write or one across several writes; readers
+// reassemble them by their length field.
+//
+// # Device side
+//
+// DeviceHandler.Handle answers Error, before any datagram leaves the device,
+// for a malformed request, a target that DeviceConfig.Allow refuses, and a
+// broadcast, multicast or unspecified address (also when a DNS name
+// resolves only to such). Otherwise it binds a socket, on loopback of the
+// target's family when the target is loopback and on the unspecified
+// address otherwise, trying the suggested source port first, answers OK and
+// relays until the stream ends or the tunnel idles out.
+//
+// A tunnel holds two fixed buffers of about DeviceConfig.MaxDatagram bytes
+// each and queues nothing else: when the client is slow, the stream's flow
+// control holds the relay and the kernel drops what overflows the socket,
+// as it would for any slow UDP reader. Datagrams longer than MaxDatagram,
+// datagrams over the packet-rate limit, frames for port 0 and datagrams
+// from any address other than the target's are dropped and counted in
+// DeviceStats, never truncated or passed on.
+//
+// # Client side
+//
+// Listener gives each local peer (ip:port) its own stream and asks the
+// device to send from the peer's port, as qbee-v1 does. When the remote
+// answers from a port other than the one it was sent to, the Listener opens
+// a secondary socket on its own IP (on that port when free) and sends the
+// answer from there; datagrams the peer sends to the secondary socket go to
+// the remote's matching port. Peers' streams and secondary sockets close
+// after ListenOptions.IdleTimeout without traffic. Each peer has one
+// goroutine that owns its stream and its idle timer; the maps of peers and
+// secondary sockets change only under one mutex, and expiry is decided
+// under it too, so a datagram is never handed to a peer that is going away.
+package udp
