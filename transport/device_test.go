@@ -1,0 +1,279 @@
+package transport_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
+)
+
+// logRecorder is a slog.Handler that keeps every record and passes it on
+// to t.Log.
+type logRecorder struct {
+	next slog.Handler
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func newLogRecorder(t testing.TB) (*logRecorder, *slog.Logger) {
+	r := &logRecorder{next: testLogger(t).Handler()}
+	return r, slog.New(r)
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(ctx context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec.Clone())
+	r.mu.Unlock()
+	return r.next.Handle(ctx, rec)
+}
+func (r *logRecorder) WithAttrs(a []slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler        { return r }
+
+// count returns how many records at level have a message containing s.
+func (r *logRecorder) count(level slog.Level, s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.recs {
+		if rec.Level == level && strings.Contains(rec.Message, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	dc := startDevice(t, b, pki, nil, nil)
+	target := tcpServer(t, echoAfterEOF)
+
+	b.restart()
+	b.device(t) // the device dialed the new broker by itself
+	require.Eventually(t, dc.Connected, waitLong, 5*time.Millisecond)
+	require.NoError(t, dc.Err())
+
+	cl := dialClient(t, b, pki, nil)
+	n, err := exchange(testCtx(t), cl, target, 70_000, 9)
+	require.NoError(t, err)
+	require.Equal(t, 70_000, n)
+}
+
+// TestDeviceGoAwayDrain: after a GoAway the device lets an open stream
+// finish, then reconnects.
+func TestDeviceGoAwayDrain(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	rec, logger := newLogRecorder(t)
+	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, logger)
+	dc.BackoffInitial, dc.BackoffMax, dc.DrainTimeout = 10*time.Millisecond, 50*time.Millisecond, waitLong
+	dc.Handle(transport.MsgTCP, tcpHandler)
+	require.NoError(t, dc.Start(context.Background()))
+	defer dc.Close()
+	b.device(t)
+	cl := dialClient(t, b, pki, nil)
+	target := tcpServer(t, echoAfterEOF)
+
+	// A stream in flight: the request is sent but not finished.
+	conn, err := cl.DialTCP(testCtx(t), target)
+	require.NoError(t, err)
+	defer conn.Close()
+	req := binary.BigEndian.AppendUint32(nil, 500_000)
+	_, err = conn.Write(append(req, 5))
+	require.NoError(t, err)
+
+	b.goAway(t)
+	require.Eventually(t, func() bool { return rec.count(slog.LevelInfo, "GoAway") == 1 }, waitLong, 5*time.Millisecond)
+
+	// The drain lets the in-flight stream complete.
+	require.NoError(t, conn.(*transport.Stream).CloseWrite())
+	got, err := io.ReadAll(conn)
+	require.NoError(t, err)
+	require.Equal(t, pattern(5, 500_000), got)
+
+	// Then the device reconnects on a new session.
+	b.device(t)
+	require.Eventually(t, func() bool { return rec.count(slog.LevelWarn, "disconnected from edge") == 1 && dc.Connected() },
+		waitLong, 5*time.Millisecond)
+}
+
+func TestDeviceAnswers(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	handlers := map[transport.MsgType]transport.Handler{
+		transport.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			panic("reload exploded")
+		},
+		// PTY: answers OK, then holds the stream until released.
+		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			_ = transport.WriteOK(st, []byte("sid"))
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		},
+	}
+	startDevice(t, b, pki, &transport.Config{MaxStreams: 2}, handlers)
+	cl := dialClient(t, b, pki, nil)
+	ctx := testCtx(t)
+
+	t.Run("unknown type", func(t *testing.T) {
+		_, _, err := cl.OpenStream(ctx, 0x7e, nil)
+		var re *transport.RemoteError
+		require.ErrorAs(t, err, &re)
+		require.Equal(t, "unsupported stream type 0x7e", re.Reason)
+	})
+	t.Run("known type without handler", func(t *testing.T) {
+		_, _, err := cl.OpenStream(ctx, transport.MsgFileTransfer, []byte(`{"direction":0,"path":"/"}`))
+		var re *transport.RemoteError
+		require.ErrorAs(t, err, &re)
+		require.Equal(t, "unsupported stream type 0x20", re.Reason)
+	})
+	t.Run("handler panic", func(t *testing.T) {
+		err := cl.Reload(ctx)
+		var re *transport.RemoteError
+		require.ErrorAs(t, err, &re)
+		require.Contains(t, re.Reason, "internal error in the Reload handler")
+		// The device is still serving.
+		_, _, err = cl.OpenStream(ctx, 0x7e, nil)
+		require.ErrorAs(t, err, &re)
+	})
+	t.Run("stream cap", func(t *testing.T) {
+		var held []*transport.Stream
+		for range 2 {
+			st, ok, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			require.NoError(t, err)
+			require.Equal(t, "sid", string(ok))
+			held = append(held, st)
+		}
+		_, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+		var re *transport.RemoteError
+		require.ErrorAs(t, err, &re)
+		require.Equal(t, "too many streams: this device allows 2 at once", re.Reason)
+
+		once.Do(func() { close(release) })
+		for _, st := range held {
+			_, err := io.ReadAll(st) // the device closes them
+			require.NoError(t, err)
+			st.Close()
+		}
+		// Capacity is back.
+		require.Eventually(t, func() bool {
+			st, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			if err == nil {
+				st.Close()
+			}
+			return err == nil
+		}, waitLong, 10*time.Millisecond)
+	})
+}
+
+// TestDeviceRawEdge drives a DeviceClient from a hand-written edge.
+func TestDeviceRawEdge(t *testing.T) {
+	pki := certstest.New(t)
+	e := newRawEdge(t, pki)
+	dc := transport.NewDeviceClient(e.url, pki.DeviceTLS(pki.Device("d1")), nil, testLogger(t))
+	dc.Handle(transport.MsgTCP, tcpHandler)
+	require.NoError(t, dc.Start(context.Background()))
+	defer dc.Close()
+	p, req := e.accept(t)
+	require.Empty(t, req.Header.Get("Authorization"), "a device never sends Authorization")
+	select {
+	case <-dc.Ready():
+	case <-time.After(waitLong):
+		t.Fatal("device not ready")
+	}
+
+	t.Run("unknown type", func(t *testing.T) {
+		p.write(frame(2, cmdSYN, 2, nil), frame(2, cmdPSH, 2, msg(0x7f, []byte("??"))))
+		data := p.readStream(2)
+		m, err := transport.ReadMessage(strings.NewReader(string(data)))
+		require.NoError(t, err)
+		require.Equal(t, transport.MsgError, m.Type)
+		require.Equal(t, "unsupported stream type 0x7f", string(m.Payload))
+	})
+	t.Run("truncated header", func(t *testing.T) {
+		p.write(frame(2, cmdSYN, 4, nil), frame(2, cmdPSH, 4, []byte{0x10, 0}), frame(2, cmdFIN, 4, nil))
+		require.Empty(t, p.readStream(4), "no answer to half a header")
+	})
+	t.Run("oversized length", func(t *testing.T) {
+		// The length claims 65535 bytes; 10 arrive before the FIN.
+		p.write(frame(2, cmdSYN, 6, nil), frame(2, cmdPSH, 6, append([]byte{0x10, 0xff, 0xff}, "127.0.0.1:"...)), frame(2, cmdFIN, 6, nil))
+		require.Empty(t, p.readStream(6), "no answer to a truncated message")
+	})
+	t.Run("split header", func(t *testing.T) {
+		// Header and payload in separate frames, as existing edges write them.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		ln.Close()
+		m := msg(transport.MsgTCP, []byte(addr))
+		p.write(frame(2, cmdSYN, 8, nil), frame(2, cmdPSH, 8, m[:1]), frame(2, cmdPSH, 8, m[1:3]), frame(2, cmdPSH, 8, m[3:]))
+		data := p.readStream(8)
+		ans, err := transport.ReadMessage(strings.NewReader(string(data)))
+		require.NoError(t, err)
+		require.Equal(t, transport.MsgError, ans.Type)
+		require.Contains(t, string(ans.Payload), "connection refused")
+	})
+}
+
+// TestDeviceLogsFailuresOnce: a device that cannot reach the edge says so
+// once, then retries quietly.
+func TestDeviceLogsFailuresOnce(t *testing.T) {
+	pki := certstest.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	rec, logger := newLogRecorder(t)
+	dc := transport.NewDeviceClient("https://"+addr+"/device", pki.DeviceTLS(pki.Device("d1")), nil, logger)
+	dc.BackoffInitial, dc.BackoffMax = time.Millisecond, 5*time.Millisecond
+	require.NoError(t, dc.Start(context.Background()))
+	require.Eventually(t, func() bool { return rec.count(slog.LevelDebug, "still cannot reach edge") >= 3 }, waitLong, 5*time.Millisecond)
+	require.NoError(t, dc.Close())
+	require.Equal(t, 1, rec.count(slog.LevelWarn, "cannot reach edge"))
+	require.ErrorIs(t, dc.Err(), transport.ErrClientClosed)
+	require.False(t, dc.Connected())
+}
+
+// TestDeviceCloseCutsHandlers: Close ends handler contexts, cuts their
+// streams and waits for them.
+func TestDeviceCloseCutsHandlers(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	entered := make(chan struct{})
+	exited := make(chan struct{})
+	dc := startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{
+		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			defer close(exited)
+			_ = transport.WriteOK(st, nil)
+			close(entered)
+			<-ctx.Done()
+		},
+	})
+	cl := dialClient(t, b, pki, nil)
+	st, _, err := cl.OpenStream(testCtx(t), transport.MsgPTY, nil)
+	require.NoError(t, err)
+	defer st.Close()
+	<-entered
+	require.NoError(t, dc.Close())
+	select {
+	case <-exited:
+	default:
+		t.Fatal("Close returned before the handler")
+	}
+	<-dc.Done()
+	require.ErrorIs(t, dc.Err(), transport.ErrClientClosed)
+	_, err = io.ReadAll(st)
+	require.True(t, isClosed(err), "the client's stream ends: %v", err)
+}
