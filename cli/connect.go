@@ -148,7 +148,7 @@ func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
 			if ctx.Err() != nil {
 				return
 			}
-			_, msg := describe(err, r.conn.settings.Edge, r.conn.device)
+			_, msg := describe(err, r.conn.settings.Edge, r.conn.device, r.conn.settings.TokenFrom)
 			if msg != lastMsg {
 				r.out("reconnect failed: %s; retrying", msg)
 				lastMsg = msg

@@ -252,7 +252,7 @@ func TestErrorClasses(t *testing.T) {
 		{"wrong CA (devices)",
 			[]string{"--edge", f.edgeURL(), "--ca", other.CAFile, "--token", f.token, "devices"},
 			ExitTLS, []string{"pass --ca"}},
-		{"token rejected", f.args("not-a-token", "nc", "d1", target), ExitAuth, []string{"rejected the token", "401"}},
+		{"token rejected", f.args("not-a-token", "nc", "d1", target), ExitAuth, []string{"rejected the token from --token", "401"}},
 		{"token rejected (devices)", f.args("not-a-token", "devices"), ExitAuth, []string{"rejected the token"}},
 		{"forbidden device", f.args(f.limited, "nc", "d1", target), ExitForbidden, []string{"403", "d1"}},
 		{"device offline", f.args(f.token, "reload", "ghost"), ExitOffline, []string{"ghost", "not connected", "tether devices"}},

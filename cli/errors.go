@@ -83,8 +83,9 @@ func (e *configError) Unwrap() error { return e.err }
 var errSessionLost = errors.New("the connection to the edge was lost")
 
 // describe turns err into a message that says what happened and what to do
-// next, and its exit code. edge and device are for the message only.
-func describe(err error, edge, device string) (int, string) {
+// next, and its exit code. edge, device and tokenFrom (where the token came
+// from, never the token) are for the message only.
+func describe(err error, edge, device, tokenFrom string) (int, string) {
 	var (
 		ee      *exitError
 		ue      *usageError
@@ -104,7 +105,7 @@ func describe(err error, edge, device string) (int, string) {
 		if ee.err == nil {
 			return ee.code, ""
 		}
-		_, msg := describe(ee.err, edge, device)
+		_, msg := describe(ee.err, edge, device, tokenFrom)
 		return ee.code, msg
 	case errors.As(err, &ue):
 		return ExitUsage, ue.msg
@@ -115,7 +116,7 @@ func describe(err error, edge, device string) (int, string) {
 	case errors.Is(err, errSessionLost):
 		return ExitLost, fmt.Sprintf("%v (%s); check the edge and the network, then run the command again", err, edge)
 	case errors.As(err, &se):
-		return describeStatus(se, edge, device)
+		return describeStatus(se, edge, device, tokenFrom)
 	case errors.As(err, &re):
 		return ExitRemote, re.Reason
 	case errors.Is(err, transport.ErrNoAnswer):
@@ -158,14 +159,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func describeStatus(se *transport.StatusError, edge, device string) (int, string) {
+func describeStatus(se *transport.StatusError, edge, device, tokenFrom string) (int, string) {
 	reason := ""
 	if se.Reason != "" {
 		reason = ": " + se.Reason
 	}
 	switch se.StatusCode {
 	case http.StatusUnauthorized:
-		return ExitAuth, fmt.Sprintf("the edge rejected the token (HTTP 401)%s: check --token, --token-file or %s; an operator issues tokens with `tether-edge token`", reason, EnvToken)
+		from := ""
+		if tokenFrom != "" {
+			from = " from " + tokenFrom
+		}
+		return ExitAuth, fmt.Sprintf("the edge rejected the token%s (HTTP 401%s): check --token, --token-file or %s; an operator issues tokens with `tether-edge token`", from, reason, EnvToken)
 	case http.StatusForbidden:
 		what := "this request"
 		if device != "" {

@@ -37,9 +37,9 @@ type globalOptions struct {
 	io     IO
 	getenv func(string) string
 
-	// edgeForMessages and deviceForMessages name the edge and the device
-	// in error messages.
-	edgeForMessages, deviceForMessages string
+	// edgeForMessages, deviceForMessages and tokenFromForMessages name the
+	// edge, the device and where the token came from in error messages.
+	edgeForMessages, deviceForMessages, tokenFromForMessages string
 }
 
 // settings merges flags, environment and config file.
@@ -51,7 +51,7 @@ func (g *globalOptions) settings() (*Settings, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.edgeForMessages = s.Edge
+	g.edgeForMessages, g.tokenFromForMessages = s.Edge, s.TokenFrom
 	return s, nil
 }
 
@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, streams IO, getenv func(string) str
 	if !errors.As(err, &ue) && isCobraUsage(err) {
 		err = &usageError{err.Error()}
 	}
-	code, msg := describe(err, g.edgeForMessages, g.deviceForMessages)
+	code, msg := describe(err, g.edgeForMessages, g.deviceForMessages, g.tokenFromForMessages)
 	if msg != "" {
 		fmt.Fprintf(streams.ErrOut, "tether: %s\n", msg)
 	}
