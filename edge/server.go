@@ -314,8 +314,14 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 		sess.Close()
 		return
 	}
-	defer s.untrack(sess)
-	s.runDevice(&Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess})
+	// A fresh goroutine holds the session: the handler's goroutine, whose
+	// stack grew through TLS and HTTP, ends here, which keeps an idle
+	// session small.
+	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess}
+	go func() {
+		defer s.untrack(sess)
+		s.runDevice(d)
+	}()
 }
 
 func (s *Server) runDevice(d *Device) {
@@ -471,9 +477,11 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		sess.Close()
 		return
 	}
-	defer s.untrack(sess)
 	cs := &clientSession{id: id, device: deviceID, remote: r.RemoteAddr, sess: sess}
-	s.runClient(cs)
+	go func() {
+		defer s.untrack(sess)
+		s.runClient(cs)
+	}()
 }
 
 func (s *Server) runClient(cs *clientSession) {
