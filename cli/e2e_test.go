@@ -1,7 +1,9 @@
 package cli
 
 import (
-	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -353,11 +355,17 @@ func TestSSHProxyCommand(t *testing.T) {
 	proxy := fmt.Sprintf("%s nc %%h %s", binPath("tether"), addr)
 	environ := append(baseEnv(t),
 		"TETHER_EDGE="+f.edgeURL(), "TETHER_CA="+f.pki.CAFile, "TETHER_TOKEN="+f.token)
-	out, errOut := runSSH(t, sshBin, environ, proxy, "d1", "echo ssh-through-tether $((6*7))")
-	require.Contains(t, out, "ssh-through-tether 42", errOut)
+	out, errOut := runSSH(t, sshBin, environ, nil, proxy, "d1", "echo ssh-through-tether $((6*7))")
+	require.Equal(t, "ssh-through-tether 42\n", out, errOut)
 
-	// Lines written with the session open come back in order.
-	r := bufio.NewReader(strings.NewReader(out))
-	line, _ := r.ReadString('\n')
-	require.Equal(t, "ssh-through-tether 42\n", line)
+	// Megabytes both ways arrive intact.
+	payload := make([]byte, 4<<20)
+	_, err = rand.Read(payload)
+	require.NoError(t, err)
+	sum := sha256.Sum256(payload)
+	out, errOut = runSSH(t, sshBin, environ, payload, proxy, "d1", "sha256sum; head -c 3000000 /dev/zero | wc -c")
+	fields := strings.Fields(out)
+	require.GreaterOrEqual(t, len(fields), 3, "ssh printed %q; stderr %s", out, errOut)
+	require.Equal(t, hex.EncodeToString(sum[:]), fields[0])
+	require.Equal(t, "3000000", fields[len(fields)-1])
 }

@@ -112,7 +112,7 @@ func spawnPath(t *testing.T, path string, args ...string) *process {
 }
 
 // runSSH runs one command over ssh with proxy as its ProxyCommand.
-func runSSH(t *testing.T, sshBin string, environ []string, proxy, host, command string) (string, string) {
+func runSSH(t *testing.T, sshBin string, environ []string, stdin []byte, proxy, host, command string) (string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -128,7 +128,7 @@ func runSSH(t *testing.T, sshBin string, environ []string, proxy, host, command 
 	cmd.Env = environ
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.Stdin = nil
+	cmd.Stdin = bytes.NewReader(stdin)
 	err := cmd.Run()
 	require.NoError(t, err, "ssh: %s", errOut.String())
 	return out.String(), errOut.String()
