@@ -26,14 +26,23 @@ func deviceTLS(cfg *device.Config, log *slog.Logger) (*tls.Config, error) {
 		return nil, fmt.Errorf("edge CA file %s: %w", cfg.CA, err)
 	}
 	cf := &certFiles{cert: cfg.Cert, key: cfg.Key, log: log}
-	if _, err := cf.load(); err != nil {
+	tc0, err := cf.load()
+	if err != nil {
 		return nil, err
+	}
+	if left := time.Until(tc0.Leaf.NotAfter); left < expiryWarning {
+		log.Warn("the device certificate expires soon; issue a new one and replace the files (the agent picks them up at its next connection)",
+			"cert", cfg.Cert, "not_after", tc0.Leaf.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute).String())
 	}
 	tc := certs.DeviceTLSConfig(tls.Certificate{}, pool)
 	tc.Certificates = nil
 	tc.GetClientCertificate = cf.get
 	return tc, nil
 }
+
+// expiryWarning: a certificate closer than this to its end is logged at
+// start.
+const expiryWarning = 30 * 24 * time.Hour
 
 // certFiles serves the device certificate from its files, reloading them
 // when their modification time changes.

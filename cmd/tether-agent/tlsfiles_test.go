@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
+)
+
+// TestCertFilesFollowRenewal replaces the certificate files and checks
+// that the next handshake uses the new ones, and that broken files keep
+// the previous certificate.
+func TestCertFilesFollowRenewal(t *testing.T) {
+	pki := certstest.New(t)
+	first := pki.Device("dev-1")
+	crt, key := pki.DeviceFiles("dev-1")
+	var logs bytes.Buffer
+	cf := &certFiles{cert: crt, key: key, log: slog.New(slog.NewTextHandler(&logs, nil))}
+
+	got, err := cf.get(nil)
+	require.NoError(t, err)
+	require.Equal(t, first.Cert.SerialNumber, got.Leaf.SerialNumber)
+
+	second := pki.Device("dev-1") // rewrites both files
+	bump(t, crt, key, time.Minute)
+	got, err = cf.get(nil)
+	require.NoError(t, err)
+	require.Equal(t, second.Cert.SerialNumber, got.Leaf.SerialNumber, "the renewed certificate is used")
+	require.Contains(t, logs.String(), "device certificate reloaded from disk")
+
+	require.NoError(t, os.WriteFile(key, []byte("not a key"), 0o600))
+	bump(t, crt, key, 2*time.Minute)
+	got, err = cf.get(nil)
+	require.NoError(t, err)
+	require.Equal(t, second.Cert.SerialNumber, got.Leaf.SerialNumber, "broken files keep the previous certificate")
+	require.Contains(t, logs.String(), "do not load; still using the previous certificate")
+}
+
+func TestDeviceTLSWarnsOfExpiry(t *testing.T) {
+	pki := certstest.New(t)
+	pki.DeviceWith("soon", certs.Options{Lifetime: 48 * time.Hour})
+	crt, key := pki.DeviceFiles("soon")
+	var logs bytes.Buffer
+	cfg := mustConfig(t, pki, crt, key)
+	tc, err := deviceTLS(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	require.NotNil(t, tc.GetClientCertificate)
+	require.Contains(t, logs.String(), "expires soon")
+}
+
+// bump moves the files' modification times forward, as a renewal would.
+func bump(t *testing.T, crt, key string, by time.Duration) {
+	t.Helper()
+	at := time.Now().Add(by)
+	require.NoError(t, os.Chtimes(crt, at, at))
+	require.NoError(t, os.Chtimes(key, at, at))
+}
+
+func mustConfig(t *testing.T, pki *certstest.PKI, crt, key string) *device.Config {
+	t.Helper()
+	cfg, err := device.ParseConfig([]byte("edge: https://127.0.0.1:1/device\ncert: "+crt+"\nkey: "+key+"\nca: "+pki.CAFile+"\n"), "")
+	require.NoError(t, err)
+	return cfg
+}
