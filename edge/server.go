@@ -226,22 +226,6 @@ func (s *Server) untrack(sess *transport.Session) {
 	s.wg.Done()
 }
 
-// goTracked runs f in a goroutine that Close waits for. It returns false
-// (and does not run f) once the server is closed.
-func (s *Server) goTracked(f func()) bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-	return true
-}
 
 // refuse answers an upgrade with an HTTP error, counts it and logs it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string, attrs ...any) {
