@@ -128,12 +128,18 @@ func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 
 func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
 	w := newWorld(t)
-	a := w.addAgent("dev-1", "")
+	a := w.addAgent("dev-1", "pty: {enabled: true, shell: /bin/sh}\n")
 	target := echoServer(t, "127.0.0.1:0")
 	c := w.client("dev-1")
 	conn, err := c.DialTCP(ctxT(t), target)
 	require.NoError(t, err)
 	defer conn.Close()
+	// A PTY session whose process would outlive a careless agent.
+	marker := fmt.Sprintf("%d", 300000+os.Getpid()%100000)
+	sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Command: "/bin/sleep", Args: []string{marker}})
+	require.NoError(t, err)
+	defer sess.Close()
+	require.Eventually(t, func() bool { return len(processesWithArg(marker)) == 1 }, 30*time.Second, 20*time.Millisecond)
 
 	require.NoError(t, a.proc.signalAndWait(t, syscall.SIGTERM), "exit status after SIGTERM")
 	require.Equal(t, 0, a.proc.cmd.ProcessState.ExitCode())
@@ -141,6 +147,25 @@ func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
 	_, err = io.ReadAll(conn)
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the open tunnel was not closed by SIGTERM")
+	require.Empty(t, processesWithArg(marker), "the PTY session's process outlived the agent")
+}
+
+// processesWithArg lists the PIDs whose command line has arg as an argument.
+func processesWithArg(arg string) []string {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []string
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg {
+				out = append(out, filepath.Base(filepath.Dir(d)))
+			}
+		}
+	}
+	return out
 }
 
 func TestCheck(t *testing.T) {
