@@ -194,9 +194,11 @@ func TestAgentTCPRefusals(t *testing.T) {
 		})
 	}
 	t.Run("other spellings of loopback are allowed", func(t *testing.T) {
-		st, err := openWithin(t, edge, transport.MsgTCP, "127.1:"+port)
-		require.NoError(t, err)
-		st.Close()
+		for _, host := range []string{"127.1", "0x7f.0.0.1", "localhost", "LOCALHOST."} {
+			st, err := openWithin(t, edge, transport.MsgTCP, host+":"+port)
+			require.NoError(t, err, host)
+			st.Close()
+		}
 	})
 }
 

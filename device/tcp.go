@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
+	"syscall"
 
 	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
@@ -29,6 +31,10 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	var d net.Dialer
+	if !t.IsIP() && target.IsLoopback(t.Host) {
+		// "localhost" must stay on this machine whatever the resolver says.
+		d.Control = loopbackOnly(t.Host)
+	}
 	c, err := d.DialContext(dctx, "tcp", t.String())
 	cancel()
 	if err != nil {
@@ -46,6 +52,22 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 	log.Debug("tcp tunnel open", "target", t.String())
 	up, down, err := transport.Splice(st, c)
 	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
+}
+
+// loopbackOnly refuses to connect a loopback name to an address that is
+// not loopback, so that a resolver cannot turn "localhost" into a LAN
+// address.
+func loopbackOnly(name string) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Unmap().IsLoopback() {
+			return fmt.Errorf("%s resolved to %s, which is not a loopback address; refused", name, host)
+		}
+		return nil
+	}
 }
 
 // targetReason strips the package prefix from a target.Parse error.
