@@ -50,7 +50,7 @@ func TestHelpHasPurposeAndExamples(t *testing.T) {
 			require.Equal(t, 0, code, errOut)
 			lines := strings.SplitN(out, "\n", 2)
 			require.NotEmpty(t, strings.TrimSpace(lines[0]), "no one-line purpose")
-			require.Contains(t, out, "Examples:", "%s --help has no EXAMPLES section:\n%s", name, out)
+			require.Contains(t, out, "\nEXAMPLES\n", "%s --help has no EXAMPLES section:\n%s", name, out)
 		})
 	}
 	out, _, _ := runMain(t, "", nil, "--help")

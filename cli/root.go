@@ -92,9 +92,6 @@ func run(ctx context.Context, args []string, streams IO, getenv func(string) str
 	g := &globalOptions{io: streams, getenv: getenv}
 	root := newRootCommand(g)
 	root.SetArgs(args)
-	root.SetIn(streams.In)
-	root.SetOut(streams.Out)
-	root.SetErr(streams.ErrOut)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
@@ -154,6 +151,15 @@ const rootExamples = `  # List the devices connected to the edge
   # ssh to a device through the edge
   ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1`
 
+const completionExamples = `  # bash, for this shell
+  source <(tether completion bash)
+
+  # zsh, for every new shell
+  tether completion zsh > "${fpath[1]}/_tether"
+
+  # DEVICE arguments complete with the IDs the edge lists
+  tether shell <TAB>`
+
 func newRootCommand(g *globalOptions) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "tether",
@@ -166,6 +172,17 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 			HiddenDefaultCmd: false,
 		},
 	}
+	// Section headings in capitals, as in EXIT CODES above.
+	root.SetUsageTemplate(strings.NewReplacer(
+		"Usage:", "USAGE",
+		"Aliases:", "ALIASES",
+		"Examples:", "EXAMPLES",
+		"Available Commands:", "COMMANDS",
+		"Additional Commands:", "MORE COMMANDS",
+		"Global Flags:", "GLOBAL FLAGS",
+		"Flags:", "FLAGS",
+		"Additional help topics:", "HELP TOPICS",
+	).Replace(root.UsageTemplate()))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{err.Error()}
 	})
@@ -189,8 +206,19 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newCertsCommand(g),
 		newVersionCommand(g),
 	)
+	// The completion command takes its output stream when it is made.
+	root.SetIn(g.io.In)
+	root.SetOut(g.io.Out)
+	root.SetErr(g.io.ErrOut)
+	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+		if c.Name() == "completion" {
+			c.Example = completionExamples
+			for _, sub := range c.Commands() {
+				sub.Example = fmt.Sprintf("  tether completion %s > tether-completion.%s", sub.Name(), sub.Name())
+			}
+		}
 	}
 	return root
 }
