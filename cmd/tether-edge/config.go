@@ -104,7 +104,7 @@ func (e *configError) Error() string {
 }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-var typeName = regexp.MustCompile(` into \S+`)
+var typeName = regexp.MustCompile(`main\.\w+`)
 
 // loadConfig reads and checks edge.yaml, and loads the files it names.
 func loadConfig(path string) (*config, error) {
@@ -129,7 +129,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	c := &config{path: path}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(path, err)
+		return nil, yamlError(path, err, nil)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -137,7 +137,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: the file is empty; see the example in the README", path)
 		}
-		return nil, yamlError(path, err)
+		return nil, yamlError(path, err, &root)
 	}
 	bad := func(msg string, keys ...string) error {
 		return &configError{path: path, line: lineOf(&root, keys...), key: strings.Join(keys, "."), msg: msg}
@@ -283,13 +283,60 @@ func loadRevoked(path string) (edge.Revocations, error) {
 
 var lineRE = regexp.MustCompile(`^line (\d+): `)
 
-// yamlError turns a yaml.v3 error into "path:line: message".
-func yamlError(path string, err error) error {
-	msg := cleanYAMLError(err)
-	if m := lineRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("%s:%s: %s", path, m[1], msg[len(m[0]):])
+// yamlError turns a yaml.v3 error into "path:line: key: message", naming
+// the key found on that line of root when the message does not.
+func yamlError(path string, err error, root *yaml.Node) error {
+	var out []string
+	for _, msg := range strings.Split(cleanYAMLError(err), "\n") {
+		msg = strings.TrimSpace(msg)
+		if msg == "" {
+			continue
+		}
+		m := lineRE.FindStringSubmatch(msg)
+		if m == nil {
+			out = append(out, fmt.Sprintf("%s: %s", path, msg))
+			continue
+		}
+		rest := msg[len(m[0]):]
+		line, _ := strconv.Atoi(m[1])
+		if key := keyAtLine(root, line); key != "" && !strings.HasPrefix(rest, "unknown key") {
+			rest = key + ": " + rest
+		}
+		out = append(out, fmt.Sprintf("%s:%s: %s", path, m[1], rest))
 	}
-	return fmt.Errorf("%s: %s", path, msg)
+	return errors.New(strings.Join(out, "\n"))
+}
+
+// keyAtLine returns the dotted path of the last mapping key on line.
+func keyAtLine(root *yaml.Node, line int) string {
+	if root == nil {
+		return ""
+	}
+	var found string
+	var walk func(n *yaml.Node, path []string)
+	walk = func(n *yaml.Node, path []string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				p := append(append([]string(nil), path...), k.Value)
+				if k.Line == line {
+					found = strings.Join(p, ".")
+				}
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, append(append([]string(nil), path...), strconv.Itoa(i)))
+			}
+		}
+	}
+	walk(root, nil)
+	return found
 }
 
 func cleanYAMLError(err error) string {
@@ -297,7 +344,7 @@ func cleanYAMLError(err error) string {
 	s = strings.TrimPrefix(s, "yaml: ")
 	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
 	s = unknownField.ReplaceAllString(s, "unknown key \"$1\"")
-	s = typeName.ReplaceAllString(s, "")
+	s = typeName.ReplaceAllString(s, "a mapping")
 	return s
 }
 

@@ -84,9 +84,9 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"bad udp pattern", strings.Replace(base, `"127.0.0.1:53"`, `"127.0.0.1:99999"`, 1), []string{"edge.yaml:11", "clients.0.allow.udp.0"}},
 		{"bad device glob", strings.Replace(base, `devices: ["*"]`, `devices: ["a/b"]`, 1), []string{"edge.yaml:8", "clients.0.devices.0"}},
 		{"missing listen", strings.Replace(base, `listen: "127.0.0.1:8443"`, ``, 1), []string{"listen", "required"}},
-		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:"}},
+		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:", "clients.0.allow.pty", "bool"}},
 		{"negative limit", base + "limits:\n  open_timeout: -1s\n", []string{"edge.yaml:17", "limits.open_timeout"}},
-		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:"}},
+		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:", "limits.open_timeout", "soon"}},
 		{"log level", base + "log_level: loud\n", []string{"edge.yaml:16", "log_level"}},
 		{"empty file", "", []string{"empty"}},
 	}

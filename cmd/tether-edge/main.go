@@ -1,12 +1,3 @@
-// Command tether-edge is the Tether broker: devices connect to it over
-// mTLS, people connect with bearer tokens, and it splices what policy
-// allows.
-//
-//	tether-edge --config edge.yaml [--listen ADDR]   serve
-//	tether-edge token                                 print a new client token and its hash
-//	tether-edge dev --dir DIR [--listen ADDR] [--device ID]
-//	                                                  create a dev set-up once, then serve it
-//	tether-edge version
 package main
 
 import (

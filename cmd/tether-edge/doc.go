@@ -1,0 +1,55 @@
+// Command tether-edge is the Tether broker: devices connect to it over
+// mTLS, people connect with bearer tokens, and it splices what policy
+// allows.
+//
+//	tether-edge --config edge.yaml [--listen ADDR]   serve
+//	tether-edge token                                 print a new client token and its token_sha256 line
+//	tether-edge dev --dir DIR [--listen ADDR] [--device ID]
+//	                                                  create a dev set-up once, then serve it
+//	tether-edge version
+//
+// # Configuration
+//
+// Unknown keys and invalid values are errors that name the file, the line
+// and the key. Paths are relative to the configuration file.
+//
+//	listen: "0.0.0.0:8443"             # one TLS port for devices and clients
+//	tls: {cert: edge.crt, key: edge.key}
+//	device_ca: ca.crt                  # signs device certificates (ClientAuth EKU required)
+//	revoked: revoked.txt               # optional; hex serials, one per line; re-read on SIGHUP
+//	clients:
+//	  - name: ops
+//	    token_sha256: "<64 hex chars>" # from `tether-edge token`; tokens are never stored
+//	    devices: ["*"]                 # globs on device IDs
+//	    allow:
+//	      tcp: ["127.0.0.1:*", "*:22", "10.0.0.*:8000-8100"]
+//	      udp: ["127.0.0.1:53"]
+//	      pty: true                    # shells and commands
+//	      reload: true                 # ask the device to reload its config
+//	      files: false                 # file transfer streams
+//	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default)
+//	metrics_listen: "127.0.0.1:9090"   # optional Prometheus /metrics
+//	log_level: info                    # debug, info, warn or error
+//	limits:                            # every key optional; 0 keeps the default
+//	  max_streams_per_client: 64       # concurrent streams of one client session
+//	  max_streams_per_device: 128      # concurrent streams to one device (at most 128)
+//	  handshake_timeout: 10s           # TLS handshake, and request headers (slowloris)
+//	  open_timeout: 15s                # opening message, and the device's answer
+//	  max_header_bytes: 16384
+//	  upgrade_rate: 50                 # upgrades per second per source IP ...
+//	  upgrade_burst: 500               # ... with this burst; beyond: 429
+//	  stall_timeout: 60s               # reset a stream whose reader made no progress
+//	  drain_timeout: 30s               # SIGTERM: wait this long for open streams
+//
+// Everything is denied unless a client's entry allows it: the device must
+// match one of its device globs, and the stream type (and, for TCP and UDP,
+// the canonical target) must be granted.
+//
+// # Signals
+//
+// SIGHUP re-reads clients and the revocation list without dropping
+// sessions; a device whose serial is now revoked is disconnected at once.
+// A configuration that no longer parses is logged and the running policy
+// kept. SIGTERM and SIGINT stop accepting, send GoAway to every device, wait
+// for the open streams up to drain_timeout, and exit 0.
+package main
