@@ -114,6 +114,11 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 		// end ctx, which ends the copy below and returns here.
 		defer restore()
 		stopResize := pty.WatchResize(ctx, inFD, func(cols, rows int) {
+			defer func() {
+				if r := recover(); r != nil {
+					conn.log.Error("resize panicked", "panic", r)
+				}
+			}()
 			rctx, cancel := context.WithTimeout(ctx, transport.DefaultOpenTimeout)
 			defer cancel()
 			if err := cl.ResizePTY(rctx, sess.ID, cols, rows); err != nil {
@@ -125,8 +130,12 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 
 	stdio := newStdioConn(o.g.io.In, o.g.io.Out)
 	spliced := make(chan struct{})
+	var panicked any
 	go func() {
 		defer close(spliced)
+		// A panic is raised again on this function's goroutine, below, so
+		// that the deferred restore of the terminal runs.
+		defer func() { panicked = recover() }()
 		transport.Splice(stdio, ptyInput{sess})
 	}()
 	select {
@@ -137,6 +146,9 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 	stdio.Close()
 	sess.Close()
 	<-spliced
+	if panicked != nil {
+		panic(panicked)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
