@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tetherhq/tether/internal/target"
@@ -231,6 +232,9 @@ func (l *Listener) serve() {
 	port := uint16(l.remote.Port)
 	for {
 		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil && transientReadErr(err) && l.ctx.Err() == nil {
+			continue
+		}
 		if err != nil {
 			if l.ctx.Err() == nil {
 				l.mu.Lock()
@@ -249,6 +253,13 @@ func (l *Listener) serve() {
 	l.cancel()
 	l.shutdown()
 	l.wg.Wait()
+}
+
+// transientReadErr reports read errors that only echo an ICMP error for an
+// earlier send to a local peer that went away; the socket itself is fine
+// and the Listener goes on.
+func transientReadErr(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // datagram is one local datagram waiting for its peer's stream. port is
@@ -536,6 +547,9 @@ func (l *Listener) runSecondary(s *secondary) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(l.idle))
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil && transientReadErr(err) {
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				return
