@@ -533,3 +533,60 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 func lineEcho(t testing.TB) string {
 	return echoServer(t)
 }
+
+// With the reference 128 KiB windows, 16-32 stalled streams used to freeze a
+// whole device session. Here nearly every slot of the device holds a stream
+// nobody reads (and no reset comes to help), and a bulk transfer of another
+// client on the same device still runs to the end.
+func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
+	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
+	m := newEdge(t, mock.Options{
+		Transport: small, DeviceConfig: small, ClientConfig: small,
+		Limits: edge.Limits{MaxStreamsPerClient: 16, StallTimeout: 10 * time.Minute},
+	})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = transport.WriteOK(st, nil)
+		buf := make([]byte, 32<<10)
+		for ctx.Err() == nil {
+			_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := st.Write(buf); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue // stalled, as intended: keep the window full
+				}
+				return
+			}
+		}
+	})
+	var streams []*transport.Stream
+	defer func() {
+		for _, st := range streams {
+			st.Close()
+		}
+	}()
+	for _, c := range []*transport.Client{m.ClientFor("d-1"), m.ClientFor("d-1")} {
+		for i := 0; i < 15; i++ {
+			st, _, err := c.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
+			require.NoError(t, err)
+			streams = append(streams, st) // never read
+		}
+	}
+	// Give the stalled streams time to fill their windows.
+	require.Eventually(t, func() bool {
+		for _, d := range m.Server().Devices() {
+			if d.ID == "d-1" && d.Streams() == 30 {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond)
+
+	echo := echoServer(t)
+	payload := strings.Repeat("0123456789abcdef", 256<<10) // 4 MiB, many windows' worth
+	got, err := roundTrip(t, m.ClientFor("d-1"), echo, payload)
+	require.NoError(t, err)
+	require.Equal(t, len(payload), len(got))
+	require.True(t, got == payload, "the bulk transfer was corrupted")
+}
