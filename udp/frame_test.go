@@ -2,6 +2,7 @@ package udp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/target"
 )
 
 func TestAppendDecodeFrame(t *testing.T) {
@@ -244,4 +247,41 @@ func TestBucket(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		require.True(t, unlimited.take(now))
 	}
+}
+
+type fakeResolver struct {
+	addrs []netip.Addr
+	err   error
+}
+
+func (f fakeResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return f.addrs, f.err
+}
+
+func TestResolveTarget(t *testing.T) {
+	name := target.Target{Host: "svc.example", Port: 53}
+	a := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, x := range s {
+			out = append(out, netip.MustParseAddr(x))
+		}
+		return out
+	}
+	got, err := resolveTarget(context.Background(), fakeResolver{addrs: a("224.0.0.1", "::ffff:10.0.0.1")}, name)
+	require.NoError(t, err)
+	assert.Equal(t, "10.0.0.1", got.String(), "the first usable address, unmapped")
+
+	_, err = resolveTarget(context.Background(), fakeResolver{addrs: a("255.255.255.255", "ff02::1")}, name)
+	assert.ErrorIs(t, err, ErrRefused, "a name with only unusable addresses is refused")
+
+	_, err = resolveTarget(context.Background(), fakeResolver{err: errors.New("no such host")}, name)
+	assert.ErrorContains(t, err, "no such host")
+	assert.NotErrorIs(t, err, ErrRefused)
+
+	_, err = resolveTarget(context.Background(), fakeResolver{}, name)
+	assert.ErrorContains(t, err, "no addresses")
+
+	got, err = resolveTarget(context.Background(), fakeResolver{err: errors.New("unused")}, target.Target{Host: "127.0.0.1", Port: 53})
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1", got.String(), "an IP needs no lookup")
 }

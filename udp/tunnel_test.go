@@ -618,3 +618,70 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 	assert.EqualValues(t, 1, l.Stats().DatagramsIn)
 	assert.EqualValues(t, 1, calls.Load())
 }
+
+// TestListenerOpenRefused: a refused stream costs the peer's datagrams for
+// a short hold-off, and the next datagram asks again.
+func TestListenerOpenRefused(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{Allow: func(target.Target) error {
+		return errors.New("not allowed: udp on device d1")
+	}})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 50 * time.Millisecond})
+	peer := localPeer(t)
+	require.Eventually(t, func() bool {
+		_, _ = peer.WriteToUDP([]byte("q"), l.Addr().(*net.UDPAddr))
+		return l.Stats().OpenFailures >= 2
+	}, 20*time.Second, 20*time.Millisecond, "a peer must ask again after the hold-off")
+	st := l.Stats()
+	assert.Positive(t, st.Dropped)
+	assert.Zero(t, st.StreamsOpened)
+	assert.Zero(t, st.DatagramsOut)
+	assert.GreaterOrEqual(t, r.dev.Stats().Refused, int64(2))
+}
+
+func TestListenerMaxPeers(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	srv := newUDPServer(t, "127.0.0.1:0", echo)
+	l := r.listen(t, srv.addr(), &udp.ListenOptions{MaxPeers: 1})
+	a, b := localPeer(t), localPeer(t)
+	_, err := a.WriteToUDP([]byte("a"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, _ := readFrom(t, a)
+	assert.Equal(t, "answer:a", string(got))
+
+	_, err = b.WriteToUDP([]byte("b"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return l.Stats().Dropped == 1 }, 20*time.Second, 5*time.Millisecond,
+		"a peer beyond MaxPeers is dropped and counted")
+	assert.Equal(t, 1, l.Stats().Peers)
+	assert.EqualValues(t, 1, r.dev.Stats().Opened)
+}
+
+// TestSetConfig: a new configuration applies to tunnels opened after it;
+// open tunnels keep theirs.
+func TestSetConfig(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	got := make(chan string, 10)
+	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte {
+		got <- string(d)
+		return nil
+	})
+	st := rawTunnel(t, r, "0:"+srv.addr())
+	r.dev.SetConfig(udp.DeviceConfig{Allow: func(target.Target) error { return errors.New("udp is off on this device") }})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte("0:"+srv.addr()))
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "udp is off on this device", re.Reason)
+
+	_, err = st.Write(frame(t, uint16(srv.port()), []byte("still open")))
+	require.NoError(t, err)
+	select {
+	case d := <-got:
+		assert.Equal(t, "still open", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tunnel opened before SetConfig stopped relaying")
+	}
+}
