@@ -226,7 +226,6 @@ func (s *Server) untrack(sess *transport.Session) {
 	s.wg.Done()
 }
 
-
 // refuse answers an upgrade with an HTTP error, counts it and logs it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string, attrs ...any) {
 	s.Metrics.upgradeFailure(reason)
