@@ -50,6 +50,6 @@
 // SIGHUP re-reads clients and the revocation list without dropping
 // sessions; a device whose serial is now revoked is disconnected at once.
 // A configuration that no longer parses is logged and the running policy
-// kept. SIGTERM and SIGINT stop accepting, send GoAway to every device, wait
+// kept. SIGHUP also reopens the audit log, for rotation by rename. SIGTERM and SIGINT stop accepting, send GoAway to every device, wait
 // for the open streams up to drain_timeout, and exit 0.
 package main

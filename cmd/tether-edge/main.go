@@ -40,7 +40,8 @@ Usage:
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge version
 
-Signals: SIGHUP re-reads clients, policy and the revocation list;
+Signals: SIGHUP re-reads clients, policy and the revocation list and reopens
+the audit log;
 SIGTERM and SIGINT drain (GoAway to every device) and exit.
 
 Examples:
@@ -130,13 +131,14 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	}
 
 	var auditW io.Writer = os.Stdout
+	var auditF *auditFile
 	if cfg.file.AuditLog != "" && cfg.file.AuditLog != "-" {
-		f, err := os.OpenFile(cfg.file.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		auditF, err = openAuditFile(cfg.file.AuditLog)
 		if err != nil {
-			return fmt.Errorf("open the audit log: %w (check audit_log in %s)", err, cfgPath)
+			return fmt.Errorf("%w (check audit_log in %s)", err, cfgPath)
 		}
-		defer f.Close()
-		auditW = f
+		defer auditF.Close()
+		auditW = auditF
 	}
 	pool, err := certs.LoadPool(cfg.file.DeviceCA)
 	if err != nil {
@@ -197,6 +199,11 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reload(srv, cfgPath, log)
+				if auditF != nil {
+					if err := auditF.reopen(); err != nil {
+						log.Error("cannot reopen the audit log; still writing the old file", "err", err)
+					}
+				}
 				continue
 			}
 			log.Info("shutting down: draining", "signal", sig.String(), "drain_timeout", cfg.drain.String())

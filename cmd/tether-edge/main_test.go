@@ -324,6 +324,11 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 		t.Fatalf("after a failed reload: %v, %v", ids, err)
 	}
 
+	// Log rotation: rename the audit log; SIGHUP starts a new one.
+	if err := os.Rename(filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "audit.jsonl.1")); err != nil {
+		t.Fatal(err)
+	}
+
 	// Revoke by SIGHUP: the live session ends and reconnects are refused.
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
