@@ -45,7 +45,8 @@ type Agent struct {
 	// TLSConfig carries the device certificate and the CA that verifies the
 	// edge. Required.
 	TLSConfig *tls.Config
-	// Transport tunes the session; nil means transport defaults.
+	// Transport tunes the session; nil means the config's max_streams and
+	// stream_window_kib over the transport defaults.
 	Transport *transport.Config
 	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
@@ -98,14 +99,18 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := transport.VerifyConfig(a.Transport); err != nil {
+	tcfg := a.Transport
+	if tcfg == nil {
+		tcfg = cfg.TransportConfig()
+	}
+	if err := transport.VerifyConfig(tcfg); err != nil {
 		return err
 	}
 	a.cfg.Store(cfg)
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	a.reloads.run = a.reload
 
-	dc := transport.NewDeviceClient(cfg.Edge, a.TLSConfig, a.Transport, a.Logger)
+	dc := transport.NewDeviceClient(cfg.Edge, a.TLSConfig, tcfg, a.Logger)
 	dc.BackoffInitial, dc.BackoffMax = a.BackoffInitial, a.BackoffMax
 	dc.Handle(transport.MsgTCP, a.handleTCP)
 	dc.Handle(transport.MsgReload, a.handleReload)

@@ -399,3 +399,17 @@ func TestAgentPTYFollowsReload(t *testing.T) {
 	require.True(t, st.Exited)
 	require.Equal(t, 7, st.Code)
 }
+
+func TestAgentMaxStreams(t *testing.T) {
+	_, edge := startAgent(t, "max_streams: 2\n")
+	addr := echoServer(t)
+	for range 2 {
+		st, err := openWithin(t, edge, transport.MsgTCP, addr)
+		require.NoError(t, err)
+		defer st.Close()
+	}
+	_, err := openWithin(t, edge, transport.MsgTCP, addr)
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "too many streams: this device allows 2 at once")
+}

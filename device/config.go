@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
 )
 
 // Config defaults. A zero duration in the file means the default.
@@ -29,6 +30,17 @@ const (
 	DefaultReloadTimeout = 10 * time.Second
 	// MaxConfigSize bounds the configuration file.
 	MaxConfigSize = 1 << 20
+	// DefaultMaxStreams caps the streams open at once on the session: the
+	// transport's default.
+	DefaultMaxStreams = transport.DefaultMaxStreams
+	// DefaultStreamWindowKiB is each stream's receive window: the
+	// transport's default, which keeps one stream at full speed on long
+	// links. MaxStreams × StreamWindowKiB bounds what the edge can make the
+	// agent buffer (128 MiB with both defaults, reached only when every
+	// stream's target stops reading); a device with little memory sets
+	// smaller values, such as max_streams: 32 and stream_window_kib: 256
+	// (8 MiB).
+	DefaultStreamWindowKiB = transport.DefaultMaxStreamBuffer >> 10
 )
 
 // DefaultAllow is the allow list used for tcp and udp when the config does
@@ -48,6 +60,8 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
+//	max_streams: 128            # streams open at once
+//	stream_window_kib: 1024     # receive window of each stream
 //
 // Load it with LoadConfig or ParseConfig, which resolve the paths and
 // validate every field.
@@ -72,6 +86,15 @@ type Config struct {
 	// DialTimeout bounds the dial of a TCP tunnel target. Zero means
 	// DefaultDialTimeout.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// MaxStreams caps the streams (tunnels, terminals, reloads) open at
+	// once; more are refused with an Error. 1 to 1024; 0 means
+	// DefaultMaxStreams.
+	MaxStreams int `yaml:"max_streams"`
+	// StreamWindowKiB is each stream's receive window in KiB: what the
+	// edge may send ahead on one stream. MaxStreams × StreamWindowKiB
+	// bounds the agent's receive buffers. 64 to 16384; 0 means
+	// DefaultStreamWindowKiB. A larger window is faster on long links.
+	StreamWindowKiB int `yaml:"stream_window_kib"`
 
 	// Path is the file the config was loaded from ("" for ParseConfig).
 	Path string `yaml:"-"`
@@ -163,6 +186,7 @@ type keys map[string]keys
 
 var schema = keys{
 	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil,
+	"max_streams": nil, "stream_window_kib": nil,
 	"allow":  {"tcp": nil, "udp": nil},
 	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
 	"reload": {"command": nil, "timeout": nil},
@@ -415,6 +439,18 @@ func (c *Config) validate(dir string) error {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	switch {
+	case c.MaxStreams == 0:
+		c.MaxStreams = DefaultMaxStreams
+	case c.MaxStreams < 1 || c.MaxStreams > 1024:
+		return c.errAt("max_streams", "%d is outside 1 to 1024", c.MaxStreams)
+	}
+	switch {
+	case c.StreamWindowKiB == 0:
+		c.StreamWindowKiB = DefaultStreamWindowKiB
+	case c.StreamWindowKiB < 64 || c.StreamWindowKiB > 16384:
+		return c.errAt("stream_window_kib", "%d is outside 64 to 16384", c.StreamWindowKiB)
+	}
 	if c.UDP.IdleTimeout < 0 {
 		return c.errAt("udp.idle_timeout", "%v must not be negative", c.UDP.IdleTimeout)
 	}
@@ -450,6 +486,11 @@ func patternReason(s string, err error) string {
 	return err.Error()
 }
 
+// TransportConfig returns the session settings the config asks for.
+func (c *Config) TransportConfig() *transport.Config {
+	return &transport.Config{MaxStreams: c.MaxStreams, MaxStreamBuffer: c.StreamWindowKiB << 10}
+}
+
 // TCPAllow returns the effective TCP allow list, as written.
 func (c *Config) TCPAllow() []string { return ruleTexts(c.tcp) }
 
@@ -457,7 +498,8 @@ func (c *Config) TCPAllow() []string { return ruleTexts(c.tcp) }
 func (c *Config) UDPAllow() []string { return ruleTexts(c.udp) }
 
 // connectionKeysChanged reports the first key whose change needs a
-// restart: the edge URL and the TLS files are used when the agent starts.
+// restart: the edge URL, the TLS files and the session limits are used
+// when the agent starts.
 func (c *Config) connectionKeysChanged(old *Config) (string, bool) {
 	switch {
 	case c.Edge != old.Edge:
@@ -468,6 +510,10 @@ func (c *Config) connectionKeysChanged(old *Config) (string, bool) {
 		return "key", true
 	case c.CA != old.CA:
 		return "ca", true
+	case c.MaxStreams != old.MaxStreams:
+		return "max_streams", true
+	case c.StreamWindowKiB != old.StreamWindowKiB:
+		return "stream_window_kib", true
 	}
 	return "", false
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
 )
 
 const goodConfig = `edge: "https://edge.example.com:8443/device"
@@ -24,6 +25,8 @@ pty: {enabled: true, shell: "/bin/sh", user: "", max_sessions: 4, idle_timeout: 
 reload: {command: ["true"], timeout: 5s}
 dial_timeout: 3s
 udp: {idle_timeout: 20s, max_packets_per_second: -1}
+max_streams: 16
+stream_window_kib: 512
 `
 
 func TestParseConfigGood(t *testing.T) {
@@ -44,6 +47,9 @@ func TestParseConfigGood(t *testing.T) {
 	require.Equal(t, 3*time.Second, c.DialTimeout)
 	require.Equal(t, 20*time.Second, c.UDP.IdleTimeout)
 	require.Equal(t, -1, c.UDP.MaxPacketsPerSecond)
+	require.Equal(t, 16, c.TransportConfig().MaxStreams)
+	require.Equal(t, 512<<10, c.TransportConfig().MaxStreamBuffer)
+	require.NoError(t, transport.VerifyConfig(c.TransportConfig()))
 }
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -56,6 +62,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
 	require.Equal(t, DefaultReloadTimeout, c.Reload.Timeout)
 	require.Empty(t, c.Reload.Command)
+	require.Equal(t, DefaultMaxStreams, c.MaxStreams)
+	require.Equal(t, DefaultStreamWindowKiB, c.StreamWindowKiB)
+	require.NoError(t, transport.VerifyConfig(c.TransportConfig()))
 }
 
 func TestParseConfigEmptyAllowListAllowsNothing(t *testing.T) {
@@ -93,6 +102,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative timeout", base + "reload: {timeout: -1s}\n", "config line 5: reload.timeout:", 5},
 		{"empty command", base + "reload: {command: [\"\"]}\n", "config line 5: reload.command:", 5},
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
+		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
+		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},
 		{"not a mapping", "- a\n- b\n", "config line 1: the file must be a mapping", 1},
 		{"empty file", "", "config: the file is empty", 0},
 	}
