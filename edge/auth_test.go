@@ -215,3 +215,27 @@ func TestReloadChangesPolicyWithoutDroppingSessions(t *testing.T) {
 	}
 	require.True(t, connected(m, "d-1"))
 }
+
+func TestSessionEndsWhenTheCertificateExpires(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	kp := m.PKI().DeviceWith("d-short", certs.Options{NotBefore: time.Now().Add(-time.Minute), Lifetime: time.Minute + 4*time.Second})
+	sess, err := transport.Dial(ctxT(t), m.DeviceURL(), "", m.PKI().DeviceTLS(kp), nil)
+	require.NoError(t, err)
+	defer sess.Close()
+	ended := make(chan error, 1)
+	go func() { _, err := sess.AcceptStream(); ended <- err }()
+	select {
+	case err := <-ended:
+		require.Error(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session outlived its certificate")
+	}
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventDeviceDisconnect) {
+			if e.Device == "d-short" && e.Reason == "certificate expired" {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond)
+}

@@ -21,9 +21,10 @@ type Device struct {
 	// RemoteAddr is the device's network address.
 	RemoteAddr net.Addr
 
-	sess    *transport.Session
-	streams atomic.Int64 // edge-opened streams in use, GoAway included
-	closeMu sync.Mutex
+	sess     *transport.Session
+	notAfter time.Time    // the certificate's end of validity
+	streams  atomic.Int64 // edge-opened streams in use, GoAway included
+	closeMu  sync.Mutex
 	// closeMu guards the following.
 	closeReason string
 }

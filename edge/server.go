@@ -300,7 +300,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	// A fresh goroutine holds the session: the handler's goroutine, whose
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
-	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess}
+	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess, notAfter: chain[0].NotAfter}
 	go func() {
 		defer s.untrack(sess)
 		s.runDevice(d)
@@ -318,6 +318,12 @@ func (s *Server) runDevice(d *Device) {
 	if s.auth.Load().revoked.Has(d.Serial) {
 		d.close("certificate revoked")
 	}
+	// The certificate's validity bounds the session too.
+	expiry := time.AfterFunc(time.Until(d.notAfter), func() {
+		s.log.Warn("device certificate expired; closing its session", "device", d.ID, "serial", d.Serial)
+		d.close("certificate expired")
+	})
+	defer expiry.Stop()
 	s.Metrics.deviceDelta(1)
 	s.log.Info("device connected", "device", d.ID, "remote", addrString(d.RemoteAddr), "serial", d.Serial)
 	s.audit.Audit(Event{Time: d.Since, Kind: EventDeviceConnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
