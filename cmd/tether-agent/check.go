@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -105,6 +106,7 @@ func (c *checker) run(path string, now time.Time) {
 	}
 	c.ok("config %s is valid; edge %s", path, cfg.Edge)
 	c.ok("allow lists: tcp %s; udp %s; pty %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled))
+	c.checkPrograms(cfg)
 
 	caCerts, caErr := loadCA(cfg.CA)
 	if caErr != nil {
@@ -131,6 +133,24 @@ func (c *checker) run(path string, now time.Time) {
 		return
 	}
 	c.connect(cfg)
+}
+
+// checkPrograms checks that the PTY shell and the reload command can run.
+func (c *checker) checkPrograms(cfg *device.Config) {
+	if cfg.PTY.Enabled && cfg.PTY.Shell != "" {
+		if info, err := os.Stat(cfg.PTY.Shell); err != nil || info.IsDir() || info.Mode().Perm()&0o111 == 0 {
+			c.fail(checkConfig, "pty.shell %s is not an executable file; install it or change pty.shell", cfg.PTY.Shell)
+		} else {
+			c.ok("pty.shell %s is executable", cfg.PTY.Shell)
+		}
+	}
+	if len(cfg.Reload.Command) > 0 {
+		if p, err := exec.LookPath(cfg.Reload.Command[0]); err != nil {
+			c.fail(checkConfig, "reload.command: cannot find %q (%v); give its absolute path", cfg.Reload.Command[0], err)
+		} else {
+			c.ok("reload.command runs %s (timeout %v)", p, cfg.Reload.Timeout)
+		}
+	}
 }
 
 func (c *checker) checkCert(cfg *device.Config, cert *x509.Certificate, key crypto.Signer, haveKey bool, caCerts []*x509.Certificate, now time.Time) {

@@ -243,6 +243,13 @@ func TestCheck(t *testing.T) {
 		require.Equal(t, checkConfig, code, out)
 		require.Contains(t, out, `config line 5: unknown key "shel" in pty`)
 	})
+	t.Run("programs that cannot run", func(t *testing.T) {
+		p := w.writeAgentConfig("dev-1", "pty: {enabled: true, shell: /nonexistent/sh}\nreload: {command: [no-such-reload-tool]}\n")
+		out, code := runBin(t, "tether-agent", "check", "--config", p)
+		require.Equal(t, checkConfig, code, out)
+		require.Contains(t, out, "pty.shell /nonexistent/sh is not an executable file")
+		require.Contains(t, out, `reload.command: cannot find "no-such-reload-tool"`)
+	})
 	t.Run("edge unreachable", func(t *testing.T) {
 		p := w.writeAgentConfig("dev-1", "")
 		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), w.addr, freeAddr(t), 1)), 0o600))
