@@ -101,6 +101,10 @@ type DeviceHandler struct {
 	c   deviceCounters
 	wg  sync.WaitGroup // one per Handle call past the closed check
 
+	// ctx ends on Close; every Handle call runs under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu sync.Mutex
 	// mu guards the following.
 	cfg     DeviceConfig
@@ -114,9 +118,12 @@ func NewDeviceHandler(cfg DeviceConfig, logger *slog.Logger) *DeviceHandler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &DeviceHandler{
 		log:     logger,
 		res:     net.DefaultResolver,
+		ctx:     ctx,
+		cancel:  cancel,
 		cfg:     cfg.withDefaults(),
 		tunnels: make(map[*tunnel]struct{}),
 	}
@@ -152,6 +159,7 @@ func (h *DeviceHandler) Stats() DeviceStats {
 func (h *DeviceHandler) Close() error {
 	h.mu.Lock()
 	h.closed = true
+	h.cancel()
 	open := make([]*tunnel, 0, len(h.tunnels))
 	for t := range h.tunnels {
 		open = append(open, t)
@@ -211,6 +219,11 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 		return
 	}
 	defer h.wg.Done()
+	// Close ends the call too, even while it waits on DNS.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopClose := context.AfterFunc(h.ctx, cancel)
+	defer stopClose()
 
 	req, err := ParseRequest(payload)
 	if err != nil {
