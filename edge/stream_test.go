@@ -290,7 +290,7 @@ func TestOpeningMessageTimeout(t *testing.T) {
 }
 
 func TestSlowHeadersAreCut(t *testing.T) {
-	m := newEdge(t, mock.Options{Limits: edge.Limits{HandshakeTimeout: 300 * time.Millisecond}})
+	m := newEdge(t, mock.Options{Limits: edge.Limits{HandshakeTimeout: time.Second}})
 	addr := strings.TrimPrefix(m.URL(), "https://")
 
 	t.Run("tls handshake never starts", func(t *testing.T) {
