@@ -413,3 +413,50 @@ func TestAgentMaxStreams(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "too many streams: this device allows 2 at once")
 }
+
+// TestAgentSurvivesMalformedOpenings writes hand-built opening messages:
+// cut short, unknown, and oversized for a TCP target. The agent answers
+// or closes each stream and keeps serving.
+func TestAgentSurvivesMalformedOpenings(t *testing.T) {
+	_, edge := startAgent(t, "")
+	addr := echoServer(t)
+	raw := func(b []byte) ([]byte, error) {
+		st, err := edge.Session().OpenStream()
+		require.NoError(t, err)
+		defer st.Close()
+		_ = st.SetDeadline(time.Now().Add(30 * time.Second))
+		_, err = st.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, st.CloseWrite())
+		return io.ReadAll(st)
+	}
+	// A header announcing 65535 bytes, then 3 bytes and EOF: no answer.
+	out, _ := raw([]byte{byte(transport.MsgTCP), 0xff, 0xff, 'a', 'b', 'c'})
+	require.Empty(t, out)
+	// An unknown type gets an Error, never a silent close.
+	out, err := raw([]byte{0x7f, 0, 0})
+	require.NoError(t, err)
+	m, err := transport.ReadMessage(bytesReader(out))
+	require.NoError(t, err)
+	require.Equal(t, transport.MsgError, m.Type)
+	require.Contains(t, string(m.Payload), "unsupported stream type 0x7f")
+	// A TCP target of 65535 bytes is refused with a reason.
+	long := make([]byte, 0, transport.HeaderSize+transport.MaxPayload)
+	long = append(long, byte(transport.MsgTCP), 0xff, 0xff)
+	for range transport.MaxPayload {
+		long = append(long, 'a')
+	}
+	out, err = raw(long)
+	require.NoError(t, err)
+	m, err = transport.ReadMessage(bytesReader(out))
+	require.NoError(t, err)
+	require.Equal(t, transport.MsgError, m.Type)
+	require.Contains(t, string(m.Payload), "bad TCP tunnel target")
+
+	// And the agent still works.
+	st, err := openWithin(t, edge, transport.MsgTCP, addr)
+	require.NoError(t, err)
+	st.Close()
+}
+
+func bytesReader(b []byte) io.Reader { return strings.NewReader(string(b)) }
