@@ -4,10 +4,15 @@ import (
 	"context"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
 )
+
+// eofGrace is how long nc waits, after the remote side's EOF, for a sign
+// that the session died instead.
+const eofGrace = 250 * time.Millisecond
 
 type ncOptions struct {
 	g      *globalOptions
@@ -81,8 +86,22 @@ func (o *ncOptions) run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if !stdio.remoteEOF() && lost(cl) {
+	if !stdio.remoteEOF() {
+		if lost(cl) {
+			return errSessionLost
+		}
+		return nil
+	}
+	// smux ends every stream as if the peer had finished when the
+	// connection under the session ends cleanly, so a remote EOF may be a
+	// lost edge. watchSession closes such a session as soon as the same
+	// event reaches it; give it a moment before calling the end normal.
+	t := time.NewTimer(eofGrace)
+	defer t.Stop()
+	select {
+	case <-cl.Done():
 		return errSessionLost
+	case <-t.C:
 	}
 	return nil
 }
