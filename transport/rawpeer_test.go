@@ -144,7 +144,13 @@ type upgradeServer struct {
 func newUpgradeServer(t testing.TB, cfg *transport.Config) (*upgradeServer, *certstest.PKI) {
 	t.Helper()
 	pki := certstest.New(t)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
+	return serveUpgrade(t, cfg, pki.EdgeTLS()), pki
+}
+
+// serveUpgrade is newUpgradeServer with the server's TLS configuration.
+func serveUpgrade(t testing.TB, cfg *transport.Config, tc *tls.Config) *upgradeServer {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
 	require.NoError(t, err)
 	us := &upgradeServer{addr: ln.Addr().String(), sessions: make(chan *transport.Session, 16), refused: make(chan error, 16)}
 	var (
@@ -179,7 +185,7 @@ func newUpgradeServer(t testing.TB, cfg *transport.Config) (*upgradeServer, *cer
 		}
 		mu.Unlock()
 	})
-	return us, pki
+	return us
 }
 
 func (us *upgradeServer) session(t testing.TB) *transport.Session {
@@ -242,4 +248,30 @@ func (e *rawEdge) accept(t testing.TB) (*rawPeer, *http.Request) {
 	require.NoError(t, err)
 	p.write([]byte(answer101))
 	return p, req
+}
+
+// newRawEdgeAnswer serves one fixed answer to every request and returns
+// the URL to dial.
+func newRawEdgeAnswer(t testing.TB, pki *certstest.PKI, answer string) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(waitLong))
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				_, _ = c.Write([]byte(answer))
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return "https://" + ln.Addr().String() + "/device"
 }
