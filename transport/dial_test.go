@@ -290,4 +290,3 @@ func TestDialNoProxy(t *testing.T) {
 	require.False(t, strings.HasPrefix(de.Op, "proxy"), "dialled through the proxy: %v", err)
 	require.Empty(t, proxy.seen())
 }
-
