@@ -685,3 +685,42 @@ func TestSetConfig(t *testing.T) {
 		t.Fatal("the tunnel opened before SetConfig stopped relaying")
 	}
 }
+
+// TestReplyFromOtherPortBusy: when the matching local port is taken, the
+// secondary socket takes any port, and what the peer sends there still
+// reaches the remote's other port.
+func TestReplyFromOtherPortBusy(t *testing.T) {
+	r := newRig(t, udp.DeviceConfig{})
+	alt := make(chan string, 10)
+	altSrv := newUDPServer(t, "127.0.0.2:0", func(_ *net.UDPAddr, d []byte) []byte {
+		alt <- string(d)
+		return nil
+	})
+	// Take the matching port on the Listener's IP.
+	blocker, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: altSrv.port()})
+	require.NoError(t, err)
+	defer blocker.Close()
+	altConn := altSrv.conn
+	mainSrv := newUDPServer(t, "127.0.0.2:0", func(from *net.UDPAddr, d []byte) []byte {
+		_, _ = altConn.WriteToUDP(d, from)
+		return nil
+	})
+	l := r.listen(t, mainSrv.addr(), nil)
+	peer := localPeer(t)
+
+	_, err = peer.WriteToUDP([]byte("hello"), l.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	got, from := readFrom(t, peer)
+	assert.Equal(t, "hello", string(got))
+	assert.NotEqual(t, altSrv.port(), from.Port, "the matching port is taken")
+	assert.NotEqual(t, l.Addr().(*net.UDPAddr).Port, from.Port, "the answer must not look like it came from the remote's main port")
+
+	_, err = peer.WriteToUDP([]byte("back"), from)
+	require.NoError(t, err)
+	select {
+	case d := <-alt:
+		assert.Equal(t, "back", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the datagram sent to the fallback secondary socket did not reach the remote's other port")
+	}
+}
