@@ -190,3 +190,20 @@ func TestLimitsDefaults(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", l)
 	}
 }
+
+func FuzzParseRevocations(f *testing.F) {
+	for _, s := range []string{"", "# c\n0a:1b\n0x00ff\n", "zz\n", strings.Repeat("f", 2000)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRevocations(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for serial := range r {
+			if serial == "" || (len(serial) > 1 && serial[0] == '0') || strings.ToLower(serial) != serial {
+				t.Fatalf("serial %q is not normalized", serial)
+			}
+		}
+	})
+}

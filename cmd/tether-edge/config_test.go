@@ -122,3 +122,22 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Error("a missing config file loaded")
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add(strings.Replace(issueConfig, "<64 hex chars>", hex64, 1))
+	f.Add("listen: x\nlimits: {open_timeout: 1s}\n")
+	f.Add("clients: [{name: a, token_sha256: x, devices: ['*'], allow: {tcp: ['*:0']}}]\n")
+	f.Add("{")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseConfig("/etc/tether/edge.yaml", []byte(s), false)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "/etc/tether/edge.yaml") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		if c.policy == nil || c.drain <= 0 {
+			t.Fatalf("accepted config without a policy or drain timeout: %+v", c)
+		}
+	})
+}

@@ -261,3 +261,26 @@ func FuzzParse(f *testing.F) {
 		_ = IsLoopback(tg.Host)
 	})
 }
+
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:*", "*:22", "10.0.0.*:8000-8100", "localhost:*", "[::1]:*",
+		"*.example.com:443", "[fe80::*]:*", "a:5-4", "**:1", "*:0x16"} {
+		f.Add(s, "10.0.0.7:8080")
+	}
+	f.Fuzz(func(t *testing.T, pattern, tgt string) {
+		p, err := ParsePattern(pattern)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidPattern) {
+				t.Fatalf("ParsePattern(%q) error %v does not wrap ErrInvalidPattern", pattern, err)
+			}
+			return
+		}
+		again, err := ParsePattern(p.String())
+		if err != nil || again.String() != p.String() {
+			t.Fatalf("ParsePattern(%q).String() = %q does not parse back: %v", pattern, p.String(), err)
+		}
+		if tg, err := Parse(tgt); err == nil && p.Match(tg) != again.Match(tg) {
+			t.Fatalf("%q and its canonical form %q disagree on %v", pattern, p.String(), tg)
+		}
+	})
+}
