@@ -213,7 +213,11 @@ func (b *broker) goAway(t testing.TB) {
 // backoff, and waits until it is connected.
 func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config, handlers map[transport.MsgType]transport.Handler) *transport.DeviceClient {
 	t.Helper()
-	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), cfg, testLogger(t))
+	var logger *slog.Logger // benchmarks run quiet
+	if _, ok := t.(*testing.T); ok {
+		logger = testLogger(t)
+	}
+	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), cfg, logger)
 	dc.BackoffInitial = 10 * time.Millisecond
 	dc.BackoffMax = 50 * time.Millisecond
 	dc.DrainTimeout = waitLong
