@@ -172,18 +172,18 @@ func describeStatus(se *transport.StatusError, edge, device, tokenFrom string) (
 		}
 		return ExitAuth, fmt.Sprintf("the edge rejected the token%s (HTTP 401%s): check --token, --token-file or %s; an operator issues tokens with `tether-edge token`", from, reason, EnvToken)
 	case http.StatusForbidden:
-		what := "this request"
+		what := "the token may not do this"
 		if device != "" {
-			what = "device " + device
+			what = "the token may not reach device " + device
 		}
-		return ExitForbidden, fmt.Sprintf("forbidden (HTTP 403)%s: the token may not reach %s; ask the edge's operator for access", reason, what)
+		return ExitForbidden, fmt.Sprintf("forbidden (HTTP 403%s): %s; ask the edge's operator for access", reason, what)
 	case http.StatusNotFound:
 		if device == "" {
-			return ExitOffline, fmt.Sprintf("not found (HTTP 404)%s: check the --edge URL", reason)
+			return ExitOffline, fmt.Sprintf("not found (HTTP 404%s): check the --edge URL", reason)
 		}
-		return ExitOffline, fmt.Sprintf("device %s is not connected to the edge (HTTP 404)%s: check the ID with `tether devices` and that its agent is running", device, reason)
+		return ExitOffline, fmt.Sprintf("device %s is not connected to the edge (HTTP 404%s): check the ID with `tether devices` and that its agent is running", device, reason)
 	case http.StatusConflict:
-		return ExitRemote, fmt.Sprintf("the edge refused the session (HTTP 409)%s", reason)
+		return ExitRemote, fmt.Sprintf("the edge refused the session (HTTP 409%s)", reason)
 	}
-	return ExitError, fmt.Sprintf("the edge answered HTTP %d%s: check that --edge points at a tether edge", se.StatusCode, reason)
+	return ExitError, fmt.Sprintf("the edge answered HTTP %d%s; check that --edge points at a tether edge", se.StatusCode, reason)
 }
