@@ -1,0 +1,169 @@
+package transport_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport"
+)
+
+// Example runs the three parties on loopback: an edge that upgrades
+// sessions and splices each client stream to the device, a device that
+// serves TCP tunnels, and a client that reaches a TCP service next to the
+// device, writes a request, half-closes, and reads the whole answer.
+func Example() {
+	// A throw-away PKI: a CA, the edge's certificate, a device certificate.
+	ca, _ := certs.NewCA("Example CA", certs.Options{})
+	edgeKP, _ := ca.IssueServer([]string{"127.0.0.1"}, certs.Options{})
+	devKP, _ := ca.IssueDevice("d1", certs.Options{})
+	roots := certs.PoolOf(ca.Cert)
+
+	// A service on the device's network: it answers after the request ends.
+	svc, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer svc.Close()
+	go func() {
+		c, err := svc.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "hello, %s", req)
+	}()
+
+	// The edge: one device session; every client stream goes to it.
+	var (
+		mu       sync.Mutex
+		device   *transport.Session
+		sessions []*transport.Session
+		wg       sync.WaitGroup
+	)
+	devReady := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/device", func(w http.ResponseWriter, r *http.Request) {
+		s, err := transport.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		device, sessions = s, append(sessions, s)
+		mu.Unlock()
+		close(devReady)
+	})
+	mux.HandleFunc("/client/", func(w http.ResponseWriter, r *http.Request) {
+		// A real edge checks the bearer token here, before Upgrade.
+		s, err := transport.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		sessions = append(sessions, s)
+		dev := device
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				cs, err := s.AcceptStream()
+				if err != nil {
+					return
+				}
+				ds, err := dev.OpenStream()
+				if err != nil {
+					cs.Close()
+					continue
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); transport.Splice(cs, ds) }()
+			}
+		}()
+	})
+	ln, _ := tls.Listen("tcp", "127.0.0.1:0", certs.EdgeTLSConfig(edgeKP.TLSCertificate()))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	edgeURL := "https://" + ln.Addr().String()
+	defer func() {
+		srv.Close()
+		mu.Lock()
+		for _, s := range sessions {
+			s.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+
+	// The device: dial out, serve TCP tunnels.
+	dc := transport.NewDeviceClient(edgeURL+"/device", certs.DeviceTLSConfig(devKP.TLSCertificate(), roots), nil, nil)
+	dc.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, payload []byte) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", string(payload))
+		if err != nil {
+			transport.WriteError(st, err.Error())
+			return
+		}
+		transport.WriteOK(st, nil)
+		transport.Splice(st, c)
+	})
+	dc.Start(context.Background())
+	defer dc.Close()
+	<-devReady
+
+	// The client: a tunnel to the service, through the edge and the device.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := transport.DialClient(ctx, edgeURL, "d1", "token", certs.ClientTLSConfig(roots), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cl.Close()
+	conn, err := cl.DialTCP(ctx, svc.Addr().String())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close()
+	io.Copy(conn, strings.NewReader("tunnel"))
+	conn.(*transport.Stream).CloseWrite() // the service sees EOF; we keep reading
+	answer, _ := io.ReadAll(conn)
+	fmt.Println(string(answer))
+	// Output: hello, tunnel
+}
+
+// ExampleWriteMessage shows the bytes of an opening message: type, length
+// (2 bytes, big endian), payload.
+func ExampleWriteMessage() {
+	var b strings.Builder
+	transport.WriteMessage(&b, transport.MsgTCP, []byte("127.0.0.1:22"))
+	fmt.Printf("% x\n", b.String())
+	// Output: 10 00 0c 31 32 37 2e 30 2e 30 2e 31 3a 32 32
+}
+
+// ExampleExpectOK shows how an Error answer reaches the opener.
+func ExampleExpectOK() {
+	var b strings.Builder
+	transport.WriteError(&b, "dial tcp 127.0.0.1:22: connection refused")
+	_, err := transport.ExpectOK(strings.NewReader(b.String()))
+	fmt.Println(err)
+	// Output: dial tcp 127.0.0.1:22: connection refused
+}
+
+// ExampleClient_DialTCP sends HTTP requests to a web server on the
+// device's network through the tunnel.
+func ExampleClient_DialTCP() {
+	var cl *transport.Client // from DialClient
+	httpc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return cl.DialTCP(ctx, addr)
+		},
+	}}
+	_ = httpc // httpc.Get("http://127.0.0.1:8080/status") runs on the device's side
+}
