@@ -369,3 +369,42 @@ func TestSSHProxyCommand(t *testing.T) {
 	require.Equal(t, hex.EncodeToString(sum[:]), fields[0])
 	require.Equal(t, "3000000", fields[len(fields)-1])
 }
+
+// TestCertsDriveARealEdge: a PKI made with tether certs serves a real edge
+// and agent.
+func TestCertsDriveARealEdge(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", dir},
+		{"certs", "edge", "--dir", dir, "127.0.0.1", "localhost"},
+		{"certs", "device", "--dir", dir, "pki-dev"},
+	} {
+		out, errOut, code := runTether(t, baseEnv(t), "", args...)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "Your certificate has been saved in ")
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	token, sum := newToken(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(fmt.Sprintf(`listen: %q
+tls: {cert: edge.crt, key: edge.key}
+device_ca: ca.crt
+clients:
+  - name: ops
+    token_sha256: %q
+    devices: ["*"]
+    allow: {tcp: ["127.0.0.1:*"]}
+`, addr, sum)), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(fmt.Sprintf(`edge: "https://%s/device"
+cert: pki-dev.crt
+key: pki-dev.key
+ca: ca.crt
+allow: {tcp: ["127.0.0.1:*"]}
+`, addr)), 0o600))
+	spawn(t, false, baseEnv(t), "tether-edge", "--config", filepath.Join(dir, "edge.yaml"))
+	spawn(t, false, baseEnv(t), "tether-agent", "--config", filepath.Join(dir, "agent.yaml"))
+	require.Eventually(t, func() bool {
+		out, _, code := runTether(t, baseEnv(t), "", "--edge", "https://"+addr, "--ca", filepath.Join(dir, "ca.crt"),
+			"--token", token, "devices", "--json")
+		return code == 0 && strings.Contains(out, `"pki-dev"`)
+	}, 30*time.Second, 100*time.Millisecond, "the device with a tether certs certificate did not connect")
+}
