@@ -131,6 +131,9 @@ type Settings struct {
 	// TokenFrom names where the token came from, for error messages
 	// ("--token", "TETHER_TOKEN", "profile prod"...). Never the token.
 	TokenFrom string
+	// Warnings are problems worth telling the user that do not stop the
+	// command, such as a token file other users can read.
+	Warnings []string
 }
 
 // source is one layer of settings: flags, environment or a profile.
@@ -214,6 +217,9 @@ func resolveSettings(g *globalOptions, getenv func(string) string) (*Settings, e
 			break
 		}
 		path := expandPath(l.tokenFile, l.baseDir)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("the token file %s can be read by other users; run: chmod 600 %s", path, path))
+		}
 		b, err := readLimited(path, maxTokenFile)
 		if err != nil {
 			return nil, &configError{fmt.Errorf("read the token file from %s: %w", l.tokenFileName, err)}

@@ -168,6 +168,22 @@ func TestConfigFileErrors(t *testing.T) {
 	})
 }
 
+func TestTokenFileReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, filepath.Join(dir, "open.token"), "tok")
+	require.NoError(t, os.Chmod(p, 0o644))
+	s, err := resolveSettings(&globalOptions{tokenFile: p}, env{"HOME": dir}.get)
+	require.NoError(t, err)
+	require.Equal(t, "tok", s.Token)
+	require.Len(t, s.Warnings, 1)
+	require.Contains(t, s.Warnings[0], "chmod 600 "+p)
+
+	require.NoError(t, os.Chmod(p, 0o600))
+	s, err = resolveSettings(&globalOptions{tokenFile: p}, env{"HOME": dir}.get)
+	require.NoError(t, err)
+	require.Empty(t, s.Warnings)
+}
+
 func TestDefaultConfigPath(t *testing.T) {
 	require.Equal(t, "/x/tether/config.yaml", DefaultConfigPath(env{"XDG_CONFIG_HOME": "/x", "HOME": "/h"}.get))
 	require.Equal(t, "/h/.config/tether/config.yaml", DefaultConfigPath(env{"HOME": "/h"}.get))

@@ -52,6 +52,9 @@ func (g *globalOptions) settings() (*Settings, error) {
 		return nil, err
 	}
 	g.edgeForMessages, g.tokenFromForMessages = s.Edge, s.TokenFrom
+	for _, w := range s.Warnings {
+		g.notice("warning: %s", w)
+	}
 	return s, nil
 }
 
