@@ -3,6 +3,7 @@ package transport_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"net"
@@ -289,4 +290,31 @@ func TestDialNoProxy(t *testing.T) {
 	require.ErrorAs(t, err, &de)
 	require.False(t, strings.HasPrefix(de.Op, "proxy"), "dialled through the proxy: %v", err)
 	require.Empty(t, proxy.seen())
+}
+
+// TestDialErrorsSayWhatToDo: every dial failure a user can fix carries a
+// hint.
+func TestDialErrorsSayWhatToDo(t *testing.T) {
+	noProxy(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := ln.Addr().String()
+	ln.Close()
+	us, _ := newUpgradeServer(t, nil)
+	other := certstest.New(t)
+	tests := []struct {
+		name, url string
+		tls       *tls.Config
+		hint      string
+	}{
+		{"dns", "https://no-such-edge.invalid/device", nil, "check the host name"},
+		{"refused", "https://" + refused + "/device", nil, "check that the edge runs"},
+		{"unknown CA", "https://" + us.addr + "/device", other.ClientTLS(), "check the CA file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := transport.Dial(testCtx(t), tt.url, "", tt.tls, nil)
+			require.ErrorContains(t, err, tt.hint)
+		})
+	}
 }

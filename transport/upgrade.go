@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -107,7 +108,42 @@ type DialError struct {
 }
 
 func (e *DialError) Error() string {
-	return fmt.Sprintf("%s %s: %v", e.Op, e.Addr, e.Err)
+	msg := fmt.Sprintf("%s %s: %v", e.Op, e.Addr, e.Err)
+	if h := e.hint(); h != "" {
+		msg += " (" + h + ")"
+	}
+	return msg
+}
+
+// hint says what to do next, for the failures a user can fix.
+func (e *DialError) hint() string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		status    *StatusError
+	)
+	switch {
+	case errors.As(e.Err, &status):
+		return "" // StatusError carries its own hint
+	case errors.Is(e.Err, context.DeadlineExceeded):
+		return "no answer in time: check that the address is the edge's and that nothing in between drops the connection"
+	case strings.HasPrefix(e.Op, "proxy"):
+		return "check HTTPS_PROXY and NO_PROXY"
+	case e.Op == "resolve":
+		return "check the host name in the edge URL and the DNS settings"
+	case e.Op == "connect":
+		return "check that the edge runs and that this port is reachable"
+	case errors.As(e.Err, &unknownCA):
+		return "the edge's certificate is not signed by a CA this side trusts: check the CA file"
+	case errors.As(e.Err, &hostname):
+		return "the edge's certificate does not name this host: check the edge URL"
+	case errors.As(e.Err, &invalid) && invalid.Reason == x509.Expired:
+		return "a certificate has expired or is not yet valid: check the clocks and renew it"
+	case e.Op == "tls":
+		return "the TLS handshake failed: check the certificates on both sides"
+	}
+	return ""
 }
 
 func (e *DialError) Unwrap() error { return e.Err }
