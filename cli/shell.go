@@ -73,7 +73,7 @@ type ptyInput struct {
 
 func (p ptyInput) CloseWrite() error { return p.SendEOF() }
 
-func (o *shellOptions) run(ctx context.Context) (err error) {
+func (o *shellOptions) run(ctx context.Context) error {
 	conn, err := o.g.prepare(o.device)
 	if err != nil {
 		return err
@@ -152,13 +152,16 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	lostErr := func() error {
+		if interactive {
+			// The remote output may have left the cursor mid-line.
+			fmt.Fprint(o.g.io.ErrOut, "\r\n")
+		}
+		return &exitError{code: ExitLost, err: errSessionLost}
+	}
 	if !stdio.remoteEOF() {
 		if lost(cl) {
-			if interactive {
-				// The remote output may have left the cursor mid-line.
-				fmt.Fprint(o.g.io.ErrOut, "\r\n")
-			}
-			return &exitError{code: ExitLost, err: errSessionLost}
+			return lostErr()
 		}
 		return errors.New("the shell's stream ended before the remote terminal closed")
 	}
@@ -172,7 +175,7 @@ func (o *shellOptions) run(ctx context.Context) (err error) {
 		return nil
 	case err != nil:
 		if lost(cl) {
-			return &exitError{code: ExitLost, err: errSessionLost}
+			return lostErr()
 		}
 		return fmt.Errorf("read the remote exit status: %w", err)
 	}
