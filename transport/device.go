@@ -42,7 +42,8 @@ type DeviceClient struct {
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 	// BackoffInitial, BackoffMax: reconnect delays (defaults 1 s and 60 s).
-	// The delay is drawn uniformly from [0, min(max, initial×2^attempt)).
+	// Before the n-th dial since the backoff was last reset, the delay is
+	// drawn uniformly from [0, min(max, initial×2^(n-1))) (full jitter).
 	BackoffInitial, BackoffMax time.Duration
 	// BackoffReset: a connection up this long resets the backoff (60 s).
 	BackoffReset time.Duration
@@ -176,12 +177,14 @@ func (d *DeviceClient) run(ctx context.Context) {
 	initial := orDefault(d.BackoffInitial, DefaultBackoffInitial)
 	maxDelay := orDefault(d.BackoffMax, DefaultBackoffMax)
 	resetAfter := orDefault(d.BackoffReset, DefaultBackoffReset)
+	// attempt counts dials since the last session that lasted resetAfter;
+	// the delay before the next dial is drawn from
+	// [0, min(maxDelay, initial×2^(attempt-1))).
 	attempt := 0
 	var lastErr string
 	for {
 		sess, err := Dial(ctx, d.URL, "", d.TLSConfig, d.Config)
 		if err == nil {
-			attempt = 0
 			lastErr = ""
 			log.Info("connected to edge", "edge", d.URL, "local", sess.LocalAddr().String())
 			up := time.Now()
@@ -189,9 +192,10 @@ func (d *DeviceClient) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				break
 			}
-			log.Warn("disconnected from edge", "edge", d.URL, "reason", reason, "up", time.Since(up).Round(time.Millisecond).String())
-			if time.Since(up) < resetAfter {
-				attempt = 1 // a short-lived session backs off before redialing
+			upFor := time.Since(up)
+			log.Warn("disconnected from edge", "edge", d.URL, "reason", reason, "up", upFor.Round(time.Millisecond).String())
+			if upFor >= resetAfter {
+				attempt = 0
 			}
 		} else {
 			if ctx.Err() != nil {
@@ -204,23 +208,22 @@ func (d *DeviceClient) run(ctx context.Context) {
 			} else {
 				log.Debug("still cannot reach edge", "edge", d.URL, "err", err)
 			}
-			attempt++
 		}
-		if attempt > 0 {
-			ceil := initial << min(attempt-1, 30)
-			if ceil <= 0 || ceil > maxDelay {
-				ceil = maxDelay
-			}
-			delay := time.Duration(rand.Int64N(int64(ceil)) + 1)
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-			case <-t.C:
-			}
-			if ctx.Err() != nil {
-				break
-			}
+		// Every redial waits a jittered delay, so that devices dropped
+		// together (an edge restart, a GoAway to all) do not return together.
+		attempt++
+		ceil := initial << min(attempt-1, 30)
+		if ceil <= 0 || ceil > maxDelay {
+			ceil = maxDelay
+		}
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(ceil)) + 1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	d.mu.Lock()
@@ -302,16 +305,33 @@ loop:
 	}
 
 	// Let open streams finish, bounded by the drain timeout, then cut them.
+	// Streams the edge opens meanwhile are refused with a reason.
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
+	var refusals sync.WaitGroup
 	if draining || ctx.Err() != nil {
 		drain := time.NewTimer(orDefault(d.DrainTimeout, DefaultDrainTimeout))
 		if ctx.Err() != nil && !draining {
 			drain.Reset(0)
 		}
-		select {
-		case <-finished:
-		case <-drain.C:
+	wait:
+		for {
+			select {
+			case <-finished:
+				break wait
+			case <-drain.C:
+				break wait
+			case st := <-streams:
+				refusals.Add(1)
+				go func() {
+					defer refusals.Done()
+					defer st.Close()
+					_ = st.SetDeadline(time.Now().Add(cfg.OpenTimeout))
+					if _, err := ReadMessage(st); err == nil {
+						_ = WriteError(st, "the device is reconnecting to the edge (GoAway); retry in a moment")
+					}
+				}()
+			}
 		}
 		drain.Stop()
 	}
@@ -319,6 +339,7 @@ loop:
 	sess.Close()
 	<-acceptDone
 	<-finished
+	refusals.Wait()
 	return reason
 }
 

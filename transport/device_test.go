@@ -94,6 +94,12 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	b.goAway(t)
 	require.Eventually(t, func() bool { return rec.count(slog.LevelInfo, "GoAway") == 1 }, waitLong, 5*time.Millisecond)
 
+	// A stream opened during the drain is refused with a reason.
+	_, _, err = cl.OpenStream(testCtx(t), transport.MsgTCP, []byte(target))
+	var re *transport.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "reconnecting")
+
 	// The drain lets the in-flight stream complete.
 	require.NoError(t, conn.(*transport.Stream).CloseWrite())
 	got, err := io.ReadAll(conn)
