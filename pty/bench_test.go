@@ -1,0 +1,78 @@
+package pty_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/transport"
+)
+
+// benchRig is newRig for benchmarks.
+func benchRig(b *testing.B) (*pty.Server, *transport.Client) {
+	cl, dc, _ := mock.NewEdgeMock(b)
+	srv := pty.NewServer(pty.Config{Enabled: true}, nil)
+	dc.Handle(transport.MsgPTY, srv.HandlePTY)
+	dc.Handle(transport.MsgPTYCommand, srv.HandleCommand)
+	b.Cleanup(func() { srv.Close() })
+	return srv, cl
+}
+
+// BenchmarkPTYOutput measures terminal output from a device process to the
+// client through the edge: 16 MiB per session.
+func BenchmarkPTYOutput(b *testing.B) {
+	_, cl := benchRig(b)
+	const n = 16 << 20
+	b.SetBytes(n)
+	for b.Loop() {
+		p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "/bin/sh", Args: []string{"-c", fmt.Sprintf("head -c %d /dev/zero", n)}})
+		require.NoError(b, err)
+		got, err := io.Copy(io.Discard, p)
+		require.NoError(b, err)
+		require.EqualValues(b, n, got)
+		p.Close()
+	}
+}
+
+// BenchmarkPTYKeystroke measures one keystroke's round trip: a byte typed
+// on the client, echoed by the device's terminal, read back.
+func BenchmarkPTYKeystroke(b *testing.B) {
+	_, cl := benchRig(b)
+	p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "cat"})
+	require.NoError(b, err)
+	defer p.Close()
+	buf := make([]byte, 64)
+	key := []byte{'x'}
+	for b.Loop() {
+		_, err := p.Write(key)
+		require.NoError(b, err)
+		for {
+			n, err := p.Read(buf)
+			require.NoError(b, err)
+			if bytes.IndexByte(buf[:n], 'x') >= 0 {
+				break
+			}
+		}
+	}
+}
+
+// BenchmarkPTYSessionOpen measures opening a session, running a trivial
+// command to its end and reading its exit status.
+func BenchmarkPTYSessionOpen(b *testing.B) {
+	_, cl := benchRig(b)
+	for b.Loop() {
+		p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "true"})
+		require.NoError(b, err)
+		_, _ = io.Copy(io.Discard, p)
+		p.Close()
+		es, err := cl.PTYExitStatus(b.Context(), p.ID)
+		require.NoError(b, err)
+		require.True(b, es.Exited, strings.TrimSpace(es.String()))
+	}
+}
