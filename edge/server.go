@@ -644,7 +644,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	s.audit.Audit(ev)
 	s.Metrics.stream(ev.Type, "ok")
 	s.Metrics.activeDelta(ev.Type, 1)
-	up, down, err := transport.Splice(stallGuard{st, s.lim.StallTimeout}, stallGuard{ds, s.lim.StallTimeout})
+	up, down, err := transport.Splice(&stallGuard{Stream: st, timeout: s.lim.StallTimeout}, &stallGuard{Stream: ds, timeout: s.lim.StallTimeout})
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 
@@ -667,18 +667,25 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// stallGuard gives every write to a spliced stream a deadline of timeout
-// from its start: a write that cannot make progress because the reader on
-// the other end stopped (its window is full) fails, and Splice then closes
-// both ends. A stalled stream so holds its window of the session for a
-// bounded time only.
+// stallGuard bounds how long a write to a spliced stream may go without
+// progress: a write that cannot proceed because the reader on the other end
+// stopped (its window is full) fails within timeout, and Splice then closes
+// both ends, so a stalled stream holds its share of the session only for a
+// bounded time. A write starts with at least 3/4 of timeout ahead: the
+// deadline is moved only every timeout/4, which spares a deadline update on
+// every frame of a busy stream. Only Splice's one copy loop in each
+// direction writes to a stallGuard, so last needs no lock.
 type stallGuard struct {
 	*transport.Stream
 	timeout time.Duration
+	last    time.Time // when the write deadline was last moved
 }
 
-func (g stallGuard) Write(p []byte) (int, error) {
-	_ = g.Stream.SetWriteDeadline(time.Now().Add(g.timeout))
+func (g *stallGuard) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(g.last) > g.timeout/4 {
+		_ = g.Stream.SetWriteDeadline(now.Add(g.timeout))
+		g.last = now
+	}
 	return g.Stream.Write(p)
 }
 
