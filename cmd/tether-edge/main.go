@@ -40,9 +40,9 @@ Usage:
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge version
 
-Signals: SIGHUP re-reads clients, policy and the revocation list and reopens
-the audit log;
-SIGTERM and SIGINT drain (GoAway to every device) and exit.
+Signals:
+  SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
+  SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
 Examples:
   tether-edge token >> tokens.txt
