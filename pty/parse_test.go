@@ -108,3 +108,30 @@ func TestEnvironment(t *testing.T) {
 	require.Contains(t, environment(a, "/bin/sh", "vt100"), "PATH="+rootPath)
 	require.Contains(t, environment(a, "/bin/sh", "vt100"), "TERM=vt100")
 }
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		err  string
+	}{
+		{"disabled is always valid", Config{Shell: "relative", MaxSessions: -1}, ""},
+		{"defaults", Config{Enabled: true}, ""},
+		{"absolute shell", Config{Enabled: true, Shell: "/bin/sh"}, ""},
+		{"relative shell", Config{Enabled: true, Shell: "sh"}, "not an absolute path"},
+		{"missing shell", Config{Enabled: true, Shell: "/no/such/shell"}, "no such file"},
+		{"shell is a directory", Config{Enabled: true, Shell: "/"}, "not an executable file"},
+		{"negative max", Config{Enabled: true, MaxSessions: -1}, "negative"},
+		{"negative idle", Config{Enabled: true, IdleTimeout: -1}, "negative"},
+		{"unknown user", Config{Enabled: true, User: "no-such-user-tether"}, "not in /etc/passwd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.err == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorContains(t, err, tc.err)
+			}
+		})
+	}
+}

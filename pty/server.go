@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -48,6 +50,38 @@ type Config struct {
 	// IdleTimeout hangs a session up after this long without a byte in
 	// either direction. Zero means never.
 	IdleTimeout time.Duration
+}
+
+// Validate checks c the way a session would use it, so that a
+// configuration check can report problems before any client connects: the
+// shell must be an absolute path to an executable, the user must exist and
+// be reachable (the agent must run as root to switch to another user), and
+// the limits must not be negative. A disabled configuration is always
+// valid.
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	if c.MaxSessions < 0 {
+		return fmt.Errorf("pty: max sessions %d is negative; use 0 for no limit", c.MaxSessions)
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("pty: idle timeout %v is negative; use 0 to turn it off", c.IdleTimeout)
+	}
+	if c.Shell != "" {
+		if !filepath.IsAbs(c.Shell) {
+			return fmt.Errorf("pty: shell %q is not an absolute path", c.Shell)
+		}
+		fi, err := os.Stat(c.Shell)
+		if err != nil {
+			return fmt.Errorf("pty: shell: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("pty: shell %s is not an executable file", c.Shell)
+		}
+	}
+	_, err := resolveAccount(c.User)
+	return err
 }
 
 // Teardown and bookkeeping constants.
