@@ -41,7 +41,8 @@ type Options struct {
 	Policy edge.Policy
 	// Revoked is the initial revocation list.
 	Revoked edge.Revocations
-	// Limits and Transport tune the edge.
+	// Limits and Transport tune the edge. Unless UpgradeRate or
+	// UpgradeBurst is set, the mock does not rate-limit upgrades.
 	Limits    edge.Limits
 	Transport *transport.Config
 	// ClientConfig and DeviceConfig tune the sessions of the mock's clients
@@ -106,6 +107,11 @@ func New(t testing.TB, opts Options) *EdgeMock {
 		pki = certstest.New(t)
 	}
 	m := &EdgeMock{t: t, opts: opts, pki: pki, audit: &edge.MemoryAuditor{}, log: log}
+	// Tests dial many sessions from one address: unless asked, do not
+	// rate-limit them.
+	if opts.Limits.UpgradeRate == 0 && opts.Limits.UpgradeBurst == 0 {
+		opts.Limits.UpgradeRate, opts.Limits.UpgradeBurst = 1e6, 1e6
+	}
 	policy := opts.Policy
 	if policy == nil {
 		policy = edge.AllowAll{}
