@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -38,10 +39,16 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	// tether itself is built with the race detector: a race in the CLI
-	// makes it exit 66 and fails the test that ran it.
+	// tether itself is built with the race detector, so that a race in the
+	// CLI makes it exit 66 and fails the test that ran it; benchmarks build
+	// it as users get it.
+	flag.Parse()
+	race := []string{"-race"}
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		race = nil
+	}
 	for _, args := range [][]string{
-		{"build", "-race", "-o", dir + string(os.PathSeparator), "../cmd/tether"},
+		append(append([]string{"build"}, race...), "-o", dir+string(os.PathSeparator), "../cmd/tether"),
 		{"build", "-o", dir + string(os.PathSeparator), "../cmd/tether-edge", "../cmd/tether-agent"},
 	} {
 		build := exec.Command("go", args...)
@@ -93,7 +100,7 @@ type process struct {
 }
 
 // spawn starts a binary. withStdin keeps a pipe to its stdin open.
-func spawn(t *testing.T, withStdin bool, environ []string, name string, args ...string) *process {
+func spawn(t testing.TB, withStdin bool, environ []string, name string, args ...string) *process {
 	t.Helper()
 	p := &process{done: make(chan struct{})}
 	p.cmd = exec.Command(binPath(name), args...)
@@ -148,7 +155,7 @@ func (p *process) kill9() {
 }
 
 // wait waits for the process to exit and returns its code.
-func (p *process) wait(t *testing.T) int {
+func (p *process) wait(t testing.TB) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -159,7 +166,7 @@ func (p *process) wait(t *testing.T) int {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -169,13 +176,13 @@ func freePort(t *testing.T) int {
 
 // baseEnv is a clean environment: no TETHER_* settings and no config file
 // from the machine running the tests.
-func baseEnv(t *testing.T) []string {
+func baseEnv(t testing.TB) []string {
 	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C"}
 }
 
 // fleet is a real tether-edge with one or more tether-agents on loopback.
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	pki     *certstest.PKI
 	dir     string
 	addr    string
@@ -185,7 +192,7 @@ type fleet struct {
 	agents  map[string]*process
 }
 
-func newToken(t *testing.T) (token, sum string) {
+func newToken(t testing.TB) (token, sum string) {
 	b := make([]byte, 32)
 	_, err := rand.Read(b)
 	require.NoError(t, err)
@@ -195,7 +202,7 @@ func newToken(t *testing.T) (token, sum string) {
 }
 
 // newFleet writes an edge config for a fresh PKI and starts tether-edge.
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	t.Helper()
 	pki := certstest.New(t)
 	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), agents: map[string]*process{}}
@@ -283,7 +290,7 @@ func (f *fleet) tether(stdin string, args ...string) (string, string, int) {
 	return runTether(f.t, baseEnv(f.t), stdin, f.args(f.token, args...)...)
 }
 
-func runTether(t *testing.T, environ []string, stdin string, args ...string) (string, string, int) {
+func runTether(t testing.TB, environ []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -310,7 +317,7 @@ func (f *fleet) startTether(withStdin bool, args ...string) *process {
 
 // forwardLines waits for n "LOCAL -> DEVICE REMOTE" lines and returns the
 // local addresses.
-func forwardLines(t *testing.T, p *process, n int) []string {
+func forwardLines(t testing.TB, p *process, n int) []string {
 	t.Helper()
 	var addrs []string
 	require.Eventually(t, func() bool {
@@ -328,7 +335,7 @@ func forwardLines(t *testing.T, p *process, n int) []string {
 // echoUpper answers each connection, after the client's EOF, with what it
 // read in upper case: the answer arrives only if half-close carries
 // through the whole path.
-func echoUpper(t *testing.T) string {
+func echoUpper(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -359,7 +366,7 @@ func echoUpper(t *testing.T) string {
 }
 
 // lineEcho echoes bytes back as they come, until the test ends.
-func lineEcho(t *testing.T) string {
+func lineEcho(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
