@@ -109,6 +109,10 @@ func handshake(ctx context.Context, st *Stream, timeout time.Duration, t MsgType
 		if errors.As(err, &re) || errors.Is(err, ErrNoAnswer) {
 			return nil, err
 		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			return nil, fmt.Errorf("wait for %v answer: no answer within %v (the device or the link may be overloaded; retry): %w", t, timeout, err)
+		}
 		return nil, fmt.Errorf("wait for %v answer: %w", t, ctxErr(ctx, err))
 	}
 	if !stop() {

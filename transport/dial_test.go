@@ -114,7 +114,7 @@ func TestDialHTTPStatus(t *testing.T) {
 		reasons[tt.reason] = tt.code
 	}
 	pki := certstest.New(t)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ErrorLog: quietLog, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reason := r.URL.Query().Get("reason")
 		http.Error(w, reason, reasons[reason])
 	}), TLSConfig: pki.EdgeTLS()}

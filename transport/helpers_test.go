@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,7 +88,7 @@ func (b *broker) start(addr string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/device", b.serveDevice)
 	mux.HandleFunc("/client/", b.serveClient)
-	srv := &http.Server{Handler: mux, ErrorLog: nil}
+	srv := &http.Server{Handler: mux, ErrorLog: quietLog}
 	b.mu.Lock()
 	b.srv = srv
 	b.mu.Unlock()
@@ -329,3 +330,7 @@ func isClosed(err error) bool {
 	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, transport.ErrSessionClosed)
 }
+
+// quietLog keeps http.Server's handshake complaints (expected in tests of
+// refused certificates) out of the test output.
+var quietLog = log.New(io.Discard, "", 0)

@@ -158,7 +158,7 @@ func serveUpgrade(t testing.TB, cfg *transport.Config, tc *tls.Config) *upgradeS
 		all  []*transport.Session
 		done bool
 	)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ErrorLog: quietLog, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := transport.Upgrade(w, r, cfg)
 		if err != nil {
 			us.refused <- err

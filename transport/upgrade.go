@@ -260,8 +260,13 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 
 // ctxErr prefers the context's error when the context ended the step.
 func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+		// The connection's deadline, set from ctx, fired first.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
 	}
 	return err
 }

@@ -1,0 +1,144 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/transport"
+)
+
+func TestOpenStreamAnswers(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	hold := make(chan struct{})
+	defer close(hold)
+	startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{
+		// Returns without an answer, as existing devices do for types they
+		// do not serve.
+		transport.MsgUDP: func(ctx context.Context, st *transport.Stream, payload []byte) {},
+		// Never answers.
+		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+		},
+	})
+	cl := dialClient(t, b, pki, nil)
+
+	t.Run("closed without answer", func(t *testing.T) {
+		_, _, err := cl.OpenStream(testCtx(t), transport.MsgUDP, []byte("0:127.0.0.1:53"))
+		require.ErrorIs(t, err, transport.ErrNoAnswer)
+		require.Contains(t, err.Error(), "may not support this stream type")
+	})
+	t.Run("context cancelled while waiting", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			errc <- err
+		}()
+		cancel()
+		err := <-errc
+		require.Error(t, err)
+		require.True(t, errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded), "got %v", err)
+	})
+	t.Run("open timeout", func(t *testing.T) {
+		slow := dialClient(t, b, pki, &transport.Config{OpenTimeout: 50 * time.Millisecond})
+		_, _, err := slow.OpenStream(testCtx(t), transport.MsgPTY, nil)
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		require.True(t, ne.Timeout())
+	})
+	t.Run("payload too large", func(t *testing.T) {
+		_, _, err := cl.OpenStream(testCtx(t), transport.MsgTCP, make([]byte, transport.MaxPayload+1))
+		require.ErrorIs(t, err, transport.ErrPayloadTooLarge)
+	})
+	t.Run("session still usable", func(t *testing.T) {
+		target := tcpServer(t, echoAfterEOF)
+		n, err := exchange(testCtx(t), cl, target, 1000, 1)
+		require.NoError(t, err)
+		require.Equal(t, 1000, n)
+	})
+}
+
+// TestListenTCP forwards local connections through the device, like ssh -L.
+func TestListenTCP(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	startDevice(t, b, pki, nil, nil)
+	cl := dialClient(t, b, pki, nil)
+	target := tcpServer(t, echoAfterEOF)
+
+	fw, err := cl.ListenTCP(testCtx(t), "127.0.0.1:0", target)
+	require.NoError(t, err)
+	for i := range 3 {
+		c, err := net.Dial("tcp", fw.Addr().String())
+		require.NoError(t, err)
+		_, err = c.Write([]byte{0, 0, 0x10, 0, byte(i)})
+		require.NoError(t, err)
+		require.NoError(t, c.(*net.TCPConn).CloseWrite())
+		got, err := io.ReadAll(c)
+		require.NoError(t, err)
+		require.Equal(t, pattern(byte(i), 0x1000), got)
+		c.Close()
+	}
+	require.NoError(t, fw.Close())
+	<-fw.Done()
+	require.NoError(t, fw.Err())
+	_, err = net.Dial("tcp", fw.Addr().String())
+	require.Error(t, err, "the listener is closed")
+}
+
+// TestSplice: half-close in each direction, byte counts, and both ends
+// closed at the end.
+func TestSplice(t *testing.T) {
+	pair := func() (*net.TCPConn, *net.TCPConn) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		c1, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		c2, err := ln.Accept()
+		require.NoError(t, err)
+		return c1.(*net.TCPConn), c2.(*net.TCPConn)
+	}
+	left, a := pair()  // left talks to a
+	b, right := pair() // b talks to right
+	defer left.Close()
+	defer right.Close()
+
+	type result struct {
+		ab, ba int64
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ab, ba, err := transport.Splice(a, b)
+		done <- result{ab, ba, err}
+	}()
+
+	_, err := left.Write([]byte("request"))
+	require.NoError(t, err)
+	require.NoError(t, left.CloseWrite())
+	got, err := io.ReadAll(right) // EOF arrives while right can still write
+	require.NoError(t, err)
+	require.Equal(t, "request", string(got))
+	_, err = right.Write(pattern(1, 100_000))
+	require.NoError(t, err)
+	require.NoError(t, right.CloseWrite())
+	got, err = io.ReadAll(left)
+	require.NoError(t, err)
+	require.Equal(t, pattern(1, 100_000), got)
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, int64(7), r.ab)
+	require.Equal(t, int64(100_000), r.ba)
+	_, err = a.Write([]byte("x"))
+	require.Error(t, err, "Splice closes both ends")
+}
