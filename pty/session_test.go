@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,10 +212,18 @@ func TestNoLeakedFDs(t *testing.T) {
 		require.Eventually(t, func() bool { return r.srv.NumSessions() == 0 }, patience, 10*time.Millisecond)
 	}
 	session("echo warm-up", false) // the first session sets up lazily created runtime fds
+	// With the collector off, no finalizer closes a forgotten *os.File
+	// behind the test's back.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	before := countFDs(t)
 	for i := range 5 {
 		session(fmt.Sprintf("echo run %d", i), false)
 		session("echo go; sleep 1000", true)
+		// A start that fails after the terminal was opened.
+		r.srv.SetConfig(pty.Config{Enabled: true, Shell: "/etc/passwd"})
+		_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+		require.Contains(t, remoteErr(t, err), "permission denied")
+		r.srv.SetConfig(enabled)
 	}
 	require.Eventually(t, func() bool { return countFDs(t) <= before }, patience, 20*time.Millisecond,
 		"fds: %d before, %d after", before, countFDs(t))
