@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -177,5 +178,101 @@ func BenchmarkStreamOpen(b *testing.B) {
 	}
 	b.ReportMetric(float64(sum.Microseconds())/float64(len(lat)), "us/open")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us/open")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkTinyFrameFlood measures what 1-byte frames to a stream nobody
+// reads cost the receiver: heap per frame (B/frame), and the heap the
+// flood holds just below the point where the policing cuts the session
+// (MiB-at-cut). Without the cut the cost per frame is the same, and only
+// the session receive budget (in payload bytes) would end the flood.
+func BenchmarkTinyFrameFlood(b *testing.B) {
+	const frames = 32_000 // just under a stream's budget with the defaults
+	var perFrame, held float64
+	for range b.N {
+		us, pki := newUpgradeServer(b, nil)
+		p := rawDial(b, us.addr, pki)
+		p.upgrade("/client/d1")
+		s := us.session(b)
+		rawFlood(p, frame(2, cmdSYN, 3, nil))
+		st, err := s.AcceptStream()
+		require.NoError(b, err)
+
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), frames)...)
+		// A stream opened after the flood: once it is accepted, every
+		// frame before it has been received and buffered.
+		rawFlood(p, frame(2, cmdSYN, 5, nil))
+		st2, err := s.AcceptStream()
+		require.NoError(b, err)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		require.NoError(b, s.Err())
+		d := float64(after.HeapInuse) - float64(before.HeapInuse)
+		perFrame += d / frames
+		held += d / (1 << 20)
+		st.Close()
+		st2.Close()
+		s.Close()
+	}
+	b.ReportMetric(perFrame/float64(b.N), "B/frame")
+	b.ReportMetric(held/float64(b.N), "MiB-at-cut")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkIdleSessionHeap measures the heap an idle session costs, both
+// ends counted (KiB/session-pair): TLS, smux and our frame layer.
+func BenchmarkIdleSessionHeap(b *testing.B) {
+	const pairs = 100
+	pki := certstest.New(b)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
+	require.NoError(b, err)
+	defer ln.Close()
+	var kib float64
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		sessions := make([]*transport.Session, 0, 2*pairs)
+		for range pairs {
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					_ = c.(*tls.Conn).Handshake()
+				}
+				accepted <- c
+			}()
+			cc, err := tls.Dial("tcp", ln.Addr().String(), pki.ClientTLS())
+			require.NoError(b, err)
+			sc := <-accepted
+			require.NotNil(b, sc)
+			cs, err := transport.NewClientSession(cc, nil)
+			require.NoError(b, err)
+			ss, err := transport.NewServerSession(sc, nil)
+			require.NoError(b, err)
+			// One exchange, so that both ends have run their loops once.
+			st, err := cs.OpenStream()
+			require.NoError(b, err)
+			_, err = st.Write([]byte("x"))
+			require.NoError(b, err)
+			ps, err := ss.AcceptStream()
+			require.NoError(b, err)
+			_, err = io.ReadFull(ps, make([]byte, 1))
+			require.NoError(b, err)
+			st.Close()
+			ps.Close()
+			sessions = append(sessions, cs, ss)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		kib += (float64(after.HeapInuse) - float64(before.HeapInuse)) / 1024 / pairs
+		for _, s := range sessions {
+			s.Close()
+		}
+	}
+	b.ReportMetric(kib/float64(b.N), "KiB/session-pair")
 	b.ReportMetric(0, "ns/op")
 }
