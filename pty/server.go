@@ -214,6 +214,9 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 		return
 	}
 	started = true
+	s.mu.Lock()
+	sess.ready = true // resize and status may reach it from now on
+	s.mu.Unlock()
 	if err := transport.WriteOK(st, []byte(sess.id)); err != nil {
 		s.log.Debug("PTY session answer failed", "sid", shortID(sess.id), "err", err)
 		sess.abort()
@@ -333,7 +336,7 @@ func (s *Server) lookup(id string) (*session, bool, error) {
 	}
 	s.pruneLocked(time.Now())
 	_, exited := s.exited[id]
-	if sess, ok := s.sessions[id]; ok {
+	if sess, ok := s.sessions[id]; ok && sess.ready {
 		return sess, exited, nil
 	}
 	if exited {

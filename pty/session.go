@@ -33,6 +33,9 @@ type session struct {
 	ptm   *os.File // the terminal's master side, non-blocking (closing it wakes readers)
 	pgid  int      // the child's process group and session ID (it is their leader)
 
+	// ready is set once start has succeeded; Server.mu guards it.
+	ready bool
+
 	waitDone  chan struct{} // closed once the child is reaped
 	state     *os.ProcessState
 	closeOnce sync.Once
