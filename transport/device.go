@@ -202,9 +202,9 @@ func (d *DeviceClient) run(ctx context.Context) {
 				break
 			}
 			// Log a failure once per kind, not once per retry.
-			if msg := err.Error(); msg != lastErr {
+			if kind := failureKind(err); kind != lastErr {
 				log.Warn("cannot reach edge; retrying with backoff", "edge", d.URL, "err", err)
-				lastErr = msg
+				lastErr = kind
 			} else {
 				log.Debug("still cannot reach edge", "edge", d.URL, "err", err)
 			}
@@ -231,6 +231,23 @@ func (d *DeviceClient) run(ctx context.Context) {
 		d.err = ctx.Err()
 	}
 	d.mu.Unlock()
+}
+
+// failureKind names the kind of a dial failure, without the parts that
+// change from one attempt to the next (such as local ports), so that each
+// kind is logged once.
+func failureKind(err error) string {
+	var (
+		de *DialError
+		se *StatusError
+	)
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("status %d %s", se.StatusCode, se.Reason)
+	case errors.As(err, &de):
+		return de.Op + " " + de.Addr + ": " + de.hint()
+	}
+	return err.Error()
 }
 
 // serve runs one session until it ends, a GoAway drains it, or ctx ends.

@@ -184,7 +184,9 @@ func (s *Stream) mapErr(err error) error {
 // CloseWrite ends this side's writing. The peer reads EOF after every byte
 // written before; reading from this side goes on until the peer's EOF.
 // The FIN goes out from the frame layer, so smux's own half-close (which
-// some releases use to discard unread bytes) never runs.
+// some releases use to discard unread bytes) never runs. Call it after the
+// last Write has returned: bytes of a Write that races with it may be
+// dropped rather than sent after the FIN.
 func (s *Stream) CloseWrite() error {
 	if s.wclosed.Swap(true) {
 		return nil
