@@ -264,8 +264,8 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 		chain = r.TLS.PeerCertificates
 	}
 	if len(chain) == 0 {
-		s.refuse(w, r, http.StatusUnauthorized, "no_certificate", "a device certificate is required on /device")
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, RemoteAddr: r.RemoteAddr, Result: "no_certificate"})
+		s.refuse(w, r, http.StatusUnauthorized, "no_certificate", "a device certificate is required on /device")
 		return
 	}
 	serial := certs.SerialHex(chain[0])
@@ -276,15 +276,15 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	id, err := certs.VerifyDevice(chain, s.DeviceCA, time.Now())
 	if err != nil {
 		msg := "device certificate rejected: " + err.Error()
-		s.refuse(w, r, http.StatusForbidden, "bad_certificate", msg, "serial", serial, "cn", chain[0].Subject.CommonName)
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, Device: chain[0].Subject.CommonName,
 			RemoteAddr: r.RemoteAddr, Serial: serial, Result: "bad_certificate", Reason: err.Error()})
+		s.refuse(w, r, http.StatusForbidden, "bad_certificate", msg, "serial", serial, "cn", chain[0].Subject.CommonName)
 		return
 	}
 	if s.auth.Load().revoked.Has(serial) {
-		s.refuse(w, r, http.StatusForbidden, "revoked", "device certificate rejected: serial "+serial+" is revoked", "device", id, "serial", serial)
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr,
 			Serial: serial, Result: "revoked"})
+		s.refuse(w, r, http.StatusForbidden, "revoked", "device certificate rejected: serial "+serial+" is revoked", "device", id, "serial", serial)
 		return
 	}
 	sess, err := transport.Upgrade(w, r, s.tcfg)
@@ -308,6 +308,8 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) runDevice(d *Device) {
+	s.audit.Audit(Event{Time: d.Since, Kind: EventDeviceConnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
+		Serial: d.Serial, Result: "ok"})
 	if old := s.reg.Register(d); old != nil {
 		s.log.Info("device reconnected; replacing its older session", "device", d.ID,
 			"old_remote", addrString(old.RemoteAddr), "new_remote", addrString(d.RemoteAddr))
@@ -326,8 +328,6 @@ func (s *Server) runDevice(d *Device) {
 	defer expiry.Stop()
 	s.Metrics.deviceDelta(1)
 	s.log.Info("device connected", "device", d.ID, "remote", addrString(d.RemoteAddr), "serial", d.Serial)
-	s.audit.Audit(Event{Time: d.Since, Kind: EventDeviceConnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
-		Serial: d.Serial, Result: "ok"})
 
 	// Devices never open streams: accept promptly (so smux's backlog never
 	// fills) and close each one.
@@ -337,20 +337,20 @@ func (s *Server) runDevice(d *Device) {
 		if err != nil {
 			break
 		}
-		st.Close()
 		refused++
 		if refused == 1 {
 			s.log.Warn("device opened a stream; devices may not, so it was refused", "device", d.ID)
 			s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceStream, Device: d.ID, Serial: d.Serial, Result: "refused"})
 		}
+		st.Close()
 	}
 	d.sess.Close()
-	s.reg.Unregister(d)
-	s.Metrics.deviceDelta(-1)
 	reason := d.reason()
 	s.log.Info("device disconnected", "device", d.ID, "reason", reason)
 	s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceDisconnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
 		Serial: d.Serial, Reason: reason, DurationMS: time.Since(d.Since).Milliseconds()})
+	s.reg.Unregister(d)
+	s.Metrics.deviceDelta(-1)
 }
 
 func addrString(a net.Addr) string {
@@ -375,14 +375,14 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Identity,
 	pol := s.auth.Load().policy
 	tok := bearer(r)
 	if tok == "" {
-		s.refuse(w, r, http.StatusUnauthorized, "no_token", "missing bearer token: pass --token or --token-file")
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token"})
+		s.refuse(w, r, http.StatusUnauthorized, "no_token", "missing bearer token: pass --token or --token-file")
 		return Identity{}, nil, false
 	}
 	id, ok := pol.Authenticate(tok)
 	if !ok {
-		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown bearer token: check the token you were given")
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "bad_token"})
+		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown bearer token: check the token you were given")
 		return Identity{}, nil, false
 	}
 	return id, pol, true
@@ -445,15 +445,15 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.auth.Load().policy.DeviceAllowed(id, deviceID) {
-		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, Client: id.Name, Device: deviceID,
 			RemoteAddr: r.RemoteAddr, Result: "forbidden"})
+		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
 		return
 	}
 	if _, ok := s.reg.Lookup(deviceID); !ok {
-		s.refuse(w, r, http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", deviceID), "client", id.Name)
 		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, Client: id.Name, Device: deviceID,
 			RemoteAddr: r.RemoteAddr, Result: "offline"})
+		s.refuse(w, r, http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", deviceID), "client", id.Name)
 		return
 	}
 	sess, err := transport.Upgrade(w, r, s.tcfg)
@@ -545,12 +545,13 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	defer s.active.Add(-1)
 	start := time.Now()
 	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
+	// Every decision is audited before the client hears of it.
 	deny := func(result, reason string) {
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteError(st, reason)
 		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, result)
+		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = transport.WriteError(st, reason)
 	}
 
 	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClient) {
@@ -622,27 +623,28 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		s.Metrics.stream(ev.Type, "device_error")
 		return
 	case ans.Type == transport.MsgError:
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteMessage(st, transport.MsgError, ans.Payload)
 		ev.Time, ev.Result, ev.Reason = time.Now(), "device_refused", string(ans.Payload)
 		ev.Kind = EventStreamOpen
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, "device_error")
+		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = transport.WriteMessage(st, transport.MsgError, ans.Payload)
 		return
 	case ans.Type != transport.MsgOK:
 		deny("device_error", fmt.Sprintf("device %s answered with an unexpected %v message", cs.device, ans.Type))
 		return
 	}
 	_ = ds.SetDeadline(time.Time{})
-	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-	if err := transport.WriteMessage(st, transport.MsgOK, ans.Payload); err != nil {
-		return
-	}
-	_ = st.SetWriteDeadline(time.Time{})
-
 	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
 	s.audit.Audit(ev)
 	s.Metrics.stream(ev.Type, "ok")
+	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+	if err := transport.WriteMessage(st, transport.MsgOK, ans.Payload); err != nil {
+		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
+		s.audit.Audit(ev)
+		return
+	}
+	_ = st.SetWriteDeadline(time.Time{})
 	s.Metrics.activeDelta(ev.Type, 1)
 	up, down, err := transport.Splice(&stallGuard{Stream: st, timeout: s.lim.StallTimeout}, &stallGuard{Stream: ds, timeout: s.lim.StallTimeout})
 	s.Metrics.activeDelta(ev.Type, -1)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -204,9 +205,13 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 		return len(ds) == 1 && ds[0].RemoteAddr.String() == second.LocalAddr().String()
 	}, 20*time.Second, 10*time.Millisecond, "the newer session must hold the ID")
 	var reasons []string
-	for _, e := range eventsOf(m, edge.EventDeviceDisconnect) {
-		reasons = append(reasons, e.Reason)
-	}
+	require.Eventually(t, func() bool {
+		reasons = nil
+		for _, e := range eventsOf(m, edge.EventDeviceDisconnect) {
+			reasons = append(reasons, e.Reason)
+		}
+		return len(reasons) > 0
+	}, 20*time.Second, 10*time.Millisecond)
 	require.Len(t, reasons, 1)
 	require.Contains(t, reasons[0], "replaced by a newer connection from "+second.LocalAddr().String())
 
@@ -500,6 +505,13 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 		_ = a.HTTPServer().Shutdown(ctx)
 		shut <- a.Server().Shutdown(ctx)
 	}()
+
+	// Wait until edge a is draining: /readyz turns 503.
+	require.Eventually(t, func() bool {
+		rec := httptest.NewRecorder()
+		a.Server().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code == http.StatusServiceUnavailable
+	}, 20*time.Second, 10*time.Millisecond)
 
 	// The in-flight stream keeps working during the drain.
 	say("during the drain")

@@ -198,12 +198,14 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 			return fmt.Errorf("serve: %w", err)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, cfgPath, log)
+				// Reopen first, so that what the reload does (a revoked
+				// device cut) is recorded in the new file.
 				if auditF != nil {
 					if err := auditF.reopen(); err != nil {
 						log.Error("cannot reopen the audit log; still writing the old file", "err", err)
 					}
 				}
+				reload(srv, cfgPath, log)
 				continue
 			}
 			log.Info("shutting down: draining", "signal", sig.String(), "drain_timeout", cfg.drain.String())
