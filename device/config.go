@@ -62,6 +62,7 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
 //	max_streams: 128            # streams open at once
 //	stream_window_kib: 1024     # receive window of each stream
+//	keepalive: {interval: 15s, timeout: 90s}
 //
 // Load it with LoadConfig or ParseConfig, which resolve the paths and
 // validate every field.
@@ -95,6 +96,8 @@ type Config struct {
 	// bounds the agent's receive buffers. 64 to 16384; 0 means
 	// DefaultStreamWindowKiB. A larger window is faster on long links.
 	StreamWindowKiB int `yaml:"stream_window_kib"`
+	// KeepAlive tunes how a dead connection to the edge is noticed.
+	KeepAlive KeepAliveConfig `yaml:"keepalive"`
 
 	// Path is the file the config was loaded from ("" for ParseConfig).
 	Path string `yaml:"-"`
@@ -127,6 +130,15 @@ type PTYConfig struct {
 	// IdleTimeout ends a session without traffic for this long; 0 means
 	// never.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// KeepAliveConfig tunes the session's keep-alive: a frame is sent every
+// Interval, and a session that received nothing for Timeout is dropped and
+// redialed. Zero values take the transport defaults (15 s and 90 s). The
+// timeout must exceed the edge's interval, or idle sessions flap.
+type KeepAliveConfig struct {
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
 }
 
 // ReloadConfig configures reloads.
@@ -187,10 +199,11 @@ type keys map[string]keys
 var schema = keys{
 	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil,
 	"max_streams": nil, "stream_window_kib": nil,
-	"allow":  {"tcp": nil, "udp": nil},
-	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
-	"reload": {"command": nil, "timeout": nil},
-	"udp":    {"idle_timeout": nil, "max_packets_per_second": nil},
+	"allow":     {"tcp": nil, "udp": nil},
+	"pty":       {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
+	"reload":    {"command": nil, "timeout": nil},
+	"udp":       {"idle_timeout": nil, "max_packets_per_second": nil},
+	"keepalive": {"interval": nil, "timeout": nil},
 }
 
 // LoadConfig reads and validates the configuration file at path. Relative
@@ -433,6 +446,24 @@ func (c *Config) validate(dir string) error {
 	if c.Reload.Timeout == 0 {
 		c.Reload.Timeout = DefaultReloadTimeout
 	}
+	if c.KeepAlive.Interval < 0 {
+		return c.errAt("keepalive.interval", "%v must not be negative", c.KeepAlive.Interval)
+	}
+	if c.KeepAlive.Timeout < 0 {
+		return c.errAt("keepalive.timeout", "%v must not be negative", c.KeepAlive.Timeout)
+	}
+	if ka := c.TransportConfig(); ka.KeepAliveTimeout != 0 || ka.KeepAliveInterval != 0 {
+		interval, timeout := ka.KeepAliveInterval, ka.KeepAliveTimeout
+		if interval == 0 {
+			interval = transport.DefaultKeepAliveInterval
+		}
+		if timeout == 0 {
+			timeout = transport.DefaultKeepAliveTimeout
+		}
+		if timeout <= interval {
+			return c.errAt("keepalive.timeout", "%v must be longer than the interval (%v)", timeout, interval)
+		}
+	}
 	if c.DialTimeout < 0 {
 		return c.errAt("dial_timeout", "%v must not be negative", c.DialTimeout)
 	}
@@ -488,7 +519,12 @@ func patternReason(s string, err error) string {
 
 // TransportConfig returns the session settings the config asks for.
 func (c *Config) TransportConfig() *transport.Config {
-	return &transport.Config{MaxStreams: c.MaxStreams, MaxStreamBuffer: c.StreamWindowKiB << 10}
+	return &transport.Config{
+		MaxStreams:        c.MaxStreams,
+		MaxStreamBuffer:   c.StreamWindowKiB << 10,
+		KeepAliveInterval: c.KeepAlive.Interval,
+		KeepAliveTimeout:  c.KeepAlive.Timeout,
+	}
 }
 
 // TCPAllow returns the effective TCP allow list, as written.
@@ -514,6 +550,8 @@ func (c *Config) connectionKeysChanged(old *Config) (string, bool) {
 		return "max_streams", true
 	case c.StreamWindowKiB != old.StreamWindowKiB:
 		return "stream_window_kib", true
+	case c.KeepAlive != old.KeepAlive:
+		return "keepalive", true
 	}
 	return "", false
 }

@@ -104,6 +104,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
 		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
 		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},
+		{"keep-alive timeout within the interval", base + "keepalive: {interval: 20s, timeout: 10s}\n", "config line 5: keepalive.timeout: 10s must be longer than the interval (20s)", 5},
 		{"not a mapping", "- a\n- b\n", "config line 1: the file must be a mapping", 1},
 		{"empty file", "", "config: the file is empty", 0},
 	}
