@@ -331,9 +331,7 @@ func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload 
 func (s *Server) lookup(id string) (*session, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.cfg.Enabled {
-		return nil, false, ErrDisabled
-	}
+	// Sessions that run keep working after a reload turned PTY off.
 	s.pruneLocked(time.Now())
 	_, exited := s.exited[id]
 	if sess, ok := s.sessions[id]; ok && sess.ready {

@@ -283,8 +283,21 @@ func TestDisabledByDefault(t *testing.T) {
 	require.Contains(t, remoteErr(t, err), "disabled")
 
 	r.srv.SetConfig(enabled) // a reload turns it on
-	p := r.shell(t, 80, 24, "echo on")
-	require.Contains(t, readAll(t, p), "on")
+	p := r.shell(t, 80, 24, "echo on; read x; stty size")
+	var seen bytes.Buffer
+	expect(t, p, "on", &seen)
+
+	// A reload that turns it off refuses new sessions; the running one
+	// goes on and can still be resized.
+	r.srv.SetConfig(pty.Config{})
+	_, err = r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+	require.Contains(t, remoteErr(t, err), "disabled")
+	require.NoError(t, r.cl.ResizePTY(ctxT(t), p.ID, 99, 33))
+	_, err = p.Write([]byte("\n"))
+	require.NoError(t, err)
+	expect(t, p, "33 99", &seen)
+	readAll(t, p)
+	require.Equal(t, transport.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
 }
 
 func TestIdleTimeout(t *testing.T) {

@@ -1,0 +1,56 @@
+package pty
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/transport"
+)
+
+func TestExitStatusesAreRememberedForAMinute(t *testing.T) {
+	s := NewServer(Config{Enabled: true}, nil)
+	defer s.Close()
+	s.recordExit("a", transport.ExitStatus{Exited: true, Code: 1})
+	s.recordExit("b", transport.ExitStatus{Exited: true, Code: 2})
+
+	b, err := s.status("a")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"exited":true,"code":1,"signal":""}`, string(b))
+
+	// Age "a" past the memory; "b" stays just inside it.
+	s.mu.Lock()
+	s.exited["a"] = exitRecord{status: s.exited["a"].status, at: time.Now().Add(-exitMemory - time.Second)}
+	s.exited["b"] = exitRecord{status: s.exited["b"].status, at: time.Now().Add(-exitMemory + 10*time.Second)}
+	s.mu.Unlock()
+
+	_, err = s.status("a")
+	require.ErrorIs(t, err, ErrUnknownSession)
+	b, err = s.status("b")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"exited":true,"code":2,"signal":""}`, string(b))
+	require.ErrorIs(t, s.resize("b", 80, 24), ErrSessionEnded)
+}
+
+func TestExitStatusMemoryIsBounded(t *testing.T) {
+	s := NewServer(Config{}, nil)
+	defer s.Close()
+	for i := range maxExited + 10 {
+		s.recordExit(fmt.Sprint(i), transport.ExitStatus{Exited: true})
+	}
+	s.mu.Lock()
+	require.Len(t, s.exited, maxExited)
+	require.Len(t, s.order, maxExited)
+	s.mu.Unlock()
+	_, err := s.status("0")
+	require.True(t, errors.Is(err, ErrUnknownSession), "the oldest status should be gone")
+	_, err = s.status(fmt.Sprint(maxExited + 9))
+	require.NoError(t, err)
+}
+
+func TestExitStatusOfSignals(t *testing.T) {
+	require.Equal(t, transport.ExitStatus{Exited: true, Code: 255}, exitStatus(nil))
+}
