@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/xtaci/smux"
 )
 
 // smux v2 frame layout, as seen on the wire between TLS and smux:
@@ -70,8 +72,8 @@ type frameConn struct {
 	left int // payload bytes of the current frame still to pass through
 	pol  *policer
 
-	violation   atomic.Pointer[error]
-	onViolation func() // closes the session; set before smux starts
+	violation atomic.Pointer[error]
+	sess      atomic.Pointer[smux.Session] // closed on a violation; set by attach
 
 	wmu sync.Mutex
 	// wmu guards the following.
@@ -152,10 +154,26 @@ func (c *frameConn) onFrame() error {
 	return nil
 }
 
-// fail records the first violation and closes the session.
+// fail records the first violation and closes the session. It runs in
+// smux's receive loop, which smux's Close does not wait for.
 func (c *frameConn) fail(err error) {
-	if c.violation.CompareAndSwap(nil, &err) && c.onViolation != nil {
-		c.onViolation()
+	if !c.violation.CompareAndSwap(nil, &err) {
+		return
+	}
+	if s := c.sess.Load(); s != nil {
+		_ = s.Close()
+		return
+	}
+	// The session is still being set up: cut the connection now; attach
+	// closes the session.
+	_ = c.Conn.Close()
+}
+
+// attach names the session that a violation closes.
+func (c *frameConn) attach(s *smux.Session) {
+	c.sess.Store(s)
+	if c.violationErr() != nil {
+		_ = s.Close()
 	}
 }
 

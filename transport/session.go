@@ -36,9 +36,7 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config) (*Session, er
 	if err != nil {
 		return nil, err
 	}
-	// A violation is detected in smux's receive loop, which Close does not
-	// wait for, so closing from there is safe.
-	fc.onViolation = func() { _ = s.Close() }
+	fc.attach(s)
 	return &Session{sess: s, conn: fc}, nil
 }
 
