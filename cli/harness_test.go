@@ -177,7 +177,8 @@ func freePort(t testing.TB) int {
 // baseEnv is a clean environment: no TETHER_* settings and no config file
 // from the machine running the tests.
 func baseEnv(t testing.TB) []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C"}
+	// The race runtime sleeps a second before exiting unless told not to.
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C", "GORACE=atexit_sleep_ms=0"}
 }
 
 // fleet is a real tether-edge with one or more tether-agents on loopback.
