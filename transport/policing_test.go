@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -209,4 +210,15 @@ func repeat(b []byte, n int) [][]byte {
 		out[i] = b
 	}
 	return out
+}
+
+// TestPolicingViolationSentAhead: a bad frame that arrives with the upgrade
+// request, before the session is fully set up, still closes it.
+func TestPolicingViolationSentAhead(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.write([]byte(fmt.Sprintf(upgradeRequest, "/client/d1")), frame(3, cmdSYN, 3, nil))
+	s := us.session(t)
+	expectViolation(t, s, "smux version 3")
+	p.expectClosed()
 }
