@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/user"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -90,9 +91,9 @@ func TestLoginShellEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	out := expect(t, p, "P=", &seen)
 	out += readAll(t, p)
-	self, err := os.UserHomeDir()
+	self, err := user.Current() // the passwd entry, not the test's $HOME
 	require.NoError(t, err)
-	require.Regexp(t, regexp.MustCompile(`arg0=-\S+ T=vt100 S=\[\] P=`+regexp.QuoteMeta(self)), out)
+	require.Regexp(t, regexp.MustCompile(`arg0=-\S+ T=vt100 S=\[\] P=`+regexp.QuoteMeta(self.HomeDir)), out)
 	require.Equal(t, transport.ExitStatus{Exited: true, Code: 3}, r.exitStatus(t, p.ID))
 }
 
