@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -238,4 +239,29 @@ func TestSessionEndsWhenTheCertificateExpires(t *testing.T) {
 		}
 		return false
 	}, 20*time.Second, 10*time.Millisecond)
+}
+
+func TestZeroServerDeniesEverything(t *testing.T) {
+	var s edge.Server
+	for _, tt := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+		{"/api/devices", "Bearer x", http.StatusUnauthorized},
+		{"/nope", "", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", tt.path, nil)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		s.ServeHTTP(rec, req)
+		require.Equal(t, tt.want, rec.Code, tt.path)
+	}
+	require.NoError(t, s.Close())
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, "a closed server is not ready")
 }

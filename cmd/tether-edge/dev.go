@@ -31,6 +31,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := certs.ValidDeviceID(*device); err != nil {
 		return err
 	}
+	listenSet := false
+	fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
 		return err
@@ -46,7 +48,12 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "Using the dev set-up in %s.\n", abs)
 	}
-	return serve(cfgPath, *listen, stderr, func(addr string) {
+	override := ""
+	if listenSet {
+		override = *listen // else the listen address of edge.yaml
+	}
+	return serve(cfgPath, override, stderr, func(addr string) {
+		addr = dialable(addr)
 		fmt.Fprintf(stdout, `
 Edge listening on https://%[1]s
 
@@ -135,4 +142,17 @@ allow:
 pty: {enabled: true}
 `, edgeHost)
 	return certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false)
+}
+
+// dialable turns a wildcard listen address into one a local client can
+// dial and that the dev edge certificate covers.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

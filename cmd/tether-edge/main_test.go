@@ -250,9 +250,12 @@ func TestDevCommand(t *testing.T) {
 		t.Fatalf("tether-edge dev exited with %v after SIGTERM; want 0", err)
 	}
 
-	// A second run reuses the set-up.
-	p2 := startEdge(t, "dev", "--dir", dir, "--listen", addr)
+	// A second run reuses the set-up, on the address it was created for.
+	p2 := startEdge(t, "dev", "--dir", dir)
 	waitFor(t, "the second run to serve", func() bool { return strings.Contains(p2.stdout.String(), "devices") })
+	if !strings.Contains(p2.stdout.String(), "https://"+addr) {
+		t.Errorf("second run does not serve on %s:\n%s", addr, p2.stdout)
+	}
 	if !strings.Contains(p2.stdout.String(), "Using the dev set-up") {
 		t.Errorf("second run did not reuse the set-up:\n%s", p2.stdout)
 	}
