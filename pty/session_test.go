@@ -305,7 +305,7 @@ func TestIdleTimeout(t *testing.T) {
 	r := newRig(t, pty.Config{Enabled: true, IdleTimeout: 200 * time.Millisecond})
 	p := r.shell(t, 80, 24, "echo idle; sleep 1000")
 	require.Contains(t, readAll(t, p), "idle") // the device ends the session by itself
-	require.Equal(t, "HUP", r.exitStatus(t, p.ID).Signal)
+	require.Equal(t, "KILL", r.exitStatus(t, p.ID).Signal)
 }
 
 func TestCloseEndsSessions(t *testing.T) {
@@ -326,4 +326,30 @@ func TestCloseEndsSessions(t *testing.T) {
 	readAll(t, p)
 	_, err = r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
 	require.Contains(t, remoteErr(t, err), "shutting down")
+}
+
+// TestCloseWithStalledClient ends a session whose client stopped reading
+// while the process floods the terminal: teardown must not wait on the
+// stalled stream for ever.
+func TestCloseWithStalledClient(t *testing.T) {
+	r := newRig(t, enabled)
+	// yes ignores the hang-up, so it floods until SIGKILL: by then the
+	// stream's windows are full and the drain must give up on it.
+	p := r.shell(t, 80, 24, `trap '' HUP; echo "pid=$$"; exec yes`)
+	var seen bytes.Buffer
+	expect(t, p, "\n", &seen)
+	pid, err := strconv.Atoi(regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(seen.String())[1])
+	require.NoError(t, err)
+
+	closed := make(chan error, 1)
+	go func() { closed <- r.srv.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(patience):
+		t.Fatal("Close did not return while the client was stalled")
+	}
+	require.Eventually(t, func() bool { return len(sessionProcs(t, pid)) == 0 }, patience, 20*time.Millisecond,
+		"left behind: %v", sessionProcs(t, pid))
+	require.Equal(t, "KILL", r.exitStatus(t, p.ID).Signal)
 }
