@@ -318,3 +318,36 @@ func TestDialErrorsSayWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestDialEndlessAnswerHead: an answer whose headers never end fails the
+// dial once the head is too long, instead of growing until the deadline.
+func TestDialEndlessAnswerHead(t *testing.T) {
+	noProxy(t)
+	pki := certstest.New(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
+	require.NoError(t, err)
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\n"))
+		line := []byte("X-Filler: " + strings.Repeat("a", 1000) + "\r\n")
+		for { // headers without end, until the dialer hangs up
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	_, err = transport.Dial(testCtx(t), "https://"+ln.Addr().String()+"/device", "", pki.ClientTLS(), nil)
+	dialErr(t, err, "upgrade")
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "the dial must stop at the size limit, not at the deadline")
+	<-done
+}

@@ -22,6 +22,10 @@ import (
 // maxResponseBody bounds the reason text read from a refused upgrade.
 const maxResponseBody = 4096
 
+// maxResponseHead bounds the status line and headers of an answer to the
+// upgrade or to a proxy CONNECT; a longer head fails the dial.
+const maxResponseHead = 64 << 10
+
 // IsUpgradeRequest reports whether r asks for a qbee-v1 upgrade. Header
 // values are compared case-insensitively and as comma-separated token lists.
 func IsUpgradeRequest(r *http.Request) bool {
@@ -226,7 +230,9 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 		tlsConn.Close()
 		return nil, &DialError{Op: "upgrade", Addr: addr, Err: ctxErr(ctx, err)}
 	}
-	br := bufio.NewReader(tlsConn)
+	// The limit covers the head and the body of a refusal; after a 101 the
+	// session reads what br buffered, then tlsConn directly.
+	br := bufio.NewReader(io.LimitReader(tlsConn, maxResponseHead+maxResponseBody))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		tlsConn.Close()
@@ -330,7 +336,7 @@ func proxyConnect(ctx context.Context, conn net.Conn, proxyURL *url.URL, addr st
 	}
 	// Read the answer byte-wise up to the blank line so that no byte of the
 	// tunnel is consumed by a read-ahead buffer.
-	br := bufio.NewReaderSize(&oneByteReader{conn}, 16)
+	br := bufio.NewReaderSize(&oneByteReader{io.LimitReader(conn, maxResponseHead)}, 16)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		return ctxErr(ctx, err)
