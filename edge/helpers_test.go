@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -164,3 +165,5 @@ func connected(m *mock.EdgeMock, id string) bool {
 }
 
 func edgeLimits(open time.Duration) edge.Limits { return edge.Limits{OpenTimeout: open} }
+
+func edgeCAPool() *x509.CertPool { return x509.NewCertPool() }
