@@ -305,7 +305,7 @@ func TestIdleTimeout(t *testing.T) {
 	r := newRig(t, pty.Config{Enabled: true, IdleTimeout: 200 * time.Millisecond})
 	p := r.shell(t, 80, 24, "echo idle; sleep 1000")
 	require.Contains(t, readAll(t, p), "idle") // the device ends the session by itself
-	require.Equal(t, "KILL", r.exitStatus(t, p.ID).Signal)
+	require.Equal(t, "HUP", r.exitStatus(t, p.ID).Signal)
 }
 
 func TestCloseEndsSessions(t *testing.T) {
