@@ -222,3 +222,27 @@ func TestPolicingViolationSentAhead(t *testing.T) {
 	expectViolation(t, s, "smux version 3")
 	p.expectClosed()
 }
+
+// TestPolicingIgnoresClosedStreams: data still in flight to a stream this
+// side has closed is discarded by smux and is no violation, however much.
+func TestPolicingIgnoresClosedStreams(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/client/d1")
+	s := us.session(t)
+
+	rawFlood(p, frame(2, cmdSYN, 3, nil))
+	st, err := s.AcceptStream()
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	// 2 MiB to the closed stream, then a new stream with a message.
+	rawFlood(p, repeat(frame(2, cmdPSH, 3, make([]byte, 65535)), 32)...)
+	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, msg(transport.MsgReload, nil)))
+	st2, err := s.AcceptStream()
+	require.NoError(t, err)
+	defer st2.Close()
+	m, err := transport.ReadMessage(st2)
+	require.NoError(t, err)
+	require.Equal(t, transport.MsgReload, m.Type)
+	require.NoError(t, s.Err())
+}
