@@ -131,7 +131,9 @@ func roundTrip(addr, msg string) (string, error) {
 	return string(b), err
 }
 
-func TestTCPForwardSurvivesEdgeRestart(t *testing.T) {
+// TestForwardsSurviveEdgeRestart: TCP and UDP forwards keep their local
+// sockets while the edge is down and carry traffic again once it is back.
+func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	target := echoUpper(t)
@@ -140,6 +142,11 @@ func TestTCPForwardSurvivesEdgeRestart(t *testing.T) {
 	got, err := roundTrip(local, "before")
 	require.NoError(t, err)
 	require.Equal(t, "echo:BEFORE", got)
+	ufwd := f.startTether(false, "udp", "d1", "0:"+udpEcho(t))
+	uc, err := net.Dial("udp", forwardLines(t, ufwd, 1)[0])
+	require.NoError(t, err)
+	defer uc.Close()
+	require.Eventually(t, func() bool { return udpRoundTrip(uc, "before") }, 30*time.Second, 10*time.Millisecond)
 
 	f.edge.kill9()
 	require.Eventually(t, func() bool {
@@ -157,16 +164,19 @@ func TestTCPForwardSurvivesEdgeRestart(t *testing.T) {
 		return err == nil && got == "echo:AFTER"
 	}, 60*time.Second, 200*time.Millisecond, "the forward did not recover:\n%s", fwd.stderr.String())
 	require.Contains(t, fwd.stderr.String(), "reconnected to the edge")
-	select {
-	case <-fwd.done:
-		t.Fatal("the forward exited instead of reconnecting")
-	default:
+	require.Eventually(t, func() bool { return udpRoundTrip(uc, "after") }, 60*time.Second, 10*time.Millisecond,
+		"the UDP forward did not recover:\n%s", ufwd.stderr.String())
+	for _, p := range []*process{fwd, ufwd} {
+		select {
+		case <-p.done:
+			t.Fatalf("a forward exited instead of reconnecting:\n%s", p.stderr.String())
+		default:
+		}
 	}
 }
 
-func TestUDPForward(t *testing.T) {
-	f := newFleet(t)
-	f.addAgent("d1", "")
+// udpEcho answers each datagram with "udp:" and the datagram.
+func udpEcho(t testing.TB) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan struct{})
@@ -182,21 +192,30 @@ func TestUDPForward(t *testing.T) {
 			_, _ = pc.WriteTo(append([]byte("udp:"), buf[:n]...), from)
 		}
 	}()
-	fwd := f.startTether(false, "udp", "d1", "0:"+pc.LocalAddr().String())
+	return pc.LocalAddr().String()
+}
+
+// udpRoundTrip sends msg on c and reports whether the echo came back.
+// UDP may drop: callers retry.
+func udpRoundTrip(c net.Conn, msg string) bool {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return false
+	}
+	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	n, err := c.Read(buf)
+	return err == nil && string(buf[:n]) == "udp:"+msg
+}
+
+func TestUDPForward(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	fwd := f.startTether(false, "udp", "d1", "0:"+udpEcho(t))
 	local := forwardLines(t, fwd, 1)[0]
 	c, err := net.Dial("udp", local)
 	require.NoError(t, err)
 	defer c.Close()
-	buf := make([]byte, 2048)
-	// UDP may drop: send until an answer comes back.
-	require.Eventually(t, func() bool {
-		if _, err := c.Write([]byte("hello")); err != nil {
-			return false
-		}
-		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		n, err := c.Read(buf)
-		return err == nil && string(buf[:n]) == "udp:hello"
-	}, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return udpRoundTrip(c, "hello") }, 30*time.Second, 10*time.Millisecond)
 }
 
 func TestReload(t *testing.T) {
