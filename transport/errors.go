@@ -25,9 +25,10 @@ var (
 	ErrClientClosed = errors.New("transport: client closed")
 	// ErrWriteClosed: a write after CloseWrite.
 	ErrWriteClosed = errors.New("transport: write after CloseWrite")
-	// ErrProtocolViolation: the peer broke the smux flow-control rules
-	// (ignored its window or flooded tiny frames); the session was closed.
-	ErrProtocolViolation = errors.New("transport: peer violated flow control")
+	// ErrProtocolViolation: the peer broke the smux rules (ignored its
+	// stream window, flooded tiny frames, sent another protocol version or
+	// an unknown command); this side closed the session.
+	ErrProtocolViolation = errors.New("transport: the peer broke the smux protocol; session closed")
 )
 
 // RemoteError is an Error answer from the responder. Reason is the remote
