@@ -27,7 +27,9 @@ type Limits struct {
 	MaxHeaderBytes int
 	// UpgradeRate is the sustained number of upgrade requests per second
 	// allowed from one source IP; UpgradeBurst the burst above it. A
-	// request beyond them gets 429. Defaults 50/s and 500.
+	// request beyond them gets 429. The defaults, 200/s and 2000, let a
+	// fleet behind one NAT address reconnect at once after an edge restart
+	// (devices back off and retry on 429).
 	UpgradeRate  float64
 	UpgradeBurst int
 	// StallTimeout resets a spliced stream when one direction has data
@@ -44,8 +46,8 @@ const (
 	DefaultHandshakeTimeout    = 10 * time.Second
 	DefaultOpenTimeout         = 15 * time.Second
 	DefaultMaxHeaderBytes      = 16 << 10
-	DefaultUpgradeRate         = 50
-	DefaultUpgradeBurst        = 500
+	DefaultUpgradeRate         = 200
+	DefaultUpgradeBurst        = 2000
 	DefaultStallTimeout        = 60 * time.Second
 	DefaultGoAwayTimeout       = 5 * time.Second
 )

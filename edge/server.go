@@ -229,10 +229,13 @@ func (s *Server) untrack(sess *transport.Session) {
 // refuse answers an upgrade with an HTTP error, counts it and logs it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string, attrs ...any) {
 	s.Metrics.upgradeFailure(reason)
-	s.log.Warn("upgrade refused: "+msg, append([]any{"remote", r.RemoteAddr, "path", r.URL.Path, "status", code}, attrs...)...)
+	level := slog.LevelWarn
 	if code == http.StatusTooManyRequests {
+		// A flood must not become a log flood: the metric counts them.
+		level = slog.LevelDebug
 		w.Header().Set("Retry-After", "1")
 	}
+	s.log.Log(context.Background(), level, "upgrade refused: "+msg, append([]any{"remote", r.RemoteAddr, "path", r.URL.Path, "status", code}, attrs...)...)
 	http.Error(w, msg, code)
 }
 

@@ -36,8 +36,8 @@
 //	  handshake_timeout: 10s           # TLS handshake, and request headers (slowloris)
 //	  open_timeout: 15s                # opening message, and the device's answer
 //	  max_header_bytes: 16384
-//	  upgrade_rate: 50                 # upgrades per second per source IP ...
-//	  upgrade_burst: 500               # ... with this burst; beyond: 429
+//	  upgrade_rate: 200                # upgrades per second per source IP ...
+//	  upgrade_burst: 2000              # ... with this burst; beyond: 429
 //	  stall_timeout: 60s               # reset a stream whose reader made no progress
 //	  drain_timeout: 30s               # SIGTERM: wait this long for open streams
 //
