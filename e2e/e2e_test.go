@@ -306,3 +306,36 @@ func TestEdgeKillAndRestart(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "forward did not recover:\n%s", fwd.Output())
 	require.False(t, fwd.Exited(), "the forward exited instead of reconnecting")
 }
+
+func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
+	s := newSystem(t)
+	proxy := newFaultProxy(t, s.addr)
+	agent := s.addAgent(agentOpts{
+		id:       "dev-1",
+		edgeAddr: proxy.Addr(),
+		extra:    "keepalive: {interval: 200ms, timeout: 2s}\n",
+	})
+	target := echoServer(t)
+	devs, err := s.devices()
+	require.NoError(t, err)
+	require.Len(t, devs, 1)
+	firstAddr := devs[0].RemoteAddr
+
+	// Swallow every byte both ways. Nothing closes the TCP connection: only
+	// the keep-alive can tell that the link is dead.
+	proxy.SetMode(modeBlackhole)
+	require.Eventually(t, func() bool {
+		return strings.Count(agent.Output(), "disconnected from edge") >= 1
+	}, 30*time.Second, 50*time.Millisecond, "the agent did not notice the dead link")
+
+	// The link heals: the agent's redial goes through and replaces the
+	// session the edge still held.
+	proxy.SetMode(modePass)
+	require.Eventually(t, func() bool {
+		devs, err := s.devices()
+		return err == nil && len(devs) == 1 && devs[0].RemoteAddr != firstAddr
+	}, 60*time.Second, 100*time.Millisecond, "the agent did not come back")
+	out, errOut, code := s.cli("after the outage", "nc", "dev-1", target)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "echo:AFTER THE OUTAGE", out)
+}
