@@ -1,0 +1,30 @@
+package mock_test
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/transport"
+)
+
+// A test of device-side code against a real edge: register the handler
+// under test on the device, drive it with the client.
+func ExampleNewEdgeMock() {
+	var t *testing.T // the test's t
+	client, device, m := mock.NewEdgeMock(t)
+	device.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, target []byte) {
+		_ = transport.WriteOK(st, nil)
+		_, _ = io.WriteString(st, "hello from "+string(target))
+	})
+	conn, err := client.DialTCP(context.Background(), "127.0.0.1:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.ReadAll(conn)
+	for _, e := range m.AuditEvents() {
+		t.Log(e.Kind, e.Target, e.Result)
+	}
+}
