@@ -488,8 +488,10 @@ func (s *Server) runClient(cs *clientSession) {
 			break
 		}
 		wg.Add(1)
+		s.active.Add(1) // counted before it runs, so a drain cannot miss it
 		go func() {
 			defer wg.Done()
+			defer s.active.Add(-1)
 			s.serveStream(cs, st)
 		}()
 	}
@@ -544,8 +546,6 @@ func canonical(m transport.Message) (Request, []byte, error) {
 // stream, answer, splice.
 func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	defer st.Close()
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	start := time.Now()
 	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
 	// Every decision is audited before the client hears of it.
