@@ -191,6 +191,7 @@ type fleet struct {
 	limited string // may reach devices named "lab-*" only
 	edge    *process
 	agents  map[string]*process
+	clients []*process // long-running tether commands
 }
 
 func newToken(t testing.TB) (token, sum string) {
@@ -238,6 +239,13 @@ func (f *fleet) edgeURL() string { return "https://" + f.addr }
 func (f *fleet) startEdge() {
 	f.t.Helper()
 	f.edge = spawn(f.t, false, baseEnv(f.t), "tether-edge", "--config", filepath.Join(f.dir, "edge.yaml"))
+	// Clients go first (cleanups run last-in first-out): an edge asked to
+	// stop waits for its client sessions to drain.
+	f.t.Cleanup(func() {
+		for _, p := range f.clients {
+			p.stop()
+		}
+	})
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: certs.ClientTLSConfig(f.pki.Pool()), DisableKeepAlives: true}}
 	require.Eventually(f.t, func() bool {
@@ -313,7 +321,9 @@ func runTether(t testing.TB, environ []string, stdin string, args ...string) (st
 // startTether starts a long-running tether command as the ops client.
 func (f *fleet) startTether(withStdin bool, args ...string) *process {
 	f.t.Helper()
-	return spawn(f.t, withStdin, baseEnv(f.t), "tether", f.args(f.token, args...)...)
+	p := spawn(f.t, withStdin, baseEnv(f.t), "tether", f.args(f.token, args...)...)
+	f.clients = append(f.clients, p)
+	return p
 }
 
 // forwardLines waits for n "LOCAL -> DEVICE REMOTE" lines and returns the
