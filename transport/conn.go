@@ -75,6 +75,9 @@ type frameConn struct {
 	violation atomic.Pointer[error]
 	sess      atomic.Pointer[smux.Session] // closed on a violation; set by attach
 
+	dead     chan struct{} // closed once the connection can deliver nothing more
+	deadOnce sync.Once
+
 	wmu sync.Mutex
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN was sent by CloseWrite
@@ -86,8 +89,16 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config) *frameConn {
 		r = c
 	}
 	d := cfg.withDefaults()
-	return &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), pol: newPolicer(d)}
+	return &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), pol: newPolicer(d), dead: make(chan struct{})}
 }
+
+// Close closes the connection; smux calls it from Session.Close.
+func (c *frameConn) Close() error {
+	c.markDead()
+	return c.Conn.Close()
+}
+
+func (c *frameConn) markDead() { c.deadOnce.Do(func() { close(c.dead) }) }
 
 // Read passes bytes from the connection to smux, parsing the frame headers
 // on the way.
@@ -101,8 +112,12 @@ func (c *frameConn) Read(p []byte) (int, error) {
 			c.fail(verr)
 			// Deliver nothing of this read: smux must not act on a frame
 			// that broke the rules.
+			c.markDead()
 			return 0, verr
 		}
+	}
+	if err != nil {
+		c.markDead()
 	}
 	return n, err
 }
@@ -166,7 +181,7 @@ func (c *frameConn) fail(err error) {
 	}
 	// The session is still being set up: cut the connection now; attach
 	// closes the session.
-	_ = c.Conn.Close()
+	_ = c.Close()
 }
 
 // attach names the session that a violation closes.

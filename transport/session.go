@@ -87,15 +87,31 @@ func (s *Session) Err() error { return s.conn.violationErr() }
 
 // Close closes the session and every stream on it. It is idempotent.
 func (s *Session) Close() error {
+	wasDead := false
+	select {
+	case <-s.conn.dead:
+		wasDead = true // closing a broken connection reports nothing useful
+	default:
+	}
 	err := s.sess.Close()
-	if errors.Is(err, io.ErrClosedPipe) {
+	if wasDead || errors.Is(err, io.ErrClosedPipe) {
 		return nil
 	}
 	return err
 }
 
-// CloseChan is closed when the session ends.
+// CloseChan is closed when the session is closed: by Close, by a protocol
+// violation, or by smux when nothing arrived for KeepAliveTimeout. A
+// connection that the peer closed or that broke shows first on ConnDone.
 func (s *Session) CloseChan() <-chan struct{} { return s.sess.CloseChan() }
+
+// ConnDone is closed as soon as the connection beneath the session can
+// deliver nothing more: the peer closed it, it broke, a violation was
+// found, or the session was closed. Streams may still hold bytes that
+// arrived before; they stay readable until Close. Owners that track
+// liveness (a registry of connected devices) watch ConnDone, read what
+// they need, then Close the session.
+func (s *Session) ConnDone() <-chan struct{} { return s.conn.dead }
 
 // IsClosed reports whether the session has ended.
 func (s *Session) IsClosed() bool { return s.sess.IsClosed() }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -199,4 +200,36 @@ func TestWriteAfterCloseWrite(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "abc", string(got))
 	require.Equal(t, 1, cliTap.finCount(st.ID()))
+}
+
+// TestConnDone: when the peer's connection goes away the session says so at
+// once, while bytes that arrived before stay readable.
+func TestConnDone(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/device")
+	s := us.session(t)
+	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("last words")), frame(2, cmdFIN, 3, nil))
+	st, err := s.AcceptStream()
+	require.NoError(t, err)
+	p.conn.Close()
+
+	select {
+	case <-s.ConnDone():
+	case <-time.After(waitLong):
+		t.Fatal("ConnDone not closed after the peer hung up")
+	}
+	got, err := io.ReadAll(st)
+	require.NoError(t, err)
+	require.Equal(t, "last words", string(got))
+	require.NoError(t, s.Close())
+	<-s.CloseChan()
+}
+
+// TestConnDoneOnClose: Close alone also closes ConnDone.
+func TestConnDoneOnClose(t *testing.T) {
+	cli, _, _, _ := sessionPair(t, nil)
+	require.NoError(t, cli.Close())
+	<-cli.ConnDone()
+	require.NoError(t, cli.Close(), "Close is idempotent")
 }
