@@ -67,10 +67,17 @@ func (o *devicesOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if devs == nil {
+		devs = []Device{} // [] rather than null in JSON
+	}
 	if o.json {
 		enc := json.NewEncoder(o.g.io.Out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(devs)
+	}
+	if len(devs) == 0 {
+		o.g.notice("no devices connected that this token may see")
+		return nil
 	}
 	return printDevices(o.g.io.Out, devs, time.Now())
 }

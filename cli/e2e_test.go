@@ -23,10 +23,20 @@ import (
 
 func TestDevices(t *testing.T) {
 	f := newFleet(t)
+
+	// No device yet: an empty JSON list, and a note instead of a table.
+	out, errOut, code := f.tether("", "devices", "--json")
+	require.Equal(t, 0, code, errOut)
+	require.JSONEq(t, "[]", out)
+	out, errOut, code = f.tether("", "devices")
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "no devices connected")
+
 	f.addAgent("d1", "")
 	f.addAgent("lab-2", "")
 
-	out, errOut, code := f.tether("", "devices")
+	out, errOut, code = f.tether("", "devices")
 	require.Equal(t, 0, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3, out)
