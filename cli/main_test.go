@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,4 +157,15 @@ func TestCerts(t *testing.T) {
 	_, errOut, code = runMain(t, "", nil, "certs", "init", "--dir", t.TempDir(), "--lifetime", "soon")
 	require.Equal(t, ExitUsage, code)
 	require.Contains(t, errOut, "lifetime")
+}
+
+func TestTCPBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, errOut, code := runMain(t, "", env{EnvEdge: "https://127.0.0.1:1", EnvToken: "t"},
+		"tcp", "d1", ln.Addr().String()+":127.0.0.1:80")
+	require.Equal(t, ExitError, code, errOut)
+	require.Contains(t, errOut, "cannot listen on "+ln.Addr().String())
+	require.Contains(t, errOut, "pick another local port")
 }
