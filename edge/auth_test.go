@@ -87,6 +87,36 @@ func TestDeviceListAndHealth(t *testing.T) {
 	code, ids := list(opsToken)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{"d-1", "other"}, ids)
+
+	// The streams field counts the streams open to the device.
+	release := make(chan struct{})
+	defer close(release)
+	dev := m.DeviceClientWithID("busy")
+	dev.Handle(transport.MsgTCP, blockingHandler(release))
+	_, _, err := m.ClientFor("busy").OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:1"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, d := range m.Server().Devices() {
+			if d.ID == "busy" {
+				return d.Streams() == 1
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond)
+	req, _ := http.NewRequest("GET", m.URL()+"/api/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	var busy []struct {
+		ID      string `json:"id"`
+		Streams int    `json:"streams"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&busy))
+	resp.Body.Close()
+	require.Contains(t, busy, struct {
+		ID      string `json:"id"`
+		Streams int    `json:"streams"`
+	}{"busy", 1})
 	code, ids = list(limitedToken)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{"d-1"}, ids, "the list must be filtered to the client's device globs")
@@ -101,7 +131,7 @@ func TestDeviceListAndHealth(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, p)
 	}
-	resp, err := hc.Get(m.URL() + "/device")
+	resp, err = hc.Get(m.URL() + "/device")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUpgradeRequired, resp.StatusCode, "a plain GET on /device is not an upgrade")

@@ -19,6 +19,7 @@ type Metrics struct {
 	streamsTotal   *prometheus.CounterVec
 	bytes          *prometheus.CounterVec
 	upgradeFails   *prometheus.CounterVec
+	stalled        prometheus.Counter
 }
 
 // NewMetrics creates the metrics and their registry.
@@ -43,11 +44,14 @@ func NewMetrics() *Metrics {
 		upgradeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_edge_upgrade_failures_total", Help: "Refused upgrades, by reason.",
 		}, []string{"reason"}),
+		stalled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_edge_stalled_streams_reset_total", Help: "Spliced streams reset because a reader made no progress while data waited.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.devices, m.clientSessions, m.streamsActive, m.streamsTotal, m.bytes, m.upgradeFails,
+		m.devices, m.clientSessions, m.streamsActive, m.streamsTotal, m.bytes, m.upgradeFails, m.stalled,
 	)
 	return m
 }
@@ -94,5 +98,11 @@ func (m *Metrics) addBytes(up, down int64) {
 func (m *Metrics) upgradeFailure(reason string) {
 	if m != nil {
 		m.upgradeFails.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) stalledReset() {
+	if m != nil {
+		m.stalled.Inc()
 	}
 }

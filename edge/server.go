@@ -659,6 +659,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		if isTimeout(err) {
 			ev.Result = "reset_stalled"
 			ev.Reason = fmt.Sprintf("no progress for %v while data was waiting", s.lim.StallTimeout)
+			s.Metrics.stalledReset()
 			s.log.Info("stalled stream reset", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
 		}
 	}

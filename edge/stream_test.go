@@ -188,6 +188,7 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 	require.NoError(t, err)
 	defer first.Close()
 	m.WaitDevice("d-1")
+	c := m.ClientFor("d-1") // a client session opened before the replacement
 	second, err := transport.Dial(ctxT(t), m.DeviceURL(), "", m.PKI().DeviceTLS(kp), nil)
 	require.NoError(t, err)
 	defer second.Close()
@@ -226,7 +227,7 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 			_ = transport.WriteOK(st, []byte("second"))
 		}
 	}()
-	c := m.ClientFor("d-1")
+	// Streams of the client session opened before now reach the newer one.
 	st, ok, err := c.OpenStream(ctxT(t), transport.MsgReload, nil)
 	require.NoError(t, err)
 	st.Close()
@@ -346,11 +347,13 @@ func TestUpgradeRateLimitPerIP(t *testing.T) {
 // never reads it.
 func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
+	metrics := edge.NewMetrics()
 	m := newEdge(t, mock.Options{
 		Transport:    small,
 		DeviceConfig: small,
 		ClientConfig: small,
 		Limits:       edge.Limits{StallTimeout: 500 * time.Millisecond},
+		Metrics:      metrics,
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
@@ -407,6 +410,7 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 50*time.Millisecond, "no stalled stream was reset: %+v", eventsOf(m, edge.EventStreamClose))
+	require.Greater(t, metric(t, metrics, "tether_edge_stalled_streams_reset_total"), 0.0)
 }
 
 // switchProxy forwards TCP connections to whichever backend is current: a
