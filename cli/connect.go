@@ -38,7 +38,7 @@ type connection struct {
 
 // prepare resolves settings for a command that reaches device.
 func (g *globalOptions) prepare(device string) (*connection, error) {
-	g.deviceForMessages = device
+	g.msg.device = device
 	s, err := g.settings()
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
 			if ctx.Err() != nil {
 				return
 			}
-			_, msg := describe(err, r.conn.settings.Edge, r.conn.device, r.conn.settings.TokenFrom)
+			_, msg := describe(err, msgContext{r.conn.settings.Edge, r.conn.device, r.conn.settings.TokenFrom, r.conn.settings.CA})
 			if msg != lastMsg {
 				r.out("reconnect failed: %s; retrying", msg)
 				lastMsg = msg

@@ -82,10 +82,16 @@ func (e *configError) Unwrap() error { return e.err }
 // stream is in use.
 var errSessionLost = errors.New("the connection to the edge was lost")
 
+// msgContext names, for error messages, the edge, the device, where the
+// token came from (never the token) and the CA file in use.
+type msgContext struct {
+	edge, device, tokenFrom, ca string
+}
+
 // describe turns err into a message that says what happened and what to do
-// next, and its exit code. edge, device and tokenFrom (where the token came
-// from, never the token) are for the message only.
-func describe(err error, edge, device, tokenFrom string) (int, string) {
+// next, and its exit code.
+func describe(err error, mc msgContext) (int, string) {
+	edge, device := mc.edge, mc.device
 	var (
 		ee      *exitError
 		ue      *usageError
@@ -105,7 +111,7 @@ func describe(err error, edge, device, tokenFrom string) (int, string) {
 		if ee.err == nil {
 			return ee.code, ""
 		}
-		_, msg := describe(ee.err, edge, device, tokenFrom)
+		_, msg := describe(ee.err, mc)
 		return ee.code, msg
 	case errors.As(err, &ue):
 		return ExitUsage, ue.msg
@@ -116,12 +122,15 @@ func describe(err error, edge, device, tokenFrom string) (int, string) {
 	case errors.Is(err, errSessionLost):
 		return ExitLost, fmt.Sprintf("%v (%s); check the edge and the network, then run the command again", err, edge)
 	case errors.As(err, &se):
-		return describeStatus(se, edge, device, tokenFrom)
+		return describeStatus(se, edge, device, mc.tokenFrom)
 	case errors.As(err, &re):
 		return ExitRemote, re.Reason
 	case errors.Is(err, transport.ErrNoAnswer):
 		return ExitRemote, fmt.Sprintf("device %s closed the stream without answering; its agent may not support this stream type (upgrade tether-agent)", device)
 	case errors.As(err, &unknown):
+		if mc.ca != "" {
+			return ExitTLS, fmt.Sprintf("the edge's certificate at %s is not signed by the CA in %s: pass --ca FILE (or set %s) with the CA that signed it", edge, mc.ca, EnvCA)
+		}
 		return ExitTLS, fmt.Sprintf("the edge's certificate at %s is signed by an unknown authority: pass --ca FILE (or set %s) with the CA that signed it", edge, EnvCA)
 	case errors.As(err, &host):
 		return ExitTLS, fmt.Sprintf("the edge's certificate is not valid for %q (%v): use a host name the certificate names in --edge, or reissue it", host.Host, err)

@@ -40,7 +40,7 @@ func TestDescribe(t *testing.T) {
 	seen := map[int]string{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, msg := describe(tt.err, edge, device, "")
+			code, msg := describe(tt.err, msgContext{edge: edge, device: device})
 			require.Equal(t, tt.wantCode, code, msg)
 			require.Contains(t, msg, tt.wantMsg)
 		})

@@ -37,9 +37,8 @@ type globalOptions struct {
 	io     IO
 	getenv func(string) string
 
-	// edgeForMessages, deviceForMessages and tokenFromForMessages name the
-	// edge, the device and where the token came from in error messages.
-	edgeForMessages, deviceForMessages, tokenFromForMessages string
+	// msg names the edge, device, token source and CA in error messages.
+	msg msgContext
 }
 
 // settings merges flags, environment and config file.
@@ -51,7 +50,7 @@ func (g *globalOptions) settings() (*Settings, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.edgeForMessages, g.tokenFromForMessages = s.Edge, s.TokenFrom
+	g.msg.edge, g.msg.tokenFrom, g.msg.ca = s.Edge, s.TokenFrom, s.CA
 	for _, w := range s.Warnings {
 		g.notice("warning: %s", w)
 	}
@@ -103,7 +102,7 @@ func run(ctx context.Context, args []string, streams IO, getenv func(string) str
 	if !errors.As(err, &ue) && isCobraUsage(err) {
 		err = &usageError{err.Error()}
 	}
-	code, msg := describe(err, g.edgeForMessages, g.deviceForMessages, g.tokenFromForMessages)
+	code, msg := describe(err, g.msg)
 	if msg != "" {
 		fmt.Fprintf(streams.ErrOut, "tether: %s\n", msg)
 	}

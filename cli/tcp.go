@@ -132,7 +132,7 @@ type reportingOpener struct {
 func (o *reportingOpener) OpenStream(ctx context.Context, t transport.MsgType, payload []byte) (*transport.Stream, []byte, error) {
 	st, ok, err := o.Opener.OpenStream(ctx, t, payload)
 	if err != nil && ctx.Err() == nil {
-		_, msg := describe(err, o.g.edgeForMessages, o.g.deviceForMessages, o.g.tokenFromForMessages)
+		_, msg := describe(err, o.g.msg)
 		o.g.notice("%s: %s", o.what, msg)
 	}
 	return st, ok, err
