@@ -85,7 +85,9 @@ func (g *globalOptions) debugLogger() *slog.Logger {
 }
 
 // Main runs the tether command with args (without the program name) and
-// returns the process exit code. ctx ends on Ctrl-C.
+// returns the process exit code. ctx ends on Ctrl-C. nc and shell read
+// stdin on a goroutine that ends at stdin's next read after they return:
+// Main is meant to be followed by the end of the process.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, IO{In: stdin, Out: stdout, ErrOut: stderr}, os.Getenv)
 }
