@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
 )
@@ -140,4 +141,32 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted config without a policy or drain timeout: %+v", c)
 		}
 	})
+}
+
+func TestConfigLimitsReachTheEdge(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	c, err := parseConfig("/x/edge.yaml", []byte(base+`limits:
+  max_streams_per_client: 3
+  max_streams_per_device: 7
+  handshake_timeout: 2s
+  open_timeout: 4s
+  max_header_bytes: 8192
+  upgrade_rate: 5
+  upgrade_burst: 9
+  stall_timeout: 90s
+  drain_timeout: 1m
+`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.limits
+	if l.MaxStreamsPerClient != 3 || l.MaxStreamsPerDevice != 7 || l.HandshakeTimeout != 2*time.Second ||
+		l.OpenTimeout != 4*time.Second || l.MaxHeaderBytes != 8192 || l.UpgradeRate != 5 || l.UpgradeBurst != 9 ||
+		l.StallTimeout != 90*time.Second || c.drain != time.Minute {
+		t.Errorf("limits = %+v, drain %v", l, c.drain)
+	}
+	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_device: 500}\n"), false); err == nil ||
+		!strings.Contains(err.Error(), "limits.max_streams_per_device") {
+		t.Errorf("a per-device cap above the session's stream cap: got %v", err)
+	}
 }
