@@ -87,7 +87,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if !stdio.remoteEOF() {
-		if lost(cl) {
+		if !stdio.outputFailed() && lost(cl) {
 			return errSessionLost
 		}
 		return nil
@@ -120,7 +120,8 @@ type stdioConn struct {
 	outOnce   sync.Once
 	mu        sync.Mutex
 	// mu guards the following.
-	gotEOF bool
+	gotEOF   bool
+	writeErr error
 }
 
 func newStdioConn(in io.Reader, out io.Writer) *stdioConn {
@@ -134,7 +135,23 @@ func newStdioConn(in io.Reader, out io.Writer) *stdioConn {
 
 func (c *stdioConn) Read(p []byte) (int, error) { return c.pr.Read(p) }
 
-func (c *stdioConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *stdioConn) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		c.writeErr = err
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// outputFailed reports whether writing to stdout failed (its reader went
+// away), which ends the command without blaming the edge.
+func (c *stdioConn) outputFailed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeErr != nil
+}
 
 // CloseWrite is called by Splice when the remote output reached EOF.
 func (c *stdioConn) CloseWrite() error {
