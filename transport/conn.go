@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -161,7 +162,9 @@ func (c *frameConn) onFrame() error {
 		}
 	case smuxCmdSYN:
 		c.pol.opened(sid)
-	case smuxCmdFIN, smuxCmdNOP, smuxCmdUPD:
+	case smuxCmdFIN:
+		c.pol.finished(sid)
+	case smuxCmdNOP, smuxCmdUPD:
 		// smux checks their lengths itself.
 	default:
 		return fmt.Errorf("%w: unknown smux command %d", ErrProtocolViolation, h[1])
@@ -268,6 +271,14 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 	return n, err
 }
 
+// isWriteErr reports whether err is the error that failed the connection's
+// writes.
+func (c *frameConn) isWriteErr(err error) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.werr != nil && errors.Is(err, c.werr)
+}
+
 // sendFIN writes a FIN frame for stream sid on behalf of Stream.CloseWrite.
 // Frames the stream wrote before have already been written: smux returns
 // from Stream.Write only after its frames reached this layer.
@@ -328,6 +339,7 @@ type policer struct {
 // recvState is the receive accounting of one stream.
 type recvState struct {
 	app       atomic.Uint32 // bytes the application read; set by Stream without mu
+	fin       atomic.Bool   // the peer's FIN arrived; read by Stream without mu
 	delivered uint32        // payload bytes received, modulo 2^32 like smux's counters
 	consumed  uint32        // consumed count of our last window update
 	ends      []uint32      // delivered offset at the end of each unread frame, from head
@@ -349,6 +361,15 @@ func (p *policer) opened(sid uint32) {
 	p.mu.Lock()
 	if _, ok := p.streams[sid]; !ok {
 		p.streams[sid] = &recvState{}
+	}
+	p.mu.Unlock()
+}
+
+// finished records the peer's FIN for a stream, before smux sees it.
+func (p *policer) finished(sid uint32) {
+	p.mu.Lock()
+	if st, ok := p.streams[sid]; ok {
+		st.fin.Store(true)
 	}
 	p.mu.Unlock()
 }

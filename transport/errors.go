@@ -25,6 +25,9 @@ var (
 	ErrClientClosed = errors.New("transport: client closed")
 	// ErrWriteClosed: a write after CloseWrite.
 	ErrWriteClosed = errors.New("transport: write after CloseWrite")
+	// ErrConnLost: the connection under the session ended before the
+	// peer ended this stream; the bytes read so far may be incomplete.
+	ErrConnLost = errors.New("transport: the connection to the peer ended before the stream did; data may be incomplete")
 	// ErrProtocolViolation: the peer broke the smux rules (ignored its
 	// stream window, flooded tiny frames, sent another protocol version or
 	// an unknown command); this side closed the session.

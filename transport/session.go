@@ -143,26 +143,57 @@ func newStream(st *smux.Stream, c *frameConn) *Stream {
 }
 
 // Read reads the peer's bytes. It returns io.EOF after the peer's
-// CloseWrite or Close, once every byte before it has been read.
+// CloseWrite or Close, once every byte before it has been read, and
+// ErrConnLost when the connection ended before the peer ended the stream
+// (smux alone reports that as EOF too).
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
 	if n > 0 && s.recv != nil {
 		s.recv.app.Add(uint32(n))
 	}
+	if n > 0 && err != nil && s.conn.isWriteErr(err) {
+		// smux failed to send the window update after this read: the bytes
+		// are good, and the next read tells how the stream ended.
+		err = nil
+	}
+	if err == io.EOF && s.lost() {
+		return n, ErrConnLost
+	}
 	return n, s.mapErr(err)
 }
 
 // WriteTo writes the peer's bytes to w until EOF, handing over smux's
-// received buffers without another copy. Splice uses it.
+// received buffers without another copy. Splice uses it. It returns nil at
+// the peer's EOF and ErrConnLost when the connection ended first.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	n, err := s.Stream.WriteTo(&consumeWriter{w: w, recv: s.recv})
-	return n, s.mapErr(err)
+	cw := &consumeWriter{w: w, recv: s.recv}
+	var total int64
+	for {
+		n, err := s.Stream.WriteTo(cw)
+		total += n
+		if err != nil && cw.err == nil && s.conn.isWriteErr(err) {
+			// A window update failed after a buffer was delivered; go on
+			// delivering what arrived, until the read side ends.
+			continue
+		}
+		if err == nil && s.lost() {
+			return total, ErrConnLost
+		}
+		return total, s.mapErr(err)
+	}
+}
+
+// lost reports whether an EOF from smux came from the connection rather
+// than from the peer's FIN, which the frame layer notes before smux sees it.
+func (s *Stream) lost() bool {
+	return s.recv != nil && !s.recv.fin.Load()
 }
 
 // consumeWriter reports every buffer written as read by the application.
 type consumeWriter struct {
 	w    io.Writer
 	recv *recvState
+	err  error // of the last write to w
 }
 
 func (c *consumeWriter) Write(p []byte) (int, error) {
@@ -170,6 +201,10 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 	if c.recv != nil {
 		c.recv.app.Add(uint32(len(p)))
 	}
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	c.err = err
 	return n, err
 }
 

@@ -233,3 +233,47 @@ func TestConnDoneOnClose(t *testing.T) {
 	<-cli.ConnDone()
 	require.NoError(t, cli.Close(), "Close is idempotent")
 }
+
+// TestConnLost: a stream cut by the end of the connection reads
+// ErrConnLost, not EOF; a stream the peer ended before reads EOF.
+func TestConnLost(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/device")
+	s := us.session(t)
+	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil),
+		frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("cut sh")))
+	ended, err := s.AcceptStream()
+	require.NoError(t, err)
+	cut, err := s.AcceptStream()
+	require.NoError(t, err)
+	p.conn.Close()
+	<-s.ConnDone()
+
+	got, err := io.ReadAll(ended)
+	require.NoError(t, err)
+	require.Equal(t, "complete", string(got))
+
+	got, err = io.ReadAll(cut)
+	require.ErrorIs(t, err, transport.ErrConnLost)
+	require.Equal(t, "cut sh", string(got), "what arrived is still delivered")
+}
+
+// TestConnLostThroughSplice: Splice reports a connection lost under one
+// of its ends instead of treating it as a clean end.
+func TestConnLostThroughSplice(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.upgrade("/device")
+	s := us.session(t)
+	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("partial")))
+	st, err := s.AcceptStream()
+	require.NoError(t, err)
+	p.conn.Close()
+	<-s.ConnDone()
+
+	var sink bytes.Buffer
+	_, err = st.WriteTo(&sink)
+	require.ErrorIs(t, err, transport.ErrConnLost)
+	require.Equal(t, "partial", sink.String())
+}
