@@ -63,17 +63,22 @@ func (o *devicesOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, err := fetchDevices(ctx, s, tc, o.g.timeout)
+	devs, raw, err := fetchDevices(ctx, s, tc, o.g.timeout)
 	if err != nil {
 		return err
 	}
-	if devs == nil {
-		devs = []Device{} // [] rather than null in JSON
-	}
 	if o.json {
-		enc := json.NewEncoder(o.g.io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(devs)
+		// The edge's objects as they came, fields this version does not
+		// know included, as an indented list ([] when empty).
+		if raw == nil {
+			raw = []json.RawMessage{}
+		}
+		out, err := json.MarshalIndent(raw, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = o.g.io.Out.Write(append(out, '\n'))
+		return err
 	}
 	if len(devs) == 0 {
 		o.g.notice("no devices connected that this token may see")
@@ -82,12 +87,12 @@ func (o *devicesOptions) run(ctx context.Context) error {
 	return printDevices(o.g.io.Out, devs, time.Now())
 }
 
-// fetchDevices asks the edge for its connected devices.
-// timeout bounds the whole request.
-func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config, timeout time.Duration) ([]Device, error) {
+// fetchDevices asks the edge for its connected devices, decoded and as the
+// edge sent each of them. timeout bounds the whole request.
+func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config, timeout time.Duration) ([]Device, []json.RawMessage, error) {
 	u, err := url.Parse(s.Edge)
 	if err != nil {
-		return nil, usageErrorf("edge URL %q: %v", s.Edge, err)
+		return nil, nil, usageErrorf("edge URL %q: %v", s.Edge, err)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/devices"
 	u.RawPath = ""
@@ -101,34 +106,50 @@ func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config, timeout time
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, usageErrorf("edge URL %q: %v", s.Edge, err)
+		return nil, nil, usageErrorf("edge URL %q: %v", s.Edge, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+s.Token)
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDevicesBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("read the device list: %w", err)
+		return nil, nil, fmt.Errorf("read the device list: %w", err)
 	}
 	if len(body) > maxDevicesBody {
-		return nil, fmt.Errorf("the edge's device list is larger than %d bytes", maxDevicesBody)
+		return nil, nil, fmt.Errorf("the edge's device list is larger than %d bytes", maxDevicesBody)
 	}
 	if resp.StatusCode != http.StatusOK {
 		reason := strings.TrimSpace(string(body))
 		if len(reason) > 512 {
 			reason = reason[:512]
 		}
-		return nil, &transport.StatusError{StatusCode: resp.StatusCode, Reason: reason}
+		return nil, nil, &transport.StatusError{StatusCode: resp.StatusCode, Reason: reason}
 	}
-	var devs []Device
-	if err := json.Unmarshal(body, &devs); err != nil {
-		return nil, fmt.Errorf("the edge's device list is not valid JSON (%v): check that --edge points at a tether edge", err)
+	devs, raw, err := decodeDevices(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the edge's device list is not valid (%v): check that --edge points at a tether edge", err)
 	}
-	return devs, nil
+	return devs, raw, nil
+}
+
+// decodeDevices decodes the edge's JSON list of devices, keeping each
+// object as it came too.
+func decodeDevices(body []byte) ([]Device, []json.RawMessage, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, nil, err
+	}
+	devs := make([]Device, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &devs[i]); err != nil {
+			return nil, nil, fmt.Errorf("device %d: %w", i, err)
+		}
+	}
+	return devs, raw, nil
 }
 
 // printDevices writes the device table.
@@ -177,7 +198,7 @@ func completeDevice(g *globalOptions) cobra.CompletionFunc {
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		devs, err := fetchDevices(cmd.Context(), s, tc, min(g.timeout, 5*time.Second))
+		devs, _, err := fetchDevices(cmd.Context(), s, tc, min(g.timeout, 5*time.Second))
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -45,13 +44,25 @@ func FuzzDevicesJSON(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`[{"id":"\u0000\t\n","streams":-1}]`))
 	f.Add([]byte(`{"id":1}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[{"id":"d1","future_field":{"x":[1,2]}}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var devs []Device
-		if json.Unmarshal(b, &devs) != nil {
+		devs, raw, err := decodeDevices(b)
+		if err != nil {
 			return
 		}
+		require.Len(t, raw, len(devs))
 		var out bytes.Buffer
 		require.NoError(t, printDevices(&out, devs, time.Now()))
 		require.True(t, strings.HasPrefix(out.String(), "ID"))
 	})
+}
+
+func TestDecodeDevicesKeepsUnknownFields(t *testing.T) {
+	devs, raw, err := decodeDevices([]byte(`[{"id":"d1","streams":2,"firmware":"4.2"}]`))
+	require.NoError(t, err)
+	require.Equal(t, []Device{{ID: "d1", Streams: 2}}, devs)
+	require.JSONEq(t, `{"id":"d1","streams":2,"firmware":"4.2"}`, string(raw[0]))
+	_, _, err = decodeDevices([]byte(`[{"id":7}]`))
+	require.ErrorContains(t, err, "device 0")
 }
