@@ -154,6 +154,17 @@ func TestShellInteractive(t *testing.T) {
 		return false
 	}, 30*time.Second, 500*time.Millisecond, "the resize did not reach the device:\n%s", m.pane())
 
+	// Ctrl-C goes to the remote program, not to tether.
+	_, err = m.run("send-keys", "-t", "s", "clear; sleep 600", "Enter")
+	require.NoError(t, err)
+	_, err = m.run("send-keys", "-t", "s", "C-c")
+	require.NoError(t, err)
+	_, err = m.run("send-keys", "-t", "s", "echo after-$((2*21))", "Enter")
+	require.NoError(t, err)
+	m.wait("Ctrl-C did not reach the remote sleep", func(p string) bool { return strings.Contains(p, "after-42") })
+	_, err = os.Stat(filepath.Join(dir, "code"))
+	require.ErrorIs(t, err, os.ErrNotExist, "tether exited on Ctrl-C")
+
 	_, err = m.run("send-keys", "-t", "s", "exit 5", "Enter")
 	require.NoError(t, err)
 	require.Equal(t, "5", finished(t, m, dir))
