@@ -13,7 +13,9 @@
 // keeps reading the peer's bytes to the last one. The FIN is sent by our
 // frame layer rather than by smux, so smux's own half-close clean-up, which
 // in some releases drops received bytes not yet read, never runs; the wire
-// carries exactly one FIN per stream.
+// carries exactly one FIN per stream. A stream whose connection ends before
+// the peer ended the stream reads ErrConnLost rather than a clean EOF, and
+// Session.ConnDone reports the dead connection at once.
 //
 // The same layer polices the peer: a peer that sends beyond its stream
 // window, floods a stream with tiny frames, uses another smux version or an
