@@ -155,8 +155,11 @@ func TestShellInteractive(t *testing.T) {
 	}, 30*time.Second, 500*time.Millisecond, "the resize did not reach the device:\n%s", m.pane())
 
 	// Ctrl-C goes to the remote program, not to tether.
-	_, err = m.run("send-keys", "-t", "s", "clear; sleep 600", "Enter")
+	_, err = m.run("send-keys", "-t", "s", "clear", "Enter")
 	require.NoError(t, err)
+	_, err = m.run("send-keys", "-t", "s", `echo sl""eeping-now; sleep 600`, "Enter")
+	require.NoError(t, err)
+	m.wait("sleep did not start", func(p string) bool { return strings.Contains(p, "\nsleeping-now") })
 	_, err = m.run("send-keys", "-t", "s", "C-c")
 	require.NoError(t, err)
 	_, err = m.run("send-keys", "-t", "s", "echo after-$((2*21))", "Enter")
