@@ -150,13 +150,11 @@ func TestShellInteractive(t *testing.T) {
 		if strings.Contains(m.pane(), "40 120") {
 			return true
 		}
-		_, _ = m.run("send-keys", "-t", "s", "clear; stty size", "Enter")
+		_, _ = m.run("send-keys", "-t", "s", "stty size", "Enter")
 		return false
 	}, 30*time.Second, 500*time.Millisecond, "the resize did not reach the device:\n%s", m.pane())
 
 	// Ctrl-C goes to the remote program, not to tether.
-	_, err = m.run("send-keys", "-t", "s", "clear", "Enter")
-	require.NoError(t, err)
 	_, err = m.run("send-keys", "-t", "s", `echo sl""eeping-now; sleep 600`, "Enter")
 	require.NoError(t, err)
 	m.wait("sleep did not start", func(p string) bool { return strings.Contains(p, "\nsleeping-now") })
