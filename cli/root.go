@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,8 +35,9 @@ type globalOptions struct {
 	verbose                    bool
 	timeout                    time.Duration
 
-	io     IO
-	getenv func(string) string
+	io       IO
+	getenv   func(string) string
+	noticeMu *sync.Mutex // serializes notice lines on io.ErrOut; set by run
 
 	// msg names the edge, device, token source and CA in error messages.
 	msg msgContext
@@ -93,7 +95,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 }
 
 func run(ctx context.Context, args []string, streams IO, getenv func(string) string) int {
-	g := &globalOptions{io: streams, getenv: getenv}
+	g := &globalOptions{io: streams, getenv: getenv, noticeMu: new(sync.Mutex)}
 	root := newRootCommand(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

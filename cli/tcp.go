@@ -116,8 +116,13 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	return ferr
 }
 
-// notice prints a progress line for the user on stderr.
+// notice prints a progress line for the user on stderr. Forwards call it
+// from many goroutines; noticeMu keeps the lines whole.
 func (g *globalOptions) notice(format string, args ...any) {
+	if g.noticeMu != nil {
+		g.noticeMu.Lock()
+		defer g.noticeMu.Unlock()
+	}
 	fmt.Fprintf(g.io.ErrOut, "tether: "+format+"\n", args...)
 }
 
