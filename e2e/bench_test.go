@@ -490,3 +490,39 @@ func BenchmarkLongLink(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkShellKeystroke(b *testing.B) {
+	s := newSystem(b)
+	s.addAgent(agentOpts{id: "dev-1"})
+	c := s.dialClient(b, "dev-1")
+	ctx := ctxFor(b, 5*time.Minute)
+	// The terminal echoes every key at once and cat swallows it, so a key's
+	// round trip is the tunnel's both ways plus the device's tty, and the
+	// only bytes coming back are the echoes.
+	sess, err := c.OpenPTY(ctx, transport.PTYRequest{Cols: 80, Rows: 24,
+		Command: "/bin/sh", Args: []string{"-c", "stty -icanon; exec cat >/dev/null"}})
+	require.NoError(b, err)
+	defer sess.Close()
+	const keys = 1000
+	lat := make([]time.Duration, 0, keys)
+	buf := make([]byte, 256)
+	for i := 0; i < keys+20; i++ {
+		key := byte('a' + i%26)
+		t0 := time.Now()
+		_, err := sess.Write([]byte{key})
+		require.NoError(b, err)
+		for echoed := false; !echoed; {
+			n, err := sess.Read(buf)
+			require.NoError(b, err)
+			for _, ch := range buf[:n] {
+				echoed = echoed || ch == key
+			}
+		}
+		if i >= 20 { // the first keys warm up (and race stty)
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(percentile(lat, 0.5), "echo-p50-ms")
+	b.ReportMetric(percentile(lat, 0.99), "echo-p99-ms")
+}
