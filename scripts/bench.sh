@@ -24,4 +24,4 @@ if [ "$bench" = . ] || echo AgentBinarySize | grep -qE "$bench"; then
   done
 fi
 go run ./internal/benchreport -o BENCHMARKS.md <"$out" >/dev/null
-echo "wrote BENCHMARKS.md"
+echo; cat BENCHMARKS.md
