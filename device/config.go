@@ -61,7 +61,7 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	dial_timeout: 10s
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
 //	max_streams: 128            # streams open at once
-//	stream_window_kib: 1024     # receive window of each stream
+//	stream_window_kib: 2048     # receive window of each stream
 //	keepalive: {interval: 15s, timeout: 90s}
 //
 // Load it with LoadConfig or ParseConfig, which resolve the paths and

@@ -45,10 +45,10 @@ func TestPolicingWindowIgnored(t *testing.T) {
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
 	st, err := s.AcceptStream()
 	require.NoError(t, err)
-	// Nobody reads the stream; the peer sends 1.5 MiB in full frames, beyond
-	// the 1 MiB window it was never granted more than.
+	// Nobody reads the stream; the peer sends one and a half windows in
+	// full frames, beyond the window it was never granted more than.
 	full := frame(2, cmdPSH, 3, make([]byte, 65535))
-	go rawFlood(p, repeat(full, 24)...)
+	go rawFlood(p, repeat(full, transport.DefaultMaxStreamBuffer*3/2/65535+1)...)
 	expectViolation(t, s, "window")
 	_, err = st.Read(make([]byte, 1))
 	require.ErrorIs(t, err, transport.ErrProtocolViolation, "a read on the stream says why")
@@ -64,9 +64,11 @@ func TestPolicingTinyFrameFlood(t *testing.T) {
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
 	_, err := s.AcceptStream()
 	require.NoError(t, err)
-	// 40,000 one-byte frames: 40 KB of payload, well inside the window,
-	// but each frame pins its own buffer at the receiver.
-	go rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), 40_000)...)
+	// One-byte frames, 64 bytes of budget each: the payload stays well
+	// inside the window, but each frame pins its own buffer at the receiver.
+	// The stream's budget is two windows' worth of such frames.
+	n := 2*transport.DefaultMaxStreamBuffer/64 + 10_000
+	go rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), n)...)
 	expectViolation(t, s, "tiny frames")
 	p.expectClosed()
 }
