@@ -1,6 +1,5 @@
 // Command benchreport turns `go test -bench` output into BENCHMARKS.md: one
-// table per package, one row per benchmark, every reported metric in its
-// own column. Ratios against same-run baselines are reported by the
+// table per package, one row per benchmark with its figures, ratios first. Ratios against same-run baselines are reported by the
 // benchmarks themselves (metrics whose unit starts with "x-").
 package main
 
@@ -23,9 +22,8 @@ type row struct {
 }
 
 type pkgRows struct {
-	pkg   string
-	rows  []row
-	units []string
+	pkg  string
+	rows []row
 }
 
 func main() {
@@ -74,56 +72,46 @@ func parse(r io.Reader) ([]*pkgRows, error) {
 			if err != nil {
 				break
 			}
-			unit := f[i+1]
-			if _, seen := rw.metrics[unit]; !seen && !contains(cur.units, unit) {
-				cur.units = append(cur.units, unit)
-			}
-			rw.metrics[unit] = v
+			rw.metrics[f[i+1]] = v
 		}
 		cur.rows = append(cur.rows, rw)
 	}
 	return pkgs, sc.Err()
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 func write(w io.Writer, pkgs []*pkgRows) {
 	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` on %s (%s/%s, %d CPUs).\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
-	fmt.Fprintln(w, "Metrics whose unit starts with `x-` are ratios against a baseline measured in the same run;")
+	fmt.Fprintln(w, "Figures whose unit starts with `x-` are ratios against a baseline measured in the same run;")
 	fmt.Fprintln(w, "the absolute figures stand beside them. The machine is shared: compare ratios, not absolutes.")
 	for _, p := range pkgs {
 		if len(p.rows) == 0 {
 			continue
 		}
-		units := append([]string(nil), p.units...)
-		sort.SliceStable(units, func(i, j int) bool { return rank(units[i]) < rank(units[j]) })
-		fmt.Fprintf(w, "\n## %s\n\n| benchmark |", p.pkg)
-		for _, u := range units {
-			fmt.Fprintf(w, " %s |", u)
-		}
-		fmt.Fprint(w, "\n|---|")
-		for range units {
-			fmt.Fprint(w, "---:|")
-		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "\n## %s\n\n| benchmark | figures |\n|---|---|\n", p.pkg)
 		for _, r := range p.rows {
-			fmt.Fprintf(w, "| %s |", r.name)
-			for _, u := range units {
-				if v, ok := r.metrics[u]; ok {
-					fmt.Fprintf(w, " %s |", format(v))
-				} else {
-					fmt.Fprint(w, " |")
-				}
+			units := make([]string, 0, len(r.metrics))
+			for u := range r.metrics {
+				units = append(units, u)
 			}
-			fmt.Fprintln(w)
+			sort.Slice(units, func(i, j int) bool {
+				if rank(units[i]) != rank(units[j]) {
+					return rank(units[i]) < rank(units[j])
+				}
+				return units[i] < units[j]
+			})
+			custom := false
+			for _, u := range units {
+				custom = custom || rank(u) < 2
+			}
+			var cells []string
+			for _, u := range units {
+				if custom && rank(u) == 2 {
+					continue // per-op figures of a one-shot benchmark say nothing
+				}
+				cells = append(cells, format(r.metrics[u])+" "+u)
+			}
+			fmt.Fprintf(w, "| %s | %s |\n", r.name, strings.Join(cells, " · "))
 		}
 	}
 }
