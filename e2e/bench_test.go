@@ -526,3 +526,37 @@ func BenchmarkShellKeystroke(b *testing.B) {
 	b.ReportMetric(percentile(lat, 0.5), "echo-p50-ms")
 	b.ReportMetric(percentile(lat, 0.99), "echo-p99-ms")
 }
+
+func BenchmarkEdgeMemoryPerStream(b *testing.B) {
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	s := newSystemWith(b, fmt.Sprintf("metrics_listen: %q\n", metrics))
+	s.addAgent(agentOpts{id: "dev-1"})
+	echo := lineEcho(b)
+	c := s.dialClient(b, "dev-1")
+	url := "http://" + metrics + "/metrics"
+	mem := func() float64 {
+		time.Sleep(time.Second)
+		return scrape(b, url, "go_memstats_heap_inuse_bytes") + scrape(b, url, "go_memstats_stack_inuse_bytes")
+	}
+	const streams = 60 // within the default cap of 64 per client session
+	before := mem()
+	var conns []net.Conn
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
+	one := make([]byte, 1)
+	for i := 0; i < streams; i++ {
+		conn, err := c.DialTCP(context.Background(), echo)
+		require.NoError(b, err)
+		// One byte each way: the stream is spliced and has carried data.
+		_, err = conn.Write([]byte{'x'})
+		require.NoError(b, err)
+		_, err = io.ReadFull(conn, one)
+		require.NoError(b, err)
+		conns = append(conns, conn)
+	}
+	after := mem()
+	b.ReportMetric((after-before)/streams/1024, "KiB/active-stream")
+}
