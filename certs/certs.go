@@ -84,29 +84,28 @@ func serial() (*big.Int, error) {
 
 // NewCA creates a self-signed CA.
 func NewCA(commonName string, opts Options) (*KeyPair, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, fmt.Errorf("certs: generate key: %w", err)
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
-	nb, na := opts.validity(DefaultCALifetime)
 	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Tether"}},
-		NotBefore:             nb,
-		NotAfter:              na,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	return sign(tmpl, key, nil)
+	return create(tmpl, nil, opts, DefaultCALifetime)
 }
 
-func sign(tmpl *x509.Certificate, key *ecdsa.PrivateKey, issuer *KeyPair) (*KeyPair, error) {
+// create gives tmpl a random serial number and its validity (opts, or the
+// kind's default lifetime), generates its key, and signs it with issuer
+// (self-signed when issuer is nil).
+func create(tmpl *x509.Certificate, issuer *KeyPair, opts Options, lifetime time.Duration) (*KeyPair, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return nil, err
+	}
+	tmpl.NotBefore, tmpl.NotAfter = opts.validity(lifetime)
 	parent, signer := tmpl, crypto.Signer(key)
 	if issuer != nil {
 		if !issuer.Cert.IsCA {
@@ -131,22 +130,10 @@ func (ca *KeyPair) IssueServer(hosts []string, opts Options) (*KeyPair, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New("certs: a server certificate needs at least one host name or IP")
 	}
-	key, err := newKey()
-	if err != nil {
-		return nil, fmt.Errorf("certs: generate key: %w", err)
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
-	nb, na := opts.validity(DefaultLeafLifetime)
 	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    nb,
-		NotAfter:     na,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: hosts[0]},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil {
@@ -155,7 +142,7 @@ func (ca *KeyPair) IssueServer(hosts []string, opts Options) (*KeyPair, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	return sign(tmpl, key, ca)
+	return create(tmpl, ca, opts, DefaultLeafLifetime)
 }
 
 // IssueDevice issues a device certificate: Subject CN = deviceID, ClientAuth.
@@ -174,24 +161,12 @@ func (ca *KeyPair) IssueClientWithEKU(commonName string, eku []x509.ExtKeyUsage,
 }
 
 func (ca *KeyPair) issueClient(cn string, eku []x509.ExtKeyUsage, opts Options) (*KeyPair, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, fmt.Errorf("certs: generate key: %w", err)
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
-	nb, na := opts.validity(DefaultLeafLifetime)
 	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    nb,
-		NotAfter:     na,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  eku,
+		Subject:     pkix.Name{CommonName: cn},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: eku,
 	}
-	return sign(tmpl, key, ca)
+	return create(tmpl, ca, opts, DefaultLeafLifetime)
 }
 
 // ValidDeviceID checks that id can name a device: 1 to 128 characters of
@@ -292,14 +267,16 @@ func Load(certPath, keyPath string) (*KeyPair, error) {
 
 // LoadCertificate reads the first certificate of a PEM file.
 func LoadCertificate(path string) (*x509.Certificate, error) {
-	certs, err := loadCertificates(path)
+	certs, err := LoadCertificates(path)
 	if err != nil {
 		return nil, err
 	}
 	return certs[0], nil
 }
 
-func loadCertificates(path string) ([]*x509.Certificate, error) {
+// LoadCertificates reads every certificate of a PEM file, in order. Blocks
+// of other types are skipped; a file with no certificate is an error.
+func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
@@ -328,7 +305,7 @@ func loadCertificates(path string) ([]*x509.Certificate, error) {
 
 // LoadPool reads every certificate of a PEM file into a pool.
 func LoadPool(path string) (*x509.CertPool, error) {
-	certs, err := loadCertificates(path)
+	certs, err := LoadCertificates(path)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,20 @@ type forwardSpec struct {
 // the loopback interface, as ssh -L does.
 const defaultBind = "127.0.0.1"
 
+// parseForwardSpecs parses every argument as a forward; a bad one is a
+// usage error.
+func parseForwardSpecs(args []string) ([]forwardSpec, error) {
+	specs := make([]forwardSpec, 0, len(args))
+	for _, a := range args {
+		spec, err := parseForwardSpec(a)
+		if err != nil {
+			return nil, &usageError{err.Error()}
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
 // parseForwardSpec parses [BIND:]LPORT:HOST:RPORT. IPv6 addresses go in
 // brackets ("[::1]:8080:[::1]:80"); BIND "*" listens on every interface.
 // LPORT 0 picks a free port.

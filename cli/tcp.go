@@ -43,13 +43,11 @@ the listeners stay open and the session is redialled with backoff.`,
 		Args:              argsUsage(cobra.MinimumNArgs(2), "tether tcp DEVICE [BIND:]LPORT:HOST:RPORT [more...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.device = args[0]
-			for _, a := range args[1:] {
-				spec, err := parseForwardSpec(a)
-				if err != nil {
-					return &usageError{err.Error()}
-				}
-				o.specs = append(o.specs, spec)
+			specs, err := parseForwardSpecs(args[1:])
+			if err != nil {
+				return err
 			}
+			o.specs = specs
 			return o.run(cmd.Context())
 		},
 	}

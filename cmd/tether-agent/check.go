@@ -108,7 +108,7 @@ func (c *checker) run(path string, now time.Time) {
 	c.ok("allow lists: tcp %s; udp %s; pty %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled))
 	c.checkPrograms(cfg)
 
-	caCerts, caErr := loadCA(cfg.CA)
+	caCerts, caErr := certs.LoadCertificates(cfg.CA)
 	if caErr != nil {
 		c.fail(checkCAFile, "edge CA file %s does not load: %v; copy the edge's ca.crt to this path", cfg.CA, caErr)
 	} else {
@@ -271,33 +271,6 @@ func explainDial(cfg *device.Config, err error) (int, string) {
 		return checkEdgeTrust, fmt.Sprintf("the TLS handshake with the edge failed: %v", err)
 	}
 	return checkUnreachable, fmt.Sprintf(unreachable, edge, err)
-}
-
-func loadCA(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		crt, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("a certificate does not parse: %v", err)
-		}
-		out = append(out, crt)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate in it")
-	}
-	return out, nil
 }
 
 func loadKey(path string) (crypto.Signer, error) {
