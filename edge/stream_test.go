@@ -352,8 +352,11 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		Transport:    small,
 		DeviceConfig: small,
 		ClientConfig: small,
-		Limits:       edge.Limits{StallTimeout: 500 * time.Millisecond},
-		Metrics:      metrics,
+		// Long enough that no stalled stream is reset (freeing its slot)
+		// while the 64 opens below are still being admitted, even on a
+		// loaded machine; short enough for the resets the test waits for.
+		Limits:  edge.Limits{StallTimeout: 5 * time.Second},
+		Metrics: metrics,
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
@@ -363,7 +366,7 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		for ctx.Err() == nil {
 			// smux has no reset: after the edge closes its end, the device
 			// learns it only because its writes stop making progress.
-			_ = st.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := st.Write(buf); err != nil {
 				return
 			}
