@@ -1,0 +1,105 @@
+package testutil
+
+import (
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// exchange writes req, half-closes, and returns the whole answer.
+func exchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.WriteString(c, req)
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	out, err := io.ReadAll(c)
+	require.NoError(t, err)
+	return string(out)
+}
+
+func TestHandlers(t *testing.T) {
+	tests := []struct {
+		name   string
+		handle func(*net.TCPConn)
+		want   string
+	}{
+		{"EchoAfterEOF", EchoAfterEOF, "echo:HELLO"},
+		{"LineEcho", LineEcho, "hello"},
+		{"EchoThenBye", EchoThenBye, "hellobye"},
+		{"CountingSink Decimal", CountingSink(Decimal), "5"},
+		{"CountingSink BigEndian64", CountingSink(BigEndian64), "\x00\x00\x00\x00\x00\x00\x00\x05"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := TCPServer(t, tt.handle)
+			if got := exchange(t, addr, "hello"); got != tt.want {
+				t.Errorf("got %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTCPServerClosesOpenConns ends a test with a handler still blocked
+// on its connection: the cleanup must close it and wait.
+func TestTCPServerClosesOpenConns(t *testing.T) {
+	for _, name := range []string{"LineEcho", "Tarpit"} {
+		t.Run(name, func(t *testing.T) {
+			var addr string
+			if name == "Tarpit" {
+				addr = Tarpit(t)
+			} else {
+				addr = TCPServer(t, LineEcho)
+			}
+			c, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			_, err = io.WriteString(c, "x")
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestProc(t *testing.T) {
+	t.Run("output and exit code", func(t *testing.T) {
+		p := StartWith(t, Options{SplitOutput: true}, "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+		require.Error(t, p.Wait(t, 30*time.Second))
+		require.Equal(t, 3, p.ExitCode())
+		require.Equal(t, "out\n", p.Stdout())
+		require.Equal(t, "err\n", p.Stderr())
+		require.True(t, p.Exited())
+	})
+	t.Run("stdin", func(t *testing.T) {
+		p := StartWith(t, Options{Stdin: true}, "/bin/cat")
+		_, err := io.WriteString(p.Stdin, "typed")
+		require.NoError(t, err)
+		require.NoError(t, p.Stdin.Close())
+		require.NoError(t, p.Wait(t, 30*time.Second))
+		require.Equal(t, "typed", p.Output())
+	})
+	t.Run("Stop", func(t *testing.T) {
+		p := Start(t, "/bin/sleep", "60")
+		err := p.Stop()
+		require.Error(t, err)
+		require.Equal(t, -1, p.ExitCode())
+		require.True(t, strings.Contains(err.Error(), syscall.SIGTERM.String()), "got %v", err)
+	})
+	t.Run("Kill9", func(t *testing.T) {
+		p := Start(t, "/bin/sleep", "60")
+		p.Kill9()
+		require.Contains(t, p.Err().Error(), "killed")
+	})
+}
