@@ -55,6 +55,7 @@ wait_for "the edge config" test -f "$dir/agent.yaml"
 tether() { "$BIN/tether" --edge "$edge_url" --ca "$dir/ca.crt" --token-file "$dir/client.token" "$@"; }
 
 echo "==> edge listening on $edge_url; starting the agent"
+echo "    (every tether command below runs with --edge $edge_url --ca $dir/ca.crt --token-file $dir/client.token)"
 "$BIN/tether-agent" --config "$dir/agent.yaml" >"$dir/agent.log" 2>&1 &
 pids+=($!)
 wait_for "the device to connect" bash -c "\"$BIN/tether\" --edge $edge_url --ca $dir/ca.crt --token-file $dir/client.token devices | grep -q demo"
@@ -89,15 +90,15 @@ fi
 if [ -n "$KEEP" ]; then
   cat <<TXT
 
-Edge and agent keep running (edge pid ${pids[0]}, agent pid ${pids[1]}); files in $dir.
-Try:
+Edge, agent and the device-side HTTP server keep running (pids ${pids[0]}, ${pids[1]}, ${pids[2]});
+files in $dir. Try:
   export TETHER_EDGE=$edge_url TETHER_CA=$dir/ca.crt TETHER_TOKEN=\$(cat $dir/client.token)
   $BIN/tether devices
   $BIN/tether shell demo
-  $BIN/tether tcp demo 127.0.0.1:8080:$target
-Stop them with: kill ${pids[0]} ${pids[1]}
+  $BIN/tether tcp demo 127.0.0.1:8080:$target     # then open http://127.0.0.1:8080/
+Stop them with: kill ${pids[0]} ${pids[1]} ${pids[2]}
 TXT
-  kill "${pids[2]}" "${pids[3]}" 2>/dev/null || true
+  kill "${pids[3]}" 2>/dev/null || true
   exit 0
 fi
 echo
