@@ -2,17 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
 )
-
-// eofGrace is how long nc waits, after the remote side's EOF, for a sign
-// that the session died instead.
-const eofGrace = 250 * time.Millisecond
 
 type ncOptions struct {
 	g      *globalOptions
@@ -70,9 +66,10 @@ func (o *ncOptions) run(ctx context.Context) error {
 	}
 	stdio := newStdioConn(o.g.io.In, o.g.io.Out)
 	spliced := make(chan struct{})
+	var spliceErr error
 	go func() {
 		defer close(spliced)
-		transport.Splice(stdio, st)
+		_, _, spliceErr = transport.Splice(stdio, st)
 	}()
 	select {
 	case <-stdio.outDone:
@@ -86,22 +83,13 @@ func (o *ncOptions) run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if !stdio.remoteEOF() {
-		if !stdio.outputFailed() && lost(cl) {
-			return errSessionLost
-		}
-		return nil
-	}
-	// smux ends every stream as if the peer had finished when the
-	// connection under the session ends cleanly, so a remote EOF may be a
-	// lost edge. watchSession closes such a session as soon as the same
-	// event reaches it; give it a moment before calling the end normal.
-	t := time.NewTimer(eofGrace)
-	defer t.Stop()
-	select {
-	case <-cl.Done():
+	// A stream cut by a broken connection reads ErrConnLost, never a clean
+	// EOF: the remote side's EOF is the end of its output.
+	if errors.Is(spliceErr, transport.ErrConnLost) {
 		return errSessionLost
-	case <-t.C:
+	}
+	if !stdio.remoteEOF() && !stdio.outputFailed() && lost(cl) {
+		return errSessionLost
 	}
 	return nil
 }
