@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -114,9 +115,9 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 	br, pki := newBroker(b, cfg)
 	startDevice(b, br, pki, cfg, nil)
 	cl := dialClient(b, br, pki, cfg)
-	target := tcpServer(b, sink)
+	target := testutil.TCPServer(b, sink)
 	if dir == "down" {
-		target = tcpServer(b, source)
+		target = testutil.TCPServer(b, source)
 	}
 	ctx := context.Background()
 	// Tunnel and raw TLS take turns in rounds, so that both see the same

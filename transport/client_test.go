@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -60,7 +61,7 @@ func TestOpenStreamAnswers(t *testing.T) {
 		require.ErrorIs(t, err, transport.ErrPayloadTooLarge)
 	})
 	t.Run("session still usable", func(t *testing.T) {
-		target := tcpServer(t, echoAfterEOF)
+		target := testutil.TCPServer(t, patternAfterEOF)
 		n, err := exchange(testCtx(t), cl, target, 1000, 1)
 		require.NoError(t, err)
 		require.Equal(t, 1000, n)
@@ -72,7 +73,7 @@ func TestListenTCP(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, nil)
-	target := tcpServer(t, echoAfterEOF)
+	target := testutil.TCPServer(t, patternAfterEOF)
 
 	fw, err := cl.ListenTCP(testCtx(t), "127.0.0.1:0", target)
 	require.NoError(t, err)

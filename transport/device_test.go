@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -56,7 +57,7 @@ func (r *logRecorder) count(level slog.Level, s string) int {
 func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	dc := startDevice(t, b, pki, nil, nil)
-	target := tcpServer(t, echoAfterEOF)
+	target := testutil.TCPServer(t, patternAfterEOF)
 
 	b.restart()
 	b.device(t) // the device dialed the new broker by itself
@@ -81,7 +82,7 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	defer dc.Close()
 	b.device(t)
 	cl := dialClient(t, b, pki, nil)
-	target := tcpServer(t, echoAfterEOF)
+	target := testutil.TCPServer(t, patternAfterEOF)
 
 	// A stream in flight: the request is sent but not finished.
 	conn, err := cl.DialTCP(testCtx(t), target)

@@ -260,53 +260,10 @@ func dialClient(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Conf
 	return cl
 }
 
-// tcpServer serves every connection with fn on 127.0.0.1 until the test
-// ends, and waits for the handlers.
-func tcpServer(t testing.TB, fn func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fn(c.(*net.TCPConn))
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
-// echoAfterEOF reads the whole request, then answers with a response
+// patternAfterEOF reads the whole request, then answers with a response
 // whose size the request's first 4 bytes give (big endian), filled with a
 // pattern derived from the request, and closes.
-func echoAfterEOF(c *net.TCPConn) {
+func patternAfterEOF(c *net.TCPConn) {
 	req, err := io.ReadAll(c)
 	if err != nil || len(req) < 4 {
 		return

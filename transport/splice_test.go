@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -24,7 +25,7 @@ func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 
 	ended := make(chan error, 1)
-	target := tcpServer(t, func(c *net.TCPConn) {
+	target := testutil.TCPServer(t, func(c *net.TCPConn) {
 		// Talk until the tunnel gives up on us.
 		chunk := make([]byte, 64<<10)
 		for {

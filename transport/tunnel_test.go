@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -22,7 +23,7 @@ func TestTunnelRoundTrip(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, nil)
-	target := tcpServer(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+	target := testutil.TCPServer(t, testutil.LineEcho)
 
 	conn, err := cl.DialTCP(testCtx(t), target)
 	require.NoError(t, err)
@@ -58,7 +59,7 @@ func TestTunnelHalfClose(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, nil)
-	target := tcpServer(t, echoAfterEOF)
+	target := testutil.TCPServer(t, patternAfterEOF)
 
 	for _, size := range []int{0, 1, 300_000} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
@@ -85,7 +86,7 @@ func TestTunnelHalfCloseStress(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, nil)
-	target := tcpServer(t, echoAfterEOF)
+	target := testutil.TCPServer(t, patternAfterEOF)
 
 	const (
 		exchanges = 1000
@@ -180,7 +181,7 @@ func TestTunnelHeadOfLine(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 	const size = 16 << 20
 	// The target sends size bytes as soon as a connection opens.
-	target := tcpServer(t, func(c *net.TCPConn) {
+	target := testutil.TCPServer(t, func(c *net.TCPConn) {
 		chunk := pattern(1, 64<<10)
 		for sent := 0; sent < size; sent += len(chunk) {
 			if _, err := c.Write(chunk); err != nil {
