@@ -18,6 +18,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -115,34 +116,6 @@ func startAgent(t *testing.T, extra string) (*agentEnv, *transport.Client) {
 	return env, env.edge.device(t)
 }
 
-// echoServer echoes each connection and, at the client's EOF, writes
-// "bye" and closes: half-close is visible end to end.
-func echoServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				_, _ = io.Copy(c, c)
-				_, _ = io.WriteString(c, "bye")
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func openWithin(t *testing.T, c *transport.Client, typ transport.MsgType, payload string) (*transport.Stream, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -153,7 +126,7 @@ func openWithin(t *testing.T, c *transport.Client, typ transport.MsgType, payloa
 
 func TestAgentTCPTunnelCarriesHalfClose(t *testing.T) {
 	_, edge := startAgent(t, "")
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	st, err := openWithin(t, edge, transport.MsgTCP, addr)
 	require.NoError(t, err)
 	defer st.Close()
@@ -173,7 +146,7 @@ func TestAgentTCPTunnelCarriesHalfClose(t *testing.T) {
 
 func TestAgentTCPRefusals(t *testing.T) {
 	_, edge := startAgent(t, "")
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	_, port, _ := net.SplitHostPort(addr)
 	cases := []struct {
 		name, payload, want string
@@ -250,7 +223,7 @@ func TestAgentUDPAllowList(t *testing.T) {
 
 func TestAgentReload(t *testing.T) {
 	env, edge := startAgent(t, "")
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	_, port, _ := net.SplitHostPort(addr)
 	other := "127.0.0.2:" + port // not allowed by default
 
@@ -346,7 +319,7 @@ func TestAgentReconnects(t *testing.T) {
 	require.Eventually(t, env.agent.Connected, 30*time.Second, 10*time.Millisecond)
 	edge.Session().Close()
 	edge2 := env.edge.device(t)
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	st, err := openWithin(t, edge2, transport.MsgTCP, addr)
 	require.NoError(t, err)
 	st.Close()
@@ -402,7 +375,7 @@ func TestAgentPTYFollowsReload(t *testing.T) {
 
 func TestAgentMaxStreams(t *testing.T) {
 	_, edge := startAgent(t, "max_streams: 2\n")
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	for range 2 {
 		st, err := openWithin(t, edge, transport.MsgTCP, addr)
 		require.NoError(t, err)
@@ -419,7 +392,7 @@ func TestAgentMaxStreams(t *testing.T) {
 // or closes each stream and keeps serving.
 func TestAgentSurvivesMalformedOpenings(t *testing.T) {
 	_, edge := startAgent(t, "")
-	addr := echoServer(t)
+	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	raw := func(b []byte) ([]byte, error) {
 		st, err := edge.Session().OpenStream()
 		require.NoError(t, err)
