@@ -3,45 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// countingSink answers each connection, after the client's EOF, with the
-// number of bytes it read.
-func countingSink(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	var wg sync.WaitGroup
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprint(c, n)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+	"github.com/tetherhq/tether/internal/testutil"
+)
 
 // BenchmarkNC measures one `tether nc` upload through a real edge and agent
 // on loopback: process start, TLS, upgrade, stream and 64 MiB of data.
@@ -49,7 +20,7 @@ func BenchmarkNC(b *testing.B) {
 	const size = 64 << 20
 	f := newFleet(b)
 	f.addAgent("d1", "")
-	sink := countingSink(b)
+	sink := testutil.TCPServer(b, testutil.CountingSink(testutil.Decimal))
 	payload := bytes.Repeat([]byte("tether-nc-benchmark\n"), size/20)
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()

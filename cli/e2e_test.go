@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // These tests run the built tether binary against a real tether-edge and
@@ -80,7 +81,7 @@ func TestDevices(t *testing.T) {
 func TestNCHalfClose(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	target := echoUpper(t)
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
 	out, errOut, code := f.tether("ping through the tunnel", "nc", "d1", target)
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, "echo:PING THROUGH THE TUNNEL", out)
@@ -89,12 +90,12 @@ func TestNCHalfClose(t *testing.T) {
 func TestTCPForwards(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	a, b := echoUpper(t), echoUpper(t)
+	a, b := testutil.TCPServer(t, testutil.EchoAfterEOF), testutil.TCPServer(t, testutil.EchoAfterEOF)
 	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b, "0:"+closed)
 	locals := forwardLines(t, fwd, 3)
-	require.Contains(t, fwd.stdout.String(), " -> d1 "+a+"\n")
-	require.Contains(t, fwd.stdout.String(), " -> d1 "+b+"\n")
+	require.Contains(t, fwd.Stdout(), " -> d1 "+a+"\n")
+	require.Contains(t, fwd.Stdout(), " -> d1 "+b+"\n")
 
 	// A connection the device cannot make is closed, and the reason shown.
 	c, err := net.Dial("tcp", locals[2])
@@ -104,8 +105,8 @@ func TestTCPForwards(t *testing.T) {
 	require.NoError(t, err)
 	c.Close()
 	require.Eventually(t, func() bool {
-		return strings.Contains(fwd.stderr.String(), locals[2]+" -> d1 "+closed+": dial tcp "+closed)
-	}, 30*time.Second, 20*time.Millisecond, "no reason for the refused connection:\n%s", fwd.stderr.String())
+		return strings.Contains(fwd.Stderr(), locals[2]+" -> d1 "+closed+": dial tcp "+closed)
+	}, 30*time.Second, 20*time.Millisecond, "no reason for the refused connection:\n%s", fwd.Stderr())
 
 	for i, local := range locals[:2] {
 		require.True(t, strings.HasPrefix(local, "127.0.0.1:"), local)
@@ -117,8 +118,8 @@ func TestTCPForwards(t *testing.T) {
 		}
 	}
 	// Ctrl-C ends it cleanly.
-	require.NoError(t, fwd.cmd.Process.Signal(os.Interrupt))
-	require.Equal(t, 0, fwd.wait(t), fwd.stderr.String())
+	require.NoError(t, fwd.Cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, 0, exitCode(t, fwd), fwd.Stderr())
 	_, err = net.Dial("tcp", locals[0])
 	require.Error(t, err, "the listener outlived the command")
 }
@@ -146,7 +147,7 @@ func roundTrip(addr, msg string) (string, error) {
 func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	target := echoUpper(t)
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
 	fwd := f.startTether(false, "tcp", "d1", "0:"+target)
 	local := forwardLines(t, fwd, 1)[0]
 	got, err := roundTrip(local, "before")
@@ -158,10 +159,10 @@ func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	defer uc.Close()
 	require.Eventually(t, func() bool { return udpRoundTrip(uc, "before") }, 30*time.Second, 10*time.Millisecond)
 
-	f.edge.kill9()
+	f.edge.Kill9()
 	require.Eventually(t, func() bool {
-		return strings.Contains(fwd.stderr.String(), "lost the connection to the edge")
-	}, 30*time.Second, 20*time.Millisecond, "the forward did not notice the lost edge:\n%s", fwd.stderr.String())
+		return strings.Contains(fwd.Stderr(), "lost the connection to the edge")
+	}, 30*time.Second, 20*time.Millisecond, "the forward did not notice the lost edge:\n%s", fwd.Stderr())
 	// The listener stays open while the edge is down.
 	c, err := net.Dial("tcp", local)
 	require.NoError(t, err, "the forward closed its listener")
@@ -172,14 +173,14 @@ func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		got, err := roundTrip(local, "after")
 		return err == nil && got == "echo:AFTER"
-	}, 60*time.Second, 200*time.Millisecond, "the forward did not recover:\n%s", fwd.stderr.String())
-	require.Contains(t, fwd.stderr.String(), "reconnected to the edge")
+	}, 60*time.Second, 200*time.Millisecond, "the forward did not recover:\n%s", fwd.Stderr())
+	require.Contains(t, fwd.Stderr(), "reconnected to the edge")
 	require.Eventually(t, func() bool { return udpRoundTrip(uc, "after") }, 60*time.Second, 10*time.Millisecond,
-		"the UDP forward did not recover:\n%s", ufwd.stderr.String())
-	for _, p := range []*process{fwd, ufwd} {
+		"the UDP forward did not recover:\n%s", ufwd.Stderr())
+	for _, p := range []*testutil.Proc{fwd, ufwd} {
 		select {
-		case <-p.done:
-			t.Fatalf("a forward exited instead of reconnecting:\n%s", p.stderr.String())
+		case <-p.Done():
+			t.Fatalf("a forward exited instead of reconnecting:\n%s", p.Stderr())
 		default:
 		}
 	}
@@ -248,7 +249,7 @@ func TestReload(t *testing.T) {
 func TestErrorClasses(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	target := echoUpper(t)
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
 	closedPort := freePort(t)
 	other := certstest.New(t)
 	// A listener that accepts and never speaks: the TLS handshake times out.
@@ -311,16 +312,16 @@ func TestErrorClasses(t *testing.T) {
 func TestLostSessionMidTunnel(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	target := lineEcho(t)
+	target := testutil.TCPServer(t, testutil.LineEcho)
 	nc := f.startTether(true, "nc", "d1", target)
-	_, err := io.WriteString(nc.stdin, "hello\n")
+	_, err := io.WriteString(nc.Stdin, "hello\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return nc.stdout.String() == "hello\n" }, 30*time.Second, 10*time.Millisecond)
-	f.edge.kill9()
-	code := nc.wait(t)
-	require.Equal(t, ExitLost, code, nc.stderr.String())
-	require.Contains(t, nc.stderr.String(), "lost")
-	nc.stdin.Close()
+	require.Eventually(t, func() bool { return nc.Stdout() == "hello\n" }, 30*time.Second, 10*time.Millisecond)
+	f.edge.Kill9()
+	code := exitCode(t, nc)
+	require.Equal(t, ExitLost, code, nc.Stderr())
+	require.Contains(t, nc.Stderr(), "lost")
+	nc.Stdin.Close()
 }
 
 // TestProfileFromConfigFile runs against `tether-edge dev` with settings
@@ -332,7 +333,7 @@ func TestProfileFromConfigFile(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "agent.yaml"))
 		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "tether-edge dev wrote no agent.yaml:\n%s", edge.stderr.String())
+	}, 30*time.Second, 50*time.Millisecond, "tether-edge dev wrote no agent.yaml:\n%s", edge.Stderr())
 	spawn(t, false, baseEnv(t), "tether-agent", "--config", filepath.Join(dir, "agent.yaml"))
 
 	xdg := t.TempDir()

@@ -8,21 +8,19 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -47,16 +45,13 @@ func buildAndRun(m *testing.M) int {
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		race = nil
 	}
-	for _, args := range [][]string{
-		append(append([]string{"build"}, race...), "-o", dir+string(os.PathSeparator), "../cmd/tether"),
-		{"build", "-o", dir + string(os.PathSeparator), "../cmd/tether-edge", "../cmd/tether-agent"},
-	} {
-		build := exec.Command("go", args...)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
-			return 1
-		}
+	if err := (testutil.Build{Flags: race}).Binaries(dir, "../cmd/tether"); err != nil {
+		fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
+		return 1
+	}
+	if err := testutil.BuildBinaries(dir, "../cmd/tether-edge", "../cmd/tether-agent"); err != nil {
+		fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
+		return 1
 	}
 	code := m.Run()
 	if code == 0 {
@@ -70,100 +65,25 @@ func buildAndRun(m *testing.M) int {
 
 func binPath(name string) string { return filepath.Join(binDir, name) }
 
-// lockedBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// process is a running binary. It is stopped when the test ends.
-type process struct {
-	cmd    *exec.Cmd
-	stdout lockedBuffer
-	stderr lockedBuffer
-	stdin  io.WriteCloser
-	done   chan struct{}
-	code   int
-}
-
-// spawn starts a binary. withStdin keeps a pipe to its stdin open.
-func spawn(t testing.TB, withStdin bool, environ []string, name string, args ...string) *process {
+// spawn starts a built binary with stdout and stderr kept apart.
+// withStdin keeps a pipe to its stdin open. It is stopped when the test
+// ends.
+func spawn(t testing.TB, withStdin bool, environ []string, name string, args ...string) *testutil.Proc {
 	t.Helper()
-	p := &process{done: make(chan struct{})}
-	p.cmd = exec.Command(binPath(name), args...)
-	p.cmd.Env = environ
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if withStdin {
-		w, err := p.cmd.StdinPipe()
-		require.NoError(t, err)
-		p.stdin = w
-	}
-	require.NoError(t, p.cmd.Start(), "start %s", name)
-	go func() {
-		err := p.cmd.Wait()
-		p.code = 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			p.code = ee.ExitCode()
-		} else if err != nil {
-			p.code = -1
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- %s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.stdout.String(), p.stderr.String())
-		}
-	})
-	return p
+	return testutil.StartWith(t, procOptions(environ, withStdin), binPath(name), args...)
 }
 
-// stop sends SIGTERM, then kills the process group if it lingers.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+// procOptions are how the tests here run a binary: SIGTERM gives it 20 s
+// before the process group is killed.
+func procOptions(environ []string, withStdin bool) testutil.Options {
+	return testutil.Options{Env: environ, Stdin: withStdin, SplitOutput: true, StopTimeout: 20 * time.Second}
 }
 
-// kill9 kills the process without a chance to clean up.
-func (p *process) kill9() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// wait waits for the process to exit and returns its code.
-func (p *process) wait(t testing.TB) int {
+// exitCode waits for p to exit and returns its code.
+func exitCode(t testing.TB, p *testutil.Proc) int {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(60 * time.Second):
-		t.Fatalf("process did not exit\nstdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
-		return -1
-	}
+	_ = p.Wait(t, 60*time.Second)
+	return p.ExitCode()
 }
 
 func freePort(t testing.TB) int {
@@ -189,9 +109,9 @@ type fleet struct {
 	addr    string
 	token   string // every right on every device
 	limited string // may reach devices named "lab-*" only
-	edge    *process
-	agents  map[string]*process
-	clients []*process // long-running tether commands
+	edge    *testutil.Proc
+	agents  map[string]*testutil.Proc
+	clients []*testutil.Proc // long-running tether commands
 }
 
 func newToken(t testing.TB) (token, sum string) {
@@ -207,7 +127,7 @@ func newToken(t testing.TB) (token, sum string) {
 func newFleet(t testing.TB) *fleet {
 	t.Helper()
 	pki := certstest.New(t)
-	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), agents: map[string]*process{}}
+	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), agents: map[string]*testutil.Proc{}}
 	var sum, limSum string
 	f.token, sum = newToken(t)
 	f.limited, limSum = newToken(t)
@@ -243,7 +163,7 @@ func (f *fleet) startEdge() {
 	// stop waits for its client sessions to drain.
 	f.t.Cleanup(func() {
 		for _, p := range f.clients {
-			p.stop()
+			_ = p.Stop()
 		}
 	})
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -255,7 +175,7 @@ func (f *fleet) startEdge() {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "the edge did not come up:\n%s", f.edge.stderr.String())
+	}, 30*time.Second, 50*time.Millisecond, "the edge did not come up:\n%s", f.edge.Stderr())
 }
 
 // addAgent starts tether-agent for id and waits until the edge lists it.
@@ -319,7 +239,7 @@ func runTether(t testing.TB, environ []string, stdin string, args ...string) (st
 }
 
 // startTether starts a long-running tether command as the ops client.
-func (f *fleet) startTether(withStdin bool, args ...string) *process {
+func (f *fleet) startTether(withStdin bool, args ...string) *testutil.Proc {
 	f.t.Helper()
 	p := spawn(f.t, withStdin, baseEnv(f.t), "tether", f.args(f.token, args...)...)
 	f.clients = append(f.clients, p)
@@ -328,97 +248,17 @@ func (f *fleet) startTether(withStdin bool, args ...string) *process {
 
 // forwardLines waits for n "LOCAL -> DEVICE REMOTE" lines and returns the
 // local addresses.
-func forwardLines(t testing.TB, p *process, n int) []string {
+func forwardLines(t testing.TB, p *testutil.Proc, n int) []string {
 	t.Helper()
 	var addrs []string
 	require.Eventually(t, func() bool {
 		addrs = addrs[:0]
-		for _, line := range strings.Split(p.stdout.String(), "\n") {
+		for _, line := range strings.Split(p.Stdout(), "\n") {
 			if i := strings.Index(line, " -> "); i > 0 {
 				addrs = append(addrs, line[:i])
 			}
 		}
 		return len(addrs) >= n
-	}, 30*time.Second, 20*time.Millisecond, "forward did not start:\n%s\n%s", p.stdout.String(), p.stderr.String())
+	}, 30*time.Second, 20*time.Millisecond, "forward did not start:\n%s\n%s", p.Stdout(), p.Stderr())
 	return addrs
-}
-
-// echoUpper answers each connection, after the client's EOF, with what it
-// read in upper case: the answer arrives only if half-close carries
-// through the whole path.
-func echoUpper(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				in, err := io.ReadAll(c)
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("echo:" + strings.ToUpper(string(in))))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// lineEcho echoes bytes back as they come, until the test ends.
-func lineEcho(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		conns  []net.Conn
-		closed bool
-	)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				c.Close()
-			} else {
-				conns = append(conns, c)
-			}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }

@@ -48,12 +48,12 @@ func TestShellLostSession(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	sh := f.startTether(true, "shell", "d1", "--", "/bin/sh", "-c", "echo started; sleep 120")
-	require.Eventually(t, func() bool { return strings.Contains(sh.stdout.String(), "started") },
-		30*time.Second, 20*time.Millisecond, "the command did not start:\n%s", sh.stderr.String())
-	f.edge.kill9()
-	require.Equal(t, ExitLost, sh.wait(t), sh.stderr.String())
-	require.Contains(t, sh.stderr.String(), "connection to the edge was lost")
-	sh.stdin.Close()
+	require.Eventually(t, func() bool { return strings.Contains(sh.Stdout(), "started") },
+		30*time.Second, 20*time.Millisecond, "the command did not start:\n%s", sh.Stderr())
+	f.edge.Kill9()
+	require.Equal(t, ExitLost, exitCode(t, sh), sh.Stderr())
+	require.Contains(t, sh.Stderr(), "connection to the edge was lost")
+	sh.Stdin.Close()
 }
 
 // tmux drives the built tether shell on a real terminal.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 var execLookPath = exec.LookPath
@@ -62,7 +64,7 @@ AllowUsers %s
 		}
 		c.Close()
 		return true
-	}, 20*time.Second, 50*time.Millisecond, "sshd did not listen:\n%s", p.stderr.String())
+	}, 20*time.Second, 50*time.Millisecond, "sshd did not listen:\n%s", p.Stderr())
 	return addr
 }
 
@@ -91,24 +93,11 @@ func currentUser(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-// spawnPath is spawn for a binary outside binDir.
-func spawnPath(t *testing.T, path string, args ...string) *process {
+// spawnPath is spawn for a binary outside binDir, in this process's
+// environment.
+func spawnPath(t *testing.T, path string, args ...string) *testutil.Proc {
 	t.Helper()
-	p := &process{done: make(chan struct{})}
-	p.cmd = exec.Command(path, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- %s:\n%s", path, p.stderr.String())
-		}
-	})
-	return p
+	return testutil.StartWith(t, procOptions(nil, false), path, args...)
 }
 
 // runSSH runs one command over ssh with proxy as its ProxyCommand.
