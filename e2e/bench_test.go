@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -33,30 +34,7 @@ const mib = 1 << 20
 // the byte count (8 bytes, big endian).
 func countingSink(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	var wg sync.WaitGroup
-	tb.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				var b [8]byte
-				binary.BigEndian.PutUint64(b[:], uint64(n))
-				c.Write(b[:])
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.TCPServer(tb, testutil.CountingSink(testutil.BigEndian64))
 }
 
 // push writes n bytes to c, half-closes, and checks the sink's count.
@@ -296,33 +274,7 @@ func directSession(tb testing.TB, s *system) *transport.Client {
 // tarpit accepts connections and never reads from them.
 func tarpit(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return ln.Addr().String()
+	return testutil.Tarpit(tb)
 }
 
 func BenchmarkFairness(b *testing.B) {

@@ -8,73 +8,27 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
-// echoServer answers each TCP connection with what it read, reversed in
-// case, after the client's EOF: the answer only arrives if half-close
-// carries through the whole path.
+// echoServer answers each TCP connection with "echo:" and what it read in
+// upper case, after the client's EOF: the answer only arrives if
+// half-close carries through the whole path.
 func echoServer(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				in, err := io.ReadAll(c)
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("echo:" + strings.ToUpper(string(in))))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.TCPServer(t, testutil.EchoAfterEOF)
 }
 
-// lineEcho echoes every line back at once (for live, interactive streams).
+// lineEcho echoes bytes back as they come (for live, interactive streams).
 func lineEcho(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(120 * time.Second))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.TCPServer(t, testutil.LineEcho)
 }
 
 func udpEcho(t testing.TB) string {
@@ -263,8 +217,8 @@ func TestGoAwayDrainKeepsLiveStreams(t *testing.T) {
 	c.Close()
 
 	select {
-	case <-s.edge.done:
-		require.NoError(t, s.edge.err, "the edge did not exit 0 after draining")
+	case <-s.edge.Done():
+		require.NoError(t, s.edge.Err(), "the edge did not exit 0 after draining")
 	case <-time.After(60 * time.Second):
 		t.Fatal("the edge did not exit after its streams drained")
 	}

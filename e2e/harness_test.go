@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -31,9 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := testutil.BuildBinaries(dir, "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -82,92 +80,19 @@ func childPIDs(pid int) []int {
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-// proc is a running binary whose output is kept for the test log.
+// proc is a running binary whose output is kept for the test log. cmd is
+// its command, for the benchmarks that read the edge's CPU time.
 type proc struct {
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	*testutil.Proc
+	cmd *exec.Cmd
 }
 
 // start runs a binary with args. It is stopped (SIGTERM, then SIGKILL) at
 // the end of the test, and its output is logged if the test failed.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin(name), args...)
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("--- output of %s %s:\n%s", name, strings.Join(args, " "), p.out.String())
-		}
-	})
-	return p
-}
-
-// Stop sends SIGTERM, waits up to 15 s, then kills the process group.
-func (p *proc) Stop() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-	return p.err
-}
-
-// Kill9 kills the process (and its group) without a chance to clean up.
-func (p *proc) Kill9() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// Output returns what the process printed so far.
-func (p *proc) Output() string { return p.out.String() }
-
-// Exited reports whether the process has ended.
-func (p *proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	p := testutil.Start(t, bin(name), args...)
+	return &proc{Proc: p, cmd: p.Cmd}
 }
 
 // run runs a binary to completion with a deadline and returns its stdout,
