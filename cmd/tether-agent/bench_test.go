@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // BenchmarkAgentFootprint measures the real agent process as it ships
@@ -22,8 +24,8 @@ import (
 func BenchmarkAgentFootprint(b *testing.B) {
 	w := newWorld(b)
 	a := w.addAgent("bench-1", "")
-	pid := a.proc.cmd.Process.Pid
-	target := echoServer(b, "127.0.0.1:0")
+	pid := a.proc.Cmd.Process.Pid
+	target := testutil.TCPServer(b, testutil.EchoThenBye)
 
 	info, err := os.Stat(bin("tether-agent"))
 	require.NoError(b, err)

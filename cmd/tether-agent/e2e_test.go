@@ -18,13 +18,14 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
 func TestTunnelReachesEchoServerWithHalfClose(t *testing.T) {
 	w := newWorld(t)
 	w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
-	target := echoServer(t, "127.0.0.1:0")
+	target := testutil.TCPServer(t, testutil.EchoThenBye)
 	c := w.client("dev-1")
 
 	conn, err := c.DialTCP(ctxT(t), target)
@@ -44,7 +45,7 @@ func TestTunnelReachesEchoServerWithHalfClose(t *testing.T) {
 func TestTargetOutsideAllowListIsRefused(t *testing.T) {
 	w := newWorld(t)
 	w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
-	target := echoServer(t, "127.0.0.2:0") // the edge allows 127.0.0.2, the agent does not
+	target := testutil.TCPServerAt(t, "127.0.0.2:0", testutil.EchoThenBye) // the edge allows 127.0.0.2, the agent does not
 	c := w.client("dev-1")
 	_, err := c.DialTCP(ctxT(t), target)
 	require.Equal(t, "refused by the device's allow list: tcp "+target+
@@ -54,7 +55,7 @@ func TestTargetOutsideAllowListIsRefused(t *testing.T) {
 func TestReloadGoodThenBadConfig(t *testing.T) {
 	w := newWorld(t)
 	a := w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
-	target := echoServer(t, "127.0.0.2:0")
+	target := testutil.TCPServerAt(t, "127.0.0.2:0", testutil.EchoThenBye)
 	c := w.client("dev-1")
 
 	// Good change: OK, and the new rule is in force.
@@ -80,7 +81,7 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 
 	// SIGHUP reloads too: widen the list again and wait for it to apply.
 	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.2:*\"]\n")
-	require.NoError(t, a.proc.cmd.Process.Signal(syscall.SIGHUP))
+	require.NoError(t, a.proc.Cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
 		conn, err := c.DialTCP(ctxT(t), target)
 		if err != nil {
@@ -89,22 +90,22 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 		conn.Close()
 		return true
 	}, 30*time.Second, 50*time.Millisecond, "SIGHUP did not apply the new allow list")
-	require.Eventually(t, func() bool { return strings.Contains(a.proc.out.String(), "SIGHUP") }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(a.proc.Output(), "SIGHUP") }, 10*time.Second, 20*time.Millisecond)
 }
 
 func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 	w := newWorld(t)
 	a := w.addAgent("dev-1", "")
-	target := echoServer(t, "127.0.0.1:0")
+	target := testutil.TCPServer(t, testutil.EchoThenBye)
 
-	w.edge.kill() // SIGKILL: no GoAway, the agent just loses the connection
-	require.Eventually(t, func() bool { return strings.Contains(a.proc.out.String(), "disconnected from edge") },
+	w.edge.Kill9() // SIGKILL: no GoAway, the agent just loses the connection
+	require.Eventually(t, func() bool { return strings.Contains(a.proc.Output(), "disconnected from edge") },
 		60*time.Second, 50*time.Millisecond)
 	// Several failed redials (logged at debug level) make one warning.
-	require.Eventually(t, func() bool { return strings.Count(a.proc.out.String(), "still cannot reach edge") >= 2 },
+	require.Eventually(t, func() bool { return strings.Count(a.proc.Output(), "still cannot reach edge") >= 2 },
 		60*time.Second, 50*time.Millisecond)
-	require.Equal(t, 1, strings.Count(a.proc.out.String(), "cannot reach edge; retrying"),
-		"a retry storm must be logged once:\n%s", a.proc.out.String())
+	require.Equal(t, 1, strings.Count(a.proc.Output(), "cannot reach edge; retrying"),
+		"a retry storm must be logged once:\n%s", a.proc.Output())
 	w.startEdge()
 	w.waitConnected("dev-1")
 
@@ -120,7 +121,7 @@ func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "again", string(buf))
 	select {
-	case <-a.proc.done:
+	case <-a.proc.Done():
 		t.Fatal("the agent exited instead of reconnecting")
 	default:
 	}
@@ -129,7 +130,7 @@ func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
 	w := newWorld(t)
 	a := w.addAgent("dev-1", "pty: {enabled: true, shell: /bin/sh}\n")
-	target := echoServer(t, "127.0.0.1:0")
+	target := testutil.TCPServer(t, testutil.EchoThenBye)
 	c := w.client("dev-1")
 	conn, err := c.DialTCP(ctxT(t), target)
 	require.NoError(t, err)
@@ -141,8 +142,8 @@ func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
 	defer sess.Close()
 	require.Eventually(t, func() bool { return len(processesWithArg(marker)) == 1 }, 30*time.Second, 20*time.Millisecond)
 
-	require.NoError(t, a.proc.signalAndWait(t, syscall.SIGTERM), "exit status after SIGTERM")
-	require.Equal(t, 0, a.proc.cmd.ProcessState.ExitCode())
+	require.NoError(t, signalAndWait(t, a.proc, syscall.SIGTERM), "exit status after SIGTERM")
+	require.Equal(t, 0, a.proc.Cmd.ProcessState.ExitCode())
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, err = io.ReadAll(conn)
 	var ne net.Error
@@ -309,7 +310,7 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 			"); the device's owner can add a rule under allow.udp in the agent's config", reasonOf(t, err))
 	})
 	t.Run("json logs", func(t *testing.T) {
-		line, _, _ := strings.Cut(a.proc.out.String(), "\n")
+		line, _, _ := strings.Cut(a.proc.Output(), "\n")
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), "first log line %q", line)
 		require.Equal(t, "agent started", rec["msg"])

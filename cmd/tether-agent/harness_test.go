@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -40,10 +40,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../tether-edge", ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	// As they ship: stripped, trimmed and static.
+	build := testutil.Build{Flags: []string{"-trimpath", "-ldflags", "-s -w"}, Env: []string{"CGO_ENABLED=0"}}
+	if err := build.Binaries(dir, "../tether-edge", "."); err != nil {
 		fmt.Fprintln(os.Stderr, "build tether-edge and tether-agent:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -61,81 +60,26 @@ func TestMain(m *testing.M) {
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-// proc is a running binary; its output is logged when the test fails.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func start(t testing.TB, name string, args ...string) *proc {
+// start runs a built binary, stdout and stderr in one buffer. It is killed
+// at once at the end of the test, and its output logged if the test
+// failed.
+func start(t testing.TB, name string, args ...string) *testutil.Proc {
 	t.Helper()
 	return startEnv(t, nil, name, args...)
 }
 
 // startEnv is start with more environment variables ("KEY=value").
-func startEnv(t testing.TB, env []string, name string, args ...string) *proc {
+func startEnv(t testing.TB, env []string, name string, args ...string) *testutil.Proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin(name), args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, p.out.String())
-		}
-	})
-	return p
+	o := testutil.Options{Env: append(os.Environ(), env...), KillAtCleanup: true}
+	return testutil.StartWith(t, o, bin(name), args...)
 }
 
-// kill ends the process group at once and reaps the process.
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// signalAndWait sends sig and waits for the exit.
-func (p *proc) signalAndWait(t testing.TB, sig syscall.Signal) error {
+// signalAndWait sends sig to p and waits for the exit.
+func signalAndWait(t testing.TB, p *testutil.Proc, sig syscall.Signal) error {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(sig))
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not exit after %v", p.name, sig)
-		return nil
-	}
+	require.NoError(t, p.Cmd.Process.Signal(sig))
+	return p.Wait(t, 60*time.Second)
 }
 
 // runBin runs a binary to completion and returns its output and exit code.
@@ -168,7 +112,7 @@ type world struct {
 	dir   string
 	addr  string
 	token string
-	edge  *proc
+	edge  *testutil.Proc
 }
 
 func newWorld(t testing.TB, edgeNames ...string) *world {
@@ -253,7 +197,7 @@ func (w *world) waitConnected(id string) {
 // agent is a device: its certificate, config file and process.
 type agent struct {
 	id, path string
-	proc     *proc
+	proc     *testutil.Proc
 }
 
 // writeAgentConfig issues a certificate for id (once) and writes its
@@ -290,47 +234,6 @@ func (w *world) client(id string) *transport.Client {
 	require.NoError(w.t, err)
 	w.t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// echoServer listens on addr ("127.0.0.1:0"), echoes each connection and
-// writes "bye" after the client's EOF, so half-close shows end to end.
-func echoServer(t testing.TB, addr string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_, _ = io.WriteString(c, "bye")
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func ctxT(t testing.TB) context.Context {
