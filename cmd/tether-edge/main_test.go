@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -35,9 +35,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	edgeBin = filepath.Join(dir, "tether-edge")
-	out, err := exec.Command("go", "build", "-o", edgeBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build tether-edge: %v\n%s", err, out)
+	if err := testutil.BuildBinaries(dir, "."); err != nil {
+		fmt.Fprintln(os.Stderr, "build tether-edge:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -52,66 +51,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type edgeProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuf
-	done           chan struct{}
-	err            error
-}
-
-// startEdge runs the built binary; it is killed at the end of the test if
-// still running, and its output logged on failure.
-func startEdge(t *testing.T, args ...string) *edgeProc {
+// startEdge runs the built binary with stdout and stderr kept apart; it
+// is killed at the end of the test if still running, and its output
+// logged on failure.
+func startEdge(t *testing.T, args ...string) *testutil.Proc {
 	t.Helper()
-	p := &edgeProc{stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(edgeBin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("tether-edge %v\nstdout:\n%s\nstderr:\n%s", args, p.stdout, p.stderr)
-		}
-	})
-	return p
+	return testutil.StartWith(t, testutil.Options{SplitOutput: true, KillAtCleanup: true}, edgeBin, args...)
 }
 
-// stop sends SIGTERM and returns the exit error.
-func (p *edgeProc) stop(t *testing.T) error {
+// stopEdge sends SIGTERM and returns the exit error.
+func stopEdge(t *testing.T, p *testutil.Proc) error {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(30 * time.Second):
-		t.Fatal("tether-edge did not exit after SIGTERM")
-		return nil
-	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	return p.Wait(t, 30*time.Second)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -192,8 +144,8 @@ func TestDevCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev")
 	addr := freeAddr(t)
 	p := startEdge(t, "dev", "--dir", dir, "--listen", addr, "--device", "bench-1")
-	waitFor(t, "the dev edge to print its commands", func() bool { return strings.Contains(p.stdout.String(), "devices") })
-	out := p.stdout.String()
+	waitFor(t, "the dev edge to print its commands", func() bool { return strings.Contains(p.Stdout(), "devices") })
+	out := p.Stdout()
 	for _, want := range []string{
 		"tether-agent --config " + filepath.Join(dir, "agent.yaml"),
 		fmt.Sprintf("tether --edge https://%s --ca %s --token-file %s devices", addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token")),
@@ -246,24 +198,24 @@ func TestDevCommand(t *testing.T) {
 		return err == nil && len(ids) == 1 && ids[0] == "bench-1"
 	})
 	dc.Close()
-	if err := p.stop(t); err != nil {
+	if err := stopEdge(t, p); err != nil {
 		t.Fatalf("tether-edge dev exited with %v after SIGTERM; want 0", err)
 	}
 
 	// A second run reuses the set-up, on the address it was created for.
 	p2 := startEdge(t, "dev", "--dir", dir)
-	waitFor(t, "the second run to serve", func() bool { return strings.Contains(p2.stdout.String(), "devices") })
-	if !strings.Contains(p2.stdout.String(), "https://"+addr) {
-		t.Errorf("second run does not serve on %s:\n%s", addr, p2.stdout)
+	waitFor(t, "the second run to serve", func() bool { return strings.Contains(p2.Stdout(), "devices") })
+	if !strings.Contains(p2.Stdout(), "https://"+addr) {
+		t.Errorf("second run does not serve on %s:\n%s", addr, p2.Stdout())
 	}
-	if !strings.Contains(p2.stdout.String(), "Using the dev set-up") {
-		t.Errorf("second run did not reuse the set-up:\n%s", p2.stdout)
+	if !strings.Contains(p2.Stdout(), "Using the dev set-up") {
+		t.Errorf("second run did not reuse the set-up:\n%s", p2.Stdout())
 	}
 	tok2, _ := os.ReadFile(filepath.Join(dir, "client.token"))
 	if !bytes.Equal(tok, tok2) {
 		t.Error("the second run replaced client.token")
 	}
-	if err := p2.stop(t); err != nil {
+	if err := stopEdge(t, p2); err != nil {
 		t.Fatalf("exit %v; want 0", err)
 	}
 }
@@ -321,8 +273,8 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg+"bogus: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	_ = p.Cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(p.Stderr(), "reload failed") })
 	if ids, err := listDevices(hc, addr, token); err != nil || len(ids) != 1 {
 		t.Fatalf("after a failed reload: %v, %v", ids, err)
 	}
@@ -339,12 +291,12 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "revoked.txt"), []byte(certs.SerialHex(kp.Cert)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	_ = p.Cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the revoked device to be cut", func() bool {
 		ids, err := listDevices(hc, addr, token)
 		return err == nil && len(ids) == 0
 	})
-	waitFor(t, "a reconnect to be refused as revoked", func() bool { return strings.Contains(p.stderr.String(), "is revoked") })
+	waitFor(t, "a reconnect to be refused as revoked", func() bool { return strings.Contains(p.Stderr(), "is revoked") })
 	dc.Close()
 
 	var audit []byte
@@ -355,7 +307,7 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 	if strings.Contains(string(audit), token) {
 		t.Error("the token leaked into the audit log")
 	}
-	if err := p.stop(t); err != nil {
+	if err := stopEdge(t, p); err != nil {
 		t.Fatalf("exit %v after SIGTERM; want 0", err)
 	}
 }
