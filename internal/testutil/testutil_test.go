@@ -1,8 +1,13 @@
 package testutil
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,4 +107,43 @@ func TestProc(t *testing.T) {
 		p.Kill9()
 		require.Contains(t, p.Err().Error(), "killed")
 	})
+}
+
+func TestUDPEcho(t *testing.T) {
+	c, err := net.Dial("udp", UDPEcho(t))
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.WriteString(c, "ping")
+	require.NoError(t, err)
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, "udp:ping", string(buf[:n]))
+}
+
+func TestFreePort(t *testing.T) {
+	port := FreePort(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	require.NoError(t, err)
+	ln.Close()
+}
+
+func TestNewToken(t *testing.T) {
+	token, sum := NewToken(t)
+	h := sha256.Sum256([]byte(token))
+	require.Equal(t, hex.EncodeToString(h[:]), sum)
+	other, _ := NewToken(t)
+	require.NotEqual(t, token, other)
+}
+
+func TestHealthy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	require.True(t, Healthy(srv.Client(), srv.URL))
+	require.False(t, Healthy(srv.Client(), srv.URL+"/nothing"))
 }

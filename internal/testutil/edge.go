@@ -1,0 +1,34 @@
+package testutil
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// NewToken returns a random client token and its SHA-256 in hex, as the
+// token_sha256 of a client in edge.yaml wants it.
+func NewToken(tb testing.TB) (token, sum string) {
+	tb.Helper()
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	require.NoError(tb, err)
+	token = hex.EncodeToString(b)
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:])
+}
+
+// Healthy reports whether GET base+"/healthz" answers 200 OK: a running
+// tether-edge at base ("https://127.0.0.1:PORT") is serving.
+func Healthy(hc *http.Client, base string) bool {
+	resp, err := hc.Get(base + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
