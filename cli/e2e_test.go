@@ -91,7 +91,7 @@ func TestTCPForwards(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	a, b := testutil.TCPServer(t, testutil.EchoAfterEOF), testutil.TCPServer(t, testutil.EchoAfterEOF)
-	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	closed := testutil.FreeAddr(t)
 	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b, "0:"+closed)
 	locals := forwardLines(t, fwd, 3)
 	require.Contains(t, fwd.Stdout(), " -> d1 "+a+"\n")
@@ -153,7 +153,7 @@ func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	got, err := roundTrip(local, "before")
 	require.NoError(t, err)
 	require.Equal(t, "echo:BEFORE", got)
-	ufwd := f.startTether(false, "udp", "d1", "0:"+udpEcho(t))
+	ufwd := f.startTether(false, "udp", "d1", "0:"+testutil.UDPEcho(t))
 	uc, err := net.Dial("udp", forwardLines(t, ufwd, 1)[0])
 	require.NoError(t, err)
 	defer uc.Close()
@@ -186,26 +186,6 @@ func TestForwardsSurviveEdgeRestart(t *testing.T) {
 	}
 }
 
-// udpEcho answers each datagram with "udp:" and the datagram.
-func udpEcho(t testing.TB) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-served })
-	go func() {
-		defer close(served)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte("udp:"), buf[:n]...), from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // udpRoundTrip sends msg on c and reports whether the echo came back.
 // UDP may drop: callers retry.
 func udpRoundTrip(c net.Conn, msg string) bool {
@@ -221,7 +201,7 @@ func udpRoundTrip(c net.Conn, msg string) bool {
 func TestUDPForward(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	fwd := f.startTether(false, "udp", "d1", "0:"+udpEcho(t))
+	fwd := f.startTether(false, "udp", "d1", "0:"+testutil.UDPEcho(t))
 	local := forwardLines(t, fwd, 1)[0]
 	c, err := net.Dial("udp", local)
 	require.NoError(t, err)
@@ -250,7 +230,7 @@ func TestErrorClasses(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
-	closedPort := freePort(t)
+	closedPort := testutil.FreePort(t)
 	other := certstest.New(t)
 	// A listener that accepts and never speaks: the TLS handshake times out.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -328,7 +308,7 @@ func TestLostSessionMidTunnel(t *testing.T) {
 // only from a profile in $XDG_CONFIG_HOME/tether/config.yaml.
 func TestProfileFromConfigFile(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	edge := spawn(t, false, baseEnv(t), "tether-edge", "dev", "--dir", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	require.Eventually(t, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "agent.yaml"))
@@ -416,8 +396,8 @@ func TestCertsDriveARealEdge(t *testing.T) {
 		require.Equal(t, 0, code, errOut)
 		require.Contains(t, out, "Your certificate has been saved in ")
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	token, sum := newToken(t)
+	addr := testutil.FreeAddr(t)
+	token, sum := testutil.NewToken(t)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(fmt.Sprintf(`listen: %q
 tls: {cert: edge.crt, key: edge.key}
 device_ca: ca.crt

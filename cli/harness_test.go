@@ -3,12 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -86,14 +82,6 @@ func exitCode(t testing.TB, p *testutil.Proc) int {
 	return p.ExitCode()
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // baseEnv is a clean environment: no TETHER_* settings and no config file
 // from the machine running the tests.
 func baseEnv(t testing.TB) []string {
@@ -114,23 +102,14 @@ type fleet struct {
 	clients []*testutil.Proc // long-running tether commands
 }
 
-func newToken(t testing.TB) (token, sum string) {
-	b := make([]byte, 32)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	token = hex.EncodeToString(b)
-	h := sha256.Sum256([]byte(token))
-	return token, hex.EncodeToString(h[:])
-}
-
 // newFleet writes an edge config for a fresh PKI and starts tether-edge.
 func newFleet(t testing.TB) *fleet {
 	t.Helper()
 	pki := certstest.New(t)
-	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), agents: map[string]*testutil.Proc{}}
+	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: testutil.FreeAddr(t), agents: map[string]*testutil.Proc{}}
 	var sum, limSum string
-	f.token, sum = newToken(t)
-	f.limited, limSum = newToken(t)
+	f.token, sum = testutil.NewToken(t)
+	f.limited, limSum = testutil.NewToken(t)
 	cfg := fmt.Sprintf(`listen: %q
 tls: {cert: edge.crt, key: edge.key}
 device_ca: ca.crt
@@ -168,14 +147,7 @@ func (f *fleet) startEdge() {
 	})
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: certs.ClientTLSConfig(f.pki.Pool()), DisableKeepAlives: true}}
-	require.Eventually(f.t, func() bool {
-		resp, err := hc.Get(f.edgeURL() + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "the edge did not come up:\n%s", f.edge.Stderr())
+	require.Eventually(f.t, func() bool { return testutil.Healthy(hc, f.edgeURL()) }, 30*time.Second, 50*time.Millisecond, "the edge did not come up:\n%s", f.edge.Stderr())
 }
 
 // addAgent starts tether-agent for id and waits until the edge lists it.

@@ -37,7 +37,7 @@ func findSSHD() string {
 func startSSHD(t *testing.T, sshd string) string {
 	t.Helper()
 	dir := sshDir(t)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	conf := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
