@@ -31,26 +31,6 @@ func lineEcho(t testing.TB) string {
 	return testutil.TCPServer(t, testutil.LineEcho)
 }
 
-func udpEcho(t testing.TB) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte("udp:"), buf[:n]...), from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // forwardAddr waits for a tether tcp/udp forward to print its listening
 // line ("127.0.0.1:PORT -> dev ...") and returns the local address.
 func forwardAddr(t testing.TB, p *proc) string {
@@ -102,7 +82,7 @@ func TestEveryStreamType(t *testing.T) {
 		require.NoError(t, fwd.Stop())
 	})
 	t.Run("udp forward", func(t *testing.T) {
-		target := udpEcho(t)
+		target := testutil.UDPEcho(t)
 		fwd := s.startCLI("udp", "dev-1", "127.0.0.1:0:"+target)
 		local := forwardAddr(t, fwd)
 		c, err := net.Dial("udp", local)

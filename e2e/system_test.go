@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // system is one edge and its files; agents join it with addAgent.
@@ -38,15 +36,6 @@ type agentOpts struct {
 	extra    string // more YAML appended to agent.yaml
 }
 
-func newToken(t testing.TB) (token, sum string) {
-	b := make([]byte, 32)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	token = hex.EncodeToString(b)
-	h := sha256.Sum256([]byte(token))
-	return token, hex.EncodeToString(h[:])
-}
-
 // newSystem writes an edge config for a fresh PKI and starts tether-edge.
 func newSystem(t testing.TB) *system {
 	t.Helper()
@@ -59,8 +48,8 @@ func newSystemWith(t testing.TB, edgeExtra string) *system {
 	pki := certstest.New(t)
 	s := &system{t: t, pki: pki, dir: pki.Dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	var opsSum, limSum string
-	s.token, opsSum = newToken(t)
-	s.limited, limSum = newToken(t)
+	s.token, opsSum = testutil.NewToken(t)
+	s.limited, limSum = testutil.NewToken(t)
 	cfg := fmt.Sprintf(`listen: %q
 tls: {cert: edge.crt, key: edge.key}
 device_ca: ca.crt
@@ -104,14 +93,7 @@ func (s *system) httpClient() *http.Client {
 func (s *system) waitHealthy() {
 	s.t.Helper()
 	hc := s.httpClient()
-	require.Eventually(s.t, func() bool {
-		resp, err := hc.Get("https://" + s.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "edge did not become healthy:\n%s", s.edge.Output())
+	require.Eventually(s.t, func() bool { return testutil.Healthy(hc, "https://"+s.addr) }, 30*time.Second, 50*time.Millisecond, "edge did not become healthy:\n%s", s.edge.Output())
 }
 
 // device is a device as the edge's API lists it.
