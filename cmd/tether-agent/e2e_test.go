@@ -253,7 +253,7 @@ func TestCheck(t *testing.T) {
 	})
 	t.Run("edge unreachable", func(t *testing.T) {
 		p := w.writeAgentConfig("dev-1", "")
-		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), w.addr, freeAddr(t), 1)), 0o600))
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(readFile(t, p), w.addr, testutil.FreeAddr(t), 1)), 0o600))
 		out, code := runBin(t, "tether-agent", "check", "--config", p)
 		require.Equal(t, checkUnreachable, code, out)
 		require.Contains(t, out, "cannot reach the edge")

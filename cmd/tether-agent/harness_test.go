@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -97,14 +94,6 @@ func runBin(t testing.TB, name string, args ...string) (string, int) {
 	return string(out), cmd.ProcessState.ExitCode()
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // world is one tether-edge process and its PKI; agents join with addAgent.
 type world struct {
 	t     testing.TB
@@ -124,11 +113,9 @@ func newWorld(t testing.TB, edgeNames ...string) *world {
 		require.NoError(t, err)
 		require.NoError(t, kp.Save(pki.EdgeCertFile, pki.EdgeKeyFile, true))
 	}
-	w := &world{t: t, pki: pki, dir: pki.Dir, addr: freeAddr(t)}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	w.token = hex.EncodeToString(b)
-	sum := sha256.Sum256([]byte(w.token))
+	w := &world{t: t, pki: pki, dir: pki.Dir, addr: testutil.FreeAddr(t)}
+	var sum string
+	w.token, sum = testutil.NewToken(t)
 	cfg := fmt.Sprintf(`listen: %q
 tls: {cert: edge.crt, key: edge.key}
 device_ca: ca.crt
@@ -141,7 +128,7 @@ clients:
       udp: ["127.0.0.1:*"]
       pty: true
       reload: true
-`, w.addr, hex.EncodeToString(sum[:]))
+`, w.addr, sum)
 	require.NoError(t, os.WriteFile(filepath.Join(w.dir, "edge.yaml"), []byte(cfg), 0o600))
 	w.startEdge()
 	return w
@@ -151,14 +138,7 @@ func (w *world) startEdge() {
 	w.t.Helper()
 	w.edge = start(w.t, "tether-edge", "--config", filepath.Join(w.dir, "edge.yaml"))
 	hc := w.httpClient()
-	require.Eventually(w.t, func() bool {
-		resp, err := hc.Get("https://" + w.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "the edge did not become healthy")
+	require.Eventually(w.t, func() bool { return testutil.Healthy(hc, "https://"+w.addr) }, 30*time.Second, 50*time.Millisecond, "the edge did not become healthy")
 }
 
 func (w *world) httpClient() *http.Client {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -77,16 +76,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func httpsClient(t *testing.T, caFile string) *http.Client {
 	pool, err := certs.LoadPool(caFile)
 	if err != nil {
@@ -142,7 +131,7 @@ func TestTokenCommand(t *testing.T) {
 
 func TestDevCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	p := startEdge(t, "dev", "--dir", dir, "--listen", addr, "--device", "bench-1")
 	waitFor(t, "the dev edge to print its commands", func() bool { return strings.Contains(p.Stdout(), "devices") })
 	out := p.Stdout()
@@ -228,22 +217,15 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(issueConfig, "<64 hex chars>", sum, 1)
-	metricsAddr := freeAddr(t)
+	metricsAddr := testutil.FreeAddr(t)
 	cfg = strings.Replace(cfg, "127.0.0.1:9090", metricsAddr, 1)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	p := startEdge(t, "--config", path, "--listen", addr)
 	hc := httpsClient(t, filepath.Join(dir, "ca.crt"))
-	waitFor(t, "the edge to be healthy", func() bool {
-		resp, err := hc.Get("https://" + addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitFor(t, "the edge to be healthy", func() bool { return testutil.Healthy(hc, "https://"+addr) })
 
 	kp := pki.Device("dev-1")
 	dc := transport.NewDeviceClient("https://"+addr+"/device", pki.DeviceTLS(kp), nil, nil)
