@@ -14,6 +14,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 )
@@ -225,7 +226,7 @@ func TestReloadChangesPolicyWithoutDroppingSessions(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
-	echo := echoServer(t)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	got, err := roundTrip(t, c, echo, "one")
 	require.NoError(t, err)

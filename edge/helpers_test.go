@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,41 +72,6 @@ func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 	}
 	_ = transport.WriteOK(st, nil)
 	_, _, _ = transport.Splice(st, c)
-}
-
-// echoServer echoes every connection until the test ends.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	conns := make(chan net.Conn, 1024)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns <- c
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		close(conns)
-		for c := range conns {
-			c.Close()
-		}
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // roundTrip sends msg through a TCP tunnel to an echo server and returns

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 )
@@ -54,7 +55,7 @@ func TestMetrics(t *testing.T) {
 	m := newEdge(t, mock.Options{Metrics: metrics})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
-	echo := echoServer(t)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	_, err := roundTrip(t, c, echo, "12345")
 	require.NoError(t, err)

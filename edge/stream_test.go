@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 )
@@ -25,7 +26,7 @@ func TestTunnelAndAudit(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
-	echo := echoServer(t)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	got, err := roundTrip(t, c, echo, strings.Repeat("x", 100_000))
 	require.NoError(t, err)
@@ -372,7 +373,7 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 			}
 		}
 	})
-	echo := echoServer(t)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
 	stalled := m.ClientFor("d-1")
 	const n = 64 // twice the device's stream cap
 	var wg sync.WaitGroup
@@ -550,7 +551,7 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 
 // lineEcho echoes each line back at once.
 func lineEcho(t testing.TB) string {
-	return echoServer(t)
+	return testutil.TCPServer(t, testutil.LineEcho)
 }
 
 // With the reference 128 KiB windows, 16-32 stalled streams used to freeze a
@@ -602,7 +603,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 		return false
 	}, 20*time.Second, 10*time.Millisecond)
 
-	echo := echoServer(t)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
 	payload := strings.Repeat("0123456789abcdef", 256<<10) // 4 MiB, many windows' worth
 	got, err := roundTrip(t, m.ClientFor("d-1"), echo, payload)
 	require.NoError(t, err)
