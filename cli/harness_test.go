@@ -26,37 +26,21 @@ var binDir string
 // buildAndRun builds the three binaries, runs the tests, and fails the run
 // when goroutines outlive them.
 func buildAndRun(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "tether-cli-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cli tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	// tether itself is built with the race detector, so that a race in the
-	// CLI makes it exit 66 and fails the test that ran it; benchmarks build
-	// it as users get it.
-	flag.Parse()
-	race := []string{"-race"}
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		race = nil
-	}
-	if err := (testutil.Build{Flags: race}).Binaries(dir, "../cmd/tether"); err != nil {
-		fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
-		return 1
-	}
-	if err := testutil.BuildBinaries(dir, "../cmd/tether-edge", "../cmd/tether-agent"); err != nil {
-		fmt.Fprintln(os.Stderr, "cli tests: build the binaries:", err)
-		return 1
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "cli tests: leaked goroutines:", err)
-			return 1
+	return testutil.RunWithBinaries(m, "cli tests", func(dir string) error {
+		binDir = dir
+		// tether itself is built with the race detector, so that a race in
+		// the CLI makes it exit 66 and fails the test that ran it;
+		// benchmarks build it as users get it.
+		flag.Parse()
+		race := []string{"-race"}
+		if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+			race = nil
 		}
-	}
-	return code
+		if err := (testutil.Build{Flags: race}).Binaries(dir, "../cmd/tether"); err != nil {
+			return err
+		}
+		return testutil.BuildBinaries(dir, "../cmd/tether-edge", "../cmd/tether-agent")
+	}, func() error { return goleak.Find() })
 }
 
 func binPath(name string) string { return filepath.Join(binDir, name) }
