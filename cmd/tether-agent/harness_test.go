@@ -31,28 +31,12 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tether-agent-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	// As they ship: stripped, trimmed and static.
-	build := testutil.Build{Flags: []string{"-trimpath", "-ldflags", "-s -w"}, Env: []string{"CGO_ENABLED=0"}}
-	if err := build.Binaries(dir, "../tether-edge", "."); err != nil {
-		fmt.Fprintln(os.Stderr, "build tether-edge and tether-agent:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, "tether-agent tests", func(dir string) error {
+		binDir = dir
+		// As they ship: stripped, trimmed and static.
+		build := testutil.Build{Flags: []string{"-trimpath", "-ldflags", "-s -w"}, Env: []string{"CGO_ENABLED=0"}}
+		return build.Binaries(dir, "../tether-edge", ".")
+	}, func() error { return goleak.Find() }))
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
