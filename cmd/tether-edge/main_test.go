@@ -28,26 +28,10 @@ import (
 var edgeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tether-edge-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	edgeBin = filepath.Join(dir, "tether-edge")
-	if err := testutil.BuildBinaries(dir, "."); err != nil {
-		fmt.Fprintln(os.Stderr, "build tether-edge:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, "tether-edge tests", func(dir string) error {
+		edgeBin = filepath.Join(dir, "tether-edge")
+		return testutil.BuildBinaries(dir, ".")
+	}, func() error { return goleak.Find() }))
 }
 
 // startEdge runs the built binary with stdout and stderr kept apart; it
