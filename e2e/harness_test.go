@@ -24,41 +24,21 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tether-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	if err := testutil.BuildBinaries(dir, "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent"); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := 0
-	func() {
-		defer os.RemoveAll(dir)
-		code = runChecked(m)
-	}()
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, "e2e", func(dir string) error {
+		binDir = dir
+		return testutil.BuildBinaries(dir, "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent")
+	}, leaks))
 }
 
-// runChecked runs the tests, then fails the run if goroutines or child
-// processes outlive them.
-func runChecked(m *testing.M) int {
-	code := m.Run()
-	if code != 0 {
-		return code
-	}
+// leaks fails the run if goroutines or child processes outlive the tests.
+func leaks() error {
 	if err := goleak.Find(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
-		return 1
+		return fmt.Errorf("leaked goroutines: %w", err)
 	}
 	if kids := childPIDs(os.Getpid()); len(kids) > 0 {
-		fmt.Fprintln(os.Stderr, "e2e: leaked child processes:", kids)
-		return 1
+		return fmt.Errorf("leaked child processes: %v", kids)
 	}
-	return 0
+	return nil
 }
 
 // childPIDs lists the live children of pid (zombies included: a zombie is
