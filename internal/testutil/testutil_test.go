@@ -147,3 +147,22 @@ func TestHealthy(t *testing.T) {
 	require.True(t, Healthy(srv.Client(), srv.URL))
 	require.False(t, Healthy(srv.Client(), srv.URL+"/nothing"))
 }
+
+func TestGetJSON(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, `[{"id":"d1"}]`)
+	}))
+	defer srv.Close()
+	var got []struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, GetJSON(srv.Client(), srv.URL+"/api/devices", "tok", &got))
+	require.Len(t, got, 1)
+	require.Equal(t, "d1", got[0].ID)
+	err := GetJSON(srv.Client(), srv.URL+"/api/devices", "wrong", &got)
+	require.ErrorContains(t, err, "GET /api/devices: 401")
+}
