@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -132,17 +131,10 @@ func (w *world) httpClient() *http.Client {
 
 // connected reports whether the edge lists the device.
 func (w *world) connected(id string) bool {
-	req, _ := http.NewRequest("GET", "https://"+w.addr+"/api/devices", nil)
-	req.Header.Set("Authorization", "Bearer "+w.token)
-	resp, err := w.httpClient().Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
 	var devs []struct {
 		ID string `json:"id"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&devs) != nil {
+	if testutil.GetJSON(w.httpClient(), "https://"+w.addr+"/api/devices", w.token, &devs) != nil {
 		return false
 	}
 	for _, d := range devs {
