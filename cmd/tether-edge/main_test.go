@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -71,20 +70,10 @@ func httpsClient(t *testing.T, caFile string) *http.Client {
 }
 
 func listDevices(hc *http.Client, addr, token string) ([]string, error) {
-	req, _ := http.NewRequest("GET", "https://"+addr+"/api/devices", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %s", resp.Status)
-	}
 	var out []struct {
 		ID string `json:"id"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := testutil.GetJSON(hc, "https://"+addr+"/api/devices", token, &out); err != nil {
 		return nil, err
 	}
 	var ids []string
