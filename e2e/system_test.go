@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -105,18 +104,8 @@ type device struct {
 }
 
 func (s *system) devices() ([]device, error) {
-	req, _ := http.NewRequest("GET", "https://"+s.addr+"/api/devices", nil)
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := s.httpClient().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/devices: %s", resp.Status)
-	}
 	var out []device
-	err = json.NewDecoder(resp.Body).Decode(&out)
+	err := testutil.GetJSON(s.httpClient(), "https://"+s.addr+"/api/devices", s.token, &out)
 	return out, err
 }
 
