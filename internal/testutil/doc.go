@@ -1,6 +1,8 @@
 // Package testutil holds the helpers that several packages' tests share:
-// TCP servers on loopback with the usual handlers, a harness for built
-// binaries run as child processes, and building those binaries in TestMain.
+// TCP and UDP servers on loopback with the usual handlers, a harness for
+// built binaries run as child processes, building those binaries in
+// TestMain, and small helpers for talking to a running tether-edge (client
+// tokens, the health check, its JSON API).
 //
 // It is imported only from _test.go files. It depends on the standard
 // library and testify, never on the packages under test, so any of them
