@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tetherhq/tether/pty"
+	terminal "github.com/tetherhq/tether/pty/term"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -89,7 +89,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 	inFD, interactive := terminalFD(o.g.io.In)
 	req := transport.PTYRequest{Command: o.command, Args: o.args, Term: term}
 	if interactive {
-		if cols, rows, err := pty.Size(inFD); err == nil {
+		if cols, rows, err := terminal.Size(inFD); err == nil {
 			req.Cols, req.Rows = cols, rows
 		}
 	}
@@ -106,14 +106,14 @@ func (o *shellOptions) run(ctx context.Context) error {
 	defer sess.Close()
 
 	if interactive {
-		restore, err := pty.MakeRaw(inFD)
+		restore, err := terminal.MakeRaw(inFD)
 		if err != nil {
 			return err
 		}
 		// Deferred calls run on return and while a panic unwinds; signals
 		// end ctx, which ends the copy below and returns here.
 		defer restore()
-		stopResize := pty.WatchResize(ctx, inFD, func(cols, rows int) {
+		stopResize := terminal.WatchResize(ctx, inFD, func(cols, rows int) {
 			defer func() {
 				if r := recover(); r != nil {
 					conn.log.Error("resize panicked", "panic", r)
@@ -205,5 +205,5 @@ func terminalFD(in any) (int, bool) {
 		return -1, false
 	}
 	fd := int(f.Fd())
-	return fd, pty.IsTerminal(fd)
+	return fd, terminal.IsTerminal(fd)
 }

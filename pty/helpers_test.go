@@ -21,9 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(termCheckEnv) == "1" {
-		os.Exit(termCheck()) // the test binary, re-run inside tmux
-	}
 	goleak.VerifyTestMain(m)
 }
 

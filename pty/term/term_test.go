@@ -1,4 +1,4 @@
-package pty_test
+package term_test
 
 import (
 	"context"
@@ -6,12 +6,14 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	cpty "github.com/creack/pty"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
-	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/pty/term"
 )
 
 // openTTY opens a real pseudo-terminal pair for the terminal helpers.
@@ -25,12 +27,12 @@ func openTTY(t *testing.T) (ptm, tty *os.File) {
 
 func TestIsTerminal(t *testing.T) {
 	_, tty := openTTY(t)
-	require.True(t, pty.IsTerminal(int(tty.Fd())))
+	require.True(t, term.IsTerminal(int(tty.Fd())))
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
 	defer w.Close()
-	require.False(t, pty.IsTerminal(int(r.Fd())))
+	require.False(t, term.IsTerminal(int(r.Fd())))
 }
 
 func TestMakeRawAndRestore(t *testing.T) {
@@ -40,7 +42,7 @@ func TestMakeRawAndRestore(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, before.Lflag&(unix.ICANON|unix.ECHO), "a new terminal starts cooked")
 
-	restore, err := pty.MakeRaw(fd)
+	restore, err := term.MakeRaw(fd)
 	require.NoError(t, err)
 	raw, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	require.NoError(t, err)
@@ -65,14 +67,14 @@ func TestMakeRawNotATerminal(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	defer w.Close()
-	_, err = pty.MakeRaw(int(r.Fd()))
+	_, err = term.MakeRaw(int(r.Fd()))
 	require.Error(t, err)
 }
 
 func TestSize(t *testing.T) {
 	ptm, tty := openTTY(t)
 	require.NoError(t, cpty.Setsize(ptm, &cpty.Winsize{Cols: 91, Rows: 33}))
-	cols, rows, err := pty.Size(int(tty.Fd()))
+	cols, rows, err := term.Size(int(tty.Fd()))
 	require.NoError(t, err)
 	require.Equal(t, [2]int{91, 33}, [2]int{cols, rows})
 }
@@ -81,7 +83,7 @@ func TestWatchResize(t *testing.T) {
 	ptm, tty := openTTY(t)
 	require.NoError(t, cpty.Setsize(ptm, &cpty.Winsize{Cols: 80, Rows: 24}))
 	sizes := make(chan [2]int, 16)
-	stop := pty.WatchResize(context.Background(), int(tty.Fd()), func(cols, rows int) { sizes <- [2]int{cols, rows} })
+	stop := term.WatchResize(context.Background(), int(tty.Fd()), func(cols, rows int) { sizes <- [2]int{cols, rows} })
 	defer stop()
 
 	for _, want := range [][2]int{{120, 40}, {60, 20}} {
@@ -98,4 +100,22 @@ func TestWatchResize(t *testing.T) {
 	}
 	stop()
 	stop() // idempotent
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(termCheckEnv) == "1" {
+		os.Exit(termCheck()) // the test binary, re-run inside tmux
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// patience bounds every wait of these tests; it only keeps a broken test
+// from hanging.
+const patience = 30 * time.Second
+
+// ctxT is a context for one test, bounded so a broken test cannot hang.
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -1,4 +1,4 @@
-package pty_test
+package term_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/pty/term"
 )
 
 // termCheckEnv makes the test binary run termCheck instead of the tests.
@@ -22,23 +22,23 @@ const termCheckEnv = "TETHER_PTY_TERMCHECK"
 // "q" restores the terminal and exits.
 func termCheck() int {
 	fd := int(os.Stdin.Fd())
-	if !pty.IsTerminal(fd) {
+	if !term.IsTerminal(fd) {
 		fmt.Println("not a terminal")
 		return 1
 	}
-	cols, rows, err := pty.Size(fd)
+	cols, rows, err := term.Size(fd)
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
-	restore, err := pty.MakeRaw(fd)
+	restore, err := term.MakeRaw(fd)
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	defer restore()
 	fmt.Printf("size=%dx%d\r\n", cols, rows)
-	stop := pty.WatchResize(context.Background(), fd, func(cols, rows int) {
+	stop := term.WatchResize(context.Background(), fd, func(cols, rows int) {
 		fmt.Printf("resize=%dx%d\r\n", cols, rows)
 	})
 	defer stop()

@@ -1,4 +1,8 @@
-package pty
+// Package term holds the terminal helpers of the CLI side of a shell
+// session: raw mode with a guaranteed restore, the window size and a
+// SIGWINCH watcher. It is apart from package pty so that the client links
+// none of the device-side session code.
+package term
 
 import (
 	"context"
@@ -8,20 +12,18 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/term"
+	xterm "golang.org/x/term"
 )
-
-// Terminal helpers for the CLI side of a shell session.
 
 // IsTerminal reports whether fd refers to a terminal. When stdin is not
 // one, the CLI runs in pipe mode (no raw mode).
-func IsTerminal(fd int) bool { return term.IsTerminal(fd) }
+func IsTerminal(fd int) bool { return xterm.IsTerminal(fd) }
 
 // Size returns the window size of the terminal fd.
 func Size(fd int) (cols, rows int, err error) {
-	cols, rows, err = term.GetSize(fd)
+	cols, rows, err = xterm.GetSize(fd)
 	if err != nil {
-		return 0, 0, fmt.Errorf("pty: terminal size: %w", err)
+		return 0, 0, fmt.Errorf("term: terminal size: %w", err)
 	}
 	return cols, rows, nil
 }
@@ -33,9 +35,9 @@ func Size(fd int) (cols, rows int, err error) {
 // handler and before printing an error too. Only the first call restores;
 // the others wait for it and return its result.
 func MakeRaw(fd int) (restore func() error, err error) {
-	old, err := term.MakeRaw(fd)
+	old, err := xterm.MakeRaw(fd)
 	if err != nil {
-		return nil, fmt.Errorf("pty: put the terminal in raw mode: %w", err)
+		return nil, fmt.Errorf("term: put the terminal in raw mode: %w", err)
 	}
 	var (
 		once sync.Once
@@ -43,8 +45,8 @@ func MakeRaw(fd int) (restore func() error, err error) {
 	)
 	return func() error {
 		once.Do(func() {
-			if e := term.Restore(fd, old); e != nil {
-				rerr = fmt.Errorf("pty: restore the terminal (run \"stty sane\" to repair it): %w", e)
+			if e := xterm.Restore(fd, old); e != nil {
+				rerr = fmt.Errorf("term: restore the terminal (run \"stty sane\" to repair it): %w", e)
 			}
 		})
 		return rerr
@@ -73,7 +75,7 @@ func WatchResize(ctx context.Context, fd int, fn func(cols, rows int)) (stop fun
 func watchResize(ctx context.Context, fd int, sigs <-chan os.Signal, fn func(cols, rows int)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	lastCols, lastRows, _ := term.GetSize(fd)
+	lastCols, lastRows, _ := xterm.GetSize(fd)
 	go func() {
 		defer close(done)
 		for {
@@ -82,7 +84,7 @@ func watchResize(ctx context.Context, fd int, sigs <-chan os.Signal, fn func(col
 				return
 			case <-sigs:
 			}
-			cols, rows, err := term.GetSize(fd)
+			cols, rows, err := xterm.GetSize(fd)
 			if err != nil || (cols == lastCols && rows == lastRows) {
 				continue
 			}
