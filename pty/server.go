@@ -1,5 +1,5 @@
-// Package pty runs interactive shells for the device agent and holds the
-// terminal helpers of the CLI.
+// Package pty runs interactive shells for the device agent. The CLI's
+// terminal helpers are in package pty/term.
 //
 // On the device, a Server answers PTY streams (0x12): it starts the login
 // shell, or the requested command, on a new pseudo-terminal, answers OK with
