@@ -69,7 +69,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 	var spliceErr error
 	go func() {
 		defer close(spliced)
-		_, _, spliceErr = transport.Splice(stdio, st)
+		_, _, spliceErr = transport.Splice(context.Background(), stdio, st, nil)
 	}()
 	select {
 	case <-stdio.outDone:

@@ -136,7 +136,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 		// A panic is raised again on this function's goroutine, below, so
 		// that the deferred restore of the terminal runs.
 		defer func() { panicked = recover() }()
-		transport.Splice(stdio, ptyInput{sess})
+		transport.Splice(context.Background(), stdio, ptyInput{sess}, nil)
 	}()
 	select {
 	case <-stdio.outDone:

@@ -50,7 +50,7 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 		return
 	}
 	log.Debug("tcp tunnel open", "target", t.String())
-	up, down, err := transport.Splice(st, c)
+	up, down, err := transport.Splice(ctx, st, c, nil)
 	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
 }
 

@@ -422,7 +422,7 @@ func benchTCPHandler(ctx context.Context, st *transport.Stream, payload []byte) 
 		return
 	}
 	transport.WriteOK(st, nil)
-	transport.Splice(st, c)
+	transport.Splice(context.Background(), st, c, nil)
 }
 
 func BenchmarkLongLink(b *testing.B) {

@@ -71,7 +71,7 @@ func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 		return
 	}
 	_ = transport.WriteOK(st, nil)
-	_, _, _ = transport.Splice(st, c)
+	_, _, _ = transport.Splice(ctx, st, c, nil)
 }
 
 // roundTrip sends msg through a TCP tunnel to an echo server and returns

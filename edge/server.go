@@ -649,7 +649,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	}
 	_ = st.SetWriteDeadline(time.Time{})
 	s.Metrics.activeDelta(ev.Type, 1)
-	up, down, err := transport.Splice(&stallGuard{Stream: st, timeout: s.lim.StallTimeout}, &stallGuard{Stream: ds, timeout: s.lim.StallTimeout})
+	up, down, err := transport.Splice(context.Background(), &stallGuard{Stream: st, timeout: s.lim.StallTimeout}, &stallGuard{Stream: ds, timeout: s.lim.StallTimeout}, nil)
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 

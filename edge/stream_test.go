@@ -451,7 +451,7 @@ func newSwitchProxy(t *testing.T, backend string) *switchProxy {
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); _, _, _ = transport.Splice(c, u) }()
+			go func() { defer p.wg.Done(); _, _, _ = transport.Splice(context.Background(), c, u, nil) }()
 		}
 	}()
 	t.Cleanup(func() {

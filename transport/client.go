@@ -269,6 +269,6 @@ func (f *Forward) handle(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	up, down, err := Splice(c, st)
+	up, down, err := Splice(ctx, c, st, nil)
 	f.log.Debug("forward closed", "remote", f.remote, "sent", up, "received", down, "err", err)
 }

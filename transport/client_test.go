@@ -119,7 +119,7 @@ func TestSplice(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		ab, ba, err := transport.Splice(a, b)
+		ab, ba, err := transport.Splice(context.Background(), a, b, nil)
 		done <- result{ab, ba, err}
 	}()
 

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,8 +77,9 @@ type frameConn struct {
 	violation atomic.Pointer[error]
 	sess      atomic.Pointer[smux.Session] // closed on a violation; set by attach
 
-	dead     chan struct{} // closed once the connection can deliver nothing more
-	deadOnce sync.Once
+	ctx      context.Context // done once the connection can deliver nothing more
+	markDead context.CancelFunc
+	dead     <-chan struct{} // ctx.Done()
 
 	wmu sync.Mutex
 	// wmu guards the following.
@@ -90,7 +92,8 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config) *frameConn {
 		r = c
 	}
 	d := cfg.withDefaults()
-	return &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), pol: newPolicer(d), dead: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), pol: newPolicer(d), ctx: ctx, markDead: cancel, dead: ctx.Done()}
 }
 
 // Close closes the connection; smux calls it from Session.Close.
@@ -98,8 +101,6 @@ func (c *frameConn) Close() error {
 	c.markDead()
 	return c.Conn.Close()
 }
-
-func (c *frameConn) markDead() { c.deadOnce.Do(func() { close(c.dead) }) }
 
 // Read passes bytes from the connection to smux, parsing the frame headers
 // on the way.

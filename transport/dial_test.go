@@ -209,7 +209,7 @@ func newConnectProxy(t *testing.T, user, pass string) *connectProxy {
 				conns = append(conns, up)
 				cmu.Unlock()
 				_, _ = c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
-				_, _, _ = transport.Splice(c, up)
+				_, _, _ = transport.Splice(context.Background(), c, up, nil)
 			}()
 		}
 	}()

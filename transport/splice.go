@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +18,24 @@ type closeWriter interface {
 	CloseWrite() error
 }
 
+// writeDeadliner is a destination whose blocked writes a deadline can end.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// aborter is an end that can tell its peer "this ended in error", which a
+// plain Close cannot: *Stream sends a stream reset (where the peer
+// supports it) and *net.TCPConn a TCP RST.
+type aborter interface {
+	Abort() error
+}
+
+// sessionBound is an end that lives on a session: a *Stream, or a type that
+// embeds one. Splice ends when that session's connection is gone.
+type sessionBound interface {
+	connContext() context.Context
+}
+
 // spliceBufs holds copy buffers the size of a full smux frame, so one read
 // from a socket fills one frame.
 var spliceBufs = sync.Pool{New: func() any {
@@ -24,77 +43,295 @@ var spliceBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// HalfCloseStall bounds how long Splice keeps writing into an end that
-// makes no progress once the opposite direction has ended. smux has no
-// stream reset: a peer that closed its stream entirely looks, from here,
-// like one that only half-closed, and writes to it block for ever once its
-// window is spent. A live reader that stalls this long after its own EOF
-// is treated as gone too.
-var HalfCloseStall = 60 * time.Second
+// DefaultHalfCloseTimeout is SpliceOptions.HalfCloseTimeout's default.
+const DefaultHalfCloseTimeout = 60 * time.Second
+
+// SpliceOptions tunes Splice. A nil *SpliceOptions means the defaults.
+type SpliceOptions struct {
+	// StallTimeout ends the splice when a write has made no progress for
+	// this long, at any time: a reader that stopped while data waits for
+	// it. Zero means no such bound (the edge sets one; a device leaves it
+	// to the edge).
+	StallTimeout time.Duration
+	// HalfCloseTimeout ends the splice when, after one direction has
+	// ended, a write in the other direction makes no progress for this
+	// long. smux has no stream reset that every peer understands: a peer
+	// that closed its stream entirely looks like one that only
+	// half-closed, and writes to it block for ever once its window is
+	// spent. The bound is armed the moment the direction ends, so a write
+	// that was already blocked is covered too. Zero means
+	// DefaultHalfCloseTimeout (60 s); negative means no bound.
+	HalfCloseTimeout time.Duration
+}
 
 // Splice copies a to b and b to a until both directions end, then closes
-// both. When one direction reaches EOF, the other side's write half is
-// closed (CloseWrite) while the reverse direction keeps flowing; from then
-// on a write that makes no progress for HalfCloseStall ends the splice. A
-// real error in either direction closes both ends at once. It returns the
-// bytes copied each way and the first error that was not caused by the ends
-// being closed or reaching EOF.
-func Splice(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
+// both. It is the one bidirectional copy of the edge, the device and the
+// CLI.
+//
+// When one direction reaches a clean EOF, the other side's write half is
+// closed (CloseWrite) while the reverse direction keeps flowing. Splice
+// ends early, aborting both ends, when:
+//   - ctx ends;
+//   - the session under either end (a *Stream) loses its connection;
+//   - a direction fails: a read error other than a clean EOF, such as
+//     ErrConnLost, or a write error;
+//   - a write makes no progress within the bounds of opts (ErrStalled).
+//
+// Aborting tells each peer that the stream did not end cleanly: a *Stream
+// sends a reset where its peer supports one, a *net.TCPConn sends a TCP
+// RST; other ends are closed. A read error is therefore never passed on as
+// an EOF that means "done".
+//
+// It returns the bytes copied each way and the first error that was not
+// caused by the ends being closed or reaching EOF: ctx's error, ErrStalled,
+// ErrConnLost, or the I/O error itself.
+func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (aToB, bToA int64, err error) {
+	var o SpliceOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.HalfCloseTimeout == 0 {
+		o.HalfCloseTimeout = DefaultHalfCloseTimeout
+	}
+	sp := &splice{a: a, b: b, opts: o, stop: make(chan struct{})}
+	sp.toA = &spliceWriter{sp: sp, w: a}
+	sp.toB = &spliceWriter{sp: sp, w: b}
+	sp.toA.other, sp.toB.other = sp.toB, sp.toA
+
+	// Everything that ends the splice from outside aborts it; none of these
+	// costs a goroutine.
+	var stops []func() bool
+	watch := func(c context.Context, cause func() error) {
+		stops = append(stops, context.AfterFunc(c, func() { sp.abort(cause()) }))
+	}
+	watch(ctx, func() error { return context.Cause(ctx) })
+	for _, end := range []io.ReadWriteCloser{a, b} {
+		if sb, ok := end.(sessionBound); ok {
+			c := sb.connContext()
+			watch(c, func() error { return ErrConnLost })
+		}
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+
 	var (
-		wg         sync.WaitGroup
-		once       sync.Once
-		closeBoth  = func() { a.Close(); b.Close() }
-		errA, errB error
-		toA        = &spliceWriter{w: a}
-		toB        = &spliceWriter{w: b}
+		wg   sync.WaitGroup
+		errB error
 	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bToA, errB = spliceCopy(toA, b)
-		if errB != nil {
-			once.Do(closeBoth)
-		} else {
-			toB.otherDone.Store(true)
-		}
+		bToA, errB = sp.copy(sp.toA, b)
 	}()
-	aToB, errA = spliceCopy(toB, a)
-	if errA != nil {
-		once.Do(closeBoth)
-	} else {
-		toA.otherDone.Store(true)
-	}
+	aToB, errA := sp.copy(sp.toB, a)
 	wg.Wait()
-	once.Do(closeBoth)
-	if errA != nil && !isClosedErr(errA) {
-		return aToB, bToA, errA
+	sp.finish()
+
+	if e := sp.abortErr(); e != nil && !isClosedErr(e) {
+		return aToB, bToA, e
 	}
-	if errB != nil && !isClosedErr(errB) {
-		return aToB, bToA, errB
+	for _, e := range []error{errA, errB} {
+		if e != nil && !isClosedErr(e) {
+			return aToB, bToA, e
+		}
 	}
 	return aToB, bToA, nil
 }
 
-// spliceWriter is one direction's destination. Once the opposite direction
-// has ended, it keeps a write deadline HalfCloseStall ahead, moved forward
-// at most every quarter of it, so a peer that is gone cannot hold the
-// splice. Only that direction's copy loop writes to it.
-type spliceWriter struct {
-	w         io.Writer
-	otherDone atomic.Bool
-	moved     time.Time // when the deadline was last moved
+// ErrStalled: a spliced write made no progress within its bound
+// (SpliceOptions.StallTimeout or HalfCloseTimeout); both ends were aborted.
+var ErrStalled = errors.New("transport: no progress while data was waiting; stream reset")
+
+// splice is the state of one Splice call.
+type splice struct {
+	a, b     io.ReadWriteCloser
+	opts     SpliceOptions
+	toA, toB *spliceWriter
+
+	once     sync.Once
+	stop     chan struct{} // closed when the splice is aborted or done
+	abortMu  sync.Mutex
+	abortE   error // guarded by abortMu: why the splice was aborted
+	finished atomic.Bool
 }
 
-func (s *spliceWriter) Write(p []byte) (int, error) {
-	if s.otherDone.Load() {
-		if d, ok := s.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
-			if now := time.Now(); now.Sub(s.moved) > HalfCloseStall/4 {
-				_ = d.SetWriteDeadline(now.Add(HalfCloseStall))
-				s.moved = now
+// abort ends both ends at once with cause. It is idempotent; the first
+// cause wins.
+func (sp *splice) abort(cause error) {
+	sp.once.Do(func() {
+		sp.abortMu.Lock()
+		sp.abortE = cause
+		sp.abortMu.Unlock()
+		close(sp.stop)
+		if sp.finished.Load() {
+			return
+		}
+		abortEnd(sp.a)
+		abortEnd(sp.b)
+	})
+}
+
+func (sp *splice) abortErr() error {
+	sp.abortMu.Lock()
+	defer sp.abortMu.Unlock()
+	return sp.abortE
+}
+
+// finish closes both ends after both directions ended.
+func (sp *splice) finish() {
+	sp.once.Do(func() {
+		sp.finished.Store(true)
+		close(sp.stop)
+		sp.a.Close()
+		sp.b.Close()
+	})
+	sp.toA.stopTimer()
+	sp.toB.stopTimer()
+}
+
+// abortEnd ends c so that its peer sees an error, not a clean end.
+func abortEnd(c io.Closer) {
+	if ab, ok := c.(aborter); ok {
+		_ = ab.Abort()
+		return
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // Close then sends RST, not FIN
+	}
+	_ = c.Close()
+}
+
+// copy copies src to dst until src's EOF, then half-closes dst. On a real
+// error it aborts the splice.
+func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
+	n, err := copyInto(dst, src)
+	if err == nil {
+		if cw, ok := dst.w.(closeWriter); ok {
+			if cerr := cw.CloseWrite(); cerr != nil && !isClosedErr(cerr) {
+				err = cerr
 			}
 		}
 	}
-	return s.w.Write(p)
+	if err != nil {
+		if dst.stalled.Load() {
+			err = ErrStalled
+		}
+		sp.abort(err)
+		return n, err
+	}
+	// This direction is done; the other one must now make progress.
+	dst.other.ended()
+	return n, nil
+}
+
+// copyInto moves src's bytes to dst: a *Stream hands over smux's received
+// frames without another copy; anything else goes through a frame-sized
+// pooled buffer.
+func copyInto(dst io.Writer, src io.Reader) (int64, error) {
+	if wt, ok := src.(streamWriterTo); ok {
+		return wt.WriteTo(dst)
+	}
+	bp := spliceBufs.Get().(*[]byte)
+	defer spliceBufs.Put(bp)
+	return io.CopyBuffer(dst, readerOnly{src}, *bp)
+}
+
+// spliceWriter is one direction's destination. It bounds writes that make
+// no progress: with a write deadline where the destination has one, and
+// with a timer that aborts the splice otherwise. Only its direction's copy
+// loop writes to it; ended is called from the other direction.
+type spliceWriter struct {
+	sp    *splice
+	w     io.Writer
+	other *spliceWriter
+
+	halfClosed atomic.Bool  // the opposite direction has ended
+	moved      atomic.Int64 // unix nanoseconds when the deadline was last set
+	stalled    atomic.Bool  // a deadline or the timer fired on a stuck write
+	writing    atomic.Bool  // a Write is in progress
+	progress   atomic.Int64 // completed writes
+
+	tmu   sync.Mutex
+	timer *time.Timer // guarded by tmu; for destinations without deadlines
+}
+
+// bound returns the no-progress bound that applies now, or 0 for none.
+func (s *spliceWriter) bound() time.Duration {
+	o := s.sp.opts
+	d := o.StallTimeout
+	if s.halfClosed.Load() && o.HalfCloseTimeout > 0 && (d == 0 || o.HalfCloseTimeout < d) {
+		d = o.HalfCloseTimeout
+	}
+	return d
+}
+
+// arm (re)sets the bound on the next or current write. force sets it even
+// if it was moved recently.
+func (s *spliceWriter) arm(force bool) {
+	d := s.bound()
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	if !force && time.Duration(now.UnixNano()-s.moved.Load()) < d/4 {
+		return // a write starts with at least 3/4 of the bound ahead
+	}
+	s.moved.Store(now.UnixNano())
+	if wd, ok := s.w.(writeDeadliner); ok {
+		_ = wd.SetWriteDeadline(now.Add(d))
+		return
+	}
+	s.armTimer(d)
+}
+
+// armTimer watches a destination without deadlines: when the bound passes
+// and a write is still stuck with no progress since, the splice is
+// aborted.
+func (s *spliceWriter) armTimer(d time.Duration) {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	seen := s.progress.Load()
+	s.timer = time.AfterFunc(d, func() {
+		if s.writing.Load() && s.progress.Load() == seen {
+			s.stalled.Store(true)
+			s.sp.abort(ErrStalled)
+		}
+	})
+}
+
+func (s *spliceWriter) stopTimer() {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// ended records that the opposite direction has ended, and arms the
+// half-close bound at once, so that a write already blocked is covered.
+func (s *spliceWriter) ended() {
+	s.halfClosed.Store(true)
+	if s.writing.Load() {
+		s.arm(true)
+	}
+}
+
+func (s *spliceWriter) Write(p []byte) (int, error) {
+	s.writing.Store(true)
+	s.arm(false)
+	n, err := s.w.Write(p)
+	s.writing.Store(false)
+	s.progress.Add(1)
+	if err != nil && isTimeout(err) {
+		s.stalled.Store(true)
+	}
+	return n, err
 }
 
 // streamWriterTo is a *Stream, or a type that embeds one: its received
@@ -106,34 +343,14 @@ type streamWriterTo interface {
 
 func (s *Stream) transportStream() *Stream { return s }
 
-// spliceCopy copies src to dst until src's EOF, then half-closes dst. It is
-// the one copy loop of the edge, the device and the CLI.
-func spliceCopy(dst *spliceWriter, src io.Reader) (int64, error) {
-	var (
-		n   int64
-		err error
-	)
-	if wt, ok := src.(streamWriterTo); ok {
-		// smux hands over its received frames without another copy.
-		n, err = wt.WriteTo(dst)
-	} else {
-		bp := spliceBufs.Get().(*[]byte)
-		n, err = io.CopyBuffer(dst, readerOnly{src}, *bp)
-		spliceBufs.Put(bp)
-	}
-	if err != nil {
-		return n, err
-	}
-	if cw, ok := dst.w.(closeWriter); ok {
-		if err := cw.CloseWrite(); err != nil && !isClosedErr(err) {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 // readerOnly hides WriteTo so io.CopyBuffer uses our buffer.
 type readerOnly struct{ io.Reader }
+
+// isTimeout reports a deadline that fired.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
 
 // isClosedErr reports errors that mean "the other side or we closed", not a
 // failure worth reporting.

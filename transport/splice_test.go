@@ -16,10 +16,6 @@ import (
 // device would write into a window that never reopens, for ever, holding
 // the target connection and a stream slot. Splice bounds it.
 func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
-	old := transport.HalfCloseStall
-	transport.HalfCloseStall = 300 * time.Millisecond
-	t.Cleanup(func() { transport.HalfCloseStall = old })
-
 	b, pki := newBroker(t, nil)
 	startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{transport.MsgTCP: tcpHandler})
 	cl := dialClient(t, b, pki, nil)

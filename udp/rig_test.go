@@ -105,7 +105,7 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 				b.wg.Add(1)
 				go func() {
 					defer b.wg.Done()
-					_, _, _ = transport.Splice(cs, ds)
+					_, _, _ = transport.Splice(context.Background(), cs, ds, nil)
 				}()
 			}
 		}()

@@ -266,7 +266,7 @@ func newConnectProxy(t testing.TB, to string) *connectProxy {
 				}
 				track(up)
 				_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-				_, _, _ = transport.Splice(c, up)
+				_, _, _ = transport.Splice(context.Background(), c, up, nil)
 			}()
 		}
 	}()
