@@ -1,7 +1,11 @@
 package device
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
@@ -12,12 +16,17 @@ import (
 // and PTY sessions. The agent owns them and closes them on Close.
 type extras struct {
 	udp   *udp.DeviceHandler
-	allow func(target.Target) error // the UDP allow check, on the config in force
+	allow func(context.Context, target.Target) (netip.Addr, error) // the UDP check, on the config in force
 	pty   ptyExtra
 }
 
 func (e *extras) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
-	e.allow = func(t target.Target) error { return a.cfg.Load().AllowUDP(t) }
+	e.allow = func(ctx context.Context, t target.Target) (netip.Addr, error) {
+		if err := a.cfg.Load().AllowUDP(t); err != nil {
+			return netip.Addr{}, err
+		}
+		return resolveOne(ctx, t)
+	}
 	e.udp = udp.NewDeviceHandler(udpConfig(cfg, e.allow), a.Logger)
 	dc.Handle(transport.MsgUDP, e.udp.Handle)
 	e.pty.start(a, dc, cfg)
@@ -40,10 +49,26 @@ func (e *extras) close() error {
 	return errors.Join(errs...)
 }
 
-func udpConfig(cfg *Config, allow func(target.Target) error) udp.DeviceConfig {
+// resolveOne returns t's address: its IP, or the first address its name
+// resolves to.
+func resolveOne(ctx context.Context, t target.Target) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(t.Host); err == nil {
+		return a, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", t.Host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w", t.Host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("resolve %s: no addresses", t.Host)
+	}
+	return addrs[0], nil
+}
+
+func udpConfig(cfg *Config, allow func(context.Context, target.Target) (netip.Addr, error)) udp.DeviceConfig {
 	return udp.DeviceConfig{
 		IdleTimeout:         cfg.UDP.IdleTimeout,
 		MaxPacketsPerSecond: cfg.UDP.MaxPacketsPerSecond,
-		Allow:               allow,
+		Authorize:           allow,
 	}
 }

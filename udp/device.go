@@ -47,13 +47,15 @@ type DeviceConfig struct {
 	// memory a tunnel holds besides its stream window and socket). Zero
 	// means DefaultMaxDatagram (65,535, all a frame can carry).
 	MaxDatagram int
-	// Allow, when set, is asked about every target before its socket is
-	// opened; a non-nil error refuses the tunnel and its text is sent back
-	// in the Error answer. The target is the one requested, in canonical
-	// form. nil allows every target that passes the built-in checks
-	// (no broadcast, multicast or unspecified address); the agent sets it
-	// to its policy.
-	Allow func(target.Target) error
+	// Authorize, when set, resolves and authorizes every target before its
+	// socket is opened: it returns the one address the tunnel may send to,
+	// or an error whose text is sent back in the Error answer. The target is
+	// the one requested, in canonical form. The built-in checks (no
+	// broadcast, multicast or unspecified address) apply to the address it
+	// returns. nil resolves names with the system resolver and allows every
+	// target that passes the built-in checks; the agent sets it to its
+	// policy.
+	Authorize func(ctx context.Context, t target.Target) (netip.Addr, error)
 }
 
 func (c DeviceConfig) withDefaults() DeviceConfig {
@@ -230,14 +232,20 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 		h.refuse(st, userText(err)+"; want <source port>:<host>:<port>, e.g. 0:127.0.0.1:53")
 		return
 	}
-	if cfg.Allow != nil {
-		if err := cfg.Allow(req.Target); err != nil {
-			h.refuse(st, err.Error())
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	var dst netip.Addr
+	if cfg.Authorize != nil {
+		dst, err = cfg.Authorize(rctx, req.Target)
+		if err != nil {
+			cancel()
+			h.refuse(st, err.Error()) // the policy's own words
 			return
 		}
+		dst = dst.Unmap()
+		err = checkDestination(dst)
+	} else {
+		dst, err = resolveTarget(rctx, h.res, req.Target)
 	}
-	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	dst, err := resolveTarget(rctx, h.res, req.Target)
 	cancel()
 	if errors.Is(err, ErrRefused) {
 		h.refuse(st, fmt.Sprintf("udp %s refused: %v", req.Target, err))

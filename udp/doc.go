@@ -20,7 +20,7 @@
 // # Device side
 //
 // DeviceHandler.Handle answers Error, before any datagram leaves the device,
-// for a malformed request, a target that DeviceConfig.Allow refuses, and a
+// for a malformed request, a target that DeviceConfig.Authorize refuses, and a
 // broadcast, multicast or unspecified address (also when a DNS name
 // resolves only to such). Otherwise it binds a socket, on loopback of the
 // target's family when the target is loopback and on the unspecified

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,11 +230,11 @@ func TestDeviceIdleExpiry(t *testing.T) {
 // and through the raw broker for everything, so the device's own strict
 // parsing is what answers.
 func TestRefusedTargets(t *testing.T) {
-	cfg := udp.DeviceConfig{Allow: func(tg target.Target) error {
+	cfg := udp.DeviceConfig{Authorize: func(_ context.Context, tg target.Target) (netip.Addr, error) {
 		if tg.Port == 25 {
-			return fmt.Errorf("not allowed: port 25 on device d1")
+			return netip.Addr{}, fmt.Errorf("not allowed: port 25 on device d1")
 		}
-		return nil
+		return netip.ParseAddr(tg.Host)
 	}}
 	cases := []struct {
 		name, payload, want string
@@ -622,8 +623,8 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 // TestListenerOpenRefused: a refused stream costs the peer's datagrams for
 // a short hold-off, and the next datagram asks again.
 func TestListenerOpenRefused(t *testing.T) {
-	r := newRig(t, udp.DeviceConfig{Allow: func(target.Target) error {
-		return errors.New("not allowed: udp on device d1")
+	r := newRig(t, udp.DeviceConfig{Authorize: func(context.Context, target.Target) (netip.Addr, error) {
+		return netip.Addr{}, errors.New("not allowed: udp on device d1")
 	}})
 	srv := newUDPServer(t, "127.0.0.1:0", echo)
 	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 50 * time.Millisecond})
@@ -667,7 +668,9 @@ func TestSetConfig(t *testing.T) {
 		return nil
 	})
 	st := rawTunnel(t, r, "0:"+srv.addr())
-	r.dev.SetConfig(udp.DeviceConfig{Allow: func(target.Target) error { return errors.New("udp is off on this device") }})
+	r.dev.SetConfig(udp.DeviceConfig{Authorize: func(context.Context, target.Target) (netip.Addr, error) {
+		return netip.Addr{}, errors.New("udp is off on this device")
+	}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
