@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xtaci/smux"
 )
@@ -18,7 +19,9 @@ import (
 //	| version 1B | cmd 1B | length 2B LE | stream id 4B LE | payload |
 //
 // A window update (UPD) carries 8 bytes: bytes consumed (4B LE) and the
-// receiver's window (4B LE).
+// receiver's window (4B LE). RST is our extension (docs/protocol.md,
+// "Stream reset"): sent only to peers that announced it, and turned into a
+// FIN before smux sees it.
 const (
 	smuxVersion    = 2
 	smuxHeaderSize = 8
@@ -28,25 +31,7 @@ const (
 	smuxCmdNOP     = 3
 	smuxCmdUPD     = 4
 	smuxUPDSize    = 8
-)
-
-// Flow-control policing. A smux receiver keeps every inbound data frame in
-// its own buffer until the application reads it, and its session budget
-// (MaxReceiveBuffer) counts payload bytes only. A peer that ignores its
-// stream window, or that sends 1-byte frames to a stream nobody reads, can
-// therefore pin far more memory than the budget suggests (measured: 58×
-// MaxReceiveBuffer, about 232 MiB per session with the reference settings).
-// The frame layer checks both and closes the session on a violation.
-const (
-	// frameCharge is what one unread inbound frame costs beyond its payload
-	// (smux's buffer, its pool header and a ring slot: about 58 bytes,
-	// measured for a 1-byte frame), rounded up.
-	frameCharge = 64
-	// smuxInitialWindow is the window a smux v2 sender assumes before the
-	// receiver's first window update.
-	smuxInitialWindow = 262144
-	// maxFrameSlack is the room left beyond a window: one largest frame.
-	maxFrameSlack = 65535
+	cmdRST         = 0x81
 )
 
 // frameConn is the frame-aware layer between the TLS connection and smux.
@@ -59,41 +44,56 @@ const (
 // clean-up (which, in some smux releases, discards received bytes that were
 // not yet read). When smux later sends its own FIN for that stream on
 // Close, it is dropped, so the peer sees exactly one FIN per stream; a data
-// frame that would follow our FIN is dropped too.
+// frame that would follow our FIN is dropped too. Stream resets (RST) go
+// out from here as well.
 //
-// Read side: it parses the frame headers as they pass to smux and polices
-// the peer (see policer). A violation closes the session; every later read
-// fails with an error wrapping ErrProtocolViolation.
+// Read side: it parses the frame headers as they pass to smux, polices the
+// peer (see policer) and turns an inbound RST into a FIN for smux while
+// noting the reset for the Stream. A session-level violation closes the
+// session; every later read fails with an error wrapping
+// ErrProtocolViolation. A stream-level violation resets that stream only.
+//
+// Keep-alive: smux's own keep-alive is off. The frame layer sends NOP
+// frames every interval and closes the session once the peer has sent
+// nothing for the receive timeout while smux was waiting to read, measured
+// from the last byte (not on a coarse tick, so the bound is exact).
 type frameConn struct {
 	net.Conn
 	r io.Reader // the connection, after any bytes buffered by the upgrade
 
 	// Only smux's receive loop calls Read, so the parser state needs no lock.
 	hdr  [smuxHeaderSize]byte
-	hdrN int // header bytes collected so far
-	left int // payload bytes of the current frame still to pass through
+	hdrN int  // header bytes collected so far
+	rst  bool // the header being collected is a RST, rewritten to FIN
+	left int  // payload bytes of the current frame still to pass through
 	pol  *policer
 
-	violation atomic.Pointer[error]
-	sess      atomic.Pointer[smux.Session] // closed on a violation; set by attach
+	peer    peerInfo // what the peer announced on the upgrade
+	closeE  atomic.Pointer[error]
+	sess    atomic.Pointer[smux.Session] // closed on a failure; set by attach
+	ctx     context.Context              // done once the connection can deliver nothing more
+	cancel  context.CancelFunc
+	dead    <-chan struct{} // ctx.Done()
+	dieOnce sync.Once
 
-	ctx      context.Context // done once the connection can deliver nothing more
-	markDead context.CancelFunc
-	dead     <-chan struct{} // ctx.Done()
+	ka keepAlive
 
 	wmu sync.Mutex
 	// wmu guards the following.
-	finSent map[uint32]struct{} // streams whose FIN was sent by CloseWrite
+	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
 	werr    error               // first write error; every later write fails with it
 }
 
-func newFrameConn(c net.Conn, r io.Reader, cfg *Config) *frameConn {
+func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameConn {
 	if r == nil {
 		r = c
 	}
 	d := cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), pol: newPolicer(d), ctx: ctx, markDead: cancel, dead: ctx.Done()}
+	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
+		ctx: ctx, cancel: cancel, dead: ctx.Done()}
+	fc.pol = newPolicer(d, fc.sendRSTAsync)
+	return fc
 }
 
 // Close closes the connection; smux calls it from Session.Close.
@@ -102,13 +102,23 @@ func (c *frameConn) Close() error {
 	return c.Conn.Close()
 }
 
+// markDead records that the connection can deliver nothing more.
+func (c *frameConn) markDead() {
+	c.dieOnce.Do(func() {
+		c.cancel()
+		c.ka.stop()
+	})
+}
+
 // Read passes bytes from the connection to smux, parsing the frame headers
 // on the way.
 func (c *frameConn) Read(p []byte) (int, error) {
-	if err := c.violationErr(); err != nil {
+	if err := c.closeErr(); err != nil {
 		return 0, err
 	}
+	c.ka.reading()
 	n, err := c.r.Read(p)
+	c.ka.received(n)
 	if n > 0 {
 		if verr := c.inspect(p[:n]); verr != nil {
 			c.fail(verr)
@@ -124,23 +134,30 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// inspect advances the frame parser over b.
+// inspect advances the frame parser over b. It rewrites the command byte
+// of an inbound RST to FIN in place, before smux reads it.
 func (c *frameConn) inspect(b []byte) error {
-	for len(b) > 0 {
+	for i := 0; i < len(b); {
 		if c.left > 0 {
-			k := min(c.left, len(b))
+			k := min(c.left, len(b)-i)
 			c.left -= k
-			b = b[k:]
+			i += k
 			continue
 		}
-		k := copy(c.hdr[c.hdrN:], b)
-		c.hdrN += k
-		b = b[k:]
+		if c.hdrN == 1 && b[i] == cmdRST {
+			b[i] = smuxCmdFIN
+			c.rst = true
+		}
+		c.hdr[c.hdrN] = b[i]
+		c.hdrN++
+		i++
 		if c.hdrN < smuxHeaderSize {
-			return nil
+			continue
 		}
 		c.hdrN = 0
-		if err := c.onFrame(); err != nil {
+		err := c.onFrame()
+		c.rst = false
+		if err != nil {
 			return err
 		}
 	}
@@ -164,7 +181,10 @@ func (c *frameConn) onFrame() error {
 	case smuxCmdSYN:
 		c.pol.opened(sid)
 	case smuxCmdFIN:
-		c.pol.finished(sid)
+		if c.rst && length != 0 {
+			return fmt.Errorf("%w: stream reset with a %d-byte payload", ErrProtocolViolation, length)
+		}
+		c.pol.finished(sid, c.rst)
 	case smuxCmdNOP, smuxCmdUPD:
 		// smux checks their lengths itself.
 	default:
@@ -173,10 +193,11 @@ func (c *frameConn) onFrame() error {
 	return nil
 }
 
-// fail records the first violation and closes the session. It runs in
-// smux's receive loop, which smux's Close does not wait for.
+// fail records the first reason the session ends for (a violation, a
+// keep-alive timeout) and closes the session. It may run in smux's
+// receive loop, which smux's Close does not wait for.
 func (c *frameConn) fail(err error) {
-	if !c.violation.CompareAndSwap(nil, &err) {
+	if !c.closeE.CompareAndSwap(nil, &err) {
 		return
 	}
 	if s := c.sess.Load(); s != nil {
@@ -188,17 +209,22 @@ func (c *frameConn) fail(err error) {
 	_ = c.Close()
 }
 
-// attach names the session that a violation closes.
-func (c *frameConn) attach(s *smux.Session) {
+// attach names the session that a failure closes, and starts the
+// keep-alive.
+func (c *frameConn) attach(s *smux.Session, cfg *Config) {
 	c.sess.Store(s)
-	if c.violationErr() != nil {
+	if c.closeErr() != nil {
 		_ = s.Close()
+		return
 	}
+	d := cfg.withDefaults()
+	c.ka.start(c, d.KeepAliveInterval, c.peer.recvTimeout(d.KeepAliveTimeout))
 }
 
-// violationErr returns the violation that closed the session, or nil.
-func (c *frameConn) violationErr() error {
-	if p := c.violation.Load(); p != nil {
+// closeErr returns why this side closed the session (a violation or a
+// keep-alive timeout), or nil.
+func (c *frameConn) closeErr() error {
+	if p := c.closeE.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -265,6 +291,11 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
+	return c.writeLocked(p)
+}
+
+// writeLocked writes p to the connection; the caller holds wmu.
+func (c *frameConn) writeLocked(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.werr = err
@@ -280,180 +311,150 @@ func (c *frameConn) isWriteErr(err error) bool {
 	return c.werr != nil && errors.Is(err, c.werr)
 }
 
-// sendFIN writes a FIN frame for stream sid on behalf of Stream.CloseWrite.
-// Frames the stream wrote before have already been written: smux returns
-// from Stream.Write only after its frames reached this layer.
-func (c *frameConn) sendFIN(sid uint32) error {
+// header returns a payload-less frame header.
+func header(cmd byte, sid uint32) [smuxHeaderSize]byte {
 	var hdr [smuxHeaderSize]byte
 	hdr[0] = smuxVersion
-	hdr[1] = smuxCmdFIN
+	hdr[1] = cmd
 	binary.LittleEndian.PutUint32(hdr[4:8], sid)
+	return hdr
+}
+
+// sendEnd writes a FIN or RST frame for stream sid on behalf of the Stream.
+// Frames the stream wrote before have already been written: smux returns
+// from Stream.Write only after its frames reached this layer. smux's own
+// FIN for the stream, on Close, is dropped afterwards; so is any data frame.
+func (c *frameConn) sendEnd(cmd byte, sid uint32) error {
+	hdr := header(cmd, sid)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return c.werr
 	}
-	if _, err := c.Conn.Write(hdr[:]); err != nil {
-		c.werr = err
+	if _, sent := c.finSent[sid]; sent && cmd == smuxCmdFIN {
+		return nil
+	}
+	if _, err := c.writeLocked(hdr[:]); err != nil {
 		return err
 	}
 	c.finSent[sid] = struct{}{}
 	return nil
 }
 
+// sendRSTAsync answers data for a stream this side closed before the peer
+// finished it, as TCP answers data after close: the peer learns that
+// nobody reads any more. It runs from the receive loop, which must never
+// wait on the send path, so the write happens on its own goroutine, once
+// per stream.
+func (c *frameConn) sendRSTAsync(sid uint32) {
+	if !c.peer.reset {
+		return
+	}
+	go func() {
+		hdr := header(cmdRST, sid)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if c.werr == nil {
+			_, _ = c.writeLocked(hdr[:])
+		}
+	}()
+}
+
+// sendNOP writes a keep-alive frame.
+func (c *frameConn) sendNOP() {
+	hdr := header(smuxCmdNOP, 0)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr == nil {
+		_, _ = c.writeLocked(hdr[:])
+	}
+}
+
 // forget drops the policing state of a stream that the application closed:
 // smux discards whatever arrives for it from now on.
 func (c *frameConn) forget(sid uint32) { c.pol.closed(sid) }
 
-// policer tracks, per stream, the payload the peer delivered, the bytes we
-// told the peer we consumed (the "consumed" field of our outbound window
-// updates) and the bytes the application actually read.
-//
-// Window: a smux v2 sender may have at most one window in flight beyond the
-// last consumed count it heard, so
-//
-//	delivered - advertised consumed > window + one frame
-//
-// proves that the peer ignores its window. Counting against the advertised
-// figure rather than the application's reads keeps the check exact: it is
-// the very number the peer works from, and it is recorded here before the
-// update leaves, so no race can make an honest peer look guilty.
-//
-// Tiny frames: smux sends an update only every half window, so the
-// advertised count says little about memory. A frame stays charged
-// (frameCharge) until the application has read past its end, which the
-// Stream reports. A stream whose unread frames cost more than twice its
-// window, or a session whose unread frames cost more than
-// MaxReceiveBuffer, is a flood. A peer that keeps its window and whose
-// frames average 32 bytes or more never trips it, however slow the reader.
-type policer struct {
-	window       uint32 // bytes a sender may have unread on one stream
-	streamBudget int    // frame-charge budget of one stream, in bytes
-	sessBudget   int    // frame-charge budget of the session, in bytes
+// keepAlive sends NOPs and watches for a silent peer, without a goroutine
+// of its own: two timers re-arm themselves.
+type keepAlive struct {
+	conn     *frameConn
+	interval time.Duration
+	timeout  time.Duration // 0: no receive timeout
+
+	last     atomic.Int64 // unix nanoseconds of the last byte received
+	readFrom atomic.Int64 // unix nanoseconds a pending Read began; 0 when none
 
 	mu sync.Mutex
-	// mu guards the following, and the fields of every recvState but app.
-	streams map[uint32]*recvState
-	frames  int // unread frames over all streams
+	// mu guards the following.
+	ping, check *time.Timer
+	stopped     bool
 }
 
-// recvState is the receive accounting of one stream.
-type recvState struct {
-	app       atomic.Uint32 // bytes the application read; set by Stream without mu
-	fin       atomic.Bool   // the peer's FIN arrived; read by Stream without mu
-	delivered uint32        // payload bytes received, modulo 2^32 like smux's counters
-	consumed  uint32        // consumed count of our last window update
-	ends      []uint32      // delivered offset at the end of each unread frame, from head
-	head      int
-}
-
-func newPolicer(d *Config) *policer {
-	w := uint32(max(d.MaxStreamBuffer, smuxInitialWindow))
-	return &policer{
-		window:       w,
-		streamBudget: 2 * int(w),
-		sessBudget:   max(d.MaxReceiveBuffer, 2*int(w)),
-		streams:      make(map[uint32]*recvState),
+func (k *keepAlive) start(c *frameConn, interval, timeout time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	k.conn, k.interval, k.timeout = c, interval, timeout
+	k.last.Store(time.Now().UnixNano())
+	if interval > 0 {
+		k.ping = time.AfterFunc(interval, k.onPing)
+	}
+	if timeout > 0 {
+		k.check = time.AfterFunc(timeout, k.onCheck)
 	}
 }
 
-// opened starts accounting for a stream (a SYN either way).
-func (p *policer) opened(sid uint32) {
-	p.mu.Lock()
-	if _, ok := p.streams[sid]; !ok {
-		p.streams[sid] = &recvState{}
+func (k *keepAlive) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	if k.ping != nil {
+		k.ping.Stop()
 	}
-	p.mu.Unlock()
+	if k.check != nil {
+		k.check.Stop()
+	}
 }
 
-// finished records the peer's FIN for a stream, before smux sees it.
-func (p *policer) finished(sid uint32) {
-	p.mu.Lock()
-	if st, ok := p.streams[sid]; ok {
-		st.fin.Store(true)
+// reading notes that smux waits for bytes from now on.
+func (k *keepAlive) reading() { k.readFrom.Store(time.Now().UnixNano()) }
+
+// received notes the end of a Read that returned n bytes.
+func (k *keepAlive) received(n int) {
+	if n > 0 {
+		k.last.Store(time.Now().UnixNano())
 	}
-	p.mu.Unlock()
+	k.readFrom.Store(0)
 }
 
-// state returns the accounting of a stream, or nil.
-func (p *policer) state(sid uint32) *recvState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.streams[sid]
+func (k *keepAlive) onPing() {
+	k.conn.sendNOP()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.stopped {
+		k.ping.Reset(k.interval)
+	}
 }
 
-// closed stops accounting for a stream the application closed.
-func (p *policer) closed(sid uint32) {
-	p.mu.Lock()
-	if st, ok := p.streams[sid]; ok {
-		p.frames -= len(st.ends) - st.head
-		delete(p.streams, sid)
-	}
-	p.mu.Unlock()
-}
-
-// consumed records the consumed count of an outbound window update.
-func (p *policer) consumed(sid uint32, n uint32) {
-	p.mu.Lock()
-	if st, ok := p.streams[sid]; ok {
-		st.consumed = n
-	}
-	p.mu.Unlock()
-}
-
-// received accounts for an inbound data frame of n bytes and reports a
-// violation. Frames for streams we do not track (closed, or never opened)
-// are ignored: smux discards them without buffering.
-func (p *policer) received(sid uint32, n uint32) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st, ok := p.streams[sid]
-	if !ok {
-		return nil
-	}
-	p.frames -= st.release()
-	st.delivered += n
-	st.ends = append(st.ends, st.delivered)
-	p.frames++
-	unread := int64(int32(st.delivered - st.consumed))
-	if unread > int64(p.window)+maxFrameSlack {
-		return fmt.Errorf("%w: stream %d has %d bytes in flight beyond what we acknowledged, more than its %d-byte window", ErrProtocolViolation, sid, unread, p.window)
-	}
-	if frames := len(st.ends) - st.head; frames*frameCharge > p.streamBudget {
-		return fmt.Errorf("%w: stream %d has %d unread frames; the peer floods tiny frames", ErrProtocolViolation, sid, frames)
-	}
-	if p.frames*frameCharge > p.sessBudget {
-		// Other streams may have been read since their last frame.
-		for _, o := range p.streams {
-			p.frames -= o.release()
+// onCheck closes the session when the peer has been silent for the
+// timeout while smux was waiting to read. Silence while smux does not read
+// (its receive budget is spent by streams nobody reads) is not the peer's.
+func (k *keepAlive) onCheck() {
+	now := time.Now().UnixNano()
+	next := k.timeout
+	if from := k.readFrom.Load(); from != 0 {
+		silent := time.Duration(now - max(from, k.last.Load()))
+		if silent >= k.timeout {
+			k.conn.fail(fmt.Errorf("%w: nothing received for %v", ErrKeepAliveTimeout, silent.Round(time.Millisecond)))
+			return
 		}
+		next = k.timeout - silent
 	}
-	if p.frames*frameCharge > p.sessBudget {
-		return fmt.Errorf("%w: %d unread frames on the session; the peer floods tiny frames", ErrProtocolViolation, p.frames)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.stopped {
+		k.check.Reset(next)
 	}
-	return nil
-}
-
-// release forgets the frames the application has read past and returns how
-// many. The caller holds the policer's mu.
-func (st *recvState) release() int {
-	read := st.app.Load()
-	if int32(st.consumed-read) > 0 {
-		read = st.consumed
-	}
-	h := st.head
-	for h < len(st.ends) && int32(st.ends[h]-read) <= 0 {
-		h++
-	}
-	n := h - st.head
-	switch {
-	case h == len(st.ends):
-		st.ends, st.head = st.ends[:0], 0
-	case h >= 1024 && 2*h >= len(st.ends):
-		k := copy(st.ends, st.ends[h:])
-		st.ends, st.head = st.ends[:k], 0
-	default:
-		st.head = h
-	}
-	return n
 }

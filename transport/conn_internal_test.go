@@ -29,7 +29,7 @@ func FuzzFrameInspect(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		a, b := net.Pipe()
 		defer b.Close()
-		c := newFrameConn(a, bytes.NewReader(data), nil)
+		c := newFrameConn(a, bytes.NewReader(data), nil, peerInfo{})
 		buf := make([]byte, int(chunk)+1)
 		var readErr error
 		for {

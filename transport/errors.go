@@ -28,6 +28,13 @@ var (
 	// ErrConnLost: the connection under the session ended before the
 	// peer ended this stream; the bytes read so far may be incomplete.
 	ErrConnLost = errors.New("transport: the connection to the peer ended before the stream did; data may be incomplete")
+	// ErrStreamReset: the peer reset the stream (its other leg ended in
+	// error, or it stopped reading); the bytes read so far may be
+	// incomplete.
+	ErrStreamReset = errors.New("transport: the peer reset the stream; data may be incomplete")
+	// ErrKeepAliveTimeout: the peer sent nothing within the keep-alive
+	// timeout; this side presumed it dead and closed the session.
+	ErrKeepAliveTimeout = errors.New("transport: the peer went silent past the keep-alive timeout; session closed")
 	// ErrProtocolViolation: the peer broke the smux rules (ignored its
 	// stream window, flooded tiny frames, sent another protocol version or
 	// an unknown command); this side closed the session.

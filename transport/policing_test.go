@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"testing"
@@ -55,6 +56,28 @@ func TestPolicingWindowIgnored(t *testing.T) {
 	p.expectClosed()
 }
 
+// expectStreamReset waits for st to be reset by the policing and checks
+// the reason, and that the session itself lives on.
+func expectStreamReset(t *testing.T, s *transport.Session, st *transport.Stream, reason string) {
+	t.Helper()
+	var err error
+	require.Eventually(t, func() bool {
+		_ = st.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		_, err = st.Read(make([]byte, 1<<20))
+		return errors.Is(err, transport.ErrProtocolViolation)
+	}, waitLong, time.Millisecond, "the flooded stream was not reset (last read: %v)", err)
+	require.Contains(t, err.Error(), reason)
+	require.NoError(t, s.Err(), "the session is not closed for one stream's flood")
+	select {
+	case <-s.Done():
+		t.Fatal("the session ended")
+	default:
+	}
+}
+
+// A peer that floods one stream with tiny frames loses that stream, not its
+// session: a relay (the edge) passes one client's frames on one for one,
+// and the other streams on its session belong to other people.
 func TestPolicingTinyFrameFlood(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
@@ -62,19 +85,29 @@ func TestPolicingTinyFrameFlood(t *testing.T) {
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
-	_, err := s.AcceptStream()
+	st, err := s.AcceptStream()
 	require.NoError(t, err)
 	// One-byte frames, 64 bytes of budget each: the payload stays well
 	// inside the window, but each frame pins its own buffer at the receiver.
 	// The stream's budget is two windows' worth of such frames.
 	n := 2*transport.DefaultMaxStreamBuffer/64 + 10_000
-	go rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), n)...)
-	expectViolation(t, s, "tiny frames")
-	p.expectClosed()
+	rawFlood(p, repeat(frame(2, cmdPSH, 3, []byte{'x'}), n)...)
+	expectStreamReset(t, s, st, "tiny frames")
+
+	// The peer learns it: its stream ends.
+	p.readStream(3)
+	// Another stream on the same session still works.
+	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("still here")), frame(2, cmdFIN, 5, nil))
+	other, err := s.AcceptStream()
+	require.NoError(t, err)
+	got, err := io.ReadAll(other)
+	require.NoError(t, err)
+	require.Equal(t, "still here", string(got))
 }
 
 // TestPolicingTinyFramesAcrossStreams: streams that each stay under their
-// own budget still cannot exceed the session's.
+// own budget still cannot exceed the session's: the stream holding the
+// most unread frames is reset, and the session lives on.
 func TestPolicingTinyFramesAcrossStreams(t *testing.T) {
 	cfg := &transport.Config{MaxStreamBuffer: 1 << 20, MaxReceiveBuffer: 2 << 20}
 	us, pki := newUpgradeServer(t, cfg)
@@ -87,18 +120,28 @@ func TestPolicingTinyFramesAcrossStreams(t *testing.T) {
 		frames = append(frames, frame(2, cmdSYN, sid, nil))
 	}
 	rawFlood(p, frames...)
+	streams := map[uint32]*transport.Stream{}
 	for range 4 {
-		_, err := s.AcceptStream()
+		st, err := s.AcceptStream()
 		require.NoError(t, err)
+		streams[uint32(st.ID())] = st
 	}
-	// 4 × 10,000 frames: each stream is within its 32,768-frame budget,
-	// the session (2 MiB / 64 = 32,768 frames) is not.
+	// Streams 3, 5 and 7 hold 8,000 frames each, stream 9 hold 12,000:
+	// each is within its 32,768-frame budget, the session (2 MiB / 64 =
+	// 32,768 frames) is not, and stream 9 holds the most.
 	frames = frames[:0]
-	for sid := uint32(3); sid <= 9; sid += 2 {
-		frames = append(frames, repeat(frame(2, cmdPSH, sid, []byte{'x'}), 10_000)...)
+	for sid := uint32(3); sid <= 7; sid += 2 {
+		frames = append(frames, repeat(frame(2, cmdPSH, sid, []byte{'x'}), 8_000)...)
 	}
-	go rawFlood(p, frames...)
-	expectViolation(t, s, "unread frames on the session")
+	frames = append(frames, repeat(frame(2, cmdPSH, 9, []byte{'x'}), 12_000)...)
+	rawFlood(p, frames...)
+	expectStreamReset(t, s, streams[9], "unread frames on the session")
+	for sid := uint32(3); sid <= 7; sid += 2 {
+		_ = streams[sid].SetReadDeadline(time.Now().Add(time.Second))
+		n, err := io.ReadFull(streams[sid], make([]byte, 8_000))
+		require.NoError(t, err, "stream %d keeps its data", sid)
+		require.Equal(t, 8_000, n)
+	}
 }
 
 func TestPolicingMalformedFrames(t *testing.T) {

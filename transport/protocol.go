@@ -174,10 +174,18 @@ func ExpectOK(r io.Reader) ([]byte, error) {
 // Config tunes sessions. A nil *Config means DefaultConfig. Every duration
 // of zero takes the default named on its field.
 type Config struct {
-	// KeepAliveInterval is how often a keep-alive frame is sent. Default 15s.
+	// KeepAliveInterval is how often a keep-alive frame (NOP) is sent.
+	// Default 10s.
 	KeepAliveInterval time.Duration
-	// KeepAliveTimeout closes a session that received nothing for this long.
-	// It must exceed the peer's interval (45 s for reference peers). Default 90s.
+	// KeepAliveTimeout bounds how long a dead peer keeps its session: the
+	// session is closed once nothing arrived for this long while this side
+	// waited to read, and (on Linux) once our own frames stayed
+	// unacknowledged by the peer's host for KeepAliveTimeout minus
+	// KeepAliveInterval. A peer that announced a longer keep-alive
+	// interval on the upgrade is given three of its intervals; one that
+	// announced none (a qbee-v1 peer, whose interval is 45 s) is given
+	// ReferenceKeepAliveTimeout, and its dead network is still found by the
+	// second rule. Default 30s.
 	KeepAliveTimeout time.Duration
 	// MaxFrameSize is the largest smux data frame we send, in bytes
 	// (at most 65535). Default 65535.
@@ -215,8 +223,8 @@ type Config struct {
 // cellular device must sustain there. 2 MiB gives 21 MB/s at 100 ms, and a
 // stalled stream can pin no more than that.
 const (
-	DefaultKeepAliveInterval = 15 * time.Second
-	DefaultKeepAliveTimeout  = 90 * time.Second
+	DefaultKeepAliveInterval = 10 * time.Second
+	DefaultKeepAliveTimeout  = 30 * time.Second
 	DefaultMaxFrameSize      = 65535
 	DefaultMaxStreamBuffer   = 2 << 20
 	DefaultMaxStreams        = 128
@@ -286,13 +294,20 @@ func VerifyConfig(c *Config) error {
 	return nil
 }
 
+// tcpUserTimeout is the TCP_USER_TIMEOUT of a session's connection: with a
+// keep-alive frame sent every interval, a dead peer host is found within
+// KeepAliveTimeout.
+func (c *Config) tcpUserTimeout() time.Duration {
+	return max(c.KeepAliveTimeout-c.KeepAliveInterval, c.KeepAliveTimeout/2)
+}
+
 // smuxConfig is the smux configuration for c. The version is always 2.
+// smux's own keep-alive is off: the frame layer runs ours.
 func (c *Config) smuxConfig() *smux.Config {
 	d := c.withDefaults()
 	return &smux.Config{
 		Version:           2,
-		KeepAliveInterval: d.KeepAliveInterval,
-		KeepAliveTimeout:  d.KeepAliveTimeout,
+		KeepAliveDisabled: true,
 		MaxFrameSize:      d.MaxFrameSize,
 		MaxReceiveBuffer:  d.MaxReceiveBuffer,
 		MaxStreamBuffer:   d.MaxStreamBuffer,

@@ -30,7 +30,7 @@ const (
 // upgradeRequest is the exact request an existing qbee-v1 dialer sends.
 const upgradeRequest = "GET %s HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\n\r\n"
 
-// answer101 is the exact answer the protocol requires.
+// answer101 is the exact answer an existing qbee-v1 edge sends.
 const answer101 = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\n\r\n"
 
 // rawPeer drives one end of a qbee-v1 connection by hand: the test writes
@@ -66,13 +66,23 @@ func (p *rawPeer) write(bs ...[]byte) {
 }
 
 // upgrade sends the standard upgrade request for path and checks the 101.
-func (p *rawPeer) upgrade(path string) {
+func (p *rawPeer) upgrade(path string) http.Header {
 	p.t.Helper()
 	p.write([]byte(fmt.Sprintf(upgradeRequest, path)))
-	got := make([]byte, len(answer101))
-	_, err := io.ReadFull(p.br, got)
+	return p.expect101()
+}
+
+// expect101 reads the answer to an upgrade and checks that it carries
+// everything the protocol requires. It returns the answer's headers.
+func (p *rawPeer) expect101() http.Header {
+	p.t.Helper()
+	resp, err := http.ReadResponse(p.br, nil)
 	require.NoError(p.t, err)
-	require.Equal(p.t, answer101, string(got))
+	require.Equal(p.t, http.StatusSwitchingProtocols, resp.StatusCode)
+	require.Equal(p.t, "Upgrade", resp.Header.Get("Connection"))
+	require.Equal(p.t, "websocket", resp.Header.Get("Upgrade"))
+	require.Equal(p.t, "qbee-v1", resp.Header.Get("Sec-WebSocket-Protocol"))
+	return resp.Header
 }
 
 // frame builds one smux frame.

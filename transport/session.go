@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/xtaci/smux"
 )
@@ -19,12 +21,15 @@ type Session struct {
 }
 
 // newSession starts smux over c. r, when not nil, supplies bytes that were
-// read ahead of c during the upgrade. server selects the smux role.
-func newSession(c net.Conn, r io.Reader, server bool, cfg *Config) (*Session, error) {
+// read ahead of c during the upgrade. server selects the smux role; peer is
+// what the other side announced on the upgrade.
+func newSession(c net.Conn, r io.Reader, server bool, cfg *Config, peer peerInfo) (*Session, error) {
 	if err := VerifyConfig(cfg); err != nil {
 		return nil, err
 	}
-	fc := newFrameConn(c, r, cfg)
+	d := cfg.withDefaults()
+	setUserTimeout(c, d.tcpUserTimeout())
+	fc := newFrameConn(c, r, cfg, peer)
 	var (
 		s   *smux.Session
 		err error
@@ -37,20 +42,20 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config) (*Session, er
 	if err != nil {
 		return nil, err
 	}
-	fc.attach(s)
+	fc.attach(s, cfg)
 	return &Session{sess: s, conn: fc}, nil
 }
 
 // NewServerSession runs the edge side of a session over an already upgraded
 // connection. Most callers want Upgrade.
 func NewServerSession(c net.Conn, cfg *Config) (*Session, error) {
-	return newSession(c, nil, true, cfg)
+	return newSession(c, nil, true, cfg, peerInfo{})
 }
 
 // NewClientSession runs the dialer side of a session over an already
 // upgraded connection. Most callers want Dial.
 func NewClientSession(c net.Conn, cfg *Config) (*Session, error) {
-	return newSession(c, nil, false, cfg)
+	return newSession(c, nil, false, cfg, peerInfo{})
 }
 
 // OpenStream opens a new stream. smux bounds the wait for the SYN frame.
@@ -73,7 +78,7 @@ func (s *Session) AcceptStream() (*Stream, error) {
 }
 
 func (s *Session) closedErr(err error) error {
-	if v := s.conn.violationErr(); v != nil {
+	if v := s.conn.closeErr(); v != nil {
 		return v
 	}
 	if s.sess.IsClosed() || errors.Is(err, io.ErrClosedPipe) {
@@ -82,9 +87,9 @@ func (s *Session) closedErr(err error) error {
 	return err
 }
 
-// Err returns why the session was closed by this side's policing (an error
-// wrapping ErrProtocolViolation), or nil.
-func (s *Session) Err() error { return s.conn.violationErr() }
+// Err returns why this side closed the session: an error wrapping
+// ErrProtocolViolation or ErrKeepAliveTimeout, or nil.
+func (s *Session) Err() error { return s.conn.closeErr() }
 
 // Close closes the session and every stream on it. It is idempotent.
 func (s *Session) Close() error {
@@ -100,6 +105,15 @@ func (s *Session) Close() error {
 	}
 	return err
 }
+
+// Done is closed as soon as the connection is gone: the peer closed it, it
+// broke, the peer went silent past the keep-alive timeout, a violation was
+// found, or the session was closed. Streams may still hold bytes that
+// arrived before; they stay readable until Close.
+func (s *Session) Done() <-chan struct{} { return s.conn.dead }
+
+// Context returns a context that is done when Done is closed.
+func (s *Session) Context() context.Context { return s.conn.ctx }
 
 // CloseChan is closed when the session is closed: by Close, by a protocol
 // violation, or by smux when nothing arrived for KeepAliveTimeout. A
@@ -140,14 +154,29 @@ type Stream struct {
 var _ net.Conn = (*Stream)(nil)
 
 func newStream(st *smux.Stream, c *frameConn) *Stream {
-	return &Stream{Stream: st, conn: c, recv: c.pol.state(st.ID())}
+	s := &Stream{Stream: st, conn: c}
+	s.recv = c.pol.bind(st.ID(), s.onViolation, s.onReset)
+	return s
 }
 
+// onViolation resets the stream after the peer broke the rules on it. The
+// policer calls it from the receive loop, so it must not block.
+func (s *Stream) onViolation() { go s.Abort() }
+
+// onReset wakes a writer blocked on the window after the peer's reset: the
+// peer will never open it again. Non-blocking.
+func (s *Stream) onReset() { _ = s.Stream.SetWriteDeadline(time.Unix(1, 0)) }
+
 // Read reads the peer's bytes. It returns io.EOF after the peer's
-// CloseWrite or Close, once every byte before it has been read, and
-// ErrConnLost when the connection ended before the peer ended the stream
-// (smux alone reports that as EOF too).
+// CloseWrite or Close, once every byte before it has been read;
+// ErrStreamReset when the peer reset the stream; and ErrConnLost when the
+// connection ended before the peer ended the stream (smux alone reports
+// both as EOF too). A read past its deadline fails with an error wrapping
+// os.ErrDeadlineExceeded.
 func (s *Stream) Read(p []byte) (int, error) {
+	if err := s.violation(); err != nil {
+		return 0, err
+	}
 	n, err := s.Stream.Read(p)
 	if n > 0 && s.recv != nil {
 		s.recv.app.Add(uint32(n))
@@ -157,16 +186,22 @@ func (s *Stream) Read(p []byte) (int, error) {
 		// are good, and the next read tells how the stream ended.
 		err = nil
 	}
-	if err == io.EOF && s.lost() {
-		return n, ErrConnLost
+	if err == io.EOF {
+		if e := s.endErr(); e != nil {
+			return n, e
+		}
 	}
 	return n, s.mapErr(err)
 }
 
 // WriteTo writes the peer's bytes to w until EOF, handing over smux's
 // received buffers without another copy. Splice uses it. It returns nil at
-// the peer's EOF and ErrConnLost when the connection ended first.
+// the peer's EOF, and ErrStreamReset or ErrConnLost when the stream did not
+// end cleanly.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	if err := s.violation(); err != nil {
+		return 0, err
+	}
 	cw := &consumeWriter{w: w, recv: s.recv}
 	var total int64
 	for {
@@ -177,17 +212,40 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			// delivering what arrived, until the read side ends.
 			continue
 		}
-		if err == nil && s.lost() {
-			return total, ErrConnLost
+		if err == nil {
+			return total, s.endErr()
 		}
 		return total, s.mapErr(err)
 	}
 }
 
-// lost reports whether an EOF from smux came from the connection rather
-// than from the peer's FIN, which the frame layer notes before smux sees it.
-func (s *Stream) lost() bool {
-	return s.recv != nil && !s.recv.fin.Load()
+// endErr says why an EOF from smux is not a clean end: the peer reset the
+// stream, or the connection ended first (which the frame layer tells from
+// the peer's FIN, noted before smux sees it). nil for a clean end.
+func (s *Stream) endErr() error {
+	switch {
+	case s.recv == nil:
+		return nil
+	case s.recv.reset.Load():
+		return ErrStreamReset
+	case !s.recv.fin.Load():
+		if err := s.conn.closeErr(); err != nil {
+			return err
+		}
+		return ErrConnLost
+	}
+	return nil
+}
+
+// violation returns why this side reset the stream, or nil.
+func (s *Stream) violation() error {
+	if s.recv == nil {
+		return nil
+	}
+	if p := s.recv.violation.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // consumeWriter reports every buffer written as read by the application.
@@ -209,24 +267,39 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Write writes p to the stream. It fails with ErrWriteClosed after CloseWrite.
+// Write writes p to the stream. It fails with ErrWriteClosed after
+// CloseWrite and with ErrStreamReset once the peer reset the stream.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.wclosed.Load() {
 		return 0, ErrWriteClosed
+	}
+	if s.recv != nil && s.recv.reset.Load() {
+		return 0, ErrStreamReset
 	}
 	n, err := s.Stream.Write(p)
 	s.written.Add(int64(n))
 	return n, s.mapErr(err)
 }
 
-// mapErr reports a policing violation instead of the closed-pipe error
-// smux returns once the session is closed.
+// mapErr reports a policing violation or a session-ending reason instead of
+// the closed-pipe error smux returns once the session is closed, a reset
+// instead of the deadline that woke a blocked writer, and wraps
+// os.ErrDeadlineExceeded for a deadline, as net.Conn requires.
 func (s *Stream) mapErr(err error) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return err
 	}
-	if v := s.conn.violationErr(); v != nil {
+	if v := s.violation(); v != nil {
 		return v
+	}
+	if v := s.conn.closeErr(); v != nil {
+		return v
+	}
+	if errors.Is(err, smux.ErrTimeout) {
+		if s.recv != nil && s.recv.reset.Load() {
+			return ErrStreamReset
+		}
+		return os.ErrDeadlineExceeded
 	}
 	return err
 }
@@ -241,11 +314,24 @@ func (s *Stream) CloseWrite() error {
 	if s.wclosed.Swap(true) {
 		return nil
 	}
-	return s.conn.sendFIN(s.ID())
+	return s.conn.sendEnd(smuxCmdFIN, s.ID())
+}
+
+// Abort ends the stream in error and closes it. A peer that supports
+// stream resets (ours do; see docs/protocol.md, "Stream reset") reads
+// ErrStreamReset rather than a clean EOF, and its writes fail; other peers
+// see the stream end as after Close, since qbee-v1 has no reset.
+func (s *Stream) Abort() error {
+	if s.conn.peer.reset && (s.recv == nil || !s.recv.reset.Load()) {
+		_ = s.conn.sendEnd(cmdRST, s.ID())
+	}
+	return s.Close()
 }
 
 // Close closes both directions; unread bytes are discarded. It sends the
-// stream's FIN unless CloseWrite already did.
+// stream's FIN unless CloseWrite or Abort already ended it. Data that the
+// peer still sends afterwards is answered with a reset, where the peer
+// supports one.
 func (s *Stream) Close() error {
 	s.wclosed.Store(true)
 	err := s.Stream.Close()
@@ -256,11 +342,10 @@ func (s *Stream) Close() error {
 	return err
 }
 
-// Abort ends the stream in error: the peer reads an error rather than a
-// clean EOF where it supports stream resets (see docs/protocol.md), and
-// the stream is closed.
-func (s *Stream) Abort() error {
-	return s.Close()
+// finished reports whether both directions have ended: the peer's FIN
+// arrived and this side closed its writing.
+func (s *Stream) finished() bool {
+	return s.wclosed.Load() && s.recv != nil && s.recv.fin.Load()
 }
 
 // connContext is done when the session's connection is gone.

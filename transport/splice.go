@@ -31,9 +31,11 @@ type aborter interface {
 }
 
 // sessionBound is an end that lives on a session: a *Stream, or a type that
-// embeds one. Splice ends when that session's connection is gone.
+// embeds one. Splice ends when that session's connection is gone while the
+// stream is still open either way.
 type sessionBound interface {
 	connContext() context.Context
+	finished() bool
 }
 
 // spliceBufs holds copy buffers the size of a full smux frame, so one read
@@ -107,8 +109,13 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 	watch(ctx, func() error { return context.Cause(ctx) })
 	for _, end := range []io.ReadWriteCloser{a, b} {
 		if sb, ok := end.(sessionBound); ok {
-			c := sb.connContext()
-			watch(c, func() error { return ErrConnLost })
+			// A stream that has both its ends behind it needs its
+			// connection no more: what arrived stays readable.
+			stops = append(stops, context.AfterFunc(sb.connContext(), func() {
+				if !sb.finished() {
+					sp.abort(ErrConnLost)
+				}
+			}))
 		}
 	}
 	defer func() {

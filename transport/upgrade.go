@@ -72,23 +72,34 @@ func Upgrade(w http.ResponseWriter, r *http.Request, cfg *Config) (*Session, err
 	if err != nil {
 		return nil, fmt.Errorf("hijack: %w", err)
 	}
+	d := cfg.withDefaults()
 	// The server's header deadlines must not outlive the handshake.
-	_ = conn.SetDeadline(time.Now().Add(cfg.withDefaults().HandshakeTimeout))
-	const answer = "HTTP/1.1 101 Switching Protocols\r\n" +
-		"Connection: Upgrade\r\n" +
-		"Upgrade: websocket\r\n" +
-		"Sec-WebSocket-Protocol: " + ProtocolToken + "\r\n\r\n"
-	if _, err := io.WriteString(conn, answer); err != nil {
+	_ = conn.SetDeadline(time.Now().Add(d.HandshakeTimeout))
+	if _, err := io.WriteString(conn, upgradeAnswer(d)); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("write upgrade answer: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	sess, err := newSession(conn, readAhead(brw.Reader, conn), true, cfg)
+	sess, err := newSession(conn, readAhead(brw.Reader, conn), true, cfg, parsePeer(r.Header))
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return sess, nil
+}
+
+// upgradeAnswer is the 101 answer, with our extension headers.
+func upgradeAnswer(d *Config) string {
+	h := http.Header{}
+	announce(h, d)
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\n" +
+		"Connection: Upgrade\r\n" +
+		"Upgrade: websocket\r\n" +
+		"Sec-WebSocket-Protocol: " + ProtocolToken + "\r\n")
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	return b.String()
 }
 
 // readAhead returns a reader that yields the bytes br buffered beyond the
@@ -222,6 +233,9 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", path, u.Host)
 	req.WriteString("Connection: upgrade\r\nUpgrade: websocket\r\n")
 	req.WriteString("Sec-WebSocket-Protocol: " + ProtocolToken + "\r\n")
+	ext := http.Header{}
+	announce(ext, d)
+	_ = ext.Write(&req)
 	if authorization != "" {
 		req.WriteString("Authorization: " + authorization + "\r\n")
 	}
@@ -256,7 +270,7 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 		return nil, &DialError{Op: "upgrade", Addr: addr, Err: ctx.Err()}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	sess, err := newSession(tlsConn, readAhead(br, tlsConn), false, d)
+	sess, err := newSession(tlsConn, readAhead(br, tlsConn), false, d, parsePeer(resp.Header))
 	if err != nil {
 		tlsConn.Close()
 		return nil, err

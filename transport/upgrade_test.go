@@ -31,10 +31,7 @@ func TestUpgradeAccepts(t *testing.T) {
 			p := rawDial(t, us.addr, pki)
 			p.write([]byte(fmt.Sprintf("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: %s\r\nUpgrade: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
 				tt.connection, tt.upgrade, tt.protocol)))
-			got := make([]byte, len(answer101))
-			_, err := io.ReadFull(p.br, got)
-			require.NoError(t, err)
-			require.Equal(t, answer101, string(got))
+			p.expect101()
 			us.session(t)
 		})
 	}

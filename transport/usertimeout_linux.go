@@ -1,0 +1,32 @@
+package transport
+
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setUserTimeout bounds how long data we sent may stay unacknowledged by
+// the peer's TCP before the kernel gives up on the connection
+// (TCP_USER_TIMEOUT). With a keep-alive frame sent every interval, a peer
+// whose host or network died is found within interval + d, whatever the
+// peer's own keep-alive settings. c may be a TLS connection over TCP; other
+// connections are left alone.
+func setUserTimeout(c net.Conn, d time.Duration) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok || d <= 0 {
+		return
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+}
