@@ -48,6 +48,10 @@ type Agent struct {
 	// Transport tunes the session; nil means the config's max_streams and
 	// stream_window_kib over the transport defaults.
 	Transport *transport.Config
+	// Resolver looks up the names of tunnel targets: once per tunnel,
+	// before the allow list checks each address, which is then the one
+	// dialed. nil means net.DefaultResolver.
+	Resolver Resolver
 	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
 	// BackoffInitial and BackoffMax bound reconnect delays; zero means the

@@ -100,7 +100,9 @@ func (env *agentEnv) writeConfig(t *testing.T, extra string) {
 	require.NoError(t, os.Rename(tmp, env.path))
 }
 
-func startAgent(t *testing.T, extra string) (*agentEnv, *transport.Client) {
+// startAgent starts an agent with the given extra YAML; each opt may
+// change the Agent before Start.
+func startAgent(t *testing.T, extra string, opts ...func(*Agent)) (*agentEnv, *transport.Client) {
 	t.Helper()
 	pki := certstest.New(t)
 	env := &agentEnv{dir: t.TempDir(), pki: pki, edge: newTestEdge(t, pki)}
@@ -111,6 +113,9 @@ func startAgent(t *testing.T, extra string) (*agentEnv, *transport.Client) {
 	env.writeConfig(t, extra)
 	env.agent = &Agent{ConfigPath: env.path, TLSConfig: pki.DeviceTLS(kp), Logger: testLogger(t),
 		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	for _, o := range opts {
+		o(env.agent)
+	}
 	require.NoError(t, env.agent.Start(context.Background()))
 	t.Cleanup(func() { require.NoError(t, env.agent.Close()) })
 	return env, env.edge.device(t)

@@ -22,7 +22,8 @@ import (
 
 // Config defaults. A zero duration in the file means the default.
 const (
-	// DefaultDialTimeout bounds the device's dial of a TCP tunnel target.
+	// DefaultDialTimeout bounds the device's dial of a TCP tunnel target,
+	// including the lookup of its name.
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultReloadTimeout bounds reload.command. It is shorter than the
 	// 15 s a client and the edge wait for a stream's answer by default, so
@@ -30,17 +31,34 @@ const (
 	DefaultReloadTimeout = 10 * time.Second
 	// MaxConfigSize bounds the configuration file.
 	MaxConfigSize = 1 << 20
-	// DefaultMaxStreams caps the streams open at once on the session: the
-	// transport's default.
-	DefaultMaxStreams = transport.DefaultMaxStreams
-	// DefaultStreamWindowKiB is each stream's receive window: the
-	// transport's default, which keeps one stream at full speed on long
-	// links. MaxStreams × StreamWindowKiB bounds what the edge can make the
-	// agent buffer (128 MiB with both defaults, reached only when every
-	// stream's target stops reading); a device with little memory sets
-	// smaller values, such as max_streams: 32 and stream_window_kib: 256
-	// (8 MiB).
+)
+
+// Session limits. Each stream has a receive window (stream_window_kib):
+// what the edge may send ahead on it, which the agent holds while the
+// stream's target does not read. The receive budget (receive_budget_mib) is
+// what the agent holds for all streams together, and max_streams ×
+// stream_window_kib never exceeds it: the streams whose targets stopped
+// reading can then never take the room the others need, and together they
+// pin at most the budget (each also keeps its socket buffers in the
+// kernel, about 1 MiB more on Linux).
+const (
+	// DefaultReceiveBudgetMiB is the receive budget, in MiB.
+	DefaultReceiveBudgetMiB = 128
+	// MaxReceiveBudgetMiB is the largest receive budget, in MiB (the
+	// transport's bound of 1 GiB).
+	MaxReceiveBudgetMiB = 1024
+	// DefaultStreamWindowKiB is each stream's receive window, in KiB: the
+	// transport's default, which keeps one stream at about 20 MB/s on a
+	// link with a 100 ms round trip (a window caps a stream at window ÷
+	// round-trip time).
 	DefaultStreamWindowKiB = transport.DefaultMaxStreamBuffer >> 10
+	// MinStreamWindowKiB and MaxStreamWindowKiB bound stream_window_kib.
+	MinStreamWindowKiB, MaxStreamWindowKiB = 64, 16384
+	// DefaultMaxStreams is the streams open at once with the defaults:
+	// the default budget over the default window (64).
+	DefaultMaxStreams = DefaultReceiveBudgetMiB << 10 / DefaultStreamWindowKiB
+	// MaxMaxStreams bounds max_streams.
+	MaxMaxStreams = 1024
 )
 
 // DefaultAllow is the allow list used for tcp and udp when the config does
@@ -58,14 +76,29 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	  udp: ["127.0.0.1:*"]
 //	pty: {enabled: true, shell: "", user: ""}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
-//	dial_timeout: 10s
+//	dial_timeout: 10s           # lookup and connect of a TCP target
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
-//	max_streams: 128            # streams open at once
+//	receive_budget_mib: 128     # what all streams together may hold
 //	stream_window_kib: 2048     # receive window of each stream
+//	max_streams: 64             # streams open at once; budget ÷ window
 //	keepalive: {interval: 15s, timeout: 90s}
 //
+// Allow-list rules name addresses or host names. A name is looked up on
+// the device when a tunnel opens, and every address it resolves to must be
+// admitted: a rule that names a host admits the addresses the name resolves
+// to, except loopback, link-local and unspecified ones, which only a rule
+// for the address itself (such as "127.0.0.1:*") admits. "localhost" and
+// names under ".localhost" must resolve to loopback addresses only. The
+// tunnel then connects to exactly the addresses that were checked.
+//
+// max_streams × stream_window_kib must fit in receive_budget_mib (× 1024),
+// at most 1 GiB. A value left out is derived: max_streams is the budget
+// over the window (at most 1024); when max_streams is set, the window is
+// the largest that fits, up to 2048 KiB. When all three are set and do not
+// fit, the config is refused.
+//
 // Load it with LoadConfig or ParseConfig, which resolve the paths and
-// validate every field.
+// validate every field; a config they accept is one the agent starts with.
 type Config struct {
 	// Edge is the edge's device endpoint (https only). A URL without a path
 	// gets "/device".
@@ -84,18 +117,25 @@ type Config struct {
 	Reload ReloadConfig `yaml:"reload"`
 	// UDP tunes UDP tunnels.
 	UDP UDPConfig `yaml:"udp"`
-	// DialTimeout bounds the dial of a TCP tunnel target. Zero means
-	// DefaultDialTimeout.
+	// DialTimeout bounds the lookup of a TCP tunnel target's name and the
+	// connection to it. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
-	// MaxStreams caps the streams (tunnels, terminals, reloads) open at
-	// once; more are refused with an Error. 1 to 1024; 0 means
-	// DefaultMaxStreams.
-	MaxStreams int `yaml:"max_streams"`
+	// ReceiveBudgetMiB is what the agent may hold, in MiB, of the bytes the
+	// edge sent on all streams together and their targets have not read
+	// yet. 1 to 1024; 0 means DefaultReceiveBudgetMiB (128).
+	ReceiveBudgetMiB int `yaml:"receive_budget_mib"`
 	// StreamWindowKiB is each stream's receive window in KiB: what the
-	// edge may send ahead on one stream. MaxStreams × StreamWindowKiB
-	// bounds the agent's receive buffers. 64 to 16384; 0 means
-	// DefaultStreamWindowKiB. A larger window is faster on long links.
+	// edge may send ahead on one stream. A larger window is faster on long
+	// links. 64 to 16384; 0 means DefaultStreamWindowKiB (2048), or, when
+	// MaxStreams is set, the largest window up to that which fits the
+	// budget.
 	StreamWindowKiB int `yaml:"stream_window_kib"`
+	// MaxStreams caps the streams (tunnels, terminals, reloads) open at
+	// once; more are refused with an Error "too many streams". 1 to 1024;
+	// 0 means ReceiveBudgetMiB × 1024 ÷ StreamWindowKiB, at most 1024 (64
+	// with the defaults). MaxStreams × StreamWindowKiB must not exceed
+	// ReceiveBudgetMiB × 1024.
+	MaxStreams int `yaml:"max_streams"`
 	// KeepAlive tunes how a dead connection to the edge is noticed.
 	KeepAlive KeepAliveConfig `yaml:"keepalive"`
 
@@ -198,7 +238,7 @@ type keys map[string]keys
 
 var schema = keys{
 	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil,
-	"max_streams": nil, "stream_window_kib": nil,
+	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
 	"allow":     {"tcp": nil, "udp": nil},
 	"pty":       {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
 	"reload":    {"command": nil, "timeout": nil},
@@ -470,23 +510,72 @@ func (c *Config) validate(dir string) error {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
-	switch {
-	case c.MaxStreams == 0:
-		c.MaxStreams = DefaultMaxStreams
-	case c.MaxStreams < 1 || c.MaxStreams > 1024:
-		return c.errAt("max_streams", "%d is outside 1 to 1024", c.MaxStreams)
-	}
-	switch {
-	case c.StreamWindowKiB == 0:
-		c.StreamWindowKiB = DefaultStreamWindowKiB
-	case c.StreamWindowKiB < 64 || c.StreamWindowKiB > 16384:
-		return c.errAt("stream_window_kib", "%d is outside 64 to 16384", c.StreamWindowKiB)
+	if err := c.sessionLimits(); err != nil {
+		return err
 	}
 	if c.UDP.IdleTimeout < 0 {
 		return c.errAt("udp.idle_timeout", "%v must not be negative", c.UDP.IdleTimeout)
 	}
+	// The agent starts its session with exactly these settings; what the
+	// transport refuses must be refused here, with the same words for
+	// "tether-agent check" and for the agent.
+	if err := transport.VerifyConfig(c.TransportConfig()); err != nil {
+		return &ConfigError{Msg: fmt.Sprintf("the session settings (keepalive, max_streams, stream_window_kib, receive_budget_mib) are not usable: %v", err)}
+	}
 	return nil
 }
+
+// sessionLimits checks receive_budget_mib, stream_window_kib and
+// max_streams, derives those left out, and keeps max_streams ×
+// stream_window_kib within the budget.
+func (c *Config) sessionLimits() error {
+	switch {
+	case c.ReceiveBudgetMiB == 0:
+		c.ReceiveBudgetMiB = DefaultReceiveBudgetMiB
+	case c.ReceiveBudgetMiB < 1 || c.ReceiveBudgetMiB > MaxReceiveBudgetMiB:
+		return c.errAt("receive_budget_mib", "%d is outside 1 to %d", c.ReceiveBudgetMiB, MaxReceiveBudgetMiB)
+	}
+	if c.StreamWindowKiB != 0 && (c.StreamWindowKiB < MinStreamWindowKiB || c.StreamWindowKiB > MaxStreamWindowKiB) {
+		return c.errAt("stream_window_kib", "%d is outside %d to %d", c.StreamWindowKiB, MinStreamWindowKiB, MaxStreamWindowKiB)
+	}
+	if c.MaxStreams != 0 && (c.MaxStreams < 1 || c.MaxStreams > MaxMaxStreams) {
+		return c.errAt("max_streams", "%d is outside 1 to %d", c.MaxStreams, MaxMaxStreams)
+	}
+	budgetKiB := c.ReceiveBudgetMiB << 10
+	switch {
+	case c.StreamWindowKiB == 0 && c.MaxStreams == 0:
+		c.StreamWindowKiB = min(DefaultStreamWindowKiB, budgetKiB)
+	case c.StreamWindowKiB == 0:
+		w := min(DefaultStreamWindowKiB, budgetKiB/c.MaxStreams)
+		if w < MinStreamWindowKiB {
+			return c.errAt("max_streams", "%d streams with the smallest window (%d KiB) need %d MiB, more than receive_budget_mib (%d); lower max_streams to %d or raise receive_budget_mib to %d",
+				c.MaxStreams, MinStreamWindowKiB, ceilDiv(c.MaxStreams*MinStreamWindowKiB, 1024), c.ReceiveBudgetMiB,
+				budgetKiB/MinStreamWindowKiB, ceilDiv(c.MaxStreams*MinStreamWindowKiB, 1024))
+		}
+		c.StreamWindowKiB = w
+	case c.StreamWindowKiB > budgetKiB:
+		return c.errAt("stream_window_kib", "one window of %d KiB does not fit in receive_budget_mib (%d); lower stream_window_kib to %d or raise receive_budget_mib to %d",
+			c.StreamWindowKiB, c.ReceiveBudgetMiB, budgetKiB, ceilDiv(c.StreamWindowKiB, 1024))
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = min(MaxMaxStreams, budgetKiB/c.StreamWindowKiB)
+		return nil
+	}
+	if need := c.MaxStreams * c.StreamWindowKiB; need > budgetKiB {
+		fix := fmt.Sprintf("lower max_streams to %d", budgetKiB/c.StreamWindowKiB)
+		if w := budgetKiB / c.MaxStreams; w >= MinStreamWindowKiB {
+			fix += fmt.Sprintf(" or stream_window_kib to %d", w)
+		}
+		if ceilDiv(need, 1024) <= MaxReceiveBudgetMiB {
+			fix += fmt.Sprintf(", or raise receive_budget_mib to %d", ceilDiv(need, 1024))
+		}
+		return c.errAt("max_streams", "%d streams × stream_window_kib %d need %d MiB of receive buffers, more than receive_budget_mib (%d); %s",
+			c.MaxStreams, c.StreamWindowKiB, ceilDiv(need, 1024), c.ReceiveBudgetMiB, fix)
+	}
+	return nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // compile parses an allow list; nil means DefaultAllow.
 func (c *Config) compile(key string, list []string) ([]rule, error) {
@@ -522,6 +611,7 @@ func (c *Config) TransportConfig() *transport.Config {
 	return &transport.Config{
 		MaxStreams:        c.MaxStreams,
 		MaxStreamBuffer:   c.StreamWindowKiB << 10,
+		MaxReceiveBuffer:  c.ReceiveBudgetMiB << 20,
 		KeepAliveInterval: c.KeepAlive.Interval,
 		KeepAliveTimeout:  c.KeepAlive.Timeout,
 	}
@@ -550,6 +640,8 @@ func (c *Config) connectionKeysChanged(old *Config) (string, bool) {
 		return "max_streams", true
 	case c.StreamWindowKiB != old.StreamWindowKiB:
 		return "stream_window_kib", true
+	case c.ReceiveBudgetMiB != old.ReceiveBudgetMiB:
+		return "receive_budget_mib", true
 	case c.KeepAlive != old.KeepAlive:
 		return "keepalive", true
 	}

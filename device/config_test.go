@@ -62,8 +62,11 @@ func TestParseConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
 	require.Equal(t, DefaultReloadTimeout, c.Reload.Timeout)
 	require.Empty(t, c.Reload.Command)
-	require.Equal(t, DefaultMaxStreams, c.MaxStreams)
-	require.Equal(t, DefaultStreamWindowKiB, c.StreamWindowKiB)
+	require.Equal(t, 64, c.MaxStreams)
+	require.Equal(t, 64, DefaultMaxStreams)
+	require.Equal(t, 2048, c.StreamWindowKiB)
+	require.Equal(t, 128, c.ReceiveBudgetMiB)
+	require.Equal(t, 128<<20, c.TransportConfig().MaxReceiveBuffer)
 	require.NoError(t, transport.VerifyConfig(c.TransportConfig()))
 }
 
@@ -104,6 +107,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
 		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
 		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},
+		{"budget too large", base + "receive_budget_mib: 2048\n", "config line 5: receive_budget_mib: 2048 is outside 1 to 1024", 5},
 		{"keep-alive timeout within the interval", base + "keepalive: {interval: 20s, timeout: 10s}\n", "config line 5: keepalive.timeout: 10s must be longer than the interval (20s)", 5},
 		{"not a mapping", "- a\n- b\n", "config line 1: the file must be a mapping", 1},
 		{"empty file", "", "config: the file is empty", 0},
@@ -165,6 +169,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("allow:\n  tcp:\n    - [1, 2]\n"))
 	f.Add([]byte("&a [*a, *a]"))
 	f.Add([]byte("pty: !!binary aGVsbG8=\n"))
+	f.Add([]byte("edge: https://e\ncert: a\nkey: b\nca: c\nmax_streams: 1024\nreceive_budget_mib: 1\n"))
+	f.Add([]byte("edge: https://e\ncert: a\nkey: b\nca: c\nstream_window_kib: 16384\nreceive_budget_mib: 1024\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseConfig(data, "/d")
 		if err != nil {
@@ -183,5 +189,58 @@ func FuzzParseConfig(f *testing.F) {
 		if c.DialTimeout <= 0 || c.Reload.Timeout <= 0 {
 			t.Fatalf("defaults not applied: %+v", c)
 		}
+		if err := transport.VerifyConfig(c.TransportConfig()); err != nil {
+			t.Fatalf("accepted a config the agent cannot start with: %v", err)
+		}
+		if c.MaxStreams*c.StreamWindowKiB > c.ReceiveBudgetMiB<<10 {
+			t.Fatalf("max_streams %d × stream_window_kib %d exceed receive_budget_mib %d", c.MaxStreams, c.StreamWindowKiB, c.ReceiveBudgetMiB)
+		}
 	})
+}
+
+// TestSessionLimits checks the arithmetic of receive_budget_mib,
+// stream_window_kib and max_streams: values left out are derived, and
+// max_streams × stream_window_kib never exceeds the budget.
+func TestSessionLimits(t *testing.T) {
+	base := "edge: https://e/device\ncert: a\nkey: b\nca: c\n" // lines 1-4
+	cases := []struct {
+		name                    string
+		yaml                    string
+		budget, window, streams int    // the effective values
+		wantErr                 string // the whole error text, when refused
+	}{
+		{name: "defaults", budget: 128, window: 2048, streams: 64},
+		{name: "a small budget", yaml: "receive_budget_mib: 1\n", budget: 1, window: 1024, streams: 1},
+		{name: "budget and window", yaml: "receive_budget_mib: 1\nstream_window_kib: 256\n", budget: 1, window: 256, streams: 4},
+		{name: "streams alone narrow the window", yaml: "max_streams: 128\n", budget: 128, window: 1024, streams: 128},
+		{name: "the most streams", yaml: "max_streams: 1024\n", budget: 128, window: 128, streams: 1024},
+		{name: "a small window allows more streams, up to 1024", yaml: "stream_window_kib: 64\nreceive_budget_mib: 1024\n", budget: 1024, window: 64, streams: 1024},
+		{name: "all three within the budget", yaml: "max_streams: 16\nstream_window_kib: 512\nreceive_budget_mib: 8\n", budget: 8, window: 512, streams: 16},
+		{name: "streams and window over the default budget", yaml: "max_streams: 128\nstream_window_kib: 2048\n",
+			wantErr: "config line 5: max_streams: 128 streams × stream_window_kib 2048 need 256 MiB of receive buffers, more than receive_budget_mib (128); lower max_streams to 64 or stream_window_kib to 1024, or raise receive_budget_mib to 256"},
+		{name: "over the transport's 1 GiB", yaml: "max_streams: 1024\nstream_window_kib: 2048\nreceive_budget_mib: 1024\n",
+			wantErr: "config line 5: max_streams: 1024 streams × stream_window_kib 2048 need 2048 MiB of receive buffers, more than receive_budget_mib (1024); lower max_streams to 512 or stream_window_kib to 1024"},
+		{name: "too many streams for any window", yaml: "max_streams: 32\nreceive_budget_mib: 1\n",
+			wantErr: "config line 5: max_streams: 32 streams with the smallest window (64 KiB) need 2 MiB, more than receive_budget_mib (1); lower max_streams to 16 or raise receive_budget_mib to 2"},
+		{name: "a window larger than the budget", yaml: "stream_window_kib: 16384\nreceive_budget_mib: 8\n",
+			wantErr: "config line 5: stream_window_kib: one window of 16384 KiB does not fit in receive_budget_mib (8); lower stream_window_kib to 8192 or raise receive_budget_mib to 16"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(base+tc.yaml), "/d")
+			if tc.wantErr != "" {
+				require.Error(t, err, "got %+v; want an error", c)
+				require.ErrorIs(t, err, ErrInvalidConfig)
+				require.Equal(t, tc.wantErr, err.Error())
+				return
+			}
+			require.NoError(t, err)
+			got := [3]int{c.ReceiveBudgetMiB, c.StreamWindowKiB, c.MaxStreams}
+			require.Equal(t, [3]int{tc.budget, tc.window, tc.streams}, got, "got budget, window, streams %v; want %v", got, [3]int{tc.budget, tc.window, tc.streams})
+			tc := c.TransportConfig()
+			require.NoError(t, transport.VerifyConfig(tc))
+			require.Equal(t, c.ReceiveBudgetMiB<<20, tc.MaxReceiveBuffer)
+			require.LessOrEqual(t, tc.MaxStreams*tc.MaxStreamBuffer, tc.MaxReceiveBuffer)
+		})
+	}
 }

@@ -3,8 +3,6 @@ package device
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/tetherhq/tether/internal/target"
@@ -21,11 +19,14 @@ type extras struct {
 }
 
 func (e *extras) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
+	// Every UDP target is checked like a TCP one; the tunnel sends to the
+	// first of the addresses that were checked.
 	e.allow = func(ctx context.Context, t target.Target) (netip.Addr, error) {
-		if err := a.cfg.Load().AllowUDP(t); err != nil {
+		addrs, err := a.cfg.Load().AuthorizeUDP(ctx, a.Resolver, t)
+		if err != nil {
 			return netip.Addr{}, err
 		}
-		return resolveOne(ctx, t)
+		return addrs[0], nil
 	}
 	e.udp = udp.NewDeviceHandler(udpConfig(cfg, e.allow), a.Logger)
 	dc.Handle(transport.MsgUDP, e.udp.Handle)
@@ -47,22 +48,6 @@ func (e *extras) close() error {
 	}
 	errs = append(errs, e.pty.close())
 	return errors.Join(errs...)
-}
-
-// resolveOne returns t's address: its IP, or the first address its name
-// resolves to.
-func resolveOne(ctx context.Context, t target.Target) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(t.Host); err == nil {
-		return a, nil
-	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", t.Host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("resolve %s: %w", t.Host, err)
-	}
-	if len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("resolve %s: no addresses", t.Host)
-	}
-	return addrs[0], nil
 }
 
 func udpConfig(cfg *Config, allow func(context.Context, target.Target) (netip.Addr, error)) udp.DeviceConfig {

@@ -7,15 +7,16 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"syscall"
+	"time"
 
 	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
 )
 
-// handleTCP serves a TCP tunnel (0x10): it parses the target, checks the
-// allow list, dials with the configured timeout, answers, and splices the
-// stream and the connection with half-close.
+// handleTCP serves a TCP tunnel (0x10): it parses the target, checks it
+// against the allow list and resolves its name (both bounded by the dial
+// timeout), connects to the addresses that were checked, answers, and
+// splices the stream and the connection with half-close.
 func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []byte) {
 	log := a.log()
 	cfg := a.cfg.Load()
@@ -24,18 +25,19 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 		_ = transport.WriteError(st, fmt.Sprintf("bad TCP tunnel target: %s; send host:port, such as 127.0.0.1:22", targetReason(err)))
 		return
 	}
-	if err := cfg.AllowTCP(t); err != nil {
-		log.Warn("tcp tunnel refused by the allow list", "target", t.String(), "allow", cfg.TCPAllow())
+	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	addrs, err := cfg.AuthorizeTCP(dctx, a.Resolver, t)
+	if err != nil {
+		if errors.Is(err, ErrNotAllowed) {
+			log.Warn("tcp tunnel refused by the allow list", "target", t.String(), "allow", cfg.TCPAllow(), "reason", err.Error())
+		} else {
+			log.Debug("tcp tunnel target not resolved", "target", t.String(), "err", err)
+		}
 		_ = transport.WriteError(st, err.Error())
 		return
 	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	var d net.Dialer
-	if !t.IsIP() && target.IsLoopback(t.Host) {
-		// "localhost" must stay on this machine whatever the resolver says.
-		d.Control = loopbackOnly(t.Host)
-	}
-	c, err := d.DialContext(dctx, "tcp", t.String())
+	c, err := dialAddrs(dctx, addrs, t.Port)
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -49,25 +51,43 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 		c.Close()
 		return
 	}
-	log.Debug("tcp tunnel open", "target", t.String())
+	log.Debug("tcp tunnel open", "target", t.String(), "addr", c.RemoteAddr().String())
 	up, down, err := transport.Splice(ctx, st, c, nil)
 	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
 }
 
-// loopbackOnly refuses to connect a loopback name to an address that is
-// not loopback, so that a resolver cannot turn "localhost" into a LAN
-// address.
-func loopbackOnly(name string) func(network, address string, _ syscall.RawConn) error {
-	return func(network, address string, _ syscall.RawConn) error {
-		host, _, err := net.SplitHostPort(address)
-		if err != nil {
-			return err
+// minDialShare is the least time one address gets when a name resolved to
+// several and the dial timeout is shared among them (as net.Dialer does).
+const minDialShare = 2 * time.Second
+
+// dialAddrs connects to the first of addrs that answers, in order. The
+// time left before ctx's deadline is shared among the addresses still to
+// try. It returns the first address's error when none answers.
+func dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, error) {
+	var (
+		d        net.Dialer
+		firstErr error
+	)
+	for i, addr := range addrs {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok && i < len(addrs)-1 {
+			left := time.Until(deadline)
+			share := max(left/time.Duration(len(addrs)-i), min(left, minDialShare))
+			actx, cancel = context.WithTimeout(ctx, share)
 		}
-		if ip, err := netip.ParseAddr(host); err != nil || !ip.Unmap().IsLoopback() {
-			return fmt.Errorf("%s resolved to %s, which is not a loopback address; refused", name, host)
+		c, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(addr, uint16(port)).String())
+		cancel()
+		if err == nil {
+			return c, nil
 		}
-		return nil
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
+	return nil, firstErr
 }
 
 // targetReason strips the package prefix from a target.Parse error.
