@@ -87,6 +87,7 @@ func (s *session) start(cfg Config, req transport.PTYCommand) error {
 			Credential: acct.cred,
 		},
 	}
+	defaultSessionSignals()
 	err = cmd.Start()
 	tty.Close() // the child has its own copies; the agent must not keep the slave open
 	if err != nil {

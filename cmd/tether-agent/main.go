@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/inherit"
 	"github.com/tetherhq/tether/internal/version"
 )
 
@@ -82,6 +83,15 @@ Flags:
 	if err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return exitUsage
+	}
+
+	// Descriptors inherited from whoever started the agent must not reach
+	// the shells and commands it runs: those get exactly what they are
+	// handed (a terminal on 0, 1 and 2).
+	if n, err := inherit.CloseOnExec(3); err != nil {
+		logger.Warn("inherited descriptors may reach sessions and commands", "err", err)
+	} else if n > 0 {
+		logger.Debug("inherited descriptors marked close-on-exec", "count", n)
 	}
 
 	cfg, err := device.LoadConfig(*configPath)
