@@ -66,8 +66,9 @@ func (c *Client) Session() *Session { return c.sess }
 // Close closes the session and all its streams.
 func (c *Client) Close() error { return c.sess.Close() }
 
-// Done is closed when the session ends.
-func (c *Client) Done() <-chan struct{} { return c.sess.CloseChan() }
+// Done is closed as soon as the connection to the edge is gone (see
+// Session.Done).
+func (c *Client) Done() <-chan struct{} { return c.sess.Done() }
 
 // OpenStream opens a stream of type t, sends payload and waits for the
 // answer. On OK it returns the stream, ready for the type's byte stream,
@@ -222,9 +223,22 @@ func (f *Forward) serve(ctx context.Context) {
 		f.mu.Unlock()
 	})
 	defer stop()
+	var delay time.Duration // after a transient Accept error, as net/http does
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				// EMFILE and the like pass: wait and go on.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				f.log.Warn("forward: accept failed; retrying", "local", f.ln.Addr().String(), "err", err, "retry_in", delay.String())
+				t := time.NewTimer(delay)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+				case <-t.C:
+				}
+				continue
+			}
 			if ctx.Err() == nil {
 				f.mu.Lock()
 				f.err = fmt.Errorf("accept: %w", err)
@@ -233,6 +247,7 @@ func (f *Forward) serve(ctx context.Context) {
 			f.cancel()
 			return
 		}
+		delay = 0
 		if !f.track(ctx, c, true) {
 			c.Close()
 			continue

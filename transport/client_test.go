@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,4 +145,45 @@ func TestSplice(t *testing.T) {
 	require.Equal(t, int64(100_000), r.ba)
 	_, err = a.Write([]byte("x"))
 	require.Error(t, err, "Splice closes both ends")
+}
+
+// flakyListener fails its first Accept calls with EMFILE, as a process out
+// of descriptors does, then accepts from the real listener.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestForwardSurvivesAcceptErrors: a transient Accept error (out of file
+// descriptors) pauses the forward; it does not end it.
+func TestForwardSurvivesAcceptErrors(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	startDevice(t, b, pki, nil, nil)
+	cl := dialClient(t, b, pki, nil)
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fl := &flakyListener{Listener: ln}
+	fl.fails.Store(3)
+	f := transport.NewForward(testCtx(t), fl, cl, target, testLogger(t))
+	defer f.Close()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("after emfile"))
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Equal(t, "echo:AFTER EMFILE", string(got))
+	require.NoError(t, f.Err())
 }

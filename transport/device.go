@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -19,17 +20,17 @@ import (
 // the handler returns. ctx ends when the DeviceClient is closed.
 type Handler func(ctx context.Context, st *Stream, payload []byte)
 
-// Reconnect defaults of a DeviceClient.
+// Reconnect and drain defaults of a DeviceClient.
 const (
 	DefaultBackoffInitial = time.Second
 	DefaultBackoffMax     = 60 * time.Second
-	DefaultBackoffReset   = 60 * time.Second
+	DefaultBackoffReset   = time.Second
 	DefaultDrainTimeout   = 30 * time.Second
 )
 
 // DeviceClient keeps a device connected to the edge: it dials, serves the
 // streams the edge opens with the registered handlers, and reconnects with
-// exponential backoff and full jitter. Fill in the exported fields, register
+// jittered backoff (see Backoff). Fill in the exported fields, register
 // handlers with Handle, then call Start. Fields must not change after Start.
 type DeviceClient struct {
 	// URL is the edge's device endpoint, e.g. https://edge:8443/device.
@@ -41,20 +42,24 @@ type DeviceClient struct {
 	Config *Config
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
-	// BackoffInitial, BackoffMax: reconnect delays (defaults 1 s and 60 s).
-	// Before the n-th dial since the backoff was last reset, the delay is
-	// drawn uniformly from [0, min(max, initial×2^(n-1))) (full jitter).
+	// BackoffInitial and BackoffMax shape the reconnect delays (defaults
+	// 1 s and 60 s): see Backoff.
 	BackoffInitial, BackoffMax time.Duration
-	// BackoffReset: a connection up this long resets the backoff (60 s).
+	// BackoffReset: a session that lived this long, even briefly, starts
+	// the schedule over (default 1 s). Shorter ones count as failed
+	// attempts, so that an edge that drops a session at once is not
+	// redialed in a tight loop.
 	BackoffReset time.Duration
-	// DrainTimeout bounds how long open streams may finish after a GoAway or
-	// Close before they are cut (default 30 s).
+	// DrainTimeout bounds how long open streams may finish on the old
+	// session after a GoAway (the device meanwhile reconnects on a new
+	// one) before they are cut. Default 30 s.
 	DrainTimeout time.Duration
 
 	mu sync.Mutex
 	// mu guards the following.
 	handlers map[MsgType]Handler
 	started  bool
+	closed   bool
 	sess     *Session
 	err      error
 
@@ -64,6 +69,7 @@ type DeviceClient struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
+	old       sync.WaitGroup // sessions being drained or reaped in the background
 }
 
 // NewDeviceClient returns a DeviceClient for the edge URL. cfg and logger
@@ -99,17 +105,22 @@ func (d *DeviceClient) init() {
 }
 
 // Start connects in the background and keeps reconnecting until ctx ends or
-// Close is called. It returns an error only when called twice.
+// Close is called. It fails when called twice, after Close, or without a
+// URL.
 func (d *DeviceClient) Start(ctx context.Context) error {
 	d.init()
 	d.mu.Lock()
-	if d.started {
-		d.mu.Unlock()
+	defer d.mu.Unlock()
+	switch {
+	case d.closed:
+		return ErrClientClosed
+	case d.started:
 		return errors.New("transport: DeviceClient already started")
+	case d.URL == "":
+		return errors.New("transport: DeviceClient.URL is empty: set the edge's device endpoint, such as https://edge.example.com:8443/device")
 	}
 	d.started = true
 	ctx, d.cancel = context.WithCancel(ctx)
-	d.mu.Unlock()
 	go d.run(ctx)
 	return nil
 }
@@ -120,10 +131,13 @@ func (d *DeviceClient) Ready() <-chan struct{} {
 	return d.ready
 }
 
-// Connected reports whether a session is up now.
+// Connected reports whether a session to the edge is up now: it turns
+// false as soon as the connection is gone or the edge sent GoAway, even
+// while handlers of the old session are still finishing.
 func (d *DeviceClient) Connected() bool { return d.connected.Load() }
 
-// Done is closed when the client has stopped and every handler returned.
+// Done is closed when the client has stopped (after Close, or when Start's
+// context ended) and every handler returned.
 func (d *DeviceClient) Done() <-chan struct{} {
 	d.init()
 	return d.done
@@ -137,11 +151,13 @@ func (d *DeviceClient) Err() error {
 	return d.err
 }
 
-// Close closes the session, cuts open streams and waits for the client to
-// stop. It is idempotent.
+// Close closes the session, cuts open streams, ends every handler's
+// context and waits for the handlers to return. It is idempotent.
+// Handlers must return once their context ends.
 func (d *DeviceClient) Close() error {
 	d.init()
 	d.mu.Lock()
+	d.closed = true
 	started := d.started
 	if d.err == nil {
 		d.err = ErrClientClosed
@@ -173,14 +189,10 @@ func orDefault(v, def time.Duration) time.Duration {
 
 func (d *DeviceClient) run(ctx context.Context) {
 	defer d.closeOnce.Do(func() { close(d.done) })
+	defer d.old.Wait()
 	log := d.logger()
-	initial := orDefault(d.BackoffInitial, DefaultBackoffInitial)
-	maxDelay := orDefault(d.BackoffMax, DefaultBackoffMax)
+	bo := &Backoff{Initial: d.BackoffInitial, Max: d.BackoffMax}
 	resetAfter := orDefault(d.BackoffReset, DefaultBackoffReset)
-	// attempt counts dials since the last session that lasted resetAfter;
-	// the delay before the next dial is drawn from
-	// [0, min(maxDelay, initial×2^(attempt-1))).
-	attempt := 0
 	var lastErr string
 	for {
 		sess, err := Dial(ctx, d.URL, "", d.TLSConfig, d.Config)
@@ -195,7 +207,7 @@ func (d *DeviceClient) run(ctx context.Context) {
 			upFor := time.Since(up)
 			log.Warn("disconnected from edge", "edge", d.URL, "reason", reason, "up", upFor.Round(time.Millisecond).String())
 			if upFor >= resetAfter {
-				attempt = 0
+				bo.Reset()
 			}
 		} else {
 			if ctx.Err() != nil {
@@ -211,12 +223,7 @@ func (d *DeviceClient) run(ctx context.Context) {
 		}
 		// Every redial waits a jittered delay, so that devices dropped
 		// together (an edge restart, a GoAway to all) do not return together.
-		attempt++
-		ceil := initial << min(attempt-1, 30)
-		if ceil <= 0 || ceil > maxDelay {
-			ceil = maxDelay
-		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(ceil)) + 1))
+		t := time.NewTimer(bo.Next())
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -232,6 +239,46 @@ func (d *DeviceClient) run(ctx context.Context) {
 	}
 	d.mu.Unlock()
 }
+
+// Backoff is the reconnect schedule of devices and clients: quick after a
+// connection that lived, then spaced out so that a fleet dropped at once
+// neither hammers its edge nor waits long once the edge is back.
+//
+// The first delay after Reset is drawn uniformly from [0, Initial). The
+// n-th one after that is drawn from [c/2, c] with c = 5×Initial×1.5^(n-1),
+// capped at Max. With the defaults (1 s, 60 s) the first four dials after
+// a loss fall at 0–1 s, 2.5–6 s, 6.3–13.5 s and 12–25 s: a device tries at
+// most three times in any 10 s, and redials within 7.5 s of an edge that
+// comes back within the first few seconds. The zero value uses the
+// defaults. A Backoff is not safe for concurrent use.
+type Backoff struct {
+	// Initial scales the schedule. Zero means DefaultBackoffInitial (1 s).
+	Initial time.Duration
+	// Max caps every delay. Zero means DefaultBackoffMax (60 s).
+	Max time.Duration
+
+	attempt int
+}
+
+// Next returns the delay before the next attempt and advances the schedule.
+func (b *Backoff) Next() time.Duration {
+	initial := orDefault(b.Initial, DefaultBackoffInitial)
+	maxDelay := max(orDefault(b.Max, DefaultBackoffMax), initial)
+	n := b.attempt
+	b.attempt++
+	if n == 0 {
+		return time.Duration(rand.Int64N(int64(initial)))
+	}
+	ceil := float64(5*initial) * math.Pow(1.5, float64(min(n-1, 60)))
+	if ceil > float64(maxDelay) {
+		ceil = float64(maxDelay)
+	}
+	half := int64(ceil / 2)
+	return time.Duration(half + rand.Int64N(half+1))
+}
+
+// Reset starts the schedule over, after a connection that lived.
+func (b *Backoff) Reset() { b.attempt = 0 }
 
 // failureKind names the kind of a dial failure, without the parts that
 // change from one attempt to the next (such as local ports), so that each
@@ -250,8 +297,12 @@ func failureKind(err error) string {
 	return err.Error()
 }
 
-// serve runs one session until it ends, a GoAway drains it, or ctx ends.
-// It returns why the session ended.
+// serve runs one session until its connection is gone, a GoAway arrives,
+// or ctx ends, and returns why. It returns at once in every case, so the
+// device redials without waiting: after a GoAway the old session drains in
+// the background, bounded by DrainTimeout; after a lost connection its
+// handlers are cut and reaped in the background. Only when ctx ends does it
+// wait for the handlers.
 func (d *DeviceClient) serve(ctx context.Context, sess *Session) string {
 	cfg := d.Config.withDefaults()
 	d.mu.Lock()
@@ -266,98 +317,143 @@ func (d *DeviceClient) serve(ctx context.Context, sess *Session) string {
 		d.mu.Unlock()
 	}()
 
-	var (
-		wg      sync.WaitGroup
-		active  atomic.Int64
-		goAway  = make(chan struct{})
-		goOnce  sync.Once
-		reason  = "session closed by the edge"
-		streams = make(chan *Stream)
-	)
 	hctx, hcancel := context.WithCancel(ctx)
-	defer hcancel()
+	o := &served{d: d, sess: sess, cfg: cfg, cancel: hcancel, streams: make(chan *Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
 
 	// The accept loop owns AcceptStream; it stops when the session closes.
-	acceptDone := make(chan error, 1)
-	go func() {
-		for {
-			st, err := sess.AcceptStream()
-			if err != nil {
-				acceptDone <- err
-				return
-			}
-			select {
-			case streams <- st:
-			case <-sess.CloseChan():
-				st.Close()
-			}
-		}
-	}()
+	go o.accept()
 
-	draining := false
+	reason := "session closed by the edge"
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			reason = "client closed"
 			break loop
-		case <-goAway:
+		case <-o.goAway:
 			reason = "edge sent GoAway"
-			draining = true
 			break loop
-		case err := <-acceptDone:
-			acceptDone <- err
-			if !errors.Is(err, ErrSessionClosed) {
+		case <-sess.Done():
+			if err := sess.Err(); err != nil {
 				reason = err.Error()
 			}
 			break loop
-		case st := <-streams:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer st.Close()
-				d.dispatch(hctx, st, cfg, &active, func() { goOnce.Do(func() { close(goAway) }) })
-			}()
+		case <-o.acceptDone:
+			break loop
+		case st := <-o.streams:
+			o.dispatch(hctx, st)
 		}
 	}
 
-	// Let open streams finish, bounded by the drain timeout, then cut them.
-	// Streams the edge opens meanwhile are refused with a reason.
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	var refusals sync.WaitGroup
-	if draining || ctx.Err() != nil {
-		drain := time.NewTimer(orDefault(d.DrainTimeout, DefaultDrainTimeout))
-		if ctx.Err() != nil && !draining {
-			drain.Reset(0)
-		}
-	wait:
-		for {
-			select {
-			case <-finished:
-				break wait
-			case <-drain.C:
-				break wait
-			case st := <-streams:
-				refusals.Add(1)
-				go func() {
-					defer refusals.Done()
-					defer st.Close()
-					_ = st.SetDeadline(time.Now().Add(cfg.OpenTimeout))
-					if _, err := ReadMessage(st); err == nil {
-						_ = WriteError(st, "the device is reconnecting to the edge (GoAway); retry in a moment")
-					}
-				}()
-			}
-		}
-		drain.Stop()
+	switch {
+	case ctx.Err() != nil:
+		o.cut()
+	case reason == "edge sent GoAway":
+		d.connected.Store(false)
+		d.old.Add(1)
+		go func() {
+			defer d.old.Done()
+			o.drain(ctx, orDefault(d.DrainTimeout, DefaultDrainTimeout))
+			o.cut()
+		}()
+	default:
+		d.connected.Store(false)
+		d.old.Add(1)
+		go func() {
+			defer d.old.Done()
+			o.cut()
+		}()
 	}
-	hcancel()
-	sess.Close()
-	<-acceptDone
-	<-finished
-	refusals.Wait()
 	return reason
+}
+
+// served is one session being served: its accept loop, its handlers and
+// the refusals sent while it drains.
+type served struct {
+	d      *DeviceClient
+	sess   *Session
+	cfg    *Config
+	cancel context.CancelFunc // ends the handlers' context
+
+	streams    chan *Stream
+	acceptDone chan struct{}
+	goAway     chan struct{}
+	goOnce     sync.Once
+	active     atomic.Int64
+	handlers   sync.WaitGroup
+	refusals   sync.WaitGroup
+}
+
+func (o *served) accept() {
+	defer close(o.acceptDone)
+	for {
+		st, err := o.sess.AcceptStream()
+		if err != nil {
+			return
+		}
+		select {
+		case o.streams <- st:
+		case <-o.sess.Done():
+			st.Close()
+		}
+	}
+}
+
+// dispatch runs a stream's handler on its own goroutine.
+func (o *served) dispatch(ctx context.Context, st *Stream) {
+	o.handlers.Add(1)
+	go func() {
+		defer o.handlers.Done()
+		defer st.Close()
+		o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
+	}()
+}
+
+// drain lets open streams finish, bounded by timeout and ctx, while
+// refusing the streams the edge opens meanwhile.
+func (o *served) drain(ctx context.Context, timeout time.Duration) {
+	finished := make(chan struct{})
+	go func() { o.handlers.Wait(); close(finished) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-finished:
+			return
+		case <-t.C:
+			o.d.logger().Warn("drain timeout: cutting the streams still open on the old session", "streams", o.active.Load())
+			return
+		case <-ctx.Done():
+			return
+		case <-o.sess.Done():
+			return
+		case st := <-o.streams:
+			o.refuse(st)
+		}
+	}
+}
+
+// refuse answers a stream opened during a drain with a reason.
+func (o *served) refuse(st *Stream) {
+	o.refusals.Add(1)
+	go func() {
+		defer o.refusals.Done()
+		defer st.Close()
+		_ = st.SetDeadline(time.Now().Add(o.cfg.OpenTimeout))
+		if _, err := ReadMessage(st); err == nil {
+			_ = WriteError(st, "the device is reconnecting to the edge (GoAway); retry in a moment")
+		}
+	}()
+}
+
+// cut ends the handlers' context, closes the session (which ends every
+// stream) and waits for the accept loop, the handlers and the refusals.
+func (o *served) cut() {
+	o.cancel()
+	o.sess.Close()
+	<-o.acceptDone
+	o.handlers.Wait()
+	o.refusals.Wait()
 }
 
 // dispatch reads a stream's opening message and runs its handler.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -283,4 +284,87 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 	require.ErrorIs(t, dc.Err(), transport.ErrClientClosed)
 	_, err = io.ReadAll(st)
 	require.ErrorIs(t, err, transport.ErrStreamReset, "the client's stream ends in error, not as if the device had finished")
+}
+
+// TestDeviceReconnectsWhileATargetIsStuck: a tunnel whose target stopped
+// reading holds its handler in a write to the target. When the device then
+// loses its edge, it must reconnect at once, and Close must still return:
+// the stuck handler belongs to the dead session and is cut with it.
+func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
+	b, pki := newBroker(t, nil)
+	dc := startDevice(t, b, pki, nil, nil)
+	cl := dialClient(t, b, pki, nil)
+	conn, err := cl.DialTCP(testCtx(t), testutil.Tarpit(t))
+	require.NoError(t, err)
+	defer conn.Close()
+
+	// Fill the path until the client's writes stall: the device's handler
+	// is then blocked writing to the target.
+	chunk := make([]byte, 64<<10)
+	for {
+		_ = conn.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := conn.Write(chunk); err != nil {
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			break
+		}
+	}
+
+	b.restart()
+	b.device(t) // the device dialed the restarted broker
+	require.Eventually(t, dc.Connected, waitLong, 5*time.Millisecond)
+
+	closed := make(chan error, 1)
+	go func() { closed <- dc.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(waitLong):
+		t.Fatal("Close hangs on the handler of the lost session")
+	}
+}
+
+// TestBackoffSchedule checks the reconnect schedule's promises over many
+// draws: the first redial after a loss comes within Initial, no device
+// dials more than three times in any 10 s, and an edge back within a few
+// seconds is redialed within 7.5 s.
+func TestBackoffSchedule(t *testing.T) {
+	for range 2000 {
+		var b transport.Backoff
+		at := []time.Duration{}
+		var now time.Duration
+		for range 8 {
+			now += b.Next()
+			at = append(at, now)
+		}
+		require.Less(t, at[0], transport.DefaultBackoffInitial, "first redial")
+		for i := 3; i < len(at); i++ {
+			require.Greater(t, at[i]-at[i-3], 10*time.Second, "four dials within 10 s: %v", at)
+		}
+		// An edge that is back 3.5 s after the loss: the first dial after
+		// that comes within 7.5 s.
+		for _, d := range at {
+			if d >= 3500*time.Millisecond {
+				require.LessOrEqual(t, d-3500*time.Millisecond, 7500*time.Millisecond, "dials at %v", at)
+				break
+			}
+		}
+		for _, d := range at {
+			require.LessOrEqual(t, d-at[0], 200*time.Second)
+		}
+	}
+	b := transport.Backoff{Initial: time.Second, Max: 2 * time.Second}
+	for range 10 {
+		require.LessOrEqual(t, b.Next(), 2*time.Second, "Max caps every delay")
+	}
+	b.Reset()
+	require.Less(t, b.Next(), time.Second, "Reset starts over")
+}
+
+func TestDeviceClientStartErrors(t *testing.T) {
+	dc := transport.NewDeviceClient("", nil, nil, nil)
+	require.ErrorContains(t, dc.Start(context.Background()), "URL is empty")
+
+	dc = transport.NewDeviceClient("https://127.0.0.1:1/device", nil, nil, nil)
+	require.NoError(t, dc.Close())
+	require.ErrorIs(t, dc.Start(context.Background()), transport.ErrClientClosed, "Start after Close")
 }

@@ -1,8 +1,10 @@
 package transport_test
 
 import (
+	"context"
 	"errors"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,5 +47,101 @@ func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 		require.False(t, errors.As(err, &ne) && ne.Timeout(), "the target's own deadline fired: the tunnel never let go (%v)", err)
 	case <-time.After(25 * time.Second):
 		t.Fatal("the tunnel kept the target's connection open after the client closed its stream")
+	}
+}
+
+// tcpPair returns two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	c2, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { c1.Close(); c2.Close() })
+	return c1.(*net.TCPConn), c2.(*net.TCPConn)
+}
+
+// TestSpliceBoundsAWriteAlreadyBlocked: a write into an end whose reader
+// stopped is already blocked when the other direction ends. The half-close
+// bound must cover it from that moment, not from the next write.
+func TestSpliceBoundsAWriteAlreadyBlocked(t *testing.T) {
+	left, a := tcpPair(t)
+	b, right := tcpPair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{HalfCloseTimeout: 200 * time.Millisecond})
+		done <- err
+	}()
+	// left talks, right never reads: the splice's write into b blocks once
+	// the socket buffers are full.
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := left.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the buffers fill
+	// Now right ends its direction: from here the blocked write is bounded.
+	require.NoError(t, right.CloseWrite())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStalled)
+	case <-time.After(waitLong):
+		t.Fatal("the splice never let go of the blocked write")
+	}
+}
+
+// TestSpliceEndsWithItsContext: cancelling the context aborts both ends;
+// a TCP end is reset rather than closed cleanly.
+func TestSpliceEndsWithItsContext(t *testing.T) {
+	left, a := tcpPair(t)
+	b, right := tcpPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(ctx, a, b, nil)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(waitLong):
+		t.Fatal("the splice outlived its context")
+	}
+	_, err := left.Read(make([]byte, 1))
+	require.ErrorIs(t, err, syscall.ECONNRESET)
+	_, err = right.Read(make([]byte, 1))
+	require.ErrorIs(t, err, syscall.ECONNRESET)
+}
+
+// TestSpliceStallTimeout: with a stall bound, a write that makes no
+// progress ends the splice even while both directions are open.
+func TestSpliceStallTimeout(t *testing.T) {
+	left, a := tcpPair(t)
+	b, _ := tcpPair(t) // nobody reads b's peer
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: 200 * time.Millisecond})
+		done <- err
+	}()
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := left.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStalled)
+	case <-time.After(waitLong):
+		t.Fatal("a stalled write held the splice")
 	}
 }
