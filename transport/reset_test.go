@@ -168,6 +168,11 @@ func TestClientDoneWhenTheConnectionDies(t *testing.T) {
 	b, pki := newBroker(t, &transport.Config{KeepAliveTimeout: time.Hour, KeepAliveInterval: time.Minute})
 	startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, &transport.Config{KeepAliveTimeout: time.Hour, KeepAliveInterval: time.Minute})
+	require.Eventually(t, func() bool { // the broker holds the session
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.clients) == 1
+	}, waitLong, time.Millisecond)
 	b.restart() // closes every session
 	select {
 	case <-cl.Done():
