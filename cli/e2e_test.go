@@ -91,7 +91,7 @@ func TestTCPForwards(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	a, b := testutil.TCPServer(t, testutil.EchoAfterEOF), testutil.TCPServer(t, testutil.EchoAfterEOF)
-	closed := testutil.FreeAddr(t)
+	closed := testutil.ClosedAddr(t)
 	fwd := f.startTether(false, "tcp", "d1", "0:"+a, "127.0.0.1:0:"+b, "0:"+closed)
 	locals := forwardLines(t, fwd, 3)
 	require.Contains(t, fwd.Stdout(), " -> d1 "+a+"\n")
@@ -230,7 +230,7 @@ func TestErrorClasses(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
-	closedPort := testutil.FreePort(t)
+	closedAddr := testutil.ClosedAddr(t)
 	other := certstest.New(t)
 	// A listener that accepts and never speaks: the TLS handshake times out.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,7 +244,7 @@ func TestErrorClasses(t *testing.T) {
 		wantMsg  []string
 	}{
 		{"edge refuses connections",
-			[]string{"--edge", fmt.Sprintf("https://127.0.0.1:%d", closedPort), "--ca", f.pki.CAFile, "--token", f.token, "nc", "d1", target},
+			[]string{"--edge", "https://" + closedAddr, "--ca", f.pki.CAFile, "--token", f.token, "nc", "d1", target},
 			ExitUnreachable, []string{"refused", "is tether-edge running"}},
 		{"edge name does not resolve",
 			[]string{"--edge", "https://edge.invalid:8443", "--ca", f.pki.CAFile, "--token", f.token, "reload", "d1"},
@@ -272,8 +272,8 @@ func TestErrorClasses(t *testing.T) {
 		{"forbidden device", f.args(f.limited, "nc", "d1", target), ExitForbidden, []string{"403", "d1"}},
 		{"device offline", f.args(f.token, "reload", "ghost"), ExitOffline, []string{"ghost", "not connected", "tether devices"}},
 		{"remote error verbatim",
-			f.args(f.token, "nc", "d1", fmt.Sprintf("127.0.0.1:%d", closedPort)),
-			ExitRemote, []string{fmt.Sprintf("127.0.0.1:%d", closedPort), "refused"}},
+			f.args(f.token, "nc", "d1", closedAddr),
+			ExitRemote, []string{closedAddr, "refused"}},
 		{"edge policy denial", f.args(f.token, "nc", "d1", "10.9.8.7:22"), ExitRemote, []string{"not allowed", "10.9.8.7:22"}},
 	}
 	for _, tt := range tests {

@@ -124,9 +124,18 @@ func TestUDPEcho(t *testing.T) {
 
 func TestFreePort(t *testing.T) {
 	port := FreePort(t)
+	require.Less(t, port, ephemeralLow(), "outside the ephemeral range")
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	require.NoError(t, err)
 	ln.Close()
+}
+
+func TestClosedAddr(t *testing.T) {
+	addr := ClosedAddr(t)
+	_, err := net.Dial("tcp", addr)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	_, err = net.Listen("tcp", addr)
+	require.Error(t, err, "nobody else can listen there")
 }
 
 func TestNewToken(t *testing.T) {
