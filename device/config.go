@@ -29,6 +29,12 @@ const (
 	// 15 s a client and the edge wait for a stream's answer by default, so
 	// a hung command is reported as such rather than as a client timeout.
 	DefaultReloadTimeout = 10 * time.Second
+	// DefaultStallTimeout ends a TCP tunnel whose target (or whose
+	// client, through the edge) has taken no byte for this long while data
+	// waited for it. It is longer than the edge's own bound (60 s), so
+	// that the edge, which knows the client, ends such a tunnel first; the
+	// device's bound frees what the edge's end could not reach.
+	DefaultStallTimeout = 90 * time.Second
 	// MaxConfigSize bounds the configuration file.
 	MaxConfigSize = 1 << 20
 )
@@ -77,11 +83,12 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	pty: {enabled: true, shell: "", user: ""}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s           # lookup and connect of a TCP target
+//	stall_timeout: 90s          # end a TCP tunnel whose reader stopped
 //	udp: {idle_timeout: 60s, max_packets_per_second: 0}
 //	receive_budget_mib: 128     # what all streams together may hold
 //	stream_window_kib: 2048     # receive window of each stream
 //	max_streams: 64             # streams open at once; budget ÷ window
-//	keepalive: {interval: 15s, timeout: 90s}
+//	keepalive: {interval: 10s, timeout: 30s}
 //
 // Allow-list rules name addresses or host names. A name is looked up on
 // the device when a tunnel opens, and every address it resolves to must be
@@ -120,6 +127,12 @@ type Config struct {
 	// DialTimeout bounds the lookup of a TCP tunnel target's name and the
 	// connection to it. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// StallTimeout ends a TCP tunnel when a write to its target, or to its
+	// stream, has made no progress for this long: the reader stopped while
+	// data waited, and the tunnel holds its window and a stream slot for
+	// nothing. Zero means DefaultStallTimeout; a negative value means no
+	// bound.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// ReceiveBudgetMiB is what the agent may hold, in MiB, of the bytes the
 	// edge sent on all streams together and their targets have not read
 	// yet. 1 to 1024; 0 means DefaultReceiveBudgetMiB (128).
@@ -174,8 +187,9 @@ type PTYConfig struct {
 
 // KeepAliveConfig tunes the session's keep-alive: a frame is sent every
 // Interval, and a session that received nothing for Timeout is dropped and
-// redialed. Zero values take the transport defaults (15 s and 90 s). The
-// timeout must exceed the edge's interval, or idle sessions flap.
+// redialed. Zero values take the transport defaults
+// (transport.DefaultKeepAliveInterval and DefaultKeepAliveTimeout, 10 s and
+// 30 s). The timeout must exceed the edge's interval, or idle sessions flap.
 type KeepAliveConfig struct {
 	Interval time.Duration `yaml:"interval"`
 	Timeout  time.Duration `yaml:"timeout"`
@@ -237,7 +251,7 @@ func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig 
 type keys map[string]keys
 
 var schema = keys{
-	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil,
+	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil, "stall_timeout": nil,
 	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
 	"allow":     {"tcp": nil, "udp": nil},
 	"pty":       {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
@@ -509,6 +523,9 @@ func (c *Config) validate(dir string) error {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
 	}
 	if err := c.sessionLimits(); err != nil {
 		return err

@@ -24,6 +24,7 @@ allow:
 pty: {enabled: true, shell: "/bin/sh", user: "", max_sessions: 4, idle_timeout: 1h}
 reload: {command: ["true"], timeout: 5s}
 dial_timeout: 3s
+stall_timeout: 2m
 udp: {idle_timeout: 20s, max_packets_per_second: -1}
 max_streams: 16
 stream_window_kib: 512
@@ -45,6 +46,7 @@ func TestParseConfigGood(t *testing.T) {
 	require.Equal(t, []string{"true"}, c.Reload.Command)
 	require.Equal(t, 5*time.Second, c.Reload.Timeout)
 	require.Equal(t, 3*time.Second, c.DialTimeout)
+	require.Equal(t, 2*time.Minute, c.StallTimeout)
 	require.Equal(t, 20*time.Second, c.UDP.IdleTimeout)
 	require.Equal(t, -1, c.UDP.MaxPacketsPerSecond)
 	require.Equal(t, 16, c.TransportConfig().MaxStreams)
@@ -60,6 +62,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultAllow, c.UDPAllow())
 	require.False(t, c.PTY.Enabled, "PTY is off unless enabled")
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
+	require.Equal(t, DefaultStallTimeout, c.StallTimeout)
 	require.Equal(t, DefaultReloadTimeout, c.Reload.Timeout)
 	require.Empty(t, c.Reload.Command)
 	require.Equal(t, 64, c.MaxStreams)
@@ -68,6 +71,12 @@ func TestParseConfigDefaults(t *testing.T) {
 	require.Equal(t, 128, c.ReceiveBudgetMiB)
 	require.Equal(t, 128<<20, c.TransportConfig().MaxReceiveBuffer)
 	require.NoError(t, transport.VerifyConfig(c.TransportConfig()))
+}
+
+func TestParseConfigNegativeStallTimeoutMeansNoBound(t *testing.T) {
+	c, err := ParseConfig([]byte("edge: https://e/device\ncert: a\nkey: b\nca: c\nstall_timeout: -1s\n"), "")
+	require.NoError(t, err)
+	require.Equal(t, -time.Second, c.StallTimeout, "got %v; want it kept negative (no bound)", c.StallTimeout)
 }
 
 func TestParseConfigEmptyAllowListAllowsNothing(t *testing.T) {

@@ -190,3 +190,20 @@ func (c *Config) AuthorizeTCP(ctx context.Context, res Resolver, t target.Target
 func (c *Config) AuthorizeUDP(ctx context.Context, res Resolver, t target.Target) ([]netip.Addr, error) {
 	return authorize(ctx, res, "udp", c.udp, t)
 }
+
+// NameRules returns the rules of an allow list ("tcp" or "udp") that name
+// hosts, other than localhost: their addresses come from the device's
+// resolver when a tunnel opens.
+func (c *Config) NameRules(proto string) []string {
+	rules := c.tcp
+	if proto == "udp" {
+		rules = c.udp
+	}
+	var out []string
+	for _, r := range rules {
+		if r.pat.NamesHosts() && !target.IsLoopback(r.pat.Host()) {
+			out = append(out, r.text)
+		}
+	}
+	return out
+}

@@ -52,7 +52,11 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 		return
 	}
 	log.Debug("tcp tunnel open", "target", t.String(), "addr", c.RemoteAddr().String())
-	up, down, err := transport.Splice(ctx, st, c, nil)
+	var opts transport.SpliceOptions
+	if cfg.StallTimeout > 0 {
+		opts.StallTimeout = cfg.StallTimeout
+	}
+	up, down, err := transport.Splice(ctx, st, c, &opts)
 	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
 }
 

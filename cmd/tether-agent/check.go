@@ -106,6 +106,19 @@ func (c *checker) run(path string, now time.Time) {
 	}
 	c.ok("config %s is valid; edge %s", path, cfg.Edge)
 	c.ok("allow lists: tcp %s; udp %s; pty %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled))
+	for _, proto := range []string{"tcp", "udp"} {
+		if names := cfg.NameRules(proto); len(names) > 0 {
+			c.note("allow.%s names hosts (%s): each name is looked up on this device when a tunnel opens, and an address it resolves to that is loopback, link-local or unspecified is refused unless a rule for that address allows it",
+				proto, strings.Join(names, ", "))
+		}
+	}
+	c.ok("session limits: up to %d streams at once (max_streams), a %d KiB receive window each (stream_window_kib); streams whose targets stop reading hold at most %d MiB together (receive_budget_mib)",
+		cfg.MaxStreams, cfg.StreamWindowKiB, cfg.ReceiveBudgetMiB)
+	stall := fmt.Sprintf("ended when its target or client takes no byte for %v (stall_timeout)", cfg.StallTimeout)
+	if cfg.StallTimeout < 0 {
+		stall = "never ended for a stalled target or client (stall_timeout is negative)"
+	}
+	c.ok("tcp tunnels: dial_timeout %v for the lookup and the connection; a tunnel is %s", cfg.DialTimeout, stall)
 	c.checkPrograms(cfg)
 
 	caCerts, caErr := certs.LoadCertificates(cfg.CA)

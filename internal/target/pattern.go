@@ -134,6 +134,25 @@ func (p Pattern) Match(t Target) bool {
 	return globMatch(p.host, t.Host)
 }
 
+// NamesHosts reports whether p matches targets by DNS name: its host is a
+// name or a glob of names, rather than an address, an address glob or
+// "*". A policy that trusts such a pattern trusts the resolver for the
+// addresses behind the names.
+func (p Pattern) NamesHosts() bool {
+	switch {
+	case p.host == "" || p.host == "*" || p.ipv4Only:
+		return false
+	case p.glob:
+		return !strings.Contains(p.host, ":")
+	}
+	_, err := netip.ParseAddr(p.host)
+	return err != nil
+}
+
+// Host returns the pattern's host part, canonical: an address, a name,
+// a glob, or "*".
+func (p Pattern) Host() string { return p.host }
+
 // String returns the canonical text of the pattern.
 func (p Pattern) String() string {
 	if p.host == "" {

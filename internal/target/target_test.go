@@ -284,3 +284,38 @@ func FuzzParsePattern(f *testing.F) {
 		}
 	})
 }
+
+func TestPatternNamesHosts(t *testing.T) {
+	cases := []struct {
+		pattern string
+		want    bool
+	}{
+		{"gw.lan:8080", true},
+		{"*.lan:*", true},
+		{"localhost:*", true},
+		{"web-*.example.com:443", true},
+		{"127.0.0.1:*", false},
+		{"0x7f.1:22", false}, // an address in another spelling
+		{"10.0.0.*:8000-8100", false},
+		{"[::1]:*", false},
+		{"[fe80::*]:*", false},
+		{"*:22", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.pattern, func(t *testing.T) {
+			p := MustParsePattern(tc.pattern)
+			if got := p.NamesHosts(); got != tc.want {
+				t.Fatalf("NamesHosts() = %v; want %v", got, tc.want)
+			}
+
+		})
+	}
+}
+
+func TestPatternHost(t *testing.T) {
+	for pattern, want := range map[string]string{"0x7f.1:22": "127.0.0.1", "[::1]:*": "::1", "GW.Lan.:1": "gw.lan", "*.LAN:*": "*.lan", "*:22": "*"} {
+		if got := MustParsePattern(pattern).Host(); got != want {
+			t.Errorf("ParsePattern(%q).Host() = %q; want %q", pattern, got, want)
+		}
+	}
+}
