@@ -1,10 +1,14 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,10 +20,15 @@ const (
 	EventClientOpen       = "client_open"
 	EventClientClose      = "client_close"
 	EventClientRejected   = "client_rejected"
-	EventStreamOpen       = "stream_open"
-	EventStreamDeny       = "stream_deny"
-	EventStreamClose      = "stream_close"
-	EventDeviceStream     = "device_stream_refused"
+	// EventStreamRequest records a request the policy allowed, before the
+	// device sees it, for the stream types that must not run unaudited
+	// (PTY and file transfer): the edge forwards such a request only once
+	// this record is written. stream_open or stream_deny follows.
+	EventStreamRequest = "stream_request"
+	EventStreamOpen    = "stream_open"
+	EventStreamDeny    = "stream_deny"
+	EventStreamClose   = "stream_close"
+	EventDeviceStream  = "device_stream_refused"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON line.
@@ -33,53 +42,403 @@ type Event struct {
 	Serial     string    `json:"serial,omitempty"`
 	Type       string    `json:"type,omitempty"`
 	Target     string    `json:"target,omitempty"`
-	Result     string    `json:"result,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
+	// Command and Args are what a PTY stream runs; an empty Command is
+	// the login shell. They are recorded as the client sent them.
+	Command string   `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Result  string   `json:"result,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
 	// BytesUp is client to device, BytesDown device to client.
 	BytesUp    int64 `json:"bytes_up,omitempty"`
 	BytesDown  int64 `json:"bytes_down,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Suppressed counts the refused-upgrade records that the rate limit
+	// (Limits.RejectAuditRate) left out since the previous one written.
+	Suppressed int64 `json:"suppressed,omitempty"`
 }
 
 // Auditor records events. Audit must be safe for concurrent use and must
-// not block for long: it runs on the connection paths.
+// not block: it runs on the connection paths.
 type Auditor interface {
 	Audit(Event)
 }
 
-// JSONAuditor writes one JSON object per line to W. A write error is logged
-// once through Logger and the record is dropped; the edge keeps serving.
-type JSONAuditor struct {
-	W      io.Writer
+// A WaitAuditor can confirm that a record was written. The edge sends the
+// records of streams that must not run unaudited (PTY and file transfer)
+// through AuditWait, and refuses the stream when it fails. With an Auditor
+// that lacks it, a record counts as written when Audit returns.
+type WaitAuditor interface {
+	Auditor
+	// AuditWait records e and returns once it is written; it returns an
+	// error wrapping ErrAuditUnavailable when it cannot be, or when ctx
+	// ends first.
+	AuditWait(ctx context.Context, e Event) error
+}
+
+// Audit errors.
+var (
+	// ErrAuditUnavailable: a record that had to be written was not (the
+	// sink is stuck or failing, or the auditor is closed). Its text is
+	// what a refused client reads.
+	ErrAuditUnavailable = errors.New("audit log unavailable")
+)
+
+// JSONAuditorConfig tunes a JSONAuditor. A nil config, and every zero
+// field, takes the default named on the field.
+type JSONAuditorConfig struct {
+	// QueueSize bounds the records waiting for the sink, in records.
+	// Beyond it Audit drops records (and counts them). Default 4096.
+	QueueSize int
+	// StuckAfter is how long a write to the sink may go without returning
+	// before the sink is declared stuck: logged once per episode, counted
+	// in the metrics. Default 5s.
+	StuckAfter time.Duration
+	// CloseTimeout bounds how long Close goes on writing the records still
+	// queued. Default 5s.
+	CloseTimeout time.Duration
+	// Logger receives the stuck, failing and recovered lines; nil discards
+	// them.
 	Logger *slog.Logger
+	// Metrics counts dropped and blocked records; nil counts nothing.
+	Metrics *Metrics
+}
+
+// JSONAuditor defaults.
+const (
+	DefaultAuditQueueSize    = 4096
+	DefaultAuditStuckAfter   = 5 * time.Second
+	DefaultAuditCloseTimeout = 5 * time.Second
+)
+
+// maxAuditBatch bounds the bytes the writer hands the sink in one write.
+const maxAuditBatch = 64 << 10
+
+// JSONAuditor writes one JSON object per line to a sink. Records go through
+// a bounded queue to a writer goroutine of its own, so a slow or stuck sink
+// (a pipe whose reader stopped) never holds up the edge: Audit never
+// blocks, and drops what does not fit in the queue; AuditWait waits for its
+// own record. A write error drops the records of that write; the edge keeps
+// serving. Close ends the writer.
+//
+// If the sink can take a write deadline (SetWriteDeadline, as an *os.File
+// on a pipe can), Close interrupts a write that is stuck; otherwise Close
+// returns after its bound with the writer still blocked in Write, and
+// closing the sink ends it.
+type JSONAuditor struct {
+	w   io.Writer
+	cfg JSONAuditorConfig
+	log *slog.Logger
+
+	queue     chan auditRecord
+	quit      chan struct{} // closed by Close
+	done      chan struct{} // closed when the writer has returned
+	closed    atomic.Bool
+	abandon   atomic.Bool // Close gave up: drop what is left
+	closeOnce sync.Once
+	closeErr  error
+
+	buf []byte // only the writer uses it
 
 	mu sync.Mutex
 	// mu guards the following.
-	failed bool
+	writing  int       // records in the write under way; 0 between writes
+	stuck    bool      // a write outlived StuckAfter, and none succeeded since
+	troubled bool      // in a logged episode of trouble: stuck, failing or dropping
+	since    time.Time // when the episode began
+	lost     int64     // records dropped since the last episode ended
 }
 
-// NewJSONAuditor returns an auditor writing JSON lines to w. logger may be
-// nil.
-func NewJSONAuditor(w io.Writer, logger *slog.Logger) *JSONAuditor {
-	return &JSONAuditor{W: w, Logger: logger}
+// auditRecord is one JSON line waiting for the writer. done, when not nil,
+// receives the outcome of its write.
+type auditRecord struct {
+	line []byte
+	done chan error
 }
 
-// Audit writes e as one line.
+// NewJSONAuditor starts an auditor writing JSON lines to w. Close it after
+// the edge that uses it.
+func NewJSONAuditor(w io.Writer, cfg *JSONAuditorConfig) *JSONAuditor {
+	var c JSONAuditorConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultAuditQueueSize
+	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = DefaultAuditStuckAfter
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = DefaultAuditCloseTimeout
+	}
+	a := &JSONAuditor{
+		w:     w,
+		cfg:   c,
+		log:   c.Logger,
+		queue: make(chan auditRecord, c.QueueSize),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	go a.run()
+	return a
+}
+
+// Audit queues e for writing; it never blocks. A record that finds the
+// queue full, or the auditor closed, is dropped and counted.
 func (a *JSONAuditor) Audit(e Event) {
-	line, err := json.Marshal(e)
+	if a.closed.Load() {
+		a.drop(1, "closed")
+		return
+	}
+	line, err := marshalEvent(e)
 	if err != nil {
 		return
 	}
-	line = append(line, '\n')
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, err := a.W.Write(line); err != nil && !a.failed {
-		a.failed = true
-		if a.Logger != nil {
-			a.Logger.Error("cannot write the audit log; records are being dropped", "err", err)
+	select {
+	case a.queue <- auditRecord{line: line}:
+	default:
+		a.drop(1, "queue_full")
+	}
+}
+
+// AuditWait queues e and waits until it is written, or ctx ends.
+func (a *JSONAuditor) AuditWait(ctx context.Context, e Event) error {
+	if a.closed.Load() {
+		return fmt.Errorf("%w: the audit log is closed", ErrAuditUnavailable)
+	}
+	line, err := marshalEvent(e)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
+	}
+	rec := auditRecord{line: line, done: make(chan error, 1)}
+	select {
+	case a.queue <- rec:
+	case <-ctx.Done():
+		a.drop(1, "queue_full")
+		return fmt.Errorf("%w: the audit queue stayed full (the audit sink is not taking records)", ErrAuditUnavailable)
+	case <-a.quit:
+		return fmt.Errorf("%w: the audit log is closed", ErrAuditUnavailable)
+	}
+	select {
+	case err := <-rec.done:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
 		}
-	} else if err == nil {
-		a.failed = false
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: the record was not written in time (the audit sink is stuck)", ErrAuditUnavailable)
+	}
+}
+
+func marshalEvent(e Event) ([]byte, error) {
+	line, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return append(line, '\n'), nil
+}
+
+// Close stops taking records, writes those still queued for at most
+// CloseTimeout, and ends the writer. Records it could not write are
+// dropped and counted; the error says so. It is idempotent.
+func (a *JSONAuditor) Close() error {
+	a.closeOnce.Do(func() {
+		a.closed.Store(true)
+		close(a.quit)
+		t := time.NewTimer(a.cfg.CloseTimeout)
+		defer t.Stop()
+		select {
+		case <-a.done:
+			return
+		case <-t.C:
+		}
+		a.abandon.Store(true)
+		dw, ok := a.w.(writeDeadliner)
+		if !ok || dw.SetWriteDeadline(time.Now()) != nil {
+			a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the writer is still blocked in it (closing the sink ends it)", a.cfg.CloseTimeout)
+			return
+		}
+		<-a.done
+		a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the records still queued were dropped", a.cfg.CloseTimeout)
+	})
+	return a.closeErr
+}
+
+// writeDeadliner is a sink whose blocked write a deadline can end.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// run is the writer: it takes records off the queue and writes them in
+// batches, until Close.
+func (a *JSONAuditor) run() {
+	defer close(a.done)
+	var batch []auditRecord
+	for {
+		select {
+		case rec := <-a.queue:
+			batch = a.fill(append(batch[:0], rec))
+			a.write(batch)
+		case <-a.quit:
+			for {
+				batch = a.fill(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				if a.abandon.Load() {
+					a.finish(batch, errors.New("the audit log was closed before the record was written"))
+					a.drop(len(batch), "closed")
+					continue
+				}
+				a.write(batch)
+			}
+		}
+	}
+}
+
+// fill adds queued records to batch, up to maxAuditBatch bytes, without
+// waiting.
+func (a *JSONAuditor) fill(batch []auditRecord) []auditRecord {
+	size := 0
+	for _, r := range batch {
+		size += len(r.line)
+	}
+	for size < maxAuditBatch {
+		select {
+		case rec := <-a.queue:
+			batch = append(batch, rec)
+			size += len(rec.line)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// write writes batch as one run of lines and tells its waiters.
+func (a *JSONAuditor) write(batch []auditRecord) {
+	a.buf = a.buf[:0]
+	for _, r := range batch {
+		a.buf = append(a.buf, r.line...)
+	}
+	a.mu.Lock()
+	a.writing = len(batch)
+	a.mu.Unlock()
+	watchdog := time.AfterFunc(a.cfg.StuckAfter, a.stuckWrite)
+	err := a.writeAll(a.buf)
+	watchdog.Stop()
+	a.mu.Lock()
+	a.writing = 0
+	a.mu.Unlock()
+	if err != nil {
+		a.drop(len(batch), "write_error")
+		a.writeFailed(err)
+	} else {
+		a.wrote()
+	}
+	a.finish(batch, err)
+}
+
+// writeAll writes b, going on after a partial write. A deadline error is
+// final only once Close gave up.
+func (a *JSONAuditor) writeAll(b []byte) error {
+	for len(b) > 0 {
+		n, err := a.w.Write(b)
+		b = b[n:]
+		switch {
+		case err == nil && n == 0:
+			return io.ErrShortWrite
+		case err == nil:
+		case isTimeout(err) && !a.abandon.Load():
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *JSONAuditor) finish(batch []auditRecord, err error) {
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
+}
+
+// stuckWrite runs when a write has not returned within StuckAfter.
+func (a *JSONAuditor) stuckWrite() {
+	a.mu.Lock()
+	n := a.writing
+	if n == 0 {
+		a.mu.Unlock()
+		return // the write returned meanwhile
+	}
+	first := !a.stuck
+	a.stuck = true
+	logIt := a.startTroubleLocked()
+	a.mu.Unlock()
+	a.cfg.Metrics.auditBlocked(n)
+	if first {
+		a.cfg.Metrics.auditStuck(true)
+	}
+	if logIt {
+		a.log.Error("audit log sink is stuck: a write has not returned; records are queued, then dropped, and PTY and file-transfer opens are refused until it recovers",
+			"stuck_after", a.cfg.StuckAfter.String(), "queued", len(a.queue))
+	}
+}
+
+func (a *JSONAuditor) writeFailed(err error) {
+	a.mu.Lock()
+	logIt := a.startTroubleLocked()
+	a.mu.Unlock()
+	if logIt {
+		a.log.Error("cannot write the audit log; records are being dropped", "err", err)
+	}
+}
+
+// wrote ends an episode of trouble once a write succeeded and the queue
+// has room again.
+func (a *JSONAuditor) wrote() {
+	a.mu.Lock()
+	wasStuck := a.stuck
+	a.stuck = false
+	end := a.troubled && len(a.queue) <= cap(a.queue)/2
+	lost, since := a.lost, a.since
+	if end {
+		a.troubled, a.lost = false, 0
+	}
+	a.mu.Unlock()
+	if wasStuck {
+		a.cfg.Metrics.auditStuck(false)
+	}
+	if end {
+		a.log.Warn("audit log sink recovered; records are written again",
+			"dropped", lost, "trouble_for", time.Since(since).Round(time.Millisecond).String())
+	}
+}
+
+// startTroubleLocked starts an episode of trouble, and reports whether it
+// is a new one (to be logged).
+func (a *JSONAuditor) startTroubleLocked() bool {
+	if a.troubled {
+		return false
+	}
+	a.troubled, a.since = true, time.Now()
+	return true
+}
+
+// drop counts n records that will never be written.
+func (a *JSONAuditor) drop(n int, reason string) {
+	a.cfg.Metrics.auditDropped(reason, n)
+	a.mu.Lock()
+	a.lost += int64(n)
+	logIt := reason == "queue_full" && a.startTroubleLocked()
+	a.mu.Unlock()
+	if logIt {
+		a.log.Error("the audit queue is full; records are being dropped until the sink catches up", "queue_size", cap(a.queue))
 	}
 }
 
@@ -107,3 +466,40 @@ func (a *MemoryAuditor) Events() []Event {
 type discardAuditor struct{}
 
 func (discardAuditor) Audit(Event) {}
+
+// auditLimiter lets records through at a sustained rate with a burst, and
+// counts those it holds back; the next record let through carries the
+// count. It bounds what unauthenticated peers can write to the audit log.
+type auditLimiter struct {
+	rate  float64
+	burst float64
+
+	mu sync.Mutex
+	// mu guards the following.
+	b          bucket
+	suppressed int64
+}
+
+func newAuditLimiter(rate float64, burst int) *auditLimiter {
+	return &auditLimiter{rate: rate, burst: float64(burst), b: bucket{tokens: float64(burst)}}
+}
+
+// take reports whether a record may be written now and, if so, how many
+// were held back since the last one.
+func (l *auditLimiter) take(now time.Time) (ok bool, suppressed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.last.IsZero() {
+		l.b.last = now
+	}
+	l.b.tokens = min(l.burst, l.b.tokens+now.Sub(l.b.last).Seconds()*l.rate)
+	l.b.last = now
+	if l.b.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.b.tokens--
+	s := l.suppressed
+	l.suppressed = 0
+	return true, s
+}

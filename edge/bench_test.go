@@ -62,7 +62,7 @@ func runBenchEdge(dir string) int {
 		return 1
 	}
 	hs := srv.HTTPServer(certs.EdgeTLSConfig(kp.TLSCertificate()))
-	go hs.ServeTLS(ln, "", "")
+	go hs.Serve(srv.Listener(ln, hs.TLSConfig))
 	ms := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go ms.Serve(mln)
 	fmt.Printf("%s %s\n", ln.Addr(), mln.Addr())

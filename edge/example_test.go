@@ -34,7 +34,7 @@ func ExampleServer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go hs.ServeTLS(ln, "", "")
+	go hs.Serve(srv.Listener(ln, hs.TLSConfig))
 
 	// On SIGHUP: srv.Reload(newPolicy, newRevocations).
 	// On SIGTERM: stop listening, then drain.

@@ -38,6 +38,27 @@ type Limits struct {
 	StallTimeout time.Duration
 	// GoAwayTimeout bounds sending GoAway to one device. Default 5s.
 	GoAwayTimeout time.Duration
+	// MaxStreamsPerClientPerDevice caps the concurrent streams that one
+	// client identity, across all its sessions, may have open to one
+	// device, so that no client can take all of MaxStreamsPerDevice and
+	// lock the others out. Default: half of MaxStreamsPerDevice (at least
+	// 1); never above MaxStreamsPerDevice.
+	MaxStreamsPerClientPerDevice int
+	// FirstStreamTimeout closes a client session that has opened no
+	// stream this long after its upgrade. Default 30s.
+	FirstStreamTimeout time.Duration
+	// AuditTimeout bounds how long the opening of a stream that must be
+	// audited (PTY, file transfer) waits for its record to be written;
+	// past it the stream is refused with "audit log unavailable".
+	// Default 5s.
+	AuditTimeout time.Duration
+	// RejectAuditRate is the sustained number of refused-upgrade audit
+	// records per second (all peers together), RejectAuditBurst the burst
+	// above it: unauthenticated peers can cause refusals at will. The next
+	// record written counts those left out (Event.Suppressed). Defaults
+	// 20/s and 200.
+	RejectAuditRate  float64
+	RejectAuditBurst int
 }
 
 // Limit defaults.
@@ -50,6 +71,10 @@ const (
 	DefaultUpgradeBurst        = 2000
 	DefaultStallTimeout        = 60 * time.Second
 	DefaultGoAwayTimeout       = 5 * time.Second
+	DefaultFirstStreamTimeout  = 30 * time.Second
+	DefaultAuditTimeout        = 5 * time.Second
+	DefaultRejectAuditRate     = 20
+	DefaultRejectAuditBurst    = 200
 )
 
 // withDefaults fills zero fields; maxStreams is the transport's MaxStreams.
@@ -80,6 +105,22 @@ func (l Limits) withDefaults(maxStreams int) Limits {
 	}
 	if l.GoAwayTimeout <= 0 {
 		l.GoAwayTimeout = DefaultGoAwayTimeout
+	}
+	if l.MaxStreamsPerClientPerDevice <= 0 {
+		l.MaxStreamsPerClientPerDevice = max(1, l.MaxStreamsPerDevice/2)
+	}
+	l.MaxStreamsPerClientPerDevice = min(l.MaxStreamsPerClientPerDevice, l.MaxStreamsPerDevice)
+	if l.FirstStreamTimeout <= 0 {
+		l.FirstStreamTimeout = DefaultFirstStreamTimeout
+	}
+	if l.AuditTimeout <= 0 {
+		l.AuditTimeout = DefaultAuditTimeout
+	}
+	if l.RejectAuditRate <= 0 {
+		l.RejectAuditRate = DefaultRejectAuditRate
+	}
+	if l.RejectAuditBurst <= 0 {
+		l.RejectAuditBurst = DefaultRejectAuditBurst
 	}
 	return l
 }

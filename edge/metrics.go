@@ -20,6 +20,11 @@ type Metrics struct {
 	bytes          *prometheus.CounterVec
 	upgradeFails   *prometheus.CounterVec
 	stalled        prometheus.Counter
+	sessionsClosed *prometheus.CounterVec
+	auditDrops     *prometheus.CounterVec
+	auditBlocks    prometheus.Counter
+	auditStuckG    prometheus.Gauge
+	auditSuppress  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and their registry.
@@ -36,7 +41,7 @@ func NewMetrics() *Metrics {
 			Name: "tether_edge_streams_active", Help: "Spliced streams open now, by type.",
 		}, []string{"type"}),
 		streamsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tether_edge_streams_total", Help: "Client streams, by type and result (ok, denied, error, device_error, limit).",
+			Name: "tether_edge_streams_total", Help: "Client streams, by type and result (ok, denied, invalid, limit, offline, draining, revoked, audit_unavailable, device_error).",
 		}, []string{"type", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_edge_bytes_total", Help: "Bytes spliced, by direction (up: client to device, down: device to client).",
@@ -47,11 +52,27 @@ func NewMetrics() *Metrics {
 		stalled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tether_edge_stalled_streams_reset_total", Help: "Spliced streams reset because a reader made no progress while data waited.",
 		}),
+		sessionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_edge_client_sessions_closed_total", Help: "Client sessions the edge closed, by reason (revoked: a reload removed the credential or its rights; no_stream: no stream opened in time).",
+		}, []string{"reason"}),
+		auditDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_edge_audit_records_dropped_total", Help: "Audit records never written, by reason (queue_full, write_error, closed).",
+		}, []string{"reason"}),
+		auditBlocks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_edge_audit_records_blocked_total", Help: "Audit records whose write to the sink had not returned after the stuck threshold.",
+		}),
+		auditStuckG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tether_edge_audit_sink_stuck", Help: "1 while a write to the audit sink is stuck, else 0.",
+		}),
+		auditSuppress: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_edge_audit_records_suppressed_total", Help: "Refused-upgrade audit records left out by the audit rate limit.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.devices, m.clientSessions, m.streamsActive, m.streamsTotal, m.bytes, m.upgradeFails, m.stalled,
+		m.sessionsClosed, m.auditDrops, m.auditBlocks, m.auditStuckG, m.auditSuppress,
 	)
 	return m
 }
@@ -104,5 +125,39 @@ func (m *Metrics) upgradeFailure(reason string) {
 func (m *Metrics) stalledReset() {
 	if m != nil {
 		m.stalled.Inc()
+	}
+}
+
+func (m *Metrics) sessionClosed(reason string) {
+	if m != nil {
+		m.sessionsClosed.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) auditDropped(reason string, n int) {
+	if m != nil {
+		m.auditDrops.WithLabelValues(reason).Add(float64(n))
+	}
+}
+
+func (m *Metrics) auditBlocked(n int) {
+	if m != nil {
+		m.auditBlocks.Add(float64(n))
+	}
+}
+
+func (m *Metrics) auditStuck(stuck bool) {
+	if m != nil {
+		v := 0.0
+		if stuck {
+			v = 1
+		}
+		m.auditStuckG.Set(v)
+	}
+}
+
+func (m *Metrics) auditSuppressed() {
+	if m != nil {
+		m.auditSuppress.Inc()
 	}
 }

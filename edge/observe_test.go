@@ -83,6 +83,7 @@ func TestJSONAuditorWritesOneLinePerEvent(t *testing.T) {
 	a.Audit(edge.Event{Time: time.Unix(0, 0).UTC(), Kind: edge.EventStreamDeny, Client: "ops", Device: "d1",
 		Type: "tcp", Target: "10.0.0.5:25", Result: "denied", Reason: "not allowed"})
 	a.Audit(edge.Event{Time: time.Unix(1, 0).UTC(), Kind: edge.EventStreamClose, BytesUp: 3, BytesDown: 4, DurationMS: 5})
+	require.NoError(t, a.Close(), "Close writes what is queued")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	require.Len(t, lines, 2)
 	var first map[string]any

@@ -46,6 +46,17 @@ type Policy interface {
 	Authorize(id Identity, deviceID string, req Request) error
 }
 
+// HashAuthenticator is a Policy that can authenticate by the SHA-256 of a
+// token (HashToken). The edge keeps that hash, never the token, for each
+// client session, and on Reload checks with it that the credential still
+// belongs to the same client; a session whose credential the new policy
+// does not know is closed. With a Policy that lacks it, Reload closes every
+// client session, since none can be re-checked. StaticPolicy and AllowAll
+// implement it.
+type HashAuthenticator interface {
+	AuthenticateHash(sum [sha256.Size]byte) (id Identity, ok bool)
+}
+
 // ErrNotAllowed is wrapped by every denial of Authorize.
 var ErrNotAllowed = errors.New("not allowed")
 
@@ -117,10 +128,18 @@ func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
 // Authenticate hashes token and compares it with every client's hash in
 // constant time, without stopping at the first match.
 func (p *StaticPolicy) Authenticate(token string) (Identity, bool) {
-	if p == nil || token == "" {
+	if token == "" {
 		return Identity{}, false
 	}
-	sum := HashToken(token)
+	return p.AuthenticateHash(HashToken(token))
+}
+
+// AuthenticateHash is Authenticate for a token's SHA-256, in constant time
+// as well.
+func (p *StaticPolicy) AuthenticateHash(sum [sha256.Size]byte) (Identity, bool) {
+	if p == nil {
+		return Identity{}, false
+	}
 	found := -1
 	for i := range p.clients {
 		if subtle.ConstantTimeCompare(sum[:], p.clients[i].TokenSHA256[:]) == 1 {
@@ -232,6 +251,11 @@ func (AllowAll) Authenticate(token string) (Identity, bool) {
 	return Identity{Name: "any"}, token != ""
 }
 
+// AuthenticateHash accepts any hash.
+func (AllowAll) AuthenticateHash([sha256.Size]byte) (Identity, bool) {
+	return Identity{Name: "any"}, true
+}
+
 // DeviceAllowed always allows.
 func (AllowAll) DeviceAllowed(Identity, string) bool { return true }
 
@@ -241,7 +265,10 @@ func (AllowAll) Authorize(Identity, string, Request) error { return nil }
 // denyAll is the policy of a Server without one.
 type denyAll struct{}
 
-func (denyAll) Authenticate(string) (Identity, bool)             { return Identity{}, false }
+func (denyAll) Authenticate(string) (Identity, bool) { return Identity{}, false }
+func (denyAll) AuthenticateHash([sha256.Size]byte) (Identity, bool) {
+	return Identity{}, false
+}
 func (denyAll) DeviceAllowed(Identity, string) bool              { return false }
 func (denyAll) Authorize(id Identity, d string, r Request) error { return denial(id, d, r) }
 

@@ -24,13 +24,41 @@ type Device struct {
 	sess     *transport.Session
 	notAfter time.Time    // the certificate's end of validity
 	streams  atomic.Int64 // edge-opened streams in use, GoAway included
-	closeMu  sync.Mutex
+
+	closeMu sync.Mutex
 	// closeMu guards the following.
 	closeReason string
+
+	clientMu sync.Mutex
+	// clientMu guards the following.
+	clientStreams map[string]int // streams in use by client name
 }
 
 // Streams returns the number of streams open to the device.
 func (d *Device) Streams() int { return int(d.streams.Load()) }
+
+// takeClientSlot counts a stream of client unless the client already has
+// share open; it reports whether it did. releaseClientSlot undoes it.
+func (d *Device) takeClientSlot(client string, share int) bool {
+	d.clientMu.Lock()
+	defer d.clientMu.Unlock()
+	if d.clientStreams[client] >= share {
+		return false
+	}
+	if d.clientStreams == nil {
+		d.clientStreams = make(map[string]int)
+	}
+	d.clientStreams[client]++
+	return true
+}
+
+func (d *Device) releaseClientSlot(client string) {
+	d.clientMu.Lock()
+	defer d.clientMu.Unlock()
+	if d.clientStreams[client]--; d.clientStreams[client] <= 0 {
+		delete(d.clientStreams, client)
+	}
+}
 
 // close ends the session, recording the first reason given.
 func (d *Device) close(reason string) {

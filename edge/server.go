@@ -4,9 +4,9 @@
 // the allowed streams with backpressure, and records an audit trail.
 //
 // A Server is an http.Handler: the caller owns the listener and the
-// http.Server (HTTPServer builds one with the Server's limits), and the
-// Server owns the sessions it hijacked from it. Shutdown drains them and
-// Close ends them.
+// http.Server (HTTPServer builds one with the Server's limits, Listener
+// wraps the listener), and the Server owns the sessions it hijacked from
+// it. Shutdown drains them and Close ends them.
 //
 // Registry, Policy and Auditor are interfaces so that a registry shared by
 // several edges, other policy sources and other audit sinks can replace the
@@ -17,21 +17,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tetherhq/tether/certs"
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -48,7 +44,9 @@ type Server struct {
 	Revoked Revocations
 	// Registry tracks connected devices. Nil means a MemoryRegistry.
 	Registry Registry
-	// Auditor records audit events. Nil discards them.
+	// Auditor records audit events. Nil discards them. If it is a
+	// WaitAuditor, PTY and file-transfer opens wait for their record to
+	// be written (Limits.AuditTimeout) and are refused when it is not.
 	Auditor Auditor
 	// Metrics records Prometheus metrics. Nil records none.
 	Metrics *Metrics
@@ -59,28 +57,35 @@ type Server struct {
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 
-	initOnce sync.Once
-	lim      Limits
-	tcfg     *transport.Config
-	log      *slog.Logger
-	reg      Registry
-	audit    Auditor
-	rate     *rateLimiter
-	auth     atomic.Pointer[authState]
-	active   atomic.Int64 // client streams being opened or spliced
-	wg       sync.WaitGroup
+	initOnce    sync.Once
+	lim         Limits
+	tcfg        *transport.Config
+	log         *slog.Logger
+	reg         Registry
+	audit       Auditor
+	rate        *rateLimiter
+	rejectAudit *auditLimiter
+	auth        atomic.Pointer[authState]
+	active      atomic.Int64 // client streams being opened or spliced
+	ctx         context.Context
+	cancel      context.CancelFunc // ends ctx: the edge is closing
+	wg          sync.WaitGroup
 
 	mu sync.Mutex
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
+	clients  map[*clientSession]struct{}
 	draining bool
 	closed   bool
 }
 
-// authState is what Reload swaps as one value.
+// authState is what Reload swaps as one value. gen numbers the states,
+// starting at 1; a client session records the one it was last checked
+// under.
 type authState struct {
 	policy  Policy
 	revoked Revocations
+	gen     uint64
 }
 
 func (s *Server) init() {
@@ -107,31 +112,52 @@ func (s *Server) init() {
 			s.audit = discardAuditor{}
 		}
 		s.rate = newRateLimiter(s.lim.UpgradeRate, s.lim.UpgradeBurst)
+		s.rejectAudit = newAuditLimiter(s.lim.RejectAuditRate, s.lim.RejectAuditBurst)
 		p := s.Policy
 		if p == nil {
 			p = denyAll{}
 		}
-		s.auth.Store(&authState{policy: p, revoked: s.Revoked})
+		s.auth.Store(&authState{policy: p, revoked: s.Revoked, gen: 1})
+		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
+		s.clients = make(map[*clientSession]struct{})
 	})
 }
 
-// Reload replaces the policy and the revocation list without dropping
-// sessions. A connected device whose serial is now revoked is disconnected.
-// A nil policy denies everything.
+// Reload replaces the policy and the revocation list. A connected device
+// whose serial is now revoked is disconnected. Every client session is
+// checked again under the new policy: one whose token the policy no longer
+// knows, or now gives to another client, or whose client may no longer
+// reach its device, is closed; so is every open stream that the new policy
+// would refuse. Each closing is audited. The other sessions and streams go
+// on. A nil policy denies everything.
 func (s *Server) Reload(p Policy, revoked Revocations) {
 	s.init()
 	if p == nil {
 		p = denyAll{}
 	}
-	s.auth.Store(&authState{policy: p, revoked: revoked})
+	// Reloads are rare: a lock keeps the generations in order.
+	s.mu.Lock()
+	st := &authState{policy: p, revoked: revoked, gen: s.auth.Load().gen + 1}
+	s.auth.Store(st)
+	clients := make([]*clientSession, 0, len(s.clients))
+	for cs := range s.clients {
+		clients = append(clients, cs)
+	}
+	s.mu.Unlock()
 	for _, d := range s.reg.List() {
 		if revoked.Has(d.Serial) {
 			s.log.Warn("device certificate revoked; closing its session", "device", d.ID, "serial", d.Serial)
 			d.close("certificate revoked")
 		}
 	}
-	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked))
+	closed := 0
+	for _, cs := range clients {
+		if !s.recheck(cs, st) {
+			closed++
+		}
+	}
+	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed)
 }
 
 // Devices returns the connected devices.
@@ -174,12 +200,33 @@ func (s *Server) HTTPServer(tlsConf *tls.Config) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    s.lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext:       connContext,
+		// Every request reaches ServeHTTP, OPTIONS * included, so that
+		// the heads Listener watches stay in step with the requests.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 
-// ServeHTTP routes the edge's endpoints.
+// ServeHTTP routes the edge's endpoints. A request whose credentials or
+// framing could be read in two ways is refused with 400 first (see
+// ambiguity).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
+	folded := false
+	if hc := headConnOf(r); hc != nil {
+		folded = hc.nextHead()
+		if r.TLS == nil || !r.TLS.HandshakeComplete {
+			// net/http fills Request.TLS in from ConnectionState,
+			// which completes the handshake; should a version of it
+			// not, do it here.
+			st := hc.ConnectionState()
+			r.TLS = &st
+		}
+	}
+	if msg := ambiguity(r, folded); msg != "" {
+		s.refuseAmbiguous(w, r, msg)
+		return
+	}
 	switch {
 	case r.URL.Path == "/healthz":
 		fmt.Fprintln(w, "ok")
@@ -226,6 +273,52 @@ func (s *Server) untrack(sess *transport.Session) {
 	s.wg.Done()
 }
 
+// ambiguity returns why r could be read in two ways, or "". A proxy in
+// front of the edge may resolve such a request differently from net/http
+// (which takes the first Authorization header, lets Transfer-Encoding
+// override Content-Length, and joins folded lines), so the edge takes none
+// of them. The edge's endpoints take no request body.
+func ambiguity(r *http.Request, folded bool) string {
+	switch {
+	case folded:
+		return "a header line of the request is folded onto the previous one (it starts with a space or a tab); send each header on one line"
+	case len(r.Header.Values("Authorization")) > 1:
+		return "the request has more than one Authorization header; send exactly one"
+	case len(r.TransferEncoding) > 0:
+		return "the request has a Transfer-Encoding header; this edge takes no request body, so send none (and no Content-Length)"
+	case r.ContentLength != 0:
+		return "the request has a body; this edge takes none, so send no Content-Length or body"
+	}
+	return ""
+}
+
+// refuseAmbiguous answers 400 and closes the connection: after a request
+// whose framing is in doubt, what follows on it is in doubt too.
+func (s *Server) refuseAmbiguous(w http.ResponseWriter, r *http.Request, msg string) {
+	w.Header().Set("Connection", "close")
+	switch {
+	case r.URL.Path == "/device":
+		s.auditRejected(Event{Kind: EventDeviceRejected, RemoteAddr: r.RemoteAddr, Result: "ambiguous_request", Reason: msg})
+	case strings.HasPrefix(r.URL.Path, "/client/"):
+		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "ambiguous_request", Reason: msg})
+	}
+	s.refuse(w, r, http.StatusBadRequest, "ambiguous_request", msg)
+}
+
+// auditRejected records a refused upgrade, at the bounded rate of
+// Limits.RejectAuditRate: peers without any credential can cause refusals
+// at will.
+func (s *Server) auditRejected(e Event) {
+	now := time.Now()
+	ok, suppressed := s.rejectAudit.take(now)
+	if !ok {
+		s.Metrics.auditSuppressed()
+		return
+	}
+	e.Time, e.Suppressed = now, suppressed
+	s.audit.Audit(e)
+}
+
 // refuse answers an upgrade with an HTTP error, counts it and logs it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string, attrs ...any) {
 	s.Metrics.upgradeFailure(reason)
@@ -267,7 +360,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 		chain = r.TLS.PeerCertificates
 	}
 	if len(chain) == 0 {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, RemoteAddr: r.RemoteAddr, Result: "no_certificate"})
+		s.auditRejected(Event{Kind: EventDeviceRejected, RemoteAddr: r.RemoteAddr, Result: "no_certificate"})
 		s.refuse(w, r, http.StatusUnauthorized, "no_certificate", "a device certificate is required on /device")
 		return
 	}
@@ -279,18 +372,18 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	id, err := certs.VerifyDevice(chain, s.DeviceCA, time.Now())
 	if err != nil {
 		msg := "device certificate rejected: " + err.Error()
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, Device: chain[0].Subject.CommonName,
+		s.auditRejected(Event{Kind: EventDeviceRejected, Device: chain[0].Subject.CommonName,
 			RemoteAddr: r.RemoteAddr, Serial: serial, Result: "bad_certificate", Reason: err.Error()})
 		s.refuse(w, r, http.StatusForbidden, "bad_certificate", msg, "serial", serial, "cn", chain[0].Subject.CommonName)
 		return
 	}
 	if s.auth.Load().revoked.Has(serial) {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr,
+		s.auditRejected(Event{Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr,
 			Serial: serial, Result: "revoked"})
 		s.refuse(w, r, http.StatusForbidden, "revoked", "device certificate rejected: serial "+serial+" is revoked", "device", id, "serial", serial)
 		return
 	}
-	sess, err := transport.Upgrade(w, r, s.tcfg)
+	sess, err := s.upgrade(w, r)
 	if err != nil {
 		s.Metrics.upgradeFailure("upgrade_error")
 		s.log.Warn("device upgrade failed", "device", id, "remote", r.RemoteAddr, "err", err)
@@ -356,6 +449,15 @@ func (s *Server) runDevice(d *Device) {
 	s.Metrics.deviceDelta(-1)
 }
 
+// upgrade answers 101 and returns the session. What follows the request
+// on the connection is the session's, not HTTP: Listener's scanning ends.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*transport.Session, error) {
+	if hc := headConnOf(r); hc != nil {
+		hc.stop()
+	}
+	return transport.Upgrade(w, r, s.tcfg)
+}
+
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -363,336 +465,9 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(tok)
-}
-
-// authenticate checks the bearer token; on failure it has answered 401.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Identity, Policy, bool) {
-	pol := s.auth.Load().policy
-	tok := bearer(r)
-	if tok == "" {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token"})
-		s.refuse(w, r, http.StatusUnauthorized, "no_token", "missing bearer token: pass --token or --token-file")
-		return Identity{}, nil, false
-	}
-	id, ok := pol.Authenticate(tok)
-	if !ok {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "bad_token"})
-		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown bearer token: check the token you were given")
-		return Identity{}, nil, false
-	}
-	return id, pol, true
-}
-
-// deviceInfo is one entry of GET /api/devices.
-type deviceInfo struct {
-	ID             string    `json:"id"`
-	ConnectedSince time.Time `json:"connected_since"`
-	RemoteAddr     string    `json:"remote_addr"`
-	Streams        int       `json:"streams"`
-}
-
-func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
-	if !s.rate.allow(r.RemoteAddr, time.Now()) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
-		return
-	}
-	id, pol, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	out := []deviceInfo{}
-	for _, d := range s.reg.List() {
-		if !pol.DeviceAllowed(id, d.ID) {
-			continue
-		}
-		out = append(out, deviceInfo{ID: d.ID, ConnectedSince: d.Since.UTC(), RemoteAddr: addrString(d.RemoteAddr), Streams: d.Streams()})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
-}
-
-// clientSession is one client's session, bound to one device ID.
-type clientSession struct {
-	id     Identity
-	device string
-	remote string
-	sess   *transport.Session
-	active atomic.Int64
-}
-
-func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
-	if !s.admit(w, r) {
-		return
-	}
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/client/")
-	deviceID, err := url.PathUnescape(raw)
-	if err != nil || certs.ValidDeviceID(deviceID) != nil {
-		s.refuse(w, r, http.StatusBadRequest, "bad_device_id", "invalid device ID in the path: use /client/{deviceID}")
-		return
-	}
-	id, _, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	if !s.auth.Load().policy.DeviceAllowed(id, deviceID) {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, Client: id.Name, Device: deviceID,
-			RemoteAddr: r.RemoteAddr, Result: "forbidden"})
-		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
-		return
-	}
-	if _, ok := s.reg.Lookup(deviceID); !ok {
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventClientRejected, Client: id.Name, Device: deviceID,
-			RemoteAddr: r.RemoteAddr, Result: "offline"})
-		s.refuse(w, r, http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", deviceID), "client", id.Name)
-		return
-	}
-	sess, err := transport.Upgrade(w, r, s.tcfg)
-	if err != nil {
-		s.Metrics.upgradeFailure("upgrade_error")
-		s.log.Warn("client upgrade failed", "client", id.Name, "remote", r.RemoteAddr, "err", err)
-		return
-	}
-	if !s.track(sess) {
-		sess.Close()
-		return
-	}
-	cs := &clientSession{id: id, device: deviceID, remote: r.RemoteAddr, sess: sess}
-	go func() {
-		defer s.untrack(sess)
-		s.runClient(cs)
-	}()
-}
-
-func (s *Server) runClient(cs *clientSession) {
-	since := time.Now()
-	s.Metrics.clientDelta(1)
-	s.log.Info("client session opened", "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
-	s.audit.Audit(Event{Time: since, Kind: EventClientOpen, Client: cs.id.Name, Device: cs.device, RemoteAddr: cs.remote, Result: "ok"})
-	var wg sync.WaitGroup
-	for {
-		st, err := cs.sess.AcceptStream()
-		if err != nil {
-			break
-		}
-		wg.Add(1)
-		s.active.Add(1) // counted before it runs, so a drain cannot miss it
-		go func() {
-			defer wg.Done()
-			defer s.active.Add(-1)
-			s.serveStream(cs, st)
-		}()
-	}
-	cs.sess.Close()
-	wg.Wait()
-	s.Metrics.clientDelta(-1)
-	s.log.Info("client session closed", "client", cs.id.Name, "device", cs.device)
-	s.audit.Audit(Event{Time: time.Now(), Kind: EventClientClose, Client: cs.id.Name, Device: cs.device,
-		RemoteAddr: cs.remote, DurationMS: time.Since(since).Milliseconds()})
-}
-
-// canonical validates and canonicalizes an opening message. It returns the
-// request for the policy and the payload to send to the device.
-func canonical(m transport.Message) (Request, []byte, error) {
-	req := Request{Type: m.Type}
-	switch m.Type {
-	case transport.MsgTCP:
-		t, err := target.Parse(string(m.Payload))
-		if err != nil {
-			return req, nil, fmt.Errorf("bad tcp target: %v", err)
-		}
-		req.Target = t
-		return req, []byte(t.String()), nil
-	case transport.MsgUDP:
-		src, rest, ok := strings.Cut(string(m.Payload), ":")
-		if !ok {
-			return req, nil, fmt.Errorf("bad udp request %q: want <source port>:<host>:<port>", m.Payload)
-		}
-		sp := 0
-		if src != "0" {
-			p, err := target.ParsePort(src)
-			if err != nil {
-				return req, nil, fmt.Errorf("bad udp source port: %v", err)
-			}
-			sp = p
-		}
-		t, err := target.Parse(rest)
-		if err != nil {
-			return req, nil, fmt.Errorf("bad udp target: %v", err)
-		}
-		req.Target = t
-		return req, []byte(strconv.Itoa(sp) + ":" + t.String()), nil
-	case transport.MsgPTY, transport.MsgPTYCommand, transport.MsgFileTransfer:
-		return req, m.Payload, nil
-	case transport.MsgReload:
-		return req, nil, nil
-	}
-	return req, nil, fmt.Errorf("unknown stream type 0x%02x", uint8(m.Type))
-}
-
-// serveStream handles one client stream: opening message, policy, device
-// stream, answer, splice.
-func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
-	defer st.Close()
-	start := time.Now()
-	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
-	// Every decision is audited before the client hears of it.
-	deny := func(result, reason string) {
-		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, result)
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteError(st, reason)
-	}
-
-	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClient) {
-		cs.active.Add(-1)
-		ev.Type = "unknown"
-		deny("limit", fmt.Sprintf("too many streams: this session may have %d open at once", s.lim.MaxStreamsPerClient))
-		return
-	}
-	defer cs.active.Add(-1)
-
-	_ = st.SetReadDeadline(time.Now().Add(s.lim.OpenTimeout))
-	m, err := transport.ReadMessage(st)
-	if err != nil {
-		s.log.Debug("client stream ended before its opening message", "client", cs.id.Name, "err", err)
-		return
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	ev.Type = typeWord(m.Type)
-	if s.isDraining() {
-		deny("draining", "the edge is shutting down; reconnect to reach another edge")
-		return
-	}
-	req, payload, err := canonical(m)
-	if err != nil {
-		deny("invalid", err.Error())
-		return
-	}
-	if req.Target.Host != "" {
-		ev.Target = req.Target.String()
-	}
-	if err := s.auth.Load().policy.Authorize(cs.id, cs.device, req); err != nil {
-		s.log.Info("stream denied", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
-		deny("denied", err.Error())
-		return
-	}
-	dev, ok := s.reg.Lookup(cs.device)
-	if !ok {
-		deny("offline", fmt.Sprintf("device %s is not connected to this edge; retry when it is back", cs.device))
-		return
-	}
-	if n := dev.streams.Add(1); n > int64(s.lim.MaxStreamsPerDevice) {
-		dev.streams.Add(-1)
-		deny("limit", fmt.Sprintf("too many streams: device %s has %d open, the most this edge allows", cs.device, s.lim.MaxStreamsPerDevice))
-		return
-	}
-	defer dev.streams.Add(-1)
-
-	ds, err := dev.sess.OpenStream()
-	if err != nil {
-		deny("device_error", fmt.Sprintf("cannot open a stream to device %s: %v", cs.device, err))
-		return
-	}
-	defer ds.Close()
-	_ = ds.SetDeadline(time.Now().Add(s.lim.OpenTimeout))
-	if err := transport.WriteMessage(ds, m.Type, payload); err != nil {
-		deny("device_error", fmt.Sprintf("cannot send the request to device %s: %v", cs.device, err))
-		return
-	}
-	ans, err := transport.ReadMessage(ds)
-	switch {
-	case err != nil && isTimeout(err):
-		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.lim.OpenTimeout))
-		return
-	case err != nil:
-		// Relay "closed without an answer" as it is: the client turns it
-		// into a clear error of its own.
-		ev.Time, ev.Result, ev.Reason = time.Now(), "no_answer", "the device closed the stream without answering"
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, "device_error")
-		return
-	case ans.Type == transport.MsgError:
-		ev.Time, ev.Result, ev.Reason = time.Now(), "device_refused", string(ans.Payload)
-		ev.Kind = EventStreamOpen
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, "device_error")
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteMessage(st, transport.MsgError, ans.Payload)
-		return
-	case ans.Type != transport.MsgOK:
-		deny("device_error", fmt.Sprintf("device %s answered with an unexpected %v message", cs.device, ans.Type))
-		return
-	}
-	_ = ds.SetDeadline(time.Time{})
-	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
-	s.audit.Audit(ev)
-	s.Metrics.stream(ev.Type, "ok")
-	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-	if err := transport.WriteMessage(st, transport.MsgOK, ans.Payload); err != nil {
-		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
-		s.audit.Audit(ev)
-		return
-	}
-	_ = st.SetWriteDeadline(time.Time{})
-	s.Metrics.activeDelta(ev.Type, 1)
-	up, down, err := transport.Splice(context.Background(), &stallGuard{Stream: st, timeout: s.lim.StallTimeout}, &stallGuard{Stream: ds, timeout: s.lim.StallTimeout}, nil)
-	s.Metrics.activeDelta(ev.Type, -1)
-	s.Metrics.addBytes(up, down)
-
-	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
-	if err != nil {
-		ev.Result, ev.Reason = "error", err.Error()
-		if isTimeout(err) {
-			ev.Result = "reset_stalled"
-			ev.Reason = fmt.Sprintf("no progress for %v while data was waiting", s.lim.StallTimeout)
-			s.Metrics.stalledReset()
-			s.log.Info("stalled stream reset", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
-		}
-	}
-	ev.BytesUp, ev.BytesDown = up, down
-	ev.DurationMS = time.Since(start).Milliseconds()
-	s.audit.Audit(ev)
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// stallGuard bounds how long a write to a spliced stream may go without
-// progress: a write that cannot proceed because the reader on the other end
-// stopped (its window is full) fails within timeout, and Splice then closes
-// both ends, so a stalled stream holds its share of the session only for a
-// bounded time. A write starts with at least 3/4 of timeout ahead: the
-// deadline is moved only every timeout/4, which spares a deadline update on
-// every frame of a busy stream. Only Splice's one copy loop in each
-// direction writes to a stallGuard, so last needs no lock.
-type stallGuard struct {
-	*transport.Stream
-	timeout time.Duration
-	last    time.Time // when the write deadline was last moved
-}
-
-func (g *stallGuard) Write(p []byte) (int, error) {
-	if now := time.Now(); now.Sub(g.last) > g.timeout/4 {
-		_ = g.Stream.SetWriteDeadline(now.Add(g.timeout))
-		g.last = now
-	}
-	return g.Stream.Write(p)
 }
 
 // Shutdown drains the edge: new upgrades and streams are refused, every
@@ -761,6 +536,7 @@ func (s *Server) goAway(d *Device) error {
 // idempotent.
 func (s *Server) Close() error {
 	s.init()
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	sessions := make([]*transport.Session, 0, len(s.sessions))

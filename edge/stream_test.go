@@ -247,7 +247,7 @@ func blockingHandler(release chan struct{}) transport.Handler {
 }
 
 func TestStreamLimits(t *testing.T) {
-	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerClient: 2, MaxStreamsPerDevice: 3}})
+	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerClient: 2, MaxStreamsPerDevice: 3, MaxStreamsPerClientPerDevice: 3}})
 	dev := m.DeviceClientWithID("d-1")
 	release := make(chan struct{})
 	defer close(release)
@@ -344,8 +344,8 @@ func TestUpgradeRateLimitPerIP(t *testing.T) {
 	require.Equal(t, []int{401, 401, 401, 429, 429}, codes)
 }
 
-// stalledReader opens a stream whose device side writes without end and
-// never reads it.
+// One client fills every slot of a device with streams it never reads; the
+// edge resets them once they stall, and another client gets through.
 func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
 	metrics := edge.NewMetrics()
@@ -353,20 +353,28 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		Transport:    small,
 		DeviceConfig: small,
 		ClientConfig: small,
-		// Long enough that no stalled stream is reset (freeing its slot)
-		// while the 64 opens below are still being admitted, even on a
-		// loaded machine; short enough for the resets the test waits for.
-		Limits:  edge.Limits{StallTimeout: 5 * time.Second},
+		// One client may take the whole device here: this test is about
+		// stall resets, not about shares.
+		Limits:  edge.Limits{StallTimeout: time.Second, MaxStreamsPerClientPerDevice: 32},
 		Metrics: metrics,
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)
+	// The PTY streams send nothing until every open has been answered: an
+	// idle stream is never reset, so the cap is measured exactly, however
+	// long the opens take.
+	flood := make(chan struct{})
 	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
 		_ = transport.WriteOK(st, nil)
+		select {
+		case <-flood:
+		case <-ctx.Done():
+			return
+		}
 		buf := make([]byte, 32<<10)
 		for ctx.Err() == nil {
-			// smux has no reset: after the edge closes its end, the device
-			// learns it only because its writes stop making progress.
+			// After the edge resets its end, the device learns it when
+			// its writes fail or stop making progress.
 			_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := st.Write(buf); err != nil {
 				return
@@ -377,27 +385,39 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 	stalled := m.ClientFor("d-1")
 	const n = 64 // twice the device's stream cap
 	var wg sync.WaitGroup
-	var opened sync.Map
+	var mu sync.Mutex
+	var opened []*transport.Stream
+	refused := 0
+	defer func() {
+		for _, st := range opened {
+			st.Close()
+		}
+	}()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			st, _, err := stalled.OpenStream(ctx, transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
-			if err == nil {
-				opened.Store(st, true) // never read: the stream stalls
+			st, _, err := stalled.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
+			mu.Lock()
+			defer mu.Unlock()
+			var re *transport.RemoteError
+			switch {
+			case err == nil:
+				opened = append(opened, st) // never read: the stream stalls
+			case errors.As(err, &re) && strings.Contains(re.Reason, "too many streams"):
+				refused++
+			default:
+				t.Errorf("open: got %v; want a stream or a too-many-streams refusal", err)
 			}
 		}()
 	}
 	wg.Wait()
-	count := 0
-	opened.Range(func(_, _ any) bool { count++; return true })
-	require.Equal(t, 32, count, "the device's stream cap should admit exactly 32 streams")
-	defer opened.Range(func(k, _ any) bool { k.(*transport.Stream).Close(); return true })
+	require.Len(t, opened, 32, "the device's stream cap should admit exactly 32 streams")
+	require.Equal(t, n-32, refused)
+	close(flood)
 
-	// Another client on the same device gets through while the stalled
-	// streams exist; stalled streams are reset, freeing their slots.
+	// Another client on the same device gets through once the stalled
+	// streams are reset, freeing their slots.
 	other := m.ClientFor("d-1")
 	require.Eventually(t, func() bool {
 		got, err := roundTrip(t, other, echo, "still here")
@@ -562,7 +582,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
 	m := newEdge(t, mock.Options{
 		Transport: small, DeviceConfig: small, ClientConfig: small,
-		Limits: edge.Limits{MaxStreamsPerClient: 16, StallTimeout: 10 * time.Minute},
+		Limits: edge.Limits{MaxStreamsPerClient: 16, MaxStreamsPerClientPerDevice: 32, StallTimeout: 10 * time.Minute},
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(transport.MsgTCP, tcpHandler)

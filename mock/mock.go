@@ -135,7 +135,7 @@ func New(t testing.TB, opts Options) *EdgeMock {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := m.hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.hs.Serve(m.srv.Listener(ln, m.hs.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("mock edge stopped serving", "err", err)
 		}
 	}()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -23,15 +24,24 @@ import (
 
 // fileConfig is edge.yaml.
 type fileConfig struct {
-	Listen        string         `yaml:"listen"`
-	TLS           tlsConfig      `yaml:"tls"`
-	DeviceCA      string         `yaml:"device_ca"`
-	Revoked       string         `yaml:"revoked"`
-	Clients       []clientConfig `yaml:"clients"`
-	AuditLog      string         `yaml:"audit_log"`
-	MetricsListen string         `yaml:"metrics_listen"`
-	LogLevel      string         `yaml:"log_level"`
-	Limits        limitsConfig   `yaml:"limits"`
+	Listen        string          `yaml:"listen"`
+	TLS           tlsConfig       `yaml:"tls"`
+	DeviceCA      string          `yaml:"device_ca"`
+	Revoked       string          `yaml:"revoked"`
+	Clients       []clientConfig  `yaml:"clients"`
+	AuditLog      string          `yaml:"audit_log"`
+	MetricsListen string          `yaml:"metrics_listen"`
+	LogLevel      string          `yaml:"log_level"`
+	KeepAlive     keepAliveConfig `yaml:"keepalive"`
+	Limits        limitsConfig    `yaml:"limits"`
+}
+
+// keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
+// frame is sent every interval, and a session that received nothing for
+// timeout is closed. Zero keeps the transport's default.
+type keepAliveConfig struct {
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
 }
 
 type tlsConfig struct {
@@ -65,6 +75,12 @@ type limitsConfig struct {
 	UpgradeBurst        int           `yaml:"upgrade_burst"`
 	StallTimeout        time.Duration `yaml:"stall_timeout"`
 	DrainTimeout        time.Duration `yaml:"drain_timeout"`
+
+	MaxStreamsPerClientPerDevice int           `yaml:"max_streams_per_client_per_device"`
+	FirstStreamTimeout           time.Duration `yaml:"first_stream_timeout"`
+	AuditTimeout                 time.Duration `yaml:"audit_timeout"`
+	RejectedAuditRate            float64       `yaml:"rejected_audit_rate"`
+	RejectedAuditBurst           int           `yaml:"rejected_audit_burst"`
 }
 
 // defaultDrainTimeout bounds the graceful shutdown.
@@ -82,6 +98,8 @@ type config struct {
 	revoked edge.Revocations
 	limits  edge.Limits
 	drain   time.Duration
+	// transport tunes the sessions: the keep-alive from edge.yaml.
+	transport *transport.Config
 }
 
 // configError names the file, the line and the key of a bad value.
@@ -229,6 +247,11 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		{l.UpgradeBurst < 0, "upgrade_burst"},
 		{l.StallTimeout < 0, "stall_timeout"},
 		{l.DrainTimeout < 0, "drain_timeout"},
+		{l.MaxStreamsPerClientPerDevice < 0, "max_streams_per_client_per_device"},
+		{l.FirstStreamTimeout < 0, "first_stream_timeout"},
+		{l.AuditTimeout < 0, "audit_timeout"},
+		{l.RejectedAuditRate < 0, "rejected_audit_rate"},
+		{l.RejectedAuditBurst < 0, "rejected_audit_burst"},
 	}
 	for _, ch := range checks {
 		if ch.neg {
@@ -238,11 +261,32 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if l.MaxStreamsPerDevice > transport.DefaultMaxStreams {
 		return nil, bad(fmt.Sprintf("at most %d, the session's stream cap that sizes its buffers", transport.DefaultMaxStreams), "limits", "max_streams_per_device")
 	}
+	deviceCap := l.MaxStreamsPerDevice
+	if deviceCap == 0 {
+		deviceCap = transport.DefaultMaxStreams
+	}
+	if l.MaxStreamsPerClientPerDevice > deviceCap {
+		return nil, bad(fmt.Sprintf("%d is more than the device's cap (max_streams_per_device, %d): one client would be able to take every stream of a device", l.MaxStreamsPerClientPerDevice, deviceCap), "limits", "max_streams_per_client_per_device")
+	}
 	c.limits = edge.Limits{
 		MaxStreamsPerClient: l.MaxStreamsPerClient, MaxStreamsPerDevice: l.MaxStreamsPerDevice,
 		HandshakeTimeout: l.HandshakeTimeout, OpenTimeout: l.OpenTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
 		UpgradeRate: l.UpgradeRate, UpgradeBurst: l.UpgradeBurst, StallTimeout: l.StallTimeout,
+		MaxStreamsPerClientPerDevice: l.MaxStreamsPerClientPerDevice, FirstStreamTimeout: l.FirstStreamTimeout,
+		AuditTimeout: l.AuditTimeout, RejectAuditRate: l.RejectedAuditRate, RejectAuditBurst: l.RejectedAuditBurst,
 	}
+	ka := fc.KeepAlive
+	if ka.Interval < 0 {
+		return nil, bad(fmt.Sprintf("%v must not be negative (0 keeps the default, %v)", ka.Interval, transport.DefaultKeepAliveInterval), "keepalive", "interval")
+	}
+	if ka.Timeout < 0 {
+		return nil, bad(fmt.Sprintf("%v must not be negative (0 keeps the default, %v)", ka.Timeout, transport.DefaultKeepAliveTimeout), "keepalive", "timeout")
+	}
+	interval, timeout := cmp.Or(ka.Interval, transport.DefaultKeepAliveInterval), cmp.Or(ka.Timeout, transport.DefaultKeepAliveTimeout)
+	if timeout <= interval {
+		return nil, bad(fmt.Sprintf("%v must be longer than the interval (%v), or idle sessions are cut", timeout, interval), "keepalive", "timeout")
+	}
+	c.transport = &transport.Config{KeepAliveInterval: ka.Interval, KeepAliveTimeout: ka.Timeout}
 	c.drain = l.DrainTimeout
 	if c.drain == 0 {
 		c.drain = defaultDrainTimeout

@@ -145,14 +145,24 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		return err
 	}
 	metrics := edge.NewMetrics()
+	// Records go through a queue to a writer of their own: a stuck sink
+	// (a pipe whose reader stopped) holds up no connection. Closed after
+	// the edge, before the file (defers run last first).
+	auditor := edge.NewJSONAuditor(auditW, &edge.JSONAuditorConfig{Logger: log, Metrics: metrics})
+	defer func() {
+		if err := auditor.Close(); err != nil {
+			log.Error("audit log not flushed", "err", err)
+		}
+	}()
 	srv := &edge.Server{
-		DeviceCA: pool,
-		Policy:   cfg.policy,
-		Revoked:  cfg.revoked,
-		Auditor:  edge.NewJSONAuditor(auditW, log),
-		Metrics:  metrics,
-		Limits:   cfg.limits,
-		Logger:   log,
+		DeviceCA:  pool,
+		Policy:    cfg.policy,
+		Revoked:   cfg.revoked,
+		Auditor:   auditor,
+		Metrics:   metrics,
+		Transport: cfg.transport,
+		Limits:    cfg.limits,
+		Logger:    log,
 	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.
@@ -166,7 +176,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	}
 	hs := srv.HTTPServer(certs.EdgeTLSConfig(cfg.cert))
 	errc := make(chan error, 2)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	go func() { errc <- hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()
 
 	var ms *http.Server
 	if cfg.file.MetricsListen != "" {
@@ -234,5 +244,5 @@ func reload(srv *edge.Server, cfgPath string, log *slog.Logger) {
 		return
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
-	log.Info("reloaded clients and revocation list (listen, tls and limits need a restart)", "config", cfgPath)
+	log.Info("reloaded clients and revocation list (listen, tls, keepalive and limits need a restart)", "config", cfgPath)
 }

@@ -1,0 +1,559 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport"
+)
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+// credential is what a client authenticated with: the identity, the
+// SHA-256 of its token and the policy state that accepted it.
+type credential struct {
+	id   Identity
+	hash [sha256.Size]byte
+	auth *authState
+}
+
+// authenticate checks the bearer token; on failure it has answered 401.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (credential, bool) {
+	st := s.auth.Load()
+	tok := bearer(r)
+	if tok == "" {
+		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token"})
+		s.refuse(w, r, http.StatusUnauthorized, "no_token", "missing bearer token: pass --token or --token-file")
+		return credential{}, false
+	}
+	id, ok := st.policy.Authenticate(tok)
+	if !ok {
+		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "bad_token"})
+		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown bearer token: check the token you were given")
+		return credential{}, false
+	}
+	return credential{id: id, hash: HashToken(tok), auth: st}, true
+}
+
+// deviceInfo is one entry of GET /api/devices.
+type deviceInfo struct {
+	ID             string    `json:"id"`
+	ConnectedSince time.Time `json:"connected_since"`
+	RemoteAddr     string    `json:"remote_addr"`
+	Streams        int       `json:"streams"`
+}
+
+func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	if !s.rate.allow(r.RemoteAddr, time.Now()) {
+		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+		return
+	}
+	cred, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	out := []deviceInfo{}
+	for _, d := range s.reg.List() {
+		if !cred.auth.policy.DeviceAllowed(cred.id, d.ID) {
+			continue
+		}
+		out = append(out, deviceInfo{ID: d.ID, ConnectedSince: d.Since.UTC(), RemoteAddr: addrString(d.RemoteAddr), Streams: d.Streams()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// clientSession is one client's session, bound to one device ID, to the
+// credential it authenticated with and to the policy generation it was
+// last checked under.
+type clientSession struct {
+	id     Identity
+	cred   [sha256.Size]byte // SHA-256 of its token
+	device string
+	remote string
+	sess   *transport.Session
+	ctx    context.Context // ends when the session ends or the edge closes
+	cancel context.CancelFunc
+	active atomic.Int64
+	first  atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
+
+	checkMu sync.Mutex
+	// checkMu guards the following.
+	gen     uint64 // the policy generation it was last checked under
+	revoked bool   // a check closed it
+
+	mu sync.Mutex
+	// mu guards the following.
+	streams     map[*streamGrant]struct{}
+	closeResult string
+	closeReason string
+}
+
+// The states of clientSession.first.
+const (
+	firstWaiting  = iota // no stream yet
+	firstOpened          // a stream was accepted in time
+	firstTimedOut        // FirstStreamTimeout passed first
+)
+
+// streamGrant is an open stream as the policy allowed it; a Reload that
+// no longer allows it cancels it.
+type streamGrant struct {
+	req    Request
+	cancel context.CancelCauseFunc
+}
+
+// errStreamRevoked is the cause of a stream cancelled by a Reload.
+var errStreamRevoked = errors.New("the reloaded policy no longer allows this stream")
+
+// close ends the session, recording the first result and reason given
+// for the audit record.
+func (cs *clientSession) close(result, reason string) {
+	cs.mu.Lock()
+	if cs.closeResult == "" {
+		cs.closeResult, cs.closeReason = result, reason
+	}
+	cs.mu.Unlock()
+	cs.sess.Close()
+}
+
+func (cs *clientSession) closing() (result, reason string) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.closeResult, cs.closeReason
+}
+
+// addStream registers an open stream and returns its context, which a
+// Reload cancels if it no longer allows req.
+func (cs *clientSession) addStream(req Request) (context.Context, *streamGrant) {
+	ctx, cancel := context.WithCancelCause(cs.ctx)
+	g := &streamGrant{req: req, cancel: cancel}
+	cs.mu.Lock()
+	cs.streams[g] = struct{}{}
+	cs.mu.Unlock()
+	return ctx, g
+}
+
+func (cs *clientSession) removeStream(g *streamGrant) {
+	cs.mu.Lock()
+	delete(cs.streams, g)
+	cs.mu.Unlock()
+	g.cancel(nil)
+}
+
+// recheck checks cs again under st, unless it already was under st or a
+// later state. It closes the session if its credential is gone or now
+// names another client, or its client may no longer reach the device, and
+// cancels the streams that st no longer allows. It reports whether the
+// session may go on.
+func (s *Server) recheck(cs *clientSession, st *authState) bool {
+	cs.checkMu.Lock()
+	defer cs.checkMu.Unlock()
+	if cs.gen >= st.gen || cs.revoked {
+		return !cs.revoked
+	}
+	cs.gen = st.gen
+	var reason string
+	ha, ok := st.policy.(HashAuthenticator)
+	if !ok {
+		reason = "the reloaded policy cannot check live sessions again"
+	} else if id, ok := ha.AuthenticateHash(cs.cred); !ok {
+		reason = "the token it authenticated with was removed or replaced"
+	} else if id.Name != cs.id.Name {
+		reason = fmt.Sprintf("the token it authenticated with now belongs to client %s", id.Name)
+	} else if !st.policy.DeviceAllowed(cs.id, cs.device) {
+		reason = fmt.Sprintf("client %s may no longer reach device %s", cs.id.Name, cs.device)
+	}
+	if reason != "" {
+		s.log.Warn("closing a client session after a reload: "+reason, "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
+		s.Metrics.sessionClosed("revoked")
+		cs.revoked = true
+		cs.close("revoked", reason)
+		return false
+	}
+	cs.mu.Lock()
+	var revoked []*streamGrant
+	for g := range cs.streams {
+		if st.policy.Authorize(cs.id, cs.device, g.req) != nil {
+			revoked = append(revoked, g)
+		}
+	}
+	cs.mu.Unlock()
+	for _, g := range revoked {
+		g.cancel(errStreamRevoked)
+	}
+	return true
+}
+
+func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
+	if !s.admit(w, r) {
+		return
+	}
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/client/")
+	deviceID, err := url.PathUnescape(raw)
+	if err != nil || certs.ValidDeviceID(deviceID) != nil {
+		s.refuse(w, r, http.StatusBadRequest, "bad_device_id", "invalid device ID in the path: use /client/{deviceID}")
+		return
+	}
+	cred, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	id := cred.id
+	if !cred.auth.policy.DeviceAllowed(id, deviceID) {
+		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
+			RemoteAddr: r.RemoteAddr, Result: "forbidden"})
+		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
+		return
+	}
+	if _, ok := s.reg.Lookup(deviceID); !ok {
+		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
+			RemoteAddr: r.RemoteAddr, Result: "offline"})
+		s.refuse(w, r, http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", deviceID), "client", id.Name)
+		return
+	}
+	sess, err := s.upgrade(w, r)
+	if err != nil {
+		s.Metrics.upgradeFailure("upgrade_error")
+		s.log.Warn("client upgrade failed", "client", id.Name, "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	cs := &clientSession{id: id, cred: cred.hash, device: deviceID, remote: r.RemoteAddr, sess: sess,
+		streams: make(map[*streamGrant]struct{})}
+	cs.gen = cred.auth.gen
+	cs.ctx, cs.cancel = context.WithCancel(s.ctx)
+	if !s.trackClient(cs) {
+		cs.cancel()
+		sess.Close()
+		return
+	}
+	go func() {
+		defer s.untrack(sess)
+		defer s.untrackClient(cs)
+		s.runClient(cs)
+	}()
+}
+
+// trackClient adds cs to the live sessions. A Reload that ran since cs
+// authenticated did not see it: cs is checked again under the policy of
+// now.
+func (s *Server) trackClient(cs *clientSession) bool {
+	if !s.track(cs.sess) {
+		return false
+	}
+	s.mu.Lock()
+	s.clients[cs] = struct{}{}
+	s.mu.Unlock()
+	s.recheck(cs, s.auth.Load())
+	return true
+}
+
+func (s *Server) untrackClient(cs *clientSession) {
+	s.mu.Lock()
+	delete(s.clients, cs)
+	s.mu.Unlock()
+}
+
+func (s *Server) runClient(cs *clientSession) {
+	defer cs.cancel()
+	since := time.Now()
+	s.Metrics.clientDelta(1)
+	s.log.Info("client session opened", "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
+	s.audit.Audit(Event{Time: since, Kind: EventClientOpen, Client: cs.id.Name, Device: cs.device, RemoteAddr: cs.remote, Result: "ok"})
+	// A session that never opens a stream holds a connection and memory
+	// for nothing: it gets FirstStreamTimeout to open one.
+	idle := time.AfterFunc(s.lim.FirstStreamTimeout, func() {
+		if cs.first.CompareAndSwap(firstWaiting, firstTimedOut) {
+			reason := fmt.Sprintf("no stream opened within %v of the upgrade", s.lim.FirstStreamTimeout)
+			s.log.Info("closing an idle client session: "+reason, "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
+			s.Metrics.sessionClosed("no_stream")
+			cs.close("no_stream", reason)
+		}
+	})
+	defer idle.Stop()
+	var wg sync.WaitGroup
+	for {
+		st, err := cs.sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		if cs.first.Load() != firstOpened && !cs.first.CompareAndSwap(firstWaiting, firstOpened) {
+			st.Close() // the session timed out as this stream arrived
+			break
+		}
+		wg.Add(1)
+		s.active.Add(1) // counted before it runs, so a drain cannot miss it
+		go func() {
+			defer wg.Done()
+			defer s.active.Add(-1)
+			s.serveStream(cs, st)
+		}()
+	}
+	cs.sess.Close()
+	cs.cancel()
+	wg.Wait()
+	s.Metrics.clientDelta(-1)
+	result, reason := cs.closing()
+	s.log.Info("client session closed", "client", cs.id.Name, "device", cs.device)
+	s.audit.Audit(Event{Time: time.Now(), Kind: EventClientClose, Client: cs.id.Name, Device: cs.device,
+		RemoteAddr: cs.remote, Result: result, Reason: reason, DurationMS: time.Since(since).Milliseconds()})
+}
+
+// canonical validates and canonicalizes an opening message. It returns the
+// request for the policy and the payload to send to the device.
+func canonical(m transport.Message) (Request, []byte, error) {
+	req := Request{Type: m.Type}
+	switch m.Type {
+	case transport.MsgTCP:
+		t, err := target.Parse(string(m.Payload))
+		if err != nil {
+			return req, nil, fmt.Errorf("bad tcp target: %v", err)
+		}
+		req.Target = t
+		return req, []byte(t.String()), nil
+	case transport.MsgUDP:
+		src, rest, ok := strings.Cut(string(m.Payload), ":")
+		if !ok {
+			return req, nil, fmt.Errorf("bad udp request %q: want <source port>:<host>:<port>", m.Payload)
+		}
+		sp := 0
+		if src != "0" {
+			p, err := target.ParsePort(src)
+			if err != nil {
+				return req, nil, fmt.Errorf("bad udp source port: %v", err)
+			}
+			sp = p
+		}
+		t, err := target.Parse(rest)
+		if err != nil {
+			return req, nil, fmt.Errorf("bad udp target: %v", err)
+		}
+		req.Target = t
+		return req, []byte(strconv.Itoa(sp) + ":" + t.String()), nil
+	case transport.MsgPTY, transport.MsgPTYCommand, transport.MsgFileTransfer:
+		return req, m.Payload, nil
+	case transport.MsgReload:
+		return req, nil, nil
+	}
+	return req, nil, fmt.Errorf("unknown stream type 0x%02x", uint8(m.Type))
+}
+
+// auditRequired reports whether streams of type t must not reach the
+// device before their request is recorded: shells and commands, and file
+// transfers.
+func auditRequired(t transport.MsgType) bool {
+	return t == transport.MsgPTY || t == transport.MsgFileTransfer
+}
+
+// auditWait records e and waits until it is written, for at most
+// Limits.AuditTimeout.
+func (s *Server) auditWait(ctx context.Context, e Event) error {
+	wa, ok := s.audit.(WaitAuditor)
+	if !ok {
+		s.audit.Audit(e)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.lim.AuditTimeout)
+	defer cancel()
+	return wa.AuditWait(ctx, e)
+}
+
+// serveStream handles one client stream: opening message, policy, device
+// stream, answer, splice.
+func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
+	defer st.Close()
+	start := time.Now()
+	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
+	// Every decision is audited before the client hears of it.
+	deny := func(result, reason string) {
+		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamDeny, time.Now(), result, reason
+		s.audit.Audit(ev)
+		s.Metrics.stream(ev.Type, result)
+		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = transport.WriteError(st, reason)
+	}
+
+	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClient) {
+		cs.active.Add(-1)
+		ev.Type = "unknown"
+		deny("limit", fmt.Sprintf("too many streams: this session may have %d open at once", s.lim.MaxStreamsPerClient))
+		return
+	}
+	defer cs.active.Add(-1)
+
+	_ = st.SetReadDeadline(time.Now().Add(s.lim.OpenTimeout))
+	m, err := transport.ReadMessage(st)
+	if err != nil {
+		s.log.Debug("client stream ended before its opening message", "client", cs.id.Name, "err", err)
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	ev.Type = typeWord(m.Type)
+	if s.isDraining() {
+		deny("draining", "the edge is shutting down; reconnect to reach another edge")
+		return
+	}
+	req, payload, err := canonical(m)
+	if err != nil {
+		deny("invalid", err.Error())
+		return
+	}
+	if req.Target.Host != "" {
+		ev.Target = req.Target.String()
+	}
+	if m.Type == transport.MsgPTY {
+		// The audit trail names what runs; a request it cannot name does
+		// not run.
+		c, err := transport.DecodePTYCommand(m.Payload)
+		if err != nil {
+			deny("invalid", fmt.Sprintf("bad pty request: %v", err))
+			return
+		}
+		ev.Command, ev.Args = c.Command, c.CommandArgs
+	}
+	// Registered before the policy check: a Reload from here on sees the
+	// stream and cancels it if the new policy refuses it.
+	ctx, grant := cs.addStream(req)
+	defer cs.removeStream(grant)
+	auth := s.auth.Load()
+	if !s.recheck(cs, auth) {
+		deny("revoked", "this session's credential or rights were changed by a reload; reconnect")
+		return
+	}
+	if err := auth.policy.Authorize(cs.id, cs.device, req); err != nil {
+		s.log.Info("stream denied", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
+		deny("denied", err.Error())
+		return
+	}
+	dev, ok := s.reg.Lookup(cs.device)
+	if !ok {
+		deny("offline", fmt.Sprintf("device %s is not connected to this edge; retry when it is back", cs.device))
+		return
+	}
+	if !dev.takeClientSlot(cs.id.Name, s.lim.MaxStreamsPerClientPerDevice) {
+		deny("limit", fmt.Sprintf("too many streams: client %s already has %d open to device %s, its share of the device; close some and retry",
+			cs.id.Name, s.lim.MaxStreamsPerClientPerDevice, cs.device))
+		return
+	}
+	defer dev.releaseClientSlot(cs.id.Name)
+	if n := dev.streams.Add(1); n > int64(s.lim.MaxStreamsPerDevice) {
+		dev.streams.Add(-1)
+		deny("limit", fmt.Sprintf("too many streams: device %s has %d open, the most this edge allows", cs.device, s.lim.MaxStreamsPerDevice))
+		return
+	}
+	defer dev.streams.Add(-1)
+
+	if auditRequired(m.Type) {
+		rec := ev
+		rec.Kind, rec.Time, rec.Result = EventStreamRequest, time.Now(), "authorized"
+		if err := s.auditWait(ctx, rec); err != nil {
+			s.log.Warn("stream refused: its audit record could not be written", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "err", err)
+			deny("audit_unavailable", err.Error()+"; this edge runs no "+ev.Type+" stream it cannot record, retry later")
+			return
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		if errors.Is(err, errStreamRevoked) {
+			deny("revoked", err.Error())
+		} else {
+			deny("closed", "the session is closing")
+		}
+		return
+	}
+
+	ds, err := dev.sess.OpenStream()
+	if err != nil {
+		deny("device_error", fmt.Sprintf("cannot open a stream to device %s: %v", cs.device, err))
+		return
+	}
+	defer ds.Close()
+	_ = ds.SetDeadline(time.Now().Add(s.lim.OpenTimeout))
+	if err := transport.WriteMessage(ds, m.Type, payload); err != nil {
+		deny("device_error", fmt.Sprintf("cannot send the request to device %s: %v", cs.device, err))
+		return
+	}
+	ans, err := transport.ReadMessage(ds)
+	switch {
+	case err != nil && isTimeout(err):
+		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.lim.OpenTimeout))
+		return
+	case err != nil:
+		// Relay "closed without an answer" as it is: the client turns it
+		// into a clear error of its own.
+		ev.Time, ev.Result, ev.Reason = time.Now(), "no_answer", "the device closed the stream without answering"
+		s.audit.Audit(ev)
+		s.Metrics.stream(ev.Type, "device_error")
+		return
+	case ans.Type == transport.MsgError:
+		ev.Time, ev.Result, ev.Reason = time.Now(), "device_refused", string(ans.Payload)
+		ev.Kind = EventStreamOpen
+		s.audit.Audit(ev)
+		s.Metrics.stream(ev.Type, "device_error")
+		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = transport.WriteMessage(st, transport.MsgError, ans.Payload)
+		return
+	case ans.Type != transport.MsgOK:
+		deny("device_error", fmt.Sprintf("device %s answered with an unexpected %v message", cs.device, ans.Type))
+		return
+	}
+	_ = ds.SetDeadline(time.Time{})
+	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
+	s.audit.Audit(ev)
+	s.Metrics.stream(ev.Type, "ok")
+	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+	if err := transport.WriteMessage(st, transport.MsgOK, ans.Payload); err != nil {
+		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
+		s.audit.Audit(ev)
+		return
+	}
+	_ = st.SetWriteDeadline(time.Time{})
+	s.Metrics.activeDelta(ev.Type, 1)
+	up, down, err := transport.Splice(ctx, st, ds, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
+	s.Metrics.activeDelta(ev.Type, -1)
+	s.Metrics.addBytes(up, down)
+
+	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrStalled):
+		ev.Result = "reset_stalled"
+		ev.Reason = fmt.Sprintf("no progress for %v while data was waiting", s.lim.StallTimeout)
+		s.Metrics.stalledReset()
+		s.log.Info("stalled stream reset", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
+	case errors.Is(err, errStreamRevoked):
+		ev.Result, ev.Reason = "revoked", err.Error()
+		s.log.Warn("stream closed after a reload: the policy no longer allows it", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
+	case errors.Is(err, context.Canceled):
+		ev.Result, ev.Reason = "error", "the session or the edge closed"
+	default:
+		ev.Result, ev.Reason = "error", err.Error()
+	}
+	ev.BytesUp, ev.BytesDown = up, down
+	ev.DurationMS = time.Since(start).Milliseconds()
+	s.audit.Audit(ev)
+}
