@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -57,32 +56,11 @@ func (g *globalOptions) prepare(device string) (*connection, error) {
 		cfg: &transport.Config{HandshakeTimeout: g.timeout}}, nil
 }
 
-// dial opens a client session to the device. The returned client is
-// watched: when its connection to the edge fails, it is closed, so that
-// Done reports the loss at once rather than after the keep-alive timeout.
+// dial opens a client session to the device. Its Done reports a lost
+// connection at once.
 func (c *connection) dial(ctx context.Context) (*transport.Client, error) {
 	c.log.Debug("dialing the edge", "edge", c.settings.Edge, "device", c.device)
-	cl, err := transport.DialClient(ctx, c.settings.Edge, c.device, c.settings.Token, c.tls, c.cfg)
-	if err != nil {
-		return nil, err
-	}
-	go watchSession(cl)
-	return cl, nil
-}
-
-// watchSession closes cl when its session fails. Clients never accept
-// streams (the edge opens none towards a client), so AcceptStream returns
-// only when the session's connection broke or the session was closed. The
-// goroutine ends with the session.
-func watchSession(cl *transport.Client) {
-	for {
-		st, err := cl.Session().AcceptStream()
-		if err != nil {
-			cl.Close()
-			return
-		}
-		st.Close()
-	}
+	return transport.DialClient(ctx, c.settings.Edge, c.device, c.settings.Token, c.tls, c.cfg)
 }
 
 // Reconnect delays of long-running commands (tcp, udp).
@@ -92,19 +70,25 @@ const (
 )
 
 // redialer is a transport.Opener that keeps a session to the edge: when the
-// session is lost it redials with exponential backoff and jitter, while the
-// forwards built on it keep their listeners. Streams opened while it is
-// reconnecting wait for the new session, within their context.
+// session is lost it redials with backoff, while the forwards built on it
+// keep their listeners. Streams opened while it is reconnecting wait for
+// the new session, within their context.
+//
+// A session that never carried a stream is redialed only when a stream
+// needs it: the edge closes a client session that opens no stream within
+// its first-stream deadline, and an idle forward has nothing to say.
 type redialer struct {
 	conn *connection
 	out  func(format string, args ...any) // progress lines for the user
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	demand chan struct{} // a stream waits for a session
 
 	mu sync.Mutex
 	// mu guards the following.
 	cur     *transport.Client
+	used    bool          // cur carried a stream
 	changed chan struct{} // closed and replaced whenever cur changes
 }
 
@@ -112,18 +96,28 @@ type redialer struct {
 // successors alive until ctx ends or Close is called.
 func newRedialer(ctx context.Context, conn *connection, first *transport.Client, out func(string, ...any)) *redialer {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &redialer{conn: conn, out: out, cancel: cancel, done: make(chan struct{}),
+	r := &redialer{conn: conn, out: out, cancel: cancel, done: make(chan struct{}), demand: make(chan struct{}, 1),
 		cur: first, changed: make(chan struct{})}
 	go r.loop(ctx, first)
 	return r
 }
 
-func (r *redialer) set(c *transport.Client) {
+// set makes c the current session and returns whether the one it replaces
+// carried a stream.
+func (r *redialer) set(c *transport.Client) (used bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.cur = c
+	used = r.used
+	r.cur, r.used = c, false
 	close(r.changed)
 	r.changed = make(chan struct{})
+	return used
+}
+
+func (r *redialer) markUsed() {
+	r.mu.Lock()
+	r.used = true
+	r.mu.Unlock()
 }
 
 func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
@@ -135,9 +129,19 @@ func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
 			return
 		case <-cl.Done():
 		}
-		r.set(nil)
-		r.out("lost the connection to the edge; reconnecting (local listeners stay open)")
-		attempt := 0
+		cl.Close()
+		used := r.set(nil)
+		if used {
+			r.out("lost the connection to the edge; reconnecting (local listeners stay open)")
+		} else {
+			r.conn.log.Debug("the edge closed the idle session; redialing when a connection needs it")
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.demand:
+			}
+		}
+		bo := transport.Backoff{Initial: redialInitial, Max: redialMax}
 		var lastMsg string
 		for {
 			var err error
@@ -153,12 +157,7 @@ func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
 				r.out("reconnect failed: %s; retrying", msg)
 				lastMsg = msg
 			}
-			ceil := redialInitial << min(attempt, 10)
-			if ceil > redialMax {
-				ceil = redialMax
-			}
-			attempt++
-			t := time.NewTimer(ceil/2 + time.Duration(rand.Int64N(int64(ceil/2)+1)))
+			t := time.NewTimer(bo.Next())
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -167,7 +166,9 @@ func (r *redialer) loop(ctx context.Context, cl *transport.Client) {
 			}
 		}
 		r.set(cl)
-		r.out("reconnected to the edge")
+		if used || lastMsg != "" {
+			r.out("reconnected to the edge")
+		}
 	}
 }
 
@@ -179,6 +180,10 @@ func (r *redialer) client(ctx context.Context) (*transport.Client, error) {
 		r.mu.Unlock()
 		if cur != nil {
 			return cur, nil
+		}
+		select {
+		case r.demand <- struct{}{}:
+		default:
 		}
 		select {
 		case <-ctx.Done():
@@ -202,6 +207,7 @@ func (r *redialer) OpenStream(ctx context.Context, t transport.MsgType, payload 
 		}
 		st, ok, err := cl.OpenStream(ctx, t, payload)
 		if err == nil {
+			r.markUsed()
 			return st, ok, nil
 		}
 		var re *transport.RemoteError
@@ -209,7 +215,7 @@ func (r *redialer) OpenStream(ctx context.Context, t transport.MsgType, payload 
 			return nil, nil, err
 		}
 		// A stream that failed because the session died is retried on the
-		// next session; watchSession closes a broken session promptly.
+		// next session; Done reports a broken session promptly.
 		t := time.NewTimer(200 * time.Millisecond)
 		select {
 		case <-cl.Done():

@@ -82,6 +82,10 @@ func (e *configError) Unwrap() error { return e.err }
 // stream is in use.
 var errSessionLost = errors.New("the connection to the edge was lost")
 
+// errStreamReset is reported when the far side of a stream ended in error
+// (the device lost the edge, or the target reset the connection).
+var errStreamReset = errors.New("the stream was cut on the device's side (the device lost its connection to the edge, or the target reset it)")
+
 // msgContext names, for error messages, the edge, the device, where the
 // token came from (never the token) and the CA file in use.
 type msgContext struct {
@@ -121,6 +125,8 @@ func describe(err error, mc msgContext) (int, string) {
 		return ExitInterrupted, "interrupted"
 	case errors.Is(err, errSessionLost):
 		return ExitLost, fmt.Sprintf("%v (%s); check the edge and the network, then run the command again", err, edge)
+	case errors.Is(err, errStreamReset):
+		return ExitLost, fmt.Sprintf("%v; the data may be incomplete: check `tether devices` and run the command again", err)
 	case errors.As(err, &se):
 		return describeStatus(se, edge, device, mc.tokenFrom)
 	case errors.As(err, &re):

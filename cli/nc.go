@@ -69,7 +69,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 	var spliceErr error
 	go func() {
 		defer close(spliced)
-		_, _, spliceErr = transport.Splice(context.Background(), stdio, st, nil)
+		_, _, spliceErr = transport.Splice(ctx, stdio, st, nil)
 	}()
 	select {
 	case <-stdio.outDone:
@@ -87,6 +87,9 @@ func (o *ncOptions) run(ctx context.Context) error {
 	// EOF: the remote side's EOF is the end of its output.
 	if errors.Is(spliceErr, transport.ErrConnLost) {
 		return errSessionLost
+	}
+	if errors.Is(spliceErr, transport.ErrStreamReset) {
+		return errStreamReset
 	}
 	if !stdio.remoteEOF() && !stdio.outputFailed() && lost(cl) {
 		return errSessionLost

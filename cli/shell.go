@@ -136,7 +136,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 		// A panic is raised again on this function's goroutine, below, so
 		// that the deferred restore of the terminal runs.
 		defer func() { panicked = recover() }()
-		transport.Splice(context.Background(), stdio, ptyInput{sess}, nil)
+		transport.Splice(ctx, stdio, ptyInput{sess}, nil)
 	}()
 	select {
 	case <-stdio.outDone:
@@ -185,8 +185,8 @@ func (o *shellOptions) run(ctx context.Context) error {
 	return nil
 }
 
-// lost reports whether cl's session to the edge broke. watchSession closes
-// a broken session as soon as its connection fails; allow it a moment.
+// lost reports whether cl's session to the edge broke. Done reports a
+// broken connection at once; allow it a moment to race the stream's end.
 func lost(cl *transport.Client) bool {
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
