@@ -132,6 +132,15 @@ func (s *system) waitConnected(id string) {
 // tether-agent. It waits until the edge lists the device.
 func (s *system) addAgent(o agentOpts) *proc {
 	s.t.Helper()
+	p := start(s.t, "tether-agent", "--config", s.agentConfig(o))
+	s.waitConnected(o.id)
+	return p
+}
+
+// agentConfig issues a device certificate and writes the agent config of
+// o; it returns the config's path.
+func (s *system) agentConfig(o agentOpts) string {
+	s.t.Helper()
 	if o.edgeAddr == "" {
 		o.edgeAddr = s.addr
 	}
@@ -153,11 +162,9 @@ allow:
   udp: ["127.0.0.1:*"]
 pty: {enabled: true, shell: "/bin/sh", user: ""}
 %s`, o.edgeAddr, filepath.Base(crt), filepath.Base(key), strings.Join(quoted, ", "), o.extra)
-	path := filepath.Join(s.dir, o.id+".yaml")
+	path := s.agentConfigPath(o.id)
 	require.NoError(s.t, os.WriteFile(path, []byte(cfg), 0o600))
-	p := start(s.t, "tether-agent", "--config", path)
-	s.waitConnected(o.id)
-	return p
+	return path
 }
 
 // cli runs the tether CLI as the ops client (or with the given token).
