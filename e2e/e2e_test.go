@@ -273,3 +273,38 @@ func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, "echo:AFTER THE OUTAGE", out)
 }
+
+// TestDeadPeersAreFoundWithTheDefaults: with the default keep-alive, a
+// device whose link goes dead is unlisted, and a client whose link goes
+// dead has its shell hung up, within 30 s (the bound is given 15 s of
+// slack for a loaded machine; the old 90 s timeout, checked on a 90 s
+// tick, took up to 180 s).
+func TestDeadPeersAreFoundWithTheDefaults(t *testing.T) {
+	s := newSystem(t)
+	devProxy := newFaultProxy(t, s.addr)
+	s.addAgent(agentOpts{id: "dev-dead", edgeAddr: devProxy.Addr()})
+	s.addAgent(agentOpts{id: "dev-1"})
+
+	// A shell on dev-1 whose client goes dark: it records its PID, then
+	// waits.
+	cliProxy := newFaultProxy(t, s.addr)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	sh := start(t, "tether", "--edge", "https://"+cliProxy.Addr(), "--ca", s.pki.CAFile, "--token", s.token,
+		"shell", "dev-1", "--", "/bin/sh", "-c", "echo $$ > "+pidFile+"; exec sleep 1000")
+	var pid int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		_, err = fmt.Sscan(string(b), &pid)
+		return err == nil && pid > 0
+	}, 30*time.Second, 50*time.Millisecond, "the shell did not start:\n%s", sh.Output())
+
+	devProxy.SetMode(modeBlackhole)
+	cliProxy.SetMode(modeBlackhole)
+	require.Eventually(t, func() bool { return !s.connected("dev-dead") }, 45*time.Second, 200*time.Millisecond,
+		"the edge still lists a device whose link is dead")
+	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 45*time.Second, 200*time.Millisecond,
+		"the shell of a client whose link is dead is still running")
+}
