@@ -143,7 +143,8 @@ type JSONAuditor struct {
 	// mu guards the following.
 	writing  int       // records in the write under way; 0 between writes
 	stuck    bool      // a write outlived StuckAfter, and none succeeded since
-	troubled bool      // in a logged episode of trouble: stuck, failing or dropping
+	troubled bool      // in an episode of trouble: stuck, failing or dropping
+	logged   troubles  // what this episode logged already
 	since    time.Time // when the episode began
 	lost     int64     // records dropped since the last episode ended
 }
@@ -281,21 +282,17 @@ func (a *JSONAuditor) run() {
 		select {
 		case rec := <-a.queue:
 			batch = a.fill(append(batch[:0], rec))
-			a.write(batch)
 		case <-a.quit:
-			for {
-				batch = a.fill(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				if a.abandon.Load() {
-					a.finish(batch, errors.New("the audit log was closed before the record was written"))
-					a.drop(len(batch), "closed")
-					continue
-				}
-				a.write(batch)
+			if batch = a.fill(batch[:0]); len(batch) == 0 {
+				return
 			}
 		}
+		if a.abandon.Load() {
+			a.finish(batch, errors.New("the audit log was closed before the record was written"))
+			a.drop(len(batch), "closed")
+			continue
+		}
+		a.write(batch)
 	}
 }
 
@@ -378,7 +375,7 @@ func (a *JSONAuditor) stuckWrite() {
 	}
 	first := !a.stuck
 	a.stuck = true
-	logIt := a.startTroubleLocked()
+	logIt := a.troubleLocked(troubleStuck)
 	a.mu.Unlock()
 	a.cfg.Metrics.auditBlocked(n)
 	if first {
@@ -392,7 +389,7 @@ func (a *JSONAuditor) stuckWrite() {
 
 func (a *JSONAuditor) writeFailed(err error) {
 	a.mu.Lock()
-	logIt := a.startTroubleLocked()
+	logIt := a.troubleLocked(troubleFailing)
 	a.mu.Unlock()
 	if logIt {
 		a.log.Error("cannot write the audit log; records are being dropped", "err", err)
@@ -408,7 +405,7 @@ func (a *JSONAuditor) wrote() {
 	end := a.troubled && len(a.queue) <= cap(a.queue)/2
 	lost, since := a.lost, a.since
 	if end {
-		a.troubled, a.lost = false, 0
+		a.troubled, a.logged, a.lost = false, 0, 0
 	}
 	a.mu.Unlock()
 	if wasStuck {
@@ -420,13 +417,26 @@ func (a *JSONAuditor) wrote() {
 	}
 }
 
-// startTroubleLocked starts an episode of trouble, and reports whether it
-// is a new one (to be logged).
-func (a *JSONAuditor) startTroubleLocked() bool {
-	if a.troubled {
+// troubles is a set of the kinds of trouble an episode can have.
+type troubles uint8
+
+const (
+	troubleStuck troubles = 1 << iota
+	troubleFailing
+	troubleDropping
+)
+
+// troubleLocked notes trouble of kind k, starting an episode if none is
+// under way, and reports whether k is new to the episode (to be logged:
+// each kind is logged once per episode).
+func (a *JSONAuditor) troubleLocked(k troubles) bool {
+	if !a.troubled {
+		a.troubled, a.since = true, time.Now()
+	}
+	if a.logged&k != 0 {
 		return false
 	}
-	a.troubled, a.since = true, time.Now()
+	a.logged |= k
 	return true
 }
 
@@ -435,7 +445,7 @@ func (a *JSONAuditor) drop(n int, reason string) {
 	a.cfg.Metrics.auditDropped(reason, n)
 	a.mu.Lock()
 	a.lost += int64(n)
-	logIt := reason == "queue_full" && a.startTroubleLocked()
+	logIt := reason == "queue_full" && a.troubleLocked(troubleDropping)
 	a.mu.Unlock()
 	if logIt {
 		a.log.Error("the audit queue is full; records are being dropped until the sink catches up", "queue_size", cap(a.queue))

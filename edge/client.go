@@ -434,7 +434,10 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 			deny("invalid", fmt.Sprintf("bad pty request: %v", err))
 			return
 		}
-		ev.Command, ev.Args = c.Command, c.CommandArgs
+		ev.Command = c.Command
+		if len(c.CommandArgs) > 0 {
+			ev.Args = c.CommandArgs
+		}
 	}
 	// Registered before the policy check: a Reload from here on sees the
 	// stream and cancels it if the new policy refuses it.

@@ -26,22 +26,51 @@ func TestMain(m *testing.M) {
 
 const (
 	opsToken     = "ops-token-0123456789"
+	peerToken    = "peer-token-0123456789"
 	limitedToken = "limited-token-0123456789"
 )
 
-// testPolicy: "ops" may do everything on every device with TCP to
-// loopback; "limited" may reach devices d-* with TCP to 127.0.0.1:1-1024.
-func testPolicy(t testing.TB) *edge.StaticPolicy {
-	t.Helper()
-	p, err := edge.NewStaticPolicy([]edge.ClientRule{
+// testRules: "ops" may do everything on every device with TCP and UDP to
+// loopback; "peer" may do the same on devices d-*; "limited" may reach
+// devices d-* with TCP to 127.0.0.1:1-1024.
+func testRules() []edge.ClientRule {
+	return []edge.ClientRule{
 		{Name: "ops", TokenSHA256: edge.HashToken(opsToken), Devices: []string{"*"},
+			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")},
+			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true},
+		{Name: "peer", TokenSHA256: edge.HashToken(peerToken), Devices: []string{"d-*"},
 			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")},
 			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true},
 		{Name: "limited", TokenSHA256: edge.HashToken(limitedToken), Devices: []string{"d-*"},
 			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:1-1024")}},
-	})
+	}
+}
+
+func testPolicy(t testing.TB) *edge.StaticPolicy {
+	t.Helper()
+	p, err := edge.NewStaticPolicy(testRules())
 	require.NoError(t, err)
 	return p
+}
+
+// clientWithToken dials a client session to device id with token; it is
+// closed at the end of the test.
+func clientWithToken(t testing.TB, m *mock.EdgeMock, id, token string) *transport.Client {
+	t.Helper()
+	c, err := transport.DialClient(ctxT(t), m.URL(), id, token, m.ClientTLS(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closed reports whether c's session ended within 20 seconds.
+func closed(c *transport.Client) bool {
+	select {
+	case <-c.Done():
+		return true
+	case <-time.After(20 * time.Second):
+		return false
+	}
 }
 
 // newEdge starts an edge with the test policy (clients use the ops token).

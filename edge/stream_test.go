@@ -630,3 +630,54 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 	require.Equal(t, len(payload), len(got))
 	require.True(t, got == payload, "the bulk transfer was corrupted")
 }
+
+// One client identity, across its sessions, gets a share of a device's
+// streams: it cannot lock the other clients out of the device.
+func TestOneClientCannotTakeEveryStreamOfADevice(t *testing.T) {
+	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerDevice: 4}}) // a share of 2
+	dev := m.DeviceClientWithID("d-1")
+	release := make(chan struct{})
+	defer close(release)
+	dev.Handle(transport.MsgUDP, blockingHandler(release)) // idle UDP tunnels
+	open := func(c *transport.Client) error {
+		_, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte("0:127.0.0.1:53"))
+		return err
+	}
+	ops1, ops2 := clientWithToken(t, m, "d-1", opsToken), clientWithToken(t, m, "d-1", opsToken)
+	require.NoError(t, open(ops1))
+	require.NoError(t, open(ops2))
+	err := open(ops1)
+	var re *transport.RemoteError
+	require.True(t, errors.As(err, &re), "got %v; want a refusal", err)
+	require.Equal(t, "too many streams: client ops already has 2 open to device d-1, its share of the device; close some and retry", re.Reason)
+
+	peer := clientWithToken(t, m, "d-1", peerToken)
+	require.NoError(t, open(peer), "another client must still reach the device")
+	require.NoError(t, open(peer))
+	require.True(t, errors.As(open(peer), &re))
+	require.Contains(t, re.Reason, "client peer already has 2 open")
+}
+
+// A client session that opens no stream within FirstStreamTimeout of its
+// upgrade is closed and audited; one that opened a stream is not.
+func TestClientSessionWithoutStreamsIsClosed(t *testing.T) {
+	const timeout = 2 * time.Second
+	m := newEdge(t, mock.Options{Limits: edge.Limits{FirstStreamTimeout: timeout}})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) })
+	busy := m.ClientFor("d-1")
+	require.NoError(t, busy.Reload(ctxT(t)))
+	idle := m.ClientFor("d-1") // upgraded after busy: its deadline comes later
+
+	require.True(t, closed(idle), "the idle session was kept open")
+	select {
+	case <-busy.Done():
+		t.Fatal("a session that opened a stream was closed")
+	default:
+	}
+	require.NoError(t, busy.Reload(ctxT(t)))
+	require.Eventually(t, func() bool { return len(eventsOf(m, edge.EventClientClose)) == 1 }, 20*time.Second, 10*time.Millisecond)
+	e := eventsOf(m, edge.EventClientClose)[0]
+	require.Equal(t, "no_stream", e.Result)
+	require.Equal(t, "no stream opened within 2s of the upgrade", e.Reason)
+}

@@ -57,6 +57,9 @@ type Options struct {
 	// PKI, when set, is used instead of a fresh one: two edges sharing a
 	// PKI accept the same devices, as edges behind one load balancer do.
 	PKI *certstest.PKI
+	// Auditor, when set, receives the edge's audit records instead of the
+	// mock's memory (AuditEvents then returns none).
+	Auditor edge.Auditor
 }
 
 // EdgeMock is a live edge on loopback.
@@ -116,11 +119,15 @@ func New(t testing.TB, opts Options) *EdgeMock {
 	if policy == nil {
 		policy = edge.AllowAll{}
 	}
+	var auditor edge.Auditor = m.audit
+	if opts.Auditor != nil {
+		auditor = opts.Auditor
+	}
 	m.srv = &edge.Server{
 		DeviceCA:  pki.Pool(),
 		Policy:    policy,
 		Revoked:   opts.Revoked,
-		Auditor:   m.audit,
+		Auditor:   auditor,
 		Transport: opts.Transport,
 		Limits:    opts.Limits,
 		Metrics:   opts.Metrics,

@@ -1,0 +1,146 @@
+package edge_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/transport"
+)
+
+// rulesWith returns the test rules with change applied to a copy.
+func rulesWith(t *testing.T, change func(map[string]*edge.ClientRule)) *edge.StaticPolicy {
+	t.Helper()
+	rules := testRules()
+	byName := map[string]*edge.ClientRule{}
+	for i := range rules {
+		byName[rules[i].Name] = &rules[i]
+	}
+	change(byName)
+	var out []edge.ClientRule
+	for _, r := range rules {
+		if byName[r.Name] != nil {
+			out = append(out, *byName[r.Name])
+		}
+	}
+	p, err := edge.NewStaticPolicy(out)
+	require.NoError(t, err)
+	return p
+}
+
+// A client session is bound to the token it authenticated with: a Reload
+// that removes that token, gives it to another client or takes the device
+// away from its client closes the session, and audits why. Other changes
+// leave it working.
+func TestReloadClosesSessionsWhoseCredentialChanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		token  string
+		change func(map[string]*edge.ClientRule)
+		reason string // "" when the session must survive
+	}{
+		{"token removed", opsToken, func(r map[string]*edge.ClientRule) { delete(r, "ops") },
+			"the token it authenticated with was removed or replaced"},
+		{"token rotated", opsToken, func(r map[string]*edge.ClientRule) { r["ops"].TokenSHA256 = edge.HashToken("new-ops-token") },
+			"the token it authenticated with was removed or replaced"},
+		{"token given to another client", opsToken, func(r map[string]*edge.ClientRule) {
+			r["ops"].TokenSHA256, r["peer"].TokenSHA256 = edge.HashToken("new-ops-token"), edge.HashToken(opsToken)
+		}, "the token it authenticated with now belongs to client peer"},
+		{"device taken away", opsToken, func(r map[string]*edge.ClientRule) { r["ops"].Devices = []string{"x-*"} },
+			"client ops may no longer reach device d-1"},
+		{"another client's token rotated", peerToken, func(r map[string]*edge.ClientRule) { r["ops"].TokenSHA256 = edge.HashToken("new-ops-token") }, ""},
+		{"another client removed", opsToken, func(r map[string]*edge.ClientRule) { delete(r, "limited") }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newEdge(t, mock.Options{})
+			dev := m.DeviceClientWithID("d-1")
+			dev.Handle(transport.MsgTCP, tcpHandler)
+			echo := lineEcho(t)
+			c := clientWithToken(t, m, "d-1", tt.token)
+			got, err := roundTrip(t, c, echo, "before")
+			require.NoError(t, err)
+			require.Equal(t, "before", got)
+
+			m.Server().Reload(rulesWith(t, tt.change), nil)
+			if tt.reason == "" {
+				got, err := roundTrip(t, c, echo, "after")
+				require.NoError(t, err, "the session must survive the reload")
+				require.Equal(t, "after", got)
+				select {
+				case <-c.Done():
+					t.Fatal("the reload closed a session whose credential did not change")
+				default:
+				}
+				return
+			}
+			require.True(t, closed(c), "the reload left the session open")
+			require.Eventually(t, func() bool { return len(eventsOf(m, edge.EventClientClose)) == 1 }, 20*time.Second, 10*time.Millisecond)
+			e := eventsOf(m, edge.EventClientClose)[0]
+			require.Equal(t, "revoked", e.Result)
+			require.Equal(t, tt.reason, e.Reason)
+			require.NotContains(t, e.Reason, opsToken)
+		})
+	}
+}
+
+// A Reload that takes a stream type or target away from a client closes
+// that client's open streams of it; the session and its other streams go
+// on.
+func TestReloadClosesStreamsThePolicyNoLongerAllows(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	dev := m.DeviceClientWithID("d-1")
+	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) })
+	kept, cut := lineEcho(t), lineEcho(t)
+	c := m.ClientFor("d-1")
+	say := func(conn io.ReadWriter, r *bufio.Reader, s string) error {
+		if _, err := io.WriteString(conn, s+"\n"); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err == nil && line != s+"\n" {
+			t.Fatalf("got %q; want %q", line, s+"\n")
+		}
+		return err
+	}
+	dial := func(addr string) (*transport.Stream, *bufio.Reader) {
+		conn, err := c.DialTCP(ctxT(t), addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		st := conn.(*transport.Stream)
+		return st, bufio.NewReader(st)
+	}
+	keptConn, keptR := dial(kept)
+	cutConn, cutR := dial(cut)
+	require.NoError(t, say(keptConn, keptR, "one"))
+	require.NoError(t, say(cutConn, cutR, "one"))
+
+	m.Server().Reload(rulesWith(t, func(r map[string]*edge.ClientRule) {
+		r["ops"].TCP = []target.Pattern{target.MustParsePattern(kept)}
+	}), nil)
+	_, err := io.ReadAll(cutR) // ends once the edge closed the stream
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the edge left open a stream the policy no longer allows")
+	require.NoError(t, say(keptConn, keptR, "two"), "a stream the policy still allows goes on")
+	require.NoError(t, c.Reload(ctxT(t)), "the session goes on")
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventStreamClose) {
+			if e.Target == cut && e.Result == "revoked" && strings.Contains(e.Reason, "no longer allows") {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "no audit record of the revoked stream: %+v", eventsOf(m, edge.EventStreamClose))
+}
