@@ -27,7 +27,10 @@ LPORT 0 picks a free port. One line per forward is printed once it listens:
   127.0.0.1:5353 -> d1 127.0.0.53:53
 
 The command serves until Ctrl-C, and redials the edge when the connection
-is lost.`,
+is lost. When the device ends a flow itself (for example when the remote's
+replies exceed the device's cap on reply traffic), a line says why:
+
+  tether: udp flow from 127.0.0.1:40512 via 127.0.0.1:5353 -> d1 127.0.0.53:53 closed by the device: reply traffic exceeded 10x the requests over 10s; the peer's next datagram opens a new flow`,
 		Example: `  # The device's DNS resolver on local port 5353
   tether udp d1 5353:127.0.0.53:53
   dig @127.0.0.1 -p 5353 example.com
@@ -70,7 +73,12 @@ func (o *udpOptions) run(ctx context.Context) error {
 		}
 	}()
 	for _, s := range o.specs {
-		l, err := udp.Listen(ctx, r, s.Local, s.Remote, &udp.ListenOptions{Logger: conn.log})
+		l, err := udp.Listen(ctx, r, s.Local, s.Remote, &udp.ListenOptions{
+			Logger: conn.log,
+			OnDeviceClose: func(e *udp.DeviceCloseError) {
+				o.g.notice("%s", deviceCloseNotice(o.device, e))
+			},
+		})
 		if err != nil {
 			return fmt.Errorf("cannot forward %s: %w", s.Local, err)
 		}
@@ -93,4 +101,11 @@ func (o *udpOptions) run(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// deviceCloseNotice is what the user reads when the device ends a UDP flow
+// with a reason, for example the reply cap.
+func deviceCloseNotice(device string, e *udp.DeviceCloseError) string {
+	return fmt.Sprintf("udp flow from %s via %s -> %s %s closed by the device: %s; the peer's next datagram opens a new flow",
+		e.Peer, e.Local, device, e.Remote, e.Reason)
 }

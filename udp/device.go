@@ -26,6 +26,18 @@ const (
 	DefaultMaxPacketsPerSecond = 10000
 	// DefaultMaxDatagram is the largest datagram relayed: all a frame holds.
 	DefaultMaxDatagram = MaxFrameData
+	// DefaultMaxReplyRatio caps a tunnel's reply bytes at this many times
+	// its request bytes (plus the allowance) over the window.
+	DefaultMaxReplyRatio = 10
+	// DefaultReplyRatioWindow is the rolling window of the reply cap.
+	DefaultReplyRatioWindow = 10 * time.Second
+	// DefaultReplyAllowance is the reply bytes per window allowed beyond
+	// the ratio: more than the largest datagram, so one answer of any size
+	// to a single query passes.
+	DefaultReplyAllowance = 64 << 10
+	// closeFrameTimeout bounds the write of a close frame to a client that
+	// does not read.
+	closeFrameTimeout = 5 * time.Second
 	// resolveTimeout bounds the DNS lookup of a target name.
 	resolveTimeout = 10 * time.Second
 )
@@ -47,6 +59,26 @@ type DeviceConfig struct {
 	// memory a tunnel holds besides its stream window and socket). Zero
 	// means DefaultMaxDatagram (65,535, all a frame can carry).
 	MaxDatagram int
+	// MaxReplyRatio caps a tunnel's reply traffic, so that a small query
+	// answered by a large reply cannot be used to pull traffic through the
+	// device at a multiple of what the client sends: over any
+	// ReplyRatioWindow, the bytes relayed from the target may total at
+	// most MaxReplyRatio times the bytes sent to it, plus ReplyAllowance.
+	// Bytes are datagram payload bytes. The datagram that would pass the
+	// cap is dropped, and the device ends the tunnel with a close frame
+	// whose reason says so (docs/protocol.md). Zero means
+	// DefaultMaxReplyRatio (10); negative means no cap.
+	MaxReplyRatio int
+	// ReplyRatioWindow is the window of MaxReplyRatio. It rolls in tenths:
+	// at any moment it holds the current tenth and the nine before it.
+	// Zero or negative means DefaultReplyRatioWindow (10 s).
+	ReplyRatioWindow time.Duration
+	// ReplyAllowance is the reply bytes per window allowed beyond
+	// MaxReplyRatio × the request bytes, so that one large answer to a
+	// small query (a 4 KiB DNS answer to a 40-byte query is 100x) is not
+	// punished. Zero means DefaultReplyAllowance (65,536 bytes, more than
+	// any datagram); negative means none.
+	ReplyAllowance int
 	// Authorize, when set, resolves and authorizes every target before its
 	// socket is opened: it returns the one address the tunnel may send to,
 	// or an error whose text is sent back in the Error answer. The target is
@@ -68,6 +100,15 @@ func (c DeviceConfig) withDefaults() DeviceConfig {
 	if c.MaxDatagram <= 0 || c.MaxDatagram > MaxFrameData {
 		c.MaxDatagram = DefaultMaxDatagram
 	}
+	if c.MaxReplyRatio == 0 {
+		c.MaxReplyRatio = DefaultMaxReplyRatio
+	}
+	if c.ReplyRatioWindow <= 0 {
+		c.ReplyRatioWindow = DefaultReplyRatioWindow
+	}
+	if c.ReplyAllowance == 0 {
+		c.ReplyAllowance = DefaultReplyAllowance
+	}
 	return c
 }
 
@@ -85,14 +126,18 @@ type DeviceStats struct {
 	DroppedRate     int64 // to the target, over MaxPacketsPerSecond
 	DroppedTooLarge int64 // either way, longer than MaxDatagram
 	DroppedInvalid  int64 // to the target, frames for port 0
+	DroppedPort     int64 // to the target, for a port the tunnel may not reach
 	DroppedForeign  int64 // from an address other than the target's
 	SendErrors      int64 // sends the kernel refused
+
+	ClosedReplyRatio int64 // tunnels ended for reply traffic over MaxReplyRatio
 }
 
 type deviceCounters struct {
-	active, opened, refused, expired                           atomic.Int64
-	out, in                                                    atomic.Int64
-	dropRate, dropTooLarge, dropInvalid, dropForeign, sendErrs atomic.Int64
+	active, opened, refused, expired                                     atomic.Int64
+	out, in                                                              atomic.Int64
+	dropRate, dropTooLarge, dropInvalid, dropPort, dropForeign, sendErrs atomic.Int64
+	closedRatio                                                          atomic.Int64
 }
 
 // DeviceHandler serves UDP tunnel streams (0x11) on a device. Register
@@ -151,8 +196,11 @@ func (h *DeviceHandler) Stats() DeviceStats {
 		DroppedRate:     h.c.dropRate.Load(),
 		DroppedTooLarge: h.c.dropTooLarge.Load(),
 		DroppedInvalid:  h.c.dropInvalid.Load(),
+		DroppedPort:     h.c.dropPort.Load(),
 		DroppedForeign:  h.c.dropForeign.Load(),
 		SendErrors:      h.c.sendErrs.Load(),
+
+		ClosedReplyRatio: h.c.closedRatio.Load(),
 	}
 }
 
@@ -260,7 +308,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 		h.refuse(st, fmt.Sprintf("udp %s: %v", req.Target, err))
 		return
 	}
-	t := newTunnel(h, cfg, st, conn, dst)
+	t := newTunnel(h, cfg, st, conn, netip.AddrPortFrom(dst, uint16(req.Target.Port)))
 	if !h.track(t) {
 		conn.Close()
 		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
@@ -285,19 +333,30 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 
 // tunnel is one open UDP tunnel: a stream and a socket. The handler's
 // goroutine runs stream → socket; one goroutine runs socket → stream.
+//
+// A tunnel sends only to its authorized address and port, and to the
+// source ports the target has answered from on it (replies, up to
+// maxReplyPorts): socketToStream learns such a port before it relays the
+// answer, so the client can never know of a port the tunnel does not.
 type tunnel struct {
-	h       *DeviceHandler
-	st      *transport.Stream
-	conn    *net.UDPConn
-	dst     netip.Addr
-	idle    time.Duration
-	maxData int
-	bucket  *bucket
-	start   time.Time
+	h          *DeviceHandler
+	st         *transport.Stream
+	conn       *net.UDPConn
+	dst        netip.Addr
+	port       uint16 // the authorized port
+	idle       time.Duration
+	maxData    int
+	bucket     *bucket
+	meter      *replyMeter // nil: no reply cap
+	ratio      int
+	ratioEvery time.Duration
+	start      time.Time
 
+	replies replyPorts   // learned by socketToStream, read by streamToSocket
 	last    atomic.Int64 // nanoseconds after start of the last datagram
 	out, in atomic.Int64
 	idled   atomic.Bool
+	capped  atomic.Bool // ended for reply traffic over the cap
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -306,14 +365,23 @@ type tunnel struct {
 	stopped bool
 }
 
-func newTunnel(h *DeviceHandler, cfg DeviceConfig, st *transport.Stream, conn *net.UDPConn, dst netip.Addr) *tunnel {
+func newTunnel(h *DeviceHandler, cfg DeviceConfig, st *transport.Stream, conn *net.UDPConn, dst netip.AddrPort) *tunnel {
+	now := time.Now()
 	return &tunnel{
-		h: h, st: st, conn: conn, dst: dst,
-		idle:    cfg.IdleTimeout,
-		maxData: cfg.MaxDatagram,
-		bucket:  newBucket(cfg.MaxPacketsPerSecond),
-		start:   time.Now(),
+		h: h, st: st, conn: conn, dst: dst.Addr(), port: dst.Port(),
+		idle:       cfg.IdleTimeout,
+		maxData:    cfg.MaxDatagram,
+		bucket:     newBucket(cfg.MaxPacketsPerSecond),
+		meter:      newReplyMeter(cfg.MaxReplyRatio, cfg.ReplyRatioWindow, cfg.ReplyAllowance, now),
+		ratio:      cfg.MaxReplyRatio,
+		ratioEvery: cfg.ReplyRatioWindow,
+		start:      now,
 	}
+}
+
+// capReason is the close reason of a tunnel past its reply cap.
+func (t *tunnel) capReason() string {
+	return fmt.Sprintf("reply traffic exceeded %dx the requests over %v", t.ratio, t.ratioEvery)
 }
 
 func (t *tunnel) touch() { t.last.Store(int64(time.Since(t.start))) }
@@ -365,6 +433,8 @@ func (t *tunnel) run() string {
 	t.shutdown()
 	errU := <-done
 	switch {
+	case t.capped.Load():
+		return t.capReason()
 	case t.idled.Load():
 		return "idle for " + t.idle.String()
 	case errS == nil || errors.Is(errS, io.EOF):
@@ -378,11 +448,12 @@ func (t *tunnel) run() string {
 }
 
 // streamToSocket sends the client's datagrams to the target until the
-// stream ends.
+// stream ends. A datagram goes only to the authorized port or to a port the
+// target has answered from on this tunnel; others are dropped and counted.
 func (t *tunnel) streamToSocket() error {
 	c := &t.h.c
 	fr := newFrameReader(t.st, t.maxData)
-	var loggedSendErr bool
+	var loggedSendErr, loggedPort bool
 	for {
 		port, data, err := fr.next()
 		if errors.Is(err, ErrDatagramTooLarge) {
@@ -396,11 +467,24 @@ func (t *tunnel) streamToSocket() error {
 			c.dropInvalid.Add(1)
 			continue
 		}
-		if !t.bucket.take(time.Now()) {
+		if port != t.port && !t.replies.has(port) {
+			c.dropPort.Add(1)
+			if !loggedPort {
+				loggedPort = true
+				t.h.log.Warn("udp tunnel: datagram for a port the tunnel may not reach; dropping",
+					"to", netip.AddrPortFrom(t.dst, port).String(), "authorized", t.port)
+			}
+			continue
+		}
+		now := time.Now()
+		if !t.bucket.take(now) {
 			c.dropRate.Add(1)
 			continue
 		}
 		t.touch()
+		// Counted before the send: the answer may be read before the send
+		// returns.
+		t.meter.request(now, len(data))
 		if _, err := t.conn.WriteToUDPAddrPort(data, netip.AddrPortFrom(t.dst, port)); err != nil {
 			if isClosed(err) {
 				return err
@@ -422,7 +506,8 @@ func (t *tunnel) streamToSocket() error {
 // the same write while they fit the fixed buffer, so a burst costs one
 // stream frame rather than one per datagram. Datagrams from other
 // addresses are dropped, so a tunnel only ever carries its target's
-// answers.
+// answers. A datagram that would pass the reply cap ends the tunnel: what
+// came before it is relayed, then a close frame with the reason.
 func (t *tunnel) socketToStream() error {
 	c := &t.h.c
 	// One spare byte tells a datagram longer than maxData from one that fits.
@@ -433,7 +518,7 @@ func (t *tunnel) socketToStream() error {
 		rc = nil
 	}
 	for {
-		used, count := 0, int64(0)
+		used, count, capped := 0, int64(0), false
 		for {
 			n, from, err := t.conn.ReadFromUDPAddrPort(buf[used+FrameHeaderSize:])
 			if err != nil {
@@ -445,7 +530,13 @@ func (t *tunnel) socketToStream() error {
 				c.dropForeign.Add(1)
 			case n > t.maxData:
 				c.dropTooLarge.Add(1)
+			case !t.meter.reply(time.Now(), n):
+				capped = true
 			default:
+				if from.Port() != t.port {
+					// Learned before the client can hear of the port.
+					t.replies.learn(from.Port())
+				}
 				putHeader(buf[used:], from.Port(), n)
 				used += FrameHeaderSize + n
 				count++
@@ -453,9 +544,12 @@ func (t *tunnel) socketToStream() error {
 			// Take the next datagram now only if it is already there and
 			// fits whole, with the spare byte.
 			next := pendingSize(rc)
-			if next == 0 || used+FrameHeaderSize+next+1 > len(buf) {
+			if capped || next == 0 || used+FrameHeaderSize+next+1 > len(buf) {
 				break
 			}
+		}
+		if capped {
+			return t.closeCapped(buf[:used], count)
 		}
 		if used == 0 {
 			continue
@@ -468,6 +562,27 @@ func (t *tunnel) socketToStream() error {
 		c.in.Add(count)
 		t.in.Add(count)
 	}
+}
+
+// closeCapped ends a tunnel past its reply cap: it relays the datagrams
+// framed before the one over the cap, then a close frame with the reason,
+// and shuts the tunnel down. The writes are bounded by closeFrameTimeout.
+func (t *tunnel) closeCapped(framed []byte, count int64) error {
+	t.capped.Store(true)
+	t.h.c.closedRatio.Add(1)
+	reason := t.capReason()
+	t.h.log.Warn("udp tunnel: reply traffic over the cap; closing", "to", netip.AddrPortFrom(t.dst, t.port).String(),
+		"reason", reason, "max_reply_ratio", t.ratio, "window", t.ratioEvery.String())
+	_ = t.st.SetWriteDeadline(time.Now().Add(closeFrameTimeout))
+	if len(framed) > 0 {
+		if _, err := t.st.Write(framed); err == nil {
+			t.h.c.in.Add(count)
+			t.in.Add(count)
+		}
+	}
+	_, err := t.st.Write(appendCloseFrame(nil, reason))
+	t.shutdown()
+	return err
 }
 
 func putHeader(b []byte, port uint16, n int) {

@@ -17,6 +17,11 @@
 // may be written several to one write or one across several writes; readers
 // reassemble them by their length field.
 //
+// Port 0 is no datagram's port. From device to client, a frame for port 0
+// is a close frame: its data is a UTF-8 reason (at most MaxCloseReason
+// bytes), and the device closes the stream after it. Older clients drop it
+// as an invalid frame and then see the stream end.
+//
 // # Device side
 //
 // DeviceHandler.Handle answers Error, before any datagram leaves the device,
@@ -27,13 +32,29 @@
 // address otherwise, trying the suggested source port first, answers OK and
 // relays until the stream ends or the tunnel idles out.
 //
+// A tunnel reaches one port: a client datagram goes to the port of the
+// opening message, or to a port the target has itself answered from on
+// this tunnel (a service that replies from another port, as TFTP does);
+// the tunnel remembers the last 8 such ports. Datagrams for
+// any other port are dropped and counted (DeviceStats.DroppedPort), so a
+// client allowed 10.0.0.1:53 cannot reach 10.0.0.1's other services.
+//
+// A tunnel's replies are capped against its requests: over any
+// DeviceConfig.ReplyRatioWindow (10 s), the payload bytes relayed from the
+// target may total at most MaxReplyRatio (10) times the payload bytes sent
+// to it, plus ReplyAllowance (64 KiB, so one answer of any size to a
+// single query passes). The datagram that would pass the cap is dropped
+// and the tunnel ends with a close frame saying so
+// (DeviceStats.ClosedReplyRatio).
+//
 // A tunnel holds two fixed buffers of about DeviceConfig.MaxDatagram bytes
 // each and queues nothing else: when the client is slow, the stream's flow
 // control holds the relay and the kernel drops what overflows the socket,
 // as it would for any slow UDP reader. Datagrams longer than MaxDatagram,
-// datagrams over the packet-rate limit, frames for port 0 and datagrams
-// from any address other than the target's are dropped and counted in
-// DeviceStats, never truncated or passed on.
+// datagrams over the packet-rate limit, frames for port 0 or for a port the
+// tunnel may not reach, and datagrams from any address other than the
+// target's are dropped and counted in DeviceStats, never truncated or
+// passed on.
 //
 // # Client side
 //
@@ -47,4 +68,8 @@
 // goroutine that owns its stream and its idle timer; the maps of peers and
 // secondary sockets change only under one mutex, and expiry is decided
 // under it too, so a datagram is never handed to a peer that is going away.
+// A close frame ends the peer's flow: the Listener logs the reason, counts
+// it (ListenerStats.ClosedByDevice) and hands it to
+// ListenOptions.OnDeviceClose as a *DeviceCloseError; the peer's next
+// datagram opens a new flow.
 package udp

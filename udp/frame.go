@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Framing limits.
@@ -13,6 +16,9 @@ const (
 	FrameHeaderSize = 4
 	// MaxFrameData is the largest datagram a frame can carry.
 	MaxFrameData = 1<<16 - 1
+	// MaxCloseReason is the longest close reason, in bytes of UTF-8, that
+	// a device sends and a client shows; longer ones are cut.
+	MaxCloseReason = 512
 )
 
 // Sentinel errors. Callers branch on them with errors.Is.
@@ -27,6 +33,9 @@ var (
 	ErrRefused = errors.New("udp: target refused")
 	// ErrClosed: the handler or listener is closed.
 	ErrClosed = errors.New("udp: closed")
+	// ErrClosedByDevice: the device ended a flow with a close frame; the
+	// error is a *DeviceCloseError carrying the device's reason.
+	ErrClosedByDevice = errors.New("udp: flow closed by the device")
 )
 
 // AppendFrame appends the frame for data sent to or from port to dst.
@@ -53,6 +62,61 @@ func DecodeFrame(b []byte) (port uint16, data []byte, n int, err error) {
 		return 0, nil, 0, fmt.Errorf("%w: %d of %d data bytes", ErrShortFrame, len(b)-FrameHeaderSize, m)
 	}
 	return port, b[FrameHeaderSize : FrameHeaderSize+m], FrameHeaderSize + m, nil
+}
+
+// appendCloseFrame appends the close frame that ends a tunnel from the
+// device's side: port 0 (which no datagram comes from) and the reason in
+// UTF-8, cut to MaxCloseReason bytes on a character boundary. The device
+// closes the stream after it.
+func appendCloseFrame(dst []byte, reason string) []byte {
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
+	if len(reason) > MaxCloseReason {
+		cut := MaxCloseReason
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
+	}
+	dst, _ = AppendFrame(dst, 0, []byte(reason)) // never over MaxFrameData
+	return dst
+}
+
+// noReason stands for a close frame without text.
+const noReason = "no reason given"
+
+// closeReason returns the text of a close frame's data made safe to print
+// on a terminal: invalid UTF-8 becomes U+FFFD; control and format
+// characters (escape sequences, line breaks, bidirectional overrides)
+// become spaces, runs of space collapse to one and the ends are trimmed;
+// the result is cut to MaxCloseReason bytes on a character boundary. Empty
+// text reads noReason.
+func closeReason(data []byte) string {
+	var b strings.Builder
+	space := false
+	for len(data) > 0 && b.Len() < MaxCloseReason {
+		r, size := utf8.DecodeRune(data)
+		data = data[size:]
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		need := utf8.RuneLen(r)
+		if space {
+			need++
+		}
+		if b.Len()+need > MaxCloseReason {
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	if b.Len() == 0 {
+		return noReason
+	}
+	return b.String()
 }
 
 // frameReader reads frames from a stream into one fixed buffer, so a stream

@@ -54,7 +54,31 @@ type ListenOptions struct {
 	MaxPeers int
 	// Logger receives stream and socket events; nil discards them.
 	Logger *slog.Logger
+	// OnDeviceClose, when set, is called when the device ends a peer's
+	// flow with a close frame, for example because the remote's replies
+	// passed the device's reply cap. It runs on the peer's stream reader,
+	// so it must return quickly and must not call Close. The peer's next
+	// datagram opens a new flow.
+	OnDeviceClose func(*DeviceCloseError)
 }
+
+// DeviceCloseError says that the device ended a local peer's flow, and
+// why. It matches ErrClosedByDevice.
+type DeviceCloseError struct {
+	Local  net.Addr       // the Listener's main socket
+	Peer   netip.AddrPort // the local peer whose flow ended
+	Remote string         // the remote, as reached from the device
+	// Reason is the device's text, made safe to print: one line of
+	// printable UTF-8, at most MaxCloseReason bytes.
+	Reason string
+}
+
+func (e *DeviceCloseError) Error() string {
+	return fmt.Sprintf("udp: flow from %s to %s closed by the device: %s", e.Peer, e.Remote, e.Reason)
+}
+
+// Unwrap makes the error match ErrClosedByDevice.
+func (e *DeviceCloseError) Unwrap() error { return ErrClosedByDevice }
 
 // ListenerStats counts what a Listener did since it started.
 type ListenerStats struct {
@@ -66,10 +90,12 @@ type ListenerStats struct {
 	DatagramsOut  int64 // local datagrams written to streams
 	DatagramsIn   int64 // datagrams from streams sent to local peers
 	Dropped       int64 // dropped locally: queue full, too many peers, no stream
+	// ClosedByDevice counts flows the device ended with a close frame.
+	ClosedByDevice int64
 }
 
 type listenerCounters struct {
-	opened, openFailed, out, in, dropped atomic.Int64
+	opened, openFailed, out, in, dropped, closedByDevice atomic.Int64
 }
 
 // Listener forwards the datagrams of local UDP peers through a device to a
@@ -90,6 +116,7 @@ type Listener struct {
 	idle    time.Duration
 	max     int
 	log     *slog.Logger
+	onClose func(*DeviceCloseError) // nil: none
 	c       listenerCounters
 
 	ctx    context.Context
@@ -149,7 +176,7 @@ func Listen(ctx context.Context, opener transport.Opener, local, remote string, 
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Listener{
 		opener: opener, remote: t, conn: conn, localIP: la.Addr(),
-		idle: o.IdleTimeout, max: o.MaxPeers, log: o.Logger,
+		idle: o.IdleTimeout, max: o.MaxPeers, log: o.Logger, onClose: o.OnDeviceClose,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		peers:       make(map[netip.AddrPort]*peer),
 		secondaries: make(map[uint16]*secondary),
@@ -205,24 +232,22 @@ func (l *Listener) Stats() ListenerStats {
 		Peers: peers, Secondaries: secs,
 		StreamsOpened: l.c.opened.Load(), OpenFailures: l.c.openFailed.Load(),
 		DatagramsOut: l.c.out.Load(), DatagramsIn: l.c.in.Load(), Dropped: l.c.dropped.Load(),
+		ClosedByDevice: l.c.closedByDevice.Load(),
 	}
 }
 
 // shutdown runs once the context ends: it closes every socket, which ends
-// the reader loops; peers close their streams on the context.
+// the reader loops; peers close their streams on the context. Secondary
+// sockets are closed before they leave the map, as on expiry.
 func (l *Listener) shutdown() {
 	l.mu.Lock()
 	l.closed = true
-	secs := make([]*secondary, 0, len(l.secondaries))
 	for _, s := range l.secondaries {
-		secs = append(secs, s)
+		s.conn.Close()
 	}
 	clear(l.secondaries)
 	l.mu.Unlock()
 	l.conn.Close()
-	for _, s := range secs {
-		s.conn.Close()
-	}
 }
 
 // serve reads the main socket until it is closed, then waits for the rest.
@@ -419,7 +444,7 @@ func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) 
 			l.mu.Unlock()
 			timer.Reset(max(l.idle-q, time.Millisecond))
 		case err := <-readerDone:
-			if err != nil && !isClosed(err) {
+			if err != nil && !isClosed(err) && !errors.Is(err, ErrClosedByDevice) {
 				l.log.Warn("udp stream failed", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
 			}
 			return ""
@@ -464,7 +489,8 @@ func (l *Listener) openFailed(p *peer, err error) {
 
 // streamToLocal sends the datagrams the device relays to the peer: from the
 // main socket when they come from the remote port, from a secondary socket
-// standing for their source port otherwise.
+// standing for their source port otherwise. A close frame (port 0) ends
+// the flow with the device's reason, returned as a *DeviceCloseError.
 func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 	fr := newFrameReader(st, MaxFrameData)
 	main := uint16(l.remote.Port)
@@ -476,8 +502,7 @@ func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 		p.touch()
 		conn := l.conn
 		if port == 0 {
-			l.c.dropped.Add(1) // no datagram comes from port 0
-			continue
+			return l.closedByDevice(p, data)
 		}
 		if port != main {
 			s, err := l.secondaryFor(port)
@@ -495,6 +520,18 @@ func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 		}
 		l.c.in.Add(1)
 	}
+}
+
+// closedByDevice handles the close frame that ended p's flow: it counts,
+// logs and reports it, and returns it as an error.
+func (l *Listener) closedByDevice(p *peer, data []byte) error {
+	e := &DeviceCloseError{Local: l.conn.LocalAddr(), Peer: p.addr, Remote: l.remote.String(), Reason: closeReason(data)}
+	l.c.closedByDevice.Add(1)
+	l.log.Warn("udp flow closed by the device", "peer", p.addr.String(), "remote", e.Remote, "reason", e.Reason)
+	if l.onClose != nil {
+		l.onClose(e)
+	}
+	return e
 }
 
 // secondary is a local socket standing for one source port of the remote
@@ -542,7 +579,6 @@ func (l *Listener) secondaryFor(port uint16) (*secondary, error) {
 // remote port it stands for, and closes the socket once idle.
 func (l *Listener) runSecondary(s *secondary) {
 	defer l.wg.Done()
-	defer s.conn.Close()
 	buf := make([]byte, MaxFrameData+1)
 	_ = s.conn.SetReadDeadline(time.Now().Add(l.idle))
 	for {
@@ -551,22 +587,26 @@ func (l *Listener) runSecondary(s *secondary) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return
-			}
+			// Expiry is decided under mu, where secondaryFor touches the
+			// socket it hands out; the socket is closed before it leaves
+			// the map, so Stats never counts out a socket still bound.
+			reason := err.Error()
 			l.mu.Lock()
-			q := s.quiet()
-			if q >= l.idle || l.closed {
-				if l.secondaries[s.remotePort] == s {
-					delete(l.secondaries, s.remotePort)
+			if errors.Is(err, os.ErrDeadlineExceeded) && !l.closed {
+				if q := s.quiet(); q < l.idle {
+					l.mu.Unlock()
+					_ = s.conn.SetReadDeadline(time.Now().Add(l.idle - q))
+					continue
 				}
-				l.mu.Unlock()
-				l.log.Debug("udp: secondary socket closed", "remote_port", s.remotePort, "reason", "idle")
-				return
+				reason = "idle"
+			}
+			s.conn.Close()
+			if l.secondaries[s.remotePort] == s {
+				delete(l.secondaries, s.remotePort)
 			}
 			l.mu.Unlock()
-			_ = s.conn.SetReadDeadline(time.Now().Add(l.idle - q))
-			continue
+			l.log.Debug("udp: secondary socket closed", "remote_port", s.remotePort, "reason", reason)
+			return
 		}
 		if n > MaxFrameData {
 			l.c.dropped.Add(1)

@@ -413,14 +413,21 @@ func TestRawFramesBoundedAndCounted(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
-// TestManyPeersConcurrent runs many peers at once against short idle
-// timeouts, so that expiry races with traffic; under -race it checks the
-// Listener's maps and timers. A peer whose stream expired while its answer
-// was on the way asks again.
+// TestManyPeersConcurrent runs many peers at once against a short idle
+// timeout on the Listener, so that its expiry races with traffic; under
+// -race it checks the Listener's maps and timers, and the device ending
+// tunnels whose client closed them while answers are on the way. A peer
+// whose stream expired while its answer was on the way asks again.
+//
+// The device's own idle timeout stays long: a tunnel idles out when no
+// datagram arrives within it of the OK, and on a loaded machine opening
+// sixteen streams at once takes longer than any timeout short enough to
+// race here (TestDeviceIdleExpiry covers the device's expiry).
 func TestManyPeersConcurrent(t *testing.T) {
-	r := newRig(t, udp.DeviceConfig{IdleTimeout: 30 * time.Millisecond})
+	const idle = 100 * time.Millisecond
+	r := newRig(t, udp.DeviceConfig{IdleTimeout: time.Hour})
 	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte { return d })
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 30 * time.Millisecond})
+	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: idle})
 	dst := l.Addr().(*net.UDPAddr)
 
 	const peers, rounds = 16, 10
@@ -434,9 +441,10 @@ func TestManyPeersConcurrent(t *testing.T) {
 			buf := make([]byte, 100)
 			for i := 0; i < rounds; i++ {
 				if i%3 == 2 {
-					// Fall quiet past the idle timeouts now and then, so that
-					// expiry on both sides races with the next datagram.
-					time.Sleep(time.Duration(20+p*3) * time.Millisecond)
+					// Fall quiet around the idle timeout now and then (some
+					// peers a little less, some a little more), so that
+					// expiry races with the next datagram.
+					time.Sleep(idle - 10*time.Millisecond + time.Duration(p)*4*time.Millisecond)
 				}
 				msg := fmt.Sprintf("%d/%d", p, i)
 				ok := false
@@ -476,7 +484,7 @@ func TestManyPeersConcurrent(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return l.Stats().Peers == 0 && r.dev.Stats().Active == 0
 	}, 20*time.Second, 10*time.Millisecond)
-	t.Logf("streams opened: %d for %d peers; device tunnels expired: %d", l.Stats().StreamsOpened, peers, r.dev.Stats().Expired)
+	t.Logf("streams opened: %d for %d peers; device tunnels opened: %d", l.Stats().StreamsOpened, peers, r.dev.Stats().Opened)
 }
 
 func TestCloseEndsEverything(t *testing.T) {
@@ -583,9 +591,10 @@ func TestSuggestedSourcePort(t *testing.T) {
 	assert.Equal(t, peer.LocalAddr().(*net.UDPAddr).Port, <-froms, "the device must try the peer's port first")
 }
 
-// TestListenerAgainstBadDevice: a device that answers OK, sends a frame
-// from port 0, a good frame and then half a frame before closing must cost
-// the Listener one dropped datagram and the stream, and nothing else.
+// TestListenerAgainstBadDevice: a device that answers OK, sends a good
+// frame and then half a frame must cost the Listener the stream, and
+// nothing else. (A frame from port 0 is a close frame:
+// TestListenerShowsDeviceCloseReason.)
 func TestListenerAgainstBadDevice(t *testing.T) {
 	const remotePort = 5300
 	var calls atomic.Int32
@@ -595,7 +604,6 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 			return
 		}
 		var fr []byte
-		fr, _ = udp.AppendFrame(fr, 0, []byte("from nowhere"))
 		fr, _ = udp.AppendFrame(fr, remotePort, []byte("good"))
 		fr = append(fr, 0x14, 0xb4, 0xff, 0xff, 'h', 'a', 'l', 'f')
 		_, _ = st.Write(fr)
@@ -615,7 +623,8 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 		"the peer's datagram must have gone out before the session is cut")
 	r.client.Close()
 	require.Eventually(t, func() bool { return l.Stats().Peers == 0 }, 20*time.Second, 10*time.Millisecond)
-	assert.EqualValues(t, 1, l.Stats().Dropped, "the port-0 frame is dropped and counted: %+v", l.Stats())
+	assert.Zero(t, l.Stats().Dropped, "%+v", l.Stats())
+	assert.Zero(t, l.Stats().ClosedByDevice, "%+v", l.Stats())
 	assert.EqualValues(t, 1, l.Stats().DatagramsIn)
 	assert.EqualValues(t, 1, calls.Load())
 }
