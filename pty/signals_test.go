@@ -2,6 +2,9 @@ package pty_test
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -11,20 +14,36 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// ignoredSignalsEnv makes the test binary run TestSessionsGetDefaultSignals
+// as the process that ignores signals.
+const ignoredSignalsEnv = "TETHER_PTY_IGNORED_SIGNALS"
+
 // TestSessionsGetDefaultSignals runs sessions in a process that ignores
-// the signals a terminal relies on (signal.Ignore; a process started with
-// SIGINT ignored is in the same state): the session's process must not
-// inherit that, or ^C and ^\ do nothing in the shell.
+// the signals a terminal relies on: SIGINT and SIGHUP ignored from the
+// start (as for a job started with '&' from a script, or with nohup), and
+// SIGQUIT and SIGPIPE through signal.Ignore. The session's process must
+// not inherit that, or ^C and ^\ do nothing in the shell.
+//
+// That process is a child: neither state can be undone by a Go program,
+// so it must not be this test binary.
 func TestSessionsGetDefaultSignals(t *testing.T) {
-	sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGPIPE}
-	for _, sig := range sigs {
-		signal.Ignore(sig)
+	if os.Getenv(ignoredSignalsEnv) == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*patience)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `trap "" INT HUP; exec "$0" "$@"`,
+			os.Args[0], "-test.run=^TestSessionsGetDefaultSignals$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), ignoredSignalsEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "the test in a process that ignores the signals:\n%s", out)
+		require.Contains(t, string(out), "--- PASS: TestSessionsGetDefaultSignals")
+		return
 	}
-	t.Cleanup(func() {
-		for _, sig := range sigs {
-			signal.Reset(sig)
-		}
-	})
+
+	sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGPIPE}
+	signal.Ignore(syscall.SIGQUIT, syscall.SIGPIPE)
+	for _, sig := range sigs {
+		require.True(t, signal.Ignored(sig), "the test process should ignore %v", sig)
+	}
 	r := newRig(t, enabled)
 	p := r.shell(t, 80, 24, "grep SigIgn /proc/self/status")
 	var seen bytes.Buffer

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -70,15 +71,17 @@ func TestTerminalHelpersInTmux(t *testing.T) {
 	}
 	self, err := os.Executable()
 	require.NoError(t, err)
-	sock := fmt.Sprintf("tether-pty-test-%d", os.Getpid())
+	// A socket of this run's own: a server that an earlier run (-count)
+	// killed may still be exiting on a shared one.
+	sock := filepath.Join(t.TempDir(), "tmux")
 	tmux := func(args ...string) string {
-		out, err := exec.Command("tmux", append([]string{"-L", sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
+		out, err := exec.Command("tmux", append([]string{"-S", sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
 		require.NoError(t, err, "tmux %v: %s", args, out)
 		return string(out)
 	}
 	script := fmt.Sprintf("%s=1 %q -test.run=^$; stty -a | tr ' ' '\\n' | grep -x -- '-\\{0,1\\}icanon'; sleep 1000", termCheckEnv, self)
 	tmux("new-session", "-d", "-x", "100", "-y", "30", "sh", "-c", script)
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", sock, "kill-server").Run() })
 	waitFor := func(want string) {
 		t.Helper()
 		var screen string
