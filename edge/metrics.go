@@ -41,7 +41,7 @@ func NewMetrics() *Metrics {
 			Name: "tether_edge_streams_active", Help: "Spliced streams open now, by type.",
 		}, []string{"type"}),
 		streamsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tether_edge_streams_total", Help: "Client streams, by type and result (ok, denied, invalid, limit, offline, draining, revoked, audit_unavailable, device_error).",
+			Name: "tether_edge_streams_total", Help: "Client streams, by type and result (ok, denied, invalid, limit, offline, draining, revoked, closed, audit_unavailable, device_error).",
 		}, []string{"type", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_edge_bytes_total", Help: "Bytes spliced, by direction (up: client to device, down: device to client).",

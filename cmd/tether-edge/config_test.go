@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/transport"
 )
 
 const hex64 = "3b9c5e3b56813453e5df1aafe505fa4b01ded53b75797fcd0d1818a421a7e22f"
@@ -89,6 +90,13 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"negative limit", base + "limits:\n  open_timeout: -1s\n", []string{"edge.yaml:17", "limits.open_timeout"}},
 		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:", "limits.open_timeout", "soon"}},
 		{"log level", base + "log_level: loud\n", []string{"edge.yaml:16", "log_level"}},
+		{"negative keepalive", base + "keepalive:\n  interval: -1s\n", []string{"edge.yaml:17", "keepalive.interval", "negative"}},
+		{"keepalive timeout not above the interval", base + "keepalive:\n  interval: 20s\n  timeout: 20s\n", []string{"edge.yaml:18", "keepalive.timeout", "longer than the interval"}},
+		{"keepalive timeout below the default interval", base + "keepalive: {timeout: 5s}\n", []string{"edge.yaml:16", "keepalive.timeout", "longer than the interval (" + transport.DefaultKeepAliveInterval.String() + ")"}},
+		{"unknown keepalive key", base + "keepalive: {intervall: 1s}\n", []string{"edge.yaml:16", `unknown key "intervall"`}},
+		{"negative first stream timeout", base + "limits:\n  first_stream_timeout: -1s\n", []string{"edge.yaml:17", "limits.first_stream_timeout"}},
+		{"client share above the device cap", base + "limits:\n  max_streams_per_device: 10\n  max_streams_per_client_per_device: 11\n",
+			[]string{"edge.yaml:18", "limits.max_streams_per_client_per_device", "more than the device's cap"}},
 		{"empty file", "", []string{"empty"}},
 	}
 	for _, tt := range tests {
@@ -137,7 +145,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if c.policy == nil || c.drain <= 0 {
+		if c.policy == nil || c.drain <= 0 || c.transport == nil {
 			t.Fatalf("accepted config without a policy or drain timeout: %+v", c)
 		}
 	})
@@ -155,6 +163,12 @@ func TestConfigLimitsReachTheEdge(t *testing.T) {
   upgrade_burst: 9
   stall_timeout: 90s
   drain_timeout: 1m
+  max_streams_per_client_per_device: 6
+  first_stream_timeout: 45s
+  audit_timeout: 3s
+  rejected_audit_rate: 2.5
+  rejected_audit_burst: 11
+keepalive: {interval: 5s, timeout: 25s}
 `), false)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +178,13 @@ func TestConfigLimitsReachTheEdge(t *testing.T) {
 		l.OpenTimeout != 4*time.Second || l.MaxHeaderBytes != 8192 || l.UpgradeRate != 5 || l.UpgradeBurst != 9 ||
 		l.StallTimeout != 90*time.Second || c.drain != time.Minute {
 		t.Errorf("limits = %+v, drain %v", l, c.drain)
+	}
+	if l.MaxStreamsPerClientPerDevice != 6 || l.FirstStreamTimeout != 45*time.Second || l.AuditTimeout != 3*time.Second ||
+		l.RejectAuditRate != 2.5 || l.RejectAuditBurst != 11 {
+		t.Errorf("limits = %+v", l)
+	}
+	if c.transport == nil || c.transport.KeepAliveInterval != 5*time.Second || c.transport.KeepAliveTimeout != 25*time.Second {
+		t.Errorf("keepalive: got transport config %+v; want interval 5s, timeout 25s", c.transport)
 	}
 	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_device: 500}\n"), false); err == nil ||
 		!strings.Contains(err.Error(), "limits.max_streams_per_device") {

@@ -11,7 +11,8 @@
 // # Configuration
 //
 // Unknown keys and invalid values are errors that name the file, the line
-// and the key. Paths are relative to the configuration file.
+// and the key. Paths are relative to the configuration file. Every key,
+// with its unit and default, is described in docs/edge.md.
 //
 //	listen: "0.0.0.0:8443"             # one TLS port for devices and clients
 //	tls: {cert: edge.crt, key: edge.key}
@@ -27,29 +28,48 @@
 //	      pty: true                    # shells and commands
 //	      reload: true                 # ask the device to reload its config
 //	      files: false                 # file transfer streams
-//	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default)
+//	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default); may be a named pipe
 //	metrics_listen: "127.0.0.1:9090"   # optional Prometheus /metrics
 //	log_level: info                    # debug, info, warn or error
+//	keepalive: {interval: 10s, timeout: 30s}  # 0 keeps the transport's default
 //	limits:                            # every key optional; 0 keeps the default
 //	  max_streams_per_client: 64       # concurrent streams of one client session
 //	  max_streams_per_device: 128      # concurrent streams to one device (at most 128)
+//	  max_streams_per_client_per_device: 64  # one client's share of a device (default: half of the above)
 //	  handshake_timeout: 10s           # TLS handshake, and request headers (slowloris)
 //	  open_timeout: 15s                # opening message, and the device's answer
+//	  first_stream_timeout: 30s        # a client session with no stream by then is closed
 //	  max_header_bytes: 16384
 //	  upgrade_rate: 200                # upgrades per second per source IP ...
 //	  upgrade_burst: 2000              # ... with this burst; beyond: 429
 //	  stall_timeout: 60s               # reset a stream whose reader made no progress
+//	  audit_timeout: 5s                # a PTY or file-transfer open waits this long for its audit record
+//	  rejected_audit_rate: 20          # refused-upgrade audit records per second ...
+//	  rejected_audit_burst: 200        # ... with this burst; the rest are counted
 //	  drain_timeout: 30s               # SIGTERM: wait this long for open streams
 //
 // Everything is denied unless a client's entry allows it: the device must
 // match one of its device globs, and the stream type (and, for TCP and UDP,
 // the canonical target) must be granted.
 //
+// # Audit log
+//
+// One JSON object per line. Records go through a queue to a writer of
+// their own, so a stuck sink (a pipe whose reader stopped) holds up no
+// connection: TCP and UDP streams go on (their records dropped, and
+// counted, once the queue is full), while PTY and file-transfer opens are
+// refused with "audit log unavailable" after audit_timeout, since they must
+// not run unaudited. A stuck sink is logged once, and so is its recovery.
+//
 // # Signals
 //
-// SIGHUP re-reads clients and the revocation list without dropping
-// sessions; a device whose serial is now revoked is disconnected at once.
-// A configuration that no longer parses is logged and the running policy
-// kept. SIGHUP also reopens the audit log, for rotation by rename. SIGTERM and SIGINT stop accepting, send GoAway to every device, wait
-// for the open streams up to drain_timeout, and exit 0.
+// SIGHUP re-reads clients and the revocation list; a device whose serial
+// is now revoked is disconnected at once, and a client session whose token
+// was removed or changed, or whose client may no longer reach its device,
+// is closed (and audited); open streams the new policy refuses are closed
+// too. Other sessions go on. A configuration that no longer parses is
+// logged and the running policy kept. SIGHUP also reopens the audit log,
+// for rotation by rename. listen, tls, keepalive and limits need a
+// restart. SIGTERM and SIGINT stop accepting, send GoAway to every device,
+// wait for the open streams up to drain_timeout, and exit 0.
 package main
