@@ -190,6 +190,10 @@ func TestAgentUnknownTypeAndDisabledPTY(t *testing.T) {
 	_, err = openWithin(t, edge, transport.MsgPTY, `{"sid":"","type":0,"cols":80,"rows":24}`)
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "shell access is disabled on this device")
+
+	_, err = openWithin(t, edge, transport.MsgPTY, `{"cols":"wide"}`)
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "bad PTY request")
 }
 
 func TestAgentUDPAllowList(t *testing.T) {
