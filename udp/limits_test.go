@@ -260,6 +260,11 @@ func TestListenerShowsDeviceCloseReason(t *testing.T) {
 		if err := transport.WriteOK(st, nil); err != nil {
 			return
 		}
+		// Answer the peer's datagram, so that it went out before the
+		// close frame and nothing is left to drop.
+		if _, err := io.ReadFull(st, make([]byte, udp.FrameHeaderSize+len("q"))); err != nil {
+			return
+		}
 		var fr []byte
 		fr, _ = udp.AppendFrame(fr, remotePort, []byte("good"))
 		fr, _ = udp.AppendFrame(fr, 0, []byte("\x1b[2J\x1b[31mover\r\ncap\u202e\xff"))
@@ -292,5 +297,6 @@ func TestListenerShowsDeviceCloseReason(t *testing.T) {
 	st := l.Stats()
 	assert.EqualValues(t, 1, st.ClosedByDevice)
 	assert.EqualValues(t, 1, st.DatagramsIn)
+	assert.EqualValues(t, 1, st.DatagramsOut)
 	assert.Zero(t, st.Dropped)
 }

@@ -222,3 +222,27 @@ func FuzzCloseReason(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTunnelChecks measures the per-datagram work the port rule and
+// the reply cap add to a tunnel: one port check and one request on the way
+// out, one reply on the way back.
+func BenchmarkTunnelChecks(b *testing.B) {
+	var ports replyPorts
+	for p := uint16(1); p <= maxReplyPorts; p++ {
+		ports.learn(1000 + p)
+	}
+	start := time.Now()
+	m := newReplyMeter(DefaultMaxReplyRatio, DefaultReplyRatioWindow, DefaultReplyAllowance, start)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now := start.Add(time.Duration(i) * time.Microsecond)
+		if !ports.has(1000 + maxReplyPorts) {
+			b.Fatal("a learned port was not found")
+		}
+		m.request(now, 512)
+		if !m.reply(now, 512) {
+			b.Fatal("a reply the size of its request passed the cap")
+		}
+	}
+}
