@@ -45,8 +45,9 @@ type Agent struct {
 	// TLSConfig carries the device certificate and the CA that verifies the
 	// edge. Required.
 	TLSConfig *tls.Config
-	// Transport tunes the session; nil means the config's max_streams and
-	// stream_window_kib over the transport defaults.
+	// Transport tunes the session; nil means the config's max_streams,
+	// stream_window_kib, receive_budget_mib and keepalive over the
+	// transport defaults (Config.TransportConfig).
 	Transport *transport.Config
 	// Resolver looks up the names of tunnel targets: once per tunnel,
 	// before the allow list checks each address, which is then the one

@@ -84,7 +84,8 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s           # lookup and connect of a TCP target
 //	stall_timeout: 90s          # end a TCP tunnel whose reader stopped
-//	udp: {idle_timeout: 60s, max_packets_per_second: 0}
+//	udp: {idle_timeout: 60s, max_packets_per_second: 10000,
+//	      max_reply_ratio: 10, reply_window: 10s, reply_allowance_bytes: 65536}
 //	receive_budget_mib: 128     # what all streams together may hold
 //	stream_window_kib: 2048     # receive window of each stream
 //	max_streams: 64             # streams open at once; budget ÷ window
@@ -215,6 +216,19 @@ type UDPConfig struct {
 	// target; 0 means the UDP handler's default (10,000), negative means no
 	// cap.
 	MaxPacketsPerSecond int `yaml:"max_packets_per_second"`
+	// MaxReplyRatio caps what a tunnel relays back from its target: over
+	// any ReplyWindow, at most this many times the bytes sent to the
+	// target, plus ReplyAllowanceBytes; a tunnel over the cap is ended with
+	// a reason. 0 means the UDP handler's default (10), negative means no
+	// cap.
+	MaxReplyRatio int `yaml:"max_reply_ratio"`
+	// ReplyWindow is the rolling window of MaxReplyRatio; 0 means the UDP
+	// handler's default (10 s).
+	ReplyWindow time.Duration `yaml:"reply_window"`
+	// ReplyAllowanceBytes is the reply bytes per window allowed beyond the
+	// ratio, so that one large answer to a small query passes; 0 means the
+	// UDP handler's default (65,536), negative means none.
+	ReplyAllowanceBytes int `yaml:"reply_allowance_bytes"`
 }
 
 // Sentinel errors. Callers branch on them with errors.Is.
@@ -253,10 +267,11 @@ type keys map[string]keys
 var schema = keys{
 	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil, "stall_timeout": nil,
 	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
-	"allow":     {"tcp": nil, "udp": nil},
-	"pty":       {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
-	"reload":    {"command": nil, "timeout": nil},
-	"udp":       {"idle_timeout": nil, "max_packets_per_second": nil},
+	"allow":  {"tcp": nil, "udp": nil},
+	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
+	"reload": {"command": nil, "timeout": nil},
+	"udp": {"idle_timeout": nil, "max_packets_per_second": nil,
+		"max_reply_ratio": nil, "reply_window": nil, "reply_allowance_bytes": nil},
 	"keepalive": {"interval": nil, "timeout": nil},
 }
 
@@ -532,6 +547,9 @@ func (c *Config) validate(dir string) error {
 	}
 	if c.UDP.IdleTimeout < 0 {
 		return c.errAt("udp.idle_timeout", "%v must not be negative", c.UDP.IdleTimeout)
+	}
+	if c.UDP.ReplyWindow < 0 {
+		return c.errAt("udp.reply_window", "%v must not be negative", c.UDP.ReplyWindow)
 	}
 	// The agent starts its session with exactly these settings; what the
 	// transport refuses must be refused here, with the same words for

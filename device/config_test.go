@@ -25,7 +25,7 @@ pty: {enabled: true, shell: "/bin/sh", user: "", max_sessions: 4, idle_timeout: 
 reload: {command: ["true"], timeout: 5s}
 dial_timeout: 3s
 stall_timeout: 2m
-udp: {idle_timeout: 20s, max_packets_per_second: -1}
+udp: {idle_timeout: 20s, max_packets_per_second: -1, max_reply_ratio: 3, reply_window: 5s, reply_allowance_bytes: -1}
 max_streams: 16
 stream_window_kib: 512
 `
@@ -49,6 +49,9 @@ func TestParseConfigGood(t *testing.T) {
 	require.Equal(t, 2*time.Minute, c.StallTimeout)
 	require.Equal(t, 20*time.Second, c.UDP.IdleTimeout)
 	require.Equal(t, -1, c.UDP.MaxPacketsPerSecond)
+	u := udpConfig(c, nil)
+	require.Equal(t, [3]any{3, 5 * time.Second, -1}, [3]any{u.MaxReplyRatio, u.ReplyRatioWindow, u.ReplyAllowance},
+		"the UDP handler gets max_reply_ratio, reply_window and reply_allowance_bytes")
 	require.Equal(t, 16, c.TransportConfig().MaxStreams)
 	require.Equal(t, 512<<10, c.TransportConfig().MaxStreamBuffer)
 	require.NoError(t, transport.VerifyConfig(c.TransportConfig()))
@@ -116,6 +119,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
 		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
 		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},
+		{"negative reply window", base + "udp: {reply_window: -1s}\n", "config line 5: udp.reply_window: -1s must not be negative", 5},
 		{"budget too large", base + "receive_budget_mib: 2048\n", "config line 5: receive_budget_mib: 2048 is outside 1 to 1024", 5},
 		{"keep-alive timeout within the interval", base + "keepalive: {interval: 20s, timeout: 10s}\n", "config line 5: keepalive.timeout: 10s must be longer than the interval (20s)", 5},
 		{"not a mapping", "- a\n- b\n", "config line 1: the file must be a mapping", 1},

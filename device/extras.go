@@ -54,6 +54,9 @@ func udpConfig(cfg *Config, allow func(context.Context, target.Target) (netip.Ad
 	return udp.DeviceConfig{
 		IdleTimeout:         cfg.UDP.IdleTimeout,
 		MaxPacketsPerSecond: cfg.UDP.MaxPacketsPerSecond,
+		MaxReplyRatio:       cfg.UDP.MaxReplyRatio,
+		ReplyRatioWindow:    cfg.UDP.ReplyWindow,
+		ReplyAllowance:      cfg.UDP.ReplyAllowanceBytes,
 		Authorize:           allow,
 	}
 }
