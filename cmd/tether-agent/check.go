@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -22,6 +23,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/udp"
 )
 
 // Exit codes of tether-agent check: the first failed step decides.
@@ -119,6 +121,7 @@ func (c *checker) run(path string, now time.Time) {
 		stall = "never ended for a stalled target or client (stall_timeout is negative)"
 	}
 	c.ok("tcp tunnels: dial_timeout %v for the lookup and the connection; a tunnel is %s", cfg.DialTimeout, stall)
+	c.ok("udp tunnels: %s", udpSettings(cfg.UDP))
 	c.checkPrograms(cfg)
 
 	caCerts, caErr := certs.LoadCertificates(cfg.CA)
@@ -357,4 +360,20 @@ func roughly(d time.Duration) string {
 		return fmt.Sprintf("%d minutes", int(d.Minutes()))
 	}
 	return d.Round(time.Second).String()
+}
+
+// udpSettings describes the effective UDP tunnel settings, defaults filled
+// in.
+func udpSettings(u device.UDPConfig) string {
+	idle := cmp.Or(u.IdleTimeout, udp.DefaultIdleTimeout)
+	rate := "no cap on datagrams to the target"
+	if pps := cmp.Or(u.MaxPacketsPerSecond, udp.DefaultMaxPacketsPerSecond); pps > 0 {
+		rate = fmt.Sprintf("at most %d datagrams a second to the target", pps)
+	}
+	replies := "no cap on replies"
+	if ratio := cmp.Or(u.MaxReplyRatio, udp.DefaultMaxReplyRatio); ratio > 0 {
+		allowance := max(0, cmp.Or(u.ReplyAllowanceBytes, udp.DefaultReplyAllowance))
+		replies = fmt.Sprintf("replies at most %d× the bytes sent plus %d bytes per %v", ratio, allowance, cmp.Or(u.ReplyWindow, udp.DefaultReplyRatioWindow))
+	}
+	return fmt.Sprintf("ended after %v without datagrams (udp.idle_timeout); %s (udp.max_packets_per_second); %s (udp.max_reply_ratio, udp.reply_allowance_bytes, udp.reply_window)", idle, rate, replies)
 }

@@ -46,6 +46,9 @@ func TestCheckReportsNameRules(t *testing.T) {
 	require.Equal(t, checkOK, code, "check exit code; output:\n%s", out)
 	require.Contains(t, out, "note  allow.tcp names hosts (gw.lan:8080, *.lan:22): each name is looked up on this device when a tunnel opens")
 	require.NotContains(t, out, "allow.udp names hosts")
+	require.Contains(t, out, "ok    tcp tunnels: dial_timeout 10s for the lookup and the connection; a tunnel is ended when its target or client takes no byte for 1m30s (stall_timeout)")
+	require.Contains(t, out, "ok    udp tunnels: ended after 1m0s without datagrams (udp.idle_timeout); at most 10000 datagrams a second to the target (udp.max_packets_per_second); "+
+		"replies at most 10× the bytes sent plus 65536 bytes per 10s (udp.max_reply_ratio, udp.reply_allowance_bytes, udp.reply_window)")
 }
 
 // stallTunnels opens n tunnels to a target that never reads and pushes
