@@ -22,8 +22,10 @@ import (
 // once connected and idle, and its resident set with 100 open TCP tunnels.
 // Run it with -benchtime 1x (make bench); the figures do not depend on b.N.
 func BenchmarkAgentFootprint(b *testing.B) {
-	w := newWorld(b)
-	a := w.addAgent("bench-1", "")
+	// Room for the 100 tunnels of one client, at the edge and at the agent
+	// (whose default is 64 streams).
+	w := newWorldWith(b, "limits: {max_streams_per_client_per_device: 128}\n")
+	a := w.addAgent("bench-1", "max_streams: 128\n")
 	pid := a.proc.Cmd.Process.Pid
 	target := testutil.TCPServer(b, testutil.EchoThenBye)
 

@@ -89,6 +89,13 @@ type world struct {
 
 func newWorld(t testing.TB, edgeNames ...string) *world {
 	t.Helper()
+	return newWorldWith(t, "", edgeNames...)
+}
+
+// newWorldWith is newWorld with more YAML appended to the edge's config,
+// such as a limits section.
+func newWorldWith(t testing.TB, edgeExtra string, edgeNames ...string) *world {
+	t.Helper()
 	pki := certstest.New(t)
 	if len(edgeNames) > 0 {
 		// An edge certificate for more names than certstest's loopback ones.
@@ -111,7 +118,7 @@ clients:
       udp: ["127.0.0.1:*"]
       pty: true
       reload: true
-`, w.addr, sum)
+%s`, w.addr, sum, edgeExtra)
 	require.NoError(t, os.WriteFile(filepath.Join(w.dir, "edge.yaml"), []byte(cfg), 0o600))
 	w.startEdge()
 	return w
