@@ -1,10 +1,14 @@
 package transport_test
 
 import (
+	"net"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/tetherhq/tether/transport"
 )
@@ -75,4 +79,48 @@ func TestKeepAliveBetweenOurOwnPeers(t *testing.T) {
 		t.Fatalf("the device reconnected (%v)", s.RemoteAddr())
 	default:
 	}
+}
+
+// TestUserTimeoutIsSet: the session's TCP connection carries
+// TCP_USER_TIMEOUT, on both sides, so a dead peer host is found whatever
+// the peer's keep-alive.
+func TestUserTimeoutIsSet(t *testing.T) {
+	cfg := &transport.Config{KeepAliveInterval: 2 * time.Second, KeepAliveTimeout: 9 * time.Second}
+	b, pki := newBroker(t, cfg)
+	startDevice(t, b, pki, cfg, nil)
+	b.mu.Lock()
+	dev := b.dev
+	b.mu.Unlock()
+	require.Equal(t, 7*time.Second, userTimeout(t, dev.RemoteAddr(), dev.LocalAddr()))
+}
+
+// userTimeout reads TCP_USER_TIMEOUT of this process's socket from local
+// to remote.
+func userTimeout(t *testing.T, remote, local net.Addr) time.Duration {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		in4, ok := sa.(*unix.SockaddrInet4)
+		if !ok || in4.Port != local.(*net.TCPAddr).Port {
+			continue
+		}
+		pa, err := unix.Getpeername(fd)
+		if err != nil || pa.(*unix.SockaddrInet4).Port != remote.(*net.TCPAddr).Port {
+			continue
+		}
+		ms, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		require.NoError(t, err)
+		return time.Duration(ms) * time.Millisecond
+	}
+	t.Fatalf("no socket %v -> %v", local, remote)
+	return 0
 }

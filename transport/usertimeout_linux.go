@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"crypto/tls"
 	"net"
 	"time"
 
@@ -12,11 +11,15 @@ import (
 // the peer's TCP before the kernel gives up on the connection
 // (TCP_USER_TIMEOUT). With a keep-alive frame sent every interval, a peer
 // whose host or network died is found within interval + d, whatever the
-// peer's own keep-alive settings. c may be a TLS connection over TCP; other
-// connections are left alone.
+// peer's own keep-alive settings. c may be a TLS connection, or any
+// wrapper with a NetConn method, over TCP; other connections are left alone.
 func setUserTimeout(c net.Conn, d time.Duration) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
 	}
 	tcp, ok := c.(*net.TCPConn)
 	if !ok || d <= 0 {
