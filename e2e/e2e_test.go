@@ -308,3 +308,37 @@ func TestDeadPeersAreFoundWithTheDefaults(t *testing.T) {
 	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 45*time.Second, 200*time.Millisecond,
 		"the shell of a client whose link is dead is still running")
 }
+
+// TestIdleForwardOutlivesTheFirstStreamDeadline: the edge closes a client
+// session that opens no stream in time. A tether tcp forward that sits idle
+// must not break, nor redial in a loop: it redials when a connection
+// arrives.
+func TestIdleForwardOutlivesTheFirstStreamDeadline(t *testing.T) {
+	s := newSystemWith(t, "limits: {first_stream_timeout: 500ms}\n")
+	s.addAgent(agentOpts{id: "dev-1"})
+	target := echoServer(t)
+	fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+target)
+	local := forwardAddr(t, fwd)
+
+	audit := filepath.Join(s.dir, "audit.jsonl")
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(audit)
+		return strings.Contains(string(b), `"no_stream"`)
+	}, 30*time.Second, 50*time.Millisecond, "the edge never closed the idle session")
+	time.Sleep(2 * time.Second) // several deadlines pass: no redial loop
+	b, err := os.ReadFile(audit)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(b), `"client_open"`), "the idle forward redialed:\n%s", b)
+
+	c, err := net.Dial("tcp", local)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "after idle")
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Equal(t, "echo:AFTER IDLE", string(got))
+	require.NotContains(t, fwd.Output(), "lost the connection", "an idle close is not a lost connection")
+}
