@@ -41,9 +41,10 @@
 // A DeviceClient keeps a device connected: it dials the edge, serves each
 // stream with the Handler registered for its type, answers unknown types
 // with "unsupported stream type 0x..", turns a handler panic into an Error
-// answer, caps concurrent streams, drains on GoAway, and reconnects with
-// exponential backoff and full jitter (1 s initial, 60 s cap, reset after a
-// connection has been up 60 s).
+// answer, caps concurrent streams, drains on GoAway (30 s by default), and
+// reconnects on the Backoff schedule: the first dial after a loss within
+// 1 s, then jittered waits growing from 2.5–5 s by 1.5 times per failure up
+// to 60 s; a session that lived 1 s starts the schedule over.
 //
 // Splice is the one bidirectional copy of the edge, the device and the
 // CLI: it carries half-close in both directions and closes both ends when

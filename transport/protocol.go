@@ -181,11 +181,11 @@ type Config struct {
 	// session is closed once nothing arrived for this long while this side
 	// waited to read, and (on Linux) once our own frames stayed
 	// unacknowledged by the peer's host for KeepAliveTimeout minus
-	// KeepAliveInterval. A peer that announced a longer keep-alive
-	// interval on the upgrade is given three of its intervals; one that
-	// announced none (a qbee-v1 peer, whose interval is 45 s) is given
-	// ReferenceKeepAliveTimeout, and its dead network is still found by the
-	// second rule. Default 30s.
+	// KeepAliveInterval, but at least half of KeepAliveTimeout. A peer
+	// that announced a longer keep-alive interval on the upgrade is given
+	// three of its intervals; one that announced none (a qbee-v1 peer,
+	// whose interval is 45 s) is given ReferenceKeepAliveTimeout, and its
+	// dead network is still found by the second rule. Default 30s.
 	KeepAliveTimeout time.Duration
 	// MaxFrameSize is the largest smux data frame we send, in bytes
 	// (at most 65535). Default 65535.

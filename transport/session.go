@@ -116,7 +116,8 @@ func (s *Session) Done() <-chan struct{} { return s.conn.dead }
 func (s *Session) Context() context.Context { return s.conn.ctx }
 
 // CloseChan is closed when the session is closed: by Close, by a protocol
-// violation, or by smux when nothing arrived for KeepAliveTimeout. A
+// violation, or by the keep-alive when the peer went silent past its
+// receive timeout (smux's own keep-alive is off). A
 // connection that the peer closed or that broke shows first on ConnDone.
 func (s *Session) CloseChan() <-chan struct{} { return s.sess.CloseChan() }
 
