@@ -21,6 +21,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // The benchmarks here run the built tether-edge and tether-agent as
@@ -212,7 +213,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	full := measure(func() (net.Conn, error) { return c.DialTCP(context.Background(), echo) })
 	direct := directSession(b, s)
 	base := measure(func() (net.Conn, error) {
-		st, _, err := direct.OpenStream(context.Background(), transport.MsgTCP, []byte(echo))
+		st, _, err := direct.OpenStream(context.Background(), wire.MsgTCP, []byte(echo))
 		return st, err
 	})
 	b.ReportMetric(percentile(full, 0.5), "full-p50-ms")
@@ -248,10 +249,10 @@ func directSession(tb testing.TB, s *system) *transport.Client {
 				go func() {
 					defer wg.Done()
 					defer st.Close()
-					if _, err := transport.ReadMessage(st); err != nil {
+					if _, err := wire.ReadMessage(st); err != nil {
 						return
 					}
-					transport.WriteOK(st, nil)
+					wire.WriteOK(st, nil)
 					io.Copy(st, st)
 				}()
 			}
@@ -370,7 +371,7 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 		id := fmt.Sprintf("idle-%04d", i)
 		kp := s.pki.Device(id)
 		dc := transport.NewDeviceClient("https://"+s.addr+"/device", s.pki.DeviceTLS(kp), nil, nil)
-		dc.Handle(transport.MsgTCP, benchTCPHandler)
+		dc.Handle(wire.MsgTCP, benchTCPHandler)
 		require.NoError(b, dc.Start(context.Background()))
 		clients = append(clients, dc)
 	}
@@ -418,10 +419,10 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 func benchTCPHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 	c, err := net.DialTimeout("tcp", string(payload), 5*time.Second)
 	if err != nil {
-		transport.WriteError(st, err.Error())
+		wire.WriteError(st, err.Error())
 		return
 	}
-	transport.WriteOK(st, nil)
+	wire.WriteOK(st, nil)
 	transport.Splice(context.Background(), st, c, nil)
 }
 

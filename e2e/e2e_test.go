@@ -242,7 +242,9 @@ func TestEdgeKillAndRestart(t *testing.T) {
 }
 
 func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
-	s := newSystem(t)
+	// Both sides keep a short interval: a side waits at least three of its
+	// peer's announced intervals.
+	s := newSystemWith(t, "keepalive: {interval: 200ms, timeout: 2s}\n")
 	proxy := newFaultProxy(t, s.addr)
 	agent := s.addAgent(agentOpts{
 		id:       "dev-1",

@@ -16,6 +16,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // benchBytes is what one throughput iteration moves, so that a single
@@ -154,9 +155,9 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 // device's OK back. One iteration opens 1,000 streams.
 func BenchmarkStreamOpen(b *testing.B) {
 	br, pki := newBroker(b, nil)
-	startDevice(b, br, pki, nil, map[transport.MsgType]transport.Handler{
-		transport.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
-			_ = transport.WriteOK(st, nil)
+	startDevice(b, br, pki, nil, map[wire.MsgType]transport.Handler{
+		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			_ = wire.WriteOK(st, nil)
 		},
 	})
 	cl := dialClient(b, br, pki, nil)

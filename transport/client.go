@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Opener opens typed streams to one device. *Client implements it; so can a
 // wrapper that redials a lost session.
 type Opener interface {
-	OpenStream(ctx context.Context, t MsgType, payload []byte) (*Stream, []byte, error)
+	OpenStream(ctx context.Context, t wire.MsgType, payload []byte) (*Stream, []byte, error)
 }
 
 // Client is a session to the edge bound to one device.
@@ -72,12 +74,12 @@ func (c *Client) Done() <-chan struct{} { return c.sess.Done() }
 
 // OpenStream opens a stream of type t, sends payload and waits for the
 // answer. On OK it returns the stream, ready for the type's byte stream,
-// and the OK payload. On an Error answer it returns a *RemoteError. ctx and
+// and the OK payload. On an Error answer it returns a *wire.RemoteError. ctx and
 // Config.OpenTimeout bound the exchange; the stream itself has no deadline
 // afterwards.
-func (c *Client) OpenStream(ctx context.Context, t MsgType, payload []byte) (*Stream, []byte, error) {
-	if len(payload) > MaxPayload {
-		return nil, nil, fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(payload))
+func (c *Client) OpenStream(ctx context.Context, t wire.MsgType, payload []byte) (*Stream, []byte, error) {
+	if len(payload) > wire.MaxPayload {
+		return nil, nil, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
 	st, err := c.sess.OpenStream()
 	if err != nil {
@@ -93,7 +95,7 @@ func (c *Client) OpenStream(ctx context.Context, t MsgType, payload []byte) (*St
 
 // handshake sends the opening message on st and reads the answer, within
 // ctx and timeout.
-func handshake(ctx context.Context, st *Stream, timeout time.Duration, t MsgType, payload []byte) ([]byte, error) {
+func handshake(ctx context.Context, st *Stream, timeout time.Duration, t wire.MsgType, payload []byte) ([]byte, error) {
 	deadline := time.Now().Add(timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -101,13 +103,13 @@ func handshake(ctx context.Context, st *Stream, timeout time.Duration, t MsgType
 	_ = st.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := WriteMessage(st, t, payload); err != nil {
+	if err := wire.WriteMessage(st, t, payload); err != nil {
 		return nil, fmt.Errorf("send %v request: %w", t, ctxErr(ctx, err))
 	}
-	ok, err := ExpectOK(st)
+	ok, err := wire.ExpectOK(st)
 	if err != nil {
-		var re *RemoteError
-		if errors.As(err, &re) || errors.Is(err, ErrNoAnswer) {
+		var re *wire.RemoteError
+		if errors.As(err, &re) || errors.Is(err, wire.ErrNoAnswer) {
 			return nil, err
 		}
 		var ne net.Error
@@ -131,7 +133,7 @@ func handshake(ctx context.Context, st *Stream, timeout time.Duration, t MsgType
 //		return c.DialTCP(ctx, addr)
 //	}}
 func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	st, _, err := c.OpenStream(ctx, MsgTCP, []byte(addr))
+	st, _, err := c.OpenStream(ctx, wire.MsgTCP, []byte(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +141,9 @@ func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // Reload asks the device to reload its configuration. It returns nil on OK
-// and a *RemoteError with the device's reason otherwise.
+// and a *wire.RemoteError with the device's reason otherwise.
 func (c *Client) Reload(ctx context.Context) error {
-	st, _, err := c.OpenStream(ctx, MsgReload, nil)
+	st, _, err := c.OpenStream(ctx, wire.MsgReload, nil)
 	if err != nil {
 		return err
 	}
@@ -278,7 +280,7 @@ func (f *Forward) track(ctx context.Context, c net.Conn, add bool) bool {
 }
 
 func (f *Forward) handle(ctx context.Context, c net.Conn) {
-	st, _, err := f.opener.OpenStream(ctx, MsgTCP, []byte(f.remote))
+	st, _, err := f.opener.OpenStream(ctx, wire.MsgTCP, []byte(f.remote))
 	if err != nil {
 		f.log.Warn("forward failed", "local", c.RemoteAddr().String(), "remote", f.remote, "err", err)
 		c.Close()

@@ -15,18 +15,19 @@ import (
 
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestOpenStreamAnswers(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	hold := make(chan struct{})
 	defer close(hold)
-	startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{
+	startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{
 		// Returns without an answer, as existing devices do for types they
 		// do not serve.
-		transport.MsgUDP: func(ctx context.Context, st *transport.Stream, payload []byte) {},
+		wire.MsgUDP: func(ctx context.Context, st *transport.Stream, payload []byte) {},
 		// Never answers.
-		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
 			select {
 			case <-hold:
 			case <-ctx.Done():
@@ -36,15 +37,15 @@ func TestOpenStreamAnswers(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 
 	t.Run("closed without answer", func(t *testing.T) {
-		_, _, err := cl.OpenStream(testCtx(t), transport.MsgUDP, []byte("0:127.0.0.1:53"))
-		require.ErrorIs(t, err, transport.ErrNoAnswer)
+		_, _, err := cl.OpenStream(testCtx(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
+		require.ErrorIs(t, err, wire.ErrNoAnswer)
 		require.Contains(t, err.Error(), "may not support this stream type")
 	})
 	t.Run("context cancelled while waiting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() {
-			_, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			_, _, err := cl.OpenStream(ctx, wire.MsgPTY, nil)
 			errc <- err
 		}()
 		cancel()
@@ -54,14 +55,14 @@ func TestOpenStreamAnswers(t *testing.T) {
 	})
 	t.Run("open timeout", func(t *testing.T) {
 		slow := dialClient(t, b, pki, &transport.Config{OpenTimeout: 50 * time.Millisecond})
-		_, _, err := slow.OpenStream(testCtx(t), transport.MsgPTY, nil)
+		_, _, err := slow.OpenStream(testCtx(t), wire.MsgPTY, nil)
 		var ne net.Error
 		require.ErrorAs(t, err, &ne)
 		require.True(t, ne.Timeout())
 	})
 	t.Run("payload too large", func(t *testing.T) {
-		_, _, err := cl.OpenStream(testCtx(t), transport.MsgTCP, make([]byte, transport.MaxPayload+1))
-		require.ErrorIs(t, err, transport.ErrPayloadTooLarge)
+		_, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, make([]byte, wire.MaxPayload+1))
+		require.ErrorIs(t, err, wire.ErrPayloadTooLarge)
 	})
 	t.Run("session still usable", func(t *testing.T) {
 		target := testutil.TCPServer(t, patternAfterEOF)

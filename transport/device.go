@@ -12,11 +12,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Handler serves one stream of the type it is registered for. payload is
-// the opening message's payload. The handler answers with WriteOK or
-// WriteError, then uses the stream; the DeviceClient closes the stream when
+// the opening message's payload. The handler answers with wire.WriteOK or
+// wire.WriteError, then uses the stream; the DeviceClient closes the stream when
 // the handler returns. ctx ends when the DeviceClient is closed.
 type Handler func(ctx context.Context, st *Stream, payload []byte)
 
@@ -57,7 +59,7 @@ type DeviceClient struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	handlers map[MsgType]Handler
+	handlers map[wire.MsgType]Handler
 	started  bool
 	closed   bool
 	sess     *Session
@@ -80,16 +82,16 @@ func NewDeviceClient(url string, tlsConf *tls.Config, cfg *Config, logger *slog.
 
 // Handle registers h for streams of type t, replacing any earlier handler.
 // Handlers may be registered while the client runs.
-func (d *DeviceClient) Handle(t MsgType, h Handler) {
+func (d *DeviceClient) Handle(t wire.MsgType, h Handler) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.handlers == nil {
-		d.handlers = make(map[MsgType]Handler)
+		d.handlers = make(map[wire.MsgType]Handler)
 	}
 	d.handlers[t] = h
 }
 
-func (d *DeviceClient) handler(t MsgType) Handler {
+func (d *DeviceClient) handler(t wire.MsgType) Handler {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.handlers[t]
@@ -400,12 +402,19 @@ func (o *served) accept() {
 }
 
 // dispatch runs a stream's handler on its own goroutine.
+// A stream whose handler was cut (the client is closing, or the session is
+// gone) is reset rather than closed: its peer must not take the end for a
+// finished stream.
 func (o *served) dispatch(ctx context.Context, st *Stream) {
 	o.handlers.Add(1)
 	go func() {
 		defer o.handlers.Done()
-		defer st.Close()
 		o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
+		if ctx.Err() != nil {
+			st.Abort()
+		} else {
+			st.Close()
+		}
 	}()
 }
 
@@ -440,8 +449,8 @@ func (o *served) refuse(st *Stream) {
 		defer o.refusals.Done()
 		defer st.Close()
 		_ = st.SetDeadline(time.Now().Add(o.cfg.OpenTimeout))
-		if _, err := ReadMessage(st); err == nil {
-			_ = WriteError(st, "the device is reconnecting to the edge (GoAway); retry in a moment")
+		if _, err := wire.ReadMessage(st); err == nil {
+			_ = wire.WriteError(st, "the device is reconnecting to the edge (GoAway); retry in a moment")
 		}
 	}()
 }
@@ -460,33 +469,33 @@ func (o *served) cut() {
 func (d *DeviceClient) dispatch(ctx context.Context, st *Stream, cfg *Config, active *atomic.Int64, goAway func()) {
 	log := d.logger()
 	_ = st.SetReadDeadline(time.Now().Add(cfg.OpenTimeout))
-	m, err := ReadMessage(st)
+	m, err := wire.ReadMessage(st)
 	if err != nil {
 		log.Debug("stream closed before its opening message", "err", err)
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	if m.Type == MsgGoAway {
+	if m.Type == wire.MsgGoAway {
 		log.Info("edge asked to reconnect (GoAway); draining open streams")
 		goAway()
 		return
 	}
 	if n := active.Add(1); n > int64(cfg.MaxStreams) {
 		active.Add(-1)
-		_ = WriteError(st, fmt.Sprintf("too many streams: this device allows %d at once", cfg.MaxStreams))
+		_ = wire.WriteError(st, fmt.Sprintf("too many streams: this device allows %d at once", cfg.MaxStreams))
 		return
 	}
 	defer active.Add(-1)
 	h := d.handler(m.Type)
 	if h == nil {
-		_ = WriteError(st, fmt.Sprintf("unsupported stream type 0x%02x", uint8(m.Type)))
+		_ = wire.WriteError(st, fmt.Sprintf("unsupported stream type 0x%02x", uint8(m.Type)))
 		return
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("stream handler panicked", "type", m.Type.String(), "panic", r, "stack", string(debug.Stack()))
 			if st.Written() == 0 {
-				_ = WriteError(st, fmt.Sprintf("internal error in the %v handler on the device", m.Type))
+				_ = wire.WriteError(st, fmt.Sprintf("internal error in the %v handler on the device", m.Type))
 			}
 		}
 	}()

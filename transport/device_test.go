@@ -17,6 +17,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // logRecorder is a slog.Handler that keeps every record and passes it on
@@ -71,17 +72,17 @@ func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
 	require.Equal(t, 70_000, n)
 }
 
-// TestDeviceGoAwayDrain: after a GoAway the device lets an open stream
-// finish, then reconnects.
+// TestDeviceGoAwayDrain: after a GoAway the device reconnects at once, while
+// the old session lets its open stream finish and refuses new ones.
 func TestDeviceGoAwayDrain(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	rec, logger := newLogRecorder(t)
 	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, logger)
 	dc.BackoffInitial, dc.BackoffMax, dc.DrainTimeout = 10*time.Millisecond, 50*time.Millisecond, waitLong
-	dc.Handle(transport.MsgTCP, tcpHandler)
+	dc.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dc.Start(context.Background()))
 	defer dc.Close()
-	b.device(t)
+	old := b.device(t)
 	cl := dialClient(t, b, pki, nil)
 	target := testutil.TCPServer(t, patternAfterEOF)
 
@@ -96,9 +97,18 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	b.goAway(t)
 	require.Eventually(t, func() bool { return rec.count(slog.LevelInfo, "GoAway") == 1 }, waitLong, 5*time.Millisecond)
 
-	// A stream opened during the drain is refused with a reason.
-	_, _, err = cl.OpenStream(testCtx(t), transport.MsgTCP, []byte(target))
-	var re *transport.RemoteError
+	// The device is back on a new session while the old one drains.
+	b.device(t)
+	require.Eventually(t, func() bool { return rec.count(slog.LevelWarn, "disconnected from edge") == 1 && dc.Connected() },
+		waitLong, 5*time.Millisecond)
+
+	// A stream opened on the draining session is refused with a reason.
+	st, err := old.OpenStream()
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, wire.WriteMessage(st, wire.MsgTCP, []byte(target)))
+	_, err = wire.ExpectOK(st)
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "reconnecting")
 
@@ -107,11 +117,6 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	got, err := io.ReadAll(conn)
 	require.NoError(t, err)
 	require.Equal(t, pattern(5, 500_000), got)
-
-	// Then the device reconnects on a new session.
-	b.device(t)
-	require.Eventually(t, func() bool { return rec.count(slog.LevelWarn, "disconnected from edge") == 1 && dc.Connected() },
-		waitLong, 5*time.Millisecond)
 }
 
 func TestDeviceAnswers(t *testing.T) {
@@ -119,13 +124,13 @@ func TestDeviceAnswers(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	handlers := map[transport.MsgType]transport.Handler{
-		transport.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
+	handlers := map[wire.MsgType]transport.Handler{
+		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
 			panic("reload exploded")
 		},
 		// PTY: answers OK, then holds the stream until released.
-		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
-			_ = transport.WriteOK(st, []byte("sid"))
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+			_ = wire.WriteOK(st, []byte("sid"))
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -138,19 +143,19 @@ func TestDeviceAnswers(t *testing.T) {
 
 	t.Run("unknown type", func(t *testing.T) {
 		_, _, err := cl.OpenStream(ctx, 0x7e, nil)
-		var re *transport.RemoteError
+		var re *wire.RemoteError
 		require.ErrorAs(t, err, &re)
 		require.Equal(t, "unsupported stream type 0x7e", re.Reason)
 	})
 	t.Run("known type without handler", func(t *testing.T) {
-		_, _, err := cl.OpenStream(ctx, transport.MsgFileTransfer, []byte(`{"direction":0,"path":"/"}`))
-		var re *transport.RemoteError
+		_, _, err := cl.OpenStream(ctx, wire.MsgFileTransfer, []byte(`{"direction":0,"path":"/"}`))
+		var re *wire.RemoteError
 		require.ErrorAs(t, err, &re)
 		require.Equal(t, "unsupported stream type 0x20", re.Reason)
 	})
 	t.Run("handler panic", func(t *testing.T) {
 		err := cl.Reload(ctx)
-		var re *transport.RemoteError
+		var re *wire.RemoteError
 		require.ErrorAs(t, err, &re)
 		require.Contains(t, re.Reason, "internal error in the Reload handler")
 		// The device is still serving.
@@ -160,13 +165,13 @@ func TestDeviceAnswers(t *testing.T) {
 	t.Run("stream cap", func(t *testing.T) {
 		var held []*transport.Stream
 		for range 2 {
-			st, ok, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			st, ok, err := cl.OpenStream(ctx, wire.MsgPTY, nil)
 			require.NoError(t, err)
 			require.Equal(t, "sid", string(ok))
 			held = append(held, st)
 		}
-		_, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
-		var re *transport.RemoteError
+		_, _, err := cl.OpenStream(ctx, wire.MsgPTY, nil)
+		var re *wire.RemoteError
 		require.ErrorAs(t, err, &re)
 		require.Equal(t, "too many streams: this device allows 2 at once", re.Reason)
 
@@ -178,7 +183,7 @@ func TestDeviceAnswers(t *testing.T) {
 		}
 		// Capacity is back.
 		require.Eventually(t, func() bool {
-			st, _, err := cl.OpenStream(ctx, transport.MsgPTY, nil)
+			st, _, err := cl.OpenStream(ctx, wire.MsgPTY, nil)
 			if err == nil {
 				st.Close()
 			}
@@ -192,7 +197,7 @@ func TestDeviceRawEdge(t *testing.T) {
 	pki := certstest.New(t)
 	e := newRawEdge(t, pki)
 	dc := transport.NewDeviceClient(e.url, pki.DeviceTLS(pki.Device("d1")), nil, testLogger(t))
-	dc.Handle(transport.MsgTCP, tcpHandler)
+	dc.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dc.Start(context.Background()))
 	defer dc.Close()
 	p, req := e.accept(t)
@@ -206,9 +211,9 @@ func TestDeviceRawEdge(t *testing.T) {
 	t.Run("unknown type", func(t *testing.T) {
 		p.write(frame(2, cmdSYN, 2, nil), frame(2, cmdPSH, 2, msg(0x7f, []byte("??"))))
 		data := p.readStream(2)
-		m, err := transport.ReadMessage(strings.NewReader(string(data)))
+		m, err := wire.ReadMessage(strings.NewReader(string(data)))
 		require.NoError(t, err)
-		require.Equal(t, transport.MsgError, m.Type)
+		require.Equal(t, wire.MsgError, m.Type)
 		require.Equal(t, "unsupported stream type 0x7f", string(m.Payload))
 	})
 	t.Run("truncated header", func(t *testing.T) {
@@ -226,12 +231,12 @@ func TestDeviceRawEdge(t *testing.T) {
 		require.NoError(t, err)
 		addr := ln.Addr().String()
 		ln.Close()
-		m := msg(transport.MsgTCP, []byte(addr))
+		m := msg(wire.MsgTCP, []byte(addr))
 		p.write(frame(2, cmdSYN, 8, nil), frame(2, cmdPSH, 8, m[:1]), frame(2, cmdPSH, 8, m[1:3]), frame(2, cmdPSH, 8, m[3:]))
 		data := p.readStream(8)
-		ans, err := transport.ReadMessage(strings.NewReader(string(data)))
+		ans, err := wire.ReadMessage(strings.NewReader(string(data)))
 		require.NoError(t, err)
-		require.Equal(t, transport.MsgError, ans.Type)
+		require.Equal(t, wire.MsgError, ans.Type)
 		require.Contains(t, string(ans.Payload), "connection refused")
 	})
 }
@@ -261,16 +266,16 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	entered := make(chan struct{})
 	exited := make(chan struct{})
-	dc := startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{
-		transport.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+	dc := startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
 			defer close(exited)
-			_ = transport.WriteOK(st, nil)
+			_ = wire.WriteOK(st, nil)
 			close(entered)
 			<-ctx.Done()
 		},
 	})
 	cl := dialClient(t, b, pki, nil)
-	st, _, err := cl.OpenStream(testCtx(t), transport.MsgPTY, nil)
+	st, _, err := cl.OpenStream(testCtx(t), wire.MsgPTY, nil)
 	require.NoError(t, err)
 	defer st.Close()
 	<-entered

@@ -20,6 +20,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // noProxy clears the proxy environment for a test.
@@ -258,13 +259,13 @@ func TestDialThroughProxy(t *testing.T) {
 	st, err := s.OpenStream()
 	require.NoError(t, err)
 	defer st.Close()
-	require.NoError(t, transport.WriteMessage(st, transport.MsgReload, nil))
+	require.NoError(t, wire.WriteMessage(st, wire.MsgReload, nil))
 	ps, err := srv.AcceptStream()
 	require.NoError(t, err)
 	defer ps.Close()
-	m, err := transport.ReadMessage(ps)
+	m, err := wire.ReadMessage(ps)
 	require.NoError(t, err)
-	require.Equal(t, transport.MsgReload, m.Type)
+	require.Equal(t, wire.MsgReload, m.Type)
 }
 
 func TestDialProxyRejectsCredentials(t *testing.T) {

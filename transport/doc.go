@@ -24,10 +24,10 @@
 //
 // # Messages
 //
-// Every stream starts with one message from its opener (WriteMessage) and
-// one answer from the responder (WriteOK or WriteError). ExpectOK turns an
-// Error answer into a *RemoteError carrying the device's reason, and a
-// stream closed without an answer into ErrNoAnswer. ReadMessage never
+// Every stream starts with one message from its opener (wire.WriteMessage) and
+// one answer from the responder (wire.WriteOK or wire.WriteError). wire.ExpectOK turns an
+// Error answer into a *wire.RemoteError carrying the device's reason, and a
+// stream closed without an answer into wire.ErrNoAnswer. wire.ReadMessage never
 // allocates beyond the 2-byte length and reassembles split writes.
 //
 // # Clients and devices

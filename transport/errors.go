@@ -7,14 +7,6 @@ import (
 
 // Sentinel errors. Callers branch on them with errors.Is.
 var (
-	// ErrPayloadTooLarge: a message payload exceeds MaxPayload.
-	ErrPayloadTooLarge = errors.New("transport: payload too large")
-	// ErrTruncated: a message ended before its header or payload was complete.
-	ErrTruncated = errors.New("transport: message truncated")
-	// ErrNoAnswer: the responder closed the stream without answering.
-	ErrNoAnswer = errors.New("transport: the device closed the stream without answering; it may not support this stream type")
-	// ErrUnexpectedMessage: the answer was neither OK nor Error.
-	ErrUnexpectedMessage = errors.New("transport: unexpected message")
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("transport: invalid config")
 	// ErrNotUpgrade: an HTTP request is not a qbee-v1 upgrade.
@@ -40,14 +32,6 @@ var (
 	// an unknown command); this side closed the session.
 	ErrProtocolViolation = errors.New("transport: the peer broke the smux protocol; session closed")
 )
-
-// RemoteError is an Error answer from the responder. Reason is the remote
-// text, verbatim.
-type RemoteError struct {
-	Reason string
-}
-
-func (e *RemoteError) Error() string { return e.Reason }
 
 // StatusError is a non-101 HTTP answer to an upgrade. Reason is the body
 // text the edge sent, trimmed.

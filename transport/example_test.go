@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Example runs the three parties on loopback: an edge that upgrades
@@ -102,14 +103,14 @@ func Example() {
 
 	// The device: dial out, serve TCP tunnels.
 	dc := transport.NewDeviceClient(edgeURL+"/device", certs.DeviceTLSConfig(devKP.TLSCertificate(), roots), nil, nil)
-	dc.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, payload []byte) {
+	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, payload []byte) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", string(payload))
 		if err != nil {
-			transport.WriteError(st, err.Error())
+			wire.WriteError(st, err.Error())
 			return
 		}
-		transport.WriteOK(st, nil)
+		wire.WriteOK(st, nil)
 		transport.Splice(context.Background(), st, c, nil)
 	})
 	dc.Start(context.Background())
@@ -142,7 +143,7 @@ func Example() {
 // (2 bytes, big endian), payload.
 func ExampleWriteMessage() {
 	var b strings.Builder
-	transport.WriteMessage(&b, transport.MsgTCP, []byte("127.0.0.1:22"))
+	wire.WriteMessage(&b, wire.MsgTCP, []byte("127.0.0.1:22"))
 	fmt.Printf("% x\n", b.String())
 	// Output: 10 00 0c 31 32 37 2e 30 2e 30 2e 31 3a 32 32
 }
@@ -150,8 +151,8 @@ func ExampleWriteMessage() {
 // ExampleExpectOK shows how an Error answer reaches the opener.
 func ExampleExpectOK() {
 	var b strings.Builder
-	transport.WriteError(&b, "dial tcp 127.0.0.1:22: connection refused")
-	_, err := transport.ExpectOK(strings.NewReader(b.String()))
+	wire.WriteError(&b, "dial tcp 127.0.0.1:22: connection refused")
+	_, err := wire.ExpectOK(strings.NewReader(b.String()))
 	fmt.Println(err)
 	// Output: dial tcp 127.0.0.1:22: connection refused
 }

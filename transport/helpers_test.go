@@ -18,6 +18,7 @@ import (
 
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -179,7 +180,7 @@ func (b *broker) serveClient(w http.ResponseWriter, r *http.Request) {
 			dev := b.dev
 			b.mu.Unlock()
 			if dev == nil {
-				_ = transport.WriteError(cs, "device not connected")
+				_ = wire.WriteError(cs, "device not connected")
 				cs.Close()
 				continue
 			}
@@ -206,13 +207,13 @@ func (b *broker) goAway(t testing.TB) {
 	require.NotNil(t, dev, "no device session")
 	st, err := dev.OpenStream()
 	require.NoError(t, err)
-	require.NoError(t, transport.WriteMessage(st, transport.MsgGoAway, nil))
+	require.NoError(t, wire.WriteMessage(st, wire.MsgGoAway, nil))
 	st.Close()
 }
 
 // startDevice runs a DeviceClient against b with a TCP handler and fast
 // backoff, and waits until it is connected.
-func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config, handlers map[transport.MsgType]transport.Handler) *transport.DeviceClient {
+func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config, handlers map[wire.MsgType]transport.Handler) *transport.DeviceClient {
 	t.Helper()
 	var logger *slog.Logger // benchmarks run quiet
 	if _, ok := t.(*testing.T); ok {
@@ -222,7 +223,7 @@ func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Con
 	dc.BackoffInitial = 10 * time.Millisecond
 	dc.BackoffMax = 50 * time.Millisecond
 	dc.DrainTimeout = waitLong
-	dc.Handle(transport.MsgTCP, tcpHandler)
+	dc.Handle(wire.MsgTCP, tcpHandler)
 	for typ, h := range handlers {
 		dc.Handle(typ, h)
 	}
@@ -242,10 +243,10 @@ func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", string(payload))
 	if err != nil {
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
-	if err := transport.WriteOK(st, nil); err != nil {
+	if err := wire.WriteOK(st, nil); err != nil {
 		c.Close()
 		return
 	}

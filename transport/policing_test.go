@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // rawFlood writes frames on the raw peer's connection, ignoring write
@@ -282,12 +283,12 @@ func TestPolicingIgnoresClosedStreams(t *testing.T) {
 	require.NoError(t, st.Close())
 	// 2 MiB to the closed stream, then a new stream with a message.
 	rawFlood(p, repeat(frame(2, cmdPSH, 3, make([]byte, 65535)), 32)...)
-	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, msg(transport.MsgReload, nil)))
+	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, msg(wire.MsgReload, nil)))
 	st2, err := s.AcceptStream()
 	require.NoError(t, err)
 	defer st2.Close()
-	m, err := transport.ReadMessage(st2)
+	m, err := wire.ReadMessage(st2)
 	require.NoError(t, err)
-	require.Equal(t, transport.MsgReload, m.Type)
+	require.Equal(t, wire.MsgReload, m.Type)
 	require.NoError(t, s.Err())
 }

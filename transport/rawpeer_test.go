@@ -16,6 +16,7 @@ import (
 
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // smux v2 commands, as the raw peer writes them.
@@ -95,7 +96,7 @@ func frame(ver, cmd byte, sid uint32, payload []byte) []byte {
 }
 
 // msg builds one protocol message.
-func msg(t transport.MsgType, payload []byte) []byte {
+func msg(t wire.MsgType, payload []byte) []byte {
 	b := []byte{byte(t), 0, 0}
 	binary.BigEndian.PutUint16(b[1:], uint16(len(payload)))
 	return append(b, payload...)

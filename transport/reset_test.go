@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // cmdRST is the stream reset of our extension (docs/protocol.md).
@@ -179,7 +180,7 @@ func TestClientDoneWhenTheConnectionDies(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("Done did not report the dead connection")
 	}
-	_, _, err := cl.OpenStream(testCtx(t), transport.MsgTCP, []byte("127.0.0.1:1"))
+	_, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, []byte("127.0.0.1:1"))
 	require.Error(t, err)
-	require.False(t, errors.Is(err, transport.ErrNoAnswer))
+	require.False(t, errors.Is(err, wire.ErrNoAnswer))
 }

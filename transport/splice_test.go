@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // A client that closes its stream entirely while the target keeps talking:
@@ -19,7 +20,7 @@ import (
 // the target connection and a stream slot. Splice bounds it.
 func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 	b, pki := newBroker(t, nil)
-	startDevice(t, b, pki, nil, map[transport.MsgType]transport.Handler{transport.MsgTCP: tcpHandler})
+	startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{wire.MsgTCP: tcpHandler})
 	cl := dialClient(t, b, pki, nil)
 
 	ended := make(chan error, 1)

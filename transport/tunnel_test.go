@@ -17,6 +17,7 @@ import (
 
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestTunnelRoundTrip(t *testing.T) {
@@ -48,7 +49,7 @@ func TestTunnelDialRefusedIsRemoteError(t *testing.T) {
 	ln.Close()
 
 	_, err = cl.DialTCP(testCtx(t), addr)
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "connection refused")
 }

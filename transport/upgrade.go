@@ -19,6 +19,9 @@ import (
 	"golang.org/x/net/http/httpproxy"
 )
 
+// ProtocolToken is the value of Sec-WebSocket-Protocol on the upgrade.
+const ProtocolToken = "qbee-v1"
+
 // maxResponseBody bounds the reason text read from a refused upgrade.
 const maxResponseBody = 4096
 

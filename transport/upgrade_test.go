@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // TestUpgradeAccepts: header values are matched case-insensitively and as
@@ -92,13 +93,13 @@ func TestUpgradeKeepsBytesSentAhead(t *testing.T) {
 	p := rawDial(t, us.addr, pki)
 	p.write([]byte(fmt.Sprintf(upgradeRequest, "/device")),
 		frame(2, cmdSYN, 1, nil),
-		frame(2, cmdPSH, 1, msg(transport.MsgTCP, []byte("127.0.0.1:22"))))
+		frame(2, cmdPSH, 1, msg(wire.MsgTCP, []byte("127.0.0.1:22"))))
 	s := us.session(t)
 	st, err := s.AcceptStream()
 	require.NoError(t, err)
-	m, err := transport.ReadMessage(st)
+	m, err := wire.ReadMessage(st)
 	require.NoError(t, err)
-	require.Equal(t, transport.MsgTCP, m.Type)
+	require.Equal(t, wire.MsgTCP, m.Type)
 	require.Equal(t, "127.0.0.1:22", string(m.Payload))
 }
 
