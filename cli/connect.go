@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // tlsConfig is the client TLS configuration: the edge verified against the
@@ -197,7 +198,7 @@ func (r *redialer) client(ctx context.Context) (*transport.Client, error) {
 
 // OpenStream opens a stream on the current session. A stream that fails
 // because the session just died is retried once on the next session.
-func (r *redialer) OpenStream(ctx context.Context, t transport.MsgType, payload []byte) (*transport.Stream, []byte, error) {
+func (r *redialer) OpenStream(ctx context.Context, t wire.MsgType, payload []byte) (*transport.Stream, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transport.DefaultOpenTimeout+redialMax)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -210,8 +211,8 @@ func (r *redialer) OpenStream(ctx context.Context, t transport.MsgType, payload 
 			r.markUsed()
 			return st, ok, nil
 		}
-		var re *transport.RemoteError
-		if errors.As(err, &re) || errors.Is(err, transport.ErrNoAnswer) || attempt > 0 || ctx.Err() != nil {
+		var re *wire.RemoteError
+		if errors.As(err, &re) || errors.Is(err, wire.ErrNoAnswer) || attempt > 0 || ctx.Err() != nil {
 			return nil, nil, err
 		}
 		// A stream that failed because the session died is retried on the

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Exit codes. Each class of failure has its own code, so scripts can tell
@@ -101,7 +102,7 @@ func describe(err error, mc msgContext) (int, string) {
 		ue      *usageError
 		ce      *configError
 		se      *transport.StatusError
-		re      *transport.RemoteError
+		re      *wire.RemoteError
 		de      *transport.DialError
 		unknown x509.UnknownAuthorityError
 		host    x509.HostnameError
@@ -131,7 +132,7 @@ func describe(err error, mc msgContext) (int, string) {
 		return describeStatus(se, edge, device, mc.tokenFrom)
 	case errors.As(err, &re):
 		return ExitRemote, re.Reason
-	case errors.Is(err, transport.ErrNoAnswer):
+	case errors.Is(err, wire.ErrNoAnswer):
 		return ExitRemote, fmt.Sprintf("device %s closed the stream without answering; its agent may not support this stream type (upgrade tether-agent)", device)
 	case errors.As(err, &unknown):
 		if mc.ca != "" {

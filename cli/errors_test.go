@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestDescribe(t *testing.T) {
@@ -24,8 +25,8 @@ func TestDescribe(t *testing.T) {
 		{"401", &transport.DialError{Op: "upgrade", Err: &transport.StatusError{StatusCode: 401}}, ExitAuth, "token"},
 		{"403", &transport.DialError{Op: "upgrade", Err: &transport.StatusError{StatusCode: 403, Reason: "no rights"}}, ExitForbidden, "no rights"},
 		{"404", &transport.DialError{Op: "upgrade", Err: &transport.StatusError{StatusCode: 404}}, ExitOffline, "device d1 is not connected"},
-		{"remote error verbatim", fmt.Errorf("open: %w", &transport.RemoteError{Reason: "dial tcp 127.0.0.1:5432: connection refused"}), ExitRemote, "dial tcp 127.0.0.1:5432: connection refused"},
-		{"no answer", transport.ErrNoAnswer, ExitRemote, "without answering"},
+		{"remote error verbatim", fmt.Errorf("open: %w", &wire.RemoteError{Reason: "dial tcp 127.0.0.1:5432: connection refused"}), ExitRemote, "dial tcp 127.0.0.1:5432: connection refused"},
+		{"no answer", wire.ErrNoAnswer, ExitRemote, "without answering"},
 		{"unknown authority", &transport.DialError{Op: "tls", Err: x509.UnknownAuthorityError{}}, ExitTLS, "pass --ca"},
 		{"host name", &transport.DialError{Op: "tls", Err: x509.HostnameError{Host: "10.0.0.1", Certificate: &x509.Certificate{}}}, ExitTLS, "not valid for"},
 		{"dns", &transport.DialError{Op: "resolve", Err: &net.DNSError{Name: "nope.invalid", Err: "no such host"}}, ExitUnreachable, "cannot resolve"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 type ncOptions struct {
@@ -60,7 +61,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	st, _, err := cl.OpenStream(ctx, transport.MsgTCP, []byte(o.target))
+	st, _, err := cl.OpenStream(ctx, wire.MsgTCP, []byte(o.target))
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 type reloadOptions struct {
@@ -45,7 +45,7 @@ func (o *reloadOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	st, answer, err := cl.OpenStream(ctx, transport.MsgReload, nil)
+	st, answer, err := cl.OpenStream(ctx, wire.MsgReload, nil)
 	if err != nil {
 		return err
 	}

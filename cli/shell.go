@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	terminal "github.com/tetherhq/tether/pty/term"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 type shellOptions struct {
@@ -82,7 +83,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 	if term == "" {
 		term = o.g.getenv("TERM")
 	}
-	if transport.ValidateTerm(term) != nil || term == "dumb" {
+	if wire.ValidateTerm(term) != nil || term == "dumb" {
 		term = ""
 	}
 

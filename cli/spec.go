@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 // forwardSpec is one [BIND:]LPORT:HOST:RPORT argument.

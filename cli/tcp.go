@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 type tcpOptions struct {
@@ -132,7 +133,7 @@ type reportingOpener struct {
 	what string
 }
 
-func (o *reportingOpener) OpenStream(ctx context.Context, t transport.MsgType, payload []byte) (*transport.Stream, []byte, error) {
+func (o *reportingOpener) OpenStream(ctx context.Context, t wire.MsgType, payload []byte) (*transport.Stream, []byte, error) {
 	st, ok, err := o.Opener.OpenStream(ctx, t, payload)
 	if err != nil && ctx.Err() == nil {
 		_, msg := describe(err, o.g.msg)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Agent is the device agent. Set ConfigPath (or Config) and TLSConfig, then
@@ -119,8 +120,8 @@ func (a *Agent) Start(ctx context.Context) error {
 
 	dc := transport.NewDeviceClient(cfg.Edge, a.TLSConfig, tcfg, a.Logger)
 	dc.BackoffInitial, dc.BackoffMax = a.BackoffInitial, a.BackoffMax
-	dc.Handle(transport.MsgTCP, a.handleTCP)
-	dc.Handle(transport.MsgReload, a.handleReload)
+	dc.Handle(wire.MsgTCP, a.handleTCP)
+	dc.Handle(wire.MsgReload, a.handleReload)
 	a.ext.start(a, dc, cfg)
 	if err := dc.Start(a.ctx); err != nil {
 		a.ext.close()
@@ -248,12 +249,12 @@ func (a *Agent) handleReload(ctx context.Context, st *transport.Stream, _ []byte
 	select {
 	case <-res.done:
 	case <-ctx.Done():
-		_ = transport.WriteError(st, "the agent is shutting down; reload not done")
+		_ = wire.WriteError(st, "the agent is shutting down; reload not done")
 		return
 	}
 	if res.err != nil {
-		_ = transport.WriteError(st, res.err.Error())
+		_ = wire.WriteError(st, res.err.Error())
 		return
 	}
-	_ = transport.WriteOK(st, nil)
+	_ = wire.WriteOK(st, nil)
 }

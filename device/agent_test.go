@@ -20,6 +20,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // testEdge is a minimal edge over real TLS: it verifies the device
@@ -121,7 +122,7 @@ func startAgent(t *testing.T, extra string, opts ...func(*Agent)) (*agentEnv, *t
 	return env, env.edge.device(t)
 }
 
-func openWithin(t *testing.T, c *transport.Client, typ transport.MsgType, payload string) (*transport.Stream, error) {
+func openWithin(t *testing.T, c *transport.Client, typ wire.MsgType, payload string) (*transport.Stream, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -132,7 +133,7 @@ func openWithin(t *testing.T, c *transport.Client, typ transport.MsgType, payloa
 func TestAgentTCPTunnelCarriesHalfClose(t *testing.T) {
 	_, edge := startAgent(t, "")
 	addr := testutil.TCPServer(t, testutil.EchoThenBye)
-	st, err := openWithin(t, edge, transport.MsgTCP, addr)
+	st, err := openWithin(t, edge, wire.MsgTCP, addr)
 	require.NoError(t, err)
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(30 * time.Second))
@@ -165,15 +166,15 @@ func TestAgentTCPRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := openWithin(t, edge, transport.MsgTCP, tc.payload)
-			var re *transport.RemoteError
+			_, err := openWithin(t, edge, wire.MsgTCP, tc.payload)
+			var re *wire.RemoteError
 			require.ErrorAs(t, err, &re)
 			require.Contains(t, re.Reason, tc.want)
 		})
 	}
 	t.Run("other spellings of loopback are allowed", func(t *testing.T) {
 		for _, host := range []string{"127.1", "0x7f.0.0.1", "localhost", "LOCALHOST."} {
-			st, err := openWithin(t, edge, transport.MsgTCP, host+":"+port)
+			st, err := openWithin(t, edge, wire.MsgTCP, host+":"+port)
 			require.NoError(t, err, host)
 			st.Close()
 		}
@@ -182,24 +183,24 @@ func TestAgentTCPRefusals(t *testing.T) {
 
 func TestAgentUnknownTypeAndDisabledPTY(t *testing.T) {
 	_, edge := startAgent(t, "")
-	_, err := openWithin(t, edge, transport.MsgFileTransfer, `{"direction":0,"path":"/etc"}`)
-	var re *transport.RemoteError
+	_, err := openWithin(t, edge, wire.MsgFileTransfer, `{"direction":0,"path":"/etc"}`)
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "unsupported stream type 0x20")
 
-	_, err = openWithin(t, edge, transport.MsgPTY, `{"sid":"","type":0,"cols":80,"rows":24}`)
+	_, err = openWithin(t, edge, wire.MsgPTY, `{"sid":"","type":0,"cols":80,"rows":24}`)
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "shell access is disabled on this device")
 
-	_, err = openWithin(t, edge, transport.MsgPTY, `{"cols":"wide"}`)
+	_, err = openWithin(t, edge, wire.MsgPTY, `{"cols":"wide"}`)
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "bad PTY request")
 }
 
 func TestAgentUDPAllowList(t *testing.T) {
 	_, edge := startAgent(t, "allow:\n  udp: [\"127.0.0.1:53\"]\n")
-	_, err := openWithin(t, edge, transport.MsgUDP, "0:127.0.0.1:54")
-	var re *transport.RemoteError
+	_, err := openWithin(t, edge, wire.MsgUDP, "0:127.0.0.1:54")
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "refused by the device's allow list: udp 127.0.0.1:54 (allowed: 127.0.0.1:53)")
 
@@ -210,7 +211,7 @@ func TestAgentUDPAllowList(t *testing.T) {
 	env2, edge2 := startAgent(t, fmt.Sprintf("allow:\n  udp: [%q]\n", pc.LocalAddr().String()))
 	_ = env2
 	port := pc.LocalAddr().(*net.UDPAddr).Port
-	st, err := openWithin(t, edge2, transport.MsgUDP, fmt.Sprintf("0:%s", pc.LocalAddr()))
+	st, err := openWithin(t, edge2, wire.MsgUDP, fmt.Sprintf("0:%s", pc.LocalAddr()))
 	require.NoError(t, err)
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(30 * time.Second))
@@ -237,7 +238,7 @@ func TestAgentReload(t *testing.T) {
 	other := "127.0.0.2:" + port // not allowed by default
 
 	reload := func() error {
-		st, err := openWithin(t, edge, transport.MsgReload, "")
+		st, err := openWithin(t, edge, wire.MsgReload, "")
 		if err == nil {
 			st.Close()
 		}
@@ -248,8 +249,8 @@ func TestAgentReload(t *testing.T) {
 	env.writeConfig(t, "allow:\n  tcp: [\"127.0.0.1:*\", \"127.0.0.2:*\"]\n")
 	require.NoError(t, reload())
 	require.Equal(t, []string{"127.0.0.1:*", "127.0.0.2:*"}, env.agent.CurrentConfig().TCPAllow())
-	_, err := openWithin(t, edge, transport.MsgTCP, other)
-	var re *transport.RemoteError
+	_, err := openWithin(t, edge, wire.MsgTCP, other)
+	var re *wire.RemoteError
 	if err != nil {
 		require.ErrorAs(t, err, &re)
 		require.NotContains(t, re.Reason, "allow list", "the new rule is not in force")
@@ -277,7 +278,7 @@ func TestAgentReload(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, "command exited 3: service would not restart", re.Reason)
 	require.Equal(t, DefaultAllow, env.agent.CurrentConfig().TCPAllow())
-	_, err = openWithin(t, edge, transport.MsgTCP, other)
+	_, err = openWithin(t, edge, wire.MsgTCP, other)
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "refused by the device's allow list")
 
@@ -302,7 +303,7 @@ func TestAgentReloadCoalescesStreams(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Count(readOrEmpty(runs), "run") == 1 }, 30*time.Second, 10*time.Millisecond)
 	for range 5 {
 		go func() {
-			st, err := openWithin(t, edge, transport.MsgReload, "")
+			st, err := openWithin(t, edge, wire.MsgReload, "")
 			if err == nil {
 				st.Close()
 			}
@@ -329,7 +330,7 @@ func TestAgentReconnects(t *testing.T) {
 	edge.Session().Close()
 	edge2 := env.edge.device(t)
 	addr := testutil.TCPServer(t, testutil.EchoThenBye)
-	st, err := openWithin(t, edge2, transport.MsgTCP, addr)
+	st, err := openWithin(t, edge2, wire.MsgTCP, addr)
 	require.NoError(t, err)
 	st.Close()
 }
@@ -364,7 +365,7 @@ func TestAgentPTYFollowsReload(t *testing.T) {
 	defer cancel()
 	req := transport.PTYRequest{Cols: 100, Rows: 30, Command: "/bin/sh", Args: []string{"-c", "echo cols=$(stty size); exit 7"}}
 	_, err := edge.OpenPTY(ctx, req)
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "disabled")
 
@@ -386,12 +387,12 @@ func TestAgentMaxStreams(t *testing.T) {
 	_, edge := startAgent(t, "max_streams: 2\n")
 	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	for range 2 {
-		st, err := openWithin(t, edge, transport.MsgTCP, addr)
+		st, err := openWithin(t, edge, wire.MsgTCP, addr)
 		require.NoError(t, err)
 		defer st.Close()
 	}
-	_, err := openWithin(t, edge, transport.MsgTCP, addr)
-	var re *transport.RemoteError
+	_, err := openWithin(t, edge, wire.MsgTCP, addr)
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "too many streams: this device allows 2 at once")
 }
@@ -413,30 +414,30 @@ func TestAgentSurvivesMalformedOpenings(t *testing.T) {
 		return io.ReadAll(st)
 	}
 	// A header announcing 65535 bytes, then 3 bytes and EOF: no answer.
-	out, _ := raw([]byte{byte(transport.MsgTCP), 0xff, 0xff, 'a', 'b', 'c'})
+	out, _ := raw([]byte{byte(wire.MsgTCP), 0xff, 0xff, 'a', 'b', 'c'})
 	require.Empty(t, out)
 	// An unknown type gets an Error, never a silent close.
 	out, err := raw([]byte{0x7f, 0, 0})
 	require.NoError(t, err)
-	m, err := transport.ReadMessage(bytesReader(out))
+	m, err := wire.ReadMessage(bytesReader(out))
 	require.NoError(t, err)
-	require.Equal(t, transport.MsgError, m.Type)
+	require.Equal(t, wire.MsgError, m.Type)
 	require.Contains(t, string(m.Payload), "unsupported stream type 0x7f")
 	// A TCP target of 65535 bytes is refused with a reason.
-	long := make([]byte, 0, transport.HeaderSize+transport.MaxPayload)
-	long = append(long, byte(transport.MsgTCP), 0xff, 0xff)
-	for range transport.MaxPayload {
+	long := make([]byte, 0, wire.HeaderSize+wire.MaxPayload)
+	long = append(long, byte(wire.MsgTCP), 0xff, 0xff)
+	for range wire.MaxPayload {
 		long = append(long, 'a')
 	}
 	out, err = raw(long)
 	require.NoError(t, err)
-	m, err = transport.ReadMessage(bytesReader(out))
+	m, err = wire.ReadMessage(bytesReader(out))
 	require.NoError(t, err)
-	require.Equal(t, transport.MsgError, m.Type)
+	require.Equal(t, wire.MsgError, m.Type)
 	require.Contains(t, string(m.Payload), "bad TCP tunnel target")
 
 	// And the agent still works.
-	st, err := openWithin(t, edge, transport.MsgTCP, addr)
+	st, err := openWithin(t, edge, wire.MsgTCP, addr)
 	require.NoError(t, err)
 	st.Close()
 }

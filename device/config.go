@@ -16,8 +16,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 // Config defaults. A zero duration in the file means the default.

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"net/netip"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
 
@@ -29,7 +30,7 @@ func (e *extras) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
 		return addrs[0], nil
 	}
 	e.udp = udp.NewDeviceHandler(udpConfig(cfg, e.allow), a.Logger)
-	dc.Handle(transport.MsgUDP, e.udp.Handle)
+	dc.Handle(wire.MsgUDP, e.udp.Handle)
 	e.pty.start(a, dc, cfg)
 }
 

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 // rule is one allow-list entry: the owner's text and its compiled pattern.

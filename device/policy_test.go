@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 func TestAllowLists(t *testing.T) {

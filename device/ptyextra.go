@@ -3,6 +3,7 @@ package device
 import (
 	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // ptyExtra serves PTY (0x12) and PTY command (0x13) streams through a
@@ -15,8 +16,8 @@ type ptyExtra struct {
 
 func (p *ptyExtra) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
 	p.srv = pty.NewServer(ptyConfig(cfg), a.Logger)
-	dc.Handle(transport.MsgPTY, p.srv.HandlePTY)
-	dc.Handle(transport.MsgPTYCommand, p.srv.HandleCommand)
+	dc.Handle(wire.MsgPTY, p.srv.HandlePTY)
+	dc.Handle(wire.MsgPTYCommand, p.srv.HandleCommand)
 }
 
 // apply hands the new PTY settings to the server; running sessions keep

@@ -14,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/internal/testutil"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // fakeResolver answers from a table that the test controls and counts the
@@ -154,15 +154,15 @@ func TestAgentNameThatResolvesToLoopbackIsRefused(t *testing.T) {
 	_, edge := startAgent(t, fmt.Sprintf("allow:\n  tcp: [\"gw.lan:%s\"]\n  udp: [\"gw.lan:%s\"]\n", port, udpPort),
 		func(a *Agent) { a.Resolver = res })
 
-	_, err = openWithin(t, edge, transport.MsgTCP, "gw.lan:"+port)
-	var re *transport.RemoteError
+	_, err = openWithin(t, edge, wire.MsgTCP, "gw.lan:"+port)
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re, "got %v; want an Error answer", err)
 	require.Equal(t, "refused by the device's allow list: tcp gw.lan:"+port+": gw.lan resolved to 127.0.0.1, a loopback address, "+
 		"which a rule naming a host does not admit (allowed: gw.lan:"+port+"); if the device's DNS is wrong, fix it; "+
 		"if the owner means to allow it, add a rule for the address itself, such as \"127.0.0.1:"+port+"\", under allow.tcp in the agent's config", re.Reason)
 	require.Equal(t, int32(0), reached.Load(), "the loopback service was reached")
 
-	_, err = openWithin(t, edge, transport.MsgUDP, "0:gw.lan:"+udpPort)
+	_, err = openWithin(t, edge, wire.MsgUDP, "0:gw.lan:"+udpPort)
 	require.ErrorAs(t, err, &re, "got %v; want an Error answer", err)
 	require.Contains(t, re.Reason, "refused by the device's allow list: udp gw.lan:"+udpPort+": gw.lan resolved to 127.0.0.1, a loopback address")
 	require.Contains(t, re.Reason, "under allow.udp")
@@ -184,7 +184,7 @@ func TestAgentNameIsDialedAtTheCheckedAddress(t *testing.T) {
 	_, edge := startAgent(t, fmt.Sprintf("allow:\n  tcp: [\"gw.lan:%s\", \"127.0.0.2:%s\"]\n  udp: [\"gw.lan:%s\", \"127.0.0.2:%s\"]\n", port, port, udpPort, udpPort),
 		func(a *Agent) { a.Resolver = res })
 
-	st, err := openWithin(t, edge, transport.MsgTCP, "gw.lan:"+port)
+	st, err := openWithin(t, edge, wire.MsgTCP, "gw.lan:"+port)
 	require.NoError(t, err)
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(30 * time.Second))
@@ -196,7 +196,7 @@ func TestAgentNameIsDialedAtTheCheckedAddress(t *testing.T) {
 	require.Equal(t, "pingbye", string(got))
 	require.Equal(t, 1, res.count("gw.lan"), "lookups of gw.lan for one TCP tunnel")
 
-	ust, err := openWithin(t, edge, transport.MsgUDP, "0:gw.lan:"+udpPort)
+	ust, err := openWithin(t, edge, wire.MsgUDP, "0:gw.lan:"+udpPort)
 	require.NoError(t, err)
 	defer ust.Close()
 	p := pc.LocalAddr().(*net.UDPAddr).Port

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // handleTCP serves a TCP tunnel (0x10): it parses the target, checks it
@@ -22,7 +23,7 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 	cfg := a.cfg.Load()
 	t, err := target.Parse(string(payload))
 	if err != nil {
-		_ = transport.WriteError(st, fmt.Sprintf("bad TCP tunnel target: %s; send host:port, such as 127.0.0.1:22", targetReason(err)))
+		_ = wire.WriteError(st, fmt.Sprintf("bad TCP tunnel target: %s; send host:port, such as 127.0.0.1:22", targetReason(err)))
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
@@ -34,7 +35,7 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 		} else {
 			log.Debug("tcp tunnel target not resolved", "target", t.String(), "err", err)
 		}
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
 	c, err := dialAddrs(dctx, addrs, t.Port)
@@ -44,10 +45,10 @@ func (a *Agent) handleTCP(ctx context.Context, st *transport.Stream, payload []b
 			err = fmt.Errorf("dial tcp %s: no answer within %v", t, cfg.DialTimeout)
 		}
 		log.Debug("tcp tunnel dial failed", "target", t.String(), "err", err)
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
-	if err := transport.WriteOK(st, nil); err != nil {
+	if err := wire.WriteOK(st, nil); err != nil {
 		c.Close()
 		return
 	}

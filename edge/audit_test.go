@@ -19,6 +19,7 @@ import (
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // stuckPipe is an audit sink whose reader does not read until resume: a
@@ -89,13 +90,13 @@ func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 	})
 	m := newEdge(t, mock.Options{Auditor: a, Metrics: metrics, Limits: edge.Limits{AuditTimeout: time.Second}})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
-	dev.Handle(transport.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) })
-	ptys := make(chan transport.PTYCommand, 10)
-	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
-		c, _ := transport.DecodePTYCommand(p)
+	dev.Handle(wire.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
+	ptys := make(chan wire.PTYCommand, 10)
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+		c, _ := wire.DecodePTYCommand(p)
 		ptys <- c
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 	})
 	echo := lineEcho(t)
 	c := m.ClientFor("d-1")
@@ -113,16 +114,16 @@ func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 		require.Equal(t, "through", got)
 	}
 	require.Equal(t, 1.0, metric(t, metrics, "tether_edge_audit_sink_stuck"))
-	st, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte("0:127.0.0.1:53"))
+	st, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
 	require.NoError(t, err, "a UDP stream must not wait for the audit log")
 	st.Close()
 	code, _ := dialStatus(t, m, "/client/d-1", "Bearer wrong", m.ClientTLS())
 	require.Equal(t, http.StatusUnauthorized, code, "refusals must not wait for the audit log")
 
-	payload, err := transport.PTYCommand{Cols: 80, Rows: 24, Command: "uptime", CommandArgs: []string{"-p"}}.Encode()
+	payload, err := wire.PTYCommand{Cols: 80, Rows: 24, Command: "uptime", CommandArgs: []string{"-p"}}.Encode()
 	require.NoError(t, err)
-	_, _, err = c.OpenStream(ctxT(t), transport.MsgPTY, payload)
-	var re *transport.RemoteError
+	_, _, err = c.OpenStream(ctxT(t), wire.MsgPTY, payload)
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v; want an Error answer", err)
 	require.Contains(t, re.Reason, "audit log unavailable: ")
 	select {
@@ -137,7 +138,7 @@ func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "audit log sink recovered") },
 		30*time.Second, 10*time.Millisecond, "logs:\n%s", logs.String())
 	require.Equal(t, 0.0, metric(t, metrics, "tether_edge_audit_sink_stuck"))
-	st, _, err = c.OpenStream(ctxT(t), transport.MsgPTY, payload)
+	st, _, err = c.OpenStream(ctxT(t), wire.MsgPTY, payload)
 	require.NoError(t, err)
 	st.Close()
 	require.Equal(t, "uptime", (<-ptys).Command)
@@ -177,24 +178,24 @@ func TestPTYCommandIsAudited(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	reached := make(chan string, 10)
-	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
 		reached <- string(p)
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 	})
 	c := m.ClientFor("d-1")
 	for _, tt := range []struct {
 		name    string
-		cmd     transport.PTYCommand
+		cmd     wire.PTYCommand
 		command string
 		args    []string
 	}{
-		{"login shell", transport.PTYCommand{Cols: 80, Rows: 24}, "", nil},
-		{"command", transport.PTYCommand{Cols: 80, Rows: 24, Command: "systemctl", CommandArgs: []string{"restart", "app"}}, "systemctl", []string{"restart", "app"}},
+		{"login shell", wire.PTYCommand{Cols: 80, Rows: 24}, "", nil},
+		{"command", wire.PTYCommand{Cols: 80, Rows: 24, Command: "systemctl", CommandArgs: []string{"restart", "app"}}, "systemctl", []string{"restart", "app"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			payload, err := tt.cmd.Encode()
 			require.NoError(t, err)
-			st, _, err := c.OpenStream(ctxT(t), transport.MsgPTY, payload)
+			st, _, err := c.OpenStream(ctxT(t), wire.MsgPTY, payload)
 			require.NoError(t, err)
 			st.Close()
 			<-reached
@@ -208,8 +209,8 @@ func TestPTYCommandIsAudited(t *testing.T) {
 			}
 		})
 	}
-	_, _, err := c.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":-1}`))
-	var re *transport.RemoteError
+	_, _, err := c.OpenStream(ctxT(t), wire.MsgPTY, []byte(`{"cols":-1}`))
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v; want an Error answer", err)
 	require.Contains(t, re.Reason, "bad pty request")
 	select {

@@ -17,6 +17,7 @@ import (
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestClientAuthStatuses(t *testing.T) {
@@ -93,8 +94,8 @@ func TestDeviceListAndHealth(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	dev := m.DeviceClientWithID("busy")
-	dev.Handle(transport.MsgTCP, blockingHandler(release))
-	_, _, err := m.ClientFor("busy").OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:1"))
+	dev.Handle(wire.MsgTCP, blockingHandler(release))
+	_, _, err := m.ClientFor("busy").OpenStream(ctxT(t), wire.MsgTCP, []byte("127.0.0.1:1"))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		for _, d := range m.Server().Devices() {
@@ -225,7 +226,7 @@ func TestRevocationByReloadCutsLiveSessionAndNextConnection(t *testing.T) {
 func TestReloadChangesPolicyWithoutDroppingSessions(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgTCP, tcpHandler)
 	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	got, err := roundTrip(t, c, echo, "one")
@@ -237,7 +238,7 @@ func TestReloadChangesPolicyWithoutDroppingSessions(t *testing.T) {
 	require.NoError(t, err)
 	m.Server().Reload(p, nil)
 	_, err = roundTrip(t, c, echo, "two")
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v; want a refusal", err)
 	require.Contains(t, re.Reason, "not allowed: tcp "+echo)
 	select {

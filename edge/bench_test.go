@@ -22,6 +22,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // benchChildEnv makes the test binary run as a bare edge process (see
@@ -187,7 +188,7 @@ func openLatency(b *testing.B, o transport.Opener, n int) []time.Duration {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		st, _, err := o.OpenStream(ctx, transport.MsgReload, nil)
+		st, _, err := o.OpenStream(ctx, wire.MsgReload, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -207,11 +208,11 @@ func pct(d []time.Duration, p float64) float64 {
 // session to the device, and reports p50/p99 of both.
 func BenchmarkStreamOpenLatency(b *testing.B) {
 	const n = 2000
-	ok := func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) }
+	ok := func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) }
 
 	m := mock.New(b, mock.Options{Logger: slog.New(slog.DiscardHandler)})
 	dev := m.DeviceClientWithID("bench")
-	dev.Handle(transport.MsgReload, ok)
+	dev.Handle(wire.MsgReload, ok)
 	viaEdge := m.ClientFor("bench")
 
 	// Raw: the same DeviceClient handler code, its session dialled straight
@@ -231,7 +232,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	go hs.ServeTLS(ln, "", "")
 	defer hs.Close()
 	rawDev := transport.NewDeviceClient("https://"+ln.Addr().String()+"/device", pki.DeviceTLS(pki.Device("raw")), nil, nil)
-	rawDev.Handle(transport.MsgReload, ok)
+	rawDev.Handle(wire.MsgReload, ok)
 	if err := rawDev.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

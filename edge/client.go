@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // bearer returns the token of an "Authorization: Bearer <token>" header.
@@ -326,17 +327,17 @@ func (s *Server) runClient(cs *clientSession) {
 
 // canonical validates and canonicalizes an opening message. It returns the
 // request for the policy and the payload to send to the device.
-func canonical(m transport.Message) (Request, []byte, error) {
+func canonical(m wire.Message) (Request, []byte, error) {
 	req := Request{Type: m.Type}
 	switch m.Type {
-	case transport.MsgTCP:
+	case wire.MsgTCP:
 		t, err := target.Parse(string(m.Payload))
 		if err != nil {
 			return req, nil, fmt.Errorf("bad tcp target: %v", err)
 		}
 		req.Target = t
 		return req, []byte(t.String()), nil
-	case transport.MsgUDP:
+	case wire.MsgUDP:
 		src, rest, ok := strings.Cut(string(m.Payload), ":")
 		if !ok {
 			return req, nil, fmt.Errorf("bad udp request %q: want <source port>:<host>:<port>", m.Payload)
@@ -355,9 +356,9 @@ func canonical(m transport.Message) (Request, []byte, error) {
 		}
 		req.Target = t
 		return req, []byte(strconv.Itoa(sp) + ":" + t.String()), nil
-	case transport.MsgPTY, transport.MsgPTYCommand, transport.MsgFileTransfer:
+	case wire.MsgPTY, wire.MsgPTYCommand, wire.MsgFileTransfer:
 		return req, m.Payload, nil
-	case transport.MsgReload:
+	case wire.MsgReload:
 		return req, nil, nil
 	}
 	return req, nil, fmt.Errorf("unknown stream type 0x%02x", uint8(m.Type))
@@ -366,8 +367,8 @@ func canonical(m transport.Message) (Request, []byte, error) {
 // auditRequired reports whether streams of type t must not reach the
 // device before their request is recorded: shells and commands, and file
 // transfers.
-func auditRequired(t transport.MsgType) bool {
-	return t == transport.MsgPTY || t == transport.MsgFileTransfer
+func auditRequired(t wire.MsgType) bool {
+	return t == wire.MsgPTY || t == wire.MsgFileTransfer
 }
 
 // auditWait records e and waits until it is written, for at most
@@ -395,7 +396,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, result)
 		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteError(st, reason)
+		_ = wire.WriteError(st, reason)
 	}
 
 	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClient) {
@@ -407,7 +408,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	defer cs.active.Add(-1)
 
 	_ = st.SetReadDeadline(time.Now().Add(s.lim.OpenTimeout))
-	m, err := transport.ReadMessage(st)
+	m, err := wire.ReadMessage(st)
 	if err != nil {
 		s.log.Debug("client stream ended before its opening message", "client", cs.id.Name, "err", err)
 		return
@@ -426,10 +427,10 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	if req.Target.Host != "" {
 		ev.Target = req.Target.String()
 	}
-	if m.Type == transport.MsgPTY {
+	if m.Type == wire.MsgPTY {
 		// The audit trail names what runs; a request it cannot name does
 		// not run.
-		c, err := transport.DecodePTYCommand(m.Payload)
+		c, err := wire.DecodePTYCommand(m.Payload)
 		if err != nil {
 			deny("invalid", fmt.Sprintf("bad pty request: %v", err))
 			return
@@ -496,11 +497,11 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	}
 	defer ds.Close()
 	_ = ds.SetDeadline(time.Now().Add(s.lim.OpenTimeout))
-	if err := transport.WriteMessage(ds, m.Type, payload); err != nil {
+	if err := wire.WriteMessage(ds, m.Type, payload); err != nil {
 		deny("device_error", fmt.Sprintf("cannot send the request to device %s: %v", cs.device, err))
 		return
 	}
-	ans, err := transport.ReadMessage(ds)
+	ans, err := wire.ReadMessage(ds)
 	switch {
 	case err != nil && isTimeout(err):
 		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.lim.OpenTimeout))
@@ -512,15 +513,15 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, "device_error")
 		return
-	case ans.Type == transport.MsgError:
+	case ans.Type == wire.MsgError:
 		ev.Time, ev.Result, ev.Reason = time.Now(), "device_refused", string(ans.Payload)
 		ev.Kind = EventStreamOpen
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, "device_error")
 		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-		_ = transport.WriteMessage(st, transport.MsgError, ans.Payload)
+		_ = wire.WriteMessage(st, wire.MsgError, ans.Payload)
 		return
-	case ans.Type != transport.MsgOK:
+	case ans.Type != wire.MsgOK:
 		deny("device_error", fmt.Sprintf("device %s answered with an unexpected %v message", cs.device, ans.Type))
 		return
 	}
@@ -529,7 +530,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	s.audit.Audit(ev)
 	s.Metrics.stream(ev.Type, "ok")
 	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
-	if err := transport.WriteMessage(st, transport.MsgOK, ans.Payload); err != nil {
+	if err := wire.WriteMessage(st, wire.MsgOK, ans.Payload); err != nil {
 		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
 		s.audit.Audit(ev)
 		return

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/edge"
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 // An edge as cmd/tether-edge wires it: the caller owns the listener, the

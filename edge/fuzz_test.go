@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // FuzzOpeningMessage drives arbitrary bytes as the opening of a client
@@ -18,24 +19,24 @@ import (
 // bytes, the edge must answer or close the stream, never hang or crash, and
 // a well-formed stream must still work afterwards.
 func FuzzOpeningMessage(f *testing.F) {
-	msg := func(t transport.MsgType, p string) []byte {
+	msg := func(t wire.MsgType, p string) []byte {
 		b := []byte{byte(t), 0, 0}
 		binary.BigEndian.PutUint16(b[1:], uint16(len(p)))
 		return append(b, p...)
 	}
 	for _, seed := range [][]byte{
-		msg(transport.MsgTCP, "127.0.0.1:1"),
-		msg(transport.MsgTCP, "127.1:22"),
-		msg(transport.MsgTCP, "10.0.0.5:25"),
-		msg(transport.MsgTCP, "[::ffff:127.0.0.1]:0x16"),
-		msg(transport.MsgUDP, "0:127.0.0.1:53"),
-		msg(transport.MsgUDP, "99999:127.0.0.1:53"),
-		msg(transport.MsgPTY, `{"cols":80,"rows":24}`),
-		msg(transport.MsgReload, ""),
-		msg(transport.MsgGoAway, ""),
+		msg(wire.MsgTCP, "127.0.0.1:1"),
+		msg(wire.MsgTCP, "127.1:22"),
+		msg(wire.MsgTCP, "10.0.0.5:25"),
+		msg(wire.MsgTCP, "[::ffff:127.0.0.1]:0x16"),
+		msg(wire.MsgUDP, "0:127.0.0.1:53"),
+		msg(wire.MsgUDP, "99999:127.0.0.1:53"),
+		msg(wire.MsgPTY, `{"cols":80,"rows":24}`),
+		msg(wire.MsgReload, ""),
+		msg(wire.MsgGoAway, ""),
 		msg(0xff, "junk"),
-		{byte(transport.MsgTCP), 0xff, 0xff, 'a'}, // length beyond the bytes sent
-		{byte(transport.MsgTCP)},
+		{byte(wire.MsgTCP), 0xff, 0xff, 'a'}, // length beyond the bytes sent
+		{byte(wire.MsgTCP)},
 		{},
 	} {
 		f.Add(seed)
@@ -43,8 +44,8 @@ func FuzzOpeningMessage(f *testing.F) {
 	// f.Log may not be called while the fuzz target runs: discard logs.
 	m := newEdge(f, mock.Options{Limits: openTimeoutForFuzz, Logger: slog.New(slog.DiscardHandler)})
 	dev := m.DeviceClientWithID("d-1")
-	answer := func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteError(st, "fuzz device") }
-	for _, t := range []transport.MsgType{transport.MsgTCP, transport.MsgUDP, transport.MsgPTY, transport.MsgPTYCommand, transport.MsgReload, transport.MsgFileTransfer} {
+	answer := func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteError(st, "fuzz device") }
+	for _, t := range []wire.MsgType{wire.MsgTCP, wire.MsgUDP, wire.MsgPTY, wire.MsgPTYCommand, wire.MsgReload, wire.MsgFileTransfer} {
 		dev.Handle(t, answer)
 	}
 	c := m.ClientFor("d-1")
@@ -62,13 +63,13 @@ func FuzzOpeningMessage(f *testing.F) {
 			}
 		}
 		_ = st.CloseWrite()
-		m, err := transport.ReadMessage(st)
+		m, err := wire.ReadMessage(st)
 		switch {
 		case err == nil:
-			if m.Type != transport.MsgError && m.Type != transport.MsgOK {
+			if m.Type != wire.MsgError && m.Type != wire.MsgOK {
 				t.Fatalf("edge answered %v; want OK or Error", m.Type)
 			}
-		case errors.Is(err, io.EOF), errors.Is(err, transport.ErrTruncated):
+		case errors.Is(err, io.EOF), errors.Is(err, wire.ErrTruncated):
 			// closed without an answer: a cut-short opening message
 		default:
 			t.Fatalf("no answer and no close: %v", err)
@@ -76,8 +77,8 @@ func FuzzOpeningMessage(f *testing.F) {
 		// The broker is still up and answers a well-formed request.
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		_, _, err = c.OpenStream(ctx, transport.MsgReload, nil)
-		var re *transport.RemoteError
+		_, _, err = c.OpenStream(ctx, wire.MsgReload, nil)
+		var re *wire.RemoteError
 		if !errors.As(err, &re) || re.Reason != "fuzz device" {
 			t.Fatalf("edge stopped answering: %v", err)
 		}

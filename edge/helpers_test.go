@@ -15,9 +15,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tetherhq/tether/edge"
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -96,10 +97,10 @@ func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", string(payload))
 	if err != nil {
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
-	_ = transport.WriteOK(st, nil)
+	_ = wire.WriteOK(st, nil)
 	_, _, _ = transport.Splice(ctx, st, c, nil)
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // metric returns the sum of the samples of name whose labels contain
@@ -54,12 +54,12 @@ func TestMetrics(t *testing.T) {
 	metrics := edge.NewMetrics()
 	m := newEdge(t, mock.Options{Metrics: metrics})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgTCP, tcpHandler)
 	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	_, err := roundTrip(t, c, echo, "12345")
 	require.NoError(t, err)
-	_, _, err = c.OpenStream(ctxT(t), transport.MsgTCP, []byte("10.9.9.9:25"))
+	_, _, err = c.OpenStream(ctxT(t), wire.MsgTCP, []byte("10.9.9.9:25"))
 	require.Error(t, err)
 	dialStatus(t, m, "/client/d-1", "Bearer wrong", m.ClientTLS())
 

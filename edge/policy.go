@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tetherhq/tether/internal/target"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Identity is an authenticated client.
@@ -23,7 +23,7 @@ type Identity struct {
 // Request is what a client asks of a device on one stream, after the edge
 // canonicalized it.
 type Request struct {
-	Type transport.MsgType
+	Type wire.MsgType
 	// Target is the canonical destination of a TCP or UDP stream; zero for
 	// other types.
 	Target target.Target
@@ -187,15 +187,15 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 	}
 	var ok bool
 	switch req.Type {
-	case transport.MsgTCP:
+	case wire.MsgTCP:
 		ok = matchAny(r.TCP, req.Target)
-	case transport.MsgUDP:
+	case wire.MsgUDP:
 		ok = matchAny(r.UDP, req.Target)
-	case transport.MsgPTY, transport.MsgPTYCommand:
+	case wire.MsgPTY, wire.MsgPTYCommand:
 		ok = r.PTY
-	case transport.MsgReload:
+	case wire.MsgReload:
 		ok = r.Reload
-	case transport.MsgFileTransfer:
+	case wire.MsgFileTransfer:
 		ok = r.Files
 	}
 	if !ok {
@@ -224,19 +224,19 @@ func denial(id Identity, deviceID string, req Request) error {
 }
 
 // typeWord names a stream type the way policies spell it.
-func typeWord(t transport.MsgType) string {
+func typeWord(t wire.MsgType) string {
 	switch t {
-	case transport.MsgTCP:
+	case wire.MsgTCP:
 		return "tcp"
-	case transport.MsgUDP:
+	case wire.MsgUDP:
 		return "udp"
-	case transport.MsgPTY:
+	case wire.MsgPTY:
 		return "pty"
-	case transport.MsgPTYCommand:
+	case wire.MsgPTYCommand:
 		return "pty-command"
-	case transport.MsgReload:
+	case wire.MsgReload:
 		return "reload"
-	case transport.MsgFileTransfer:
+	case wire.MsgFileTransfer:
 		return "file-transfer"
 	}
 	return "type-0x" + strconv.FormatUint(uint64(t), 16)

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetherhq/tether/internal/target"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func tgt(t *testing.T, s string) target.Target {
@@ -49,22 +49,22 @@ func TestStaticPolicy(t *testing.T) {
 		req    Request
 		allow  bool
 	}{
-		{"ops loopback", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "127.0.0.1:5432")}, true},
-		{"ops ssh anywhere", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.1.2.3:22")}, true},
-		{"ops smtp", ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.5:25")}, false},
-		{"ops udp dns", ops, "d1", Request{Type: transport.MsgUDP, Target: tgt(t, "127.0.0.1:53")}, true},
-		{"ops udp other", ops, "d1", Request{Type: transport.MsgUDP, Target: tgt(t, "127.0.0.1:54")}, false},
-		{"ops pty", ops, "d1", Request{Type: transport.MsgPTY}, true},
-		{"ops pty command", ops, "d1", Request{Type: transport.MsgPTYCommand}, true},
-		{"ops reload", ops, "d1", Request{Type: transport.MsgReload}, true},
-		{"ops files not granted", ops, "d1", Request{Type: transport.MsgFileTransfer}, false},
+		{"ops loopback", ops, "d1", Request{Type: wire.MsgTCP, Target: tgt(t, "127.0.0.1:5432")}, true},
+		{"ops ssh anywhere", ops, "d1", Request{Type: wire.MsgTCP, Target: tgt(t, "10.1.2.3:22")}, true},
+		{"ops smtp", ops, "d1", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.5:25")}, false},
+		{"ops udp dns", ops, "d1", Request{Type: wire.MsgUDP, Target: tgt(t, "127.0.0.1:53")}, true},
+		{"ops udp other", ops, "d1", Request{Type: wire.MsgUDP, Target: tgt(t, "127.0.0.1:54")}, false},
+		{"ops pty", ops, "d1", Request{Type: wire.MsgPTY}, true},
+		{"ops pty command", ops, "d1", Request{Type: wire.MsgPTYCommand}, true},
+		{"ops reload", ops, "d1", Request{Type: wire.MsgReload}, true},
+		{"ops files not granted", ops, "d1", Request{Type: wire.MsgFileTransfer}, false},
 		{"ops unknown type", ops, "d1", Request{Type: 0x7f}, false},
-		{"lab in range", lab, "lab-7", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
-		{"lab exact device", lab, "bench", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
-		{"lab other device", lab, "prod-1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, false},
-		{"lab out of range", lab, "lab-7", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.9:9000")}, false},
-		{"lab pty", lab, "lab-7", Request{Type: transport.MsgPTY}, false},
-		{"unknown identity", Identity{Name: "ghost"}, "d1", Request{Type: transport.MsgPTY}, false},
+		{"lab in range", lab, "lab-7", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
+		{"lab exact device", lab, "bench", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, true},
+		{"lab other device", lab, "prod-1", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.9:8080")}, false},
+		{"lab out of range", lab, "lab-7", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.9:9000")}, false},
+		{"lab pty", lab, "lab-7", Request{Type: wire.MsgPTY}, false},
+		{"unknown identity", Identity{Name: "ghost"}, "d1", Request{Type: wire.MsgPTY}, false},
 	}
 	for _, tt := range tests {
 		err := p.Authorize(tt.id, tt.device, tt.req)
@@ -75,7 +75,7 @@ func TestStaticPolicy(t *testing.T) {
 			t.Errorf("%s: error %v does not wrap ErrNotAllowed", tt.name, err)
 		}
 	}
-	err = p.Authorize(ops, "d1", Request{Type: transport.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
+	err = p.Authorize(ops, "d1", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
 	if got, want := err.Error(), "not allowed: tcp 10.0.0.5:25 on device d1 for client ops"; got != want {
 		t.Errorf("denial = %q; want %q", got, want)
 	}

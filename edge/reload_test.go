@@ -13,9 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/edge"
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // rulesWith returns the test rules with change applied to a copy.
@@ -65,7 +66,7 @@ func TestReloadClosesSessionsWhoseCredentialChanged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newEdge(t, mock.Options{})
 			dev := m.DeviceClientWithID("d-1")
-			dev.Handle(transport.MsgTCP, tcpHandler)
+			dev.Handle(wire.MsgTCP, tcpHandler)
 			echo := lineEcho(t)
 			c := clientWithToken(t, m, "d-1", tt.token)
 			got, err := roundTrip(t, c, echo, "before")
@@ -100,8 +101,8 @@ func TestReloadClosesSessionsWhoseCredentialChanged(t *testing.T) {
 func TestReloadClosesStreamsThePolicyNoLongerAllows(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
-	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) })
+	dev.Handle(wire.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
 	kept, cut := lineEcho(t), lineEcho(t)
 	c := m.ClientFor("d-1")
 	say := func(conn io.ReadWriter, r *bufio.Reader, s string) error {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Server is the edge broker. The zero value is a working edge that refuses
@@ -529,7 +530,7 @@ func (s *Server) goAway(d *Device) error {
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(s.lim.GoAwayTimeout))
-	return transport.WriteMessage(st, transport.MsgGoAway, nil)
+	return wire.WriteMessage(st, wire.MsgGoAway, nil)
 }
 
 // Close closes every session at once and waits for their goroutines. It is

@@ -20,12 +20,13 @@ import (
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestTunnelAndAudit(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgTCP, tcpHandler)
 	echo := testutil.TCPServer(t, testutil.LineEcho)
 	c := m.ClientFor("d-1")
 	got, err := roundTrip(t, c, echo, strings.Repeat("x", 100_000))
@@ -49,9 +50,9 @@ func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
 	m := newEdge(t, mock.Options{Token: limitedToken})
 	dev := m.DeviceClientWithID("d-1")
 	reached := make(chan string, 10)
-	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
 		reached <- string(p)
-		_ = transport.WriteError(st, "test handler")
+		_ = wire.WriteError(st, "test handler")
 	})
 	c := m.ClientFor("d-1")
 
@@ -61,26 +62,26 @@ func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
 		{"hex spelling of a denied host", "0x0a.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte(tt.target))
-			var re *transport.RemoteError
+			_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte(tt.target))
+			var re *wire.RemoteError
 			require.True(t, errors.As(err, &re), "got %v; want an Error answer", err)
 			require.Equal(t, tt.want, re.Reason)
 		})
 	}
 	for _, tt := range []struct {
-		typ  transport.MsgType
+		typ  wire.MsgType
 		want string
 	}{
-		{transport.MsgPTY, "not allowed: pty on device d-1 for client limited"},
-		{transport.MsgReload, "not allowed: reload on device d-1 for client limited"},
-		{transport.MsgUDP, "not allowed: udp 127.0.0.1:53 on device d-1 for client limited"},
+		{wire.MsgPTY, "not allowed: pty on device d-1 for client limited"},
+		{wire.MsgReload, "not allowed: reload on device d-1 for client limited"},
+		{wire.MsgUDP, "not allowed: udp 127.0.0.1:53 on device d-1 for client limited"},
 	} {
 		payload := []byte(`{"cols":80,"rows":24}`)
-		if tt.typ == transport.MsgUDP {
+		if tt.typ == wire.MsgUDP {
 			payload = []byte("0:127.0.0.1:53")
 		}
 		_, _, err := c.OpenStream(ctxT(t), tt.typ, payload)
-		var re *transport.RemoteError
+		var re *wire.RemoteError
 		require.True(t, errors.As(err, &re), "%v: got %v; want an Error answer", tt.typ, err)
 		require.Equal(t, tt.want, re.Reason)
 	}
@@ -100,26 +101,26 @@ func TestTargetIsCanonicalizedBeforePolicyAndDevice(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	got := make(chan string, 10)
-	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
 		got <- "tcp " + string(p)
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 	})
-	dev.Handle(transport.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) {
 		got <- "udp " + string(p)
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 	})
 	c := m.ClientFor("d-1")
 	for _, tt := range []struct {
-		typ       transport.MsgType
+		typ       wire.MsgType
 		in, wants string
 	}{
-		{transport.MsgTCP, "127.1:22", "tcp 127.0.0.1:22"},
-		{transport.MsgTCP, "0x7f.0.0.1:8080", "tcp 127.0.0.1:8080"},
-		{transport.MsgTCP, "0177.0.0.1:80", "tcp 127.0.0.1:80"},
-		{transport.MsgTCP, "2130706433:80", "tcp 127.0.0.1:80"},
-		{transport.MsgTCP, "[::ffff:127.0.0.1]:80", "tcp 127.0.0.1:80"},
-		{transport.MsgUDP, "5353:127.1:53", "udp 5353:127.0.0.1:53"},
-		{transport.MsgUDP, "0:[::ffff:7f00:1]:53", "udp 0:127.0.0.1:53"},
+		{wire.MsgTCP, "127.1:22", "tcp 127.0.0.1:22"},
+		{wire.MsgTCP, "0x7f.0.0.1:8080", "tcp 127.0.0.1:8080"},
+		{wire.MsgTCP, "0177.0.0.1:80", "tcp 127.0.0.1:80"},
+		{wire.MsgTCP, "2130706433:80", "tcp 127.0.0.1:80"},
+		{wire.MsgTCP, "[::ffff:127.0.0.1]:80", "tcp 127.0.0.1:80"},
+		{wire.MsgUDP, "5353:127.1:53", "udp 5353:127.0.0.1:53"},
+		{wire.MsgUDP, "0:[::ffff:7f00:1]:53", "udp 0:127.0.0.1:53"},
 	} {
 		st, _, err := c.OpenStream(ctxT(t), tt.typ, []byte(tt.in))
 		require.NoError(t, err, tt.in)
@@ -127,8 +128,8 @@ func TestTargetIsCanonicalizedBeforePolicyAndDevice(t *testing.T) {
 		require.Equal(t, tt.wants, <-got)
 	}
 	for _, junk := range []string{"127.0.0.1:0x16", "127.0.0.1:+22", "127.0.0.1: 22", "127.0.0.1:65536", ":22", "a b:22"} {
-		_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte(junk))
-		var re *transport.RemoteError
+		_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte(junk))
+		var re *wire.RemoteError
 		require.True(t, errors.As(err, &re), "%q: got %v; want an Error answer", junk, err)
 		require.Contains(t, re.Reason, "bad tcp target")
 	}
@@ -138,9 +139,9 @@ func TestUnknownStreamTypeGetsAnError(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	m.DeviceClientWithID("d-1")
 	c := m.ClientFor("d-1")
-	for _, typ := range []transport.MsgType{0x7f, transport.MsgOK, transport.MsgGoAway} {
+	for _, typ := range []wire.MsgType{0x7f, wire.MsgOK, wire.MsgGoAway} {
 		_, _, err := c.OpenStream(ctxT(t), typ, []byte("x"))
-		var re *transport.RemoteError
+		var re *wire.RemoteError
 		require.True(t, errors.As(err, &re), "type %v: got %v; want an Error answer", typ, err)
 		require.Contains(t, re.Reason, "unknown stream type")
 	}
@@ -149,17 +150,17 @@ func TestUnknownStreamTypeGetsAnError(t *testing.T) {
 func TestDeviceErrorAndSilenceAreRelayed(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteError(st, "dial tcp "+string(p)+": connection refused")
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = wire.WriteError(st, "dial tcp "+string(p)+": connection refused")
 	})
-	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {}) // closes without answering
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {}) // closes without answering
 	c := m.ClientFor("d-1")
-	_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:9"))
-	var re *transport.RemoteError
+	_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte("127.0.0.1:9"))
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re))
 	require.Equal(t, "dial tcp 127.0.0.1:9: connection refused", re.Reason)
 	err = c.Reload(ctxT(t))
-	require.ErrorIs(t, err, transport.ErrNoAnswer)
+	require.ErrorIs(t, err, wire.ErrNoAnswer)
 }
 
 func TestDeviceOpenedStreamsAreRefused(t *testing.T) {
@@ -172,7 +173,7 @@ func TestDeviceOpenedStreamsAreRefused(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		st, err := sess.OpenStream()
 		require.NoError(t, err)
-		_ = transport.WriteMessage(st, transport.MsgTCP, []byte("127.0.0.1:22"))
+		_ = wire.WriteMessage(st, wire.MsgTCP, []byte("127.0.0.1:22"))
 		_ = st.SetReadDeadline(time.Now().Add(20 * time.Second))
 		// The edge closes the stream without an answer: the device reads
 		// EOF, or a reset when its request was still unread at the edge.
@@ -229,12 +230,12 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 			return
 		}
 		defer st.Close()
-		if _, err := transport.ReadMessage(st); err == nil {
-			_ = transport.WriteOK(st, []byte("second"))
+		if _, err := wire.ReadMessage(st); err == nil {
+			_ = wire.WriteOK(st, []byte("second"))
 		}
 	}()
 	// Streams of the client session opened before now reach the newer one.
-	st, ok, err := c.OpenStream(ctxT(t), transport.MsgReload, nil)
+	st, ok, err := c.OpenStream(ctxT(t), wire.MsgReload, nil)
 	require.NoError(t, err)
 	st.Close()
 	require.Equal(t, "second", string(ok))
@@ -243,7 +244,7 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 // blockingHandler answers OK and holds the stream until release is closed.
 func blockingHandler(release chan struct{}) transport.Handler {
 	return func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -256,16 +257,16 @@ func TestStreamLimits(t *testing.T) {
 	dev := m.DeviceClientWithID("d-1")
 	release := make(chan struct{})
 	defer close(release)
-	dev.Handle(transport.MsgTCP, blockingHandler(release))
+	dev.Handle(wire.MsgTCP, blockingHandler(release))
 	a, b := m.ClientFor("d-1"), m.ClientFor("d-1")
 	open := func(c *transport.Client) error {
-		_, _, err := c.OpenStream(ctxT(t), transport.MsgTCP, []byte("127.0.0.1:1"))
+		_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte("127.0.0.1:1"))
 		return err
 	}
 	require.NoError(t, open(a))
 	require.NoError(t, open(a))
 	err := open(a)
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v", err)
 	require.Contains(t, re.Reason, "too many streams")
 	require.Contains(t, re.Reason, "this session")
@@ -291,14 +292,14 @@ func TestOpeningMessageTimeout(t *testing.T) {
 	st, err := c.Session().OpenStream()
 	require.NoError(t, err)
 	defer st.Close()
-	_, _ = st.Write([]byte{byte(transport.MsgTCP), 0}) // half a header, then silence
+	_, _ = st.Write([]byte{byte(wire.MsgTCP), 0}) // half a header, then silence
 	_ = st.SetReadDeadline(time.Now().Add(20 * time.Second))
 	_, err = st.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the edge must close a stream whose opening message does not arrive")
 	// The session itself stays usable.
-	_, _, err = c.OpenStream(ctxT(t), transport.MsgReload, nil)
-	var re *transport.RemoteError
-	require.True(t, errors.As(err, &re) || errors.Is(err, transport.ErrNoAnswer), "got %v", err)
+	_, _, err = c.OpenStream(ctxT(t), wire.MsgReload, nil)
+	var re *wire.RemoteError
+	require.True(t, errors.As(err, &re) || errors.Is(err, wire.ErrNoAnswer), "got %v", err)
 }
 
 func TestSlowHeadersAreCut(t *testing.T) {
@@ -364,13 +365,13 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		Metrics: metrics,
 	})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgTCP, tcpHandler)
 	// The PTY streams send nothing until every open has been answered: an
 	// idle stream is never reset, so the cap is measured exactly, however
 	// long the opens take.
 	flood := make(chan struct{})
-	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteOK(st, nil)
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = wire.WriteOK(st, nil)
 		select {
 		case <-flood:
 		case <-ctx.Done():
@@ -402,10 +403,10 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, _, err := stalled.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
+			st, _, err := stalled.OpenStream(ctxT(t), wire.MsgPTY, []byte(`{"cols":80,"rows":24}`))
 			mu.Lock()
 			defer mu.Unlock()
-			var re *transport.RemoteError
+			var re *wire.RemoteError
 			switch {
 			case err == nil:
 				opened = append(opened, st) // never read: the stream stalls
@@ -507,7 +508,7 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 	tc.ServerName = "127.0.0.1"
 	dev := transport.NewDeviceClient("https://"+lb.ln.Addr().String()+"/device", tc, nil, nil)
 	dev.BackoffInitial, dev.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
-	dev.Handle(transport.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dev.Start(context.Background()))
 	defer dev.Close()
 	a.WaitDevice("d-1")
@@ -554,8 +555,8 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 	default:
 	}
 	// New streams on edge a are refused while it drains.
-	_, _, err = c.OpenStream(ctxT(t), transport.MsgTCP, []byte(echo))
-	var re *transport.RemoteError
+	_, _, err = c.OpenStream(ctxT(t), wire.MsgTCP, []byte(echo))
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v", err)
 	require.Contains(t, re.Reason, "shutting down")
 
@@ -590,9 +591,9 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 		Limits: edge.Limits{MaxStreamsPerClient: 16, MaxStreamsPerClientPerDevice: 32, StallTimeout: 10 * time.Minute},
 	})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgTCP, tcpHandler)
-	dev.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteOK(st, nil)
+	dev.Handle(wire.MsgTCP, tcpHandler)
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = wire.WriteOK(st, nil)
 		buf := make([]byte, 32<<10)
 		for ctx.Err() == nil {
 			_ = st.SetWriteDeadline(time.Now().Add(time.Second))
@@ -613,7 +614,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 	}()
 	for _, c := range []*transport.Client{m.ClientFor("d-1"), m.ClientFor("d-1")} {
 		for i := 0; i < 15; i++ {
-			st, _, err := c.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":80,"rows":24}`))
+			st, _, err := c.OpenStream(ctxT(t), wire.MsgPTY, []byte(`{"cols":80,"rows":24}`))
 			require.NoError(t, err)
 			streams = append(streams, st) // never read
 		}
@@ -643,16 +644,16 @@ func TestOneClientCannotTakeEveryStreamOfADevice(t *testing.T) {
 	dev := m.DeviceClientWithID("d-1")
 	release := make(chan struct{})
 	defer close(release)
-	dev.Handle(transport.MsgUDP, blockingHandler(release)) // idle UDP tunnels
+	dev.Handle(wire.MsgUDP, blockingHandler(release)) // idle UDP tunnels
 	open := func(c *transport.Client) error {
-		_, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte("0:127.0.0.1:53"))
+		_, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
 		return err
 	}
 	ops1, ops2 := clientWithToken(t, m, "d-1", opsToken), clientWithToken(t, m, "d-1", opsToken)
 	require.NoError(t, open(ops1))
 	require.NoError(t, open(ops2))
 	err := open(ops1)
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v; want a refusal", err)
 	require.Equal(t, "too many streams: client ops already has 2 open to device d-1, its share of the device; close some and retry", re.Reason)
 
@@ -669,7 +670,7 @@ func TestClientSessionWithoutStreamsIsClosed(t *testing.T) {
 	const timeout = 2 * time.Second
 	m := newEdge(t, mock.Options{Limits: edge.Limits{FirstStreamTimeout: timeout}})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = transport.WriteOK(st, nil) })
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
 	busy := m.ClientFor("d-1")
 	require.NoError(t, busy.Reload(ctxT(t)))
 	idle := m.ClientFor("d-1") // upgraded after busy: its deadline comes later

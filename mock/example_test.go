@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // A test of device-side code against a real edge: register the handler
@@ -14,8 +15,8 @@ import (
 func ExampleNewEdgeMock() {
 	var t *testing.T // the test's t
 	client, device, m := mock.NewEdgeMock(t)
-	device.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, target []byte) {
-		_ = transport.WriteOK(st, nil)
+	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, target []byte) {
+		_ = wire.WriteOK(st, nil)
 		_, _ = io.WriteString(st, "hello from "+string(target))
 	})
 	conn, err := client.DialTCP(context.Background(), "127.0.0.1:22")

@@ -4,7 +4,7 @@
 // through t.Cleanup.
 //
 //	client, device, m := mock.NewEdgeMock(t)
-//	device.Handle(transport.MsgTCP, myHandler)
+//	device.Handle(wire.MsgTCP, myHandler)
 //	conn, err := client.DialTCP(ctx, "127.0.0.1:22")
 package mock
 

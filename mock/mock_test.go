@@ -14,6 +14,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -27,11 +28,11 @@ func TestNewEdgeMockHandlersRegisteredAfterStart(t *testing.T) {
 	require.True(t, device.Connected())
 
 	// Registered after NewEdgeMock returned: in place for the next stream.
-	device.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteOK(st, nil)
+	device.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = wire.WriteOK(st, nil)
 	})
-	device.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
-		_ = transport.WriteOK(st, nil)
+	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+		_ = wire.WriteOK(st, nil)
 		_, _ = io.WriteString(st, "dialled "+string(p))
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -57,14 +58,14 @@ func TestSeveralDevicesByID(t *testing.T) {
 	m := mock.New(t, mock.Options{})
 	for _, id := range []string{"a", "b"} {
 		d := m.DeviceClientWithID(id)
-		d.Handle(transport.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
-			_ = transport.WriteOK(st, []byte(id))
+		d.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
+			_ = wire.WriteOK(st, []byte(id))
 		})
 	}
 	for _, id := range []string{"a", "b"} {
 		c := m.ClientFor(id)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		st, ok, err := c.OpenStream(ctx, transport.MsgReload, nil)
+		st, ok, err := c.OpenStream(ctx, wire.MsgReload, nil)
 		cancel()
 		require.NoError(t, err)
 		st.Close()

@@ -12,14 +12,15 @@ import (
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // benchRig is newRig for benchmarks.
 func benchRig(b *testing.B) (*pty.Server, *transport.Client) {
 	cl, dc, _ := mock.NewEdgeMock(b)
 	srv := pty.NewServer(pty.Config{Enabled: true}, nil)
-	dc.Handle(transport.MsgPTY, srv.HandlePTY)
-	dc.Handle(transport.MsgPTYCommand, srv.HandleCommand)
+	dc.Handle(wire.MsgPTY, srv.HandlePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.HandleCommand)
 	b.Cleanup(func() { srv.Close() })
 	return srv, cl
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -39,8 +40,8 @@ func newRig(t *testing.T, cfg pty.Config) *rig {
 	t.Helper()
 	cl, dc, _ := mock.NewEdgeMock(t)
 	srv := pty.NewServer(cfg, slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	dc.Handle(transport.MsgPTY, srv.HandlePTY)
-	dc.Handle(transport.MsgPTYCommand, srv.HandleCommand)
+	dc.Handle(wire.MsgPTY, srv.HandlePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.HandleCommand)
 	t.Cleanup(func() {
 		require.NoError(t, srv.Close())
 		require.Zero(t, srv.NumSessions(), "sessions left after Close")
@@ -93,7 +94,7 @@ func readAll(t *testing.T, p io.Reader) string {
 }
 
 // exitStatus waits for the session's exit status.
-func (r *rig) exitStatus(t *testing.T, sid string) transport.ExitStatus {
+func (r *rig) exitStatus(t *testing.T, sid string) wire.ExitStatus {
 	t.Helper()
 	es, err := r.cl.PTYExitStatus(ctxT(t), sid)
 	require.NoError(t, err)
@@ -104,7 +105,7 @@ func (r *rig) exitStatus(t *testing.T, sid string) transport.ExitStatus {
 // reason.
 func remoteErr(t *testing.T, err error) string {
 	t.Helper()
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.True(t, errors.As(err, &re), "got %v; want an Error answer", err)
 	return re.Reason
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Config is the PTY part of the agent's configuration. The zero Config
@@ -134,7 +135,7 @@ type Server struct {
 }
 
 type exitRecord struct {
-	status transport.ExitStatus
+	status wire.ExitStatus
 	at     time.Time
 }
 
@@ -191,14 +192,14 @@ func (s *Server) NumSessions() int {
 // HandlePTY serves a PTY stream (0x12): it is a transport.Handler. It
 // returns when the session has ended and its processes are reaped.
 func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []byte) {
-	req, err := transport.DecodePTYCommand(payload)
+	req, err := wire.DecodePTYCommand(payload)
 	if err != nil {
-		_ = transport.WriteError(st, fmt.Sprintf("bad PTY request: %v", err))
+		_ = wire.WriteError(st, fmt.Sprintf("bad PTY request: %v", err))
 		return
 	}
 	sess, cfg, err := s.reserve()
 	if err != nil {
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
 	defer s.wg.Done()
@@ -210,14 +211,14 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 	}()
 	if err := sess.start(cfg, req); err != nil {
 		s.log.Warn("cannot start PTY session", "err", err)
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 		return
 	}
 	started = true
 	s.mu.Lock()
 	sess.ready = true // resize and status may reach it from now on
 	s.mu.Unlock()
-	if err := transport.WriteOK(st, []byte(sess.id)); err != nil {
+	if err := wire.WriteOK(st, []byte(sess.id)); err != nil {
 		s.log.Debug("PTY session answer failed", "sid", shortID(sess.id), "err", err)
 		sess.abort()
 		s.finish(sess)
@@ -232,7 +233,7 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
-	status, why := sess.run(rctx, st, cfg.IdleTimeout, func(es transport.ExitStatus) { s.recordExit(sess.id, es) })
+	status, why := sess.run(rctx, st, cfg.IdleTimeout, func(es wire.ExitStatus) { s.recordExit(sess.id, es) })
 	s.finish(sess)
 	s.log.Info("PTY session ended", "sid", shortID(sess.id), "status", status.String(), "why", why)
 }
@@ -275,7 +276,7 @@ func (s *Server) finish(sess *session) {
 }
 
 // recordExit remembers a session's exit status for exitMemory.
-func (s *Server) recordExit(id string, es transport.ExitStatus) {
+func (s *Server) recordExit(id string, es wire.ExitStatus) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -303,28 +304,28 @@ func (s *Server) pruneLocked(now time.Time) {
 // HandleCommand serves a PTY command stream (0x13): resize (type 0) or
 // exit status (type 1). It is a transport.Handler.
 func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload []byte) {
-	cmd, err := transport.DecodePTYCommand(payload)
+	cmd, err := wire.DecodePTYCommand(payload)
 	if err != nil {
-		_ = transport.WriteError(st, fmt.Sprintf("bad PTY command: %v", err))
+		_ = wire.WriteError(st, fmt.Sprintf("bad PTY command: %v", err))
 		return
 	}
 	switch cmd.Type {
-	case transport.PTYResize:
+	case wire.PTYResize:
 		err = s.resize(cmd.SID, cmd.Cols, cmd.Rows)
 		if err == nil {
-			_ = transport.WriteOK(st, nil)
+			_ = wire.WriteOK(st, nil)
 		}
-	case transport.PTYStatus:
+	case wire.PTYStatus:
 		var b []byte
 		b, err = s.status(cmd.SID)
 		if err == nil {
-			_ = transport.WriteOK(st, b)
+			_ = wire.WriteOK(st, b)
 		}
 	default:
 		err = fmt.Errorf("unknown PTY command type %d (this device knows 0 = resize and 1 = status)", int(cmd.Type))
 	}
 	if err != nil {
-		_ = transport.WriteError(st, err.Error())
+		_ = wire.WriteError(st, err.Error())
 	}
 }
 
@@ -364,7 +365,7 @@ func (s *Server) status(id string) ([]byte, error) {
 	s.mu.Lock()
 	rec, ok := s.exited[id]
 	s.mu.Unlock()
-	es := transport.ExitStatus{}
+	es := wire.ExitStatus{}
 	if ok {
 		es = rec.status
 	}

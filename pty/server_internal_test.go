@@ -7,15 +7,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestExitStatusesAreRememberedForAMinute(t *testing.T) {
 	s := NewServer(Config{Enabled: true}, nil)
 	defer s.Close()
-	s.recordExit("a", transport.ExitStatus{Exited: true, Code: 1})
-	s.recordExit("b", transport.ExitStatus{Exited: true, Code: 2})
+	s.recordExit("a", wire.ExitStatus{Exited: true, Code: 1})
+	s.recordExit("b", wire.ExitStatus{Exited: true, Code: 2})
 
 	b, err := s.status("a")
 	require.NoError(t, err)
@@ -39,7 +38,7 @@ func TestExitStatusMemoryIsBounded(t *testing.T) {
 	s := NewServer(Config{}, nil)
 	defer s.Close()
 	for i := range maxExited + 10 {
-		s.recordExit(fmt.Sprint(i), transport.ExitStatus{Exited: true})
+		s.recordExit(fmt.Sprint(i), wire.ExitStatus{Exited: true})
 	}
 	s.mu.Lock()
 	require.Len(t, s.exited, maxExited)
@@ -52,5 +51,5 @@ func TestExitStatusMemoryIsBounded(t *testing.T) {
 }
 
 func TestExitStatusOfSignals(t *testing.T) {
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 255}, exitStatus(nil))
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 255}, exitStatus(nil))
 }

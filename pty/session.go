@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // session is one PTY session: a child process on a pseudo-terminal. The
@@ -42,7 +43,7 @@ type session struct {
 }
 
 // start launches the child described by req on a new terminal.
-func (s *session) start(cfg Config, req transport.PTYCommand) error {
+func (s *session) start(cfg Config, req wire.PTYCommand) error {
 	acct, err := resolveAccount(cfg.User)
 	if err != nil {
 		return err
@@ -152,7 +153,7 @@ func (s *session) resize(cols, rows int) error {
 // ends, then tears it down: hang-up and reaping, exit status (handed to
 // onExit as soon as it is known), output drain, and the terminal closed.
 // It returns the exit status and why the session ended.
-func (s *session) run(ctx context.Context, st *transport.Stream, idle time.Duration, onExit func(transport.ExitStatus)) (transport.ExitStatus, string) {
+func (s *session) run(ctx context.Context, st *transport.Stream, idle time.Duration, onExit func(wire.ExitStatus)) (wire.ExitStatus, string) {
 	var last atomic.Int64 // time of the last byte either way, in Unix ns
 	touch := func() { last.Store(time.Now().UnixNano()) }
 	touch()
@@ -300,19 +301,19 @@ func (s *session) closeTerminal() {
 }
 
 // exitStatus converts a reaped child's state.
-func exitStatus(ps *os.ProcessState) transport.ExitStatus {
+func exitStatus(ps *os.ProcessState) wire.ExitStatus {
 	if ps == nil {
-		return transport.ExitStatus{Exited: true, Code: 255}
+		return wire.ExitStatus{Exited: true, Code: 255}
 	}
 	ws, ok := ps.Sys().(syscall.WaitStatus)
 	if ok && ws.Signaled() {
-		return transport.ExitStatus{Exited: true, Code: 128 + int(ws.Signal()), Signal: SignalName(ws.Signal())}
+		return wire.ExitStatus{Exited: true, Code: 128 + int(ws.Signal()), Signal: SignalName(ws.Signal())}
 	}
 	code := ps.ExitCode()
 	if code < 0 || code > 255 {
 		code = 255
 	}
-	return transport.ExitStatus{Exited: true, Code: code}
+	return wire.ExitStatus{Exited: true, Code: code}
 }
 
 // SignalName names a signal the way the exit-status extension reports it:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 var enabled = pty.Config{Enabled: true}
@@ -31,7 +32,7 @@ func TestSizeAndResize(t *testing.T) {
 	require.NoError(t, err)
 	expect(t, p, "30 100", &seen)
 	readAll(t, p)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 0}, r.exitStatus(t, p.ID))
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 0}, r.exitStatus(t, p.ID))
 }
 
 func TestResizeSendsSIGWINCH(t *testing.T) {
@@ -54,7 +55,7 @@ func TestExitCode(t *testing.T) {
 	p := r.shell(t, 80, 24, "echo bye; exit 7")
 	require.Contains(t, readAll(t, p), "bye")
 	es := r.exitStatus(t, p.ID)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 7}, es)
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 7}, es)
 	require.Equal(t, "exit code 7", es.String())
 }
 
@@ -63,7 +64,7 @@ func TestKilledChildReportsSignal(t *testing.T) {
 	p := r.shell(t, 80, 24, "kill -9 $$")
 	readAll(t, p)
 	es := r.exitStatus(t, p.ID)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 128 + 9, Signal: "KILL"}, es)
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 128 + 9, Signal: "KILL"}, es)
 }
 
 func TestStatusWhileRunning(t *testing.T) {
@@ -73,13 +74,13 @@ func TestStatusWhileRunning(t *testing.T) {
 	expect(t, p, "up", &seen)
 	es, err := r.cl.PTYStatus(ctxT(t), p.ID)
 	require.NoError(t, err)
-	require.Equal(t, transport.ExitStatus{}, es)
+	require.Equal(t, wire.ExitStatus{}, es)
 	require.Equal(t, "running", es.String())
 
 	_, err = p.Write([]byte("\n"))
 	require.NoError(t, err)
 	readAll(t, p)
-	require.Equal(t, transport.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
+	require.Equal(t, wire.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
 }
 
 func TestLoginShellEnvironment(t *testing.T) {
@@ -94,7 +95,7 @@ func TestLoginShellEnvironment(t *testing.T) {
 	self, err := user.Current() // the passwd entry, not the test's $HOME
 	require.NoError(t, err)
 	require.Regexp(t, regexp.MustCompile(`arg0=-\S+ T=vt100 S=\[\] P=`+regexp.QuoteMeta(self.HomeDir)), out)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 3}, r.exitStatus(t, p.ID))
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 3}, r.exitStatus(t, p.ID))
 }
 
 func TestEnvironmentIsBuiltExplicitly(t *testing.T) {
@@ -110,7 +111,7 @@ func TestEnvironmentIsBuiltExplicitly(t *testing.T) {
 		}
 	}
 	require.ElementsMatch(t, []string{"TERM", "HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG"}, names, "env printed %q", out)
-	require.Contains(t, out, "TERM="+transport.DefaultPTYTerm)
+	require.Contains(t, out, "TERM="+wire.DefaultPTYTerm)
 	require.Contains(t, out, "LANG=C.UTF-8")
 }
 
@@ -149,7 +150,7 @@ func TestSendEOFEndsInput(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, p.SendEOF())
 			require.Contains(t, readAll(t, p), strings.TrimSpace(tc.input))
-			require.Equal(t, transport.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
+			require.Equal(t, wire.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
 		})
 	}
 }
@@ -182,7 +183,7 @@ func TestHangupLeavesNothing(t *testing.T) {
 	require.True(t, os.IsNotExist(err), "the background job %d is still there", job)
 
 	es := r.exitStatus(t, p.ID)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 137, Signal: "KILL"}, es)
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 137, Signal: "KILL"}, es)
 }
 
 func TestHangupSendsSIGHUP(t *testing.T) {
@@ -194,7 +195,7 @@ func TestHangupSendsSIGHUP(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.CloseWrite())
 	require.Eventually(t, func() bool { return len(sessionProcs(t, pid)) == 0 }, patience, 20*time.Millisecond)
-	require.Equal(t, transport.ExitStatus{Exited: true, Code: 129, Signal: "HUP"}, r.exitStatus(t, p.ID))
+	require.Equal(t, wire.ExitStatus{Exited: true, Code: 129, Signal: "HUP"}, r.exitStatus(t, p.ID))
 }
 
 func TestNoLeakedFDs(t *testing.T) {
@@ -256,13 +257,13 @@ func TestBadCommand(t *testing.T) {
 		"zero size":     `{"sid":"x","type":0,"cols":0,"rows":0}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := r.cl.OpenStream(ctxT(t), transport.MsgPTYCommand, []byte(payload))
+			_, _, err := r.cl.OpenStream(ctxT(t), wire.MsgPTYCommand, []byte(payload))
 			remoteErr(t, err)
 		})
 	}
 	// The edge may refuse it first ("bad pty request"); either way the
 	// client is told the request is malformed.
-	_, _, err := r.cl.OpenStream(ctxT(t), transport.MsgPTY, []byte(`{"cols":"wide"}`))
+	_, _, err := r.cl.OpenStream(ctxT(t), wire.MsgPTY, []byte(`{"cols":"wide"}`))
 	require.Contains(t, strings.ToLower(remoteErr(t, err)), "bad pty request")
 }
 
@@ -300,7 +301,7 @@ func TestDisabledByDefault(t *testing.T) {
 	require.NoError(t, err)
 	expect(t, p, "33 99", &seen)
 	readAll(t, p)
-	require.Equal(t, transport.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
+	require.Equal(t, wire.ExitStatus{Exited: true}, r.exitStatus(t, p.ID))
 }
 
 func TestIdleTimeout(t *testing.T) {

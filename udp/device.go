@@ -13,8 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Device-side defaults.
@@ -253,11 +254,11 @@ func (h *DeviceHandler) untrack(t *tunnel) {
 func (h *DeviceHandler) refuse(st *transport.Stream, reason string) {
 	h.c.refused.Add(1)
 	h.log.Info("udp tunnel refused", "reason", reason)
-	_ = transport.WriteError(st, reason)
+	_ = wire.WriteError(st, reason)
 }
 
 // Handle serves one UDP tunnel stream; it is a transport.Handler for
-// transport.MsgUDP. It answers Error, before sending anything, for a
+// wire.MsgUDP. It answers Error, before sending anything, for a
 // malformed request, a target that Allow refuses, or a broadcast,
 // multicast or unspecified address; otherwise it binds the socket, answers
 // OK and relays datagrams until the stream ends, the tunnel idles out, ctx
@@ -315,7 +316,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 		return
 	}
 	defer h.untrack(t)
-	if err := transport.WriteOK(st, nil); err != nil {
+	if err := wire.WriteOK(st, nil); err != nil {
 		conn.Close()
 		h.log.Debug("udp tunnel: answer failed", "target", req.Target.String(), "err", err)
 		return

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 func TestAppendDecodeFrame(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
 
@@ -257,7 +258,7 @@ func TestReplyRatioOff(t *testing.T) {
 func TestListenerShowsDeviceCloseReason(t *testing.T) {
 	const remotePort = 5300
 	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) {
-		if err := transport.WriteOK(st, nil); err != nil {
+		if err := wire.WriteOK(st, nil); err != nil {
 			return
 		}
 		// Answer the peer's datagram, so that it went out before the

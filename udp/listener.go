@@ -14,8 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Client-side defaults.
@@ -358,7 +359,7 @@ func (l *Listener) removePeerLocked(p *peer) {
 func (l *Listener) runPeer(p *peer) {
 	defer l.wg.Done()
 	payload := strconv.Itoa(int(p.addr.Port())) + ":" + l.remote.String()
-	st, _, err := l.opener.OpenStream(l.ctx, transport.MsgUDP, []byte(payload))
+	st, _, err := l.opener.OpenStream(l.ctx, wire.MsgUDP, []byte(payload))
 	if err != nil {
 		l.openFailed(p, err)
 		return

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tetherhq/tether/internal/target"
+	"github.com/tetherhq/tether/transport/target"
 )
 
 // Request is the payload of a UDP tunnel stream (0x11):

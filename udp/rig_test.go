@@ -18,6 +18,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
 
@@ -146,7 +147,7 @@ func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	m := mock.New(t, opts)
 	dc := m.DeviceClientWithID(mock.DefaultDeviceID)
 	dev := udp.NewDeviceHandler(cfg, testLogger(t))
-	dc.Handle(transport.MsgUDP, dev.Handle)
+	dc.Handle(wire.MsgUDP, dev.Handle)
 	t.Cleanup(func() { dev.Close() })
 	cl := m.ClientFor(mock.DefaultDeviceID)
 	return &rig{client: cl, dev: dev}
@@ -171,7 +172,7 @@ func newRawRigWith(t testing.TB, h transport.Handler) *rig {
 	b := newBroker(t, pki.EdgeTLS())
 
 	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, nil)
-	dc.Handle(transport.MsgUDP, h)
+	dc.Handle(wire.MsgUDP, h)
 	require.NoError(t, dc.Start(context.Background()))
 	t.Cleanup(func() { dc.Close() })
 	// The device is ready once the broker holds its session: its Ready

@@ -19,8 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tetherhq/tether/internal/target"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
 
@@ -270,12 +271,12 @@ func TestRefusedTargets(t *testing.T) {
 			reached := 0
 			for _, tc := range cases {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(tc.payload))
+				st, _, err := r.client.OpenStream(ctx, wire.MsgUDP, []byte(tc.payload))
 				cancel()
 				if st != nil {
 					st.Close()
 				}
-				var re *transport.RemoteError
+				var re *wire.RemoteError
 				require.ErrorAs(t, err, &re, "%s: payload %q must be answered with an Error", tc.name, tc.payload)
 				if via.raw || !tc.malformed {
 					reached++
@@ -305,7 +306,7 @@ func rawTunnel(t *testing.T, r *rig, payload string) *transport.Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte(payload))
+	st, _, err := r.client.OpenStream(ctx, wire.MsgUDP, []byte(payload))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	return st
@@ -530,8 +531,8 @@ func TestDeviceCloseEndsTunnels(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, _, err = r.client.OpenStream(ctx, transport.MsgUDP, []byte("0:"+srv.addr()))
-	var re *transport.RemoteError
+	_, _, err = r.client.OpenStream(ctx, wire.MsgUDP, []byte("0:"+srv.addr()))
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Reason, "shutting down")
 }
@@ -600,7 +601,7 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 	var calls atomic.Int32
 	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) {
 		calls.Add(1)
-		if err := transport.WriteOK(st, nil); err != nil {
+		if err := wire.WriteOK(st, nil); err != nil {
 			return
 		}
 		var fr []byte
@@ -683,8 +684,8 @@ func TestSetConfig(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, _, err := r.client.OpenStream(ctx, transport.MsgUDP, []byte("0:"+srv.addr()))
-	var re *transport.RemoteError
+	_, _, err := r.client.OpenStream(ctx, wire.MsgUDP, []byte("0:"+srv.addr()))
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "udp is off on this device", re.Reason)
 

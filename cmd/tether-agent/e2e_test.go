@@ -20,6 +20,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestTunnelReachesEchoServerWithHalfClose(t *testing.T) {
@@ -293,7 +294,7 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 	})
 	t.Run("udp", func(t *testing.T) {
 		port := udpTarget.LocalAddr().(*net.UDPAddr).Port
-		st, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte(fmt.Sprintf("0:127.0.0.1:%d", port)))
+		st, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte(fmt.Sprintf("0:127.0.0.1:%d", port)))
 		require.NoError(t, err)
 		defer st.Close()
 		_, err = st.Write([]byte{byte(port >> 8), byte(port), 0, 4, 'p', 'i', 'n', 'g'})
@@ -305,7 +306,7 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 		require.Equal(t, "ping", string(buf[:n]))
 	})
 	t.Run("udp outside the allow list", func(t *testing.T) {
-		_, _, err := c.OpenStream(ctxT(t), transport.MsgUDP, []byte("0:127.0.0.1:1"))
+		_, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte("0:127.0.0.1:1"))
 		require.Equal(t, "refused by the device's allow list: udp 127.0.0.1:1 (allowed: "+allowUDP+
 			"); the device's owner can add a rule under allow.udp in the agent's config", reasonOf(t, err))
 	})

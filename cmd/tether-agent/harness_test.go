@@ -23,6 +23,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // binDir holds tether-edge and tether-agent, built once for the package
@@ -207,7 +208,7 @@ func ctxT(t testing.TB) context.Context {
 
 func reasonOf(t testing.TB, err error) string {
 	t.Helper()
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re, "want an Error answer from the device; got %v", err)
 	return re.Reason
 }

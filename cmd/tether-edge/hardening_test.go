@@ -24,6 +24,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // edgeSetup is a PKI and an edge.yaml in its directory, with clients ops
@@ -93,19 +94,19 @@ func (s *edgeSetup) device(t *testing.T, addr, id string, ptys chan<- string) {
 	t.Helper()
 	dc := transport.NewDeviceClient("https://"+addr+"/device", s.pki.DeviceTLS(s.pki.Device(id)), nil, nil)
 	dc.BackoffInitial, dc.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
-	dc.Handle(transport.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", string(p))
 		if err != nil {
-			_ = transport.WriteError(st, err.Error())
+			_ = wire.WriteError(st, err.Error())
 			return
 		}
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 		_, _, _ = transport.Splice(ctx, st, c, nil)
 	})
-	dc.Handle(transport.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dc.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
 		ptys <- string(p)
-		_ = transport.WriteOK(st, nil)
+		_ = wire.WriteOK(st, nil)
 	})
 	if err := dc.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -238,11 +239,11 @@ func TestStuckAuditPipeDoesNotFreezeTheEdge(t *testing.T) {
 		t.Errorf("dial with a bad token: got %v; want a 401 refusal", err)
 	}
 	// A shell fails closed and never reaches the device.
-	payload, _ := transport.PTYCommand{Cols: 80, Rows: 24, Command: "uptime"}.Encode()
+	payload, _ := wire.PTYCommand{Cols: 80, Rows: 24, Command: "uptime"}.Encode()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	_, _, err = c.OpenStream(ctx, transport.MsgPTY, payload)
+	_, _, err = c.OpenStream(ctx, wire.MsgPTY, payload)
 	cancel()
-	var re *transport.RemoteError
+	var re *wire.RemoteError
 	if !errors.As(err, &re) || !strings.HasPrefix(re.Reason, "audit log unavailable: ") {
 		t.Errorf("PTY open with the audit pipe stuck: got %v; want an Error starting \"audit log unavailable: \"", err)
 	}
