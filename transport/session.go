@@ -145,7 +145,8 @@ func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // CloseWrite: after CloseWrite the peer reads EOF once it has read every byte
 // written before, and this side goes on reading the peer's bytes to the last.
 type Stream struct {
-	*smux.Stream
+	st      *smux.Stream
+	id      uint32
 	conn    *frameConn
 	recv    *recvState // nil when the session is already gone
 	wclosed atomic.Bool
@@ -155,7 +156,7 @@ type Stream struct {
 var _ net.Conn = (*Stream)(nil)
 
 func newStream(st *smux.Stream, c *frameConn) *Stream {
-	s := &Stream{Stream: st, conn: c}
+	s := &Stream{st: st, id: st.ID(), conn: c}
 	s.recv = c.pol.bind(st.ID(), s.onViolation, s.onReset)
 	return s
 }
@@ -166,7 +167,7 @@ func (s *Stream) onViolation() { go s.Abort() }
 
 // onReset wakes a writer blocked on the window after the peer's reset: the
 // peer will never open it again. Non-blocking.
-func (s *Stream) onReset() { _ = s.Stream.SetWriteDeadline(time.Unix(1, 0)) }
+func (s *Stream) onReset() { _ = s.st.SetWriteDeadline(time.Unix(1, 0)) }
 
 // Read reads the peer's bytes. It returns io.EOF after the peer's
 // CloseWrite or Close, once every byte before it has been read;
@@ -178,7 +179,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if err := s.violation(); err != nil {
 		return 0, err
 	}
-	n, err := s.Stream.Read(p)
+	n, err := s.st.Read(p)
 	if n > 0 && s.recv != nil {
 		s.recv.app.Add(uint32(n))
 	}
@@ -206,7 +207,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	cw := &consumeWriter{w: w, recv: s.recv}
 	var total int64
 	for {
-		n, err := s.Stream.WriteTo(cw)
+		n, err := s.st.WriteTo(cw)
 		total += n
 		if err != nil && cw.err == nil && s.conn.isWriteErr(err) {
 			// A window update failed after a buffer was delivered; go on
@@ -277,7 +278,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.recv != nil && s.recv.reset.Load() {
 		return 0, ErrStreamReset
 	}
-	n, err := s.Stream.Write(p)
+	n, err := s.st.Write(p)
 	s.written.Add(int64(n))
 	return n, s.mapErr(err)
 }
@@ -315,7 +316,7 @@ func (s *Stream) CloseWrite() error {
 	if s.wclosed.Swap(true) {
 		return nil
 	}
-	return s.conn.sendEnd(smuxCmdFIN, s.ID())
+	return s.conn.sendEnd(smuxCmdFIN, s.id)
 }
 
 // Abort ends the stream in error and closes it. A peer that supports
@@ -324,7 +325,7 @@ func (s *Stream) CloseWrite() error {
 // see the stream end as after Close, since qbee-v1 has no reset.
 func (s *Stream) Abort() error {
 	if s.conn.peer.reset && (s.recv == nil || !s.recv.reset.Load()) {
-		_ = s.conn.sendEnd(cmdRST, s.ID())
+		_ = s.conn.sendEnd(cmdRST, s.id)
 	}
 	return s.Close()
 }
@@ -335,8 +336,8 @@ func (s *Stream) Abort() error {
 // supports one.
 func (s *Stream) Close() error {
 	s.wclosed.Store(true)
-	err := s.Stream.Close()
-	s.conn.forget(s.ID())
+	err := s.st.Close()
+	s.conn.forget(s.id)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil
 	}
@@ -348,6 +349,32 @@ func (s *Stream) Close() error {
 func (s *Stream) finished() bool {
 	return s.wclosed.Load() && s.recv != nil && s.recv.fin.Load()
 }
+
+// ID returns the stream's smux ID: odd for streams the dialer opened, even
+// for the edge's. It names the stream in logs and on the wire.
+func (s *Stream) ID() uint32 { return s.id }
+
+// SetDeadline sets the read and write deadlines, as net.Conn does.
+func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn does: a Read past it
+// fails with an error wrapping os.ErrDeadlineExceeded.
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn does. It also
+// bounds a Write already blocked on the peer's window.
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+
+// LocalAddr returns this side's address of the session's connection: every
+// stream of a session shares it.
+func (s *Stream) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// RemoteAddr returns the address of the session's peer as this side sees
+// it: the edge for a client or device, the client's or device's (or the
+// address of a proxy in front of the edge) for the edge. It is not the
+// address of the target the stream reaches; every stream of a session
+// shares it.
+func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
 // connContext is done when the session's connection is gone.
 func (s *Stream) connContext() context.Context { return s.conn.ctx }

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
-	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/udp"
 )
@@ -101,7 +101,7 @@ Flags:
 }
 
 func (c *checker) run(path string, now time.Time) {
-	cfg, err := device.LoadConfig(path)
+	cfg, err := agent.LoadConfig(path)
 	if err != nil {
 		c.fail(checkConfig, "config %s: %v", path, err)
 		return
@@ -152,7 +152,7 @@ func (c *checker) run(path string, now time.Time) {
 }
 
 // checkPrograms checks that the PTY shell and the reload command can run.
-func (c *checker) checkPrograms(cfg *device.Config) {
+func (c *checker) checkPrograms(cfg *agent.Config) {
 	if cfg.PTY.Enabled && cfg.PTY.Shell != "" {
 		if info, err := os.Stat(cfg.PTY.Shell); err != nil || info.IsDir() || info.Mode().Perm()&0o111 == 0 {
 			c.fail(checkConfig, "pty.shell %s is not an executable file; install it or change pty.shell", cfg.PTY.Shell)
@@ -169,7 +169,7 @@ func (c *checker) checkPrograms(cfg *device.Config) {
 	}
 }
 
-func (c *checker) checkCert(cfg *device.Config, cert *x509.Certificate, key crypto.Signer, haveKey bool, caCerts []*x509.Certificate, now time.Time) {
+func (c *checker) checkCert(cfg *agent.Config, cert *x509.Certificate, key crypto.Signer, haveKey bool, caCerts []*x509.Certificate, now time.Time) {
 	if haveKey {
 		if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(key.Public()) {
 			c.ok("device key %s matches the certificate %s", cfg.Key, cfg.Cert)
@@ -220,7 +220,7 @@ func signedByAny(c *x509.Certificate, cas []*x509.Certificate) bool {
 }
 
 // connect makes one connection to the edge and explains a failure.
-func (c *checker) connect(cfg *device.Config) {
+func (c *checker) connect(cfg *agent.Config) {
 	tc, err := deviceTLS(cfg, nil)
 	if err != nil {
 		c.fail(checkCertFile, "%v", err)
@@ -243,7 +243,7 @@ func (c *checker) connect(cfg *device.Config) {
 }
 
 // explainDial turns a Dial error into an exit code and plain words.
-func explainDial(cfg *device.Config, err error) (int, string) {
+func explainDial(cfg *agent.Config, err error) (int, string) {
 	var (
 		unknownCA   x509.UnknownAuthorityError
 		hostErr     x509.HostnameError
@@ -364,7 +364,7 @@ func roughly(d time.Duration) string {
 
 // udpSettings describes the effective UDP tunnel settings, defaults filled
 // in.
-func udpSettings(u device.UDPConfig) string {
+func udpSettings(u agent.UDPConfig) string {
 	idle := cmp.Or(u.IdleTimeout, udp.DefaultIdleTimeout)
 	rate := "no cap on datagrams to the target"
 	if pps := cmp.Or(u.MaxPacketsPerSecond, udp.DefaultMaxPacketsPerSecond); pps > 0 {

@@ -57,9 +57,9 @@ func (o *ptyOutput) String() string {
 // startAgentVia runs the built agent through /bin/sh -c script, which ends
 // with `exec "$0" "$@"`, so that the agent inherits what the script set up
 // (signal dispositions, open descriptors).
-func (w *world) startAgentVia(id, extra, script string) *agent {
+func (w *world) startAgentVia(id, extra, script string) *agentProc {
 	w.t.Helper()
-	a := &agent{id: id, path: w.writeAgentConfig(id, extra)}
+	a := &agentProc{id: id, path: w.writeAgentConfig(id, extra)}
 	o := testutil.Options{KillAtCleanup: true}
 	a.proc = testutil.StartWith(w.t, o, "/bin/sh", "-c", script+`; exec "$0" "$@"`,
 		bin("tether-agent"), "--config", a.path, "--log-level", "debug")

@@ -276,7 +276,7 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 	require.NoError(t, err)
 	defer udpTarget.Close()
 	allowUDP := udpTarget.LocalAddr().String()
-	a := &agent{id: "dev-1", path: w.writeAgentConfig("dev-1", fmt.Sprintf("pty: {enabled: true, shell: /bin/sh}\nallow: {udp: [%q]}\n", allowUDP))}
+	a := &agentProc{id: "dev-1", path: w.writeAgentConfig("dev-1", fmt.Sprintf("pty: {enabled: true, shell: /bin/sh}\nallow: {udp: [%q]}\n", allowUDP))}
 	a.proc = start(t, "tether-agent", "--config", a.path, "--log-format", "json")
 	w.waitConnected("dev-1")
 	c := w.client("dev-1")

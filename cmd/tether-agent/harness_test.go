@@ -158,8 +158,8 @@ func (w *world) waitConnected(id string) {
 	require.Eventually(w.t, func() bool { return w.connected(id) }, 60*time.Second, 50*time.Millisecond, "device %s did not connect", id)
 }
 
-// agent is a device: its certificate, config file and process.
-type agent struct {
+// agentProc is a device: its certificate, config file and process.
+type agentProc struct {
 	id, path string
 	proc     *testutil.Proc
 }
@@ -181,9 +181,9 @@ func (w *world) writeAgentConfig(id, extra string) string {
 	return path
 }
 
-func (w *world) addAgent(id, extra string) *agent {
+func (w *world) addAgent(id, extra string) *agentProc {
 	w.t.Helper()
-	a := &agent{id: id, path: w.writeAgentConfig(id, extra)}
+	a := &agentProc{id: id, path: w.writeAgentConfig(id, extra)}
 	a.proc = start(w.t, "tether-agent", "--config", a.path, "--log-level", "debug")
 	w.waitConnected(id)
 	return a

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/internal/inherit"
 	"github.com/tetherhq/tether/internal/version"
 )
@@ -94,7 +94,7 @@ Flags:
 		logger.Debug("inherited descriptors marked close-on-exec", "count", n)
 	}
 
-	cfg, err := device.LoadConfig(*configPath)
+	cfg, err := agent.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %s: %v\nRun \"tether-agent check --config %s\" for a step-by-step diagnosis.\n", *configPath, err, *configPath)
 		return exitUsage
@@ -112,8 +112,8 @@ Flags:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	agent := &device.Agent{ConfigPath: *configPath, Config: cfg, TLSConfig: tlsConf, Logger: logger}
-	if err := agent.Start(ctx); err != nil {
+	ag := &agent.Agent{ConfigPath: *configPath, Config: cfg, TLSConfig: tlsConf, Logger: logger}
+	if err := ag.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return exitUsage
 	}
@@ -123,14 +123,14 @@ Flags:
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				logger.Info("SIGHUP: reloading the config")
-				agent.TriggerReload()
+				ag.TriggerReload()
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String())
-			_ = agent.Close()
+			_ = ag.Close()
 			return exitOK
-		case <-agent.Done():
-			_ = agent.Close()
+		case <-ag.Done():
+			_ = ag.Close()
 			logger.Error("agent stopped unexpectedly")
 			return exitFailed
 		}

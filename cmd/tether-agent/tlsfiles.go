@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
-	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/device/agent"
 )
 
 // deviceTLS builds the agent's TLS configuration from the files the config
@@ -17,7 +17,7 @@ import (
 // at a handshake after either file changed, so a renewed certificate is used
 // from the next reconnect on without a restart. A renewal that does not load
 // keeps the previous certificate and is logged.
-func deviceTLS(cfg *device.Config, log *slog.Logger) (*tls.Config, error) {
+func deviceTLS(cfg *agent.Config, log *slog.Logger) (*tls.Config, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
-	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/device/agent"
 )
 
 // TestCertFilesFollowRenewal replaces the certificate files and checks
@@ -63,9 +63,9 @@ func bump(t *testing.T, crt, key string, by time.Duration) {
 	require.NoError(t, os.Chtimes(key, at, at))
 }
 
-func mustConfig(t *testing.T, pki *certstest.PKI, crt, key string) *device.Config {
+func mustConfig(t *testing.T, pki *certstest.PKI, crt, key string) *agent.Config {
 	t.Helper()
-	cfg, err := device.ParseConfig([]byte("edge: https://127.0.0.1:1/device\ncert: "+crt+"\nkey: "+key+"\nca: "+pki.CAFile+"\n"), "")
+	cfg, err := agent.ParseConfig([]byte("edge: https://127.0.0.1:1/device\ncert: "+crt+"\nkey: "+key+"\nca: "+pki.CAFile+"\n"), "")
 	require.NoError(t, err)
 	return cfg
 }

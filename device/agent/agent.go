@@ -13,7 +13,7 @@
 // The package reads the YAML configuration file but no TLS file: the caller
 // (cmd/tether-agent) builds the tls.Config, opens no listener and catches
 // the signals.
-package device
+package agent
 
 import (
 	"context"
@@ -32,7 +32,7 @@ import (
 // Agent is the device agent. Set ConfigPath (or Config) and TLSConfig, then
 // call Start; Close stops it. An Agent runs once.
 //
-//	a := &device.Agent{ConfigPath: "/etc/tether/agent.yaml", TLSConfig: tc, Logger: log}
+//	a := &agent.Agent{ConfigPath: "/etc/tether/agent.yaml", TLSConfig: tc, Logger: log}
 //	if err := a.Start(ctx); err != nil { ... }
 //	defer a.Close()
 //
