@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/pty"
 	terminal "github.com/tetherhq/tether/pty/term"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -69,7 +71,7 @@ ssh does.`,
 // terminal's end-of-input character rather than a half-close, which would
 // hang the session up before its output is read.
 type ptyInput struct {
-	*transport.PTYSession
+	*pty.Session
 }
 
 func (p ptyInput) CloseWrite() error { return p.SendEOF() }
@@ -88,7 +90,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 	}
 
 	inFD, interactive := terminalFD(o.g.io.In)
-	req := transport.PTYRequest{Command: o.command, Args: o.args, Term: term}
+	req := pty.Request{Command: o.command, Args: o.args, Term: term}
 	if interactive {
 		if cols, rows, err := terminal.Size(inFD); err == nil {
 			req.Cols, req.Rows = cols, rows
@@ -100,7 +102,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	sess, err := cl.OpenPTY(ctx, req)
+	sess, err := pty.Open(ctx, cl, req)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 			}()
 			rctx, cancel := context.WithTimeout(ctx, transport.DefaultOpenTimeout)
 			defer cancel()
-			if err := cl.ResizePTY(rctx, sess.ID, cols, rows); err != nil {
+			if err := sess.Resize(rctx, cols, rows); err != nil {
 				conn.log.Debug("resize failed", "err", err)
 			}
 		})
@@ -169,9 +171,9 @@ func (o *shellOptions) run(ctx context.Context) error {
 
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	st, err := cl.PTYExitStatus(sctx, sess.ID)
+	st, err := sess.ExitStatus(sctx)
 	switch {
-	case errors.Is(err, transport.ErrExitStatusUnsupported):
+	case errors.Is(err, pty.ErrExitStatusUnsupported):
 		o.g.notice("the device does not report exit codes (its agent is older); exiting 0")
 		return nil
 	case err != nil:
@@ -188,7 +190,7 @@ func (o *shellOptions) run(ctx context.Context) error {
 
 // lost reports whether cl's session to the edge broke. Done reports a
 // broken connection at once; allow it a moment to race the stream's end.
-func lost(cl *transport.Client) bool {
+func lost(cl *client.Client) bool {
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
 	select {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -81,16 +82,23 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r := newRedialer(ctx, conn, cl, o.g.notice)
+	r, err := conn.redial(ctx, cl, o.g.notice)
+	if err != nil {
+		cl.Close()
+		return err
+	}
 	defer r.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fwds := make([]*transport.Forward, len(lns))
+	fwds := make([]*tcp.Forward, len(lns))
 	stopped := make(chan int, len(lns))
 	for i, ln := range lns {
 		op := &reportingOpener{Opener: r, g: o.g, what: fmt.Sprintf("%s -> %s %s", ln.Addr(), o.device, o.specs[i].Remote)}
-		fwds[i] = transport.NewForward(ctx, ln, op, o.specs[i].Remote, o.g.debugLogger())
+		fwds[i] = &tcp.Forward{Listener: ln, Opener: op, Remote: o.specs[i].Remote, Logger: o.g.debugLogger()}
+		if err := fwds[i].Start(ctx); err != nil {
+			return err
+		}
 		go func() {
 			<-fwds[i].Done()
 			stopped <- i

@@ -61,7 +61,11 @@ func (o *udpOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r := newRedialer(ctx, conn, cl, o.g.notice)
+	r, err := conn.redial(ctx, cl, o.g.notice)
+	if err != nil {
+		cl.Close()
+		return err
+	}
 	defer r.Close()
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -19,8 +19,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -97,11 +101,11 @@ func rawTLSThroughput(tb testing.TB, s *system, n int64) float64 {
 	return float64(n) / el.Seconds() / 1e6
 }
 
-func (s *system) dialClient(tb testing.TB, id string) *transport.Client {
+func (s *system) dialClient(tb testing.TB, id string) *client.Client {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := transport.DialClient(ctx, "https://"+s.addr, id, s.token, s.pki.ClientTLS(), nil)
+	c, err := (&client.Dialer{Edge: "https://" + s.addr, Token: s.token, TLSConfig: s.pki.ClientTLS(), Config: nil}).Dial(ctx, id)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { c.Close() })
 	return c
@@ -109,12 +113,12 @@ func (s *system) dialClient(tb testing.TB, id string) *transport.Client {
 
 // tunnelThroughput pushes n bytes on each of k concurrent streams through
 // the full path and returns the aggregate MB/s.
-func tunnelThroughput(tb testing.TB, c *transport.Client, sink string, k int, n int64) float64 {
+func tunnelThroughput(tb testing.TB, c *client.Client, sink string, k int, n int64) float64 {
 	tb.Helper()
 	ctx := context.Background()
 	conns := make([]net.Conn, k)
 	for i := range conns {
-		st, err := c.DialTCP(ctx, sink)
+		st, err := tcp.Dial(ctx, c, sink)
 		require.NoError(tb, err)
 		conns[i] = st
 	}
@@ -210,7 +214,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 		return out
 	}
-	full := measure(func() (net.Conn, error) { return c.DialTCP(context.Background(), echo) })
+	full := measure(func() (net.Conn, error) { return tcp.Dial(context.Background(), c, echo) })
 	direct := directSession(b, s)
 	base := measure(func() (net.Conn, error) {
 		st, _, err := direct.OpenStream(context.Background(), wire.MsgTCP, []byte(echo))
@@ -226,7 +230,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 
 // directSession is a client session straight to an in-process responder
 // that answers OK and echoes, over TLS on loopback: no edge in between.
-func directSession(tb testing.TB, s *system) *transport.Client {
+func directSession(tb testing.TB, s *system) *client.Client {
 	tb.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", certs.EdgeTLSConfig(s.pki.Edge.TLSCertificate()))
 	require.NoError(tb, err)
@@ -241,7 +245,7 @@ func directSession(tb testing.TB, s *system) *transport.Client {
 			defer wg.Done()
 			defer sess.Close()
 			for {
-				st, err := sess.AcceptStream()
+				st, err := sess.Accept()
 				if err != nil {
 					return
 				}
@@ -263,7 +267,7 @@ func directSession(tb testing.TB, s *system) *transport.Client {
 	defer cancel()
 	sess, err := transport.Dial(ctx, "https://"+ln.Addr().String()+"/direct", "", s.pki.ClientTLS(), nil)
 	require.NoError(tb, err)
-	c := transport.NewClient(sess, nil)
+	c := client.New(sess)
 	tb.Cleanup(func() {
 		c.Close()
 		srv.Close()
@@ -295,7 +299,7 @@ func BenchmarkFairness(b *testing.B) {
 	var wg sync.WaitGroup
 	var conns []net.Conn
 	for i := 0; i < stalled; i++ {
-		st, err := c.DialTCP(context.Background(), pit)
+		st, err := tcp.Dial(context.Background(), c, pit)
 		require.NoError(b, err)
 		conns = append(conns, st)
 		wg.Add(1)
@@ -361,7 +365,7 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 	}
 	before := mem()
 
-	var clients []*transport.DeviceClient
+	var clients []*device.Client
 	defer func() {
 		for _, dc := range clients {
 			dc.Close()
@@ -370,7 +374,7 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 	for i := 0; i < devices; i++ {
 		id := fmt.Sprintf("idle-%04d", i)
 		kp := s.pki.Device(id)
-		dc := transport.NewDeviceClient("https://"+s.addr+"/device", s.pki.DeviceTLS(kp), nil, nil)
+		dc := &device.Client{URL: "https://" + s.addr + "/device", TLSConfig: s.pki.DeviceTLS(kp), Config: nil, Logger: nil}
 		dc.Handle(wire.MsgTCP, benchTCPHandler)
 		require.NoError(b, dc.Start(context.Background()))
 		clients = append(clients, dc)
@@ -397,7 +401,7 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 	echo := lineEcho(b)
 	for i := 0; i < devices; i++ {
 		c := s.dialClient(b, fmt.Sprintf("idle-%04d", i))
-		conn, err := c.DialTCP(context.Background(), echo)
+		conn, err := tcp.Dial(context.Background(), c, echo)
 		require.NoError(b, err)
 		msg := make([]byte, 4096)
 		_, err = conn.Write(msg)
@@ -416,14 +420,15 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 
 // benchTCPHandler is the device side of the in-process devices: dial and
 // splice, as the agent does.
-func benchTCPHandler(ctx context.Context, st *transport.Stream, payload []byte) {
+func benchTCPHandler(ctx context.Context, st *transport.Stream, payload []byte) error {
 	c, err := net.DialTimeout("tcp", string(payload), 5*time.Second)
 	if err != nil {
 		wire.WriteError(st, err.Error())
-		return
+		return nil
 	}
 	wire.WriteOK(st, nil)
 	transport.Splice(context.Background(), st, c, nil)
+	return nil
 }
 
 func BenchmarkLongLink(b *testing.B) {
@@ -452,7 +457,7 @@ func BenchmarkShellKeystroke(b *testing.B) {
 	// The terminal echoes every key at once and cat swallows it, so a key's
 	// round trip is the tunnel's both ways plus the device's tty, and the
 	// only bytes coming back are the echoes.
-	sess, err := c.OpenPTY(ctx, transport.PTYRequest{Cols: 80, Rows: 24,
+	sess, err := pty.Open(ctx, c, pty.Request{Cols: 80, Rows: 24,
 		Command: "/bin/sh", Args: []string{"-c", "stty -icanon; exec cat >/dev/null"}})
 	require.NoError(b, err)
 	defer sess.Close()
@@ -501,7 +506,7 @@ func BenchmarkEdgeMemoryPerStream(b *testing.B) {
 	}()
 	one := make([]byte, 1)
 	for i := 0; i < streams; i++ {
-		conn, err := c.DialTCP(context.Background(), echo)
+		conn, err := tcp.Dial(context.Background(), c, echo)
 		require.NoError(b, err)
 		// One byte each way: the stream is spliced and has carried data.
 		_, err = conn.Write([]byte{'x'})

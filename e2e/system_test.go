@@ -95,16 +95,16 @@ func (s *system) waitHealthy() {
 	require.Eventually(s.t, func() bool { return testutil.Healthy(hc, "https://"+s.addr) }, 30*time.Second, 50*time.Millisecond, "edge did not become healthy:\n%s", s.edge.Output())
 }
 
-// device is a device as the edge's API lists it.
-type device struct {
+// listedDevice is a device as the edge's API lists it.
+type listedDevice struct {
 	ID             string `json:"id"`
 	ConnectedSince string `json:"connected_since"`
 	RemoteAddr     string `json:"remote_addr"`
 	Streams        int    `json:"streams"`
 }
 
-func (s *system) devices() ([]device, error) {
-	var out []device
+func (s *system) devices() ([]listedDevice, error) {
+	var out []listedDevice
 	err := testutil.GetJSON(s.httpClient(), "https://"+s.addr+"/api/devices", s.token, &out)
 	return out, err
 }

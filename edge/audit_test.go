@@ -91,12 +91,16 @@ func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 	m := newEdge(t, mock.Options{Auditor: a, Metrics: metrics, Limits: edge.Limits{AuditTimeout: time.Second}})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(wire.MsgTCP, tcpHandler)
-	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
+	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) error {
+		_ = wire.WriteOK(st, nil)
+		return nil
+	})
 	ptys := make(chan wire.PTYCommand, 10)
-	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		c, _ := wire.DecodePTYCommand(p)
 		ptys <- c
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
 	echo := lineEcho(t)
 	c := m.ClientFor("d-1")
@@ -178,9 +182,10 @@ func TestPTYCommandIsAudited(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	reached := make(chan string, 10)
-	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		reached <- string(p)
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
 	c := m.ClientFor("d-1")
 	for _, tt := range []struct {

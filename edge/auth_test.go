@@ -200,7 +200,7 @@ func TestRevocationByReloadCutsLiveSessionAndNextConnection(t *testing.T) {
 	m.Server().Reload(testPolicy(t), edge.Revocations{certs.SerialHex(kp.Cert): {}})
 	ended := make(chan error, 1)
 	go func() {
-		_, err := sess2.AcceptStream() // fails once the edge closed the connection
+		_, err := sess2.Accept() // fails once the edge closed the connection
 		ended <- err
 	}()
 	select {
@@ -256,7 +256,7 @@ func TestSessionEndsWhenTheCertificateExpires(t *testing.T) {
 	require.NoError(t, err)
 	defer sess.Close()
 	ended := make(chan error, 1)
-	go func() { _, err := sess.AcceptStream(); ended <- err }()
+	go func() { _, err := sess.Accept(); ended <- err }()
 	select {
 	case err := <-ended:
 		require.Error(t, err)

@@ -19,9 +19,11 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -208,7 +210,10 @@ func pct(d []time.Duration, p float64) float64 {
 // session to the device, and reports p50/p99 of both.
 func BenchmarkStreamOpenLatency(b *testing.B) {
 	const n = 2000
-	ok := func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) }
+	ok := func(ctx context.Context, st *transport.Stream, p []byte) error {
+		_ = wire.WriteOK(st, nil)
+		return nil
+	}
 
 	m := mock.New(b, mock.Options{Logger: slog.New(slog.DiscardHandler)})
 	dev := m.DeviceClientWithID("bench")
@@ -231,7 +236,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	})}
 	go hs.ServeTLS(ln, "", "")
 	defer hs.Close()
-	rawDev := transport.NewDeviceClient("https://"+ln.Addr().String()+"/device", pki.DeviceTLS(pki.Device("raw")), nil, nil)
+	rawDev := &device.Client{URL: "https://" + ln.Addr().String() + "/device", TLSConfig: pki.DeviceTLS(pki.Device("raw")), Config: nil, Logger: nil}
 	rawDev.Handle(wire.MsgReload, ok)
 	if err := rawDev.Start(context.Background()); err != nil {
 		b.Fatal(err)
@@ -239,7 +244,7 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	defer rawDev.Close()
 	s := <-rawSess
 	defer s.Close()
-	raw := transport.NewClient(s, nil)
+	raw := client.New(s)
 
 	openLatency(b, viaEdge, 200) // warm up
 	openLatency(b, raw, 200)

@@ -299,7 +299,7 @@ func (s *Server) runClient(cs *clientSession) {
 	defer idle.Stop()
 	var wg sync.WaitGroup
 	for {
-		st, err := cs.sess.AcceptStream()
+		st, err := cs.sess.Accept()
 		if err != nil {
 			break
 		}
@@ -490,7 +490,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		return
 	}
 
-	ds, err := dev.sess.OpenStream()
+	ds, err := dev.sess.Open()
 	if err != nil {
 		deny("device_error", fmt.Sprintf("cannot open a stream to device %s: %v", cs.device, err))
 		return

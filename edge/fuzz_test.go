@@ -44,14 +44,17 @@ func FuzzOpeningMessage(f *testing.F) {
 	// f.Log may not be called while the fuzz target runs: discard logs.
 	m := newEdge(f, mock.Options{Limits: openTimeoutForFuzz, Logger: slog.New(slog.DiscardHandler)})
 	dev := m.DeviceClientWithID("d-1")
-	answer := func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteError(st, "fuzz device") }
+	answer := func(ctx context.Context, st *transport.Stream, p []byte) error {
+		_ = wire.WriteError(st, "fuzz device")
+		return nil
+	}
 	for _, t := range []wire.MsgType{wire.MsgTCP, wire.MsgUDP, wire.MsgPTY, wire.MsgPTYCommand, wire.MsgReload, wire.MsgFileTransfer} {
 		dev.Handle(t, answer)
 	}
 	c := m.ClientFor("d-1")
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := c.Session().OpenStream()
+		st, err := c.Session().Open()
 		if err != nil {
 			t.Fatalf("open stream: %v", err)
 		}

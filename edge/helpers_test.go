@@ -17,7 +17,9 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -56,16 +58,16 @@ func testPolicy(t testing.TB) *edge.StaticPolicy {
 
 // clientWithToken dials a client session to device id with token; it is
 // closed at the end of the test.
-func clientWithToken(t testing.TB, m *mock.EdgeMock, id, token string) *transport.Client {
+func clientWithToken(t testing.TB, m *mock.EdgeMock, id, token string) *client.Client {
 	t.Helper()
-	c, err := transport.DialClient(ctxT(t), m.URL(), id, token, m.ClientTLS(), nil)
+	c, err := (&client.Dialer{Edge: m.URL(), Token: token, TLSConfig: m.ClientTLS(), Config: nil}).Dial(ctxT(t), id)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // closed reports whether c's session ended within 20 seconds.
-func closed(c *transport.Client) bool {
+func closed(c *client.Client) bool {
 	select {
 	case <-c.Done():
 		return true
@@ -93,22 +95,23 @@ func ctxT(t testing.TB) context.Context {
 }
 
 // tcpHandler is the device side of a TCP tunnel: dial and splice.
-func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
+func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", string(payload))
 	if err != nil {
 		_ = wire.WriteError(st, err.Error())
-		return
+		return nil
 	}
 	_ = wire.WriteOK(st, nil)
 	_, _, _ = transport.Splice(ctx, st, c, nil)
+	return nil
 }
 
 // roundTrip sends msg through a TCP tunnel to an echo server and returns
 // what comes back.
-func roundTrip(t testing.TB, c *transport.Client, addr, msg string) (string, error) {
+func roundTrip(t testing.TB, c *client.Client, addr, msg string) (string, error) {
 	t.Helper()
-	conn, err := c.DialTCP(ctxT(t), addr)
+	conn, err := tcp.Dial(ctxT(t), c, addr)
 	if err != nil {
 		return "", err
 	}

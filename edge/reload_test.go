@@ -16,6 +16,7 @@ import (
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -102,7 +103,10 @@ func TestReloadClosesStreamsThePolicyNoLongerAllows(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(wire.MsgTCP, tcpHandler)
-	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) error {
+		_ = wire.WriteOK(st, nil)
+		return nil
+	})
 	kept, cut := lineEcho(t), lineEcho(t)
 	c := m.ClientFor("d-1")
 	say := func(conn io.ReadWriter, r *bufio.Reader, s string) error {
@@ -116,7 +120,7 @@ func TestReloadClosesStreamsThePolicyNoLongerAllows(t *testing.T) {
 		return err
 	}
 	dial := func(addr string) (*transport.Stream, *bufio.Reader) {
-		conn, err := c.DialTCP(ctxT(t), addr)
+		conn, err := tcp.Dial(ctxT(t), c, addr)
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))

@@ -430,7 +430,7 @@ func (s *Server) runDevice(d *Device) {
 	// fills) and close each one.
 	refused := 0
 	for {
-		st, err := d.sess.AcceptStream()
+		st, err := d.sess.Accept()
 		if err != nil {
 			break
 		}
@@ -524,7 +524,7 @@ func (s *Server) sendGoAways() {
 func (s *Server) goAway(d *Device) error {
 	d.streams.Add(1)
 	defer d.streams.Add(-1)
-	st, err := d.sess.OpenStream()
+	st, err := d.sess.Open()
 	if err != nil {
 		return err
 	}

@@ -16,10 +16,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -50,9 +53,10 @@ func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
 	m := newEdge(t, mock.Options{Token: limitedToken})
 	dev := m.DeviceClientWithID("d-1")
 	reached := make(chan string, 10)
-	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		reached <- string(p)
 		_ = wire.WriteError(st, "test handler")
+		return nil
 	})
 	c := m.ClientFor("d-1")
 
@@ -101,13 +105,15 @@ func TestTargetIsCanonicalizedBeforePolicyAndDevice(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
 	got := make(chan string, 10)
-	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		got <- "tcp " + string(p)
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
-	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgUDP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		got <- "udp " + string(p)
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
 	c := m.ClientFor("d-1")
 	for _, tt := range []struct {
@@ -150,10 +156,13 @@ func TestUnknownStreamTypeGetsAnError(t *testing.T) {
 func TestDeviceErrorAndSilenceAreRelayed(t *testing.T) {
 	m := newEdge(t, mock.Options{})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteError(st, "dial tcp "+string(p)+": connection refused")
+		return nil
 	})
-	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {}) // closes without answering
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) error {
+		return nil
+	}) // closes without answering
 	c := m.ClientFor("d-1")
 	_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte("127.0.0.1:9"))
 	var re *wire.RemoteError
@@ -171,7 +180,7 @@ func TestDeviceOpenedStreamsAreRefused(t *testing.T) {
 	defer sess.Close()
 	m.WaitDevice("d-raw")
 	for i := 0; i < 3; i++ {
-		st, err := sess.OpenStream()
+		st, err := sess.Open()
 		require.NoError(t, err)
 		_ = wire.WriteMessage(st, wire.MsgTCP, []byte("127.0.0.1:22"))
 		_ = st.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -201,7 +210,7 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 	defer second.Close()
 
 	ended := make(chan error, 1)
-	go func() { _, err := first.AcceptStream(); ended <- err }()
+	go func() { _, err := first.Accept(); ended <- err }()
 	select {
 	case err := <-ended:
 		require.Error(t, err)
@@ -225,7 +234,7 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 
 	// Streams now go to the newer session.
 	go func() {
-		st, err := second.AcceptStream()
+		st, err := second.Accept()
 		if err != nil {
 			return
 		}
@@ -242,13 +251,14 @@ func TestNewerDeviceConnectionReplacesTheOlder(t *testing.T) {
 }
 
 // blockingHandler answers OK and holds the stream until release is closed.
-func blockingHandler(release chan struct{}) transport.Handler {
-	return func(ctx context.Context, st *transport.Stream, p []byte) {
+func blockingHandler(release chan struct{}) device.Handler {
+	return func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteOK(st, nil)
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
+		return nil
 	}
 }
 
@@ -259,7 +269,7 @@ func TestStreamLimits(t *testing.T) {
 	defer close(release)
 	dev.Handle(wire.MsgTCP, blockingHandler(release))
 	a, b := m.ClientFor("d-1"), m.ClientFor("d-1")
-	open := func(c *transport.Client) error {
+	open := func(c *client.Client) error {
 		_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte("127.0.0.1:1"))
 		return err
 	}
@@ -289,7 +299,7 @@ func TestOpeningMessageTimeout(t *testing.T) {
 	m := newEdge(t, mock.Options{Limits: edge.Limits{OpenTimeout: 200 * time.Millisecond}})
 	m.DeviceClientWithID("d-1")
 	c := m.ClientFor("d-1")
-	st, err := c.Session().OpenStream()
+	st, err := c.Session().Open()
 	require.NoError(t, err)
 	defer st.Close()
 	_, _ = st.Write([]byte{byte(wire.MsgTCP), 0}) // half a header, then silence
@@ -370,12 +380,12 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 	// idle stream is never reset, so the cap is measured exactly, however
 	// long the opens take.
 	flood := make(chan struct{})
-	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteOK(st, nil)
 		select {
 		case <-flood:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		buf := make([]byte, 32<<10)
 		for ctx.Err() == nil {
@@ -383,9 +393,10 @@ func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 			// its writes fail or stop making progress.
 			_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := st.Write(buf); err != nil {
-				return
+				return nil
 			}
 		}
+		return nil
 	})
 	echo := testutil.TCPServer(t, testutil.LineEcho)
 	stalled := m.ClientFor("d-1")
@@ -506,7 +517,7 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 	kp := a.PKI().Device("d-1")
 	tc := a.PKI().DeviceTLS(kp)
 	tc.ServerName = "127.0.0.1"
-	dev := transport.NewDeviceClient("https://"+lb.ln.Addr().String()+"/device", tc, nil, nil)
+	dev := &device.Client{URL: "https://" + lb.ln.Addr().String() + "/device", TLSConfig: tc, Config: nil, Logger: nil}
 	dev.BackoffInitial, dev.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
 	dev.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dev.Start(context.Background()))
@@ -516,7 +527,7 @@ func TestGoAwayDrainsAndDeviceMovesToAnotherEdge(t *testing.T) {
 	// A live stream through edge a.
 	echo := lineEcho(t)
 	c := a.ClientFor("d-1")
-	conn, err := c.DialTCP(ctxT(t), echo)
+	conn, err := tcp.Dial(ctxT(t), c, echo)
 	require.NoError(t, err)
 	defer conn.Close()
 	r := bufio.NewReader(conn)
@@ -592,7 +603,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(wire.MsgTCP, tcpHandler)
-	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dev.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteOK(st, nil)
 		buf := make([]byte, 32<<10)
 		for ctx.Err() == nil {
@@ -602,9 +613,10 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 				if errors.As(err, &ne) && ne.Timeout() {
 					continue // stalled, as intended: keep the window full
 				}
-				return
+				return nil
 			}
 		}
+		return nil
 	})
 	var streams []*transport.Stream
 	defer func() {
@@ -612,7 +624,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 			st.Close()
 		}
 	}()
-	for _, c := range []*transport.Client{m.ClientFor("d-1"), m.ClientFor("d-1")} {
+	for _, c := range []*client.Client{m.ClientFor("d-1"), m.ClientFor("d-1")} {
 		for i := 0; i < 15; i++ {
 			st, _, err := c.OpenStream(ctxT(t), wire.MsgPTY, []byte(`{"cols":80,"rows":24}`))
 			require.NoError(t, err)
@@ -645,7 +657,7 @@ func TestOneClientCannotTakeEveryStreamOfADevice(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	dev.Handle(wire.MsgUDP, blockingHandler(release)) // idle UDP tunnels
-	open := func(c *transport.Client) error {
+	open := func(c *client.Client) error {
 		_, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
 		return err
 	}
@@ -670,7 +682,10 @@ func TestClientSessionWithoutStreamsIsClosed(t *testing.T) {
 	const timeout = 2 * time.Second
 	m := newEdge(t, mock.Options{Limits: edge.Limits{FirstStreamTimeout: timeout}})
 	dev := m.DeviceClientWithID("d-1")
-	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) { _ = wire.WriteOK(st, nil) })
+	dev.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) error {
+		_ = wire.WriteOK(st, nil)
+		return nil
+	})
 	busy := m.ClientFor("d-1")
 	require.NoError(t, busy.Reload(ctxT(t)))
 	idle := m.ClientFor("d-1") // upgraded after busy: its deadline comes later

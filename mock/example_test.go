@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -15,11 +16,12 @@ import (
 func ExampleNewEdgeMock() {
 	var t *testing.T // the test's t
 	client, device, m := mock.NewEdgeMock(t)
-	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, target []byte) {
+	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, target []byte) error {
 		_ = wire.WriteOK(st, nil)
 		_, _ = io.WriteString(st, "hello from "+string(target))
+		return nil
 	})
-	conn, err := client.DialTCP(context.Background(), "127.0.0.1:22")
+	conn, err := tcp.Dial(context.Background(), client, "127.0.0.1:22")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@
 //
 //	client, device, m := mock.NewEdgeMock(t)
 //	device.Handle(wire.MsgTCP, myHandler)
-//	conn, err := client.DialTCP(ctx, "127.0.0.1:22")
+//	conn, err := tcp.Dial(ctx, client, "127.0.0.1:22")
 package mock
 
 import (
@@ -22,8 +22,10 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 )
 
 // DefaultDeviceID is the ID of the device NewEdgeMock connects.
@@ -75,14 +77,14 @@ type EdgeMock struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	client *transport.Client
-	device *transport.DeviceClient
+	client *client.Client
+	device *device.Client
 }
 
 // NewEdgeMock starts an edge, connects a device with the ID DefaultDeviceID
 // (no handlers yet: register them with Handle; they are looked up per
 // stream) and a client bound to that device.
-func NewEdgeMock(t testing.TB) (*transport.Client, *transport.DeviceClient, *EdgeMock) {
+func NewEdgeMock(t testing.TB) (*client.Client, *device.Client, *EdgeMock) {
 	t.Helper()
 	m := New(t, Options{})
 	d := m.DeviceClientWithID(DefaultDeviceID)
@@ -176,14 +178,14 @@ func (m *EdgeMock) HTTPServer() *http.Server { return m.hs }
 func (m *EdgeMock) Token() string { return m.opts.Token }
 
 // Client returns the client NewEdgeMock connected (nil after New).
-func (m *EdgeMock) Client() *transport.Client {
+func (m *EdgeMock) Client() *client.Client {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.client
 }
 
 // DeviceClient returns the device NewEdgeMock connected (nil after New).
-func (m *EdgeMock) DeviceClient() *transport.DeviceClient {
+func (m *EdgeMock) DeviceClient() *device.Client {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.device
@@ -194,12 +196,11 @@ func (m *EdgeMock) AuditEvents() []edge.Event { return m.audit.Events() }
 
 // DeviceClientWithID issues a certificate for id, connects a device with
 // it and waits until the edge lists it. It is closed at the end of the test.
-func (m *EdgeMock) DeviceClientWithID(id string) *transport.DeviceClient {
+func (m *EdgeMock) DeviceClientWithID(id string) *device.Client {
 	m.t.Helper()
 	kp := m.pki.Device(id)
-	dc := transport.NewDeviceClient(m.DeviceURL(), m.pki.DeviceTLS(kp), m.opts.DeviceConfig, m.log.With("component", "device", "device", id))
-	dc.BackoffInitial = 50 * time.Millisecond
-	dc.BackoffMax = time.Second
+	dc := &device.Client{URL: m.DeviceURL(), TLSConfig: m.pki.DeviceTLS(kp), Config: m.opts.DeviceConfig,
+		Logger: m.log.With("component", "device", "device", id), BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second}
 	if err := dc.Start(context.Background()); err != nil {
 		m.t.Fatalf("mock: start device %s: %v", id, err)
 	}
@@ -227,11 +228,12 @@ func (m *EdgeMock) WaitDevice(id string) {
 
 // ClientFor dials a client session bound to device id with the mock's
 // token. It is closed at the end of the test.
-func (m *EdgeMock) ClientFor(id string) *transport.Client {
+func (m *EdgeMock) ClientFor(id string) *client.Client {
 	m.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	c, err := transport.DialClient(ctx, m.url, id, m.opts.Token, m.ClientTLS(), m.opts.ClientConfig)
+	d := &client.Dialer{Edge: m.url, Token: m.opts.Token, TLSConfig: m.ClientTLS(), Config: m.opts.ClientConfig}
+	c, err := d.Dial(ctx, id)
 	if err != nil {
 		m.t.Fatalf("mock: client for %s: %v", id, err)
 	}

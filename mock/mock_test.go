@@ -14,6 +14,8 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -28,17 +30,19 @@ func TestNewEdgeMockHandlersRegisteredAfterStart(t *testing.T) {
 	require.True(t, device.Connected())
 
 	// Registered after NewEdgeMock returned: in place for the next stream.
-	device.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
+	device.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
-	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	device.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteOK(st, nil)
 		_, _ = io.WriteString(st, "dialled "+string(p))
+		return nil
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, client.Reload(ctx))
-	conn, err := client.DialTCP(ctx, "127.1:80")
+	conn, err := tcp.Dial(ctx, client, "127.1:80")
 	require.NoError(t, err)
 	b, err := io.ReadAll(conn)
 	require.NoError(t, err)
@@ -58,8 +62,9 @@ func TestSeveralDevicesByID(t *testing.T) {
 	m := mock.New(t, mock.Options{})
 	for _, id := range []string{"a", "b"} {
 		d := m.DeviceClientWithID(id)
-		d.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) {
+		d.Handle(wire.MsgReload, func(ctx context.Context, st *transport.Stream, p []byte) error {
 			_ = wire.WriteOK(st, []byte(id))
+			return nil
 		})
 	}
 	for _, id := range []string{"a", "b"} {
@@ -83,7 +88,7 @@ func TestDevicesReallyUseMTLS(t *testing.T) {
 	require.True(t, errors.As(err, &se), "got %v", err)
 	require.Equal(t, http.StatusUnauthorized, se.StatusCode)
 
-	_, err = transport.DialClient(ctx, m.URL(), "nobody", "", m.ClientTLS(), nil)
+	_, err = (&client.Dialer{Edge: m.URL(), Token: "", TLSConfig: m.ClientTLS(), Config: nil}).Dial(ctx, "nobody")
 	require.True(t, errors.As(err, &se), "got %v", err)
 	require.Equal(t, http.StatusUnauthorized, se.StatusCode)
 }

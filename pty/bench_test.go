@@ -11,12 +11,12 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
 // benchRig is newRig for benchmarks.
-func benchRig(b *testing.B) (*pty.Server, *transport.Client) {
+func benchRig(b *testing.B) (*pty.Server, *client.Client) {
 	cl, dc, _ := mock.NewEdgeMock(b)
 	srv := pty.NewServer(pty.Config{Enabled: true}, nil)
 	dc.Handle(wire.MsgPTY, srv.HandlePTY)
@@ -32,7 +32,7 @@ func BenchmarkPTYOutput(b *testing.B) {
 	const n = 16 << 20
 	b.SetBytes(n)
 	for b.Loop() {
-		p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "/bin/sh", Args: []string{"-c", fmt.Sprintf("head -c %d /dev/zero", n)}})
+		p, err := pty.Open(b.Context(), cl, pty.Request{Command: "/bin/sh", Args: []string{"-c", fmt.Sprintf("head -c %d /dev/zero", n)}})
 		require.NoError(b, err)
 		got, err := io.Copy(io.Discard, p)
 		require.NoError(b, err)
@@ -45,7 +45,7 @@ func BenchmarkPTYOutput(b *testing.B) {
 // on the client, echoed by the device's terminal, read back.
 func BenchmarkPTYKeystroke(b *testing.B) {
 	_, cl := benchRig(b)
-	p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "cat"})
+	p, err := pty.Open(b.Context(), cl, pty.Request{Command: "cat"})
 	require.NoError(b, err)
 	defer p.Close()
 	buf := make([]byte, 64)
@@ -68,11 +68,11 @@ func BenchmarkPTYKeystroke(b *testing.B) {
 func BenchmarkPTYSessionOpen(b *testing.B) {
 	_, cl := benchRig(b)
 	for b.Loop() {
-		p, err := cl.OpenPTY(b.Context(), transport.PTYRequest{Command: "true"})
+		p, err := pty.Open(b.Context(), cl, pty.Request{Command: "true"})
 		require.NoError(b, err)
 		_, _ = io.Copy(io.Discard, p)
 		p.Close()
-		es, err := cl.PTYExitStatus(b.Context(), p.ID)
+		es, err := pty.WaitExit(b.Context(), cl, p.ID)
 		require.NoError(b, err)
 		require.True(b, es.Exited, strings.TrimSpace(es.String()))
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -33,7 +33,7 @@ const patience = 30 * time.Second
 // pty.Server, and a client bound to that device.
 type rig struct {
 	srv *pty.Server
-	cl  *transport.Client
+	cl  *client.Client
 }
 
 func newRig(t *testing.T, cfg pty.Config) *rig {
@@ -55,9 +55,9 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func (r *rig) open(t *testing.T, req transport.PTYRequest) *transport.PTYSession {
+func (r *rig) open(t *testing.T, req pty.Request) *pty.Session {
 	t.Helper()
-	p, err := r.cl.OpenPTY(ctxT(t), req)
+	p, err := pty.Open(ctxT(t), r.cl, req)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	require.Len(t, p.ID, 32, "session ID should be 128 bits in hex")
@@ -66,8 +66,8 @@ func (r *rig) open(t *testing.T, req transport.PTYRequest) *transport.PTYSession
 }
 
 // shell opens a session running /bin/sh -c script.
-func (r *rig) shell(t *testing.T, cols, rows int, script string) *transport.PTYSession {
-	return r.open(t, transport.PTYRequest{Cols: cols, Rows: rows, Command: "/bin/sh", Args: []string{"-c", script}})
+func (r *rig) shell(t *testing.T, cols, rows int, script string) *pty.Session {
+	return r.open(t, pty.Request{Cols: cols, Rows: rows, Command: "/bin/sh", Args: []string{"-c", script}})
 }
 
 // expect reads from p until the output holds want, and returns everything
@@ -96,7 +96,7 @@ func readAll(t *testing.T, p io.Reader) string {
 // exitStatus waits for the session's exit status.
 func (r *rig) exitStatus(t *testing.T, sid string) wire.ExitStatus {
 	t.Helper()
-	es, err := r.cl.PTYExitStatus(ctxT(t), sid)
+	es, err := pty.WaitExit(ctxT(t), r.cl, sid)
 	require.NoError(t, err)
 	return es
 }

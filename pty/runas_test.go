@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/pty"
-	"github.com/tetherhq/tether/transport"
 )
 
 // addUser creates a throw-away user with a home directory, /bin/sh as its
@@ -57,7 +56,7 @@ func TestRunAsConfiguredUser(t *testing.T) {
 		require.Contains(t, out, "home="+u.HomeDir+" user="+name+" logname="+name+" shell=/bin/sh cwd="+u.HomeDir)
 	})
 	t.Run("login shell", func(t *testing.T) {
-		p := r.open(t, transport.PTYRequest{Cols: 80, Rows: 24})
+		p := r.open(t, pty.Request{Cols: 80, Rows: 24})
 		_, err := p.Write([]byte("echo \"who=$(id -un) zero=$0\"; exit\n"))
 		require.NoError(t, err)
 		var seen bytes.Buffer
@@ -66,7 +65,7 @@ func TestRunAsConfiguredUser(t *testing.T) {
 	})
 	t.Run("unknown user", func(t *testing.T) {
 		r.srv.SetConfig(pty.Config{Enabled: true, User: "no-such-user-tether"})
-		_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+		_, err := pty.Open(ctxT(t), r.cl, pty.Request{})
 		require.Contains(t, remoteErr(t, err), "not in /etc/passwd")
 	})
 }

@@ -189,18 +189,18 @@ func (s *Server) NumSessions() int {
 	return len(s.sessions)
 }
 
-// HandlePTY serves a PTY stream (0x12): it is a transport.Handler. It
+// HandlePTY serves a PTY stream (0x12): it is a device.Handler. It
 // returns when the session has ended and its processes are reaped.
-func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []byte) {
+func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []byte) error {
 	req, err := wire.DecodePTYCommand(payload)
 	if err != nil {
 		_ = wire.WriteError(st, fmt.Sprintf("bad PTY request: %v", err))
-		return
+		return nil
 	}
 	sess, cfg, err := s.reserve()
 	if err != nil {
 		_ = wire.WriteError(st, err.Error())
-		return
+		return nil
 	}
 	defer s.wg.Done()
 	started := false
@@ -212,7 +212,7 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 	if err := sess.start(cfg, req); err != nil {
 		s.log.Warn("cannot start PTY session", "err", err)
 		_ = wire.WriteError(st, err.Error())
-		return
+		return nil
 	}
 	started = true
 	s.mu.Lock()
@@ -222,7 +222,7 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 		s.log.Debug("PTY session answer failed", "sid", shortID(sess.id), "err", err)
 		sess.abort()
 		s.finish(sess)
-		return
+		return nil
 	}
 	s.log.Info("PTY session started", "sid", shortID(sess.id), "pid", sess.cmd.Process.Pid,
 		"user", sess.user, "command", sess.argv0)
@@ -236,6 +236,7 @@ func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []
 	status, why := sess.run(rctx, st, cfg.IdleTimeout, func(es wire.ExitStatus) { s.recordExit(sess.id, es) })
 	s.finish(sess)
 	s.log.Info("PTY session ended", "sid", shortID(sess.id), "status", status.String(), "why", why)
+	return nil
 }
 
 // reserve registers a new session under a fresh ID, within the limits.
@@ -302,12 +303,12 @@ func (s *Server) pruneLocked(now time.Time) {
 }
 
 // HandleCommand serves a PTY command stream (0x13): resize (type 0) or
-// exit status (type 1). It is a transport.Handler.
-func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload []byte) {
+// exit status (type 1). It is a device.Handler.
+func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload []byte) error {
 	cmd, err := wire.DecodePTYCommand(payload)
 	if err != nil {
 		_ = wire.WriteError(st, fmt.Sprintf("bad PTY command: %v", err))
-		return
+		return nil
 	}
 	switch cmd.Type {
 	case wire.PTYResize:
@@ -327,6 +328,7 @@ func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload 
 	if err != nil {
 		_ = wire.WriteError(st, err.Error())
 	}
+	return nil
 }
 
 func (s *Server) lookup(id string) (*session, bool, error) {

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/pty"
-	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -27,7 +26,7 @@ func TestSizeAndResize(t *testing.T) {
 	var seen bytes.Buffer
 	expect(t, p, "45 123", &seen)
 
-	require.NoError(t, r.cl.ResizePTY(ctxT(t), p.ID, 100, 30))
+	require.NoError(t, pty.Resize(ctxT(t), r.cl, p.ID, 100, 30))
 	_, err := p.Write([]byte("\n"))
 	require.NoError(t, err)
 	expect(t, p, "30 100", &seen)
@@ -40,7 +39,7 @@ func TestResizeSendsSIGWINCH(t *testing.T) {
 	p := r.shell(t, 80, 24, `trap 'echo "winch $(stty size)"' WINCH; echo ready; while :; do sleep 0.05; done`)
 	var seen bytes.Buffer
 	expect(t, p, "ready", &seen)
-	require.NoError(t, r.cl.ResizePTY(ctxT(t), p.ID, 132, 50))
+	require.NoError(t, pty.Resize(ctxT(t), r.cl, p.ID, 132, 50))
 	expect(t, p, "winch 50 132", &seen)
 }
 
@@ -72,7 +71,7 @@ func TestStatusWhileRunning(t *testing.T) {
 	p := r.shell(t, 80, 24, "echo up; read x")
 	var seen bytes.Buffer
 	expect(t, p, "up", &seen)
-	es, err := r.cl.PTYStatus(ctxT(t), p.ID)
+	es, err := pty.Status(ctxT(t), r.cl, p.ID)
 	require.NoError(t, err)
 	require.Equal(t, wire.ExitStatus{}, es)
 	require.Equal(t, "running", es.String())
@@ -86,7 +85,7 @@ func TestStatusWhileRunning(t *testing.T) {
 func TestLoginShellEnvironment(t *testing.T) {
 	t.Setenv("TETHER_AGENT_SECRET", "must-not-leak")
 	r := newRig(t, enabled)
-	p := r.open(t, transport.PTYRequest{Cols: 80, Rows: 24, Term: "vt100"})
+	p := r.open(t, pty.Request{Cols: 80, Rows: 24, Term: "vt100"})
 	var seen bytes.Buffer
 	_, err := p.Write([]byte("echo \"arg0=$0 T=$TERM S=[$TETHER_AGENT_SECRET] P=$(pwd)\"; exit 3\n"))
 	require.NoError(t, err)
@@ -102,7 +101,7 @@ func TestEnvironmentIsBuiltExplicitly(t *testing.T) {
 	t.Setenv("TETHER_AGENT_SECRET", "must-not-leak")
 	t.Setenv("LANG", "C.UTF-8")
 	r := newRig(t, enabled)
-	p := r.open(t, transport.PTYRequest{Cols: 80, Rows: 24, Command: "env"})
+	p := r.open(t, pty.Request{Cols: 80, Rows: 24, Command: "env"})
 	out := readAll(t, p)
 	var names []string
 	for _, line := range strings.Split(strings.ReplaceAll(out, "\r", ""), "\n") {
@@ -117,7 +116,7 @@ func TestEnvironmentIsBuiltExplicitly(t *testing.T) {
 
 func TestConfiguredShell(t *testing.T) {
 	r := newRig(t, pty.Config{Enabled: true, Shell: "/bin/sh"})
-	p := r.open(t, transport.PTYRequest{Cols: 80, Rows: 24})
+	p := r.open(t, pty.Request{Cols: 80, Rows: 24})
 	_, err := p.Write([]byte("echo \"zero=$0 shell=$SHELL\"; exit\n"))
 	require.NoError(t, err)
 	require.Contains(t, readAll(t, p), "zero=-sh shell=/bin/sh")
@@ -125,7 +124,7 @@ func TestConfiguredShell(t *testing.T) {
 
 func TestCommandNotFound(t *testing.T) {
 	r := newRig(t, enabled)
-	_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{Command: "no-such-command-tether"})
+	_, err := pty.Open(ctxT(t), r.cl, pty.Request{Command: "no-such-command-tether"})
 	require.Contains(t, remoteErr(t, err), "not found in PATH")
 }
 
@@ -145,7 +144,7 @@ func TestSendEOFEndsInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, enabled)
-			p := r.open(t, transport.PTYRequest{Cols: 80, Rows: 24, Command: "cat"})
+			p := r.open(t, pty.Request{Cols: 80, Rows: 24, Command: "cat"})
 			_, err := p.Write([]byte(tc.input))
 			require.NoError(t, err)
 			require.NoError(t, p.SendEOF())
@@ -223,7 +222,7 @@ func TestNoLeakedFDs(t *testing.T) {
 		session("echo go; sleep 1000", true)
 		// A start that fails after the terminal was opened.
 		r.srv.SetConfig(pty.Config{Enabled: true, Shell: "/etc/passwd"})
-		_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+		_, err := pty.Open(ctxT(t), r.cl, pty.Request{})
 		require.Contains(t, remoteErr(t, err), "permission denied")
 		r.srv.SetConfig(enabled)
 	}
@@ -233,9 +232,9 @@ func TestNoLeakedFDs(t *testing.T) {
 
 func TestUnknownSession(t *testing.T) {
 	r := newRig(t, enabled)
-	err := r.cl.ResizePTY(ctxT(t), "00112233445566778899aabbccddeeff", 80, 24)
+	err := pty.Resize(ctxT(t), r.cl, "00112233445566778899aabbccddeeff", 80, 24)
 	require.Contains(t, remoteErr(t, err), "no such shell session")
-	_, err = r.cl.PTYExitStatus(ctxT(t), "00112233445566778899aabbccddeeff")
+	_, err = pty.WaitExit(ctxT(t), r.cl, "00112233445566778899aabbccddeeff")
 	require.Contains(t, remoteErr(t, err), "no such shell session")
 }
 
@@ -245,7 +244,7 @@ func TestResizeAfterExit(t *testing.T) {
 	readAll(t, p)
 	require.True(t, r.exitStatus(t, p.ID).Exited)
 	require.Eventually(t, func() bool { return r.srv.NumSessions() == 0 }, patience, 10*time.Millisecond)
-	require.Contains(t, remoteErr(t, r.cl.ResizePTY(ctxT(t), p.ID, 80, 24)), "ended")
+	require.Contains(t, remoteErr(t, pty.Resize(ctxT(t), r.cl, p.ID, 80, 24)), "ended")
 }
 
 func TestBadCommand(t *testing.T) {
@@ -272,7 +271,7 @@ func TestMaxSessions(t *testing.T) {
 	p := r.shell(t, 80, 24, "echo one; read x")
 	var seen bytes.Buffer
 	expect(t, p, "one", &seen)
-	_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{Command: "true"})
+	_, err := pty.Open(ctxT(t), r.cl, pty.Request{Command: "true"})
 	require.Contains(t, remoteErr(t, err), "too many shell sessions")
 
 	require.NoError(t, p.Close())
@@ -283,7 +282,7 @@ func TestMaxSessions(t *testing.T) {
 
 func TestDisabledByDefault(t *testing.T) {
 	r := newRig(t, pty.Config{})
-	_, err := r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+	_, err := pty.Open(ctxT(t), r.cl, pty.Request{})
 	require.Contains(t, remoteErr(t, err), "disabled")
 
 	r.srv.SetConfig(enabled) // a reload turns it on
@@ -294,9 +293,9 @@ func TestDisabledByDefault(t *testing.T) {
 	// A reload that turns it off refuses new sessions; the running one
 	// goes on and can still be resized.
 	r.srv.SetConfig(pty.Config{})
-	_, err = r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+	_, err = pty.Open(ctxT(t), r.cl, pty.Request{})
 	require.Contains(t, remoteErr(t, err), "disabled")
-	require.NoError(t, r.cl.ResizePTY(ctxT(t), p.ID, 99, 33))
+	require.NoError(t, pty.Resize(ctxT(t), r.cl, p.ID, 99, 33))
 	_, err = p.Write([]byte("\n"))
 	require.NoError(t, err)
 	expect(t, p, "33 99", &seen)
@@ -327,7 +326,7 @@ func TestCloseEndsSessions(t *testing.T) {
 	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
 	require.True(t, os.IsNotExist(err), "the session leader %d was not reaped", pid)
 	readAll(t, p)
-	_, err = r.cl.OpenPTY(ctxT(t), transport.PTYRequest{})
+	_, err = pty.Open(ctxT(t), r.cl, pty.Request{})
 	require.Contains(t, remoteErr(t, err), "shutting down")
 }
 

@@ -14,8 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -131,7 +133,7 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 		for range rounds {
 			b.StopTimer()
 			raw += rawTLS(b, pki, chunk)
-			conn, err := cl.DialTCP(ctx, target)
+			conn, err := tcp.Dial(ctx, cl, target)
 			require.NoError(b, err)
 			b.StartTimer()
 			start := time.Now()
@@ -155,9 +157,10 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 // device's OK back. One iteration opens 1,000 streams.
 func BenchmarkStreamOpen(b *testing.B) {
 	br, pki := newBroker(b, nil)
-	startDevice(b, br, pki, nil, map[wire.MsgType]transport.Handler{
-		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
+	startDevice(b, br, pki, nil, map[wire.MsgType]device.Handler{
+		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			_ = wire.WriteOK(st, nil)
+			return nil
 		},
 	})
 	cl := dialClient(b, br, pki, nil)
@@ -197,7 +200,7 @@ func BenchmarkTinyFrameFlood(b *testing.B) {
 		p.upgrade("/client/d1")
 		s := us.session(b)
 		rawFlood(p, frame(2, cmdSYN, 3, nil))
-		st, err := s.AcceptStream()
+		st, err := s.Accept()
 		require.NoError(b, err)
 
 		var before, after runtime.MemStats
@@ -207,7 +210,7 @@ func BenchmarkTinyFrameFlood(b *testing.B) {
 		// A stream opened after the flood: once it is accepted, every
 		// frame before it has been received and buffered.
 		rawFlood(p, frame(2, cmdSYN, 5, nil))
-		st2, err := s.AcceptStream()
+		st2, err := s.Accept()
 		require.NoError(b, err)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -256,11 +259,11 @@ func BenchmarkIdleSessionHeap(b *testing.B) {
 			ss, err := transport.NewServerSession(sc, nil)
 			require.NoError(b, err)
 			// One exchange, so that both ends have run their loops once.
-			st, err := cs.OpenStream()
+			st, err := cs.Open()
 			require.NoError(b, err)
 			_, err = st.Write([]byte("x"))
 			require.NoError(b, err)
-			ps, err := ss.AcceptStream()
+			ps, err := ss.Accept()
 			require.NoError(b, err)
 			_, err = io.ReadFull(ps, make([]byte, 1))
 			require.NoError(b, err)

@@ -13,8 +13,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -22,16 +24,19 @@ func TestOpenStreamAnswers(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	hold := make(chan struct{})
 	defer close(hold)
-	startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{
+	startDevice(t, b, pki, nil, map[wire.MsgType]device.Handler{
 		// Returns without an answer, as existing devices do for types they
 		// do not serve.
-		wire.MsgUDP: func(ctx context.Context, st *transport.Stream, payload []byte) {},
+		wire.MsgUDP: func(ctx context.Context, st *transport.Stream, payload []byte) error {
+			return nil
+		},
 		// Never answers.
-		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			select {
 			case <-hold:
 			case <-ctx.Done():
 			}
+			return nil
 		},
 	})
 	cl := dialClient(t, b, pki, nil)
@@ -79,8 +84,10 @@ func TestListenTCP(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 	target := testutil.TCPServer(t, patternAfterEOF)
 
-	fw, err := cl.ListenTCP(testCtx(t), "127.0.0.1:0", target)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	fw := &tcp.Forward{Listener: ln, Opener: cl, Remote: target}
+	require.NoError(t, fw.Start(testCtx(t)))
 	for i := range 3 {
 		c, err := net.Dial("tcp", fw.Addr().String())
 		require.NoError(t, err)
@@ -174,7 +181,8 @@ func TestForwardSurvivesAcceptErrors(t *testing.T) {
 	require.NoError(t, err)
 	fl := &flakyListener{Listener: ln}
 	fl.fails.Store(3)
-	f := transport.NewForward(testCtx(t), fl, cl, target, testLogger(t))
+	f := &tcp.Forward{Listener: fl, Opener: cl, Remote: target, Logger: testLogger(t)}
+	require.NoError(t, f.Start(testCtx(t)))
 	defer f.Close()
 
 	c, err := net.Dial("tcp", ln.Addr().String())

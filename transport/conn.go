@@ -88,7 +88,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	if r == nil {
 		r = c
 	}
-	d := cfg.withDefaults()
+	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
 		ctx: ctx, cancel: cancel, dead: ctx.Done()}
@@ -217,7 +217,7 @@ func (c *frameConn) attach(s *smux.Session, cfg *Config) {
 		_ = s.Close()
 		return
 	}
-	d := cfg.withDefaults()
+	d := cfg.WithDefaults()
 	c.ka.start(c, d.KeepAliveInterval, c.peer.recvTimeout(d.KeepAliveTimeout))
 }
 

@@ -15,8 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -77,7 +79,7 @@ func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
 func TestDeviceGoAwayDrain(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	rec, logger := newLogRecorder(t)
-	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, logger)
+	dc := &device.Client{URL: b.url + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
 	dc.BackoffInitial, dc.BackoffMax, dc.DrainTimeout = 10*time.Millisecond, 50*time.Millisecond, waitLong
 	dc.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dc.Start(context.Background()))
@@ -87,7 +89,7 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	target := testutil.TCPServer(t, patternAfterEOF)
 
 	// A stream in flight: the request is sent but not finished.
-	conn, err := cl.DialTCP(testCtx(t), target)
+	conn, err := tcp.Dial(testCtx(t), cl, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	req := binary.BigEndian.AppendUint32(nil, 500_000)
@@ -103,7 +105,7 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 		waitLong, 5*time.Millisecond)
 
 	// A stream opened on the draining session is refused with a reason.
-	st, err := old.OpenStream()
+	st, err := old.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, wire.WriteMessage(st, wire.MsgTCP, []byte(target)))
@@ -124,17 +126,18 @@ func TestDeviceAnswers(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	handlers := map[wire.MsgType]transport.Handler{
-		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) {
+	handlers := map[wire.MsgType]device.Handler{
+		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			panic("reload exploded")
 		},
 		// PTY: answers OK, then holds the stream until released.
-		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			_ = wire.WriteOK(st, []byte("sid"))
 			select {
 			case <-release:
 			case <-ctx.Done():
 			}
+			return nil
 		},
 	}
 	startDevice(t, b, pki, &transport.Config{MaxStreams: 2}, handlers)
@@ -196,7 +199,7 @@ func TestDeviceAnswers(t *testing.T) {
 func TestDeviceRawEdge(t *testing.T) {
 	pki := certstest.New(t)
 	e := newRawEdge(t, pki)
-	dc := transport.NewDeviceClient(e.url, pki.DeviceTLS(pki.Device("d1")), nil, testLogger(t))
+	dc := &device.Client{URL: e.url, TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: testLogger(t)}
 	dc.Handle(wire.MsgTCP, tcpHandler)
 	require.NoError(t, dc.Start(context.Background()))
 	defer dc.Close()
@@ -250,13 +253,13 @@ func TestDeviceLogsFailuresOnce(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	rec, logger := newLogRecorder(t)
-	dc := transport.NewDeviceClient("https://"+addr+"/device", pki.DeviceTLS(pki.Device("d1")), nil, logger)
+	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
 	dc.BackoffInitial, dc.BackoffMax = time.Millisecond, 5*time.Millisecond
 	require.NoError(t, dc.Start(context.Background()))
 	require.Eventually(t, func() bool { return rec.count(slog.LevelDebug, "still cannot reach edge") >= 3 }, waitLong, 5*time.Millisecond)
 	require.NoError(t, dc.Close())
 	require.Equal(t, 1, rec.count(slog.LevelWarn, "cannot reach edge"))
-	require.ErrorIs(t, dc.Err(), transport.ErrClientClosed)
+	require.ErrorIs(t, dc.Err(), device.ErrClosed)
 	require.False(t, dc.Connected())
 }
 
@@ -266,12 +269,13 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	entered := make(chan struct{})
 	exited := make(chan struct{})
-	dc := startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{
-		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) {
+	dc := startDevice(t, b, pki, nil, map[wire.MsgType]device.Handler{
+		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			defer close(exited)
 			_ = wire.WriteOK(st, nil)
 			close(entered)
 			<-ctx.Done()
+			return nil
 		},
 	})
 	cl := dialClient(t, b, pki, nil)
@@ -286,7 +290,7 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 		t.Fatal("Close returned before the handler")
 	}
 	<-dc.Done()
-	require.ErrorIs(t, dc.Err(), transport.ErrClientClosed)
+	require.ErrorIs(t, dc.Err(), device.ErrClosed)
 	_, err = io.ReadAll(st)
 	require.ErrorIs(t, err, transport.ErrStreamReset, "the client's stream ends in error, not as if the device had finished")
 }
@@ -299,7 +303,7 @@ func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
 	b, pki := newBroker(t, nil)
 	dc := startDevice(t, b, pki, nil, nil)
 	cl := dialClient(t, b, pki, nil)
-	conn, err := cl.DialTCP(testCtx(t), testutil.Tarpit(t))
+	conn, err := tcp.Dial(testCtx(t), cl, testutil.Tarpit(t))
 	require.NoError(t, err)
 	defer conn.Close()
 
@@ -366,10 +370,10 @@ func TestBackoffSchedule(t *testing.T) {
 }
 
 func TestDeviceClientStartErrors(t *testing.T) {
-	dc := transport.NewDeviceClient("", nil, nil, nil)
+	dc := &device.Client{URL: "", TLSConfig: nil, Config: nil, Logger: nil}
 	require.ErrorContains(t, dc.Start(context.Background()), "URL is empty")
 
-	dc = transport.NewDeviceClient("https://127.0.0.1:1/device", nil, nil, nil)
+	dc = &device.Client{URL: "https://127.0.0.1:1/device", TLSConfig: nil, Config: nil, Logger: nil}
 	require.NoError(t, dc.Close())
-	require.ErrorIs(t, dc.Start(context.Background()), transport.ErrClientClosed, "Start after Close")
+	require.ErrorIs(t, dc.Start(context.Background()), device.ErrClosed, "Start after Close")
 }

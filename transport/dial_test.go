@@ -256,11 +256,11 @@ func TestDialThroughProxy(t *testing.T) {
 
 	// The session works end to end through the proxy.
 	srv := us.session(t)
-	st, err := s.OpenStream()
+	st, err := s.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, wire.WriteMessage(st, wire.MsgReload, nil))
-	ps, err := srv.AcceptStream()
+	ps, err := srv.Accept()
 	require.NoError(t, err)
 	defer ps.Close()
 	m, err := wire.ReadMessage(ps)

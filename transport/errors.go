@@ -13,8 +13,6 @@ var (
 	ErrNotUpgrade = errors.New("transport: not a qbee-v1 upgrade request")
 	// ErrSessionClosed: the session is closed.
 	ErrSessionClosed = errors.New("transport: session closed")
-	// ErrClientClosed: the Client or DeviceClient was closed.
-	ErrClientClosed = errors.New("transport: client closed")
 	// ErrWriteClosed: a write after CloseWrite.
 	ErrWriteClosed = errors.New("transport: write after CloseWrite")
 	// ErrConnLost: the connection under the session ended before the

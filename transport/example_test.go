@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -43,7 +46,7 @@ func Example() {
 	// The edge: one device session; every client stream goes to it.
 	var (
 		mu       sync.Mutex
-		device   *transport.Session
+		devSess  *transport.Session
 		sessions []*transport.Session
 		wg       sync.WaitGroup
 	)
@@ -55,7 +58,7 @@ func Example() {
 			return
 		}
 		mu.Lock()
-		device, sessions = s, append(sessions, s)
+		devSess, sessions = s, append(sessions, s)
 		mu.Unlock()
 		close(devReady)
 	})
@@ -67,17 +70,17 @@ func Example() {
 		}
 		mu.Lock()
 		sessions = append(sessions, s)
-		dev := device
+		dev := devSess
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				cs, err := s.AcceptStream()
+				cs, err := s.Accept()
 				if err != nil {
 					return
 				}
-				ds, err := dev.OpenStream()
+				ds, err := dev.Open()
 				if err != nil {
 					cs.Close()
 					continue
@@ -102,16 +105,17 @@ func Example() {
 	}()
 
 	// The device: dial out, serve TCP tunnels.
-	dc := transport.NewDeviceClient(edgeURL+"/device", certs.DeviceTLSConfig(devKP.TLSCertificate(), roots), nil, nil)
-	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, payload []byte) {
+	dc := &device.Client{URL: edgeURL + "/device", TLSConfig: certs.DeviceTLSConfig(devKP.TLSCertificate(), roots), Config: nil, Logger: nil}
+	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, payload []byte) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", string(payload))
 		if err != nil {
 			wire.WriteError(st, err.Error())
-			return
+			return nil
 		}
 		wire.WriteOK(st, nil)
 		transport.Splice(context.Background(), st, c, nil)
+		return nil
 	})
 	dc.Start(context.Background())
 	defer dc.Close()
@@ -120,13 +124,13 @@ func Example() {
 	// The client: a tunnel to the service, through the edge and the device.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := transport.DialClient(ctx, edgeURL, "d1", "token", certs.ClientTLSConfig(roots), nil)
+	cl, err := (&client.Dialer{Edge: edgeURL, Token: "token", TLSConfig: certs.ClientTLSConfig(roots), Config: nil}).Dial(ctx, "d1")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer cl.Close()
-	conn, err := cl.DialTCP(ctx, svc.Addr().String())
+	conn, err := tcp.Dial(ctx, cl, svc.Addr().String())
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -146,25 +150,4 @@ func ExampleWriteMessage() {
 	wire.WriteMessage(&b, wire.MsgTCP, []byte("127.0.0.1:22"))
 	fmt.Printf("% x\n", b.String())
 	// Output: 10 00 0c 31 32 37 2e 30 2e 30 2e 31 3a 32 32
-}
-
-// ExampleExpectOK shows how an Error answer reaches the opener.
-func ExampleExpectOK() {
-	var b strings.Builder
-	wire.WriteError(&b, "dial tcp 127.0.0.1:22: connection refused")
-	_, err := wire.ExpectOK(strings.NewReader(b.String()))
-	fmt.Println(err)
-	// Output: dial tcp 127.0.0.1:22: connection refused
-}
-
-// ExampleClient_DialTCP sends HTTP requests to a web server on the
-// device's network through the tunnel.
-func ExampleClient_DialTCP() {
-	var cl *transport.Client // from DialClient
-	httpc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return cl.DialTCP(ctx, addr)
-		},
-	}}
-	_ = httpc // httpc.Get("http://127.0.0.1:8080/status") runs on the device's side
 }

@@ -17,7 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -172,7 +174,7 @@ func (b *broker) serveClient(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer b.wg.Done()
 		for {
-			cs, err := s.AcceptStream()
+			cs, err := s.Accept()
 			if err != nil {
 				return
 			}
@@ -184,7 +186,7 @@ func (b *broker) serveClient(w http.ResponseWriter, r *http.Request) {
 				cs.Close()
 				continue
 			}
-			ds, err := dev.OpenStream()
+			ds, err := dev.Open()
 			if err != nil {
 				cs.Close()
 				continue
@@ -205,7 +207,7 @@ func (b *broker) goAway(t testing.TB) {
 	dev := b.dev
 	b.mu.Unlock()
 	require.NotNil(t, dev, "no device session")
-	st, err := dev.OpenStream()
+	st, err := dev.Open()
 	require.NoError(t, err)
 	require.NoError(t, wire.WriteMessage(st, wire.MsgGoAway, nil))
 	st.Close()
@@ -213,13 +215,13 @@ func (b *broker) goAway(t testing.TB) {
 
 // startDevice runs a DeviceClient against b with a TCP handler and fast
 // backoff, and waits until it is connected.
-func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config, handlers map[wire.MsgType]transport.Handler) *transport.DeviceClient {
+func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config, handlers map[wire.MsgType]device.Handler) *device.Client {
 	t.Helper()
 	var logger *slog.Logger // benchmarks run quiet
 	if _, ok := t.(*testing.T); ok {
 		logger = testLogger(t)
 	}
-	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), cfg, logger)
+	dc := &device.Client{URL: b.url + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: cfg, Logger: logger}
 	dc.BackoffInitial = 10 * time.Millisecond
 	dc.BackoffMax = 50 * time.Millisecond
 	dc.DrainTimeout = waitLong
@@ -239,23 +241,24 @@ func startDevice(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Con
 }
 
 // tcpHandler is the device side of a TCP tunnel.
-func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) {
+func tcpHandler(ctx context.Context, st *transport.Stream, payload []byte) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", string(payload))
 	if err != nil {
 		_ = wire.WriteError(st, err.Error())
-		return
+		return nil
 	}
 	if err := wire.WriteOK(st, nil); err != nil {
 		c.Close()
-		return
+		return nil
 	}
 	_, _, _ = transport.Splice(ctx, st, c, nil)
+	return nil
 }
 
-func dialClient(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config) *transport.Client {
+func dialClient(t testing.TB, b *broker, pki *certstest.PKI, cfg *transport.Config) *client.Client {
 	t.Helper()
-	cl, err := transport.DialClient(testCtx(t), b.url, "d1", "tok", pki.ClientTLS(), cfg)
+	cl, err := (&client.Dialer{Edge: b.url, Token: "tok", TLSConfig: pki.ClientTLS(), Config: cfg}).Dial(testCtx(t), "d1")
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
 	return cl

@@ -34,7 +34,7 @@ func TestKeepAliveFindsASilentPeer(t *testing.T) {
 		t.Fatal("a silent peer kept its session")
 	}
 	require.ErrorIs(t, s.Err(), transport.ErrKeepAliveTimeout)
-	_, err = s.AcceptStream()
+	_, err = s.Accept()
 	require.ErrorIs(t, err, transport.ErrKeepAliveTimeout)
 }
 

@@ -28,13 +28,13 @@ func rawFlood(p *rawPeer, frames ...[]byte) {
 func expectViolation(t *testing.T, s *transport.Session, reason string) {
 	t.Helper()
 	select {
-	case <-s.CloseChan():
+	case <-s.Done():
 	case <-time.After(waitLong):
 		t.Fatal("the session was not closed")
 	}
 	require.ErrorIs(t, s.Err(), transport.ErrProtocolViolation)
 	require.Contains(t, s.Err().Error(), reason)
-	_, err := s.AcceptStream()
+	_, err := s.Accept()
 	require.ErrorIs(t, err, transport.ErrProtocolViolation, "AcceptStream after the violation")
 }
 
@@ -45,7 +45,7 @@ func TestPolicingWindowIgnored(t *testing.T) {
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	// Nobody reads the stream; the peer sends one and a half windows in
 	// full frames, beyond the window it was never granted more than.
@@ -86,7 +86,7 @@ func TestPolicingTinyFrameFlood(t *testing.T) {
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	// One-byte frames, 64 bytes of budget each: the payload stays well
 	// inside the window, but each frame pins its own buffer at the receiver.
@@ -99,7 +99,7 @@ func TestPolicingTinyFrameFlood(t *testing.T) {
 	p.readStream(3)
 	// Another stream on the same session still works.
 	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("still here")), frame(2, cmdFIN, 5, nil))
-	other, err := s.AcceptStream()
+	other, err := s.Accept()
 	require.NoError(t, err)
 	got, err := io.ReadAll(other)
 	require.NoError(t, err)
@@ -123,7 +123,7 @@ func TestPolicingTinyFramesAcrossStreams(t *testing.T) {
 	rawFlood(p, frames...)
 	streams := map[uint32]*transport.Stream{}
 	for range 4 {
-		st, err := s.AcceptStream()
+		st, err := s.Accept()
 		require.NoError(t, err)
 		streams[uint32(st.ID())] = st
 	}
@@ -177,7 +177,7 @@ func TestPolicingTruncatedFrameHeader(t *testing.T) {
 	s := us.session(t)
 	rawFlood(p, frame(2, cmdPSH, 3, nil)[:5])
 	p.conn.Close()
-	_, err := s.AcceptStream()
+	_, err := s.Accept()
 	require.Error(t, err)
 	require.NoError(t, s.Err(), "a cut connection is not a violation")
 }
@@ -187,7 +187,7 @@ func TestPolicingTruncatedFrameHeader(t *testing.T) {
 // window is full.
 func TestPolicingHonestSmallFrames(t *testing.T) {
 	cli, srv, _, _ := sessionPair(t, nil)
-	st, err := cli.OpenStream()
+	st, err := cli.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	const (
@@ -205,7 +205,7 @@ func TestPolicingHonestSmallFrames(t *testing.T) {
 		}
 		written <- st.CloseWrite()
 	}()
-	ps, err := srv.AcceptStream()
+	ps, err := srv.Accept()
 	require.NoError(t, err)
 	defer ps.Close()
 	// One read grants the full 1 MiB window; then the reader stops until
@@ -226,7 +226,7 @@ func TestPolicingHonestSmallFrames(t *testing.T) {
 // than a stream's frame budget) pass when the reader keeps up.
 func TestPolicingHonestTinyFramesActiveReader(t *testing.T) {
 	cli, srv, _, _ := sessionPair(t, nil)
-	st, err := cli.OpenStream()
+	st, err := cli.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	const total = 50_000
@@ -240,7 +240,7 @@ func TestPolicingHonestTinyFramesActiveReader(t *testing.T) {
 		}
 		written <- st.CloseWrite()
 	}()
-	ps, err := srv.AcceptStream()
+	ps, err := srv.Accept()
 	require.NoError(t, err)
 	defer ps.Close()
 	n, err := io.Copy(io.Discard, ps)
@@ -278,13 +278,13 @@ func TestPolicingIgnoresClosedStreams(t *testing.T) {
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 	// 2 MiB to the closed stream, then a new stream with a message.
 	rawFlood(p, repeat(frame(2, cmdPSH, 3, make([]byte, 65535)), 32)...)
 	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, msg(wire.MsgReload, nil)))
-	st2, err := s.AcceptStream()
+	st2, err := s.Accept()
 	require.NoError(t, err)
 	defer st2.Close()
 	m, err := wire.ReadMessage(st2)

@@ -71,12 +71,12 @@ const (
 // DefaultConfig returns a new Config with every default filled in.
 func DefaultConfig() *Config {
 	c := &Config{}
-	return c.withDefaults()
+	return c.WithDefaults()
 }
 
-// withDefaults returns a copy of c (or of the defaults when c is nil) with
+// WithDefaults returns a copy of c (or of the defaults when c is nil) with
 // every zero field replaced by its default.
-func (c *Config) withDefaults() *Config {
+func (c *Config) WithDefaults() *Config {
 	var out Config
 	if c != nil {
 		out = *c
@@ -110,7 +110,7 @@ func (c *Config) withDefaults() *Config {
 
 // VerifyConfig reports the first invalid field of c, after defaults.
 func VerifyConfig(c *Config) error {
-	d := c.withDefaults()
+	d := c.WithDefaults()
 	switch {
 	case d.KeepAliveInterval < 0 || d.KeepAliveTimeout < 0:
 		return fmt.Errorf("%w: keep-alive durations must be positive", ErrInvalidConfig)
@@ -140,7 +140,7 @@ func (c *Config) tcpUserTimeout() time.Duration {
 // smuxConfig is the smux configuration for c. The version is always 2.
 // smux's own keep-alive is off: the frame layer runs ours.
 func (c *Config) smuxConfig() *smux.Config {
-	d := c.withDefaults()
+	d := c.WithDefaults()
 	return &smux.Config{
 		Version:           2,
 		KeepAliveDisabled: true,

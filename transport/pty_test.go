@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -24,13 +26,13 @@ type fakePTYDevice struct {
 	statuses []string
 }
 
-func (d *fakePTYDevice) handlers() map[wire.MsgType]transport.Handler {
-	return map[wire.MsgType]transport.Handler{
-		wire.MsgPTY: func(_ context.Context, st *transport.Stream, payload []byte) {
+func (d *fakePTYDevice) handlers() map[wire.MsgType]device.Handler {
+	return map[wire.MsgType]device.Handler{
+		wire.MsgPTY: func(_ context.Context, st *transport.Stream, payload []byte) error {
 			c, err := wire.DecodePTYCommand(payload)
 			if err != nil {
 				_ = wire.WriteError(st, err.Error())
-				return
+				return nil
 			}
 			d.mu.Lock()
 			d.opened = append(d.opened, c)
@@ -41,12 +43,13 @@ func (d *fakePTYDevice) handlers() map[wire.MsgType]transport.Handler {
 			d.mu.Lock()
 			d.input = in
 			d.mu.Unlock()
+			return nil
 		},
-		wire.MsgPTYCommand: func(_ context.Context, st *transport.Stream, payload []byte) {
+		wire.MsgPTYCommand: func(_ context.Context, st *transport.Stream, payload []byte) error {
 			c, err := wire.DecodePTYCommand(payload)
 			if err != nil {
 				_ = wire.WriteError(st, err.Error())
-				return
+				return nil
 			}
 			d.mu.Lock()
 			defer d.mu.Unlock()
@@ -57,9 +60,10 @@ func (d *fakePTYDevice) handlers() map[wire.MsgType]transport.Handler {
 					d.statuses = d.statuses[1:]
 				}
 				_ = wire.WriteOK(st, []byte(s))
-				return
+				return nil
 			}
 			_ = wire.WriteOK(st, nil)
+			return nil
 		},
 	}
 }
@@ -71,7 +75,7 @@ func TestPTYClient(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 	ctx := testCtx(t)
 
-	p, err := cl.OpenPTY(ctx, transport.PTYRequest{Cols: 100, Rows: 30, Command: "sh", Args: []string{"-c", "x"}, Term: "screen"})
+	p, err := pty.Open(ctx, cl, pty.Request{Cols: 100, Rows: 30, Command: "sh", Args: []string{"-c", "x"}, Term: "screen"})
 	require.NoError(t, err)
 	require.Equal(t, "0123456789abcdef0123456789abcdef", p.ID)
 	prompt := make([]byte, 2)
@@ -79,7 +83,7 @@ func TestPTYClient(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "$ ", string(prompt))
 
-	require.NoError(t, cl.ResizePTY(ctx, p.ID, 90, 20))
+	require.NoError(t, pty.Resize(ctx, cl, p.ID, 90, 20))
 	_, err = p.Write([]byte("ls"))
 	require.NoError(t, err)
 	require.NoError(t, p.SendEOF()) // after a partial line: two EOF characters
@@ -91,7 +95,7 @@ func TestPTYClient(t *testing.T) {
 	require.NoError(t, err)
 	p.Close()
 
-	es, err := cl.PTYExitStatus(ctx, p.ID)
+	es, err := pty.WaitExit(ctx, cl, p.ID)
 	require.NoError(t, err)
 	require.Equal(t, wire.ExitStatus{Exited: true, Code: 3}, es)
 
@@ -112,22 +116,29 @@ func TestPTYClient(t *testing.T) {
 func TestPTYExitStatusOldDevices(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		handler transport.Handler // nil: no 0x13 handler at all
+		handler device.Handler // nil: no 0x13 handler at all
 		check   func(t *testing.T, err error)
 	}{
-		{"closes without answering", func(context.Context, *transport.Stream, []byte) {},
-			func(t *testing.T, err error) { require.ErrorIs(t, err, transport.ErrExitStatusUnsupported) }},
-		{"answers OK without a status", func(_ context.Context, st *transport.Stream, _ []byte) { _ = wire.WriteOK(st, nil) },
-			func(t *testing.T, err error) { require.ErrorIs(t, err, transport.ErrExitStatusUnsupported) }},
-		{"answers Error", func(_ context.Context, st *transport.Stream, _ []byte) {
+		{"closes without answering", func(context.Context, *transport.Stream, []byte) error { return nil },
+			func(t *testing.T, err error) { require.ErrorIs(t, err, pty.ErrExitStatusUnsupported) }},
+		{"answers OK without a status", func(_ context.Context, st *transport.Stream, _ []byte) error {
+			_ = wire.WriteOK(st, nil)
+			return nil
+		},
+			func(t *testing.T, err error) { require.ErrorIs(t, err, pty.ErrExitStatusUnsupported) }},
+		{"answers Error", func(_ context.Context, st *transport.Stream, _ []byte) error {
 			_ = wire.WriteError(st, "unknown command type")
+			return nil
 		},
 			func(t *testing.T, err error) {
 				var re *wire.RemoteError
 				require.ErrorAs(t, err, &re)
 				require.Equal(t, "unknown command type", re.Reason)
 			}},
-		{"answers OK with junk", func(_ context.Context, st *transport.Stream, _ []byte) { _ = wire.WriteOK(st, []byte("ok")) },
+		{"answers OK with junk", func(_ context.Context, st *transport.Stream, _ []byte) error {
+			_ = wire.WriteOK(st, []byte("ok"))
+			return nil
+		},
 			func(t *testing.T, err error) { require.ErrorIs(t, err, wire.ErrInvalidExitStatus) }},
 		{"has no PTY command handler", nil,
 			func(t *testing.T, err error) {
@@ -137,13 +148,13 @@ func TestPTYExitStatusOldDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, pki := newBroker(t, nil)
-			handlers := map[wire.MsgType]transport.Handler{}
+			handlers := map[wire.MsgType]device.Handler{}
 			if tc.handler != nil {
 				handlers[wire.MsgPTYCommand] = tc.handler
 			}
 			startDevice(t, b, pki, nil, handlers)
 			cl := dialClient(t, b, pki, nil)
-			_, err := cl.PTYExitStatus(testCtx(t), "0123456789abcdef0123456789abcdef")
+			_, err := pty.WaitExit(testCtx(t), cl, "0123456789abcdef0123456789abcdef")
 			require.Error(t, err)
 			tc.check(t, err)
 		})
@@ -156,7 +167,7 @@ func TestOpenPTYRejectsBadRequests(t *testing.T) {
 	startDevice(t, b, pki, nil, dev.handlers())
 	cl := dialClient(t, b, pki, nil)
 	ctx := testCtx(t)
-	for name, req := range map[string]transport.PTYRequest{
+	for name, req := range map[string]pty.Request{
 		"bad TERM":          {Term: "x;rm -rf"},
 		"too wide":          {Cols: 70000, Rows: 1},
 		"args, no command":  {Args: []string{"x"}},
@@ -164,13 +175,13 @@ func TestOpenPTYRejectsBadRequests(t *testing.T) {
 		"does not fit 64 K": {Command: "sh", Args: []string{strings.Repeat("a", 70000)}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := cl.OpenPTY(ctx, req)
+			_, err := pty.Open(ctx, cl, req)
 			require.ErrorIs(t, err, wire.ErrInvalidPTYCommand)
 		})
 	}
-	require.ErrorIs(t, cl.ResizePTY(ctx, "sid", 0, 10), wire.ErrInvalidPTYCommand)
-	require.ErrorIs(t, cl.ResizePTY(ctx, "", 10, 10), wire.ErrInvalidPTYCommand)
-	_, err := cl.PTYStatus(ctx, "")
+	require.ErrorIs(t, pty.Resize(ctx, cl, "sid", 0, 10), wire.ErrInvalidPTYCommand)
+	require.ErrorIs(t, pty.Resize(ctx, cl, "", 10, 10), wire.ErrInvalidPTYCommand)
+	_, err := pty.Status(ctx, cl, "")
 	require.ErrorIs(t, err, wire.ErrInvalidPTYCommand)
 	dev.mu.Lock()
 	defer dev.mu.Unlock()

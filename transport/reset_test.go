@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -35,7 +36,7 @@ func TestLostDeviceLegIsAnErrorForTheClient(t *testing.T) {
 			}
 		}
 	})
-	conn, err := cl.DialTCP(testCtx(t), target)
+	conn, err := tcp.Dial(testCtx(t), cl, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	_, err = io.ReadFull(conn, make([]byte, 100_000))
@@ -59,7 +60,7 @@ func TestLostClientLegResetsTheTarget(t *testing.T) {
 		_, err := io.Copy(io.Discard, c)
 		ended <- err
 	})
-	conn, err := cl.DialTCP(testCtx(t), target)
+	conn, err := tcp.Dial(testCtx(t), cl, target)
 	require.NoError(t, err)
 	_, err = conn.Write(make([]byte, 100_000))
 	require.NoError(t, err)
@@ -93,7 +94,7 @@ func TestResetOnlyForPeersThatAnnounceIt(t *testing.T) {
 			require.Equal(t, "reset", h.Get("Tether-Extensions"), "the edge announces its extensions")
 			s := us.session(t)
 			p.write(frame(2, cmdSYN, 3, nil))
-			st, err := s.AcceptStream()
+			st, err := s.Accept()
 			require.NoError(t, err)
 			require.NoError(t, st.Abort())
 			for {
@@ -116,7 +117,7 @@ func TestInboundReset(t *testing.T) {
 	p.upgrade("/client/d1")
 	s := us.session(t)
 	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("partial")), frame(2, cmdRST, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	got, err := io.ReadAll(st)
 	require.ErrorIs(t, err, transport.ErrStreamReset)
@@ -144,7 +145,7 @@ func TestDataAfterCloseIsReset(t *testing.T) {
 	p.expect101()
 	s := us.session(t)
 	p.write(frame(2, cmdSYN, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 	p.write(frame(2, cmdPSH, 3, []byte("more")))

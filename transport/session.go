@@ -18,6 +18,7 @@ import (
 type Session struct {
 	sess *smux.Session
 	conn *frameConn
+	cfg  *Config // with defaults
 }
 
 // newSession starts smux over c. r, when not nil, supplies bytes that were
@@ -27,7 +28,7 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config, peer peerInfo
 	if err := VerifyConfig(cfg); err != nil {
 		return nil, err
 	}
-	d := cfg.withDefaults()
+	d := cfg.WithDefaults()
 	setUserTimeout(c, d.tcpUserTimeout())
 	fc := newFrameConn(c, r, cfg, peer)
 	var (
@@ -43,7 +44,7 @@ func newSession(c net.Conn, r io.Reader, server bool, cfg *Config, peer peerInfo
 		return nil, err
 	}
 	fc.attach(s, cfg)
-	return &Session{sess: s, conn: fc}, nil
+	return &Session{sess: s, conn: fc, cfg: d}, nil
 }
 
 // NewServerSession runs the edge side of a session over an already upgraded
@@ -58,8 +59,9 @@ func NewClientSession(c net.Conn, cfg *Config) (*Session, error) {
 	return newSession(c, nil, false, cfg, peerInfo{})
 }
 
-// OpenStream opens a new stream. smux bounds the wait for the SYN frame.
-func (s *Session) OpenStream() (*Stream, error) {
+// Open opens a new stream, without an opening message: most callers want
+// OpenStream. smux bounds the wait for the SYN frame.
+func (s *Session) Open() (*Stream, error) {
 	st, err := s.sess.OpenStream()
 	if err != nil {
 		return nil, s.closedErr(err)
@@ -67,9 +69,9 @@ func (s *Session) OpenStream() (*Stream, error) {
 	return newStream(st, s.conn), nil
 }
 
-// AcceptStream waits for the peer's next stream. It returns ErrSessionClosed
+// Accept waits for the peer's next stream. It returns ErrSessionClosed
 // once the session is closed.
-func (s *Session) AcceptStream() (*Stream, error) {
+func (s *Session) Accept() (*Stream, error) {
 	st, err := s.sess.AcceptStream()
 	if err != nil {
 		return nil, s.closedErr(err)
@@ -114,23 +116,6 @@ func (s *Session) Done() <-chan struct{} { return s.conn.dead }
 
 // Context returns a context that is done when Done is closed.
 func (s *Session) Context() context.Context { return s.conn.ctx }
-
-// CloseChan is closed when the session is closed: by Close, by a protocol
-// violation, or by the keep-alive when the peer went silent past its
-// receive timeout (smux's own keep-alive is off). A
-// connection that the peer closed or that broke shows first on ConnDone.
-func (s *Session) CloseChan() <-chan struct{} { return s.sess.CloseChan() }
-
-// ConnDone is closed as soon as the connection beneath the session can
-// deliver nothing more: the peer closed it, it broke, a violation was
-// found, or the session was closed. Streams may still hold bytes that
-// arrived before; they stay readable until Close. Owners that track
-// liveness (a registry of connected devices) watch ConnDone, read what
-// they need, then Close the session.
-func (s *Session) ConnDone() <-chan struct{} { return s.conn.dead }
-
-// IsClosed reports whether the session has ended.
-func (s *Session) IsClosed() bool { return s.sess.IsClosed() }
 
 // NumStreams returns the number of open streams.
 func (s *Session) NumStreams() int { return s.sess.NumStreams() }

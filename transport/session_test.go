@@ -94,7 +94,7 @@ func TestHalfCloseKeepsUnreadBytes(t *testing.T) {
 	cli, srv, _, _ := sessionPair(t, nil)
 	const size = 100 << 10
 
-	st, err := cli.OpenStream()
+	st, err := cli.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	_, err = st.Write([]byte("request"))
@@ -103,7 +103,7 @@ func TestHalfCloseKeepsUnreadBytes(t *testing.T) {
 
 	peerDone := make(chan error, 1)
 	go func() {
-		ps, err := srv.AcceptStream()
+		ps, err := srv.Accept()
 		if err != nil {
 			peerDone <- err
 			return
@@ -123,14 +123,14 @@ func TestHalfCloseKeepsUnreadBytes(t *testing.T) {
 		}
 		// A stream opened after the FIN: when this side accepts it, its
 		// receive loop has already handled the FIN before it.
-		barrier, err := srv.OpenStream()
+		barrier, err := srv.Open()
 		if err == nil {
 			barrier.Close()
 		}
 		peerDone <- err
 	}()
 	require.NoError(t, <-peerDone)
-	barrier, err := cli.AcceptStream()
+	barrier, err := cli.Accept()
 	require.NoError(t, err)
 	barrier.Close()
 
@@ -157,11 +157,11 @@ func TestOneFINPerStream(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := cli.OpenStream()
+			st, err := cli.Open()
 			require.NoError(t, err)
 			_, err = st.Write([]byte("x"))
 			require.NoError(t, err)
-			ps, err := srv.AcceptStream()
+			ps, err := srv.Accept()
 			require.NoError(t, err)
 			_, err = ps.Write([]byte("y"))
 			require.NoError(t, err)
@@ -185,7 +185,7 @@ func TestOneFINPerStream(t *testing.T) {
 // the FIN; a write after CloseWrite fails.
 func TestWriteAfterCloseWrite(t *testing.T) {
 	cli, srv, cliTap, _ := sessionPair(t, nil)
-	st, err := cli.OpenStream()
+	st, err := cli.Open()
 	require.NoError(t, err)
 	defer st.Close()
 	_, err = st.Write([]byte("abc"))
@@ -193,7 +193,7 @@ func TestWriteAfterCloseWrite(t *testing.T) {
 	require.NoError(t, st.CloseWrite())
 	_, err = st.Write([]byte("def"))
 	require.ErrorIs(t, err, transport.ErrWriteClosed)
-	ps, err := srv.AcceptStream()
+	ps, err := srv.Accept()
 	require.NoError(t, err)
 	defer ps.Close()
 	got, err := io.ReadAll(ps)
@@ -202,35 +202,35 @@ func TestWriteAfterCloseWrite(t *testing.T) {
 	require.Equal(t, 1, cliTap.finCount(st.ID()))
 }
 
-// TestConnDone: when the peer's connection goes away the session says so at
+// TestDone: when the peer's connection goes away the session says so at
 // once, while bytes that arrived before stay readable.
-func TestConnDone(t *testing.T) {
+func TestDone(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
 	p.upgrade("/device")
 	s := us.session(t)
 	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("last words")), frame(2, cmdFIN, 3, nil))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	p.conn.Close()
 
 	select {
-	case <-s.ConnDone():
+	case <-s.Done():
 	case <-time.After(waitLong):
-		t.Fatal("ConnDone not closed after the peer hung up")
+		t.Fatal("Done not closed after the peer hung up")
 	}
 	got, err := io.ReadAll(st)
 	require.NoError(t, err)
 	require.Equal(t, "last words", string(got))
 	require.NoError(t, s.Close())
-	<-s.CloseChan()
+	<-s.Done()
 }
 
-// TestConnDoneOnClose: Close alone also closes ConnDone.
-func TestConnDoneOnClose(t *testing.T) {
+// TestDoneOnClose: Close alone also closes Done.
+func TestDoneOnClose(t *testing.T) {
 	cli, _, _, _ := sessionPair(t, nil)
 	require.NoError(t, cli.Close())
-	<-cli.ConnDone()
+	<-cli.Done()
 	require.NoError(t, cli.Close(), "Close is idempotent")
 }
 
@@ -243,12 +243,12 @@ func TestConnLost(t *testing.T) {
 	s := us.session(t)
 	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil),
 		frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("cut sh")))
-	ended, err := s.AcceptStream()
+	ended, err := s.Accept()
 	require.NoError(t, err)
-	cut, err := s.AcceptStream()
+	cut, err := s.Accept()
 	require.NoError(t, err)
 	p.conn.Close()
-	<-s.ConnDone()
+	<-s.Done()
 
 	got, err := io.ReadAll(ended)
 	require.NoError(t, err)
@@ -267,10 +267,10 @@ func TestConnLostThroughSplice(t *testing.T) {
 	p.upgrade("/device")
 	s := us.session(t)
 	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("partial")))
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	p.conn.Close()
-	<-s.ConnDone()
+	<-s.Done()
 
 	var sink bytes.Buffer
 	_, err = st.WriteTo(&sink)

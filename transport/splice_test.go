@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -20,7 +22,7 @@ import (
 // the target connection and a stream slot. Splice bounds it.
 func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 	b, pki := newBroker(t, nil)
-	startDevice(t, b, pki, nil, map[wire.MsgType]transport.Handler{wire.MsgTCP: tcpHandler})
+	startDevice(t, b, pki, nil, map[wire.MsgType]device.Handler{wire.MsgTCP: tcpHandler})
 	cl := dialClient(t, b, pki, nil)
 
 	ended := make(chan error, 1)
@@ -35,7 +37,7 @@ func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 			}
 		}
 	})
-	conn, err := cl.DialTCP(testCtx(t), target)
+	conn, err := tcp.Dial(testCtx(t), cl, target)
 	require.NoError(t, err)
 	buf := make([]byte, 1024)
 	_, err = conn.Read(buf) // the target is talking

@@ -17,6 +17,8 @@ import (
 
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -26,7 +28,7 @@ func TestTunnelRoundTrip(t *testing.T) {
 	cl := dialClient(t, b, pki, nil)
 	target := testutil.TCPServer(t, testutil.LineEcho)
 
-	conn, err := cl.DialTCP(testCtx(t), target)
+	conn, err := tcp.Dial(testCtx(t), cl, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	msg := pattern(7, 200_000)
@@ -48,7 +50,7 @@ func TestTunnelDialRefusedIsRemoteError(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	_, err = cl.DialTCP(testCtx(t), addr)
+	_, err = tcp.Dial(testCtx(t), cl, addr)
 	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "connection refused")
@@ -64,7 +66,7 @@ func TestTunnelHalfClose(t *testing.T) {
 
 	for _, size := range []int{0, 1, 300_000} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			conn, err := cl.DialTCP(testCtx(t), target)
+			conn, err := tcp.Dial(testCtx(t), cl, target)
 			require.NoError(t, err)
 			defer conn.Close()
 			req := binary.BigEndian.AppendUint32(nil, uint32(size))
@@ -147,8 +149,8 @@ func TestTunnelHalfCloseStress(t *testing.T) {
 	require.Equal(t, want, total, "bytes received over all exchanges")
 }
 
-func exchange(ctx context.Context, cl *transport.Client, target string, size int, seed byte) (int, error) {
-	conn, err := cl.DialTCP(ctx, target)
+func exchange(ctx context.Context, cl *client.Client, target string, size int, seed byte) (int, error) {
+	conn, err := tcp.Dial(ctx, cl, target)
 	if err != nil {
 		return 0, err
 	}
@@ -194,14 +196,14 @@ func TestTunnelHeadOfLine(t *testing.T) {
 	})
 	ctx := testCtx(t)
 
-	stalled, err := cl.DialTCP(ctx, target)
+	stalled, err := tcp.Dial(ctx, cl, target)
 	require.NoError(t, err)
 	defer stalled.Close()
 	// Read one byte so the stream is certainly flowing, then stop reading.
 	_, err = io.ReadFull(stalled, make([]byte, 1))
 	require.NoError(t, err)
 
-	moving, err := cl.DialTCP(ctx, target)
+	moving, err := tcp.Dial(ctx, cl, target)
 	require.NoError(t, err)
 	defer moving.Close()
 	n, err := io.Copy(io.Discard, moving)

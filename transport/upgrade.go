@@ -75,7 +75,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, cfg *Config) (*Session, err
 	if err != nil {
 		return nil, fmt.Errorf("hijack: %w", err)
 	}
-	d := cfg.withDefaults()
+	d := cfg.WithDefaults()
 	// The server's header deadlines must not outlive the handshake.
 	_ = conn.SetDeadline(time.Now().Add(d.HandshakeTimeout))
 	if _, err := io.WriteString(conn, upgradeAnswer(d)); err != nil {
@@ -127,14 +127,14 @@ type DialError struct {
 
 func (e *DialError) Error() string {
 	msg := fmt.Sprintf("%s %s: %v", e.Op, e.Addr, e.Err)
-	if h := e.hint(); h != "" {
+	if h := e.Hint(); h != "" {
 		msg += " (" + h + ")"
 	}
 	return msg
 }
 
 // hint says what to do next, for the failures a user can fix.
-func (e *DialError) hint() string {
+func (e *DialError) Hint() string {
 	var (
 		unknownCA x509.UnknownAuthorityError
 		hostname  x509.HostnameError
@@ -176,7 +176,7 @@ func (e *DialError) Unwrap() error { return e.Err }
 // Config.HandshakeTimeout bound every step until the 101 arrives; the
 // session itself has no deadline.
 func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config, cfg *Config) (*Session, error) {
-	d := cfg.withDefaults()
+	d := cfg.WithDefaults()
 	if err := VerifyConfig(d); err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func TestUpgradeKeepsBytesSentAhead(t *testing.T) {
 		frame(2, cmdSYN, 1, nil),
 		frame(2, cmdPSH, 1, msg(wire.MsgTCP, []byte("127.0.0.1:22"))))
 	s := us.session(t)
-	st, err := s.AcceptStream()
+	st, err := s.Accept()
 	require.NoError(t, err)
 	m, err := wire.ReadMessage(st)
 	require.NoError(t, err)

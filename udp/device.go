@@ -257,17 +257,17 @@ func (h *DeviceHandler) refuse(st *transport.Stream, reason string) {
 	_ = wire.WriteError(st, reason)
 }
 
-// Handle serves one UDP tunnel stream; it is a transport.Handler for
+// Handle serves one UDP tunnel stream; it is a device.Handler for
 // wire.MsgUDP. It answers Error, before sending anything, for a
 // malformed request, a target that Allow refuses, or a broadcast,
 // multicast or unspecified address; otherwise it binds the socket, answers
 // OK and relays datagrams until the stream ends, the tunnel idles out, ctx
 // ends or the handler is closed.
-func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payload []byte) {
+func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payload []byte) error {
 	cfg, ok := h.enter()
 	if !ok {
 		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
-		return
+		return nil
 	}
 	defer h.wg.Done()
 	// Close ends the call too, even while it waits on DNS.
@@ -279,7 +279,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 	req, err := ParseRequest(payload)
 	if err != nil {
 		h.refuse(st, userText(err)+"; want <source port>:<host>:<port>, e.g. 0:127.0.0.1:53")
-		return
+		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	var dst netip.Addr
@@ -288,7 +288,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 		if err != nil {
 			cancel()
 			h.refuse(st, err.Error()) // the policy's own words
-			return
+			return nil
 		}
 		dst = dst.Unmap()
 		err = checkDestination(dst)
@@ -298,28 +298,28 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 	cancel()
 	if errors.Is(err, ErrRefused) {
 		h.refuse(st, fmt.Sprintf("udp %s refused: %v", req.Target, err))
-		return
+		return nil
 	}
 	if err != nil {
 		h.refuse(st, fmt.Sprintf("udp %s: %s", req.Target, userText(err)))
-		return
+		return nil
 	}
 	conn, err := listenFor(dst, req.SourcePort)
 	if err != nil {
 		h.refuse(st, fmt.Sprintf("udp %s: %v", req.Target, err))
-		return
+		return nil
 	}
 	t := newTunnel(h, cfg, st, conn, netip.AddrPortFrom(dst, uint16(req.Target.Port)))
 	if !h.track(t) {
 		conn.Close()
 		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
-		return
+		return nil
 	}
 	defer h.untrack(t)
 	if err := wire.WriteOK(st, nil); err != nil {
 		conn.Close()
 		h.log.Debug("udp tunnel: answer failed", "target", req.Target.String(), "err", err)
-		return
+		return nil
 	}
 	h.c.opened.Add(1)
 	h.c.active.Add(1)
@@ -330,6 +330,7 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 	reason := t.run()
 	h.log.Info("udp tunnel closed", "target", req.Target.String(), "reason", reason,
 		"out", t.out.Load(), "in", t.in.Load())
+	return nil
 }
 
 // tunnel is one open UDP tunnel: a stream and a socket. The handler's

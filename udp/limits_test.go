@@ -257,14 +257,14 @@ func TestReplyRatioOff(t *testing.T) {
 // that follows it.
 func TestListenerShowsDeviceCloseReason(t *testing.T) {
 	const remotePort = 5300
-	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) {
+	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) error {
 		if err := wire.WriteOK(st, nil); err != nil {
-			return
+			return nil
 		}
 		// Answer the peer's datagram, so that it went out before the
 		// close frame and nothing is left to drop.
 		if _, err := io.ReadFull(st, make([]byte, udp.FrameHeaderSize+len("q"))); err != nil {
-			return
+			return nil
 		}
 		var fr []byte
 		fr, _ = udp.AppendFrame(fr, remotePort, []byte("good"))
@@ -273,6 +273,7 @@ func TestListenerShowsDeviceCloseReason(t *testing.T) {
 		_, _ = st.Write(fr)
 		// Keep the stream open: the client must end it on its own.
 		_, _ = io.Copy(io.Discard, st)
+		return nil
 	})
 	closes := make(chan *udp.DeviceCloseError, 10)
 	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.ListenOptions{

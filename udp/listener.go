@@ -153,7 +153,7 @@ func Listen(ctx context.Context, opener transport.Opener, local, remote string, 
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opener == nil {
-		return nil, errors.New("udp: Listen needs an opener (a *transport.Client)")
+		return nil, errors.New("udp: Listen needs an opener (a *client.Client)")
 	}
 	t, err := target.Parse(remote)
 	if err != nil {

@@ -16,8 +16,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
@@ -90,7 +92,7 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 		go func() {
 			defer b.wg.Done()
 			for {
-				cs, err := s.AcceptStream()
+				cs, err := s.Accept()
 				if err != nil {
 					return
 				}
@@ -98,7 +100,7 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 					cs.Close()
 					continue
 				}
-				ds, err := dev.OpenStream()
+				ds, err := dev.Open()
 				if err != nil {
 					cs.Close()
 					continue
@@ -133,7 +135,7 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 // real edge (mock.EdgeMock) or, for hand-built opening messages the edge
 // would refuse itself, by the raw broker.
 type rig struct {
-	client *transport.Client
+	client *client.Client
 	dev    *udp.DeviceHandler
 }
 
@@ -166,12 +168,12 @@ func newRawRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 
 // newRawRigWith is newRawRig with a hand-written device handler for UDP
 // streams, to play a misbehaving device.
-func newRawRigWith(t testing.TB, h transport.Handler) *rig {
+func newRawRigWith(t testing.TB, h device.Handler) *rig {
 	t.Helper()
 	pki := certstest.New(t)
 	b := newBroker(t, pki.EdgeTLS())
 
-	dc := transport.NewDeviceClient(b.url+"/device", pki.DeviceTLS(pki.Device("d1")), nil, nil)
+	dc := &device.Client{URL: b.url + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: nil}
 	dc.Handle(wire.MsgUDP, h)
 	require.NoError(t, dc.Start(context.Background()))
 	t.Cleanup(func() { dc.Close() })
@@ -185,7 +187,7 @@ func newRawRigWith(t testing.TB, h transport.Handler) *rig {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, err := transport.DialClient(ctx, b.url, "d1", "token", pki.ClientTLS(), nil)
+	cl, err := (&client.Dialer{Edge: b.url, Token: "token", TLSConfig: pki.ClientTLS(), Config: nil}).Dial(ctx, "d1")
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
 	return &rig{client: cl}

@@ -599,10 +599,10 @@ func TestSuggestedSourcePort(t *testing.T) {
 func TestListenerAgainstBadDevice(t *testing.T) {
 	const remotePort = 5300
 	var calls atomic.Int32
-	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) {
+	r := newRawRigWith(t, func(ctx context.Context, st *transport.Stream, payload []byte) error {
 		calls.Add(1)
 		if err := wire.WriteOK(st, nil); err != nil {
-			return
+			return nil
 		}
 		var fr []byte
 		fr, _ = udp.AppendFrame(fr, remotePort, []byte("good"))
@@ -610,6 +610,7 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 		_, _ = st.Write(fr)
 		// Wait for the client to give up on the stream.
 		_, _ = io.Copy(io.Discard, st)
+		return nil
 	})
 	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.ListenOptions{IdleTimeout: time.Hour})
 	peer := localPeer(t)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 )
 
 // BenchmarkAgentFootprint measures the real agent process as it ships
@@ -39,9 +40,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	// The edge caps the streams of one client session, so the tunnels are
 	// spread over several clients.
 	const tunnels, perClient = 100, 25
-	var c interface {
-		DialTCP(ctx context.Context, addr string) (net.Conn, error)
-	}
+	var c transport.Opener
 	conns := make([]net.Conn, 0, tunnels)
 	defer func() {
 		for _, conn := range conns {
@@ -52,7 +51,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		if i%perClient == 0 {
 			c = w.client("bench-1")
 		}
-		conn, err := c.DialTCP(ctxT(b), target)
+		conn, err := tcp.Dial(ctxT(b), c, target)
 		require.NoError(b, err)
 		conns = append(conns, conn)
 		_ = conn.SetDeadline(time.Now().Add(60 * time.Second))

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/internal/testutil"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/pty"
 )
 
 // ptyOutput collects what a PTY session prints, read by one goroutine
@@ -26,7 +26,7 @@ type ptyOutput struct {
 	done chan struct{}
 }
 
-func readPTY(t testing.TB, sess *transport.PTYSession) *ptyOutput {
+func readPTY(t testing.TB, sess *pty.Session) *ptyOutput {
 	o := &ptyOutput{done: make(chan struct{})}
 	go func() {
 		defer close(o.done)
@@ -76,7 +76,7 @@ func TestShellsGetDefaultInterruptSignals(t *testing.T) {
 	w.startAgentVia("dev-1", "pty: {enabled: true, shell: /bin/sh}\n", `trap "" INT QUIT`)
 	c := w.client("dev-1")
 
-	sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Cols: 80, Rows: 24})
+	sess, err := pty.Open(ctxT(t), c, pty.Request{Cols: 80, Rows: 24})
 	require.NoError(t, err)
 	out := readPTY(t, sess)
 	marker := fmt.Sprintf("%d", 400000+os.Getpid()%100000)
@@ -107,7 +107,7 @@ func TestShellsGetOnlyTheirTerminal(t *testing.T) {
 	w.startAgentVia("dev-1", "pty: {enabled: true, shell: /bin/sh}\n", fmt.Sprintf("exec 7<%q", marker))
 	c := w.client("dev-1")
 
-	sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Command: "/bin/ls", Args: []string{"-l", "/proc/self/fd"}})
+	sess, err := pty.Open(ctxT(t), c, pty.Request{Command: "/bin/ls", Args: []string{"-l", "/proc/self/fd"}})
 	require.NoError(t, err)
 	defer sess.Close()
 	_ = sess.SetDeadline(time.Now().Add(30 * time.Second))

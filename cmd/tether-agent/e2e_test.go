@@ -19,7 +19,9 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -29,7 +31,7 @@ func TestTunnelReachesEchoServerWithHalfClose(t *testing.T) {
 	target := testutil.TCPServer(t, testutil.EchoThenBye)
 	c := w.client("dev-1")
 
-	conn, err := c.DialTCP(ctxT(t), target)
+	conn, err := tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
@@ -48,7 +50,7 @@ func TestTargetOutsideAllowListIsRefused(t *testing.T) {
 	w.addAgent("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n")
 	target := testutil.TCPServerAt(t, "127.0.0.2:0", testutil.EchoThenBye) // the edge allows 127.0.0.2, the agent does not
 	c := w.client("dev-1")
-	_, err := c.DialTCP(ctxT(t), target)
+	_, err := tcp.Dial(ctxT(t), c, target)
 	require.Equal(t, "refused by the device's allow list: tcp "+target+
 		" (allowed: 127.0.0.1:*); the device's owner can add a rule under allow.tcp in the agent's config", reasonOf(t, err))
 }
@@ -62,7 +64,7 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 	// Good change: OK, and the new rule is in force.
 	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\", \"127.0.0.2:*\"]\n")
 	require.NoError(t, c.Reload(ctxT(t)))
-	conn, err := c.DialTCP(ctxT(t), target)
+	conn, err := tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err, "the reloaded allow list admits %s", target)
 	conn.Close()
 
@@ -72,7 +74,7 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 	reason := reasonOf(t, err)
 	require.Contains(t, reason, `config line 7: unknown key "bogus" in allow`)
 	require.Contains(t, reason, "previous config stays in force")
-	conn, err = c.DialTCP(ctxT(t), target)
+	conn, err = tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err, "a rejected config must leave the previous one in force")
 	conn.Close()
 
@@ -84,7 +86,7 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.2:*\"]\n")
 	require.NoError(t, a.proc.Cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
-		conn, err := c.DialTCP(ctxT(t), target)
+		conn, err := tcp.Dial(ctxT(t), c, target)
 		if err != nil {
 			return false
 		}
@@ -111,7 +113,7 @@ func TestAgentComesBackAfterEdgeRestart(t *testing.T) {
 	w.waitConnected("dev-1")
 
 	c := w.client("dev-1")
-	conn, err := c.DialTCP(ctxT(t), target)
+	conn, err := tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
@@ -133,12 +135,12 @@ func TestSigtermClosesStreamsAndExitsZero(t *testing.T) {
 	a := w.addAgent("dev-1", "pty: {enabled: true, shell: /bin/sh}\n")
 	target := testutil.TCPServer(t, testutil.EchoThenBye)
 	c := w.client("dev-1")
-	conn, err := c.DialTCP(ctxT(t), target)
+	conn, err := tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err)
 	defer conn.Close()
 	// A PTY session whose process would outlive a careless agent.
 	marker := fmt.Sprintf("%d", 300000+os.Getpid()%100000)
-	sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Command: "/bin/sleep", Args: []string{marker}})
+	sess, err := pty.Open(ctxT(t), c, pty.Request{Command: "/bin/sleep", Args: []string{marker}})
 	require.NoError(t, err)
 	defer sess.Close()
 	require.Eventually(t, func() bool { return len(processesWithArg(marker)) == 1 }, 30*time.Second, 20*time.Millisecond)
@@ -282,13 +284,13 @@ func TestPTYAndUDPThroughTheAgent(t *testing.T) {
 	c := w.client("dev-1")
 
 	t.Run("pty", func(t *testing.T) {
-		sess, err := c.OpenPTY(ctxT(t), transport.PTYRequest{Cols: 90, Rows: 20, Command: "/bin/sh", Args: []string{"-c", "echo pty-$((6*7)); exit 5"}})
+		sess, err := pty.Open(ctxT(t), c, pty.Request{Cols: 90, Rows: 20, Command: "/bin/sh", Args: []string{"-c", "echo pty-$((6*7)); exit 5"}})
 		require.NoError(t, err)
 		defer sess.Close()
 		_ = sess.SetDeadline(time.Now().Add(30 * time.Second))
 		out, _ := io.ReadAll(sess)
 		require.Contains(t, string(out), "pty-42")
-		st, err := c.PTYExitStatus(ctxT(t), sess.ID)
+		st, err := pty.WaitExit(ctxT(t), c, sess.ID)
 		require.NoError(t, err)
 		require.Equal(t, 5, st.Code)
 	})

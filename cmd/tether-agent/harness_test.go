@@ -23,6 +23,7 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -190,11 +191,11 @@ func (w *world) addAgent(id, extra string) *agentProc {
 }
 
 // client dials the edge as the ops client of device id.
-func (w *world) client(id string) *transport.Client {
+func (w *world) client(id string) *client.Client {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := transport.DialClient(ctx, "https://"+w.addr, id, w.token, w.pki.ClientTLS(), nil)
+	c, err := (&client.Dialer{Edge: "https://" + w.addr, Token: w.token, TLSConfig: w.pki.ClientTLS(), Config: nil}).Dial(ctx, id)
 	require.NoError(w.t, err)
 	w.t.Cleanup(func() { c.Close() })
 	return c

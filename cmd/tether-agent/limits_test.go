@@ -10,7 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/internal/testutil"
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 )
 
 // TestCheckAndAgentAgreeOnSessionLimits: a config that check passes is one
@@ -54,7 +55,7 @@ func TestCheckReportsNameRules(t *testing.T) {
 // stallTunnels opens n tunnels to a target that never reads and pushes
 // more into each than the windows and socket buffers take, so that every
 // one stalls with its window full. The writers end with the test.
-func stallTunnels(t *testing.T, c *transport.Client, target string, n int) {
+func stallTunnels(t *testing.T, c *client.Client, target string, n int) {
 	t.Helper()
 	var (
 		wg    sync.WaitGroup
@@ -68,7 +69,7 @@ func stallTunnels(t *testing.T, c *transport.Client, target string, n int) {
 	})
 	chunk := []byte(strings.Repeat("x", 64<<10))
 	for range n {
-		conn, err := c.DialTCP(ctxT(t), target)
+		conn, err := tcp.Dial(ctxT(t), c, target)
 		require.NoError(t, err)
 		conns = append(conns, conn)
 		_ = conn.SetWriteDeadline(time.Now().Add(60 * time.Second))
@@ -93,7 +94,7 @@ func TestStreamsBeyondTheBudgetAreRefused(t *testing.T) {
 	tarpit := testutil.Tarpit(t)
 	c := w.client("dev-1")
 	stallTunnels(t, c, tarpit, 4)
-	_, err := c.DialTCP(ctxT(t), tarpit)
+	_, err := tcp.Dial(ctxT(t), c, tarpit)
 	require.Equal(t, "too many streams: this device allows 4 at once", reasonOf(t, err))
 }
 
@@ -106,7 +107,7 @@ func TestStalledTunnelsAreEnded(t *testing.T) {
 	c := w.client("dev-1")
 	stallTunnels(t, c, tarpit, 4)
 	require.Eventually(t, func() bool {
-		conn, err := c.DialTCP(ctxT(t), tarpit)
+		conn, err := tcp.Dial(ctxT(t), c, tarpit)
 		if err != nil {
 			return false
 		}

@@ -22,8 +22,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -92,21 +95,23 @@ func (s *edgeSetup) start(t *testing.T) (*testutil.Proc, string) {
 // and whose PTY streams are answered OK and reported on ptys.
 func (s *edgeSetup) device(t *testing.T, addr, id string, ptys chan<- string) {
 	t.Helper()
-	dc := transport.NewDeviceClient("https://"+addr+"/device", s.pki.DeviceTLS(s.pki.Device(id)), nil, nil)
+	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: s.pki.DeviceTLS(s.pki.Device(id)), Config: nil, Logger: nil}
 	dc.BackoffInitial, dc.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
-	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dc.Handle(wire.MsgTCP, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", string(p))
 		if err != nil {
 			_ = wire.WriteError(st, err.Error())
-			return
+			return nil
 		}
 		_ = wire.WriteOK(st, nil)
 		_, _, _ = transport.Splice(ctx, st, c, nil)
+		return nil
 	})
-	dc.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) {
+	dc.Handle(wire.MsgPTY, func(ctx context.Context, st *transport.Stream, p []byte) error {
 		ptys <- string(p)
 		_ = wire.WriteOK(st, nil)
+		return nil
 	})
 	if err := dc.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -119,11 +124,11 @@ func (s *edgeSetup) device(t *testing.T, addr, id string, ptys chan<- string) {
 	})
 }
 
-func (s *edgeSetup) client(t *testing.T, addr, id, token string) (*transport.Client, error) {
+func (s *edgeSetup) client(t *testing.T, addr, id, token string) (*client.Client, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := transport.DialClient(ctx, "https://"+addr, id, token, s.pki.ClientTLS(), nil)
+	c, err := (&client.Dialer{Edge: "https://" + addr, Token: token, TLSConfig: s.pki.ClientTLS(), Config: nil}).Dial(ctx, id)
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
@@ -131,10 +136,10 @@ func (s *edgeSetup) client(t *testing.T, addr, id, token string) (*transport.Cli
 }
 
 // echoOnce sends msg through a TCP stream to echo and checks the answer.
-func echoOnce(c *transport.Client, echo, msg string) error {
+func echoOnce(c *client.Client, echo, msg string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := c.DialTCP(ctx, echo)
+	conn, err := tcp.Dial(ctx, c, echo)
 	if err != nil {
 		return err
 	}
@@ -287,7 +292,7 @@ func TestSIGHUPTokenRotationClosesLiveSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*transport.Client{ops, peer} {
+	for _, c := range []*client.Client{ops, peer} {
 		if err := echoOnce(c, echo, "before"); err != nil {
 			t.Fatal(err)
 		}

@@ -20,8 +20,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/internal/testutil"
-	"github.com/tetherhq/tether/transport"
 )
 
 var edgeBin string
@@ -145,7 +145,7 @@ func TestDevCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool, _ := certs.LoadPool(filepath.Join(dir, "ca.crt"))
-	dc := transport.NewDeviceClient(agent["edge"].(string), certs.DeviceTLSConfig(kp.TLSCertificate(), pool), nil, nil)
+	dc := &device.Client{URL: agent["edge"].(string), TLSConfig: certs.DeviceTLSConfig(kp.TLSCertificate(), pool), Config: nil, Logger: nil}
 	if err := dc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 	waitFor(t, "the edge to be healthy", func() bool { return testutil.Healthy(hc, "https://"+addr) })
 
 	kp := pki.Device("dev-1")
-	dc := transport.NewDeviceClient("https://"+addr+"/device", pki.DeviceTLS(kp), nil, nil)
+	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: pki.DeviceTLS(kp), Config: nil, Logger: nil}
 	dc.BackoffInitial, dc.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
 	if err := dc.Start(context.Background()); err != nil {
 		t.Fatal(err)

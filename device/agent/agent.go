@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -59,11 +60,11 @@ type Agent struct {
 	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
 	// BackoffInitial and BackoffMax bound reconnect delays; zero means the
-	// transport.DeviceClient defaults (1 s and 60 s).
+	// device.Client defaults (1 s and 60 s).
 	BackoffInitial, BackoffMax time.Duration
 
 	cfg     atomic.Pointer[Config] // the config in force
-	dc      *transport.DeviceClient
+	dc      *device.Client
 	ext     extras
 	reloads reloader
 	ctx     context.Context // ends on Close
@@ -118,8 +119,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	a.reloads.run = a.reload
 
-	dc := transport.NewDeviceClient(cfg.Edge, a.TLSConfig, tcfg, a.Logger)
-	dc.BackoffInitial, dc.BackoffMax = a.BackoffInitial, a.BackoffMax
+	dc := &device.Client{URL: cfg.Edge, TLSConfig: a.TLSConfig, Config: tcfg, Logger: a.Logger,
+		BackoffInitial: a.BackoffInitial, BackoffMax: a.BackoffMax}
 	dc.Handle(wire.MsgTCP, a.handleTCP)
 	dc.Handle(wire.MsgReload, a.handleReload)
 	a.ext.start(a, dc, cfg)
@@ -244,17 +245,15 @@ func (a *Agent) reloadOnce(ctx context.Context) error {
 }
 
 // handleReload answers a reload stream (0x14) once the reload ran.
-func (a *Agent) handleReload(ctx context.Context, st *transport.Stream, _ []byte) {
+func (a *Agent) handleReload(ctx context.Context, st *transport.Stream, _ []byte) error {
 	res := a.reloads.trigger(a.ctx)
 	select {
 	case <-res.done:
 	case <-ctx.Done():
-		_ = wire.WriteError(st, "the agent is shutting down; reload not done")
-		return
+		return errors.New("the agent is shutting down; reload not done")
 	}
 	if res.err != nil {
-		_ = wire.WriteError(st, res.err.Error())
-		return
+		return res.err
 	}
-	_ = wire.WriteOK(st, nil)
+	return wire.WriteOK(st, nil)
 }

@@ -19,7 +19,9 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -72,11 +74,11 @@ func newTestEdge(t *testing.T, pki *certstest.PKI) *testEdge {
 
 // device waits for the next device session and returns a client that opens
 // streams on it.
-func (e *testEdge) device(t *testing.T) *transport.Client {
+func (e *testEdge) device(t *testing.T) *client.Client {
 	t.Helper()
 	select {
 	case s := <-e.sessions:
-		return transport.NewClient(s, nil)
+		return client.New(s)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not connect to the edge")
 		return nil
@@ -103,7 +105,7 @@ func (env *agentEnv) writeConfig(t *testing.T, extra string) {
 
 // startAgent starts an agent with the given extra YAML; each opt may
 // change the Agent before Start.
-func startAgent(t *testing.T, extra string, opts ...func(*Agent)) (*agentEnv, *transport.Client) {
+func startAgent(t *testing.T, extra string, opts ...func(*Agent)) (*agentEnv, *client.Client) {
 	t.Helper()
 	pki := certstest.New(t)
 	env := &agentEnv{dir: t.TempDir(), pki: pki, edge: newTestEdge(t, pki)}
@@ -122,7 +124,7 @@ func startAgent(t *testing.T, extra string, opts ...func(*Agent)) (*agentEnv, *t
 	return env, env.edge.device(t)
 }
 
-func openWithin(t *testing.T, c *transport.Client, typ wire.MsgType, payload string) (*transport.Stream, error) {
+func openWithin(t *testing.T, c *client.Client, typ wire.MsgType, payload string) (*transport.Stream, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -363,21 +365,21 @@ func TestAgentPTYFollowsReload(t *testing.T) {
 	env, edge := startAgent(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req := transport.PTYRequest{Cols: 100, Rows: 30, Command: "/bin/sh", Args: []string{"-c", "echo cols=$(stty size); exit 7"}}
-	_, err := edge.OpenPTY(ctx, req)
+	req := pty.Request{Cols: 100, Rows: 30, Command: "/bin/sh", Args: []string{"-c", "echo cols=$(stty size); exit 7"}}
+	_, err := pty.Open(ctx, edge, req)
 	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "disabled")
 
 	env.writeConfig(t, "pty: {enabled: true, shell: /bin/sh}\n")
 	require.NoError(t, env.agent.Reload(ctx))
-	sess, err := edge.OpenPTY(ctx, req)
+	sess, err := pty.Open(ctx, edge, req)
 	require.NoError(t, err)
 	defer sess.Close()
 	_ = sess.SetDeadline(time.Now().Add(60 * time.Second))
 	out, _ := io.ReadAll(sess)
 	require.Contains(t, string(out), "cols=30 100")
-	st, err := edge.PTYExitStatus(ctx, sess.ID)
+	st, err := pty.WaitExit(ctx, edge, sess.ID)
 	require.NoError(t, err)
 	require.True(t, st.Exited)
 	require.Equal(t, 7, st.Code)
@@ -404,7 +406,7 @@ func TestAgentSurvivesMalformedOpenings(t *testing.T) {
 	_, edge := startAgent(t, "")
 	addr := testutil.TCPServer(t, testutil.EchoThenBye)
 	raw := func(b []byte) ([]byte, error) {
-		st, err := edge.Session().OpenStream()
+		st, err := edge.Session().Open()
 		require.NoError(t, err)
 		defer st.Close()
 		_ = st.SetDeadline(time.Now().Add(30 * time.Second))

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/netip"
 
-	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
@@ -19,7 +19,7 @@ type extras struct {
 	pty   ptyExtra
 }
 
-func (e *extras) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
+func (e *extras) start(a *Agent, dc *device.Client, cfg *Config) {
 	// Every UDP target is checked like a TCP one; the tunnel sends to the
 	// first of the addresses that were checked.
 	e.allow = func(ctx context.Context, t target.Target) (netip.Addr, error) {

@@ -1,8 +1,8 @@
 package agent
 
 import (
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/pty"
-	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -14,7 +14,7 @@ type ptyExtra struct {
 	srv *pty.Server
 }
 
-func (p *ptyExtra) start(a *Agent, dc *transport.DeviceClient, cfg *Config) {
+func (p *ptyExtra) start(a *Agent, dc *device.Client, cfg *Config) {
 	p.srv = pty.NewServer(ptyConfig(cfg), a.Logger)
 	dc.Handle(wire.MsgPTY, p.srv.HandlePTY)
 	dc.Handle(wire.MsgPTYCommand, p.srv.HandleCommand)

@@ -1,4 +1,4 @@
-package transport
+package pty
 
 import (
 	"bytes"
@@ -8,18 +8,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
+// ErrExitStatusUnsupported is returned when the device's agent has no
+// exit-status extension.
 var (
 	// ErrExitStatusUnsupported: the device does not implement the
 	// exit-status extension (it closed the stream without answering or
 	// answered OK without a status). The remote exit status is unknown.
-	ErrExitStatusUnsupported = errors.New("transport: the device does not report exit statuses (its agent predates the PTY exit-status extension); the remote exit status is unknown")
+	ErrExitStatusUnsupported = errors.New("pty: the device does not report exit statuses (its agent predates the PTY exit-status extension); the remote exit status is unknown")
 )
 
-// PTYRequest describes a PTY session to open.
-type PTYRequest struct {
+// Request describes a PTY session to open.
+type Request struct {
 	// Cols and Rows give the initial window size; zero lets the device
 	// choose (80x24 on ours).
 	Cols, Rows int
@@ -31,14 +34,16 @@ type PTYRequest struct {
 	Term string
 }
 
-// PTYSession is an open PTY session: the stream carries the terminal's bytes
-// both ways, and ID names the session for ResizePTY and PTYExitStatus.
+// Session is the client side of an open PTY session: the stream carries
+// the terminal's bytes both ways, and ID names the session on the device
+// for Resize and ExitStatus.
 //
 // Closing the stream, or its write side, hangs the session up: the device
 // sends SIGHUP to the session's processes. To pass end-of-input on while
 // still reading the output (pipe mode), call SendEOF instead.
-type PTYSession struct {
-	*Stream
+type Session struct {
+	*transport.Stream
+	o transport.Opener
 	// ID is the session ID the device answered with.
 	ID string
 
@@ -46,7 +51,7 @@ type PTYSession struct {
 }
 
 // Write sends terminal input.
-func (p *PTYSession) Write(b []byte) (int, error) {
+func (p *Session) Write(b []byte) (int, error) {
 	n, err := p.Stream.Write(b)
 	if n > 0 {
 		p.lastByte.Store(int32(b[n-1]))
@@ -59,7 +64,7 @@ func (p *PTYSession) Write(b []byte) (int, error) {
 // not end a line (the first one then only flushes the pending line). It
 // works while the remote terminal is in canonical mode, as it is for a
 // shell or a command reading lines.
-func (p *PTYSession) SendEOF() error {
+func (p *Session) SendEOF() error {
 	eof := []byte{wire.PTYEOF}
 	if last := p.lastByte.Load(); last >= 0 && last != '\n' && last != '\r' {
 		eof = append(eof, wire.PTYEOF)
@@ -68,15 +73,15 @@ func (p *PTYSession) SendEOF() error {
 	return err
 }
 
-// OpenPTY opens a PTY session on the device: the login shell, or
+// Open opens a PTY session on the device through o: the login shell, or
 // req.Command with req.Args, on a new terminal of the requested size.
-func (c *Client) OpenPTY(ctx context.Context, req PTYRequest) (*PTYSession, error) {
+func Open(ctx context.Context, o transport.Opener, req Request) (*Session, error) {
 	cmd := wire.PTYCommand{Type: wire.PTYResize, Cols: req.Cols, Rows: req.Rows, Command: req.Command, CommandArgs: req.Args, Term: req.Term}
 	payload, err := cmd.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("open PTY: %w", err)
 	}
-	st, ok, err := c.OpenStream(ctx, wire.MsgPTY, payload)
+	st, ok, err := o.OpenStream(ctx, wire.MsgPTY, payload)
 	if err != nil {
 		return nil, fmt.Errorf("open PTY: %w", err)
 	}
@@ -85,18 +90,29 @@ func (c *Client) OpenPTY(ctx context.Context, req PTYRequest) (*PTYSession, erro
 		st.Close()
 		return nil, fmt.Errorf("open PTY: the device answered with an invalid session ID (%d bytes)", len(ok))
 	}
-	p := &PTYSession{Stream: st, ID: id}
+	p := &Session{Stream: st, o: o, ID: id}
 	p.lastByte.Store(-1)
 	return p, nil
 }
 
-// ResizePTY sets the window size of session sid; the remote program gets
-// SIGWINCH.
-func (c *Client) ResizePTY(ctx context.Context, sid string, cols, rows int) error {
+// Resize sets the session's window size; the remote program gets SIGWINCH.
+func (p *Session) Resize(ctx context.Context, cols, rows int) error {
+	return Resize(ctx, p.o, p.ID, cols, rows)
+}
+
+// ExitStatus waits for the session's process to end and returns how it
+// ended: see WaitExit.
+func (p *Session) ExitStatus(ctx context.Context) (wire.ExitStatus, error) {
+	return WaitExit(ctx, p.o, p.ID)
+}
+
+// Resize sets the window size of session sid through o; the remote
+// program gets SIGWINCH.
+func Resize(ctx context.Context, o transport.Opener, sid string, cols, rows int) error {
 	if cols < 1 || rows < 1 {
 		return fmt.Errorf("resize PTY: %w: window size %dx%d must be at least 1x1", wire.ErrInvalidPTYCommand, cols, rows)
 	}
-	st, err := c.ptyCommand(ctx, wire.PTYCommand{SID: sid, Type: wire.PTYResize, Cols: cols, Rows: rows})
+	st, err := command(ctx, o, wire.PTYCommand{SID: sid, Type: wire.PTYResize, Cols: cols, Rows: rows})
 	if err != nil {
 		return fmt.Errorf("resize PTY: %w", err)
 	}
@@ -104,7 +120,7 @@ func (c *Client) ResizePTY(ctx context.Context, sid string, cols, rows int) erro
 	return nil
 }
 
-func (c *Client) ptyCommand(ctx context.Context, cmd wire.PTYCommand) (*Stream, error) {
+func command(ctx context.Context, o transport.Opener, cmd wire.PTYCommand) (*transport.Stream, error) {
 	if cmd.SID == "" {
 		return nil, fmt.Errorf("%w: no session ID (the device did not give one)", wire.ErrInvalidPTYCommand)
 	}
@@ -112,7 +128,7 @@ func (c *Client) ptyCommand(ctx context.Context, cmd wire.PTYCommand) (*Stream, 
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := c.OpenStream(ctx, wire.MsgPTYCommand, payload)
+	st, _, err := o.OpenStream(ctx, wire.MsgPTYCommand, payload)
 	return st, err
 }
 
@@ -123,7 +139,7 @@ const (
 	exitPollMax     = 500 * time.Millisecond
 )
 
-// PTYExitStatus returns how session sid's process ended. Call it once the
+// WaitExit returns how session sid's process ended. Call it once the
 // session's stream has ended: while the device still reports the process
 // as running it asks again, at growing intervals up to half a second, until
 // ctx ends (it then returns the last status and the context's error).
@@ -131,10 +147,10 @@ const (
 // A device without the exit-status extension yields
 // ErrExitStatusUnsupported; a session the device does not know (never
 // existed, or ended more than a minute ago) yields its *wire.RemoteError.
-func (c *Client) PTYExitStatus(ctx context.Context, sid string) (wire.ExitStatus, error) {
+func WaitExit(ctx context.Context, o transport.Opener, sid string) (wire.ExitStatus, error) {
 	delay := exitPollInitial
 	for {
-		s, err := c.PTYStatus(ctx, sid)
+		s, err := Status(ctx, o, sid)
 		if err != nil || s.Exited {
 			return s, err
 		}
@@ -149,9 +165,9 @@ func (c *Client) PTYExitStatus(ctx context.Context, sid string) (wire.ExitStatus
 	}
 }
 
-// PTYStatus asks once for the state of session sid's process: Exited is
-// false while it runs. Errors are those of PTYExitStatus.
-func (c *Client) PTYStatus(ctx context.Context, sid string) (wire.ExitStatus, error) {
+// Status asks once, through o, for the state of session sid's process:
+// Exited is false while it runs. Errors are those of WaitExit.
+func Status(ctx context.Context, o transport.Opener, sid string) (wire.ExitStatus, error) {
 	if sid == "" {
 		return wire.ExitStatus{}, fmt.Errorf("PTY exit status: %w: no session ID (the device did not give one)", wire.ErrInvalidPTYCommand)
 	}
@@ -159,7 +175,7 @@ func (c *Client) PTYStatus(ctx context.Context, sid string) (wire.ExitStatus, er
 	if err != nil {
 		return wire.ExitStatus{}, fmt.Errorf("PTY exit status: %w", err)
 	}
-	st, ok, err := c.OpenStream(ctx, wire.MsgPTYCommand, payload)
+	st, ok, err := o.OpenStream(ctx, wire.MsgPTYCommand, payload)
 	if err != nil {
 		if errors.Is(err, wire.ErrNoAnswer) {
 			return wire.ExitStatus{}, fmt.Errorf("PTY exit status: %w", ErrExitStatusUnsupported)

@@ -1,51 +1,66 @@
-package transport
+package device
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
 // Handler serves one stream of the type it is registered for. payload is
-// the opening message's payload. The handler answers with wire.WriteOK or
-// wire.WriteError, then uses the stream; the DeviceClient closes the stream when
-// the handler returns. ctx ends when the DeviceClient is closed.
-type Handler func(ctx context.Context, st *Stream, payload []byte)
+// the opening message's payload, already read.
+//
+// The handler answers with wire.WriteOK (or wire.WriteError), then uses the
+// stream. Returning an error before it answered sends the error's text as
+// the Error answer, so a handler may simply return "refused: ..." errors.
+// Returning an error after it answered resets the stream, so the peer does
+// not take the end for a finished stream; returning nil closes it. ctx ends
+// when the Client is closed or the session's connection is gone; the
+// handler must then return.
+type Handler func(ctx context.Context, st *transport.Stream, payload []byte) error
 
-// Reconnect and drain defaults of a DeviceClient.
+// ErrClosed: the Client was closed.
+var ErrClosed = errors.New("device: client closed")
+
+// Defaults of a Client.
 const (
-	DefaultBackoffInitial = time.Second
-	DefaultBackoffMax     = 60 * time.Second
-	DefaultBackoffReset   = time.Second
-	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultBackoffReset: a session that lived this long starts the
+	// reconnect schedule over.
+	DefaultBackoffReset = time.Second
+	// DefaultDrainTimeout bounds the drain of a session after a GoAway.
+	DefaultDrainTimeout = 30 * time.Second
 )
 
-// DeviceClient keeps a device connected to the edge: it dials, serves the
+// Client keeps a device connected to the edge: it dials, serves the
 // streams the edge opens with the registered handlers, and reconnects with
-// jittered backoff (see Backoff). Fill in the exported fields, register
+// jittered backoff (transport.Backoff). Fill in the exported fields, register
 // handlers with Handle, then call Start. Fields must not change after Start.
-type DeviceClient struct {
+//
+//	c := &device.Client{URL: "https://edge.example.com:8443/device", TLSConfig: tc}
+//	c.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve)
+//	if err := c.Start(ctx); err != nil { ... }
+//	defer c.Close()
+type Client struct {
 	// URL is the edge's device endpoint, e.g. https://edge:8443/device.
 	URL string
 	// TLSConfig carries the device certificate and the edge's CA.
 	TLSConfig *tls.Config
 	// Config tunes the session; nil means defaults. Config.MaxStreams caps
 	// concurrent streams; beyond it a stream is answered "too many streams".
-	Config *Config
+	Config *transport.Config
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 	// BackoffInitial and BackoffMax shape the reconnect delays (defaults
-	// 1 s and 60 s): see Backoff.
+	// 1 s and 60 s): see transport.Backoff.
 	BackoffInitial, BackoffMax time.Duration
 	// BackoffReset: a session that lived this long, even briefly, starts
 	// the schedule over (default 1 s). Shorter ones count as failed
@@ -62,7 +77,7 @@ type DeviceClient struct {
 	handlers map[wire.MsgType]Handler
 	started  bool
 	closed   bool
-	sess     *Session
+	sess     *transport.Session
 	err      error
 
 	ready     chan struct{}
@@ -74,15 +89,9 @@ type DeviceClient struct {
 	old       sync.WaitGroup // sessions being drained or reaped in the background
 }
 
-// NewDeviceClient returns a DeviceClient for the edge URL. cfg and logger
-// may be nil.
-func NewDeviceClient(url string, tlsConf *tls.Config, cfg *Config, logger *slog.Logger) *DeviceClient {
-	return &DeviceClient{URL: url, TLSConfig: tlsConf, Config: cfg, Logger: logger}
-}
-
 // Handle registers h for streams of type t, replacing any earlier handler.
 // Handlers may be registered while the client runs.
-func (d *DeviceClient) Handle(t wire.MsgType, h Handler) {
+func (d *Client) Handle(t wire.MsgType, h Handler) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.handlers == nil {
@@ -91,13 +100,13 @@ func (d *DeviceClient) Handle(t wire.MsgType, h Handler) {
 	d.handlers[t] = h
 }
 
-func (d *DeviceClient) handler(t wire.MsgType) Handler {
+func (d *Client) handler(t wire.MsgType) Handler {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.handlers[t]
 }
 
-func (d *DeviceClient) init() {
+func (d *Client) init() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ready == nil {
@@ -109,17 +118,17 @@ func (d *DeviceClient) init() {
 // Start connects in the background and keeps reconnecting until ctx ends or
 // Close is called. It fails when called twice, after Close, or without a
 // URL.
-func (d *DeviceClient) Start(ctx context.Context) error {
+func (d *Client) Start(ctx context.Context) error {
 	d.init()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case d.closed:
-		return ErrClientClosed
+		return ErrClosed
 	case d.started:
-		return errors.New("transport: DeviceClient already started")
+		return errors.New("device: client already started")
 	case d.URL == "":
-		return errors.New("transport: DeviceClient.URL is empty: set the edge's device endpoint, such as https://edge.example.com:8443/device")
+		return errors.New("device: Client.URL is empty: set the edge's device endpoint, such as https://edge.example.com:8443/device")
 	}
 	d.started = true
 	ctx, d.cancel = context.WithCancel(ctx)
@@ -128,7 +137,7 @@ func (d *DeviceClient) Start(ctx context.Context) error {
 }
 
 // Ready is closed once the first session to the edge is up.
-func (d *DeviceClient) Ready() <-chan struct{} {
+func (d *Client) Ready() <-chan struct{} {
 	d.init()
 	return d.ready
 }
@@ -136,18 +145,18 @@ func (d *DeviceClient) Ready() <-chan struct{} {
 // Connected reports whether a session to the edge is up now: it turns
 // false as soon as the connection is gone or the edge sent GoAway, even
 // while handlers of the old session are still finishing.
-func (d *DeviceClient) Connected() bool { return d.connected.Load() }
+func (d *Client) Connected() bool { return d.connected.Load() }
 
 // Done is closed when the client has stopped (after Close, or when Start's
 // context ended) and every handler returned.
-func (d *DeviceClient) Done() <-chan struct{} {
+func (d *Client) Done() <-chan struct{} {
 	d.init()
 	return d.done
 }
 
-// Err returns why the client stopped: ErrClientClosed after Close, the
+// Err returns why the client stopped: ErrClosed after Close, the
 // context's error when its context ended, nil while it runs.
-func (d *DeviceClient) Err() error {
+func (d *Client) Err() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.err
@@ -156,13 +165,13 @@ func (d *DeviceClient) Err() error {
 // Close closes the session, cuts open streams, ends every handler's
 // context and waits for the handlers to return. It is idempotent.
 // Handlers must return once their context ends.
-func (d *DeviceClient) Close() error {
+func (d *Client) Close() error {
 	d.init()
 	d.mu.Lock()
 	d.closed = true
 	started := d.started
 	if d.err == nil {
-		d.err = ErrClientClosed
+		d.err = ErrClosed
 	}
 	cancel := d.cancel
 	d.mu.Unlock()
@@ -175,29 +184,22 @@ func (d *DeviceClient) Close() error {
 	return nil
 }
 
-func (d *DeviceClient) logger() *slog.Logger {
+func (d *Client) logger() *slog.Logger {
 	if d.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return d.Logger
 }
 
-func orDefault(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func (d *DeviceClient) run(ctx context.Context) {
+func (d *Client) run(ctx context.Context) {
 	defer d.closeOnce.Do(func() { close(d.done) })
 	defer d.old.Wait()
 	log := d.logger()
-	bo := &Backoff{Initial: d.BackoffInitial, Max: d.BackoffMax}
-	resetAfter := orDefault(d.BackoffReset, DefaultBackoffReset)
+	bo := &transport.Backoff{Initial: d.BackoffInitial, Max: d.BackoffMax}
+	resetAfter := cmp.Or(max(d.BackoffReset, 0), DefaultBackoffReset)
 	var lastErr string
 	for {
-		sess, err := Dial(ctx, d.URL, "", d.TLSConfig, d.Config)
+		sess, err := transport.Dial(ctx, d.URL, "", d.TLSConfig, d.Config)
 		if err == nil {
 			lastErr = ""
 			log.Info("connected to edge", "edge", d.URL, "local", sess.LocalAddr().String())
@@ -242,59 +244,19 @@ func (d *DeviceClient) run(ctx context.Context) {
 	d.mu.Unlock()
 }
 
-// Backoff is the reconnect schedule of devices and clients: quick after a
-// connection that lived, then spaced out so that a fleet dropped at once
-// neither hammers its edge nor waits long once the edge is back.
-//
-// The first delay after Reset is drawn uniformly from [0, Initial). The
-// n-th one after that is drawn from [c/2, c] with c = 5×Initial×1.5^(n-1),
-// capped at Max. With the defaults (1 s, 60 s) the first four dials after
-// a loss fall at 0–1 s, 2.5–6 s, 6.3–13.5 s and 12–25 s: a device tries at
-// most three times in any 10 s, and redials within 7.5 s of an edge that
-// comes back within the first few seconds. The zero value uses the
-// defaults. A Backoff is not safe for concurrent use.
-type Backoff struct {
-	// Initial scales the schedule. Zero means DefaultBackoffInitial (1 s).
-	Initial time.Duration
-	// Max caps every delay. Zero means DefaultBackoffMax (60 s).
-	Max time.Duration
-
-	attempt int
-}
-
-// Next returns the delay before the next attempt and advances the schedule.
-func (b *Backoff) Next() time.Duration {
-	initial := orDefault(b.Initial, DefaultBackoffInitial)
-	maxDelay := max(orDefault(b.Max, DefaultBackoffMax), initial)
-	n := b.attempt
-	b.attempt++
-	if n == 0 {
-		return time.Duration(rand.Int64N(int64(initial)))
-	}
-	ceil := float64(5*initial) * math.Pow(1.5, float64(min(n-1, 60)))
-	if ceil > float64(maxDelay) {
-		ceil = float64(maxDelay)
-	}
-	half := int64(ceil / 2)
-	return time.Duration(half + rand.Int64N(half+1))
-}
-
-// Reset starts the schedule over, after a connection that lived.
-func (b *Backoff) Reset() { b.attempt = 0 }
-
 // failureKind names the kind of a dial failure, without the parts that
 // change from one attempt to the next (such as local ports), so that each
 // kind is logged once.
 func failureKind(err error) string {
 	var (
-		de *DialError
-		se *StatusError
+		de *transport.DialError
+		se *transport.StatusError
 	)
 	switch {
 	case errors.As(err, &se):
 		return fmt.Sprintf("status %d %s", se.StatusCode, se.Reason)
 	case errors.As(err, &de):
-		return de.Op + " " + de.Addr + ": " + de.hint()
+		return de.Op + " " + de.Addr + ": " + de.Hint()
 	}
 	return err.Error()
 }
@@ -305,8 +267,8 @@ func failureKind(err error) string {
 // the background, bounded by DrainTimeout; after a lost connection its
 // handlers are cut and reaped in the background. Only when ctx ends does it
 // wait for the handlers.
-func (d *DeviceClient) serve(ctx context.Context, sess *Session) string {
-	cfg := d.Config.withDefaults()
+func (d *Client) serve(ctx context.Context, sess *transport.Session) string {
+	cfg := d.Config.WithDefaults()
 	d.mu.Lock()
 	d.sess = sess
 	d.mu.Unlock()
@@ -320,7 +282,7 @@ func (d *DeviceClient) serve(ctx context.Context, sess *Session) string {
 	}()
 
 	hctx, hcancel := context.WithCancel(ctx)
-	o := &served{d: d, sess: sess, cfg: cfg, cancel: hcancel, streams: make(chan *Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
+	o := &served{d: d, sess: sess, cfg: cfg, cancel: hcancel, streams: make(chan *transport.Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
 
 	// The accept loop owns AcceptStream; it stops when the session closes.
 	go o.accept()
@@ -355,7 +317,7 @@ loop:
 		d.old.Add(1)
 		go func() {
 			defer d.old.Done()
-			o.drain(ctx, orDefault(d.DrainTimeout, DefaultDrainTimeout))
+			o.drain(ctx, cmp.Or(max(d.DrainTimeout, 0), DefaultDrainTimeout))
 			o.cut()
 		}()
 	default:
@@ -372,12 +334,12 @@ loop:
 // served is one session being served: its accept loop, its handlers and
 // the refusals sent while it drains.
 type served struct {
-	d      *DeviceClient
-	sess   *Session
-	cfg    *Config
+	d      *Client
+	sess   *transport.Session
+	cfg    *transport.Config
 	cancel context.CancelFunc // ends the handlers' context
 
-	streams    chan *Stream
+	streams    chan *transport.Stream
 	acceptDone chan struct{}
 	goAway     chan struct{}
 	goOnce     sync.Once
@@ -389,7 +351,7 @@ type served struct {
 func (o *served) accept() {
 	defer close(o.acceptDone)
 	for {
-		st, err := o.sess.AcceptStream()
+		st, err := o.sess.Accept()
 		if err != nil {
 			return
 		}
@@ -402,17 +364,26 @@ func (o *served) accept() {
 }
 
 // dispatch runs a stream's handler on its own goroutine.
-// A stream whose handler was cut (the client is closing, or the session is
-// gone) is reset rather than closed: its peer must not take the end for a
-// finished stream.
-func (o *served) dispatch(ctx context.Context, st *Stream) {
+// A handler's error before any answer becomes the Error answer. A stream
+// whose handler failed after answering, or was cut (the client is closing,
+// or the session is gone), is reset rather than closed: its peer must not
+// take the end for a finished stream.
+func (o *served) dispatch(ctx context.Context, st *transport.Stream) {
 	o.handlers.Add(1)
 	go func() {
 		defer o.handlers.Done()
-		o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
-		if ctx.Err() != nil {
+		err := o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
+		switch {
+		case err != nil && st.Written() == 0 && ctx.Err() == nil:
+			_ = st.SetWriteDeadline(time.Now().Add(o.cfg.OpenTimeout))
+			_ = wire.WriteError(st, err.Error())
+			st.Close()
+		case err != nil || ctx.Err() != nil:
+			if err != nil {
+				o.d.logger().Debug("stream ended in error", "err", err)
+			}
 			st.Abort()
-		} else {
+		default:
 			st.Close()
 		}
 	}()
@@ -443,7 +414,7 @@ func (o *served) drain(ctx context.Context, timeout time.Duration) {
 }
 
 // refuse answers a stream opened during a drain with a reason.
-func (o *served) refuse(st *Stream) {
+func (o *served) refuse(st *transport.Stream) {
 	o.refusals.Add(1)
 	go func() {
 		defer o.refusals.Done()
@@ -466,38 +437,34 @@ func (o *served) cut() {
 }
 
 // dispatch reads a stream's opening message and runs its handler.
-func (d *DeviceClient) dispatch(ctx context.Context, st *Stream, cfg *Config, active *atomic.Int64, goAway func()) {
+func (d *Client) dispatch(ctx context.Context, st *transport.Stream, cfg *transport.Config, active *atomic.Int64, goAway func()) (err error) {
 	log := d.logger()
 	_ = st.SetReadDeadline(time.Now().Add(cfg.OpenTimeout))
-	m, err := wire.ReadMessage(st)
-	if err != nil {
-		log.Debug("stream closed before its opening message", "err", err)
-		return
+	m, rerr := wire.ReadMessage(st)
+	if rerr != nil {
+		log.Debug("stream closed before its opening message", "err", rerr)
+		return nil
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	if m.Type == wire.MsgGoAway {
 		log.Info("edge asked to reconnect (GoAway); draining open streams")
 		goAway()
-		return
+		return nil
 	}
 	if n := active.Add(1); n > int64(cfg.MaxStreams) {
 		active.Add(-1)
-		_ = wire.WriteError(st, fmt.Sprintf("too many streams: this device allows %d at once", cfg.MaxStreams))
-		return
+		return fmt.Errorf("too many streams: this device allows %d at once", cfg.MaxStreams)
 	}
 	defer active.Add(-1)
 	h := d.handler(m.Type)
 	if h == nil {
-		_ = wire.WriteError(st, fmt.Sprintf("unsupported stream type 0x%02x", uint8(m.Type)))
-		return
+		return fmt.Errorf("unsupported stream type 0x%02x", uint8(m.Type))
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("stream handler panicked", "type", m.Type.String(), "panic", r, "stack", string(debug.Stack()))
-			if st.Written() == 0 {
-				_ = wire.WriteError(st, fmt.Sprintf("internal error in the %v handler on the device", m.Type))
-			}
+			err = fmt.Errorf("internal error in the %v handler on the device", m.Type)
 		}
 	}()
-	h(ctx, st, m.Payload)
+	return h(ctx, st, m.Payload)
 }

@@ -1,0 +1,159 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+type Forward struct {
+	// Listener is the local listener to serve; the Forward owns it from
+	// Start on and closes it on Close or when Start's context ends.
+	Listener net.Listener
+	// Opener opens the tunnels: a client.Client or client.Redialer.
+	Opener transport.Opener
+	// Remote is the "host:port" the device connects each tunnel to.
+	Remote string
+	// Logger receives failures (at Warn) and closed tunnels (at Debug);
+	// nil discards them.
+	Logger *slog.Logger
+
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following.
+	conns map[net.Conn]struct{}
+	err   error
+}
+
+// Start serves the listener in the background until ctx ends or Close is
+// called. It fails when Listener or Opener is missing, or when called
+// twice.
+func (f *Forward) Start(ctx context.Context) error {
+	switch {
+	case f.Listener == nil || f.Opener == nil:
+		return errors.New("tcp: Forward needs a Listener and an Opener")
+	case f.done != nil:
+		return errors.New("tcp: Forward already started")
+	}
+	f.log = f.Logger
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	ctx, f.cancel = context.WithCancel(ctx)
+	f.done = make(chan struct{})
+	f.conns = make(map[net.Conn]struct{})
+	go f.serve(ctx)
+	return nil
+}
+
+// Addr is the local address being served.
+func (f *Forward) Addr() net.Addr { return f.Listener.Addr() }
+
+// Done is closed when the forward has stopped and every connection is closed.
+func (f *Forward) Done() <-chan struct{} { return f.done }
+
+// Err returns why the forward stopped, or nil when it was closed.
+func (f *Forward) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Close stops accepting, closes every forwarded connection and waits. It
+// is idempotent.
+func (f *Forward) Close() error {
+	if f.done == nil {
+		return nil
+	}
+	f.cancel()
+	<-f.done
+	return nil
+}
+
+func (f *Forward) serve(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer close(f.done)
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() {
+		f.Listener.Close()
+		f.mu.Lock()
+		for c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+	})
+	defer stop()
+	var delay time.Duration // after a transient Accept error, as net/http does
+	for {
+		c, err := f.Listener.Accept()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				// EMFILE and the like pass: wait and go on.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				f.log.Warn("forward: accept failed; retrying", "local", f.Listener.Addr().String(), "err", err, "retry_in", delay.String())
+				t := time.NewTimer(delay)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+				case <-t.C:
+				}
+				continue
+			}
+			if ctx.Err() == nil {
+				f.mu.Lock()
+				f.err = fmt.Errorf("accept: %w", err)
+				f.mu.Unlock()
+			}
+			f.cancel()
+			return
+		}
+		delay = 0
+		if !f.track(ctx, c, true) {
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer f.track(ctx, c, false)
+			f.handle(ctx, c)
+		}()
+	}
+}
+
+// track adds or removes c. Adding fails once ctx has ended: the closer
+// that runs then holds mu, so no connection escapes it.
+func (f *Forward) track(ctx context.Context, c net.Conn, add bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !add {
+		delete(f.conns, c)
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *Forward) handle(ctx context.Context, c net.Conn) {
+	st, _, err := f.Opener.OpenStream(ctx, wire.MsgTCP, []byte(f.Remote))
+	if err != nil {
+		f.log.Warn("forward failed", "local", c.RemoteAddr().String(), "remote", f.Remote, "err", err)
+		c.Close()
+		return
+	}
+	up, down, err := transport.Splice(ctx, c, st, nil)
+	f.log.Debug("forward closed", "remote", f.Remote, "sent", up, "received", down, "err", err)
+}

@@ -1,0 +1,180 @@
+// Package tcp is the TCP tunnel stream type (0x10), both halves. On the
+// client side, Dial opens one tunnel as a net.Conn and Forward serves a
+// local listener like ssh -L; both open their streams through any
+// transport.Opener. On the device side, Handler serves tunnels: it
+// authorizes the target, connects to exactly the address it authorized,
+// answers, and splices with half-close.
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// Dial opens a TCP tunnel through o: the device connects to addr
+// ("host:port") and the returned net.Conn carries the bytes, with
+// half-close through CloseWrite. It fits http.Transport.DialContext:
+//
+//	tr := &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+//		return tcp.Dial(ctx, c, addr)
+//	}}
+func Dial(ctx context.Context, o transport.Opener, addr string) (net.Conn, error) {
+	st, _, err := o.OpenStream(ctx, wire.MsgTCP, []byte(addr))
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// DefaultDialTimeout bounds a Handler's name resolution and connect.
+const DefaultDialTimeout = 10 * time.Second
+
+// Handler serves TCP tunnel streams on a device. The zero value serves
+// tunnels to loopback targets only; set Authorize to admit others. Its
+// Serve method is a device.Handler for wire.MsgTCP.
+type Handler struct {
+	// Authorize resolves and authorizes a target: it returns the addresses
+	// the tunnel may connect to, in the order to try them, or an error
+	// whose text is the Error answer. The handler connects to exactly
+	// those addresses, so a name cannot resolve to one address for the
+	// check and another for the connection. Nil admits loopback targets
+	// only (an IP literal, or "localhost" resolved to loopback addresses).
+	Authorize func(ctx context.Context, t target.Target) ([]netip.Addr, error)
+	// DialTimeout bounds Authorize and the connect together. Zero means
+	// DefaultDialTimeout (10 s).
+	DialTimeout time.Duration
+	// StallTimeout ends a tunnel whose writes made no progress for this
+	// long (a target or client that stopped reading); see
+	// transport.SpliceOptions. Zero means no bound but the half-close one.
+	StallTimeout time.Duration
+	// Logger receives refusals (at Warn) and tunnel ends (at Debug); nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Serve serves one TCP tunnel stream: it parses the target, authorizes
+// it, connects, answers OK and splices until both directions end. Errors
+// before the answer become the Error answer.
+func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
+	log := h.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t, err := target.Parse(string(payload))
+	if err != nil {
+		return fmt.Errorf("bad TCP tunnel target: %s; send host:port, such as 127.0.0.1:22", targetReason(err))
+	}
+	timeout := h.DialTimeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	authorize := h.Authorize
+	if authorize == nil {
+		authorize = LoopbackOnly
+	}
+	addrs, err := authorize(dctx, t)
+	if err != nil {
+		log.Debug("tcp tunnel refused", "target", t.String(), "reason", err.Error())
+		return err
+	}
+	c, err := dialAddrs(dctx, addrs, t.Port)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("dial tcp %s: no answer within %v", t, timeout)
+		}
+		log.Debug("tcp tunnel dial failed", "target", t.String(), "err", err)
+		return err
+	}
+	if err := wire.WriteOK(st, nil); err != nil {
+		c.Close()
+		return err
+	}
+	log.Debug("tcp tunnel open", "target", t.String(), "addr", c.RemoteAddr().String())
+	up, down, err := transport.Splice(ctx, st, c, &transport.SpliceOptions{StallTimeout: h.StallTimeout})
+	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
+	return err
+}
+
+// LoopbackOnly is the default authorization of a Handler: loopback IP
+// literals, and "localhost" when every address it resolves to is loopback.
+func LoopbackOnly(ctx context.Context, t target.Target) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(t.Host); err == nil {
+		if a.Unmap().IsLoopback() {
+			return []netip.Addr{a.Unmap()}, nil
+		}
+		return nil, fmt.Errorf("tcp %s refused: this device serves tunnels to loopback addresses only", t)
+	}
+	if !target.IsLoopback(t.Host) {
+		return nil, fmt.Errorf("tcp %s refused: this device serves tunnels to loopback addresses only", t)
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", t.Host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", t.Host, err)
+	}
+	for i, a := range addrs {
+		if !a.Unmap().IsLoopback() {
+			return nil, fmt.Errorf("%s resolved to %s, which is not a loopback address; refused", t.Host, a)
+		}
+		addrs[i] = a.Unmap()
+	}
+	return addrs, nil
+}
+
+// minDialShare is the least time one address gets when a name resolved to
+// several and the dial timeout is shared among them (as net.Dialer does).
+const minDialShare = 2 * time.Second
+
+// dialAddrs connects to the first of addrs that answers, in order. The
+// time left before ctx's deadline is shared among the addresses still to
+// try. It returns the first address's error when none answers.
+func dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("no address to connect to")
+	}
+	var (
+		d        net.Dialer
+		firstErr error
+	)
+	for i, addr := range addrs {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok && i < len(addrs)-1 {
+			left := time.Until(deadline)
+			share := max(left/time.Duration(len(addrs)-i), min(left, minDialShare))
+			actx, cancel = context.WithTimeout(ctx, share)
+		}
+		c, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(addr, uint16(port)).String())
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
+}
+
+// targetReason strips the package prefix from a target.Parse error.
+func targetReason(err error) string {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, target.ErrInvalidTarget.Error()+" "); ok {
+		return rest
+	}
+	return msg
+}
