@@ -1,0 +1,611 @@
+// Package cluster is the device presence of a cluster of edges, kept in
+// NATS JetStream key-value buckets: which edge holds each device, and
+// which edges are alive and where their peers dial them. It implements
+// edge.Presence.
+//
+// Two buckets hold the state. tether_devices has one key per device (the
+// ID, escaped with KeyFor) whose value names the edge, the session nonce
+// and when it began. tether_edges has one key per edge, put every
+// Heartbeat; an edge whose key was not refreshed for EdgeTTL is dead, and
+// its devices no longer count as present. Every edge watches both buckets
+// into a local map, so a lookup never waits on the network; a watcher that
+// stops (after a reconnect to NATS) is started again.
+//
+// The package does not start NATS: the caller connects (to an embedded
+// server or an external cluster) and hands over the JetStream context.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tetherhq/tether/edge"
+)
+
+// Bucket names.
+const (
+	DevicesBucket = "tether_devices"
+	EdgesBucket   = "tether_edges"
+)
+
+// Defaults of a Presence.
+const (
+	// DefaultHeartbeat is how often an edge refreshes its own key.
+	DefaultHeartbeat = 2 * time.Second
+	// DefaultEdgeTTL is how long an edge's key lives without a refresh:
+	// three heartbeats, so one lost or late put does not kill an edge.
+	DefaultEdgeTTL = 6 * time.Second
+	// DefaultCleanupAfter is how long a dead edge's device records are
+	// kept before the cluster deletes them. Devices re-home sooner and
+	// overwrite their records; this only clears the rest.
+	DefaultCleanupAfter = 2 * time.Minute
+	// opTimeout bounds one NATS operation.
+	opTimeout = 3 * time.Second
+	// cleanupEvery is how often, at most, the lowest live edge clears dead
+	// records (a quarter of CleanupAfter when that is shorter).
+	cleanupEvery = 30 * time.Second
+)
+
+// Presence keeps this edge's view of the cluster. Fill in the fields, then
+// Start; Close stops it. It implements edge.Presence.
+type Presence struct {
+	// JetStream is the JetStream context of a NATS connection. Required.
+	JetStream jetstream.JetStream
+	// Conn is the NATS connection under JetStream, for Health. Optional.
+	Conn *nats.Conn
+	// EdgeID names this edge. Required.
+	EdgeID string
+	// Advertise is the base URL other edges dial for the peer session.
+	Advertise string
+	// Replicas is the replica count of the buckets when they are created:
+	// 1 for a single NATS server, 3 for a cluster of three or more. Zero
+	// means 1.
+	Replicas int
+	// Heartbeat, EdgeTTL and CleanupAfter: zero means the defaults.
+	Heartbeat, EdgeTTL, CleanupAfter time.Duration
+	// Logger receives state changes; nil discards them.
+	Logger *slog.Logger
+
+	log     *slog.Logger
+	devices jetstream.KeyValue
+	edges   jetstream.KeyValue
+	started time.Time
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu sync.RWMutex
+	// mu guards the following.
+	restart    chan struct{}        // closed to make both watchers start again
+	reconnects uint64               // the connection's reconnect count at the last check
+	ownSeen    time.Time            // when the edges watcher last delivered this edge's own key
+	view       map[string]record    // by device ID
+	edgeView   map[string]edgeState // by edge ID
+	listeners  []func(edge.PresenceRecord)
+	watching   [2]bool   // devices, edges watchers have their initial values
+	lastBeat   time.Time // last successful heartbeat put
+	beatErr    error
+}
+
+// record is one device record with its KV revision.
+type record struct {
+	edge.PresenceRecord
+	rev uint64
+}
+
+// edgeState is one edge as seen here: its record and when this edge last
+// heard from it (local time, so that clock skew cannot kill an edge).
+type edgeState struct {
+	rec  edge.EdgeRecord
+	seen time.Time
+}
+
+var _ edge.Presence = (*Presence)(nil)
+
+// Start creates the buckets if need be, starts the watchers and the
+// heartbeat, and waits until the view holds the buckets' current contents
+// (bounded by ctx).
+func (p *Presence) Start(ctx context.Context) error {
+	if p.JetStream == nil || p.EdgeID == "" {
+		return errors.New("cluster: Presence needs JetStream and EdgeID")
+	}
+	p.log = p.Logger
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.Heartbeat <= 0 {
+		p.Heartbeat = DefaultHeartbeat
+	}
+	if p.EdgeTTL <= 0 {
+		p.EdgeTTL = DefaultEdgeTTL
+	}
+	if p.CleanupAfter <= 0 {
+		p.CleanupAfter = DefaultCleanupAfter
+	}
+	replicas := max(p.Replicas, 1)
+	var err error
+	p.devices, err = p.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: DevicesBucket, Description: "tether: which edge holds each device", History: 1, Replicas: replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: create bucket %s: %w", DevicesBucket, err)
+	}
+	p.edges, err = p.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: create bucket %s: %w", EdgesBucket, err)
+	}
+	p.view = make(map[string]record)
+	p.edgeView = make(map[string]edgeState)
+	p.started = time.Now()
+	p.restart = make(chan struct{})
+	p.ownSeen = p.started
+	if err := p.beat(ctx); err != nil {
+		return fmt.Errorf("cluster: announce edge %s: %w", p.EdgeID, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(3)
+	go p.watchLoop(runCtx, 0, p.devices)
+	go p.watchLoop(runCtx, 1, p.edges)
+	go p.heartbeatLoop(runCtx)
+	for {
+		if p.Health() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			p.Close()
+			return fmt.Errorf("cluster: the presence view did not load: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the watchers and the heartbeat and removes this edge's key,
+// so the others learn at once that it is gone. It is idempotent.
+func (p *Presence) Close() error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.cancel()
+	p.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_ = p.edges.Delete(ctx, KeyFor(p.EdgeID))
+	p.cancel = nil
+	return nil
+}
+
+// heartbeatLoop refreshes this edge's key every Heartbeat, and, on the
+// lowest live edge, clears the records of long-dead edges.
+func (p *Presence) heartbeatLoop(ctx context.Context) {
+	defer p.wg.Done()
+	t := time.NewTicker(p.Heartbeat)
+	defer t.Stop()
+	lastCleanup := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		bctx, cancel := context.WithTimeout(ctx, opTimeout)
+		err := p.beat(bctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			p.mu.Lock()
+			first := p.beatErr == nil
+			p.beatErr = err
+			p.mu.Unlock()
+			if first {
+				p.log.Warn("cannot refresh this edge's presence; other edges will consider it dead after the TTL", "edge_ttl", p.EdgeTTL.String(), "err", err)
+			}
+			continue
+		}
+		p.checkWatchers()
+		if time.Since(lastCleanup) >= min(cleanupEvery, p.CleanupAfter/4) && p.isLowestLiveEdge() {
+			lastCleanup = time.Now()
+			p.cleanup(ctx)
+		}
+	}
+}
+
+// checkWatchers starts both watchers again after a reconnect to NATS, and
+// when the edges watcher has not delivered this edge's own heartbeats for
+// three of them although they were written: after a reconnect a watcher
+// can go quiet without closing.
+func (p *Presence) checkWatchers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	reconnected := false
+	if p.Conn != nil {
+		if n := p.Conn.Stats().Reconnects; n != p.reconnects {
+			p.reconnects, reconnected = n, true
+		}
+	}
+	switch {
+	case reconnected:
+		p.log.Info("reconnected to NATS; starting the presence watchers again")
+	case p.beatErr != nil || now.Sub(p.ownSeen) < 3*p.Heartbeat:
+		return
+	default:
+		p.log.Warn("the presence watchers went quiet; starting them again", "quiet_for", now.Sub(p.ownSeen).Round(time.Millisecond).String())
+	}
+	close(p.restart)
+	p.restart = make(chan struct{})
+	p.ownSeen = now
+}
+
+// beat puts this edge's key.
+func (p *Presence) beat(ctx context.Context) error {
+	rec := edge.EdgeRecord{ID: p.EdgeID, Advertise: p.Advertise, Started: p.started, Seen: time.Now()}
+	b, _ := json.Marshal(rec)
+	if _, err := p.edges.Put(ctx, KeyFor(p.EdgeID), b); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.beatErr != nil {
+		p.log.Info("this edge's presence is refreshed again")
+	}
+	p.lastBeat, p.beatErr = time.Now(), nil
+	p.mu.Unlock()
+	return nil
+}
+
+// watchLoop keeps a watcher on kv running: after the watcher stops (the
+// connection to NATS was lost and the consumer went with it) it starts a
+// new one, which replays the bucket's current contents.
+func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyValue) {
+	defer p.wg.Done()
+	delay := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		p.mu.RLock()
+		restart := p.restart
+		p.mu.RUnlock()
+		wctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(ctx, cancel)
+		go func() {
+			select {
+			case <-restart:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		err := p.watch(wctx, which, kv)
+		stop()
+		cancel()
+		p.mu.Lock()
+		p.watching[which] = false
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, context.Canceled) {
+			delay = 0 // asked to start again
+		}
+		p.log.Warn("presence watcher stopped; starting it again", "bucket", kv.Bucket(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(max(2*delay, 50*time.Millisecond), 2*time.Second)
+	}
+}
+
+// watch runs one watcher until it stops or ctx ends.
+func (p *Presence) watch(ctx context.Context, which int, kv jetstream.KeyValue) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	fresh := map[string]bool{} // keys replayed before the initial-values marker
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			if e == nil {
+				// The bucket's current contents are in: forget what this
+				// replay did not mention (deleted while we were away).
+				p.mu.Lock()
+				if which == 0 {
+					for id := range p.view {
+						if !fresh[KeyFor(id)] {
+							rec := p.view[id]
+							delete(p.view, id)
+							p.notifyLocked(edge.PresenceRecord{ID: id, Edge: rec.Edge, Nonce: rec.Nonce, Deleted: true})
+						}
+					}
+				} else {
+					for id := range p.edgeView {
+						if !fresh[KeyFor(id)] && id != p.EdgeID {
+							delete(p.edgeView, id)
+						}
+					}
+				}
+				p.watching[which] = true
+				p.mu.Unlock()
+				initial, fresh = false, nil
+				continue
+			}
+			if initial {
+				fresh[e.Key()] = true
+			}
+			if which == 0 {
+				p.applyDevice(e)
+			} else {
+				p.applyEdge(e)
+			}
+		}
+	}
+}
+
+func (p *Presence) applyDevice(e jetstream.KeyValueEntry) {
+	id, err := IDFromKey(e.Key())
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		if old, ok := p.view[id]; ok {
+			delete(p.view, id)
+			p.notifyLocked(edge.PresenceRecord{ID: id, Edge: old.Edge, Nonce: old.Nonce, Deleted: true})
+		}
+		return
+	}
+	var rec edge.PresenceRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ID != id {
+		p.log.Warn("ignoring a malformed device record", "key", e.Key())
+		return
+	}
+	p.view[id] = record{PresenceRecord: rec, rev: e.Revision()}
+	p.notifyLocked(rec)
+}
+
+func (p *Presence) applyEdge(e jetstream.KeyValueEntry) {
+	id, err := IDFromKey(e.Key())
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(p.edgeView, id)
+		return
+	}
+	var rec edge.EdgeRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ID != id {
+		return
+	}
+	p.edgeView[id] = edgeState{rec: rec, seen: time.Now()}
+	if id == p.EdgeID {
+		p.ownSeen = time.Now()
+	}
+}
+
+func (p *Presence) notifyLocked(rec edge.PresenceRecord) {
+	for _, fn := range p.listeners {
+		fn(rec)
+	}
+}
+
+// aliveLocked reports whether edge id announced itself within EdgeTTL.
+func (p *Presence) aliveLocked(id string, now time.Time) bool {
+	if id == p.EdgeID {
+		return true
+	}
+	st, ok := p.edgeView[id]
+	return ok && now.Sub(st.seen) < p.EdgeTTL
+}
+
+// Announce implements edge.Presence.
+func (p *Presence) Announce(ctx context.Context, rec edge.PresenceRecord) error {
+	rec.Edge = p.EdgeID
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := p.devices.Put(ctx, KeyFor(rec.ID), b); err != nil {
+		return fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
+	}
+	return nil
+}
+
+// Withdraw implements edge.Presence: the record is deleted only if it
+// still names this edge and nonce, so a newer session's record stays.
+func (p *Presence) Withdraw(ctx context.Context, id, nonce string) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	e, err := p.devices.Get(ctx, KeyFor(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: withdraw device %s: %v", edge.ErrClusterUnavailable, id, err)
+	}
+	var rec edge.PresenceRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Edge != p.EdgeID || rec.Nonce != nonce {
+		return nil
+	}
+	err = p.devices.Delete(ctx, KeyFor(id), jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("%w: withdraw device %s: %v", edge.ErrClusterUnavailable, id, err)
+	}
+	return nil
+}
+
+// Lookup implements edge.Presence.
+func (p *Presence) Lookup(id string) (edge.PresenceRecord, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	r, ok := p.view[id]
+	if !ok || !p.aliveLocked(r.Edge, time.Now()) {
+		return edge.PresenceRecord{}, false
+	}
+	return r.PresenceRecord, true
+}
+
+// List implements edge.Presence.
+func (p *Presence) List() []edge.PresenceRecord {
+	p.mu.RLock()
+	now := time.Now()
+	out := make([]edge.PresenceRecord, 0, len(p.view))
+	for _, r := range p.view {
+		if p.aliveLocked(r.Edge, now) {
+			out = append(out, r.PresenceRecord)
+		}
+	}
+	p.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Edges implements edge.Presence.
+func (p *Presence) Edges() []edge.EdgeRecord {
+	p.mu.RLock()
+	now := time.Now()
+	out := []edge.EdgeRecord{}
+	for id, st := range p.edgeView {
+		if p.aliveLocked(id, now) {
+			out = append(out, st.rec)
+		}
+	}
+	p.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Health implements edge.Presence.
+func (p *Presence) Health() error {
+	if p.Conn != nil && !p.Conn.IsConnected() {
+		return fmt.Errorf("%w: not connected to NATS (%v)", edge.ErrClusterUnavailable, p.Conn.Status())
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	switch {
+	case !p.watching[0] || !p.watching[1]:
+		return fmt.Errorf("%w: the presence watchers are starting again", edge.ErrClusterUnavailable)
+	case p.beatErr != nil && time.Since(p.lastBeat) >= p.EdgeTTL:
+		return fmt.Errorf("%w: this edge's presence could not be refreshed for %v: %v", edge.ErrClusterUnavailable,
+			time.Since(p.lastBeat).Round(time.Second), p.beatErr)
+	}
+	return nil
+}
+
+// OnRecord implements edge.Presence.
+func (p *Presence) OnRecord(fn func(edge.PresenceRecord)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.listeners = append(p.listeners, fn)
+}
+
+// isLowestLiveEdge reports whether this edge has the lowest ID among the
+// live ones: that edge alone clears dead records, so the cluster does not
+// write them several times over.
+func (p *Presence) isLowestLiveEdge() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	now := time.Now()
+	for id := range p.edgeView {
+		if id < p.EdgeID && p.aliveLocked(id, now) {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanup deletes the records of edges dead for CleanupAfter, unless a
+// newer record replaced them meanwhile.
+func (p *Presence) cleanup(ctx context.Context) {
+	p.mu.RLock()
+	now := time.Now()
+	var stale []record
+	for _, r := range p.view {
+		if p.aliveLocked(r.Edge, now) {
+			continue
+		}
+		if st, ok := p.edgeView[r.Edge]; ok && now.Sub(st.seen) < p.CleanupAfter {
+			continue
+		}
+		if now.Sub(p.started) < p.CleanupAfter { // this edge may not have seen the other's last beats
+			continue
+		}
+		stale = append(stale, r)
+	}
+	p.mu.RUnlock()
+	for _, r := range stale {
+		dctx, cancel := context.WithTimeout(ctx, opTimeout)
+		err := p.devices.Delete(dctx, KeyFor(r.ID), jetstream.LastRevision(r.rev))
+		cancel()
+		if err == nil {
+			p.log.Info("removed the record of a device whose edge is gone", "device", r.ID, "edge", r.Edge)
+		}
+	}
+}
+
+// KeyFor returns the KV key of an ID. NATS keys allow only letters,
+// digits and -/_=. (and the dot separates subject tokens), so every other
+// byte, and '=' and '.', is written as '=' and two hex digits. The mapping
+// is reversible (IDFromKey) and keeps plain IDs readable.
+func KeyFor(id string) string {
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "=%02X", c)
+	}
+	return b.String()
+}
+
+// IDFromKey reverses KeyFor.
+func IDFromKey(key string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c != '=' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(key) {
+			return "", fmt.Errorf("cluster: malformed key %q", key)
+		}
+		var v byte
+		for _, h := range key[i+1 : i+3] {
+			switch {
+			case h >= '0' && h <= '9':
+				v = v<<4 | byte(h-'0')
+			case h >= 'A' && h <= 'F':
+				v = v<<4 | byte(h-'A'+10)
+			default:
+				return "", fmt.Errorf("cluster: malformed key %q", key)
+			}
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	return b.String(), nil
+}

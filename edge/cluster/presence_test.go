@@ -1,0 +1,235 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/edge/cluster"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const waitLong = 20 * time.Second
+
+// natsServer runs a JetStream-enabled NATS server on a loopback port.
+type natsServer struct {
+	t    testing.TB
+	srv  *server.Server
+	opts *server.Options
+}
+
+func startNATS(t testing.TB) *natsServer {
+	t.Helper()
+	ns := &natsServer{t: t, opts: &server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	}}
+	ns.start()
+	t.Cleanup(ns.stop)
+	return ns
+}
+
+func (ns *natsServer) start() {
+	ns.t.Helper()
+	srv, err := server.NewServer(ns.opts)
+	require.NoError(ns.t, err)
+	srv.Start()
+	require.True(ns.t, srv.ReadyForConnections(10*time.Second), "NATS did not start")
+	ns.srv = srv
+	ns.opts.Port = srv.Addr().(*net.TCPAddr).Port // a restart listens on the same port
+}
+
+func (ns *natsServer) stop() {
+	if ns.srv != nil {
+		ns.srv.Shutdown()
+		ns.srv.WaitForShutdown()
+		ns.srv = nil
+	}
+}
+
+func (ns *natsServer) url() string {
+	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.opts.Port))
+}
+
+// newPresence connects to ns and starts a Presence for edgeID.
+func newPresence(t testing.TB, ns *natsServer, edgeID string, tune func(*cluster.Presence)) *cluster.Presence {
+	t.Helper()
+	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	p := &cluster.Presence{JetStream: js, Conn: nc, EdgeID: edgeID, Advertise: "https://" + edgeID + ":8443"}
+	if tune != nil {
+		tune(p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	require.NoError(t, p.Start(ctx))
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestAnnounceIsSeenByOtherEdges(t *testing.T) {
+	ns := startNATS(t)
+	a := newPresence(t, ns, "edge-a", nil)
+	b := newPresence(t, ns, "edge-b", nil)
+	seen := make(chan edge.PresenceRecord, 10)
+	b.OnRecord(func(r edge.PresenceRecord) { seen <- r })
+
+	rec := edge.PresenceRecord{ID: "gw 1:eth0", Nonce: "n1", Since: time.Now().UTC().Truncate(time.Millisecond)}
+	require.NoError(t, a.Announce(context.Background(), rec))
+	select {
+	case got := <-seen:
+		require.Equal(t, "gw 1:eth0", got.ID)
+		require.Equal(t, "edge-a", got.Edge, "the record names the announcing edge")
+	case <-time.After(waitLong):
+		t.Fatal("edge-b never saw the record")
+	}
+	got, ok := b.Lookup("gw 1:eth0")
+	require.True(t, ok)
+	require.Equal(t, "n1", got.Nonce)
+	require.Equal(t, rec.Since, got.Since.UTC())
+	require.Len(t, b.List(), 1)
+	require.Equal(t, []string{"edge-a", "edge-b"}, ids(b.Edges()))
+
+	// Withdraw with a stale nonce leaves the record; with the right one, it goes.
+	require.NoError(t, a.Withdraw(context.Background(), "gw 1:eth0", "old"))
+	_, ok = a.Lookup("gw 1:eth0")
+	require.True(t, ok)
+	require.NoError(t, a.Withdraw(context.Background(), "gw 1:eth0", "n1"))
+	require.Eventually(t, func() bool { _, ok := b.Lookup("gw 1:eth0"); return !ok }, waitLong, 5*time.Millisecond)
+}
+
+// A dead edge's devices stop counting as present once its key expires.
+func TestDeadEdgesDevicesAreNotPresent(t *testing.T) {
+	ns := startNATS(t)
+	fast := func(p *cluster.Presence) { p.Heartbeat, p.EdgeTTL = 50*time.Millisecond, 300*time.Millisecond }
+	a := newPresence(t, ns, "edge-a", fast)
+	b := newPresence(t, ns, "edge-b", fast)
+	require.NoError(t, a.Announce(context.Background(), edge.PresenceRecord{ID: "d1", Nonce: "n"}))
+	require.Eventually(t, func() bool { _, ok := b.Lookup("d1"); return ok }, waitLong, 5*time.Millisecond)
+
+	// edge-a stops refreshing without saying goodbye: kill its heartbeat by
+	// closing its NATS connection under it.
+	a.Conn.Close()
+	require.Eventually(t, func() bool { _, ok := b.Lookup("d1"); return !ok }, waitLong, 10*time.Millisecond,
+		"a dead edge's device still counts as present")
+	require.Equal(t, []string{"edge-b"}, ids(b.Edges()))
+}
+
+func ids(es []edge.EdgeRecord) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+// After NATS restarts, the watchers start again, the view reloads and new
+// records propagate; meanwhile Health says the view is not current.
+func TestWatchersRecoverAfterNATSRestart(t *testing.T) {
+	ns := startNATS(t)
+	a := newPresence(t, ns, "edge-a", nil)
+	b := newPresence(t, ns, "edge-b", nil)
+	require.NoError(t, a.Announce(context.Background(), edge.PresenceRecord{ID: "before", Nonce: "n"}))
+	require.Eventually(t, func() bool { _, ok := b.Lookup("before"); return ok }, waitLong, 5*time.Millisecond)
+
+	ns.stop()
+	require.Eventually(t, func() bool { return b.Health() != nil }, waitLong, 5*time.Millisecond)
+	require.ErrorIs(t, b.Health(), edge.ErrClusterUnavailable)
+	err := a.Announce(context.Background(), edge.PresenceRecord{ID: "during", Nonce: "n"})
+	require.ErrorIs(t, err, edge.ErrClusterUnavailable, "an announce while NATS is down fails fast with a reason")
+
+	ns.start()
+	require.Eventually(t, func() bool { return a.Health() == nil && b.Health() == nil }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		err := a.Announce(context.Background(), edge.PresenceRecord{ID: "after", Nonce: "n"})
+		return err == nil
+	}, waitLong, 50*time.Millisecond)
+	require.Eventually(t, func() bool { _, ok := b.Lookup("after"); return ok }, waitLong, 5*time.Millisecond,
+		"a record announced after the restart did not reach the other edge")
+	_, ok := b.Lookup("before")
+	require.True(t, ok, "the view reloaded what the bucket kept")
+}
+
+// The lowest live edge removes the records of an edge that stayed dead,
+// and leaves records that a live edge holds.
+func TestDeadEdgesRecordsAreRemoved(t *testing.T) {
+	ns := startNATS(t)
+	fast := func(p *cluster.Presence) {
+		p.Heartbeat, p.EdgeTTL, p.CleanupAfter = 50*time.Millisecond, 300*time.Millisecond, time.Second
+	}
+	a := newPresence(t, ns, "edge-a", fast)
+	z := newPresence(t, ns, "edge-z", fast)
+	require.NoError(t, z.Announce(context.Background(), edge.PresenceRecord{ID: "orphan", Nonce: "n"}))
+	require.NoError(t, a.Announce(context.Background(), edge.PresenceRecord{ID: "kept", Nonce: "n"}))
+	z.Conn.Close()
+
+	nc, err := nats.Connect(ns.url())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(context.Background(), cluster.DevicesBucket)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := kv.Get(context.Background(), cluster.KeyFor("orphan"))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}, waitLong, 20*time.Millisecond, "the dead edge's record was never removed")
+	_, err = kv.Get(context.Background(), cluster.KeyFor("kept"))
+	require.NoError(t, err)
+	_, ok := a.Lookup("kept")
+	require.True(t, ok)
+}
+
+func TestKeyFor(t *testing.T) {
+	tests := []struct{ id, key string }{
+		{"gw-17", "gw-17"},
+		{"gw_17", "gw_17"},
+		{"a:b c", "a=3Ab=20c"},
+		{"x.y=z", "x=2Ey=3Dz"},
+		{"ünï", "=C3=BCn=C3=AF"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.key, cluster.KeyFor(tt.id), "KeyFor(%q)", tt.id)
+		back, err := cluster.IDFromKey(tt.key)
+		require.NoError(t, err)
+		require.Equal(t, tt.id, back)
+	}
+	for _, bad := range []string{"=", "=4", "=4G", "a=zz"} {
+		_, err := cluster.IDFromKey(bad)
+		require.Error(t, err, "IDFromKey(%q)", bad)
+	}
+}
+
+func FuzzKeyFor(f *testing.F) {
+	for _, s := range []string{"", "gw-1", "a:b c", "=", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		key := cluster.KeyFor(id)
+		for i := 0; i < len(key); i++ {
+			c := key[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=') {
+				t.Fatalf("KeyFor(%q) = %q holds %q, which NATS keys refuse", id, key, c)
+			}
+		}
+		back, err := cluster.IDFromKey(key)
+		if err != nil || back != id {
+			t.Fatalf("IDFromKey(KeyFor(%q)) = %q, %v", id, back, err)
+		}
+	})
+}
