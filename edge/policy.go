@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -66,7 +65,8 @@ type ClientRule struct {
 	Name string
 	// TokenSHA256 is the SHA-256 of the client's bearer token.
 	TokenSHA256 [sha256.Size]byte
-	// Devices are globs on device IDs; '*' matches any run of characters.
+	// Devices are globs on device IDs: '*' matches any run of characters,
+	// '.' and ':' included (target.MatchGlob).
 	Devices []string
 	// TCP and UDP are the targets the client may reach.
 	TCP, UDP []target.Pattern
@@ -171,7 +171,7 @@ func (p *StaticPolicy) DeviceAllowed(id Identity, deviceID string) bool {
 		return false
 	}
 	for _, g := range r.Devices {
-		if globMatch(g, deviceID) {
+		if target.MatchGlob(g, deviceID) {
 			return true
 		}
 	}
@@ -284,27 +284,4 @@ func validDeviceGlob(g string) error {
 		}
 	}
 	return nil
-}
-
-// globMatch matches s against a glob where '*' matches any run of
-// characters (device IDs have no separators to respect).
-func globMatch(pattern, s string) bool {
-	px, sx := 0, 0
-	starP, starS := -1, 0
-	for sx < len(s) {
-		switch {
-		case px < len(pattern) && pattern[px] == '*':
-			starP, starS = px, sx
-			px++
-		case px < len(pattern) && pattern[px] == s[sx]:
-			px++
-			sx++
-		case starP >= 0:
-			starS++
-			px, sx = starP+1, starS
-		default:
-			return false
-		}
-	}
-	return strings.Trim(pattern[px:], "*") == ""
 }

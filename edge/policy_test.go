@@ -116,24 +116,27 @@ func TestParseTokenSHA256(t *testing.T) {
 	}
 }
 
-func TestGlobMatch(t *testing.T) {
-	for _, tt := range []struct {
-		pattern, s string
-		want       bool
+// Device globs match whole IDs: '*' runs over '.' and ':' too, which
+// device IDs may contain.
+func TestStaticPolicyDeviceGlobs(t *testing.T) {
+	for _, tc := range []struct {
+		glob, device string
+		want         bool
 	}{
-		{"*", "anything", true},
-		{"*", "", true},
-		{"dev-*", "dev-1", true},
-		{"dev-*", "dev-", true},
-		{"dev-*", "prod-1", false},
-		{"*-1", "dev-1", true},
-		{"a*b*c", "aXXbYYc", true},
+		{"*", "d1", true},
+		{"lab-*", "lab-7", true},
+		{"lab-*", "prod-7", false},
+		{"site.*", "site.a.rack:3", true},
+		{"*:3", "site.a.rack:3", true},
 		{"a*b*c", "aXXbYY", false},
-		{"exact", "exact", true},
 		{"exact", "exactly", false},
 	} {
-		if got := globMatch(tt.pattern, tt.s); got != tt.want {
-			t.Errorf("globMatch(%q, %q) = %v; want %v", tt.pattern, tt.s, got, tt.want)
+		p, err := NewStaticPolicy([]ClientRule{{Name: "c", TokenSHA256: HashToken("t"), Devices: []string{tc.glob}}})
+		if err != nil {
+			t.Fatalf("glob %q: %v", tc.glob, err)
+		}
+		if got := p.DeviceAllowed(Identity{Name: "c"}, tc.device); got != tc.want {
+			t.Errorf("glob %q, device %q: got DeviceAllowed %v; want %v", tc.glob, tc.device, got, tc.want)
 		}
 	}
 }

@@ -175,7 +175,7 @@ func (p Pattern) String() string {
 
 // globMatch matches name against pattern, where '*' matches any run of bytes
 // other than '.' and ':'. Both are split at the separators, which must agree,
-// and each label is matched on its own.
+// and each label is matched on its own with MatchGlob.
 func globMatch(pattern, name string) bool {
 	for {
 		pi := strings.IndexAny(pattern, ".:")
@@ -184,37 +184,11 @@ func globMatch(pattern, name string) bool {
 			return false
 		}
 		if pi < 0 {
-			return labelMatch(pattern, name)
+			return MatchGlob(pattern, name)
 		}
-		if pattern[pi] != name[ni] || !labelMatch(pattern[:pi], name[:ni]) {
+		if pattern[pi] != name[ni] || !MatchGlob(pattern[:pi], name[:ni]) {
 			return false
 		}
 		pattern, name = pattern[pi+1:], name[ni+1:]
 	}
-}
-
-// labelMatch is a wildcard match without separators: '*' matches any run of
-// bytes. Linear backtracking on the last star is exact for this case.
-func labelMatch(pattern, name string) bool {
-	px, nx := 0, 0
-	starP, starN := -1, 0
-	for nx < len(name) {
-		switch {
-		case px < len(pattern) && pattern[px] == '*':
-			starP, starN = px, nx
-			px++
-		case px < len(pattern) && pattern[px] == name[nx]:
-			px++
-			nx++
-		case starP >= 0:
-			starN++
-			px, nx = starP+1, starN
-		default:
-			return false
-		}
-	}
-	for px < len(pattern) && pattern[px] == '*' {
-		px++
-	}
-	return px == len(pattern)
 }
