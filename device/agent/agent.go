@@ -1,4 +1,4 @@
-// Package device is the device agent: it keeps an embedded host connected
+// Package agent is the device agent: it keeps an embedded host connected
 // to the edge over qbee-v1 and serves the streams the edge opens, under the
 // device owner's own configuration.
 //
