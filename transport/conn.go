@@ -32,6 +32,8 @@ const (
 	smuxCmdUPD     = 4
 	smuxUPDSize    = 8
 	cmdRST         = 0x81
+	// MaxResetReason bounds the reason a RST carries, in bytes.
+	MaxResetReason = 1024
 )
 
 // frameConn is the frame-aware layer between the TLS connection and smux.
@@ -62,11 +64,12 @@ type frameConn struct {
 	r io.Reader // the connection, after any bytes buffered by the upgrade
 
 	// Only smux's receive loop calls Read, so the parser state needs no lock.
-	hdr  [smuxHeaderSize]byte
-	hdrN int  // header bytes collected so far
-	rst  bool // the header being collected is a RST, rewritten to FIN
-	left int  // payload bytes of the current frame still to pass through
-	pol  *policer
+	hdr     [smuxHeaderSize]byte // as received, before any rewrite
+	hdrN    int                  // header bytes collected so far
+	rst     bool                 // the header being collected is a RST, rewritten to FIN
+	left    int                  // payload bytes of the current frame still to pass through
+	pending *pendingReset        // a RST whose reason is still to be read
+	pol     *policer
 
 	peer    peerInfo // what the peer announced on the upgrade
 	closeE  atomic.Pointer[error]
@@ -128,14 +131,49 @@ func (c *frameConn) Read(p []byte) (int, error) {
 			return 0, verr
 		}
 	}
+	if n > 0 && c.hdrN == 0 && c.left == 0 && c.pending != nil {
+		// A RST's header is complete and smux is about to act on it as a
+		// FIN: read its reason first, so the stream knows why before its
+		// reader wakes. The reason follows the header at once.
+		if verr := c.readResetReason(); verr != nil {
+			c.fail(verr)
+			// Deliver nothing of this read: smux must not act on a frame
+			// that broke the rules.
+			c.markDead()
+			return 0, verr
+		}
+	}
 	if err != nil {
 		c.markDead()
 	}
 	return n, err
 }
 
-// inspect advances the frame parser over b. It rewrites the command byte
-// of an inbound RST to FIN in place, before smux reads it.
+// pendingReset is a RST whose header smux has not seen yet and whose
+// reason is still to be read.
+type pendingReset struct {
+	sid uint32
+	n   int // reason bytes
+}
+
+// readResetReason reads the reason of the pending RST from the connection
+// (smux never sees it: the header it gets says length 0) and records the
+// reset.
+func (c *frameConn) readResetReason() error {
+	r := c.pending
+	c.pending = nil
+	reason := make([]byte, r.n)
+	if _, err := io.ReadFull(c.r, reason); err != nil {
+		return fmt.Errorf("%w: stream reset cut short: %v", ErrProtocolViolation, err)
+	}
+	c.ka.received(r.n)
+	c.pol.finished(r.sid, true, string(reason))
+	return nil
+}
+
+// inspect advances the frame parser over b. It rewrites an inbound RST's
+// header in place, before smux reads it: the command becomes FIN and the
+// length 0 (its reason is read by the frame layer).
 func (c *frameConn) inspect(b []byte) error {
 	for i := 0; i < len(b); {
 		if c.left > 0 {
@@ -144,11 +182,14 @@ func (c *frameConn) inspect(b []byte) error {
 			i += k
 			continue
 		}
-		if c.hdrN == 1 && b[i] == cmdRST {
+		c.hdr[c.hdrN] = b[i]
+		switch {
+		case c.hdrN == 1 && b[i] == cmdRST:
 			b[i] = smuxCmdFIN
 			c.rst = true
+		case (c.hdrN == 2 || c.hdrN == 3) && c.rst:
+			b[i] = 0
 		}
-		c.hdr[c.hdrN] = b[i]
 		c.hdrN++
 		i++
 		if c.hdrN < smuxHeaderSize {
@@ -181,10 +222,19 @@ func (c *frameConn) onFrame() error {
 	case smuxCmdSYN:
 		c.pol.opened(sid)
 	case smuxCmdFIN:
-		if c.rst && length != 0 {
-			return fmt.Errorf("%w: stream reset with a %d-byte payload", ErrProtocolViolation, length)
+		switch {
+		case c.rst && length > MaxResetReason:
+			return fmt.Errorf("%w: stream reset with a %d-byte reason, more than %d", ErrProtocolViolation, length, MaxResetReason)
+		case c.rst && length > 0:
+			c.left = 0 // smux sees length 0; the reason is read apart
+			c.pending = &pendingReset{sid: sid, n: length}
+		case c.rst:
+			c.pol.finished(sid, true, "")
+		case length != 0:
+			return fmt.Errorf("%w: FIN with a %d-byte payload", ErrProtocolViolation, length)
+		default:
+			c.pol.finished(sid, false, "")
 		}
-		c.pol.finished(sid, c.rst)
 	case smuxCmdNOP, smuxCmdUPD:
 		// smux checks their lengths itself.
 	default:
@@ -324,8 +374,13 @@ func header(cmd byte, sid uint32) [smuxHeaderSize]byte {
 // Frames the stream wrote before have already been written: smux returns
 // from Stream.Write only after its frames reached this layer. smux's own
 // FIN for the stream, on Close, is dropped afterwards; so is any data frame.
-func (c *frameConn) sendEnd(cmd byte, sid uint32) error {
+func (c *frameConn) sendEnd(cmd byte, sid uint32, reason string) error {
 	hdr := header(cmd, sid)
+	frame := hdr[:]
+	if cmd == cmdRST && reason != "" {
+		binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(reason)))
+		frame = append(hdr[:], reason...)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -334,7 +389,7 @@ func (c *frameConn) sendEnd(cmd byte, sid uint32) error {
 	if _, sent := c.finSent[sid]; sent && cmd == smuxCmdFIN {
 		return nil
 	}
-	if _, err := c.writeLocked(hdr[:]); err != nil {
+	if _, err := c.writeLocked(frame); err != nil {
 		return err
 	}
 	c.finSent[sid] = struct{}{}

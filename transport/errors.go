@@ -61,3 +61,19 @@ func (e *StatusError) Error() string {
 	}
 	return msg
 }
+
+// ResetError is a stream the peer reset: it wraps ErrStreamReset and
+// carries the peer's reason, which may be empty.
+type ResetError struct {
+	Reason string
+}
+
+func (e *ResetError) Error() string {
+	if e.Reason == "" {
+		return ErrStreamReset.Error()
+	}
+	return "transport: the peer reset the stream: " + e.Reason + "; data may be incomplete"
+}
+
+// Is makes errors.Is(err, ErrStreamReset) true.
+func (e *ResetError) Is(target error) bool { return target == ErrStreamReset }

@@ -75,6 +75,7 @@ type recvState struct {
 	app       atomic.Uint32         // bytes the application read; set by Stream without mu
 	fin       atomic.Bool           // the peer's FIN (or RST) arrived; read by Stream without mu
 	reset     atomic.Bool           // the peer reset the stream
+	reason    atomic.Pointer[string] // the reason of the peer's reset; set before reset
 	violation atomic.Pointer[error] // why this side reset the stream, or nil
 
 	delivered uint32   // payload bytes received, modulo 2^32 like smux's counters
@@ -108,9 +109,9 @@ func (p *policer) opened(sid uint32) {
 	p.mu.Unlock()
 }
 
-// finished records the peer's FIN or reset for a stream, before smux sees
-// it.
-func (p *policer) finished(sid uint32, reset bool) {
+// finished records the peer's FIN or reset (with its reason) for a
+// stream, before smux sees it.
+func (p *policer) finished(sid uint32, reset bool, reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.closedEarly, sid)
@@ -119,6 +120,7 @@ func (p *policer) finished(sid uint32, reset bool) {
 		return
 	}
 	if reset {
+		st.reason.Store(&reason)
 		st.reset.Store(true)
 		if st.onReset != nil {
 			st.onReset()

@@ -214,7 +214,7 @@ func (s *Stream) endErr() error {
 	case s.recv == nil:
 		return nil
 	case s.recv.reset.Load():
-		return ErrStreamReset
+		return s.resetErr()
 	case !s.recv.fin.Load():
 		if err := s.conn.closeErr(); err != nil {
 			return err
@@ -261,7 +261,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, ErrWriteClosed
 	}
 	if s.recv != nil && s.recv.reset.Load() {
-		return 0, ErrStreamReset
+		return 0, s.resetErr()
 	}
 	n, err := s.st.Write(p)
 	s.written.Add(int64(n))
@@ -284,7 +284,7 @@ func (s *Stream) mapErr(err error) error {
 	}
 	if errors.Is(err, smux.ErrTimeout) {
 		if s.recv != nil && s.recv.reset.Load() {
-			return ErrStreamReset
+			return s.resetErr()
 		}
 		return os.ErrDeadlineExceeded
 	}
@@ -301,18 +301,44 @@ func (s *Stream) CloseWrite() error {
 	if s.wclosed.Swap(true) {
 		return nil
 	}
-	return s.conn.sendEnd(smuxCmdFIN, s.id)
+	return s.conn.sendEnd(smuxCmdFIN, s.id, "")
 }
 
 // Abort ends the stream in error and closes it. A peer that supports
-// stream resets (ours do; see docs/protocol.md, "Stream reset") reads
-// ErrStreamReset rather than a clean EOF, and its writes fail; other peers
-// see the stream end as after Close, since qbee-v1 has no reset.
-func (s *Stream) Abort() error {
+// stream resets (ours do; see docs/protocol.md, "Stream reset") reads an
+// error wrapping ErrStreamReset rather than a clean EOF, and its writes
+// fail; other peers see the stream end as after Close, since qbee-v1 has
+// no reset.
+func (s *Stream) Abort() error { return s.AbortWith("") }
+
+// AbortWith is Abort with a reason the peer's reads report, such as "lost
+// the connection to edge edge-2". It is cut to MaxResetReason bytes.
+func (s *Stream) AbortWith(reason string) error {
 	if s.conn.peer.reset && (s.recv == nil || !s.recv.reset.Load()) {
-		_ = s.conn.sendEnd(cmdRST, s.id)
+		_ = s.conn.sendEnd(cmdRST, s.id, cutReason(reason))
 	}
 	return s.Close()
+}
+
+// resetErr is the error of a stream the peer reset.
+func (s *Stream) resetErr() error {
+	e := &ResetError{}
+	if r := s.recv.reason.Load(); r != nil {
+		e.Reason = *r
+	}
+	return e
+}
+
+// cutReason shortens a reason to MaxResetReason bytes at a rune boundary.
+func cutReason(s string) string {
+	if len(s) <= MaxResetReason {
+		return s
+	}
+	cut := MaxResetReason
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut]
 }
 
 // Close closes both directions; unread bytes are discarded. It sends the

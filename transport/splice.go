@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,11 +24,11 @@ type writeDeadliner interface {
 	SetWriteDeadline(time.Time) error
 }
 
-// aborter is an end that can tell its peer "this ended in error", which a
-// plain Close cannot: *Stream sends a stream reset (where the peer
-// supports it) and *net.TCPConn a TCP RST.
+// aborter is an end that can tell its peer "this ended in error", and
+// why, which a plain Close cannot: *Stream sends a stream reset (where the
+// peer supports it). A *net.TCPConn is reset with a TCP RST instead.
 type aborter interface {
-	Abort() error
+	AbortWith(reason string) error
 }
 
 // sessionBound is an end that lives on a session: a *Stream, or a type that
@@ -176,8 +177,9 @@ func (sp *splice) abort(cause error) {
 		if sp.finished.Load() {
 			return
 		}
-		abortEnd(sp.a)
-		abortEnd(sp.b)
+		reason := resetReason(cause)
+		abortEnd(sp.a, reason)
+		abortEnd(sp.b, reason)
 	})
 }
 
@@ -200,15 +202,37 @@ func (sp *splice) finish() {
 }
 
 // abortEnd ends c so that its peer sees an error, not a clean end.
-func abortEnd(c io.Closer) {
+func abortEnd(c io.Closer, reason string) {
 	if ab, ok := c.(aborter); ok {
-		_ = ab.Abort()
+		_ = ab.AbortWith(reason)
 		return
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0) // Close then sends RST, not FIN
 	}
 	_ = c.Close()
+}
+
+// resetReason is what a reset tells the peer about cause: a reset's own
+// reason travels on unchanged, so it crosses every hop.
+func resetReason(cause error) string {
+	var re *ResetError
+	if errors.As(cause, &re) {
+		return re.Reason
+	}
+	switch {
+	case cause == nil || errors.Is(cause, context.Canceled):
+		return ""
+	case cause == ErrConnLost:
+		return "a connection on the way was lost"
+	case cause == ErrStalled:
+		return "no progress while data was waiting"
+	case errors.Is(cause, ErrKeepAliveTimeout):
+		return "a connection on the way went silent"
+	case errors.Is(cause, ErrProtocolViolation):
+		return "a peer on the way broke the protocol"
+	}
+	return strings.TrimPrefix(cause.Error(), "transport: ")
 }
 
 // copy copies src to dst until src's EOF, then half-closes dst. On a real
