@@ -1,17 +1,45 @@
-// Package mock runs a real edge for tests: the edge.Server of tether-edge
-// on 127.0.0.1 with a throw-away PKI, so devices really use mTLS and
-// clients really send bearer tokens. Everything it starts is cleaned up
-// through t.Cleanup.
+// Package mock runs a real Tether edge inside a test, so that code built on
+// Tether's packages meets the broker it will meet in production: the
+// edge.Server of tether-edge, on 127.0.0.1, with a throw-away PKI. Devices
+// really authenticate with mTLS, clients really send bearer tokens, and the
+// edge really checks its policy, splices with half-close and records audit
+// events.
 //
-//	client, device, m := mock.NewEdgeMock(t)
-//	device.Handle(wire.MsgTCP, myHandler)
-//	conn, err := tcp.Dial(ctx, client, "127.0.0.1:22")
+// NewEdgeMock starts an edge, connects one device (DefaultDeviceID) and one
+// client bound to it. Handlers are registered on the device afterwards; they
+// are looked up per stream:
+//
+//	func TestEcho(t *testing.T) {
+//		client, device, _ := mock.NewEdgeMock(t)
+//		device.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve) // loopback targets only
+//		conn, err := tcp.Dial(t.Context(), client, echoAddr)
+//		...
+//	}
+//
+// New starts an edge with Options (a policy, limits, session settings) and
+// no device; DeviceClientWithID and ClientFor then connect as many devices
+// and clients as the test needs.
+//
+// Both take a T: *testing.T, *testing.B and *testing.F are Ts, and so is any
+// harness with Errorf, Fatalf and Cleanup (the Tester of go.qbee.io/transport
+// has exactly these). Everything the mock starts is closed through
+// T.Cleanup. When the T also has a Log method, the logs of the edge and the
+// devices go to it; when it has Helper, failures point at the caller's line.
+// A T that is a testing.TB gets a certstest.PKI, with its files under
+// t.TempDir(); any other T gets the same kind of certificates in memory only,
+// and PKI returns nil.
+//
+// Failures to set up are reported with T.Fatalf. A harness whose Fatalf
+// returns, rather than ending the goroutine as testing's does, gets nil
+// values back.
 package mock
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,11 +49,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
+)
+
+// T is what the mock needs from a test. *testing.T, *testing.B and
+// *testing.F implement it, as does any harness with these three methods.
+// The mock also uses two optional methods when the T has them:
+// Helper() (as testing.TB's) and Log(args ...any), which receives the logs of
+// the edge and the devices unless Options.Logger is set.
+type T interface {
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// helperT and logT are the optional methods of a T.
+type (
+	helperT interface{ Helper() }
+	logT    interface{ Log(args ...any) }
 )
 
 // DefaultDeviceID is the ID of the device NewEdgeMock connects.
@@ -52,7 +98,9 @@ type Options struct {
 	ClientConfig, DeviceConfig *transport.Config
 	// Token is the clients' bearer token; empty means Token.
 	Token string
-	// Logger receives the edge's logs; nil writes them to t.Log.
+	// Logger receives the logs of the edge and the mock's devices; nil
+	// sends them to the T's Log method when it has one, and discards them
+	// otherwise.
 	Logger *slog.Logger
 	// Metrics, when set, records the edge's metrics.
 	Metrics *edge.Metrics
@@ -66,9 +114,11 @@ type Options struct {
 
 // EdgeMock is a live edge on loopback.
 type EdgeMock struct {
-	t     testing.TB
+	t     T
 	opts  Options
-	pki   *certstest.PKI
+	pki   *certstest.PKI // nil for a T that is not a testing.TB
+	ca    *certs.KeyPair // signs the devices' certificates
+	pool  *x509.CertPool // holds ca, which also signed the edge's certificate
 	srv   *edge.Server
 	audit *edge.MemoryAuditor
 	hs    *http.Server
@@ -83,35 +133,60 @@ type EdgeMock struct {
 
 // NewEdgeMock starts an edge, connects a device with the ID DefaultDeviceID
 // (no handlers yet: register them with Handle; they are looked up per
-// stream) and a client bound to that device.
-func NewEdgeMock(t testing.TB) (*client.Client, *device.Client, *EdgeMock) {
-	t.Helper()
+// stream) and a client bound to that device. It returns nil values when
+// set-up failed and t.Fatalf returned.
+func NewEdgeMock(t T) (*client.Client, *device.Client, *EdgeMock) {
+	if h, ok := t.(helperT); ok {
+		h.Helper()
+	}
 	m := New(t, Options{})
+	if m == nil {
+		return nil, nil, nil
+	}
 	d := m.DeviceClientWithID(DefaultDeviceID)
+	if d == nil {
+		return nil, nil, nil
+	}
 	c := m.ClientFor(DefaultDeviceID)
+	if c == nil {
+		return nil, nil, nil
+	}
 	m.mu.Lock()
 	m.device, m.client = d, c
 	m.mu.Unlock()
 	return c, d, m
 }
 
-// New starts an edge with opts and no device.
-func New(t testing.TB, opts Options) *EdgeMock {
-	t.Helper()
+// New starts an edge with opts and no device. It returns nil when set-up
+// failed and t.Fatalf returned.
+func New(t T, opts Options) *EdgeMock {
+	if h, ok := t.(helperT); ok {
+		h.Helper()
+	}
 	if opts.Token == "" {
 		opts.Token = Token
 	}
 	log := opts.Logger
 	if log == nil {
-		tw := &tWriter{t: t}
-		t.Cleanup(func() { tw.done.Store(true) }) // runs after every later cleanup
-		log = slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = testLogger(t)
 	}
-	pki := opts.PKI
-	if pki == nil {
-		pki = certstest.New(t)
+	m := &EdgeMock{t: t, opts: opts, pki: opts.PKI, audit: &edge.MemoryAuditor{}, log: log}
+	if m.pki == nil {
+		if tb, ok := t.(testing.TB); ok {
+			m.pki = certstest.New(tb)
+		}
 	}
-	m := &EdgeMock{t: t, opts: opts, pki: pki, audit: &edge.MemoryAuditor{}, log: log}
+	var edgeCert *certs.KeyPair
+	if m.pki != nil {
+		m.ca, edgeCert = m.pki.CA, m.pki.Edge
+	} else {
+		var err error
+		if m.ca, edgeCert, err = newPKI(); err != nil {
+			t.Fatalf("mock: %v", err)
+			return nil
+		}
+	}
+	m.pool = certs.PoolOf(m.ca.Cert)
 	// Tests dial many sessions from one address: unless asked, do not
 	// rate-limit them.
 	if opts.Limits.UpgradeRate == 0 && opts.Limits.UpgradeBurst == 0 {
@@ -126,7 +201,7 @@ func New(t testing.TB, opts Options) *EdgeMock {
 		auditor = opts.Auditor
 	}
 	m.srv = &edge.Server{
-		DeviceCA:  pki.Pool(),
+		DeviceCA:  m.pool,
 		Policy:    policy,
 		Revoked:   opts.Revoked,
 		Auditor:   auditor,
@@ -138,9 +213,10 @@ func New(t testing.TB, opts Options) *EdgeMock {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("mock: listen: %v", err)
+		return nil
 	}
 	m.url = "https://" + ln.Addr().String()
-	m.hs = m.srv.HTTPServer(pki.EdgeTLS())
+	m.hs = m.srv.HTTPServer(certs.EdgeTLSConfig(edgeCert.TLSCertificate()))
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -156,16 +232,55 @@ func New(t testing.TB, opts Options) *EdgeMock {
 	return m
 }
 
+// newPKI makes a CA and the edge's certificate, in memory, for a T that
+// has no TempDir for certstest's files.
+func newPKI() (ca, edgeCert *certs.KeyPair, err error) {
+	ca, err = certs.NewCA("Tether Mock CA", certs.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("make the CA: %w", err)
+	}
+	edgeCert, err = ca.IssueServer([]string{"127.0.0.1", "::1", "localhost"}, certs.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue the edge certificate: %w", err)
+	}
+	return ca, edgeCert, nil
+}
+
+// testLogger returns a logger writing to t's Log method until t's clean-up
+// is over, or one that discards when t has none.
+func testLogger(t T) *slog.Logger {
+	lt, ok := t.(logT)
+	if !ok {
+		return slog.New(slog.DiscardHandler)
+	}
+	tw := &tWriter{t: lt}
+	t.Cleanup(func() { tw.done.Store(true) }) // runs after every later cleanup
+	return slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // URL is the edge's base URL, https://127.0.0.1:port.
 func (m *EdgeMock) URL() string { return m.url }
 
 // DeviceURL is the device endpoint.
 func (m *EdgeMock) DeviceURL() string { return m.url + "/device" }
 
-// ClientTLS returns a client tls.Config that trusts the edge.
-func (m *EdgeMock) ClientTLS() *tls.Config { return m.pki.ClientTLS() }
+// ClientURL is the client endpoint for device id, the URL a client.Dialer
+// dials.
+func (m *EdgeMock) ClientURL(id string) string {
+	u, err := client.URL(m.url, id)
+	if err != nil {
+		// m.url is built by New and always parses.
+		panic(err)
+	}
+	return u
+}
 
-// PKI returns the mock's PKI, to issue more (or broken) device certificates.
+// ClientTLS returns a client tls.Config that trusts the edge.
+func (m *EdgeMock) ClientTLS() *tls.Config { return certs.ClientTLSConfig(m.pool) }
+
+// PKI returns the mock's certstest PKI, to issue more (or broken) device
+// certificates and to find its files. It is nil when the mock was started
+// with a T that is not a testing.TB and without Options.PKI.
 func (m *EdgeMock) PKI() *certstest.PKI { return m.pki }
 
 // Server returns the edge itself, for Reload, Shutdown and Devices.
@@ -176,6 +291,10 @@ func (m *EdgeMock) HTTPServer() *http.Server { return m.hs }
 
 // Token returns the clients' bearer token.
 func (m *EdgeMock) Token() string { return m.opts.Token }
+
+// Logger returns the logger of the edge and the mock's devices: Options.Logger,
+// or the one writing to the T's Log method. Code under test can log there too.
+func (m *EdgeMock) Logger() *slog.Logger { return m.log }
 
 // Client returns the client NewEdgeMock connected (nil after New).
 func (m *EdgeMock) Client() *client.Client {
@@ -196,46 +315,69 @@ func (m *EdgeMock) AuditEvents() []edge.Event { return m.audit.Events() }
 
 // DeviceClientWithID issues a certificate for id, connects a device with
 // it and waits until the edge lists it. It is closed at the end of the test.
+// It returns nil when that failed and the T's Fatalf returned.
 func (m *EdgeMock) DeviceClientWithID(id string) *device.Client {
-	m.t.Helper()
-	kp := m.pki.Device(id)
-	dc := &device.Client{URL: m.DeviceURL(), TLSConfig: m.pki.DeviceTLS(kp), Config: m.opts.DeviceConfig,
+	if h, ok := m.t.(helperT); ok {
+		h.Helper()
+	}
+	kp, err := m.ca.IssueDevice(id, certs.Options{})
+	if err != nil {
+		m.t.Fatalf("mock: device certificate for %q: %v", id, err)
+		return nil
+	}
+	dc := &device.Client{URL: m.DeviceURL(), TLSConfig: certs.DeviceTLSConfig(kp.TLSCertificate(), m.pool), Config: m.opts.DeviceConfig,
 		Logger: m.log.With("component", "device", "device", id), BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second}
 	if err := dc.Start(context.Background()); err != nil {
 		m.t.Fatalf("mock: start device %s: %v", id, err)
+		return nil
 	}
 	m.t.Cleanup(func() { dc.Close() })
-	m.WaitDevice(id)
+	if err := m.waitDevice(id); err != nil {
+		m.t.Fatalf("mock: %v", err)
+		return nil
+	}
 	return dc
 }
 
 // WaitDevice waits until the edge lists a device with id.
 func (m *EdgeMock) WaitDevice(id string) {
-	m.t.Helper()
+	if h, ok := m.t.(helperT); ok {
+		h.Helper()
+	}
+	if err := m.waitDevice(id); err != nil {
+		m.t.Fatalf("mock: %v", err)
+	}
+}
+
+func (m *EdgeMock) waitDevice(id string) error {
 	deadline := time.Now().Add(setupTimeout)
 	for {
 		for _, d := range m.srv.Devices() {
 			if d.ID == id {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			m.t.Fatalf("mock: device %s did not connect within %v", id, setupTimeout)
+			return fmt.Errorf("device %s did not connect within %v", id, setupTimeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
 // ClientFor dials a client session bound to device id with the mock's
-// token. It is closed at the end of the test.
+// token. It is closed at the end of the test. It returns nil when that
+// failed and the T's Fatalf returned.
 func (m *EdgeMock) ClientFor(id string) *client.Client {
-	m.t.Helper()
+	if h, ok := m.t.(helperT); ok {
+		h.Helper()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	d := &client.Dialer{Edge: m.url, Token: m.opts.Token, TLSConfig: m.ClientTLS(), Config: m.opts.ClientConfig}
 	c, err := d.Dial(ctx, id)
 	if err != nil {
 		m.t.Fatalf("mock: client for %s: %v", id, err)
+		return nil
 	}
 	m.t.Cleanup(func() { c.Close() })
 	return c
@@ -243,7 +385,7 @@ func (m *EdgeMock) ClientFor(id string) *client.Client {
 
 // tWriter sends log lines to t.Log until the test's clean-up is over.
 type tWriter struct {
-	t    testing.TB
+	t    logT
 	done atomic.Bool
 }
 
