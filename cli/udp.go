@@ -77,13 +77,14 @@ func (o *udpOptions) run(ctx context.Context) error {
 		}
 	}()
 	for _, s := range o.specs {
-		l, err := udp.Listen(ctx, r, s.Local, s.Remote, &udp.ListenOptions{
+		l := &udp.Listener{
+			Opener: r, Local: s.Local, Remote: s.Remote,
 			Logger: conn.log,
 			OnDeviceClose: func(e *udp.DeviceCloseError) {
 				o.g.notice("%s", deviceCloseNotice(o.device, e))
 			},
-		})
-		if err != nil {
+		}
+		if err := l.Start(ctx); err != nil {
 			return fmt.Errorf("cannot forward %s: %w", s.Local, err)
 		}
 		lns = append(lns, l)

@@ -43,7 +43,7 @@ func BenchmarkUDPTunnel(b *testing.B) {
 		sinkCount.Add(1)
 		return nil
 	})
-	l := r.listen(b, sink.addr(), &udp.ListenOptions{IdleTimeout: time.Hour})
+	l := r.listen(b, sink.addr(), &udp.Listener{IdleTimeout: time.Hour})
 	peer := localPeer(b)
 	_ = peer.SetWriteBuffer(4 << 20)
 

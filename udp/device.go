@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
+	"github.com/tetherhq/tether/internal/ratelimit"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -113,8 +115,7 @@ func (c DeviceConfig) withDefaults() DeviceConfig {
 	return c
 }
 
-// DeviceStats counts what the tunnels of a DeviceHandler did since it was
-// made.
+// DeviceStats counts what the tunnels of a Handler did since it was made.
 type DeviceStats struct {
 	Active  int64 // tunnels open now
 	Opened  int64 // tunnels answered OK
@@ -141,15 +142,29 @@ type deviceCounters struct {
 	closedRatio                                                          atomic.Int64
 }
 
-// DeviceHandler serves UDP tunnel streams (0x11) on a device. Register
-// Handle with the DeviceClient; Close ends every tunnel.
-type DeviceHandler struct {
-	log *slog.Logger
-	res resolver
-	c   deviceCounters
-	wg  sync.WaitGroup // one per Handle call past the closed check
+// Handler serves UDP tunnel streams (0x11) on a device: register Serve
+// with the device runtime for wire.MsgUDP, and Close the Handler on
+// shutdown. The zero value is ready to use, with the defaults of
+// DeviceConfig.
+//
+//	h := &udp.Handler{Config: udp.DeviceConfig{Authorize: allow}, Logger: log}
+//	dc.Handle(wire.MsgUDP, h.Serve)
+//	defer h.Close()
+type Handler struct {
+	// Config is the configuration the tunnels start with, until SetConfig
+	// replaces it. Do not change the field after the first call of a
+	// method.
+	Config DeviceConfig
+	// Logger receives tunnel events; nil discards them.
+	Logger *slog.Logger
 
-	// ctx ends on Close; every Handle call runs under it.
+	initOnce sync.Once
+	log      *slog.Logger
+	res      resolver
+	c        deviceCounters
+	wg       sync.WaitGroup // one per Serve call past the closed check
+
+	// ctx ends on Close; every Serve call runs under it.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -160,33 +175,29 @@ type DeviceHandler struct {
 	closed  bool
 }
 
-// NewDeviceHandler returns a handler for UDP tunnel streams. logger may be
-// nil.
-func NewDeviceHandler(cfg DeviceConfig, logger *slog.Logger) *DeviceHandler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &DeviceHandler{
-		log:     logger,
-		res:     net.DefaultResolver,
-		ctx:     ctx,
-		cancel:  cancel,
-		cfg:     cfg.withDefaults(),
-		tunnels: make(map[*tunnel]struct{}),
-	}
+func (h *Handler) init() {
+	h.initOnce.Do(func() {
+		h.log = logx.Or(h.Logger)
+		if h.res == nil {
+			h.res = net.DefaultResolver
+		}
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		h.cfg = h.Config.withDefaults()
+		h.tunnels = make(map[*tunnel]struct{})
+	})
 }
 
 // SetConfig replaces the configuration. Tunnels opened from now on use it;
 // open tunnels keep the one they started with.
-func (h *DeviceHandler) SetConfig(cfg DeviceConfig) {
+func (h *Handler) SetConfig(cfg DeviceConfig) {
+	h.init()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.cfg = cfg.withDefaults()
 }
 
 // Stats returns the handler's counters.
-func (h *DeviceHandler) Stats() DeviceStats {
+func (h *Handler) Stats() DeviceStats {
 	return DeviceStats{
 		Active:          h.c.active.Load(),
 		Opened:          h.c.opened.Load(),
@@ -205,9 +216,10 @@ func (h *DeviceHandler) Stats() DeviceStats {
 	}
 }
 
-// Close ends every tunnel, refuses new ones and waits until every Handle
+// Close ends every tunnel, refuses new ones and waits until every Serve
 // call has returned. It is idempotent.
-func (h *DeviceHandler) Close() error {
+func (h *Handler) Close() error {
+	h.init()
 	h.mu.Lock()
 	h.closed = true
 	h.cancel()
@@ -223,8 +235,8 @@ func (h *DeviceHandler) Close() error {
 	return nil
 }
 
-// enter registers a Handle call; it fails once the handler is closed.
-func (h *DeviceHandler) enter() (DeviceConfig, bool) {
+// enter registers a Serve call; it fails once the handler is closed.
+func (h *Handler) enter() (DeviceConfig, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -235,7 +247,7 @@ func (h *DeviceHandler) enter() (DeviceConfig, bool) {
 }
 
 // track adds t, or reports false once the handler is closed.
-func (h *DeviceHandler) track(t *tunnel) bool {
+func (h *Handler) track(t *tunnel) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -245,25 +257,26 @@ func (h *DeviceHandler) track(t *tunnel) bool {
 	return true
 }
 
-func (h *DeviceHandler) untrack(t *tunnel) {
+func (h *Handler) untrack(t *tunnel) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.tunnels, t)
 }
 
-func (h *DeviceHandler) refuse(st *transport.Stream, reason string) {
+func (h *Handler) refuse(st *transport.Stream, reason string) {
 	h.c.refused.Add(1)
 	h.log.Info("udp tunnel refused", "reason", reason)
 	_ = wire.WriteError(st, reason)
 }
 
-// Handle serves one UDP tunnel stream; it is a device.Handler for
+// Serve serves one UDP tunnel stream; it is a device.Handler for
 // wire.MsgUDP. It answers Error, before sending anything, for a
-// malformed request, a target that Allow refuses, or a broadcast,
-// multicast or unspecified address; otherwise it binds the socket, answers
-// OK and relays datagrams until the stream ends, the tunnel idles out, ctx
-// ends or the handler is closed.
-func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payload []byte) error {
+// malformed request, a target that DeviceConfig.Authorize refuses, or a
+// broadcast, multicast or unspecified address; otherwise it binds the
+// socket, answers OK and relays datagrams until the stream ends, the
+// tunnel idles out, ctx ends or the handler is closed.
+func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
+	h.init()
 	cfg, ok := h.enter()
 	if !ok {
 		h.refuse(st, "UDP tunnels are shutting down on this device; retry after it reconnects")
@@ -341,15 +354,15 @@ func (h *DeviceHandler) Handle(ctx context.Context, st *transport.Stream, payloa
 // maxReplyPorts): socketToStream learns such a port before it relays the
 // answer, so the client can never know of a port the tunnel does not.
 type tunnel struct {
-	h          *DeviceHandler
+	h          *Handler
 	st         *transport.Stream
 	conn       *net.UDPConn
 	dst        netip.Addr
 	port       uint16 // the authorized port
 	idle       time.Duration
 	maxData    int
-	bucket     *bucket
-	meter      *replyMeter // nil: no reply cap
+	bucket     ratelimit.Bucket // datagrams to the target; streamToSocket only
+	meter      *replyMeter      // nil: no reply cap
 	ratio      int
 	ratioEvery time.Duration
 	start      time.Time
@@ -367,18 +380,27 @@ type tunnel struct {
 	stopped bool
 }
 
-func newTunnel(h *DeviceHandler, cfg DeviceConfig, st *transport.Stream, conn *net.UDPConn, dst netip.AddrPort) *tunnel {
+func newTunnel(h *Handler, cfg DeviceConfig, st *transport.Stream, conn *net.UDPConn, dst netip.AddrPort) *tunnel {
 	now := time.Now()
 	return &tunnel{
 		h: h, st: st, conn: conn, dst: dst.Addr(), port: dst.Port(),
 		idle:       cfg.IdleTimeout,
 		maxData:    cfg.MaxDatagram,
-		bucket:     newBucket(cfg.MaxPacketsPerSecond),
+		bucket:     packetBucket(cfg.MaxPacketsPerSecond),
 		meter:      newReplyMeter(cfg.MaxReplyRatio, cfg.ReplyRatioWindow, cfg.ReplyAllowance, now),
 		ratio:      cfg.MaxReplyRatio,
 		ratioEvery: cfg.ReplyRatioWindow,
 		start:      now,
 	}
+}
+
+// packetBucket is the bucket of MaxPacketsPerSecond: it holds a tenth of
+// a second's worth, at least one; zero or negative means no limit.
+func packetBucket(perSecond int) ratelimit.Bucket {
+	if perSecond <= 0 {
+		return ratelimit.Bucket{}
+	}
+	return ratelimit.Bucket{Rate: float64(perSecond), Burst: max(float64(perSecond)/10, 1)}
 }
 
 // capReason is the close reason of a tunnel past its reply cap.
@@ -479,7 +501,7 @@ func (t *tunnel) streamToSocket() error {
 			continue
 		}
 		now := time.Now()
-		if !t.bucket.take(now) {
+		if !t.bucket.Allow(now) {
 			c.dropRate.Add(1)
 			continue
 		}
@@ -598,41 +620,11 @@ func userText(err error) string {
 }
 
 // isClosed reports errors that mean a socket or stream was closed under us.
+// transport's splice has the same check, unexported; this one stays
+// until transport exports it.
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrClosedPipe) ||
 		errors.Is(err, transport.ErrSessionClosed)
-}
-
-// bucket is a token bucket counting datagrams. It is used by one goroutine.
-type bucket struct {
-	rate   float64 // tokens per second; 0 means unlimited
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(perSecond int) *bucket {
-	if perSecond <= 0 {
-		return &bucket{}
-	}
-	burst := max(float64(perSecond)/10, 1)
-	return &bucket{rate: float64(perSecond), burst: burst, tokens: burst}
-}
-
-// take spends one token if there is one.
-func (b *bucket) take(now time.Time) bool {
-	if b.rate == 0 {
-		return true
-	}
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

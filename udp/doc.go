@@ -1,5 +1,8 @@
-// Package udp carries UDP datagrams over qbee-v1 UDP tunnel streams (0x11),
-// on both sides: DeviceHandler on the device, Listener on the client.
+// Package udp is the UDP tunnel stream type (0x11), both halves: Handler
+// serves tunnels on the device, Listener forwards local datagrams through
+// them on the client. Both are struct literals that work from their zero
+// value (Listener needs an Opener and a Remote): Start or Serve them, then
+// Close them.
 //
 // # Wire format
 //
@@ -24,8 +27,8 @@
 //
 // # Device side
 //
-// DeviceHandler.Handle answers Error, before any datagram leaves the device,
-// for a malformed request, a target that DeviceConfig.Authorize refuses, and a
+// Handler.Serve answers Error, before any datagram leaves the device, for
+// a malformed request, a target that DeviceConfig.Authorize refuses, and a
 // broadcast, multicast or unspecified address (also when a DNS name
 // resolves only to such). Otherwise it binds a socket, on loopback of the
 // target's family when the target is loopback and on the unspecified
@@ -64,12 +67,9 @@
 // a secondary socket on its own IP (on that port when free) and sends the
 // answer from there; datagrams the peer sends to the secondary socket go to
 // the remote's matching port. Peers' streams and secondary sockets close
-// after ListenOptions.IdleTimeout without traffic. Each peer has one
-// goroutine that owns its stream and its idle timer; the maps of peers and
-// secondary sockets change only under one mutex, and expiry is decided
-// under it too, so a datagram is never handed to a peer that is going away.
-// A close frame ends the peer's flow: the Listener logs the reason, counts
-// it (ListenerStats.ClosedByDevice) and hands it to
-// ListenOptions.OnDeviceClose as a *DeviceCloseError; the peer's next
-// datagram opens a new flow.
+// after Listener.IdleTimeout without traffic; a datagram is never handed
+// to a peer that is going away. A close frame ends the peer's flow: the
+// Listener logs the reason, counts it (ListenerStats.ClosedByDevice) and
+// hands it to Listener.OnDeviceClose as a *DeviceCloseError; the peer's
+// next datagram opens a new flow.
 package udp

@@ -215,21 +215,21 @@ func TestBindAddr(t *testing.T) {
 	}
 }
 
-func TestBucket(t *testing.T) {
+func TestPacketBucket(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := newBucket(100) // burst of 10
+	b := packetBucket(100) // burst of 10
 	passed := 0
 	for i := 0; i < 50; i++ {
-		if b.take(now) {
+		if b.Allow(now) {
 			passed++
 		}
 	}
 	assert.Equal(t, 10, passed, "a burst passes a tenth of a second's worth")
-	assert.False(t, b.take(now))
+	assert.False(t, b.Allow(now))
 	now = now.Add(50 * time.Millisecond) // 5 tokens
 	passed = 0
 	for i := 0; i < 50; i++ {
-		if b.take(now) {
+		if b.Allow(now) {
 			passed++
 		}
 	}
@@ -237,16 +237,21 @@ func TestBucket(t *testing.T) {
 	now = now.Add(time.Hour)
 	passed = 0
 	for i := 0; i < 50; i++ {
-		if b.take(now) {
+		if b.Allow(now) {
 			passed++
 		}
 	}
 	assert.Equal(t, 10, passed, "tokens never exceed the burst")
 
-	unlimited := newBucket(-1)
-	for i := 0; i < 1000; i++ {
-		require.True(t, unlimited.take(now))
+	for _, pps := range []int{0, -1} {
+		unlimited := packetBucket(pps)
+		for i := 0; i < 1000; i++ {
+			require.True(t, unlimited.Allow(now), "packetBucket(%d) is unlimited", pps)
+		}
 	}
+	slow := packetBucket(5) // a burst of at least one
+	require.True(t, slow.Allow(now))
+	require.False(t, slow.Allow(now))
 }
 
 type fakeResolver struct {

@@ -160,7 +160,7 @@ func TestReplyRatioClosesFlow(t *testing.T) {
 		return bytes.Repeat([]byte{'A'}, answer)
 	})
 	closes := make(chan *udp.DeviceCloseError, 10)
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{OnDeviceClose: func(e *udp.DeviceCloseError) { closes <- e }})
+	l := r.listen(t, srv.addr(), &udp.Listener{OnDeviceClose: func(e *udp.DeviceCloseError) { closes <- e }})
 	peer := localPeer(t)
 	dst := l.Addr().(*net.UDPAddr)
 
@@ -276,7 +276,7 @@ func TestListenerShowsDeviceCloseReason(t *testing.T) {
 		return nil
 	})
 	closes := make(chan *udp.DeviceCloseError, 10)
-	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.ListenOptions{
+	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.Listener{
 		IdleTimeout:   time.Hour,
 		OnDeviceClose: func(e *udp.DeviceCloseError) { closes <- e },
 	})

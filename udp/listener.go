@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -42,26 +44,6 @@ const (
 	// not asked again for every datagram.
 	openHoldOff = time.Second
 )
-
-// ListenOptions tunes a Listener. A nil *ListenOptions means defaults.
-type ListenOptions struct {
-	// IdleTimeout ends a peer's stream, and closes a secondary socket,
-	// after this long without a datagram either way. Zero means
-	// DefaultIdleTimeout (60 s).
-	IdleTimeout time.Duration
-	// MaxPeers caps the local peers served at once, one stream each;
-	// datagrams from further peers are dropped and counted. Zero means
-	// DefaultMaxPeers (64).
-	MaxPeers int
-	// Logger receives stream and socket events; nil discards them.
-	Logger *slog.Logger
-	// OnDeviceClose, when set, is called when the device ends a peer's
-	// flow with a close frame, for example because the remote's replies
-	// passed the device's reply cap. It runs on the peer's stream reader,
-	// so it must return quickly and must not call Close. The peer's next
-	// datagram opens a new flow.
-	OnDeviceClose func(*DeviceCloseError)
-}
 
 // DeviceCloseError says that the device ended a local peer's flow, and
 // why. It matches ErrClosedByDevice.
@@ -101,6 +83,12 @@ type listenerCounters struct {
 
 // Listener forwards the datagrams of local UDP peers through a device to a
 // remote address, one stream per local peer (ip:port), as qbee-v1 does.
+// Fill in Opener and Remote (and any other field), then Start it; Close
+// stops it.
+//
+//	l := &udp.Listener{Opener: c, Local: "127.0.0.1:5353", Remote: "127.0.0.1:53", Logger: log}
+//	if err := l.Start(ctx); err != nil { ... }
+//	defer l.Close()
 //
 // Each stream asks the device to use the peer's port as its source port.
 // When the remote service answers from a port other than the one it was
@@ -110,23 +98,55 @@ type listenerCounters struct {
 // Streams and secondary sockets are closed after IdleTimeout without
 // traffic.
 type Listener struct {
-	opener  transport.Opener
-	remote  target.Target
-	conn    *net.UDPConn // the main socket
-	localIP netip.Addr
-	idle    time.Duration
-	max     int
-	log     *slog.Logger
-	onClose func(*DeviceCloseError) // nil: none
-	c       listenerCounters
+	// Opener opens the streams to the device (a *client.Client or a
+	// *client.Redialer). Required.
+	Opener transport.Opener
+	// Local is the address of the main socket, "ip:port"; port 0 picks
+	// one (Addr tells which). Empty means "127.0.0.1:0".
+	Local string
+	// Remote is where the device sends the datagrams, "host:port" as
+	// reached from the device. Required.
+	Remote string
+	// IdleTimeout ends a peer's stream, and closes a secondary socket,
+	// after this long without a datagram either way. Zero means
+	// DefaultIdleTimeout (60 s).
+	IdleTimeout time.Duration
+	// MaxPeers caps the local peers served at once, one stream each;
+	// datagrams from further peers are dropped and counted. Zero means
+	// DefaultMaxPeers (64).
+	MaxPeers int
+	// Logger receives stream and socket events; nil discards them.
+	Logger *slog.Logger
+	// OnDeviceClose, when set, is called when the device ends a peer's
+	// flow with a close frame, for example because the remote's replies
+	// passed the device's reply cap. It runs on the peer's stream reader,
+	// so it must return quickly and must not call Close. The peer's next
+	// datagram opens a new flow.
+	OnDeviceClose func(*DeviceCloseError)
+
+	initOnce sync.Once
+	done     chan struct{} // closed when everything stopped (or on Close before Start)
+
+	// Set by Start, read-only afterwards.
+	dst      target.Target // Remote, canonical
+	conn     *net.UDPConn  // the main socket
+	localIP  netip.Addr
+	idle     time.Duration
+	maxPeers int
+	log      *slog.Logger
+	c        listenerCounters
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // peer, stream-reader and secondary goroutines
-	done   chan struct{}
 
+	// Each peer has one goroutine (runPeer) that owns its stream and its
+	// idle timer. The maps of peers and secondary sockets change only
+	// under mu, and expiry is decided under it too, so a datagram is never
+	// handed to a peer that is going away.
 	mu sync.Mutex
 	// mu guards the following.
+	started     bool
 	peers       map[netip.AddrPort]*peer
 	secondaries map[uint16]*secondary // by the remote source port they stand for
 	closed      bool
@@ -134,57 +154,61 @@ type Listener struct {
 	lastOpenErr string
 }
 
-// Listen binds local ("127.0.0.1:5353"; port 0 picks one) and forwards what
-// local peers send there to remote ("host:port", as reached from the
-// device) through streams opened with opener. It runs until ctx ends or
-// Close is called. opts may be nil.
-func Listen(ctx context.Context, opener transport.Opener, local, remote string, opts *ListenOptions) (*Listener, error) {
-	var o ListenOptions
-	if opts != nil {
-		o = *opts
+func (l *Listener) init() {
+	l.initOnce.Do(func() { l.done = make(chan struct{}) })
+}
+
+// Start binds Local and forwards what local peers send there to Remote
+// through streams opened with Opener, until ctx ends or Close is called.
+// It returns an error, having started nothing, for a missing Opener, an
+// invalid Local or Remote, a Local it cannot bind, a second call, or a
+// call after Close.
+func (l *Listener) Start(ctx context.Context) error {
+	l.init()
+	if l.Opener == nil {
+		return errors.New("udp: Listener.Opener is required (a *client.Client or *client.Redialer)")
 	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.MaxPeers <= 0 {
-		o.MaxPeers = DefaultMaxPeers
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opener == nil {
-		return nil, errors.New("udp: Listen needs an opener (a *client.Client)")
-	}
-	t, err := target.Parse(remote)
+	t, err := target.Parse(l.Remote)
 	if err != nil {
-		return nil, fmt.Errorf("udp: remote: %w; want host:port, e.g. 127.0.0.1:53", err)
+		return fmt.Errorf("udp: remote: %w; want host:port, e.g. 127.0.0.1:53", err)
 	}
 	if a, err := netip.ParseAddr(t.Host); err == nil {
 		if err := checkUnicast(a.Unmap()); err != nil {
-			return nil, fmt.Errorf("udp: remote %s refused: %w", t, err)
+			return fmt.Errorf("udp: remote %s refused: %w", t, err)
 		}
+	}
+	local := l.Local
+	if local == "" {
+		local = "127.0.0.1:0"
 	}
 	laddr, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
-		return nil, fmt.Errorf("udp: local address %q: %w; want ip:port, e.g. 127.0.0.1:5353", local, err)
+		return fmt.Errorf("udp: local address %q: %w; want ip:port, e.g. 127.0.0.1:5353", local, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.started:
+		return errors.New("udp: Listener already started; a Listener runs once")
+	case l.closed:
+		return ErrClosed
 	}
 	conn, err := net.ListenUDP("udp", laddr)
 	if err != nil {
-		return nil, fmt.Errorf("udp: listen %s: %w; pick a free port or port 0", local, err)
+		return fmt.Errorf("udp: listen %s: %w; pick a free port or port 0", local, err)
 	}
 	_ = conn.SetReadBuffer(socketBuffer)
-	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	ctx, cancel := context.WithCancel(ctx)
-	l := &Listener{
-		opener: opener, remote: t, conn: conn, localIP: la.Addr(),
-		idle: o.IdleTimeout, max: o.MaxPeers, log: o.Logger, onClose: o.OnDeviceClose,
-		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		peers:       make(map[netip.AddrPort]*peer),
-		secondaries: make(map[uint16]*secondary),
-	}
-	context.AfterFunc(ctx, l.shutdown)
+	l.started = true
+	l.dst, l.conn, l.localIP = t, conn, conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	l.idle = cmp.Or(max(l.IdleTimeout, 0), DefaultIdleTimeout)
+	l.maxPeers = cmp.Or(max(l.MaxPeers, 0), DefaultMaxPeers)
+	l.log = logx.Or(l.Logger)
+	l.peers = make(map[netip.AddrPort]*peer)
+	l.secondaries = make(map[uint16]*secondary)
+	l.ctx, l.cancel = context.WithCancel(ctx)
+	context.AfterFunc(l.ctx, l.shutdown)
 	go l.serve()
-	return l, nil
+	return nil
 }
 
 // checkUnicast is the part of checkDestination that does not depend on the
@@ -196,12 +220,22 @@ func checkUnicast(a netip.Addr) error {
 	return nil
 }
 
-// Addr is the local address of the main socket.
-func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
+// Addr is the local address of the main socket, or nil before Start.
+func (l *Listener) Addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return nil
+	}
+	return l.conn.LocalAddr()
+}
 
 // Done is closed when the Listener has stopped and every stream, socket and
-// goroutine of it is gone.
-func (l *Listener) Done() <-chan struct{} { return l.done }
+// goroutine of it is gone (at once when Close came before Start).
+func (l *Listener) Done() <-chan struct{} {
+	l.init()
+	return l.done
+}
 
 // Err returns why the Listener stopped on its own, or nil while it runs and
 // after Close or the end of its context.
@@ -212,8 +246,19 @@ func (l *Listener) Err() error {
 }
 
 // Close closes the sockets and streams and waits until everything stopped.
-// It is idempotent.
+// It is idempotent; a Listener closed before Start never starts.
 func (l *Listener) Close() error {
+	l.init()
+	l.mu.Lock()
+	if !l.started {
+		if !l.closed {
+			l.closed = true
+			close(l.done)
+		}
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
 	l.cancel()
 	<-l.done
 	return nil
@@ -255,7 +300,7 @@ func (l *Listener) shutdown() {
 func (l *Listener) serve() {
 	defer close(l.done)
 	buf := make([]byte, MaxFrameData+1)
-	port := uint16(l.remote.Port)
+	port := uint16(l.dst.Port)
 	for {
 		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
 		if err != nil && transientReadErr(err) && l.ctx.Err() == nil {
@@ -323,9 +368,9 @@ func (l *Listener) dispatch(from netip.AddrPort, port uint16, data []byte) {
 	}
 	p := l.peers[from]
 	if p == nil {
-		if len(l.peers) >= l.max {
+		if len(l.peers) >= l.maxPeers {
 			l.c.dropped.Add(1)
-			l.log.Debug("udp: too many local peers; dropping", "peer", from.String(), "max", l.max)
+			l.log.Debug("udp: too many local peers; dropping", "peer", from.String(), "max", l.maxPeers)
 			return
 		}
 		p = &peer{addr: from, in: make(chan datagram, peerQueue), start: time.Now()}
@@ -358,8 +403,8 @@ func (l *Listener) removePeerLocked(p *peer) {
 // to it, and ends it when idle, when the device ends it, or on shutdown.
 func (l *Listener) runPeer(p *peer) {
 	defer l.wg.Done()
-	payload := strconv.Itoa(int(p.addr.Port())) + ":" + l.remote.String()
-	st, _, err := l.opener.OpenStream(l.ctx, wire.MsgUDP, []byte(payload))
+	payload := strconv.Itoa(int(p.addr.Port())) + ":" + l.dst.String()
+	st, _, err := l.Opener.OpenStream(l.ctx, wire.MsgUDP, []byte(payload))
 	if err != nil {
 		l.openFailed(p, err)
 		return
@@ -367,7 +412,7 @@ func (l *Listener) runPeer(p *peer) {
 	l.c.opened.Add(1)
 	p.streaming.Store(true)
 	stop := context.AfterFunc(l.ctx, func() { st.Close() })
-	l.log.Debug("udp stream open", "peer", p.addr.String(), "remote", l.remote.String())
+	l.log.Debug("udp stream open", "peer", p.addr.String(), "remote", l.dst.String())
 
 	readerDone := make(chan error, 1)
 	l.wg.Add(1)
@@ -446,7 +491,7 @@ func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) 
 			timer.Reset(max(l.idle-q, time.Millisecond))
 		case err := <-readerDone:
 			if err != nil && !isClosed(err) && !errors.Is(err, ErrClosedByDevice) {
-				l.log.Warn("udp stream failed", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+				l.log.Warn("udp stream failed", "peer", p.addr.String(), "remote", l.dst.String(), "err", err)
 			}
 			return ""
 		case <-l.ctx.Done():
@@ -466,9 +511,9 @@ func (l *Listener) openFailed(p *peer, err error) {
 	l.lastOpenErr = msg
 	l.mu.Unlock()
 	if repeated {
-		l.log.Debug("udp: cannot open stream", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+		l.log.Debug("udp: cannot open stream", "peer", p.addr.String(), "remote", l.dst.String(), "err", err)
 	} else {
-		l.log.Warn("udp: cannot open stream; dropping the peer's datagrams", "peer", p.addr.String(), "remote", l.remote.String(), "err", err)
+		l.log.Warn("udp: cannot open stream; dropping the peer's datagrams", "peer", p.addr.String(), "remote", l.dst.String(), "err", err)
 	}
 	timer := time.NewTimer(min(openHoldOff, l.idle))
 	defer timer.Stop()
@@ -494,7 +539,7 @@ func (l *Listener) openFailed(p *peer, err error) {
 // the flow with the device's reason, returned as a *DeviceCloseError.
 func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 	fr := newFrameReader(st, MaxFrameData)
-	main := uint16(l.remote.Port)
+	main := uint16(l.dst.Port)
 	for {
 		port, data, err := fr.next()
 		if err != nil {
@@ -526,11 +571,11 @@ func (l *Listener) streamToLocal(p *peer, st *transport.Stream) error {
 // closedByDevice handles the close frame that ended p's flow: it counts,
 // logs and reports it, and returns it as an error.
 func (l *Listener) closedByDevice(p *peer, data []byte) error {
-	e := &DeviceCloseError{Local: l.conn.LocalAddr(), Peer: p.addr, Remote: l.remote.String(), Reason: closeReason(data)}
+	e := &DeviceCloseError{Local: l.conn.LocalAddr(), Peer: p.addr, Remote: l.dst.String(), Reason: closeReason(data)}
 	l.c.closedByDevice.Add(1)
 	l.log.Warn("udp flow closed by the device", "peer", p.addr.String(), "remote", e.Remote, "reason", e.Reason)
-	if l.onClose != nil {
-		l.onClose(e)
+	if l.OnDeviceClose != nil {
+		l.OnDeviceClose(e)
 	}
 	return e
 }

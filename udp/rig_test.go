@@ -136,7 +136,7 @@ func newBroker(t testing.TB, tc *tls.Config) *broker {
 // would refuse itself, by the raw broker.
 type rig struct {
 	client *client.Client
-	dev    *udp.DeviceHandler
+	dev    *udp.Handler
 }
 
 // newRig joins a client and a device through a real edge over TLS.
@@ -148,8 +148,8 @@ func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	}
 	m := mock.New(t, opts)
 	dc := m.DeviceClientWithID(mock.DefaultDeviceID)
-	dev := udp.NewDeviceHandler(cfg, testLogger(t))
-	dc.Handle(wire.MsgUDP, dev.Handle)
+	dev := &udp.Handler{Config: cfg, Logger: testLogger(t)}
+	dc.Handle(wire.MsgUDP, dev.Serve)
 	t.Cleanup(func() { dev.Close() })
 	cl := m.ClientFor(mock.DefaultDeviceID)
 	return &rig{client: cl, dev: dev}
@@ -159,9 +159,9 @@ func newRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 // passes any opening message to the device untouched.
 func newRawRig(t testing.TB, cfg udp.DeviceConfig) *rig {
 	t.Helper()
-	dev := udp.NewDeviceHandler(cfg, testLogger(t))
+	dev := &udp.Handler{Config: cfg, Logger: testLogger(t)}
 	t.Cleanup(func() { dev.Close() })
-	r := newRawRigWith(t, dev.Handle)
+	r := newRawRigWith(t, dev.Serve)
 	r.dev = dev
 	return r
 }
@@ -193,17 +193,18 @@ func newRawRigWith(t testing.TB, h device.Handler) *rig {
 	return &rig{client: cl}
 }
 
-// listen starts a Listener on 127.0.0.1:0 towards remote, closed at cleanup.
-func (r *rig) listen(t testing.TB, remote string, opts *udp.ListenOptions) *udp.Listener {
+// listen starts l (nil: a zero Listener) on 127.0.0.1:0 towards remote
+// through the rig's client, closed at cleanup.
+func (r *rig) listen(t testing.TB, remote string, l *udp.Listener) *udp.Listener {
 	t.Helper()
-	if opts == nil {
-		opts = &udp.ListenOptions{}
+	if l == nil {
+		l = &udp.Listener{}
 	}
-	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+	l.Opener, l.Remote = r.client, remote
+	if l.Logger == nil {
+		l.Logger = testLogger(t)
 	}
-	l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", remote, opts)
-	require.NoError(t, err)
+	require.NoError(t, l.Start(context.Background()))
 	t.Cleanup(func() { l.Close() })
 	return l
 }

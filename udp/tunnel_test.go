@@ -172,7 +172,7 @@ func TestClientIdleExpiryClosesStreamsAndSockets(t *testing.T) {
 		_, _ = altConn.WriteToUDP(d, from)
 		return d
 	})
-	l := r.listen(t, mainSrv.addr(), &udp.ListenOptions{IdleTimeout: 300 * time.Millisecond})
+	l := r.listen(t, mainSrv.addr(), &udp.Listener{IdleTimeout: 300 * time.Millisecond})
 	peer := localPeer(t)
 
 	_, err := peer.WriteToUDP([]byte("ping"), l.Addr().(*net.UDPAddr))
@@ -206,7 +206,7 @@ func TestClientIdleExpiryClosesStreamsAndSockets(t *testing.T) {
 func TestDeviceIdleExpiry(t *testing.T) {
 	r := newRig(t, udp.DeviceConfig{IdleTimeout: 500 * time.Millisecond})
 	srv := newUDPServer(t, "127.0.0.1:0", echo)
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: time.Hour})
+	l := r.listen(t, srv.addr(), &udp.Listener{IdleTimeout: time.Hour})
 	peer := localPeer(t)
 
 	_, err := peer.WriteToUDP([]byte("one"), l.Addr().(*net.UDPAddr))
@@ -293,11 +293,16 @@ func TestRefusedTargets(t *testing.T) {
 func TestListenRefusesNonUnicastRemote(t *testing.T) {
 	r := newRig(t, udp.DeviceConfig{})
 	for _, remote := range []string{"255.255.255.255:53", "224.0.0.1:5353", "0.0.0.0:53", "[ff02::1]:53", "127.0.0.1:0", "nonsense"} {
-		l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", remote, nil)
-		if l != nil {
-			l.Close()
-		}
+		l := &udp.Listener{Opener: r.client, Remote: remote}
+		err := l.Start(context.Background())
 		assert.Error(t, err, "remote %q", remote)
+		select {
+		case <-l.Done():
+			t.Errorf("remote %q: Done closed after a failed Start; want it open until Close", remote)
+		default:
+		}
+		assert.Nil(t, l.Addr(), "remote %q: a socket bound after a failed Start", remote)
+		l.Close()
 	}
 }
 
@@ -428,7 +433,7 @@ func TestManyPeersConcurrent(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	r := newRig(t, udp.DeviceConfig{IdleTimeout: time.Hour})
 	srv := newUDPServer(t, "127.0.0.1:0", func(_ *net.UDPAddr, d []byte) []byte { return d })
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: idle})
+	l := r.listen(t, srv.addr(), &udp.Listener{IdleTimeout: idle})
 	dst := l.Addr().(*net.UDPAddr)
 
 	const peers, rounds = 16, 10
@@ -491,8 +496,8 @@ func TestManyPeersConcurrent(t *testing.T) {
 func TestCloseEndsEverything(t *testing.T) {
 	r := newRig(t, udp.DeviceConfig{})
 	srv := newUDPServer(t, "127.0.0.1:0", echo)
-	l, err := udp.Listen(context.Background(), r.client, "127.0.0.1:0", srv.addr(), &udp.ListenOptions{Logger: testLogger(t)})
-	require.NoError(t, err)
+	l := &udp.Listener{Opener: r.client, Remote: srv.addr(), Logger: testLogger(t)}
+	require.NoError(t, l.Start(context.Background()))
 	for i := 0; i < 3; i++ {
 		p := localPeer(t)
 		_, err := p.WriteToUDP([]byte("x"), l.Addr().(*net.UDPAddr))
@@ -577,8 +582,8 @@ func TestSuggestedSourcePort(t *testing.T) {
 	})
 	// Listener and peer on 127.0.0.2, so the peer's port is free on
 	// 127.0.0.1, where the device binds for a loopback target.
-	l, err := udp.Listen(context.Background(), r.client, "127.0.0.2:0", srv.addr(), &udp.ListenOptions{Logger: testLogger(t)})
-	require.NoError(t, err)
+	l := &udp.Listener{Opener: r.client, Local: "127.0.0.2:0", Remote: srv.addr(), Logger: testLogger(t)}
+	require.NoError(t, l.Start(context.Background()))
 	defer l.Close()
 	peer, err := net.ListenUDP("udp", mustUDPAddr(t, "127.0.0.2:0"))
 	require.NoError(t, err)
@@ -612,7 +617,7 @@ func TestListenerAgainstBadDevice(t *testing.T) {
 		_, _ = io.Copy(io.Discard, st)
 		return nil
 	})
-	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.ListenOptions{IdleTimeout: time.Hour})
+	l := r.listen(t, fmt.Sprintf("127.0.0.1:%d", remotePort), &udp.Listener{IdleTimeout: time.Hour})
 	peer := localPeer(t)
 	_, err := peer.WriteToUDP([]byte("q"), l.Addr().(*net.UDPAddr))
 	require.NoError(t, err)
@@ -638,7 +643,7 @@ func TestListenerOpenRefused(t *testing.T) {
 		return netip.Addr{}, errors.New("not allowed: udp on device d1")
 	}})
 	srv := newUDPServer(t, "127.0.0.1:0", echo)
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{IdleTimeout: 50 * time.Millisecond})
+	l := r.listen(t, srv.addr(), &udp.Listener{IdleTimeout: 50 * time.Millisecond})
 	peer := localPeer(t)
 	require.Eventually(t, func() bool {
 		_, _ = peer.WriteToUDP([]byte("q"), l.Addr().(*net.UDPAddr))
@@ -654,7 +659,7 @@ func TestListenerOpenRefused(t *testing.T) {
 func TestListenerMaxPeers(t *testing.T) {
 	r := newRig(t, udp.DeviceConfig{})
 	srv := newUDPServer(t, "127.0.0.1:0", echo)
-	l := r.listen(t, srv.addr(), &udp.ListenOptions{MaxPeers: 1})
+	l := r.listen(t, srv.addr(), &udp.Listener{MaxPeers: 1})
 	a, b := localPeer(t), localPeer(t)
 	_, err := a.WriteToUDP([]byte("a"), l.Addr().(*net.UDPAddr))
 	require.NoError(t, err)

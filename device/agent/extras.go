@@ -14,7 +14,7 @@ import (
 // extras are the handlers that live in their own packages: UDP tunnels
 // and PTY sessions. The agent owns them and closes them on Close.
 type extras struct {
-	udp   *udp.DeviceHandler
+	udp   *udp.Handler
 	allow func(context.Context, target.Target) (netip.Addr, error) // the UDP check, on the config in force
 	pty   ptyExtra
 }
@@ -29,8 +29,8 @@ func (e *extras) start(a *Agent, dc *device.Client, cfg *Config) {
 		}
 		return addrs[0], nil
 	}
-	e.udp = udp.NewDeviceHandler(udpConfig(cfg, e.allow), a.Logger)
-	dc.Handle(wire.MsgUDP, e.udp.Handle)
+	e.udp = &udp.Handler{Config: udpConfig(cfg, e.allow), Logger: a.Logger}
+	dc.Handle(wire.MsgUDP, e.udp.Serve)
 	e.pty.start(a, dc, cfg)
 }
 
