@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tetherhq/tether/internal/ratelimit"
 )
 
 // Audit event kinds.
@@ -481,17 +483,10 @@ func (discardAuditor) Audit(Event) {}
 // counts those it holds back; the next record let through carries the
 // count. It bounds what unauthenticated peers can write to the audit log.
 type auditLimiter struct {
-	rate  float64
-	burst float64
-
 	mu sync.Mutex
 	// mu guards the following.
-	b          bucket
+	b          ratelimit.Bucket
 	suppressed int64
-}
-
-func newAuditLimiter(rate float64, burst int) *auditLimiter {
-	return &auditLimiter{rate: rate, burst: float64(burst), b: bucket{tokens: float64(burst)}}
 }
 
 // take reports whether a record may be written now and, if so, how many
@@ -499,16 +494,10 @@ func newAuditLimiter(rate float64, burst int) *auditLimiter {
 func (l *auditLimiter) take(now time.Time) (ok bool, suppressed int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.b.last.IsZero() {
-		l.b.last = now
-	}
-	l.b.tokens = min(l.burst, l.b.tokens+now.Sub(l.b.last).Seconds()*l.rate)
-	l.b.last = now
-	if l.b.tokens < 1 {
+	if !l.b.Allow(now) {
 		l.suppressed++
 		return false, 0
 	}
-	l.b.tokens--
 	s := l.suppressed
 	l.suppressed = 0
 	return true, s

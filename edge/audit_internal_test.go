@@ -3,12 +3,14 @@ package edge
 import (
 	"testing"
 	"time"
+
+	"github.com/tetherhq/tether/internal/ratelimit"
 )
 
 // The audit limiter lets a burst through, holds back the rest, and hands
 // the count of those held back to the next record it lets through.
 func TestAuditLimiterCarriesTheSuppressedCount(t *testing.T) {
-	l := newAuditLimiter(1, 2) // 1 record per second, burst 2
+	l := &auditLimiter{b: ratelimit.Bucket{Rate: 1, Burst: 2}} // 1 record per second, burst 2
 	t0 := time.Unix(1000, 0)
 	steps := []struct {
 		at             time.Duration

@@ -70,7 +70,7 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	if !s.rate.allow(r.RemoteAddr, time.Now()) {
+	if !s.allowFrom(r.RemoteAddr) {
 		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
 		return
 	}

@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"net"
-	"sync"
 	"time"
 )
 
@@ -123,63 +121,4 @@ func (l Limits) withDefaults(maxStreams int) Limits {
 		l.RejectAuditBurst = DefaultRejectAuditBurst
 	}
 	return l
-}
-
-// maxRateEntries bounds the rate limiter's table; when it is full, buckets
-// that have refilled are dropped (they hold no information).
-const maxRateEntries = 1 << 16
-
-// rateLimiter is a token bucket per source IP.
-type rateLimiter struct {
-	rate  float64
-	burst float64
-
-	mu sync.Mutex
-	// mu guards the following.
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), buckets: make(map[string]*bucket)}
-}
-
-// allow takes a token for the IP of remoteAddr ("ip:port").
-func (r *rateLimiter) allow(remoteAddr string, now time.Time) bool {
-	ip := remoteAddr
-	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		ip = h
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b := r.buckets[ip]
-	if b == nil {
-		if len(r.buckets) >= maxRateEntries {
-			r.pruneLocked(now)
-		}
-		if len(r.buckets) >= maxRateEntries {
-			return false // a flood from too many addresses: refuse newcomers
-		}
-		b = &bucket{tokens: r.burst, last: now}
-		r.buckets[ip] = b
-	}
-	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-func (r *rateLimiter) pruneLocked(now time.Time) {
-	for ip, b := range r.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*r.rate >= r.burst {
-			delete(r.buckets, ip)
-		}
-	}
 }

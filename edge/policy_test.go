@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -162,25 +161,25 @@ func TestParseRevocations(t *testing.T) {
 	}
 }
 
-func TestRateLimiter(t *testing.T) {
-	r := newRateLimiter(2, 3)
-	now := time.Unix(1000, 0)
-	for i := 0; i < 3; i++ {
-		if !r.allow("1.2.3.4:1000", now) {
-			t.Fatalf("request %d within the burst refused", i+1)
+// The upgrade limit counts per source IP, whatever the port.
+func TestUpgradeRateIsPerIP(t *testing.T) {
+	s := &Server{Limits: Limits{UpgradeRate: 0.001, UpgradeBurst: 3}} // no refill within the test
+	s.init()
+	defer s.Close()
+	for _, tc := range []struct {
+		remote string
+		want   bool
+	}{
+		{"1.2.3.4:1000", true},
+		{"1.2.3.4:1001", true},
+		{"1.2.3.4:1002", true},
+		{"1.2.3.4:1003", false}, // the burst is spent, from any port
+		{"5.6.7.8:1", true},
+		{"[2001:db8::1]:1", true},
+	} {
+		if got := s.allowFrom(tc.remote); got != tc.want {
+			t.Errorf("upgrade from %s: got allowed %v; want %v", tc.remote, got, tc.want)
 		}
-	}
-	if r.allow("1.2.3.4:1001", now) {
-		t.Fatal("request beyond the burst allowed")
-	}
-	if !r.allow("5.6.7.8:1", now) {
-		t.Fatal("another address was limited by the first")
-	}
-	if !r.allow("1.2.3.4:1002", now.Add(600*time.Millisecond)) {
-		t.Fatal("a token did not refill at 2/s after 0.6 s")
-	}
-	if r.allow("1.2.3.4:1002", now.Add(600*time.Millisecond)) {
-		t.Fatal("more than the refilled tokens were allowed")
 	}
 }
 

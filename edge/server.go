@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/ratelimit"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -64,7 +65,7 @@ type Server struct {
 	log         *slog.Logger
 	reg         Registry
 	audit       Auditor
-	rate        *rateLimiter
+	rate        *ratelimit.Keyed // upgrades per source IP
 	rejectAudit *auditLimiter
 	auth        atomic.Pointer[authState]
 	active      atomic.Int64 // client streams being opened or spliced
@@ -112,8 +113,8 @@ func (s *Server) init() {
 		if s.audit == nil {
 			s.audit = discardAuditor{}
 		}
-		s.rate = newRateLimiter(s.lim.UpgradeRate, s.lim.UpgradeBurst)
-		s.rejectAudit = newAuditLimiter(s.lim.RejectAuditRate, s.lim.RejectAuditBurst)
+		s.rate = &ratelimit.Keyed{Rate: s.lim.UpgradeRate, Burst: float64(s.lim.UpgradeBurst)}
+		s.rejectAudit = &auditLimiter{b: ratelimit.Bucket{Rate: s.lim.RejectAuditRate, Burst: float64(s.lim.RejectAuditBurst)}}
 		p := s.Policy
 		if p == nil {
 			p = denyAll{}
@@ -338,7 +339,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 		s.refuse(w, r, http.StatusServiceUnavailable, "draining", "the edge is shutting down; reconnect to reach another edge")
 		return false
 	}
-	if !s.rate.allow(r.RemoteAddr, time.Now()) {
+	if !s.allowFrom(r.RemoteAddr) {
 		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many connections from your address; retry later")
 		return false
 	}
@@ -348,6 +349,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// allowFrom takes a token of the upgrade rate limit (Limits.UpgradeRate)
+// for the IP of remoteAddr ("ip:port").
+func (s *Server) allowFrom(remoteAddr string) bool {
+	ip := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		ip = h
+	}
+	return s.rate.Allow(ip, time.Now())
 }
 
 // serveDevice authenticates a device by its certificate and runs its
