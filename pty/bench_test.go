@@ -18,9 +18,9 @@ import (
 // benchRig is newRig for benchmarks.
 func benchRig(b *testing.B) (*pty.Server, *client.Client) {
 	cl, dc, _ := mock.NewEdgeMock(b)
-	srv := pty.NewServer(pty.Config{Enabled: true}, nil)
-	dc.Handle(wire.MsgPTY, srv.HandlePTY)
-	dc.Handle(wire.MsgPTYCommand, srv.HandleCommand)
+	srv := &pty.Server{Config: pty.Config{Enabled: true}}
+	dc.Handle(wire.MsgPTY, srv.ServePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
 	b.Cleanup(func() { srv.Close() })
 	return srv, cl
 }

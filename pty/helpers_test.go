@@ -39,9 +39,9 @@ type rig struct {
 func newRig(t *testing.T, cfg pty.Config) *rig {
 	t.Helper()
 	cl, dc, _ := mock.NewEdgeMock(t)
-	srv := pty.NewServer(cfg, slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	dc.Handle(wire.MsgPTY, srv.HandlePTY)
-	dc.Handle(wire.MsgPTYCommand, srv.HandleCommand)
+	srv := &pty.Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	dc.Handle(wire.MsgPTY, srv.ServePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
 	t.Cleanup(func() {
 		require.NoError(t, srv.Close())
 		require.Zero(t, srv.NumSessions(), "sessions left after Close")

@@ -1,11 +1,17 @@
-// Package pty runs interactive shells for the device agent. The CLI's
-// terminal helpers are in package pty/term.
+// Package pty is the PTY stream type (0x12, 0x13), both halves: shells
+// and commands on a pseudo-terminal of the device, driven from the client.
 //
-// On the device, a Server answers PTY streams (0x12): it starts the login
-// shell, or the requested command, on a new pseudo-terminal, answers OK with
-// a random session ID and copies the terminal's bytes both ways. PTY
-// command streams (0x13) resize a session (type 0) or report how its
-// process ended (type 1, our exit-status extension; see docs/protocol.md).
+// On the client, Open starts a session and returns a *Session, whose
+// stream carries the terminal's bytes both ways; Resize, Status and
+// WaitExit send PTY command streams (0x13) for it. The CLI's terminal
+// helpers are in package pty/term.
+//
+// On the device, a Server answers PTY streams: it starts the login shell,
+// or the requested command, on a new pseudo-terminal, answers OK with a
+// random session ID and copies the terminal's bytes both ways. PTY command
+// streams resize a session (type 0) or report how its process ended (type
+// 1, our exit-status extension; see docs/protocol.md). The zero Server
+// works and refuses every session until its Config enables them.
 //
 // Teardown: when the client's side of the stream ends (it closed the
 // stream, or its write side), the session is hung up: SIGHUP to the
@@ -14,7 +20,7 @@
 // the process exits by itself, its remaining output is drained to the
 // stream first. A client that wants to pass end-of-input and still read
 // the output sends the terminal's EOF character instead of closing
-// (transport.PTYSession.SendEOF).
+// (Session.SendEOF).
 package pty
 
 import (
@@ -29,11 +35,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
-// Config is the PTY part of the agent's configuration. The zero Config
+// Config tunes a Server (the agent fills it from its pty: section). The
+// zero Config
 // refuses every session.
 type Config struct {
 	// Enabled allows PTY sessions. When false every PTY stream gets an Error.
@@ -116,12 +124,26 @@ var (
 	ErrSessionEnded = errors.New("pty: the shell session has ended")
 )
 
-// Server runs the PTY sessions of one agent. Create it with NewServer,
-// register HandlePTY and HandleCommand with the transport.DeviceClient,
-// and Close it on shutdown.
+// Server runs the PTY sessions of a device: register ServePTY and
+// ServeCommand with the device runtime for wire.MsgPTY and
+// wire.MsgPTYCommand, and Close the Server on shutdown. The zero value is
+// ready to use and refuses every session (its Config is not Enabled).
+//
+//	srv := &pty.Server{Config: pty.Config{Enabled: true}, Logger: log}
+//	dc.Handle(wire.MsgPTY, srv.ServePTY)
+//	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
+//	defer srv.Close()
 type Server struct {
-	log *slog.Logger
-	wg  sync.WaitGroup // one per running session handler
+	// Config is the configuration sessions start with, until SetConfig
+	// replaces it. Do not change the field after the first call of a
+	// method.
+	Config Config
+	// Logger receives session events; nil discards them.
+	Logger *slog.Logger
+
+	initOnce sync.Once
+	log      *slog.Logger
+	wg       sync.WaitGroup // one per running session handler
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -139,41 +161,32 @@ type exitRecord struct {
 	at     time.Time
 }
 
-// NewServer returns a Server with cfg. logger may be nil.
-func NewServer(cfg Config, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		log:      logger,
-		cfg:      cfg,
-		sessions: make(map[string]*session),
-		exited:   make(map[string]exitRecord),
-		ctx:      ctx,
-		cancel:   cancel,
-	}
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = logx.Or(s.Logger)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.cfg = s.Config
+		s.sessions = make(map[string]*session)
+		s.exited = make(map[string]exitRecord)
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+	})
 }
 
 // SetConfig replaces the configuration. New sessions use it; running ones
 // keep the settings they started with.
 func (s *Server) SetConfig(cfg Config) {
+	s.init()
 	s.mu.Lock()
 	s.cfg = cfg
 	s.mu.Unlock()
-}
-
-// Config returns the current configuration.
-func (s *Server) Config() Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg
 }
 
 // Close hangs up every session, waits until each one's processes are
 // reaped and its terminal closed, and refuses new sessions. It is
 // idempotent.
 func (s *Server) Close() error {
+	s.init()
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -184,14 +197,16 @@ func (s *Server) Close() error {
 
 // NumSessions returns the number of running sessions.
 func (s *Server) NumSessions() int {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
 
-// HandlePTY serves a PTY stream (0x12): it is a device.Handler. It
+// ServePTY serves a PTY stream (0x12): it is a device.Handler. It
 // returns when the session has ended and its processes are reaped.
-func (s *Server) HandlePTY(ctx context.Context, st *transport.Stream, payload []byte) error {
+func (s *Server) ServePTY(ctx context.Context, st *transport.Stream, payload []byte) error {
+	s.init()
 	req, err := wire.DecodePTYCommand(payload)
 	if err != nil {
 		_ = wire.WriteError(st, fmt.Sprintf("bad PTY request: %v", err))
@@ -302,9 +317,10 @@ func (s *Server) pruneLocked(now time.Time) {
 	}
 }
 
-// HandleCommand serves a PTY command stream (0x13): resize (type 0) or
+// ServeCommand serves a PTY command stream (0x13): resize (type 0) or
 // exit status (type 1). It is a device.Handler.
-func (s *Server) HandleCommand(_ context.Context, st *transport.Stream, payload []byte) error {
+func (s *Server) ServeCommand(_ context.Context, st *transport.Stream, payload []byte) error {
+	s.init()
 	cmd, err := wire.DecodePTYCommand(payload)
 	if err != nil {
 		_ = wire.WriteError(st, fmt.Sprintf("bad PTY command: %v", err))

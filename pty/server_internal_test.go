@@ -11,7 +11,8 @@ import (
 )
 
 func TestExitStatusesAreRememberedForAMinute(t *testing.T) {
-	s := NewServer(Config{Enabled: true}, nil)
+	s := &Server{Config: Config{Enabled: true}}
+	s.init()
 	defer s.Close()
 	s.recordExit("a", wire.ExitStatus{Exited: true, Code: 1})
 	s.recordExit("b", wire.ExitStatus{Exited: true, Code: 2})
@@ -35,7 +36,8 @@ func TestExitStatusesAreRememberedForAMinute(t *testing.T) {
 }
 
 func TestExitStatusMemoryIsBounded(t *testing.T) {
-	s := NewServer(Config{}, nil)
+	var s Server
+	s.init()
 	defer s.Close()
 	for i := range maxExited + 10 {
 		s.recordExit(fmt.Sprint(i), wire.ExitStatus{Exited: true})

@@ -15,9 +15,9 @@ type ptyExtra struct {
 }
 
 func (p *ptyExtra) start(a *Agent, dc *device.Client, cfg *Config) {
-	p.srv = pty.NewServer(ptyConfig(cfg), a.Logger)
-	dc.Handle(wire.MsgPTY, p.srv.HandlePTY)
-	dc.Handle(wire.MsgPTYCommand, p.srv.HandleCommand)
+	p.srv = &pty.Server{Config: ptyConfig(cfg), Logger: a.Logger}
+	dc.Handle(wire.MsgPTY, p.srv.ServePTY)
+	dc.Handle(wire.MsgPTYCommand, p.srv.ServeCommand)
 }
 
 // apply hands the new PTY settings to the server; running sessions keep
