@@ -41,8 +41,7 @@ import (
 )
 
 // Config tunes a Server (the agent fills it from its pty: section). The
-// zero Config
-// refuses every session.
+// zero Config refuses every session.
 type Config struct {
 	// Enabled allows PTY sessions. When false every PTY stream gets an Error.
 	Enabled bool
