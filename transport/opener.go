@@ -73,4 +73,3 @@ func handshake(ctx context.Context, st *Stream, timeout time.Duration, t wire.Ms
 	_ = st.SetDeadline(time.Time{})
 	return ok, nil
 }
-

@@ -72,11 +72,11 @@ type policer struct {
 
 // recvState is the receive accounting of one stream.
 type recvState struct {
-	app       atomic.Uint32         // bytes the application read; set by Stream without mu
-	fin       atomic.Bool           // the peer's FIN (or RST) arrived; read by Stream without mu
-	reset     atomic.Bool           // the peer reset the stream
+	app       atomic.Uint32          // bytes the application read; set by Stream without mu
+	fin       atomic.Bool            // the peer's FIN (or RST) arrived; read by Stream without mu
+	reset     atomic.Bool            // the peer reset the stream
 	reason    atomic.Pointer[string] // the reason of the peer's reset; set before reset
-	violation atomic.Pointer[error] // why this side reset the stream, or nil
+	violation atomic.Pointer[error]  // why this side reset the stream, or nil
 
 	delivered uint32   // payload bytes received, modulo 2^32 like smux's counters
 	consumed  uint32   // consumed count of our last window update
