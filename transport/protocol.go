@@ -115,7 +115,7 @@ func VerifyConfig(c *Config) error {
 	case d.KeepAliveInterval < 0 || d.KeepAliveTimeout < 0:
 		return fmt.Errorf("%w: keep-alive durations must be positive", ErrInvalidConfig)
 	case d.KeepAliveTimeout <= d.KeepAliveInterval:
-		return fmt.Errorf("%w: keep-alive timeout %v is shorter than the interval %v", ErrInvalidConfig, d.KeepAliveTimeout, d.KeepAliveInterval)
+		return fmt.Errorf("%w: keep-alive timeout %v must be longer than the interval %v", ErrInvalidConfig, d.KeepAliveTimeout, d.KeepAliveInterval)
 	case d.MaxFrameSize < 1024 || d.MaxFrameSize > 65535:
 		return fmt.Errorf("%w: max frame size %d is outside 1024..65535", ErrInvalidConfig, d.MaxFrameSize)
 	case d.MaxStreamBuffer < d.MaxFrameSize:
