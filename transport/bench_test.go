@@ -15,9 +15,9 @@ import (
 
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
-	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -115,9 +115,10 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 }
 
 func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
-	br, pki := newBroker(b, cfg)
-	startDevice(b, br, pki, cfg, nil)
-	cl := dialClient(b, br, pki, cfg)
+	br := testbroker.New(b, cfg)
+	br.StartDevice(b, cfg, nil)
+	cl := br.DialClient(b, cfg)
+	pki := br.PKI()
 	target := testutil.TCPServer(b, sink)
 	if dir == "down" {
 		target = testutil.TCPServer(b, source)
@@ -133,7 +134,7 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 		for range rounds {
 			b.StopTimer()
 			raw += rawTLS(b, pki, chunk)
-			conn, err := tcp.Dial(ctx, cl, target)
+			conn, _, err := cl.OpenStream(ctx, wire.MsgTCP, []byte(target))
 			require.NoError(b, err)
 			b.StartTimer()
 			start := time.Now()
@@ -156,14 +157,14 @@ func benchTunnel(b *testing.B, cfg *transport.Config, dir string) {
 // SYN and opening message through the broker to the device, and the
 // device's OK back. One iteration opens 1,000 streams.
 func BenchmarkStreamOpen(b *testing.B) {
-	br, pki := newBroker(b, nil)
-	startDevice(b, br, pki, nil, map[wire.MsgType]device.Handler{
+	br := testbroker.New(b, nil)
+	br.StartDevice(b, nil, map[wire.MsgType]device.Handler{
 		wire.MsgReload: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			_ = wire.WriteOK(st, nil)
 			return nil
 		},
 	})
-	cl := dialClient(b, br, pki, nil)
+	cl := br.DialClient(b, nil)
 	ctx := context.Background()
 	const opens = 1000
 	lat := make([]time.Duration, 0, opens*b.N)
@@ -197,7 +198,7 @@ func BenchmarkTinyFrameFlood(b *testing.B) {
 	for range b.N {
 		us, pki := newUpgradeServer(b, nil)
 		p := rawDial(b, us.addr, pki)
-		p.upgrade("/client/d1")
+		p.Upgrade("/client/d1")
 		s := us.session(b)
 		rawFlood(p, frame(2, cmdSYN, 3, nil))
 		st, err := s.Accept()

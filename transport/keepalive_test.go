@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -20,12 +21,12 @@ func TestKeepAliveFindsASilentPeer(t *testing.T) {
 	cfg := &transport.Config{KeepAliveInterval: 50 * time.Millisecond, KeepAliveTimeout: 400 * time.Millisecond}
 	us, pki := newUpgradeServer(t, cfg)
 	p := rawDial(t, us.addr, pki)
-	p.write([]byte("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Keepalive: 100\r\n\r\n"))
-	h := p.expect101()
+	p.Write([]byte("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Keepalive: 100\r\n\r\n"))
+	h := p.Expect101()
 	require.Equal(t, "50", h.Get("Tether-Keepalive"), "the edge announces its interval in milliseconds")
 	s := us.session(t)
 
-	cmd, sid, _, err := p.readFrame()
+	cmd, sid, _, err := p.ReadFrame()
 	require.NoError(t, err)
 	require.Equal(t, []any{byte(cmdNOP), uint32(0)}, []any{cmd, sid}, "keep-alive frames are sent")
 	select {
@@ -45,11 +46,11 @@ func TestKeepAliveSparesReferencePeers(t *testing.T) {
 	cfg := &transport.Config{KeepAliveInterval: 50 * time.Millisecond, KeepAliveTimeout: 200 * time.Millisecond}
 	us, pki := newUpgradeServer(t, cfg)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/device")
+	p.Upgrade("/device")
 	s := us.session(t)
 	// Ten of our timeouts pass in silence.
 	for range 40 {
-		cmd, _, _, err := p.readFrame()
+		cmd, _, _, err := p.ReadFrame()
 		require.NoError(t, err)
 		require.Equal(t, byte(cmdNOP), cmd)
 	}
@@ -65,20 +66,17 @@ func TestKeepAliveSparesReferencePeers(t *testing.T) {
 // idle session alive with their NOPs, for many timeouts.
 func TestKeepAliveBetweenOurOwnPeers(t *testing.T) {
 	cfg := &transport.Config{KeepAliveInterval: 20 * time.Millisecond, KeepAliveTimeout: 150 * time.Millisecond}
-	b, pki := newBroker(t, cfg)
-	dc := startDevice(t, b, pki, cfg, nil)
-	b.mu.Lock()
-	dev := b.dev
-	b.mu.Unlock()
+	b := testbroker.New(t, cfg)
+	dc := b.StartDevice(t, cfg, nil)
+	dev := b.DeviceSession()
 	time.Sleep(1500 * time.Millisecond) // ten timeouts of silence but for NOPs
 	require.True(t, dc.Connected())
 	select {
 	case <-dev.Done():
 		t.Fatalf("the idle session ended: %v", dev.Err())
-	case s := <-b.devCh:
-		t.Fatalf("the device reconnected (%v)", s.RemoteAddr())
 	default:
 	}
+	require.Equal(t, 1, b.DeviceConnects(), "the device reconnected")
 }
 
 // TestUserTimeoutIsSet: the session's TCP connection carries
@@ -86,11 +84,9 @@ func TestKeepAliveBetweenOurOwnPeers(t *testing.T) {
 // the peer's keep-alive.
 func TestUserTimeoutIsSet(t *testing.T) {
 	cfg := &transport.Config{KeepAliveInterval: 2 * time.Second, KeepAliveTimeout: 9 * time.Second}
-	b, pki := newBroker(t, cfg)
-	startDevice(t, b, pki, cfg, nil)
-	b.mu.Lock()
-	dev := b.dev
-	b.mu.Unlock()
+	b := testbroker.New(t, cfg)
+	b.StartDevice(t, cfg, nil)
+	dev := b.DeviceSession()
 	require.Equal(t, 7*time.Second, userTimeout(t, dev.RemoteAddr(), dev.LocalAddr()))
 }
 

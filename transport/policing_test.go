@@ -20,7 +20,7 @@ func rawFlood(p *rawPeer, frames ...[]byte) {
 	for _, f := range frames {
 		all = append(all, f...)
 	}
-	_, _ = p.conn.Write(all)
+	_, _ = p.Conn.Write(all)
 }
 
 // expectViolation waits for s to be closed by its policing and checks the
@@ -41,7 +41,7 @@ func expectViolation(t *testing.T, s *transport.Session, reason string) {
 func TestPolicingWindowIgnored(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/client/d1")
+	p.Upgrade("/client/d1")
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
@@ -54,7 +54,7 @@ func TestPolicingWindowIgnored(t *testing.T) {
 	expectViolation(t, s, "window")
 	_, err = st.Read(make([]byte, 1))
 	require.ErrorIs(t, err, transport.ErrProtocolViolation, "a read on the stream says why")
-	p.expectClosed()
+	p.ExpectClosed()
 }
 
 // expectStreamReset waits for st to be reset by the policing and checks
@@ -82,7 +82,7 @@ func expectStreamReset(t *testing.T, s *transport.Session, st *transport.Stream,
 func TestPolicingTinyFrameFlood(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/client/d1")
+	p.Upgrade("/client/d1")
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))
@@ -96,7 +96,7 @@ func TestPolicingTinyFrameFlood(t *testing.T) {
 	expectStreamReset(t, s, st, "tiny frames")
 
 	// The peer learns it: its stream ends.
-	p.readStream(3)
+	p.ReadStream(3)
 	// Another stream on the same session still works.
 	rawFlood(p, frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("still here")), frame(2, cmdFIN, 5, nil))
 	other, err := s.Accept()
@@ -113,7 +113,7 @@ func TestPolicingTinyFramesAcrossStreams(t *testing.T) {
 	cfg := &transport.Config{MaxStreamBuffer: 1 << 20, MaxReceiveBuffer: 2 << 20}
 	us, pki := newUpgradeServer(t, cfg)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/client/d1")
+	p.Upgrade("/client/d1")
 	s := us.session(t)
 
 	var frames [][]byte
@@ -159,11 +159,11 @@ func TestPolicingMalformedFrames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			us, pki := newUpgradeServer(t, nil)
 			p := rawDial(t, us.addr, pki)
-			p.upgrade("/client/d1")
+			p.Upgrade("/client/d1")
 			s := us.session(t)
 			rawFlood(p, tt.frame)
 			expectViolation(t, s, tt.reason)
-			p.expectClosed()
+			p.ExpectClosed()
 		})
 	}
 }
@@ -173,10 +173,10 @@ func TestPolicingMalformedFrames(t *testing.T) {
 func TestPolicingTruncatedFrameHeader(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/client/d1")
+	p.Upgrade("/client/d1")
 	s := us.session(t)
 	rawFlood(p, frame(2, cmdPSH, 3, nil)[:5])
-	p.conn.Close()
+	p.Conn.Close()
 	_, err := s.Accept()
 	require.Error(t, err)
 	require.NoError(t, s.Err(), "a cut connection is not a violation")
@@ -263,10 +263,10 @@ func repeat(b []byte, n int) [][]byte {
 func TestPolicingViolationSentAhead(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.write([]byte(fmt.Sprintf(upgradeRequest, "/client/d1")), frame(3, cmdSYN, 3, nil))
+	p.Write([]byte(fmt.Sprintf(upgradeRequest, "/client/d1")), frame(3, cmdSYN, 3, nil))
 	s := us.session(t)
 	expectViolation(t, s, "smux version 3")
-	p.expectClosed()
+	p.ExpectClosed()
 }
 
 // TestPolicingIgnoresClosedStreams: data still in flight to a stream this
@@ -274,7 +274,7 @@ func TestPolicingViolationSentAhead(t *testing.T) {
 func TestPolicingIgnoresClosedStreams(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/client/d1")
+	p.Upgrade("/client/d1")
 	s := us.session(t)
 
 	rawFlood(p, frame(2, cmdSYN, 3, nil))

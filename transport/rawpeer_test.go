@@ -3,10 +3,6 @@ package transport_test
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/binary"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -15,134 +11,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/transport"
-	"github.com/tetherhq/tether/transport/wire"
 )
 
-// smux v2 commands, as the raw peer writes them.
+// The raw peer of the shared test rig (internal/testbroker) under the
+// short names these tests use.
 const (
-	cmdSYN = 0
-	cmdFIN = 1
-	cmdPSH = 2
-	cmdNOP = 3
-	cmdUPD = 4
+	cmdSYN = testbroker.CmdSYN
+	cmdFIN = testbroker.CmdFIN
+	cmdPSH = testbroker.CmdPSH
+	cmdNOP = testbroker.CmdNOP
+	cmdUPD = testbroker.CmdUPD
+	cmdRST = testbroker.CmdRST
 )
 
-// upgradeRequest is the exact request an existing qbee-v1 dialer sends.
-const upgradeRequest = "GET %s HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\n\r\n"
+const upgradeRequest = testbroker.UpgradeRequest
 
-// answer101 is the exact answer an existing qbee-v1 edge sends.
-const answer101 = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\n\r\n"
+type rawPeer = testbroker.RawPeer
 
-// rawPeer drives one end of a qbee-v1 connection by hand: the test writes
-// the upgrade, smux frames and messages as bytes, malformed ones included.
-type rawPeer struct {
-	t    testing.TB
-	conn net.Conn
-	br   *bufio.Reader
-}
-
-func newRawPeer(t testing.TB, c net.Conn) *rawPeer {
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(waitLong))
-	return &rawPeer{t: t, conn: c, br: bufio.NewReader(c)}
-}
-
-// rawDial opens a TLS connection to addr as a client.
-func rawDial(t testing.TB, addr string, pki *certstest.PKI) *rawPeer {
-	t.Helper()
-	c, err := tls.Dial("tcp", addr, pki.ClientTLS())
-	require.NoError(t, err)
-	return newRawPeer(t, c)
-}
-
-func (p *rawPeer) write(bs ...[]byte) {
-	p.t.Helper()
-	var all []byte
-	for _, b := range bs {
-		all = append(all, b...)
-	}
-	_, err := p.conn.Write(all)
-	require.NoError(p.t, err)
-}
-
-// upgrade sends the standard upgrade request for path and checks the 101.
-func (p *rawPeer) upgrade(path string) http.Header {
-	p.t.Helper()
-	p.write([]byte(fmt.Sprintf(upgradeRequest, path)))
-	return p.expect101()
-}
-
-// expect101 reads the answer to an upgrade and checks that it carries
-// everything the protocol requires. It returns the answer's headers.
-func (p *rawPeer) expect101() http.Header {
-	p.t.Helper()
-	resp, err := http.ReadResponse(p.br, nil)
-	require.NoError(p.t, err)
-	require.Equal(p.t, http.StatusSwitchingProtocols, resp.StatusCode)
-	require.Equal(p.t, "Upgrade", resp.Header.Get("Connection"))
-	require.Equal(p.t, "websocket", resp.Header.Get("Upgrade"))
-	require.Equal(p.t, "qbee-v1", resp.Header.Get("Sec-WebSocket-Protocol"))
-	return resp.Header
-}
-
-// frame builds one smux frame.
-func frame(ver, cmd byte, sid uint32, payload []byte) []byte {
-	b := make([]byte, 8, 8+len(payload))
-	b[0], b[1] = ver, cmd
-	binary.LittleEndian.PutUint16(b[2:], uint16(len(payload)))
-	binary.LittleEndian.PutUint32(b[4:], sid)
-	return append(b, payload...)
-}
-
-// msg builds one protocol message.
-func msg(t wire.MsgType, payload []byte) []byte {
-	b := []byte{byte(t), 0, 0}
-	binary.BigEndian.PutUint16(b[1:], uint16(len(payload)))
-	return append(b, payload...)
-}
-
-// readFrame reads one smux frame.
-func (p *rawPeer) readFrame() (cmd byte, sid uint32, payload []byte, err error) {
-	var h [8]byte
-	if _, err = io.ReadFull(p.br, h[:]); err != nil {
-		return
-	}
-	payload = make([]byte, binary.LittleEndian.Uint16(h[2:]))
-	if _, err = io.ReadFull(p.br, payload); err != nil {
-		return
-	}
-	return h[1], binary.LittleEndian.Uint32(h[4:]), payload, nil
-}
-
-// readStream collects the data frames of stream sid until its FIN, skipping
-// other frames, and returns the data.
-func (p *rawPeer) readStream(sid uint32) []byte {
-	p.t.Helper()
-	var data []byte
-	for {
-		cmd, id, payload, err := p.readFrame()
-		require.NoError(p.t, err, "reading stream %d", sid)
-		if id != sid {
-			continue
-		}
-		switch cmd {
-		case cmdPSH:
-			data = append(data, payload...)
-		case cmdFIN:
-			return data
-		}
-	}
-}
-
-// expectClosed reads until the connection ends and fails if it does not.
-func (p *rawPeer) expectClosed() {
-	p.t.Helper()
-	_, err := io.Copy(io.Discard, p.br)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		p.t.Fatal("the connection was not closed")
-	}
-}
+var (
+	rawDial = testbroker.RawDial
+	frame   = testbroker.Frame
+	msg     = testbroker.Msg
+)
 
 // upgradeServer serves Upgrade on 127.0.0.1 over TLS and hands every
 // session to the test. Sessions are closed when the test ends.
@@ -208,57 +100,6 @@ func (us *upgradeServer) session(t testing.TB) *transport.Session {
 		t.Fatal("no session was upgraded")
 		return nil
 	}
-}
-
-// rawEdge accepts one device connection by hand: it reads the upgrade
-// request, answers 101 and returns the raw peer and the request.
-type rawEdge struct {
-	url   string
-	conns chan net.Conn
-}
-
-func newRawEdge(t testing.TB, pki *certstest.PKI) *rawEdge {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.EdgeTLS())
-	require.NoError(t, err)
-	e := &rawEdge{url: "https://" + ln.Addr().String() + "/device", conns: make(chan net.Conn, 16)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			e.conns <- c
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		close(e.conns)
-		for c := range e.conns {
-			c.Close()
-		}
-	})
-	return e
-}
-
-// accept takes the next device connection and completes its upgrade.
-func (e *rawEdge) accept(t testing.TB) (*rawPeer, *http.Request) {
-	t.Helper()
-	var c net.Conn
-	select {
-	case c = <-e.conns:
-	case <-time.After(waitLong):
-		t.Fatal("the device never dialed")
-	}
-	p := newRawPeer(t, c)
-	req, err := http.ReadRequest(p.br)
-	require.NoError(t, err)
-	p.write([]byte(answer101))
-	return p, req
 }
 
 // newRawEdgeAnswer serves one fixed answer to every request and returns

@@ -207,12 +207,12 @@ func TestWriteAfterCloseWrite(t *testing.T) {
 func TestDone(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/device")
+	p.Upgrade("/device")
 	s := us.session(t)
-	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("last words")), frame(2, cmdFIN, 3, nil))
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("last words")), frame(2, cmdFIN, 3, nil))
 	st, err := s.Accept()
 	require.NoError(t, err)
-	p.conn.Close()
+	p.Conn.Close()
 
 	select {
 	case <-s.Done():
@@ -239,15 +239,15 @@ func TestDoneOnClose(t *testing.T) {
 func TestConnLost(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/device")
+	p.Upgrade("/device")
 	s := us.session(t)
-	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil),
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil),
 		frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("cut sh")))
 	ended, err := s.Accept()
 	require.NoError(t, err)
 	cut, err := s.Accept()
 	require.NoError(t, err)
-	p.conn.Close()
+	p.Conn.Close()
 	<-s.Done()
 
 	got, err := io.ReadAll(ended)
@@ -264,12 +264,12 @@ func TestConnLost(t *testing.T) {
 func TestConnLostThroughSplice(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.upgrade("/device")
+	p.Upgrade("/device")
 	s := us.session(t)
-	p.write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("partial")))
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("partial")))
 	st, err := s.Accept()
 	require.NoError(t, err)
-	p.conn.Close()
+	p.Conn.Close()
 	<-s.Done()
 
 	var sink bytes.Buffer

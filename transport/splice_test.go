@@ -3,16 +3,17 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tetherhq/tether/device"
+
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
-	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -21,9 +22,9 @@ import (
 // device would write into a window that never reopens, for ever, holding
 // the target connection and a stream slot. Splice bounds it.
 func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
-	b, pki := newBroker(t, nil)
-	startDevice(t, b, pki, nil, map[wire.MsgType]device.Handler{wire.MsgTCP: tcpHandler})
-	cl := dialClient(t, b, pki, nil)
+	b := testbroker.New(t, nil)
+	b.StartDevice(t, nil, nil)
+	cl := b.DialClient(t, nil)
 
 	ended := make(chan error, 1)
 	target := testutil.TCPServer(t, func(c *net.TCPConn) {
@@ -37,7 +38,7 @@ func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 			}
 		}
 	})
-	conn, err := tcp.Dial(testCtx(t), cl, target)
+	conn, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, []byte(target))
 	require.NoError(t, err)
 	buf := make([]byte, 1024)
 	_, err = conn.Read(buf) // the target is talking
@@ -51,6 +52,55 @@ func TestSpliceEndsWhenThePeerIsGone(t *testing.T) {
 	case <-time.After(25 * time.Second):
 		t.Fatal("the tunnel kept the target's connection open after the client closed its stream")
 	}
+}
+
+// TestSplice: half-close in each direction, byte counts, and both ends
+// closed at the end.
+func TestSplice(t *testing.T) {
+	pair := func() (*net.TCPConn, *net.TCPConn) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		c1, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		c2, err := ln.Accept()
+		require.NoError(t, err)
+		return c1.(*net.TCPConn), c2.(*net.TCPConn)
+	}
+	left, a := pair()  // left talks to a
+	b, right := pair() // b talks to right
+	defer left.Close()
+	defer right.Close()
+
+	type result struct {
+		ab, ba int64
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ab, ba, err := transport.Splice(context.Background(), a, b, nil)
+		done <- result{ab, ba, err}
+	}()
+
+	_, err := left.Write([]byte("request"))
+	require.NoError(t, err)
+	require.NoError(t, left.CloseWrite())
+	got, err := io.ReadAll(right) // EOF arrives while right can still write
+	require.NoError(t, err)
+	require.Equal(t, "request", string(got))
+	_, err = right.Write(pattern(1, 100_000))
+	require.NoError(t, err)
+	require.NoError(t, right.CloseWrite())
+	got, err = io.ReadAll(left)
+	require.NoError(t, err)
+	require.Equal(t, pattern(1, 100_000), got)
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, int64(7), r.ab)
+	require.Equal(t, int64(100_000), r.ba)
+	_, err = a.Write([]byte("x"))
+	require.Error(t, err, "Splice closes both ends")
 }
 
 // tcpPair returns two ends of a loopback TCP connection.

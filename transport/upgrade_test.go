@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -30,9 +31,9 @@ func TestUpgradeAccepts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := rawDial(t, us.addr, pki)
-			p.write([]byte(fmt.Sprintf("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: %s\r\nUpgrade: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+			p.Write([]byte(fmt.Sprintf("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: %s\r\nUpgrade: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
 				tt.connection, tt.upgrade, tt.protocol)))
-			p.expect101()
+			p.Expect101()
 			us.session(t)
 		})
 	}
@@ -56,8 +57,8 @@ func TestUpgradeRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := rawDial(t, us.addr, pki)
-			p.write([]byte(tt.request))
-			resp, err := http.ReadResponse(p.br, nil)
+			p.Write([]byte(tt.request))
+			resp, err := http.ReadResponse(p.Reader, nil)
 			require.NoError(t, err)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -74,8 +75,8 @@ func TestUpgradeRejects(t *testing.T) {
 func TestUpgradeGarbageBeforeRequest(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.write([]byte("\x00\x01\x02garbage\r\n"), []byte(fmt.Sprintf(upgradeRequest, "/device")))
-	resp, err := http.ReadResponse(p.br, nil)
+	p.Write([]byte("\x00\x01\x02garbage\r\n"), []byte(fmt.Sprintf(upgradeRequest, "/device")))
+	resp, err := http.ReadResponse(p.Reader, nil)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
@@ -91,7 +92,7 @@ func TestUpgradeGarbageBeforeRequest(t *testing.T) {
 func TestUpgradeKeepsBytesSentAhead(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
-	p.write([]byte(fmt.Sprintf(upgradeRequest, "/device")),
+	p.Write([]byte(fmt.Sprintf(upgradeRequest, "/device")),
 		frame(2, cmdSYN, 1, nil),
 		frame(2, cmdPSH, 1, msg(wire.MsgTCP, []byte("127.0.0.1:22"))))
 	s := us.session(t)
@@ -107,16 +108,16 @@ func TestUpgradeKeepsBytesSentAhead(t *testing.T) {
 // edges compare case-sensitively.
 func TestDialSendsExactHeaders(t *testing.T) {
 	_, pki := newUpgradeServer(t, nil)
-	e := newRawEdge(t, pki)
+	e := testbroker.NewRawEdge(t, pki)
 	errc := make(chan error, 1)
 	go func() {
-		s, err := transport.Dial(testCtx(t), e.url, "Bearer secret", pki.ClientTLS(), nil)
+		s, err := transport.Dial(testCtx(t), e.URL, "Bearer secret", pki.ClientTLS(), nil)
 		if err == nil {
 			s.Close()
 		}
 		errc <- err
 	}()
-	_, req := e.accept(t)
+	_, req := e.Accept(t)
 	require.NoError(t, <-errc)
 	require.Equal(t, http.MethodGet, req.Method)
 	require.Equal(t, "/device", req.URL.Path)

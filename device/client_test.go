@@ -1,4 +1,4 @@
-package transport_test
+package device_test
 
 import (
 	"context"
@@ -16,60 +16,24 @@ import (
 
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
-	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
-// logRecorder is a slog.Handler that keeps every record and passes it on
-// to t.Log.
-type logRecorder struct {
-	next slog.Handler
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func newLogRecorder(t testing.TB) (*logRecorder, *slog.Logger) {
-	r := &logRecorder{next: testLogger(t).Handler()}
-	return r, slog.New(r)
-}
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) Handle(ctx context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	r.recs = append(r.recs, rec.Clone())
-	r.mu.Unlock()
-	return r.next.Handle(ctx, rec)
-}
-func (r *logRecorder) WithAttrs(a []slog.Attr) slog.Handler { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler        { return r }
-
-// count returns how many records at level have a message containing s.
-func (r *logRecorder) count(level slog.Level, s string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, rec := range r.recs {
-		if rec.Level == level && strings.Contains(rec.Message, s) {
-			n++
-		}
-	}
-	return n
-}
-
 func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
-	b, pki := newBroker(t, nil)
-	dc := startDevice(t, b, pki, nil, nil)
-	target := testutil.TCPServer(t, patternAfterEOF)
+	b := testbroker.New(t, nil)
+	dc := b.StartDevice(t, nil, nil)
+	target := testutil.TCPServer(t, testbroker.PatternAfterEOF)
 
-	b.restart()
-	b.device(t) // the device dialed the new broker by itself
+	b.Restart()
+	b.Device(t) // the device dialed the new broker by itself
 	require.Eventually(t, dc.Connected, waitLong, 5*time.Millisecond)
 	require.NoError(t, dc.Err())
 
-	cl := dialClient(t, b, pki, nil)
-	n, err := exchange(testCtx(t), cl, target, 70_000, 9)
+	cl := b.DialClient(t, nil)
+	n, err := testbroker.Exchange(testCtx(t), cl, target, 70_000, 9)
 	require.NoError(t, err)
 	require.Equal(t, 70_000, n)
 }
@@ -77,31 +41,32 @@ func TestDeviceReconnectsAfterBrokerRestart(t *testing.T) {
 // TestDeviceGoAwayDrain: after a GoAway the device reconnects at once, while
 // the old session lets its open stream finish and refuses new ones.
 func TestDeviceGoAwayDrain(t *testing.T) {
-	b, pki := newBroker(t, nil)
-	rec, logger := newLogRecorder(t)
-	dc := &device.Client{URL: b.url + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
+	b := testbroker.New(t, nil)
+	pki := b.PKI()
+	rec, logger := testbroker.NewLogRecorder(t)
+	dc := &device.Client{URL: b.DeviceURL(), TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
 	dc.BackoffInitial, dc.BackoffMax, dc.DrainTimeout = 10*time.Millisecond, 50*time.Millisecond, waitLong
-	dc.Handle(wire.MsgTCP, tcpHandler)
+	dc.Handle(wire.MsgTCP, testbroker.TCPHandler)
 	require.NoError(t, dc.Start(context.Background()))
 	defer dc.Close()
-	old := b.device(t)
-	cl := dialClient(t, b, pki, nil)
-	target := testutil.TCPServer(t, patternAfterEOF)
+	old := b.Device(t)
+	cl := b.DialClient(t, nil)
+	target := testutil.TCPServer(t, testbroker.PatternAfterEOF)
 
 	// A stream in flight: the request is sent but not finished.
-	conn, err := tcp.Dial(testCtx(t), cl, target)
+	conn, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, []byte(target))
 	require.NoError(t, err)
 	defer conn.Close()
 	req := binary.BigEndian.AppendUint32(nil, 500_000)
 	_, err = conn.Write(append(req, 5))
 	require.NoError(t, err)
 
-	b.goAway(t)
-	require.Eventually(t, func() bool { return rec.count(slog.LevelInfo, "GoAway") == 1 }, waitLong, 5*time.Millisecond)
+	b.GoAway(t)
+	require.Eventually(t, func() bool { return rec.Count(slog.LevelInfo, "GoAway") == 1 }, waitLong, 5*time.Millisecond)
 
 	// The device is back on a new session while the old one drains.
-	b.device(t)
-	require.Eventually(t, func() bool { return rec.count(slog.LevelWarn, "disconnected from edge") == 1 && dc.Connected() },
+	b.Device(t)
+	require.Eventually(t, func() bool { return rec.Count(slog.LevelWarn, "disconnected from edge") == 1 && dc.Connected() },
 		waitLong, 5*time.Millisecond)
 
 	// A stream opened on the draining session is refused with a reason.
@@ -115,14 +80,14 @@ func TestDeviceGoAwayDrain(t *testing.T) {
 	require.Contains(t, re.Reason, "reconnecting")
 
 	// The drain lets the in-flight stream complete.
-	require.NoError(t, conn.(*transport.Stream).CloseWrite())
+	require.NoError(t, conn.CloseWrite())
 	got, err := io.ReadAll(conn)
 	require.NoError(t, err)
-	require.Equal(t, pattern(5, 500_000), got)
+	require.Equal(t, testbroker.Pattern(5, 500_000), got)
 }
 
 func TestDeviceAnswers(t *testing.T) {
-	b, pki := newBroker(t, nil)
+	b := testbroker.New(t, nil)
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
@@ -140,8 +105,8 @@ func TestDeviceAnswers(t *testing.T) {
 			return nil
 		},
 	}
-	startDevice(t, b, pki, &transport.Config{MaxStreams: 2}, handlers)
-	cl := dialClient(t, b, pki, nil)
+	b.StartDevice(t, &transport.Config{MaxStreams: 2}, handlers)
+	cl := b.DialClient(t, nil)
 	ctx := testCtx(t)
 
 	t.Run("unknown type", func(t *testing.T) {
@@ -198,12 +163,12 @@ func TestDeviceAnswers(t *testing.T) {
 // TestDeviceRawEdge drives a DeviceClient from a hand-written edge.
 func TestDeviceRawEdge(t *testing.T) {
 	pki := certstest.New(t)
-	e := newRawEdge(t, pki)
-	dc := &device.Client{URL: e.url, TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: testLogger(t)}
-	dc.Handle(wire.MsgTCP, tcpHandler)
+	e := testbroker.NewRawEdge(t, pki)
+	dc := &device.Client{URL: e.URL, TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: testbroker.Logger(t)}
+	dc.Handle(wire.MsgTCP, testbroker.TCPHandler)
 	require.NoError(t, dc.Start(context.Background()))
 	defer dc.Close()
-	p, req := e.accept(t)
+	p, req := e.Accept(t)
 	require.Empty(t, req.Header.Get("Authorization"), "a device never sends Authorization")
 	select {
 	case <-dc.Ready():
@@ -212,21 +177,21 @@ func TestDeviceRawEdge(t *testing.T) {
 	}
 
 	t.Run("unknown type", func(t *testing.T) {
-		p.write(frame(2, cmdSYN, 2, nil), frame(2, cmdPSH, 2, msg(0x7f, []byte("??"))))
-		data := p.readStream(2)
+		p.Write(testbroker.Frame(2, testbroker.CmdSYN, 2, nil), testbroker.Frame(2, testbroker.CmdPSH, 2, testbroker.Msg(0x7f, []byte("??"))))
+		data := p.ReadStream(2)
 		m, err := wire.ReadMessage(strings.NewReader(string(data)))
 		require.NoError(t, err)
 		require.Equal(t, wire.MsgError, m.Type)
 		require.Equal(t, "unsupported stream type 0x7f", string(m.Payload))
 	})
 	t.Run("truncated header", func(t *testing.T) {
-		p.write(frame(2, cmdSYN, 4, nil), frame(2, cmdPSH, 4, []byte{0x10, 0}), frame(2, cmdFIN, 4, nil))
-		require.Empty(t, p.readStream(4), "no answer to half a header")
+		p.Write(testbroker.Frame(2, testbroker.CmdSYN, 4, nil), testbroker.Frame(2, testbroker.CmdPSH, 4, []byte{0x10, 0}), testbroker.Frame(2, testbroker.CmdFIN, 4, nil))
+		require.Empty(t, p.ReadStream(4), "no answer to half a header")
 	})
 	t.Run("oversized length", func(t *testing.T) {
 		// The length claims 65535 bytes; 10 arrive before the FIN.
-		p.write(frame(2, cmdSYN, 6, nil), frame(2, cmdPSH, 6, append([]byte{0x10, 0xff, 0xff}, "127.0.0.1:"...)), frame(2, cmdFIN, 6, nil))
-		require.Empty(t, p.readStream(6), "no answer to a truncated message")
+		p.Write(testbroker.Frame(2, testbroker.CmdSYN, 6, nil), testbroker.Frame(2, testbroker.CmdPSH, 6, append([]byte{0x10, 0xff, 0xff}, "127.0.0.1:"...)), testbroker.Frame(2, testbroker.CmdFIN, 6, nil))
+		require.Empty(t, p.ReadStream(6), "no answer to a truncated message")
 	})
 	t.Run("split header", func(t *testing.T) {
 		// Header and payload in separate frames, as existing edges write them.
@@ -234,9 +199,9 @@ func TestDeviceRawEdge(t *testing.T) {
 		require.NoError(t, err)
 		addr := ln.Addr().String()
 		ln.Close()
-		m := msg(wire.MsgTCP, []byte(addr))
-		p.write(frame(2, cmdSYN, 8, nil), frame(2, cmdPSH, 8, m[:1]), frame(2, cmdPSH, 8, m[1:3]), frame(2, cmdPSH, 8, m[3:]))
-		data := p.readStream(8)
+		m := testbroker.Msg(wire.MsgTCP, []byte(addr))
+		p.Write(testbroker.Frame(2, testbroker.CmdSYN, 8, nil), testbroker.Frame(2, testbroker.CmdPSH, 8, m[:1]), testbroker.Frame(2, testbroker.CmdPSH, 8, m[1:3]), testbroker.Frame(2, testbroker.CmdPSH, 8, m[3:]))
+		data := p.ReadStream(8)
 		ans, err := wire.ReadMessage(strings.NewReader(string(data)))
 		require.NoError(t, err)
 		require.Equal(t, wire.MsgError, ans.Type)
@@ -252,13 +217,13 @@ func TestDeviceLogsFailuresOnce(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	rec, logger := newLogRecorder(t)
+	rec, logger := testbroker.NewLogRecorder(t)
 	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
 	dc.BackoffInitial, dc.BackoffMax = time.Millisecond, 5*time.Millisecond
 	require.NoError(t, dc.Start(context.Background()))
-	require.Eventually(t, func() bool { return rec.count(slog.LevelDebug, "still cannot reach edge") >= 3 }, waitLong, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.Count(slog.LevelDebug, "still cannot reach edge") >= 3 }, waitLong, 5*time.Millisecond)
 	require.NoError(t, dc.Close())
-	require.Equal(t, 1, rec.count(slog.LevelWarn, "cannot reach edge"))
+	require.Equal(t, 1, rec.Count(slog.LevelWarn, "cannot reach edge"))
 	require.ErrorIs(t, dc.Err(), device.ErrClosed)
 	require.False(t, dc.Connected())
 }
@@ -266,10 +231,10 @@ func TestDeviceLogsFailuresOnce(t *testing.T) {
 // TestDeviceCloseCutsHandlers: Close ends handler contexts, cuts their
 // streams and waits for them.
 func TestDeviceCloseCutsHandlers(t *testing.T) {
-	b, pki := newBroker(t, nil)
+	b := testbroker.New(t, nil)
 	entered := make(chan struct{})
 	exited := make(chan struct{})
-	dc := startDevice(t, b, pki, nil, map[wire.MsgType]device.Handler{
+	dc := b.StartDevice(t, nil, map[wire.MsgType]device.Handler{
 		wire.MsgPTY: func(ctx context.Context, st *transport.Stream, payload []byte) error {
 			defer close(exited)
 			_ = wire.WriteOK(st, nil)
@@ -278,7 +243,7 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 			return nil
 		},
 	})
-	cl := dialClient(t, b, pki, nil)
+	cl := b.DialClient(t, nil)
 	st, _, err := cl.OpenStream(testCtx(t), wire.MsgPTY, nil)
 	require.NoError(t, err)
 	defer st.Close()
@@ -300,10 +265,10 @@ func TestDeviceCloseCutsHandlers(t *testing.T) {
 // loses its edge, it must reconnect at once, and Close must still return:
 // the stuck handler belongs to the dead session and is cut with it.
 func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
-	b, pki := newBroker(t, nil)
-	dc := startDevice(t, b, pki, nil, nil)
-	cl := dialClient(t, b, pki, nil)
-	conn, err := tcp.Dial(testCtx(t), cl, testutil.Tarpit(t))
+	b := testbroker.New(t, nil)
+	dc := b.StartDevice(t, nil, nil)
+	cl := b.DialClient(t, nil)
+	conn, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, []byte(testutil.Tarpit(t)))
 	require.NoError(t, err)
 	defer conn.Close()
 
@@ -318,8 +283,8 @@ func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
 		}
 	}
 
-	b.restart()
-	b.device(t) // the device dialed the restarted broker
+	b.Restart()
+	b.Device(t) // the device dialed the restarted broker
 	require.Eventually(t, dc.Connected, waitLong, 5*time.Millisecond)
 
 	closed := make(chan error, 1)
@@ -330,43 +295,6 @@ func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("Close hangs on the handler of the lost session")
 	}
-}
-
-// TestBackoffSchedule checks the reconnect schedule's promises over many
-// draws: the first redial after a loss comes within Initial, no device
-// dials more than three times in any 10 s, and an edge back within a few
-// seconds is redialed within 7.5 s.
-func TestBackoffSchedule(t *testing.T) {
-	for range 2000 {
-		var b transport.Backoff
-		at := []time.Duration{}
-		var now time.Duration
-		for range 8 {
-			now += b.Next()
-			at = append(at, now)
-		}
-		require.Less(t, at[0], transport.DefaultBackoffInitial, "first redial")
-		for i := 3; i < len(at); i++ {
-			require.Greater(t, at[i]-at[i-3], 10*time.Second, "four dials within 10 s: %v", at)
-		}
-		// An edge that is back 3.5 s after the loss: the first dial after
-		// that comes within 7.5 s.
-		for _, d := range at {
-			if d >= 3500*time.Millisecond {
-				require.LessOrEqual(t, d-3500*time.Millisecond, 7500*time.Millisecond, "dials at %v", at)
-				break
-			}
-		}
-		for _, d := range at {
-			require.LessOrEqual(t, d-at[0], 200*time.Second)
-		}
-	}
-	b := transport.Backoff{Initial: time.Second, Max: 2 * time.Second}
-	for range 10 {
-		require.LessOrEqual(t, b.Next(), 2*time.Second, "Max caps every delay")
-	}
-	b.Reset()
-	require.Less(t, b.Next(), time.Second, "Reset starts over")
 }
 
 func TestDeviceClientStartErrors(t *testing.T) {

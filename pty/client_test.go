@@ -1,4 +1,4 @@
-package transport_test
+package pty_test
 
 import (
 	"context"
@@ -10,10 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
+
+// The tests of the client half (Open, Resize, SendEOF, WaitExit) run
+// against a device with hand-written PTY handlers, on the shared test
+// broker: they check what reaches the device, byte for byte, and how the
+// client copes with devices that answer otherwise than ours.
 
 // fakePTYDevice is a device whose PTY handlers record what they receive.
 type fakePTYDevice struct {
@@ -69,11 +75,11 @@ func (d *fakePTYDevice) handlers() map[wire.MsgType]device.Handler {
 }
 
 func TestPTYClient(t *testing.T) {
-	b, pki := newBroker(t, nil)
+	b := testbroker.New(t, nil)
 	dev := &fakePTYDevice{statuses: []string{`{"exited":false,"code":0,"signal":""}`, `{"exited":false,"code":0,"signal":""}`, `{"exited":true,"code":3,"signal":""}`}}
-	startDevice(t, b, pki, nil, dev.handlers())
-	cl := dialClient(t, b, pki, nil)
-	ctx := testCtx(t)
+	b.StartDevice(t, nil, dev.handlers())
+	cl := b.DialClient(t, nil)
+	ctx := testbroker.Ctx(t)
 
 	p, err := pty.Open(ctx, cl, pty.Request{Cols: 100, Rows: 30, Command: "sh", Args: []string{"-c", "x"}, Term: "screen"})
 	require.NoError(t, err)
@@ -147,14 +153,14 @@ func TestPTYExitStatusOldDevices(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, pki := newBroker(t, nil)
+			b := testbroker.New(t, nil)
 			handlers := map[wire.MsgType]device.Handler{}
 			if tc.handler != nil {
 				handlers[wire.MsgPTYCommand] = tc.handler
 			}
-			startDevice(t, b, pki, nil, handlers)
-			cl := dialClient(t, b, pki, nil)
-			_, err := pty.WaitExit(testCtx(t), cl, "0123456789abcdef0123456789abcdef")
+			b.StartDevice(t, nil, handlers)
+			cl := b.DialClient(t, nil)
+			_, err := pty.WaitExit(testbroker.Ctx(t), cl, "0123456789abcdef0123456789abcdef")
 			require.Error(t, err)
 			tc.check(t, err)
 		})
@@ -162,11 +168,11 @@ func TestPTYExitStatusOldDevices(t *testing.T) {
 }
 
 func TestOpenPTYRejectsBadRequests(t *testing.T) {
-	b, pki := newBroker(t, nil)
+	b := testbroker.New(t, nil)
 	dev := &fakePTYDevice{}
-	startDevice(t, b, pki, nil, dev.handlers())
-	cl := dialClient(t, b, pki, nil)
-	ctx := testCtx(t)
+	b.StartDevice(t, nil, dev.handlers())
+	cl := b.DialClient(t, nil)
+	ctx := testbroker.Ctx(t)
 	for name, req := range map[string]pty.Request{
 		"bad TERM":          {Term: "x;rm -rf"},
 		"too wide":          {Cols: 70000, Rows: 1},
