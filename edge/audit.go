@@ -1,16 +1,19 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/internal/ratelimit"
 )
 
@@ -85,26 +88,6 @@ var (
 	ErrAuditUnavailable = errors.New("audit log unavailable")
 )
 
-// JSONAuditorConfig tunes a JSONAuditor. A nil config, and every zero
-// field, takes the default named on the field.
-type JSONAuditorConfig struct {
-	// QueueSize bounds the records waiting for the sink, in records.
-	// Beyond it Audit drops records (and counts them). Default 4096.
-	QueueSize int
-	// StuckAfter is how long a write to the sink may go without returning
-	// before the sink is declared stuck: logged once per episode, counted
-	// in the metrics. Default 5s.
-	StuckAfter time.Duration
-	// CloseTimeout bounds how long Close goes on writing the records still
-	// queued. Default 5s.
-	CloseTimeout time.Duration
-	// Logger receives the stuck, failing and recovered lines; nil discards
-	// them.
-	Logger *slog.Logger
-	// Metrics counts dropped and blocked records; nil counts nothing.
-	Metrics *Metrics
-}
-
 // JSONAuditor defaults.
 const (
 	DefaultAuditQueueSize    = 4096
@@ -120,16 +103,47 @@ const maxAuditBatch = 64 << 10
 // (a pipe whose reader stopped) never holds up the edge: Audit never
 // blocks, and drops what does not fit in the queue; AuditWait waits for its
 // own record. A write error drops the records of that write; the edge keeps
-// serving. Close ends the writer.
+// serving.
+//
+// The zero value writes to standard output with the defaults below. Fill
+// in the fields before the first record and do not change them afterwards;
+// the writer starts with the first call of a method. Close it after the
+// edge that uses it: Close writes what is still queued, for at most
+// CloseTimeout, and ends the writer.
+//
+//	a := &edge.JSONAuditor{W: f, Logger: log, Metrics: metrics}
+//	defer a.Close()
+//	srv := &edge.Server{Auditor: a, Metrics: metrics}
 //
 // If the sink can take a write deadline (SetWriteDeadline, as an *os.File
 // on a pipe can), Close interrupts a write that is stuck; otherwise Close
 // returns after its bound with the writer still blocked in Write, and
 // closing the sink ends it.
 type JSONAuditor struct {
-	w   io.Writer
-	cfg JSONAuditorConfig
-	log *slog.Logger
+	// W is the sink. Nil means os.Stdout.
+	W io.Writer
+	// Logger receives the stuck, failing and recovered lines; nil discards
+	// them.
+	Logger *slog.Logger
+	// Metrics counts dropped and blocked records; nil counts nothing.
+	Metrics *Metrics
+	// QueueSize bounds the records waiting for the sink, in records.
+	// Beyond it Audit drops records (and counts them). Zero means
+	// DefaultAuditQueueSize (4096).
+	QueueSize int
+	// StuckAfter is how long a write to the sink may go without returning
+	// before the sink is declared stuck: logged once per episode, counted
+	// in the metrics. Zero means DefaultAuditStuckAfter (5 s).
+	StuckAfter time.Duration
+	// CloseTimeout bounds how long Close goes on writing the records still
+	// queued. Zero means DefaultAuditCloseTimeout (5 s).
+	CloseTimeout time.Duration
+
+	initOnce     sync.Once
+	w            io.Writer
+	log          *slog.Logger
+	stuckAfter   time.Duration
+	closeTimeout time.Duration
 
 	queue     chan auditRecord
 	quit      chan struct{} // closed by Close
@@ -158,40 +172,27 @@ type auditRecord struct {
 	done chan error
 }
 
-// NewJSONAuditor starts an auditor writing JSON lines to w. Close it after
-// the edge that uses it.
-func NewJSONAuditor(w io.Writer, cfg *JSONAuditorConfig) *JSONAuditor {
-	var c JSONAuditorConfig
-	if cfg != nil {
-		c = *cfg
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = DefaultAuditQueueSize
-	}
-	if c.StuckAfter <= 0 {
-		c.StuckAfter = DefaultAuditStuckAfter
-	}
-	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = DefaultAuditCloseTimeout
-	}
-	a := &JSONAuditor{
-		w:     w,
-		cfg:   c,
-		log:   c.Logger,
-		queue: make(chan auditRecord, c.QueueSize),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-	}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	go a.run()
-	return a
+// init resolves the defaults and starts the writer, once.
+func (a *JSONAuditor) init() {
+	a.initOnce.Do(func() {
+		a.w = a.W
+		if a.w == nil {
+			a.w = os.Stdout
+		}
+		a.log = logx.Or(a.Logger)
+		a.stuckAfter = cmp.Or(max(a.StuckAfter, 0), DefaultAuditStuckAfter)
+		a.closeTimeout = cmp.Or(max(a.CloseTimeout, 0), DefaultAuditCloseTimeout)
+		a.queue = make(chan auditRecord, cmp.Or(max(a.QueueSize, 0), DefaultAuditQueueSize))
+		a.quit = make(chan struct{})
+		a.done = make(chan struct{})
+		go a.run()
+	})
 }
 
 // Audit queues e for writing; it never blocks. A record that finds the
 // queue full, or the auditor closed, is dropped and counted.
 func (a *JSONAuditor) Audit(e Event) {
+	a.init()
 	if a.closed.Load() {
 		a.drop(1, "closed")
 		return
@@ -209,6 +210,7 @@ func (a *JSONAuditor) Audit(e Event) {
 
 // AuditWait queues e and waits until it is written, or ctx ends.
 func (a *JSONAuditor) AuditWait(ctx context.Context, e Event) error {
+	a.init()
 	if a.closed.Load() {
 		return fmt.Errorf("%w: the audit log is closed", ErrAuditUnavailable)
 	}
@@ -248,10 +250,11 @@ func marshalEvent(e Event) ([]byte, error) {
 // CloseTimeout, and ends the writer. Records it could not write are
 // dropped and counted; the error says so. It is idempotent.
 func (a *JSONAuditor) Close() error {
+	a.init()
 	a.closeOnce.Do(func() {
 		a.closed.Store(true)
 		close(a.quit)
-		t := time.NewTimer(a.cfg.CloseTimeout)
+		t := time.NewTimer(a.closeTimeout)
 		defer t.Stop()
 		select {
 		case <-a.done:
@@ -261,11 +264,11 @@ func (a *JSONAuditor) Close() error {
 		a.abandon.Store(true)
 		dw, ok := a.w.(writeDeadliner)
 		if !ok || dw.SetWriteDeadline(time.Now()) != nil {
-			a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the writer is still blocked in it (closing the sink ends it)", a.cfg.CloseTimeout)
+			a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the writer is still blocked in it (closing the sink ends it)", a.closeTimeout)
 			return
 		}
 		<-a.done
-		a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the records still queued were dropped", a.cfg.CloseTimeout)
+		a.closeErr = fmt.Errorf("edge: audit log: the sink took no records for %v; the records still queued were dropped", a.closeTimeout)
 	})
 	return a.closeErr
 }
@@ -326,7 +329,7 @@ func (a *JSONAuditor) write(batch []auditRecord) {
 	a.mu.Lock()
 	a.writing = len(batch)
 	a.mu.Unlock()
-	watchdog := time.AfterFunc(a.cfg.StuckAfter, a.stuckWrite)
+	watchdog := time.AfterFunc(a.stuckAfter, a.stuckWrite)
 	err := a.writeAll(a.buf)
 	watchdog.Stop()
 	a.mu.Lock()
@@ -379,13 +382,13 @@ func (a *JSONAuditor) stuckWrite() {
 	a.stuck = true
 	logIt := a.troubleLocked(troubleStuck)
 	a.mu.Unlock()
-	a.cfg.Metrics.auditBlocked(n)
+	a.Metrics.auditBlocked(n)
 	if first {
-		a.cfg.Metrics.auditStuck(true)
+		a.Metrics.auditStuck(true)
 	}
 	if logIt {
 		a.log.Error("audit log sink is stuck: a write has not returned; records are queued, then dropped, and PTY and file-transfer opens are refused until it recovers",
-			"stuck_after", a.cfg.StuckAfter.String(), "queued", len(a.queue))
+			"stuck_after", a.stuckAfter.String(), "queued", len(a.queue))
 	}
 }
 
@@ -411,7 +414,7 @@ func (a *JSONAuditor) wrote() {
 	}
 	a.mu.Unlock()
 	if wasStuck {
-		a.cfg.Metrics.auditStuck(false)
+		a.Metrics.auditStuck(false)
 	}
 	if end {
 		a.log.Warn("audit log sink recovered; records are written again",
@@ -444,7 +447,7 @@ func (a *JSONAuditor) troubleLocked(k troubles) bool {
 
 // drop counts n records that will never be written.
 func (a *JSONAuditor) drop(n int, reason string) {
-	a.cfg.Metrics.auditDropped(reason, n)
+	a.Metrics.auditDropped(reason, n)
 	a.mu.Lock()
 	a.lost += int64(n)
 	logIt := reason == "queue_full" && a.troubleLocked(troubleDropping)

@@ -79,11 +79,11 @@ func countLines(s, substr string) int {
 func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 	pipe := newStuckPipe(t)
 	var logs testutil.Buffer
-	metrics := edge.NewMetrics()
-	a := edge.NewJSONAuditor(pipe.w, &edge.JSONAuditorConfig{
+	metrics := &edge.Metrics{}
+	a := &edge.JSONAuditor{W: pipe.w,
 		QueueSize: 32, StuckAfter: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: metrics,
-	})
+	}
 	t.Cleanup(func() { // after the edge's clean-up, which is registered later
 		require.NoError(t, a.Close())
 		pipe.close()
@@ -159,8 +159,8 @@ func TestStuckAuditSinkRefusesOnlyUnauditedShells(t *testing.T) {
 func TestJSONAuditorCloseIsBounded(t *testing.T) {
 	pipe := newStuckPipe(t)
 	defer pipe.close()
-	metrics := edge.NewMetrics()
-	a := edge.NewJSONAuditor(pipe.w, &edge.JSONAuditorConfig{CloseTimeout: 200 * time.Millisecond, Metrics: metrics})
+	metrics := &edge.Metrics{}
+	a := &edge.JSONAuditor{W: pipe.w, CloseTimeout: 200 * time.Millisecond, Metrics: metrics}
 	big := strings.Repeat("x", 1024)
 	for i := 0; i < 100; i++ { // far more than the pipe holds
 		a.Audit(edge.Event{Kind: edge.EventStreamClose, Reason: big})
@@ -228,7 +228,7 @@ func TestPTYCommandIsAudited(t *testing.T) {
 // Refused upgrades, which peers without any credential can cause at will,
 // are audited at a bounded rate; the rest are counted.
 func TestRefusedUpgradeAuditIsRateLimited(t *testing.T) {
-	metrics := edge.NewMetrics()
+	metrics := &edge.Metrics{}
 	m := newEdge(t, mock.Options{Metrics: metrics, Limits: edge.Limits{RejectAuditRate: 0.001, RejectAuditBurst: 2}})
 	for i := 0; i < 6; i++ {
 		code, _ := dialStatus(t, m, "/client/d-1", "Bearer wrong", m.ClientTLS())

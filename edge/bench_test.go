@@ -51,7 +51,7 @@ func runBenchEdge(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	metrics := edge.NewMetrics()
+	metrics := &edge.Metrics{}
 	srv := &edge.Server{DeviceCA: pool, Policy: edge.AllowAll{}, Metrics: metrics,
 		Limits: edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

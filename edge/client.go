@@ -395,19 +395,19 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamDeny, time.Now(), result, reason
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, result)
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 		_ = wire.WriteError(st, reason)
 	}
 
-	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClient) {
+	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClientSession) {
 		cs.active.Add(-1)
 		ev.Type = "unknown"
-		deny("limit", fmt.Sprintf("too many streams: this session may have %d open at once", s.lim.MaxStreamsPerClient))
+		deny("limit", fmt.Sprintf("too many streams: this session may have %d open at once", s.lim.MaxStreamsPerClientSession))
 		return
 	}
 	defer cs.active.Add(-1)
 
-	_ = st.SetReadDeadline(time.Now().Add(s.lim.OpenTimeout))
+	_ = st.SetReadDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 	m, err := wire.ReadMessage(st)
 	if err != nil {
 		s.log.Debug("client stream ended before its opening message", "client", cs.id.Name, "err", err)
@@ -496,7 +496,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		return
 	}
 	defer ds.Close()
-	_ = ds.SetDeadline(time.Now().Add(s.lim.OpenTimeout))
+	_ = ds.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 	if err := wire.WriteMessage(ds, m.Type, payload); err != nil {
 		deny("device_error", fmt.Sprintf("cannot send the request to device %s: %v", cs.device, err))
 		return
@@ -504,7 +504,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	ans, err := wire.ReadMessage(ds)
 	switch {
 	case err != nil && isTimeout(err):
-		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.lim.OpenTimeout))
+		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.tcfg.OpenTimeout))
 		return
 	case err != nil:
 		// Relay "closed without an answer" as it is: the client turns it
@@ -518,7 +518,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		ev.Kind = EventStreamOpen
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, "device_error")
-		_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+		_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 		_ = wire.WriteMessage(st, wire.MsgError, ans.Payload)
 		return
 	case ans.Type != wire.MsgOK:
@@ -529,7 +529,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
 	s.audit.Audit(ev)
 	s.Metrics.stream(ev.Type, "ok")
-	_ = st.SetWriteDeadline(time.Now().Add(s.lim.OpenTimeout))
+	_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 	if err := wire.WriteMessage(st, wire.MsgOK, ans.Payload); err != nil {
 		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
 		s.audit.Audit(ev)

@@ -28,7 +28,7 @@ func ExampleServer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &edge.Server{DeviceCA: deviceCA, Policy: policy, Metrics: edge.NewMetrics()}
+	srv := &edge.Server{DeviceCA: deviceCA, Policy: policy, Metrics: &edge.Metrics{}}
 	hs := srv.HTTPServer(&tls.Config{Certificates: []tls.Certificate{cert}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -42,7 +42,7 @@ func FuzzOpeningMessage(f *testing.F) {
 		f.Add(seed)
 	}
 	// f.Log may not be called while the fuzz target runs: discard logs.
-	m := newEdge(f, mock.Options{Limits: openTimeoutForFuzz, Logger: slog.New(slog.DiscardHandler)})
+	m := newEdge(f, mock.Options{Transport: openTimeoutForFuzz, Logger: slog.New(slog.DiscardHandler)})
 	dev := m.DeviceClientWithID("d-1")
 	answer := func(ctx context.Context, st *transport.Stream, p []byte) error {
 		_ = wire.WriteError(st, "fuzz device")
@@ -88,4 +88,4 @@ func FuzzOpeningMessage(f *testing.F) {
 	})
 }
 
-var openTimeoutForFuzz = edgeLimits(2 * time.Second)
+var openTimeoutForFuzz = &transport.Config{OpenTimeout: 2 * time.Second}

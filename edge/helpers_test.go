@@ -161,6 +161,4 @@ func connected(m *mock.EdgeMock, id string) bool {
 	return false
 }
 
-func edgeLimits(open time.Duration) edge.Limits { return edge.Limits{OpenTimeout: open} }
-
 func edgeCAPool() *x509.CertPool { return x509.NewCertPool() }

@@ -6,22 +6,33 @@ import (
 
 // Limits bound what one peer can make the edge do. Every zero field takes
 // the default named on it.
+//
+// The stream caps nest. Server.Transport's MaxStreams bounds every
+// session of the edge, client or device, and sizes its receive buffer;
+// within it, MaxStreamsPerClientSession bounds what one client session
+// opens, MaxStreamsPerDevice what all clients together have open to one
+// device, and MaxStreamsPerClientPerDevice one client's share of a device.
+// The device's own cap (its agent's max_streams) applies beyond the edge.
+// The timeouts of connection set-up and of opening a stream are those of
+// Server.Transport (HandshakeTimeout, OpenTimeout).
 type Limits struct {
-	// MaxStreamsPerClient caps the concurrent streams of one client
-	// session; beyond it a stream is answered "too many streams". Default 64.
-	MaxStreamsPerClient int
+	// MaxStreamsPerClientSession caps the concurrent streams of one client
+	// session; beyond it a stream is answered "too many streams". It is
+	// never above the transport's MaxStreams. Default 64.
+	MaxStreamsPerClientSession int
 	// MaxStreamsPerDevice caps the concurrent streams the edge opens to one
 	// device, across all its clients. It is never above the transport's
 	// MaxStreams, which sizes the session receive buffer so that this many
 	// stalled streams cannot freeze the session. Default: that MaxStreams.
 	MaxStreamsPerDevice int
-	// HandshakeTimeout bounds the TLS handshake and, separately, the
-	// reading of the request headers (against slowloris). Default 10s.
-	HandshakeTimeout time.Duration
-	// OpenTimeout bounds the client's opening message and, separately, the
-	// device's answer. Default 15s.
-	OpenTimeout time.Duration
-	// MaxHeaderBytes bounds the request line and headers. Default 16 KiB.
+	// MaxStreamsPerClientPerDevice caps the concurrent streams that one
+	// client identity, across all its sessions, may have open to one
+	// device, so that no client can take all of MaxStreamsPerDevice and
+	// lock the others out. Default: half of MaxStreamsPerDevice (at least
+	// 1); never above MaxStreamsPerDevice.
+	MaxStreamsPerClientPerDevice int
+	// MaxHeaderBytes bounds the request line and headers, in bytes.
+	// Default 16 KiB.
 	MaxHeaderBytes int
 	// UpgradeRate is the sustained number of upgrade requests per second
 	// allowed from one source IP; UpgradeBurst the burst above it. A
@@ -36,12 +47,6 @@ type Limits struct {
 	StallTimeout time.Duration
 	// GoAwayTimeout bounds sending GoAway to one device. Default 5s.
 	GoAwayTimeout time.Duration
-	// MaxStreamsPerClientPerDevice caps the concurrent streams that one
-	// client identity, across all its sessions, may have open to one
-	// device, so that no client can take all of MaxStreamsPerDevice and
-	// lock the others out. Default: half of MaxStreamsPerDevice (at least
-	// 1); never above MaxStreamsPerDevice.
-	MaxStreamsPerClientPerDevice int
 	// FirstStreamTimeout closes a client session that has opened no
 	// stream this long after its upgrade. Default 30s.
 	FirstStreamTimeout time.Duration
@@ -61,33 +66,26 @@ type Limits struct {
 
 // Limit defaults.
 const (
-	DefaultMaxStreamsPerClient = 64
-	DefaultHandshakeTimeout    = 10 * time.Second
-	DefaultOpenTimeout         = 15 * time.Second
-	DefaultMaxHeaderBytes      = 16 << 10
-	DefaultUpgradeRate         = 200
-	DefaultUpgradeBurst        = 2000
-	DefaultStallTimeout        = 60 * time.Second
-	DefaultGoAwayTimeout       = 5 * time.Second
-	DefaultFirstStreamTimeout  = 30 * time.Second
-	DefaultAuditTimeout        = 5 * time.Second
-	DefaultRejectAuditRate     = 20
-	DefaultRejectAuditBurst    = 200
+	DefaultMaxStreamsPerClientSession = 64
+	DefaultMaxHeaderBytes             = 16 << 10
+	DefaultUpgradeRate                = 200
+	DefaultUpgradeBurst               = 2000
+	DefaultStallTimeout               = 60 * time.Second
+	DefaultGoAwayTimeout              = 5 * time.Second
+	DefaultFirstStreamTimeout         = 30 * time.Second
+	DefaultAuditTimeout               = 5 * time.Second
+	DefaultRejectAuditRate            = 20
+	DefaultRejectAuditBurst           = 200
 )
 
 // withDefaults fills zero fields; maxStreams is the transport's MaxStreams.
 func (l Limits) withDefaults(maxStreams int) Limits {
-	if l.MaxStreamsPerClient <= 0 {
-		l.MaxStreamsPerClient = DefaultMaxStreamsPerClient
+	if l.MaxStreamsPerClientSession <= 0 {
+		l.MaxStreamsPerClientSession = DefaultMaxStreamsPerClientSession
 	}
+	l.MaxStreamsPerClientSession = min(l.MaxStreamsPerClientSession, maxStreams)
 	if l.MaxStreamsPerDevice <= 0 || l.MaxStreamsPerDevice > maxStreams {
 		l.MaxStreamsPerDevice = maxStreams
-	}
-	if l.HandshakeTimeout <= 0 {
-		l.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if l.OpenTimeout <= 0 {
-		l.OpenTimeout = DefaultOpenTimeout
 	}
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = DefaultMaxHeaderBytes

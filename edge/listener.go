@@ -19,11 +19,12 @@ import (
 // which lets the edge refuse what net/http would otherwise normalize
 // without a trace: a header line folded onto the previous one (obs-fold,
 // RFC 9112 section 5.2), which net/http joins and a proxy in front may read
-// differently. The TLS handshake is bounded by Limits.HandshakeTimeout.
+// differently. The TLS handshake is bounded by the HandshakeTimeout of
+// Server.Transport.
 // Closing the returned listener closes ln.
 func (s *Server) Listener(ln net.Listener, tlsConf *tls.Config) net.Listener {
 	s.init()
-	return &headListener{Listener: ln, conf: s.TLSConfig(tlsConf), timeout: s.lim.HandshakeTimeout}
+	return &headListener{Listener: ln, conf: s.TLSConfig(tlsConf), timeout: s.tcfg.HandshakeTimeout}
 }
 
 type headListener struct {

@@ -3,6 +3,7 @@ package edge_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strconv"
@@ -51,7 +52,7 @@ func metric(t *testing.T, m *edge.Metrics, name string, labels ...string) float6
 }
 
 func TestMetrics(t *testing.T) {
-	metrics := edge.NewMetrics()
+	metrics := &edge.Metrics{}
 	m := newEdge(t, mock.Options{Metrics: metrics})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(wire.MsgTCP, tcpHandler)
@@ -77,9 +78,22 @@ func TestMetrics(t *testing.T) {
 	require.Greater(t, metric(t, metrics, "process_open_fds"), 0.0, "the process collector is missing")
 }
 
+// A JSONAuditor closed before its first record starts and ends its writer
+// cleanly, and refuses what comes after.
+func TestJSONAuditorClosedBeforeUse(t *testing.T) {
+	var buf bytes.Buffer
+	a := &edge.JSONAuditor{W: &buf}
+	require.NoError(t, a.Close())
+	require.NoError(t, a.Close(), "a second Close")
+	a.Audit(edge.Event{Kind: edge.EventStreamOpen})
+	err := a.AuditWait(context.Background(), edge.Event{Kind: edge.EventStreamRequest})
+	require.ErrorIs(t, err, edge.ErrAuditUnavailable)
+	require.Empty(t, buf.String(), "a closed auditor wrote a record")
+}
+
 func TestJSONAuditorWritesOneLinePerEvent(t *testing.T) {
 	var buf bytes.Buffer
-	a := edge.NewJSONAuditor(&buf, nil)
+	a := &edge.JSONAuditor{W: &buf}
 	a.Audit(edge.Event{Time: time.Unix(0, 0).UTC(), Kind: edge.EventStreamDeny, Client: "ops", Device: "d1",
 		Type: "tcp", Target: "10.0.0.5:25", Result: "denied", Reason: "not allowed"})
 	a.Audit(edge.Event{Time: time.Unix(1, 0).UTC(), Kind: edge.EventStreamClose, BytesUp: 3, BytesDown: 4, DurationMS: 5})

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -183,13 +185,55 @@ func TestUpgradeRateIsPerIP(t *testing.T) {
 	}
 }
 
+// The stream caps nest: none is above the session's MaxStreams, and a
+// client's share of a device is never above the device's cap.
 func TestLimitsDefaults(t *testing.T) {
-	l := Limits{MaxStreamsPerDevice: 500}.withDefaults(128)
-	if l.MaxStreamsPerDevice != 128 {
-		t.Errorf("MaxStreamsPerDevice = %d; want it capped at the session's 128", l.MaxStreamsPerDevice)
+	for _, tc := range []struct {
+		name       string
+		in         Limits
+		maxStreams int
+		session    int // MaxStreamsPerClientSession
+		device     int // MaxStreamsPerDevice
+		share      int // MaxStreamsPerClientPerDevice
+	}{
+		{"defaults", Limits{}, 128, DefaultMaxStreamsPerClientSession, 128, 64},
+		{"device cap above the session's", Limits{MaxStreamsPerDevice: 500}, 128, 64, 128, 64},
+		{"client session cap above the session's", Limits{MaxStreamsPerClientSession: 500}, 128, 128, 128, 64},
+		{"a small session", Limits{}, 16, 16, 16, 8},
+		{"share above the device cap", Limits{MaxStreamsPerDevice: 4, MaxStreamsPerClientPerDevice: 9}, 128, 64, 4, 4},
+		{"one stream", Limits{}, 1, 1, 1, 1},
+	} {
+		l := tc.in.withDefaults(tc.maxStreams)
+		got := [3]int{l.MaxStreamsPerClientSession, l.MaxStreamsPerDevice, l.MaxStreamsPerClientPerDevice}
+		if want := [3]int{tc.session, tc.device, tc.share}; got != want {
+			t.Errorf("%s: got client session, device, share caps %v; want %v", tc.name, got, want)
+		}
 	}
-	if l.OpenTimeout != DefaultOpenTimeout || l.MaxStreamsPerClient != DefaultMaxStreamsPerClient {
+	if l := (Limits{}).withDefaults(128); l.StallTimeout != DefaultStallTimeout || l.UpgradeBurst != DefaultUpgradeBurst {
 		t.Errorf("defaults not applied: %+v", l)
+	}
+}
+
+// The edge takes its set-up and opening timeouts from Transport, with the
+// transport's defaults.
+func TestServerTimeoutsComeFromTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		tcfg            *transport.Config
+		handshake, open time.Duration
+	}{
+		{"nil", nil, transport.DefaultHandshakeTimeout, transport.DefaultOpenTimeout},
+		{"set", &transport.Config{HandshakeTimeout: 3 * time.Second, OpenTimeout: 4 * time.Second}, 3 * time.Second, 4 * time.Second},
+	} {
+		s := &Server{Transport: tc.tcfg}
+		hs := s.HTTPServer(nil)
+		if hs.ReadHeaderTimeout != tc.handshake {
+			t.Errorf("%s: got ReadHeaderTimeout %v; want %v", tc.name, hs.ReadHeaderTimeout, tc.handshake)
+		}
+		if s.tcfg.OpenTimeout != tc.open {
+			t.Errorf("%s: got open timeout %v; want %v", tc.name, s.tcfg.OpenTimeout, tc.open)
+		}
+		s.Close()
 	}
 }
 

@@ -6,7 +6,10 @@
 // A Server is an http.Handler: the caller owns the listener and the
 // http.Server (HTTPServer builds one with the Server's limits, Listener
 // wraps the listener), and the Server owns the sessions it hijacked from
-// it. Shutdown drains them and Close ends them.
+// it. Shutdown drains them and Close ends them. Server, JSONAuditor,
+// Metrics and MemoryRegistry are struct literals that work from their zero
+// value; NewStaticPolicy and ParseRevocations build the values a Server
+// checks against.
 //
 // Registry, Policy and Auditor are interfaces so that a registry shared by
 // several edges, other policy sources and other audit sinks can replace the
@@ -28,6 +31,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/internal/ratelimit"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
@@ -52,7 +56,13 @@ type Server struct {
 	Auditor Auditor
 	// Metrics records Prometheus metrics. Nil records none.
 	Metrics *Metrics
-	// Transport tunes the smux sessions. Nil means transport defaults.
+	// Transport tunes the sessions, client and device alike; nil means
+	// the transport defaults. Beyond the session itself, the edge takes
+	// from it: HandshakeTimeout, which also bounds the TLS handshake and
+	// the reading of the request head (against slowloris); OpenTimeout,
+	// which bounds a client's opening message and, separately, the
+	// device's answer; and MaxStreams, the ceiling of the stream caps of
+	// Limits.
 	Transport *transport.Config
 	// Limits bound every peer; zero fields take their defaults.
 	Limits Limits
@@ -61,7 +71,7 @@ type Server struct {
 
 	initOnce    sync.Once
 	lim         Limits
-	tcfg        *transport.Config
+	tcfg        *transport.Config // Transport with its defaults
 	log         *slog.Logger
 	reg         Registry
 	audit       Auditor
@@ -92,19 +102,9 @@ type authState struct {
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
-		s.tcfg = s.Transport
-		if s.tcfg == nil {
-			s.tcfg = transport.DefaultConfig()
-		}
-		maxStreams := s.tcfg.MaxStreams
-		if maxStreams <= 0 {
-			maxStreams = transport.DefaultMaxStreams
-		}
-		s.lim = s.Limits.withDefaults(maxStreams)
-		s.log = s.Logger
-		if s.log == nil {
-			s.log = slog.New(slog.DiscardHandler)
-		}
+		s.tcfg = s.Transport.WithDefaults()
+		s.lim = s.Limits.withDefaults(s.tcfg.MaxStreams)
+		s.log = logx.Or(s.Logger)
 		s.reg = s.Registry
 		if s.reg == nil {
 			s.reg = &MemoryRegistry{}
@@ -198,7 +198,7 @@ func (s *Server) HTTPServer(tlsConf *tls.Config) *http.Server {
 	return &http.Server{
 		Handler:           s,
 		TLSConfig:         s.TLSConfig(tlsConf),
-		ReadHeaderTimeout: s.lim.HandshakeTimeout,
+		ReadHeaderTimeout: s.tcfg.HandshakeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    s.lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

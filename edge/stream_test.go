@@ -263,7 +263,7 @@ func blockingHandler(release chan struct{}) device.Handler {
 }
 
 func TestStreamLimits(t *testing.T) {
-	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerClient: 2, MaxStreamsPerDevice: 3, MaxStreamsPerClientPerDevice: 3}})
+	m := newEdge(t, mock.Options{Limits: edge.Limits{MaxStreamsPerClientSession: 2, MaxStreamsPerDevice: 3, MaxStreamsPerClientPerDevice: 3}})
 	dev := m.DeviceClientWithID("d-1")
 	release := make(chan struct{})
 	defer close(release)
@@ -296,7 +296,7 @@ func TestStreamLimits(t *testing.T) {
 }
 
 func TestOpeningMessageTimeout(t *testing.T) {
-	m := newEdge(t, mock.Options{Limits: edge.Limits{OpenTimeout: 200 * time.Millisecond}})
+	m := newEdge(t, mock.Options{Transport: &transport.Config{OpenTimeout: 200 * time.Millisecond}})
 	m.DeviceClientWithID("d-1")
 	c := m.ClientFor("d-1")
 	st, err := c.Session().Open()
@@ -313,7 +313,7 @@ func TestOpeningMessageTimeout(t *testing.T) {
 }
 
 func TestSlowHeadersAreCut(t *testing.T) {
-	m := newEdge(t, mock.Options{Limits: edge.Limits{HandshakeTimeout: time.Second}})
+	m := newEdge(t, mock.Options{Transport: &transport.Config{HandshakeTimeout: time.Second}})
 	addr := strings.TrimPrefix(m.URL(), "https://")
 
 	t.Run("tls handshake never starts", func(t *testing.T) {
@@ -364,7 +364,7 @@ func TestUpgradeRateLimitPerIP(t *testing.T) {
 // edge resets them once they stall, and another client gets through.
 func TestStalledClientsDoNotStopOtherClients(t *testing.T) {
 	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
-	metrics := edge.NewMetrics()
+	metrics := &edge.Metrics{}
 	m := newEdge(t, mock.Options{
 		Transport:    small,
 		DeviceConfig: small,
@@ -599,7 +599,7 @@ func TestStalledStreamsDoNotFreezeTheDeviceSession(t *testing.T) {
 	small := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10, MaxStreams: 32}
 	m := newEdge(t, mock.Options{
 		Transport: small, DeviceConfig: small, ClientConfig: small,
-		Limits: edge.Limits{MaxStreamsPerClient: 16, MaxStreamsPerClientPerDevice: 32, StallTimeout: 10 * time.Minute},
+		Limits: edge.Limits{MaxStreamsPerClientSession: 16, MaxStreamsPerClientPerDevice: 32, StallTimeout: 10 * time.Minute},
 	})
 	dev := m.DeviceClientWithID("d-1")
 	dev.Handle(wire.MsgTCP, tcpHandler)

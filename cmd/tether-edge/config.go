@@ -64,7 +64,10 @@ type allowConfig struct {
 	Files  bool     `yaml:"files"`
 }
 
-// limitsConfig mirrors edge.Limits; zero keeps the default.
+// limitsConfig is the limits: section; zero keeps the default. Most keys
+// are edge.Limits; handshake_timeout and open_timeout are the sessions'
+// (transport.Config), which the edge also takes for the TLS handshake, the
+// request head, the opening message and the device's answer.
 type limitsConfig struct {
 	MaxStreamsPerClient int           `yaml:"max_streams_per_client"`
 	MaxStreamsPerDevice int           `yaml:"max_streams_per_device"`
@@ -98,7 +101,8 @@ type config struct {
 	revoked edge.Revocations
 	limits  edge.Limits
 	drain   time.Duration
-	// transport tunes the sessions: the keep-alive from edge.yaml.
+	// transport tunes the sessions: the keep-alive, handshake_timeout and
+	// open_timeout from edge.yaml.
 	transport *transport.Config
 }
 
@@ -268,10 +272,13 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if l.MaxStreamsPerClientPerDevice > deviceCap {
 		return nil, bad(fmt.Sprintf("%d is more than the device's cap (max_streams_per_device, %d): one client would be able to take every stream of a device", l.MaxStreamsPerClientPerDevice, deviceCap), "limits", "max_streams_per_client_per_device")
 	}
+	if l.MaxStreamsPerClient > transport.DefaultMaxStreams {
+		return nil, bad(fmt.Sprintf("at most %d, the session's stream cap that sizes its buffers", transport.DefaultMaxStreams), "limits", "max_streams_per_client")
+	}
 	c.limits = edge.Limits{
-		MaxStreamsPerClient: l.MaxStreamsPerClient, MaxStreamsPerDevice: l.MaxStreamsPerDevice,
-		HandshakeTimeout: l.HandshakeTimeout, OpenTimeout: l.OpenTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
-		UpgradeRate: l.UpgradeRate, UpgradeBurst: l.UpgradeBurst, StallTimeout: l.StallTimeout,
+		MaxStreamsPerClientSession: l.MaxStreamsPerClient, MaxStreamsPerDevice: l.MaxStreamsPerDevice,
+		MaxHeaderBytes: l.MaxHeaderBytes,
+		UpgradeRate:    l.UpgradeRate, UpgradeBurst: l.UpgradeBurst, StallTimeout: l.StallTimeout,
 		MaxStreamsPerClientPerDevice: l.MaxStreamsPerClientPerDevice, FirstStreamTimeout: l.FirstStreamTimeout,
 		AuditTimeout: l.AuditTimeout, RejectAuditRate: l.RejectedAuditRate, RejectAuditBurst: l.RejectedAuditBurst,
 	}
@@ -286,7 +293,8 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if timeout <= interval {
 		return nil, bad(fmt.Sprintf("%v must be longer than the interval (%v), or idle sessions are cut", timeout, interval), "keepalive", "timeout")
 	}
-	c.transport = &transport.Config{KeepAliveInterval: ka.Interval, KeepAliveTimeout: ka.Timeout}
+	c.transport = &transport.Config{KeepAliveInterval: ka.Interval, KeepAliveTimeout: ka.Timeout,
+		HandshakeTimeout: l.HandshakeTimeout, OpenTimeout: l.OpenTimeout}
 	c.drain = l.DrainTimeout
 	if c.drain == 0 {
 		c.drain = defaultDrainTimeout

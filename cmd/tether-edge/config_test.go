@@ -174,8 +174,7 @@ keepalive: {interval: 5s, timeout: 25s}
 		t.Fatal(err)
 	}
 	l := c.limits
-	if l.MaxStreamsPerClient != 3 || l.MaxStreamsPerDevice != 7 || l.HandshakeTimeout != 2*time.Second ||
-		l.OpenTimeout != 4*time.Second || l.MaxHeaderBytes != 8192 || l.UpgradeRate != 5 || l.UpgradeBurst != 9 ||
+	if l.MaxStreamsPerClientSession != 3 || l.MaxStreamsPerDevice != 7 || l.MaxHeaderBytes != 8192 || l.UpgradeRate != 5 || l.UpgradeBurst != 9 ||
 		l.StallTimeout != 90*time.Second || c.drain != time.Minute {
 		t.Errorf("limits = %+v, drain %v", l, c.drain)
 	}
@@ -186,8 +185,15 @@ keepalive: {interval: 5s, timeout: 25s}
 	if c.transport == nil || c.transport.KeepAliveInterval != 5*time.Second || c.transport.KeepAliveTimeout != 25*time.Second {
 		t.Errorf("keepalive: got transport config %+v; want interval 5s, timeout 25s", c.transport)
 	}
+	if c.transport == nil || c.transport.HandshakeTimeout != 2*time.Second || c.transport.OpenTimeout != 4*time.Second {
+		t.Errorf("limits.handshake_timeout and open_timeout: got transport config %+v; want 2s and 4s", c.transport)
+	}
 	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_device: 500}\n"), false); err == nil ||
 		!strings.Contains(err.Error(), "limits.max_streams_per_device") {
 		t.Errorf("a per-device cap above the session's stream cap: got %v", err)
+	}
+	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_client: 500}\n"), false); err == nil ||
+		!strings.Contains(err.Error(), "limits.max_streams_per_client") {
+		t.Errorf("a per-session cap above the session's stream cap: got %v", err)
 	}
 }

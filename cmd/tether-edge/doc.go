@@ -33,10 +33,10 @@
 //	log_level: info                    # debug, info, warn or error
 //	keepalive: {interval: 10s, timeout: 30s}  # 0 keeps the transport's default
 //	limits:                            # every key optional; 0 keeps the default
-//	  max_streams_per_client: 64       # concurrent streams of one client session
+//	  max_streams_per_client: 64       # concurrent streams of one client session (at most 128)
 //	  max_streams_per_device: 128      # concurrent streams to one device (at most 128)
 //	  max_streams_per_client_per_device: 64  # one client's share of a device (default: half of the above)
-//	  handshake_timeout: 10s           # TLS handshake, and request headers (slowloris)
+//	  handshake_timeout: 15s           # TLS handshake, and request headers (slowloris)
 //	  open_timeout: 15s                # opening message, and the device's answer
 //	  first_stream_timeout: 30s        # a client session with no stream by then is closed
 //	  max_header_bytes: 16384

@@ -144,11 +144,11 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	if err != nil {
 		return err
 	}
-	metrics := edge.NewMetrics()
+	metrics := &edge.Metrics{}
 	// Records go through a queue to a writer of their own: a stuck sink
 	// (a pipe whose reader stopped) holds up no connection. Closed after
 	// the edge, before the file (defers run last first).
-	auditor := edge.NewJSONAuditor(auditW, &edge.JSONAuditorConfig{Logger: log, Metrics: metrics})
+	auditor := &edge.JSONAuditor{W: auditW, Logger: log, Metrics: metrics}
 	defer func() {
 		if err := auditor.Close(); err != nil {
 			log.Error("audit log not flushed", "err", err)
