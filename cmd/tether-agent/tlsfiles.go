@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/device/agent"
+	"github.com/tetherhq/tether/internal/logx"
 )
 
 // deviceTLS builds the agent's TLS configuration from the files the config
@@ -18,9 +19,7 @@ import (
 // from the next reconnect on without a restart. A renewal that does not load
 // keeps the previous certificate and is logged.
 func deviceTLS(cfg *agent.Config, log *slog.Logger) (*tls.Config, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logx.Or(log)
 	pool, err := certs.LoadPool(cfg.CA)
 	if err != nil {
 		return nil, fmt.Errorf("edge CA file %s: %w", cfg.CA, err)

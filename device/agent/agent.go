@@ -1,6 +1,8 @@
-// Package agent is the device agent: it keeps an embedded host connected
-// to the edge over qbee-v1 and serves the streams the edge opens, under the
-// device owner's own configuration.
+// Package agent is the device agent that tether-agent runs, driven by its
+// configuration file (agent.yaml): it keeps an embedded host connected to
+// the edge with the device runtime (package device) and serves the streams
+// the edge opens with the stream types' device halves (transport/tcp, udp,
+// pty), under the device owner's own configuration.
 //
 // The agent serves TCP tunnels (0x10), UDP tunnels (0x11), PTY sessions
 // (0x12, 0x13, when enabled) and reloads (0x14). Every tunnel target is
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -75,12 +78,7 @@ type Agent struct {
 	started, closed bool
 }
 
-func (a *Agent) log() *slog.Logger {
-	if a.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return a.Logger
-}
+func (a *Agent) log() *slog.Logger { return logx.Or(a.Logger) }
 
 // Start loads the configuration, registers the stream handlers and starts
 // connecting in the background; the agent reconnects until ctx ends or

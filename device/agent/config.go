@@ -145,7 +145,10 @@ type Config struct {
 	// budget.
 	StreamWindowKiB int `yaml:"stream_window_kib"`
 	// MaxStreams caps the streams (tunnels, terminals, reloads) open at
-	// once; more are refused with an Error "too many streams". 1 to 1024;
+	// once on this device's session (its transport.Config.MaxStreams);
+	// more are refused with an Error "too many streams". It is the
+	// device's own cap: the edge caps what it opens to a device too
+	// (edge.Limits), and the lower of the two rules. 1 to 1024;
 	// 0 means ReceiveBudgetMiB × 1024 ÷ StreamWindowKiB, at most 1024 (64
 	// with the defaults). MaxStreams × StreamWindowKiB must not exceed
 	// ReceiveBudgetMiB × 1024.
