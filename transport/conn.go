@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -123,12 +124,19 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.ka.received(n)
 	if n > 0 {
-		if verr := c.inspect(p[:n]); verr != nil {
+		k, verr := c.inspect(p[:n])
+		if verr != nil {
 			c.fail(verr)
 			// Deliver nothing of this read: smux must not act on a frame
 			// that broke the rules.
 			c.markDead()
 			return 0, verr
+		}
+		if k < n {
+			// A RST's header ended inside this read: what follows is its
+			// reason (and maybe more frames), read apart and after it.
+			c.r = io.MultiReader(bytes.NewReader(bytes.Clone(p[k:n])), c.r)
+			n, err = k, nil
 		}
 	}
 	if n > 0 && c.hdrN == 0 && c.left == 0 && c.pending != nil {
@@ -171,10 +179,12 @@ func (c *frameConn) readResetReason() error {
 	return nil
 }
 
-// inspect advances the frame parser over b. It rewrites an inbound RST's
-// header in place, before smux reads it: the command becomes FIN and the
-// length 0 (its reason is read by the frame layer).
-func (c *frameConn) inspect(b []byte) error {
+// inspect advances the frame parser over b and returns how many of its
+// bytes go to smux. It rewrites an inbound RST's header in place, before
+// smux reads it: the command becomes FIN and the length 0. Its reason is
+// read apart (readResetReason), so when the header ends inside b, inspect
+// stops there.
+func (c *frameConn) inspect(b []byte) (int, error) {
 	for i := 0; i < len(b); {
 		if c.left > 0 {
 			k := min(c.left, len(b)-i)
@@ -199,10 +209,13 @@ func (c *frameConn) inspect(b []byte) error {
 		err := c.onFrame()
 		c.rst = false
 		if err != nil {
-			return err
+			return i, err
+		}
+		if c.pending != nil {
+			return i, nil
 		}
 	}
-	return nil
+	return len(b), nil
 }
 
 // onFrame checks one complete inbound header.
@@ -214,7 +227,11 @@ func (c *frameConn) onFrame() error {
 		return fmt.Errorf("%w: smux version %d, want %d", ErrProtocolViolation, h[0], smuxVersion)
 	}
 	c.left = length
-	switch h[1] {
+	cmd := h[1]
+	if c.rst {
+		cmd = smuxCmdFIN // rewritten for smux as it passed; the length is the reason's
+	}
+	switch cmd {
 	case smuxCmdPSH:
 		if length > 0 {
 			return c.pol.received(sid, uint32(length))

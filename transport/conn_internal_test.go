@@ -26,6 +26,9 @@ func FuzzFrameInspect(f *testing.F) {
 	f.Add(hdr(1, smuxCmdPSH, 3, 1), uint8(255))
 	f.Add(hdr(2, 9, 3, 0), uint8(1))
 	f.Add([]byte{2, 2, 0xff}, uint8(2))
+	f.Add(append(hdr(2, cmdRST, 3, 5), hdr(2, smuxCmdPSH, 3, 2)...), uint8(40))
+	f.Add(hdr(2, cmdRST, 3, 2000), uint8(9))
+	f.Add(hdr(2, smuxCmdFIN, 3, 1), uint8(9))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		a, b := net.Pipe()
 		defer b.Close()
@@ -43,11 +46,19 @@ func FuzzFrameInspect(f *testing.F) {
 		pos, bad := 0, false
 		for pos+smuxHeaderSize <= len(data) {
 			h := data[pos : pos+smuxHeaderSize]
-			if h[0] != smuxVersion || h[1] > smuxCmdUPD {
+			n := int(binary.LittleEndian.Uint16(h[2:4]))
+			switch {
+			case h[0] != smuxVersion || (h[1] > smuxCmdUPD && h[1] != cmdRST):
 				bad = true
+			case h[1] == smuxCmdFIN && n > 0:
+				bad = true
+			case h[1] == cmdRST && (n > MaxResetReason || pos+smuxHeaderSize+n > len(data)):
+				bad = true // too long, or cut short
+			}
+			if bad {
 				break
 			}
-			pos += smuxHeaderSize + int(binary.LittleEndian.Uint16(h[2:4]))
+			pos += smuxHeaderSize + n
 		}
 		violated := errors.Is(readErr, ErrProtocolViolation)
 		if bad != violated {
