@@ -15,6 +15,14 @@
 // the first redial comes within a second). After a GoAway the old
 // session's streams meanwhile finish, for up to DrainTimeout (30 s).
 //
+// The standard stream types bring their device halves: register
+// (&tcp.Handler{}).Serve for wire.MsgTCP, (&udp.Handler{}).Serve for
+// wire.MsgUDP, and a pty.Server's ServePTY and ServeCommand for
+// wire.MsgPTY and wire.MsgPTYCommand; device/agent does this from
+// agent.yaml. A handler of your own answers with wire.WriteOK or returns an
+// error, then uses the stream (see Handler). In tests, mock.NewEdgeMock
+// connects a Client to a real edge.
+//
 // The package opens no listener, reads no file and catches no signal: the
 // caller passes the *tls.Config and the handlers.
 package device

@@ -1,8 +1,3 @@
-// Package client is the client runtime of Tether: a session through the
-// edge to one device (Dialer, Client), typed streams on it, and a
-// Redialer that keeps one alive for long-running commands such as port
-// forwards. The stream types' own packages (tcp, udp, pty) open their
-// streams through any transport.Opener, which Client and Redialer are.
 package client
 
 import (

@@ -1,9 +1,3 @@
-// Package tcp is the TCP tunnel stream type (0x10), both halves. On the
-// client side, Dial opens one tunnel as a net.Conn and Forward serves a
-// local listener like ssh -L; both open their streams through any
-// transport.Opener. On the device side, Handler serves tunnels: it
-// authorizes the target, connects to exactly the address it authorized,
-// answers, and splices with half-close.
 package tcp
 
 import (

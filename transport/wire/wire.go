@@ -1,9 +1,3 @@
-// Package wire is the qbee-v1 stream protocol: the message types, the
-// framing of the one message that opens a stream and the one that answers
-// it, the JSON payloads of PTY streams (PTY commands and our exit-status
-// extension), and their sentinel errors. It uses the standard library only;
-// sessions, streams and everything that moves bytes live in the packages
-// above it. docs/protocol.md describes the wire in prose.
 package wire
 
 import (
