@@ -120,7 +120,6 @@ func TestInboundReset(t *testing.T) {
 	require.Equal(t, "partial", string(got))
 	_, err = st.Write([]byte("x"))
 	require.ErrorIs(t, err, transport.ErrStreamReset)
-
 }
 
 // TestDataAfterCloseIsReset: data that arrives for a stream this side
