@@ -1,19 +1,3 @@
-// Package edge is the broker where devices and people meet. It
-// authenticates devices by their certificates and clients by bearer tokens,
-// decides stream by stream what each client may do on each device, splices
-// the allowed streams with backpressure, and records an audit trail.
-//
-// A Server is an http.Handler: the caller owns the listener and the
-// http.Server (HTTPServer builds one with the Server's limits, Listener
-// wraps the listener), and the Server owns the sessions it hijacked from
-// it. Shutdown drains them and Close ends them. Server, JSONAuditor,
-// Metrics and MemoryRegistry are struct literals that work from their zero
-// value; NewStaticPolicy and ParseRevocations build the values a Server
-// checks against.
-//
-// Registry, Policy and Auditor are interfaces so that a registry shared by
-// several edges, other policy sources and other audit sinks can replace the
-// in-memory ones.
 package edge
 
 import (
