@@ -50,8 +50,11 @@ func URL(edge, device string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("client: parse edge URL: %w", err)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/client/" + url.PathEscape(device)
-	u.RawPath = ""
+	raw := strings.TrimSuffix(u.EscapedPath(), "/") + "/client/" + url.PathEscape(device)
+	if u.Path, err = url.PathUnescape(raw); err != nil {
+		return "", fmt.Errorf("client: edge URL path: %w", err)
+	}
+	u.RawPath = raw
 	return u.String(), nil
 }
 

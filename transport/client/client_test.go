@@ -20,6 +20,7 @@ func TestURL(t *testing.T) {
 		{"host and port", "https://edge.example.com:8443", "gw-17", "https://edge.example.com:8443/client/gw-17"},
 		{"base path", "https://edge.example.com/tether/", "gw-17", "https://edge.example.com/tether/client/gw-17"},
 		{"every character of a device ID", "https://edge", "Gw_1.7:a-b", "https://edge/client/Gw_1.7:a-b"},
+		{"escaped once", "https://edge/a%20b", "x y", "https://edge/a%20b/client/x%20y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -173,6 +173,11 @@ func (r *Redialer) loop(ctx context.Context, cl *Client) {
 // client returns the current session, waiting for a reconnect within ctx.
 func (r *Redialer) client(ctx context.Context) (*Client, error) {
 	for {
+		select {
+		case <-r.done:
+			return nil, ErrClosed
+		default:
+		}
 		r.mu.Lock()
 		cur, changed := r.cur, r.changed
 		r.mu.Unlock()

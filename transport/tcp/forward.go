@@ -13,6 +13,10 @@ import (
 	"github.com/tetherhq/tether/transport/wire"
 )
 
+// Forward serves a local listener like ssh -L: every connection it
+// accepts is carried to Remote through a TCP tunnel opened with Opener,
+// with half-close both ways. Fill in the fields, then Start; Close stops
+// it.
 type Forward struct {
 	// Listener is the local listener to serve; the Forward owns it from
 	// Start on and closes it on Close or when Start's context ends.
