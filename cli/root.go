@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -81,7 +82,7 @@ func (g *globalOptions) logger() *slog.Logger {
 // already reports in its own words: silent unless -v is given.
 func (g *globalOptions) debugLogger() *slog.Logger {
 	if !g.verbose {
-		return slog.New(slog.DiscardHandler)
+		return logx.Or(nil)
 	}
 	return g.logger()
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -184,12 +185,7 @@ func (d *Client) Close() error {
 	return nil
 }
 
-func (d *Client) logger() *slog.Logger {
-	if d.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return d.Logger
-}
+func (d *Client) logger() *slog.Logger { return logx.Or(d.Logger) }
 
 func (d *Client) run(ctx context.Context) {
 	defer d.closeOnce.Do(func() { close(d.done) })

@@ -138,11 +138,11 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 	wg.Wait()
 	sp.finish()
 
-	if e := sp.abortErr(); e != nil && !isClosedErr(e) {
+	if e := sp.abortErr(); e != nil && !IsClosed(e) {
 		return aToB, bToA, e
 	}
 	for _, e := range []error{errA, errB} {
-		if e != nil && !isClosedErr(e) {
+		if e != nil && !IsClosed(e) {
 			return aToB, bToA, e
 		}
 	}
@@ -241,7 +241,7 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 	n, err := copyInto(dst, src)
 	if err == nil {
 		if cw, ok := dst.w.(closeWriter); ok {
-			if cerr := cw.CloseWrite(); cerr != nil && !isClosedErr(cerr) {
+			if cerr := cw.CloseWrite(); cerr != nil && !IsClosed(cerr) {
 				err = cerr
 			}
 		}
@@ -383,9 +383,11 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// isClosedErr reports errors that mean "the other side or we closed", not a
-// failure worth reporting.
-func isClosedErr(err error) bool {
+// IsClosed reports errors that mean "the other side or we closed" a
+// connection, stream or socket, not a failure worth reporting: net.ErrClosed,
+// io.EOF, io.ErrClosedPipe, os.ErrClosed, ErrSessionClosed, EPIPE and
+// ECONNRESET.
+func IsClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.ErrClosedPipe) ||
 		errors.Is(err, io.EOF) ||

@@ -463,9 +463,9 @@ func (t *tunnel) run() string {
 		return "idle for " + t.idle.String()
 	case errS == nil || errors.Is(errS, io.EOF):
 		return "client closed the stream"
-	case !isClosed(errS):
+	case !transport.IsClosed(errS):
 		return errS.Error()
-	case errU != nil && !isClosed(errU):
+	case errU != nil && !transport.IsClosed(errU):
 		return errU.Error()
 	}
 	return "closed"
@@ -510,7 +510,7 @@ func (t *tunnel) streamToSocket() error {
 		// returns.
 		t.meter.request(now, len(data))
 		if _, err := t.conn.WriteToUDPAddrPort(data, netip.AddrPortFrom(t.dst, port)); err != nil {
-			if isClosed(err) {
+			if transport.IsClosed(err) {
 				return err
 			}
 			c.sendErrs.Add(1)
@@ -617,14 +617,4 @@ func putHeader(b []byte, port uint16, n int) {
 // userText is err's text without the package prefix, for an Error answer.
 func userText(err error) string {
 	return strings.TrimPrefix(err.Error(), "udp: ")
-}
-
-// isClosed reports errors that mean a socket or stream was closed under us.
-// transport's splice has the same check, unexported; this one stays
-// until transport exports it.
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrClosedPipe) ||
-		errors.Is(err, transport.ErrSessionClosed)
 }

@@ -470,7 +470,7 @@ func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) 
 			}
 			if _, err := st.Write(frame); err != nil {
 				l.c.dropped.Add(int64(n))
-				if isClosed(err) {
+				if transport.IsClosed(err) {
 					return "stream closed"
 				}
 				return "write: " + err.Error()
@@ -490,7 +490,7 @@ func (l *Listener) pump(p *peer, st *transport.Stream, readerDone <-chan error) 
 			l.mu.Unlock()
 			timer.Reset(max(l.idle-q, time.Millisecond))
 		case err := <-readerDone:
-			if err != nil && !isClosed(err) && !errors.Is(err, ErrClosedByDevice) {
+			if err != nil && !transport.IsClosed(err) && !errors.Is(err, ErrClosedByDevice) {
 				l.log.Warn("udp stream failed", "peer", p.addr.String(), "remote", l.dst.String(), "err", err)
 			}
 			return ""

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/logx"
 )
 
 // Bucket names.
@@ -118,10 +119,7 @@ func (p *Presence) Start(ctx context.Context) error {
 	if p.JetStream == nil || p.EdgeID == "" {
 		return errors.New("cluster: Presence needs JetStream and EdgeID")
 	}
-	p.log = p.Logger
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
+	p.log = logx.Or(p.Logger)
 	if p.Heartbeat <= 0 {
 		p.Heartbeat = DefaultHeartbeat
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/target"
@@ -53,9 +54,7 @@ func wrapClient(c *client.Client, log *slog.Logger) *Client {
 // tunnel streams are logged at Warn); the default is slog.Default(). nil
 // discards. It returns c, so that it chains.
 func (c *Client) WithLogger(l *slog.Logger) *Client {
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
-	}
+	l = logx.Or(l)
 	c.mu.Lock()
 	c.log = l
 	c.mu.Unlock()

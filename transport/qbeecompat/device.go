@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/udp"
 )
@@ -69,9 +70,7 @@ func (c *DeviceClient) WithHandler(t MessageType, h Handler) *DeviceClient {
 // before Start: on a running client (such as NewEdgeMock's) it changes
 // Start's messages only. It returns c, so that it chains.
 func (c *DeviceClient) WithLogger(l *slog.Logger) *DeviceClient {
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
-	}
+	l = logx.Or(l)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.log = l

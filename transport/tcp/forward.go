@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -49,10 +50,7 @@ func (f *Forward) Start(ctx context.Context) error {
 	case f.done != nil:
 		return errors.New("tcp: Forward already started")
 	}
-	f.log = f.Logger
-	if f.log == nil {
-		f.log = slog.New(slog.DiscardHandler)
-	}
+	f.log = logx.Or(f.Logger)
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.done = make(chan struct{})
 	f.conns = make(map[net.Conn]struct{})

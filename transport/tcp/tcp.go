@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -60,10 +61,7 @@ type Handler struct {
 // it, connects, answers OK and splices until both directions end. Errors
 // before the answer become the Error answer.
 func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
-	log := h.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logx.Or(h.Logger)
 	t, err := target.Parse(string(payload))
 	if err != nil {
 		return fmt.Errorf("bad TCP tunnel target: %s; send host:port, such as 127.0.0.1:22", targetReason(err))
