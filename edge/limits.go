@@ -27,9 +27,11 @@ type Limits struct {
 	MaxStreamsPerDevice int
 	// MaxStreamsPerClientPerDevice caps the concurrent streams that one
 	// client identity, across all its sessions, may have open to one
-	// device, so that no client can take all of MaxStreamsPerDevice and
-	// lock the others out. Default: half of MaxStreamsPerDevice (at least
-	// 1); never above MaxStreamsPerDevice.
+	// device, so that no client can take all of the device's streams and
+	// lock the others out. Default: half of what the device serves: the
+	// smaller of MaxStreamsPerDevice and the cap the device announces on
+	// its upgrade (Tether-Max-Streams; our agents send their max_streams),
+	// at least 1. Never above that cap.
 	MaxStreamsPerClientPerDevice int
 	// MaxHeaderBytes bounds the request line and headers, in bytes.
 	// Default 16 KiB.

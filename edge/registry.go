@@ -24,6 +24,9 @@ type Device struct {
 	sess     *transport.Session
 	notAfter time.Time    // the certificate's end of validity
 	streams  atomic.Int64 // edge-opened streams in use, GoAway included
+	// maxStreams is the edge's cap on the device's streams, no higher than
+	// what the device said it serves; share is one client's part of it.
+	maxStreams, share int
 
 	closeMu sync.Mutex
 	// closeMu guards the following.

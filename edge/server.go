@@ -393,6 +393,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
 	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess, notAfter: chain[0].NotAfter}
+	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
 	go func() {
 		defer s.untrack(sess)
 		s.runDevice(d)
@@ -452,6 +453,23 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*transport.Ses
 		hc.stop()
 	}
 	return transport.Upgrade(w, r, s.tcfg)
+}
+
+// deviceCaps returns the stream cap of a device that serves announced
+// streams at once (0: it did not say) and one client's share of it: the
+// share defaults to half of what the device itself serves, so that one
+// client cannot fill a device that serves fewer streams than the edge
+// allows.
+func (s *Server) deviceCaps(announced int) (maxStreams, share int) {
+	maxStreams = s.lim.MaxStreamsPerDevice
+	if announced > 0 {
+		maxStreams = min(maxStreams, announced)
+	}
+	share = max(1, maxStreams/2)
+	if set := s.Limits.MaxStreamsPerClientPerDevice; set > 0 {
+		share = min(set, maxStreams)
+	}
+	return maxStreams, share
 }
 
 func addrString(a net.Addr) string {

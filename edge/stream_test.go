@@ -702,3 +702,28 @@ func TestClientSessionWithoutStreamsIsClosed(t *testing.T) {
 	require.Equal(t, "no_stream", e.Result)
 	require.Equal(t, "no stream opened within 2s of the upgrade", e.Reason)
 }
+
+// A device that serves fewer streams than the edge allows says so on its
+// upgrade, and a client's share is half of what the device serves: one
+// client cannot fill a small device and lock the others out.
+func TestClientShareFollowsWhatTheDeviceServes(t *testing.T) {
+	m := newEdge(t, mock.Options{DeviceConfig: &transport.Config{MaxStreams: 4}}) // the edge allows 128
+	dev := m.DeviceClientWithID("d-1")
+	release := make(chan struct{})
+	defer close(release)
+	dev.Handle(wire.MsgUDP, blockingHandler(release))
+	open := func(c *client.Client) error {
+		_, _, err := c.OpenStream(ctxT(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
+		return err
+	}
+	ops := clientWithToken(t, m, "d-1", opsToken)
+	require.NoError(t, open(ops))
+	require.NoError(t, open(ops))
+	var re *wire.RemoteError
+	require.True(t, errors.As(open(ops), &re), "a third stream is refused")
+	require.Contains(t, re.Reason, "client ops already has 2 open to device d-1")
+
+	peer := clientWithToken(t, m, "d-1", peerToken)
+	require.NoError(t, open(peer), "another client must still reach the device")
+	require.NoError(t, open(peer))
+}

@@ -16,6 +16,10 @@ const (
 	HeaderExtensions = "Tether-Extensions"
 	// HeaderKeepAlive is the sender's keep-alive interval in milliseconds.
 	HeaderKeepAlive = "Tether-Keepalive"
+	// HeaderMaxStreams is how many streams the sender serves at once; more
+	// are answered "too many streams". An edge sizes its per-client share
+	// of a device by it.
+	HeaderMaxStreams = "Tether-Max-Streams"
 	// ExtensionReset is the token for stream resets (the RST frame).
 	ExtensionReset = "reset"
 )
@@ -36,8 +40,9 @@ const ReferenceKeepAliveTimeout = 120 * time.Second
 
 // peerInfo is what the peer announced on the upgrade.
 type peerInfo struct {
-	reset    bool          // the peer understands stream resets
-	interval time.Duration // the peer's keep-alive interval; 0 when not announced
+	reset      bool          // the peer understands stream resets
+	interval   time.Duration // the peer's keep-alive interval; 0 when not announced
+	maxStreams int           // the streams the peer serves at once; 0 when not announced
 }
 
 // recvTimeout is how long this side waits for any frame from the peer
@@ -54,6 +59,7 @@ func (p peerInfo) recvTimeout(ours time.Duration) time.Duration {
 func announce(h http.Header, d *Config) {
 	h.Set(HeaderExtensions, ExtensionReset)
 	h.Set(HeaderKeepAlive, strconv.FormatInt(d.KeepAliveInterval.Milliseconds(), 10))
+	h.Set(HeaderMaxStreams, strconv.Itoa(d.MaxStreams))
 }
 
 // parsePeer reads the peer's extension headers. Unknown tokens and values
@@ -66,6 +72,11 @@ func parsePeer(h http.Header) peerInfo {
 			if d := time.Duration(ms) * time.Millisecond; d >= minAnnouncedInterval && d <= maxAnnouncedInterval {
 				p.interval = d
 			}
+		}
+	}
+	if v := h.Values(HeaderMaxStreams); len(v) == 1 {
+		if n, err := strconv.Atoi(strings.TrimSpace(v[0])); err == nil && n >= 1 && n <= 1<<16 {
+			p.maxStreams = n
 		}
 	}
 	return p

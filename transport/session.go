@@ -117,6 +117,10 @@ func (s *Session) Done() <-chan struct{} { return s.conn.dead }
 // Context returns a context that is done when Done is closed.
 func (s *Session) Context() context.Context { return s.conn.ctx }
 
+// PeerMaxStreams returns how many streams the peer said it serves at once
+// (Tether-Max-Streams on the upgrade), or 0 when it did not say.
+func (s *Session) PeerMaxStreams() int { return s.conn.peer.maxStreams }
+
 // NumStreams returns the number of open streams.
 func (s *Session) NumStreams() int { return s.sess.NumStreams() }
 
