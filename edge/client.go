@@ -459,18 +459,18 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		deny("offline", fmt.Sprintf("device %s is not connected to this edge; retry when it is back", cs.device))
 		return
 	}
-	if !dev.takeClientSlot(cs.id.Name, dev.share) {
-		deny("limit", fmt.Sprintf("too many streams: client %s already has %d open to device %s, its share of the device; close some and retry",
-			cs.id.Name, dev.share, cs.device))
-		return
-	}
-	defer dev.releaseClientSlot(cs.id.Name)
 	if n := dev.streams.Add(1); n > int64(dev.maxStreams) {
 		dev.streams.Add(-1)
 		deny("limit", fmt.Sprintf("too many streams: device %s has %d open, the most it serves", cs.device, dev.maxStreams))
 		return
 	}
 	defer dev.streams.Add(-1)
+	if !dev.takeClientSlot(cs.id.Name, dev.share) {
+		deny("limit", fmt.Sprintf("too many streams: client %s already has %d open to device %s, its share of the device; close some and retry",
+			cs.id.Name, dev.share, cs.device))
+		return
+	}
+	defer dev.releaseClientSlot(cs.id.Name)
 
 	if auditRequired(m.Type) {
 		rec := ev

@@ -87,21 +87,25 @@ func stallTunnels(t *testing.T, c *client.Client, target string, n int) {
 
 // TestStreamsBeyondTheBudgetAreRefused fills the receive budget with
 // tunnels whose target never reads: one stream more is refused with "too
-// many streams" rather than taking more memory.
+// many streams" rather than taking more memory. The agent announces its
+// cap on the upgrade, so the edge refuses first; the agent's own refusal
+// is tested in device and device/agent.
 func TestStreamsBeyondTheBudgetAreRefused(t *testing.T) {
-	w := newWorld(t)
+	// One client may take the whole device here, so the agent's own cap is
+	// what refuses, not the edge's per-client share.
+	w := newWorldWith(t, "limits: {max_streams_per_client_per_device: 128}\n")
 	w.addAgent("dev-1", "receive_budget_mib: 1\nstream_window_kib: 256\n") // room for 4 windows
 	tarpit := testutil.Tarpit(t)
 	c := w.client("dev-1")
 	stallTunnels(t, c, tarpit, 4)
 	_, err := tcp.Dial(ctxT(t), c, tarpit)
-	require.Equal(t, "too many streams: this device allows 4 at once", reasonOf(t, err))
+	require.Equal(t, "too many streams: device dev-1 has 4 open, the most it serves", reasonOf(t, err))
 }
 
 // TestStalledTunnelsAreEnded: a tunnel whose target stopped reading is
 // ended after stall_timeout, which gives its stream slot back.
 func TestStalledTunnelsAreEnded(t *testing.T) {
-	w := newWorld(t)
+	w := newWorldWith(t, "limits: {max_streams_per_client_per_device: 128}\n")
 	a := w.addAgent("dev-1", "receive_budget_mib: 1\nstream_window_kib: 256\nstall_timeout: 1s\n")
 	tarpit := testutil.Tarpit(t)
 	c := w.client("dev-1")
