@@ -145,6 +145,57 @@ func (ca *KeyPair) IssueServer(hosts []string, opts Options) (*KeyPair, error) {
 	return create(tmpl, ca, opts, DefaultLeafLifetime)
 }
 
+// IssuePeer issues an edge's peer certificate, for the sessions between the
+// edges of a cluster and the routes of their NATS: Subject CN = edgeID,
+// which is also its first DNS SAN, then hosts (DNS names or IPs), with both
+// ServerAuth and ClientAuth, since a peer both dials and is dialed. Peer
+// certificates come from their own CA, never the device CA.
+func (ca *KeyPair) IssuePeer(edgeID string, hosts []string, opts Options) (*KeyPair, error) {
+	if err := ValidDeviceID(edgeID); err != nil {
+		return nil, fmt.Errorf("certs: edge ID: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: edgeID},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{edgeID},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != edgeID {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return create(tmpl, ca, opts, DefaultLeafLifetime)
+}
+
+// VerifyPeer checks the client certificate chain of another edge against
+// the peer CA and returns its edge ID (the Subject CN).
+func VerifyPeer(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (string, error) {
+	if len(chain) == 0 {
+		return "", errors.New("certs: no peer certificate presented")
+	}
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if !hasEKU(leaf, x509.ExtKeyUsageClientAuth) {
+		return "", ErrNoClientAuth
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return "", fmt.Errorf("certs: verify peer certificate: %w", err)
+	}
+	if leaf.Subject.CommonName == "" {
+		return "", ErrNoCommonName
+	}
+	return leaf.Subject.CommonName, nil
+}
+
 // IssueDevice issues a device certificate: Subject CN = deviceID, ClientAuth.
 func (ca *KeyPair) IssueDevice(deviceID string, opts Options) (*KeyPair, error) {
 	if err := ValidDeviceID(deviceID); err != nil {

@@ -50,6 +50,10 @@ type Server struct {
 	Transport *transport.Config
 	// Limits bound every peer; zero fields take their defaults.
 	Limits Limits
+	// Cluster, when set, makes this edge one of a cluster: devices on
+	// other edges are reached through peer sessions (see Cluster). Nil is
+	// a single edge, which runs no cluster code.
+	Cluster *Cluster
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 
