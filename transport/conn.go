@@ -72,13 +72,14 @@ type frameConn struct {
 	pending *pendingReset        // a RST whose reason is still to be read
 	pol     *policer
 
-	peer    peerInfo // what the peer announced on the upgrade
-	closeE  atomic.Pointer[error]
-	sess    atomic.Pointer[smux.Session] // closed on a failure; set by attach
-	ctx     context.Context              // done once the connection can deliver nothing more
-	cancel  context.CancelFunc
-	dead    <-chan struct{} // ctx.Done()
-	dieOnce sync.Once
+	peer     peerInfo               // what the peer announced on the upgrade
+	peerName atomic.Pointer[string] // names the peer in a lost connection's errors
+	closeE   atomic.Pointer[error]
+	sess     atomic.Pointer[smux.Session] // closed on a failure; set by attach
+	ctx      context.Context              // done once the connection can deliver nothing more
+	cancel   context.CancelFunc
+	dead     <-chan struct{} // ctx.Done()
+	dieOnce  sync.Once
 
 	ka keepAlive
 
@@ -286,6 +287,14 @@ func (c *frameConn) attach(s *smux.Session, cfg *Config) {
 	}
 	d := cfg.WithDefaults()
 	c.ka.start(c, d.KeepAliveInterval, c.peer.recvTimeout(d.KeepAliveTimeout))
+}
+
+// lostErr is the error of a stream cut by the loss of the connection.
+func (c *frameConn) lostErr() error {
+	if n := c.peerName.Load(); n != nil {
+		return &ConnLostError{Peer: *n}
+	}
+	return ErrConnLost
 }
 
 // closeErr returns why this side closed the session (a violation or a

@@ -77,3 +77,20 @@ func (e *ResetError) Error() string {
 
 // Is makes errors.Is(err, ErrStreamReset) true.
 func (e *ResetError) Is(target error) bool { return target == ErrStreamReset }
+
+// ConnLostError is a stream cut by the loss of its session's connection:
+// it wraps ErrConnLost and names the peer when the session was given a
+// name (Session.SetPeerName).
+type ConnLostError struct {
+	Peer string
+}
+
+func (e *ConnLostError) Error() string {
+	if e.Peer == "" {
+		return ErrConnLost.Error()
+	}
+	return "transport: lost the connection to " + e.Peer + " before the stream ended; data may be incomplete"
+}
+
+// Is makes errors.Is(err, ErrConnLost) true.
+func (e *ConnLostError) Is(target error) bool { return target == ErrConnLost }

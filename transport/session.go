@@ -117,6 +117,10 @@ func (s *Session) Done() <-chan struct{} { return s.conn.dead }
 // Context returns a context that is done when Done is closed.
 func (s *Session) Context() context.Context { return s.conn.ctx }
 
+// SetPeerName names the peer ("edge edge-2") in the errors of streams cut
+// by the loss of the connection, and so in the resets that pass them on.
+func (s *Session) SetPeerName(name string) { s.conn.peerName.Store(&name) }
+
 // PeerMaxStreams returns how many streams the peer said it serves at once
 // (Tether-Max-Streams on the upgrade), or 0 when it did not say.
 func (s *Session) PeerMaxStreams() int { return s.conn.peer.maxStreams }
@@ -223,7 +227,7 @@ func (s *Stream) endErr() error {
 		if err := s.conn.closeErr(); err != nil {
 			return err
 		}
-		return ErrConnLost
+		return s.conn.lostErr()
 	}
 	return nil
 }
@@ -390,6 +394,9 @@ func (s *Stream) LocalAddr() net.Addr { return s.conn.LocalAddr() }
 // address of the target the stream reaches; every stream of a session
 // shares it.
 func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// lostErr is the error of this stream when its connection is lost.
+func (s *Stream) lostErr() error { return s.conn.lostErr() }
 
 // connContext is done when the session's connection is gone.
 func (s *Stream) connContext() context.Context { return s.conn.ctx }

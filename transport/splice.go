@@ -37,6 +37,7 @@ type aborter interface {
 type sessionBound interface {
 	connContext() context.Context
 	finished() bool
+	lostErr() error
 }
 
 // spliceBufs holds copy buffers the size of a full smux frame, so one read
@@ -114,7 +115,7 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 			// connection no more: what arrived stays readable.
 			stops = append(stops, context.AfterFunc(sb.connContext(), func() {
 				if !sb.finished() {
-					sp.abort(ErrConnLost)
+					sp.abort(sb.lostErr())
 				}
 			}))
 		}
@@ -216,14 +217,18 @@ func abortEnd(c io.Closer, reason string) {
 // resetReason is what a reset tells the peer about cause: a reset's own
 // reason travels on unchanged, so it crosses every hop.
 func resetReason(cause error) string {
-	var re *ResetError
-	if errors.As(cause, &re) {
-		return re.Reason
-	}
+	var (
+		re *ResetError
+		cl *ConnLostError
+	)
 	switch {
+	case errors.As(cause, &re):
+		return re.Reason
 	case cause == nil || errors.Is(cause, context.Canceled):
 		return ""
-	case cause == ErrConnLost:
+	case errors.As(cause, &cl) && cl.Peer != "":
+		return "lost the connection to " + cl.Peer
+	case errors.Is(cause, ErrConnLost):
 		return "a connection on the way was lost"
 	case cause == ErrStalled:
 		return "no progress while data was waiting"
