@@ -52,7 +52,11 @@ type Event struct {
 	Command string   `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Result  string   `json:"result,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
+	// Peer is, in a cluster, the other edge a stream went through: the
+	// device's edge on the client's edge, and the client's edge on the
+	// device's.
+	Peer   string `json:"peer,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// BytesUp is client to device, BytesDown device to client.
 	BytesUp    int64 `json:"bytes_up,omitempty"`
 	BytesDown  int64 `json:"bytes_down,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,11 @@ type deviceInfo struct {
 	ID             string    `json:"id"`
 	ConnectedSince time.Time `json:"connected_since"`
 	RemoteAddr     string    `json:"remote_addr"`
-	Streams        int       `json:"streams"`
+	// Streams is the device's open streams, known for the devices of the
+	// edge that answers; zero for the others of a cluster.
+	Streams int `json:"streams"`
+	// Edge is the ID of the edge that holds the device, in a cluster.
+	Edge string `json:"edge,omitempty"`
 }
 
 func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
@@ -79,11 +84,29 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []deviceInfo{}
+	local := make(map[string]bool)
+	self := ""
+	if s.Cluster != nil {
+		self = s.Cluster.EdgeID
+	}
 	for _, d := range s.reg.List() {
+		local[d.ID] = true
 		if !cred.auth.policy.DeviceAllowed(cred.id, d.ID) {
 			continue
 		}
-		out = append(out, deviceInfo{ID: d.ID, ConnectedSince: d.Since.UTC(), RemoteAddr: addrString(d.RemoteAddr), Streams: d.Streams()})
+		out = append(out, deviceInfo{ID: d.ID, ConnectedSince: d.Since.UTC(), RemoteAddr: addrString(d.RemoteAddr), Streams: d.Streams(), Edge: self})
+	}
+	if s.Cluster != nil {
+		for _, rec := range s.Cluster.Presence.List() {
+			if local[rec.ID] || rec.Edge == self || !cred.auth.policy.DeviceAllowed(cred.id, rec.ID) {
+				continue
+			}
+			out = append(out, deviceInfo{ID: rec.ID, ConnectedSince: rec.Since.UTC(), RemoteAddr: rec.RemoteAddr, Edge: rec.Edge})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		if err := s.Cluster.Presence.Health(); err != nil {
+			w.Header().Set("Tether-Cluster", "unavailable: "+err.Error())
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
@@ -232,10 +255,10 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
 		return
 	}
-	if _, ok := s.reg.Lookup(deviceID); !ok {
+	if code, result, msg := s.locate(deviceID); code != 0 {
 		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
-			RemoteAddr: r.RemoteAddr, Result: "offline"})
-		s.refuse(w, r, http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", deviceID), "client", id.Name)
+			RemoteAddr: r.RemoteAddr, Result: result})
+		s.refuse(w, r, code, result, msg, "client", id.Name)
 		return
 	}
 	sess, err := s.upgrade(w, r)
@@ -258,6 +281,26 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		defer s.untrackClient(cs)
 		s.runClient(cs)
 	}()
+}
+
+// locate checks, before a client session is upgraded, that its device is
+// reachable from here: held by this edge, or by another edge of the
+// cluster. It returns the refusal otherwise (code 0: reachable).
+func (s *Server) locate(device string) (code int, result, msg string) {
+	if _, ok := s.reg.Lookup(device); ok {
+		return 0, "", ""
+	}
+	if s.Cluster == nil {
+		return http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to this edge", device)
+	}
+	if err := s.Cluster.Presence.Health(); err != nil {
+		return http.StatusServiceUnavailable, "cluster_unavailable",
+			fmt.Sprintf("cluster state unavailable (%v); device %s is not on this edge", err, device)
+	}
+	if _, ok := s.Cluster.Presence.Lookup(device); ok {
+		return 0, "", ""
+	}
+	return http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to any edge of this cluster", device)
 }
 
 // trackClient adds cs to the live sessions. A Reload that ran since cs
@@ -384,19 +427,15 @@ func (s *Server) auditWait(ctx context.Context, e Event) error {
 	return wa.AuditWait(ctx, e)
 }
 
-// serveStream handles one client stream: opening message, policy, device
-// stream, answer, splice.
+// serveStream handles one client stream: opening message, policy, then
+// the open path (open) and the splice (relay).
 func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	defer st.Close()
 	start := time.Now()
 	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
 	// Every decision is audited before the client hears of it.
 	deny := func(result, reason string) {
-		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamDeny, time.Now(), result, reason
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, result)
-		_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-		_ = wire.WriteError(st, reason)
+		s.answerRefusal(st, ev, &refusal{result: result, reason: reason}, false)
 	}
 
 	if n := cs.active.Add(1); n > int64(s.lim.MaxStreamsPerClientSession) {
@@ -424,21 +463,9 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		deny("invalid", err.Error())
 		return
 	}
-	if req.Target.Host != "" {
-		ev.Target = req.Target.String()
-	}
-	if m.Type == wire.MsgPTY {
-		// The audit trail names what runs; a request it cannot name does
-		// not run.
-		c, err := wire.DecodePTYCommand(m.Payload)
-		if err != nil {
-			deny("invalid", fmt.Sprintf("bad pty request: %v", err))
-			return
-		}
-		ev.Command = c.Command
-		if len(c.CommandArgs) > 0 {
-			ev.Args = c.CommandArgs
-		}
+	if err := describeRequest(&ev, req, m); err != nil {
+		deny("invalid", err.Error())
+		return
 	}
 	// Registered before the policy check: a Reload from here on sees the
 	// stream and cancels it if the new policy refuses it.
@@ -454,110 +481,30 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		deny("denied", err.Error())
 		return
 	}
-	dev, ok := s.reg.Lookup(cs.device)
-	if !ok {
-		deny("offline", fmt.Sprintf("device %s is not connected to this edge; retry when it is back", cs.device))
+	o, ref := s.open(ctx, &openRequest{id: cs.id, device: cs.device, req: req, msg: wire.Message{Type: m.Type, Payload: payload}, ev: &ev})
+	if ref != nil {
+		s.answerRefusal(st, ev, ref, false)
 		return
 	}
-	if n := dev.streams.Add(1); n > int64(dev.maxStreams) {
-		dev.streams.Add(-1)
-		deny("limit", fmt.Sprintf("too many streams: device %s has %d open, the most it serves", cs.device, dev.maxStreams))
-		return
-	}
-	defer dev.streams.Add(-1)
-	if !dev.takeClientSlot(cs.id.Name, dev.share) {
-		deny("limit", fmt.Sprintf("too many streams: client %s already has %d open to device %s, its share of the device; close some and retry",
-			cs.id.Name, dev.share, cs.device))
-		return
-	}
-	defer dev.releaseClientSlot(cs.id.Name)
+	s.relay(ctx, st, o, ev, start)
+}
 
-	if auditRequired(m.Type) {
-		rec := ev
-		rec.Kind, rec.Time, rec.Result = EventStreamRequest, time.Now(), "authorized"
-		if err := s.auditWait(ctx, rec); err != nil {
-			s.log.Warn("stream refused: its audit record could not be written", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "err", err)
-			deny("audit_unavailable", err.Error()+"; this edge runs no "+ev.Type+" stream it cannot record, retry later")
-			return
+// describeRequest fills the audit record of a stream from its request:
+// the target of a tunnel, the command of a shell. A shell request the
+// audit cannot name does not run.
+func describeRequest(ev *Event, req Request, m wire.Message) error {
+	if req.Target.Host != "" {
+		ev.Target = req.Target.String()
+	}
+	if m.Type == wire.MsgPTY {
+		c, err := wire.DecodePTYCommand(m.Payload)
+		if err != nil {
+			return fmt.Errorf("bad pty request: %v", err)
+		}
+		ev.Command = c.Command
+		if len(c.CommandArgs) > 0 {
+			ev.Args = c.CommandArgs
 		}
 	}
-	if err := context.Cause(ctx); err != nil {
-		if errors.Is(err, errStreamRevoked) {
-			deny("revoked", err.Error())
-		} else {
-			deny("closed", "the session is closing")
-		}
-		return
-	}
-
-	ds, err := dev.sess.Open()
-	if err != nil {
-		deny("device_error", fmt.Sprintf("cannot open a stream to device %s: %v", cs.device, err))
-		return
-	}
-	defer ds.Close()
-	_ = ds.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-	if err := wire.WriteMessage(ds, m.Type, payload); err != nil {
-		deny("device_error", fmt.Sprintf("cannot send the request to device %s: %v", cs.device, err))
-		return
-	}
-	ans, err := wire.ReadMessage(ds)
-	switch {
-	case err != nil && isTimeout(err):
-		deny("device_error", fmt.Sprintf("device %s did not answer the %s request within %v", cs.device, ev.Type, s.tcfg.OpenTimeout))
-		return
-	case err != nil:
-		// Relay "closed without an answer" as it is: the client turns it
-		// into a clear error of its own.
-		ev.Time, ev.Result, ev.Reason = time.Now(), "no_answer", "the device closed the stream without answering"
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, "device_error")
-		return
-	case ans.Type == wire.MsgError:
-		ev.Time, ev.Result, ev.Reason = time.Now(), "device_refused", string(ans.Payload)
-		ev.Kind = EventStreamOpen
-		s.audit.Audit(ev)
-		s.Metrics.stream(ev.Type, "device_error")
-		_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-		_ = wire.WriteMessage(st, wire.MsgError, ans.Payload)
-		return
-	case ans.Type != wire.MsgOK:
-		deny("device_error", fmt.Sprintf("device %s answered with an unexpected %v message", cs.device, ans.Type))
-		return
-	}
-	_ = ds.SetDeadline(time.Time{})
-	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
-	s.audit.Audit(ev)
-	s.Metrics.stream(ev.Type, "ok")
-	_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-	if err := wire.WriteMessage(st, wire.MsgOK, ans.Payload); err != nil {
-		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
-		s.audit.Audit(ev)
-		return
-	}
-	_ = st.SetWriteDeadline(time.Time{})
-	s.Metrics.activeDelta(ev.Type, 1)
-	up, down, err := transport.Splice(ctx, st, ds, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
-	s.Metrics.activeDelta(ev.Type, -1)
-	s.Metrics.addBytes(up, down)
-
-	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
-	switch {
-	case err == nil:
-	case errors.Is(err, transport.ErrStalled):
-		ev.Result = "reset_stalled"
-		ev.Reason = fmt.Sprintf("no progress for %v while data was waiting", s.lim.StallTimeout)
-		s.Metrics.stalledReset()
-		s.log.Info("stalled stream reset", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
-	case errors.Is(err, errStreamRevoked):
-		ev.Result, ev.Reason = "revoked", err.Error()
-		s.log.Warn("stream closed after a reload: the policy no longer allows it", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
-	case errors.Is(err, context.Canceled):
-		ev.Result, ev.Reason = "error", "the session or the edge closed"
-	default:
-		ev.Result, ev.Reason = "error", err.Error()
-	}
-	ev.BytesUp, ev.BytesDown = up, down
-	ev.DurationMS = time.Since(start).Milliseconds()
-	s.audit.Audit(ev)
+	return nil
 }

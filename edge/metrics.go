@@ -182,3 +182,22 @@ func (m *Metrics) auditSuppressed() {
 		m.auditSuppress.Inc()
 	}
 }
+
+// clusterGauges registers the cluster's health: whether the presence view
+// is current, the live peer sessions, the cluster's devices, and the age of
+// the presence view in seconds. It runs once, when a clustered edge starts.
+func (m *Metrics) clusterGauges(healthy, peers, devices, age func() float64) {
+	if !m.on() {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_healthy",
+			Help: "1 while this edge's view of the cluster's presence is current (connected to NATS, watchers running), else 0."}, healthy),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_peers_up",
+			Help: "Live peer sessions with other edges."}, peers),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_devices",
+			Help: "Devices connected to any edge of the cluster, as this edge sees them."}, devices),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_presence_age_seconds",
+			Help: "Seconds since the presence view last heard from NATS (the echo of this edge's heartbeat, every 2 s)."}, age),
+	)
+}

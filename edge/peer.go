@@ -77,13 +77,3 @@ func (s *Server) PeerTLSConfig() *tls.Config {
 func (s *Server) PeerHandler() http.Handler {
 	return http.HandlerFunc(s.servePeer)
 }
-
-// servePeer upgrades another edge's peer session.
-func (s *Server) servePeer(w http.ResponseWriter, r *http.Request) {
-	s.init()
-	if s.Cluster == nil || r.URL.Path != "/peer" {
-		http.NotFound(w, r)
-		return
-	}
-	http.Error(w, "peer sessions are not served yet", http.StatusNotImplemented)
-}

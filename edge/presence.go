@@ -16,9 +16,9 @@ import (
 // one backed by NATS JetStream.
 type Presence interface {
 	// Announce records that this edge now holds rec's device. It returns
-	// once the record is stored, or an error (the cluster state is
-	// unavailable); the edge then keeps the session as a local one.
-	Announce(ctx context.Context, rec PresenceRecord) error
+	// the record's revision once it is stored, or an error (the cluster
+	// state is unavailable); the edge then keeps the session as a local one.
+	Announce(ctx context.Context, rec PresenceRecord) (revision uint64, err error)
 	// Withdraw removes the device's record if it still names nonce.
 	Withdraw(ctx context.Context, id, nonce string) error
 	// Lookup returns the live record of device id: one whose edge is alive.
@@ -30,6 +30,9 @@ type Presence interface {
 	// Health returns nil while the local view is current, and an error
 	// that says why it is not (no connection to the cluster, watchers down).
 	Health() error
+	// Age is how long ago the local view last heard from the store (the
+	// echo of this edge's own heartbeat): a few seconds when all is well.
+	Age() time.Duration
 	// OnRecord registers fn to be called for every record that changes in
 	// the view (including this edge's own), so that an edge learns that a
 	// device it holds was announced by another edge. fn must not block.
@@ -56,6 +59,9 @@ type PresenceRecord struct {
 	RemoteAddr string `json:"remote_addr,omitempty"`
 	// Serial is the certificate serial in lowercase hex.
 	Serial string `json:"serial,omitempty"`
+	// Revision orders the records of one device: a later write has a higher
+	// one. Set from the store, never stored.
+	Revision uint64 `json:"-"`
 	// Deleted marks a removal in OnRecord callbacks; never stored.
 	Deleted bool `json:"-"`
 }

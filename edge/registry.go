@@ -27,6 +27,12 @@ type Device struct {
 	// maxStreams is the edge's cap on the device's streams, no higher than
 	// what the device said it serves; share is one client's part of it.
 	maxStreams, share int
+	// nonce names this session in the cluster's presence; rev is the
+	// revision of its record there (0 until announced). takeover is set
+	// when the session replaced a live one of the same ID.
+	nonce    string
+	rev      atomic.Uint64
+	takeover bool
 
 	closeMu sync.Mutex
 	// closeMu guards the following.

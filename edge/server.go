@@ -75,6 +75,7 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
+	peers    *peerSet // the peer sessions of a clustered edge
 	draining bool
 	closed   bool
 }
@@ -111,6 +112,9 @@ func (s *Server) init() {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
 		s.clients = make(map[*clientSession]struct{})
+		if s.Cluster != nil {
+			s.startCluster()
+		}
 	})
 }
 
@@ -226,6 +230,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		if c := s.Cluster; c != nil {
+			// Ready either way: local devices keep working without the
+			// cluster state, and a balancer that took every edge out for
+			// it would stop them all.
+			state := "ok"
+			if err := c.Presence.Health(); err != nil {
+				state = err.Error()
+			}
+			fmt.Fprintf(w, "cluster: %s; edge %s; %d edges live; %d peer sessions; presence view %v old\n",
+				state, c.EdgeID, len(c.Presence.Edges()), s.peers.up(), c.Presence.Age().Round(time.Millisecond))
+		}
 	case r.URL.Path == "/api/devices":
 		s.serveDeviceList(w, r)
 	case r.URL.Path == "/device":
@@ -383,6 +398,11 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "revoked", "device certificate rejected: serial "+serial+" is revoked", "device", id, "serial", serial)
 		return
 	}
+	if reason := s.takeoverRefusal(id); reason != "" {
+		s.auditRejected(Event{Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr, Serial: serial, Result: "takeover_hold", Reason: reason})
+		s.refuse(w, r, http.StatusConflict, "takeover_hold", reason, "device", id)
+		return
+	}
 	sess, err := s.upgrade(w, r)
 	if err != nil {
 		s.Metrics.upgradeFailure("upgrade_error")
@@ -398,6 +418,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	// session small.
 	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess, notAfter: chain[0].NotAfter}
 	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
+	d.nonce = newNonce()
 	go func() {
 		defer s.untrack(sess)
 		s.runDevice(d)
@@ -407,11 +428,22 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 func (s *Server) runDevice(d *Device) {
 	s.audit.Audit(Event{Time: d.Since, Kind: EventDeviceConnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
 		Serial: d.Serial, Result: "ok"})
+	// takeover is set before the device is registered, so that readers
+	// (takeoverRefusal) never see it change.
+	if _, ok := s.reg.Lookup(d.ID); ok {
+		d.takeover = true
+	}
+	if s.Cluster != nil {
+		if rec, ok := s.Cluster.Presence.Lookup(d.ID); ok && rec.Edge != s.Cluster.EdgeID {
+			d.takeover = true // a live session on another edge: this one replaces it
+		}
+	}
 	if old := s.reg.Register(d); old != nil {
 		s.log.Info("device reconnected; replacing its older session", "device", d.ID,
 			"old_remote", addrString(old.RemoteAddr), "new_remote", addrString(d.RemoteAddr))
 		old.close("replaced by a newer connection from " + addrString(d.RemoteAddr))
 	}
+	s.announce(d)
 	// A Reload that ran between the revocation check and Register did not
 	// see this device: check again now that it is registered.
 	if s.auth.Load().revoked.Has(d.Serial) {
@@ -446,7 +478,9 @@ func (s *Server) runDevice(d *Device) {
 	s.log.Info("device disconnected", "device", d.ID, "reason", reason)
 	s.audit.Audit(Event{Time: time.Now(), Kind: EventDeviceDisconnect, Device: d.ID, RemoteAddr: addrString(d.RemoteAddr),
 		Serial: d.Serial, Reason: reason, DurationMS: time.Since(d.Since).Milliseconds()})
-	s.reg.Unregister(d)
+	if s.reg.Unregister(d) {
+		s.withdraw(d)
+	}
 	s.Metrics.deviceDelta(-1)
 }
 

@@ -366,7 +366,7 @@ func (p *Presence) applyDevice(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		if old, ok := p.view[id]; ok {
 			delete(p.view, id)
-			p.notifyLocked(edge.PresenceRecord{ID: id, Edge: old.Edge, Nonce: old.Nonce, Deleted: true})
+			p.notifyLocked(edge.PresenceRecord{ID: id, Edge: old.Edge, Nonce: old.Nonce, Revision: e.Revision(), Deleted: true})
 		}
 		return
 	}
@@ -375,6 +375,7 @@ func (p *Presence) applyDevice(e jetstream.KeyValueEntry) {
 		p.log.Warn("ignoring a malformed device record", "key", e.Key())
 		return
 	}
+	rec.Revision = e.Revision()
 	p.view[id] = record{PresenceRecord: rec, rev: e.Revision()}
 	p.notifyLocked(rec)
 }
@@ -416,18 +417,26 @@ func (p *Presence) aliveLocked(id string, now time.Time) bool {
 }
 
 // Announce implements edge.Presence.
-func (p *Presence) Announce(ctx context.Context, rec edge.PresenceRecord) error {
+func (p *Presence) Announce(ctx context.Context, rec edge.PresenceRecord) (uint64, error) {
 	rec.Edge = p.EdgeID
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if _, err := p.devices.Put(ctx, KeyFor(rec.ID), b); err != nil {
-		return fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
+	rev, err := p.devices.Put(ctx, KeyFor(rec.ID), b)
+	if err != nil {
+		return 0, fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
 	}
-	return nil
+	return rev, nil
+}
+
+// Age implements edge.Presence.
+func (p *Presence) Age() time.Duration {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return time.Since(p.ownSeen)
 }
 
 // Withdraw implements edge.Presence: the record is deleted only if it

@@ -35,6 +35,9 @@ const (
 	MsgPTYCommand   MsgType = 0x13 // JSON PTYCommand for an existing session (sid set)
 	MsgReload       MsgType = 0x14 // empty
 	MsgFileTransfer MsgType = 0x20 // JSON {"direction":0|1,"path":"/abs"}
+
+	// Tether's extension range is 0x70..0x7f; qbee uses none of it.
+	MsgPeerOpen MsgType = 0x70 // edge to edge: JSON PeerOpen, then the client's opening message
 )
 
 var msgTypeNames = map[MsgType]string{
@@ -47,6 +50,7 @@ var msgTypeNames = map[MsgType]string{
 	MsgPTYCommand:   "PTYCommand",
 	MsgReload:       "Reload",
 	MsgFileTransfer: "FileTransfer",
+	MsgPeerOpen:     "PeerOpen",
 }
 
 // String returns the type's name, or its hex value when unknown.

@@ -185,3 +185,43 @@ func FuzzReadMessage(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodePeerOpen(f *testing.F) {
+	f.Add([]byte(`{"device":"gw-17","client":"ops","remote":"192.0.2.7:5","via":"edge-1","hops":1}`))
+	f.Add([]byte(`{"device":"","client":"ops","via":"e","hops":1}`))
+	f.Add([]byte(`{"device":"d","client":"c","via":"e","hops":2}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := wire.DecodePeerOpen(b)
+		if err != nil {
+			return
+		}
+		enc, err := p.Encode()
+		if err != nil {
+			t.Fatalf("a decoded payload does not encode: %v", err)
+		}
+		back, err := wire.DecodePeerOpen(enc)
+		if err != nil || back != p {
+			t.Fatalf("round trip: %+v -> %+v, %v", p, back, err)
+		}
+	})
+}
+
+func TestPeerOpen(t *testing.T) {
+	good := wire.PeerOpen{Device: "gw-17", Client: "ops", Via: "edge-1", Hops: 1}
+	b, err := good.Encode()
+	require.NoError(t, err)
+	got, err := wire.DecodePeerOpen(b)
+	require.NoError(t, err)
+	require.Equal(t, good, got)
+	for _, bad := range []wire.PeerOpen{
+		{Client: "ops", Via: "e", Hops: 1},
+		{Device: "d", Via: "e", Hops: 1},
+		{Device: "d", Client: "c", Hops: 1},
+		{Device: "d", Client: "c", Via: "e", Hops: 2},
+		{Device: "d", Client: "c", Via: "e", Hops: 0},
+	} {
+		_, err := bad.Encode()
+		require.ErrorIs(t, err, wire.ErrInvalidPeerOpen, "%+v", bad)
+	}
+}

@@ -1,0 +1,307 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// openRequest is one stream to open on a device, whoever asked for it: a
+// client of this edge, or another edge on behalf of its client. The
+// policy has already allowed it.
+type openRequest struct {
+	id     Identity
+	device string
+	req    Request
+	msg    wire.Message // the canonical opening message
+	ev     *Event       // the stream's audit record, filled in as it goes
+	hops   int          // edges the stream crossed before this one
+}
+
+// refusal is why a stream was not opened, and how to answer it.
+type refusal struct {
+	result string // the audit result and the metric's label
+	reason string // what the client is told
+	// relay, when set, is the device's own answer, passed on verbatim.
+	relay []byte
+	// silent: the device closed the stream without an answer; the client
+	// sees the same.
+	silent bool
+	// moved: the device is not (or no longer) where it was looked for; a
+	// peer answers GoAway, and the client's edge looks again.
+	moved bool
+}
+
+// opened is a stream open on the device's side, answered OK: the device's
+// own stream, or a peer edge's stream that leads to it.
+type opened struct {
+	st      *transport.Stream
+	answer  []byte
+	peer    string // the edge it goes through; empty for a local device
+	release func() // gives back the device's stream slots
+}
+
+// Open's bounds on the detour a moved device may cause.
+const (
+	maxOpenAttempts = 3
+	movedWait       = 10 * time.Second
+)
+
+// open opens r's stream: on the device's session when this edge holds the
+// device, or through the edge that holds it (presence). A device that
+// moved while the stream was on its way is looked up again.
+func (s *Server) open(ctx context.Context, r *openRequest) (*opened, *refusal) {
+	var last *refusal
+	for range maxOpenAttempts {
+		if dev, ok := s.reg.Lookup(r.device); ok {
+			return s.openLocal(ctx, r, dev)
+		}
+		if s.Cluster == nil || r.hops > 0 {
+			return nil, &refusal{result: "offline", moved: r.hops > 0,
+				reason: fmt.Sprintf("device %s is not connected to this edge; retry when it is back", r.device)}
+		}
+		if err := s.Cluster.Presence.Health(); err != nil {
+			return nil, &refusal{result: "cluster_unavailable",
+				reason: fmt.Sprintf("cluster state unavailable (%v); device %s is not on this edge", err, r.device)}
+		}
+		rec, ok := s.Cluster.Presence.Lookup(r.device)
+		switch {
+		case !ok, rec.Edge == s.Cluster.EdgeID:
+			if last != nil {
+				return nil, last
+			}
+			return nil, &refusal{result: "offline",
+				reason: fmt.Sprintf("device %s is not connected to any edge of this cluster; retry when it is back", r.device)}
+		}
+		o, ref := s.openRemote(ctx, r, rec)
+		if ref == nil || !ref.moved {
+			return o, ref
+		}
+		last = &refusal{result: "offline", reason: ref.reason}
+		s.log.Debug("device moved while a stream was on its way; looking again", "device", r.device, "edge", rec.Edge, "reason", ref.reason)
+		if !s.waitMoved(ctx, r.device, rec) {
+			break
+		}
+	}
+	return nil, last
+}
+
+// waitMoved waits, within ctx and movedWait, until the device is no
+// longer where rec says: presence shows it elsewhere, or this edge holds
+// it. It reports whether it moved.
+func (s *Server) waitMoved(ctx context.Context, device string, rec PresenceRecord) bool {
+	ctx, cancel := context.WithTimeout(ctx, movedWait)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, ok := s.reg.Lookup(device); ok {
+			return true
+		}
+		if now, ok := s.Cluster.Presence.Lookup(device); ok && now.Nonce != rec.Nonce {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// openLocal opens r's stream on a device this edge holds: the device's
+// stream caps, the audit record a shell needs before it runs, then the
+// request and the device's answer.
+func (s *Server) openLocal(ctx context.Context, r *openRequest, dev *Device) (*opened, *refusal) {
+	if n := dev.streams.Add(1); n > int64(dev.maxStreams) {
+		dev.streams.Add(-1)
+		return nil, &refusal{result: "limit", reason: fmt.Sprintf("too many streams: device %s has %d open, the most it serves", r.device, dev.maxStreams)}
+	}
+	if !dev.takeClientSlot(r.id.Name, dev.share) {
+		dev.streams.Add(-1)
+		return nil, &refusal{result: "limit", reason: fmt.Sprintf("too many streams: client %s already has %d open to device %s, its share of the device; close some and retry",
+			r.id.Name, dev.share, r.device)}
+	}
+	release := func() {
+		dev.releaseClientSlot(r.id.Name)
+		dev.streams.Add(-1)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			release()
+		}
+	}()
+	if ref := s.auditBeforeOpen(ctx, r); ref != nil {
+		return nil, ref
+	}
+	ds, err := dev.sess.Open()
+	if err != nil {
+		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot open a stream to device %s: %v", r.device, err)}
+	}
+	ans, ref := s.request(ds, r, "device "+r.device)
+	if ref != nil {
+		ds.Close()
+		return nil, ref
+	}
+	ok = true
+	return &opened{st: ds, answer: ans, release: release}, nil
+}
+
+// openRemote opens r's stream through the edge that holds the device.
+func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRecord) (*opened, *refusal) {
+	sess := s.peers.session(rec.Edge)
+	if sess == nil {
+		return nil, &refusal{result: "peer_unreachable",
+			reason: fmt.Sprintf("device %s is on edge %s, which this edge cannot reach now; retry in a moment", r.device, rec.Edge)}
+	}
+	r.ev.Peer = rec.Edge
+	if ref := s.auditBeforeOpen(ctx, r); ref != nil {
+		return nil, ref
+	}
+	ps, err := sess.Open()
+	if err != nil {
+		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot open a stream to edge %s, which holds device %s: %v", rec.Edge, r.device, err)}
+	}
+	hdr, err := wire.PeerOpen{Device: r.device, Client: r.id.Name, Remote: r.ev.RemoteAddr, Via: s.Cluster.EdgeID, Hops: r.hops + 1}.Encode()
+	if err != nil {
+		ps.Close()
+		return nil, &refusal{result: "invalid", reason: err.Error()}
+	}
+	_ = ps.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	if err := wire.WriteMessage(ps, wire.MsgPeerOpen, hdr); err != nil {
+		ps.Close()
+		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot send the request to edge %s: %v", rec.Edge, err)}
+	}
+	ans, ref := s.request(ps, r, "edge "+rec.Edge+", which holds device "+r.device+",")
+	if ref != nil {
+		ps.Close()
+		return nil, ref
+	}
+	return &opened{st: ps, answer: ans, peer: rec.Edge, release: func() {}}, nil
+}
+
+// auditBeforeOpen writes, for the stream types that must not run
+// unrecorded, the record of the request before it reaches the device, and
+// refuses the stream when the audit log cannot take it. It also refuses a
+// stream whose session or grant ended meanwhile.
+func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
+	if auditRequired(r.msg.Type) {
+		rec := *r.ev
+		rec.Kind, rec.Time, rec.Result = EventStreamRequest, time.Now(), "authorized"
+		if err := s.auditWait(ctx, rec); err != nil {
+			s.log.Warn("stream refused: its audit record could not be written", "client", r.id.Name, "device", r.device, "type", r.ev.Type, "err", err)
+			return &refusal{result: "audit_unavailable", reason: err.Error() + "; this edge runs no " + r.ev.Type + " stream it cannot record, retry later"}
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		if errors.Is(err, errStreamRevoked) {
+			return &refusal{result: "revoked", reason: err.Error()}
+		}
+		return &refusal{result: "closed", reason: "the session is closing"}
+	}
+	return nil
+}
+
+// request sends r's opening message on st and reads the answer. who names
+// the other end in errors ("device d1", "edge e2, which holds device d1,").
+func (s *Server) request(st *transport.Stream, r *openRequest, who string) ([]byte, *refusal) {
+	_ = st.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	if err := wire.WriteMessage(st, r.msg.Type, r.msg.Payload); err != nil {
+		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot send the request to %s: %v", who, err)}
+	}
+	ans, err := wire.ReadMessage(st)
+	switch {
+	case err != nil && isTimeout(err):
+		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("%s did not answer the %s request within %v", who, r.ev.Type, s.tcfg.OpenTimeout)}
+	case err != nil && errors.Is(err, transport.ErrConnLost):
+		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("lost the connection to %s before it answered", who)}
+	case err != nil:
+		// Relay "closed without an answer" as it is: the client turns it
+		// into a clear error of its own.
+		return nil, &refusal{result: "no_answer", reason: "the device closed the stream without answering", silent: true}
+	case ans.Type == wire.MsgError:
+		return nil, &refusal{result: "device_refused", reason: string(ans.Payload), relay: ans.Payload}
+	case ans.Type == wire.MsgGoAway:
+		return nil, &refusal{result: "offline", reason: string(ans.Payload), moved: true}
+	case ans.Type != wire.MsgOK:
+		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("%s answered with an unexpected %v message", who, ans.Type)}
+	}
+	_ = st.SetDeadline(time.Time{})
+	return ans.Payload, nil
+}
+
+// answerRefusal audits a refused stream and tells its opener: the device's
+// own Error verbatim, GoAway to a peer edge when the device is not here,
+// nothing when the device gave no answer, our Error otherwise.
+func (s *Server) answerRefusal(st *transport.Stream, ev Event, ref *refusal, toPeer bool) {
+	ev.Time, ev.Result, ev.Reason = time.Now(), ref.result, ref.reason
+	ev.Kind = EventStreamDeny
+	if ref.relay != nil || ref.silent {
+		ev.Kind = EventStreamOpen // the device itself answered (or not)
+	}
+	s.audit.Audit(ev)
+	metric := ref.result
+	if ref.relay != nil || ref.silent {
+		metric = "device_error"
+	}
+	s.Metrics.stream(ev.Type, metric)
+	if ref.silent {
+		return
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	switch {
+	case ref.relay != nil:
+		_ = wire.WriteMessage(st, wire.MsgError, ref.relay)
+	case ref.moved && toPeer:
+		_ = wire.WriteMessage(st, wire.MsgGoAway, []byte(ref.reason))
+	default:
+		_ = wire.WriteError(st, ref.reason)
+	}
+}
+
+// relay answers the opener OK with the device's answer, splices the two
+// streams until both directions end, and audits the close.
+func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev Event, start time.Time) {
+	defer o.st.Close()
+	defer o.release()
+	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
+	s.audit.Audit(ev)
+	s.Metrics.stream(ev.Type, "ok")
+	_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	if err := wire.WriteMessage(st, wire.MsgOK, o.answer); err != nil {
+		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
+		s.audit.Audit(ev)
+		o.st.Abort()
+		return
+	}
+	_ = st.SetWriteDeadline(time.Time{})
+	s.Metrics.activeDelta(ev.Type, 1)
+	up, down, err := transport.Splice(ctx, st, o.st, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
+	s.Metrics.activeDelta(ev.Type, -1)
+	s.Metrics.addBytes(up, down)
+
+	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrStalled):
+		ev.Result = "reset_stalled"
+		ev.Reason = fmt.Sprintf("no progress for %v while data was waiting", s.lim.StallTimeout)
+		s.Metrics.stalledReset()
+		s.log.Info("stalled stream reset", "client", ev.Client, "device", ev.Device, "type", ev.Type, "target", ev.Target)
+	case errors.Is(err, errStreamRevoked):
+		ev.Result, ev.Reason = "revoked", err.Error()
+		s.log.Warn("stream closed after a reload: the policy no longer allows it", "client", ev.Client, "device", ev.Device, "type", ev.Type, "target", ev.Target)
+	case errors.Is(err, context.Canceled):
+		ev.Result, ev.Reason = "error", "the session or the edge closed"
+	default:
+		ev.Result, ev.Reason = "error", err.Error()
+	}
+	ev.BytesUp, ev.BytesDown = up, down
+	ev.DurationMS = time.Since(start).Milliseconds()
+	s.audit.Audit(ev)
+}
