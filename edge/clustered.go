@@ -95,8 +95,8 @@ func (s *Server) announce(d *Device) {
 // withdraw removes d's record, unless a newer session's replaced it.
 func (s *Server) withdraw(d *Device) {
 	c := s.Cluster
-	if c == nil {
-		return
+	if c == nil || c.Presence.Health() != nil {
+		return // the record is reconciled, or cleared with its edge, later
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -154,7 +154,7 @@ func (s *Server) openLocal(ctx context.Context, r *openRequest, dev *Device) (*o
 
 // openRemote opens r's stream through the edge that holds the device.
 func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRecord) (*opened, *refusal) {
-	sess := s.peers.session(rec.Edge)
+	sess := s.peers.await(ctx, rec.Edge)
 	if sess == nil {
 		return nil, &refusal{result: "peer_unreachable",
 			reason: fmt.Sprintf("device %s is on edge %s, which this edge cannot reach now; retry in a moment", r.device, rec.Edge)}

@@ -35,8 +35,13 @@ type peerBackoff struct {
 	next time.Time
 }
 
-// peerTick is how often the set compares its sessions with the live edges.
-const peerTick = 250 * time.Millisecond
+// peerTick is how often the set compares its sessions with the live edges;
+// peerWait how long an open waits for the session with an edge that has
+// none yet.
+const (
+	peerTick = 250 * time.Millisecond
+	peerWait = 3 * time.Second
+)
 
 func newPeerSet(s *Server) *peerSet {
 	cfg := s.Cluster.PeerTransport
@@ -60,6 +65,28 @@ func (p *peerSet) session(id string) *transport.Session {
 		return nil
 	default:
 		return sess
+	}
+}
+
+// await returns the live session with edge id, waiting within ctx and
+// peerWait for one: a peer that just joined may not be dialed yet.
+func (p *peerSet) await(ctx context.Context, id string) *transport.Session {
+	if sess := p.session(id); sess != nil {
+		return sess
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerWait)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if sess := p.session(id); sess != nil {
+				return sess
+			}
+		}
 	}
 }
 

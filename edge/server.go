@@ -68,7 +68,7 @@ type Server struct {
 	auth        atomic.Pointer[authState]
 	active      atomic.Int64 // client streams being opened or spliced
 	ctx         context.Context
-	cancel      context.CancelFunc // ends ctx: the edge is closing
+	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
 
 	mu sync.Mutex
@@ -109,7 +109,7 @@ func (s *Server) init() {
 			p = denyAll{}
 		}
 		s.auth.Store(&authState{policy: p, revoked: s.Revoked, gen: 1})
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
 		s.clients = make(map[*clientSession]struct{})
 		if s.Cluster != nil {
@@ -584,11 +584,20 @@ func (s *Server) goAway(d *Device) error {
 	return wire.WriteMessage(st, wire.MsgGoAway, nil)
 }
 
+// closingErr is why streams end when the edge closes; their resets carry
+// it to the clients.
+func (s *Server) closingErr() error {
+	if s.Cluster != nil {
+		return fmt.Errorf("edge %s is shutting down", s.Cluster.EdgeID)
+	}
+	return errors.New("the edge is shutting down")
+}
+
 // Close closes every session at once and waits for their goroutines. It is
 // idempotent.
 func (s *Server) Close() error {
 	s.init()
-	s.cancel()
+	s.cancel(s.closingErr())
 	s.mu.Lock()
 	s.closed = true
 	sessions := make([]*transport.Session, 0, len(s.sessions))

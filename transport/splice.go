@@ -224,8 +224,8 @@ func resetReason(cause error) string {
 	switch {
 	case errors.As(cause, &re):
 		return re.Reason
-	case cause == nil || errors.Is(cause, context.Canceled):
-		return ""
+	case cause == nil || cause == context.Canceled:
+		return "" // a plain cancel says nothing; a cause (context.Cause) does
 	case errors.As(cause, &cl) && cl.Peer != "":
 		return "lost the connection to " + cl.Peer
 	case errors.Is(cause, ErrConnLost):
@@ -252,8 +252,15 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 		}
 	}
 	if err != nil {
-		if dst.stalled.Load() {
+		switch {
+		case dst.stalled.Load():
 			err = ErrStalled
+		case IsClosed(err):
+			// A write into a stream whose connection just died fails as
+			// "closed" before the loss is noticed: say what happened.
+			if lost := sp.lostEnd(); lost != nil {
+				err = lost
+			}
 		}
 		sp.abort(err)
 		return n, err
@@ -261,6 +268,23 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 	// This direction is done; the other one must now make progress.
 	dst.other.ended()
 	return n, nil
+}
+
+// lostEnd returns the loss error of an end whose session's connection is
+// gone while the end was still open, or nil.
+func (sp *splice) lostEnd() error {
+	for _, end := range []io.ReadWriteCloser{sp.a, sp.b} {
+		sb, ok := end.(sessionBound)
+		if !ok || sb.finished() {
+			continue
+		}
+		select {
+		case <-sb.connContext().Done():
+			return sb.lostErr()
+		default:
+		}
+	}
+	return nil
 }
 
 // copyInto moves src's bytes to dst: a *Stream hands over smux's received

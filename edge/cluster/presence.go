@@ -86,11 +86,12 @@ type Presence struct {
 
 	mu sync.RWMutex
 	// mu guards the following.
-	restart    chan struct{}        // closed to make both watchers start again
-	reconnects uint64               // the connection's reconnect count at the last check
-	ownSeen    time.Time            // when the edges watcher last delivered this edge's own key
-	view       map[string]record    // by device ID
-	edgeView   map[string]edgeState // by edge ID
+	restart    chan struct{}          // closed to make both watchers start again
+	orphans    []jetstream.KeyWatcher // watchers that stopped while NATS was away
+	reconnects uint64                 // the connection's reconnect count at the last check
+	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key
+	view       map[string]record      // by device ID
+	edgeView   map[string]edgeState   // by edge ID
 	listeners  []func(edge.PresenceRecord)
 	watching   [2]bool   // devices, edges watchers have their initial values
 	lastBeat   time.Time // last successful heartbeat put
@@ -178,9 +179,12 @@ func (p *Presence) Close() error {
 	}
 	p.cancel()
 	p.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	_ = p.edges.Delete(ctx, KeyFor(p.EdgeID))
+	p.stopOrphans() // those left while NATS was away go with the connection
+	if p.Conn == nil || p.Conn.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		_ = p.edges.Delete(ctx, KeyFor(p.EdgeID))
+	}
 	p.cancel = nil
 	return nil
 }
@@ -212,6 +216,7 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 			continue
 		}
 		p.checkWatchers()
+		p.stopOrphans()
 		if time.Since(lastCleanup) >= min(cleanupEvery, p.CleanupAfter/4) && p.isLowestLiveEdge() {
 			lastCleanup = time.Now()
 			p.cleanup(ctx)
@@ -303,13 +308,40 @@ func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyVal
 	}
 }
 
+// stopWatcher stops w: at once while NATS is reachable; otherwise later,
+// since stopping asks the server and would wait for its timeout.
+func (p *Presence) stopWatcher(w jetstream.KeyWatcher) {
+	if p.Conn == nil || p.Conn.IsConnected() {
+		_ = w.Stop()
+		return
+	}
+	p.mu.Lock()
+	p.orphans = append(p.orphans, w)
+	p.mu.Unlock()
+}
+
+// stopOrphans stops the watchers left while NATS was away, once it is
+// back.
+func (p *Presence) stopOrphans() {
+	if p.Conn != nil && !p.Conn.IsConnected() {
+		return
+	}
+	p.mu.Lock()
+	orphans := p.orphans
+	p.orphans = nil
+	p.mu.Unlock()
+	for _, w := range orphans {
+		_ = w.Stop()
+	}
+}
+
 // watch runs one watcher until it stops or ctx ends.
 func (p *Presence) watch(ctx context.Context, which int, kv jetstream.KeyValue) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer p.stopWatcher(w)
 	fresh := map[string]bool{} // keys replayed before the initial-values marker
 	initial := true
 	for {

@@ -1,0 +1,363 @@
+package edge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/edge/cluster"
+	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// clusterRig is several real edges in this process, sharing a NATS server
+// with JetStream, each with its public listener and its peer listener on
+// loopback, as tether-edge runs them.
+type clusterRig struct {
+	t      testing.TB
+	pki    *certstest.PKI
+	peerCA *certs.KeyPair
+	ns     *server.Server
+	edges  map[string]*rigEdge
+}
+
+type rigEdge struct {
+	id       string
+	srv      *edge.Server
+	presence *cluster.Presence
+	nc       *nats.Conn
+	audit    *edge.MemoryAuditor
+	url      string // public base URL
+	stop     func()
+}
+
+func newClusterRig(t testing.TB, ids ...string) *clusterRig {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	peerCA, err := certs.NewCA("test peer CA", certs.Options{})
+	require.NoError(t, err)
+	rig := &clusterRig{t: t, pki: certstest.New(t), peerCA: peerCA, ns: ns, edges: map[string]*rigEdge{}}
+	t.Cleanup(func() {
+		for _, e := range rig.edges {
+			e.stop()
+		}
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	for _, id := range ids {
+		rig.start(id)
+	}
+	return rig
+}
+
+// start runs edge id.
+func (rig *clusterRig) start(id string) *rigEdge {
+	t := rig.t
+	t.Helper()
+	peerKP, err := rig.peerCA.IssuePeer(id, []string{"127.0.0.1"}, certs.Options{})
+	require.NoError(t, err)
+	peerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	nc, err := nats.Connect(rig.ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	p := &cluster.Presence{JetStream: js, Conn: nc, EdgeID: id, Advertise: "https://" + peerLn.Addr().String(),
+		Heartbeat: 200 * time.Millisecond, EdgeTTL: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, p.Start(ctx))
+	audit := &edge.MemoryAuditor{}
+	srv := &edge.Server{
+		DeviceCA: rig.pki.Pool(),
+		Policy:   testPolicy(t),
+		Auditor:  audit,
+		Limits:   edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6},
+		Logger:   testLogger(t).With("edge", id),
+		Cluster: &edge.Cluster{EdgeID: id, Presence: p, PeerCA: certs.PoolOf(rig.peerCA.Cert),
+			PeerCert: peerKP.TLSCertificate()},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := srv.HTTPServer(rig.pki.EdgeTLS())
+	ps := &http.Server{Handler: srv.PeerHandler(), ErrorLog: hs.ErrorLog}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()
+	go func() { defer wg.Done(); _ = ps.Serve(tls.NewListener(peerLn, srv.PeerTLSConfig())) }()
+	e := &rigEdge{id: id, srv: srv, presence: p, nc: nc, audit: audit, url: "https://" + ln.Addr().String()}
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			hs.Close()
+			ps.Close()
+			wg.Wait()
+			srv.Close()
+			p.Close()
+			nc.Close()
+		})
+	}
+	rig.edges[id] = e
+	return e
+}
+
+// device connects a device client for id to edge at, serving TCP tunnels
+// and handlers.
+func (rig *clusterRig) device(at, id string, handlers map[wire.MsgType]device.Handler) *device.Client {
+	t := rig.t
+	t.Helper()
+	dc := &device.Client{URL: rig.edges[at].url + "/device", TLSConfig: rig.pki.DeviceTLS(rig.pki.Device(id)),
+		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: testLogger(t).With("device", id)}
+	dc.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve)
+	for typ, h := range handlers {
+		dc.Handle(typ, h)
+	}
+	require.NoError(t, dc.Start(context.Background()))
+	t.Cleanup(func() { dc.Close() })
+	return dc
+}
+
+// waitEverywhere waits until every running edge sees device id on edge at.
+func (rig *clusterRig) waitEverywhere(id, at string) {
+	rig.t.Helper()
+	require.Eventually(rig.t, func() bool {
+		for _, e := range rig.edges {
+			rec, ok := e.presence.Lookup(id)
+			if !ok || rec.Edge != at {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 5*time.Millisecond, "device %s was not seen on %s by every edge", id, at)
+}
+
+// client dials device id through edge at as ops.
+func (rig *clusterRig) client(at, id string) *client.Client {
+	rig.t.Helper()
+	d := &client.Dialer{Edge: rig.edges[at].url, Token: opsToken, TLSConfig: rig.pki.ClientTLS()}
+	c, err := d.Dial(ctxT(rig.t), id)
+	require.NoError(rig.t, err)
+	rig.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestClusterCrossEdgeStreams: a client on one edge reaches a device held
+// by another, with half-close and a large answer, and both edges audit the
+// stream, each naming the other.
+func TestClusterCrossEdgeStreams(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e1", "d-1", map[wire.MsgType]device.Handler{
+		wire.MsgReload: func(ctx context.Context, st *transport.Stream, _ []byte) error { return wire.WriteOK(st, nil) },
+	})
+	rig.waitEverywhere("d-1", "e1")
+
+	cl := rig.client("e2", "d-1")
+	target := testutil.TCPServer(t, func(c *net.TCPConn) {
+		req, _ := io.ReadAll(c)
+		_, _ = c.Write([]byte(strings.Repeat(string(req), 100_000)))
+	})
+	conn, err := tcp.Dial(ctxT(t), cl, target)
+	require.NoError(t, err)
+	_, err = conn.Write([]byte("0123456789"))
+	require.NoError(t, err)
+	require.NoError(t, conn.(*transport.Stream).CloseWrite())
+	got, err := io.ReadAll(conn)
+	require.NoError(t, err)
+	require.Equal(t, 1_000_000, len(got), "the whole answer crosses the hop after the request's half-close")
+	conn.Close()
+	require.NoError(t, cl.Reload(ctxT(t)))
+
+	var e1Open, e2Open bool
+	require.Eventually(t, func() bool {
+		for _, ev := range rig.edges["e2"].audit.Events() {
+			e2Open = e2Open || ev.Kind == edge.EventStreamOpen && ev.Type == "tcp" && ev.Peer == "e1" && ev.Result == "ok" && ev.Client == "ops"
+		}
+		for _, ev := range rig.edges["e1"].audit.Events() {
+			e1Open = e1Open || ev.Kind == edge.EventStreamOpen && ev.Type == "tcp" && ev.Peer == "e2" && ev.Result == "ok" && ev.Client == "ops"
+		}
+		return e1Open && e2Open
+	}, 10*time.Second, 10*time.Millisecond, "audit on e2 %v, on e1 %v", e2Open, e1Open)
+}
+
+// TestClusterDeviceRefusalCrossesTheHop: the client's edge refuses what its
+// policy refuses; what the device refuses reaches the client through the
+// hop with the device's reason.
+func TestClusterDeviceRefusalCrossesTheHop(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e2", "d-1")
+	_, err := tcp.Dial(ctxT(t), cl, "10.1.2.3:80") // outside the ops rule: refused at e2
+	var re *wire.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "10.1.2.3:80")
+	_, err = tcp.Dial(ctxT(t), cl, testutil.ClosedAddr(t)) // allowed, but the device cannot connect
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "refused")
+}
+
+// TestClusterNewestConnectionWins: a device that connects to another edge
+// takes over, and its old session closes; a second device with the same
+// certificate does not push it off in a loop: it is refused within the
+// takeover hold.
+func TestClusterNewestConnectionWins(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	first := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	second := rig.device("e2", "d-1", nil)
+	rig.waitEverywhere("d-1", "e2")
+	require.Eventually(t, func() bool {
+		for _, ev := range rig.edges["e1"].audit.Events() {
+			if ev.Kind == edge.EventDeviceDisconnect && strings.Contains(ev.Reason, "newer connection on edge e2") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "e1 kept the replaced session")
+
+	// The first device keeps redialing; every attempt within the hold is
+	// refused, and e2's session stays.
+	time.Sleep(time.Second)
+	rec, ok := rig.edges["e1"].presence.Lookup("d-1")
+	require.True(t, ok)
+	require.Equal(t, "e2", rec.Edge, "no flapping: the second connection holds")
+	refusals := 0
+	for _, ev := range append(rig.edges["e1"].audit.Events(), rig.edges["e2"].audit.Events()...) {
+		if ev.Kind == edge.EventDeviceRejected && ev.Result == "takeover_hold" {
+			refusals++
+		}
+	}
+	require.Positive(t, refusals, "the clone's redials were not refused")
+	require.True(t, second.Connected())
+	require.False(t, first.Connected())
+}
+
+// TestClusterStateUnavailable: without NATS, local devices keep working
+// and a cross-edge open fails at once with a reason.
+func TestClusterStateUnavailable(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e1", "d-1", nil)
+	rig.device("e2", "d-2", nil)
+	rig.waitEverywhere("d-1", "e1")
+	rig.waitEverywhere("d-2", "e2")
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+
+	rig.ns.Shutdown()
+	rig.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return rig.edges["e2"].presence.Health() != nil }, 10*time.Second, 5*time.Millisecond)
+
+	local := rig.client("e2", "d-2")
+	conn, err := tcp.Dial(ctxT(t), local, target)
+	require.NoError(t, err, "a local device keeps working")
+	conn.Close()
+
+	d := &client.Dialer{Edge: rig.edges["e2"].url, Token: opsToken, TLSConfig: rig.pki.ClientTLS()}
+	_, err = d.Dial(ctxT(t), "d-1")
+	var se *transport.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusServiceUnavailable, se.StatusCode)
+	require.Contains(t, se.Reason, "cluster state unavailable")
+	require.Contains(t, se.Reason, "device d-1 is not on this edge")
+}
+
+// TestClusterLostEdgeResetsItsStreams: when the device's edge goes away
+// mid-stream, the client's stream ends in a reset that names that edge,
+// never in a clean end.
+func TestClusterLostEdgeResetsItsStreams(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e2", "d-1")
+	target := testutil.TCPServer(t, func(c *net.TCPConn) {
+		chunk := make([]byte, 32<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	conn, err := tcp.Dial(ctxT(t), cl, target)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.ReadFull(conn, make([]byte, 100_000))
+	require.NoError(t, err)
+
+	rig.edges["e1"].stop()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.Copy(io.Discard, conn)
+	var re *transport.ResetError
+	require.ErrorAs(t, err, &re, "got %v; want a reset", err)
+	require.Contains(t, re.Reason, "edge e1")
+}
+
+// TestClusterDeviceMoves: a device that moves to another edge is reached
+// there by new streams from a third.
+func TestClusterDeviceMoves(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2", "e3")
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e3", "d-1")
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+	roundTrip := func() error {
+		conn, err := tcp.Dial(ctxT(t), cl, target)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("ping")); err != nil {
+			return err
+		}
+		if err := conn.(*transport.Stream).CloseWrite(); err != nil {
+			return err
+		}
+		got, err := io.ReadAll(conn)
+		if err != nil {
+			return err
+		}
+		if string(got) != "echo:PING" {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	}
+	require.NoError(t, roundTrip())
+	require.NoError(t, dc.Close())
+	rig.device("e2", "d-1", nil)
+	rig.waitEverywhere("d-1", "e2")
+	require.NoError(t, roundTrip())
+}
+
+// testLogger sends logs to t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tLog struct{ t testing.TB }
+
+func (w tLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
