@@ -34,6 +34,7 @@ type fileConfig struct {
 	LogLevel      string          `yaml:"log_level"`
 	KeepAlive     keepAliveConfig `yaml:"keepalive"`
 	Limits        limitsConfig    `yaml:"limits"`
+	Cluster       *clusterConfig  `yaml:"cluster"`
 }
 
 // keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
@@ -104,6 +105,11 @@ type config struct {
 	// transport tunes the sessions: the keep-alive, handshake_timeout and
 	// open_timeout from edge.yaml.
 	transport *transport.Config
+	// cluster is the cluster: section; nil for a single edge.
+	cluster *clusterSettings
+	// warnings are what the edge logs at start: settings that work but
+	// that an operator should know about.
+	warnings []string
 }
 
 // configError names the file, the line and the key of a bad value.
@@ -299,6 +305,15 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if c.drain == 0 {
 		c.drain = defaultDrainTimeout
 	}
+	if fc.Cluster == nil && hasKey(&root, "cluster") {
+		return nil, bad("empty: fill in edge_id, peer_listen, peer_ca, peer_cert and nats (see docs/cluster.md), or remove the section for a single edge", "cluster")
+	}
+	if fc.Cluster != nil {
+		c.cluster, c.warnings, err = parseCluster(fc.Cluster, fc.Listen, fc.DeviceCA, loadFiles, bad, rel)
+		if err != nil {
+			return nil, err
+		}
+	}
 	if !loadFiles {
 		return c, nil
 	}
@@ -398,6 +413,23 @@ func cleanYAMLError(err error) string {
 	s = unknownField.ReplaceAllString(s, "unknown key \"$1\"")
 	s = typeName.ReplaceAllString(s, "a mapping")
 	return s
+}
+
+// hasKey reports whether the document's top-level mapping has key.
+func hasKey(root *yaml.Node, key string) bool {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // lineOf returns the line of the value at keys (mapping keys or sequence

@@ -16,12 +16,14 @@ const defaultDevListen = "127.0.0.1:8443"
 
 // runDev creates a dev set-up in dir once (PKI, edge.yaml, client.token,
 // a device certificate and agent.yaml), prints how to use it, and serves.
+// With --cluster N it writes a trial of N edges instead (runDevCluster).
 func runDev(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tether-edge dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "directory for the dev PKI and configs (created if missing)")
 	listen := fs.String("listen", defaultDevListen, "listen address")
 	device := fs.String("device", "demo", "device ID of the generated device certificate")
+	clusterN := fs.Int("cluster", 0, "write a trial of `N` edges behind HAProxy on this machine (1 to 5; 3 is the usual) and print how to start it, instead of serving one edge")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,6 +38,15 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
 		return err
+	}
+	if *clusterN != 0 {
+		if listenSet {
+			return errTrialListen
+		}
+		return runDevCluster(abs, *clusterN, *device, stdout)
+	}
+	if _, err := os.Stat(filepath.Join(abs, trialEdgeConfig(1))); err == nil {
+		return fmt.Errorf("%s holds a cluster trial (%s); start its edges with --config, or pick another --dir for a single dev edge", abs, trialEdgeConfig(1))
 	}
 	cfgPath := filepath.Join(abs, "edge.yaml")
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -38,15 +41,18 @@ Usage:
   tether-edge --config edge.yaml [--listen ADDR]
   tether-edge token
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
+  tether-edge dev --cluster 3 --dir DIR [--device ID]
   tether-edge version
 
 Signals:
   SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
+                   (listen, tls, keepalive, limits and cluster need a restart)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
 Examples:
   tether-edge token >> tokens.txt
   tether-edge dev --dir ./tether-dev
+  tether-edge dev --cluster 3 --dir ./tether-cluster   # three edges behind HAProxy, on this machine
   tether-edge --config /etc/tether/edge.yaml
 `
 
@@ -125,6 +131,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		return err
 	}
 	log := newLogger(stderr, cfg.file.LogLevel)
+	for _, w := range cfg.warnings {
+		log.Warn(w, "config", cfgPath)
+	}
 	listen := cfg.file.Listen
 	if listenOverride != "" {
 		listen = listenOverride
@@ -170,19 +179,45 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
+	// The cluster (NATS and the presence) starts before the listeners, so
+	// that the first device is announced; it is closed after the drain,
+	// since the drain withdraws the devices' records.
+	var cl *clusterRuntime
+	if cfg.cluster != nil {
+		cl, err = startCluster(cfg.cluster, log)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		srv.Cluster = cl.edgeCluster()
+	}
+
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another edge running? pick another address with --listen)", listen, err)
 	}
 	hs := srv.HTTPServer(certs.EdgeTLSConfig(cfg.cert))
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()
+
+	var ps *http.Server // the peer listener's server; nil for a single edge
+	if cl != nil {
+		pln, err := net.Listen("tcp", cfg.cluster.PeerListen)
+		if err != nil {
+			hs.Close()
+			srv.Close()
+			return fmt.Errorf("listen for peers on %s: %w (check cluster.peer_listen in %s)", cfg.cluster.PeerListen, err, cfgPath)
+		}
+		ps = peerHTTPServer(srv, cfg, log)
+		go func() { errc <- ps.Serve(tls.NewListener(pln, srv.PeerTLSConfig())) }()
+		log.Info("peer listener up", "addr", pln.Addr().String(), "edge_id", cfg.cluster.EdgeID, "advertise", cfg.cluster.Advertise)
+	}
 
 	var ms *http.Server
 	if cfg.file.MetricsListen != "" {
 		mln, err := net.Listen("tcp", cfg.file.MetricsListen)
 		if err != nil {
-			hs.Close()
+			closeServers(hs, ps)
 			srv.Close()
 			return fmt.Errorf("listen for metrics on %s: %w", cfg.file.MetricsListen, err)
 		}
@@ -200,10 +235,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	for {
 		select {
 		case err := <-errc:
-			if ms != nil {
-				ms.Close()
-			}
-			hs.Close()
+			closeServers(ms, hs, ps)
 			srv.Close()
 			return fmt.Errorf("serve: %w", err)
 		case sig := <-sigs:
@@ -215,34 +247,67 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 						log.Error("cannot reopen the audit log; still writing the old file", "err", err)
 					}
 				}
-				reload(srv, cfgPath, log)
+				reload(srv, cfg, cfgPath, log)
 				continue
 			}
 			log.Info("shutting down: draining", "signal", sig.String(), "drain_timeout", cfg.drain.String())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+			// Stop accepting, devices and peers alike; then drain: the
+			// devices move to other edges and withdraw their records.
 			_ = hs.Shutdown(ctx)
+			if ps != nil {
+				_ = ps.Shutdown(ctx)
+			}
 			err := srv.Shutdown(ctx)
 			cancel()
-			if ms != nil {
-				ms.Close()
-			}
 			if err != nil {
 				log.Warn("drain timed out; remaining streams were cut", "err", err)
 			}
+			if cl != nil {
+				cl.Close() // the presence deletes this edge's key, then NATS stops
+			}
+			closeServers(ms)
 			log.Info("edge stopped")
 			return nil
 		}
 	}
 }
 
+// closeServers closes the servers that are not nil.
+func closeServers(servers ...*http.Server) {
+	for _, s := range servers {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// peerHTTPServer serves the peer listener: the upgrades of other edges'
+// peer sessions, with the public listener's bounds on the handshake and
+// the request head.
+func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Server {
+	handshake := cfg.transport.WithDefaults().HandshakeTimeout
+	return &http.Server{
+		Handler:           srv.PeerHandler(),
+		ReadHeaderTimeout: handshake,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    cmp.Or(cfg.limits.MaxHeaderBytes, 16<<10),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
 // reload re-reads the config's clients and revocation list. A broken file
-// keeps the running policy.
-func reload(srv *edge.Server, cfgPath string, log *slog.Logger) {
+// keeps the running policy. The rest takes effect at the next start; a
+// changed cluster section says so.
+func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		log.Error("reload failed; keeping the running policy", "err", err)
 		return
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
-	log.Info("reloaded clients and revocation list (listen, tls, keepalive and limits need a restart)", "config", cfgPath)
+	log.Info("reloaded clients and revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
+	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
+		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
+	}
 }

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// natsClusterName is the name the embedded NATS servers of a cluster share.
+const natsClusterName = "tether"
+
+// natsStartTimeout bounds the start of the embedded NATS server.
+const natsStartTimeout = 30 * time.Second
+
+// embeddedNATS is the NATS settings of an edge that runs NATS itself: its
+// server joins the other edges' servers over routes, with mTLS on the peer
+// certificates, and the edge talks to it in-process (no client port).
+type embeddedNATS struct {
+	Listen string   `yaml:"listen"` // host:port of the route listener
+	Routes []string `yaml:"routes"` // the other edges' route addresses, host:port
+	Store  string   `yaml:"store"`  // JetStream's directory, relative to the config file
+}
+
+// clusterSettings is the cluster: section, validated, with files loaded.
+type clusterSettings struct {
+	EdgeID       string
+	PeerListen   string
+	Advertise    string // https://host:port
+	Replicas     int    // 1, 3 or 5
+	TakeoverHold time.Duration
+	PeerCA       *x509.CertPool
+	PeerCert     tls.Certificate
+	Embedded     *embeddedNATS // nil for an external cluster
+	URL          string        // the external cluster's URLs, comma-separated
+	Creds        string        // its credentials file; empty for none
+	NATSTLS      *tls.Config   // for an external cluster over TLS; nil for plain
+	RouteTLS     *tls.Config   // mTLS between embedded servers
+}
+
+// startNATS starts this edge's NATS (embedded) or connects to the external
+// cluster, and returns the connection; stop closes both. An external
+// cluster that cannot be reached is no error: the connection keeps trying
+// in the background (its state is the presence's health). current, for an
+// embedded server, reports whether JetStream's metadata is current (the
+// servers know their leader and this one caught up); nil for an external
+// cluster.
+func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current func() bool, stop func(), err error) {
+	opts := []nats.Option{
+		nats.Name("tether-edge " + c.EdgeID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("lost the connection to NATS; local devices keep working, cross-edge opens fail until it is back", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
+	}
+	if c.Embedded == nil {
+		if c.Creds != "" {
+			opts = append(opts, nats.UserCredentials(c.Creds))
+		}
+		if c.NATSTLS != nil {
+			opts = append(opts, nats.Secure(c.NATSTLS))
+		}
+		opts = append(opts, nats.RetryOnFailedConnect(true),
+			nats.ConnectHandler(func(*nats.Conn) { log.Info("connected to NATS", "url", c.URL) }))
+		nc, err = nats.Connect(c.URL, opts...)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("connect to NATS at %s: %w (check cluster.nats)", c.URL, err)
+		}
+		if !nc.IsConnected() {
+			log.Warn("NATS is not reachable yet; serving local devices and retrying", "url", c.URL)
+		}
+		return nc, nil, nc.Close, nil
+	}
+
+	e := c.Embedded
+	host, portStr, err := net.SplitHostPort(e.Listen)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.listen %q: %w", e.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.listen %q: bad port", e.Listen)
+	}
+	var routes []*url.URL
+	for _, r := range e.Routes {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: r})
+	}
+	if err := os.MkdirAll(e.Store, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.store: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName: c.EdgeID,
+		DontListen: true, // the edge connects in-process
+		JetStream:  true,
+		StoreDir:   e.Store,
+		NoSigs:     true,
+		NoLog:      true, // logs go through natsLogger instead
+	}
+	if len(routes) > 0 {
+		// The server starts its routes only once its client listener is
+		// up (nats-server waits for it), so a clustered server listens for
+		// clients: on a random loopback port, behind a token that only
+		// this process knows, and never advertised to clients.
+		token, err := randomToken()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sopts.DontListen = false
+		sopts.Host, sopts.Port = "127.0.0.1", server.RANDOM_PORT
+		sopts.Authorization = token
+		sopts.Cluster = server.ClusterOpts{
+			Name:           natsClusterName,
+			Host:           host,
+			Port:           port,
+			TLSConfig:      c.RouteTLS,
+			TLSTimeout:     5,
+			NoAdvertise:    true,
+			ConnectRetries: 0, // explicit routes are retried for ever: peers start in any order
+			ConnectBackoff: true,
+		}
+		sopts.Routes = routes
+		opts = append(opts, nats.Token(token))
+	}
+	// Else one edge alone: plain JetStream, no cluster to form, no port.
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	nl := &natsLogger{log: log.With("component", "nats")}
+	srv.SetLoggerV2(nl, false, false, false)
+	srv.Start()
+	shutdown := func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+	deadline := time.Now().Add(natsStartTimeout)
+	for !srv.ReadyForConnections(100 * time.Millisecond) {
+		if msg := nl.fatal(); msg != "" {
+			shutdown()
+			return nil, nil, nil, fmt.Errorf("embedded NATS: %s (check cluster.nats.embedded.listen: is another edge using %s?)", msg, e.Listen)
+		}
+		if time.Now().After(deadline) {
+			shutdown()
+			return nil, nil, nil, fmt.Errorf("embedded NATS did not start within %v", natsStartTimeout)
+		}
+	}
+	opts = append(opts, nats.InProcessServer(srv), nats.IgnoreDiscoveredServers())
+	nc, err = nats.Connect("", opts...)
+	if err != nil {
+		shutdown()
+		return nil, nil, nil, fmt.Errorf("connect to the embedded NATS: %w", err)
+	}
+	log.Info("embedded NATS started", "routes_listen", e.Listen, "routes", e.Routes, "store", e.Store)
+	current = func() bool {
+		// A JetStream request sent before the servers know their leader is
+		// dropped, and its caller waits out its timeout.
+		jsi, err := srv.Jsz(&server.JSzOptions{})
+		return err == nil && (jsi.Meta == nil || jsi.Meta.Leader != "") && srv.JetStreamIsCurrent()
+	}
+	return nc, current, func() {
+		nc.Close()
+		shutdown()
+	}, nil
+}
+
+// randomToken returns 256 random bits in hex.
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("embedded NATS: token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// natsLogger passes the embedded NATS server's warnings and errors to the
+// edge's log; its notices go to debug. It remembers the last fatal error,
+// which a server that could not start leaves behind.
+type natsLogger struct {
+	log *slog.Logger
+
+	mu sync.Mutex
+	// mu guards the following.
+	lastFatal string
+}
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(string, ...any)           {}
+func (l *natsLogger) Tracef(string, ...any)           {}
+
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	l.mu.Lock()
+	l.lastFatal = msg
+	l.mu.Unlock()
+}
+
+func (l *natsLogger) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastFatal
+}
+
+var _ server.Logger = (*natsLogger)(nil)
+
+// errNATSClosed is the reason a presence that will not start any more gives.
+var errNATSClosed = errors.New("the edge is shutting down")
