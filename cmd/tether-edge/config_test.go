@@ -137,6 +137,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("listen: x\nlimits: {open_timeout: 1s}\n")
 	f.Add("clients: [{name: a, token_sha256: x, devices: ['*'], allow: {tcp: ['*:0']}}]\n")
 	f.Add("{")
+	f.Add(strings.Replace(issueConfig, "<64 hex chars>", hex64, 1) + clusterSection)
+	f.Add("cluster: {edge_id: e, peer_listen: '[::]:1', nats: {url: 'nats://a:1,tls://b:2'}, replicas: 3}\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := parseConfig("/etc/tether/edge.yaml", []byte(s), false)
 		if err != nil {
