@@ -163,12 +163,15 @@ func TestServeEmbeddedSingleNodeCluster(t *testing.T) {
 		t.Fatalf("exit %v after SIGTERM; want 0\n%s", err, p.Stderr())
 	}
 	logs := p.Stderr()
-	order := []string{`msg="shutting down: draining"`, `msg="left the cluster state" edge_id=edge-1`, `msg="edge stopped"`}
+	// The drain (GoAway to the device) comes before leaving the cluster
+	// state: the device's record is withdrawn through the presence.
+	order := []string{`msg="shutting down: draining"`, `msg="sending GoAway to every device" devices=1`,
+		`msg="left the cluster state" edge_id=edge-1`, `msg="edge stopped"`}
 	last := -1
 	for _, o := range order {
 		i := strings.Index(logs, o)
 		if i < 0 || i < last {
-			t.Fatalf("shutdown logs: %q at %d, after %d; want drain, then leaving the cluster state, then stop:\n%s", o, i, last, logs)
+			t.Fatalf("shutdown logs: %q at %d, after %d; want the drain, then leaving the cluster state, then the stop:\n%s", o, i, last, logs)
 		}
 		last = i
 	}
