@@ -6,6 +6,9 @@
 //	tether-edge token                                 print a new client token and its token_sha256 line
 //	tether-edge dev --dir DIR [--listen ADDR] [--device ID]
 //	                                                  create a dev set-up once, then serve it
+//	tether-edge dev --cluster N --dir DIR [--device ID]
+//	                                                  write a trial of N edges behind HAProxy once,
+//	                                                  and print the commands that start it
 //	tether-edge version
 //
 // # Configuration
@@ -47,6 +50,24 @@
 //	  rejected_audit_rate: 20          # refused-upgrade audit records per second ...
 //	  rejected_audit_burst: 200        # ... with this burst; the rest are counted
 //	  drain_timeout: 30s               # SIGTERM: wait this long for open streams
+//	cluster:                           # optional: one of several edges behind a load balancer
+//	  edge_id: edge-1                  # the CN of peer_cert
+//	  peer_listen: "0.0.0.0:8444"      # other edges' peer sessions; never the public port
+//	  advertise: https://10.0.0.1:8444 # what other edges dial (default: from peer_listen)
+//	  peer_ca: peer-ca.crt             # a CA of its own, never the device CA
+//	  peer_cert: {cert: peer.crt, key: peer.key}   # ServerAuth and ClientAuth
+//	  nats:                            # exactly one of embedded and url
+//	    embedded: {listen: "0.0.0.0:6222", routes: ["10.0.0.2:6222", "10.0.0.3:6222"], store: nats}
+//	    # url: nats://n1:4222,nats://n2:4222   creds: edge.creds   ca: nats-ca.crt
+//	  replicas: 3                      # 1, 3 or 5; default 3 with 3 or more embedded edges, else 1
+//	  takeover_hold: 30s
+//
+// Without a cluster section the edge is a single edge and runs no NATS.
+// With one, it starts NATS (embedded, its routes on mTLS with the peer
+// certificates, or a connection to an external cluster) and the device
+// presence; a cluster state that cannot be reached is retried in the
+// background while the edge serves its own devices. docs/cluster.md
+// describes clusters.
 //
 // Everything is denied unless a client's entry allows it: the device must
 // match one of its device globs, and the stream type (and, for TCP and UDP,
@@ -69,7 +90,8 @@
 // is closed (and audited); open streams the new policy refuses are closed
 // too. Other sessions go on. A configuration that no longer parses is
 // logged and the running policy kept. SIGHUP also reopens the audit log,
-// for rotation by rename. listen, tls, keepalive and limits need a
-// restart. SIGTERM and SIGINT stop accepting, send GoAway to every device,
-// wait for the open streams up to drain_timeout, and exit 0.
+// for rotation by rename. listen, tls, keepalive, limits and cluster need
+// a restart. SIGTERM and SIGINT stop accepting (devices, clients and
+// peers), send GoAway to every device, wait for the open streams up to
+// drain_timeout, then leave the cluster state and stop NATS, and exit 0.
 package main
