@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +157,23 @@ func TestServeEmbeddedSingleNodeCluster(t *testing.T) {
 	// The public port is not the peer listener.
 	if code, _, err := getBody(hc, "https://"+addr+"/peer"); err != nil || code != http.StatusNotFound {
 		t.Errorf("GET /peer on the public port: got %d, %v; want 404", code, err)
+	}
+
+	// SIGHUP keeps the running cluster settings and says that a change
+	// to them needs a restart.
+	cfg, err := os.ReadFile(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.path, append(cfg, "  takeover_hold: 1m\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload to warn of the changed cluster section", func() bool {
+		return strings.Contains(p.Stderr(), "the cluster section changed; the edge keeps running with the old one until it is restarted")
+	})
+	if err := echoOnce(c, echo, "after the reload"); err != nil {
+		t.Fatalf("TCP stream after the reload: %v", err)
 	}
 
 	c.Close()
