@@ -266,3 +266,31 @@ func TestServeStartsWithoutNATS(t *testing.T) {
 		t.Errorf("the edge did not leave the cluster state on SIGTERM:\n%s", p.Stderr())
 	}
 }
+
+// TestServeEmbeddedRoutePortTaken: an embedded NATS server that cannot
+// listen for routes stops the edge at once, saying which key to check.
+func TestServeEmbeddedRoutePortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	section := fmt.Sprintf(`cluster:
+  edge_id: edge-1
+  peer_listen: %q
+  peer_ca: peer-ca.crt
+  peer_cert: {cert: edge-1.crt, key: edge-1.key}
+  nats:
+    embedded: {listen: %q, routes: [%q, %q], store: nats}
+`, testutil.FreeAddr(t), taken.Addr().String(), testutil.ClosedAddr(t), testutil.ClosedAddr(t))
+	s := newEdgeSetup(t, "audit.jsonl", section)
+	writePeerFiles(t, s.dir)
+	p := startEdge(t, "--config", s.path, "--listen", testutil.FreeAddr(t))
+	if err := p.Wait(t, 60*time.Second); err == nil {
+		t.Fatal("the edge exited 0; want an error")
+	}
+	want := "tether-edge: embedded NATS: Error listening on router port"
+	if !strings.Contains(p.Stderr(), want) || !strings.Contains(p.Stderr(), "check cluster.nats.embedded.listen") {
+		t.Errorf("got:\n%s\nwant %q and the key to check", p.Stderr(), want)
+	}
+}

@@ -189,8 +189,10 @@ func randomToken() (string, error) {
 }
 
 // natsLogger passes the embedded NATS server's warnings and errors to the
-// edge's log; its notices go to debug. It remembers the last fatal error,
-// which a server that could not start leaves behind.
+// edge's log as warnings (a route to an edge that is restarting is an
+// error to NATS, and an everyday event to a cluster), its fatal errors as
+// errors, and its notices at debug level. It remembers the last fatal
+// error, which a server that could not start leaves behind.
 type natsLogger struct {
 	log *slog.Logger
 
@@ -201,7 +203,7 @@ type natsLogger struct {
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Debugf(string, ...any)           {}
 func (l *natsLogger) Tracef(string, ...any)           {}
 

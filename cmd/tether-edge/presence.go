@@ -49,7 +49,9 @@ func startCluster(c *clusterSettings, log *slog.Logger) (*clusterRuntime, error)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// A request that a dead node would have answered times out in 2 s,
+	// not the library's 5 s: presence must move on quickly.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(2*time.Second))
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("jetstream: %w", err)
