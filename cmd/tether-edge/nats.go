@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -50,14 +49,54 @@ type clusterSettings struct {
 	RouteTLS     *tls.Config   // mTLS between embedded servers
 }
 
+// natsConn is this edge's NATS: the connection and, when embedded, the
+// server it runs.
+type natsConn struct {
+	conn   *nats.Conn
+	server *server.Server // nil for an external cluster
+	stop   func()         // closes the connection, then stops the server
+}
+
+// current reports whether JetStream can answer: for an embedded server,
+// that the servers know their leader and this one caught up (a request
+// sent before is dropped, and its caller waits out its timeout); always
+// for an external cluster, whose state the requests themselves find out.
+func (n *natsConn) current() bool {
+	if n.server == nil {
+		return true
+	}
+	jsi, err := n.server.Jsz(&server.JSzOptions{})
+	return err == nil && (jsi.Meta == nil || jsi.Meta.Leader != "") && n.server.JetStreamIsCurrent()
+}
+
+// leads reports whether this edge's embedded server leads JetStream's
+// metadata; false for an external cluster.
+func (n *natsConn) leads() bool { return n.server != nil && n.server.JetStreamIsLeader() }
+
+// serversUp returns how many of the embedded servers, this one included,
+// its JetStream metadata sees online; 0 for an external cluster.
+func (n *natsConn) serversUp() int {
+	if n.server == nil {
+		return 0
+	}
+	jsi, err := n.server.Jsz(&server.JSzOptions{})
+	if err != nil || jsi.Meta == nil {
+		return 1
+	}
+	up := 1
+	for _, r := range jsi.Meta.Replicas {
+		if !r.Offline {
+			up++
+		}
+	}
+	return up
+}
+
 // startNATS starts this edge's NATS (embedded) or connects to the external
-// cluster, and returns the connection; stop closes both. An external
-// cluster that cannot be reached is no error: the connection keeps trying
-// in the background (its state is the presence's health). current, for an
-// embedded server, reports whether JetStream's metadata is current (the
-// servers know their leader and this one caught up); nil for an external
-// cluster.
-func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current func() bool, stop func(), err error) {
+// cluster. An external cluster that cannot be reached is no error: the
+// connection keeps trying in the background (its state is the presence's
+// health).
+func startNATS(c *clusterSettings, log *slog.Logger) (*natsConn, error) {
 	opts := []nats.Option{
 		nats.Name("tether-edge " + c.EdgeID),
 		nats.MaxReconnects(-1),
@@ -78,31 +117,31 @@ func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current fun
 		}
 		opts = append(opts, nats.RetryOnFailedConnect(true),
 			nats.ConnectHandler(func(*nats.Conn) { log.Info("connected to NATS", "url", c.URL) }))
-		nc, err = nats.Connect(c.URL, opts...)
+		nc, err := nats.Connect(c.URL, opts...)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("connect to NATS at %s: %w (check cluster.nats)", c.URL, err)
+			return nil, fmt.Errorf("connect to NATS at %s: %w (check cluster.nats)", c.URL, err)
 		}
 		if !nc.IsConnected() {
 			log.Warn("NATS is not reachable yet; serving local devices and retrying", "url", c.URL)
 		}
-		return nc, nil, nc.Close, nil
+		return &natsConn{conn: nc, stop: nc.Close}, nil
 	}
 
 	e := c.Embedded
 	host, portStr, err := net.SplitHostPort(e.Listen)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.listen %q: %w", e.Listen, err)
+		return nil, fmt.Errorf("cluster.nats.embedded.listen %q: %w", e.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.listen %q: bad port", e.Listen)
+		return nil, fmt.Errorf("cluster.nats.embedded.listen %q: bad port", e.Listen)
 	}
 	var routes []*url.URL
 	for _, r := range e.Routes {
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: r})
 	}
 	if err := os.MkdirAll(e.Store, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("cluster.nats.embedded.store: %w", err)
+		return nil, fmt.Errorf("cluster.nats.embedded.store: %w", err)
 	}
 	sopts := &server.Options{
 		ServerName: c.EdgeID,
@@ -119,7 +158,7 @@ func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current fun
 		// this process knows, and never advertised to clients.
 		token, err := randomToken()
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		sopts.DontListen = false
 		sopts.Host, sopts.Port = "127.0.0.1", server.RANDOM_PORT
@@ -140,7 +179,7 @@ func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current fun
 	// Else one edge alone: plain JetStream, no cluster to form, no port.
 	srv, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("embedded NATS: %w", err)
+		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	nl := &natsLogger{log: log.With("component", "nats")}
 	srv.SetLoggerV2(nl, false, false, false)
@@ -153,30 +192,24 @@ func startNATS(c *clusterSettings, log *slog.Logger) (nc *nats.Conn, current fun
 	for !srv.ReadyForConnections(100 * time.Millisecond) {
 		if msg := nl.fatal(); msg != "" {
 			shutdown()
-			return nil, nil, nil, fmt.Errorf("embedded NATS: %s (check cluster.nats.embedded.listen: is another edge using %s?)", msg, e.Listen)
+			return nil, fmt.Errorf("embedded NATS: %s (check cluster.nats.embedded.listen: is another edge using %s?)", msg, e.Listen)
 		}
 		if time.Now().After(deadline) {
 			shutdown()
-			return nil, nil, nil, fmt.Errorf("embedded NATS did not start within %v", natsStartTimeout)
+			return nil, fmt.Errorf("embedded NATS did not start within %v", natsStartTimeout)
 		}
 	}
 	opts = append(opts, nats.InProcessServer(srv), nats.IgnoreDiscoveredServers())
-	nc, err = nats.Connect("", opts...)
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		shutdown()
-		return nil, nil, nil, fmt.Errorf("connect to the embedded NATS: %w", err)
+		return nil, fmt.Errorf("connect to the embedded NATS: %w", err)
 	}
 	log.Info("embedded NATS started", "routes_listen", e.Listen, "routes", e.Routes, "store", e.Store)
-	current = func() bool {
-		// A JetStream request sent before the servers know their leader is
-		// dropped, and its caller waits out its timeout.
-		jsi, err := srv.Jsz(&server.JSzOptions{})
-		return err == nil && (jsi.Meta == nil || jsi.Meta.Leader != "") && srv.JetStreamIsCurrent()
-	}
-	return nc, current, func() {
+	return &natsConn{conn: nc, server: srv, stop: func() {
 		nc.Close()
 		shutdown()
-	}, nil
+	}}, nil
 }
 
 // randomToken returns 256 random bits in hex.
@@ -222,6 +255,3 @@ func (l *natsLogger) fatal() string {
 }
 
 var _ server.Logger = (*natsLogger)(nil)
-
-// errNATSClosed is the reason a presence that will not start any more gives.
-var errNATSClosed = errors.New("the edge is shutting down")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -9,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tetherhq/tether/edge"
@@ -45,15 +45,15 @@ type clusterRuntime struct {
 // only when NATS itself cannot be set up (an embedded server that cannot
 // listen); an unreachable cluster is retried.
 func startCluster(c *clusterSettings, log *slog.Logger) (*clusterRuntime, error) {
-	nc, current, stop, err := startNATS(c, log)
+	n, err := startNATS(c, log)
 	if err != nil {
 		return nil, err
 	}
 	// A request that a dead node would have answered times out in 2 s,
 	// not the library's 5 s: presence must move on quickly.
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(2*time.Second))
+	js, err := jetstream.New(n.conn, jetstream.WithDefaultTimeout(2*time.Second))
 	if err != nil {
-		stop()
+		n.stop()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,11 +61,11 @@ func startCluster(c *clusterSettings, log *slog.Logger) (*clusterRuntime, error)
 		settings: c,
 		log:      log,
 		presence: &lazyPresence{created: time.Now()},
-		stopNATS: stop,
+		stopNATS: n.stop,
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}
-	go r.startPresence(ctx, js, nc, current)
+	go r.startPresence(ctx, js, n)
 	return r, nil
 }
 
@@ -83,23 +83,29 @@ func (r *clusterRuntime) edgeCluster() *edge.Cluster {
 
 // startPresence starts a cluster.Presence, again and again until one
 // starts or ctx ends. The first failure is logged as a warning, the rest
-// at debug level. With an embedded server, each attempt first waits for
-// current (JetStream's metadata): before the servers have elected a
-// leader, a request would only wait out its timeout.
-func (r *clusterRuntime) startPresence(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, current func() bool) {
+// at debug level. Each attempt first waits for JetStream to answer (see
+// natsConn.current) and, the first time, for the buckets (see
+// awaitBuckets); each wait and the start itself are bounded by
+// presenceStartTimeout.
+func (r *clusterRuntime) startPresence(ctx context.Context, js jetstream.JetStream, n *natsConn) {
 	defer close(r.done)
 	c := r.settings
 	bo := transport.Backoff{Initial: presenceRetryInitial, Max: presenceRetryMax}
 	for attempt := 1; ; attempt++ {
-		p := &cluster.Presence{JetStream: js, Conn: nc, EdgeID: c.EdgeID, Advertise: c.Advertise,
+		p := &cluster.Presence{JetStream: js, Conn: n.conn, EdgeID: c.EdgeID, Advertise: c.Advertise,
 			Replicas: c.Replicas, Logger: r.log}
 		registered := r.presence.prepare(p)
-		sctx, cancel := context.WithTimeout(ctx, presenceStartTimeout)
-		err := waitCurrent(sctx, current)
-		if err == nil {
-			err = p.Start(sctx)
+		wctx, cancel := context.WithTimeout(ctx, presenceStartTimeout)
+		err := waitCurrent(wctx, n.current)
+		if err == nil && attempt == 1 && c.Embedded != nil && len(c.Embedded.Routes) > 0 {
+			awaitBuckets(wctx, js, n, c.Replicas)
 		}
 		cancel()
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, presenceStartTimeout)
+			err = p.Start(sctx)
+			cancel()
+		}
 		if err == nil {
 			if !r.presence.set(p, registered) {
 				_ = p.Close() // the edge is shutting down
@@ -126,11 +132,8 @@ func (r *clusterRuntime) startPresence(ctx context.Context, js jetstream.JetStre
 	}
 }
 
-// waitCurrent waits until current reports true (nil current: at once).
+// waitCurrent waits until current reports true.
 func waitCurrent(ctx context.Context, current func() bool) error {
-	if current == nil {
-		return nil
-	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for !current() {
@@ -141,6 +144,31 @@ func waitCurrent(ctx context.Context, current func() bool) error {
 		}
 	}
 	return nil
+}
+
+// awaitBuckets lets the edge whose embedded server leads JetStream create
+// the buckets first, once replicas servers are up to hold them: when edges
+// that start together create the same replicated bucket at once, NATS
+// answers none of the requests, and every edge waits out its timeout. The
+// others wait until the edges bucket (created last) exists. Either wait
+// ends with ctx; the edge then goes on regardless.
+func awaitBuckets(ctx context.Context, js jetstream.JetStream, n *natsConn, replicas int) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.leads() {
+			if n.serversUp() >= replicas {
+				return
+			}
+		} else if _, err := js.KeyValue(ctx, cluster.EdgesBucket); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Close stops the start loop, closes the presence (which deletes this
@@ -158,6 +186,10 @@ func (r *clusterRuntime) Close() {
 		r.stopNATS()
 	})
 }
+
+// errShuttingDown is why a presence that was closed before it started
+// never will.
+var errShuttingDown = errors.New("the edge is shutting down")
 
 // lazyPresence is the edge's Presence while the real one may not have
 // started yet: until it has, the cluster state is unavailable (lookups find
@@ -216,7 +248,7 @@ func (l *lazyPresence) close() *cluster.Presence {
 	defer l.mu.Unlock()
 	l.closed = true
 	if l.lastErr == nil {
-		l.lastErr = errNATSClosed
+		l.lastErr = errShuttingDown
 	}
 	return l.cur.Load()
 }
