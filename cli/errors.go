@@ -85,7 +85,17 @@ var errSessionLost = errors.New("the connection to the edge was lost")
 
 // errStreamReset is reported when the far side of a stream ended in error
 // (the device lost the edge, or the target reset the connection).
-var errStreamReset = errors.New("the stream was cut on the device's side (the device lost its connection to the edge, or the target reset it)")
+var errStreamReset = errors.New("the stream was cut")
+
+// streamReset reports err, a reset of the stream (transport.ErrStreamReset),
+// with the reason the edge or the device gave.
+func streamReset(err error) error {
+	var re *transport.ResetError
+	if errors.As(err, &re) && re.Reason != "" {
+		return fmt.Errorf("%w: %s", errStreamReset, re.Reason)
+	}
+	return fmt.Errorf("%w on the device's side (the device lost its connection to the edge, or the target reset it)", errStreamReset)
+}
 
 // msgContext names, for error messages, the edge, the device, where the
 // token came from (never the token) and the CA file in use.

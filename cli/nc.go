@@ -90,7 +90,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 		return errSessionLost
 	}
 	if errors.Is(spliceErr, transport.ErrStreamReset) {
-		return errStreamReset
+		return streamReset(spliceErr)
 	}
 	if !stdio.remoteEOF() && !stdio.outputFailed() && lost(cl) {
 		return errSessionLost

@@ -133,13 +133,16 @@ func (o *shellOptions) run(ctx context.Context) error {
 
 	stdio := newStdioConn(o.g.io.In, o.g.io.Out)
 	spliced := make(chan struct{})
-	var panicked any
+	var (
+		panicked  any
+		spliceErr error
+	)
 	go func() {
 		defer close(spliced)
 		// A panic is raised again on this function's goroutine, below, so
 		// that the deferred restore of the terminal runs.
 		defer func() { panicked = recover() }()
-		transport.Splice(ctx, stdio, ptyInput{sess}, nil)
+		_, _, spliceErr = transport.Splice(ctx, stdio, ptyInput{sess}, nil)
 	}()
 	select {
 	case <-stdio.outDone:
@@ -161,6 +164,12 @@ func (o *shellOptions) run(ctx context.Context) error {
 			fmt.Fprint(o.g.io.ErrOut, "\r\n")
 		}
 		return &exitError{code: ExitLost, err: errSessionLost}
+	}
+	if errors.Is(spliceErr, transport.ErrStreamReset) {
+		if interactive {
+			fmt.Fprint(o.g.io.ErrOut, "\r\n")
+		}
+		return &exitError{code: ExitLost, err: streamReset(spliceErr)}
 	}
 	if !stdio.remoteEOF() {
 		if lost(cl) {

@@ -297,7 +297,9 @@ func (s *Server) locate(device string) (code int, result, msg string) {
 		return http.StatusServiceUnavailable, "cluster_unavailable",
 			fmt.Sprintf("cluster state unavailable (%v); device %s is not on this edge", err, device)
 	}
-	if _, ok := s.Cluster.Presence.Lookup(device); ok {
+	if _, ok := s.Cluster.Presence.Lookup(device); ok || s.peers.lostSince(rehomeWindow) {
+		// Shortly after an edge was lost, its devices may be on another
+		// edge before presence shows it: the opens ask the peers.
 		return 0, "", ""
 	}
 	return http.StatusNotFound, "offline", fmt.Sprintf("device %s is not connected to any edge of this cluster", device)

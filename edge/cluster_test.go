@@ -39,6 +39,8 @@ type clusterRig struct {
 	peerCA *certs.KeyPair
 	ns     *server.Server
 	edges  map[string]*rigEdge
+	// wrap, when set for an edge ID, wraps that edge's presence.
+	wrap map[string]func(edge.Presence) edge.Presence
 }
 
 type rigEdge struct {
@@ -92,13 +94,17 @@ func (rig *clusterRig) start(id string) *rigEdge {
 	defer cancel()
 	require.NoError(t, p.Start(ctx))
 	audit := &edge.MemoryAuditor{}
+	var presence edge.Presence = p
+	if w := rig.wrap[id]; w != nil {
+		presence = w(p)
+	}
 	srv := &edge.Server{
 		DeviceCA: rig.pki.Pool(),
 		Policy:   testPolicy(t),
 		Auditor:  audit,
 		Limits:   edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6},
 		Logger:   testLogger(t).With("edge", id),
-		Cluster: &edge.Cluster{EdgeID: id, Presence: p, PeerCA: certs.PoolOf(rig.peerCA.Cert),
+		Cluster: &edge.Cluster{EdgeID: id, Presence: presence, PeerCA: certs.PoolOf(rig.peerCA.Cert),
 			PeerCert: peerKP.TLSCertificate()},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -312,6 +318,97 @@ func TestClusterLostEdgeResetsItsStreams(t *testing.T) {
 	var re *transport.ResetError
 	require.ErrorAs(t, err, &re, "got %v; want a reset", err)
 	require.Contains(t, re.Reason, "edge e1")
+}
+
+// stalePresence is a view that stopped changing, as one does while NATS
+// elects a new leader after an edge died: its lookups answer what they
+// answered when it froze.
+type stalePresence struct {
+	edge.Presence
+	mu     sync.Mutex
+	frozen map[string]edge.PresenceRecord // nil until frozen
+}
+
+func (p *stalePresence) freeze(ids ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = map[string]edge.PresenceRecord{}
+	for _, id := range ids {
+		if rec, ok := p.Presence.Lookup(id); ok {
+			p.frozen[id] = rec
+		}
+	}
+}
+
+func (p *stalePresence) Lookup(id string) (edge.PresenceRecord, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen == nil {
+		return p.Presence.Lookup(id)
+	}
+	rec, ok := p.frozen[id]
+	return rec, ok
+}
+
+// TestClusterStalePresenceFindsRehomedDevice: while presence still names
+// a dead edge, or does not show a re-homed device yet, an open asks the
+// live peers and reaches the device where it is now.
+func TestClusterStalePresenceFindsRehomedDevice(t *testing.T) {
+	stale := &stalePresence{}
+	rig := newClusterRig(t)
+	rig.wrap = map[string]func(edge.Presence) edge.Presence{"e3": func(p edge.Presence) edge.Presence {
+		stale.Presence = p
+		return stale
+	}}
+	for _, id := range []string{"e1", "e2", "e3"} {
+		rig.start(id)
+	}
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e3", "d-1")
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+	roundTrip := func(cl *client.Client) {
+		t.Helper()
+		conn, err := tcp.Dial(ctxT(t), cl, target)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = conn.Write([]byte("ping"))
+		require.NoError(t, err)
+		require.NoError(t, conn.(*transport.Stream).CloseWrite())
+		got, err := io.ReadAll(conn)
+		require.NoError(t, err)
+		require.Equal(t, "echo:PING", string(got))
+	}
+	roundTrip(cl)
+
+	stale.freeze("d-1", "d-2")
+	require.NoError(t, dc.Close())
+	rig.edges["e1"].stop()
+	rig.device("e2", "d-1", nil)
+	rig.device("e2", "d-2", nil)
+	require.Eventually(t, func() bool {
+		r1, ok1 := rig.edges["e2"].presence.Lookup("d-1")
+		r2, ok2 := rig.edges["e2"].presence.Lookup("d-2")
+		return ok1 && ok2 && r1.Edge == "e2" && r2.Edge == "e2"
+	}, 20*time.Second, 5*time.Millisecond, "the devices did not re-home on e2")
+	_, ok := stale.Lookup("d-2")
+	require.False(t, ok, "the frozen view does not show d-2")
+
+	// d-1: presence names e1, whose session is gone.
+	roundTrip(cl)
+	// d-2: presence does not know it yet.
+	roundTrip(rig.client("e3", "d-2"))
+	opened := 0
+	for _, ev := range rig.edges["e3"].audit.Events() {
+		if ev.Kind == edge.EventStreamOpen && ev.Device == "d-2" {
+			require.Equal(t, "e2", ev.Peer)
+			opened++
+		}
+	}
+	require.Equal(t, 1, opened, "e3 audits the stream through e2")
+	for _, ev := range rig.edges["e2"].audit.Events() {
+		require.NotEqual(t, edge.EventStreamDeny, ev.Kind, "a probe that misses leaves no denial: %+v", ev)
+	}
 }
 
 // TestClusterDeviceMoves: a device that moves to another edge is reached

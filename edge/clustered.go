@@ -86,9 +86,15 @@ func (s *Server) announce(d *Device) {
 	rev, err := c.Presence.Announce(ctx, PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
 		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial})
 	if err != nil {
-		s.log.Warn("cannot announce a device to the cluster; it is reachable through this edge only until the cluster state is back", "device", d.ID, "err", err)
+		if d.announceFailed.CompareAndSwap(false, true) {
+			s.log.Warn("cannot announce a device to the cluster yet; it is reachable through this edge only until it is (retried every second)", "device", d.ID, "err", err)
+		}
 		return
 	}
+	if d.announceFailed.Swap(false) {
+		s.log.Info("device announced to the cluster after all", "device", d.ID)
+	}
+	d.announced.Store(time.Now().UnixNano())
 	d.rev.Store(rev)
 }
 
@@ -124,44 +130,50 @@ func (s *Server) onPresence(rec PresenceRecord) {
 }
 
 // reconcileLoop checks, every reconcileEvery, that presence holds this
-// edge's record for each device it holds: a record lost while the store
-// was unreachable is written again; a record of a newer session elsewhere
-// closes the session here.
+// edge's record for each device it holds: an announcement that failed
+// (the store was unreachable, or electing a leader after an edge died) is
+// tried again, a record that went missing is written again, and a record
+// of a newer session elsewhere closes the session here. The checks read
+// the local view only; they write only what is missing.
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
-	healthy := s.Cluster.Presence.Health() == nil
-	check := time.NewTicker(time.Second)
-	defer check.Stop()
+	healthy := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		now := s.Cluster.Presence.Health() == nil
+		if now && !healthy {
+			s.log.Info("cluster state available again; reconciling this edge's devices")
+		}
+		healthy = now
+		if now {
 			s.reconcile()
-		case <-check.C:
-			// Reconcile at once when the store comes back.
-			now := s.Cluster.Presence.Health() == nil
-			if now && !healthy {
-				s.log.Info("cluster state available again; reconciling this edge's devices")
-				s.reconcile()
-			}
-			healthy = now
 		}
 	}
 }
 
+// lostRecordAfter is how long after its announcement a device's record
+// may be missing from the view before it is written again: the view lags
+// the store a little, and a second write per device is what a reconnect
+// storm must not cost.
+const lostRecordAfter = 5 * time.Second
+
 func (s *Server) reconcile() {
-	if s.Cluster.Presence.Health() != nil {
-		return
-	}
 	for _, d := range s.reg.List() {
+		if d.rev.Load() == 0 {
+			s.announce(d) // never stored yet
+			continue
+		}
 		rec, ok := s.Cluster.Presence.Lookup(d.ID)
 		switch {
 		case ok && rec.Nonce == d.nonce:
 		case ok && rec.Edge != s.Cluster.EdgeID && rec.Revision > d.rev.Load():
 			s.onPresence(rec)
-		default:
+		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
 			s.announce(d)
 		}
 	}

@@ -20,6 +20,9 @@ type openRequest struct {
 	msg    wire.Message // the canonical opening message
 	ev     *Event       // the stream's audit record, filled in as it goes
 	hops   int          // edges the stream crossed before this one
+	// audited: the record of the request is written; an open that tries
+	// more than one edge writes it once.
+	audited bool
 }
 
 // refusal is why a stream was not opened, and how to answer it.
@@ -45,10 +48,14 @@ type opened struct {
 	release func() // gives back the device's stream slots
 }
 
-// Open's bounds on the detour a moved device may cause.
+// Open's bounds on the detour a moved device may cause, and how long
+// after a peer session ended an open that finds no device asks the live
+// peers: the lost edge's devices re-home faster than presence can show
+// it while NATS elects new leaders.
 const (
 	maxOpenAttempts = 3
 	movedWait       = 10 * time.Second
+	rehomeWindow    = 30 * time.Second
 )
 
 // open opens r's stream: on the device's session when this edge holds the
@@ -69,15 +76,27 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*opened, *refusal) {
 				reason: fmt.Sprintf("cluster state unavailable (%v); device %s is not on this edge", err, r.device)}
 		}
 		rec, ok := s.Cluster.Presence.Lookup(r.device)
-		switch {
-		case !ok, rec.Edge == s.Cluster.EdgeID:
-			if last != nil {
-				return nil, last
+		if !ok || rec.Edge == s.Cluster.EdgeID {
+			if last == nil {
+				last = &refusal{result: "offline",
+					reason: fmt.Sprintf("device %s is not connected to any edge of this cluster; retry when it is back", r.device)}
 			}
-			return nil, &refusal{result: "offline",
-				reason: fmt.Sprintf("device %s is not connected to any edge of this cluster; retry when it is back", r.device)}
+			if s.peers.lostSince(rehomeWindow) {
+				if o, ref := s.probe(ctx, r, ""); ref == nil {
+					return o, nil
+				}
+			}
+			return nil, last
 		}
 		o, ref := s.openRemote(ctx, r, rec)
+		if ref != nil && ref.result == "peer_unreachable" {
+			// The edge presence names is gone; its devices may already
+			// be on another edge.
+			if po, pref := s.probe(ctx, r, rec.Edge); pref == nil {
+				return po, nil
+			}
+			return nil, ref
+		}
 		if ref == nil || !ref.moved {
 			return o, ref
 		}
@@ -87,6 +106,26 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*opened, *refusal) {
 			break
 		}
 	}
+	return nil, last
+}
+
+// probe asks every live peer edge but skip, in turn, to open r's stream,
+// for a device that presence does not (yet) show where it is. An edge
+// that does not hold the device answers GoAway at once. The first that
+// opens the stream wins; the refusal is the last one seen.
+func (s *Server) probe(ctx context.Context, r *openRequest, skip string) (*opened, *refusal) {
+	last := &refusal{result: "offline", reason: fmt.Sprintf("device %s is not connected to any edge of this cluster; retry when it is back", r.device)}
+	for _, id := range s.peers.live(skip) {
+		o, ref := s.openRemote(ctx, r, PresenceRecord{ID: r.device, Edge: id})
+		if ref == nil {
+			s.log.Debug("found a device that presence does not show yet", "device", r.device, "edge", id)
+			return o, nil
+		}
+		if !ref.moved && ref.result != "peer_unreachable" {
+			return nil, ref
+		}
+	}
+	r.ev.Peer = ""
 	return nil, last
 }
 
@@ -190,13 +229,14 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 // refuses the stream when the audit log cannot take it. It also refuses a
 // stream whose session or grant ended meanwhile.
 func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
-	if auditRequired(r.msg.Type) {
+	if auditRequired(r.msg.Type) && !r.audited {
 		rec := *r.ev
 		rec.Kind, rec.Time, rec.Result = EventStreamRequest, time.Now(), "authorized"
 		if err := s.auditWait(ctx, rec); err != nil {
 			s.log.Warn("stream refused: its audit record could not be written", "client", r.id.Name, "device", r.device, "type", r.ev.Type, "err", err)
 			return &refusal{result: "audit_unavailable", reason: err.Error() + "; this edge runs no " + r.ev.Type + " stream it cannot record, retry later"}
 		}
+		r.audited = true
 	}
 	if err := context.Cause(ctx); err != nil {
 		if errors.Is(err, errStreamRevoked) {
@@ -240,6 +280,15 @@ func (s *Server) request(st *transport.Stream, r *openRequest, who string) ([]by
 // nothing when the device gave no answer, our Error otherwise.
 func (s *Server) answerRefusal(st *transport.Stream, ev Event, ref *refusal, toPeer bool) {
 	ev.Time, ev.Result, ev.Reason = time.Now(), ref.result, ref.reason
+	if ref.moved && toPeer {
+		// The device is not here: the client's edge looks elsewhere and
+		// audits the outcome.
+		s.log.Debug("peer stream for a device not here", "edge", ev.Peer, "device", ev.Device, "reason", ref.reason)
+		s.Metrics.stream(ev.Type, ref.result)
+		_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+		_ = wire.WriteMessage(st, wire.MsgGoAway, []byte(ref.reason))
+		return
+	}
 	ev.Kind = EventStreamDeny
 	if ref.relay != nil || ref.silent {
 		ev.Kind = EventStreamOpen // the device itself answered (or not)
@@ -257,8 +306,6 @@ func (s *Server) answerRefusal(st *transport.Stream, ev Event, ref *refusal, toP
 	switch {
 	case ref.relay != nil:
 		_ = wire.WriteMessage(st, wire.MsgError, ref.relay)
-	case ref.moved && toPeer:
-		_ = wire.WriteMessage(st, wire.MsgGoAway, []byte(ref.reason))
 	default:
 		_ = wire.WriteError(st, ref.reason)
 	}

@@ -42,9 +42,9 @@ type Cluster struct {
 const (
 	// DefaultTakeoverHold: see Cluster.TakeoverHold.
 	DefaultTakeoverHold = 30 * time.Second
-	// reconcileEvery is how often an edge checks that the presence records
-	// of its own devices are in place.
-	reconcileEvery = 30 * time.Second
+	// reconcileEvery is how often an edge checks, in its local view, that
+	// the presence records of its own devices are in place.
+	reconcileEvery = time.Second
 )
 
 // DefaultPeerTransport is the session configuration of peer sessions:

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type peerSet struct {
 	sessions map[string]*transport.Session // by edge ID
 	dialing  map[string]bool
 	backoff  map[string]*peerBackoff
+	lost     map[string]time.Time // when the session with an edge ended, until a new one
 }
 
 // peerBackoff spaces the dials to one edge that does not answer.
@@ -38,9 +40,12 @@ type peerBackoff struct {
 // peerTick is how often the set compares its sessions with the live edges;
 // peerWait how long an open waits for the session with an edge that has
 // none yet.
+// lostForget is how long an edge whose session ended is remembered as
+// lost (an open does not wait for it).
 const (
-	peerTick = 250 * time.Millisecond
-	peerWait = 3 * time.Second
+	peerTick   = 250 * time.Millisecond
+	peerWait   = 3 * time.Second
+	lostForget = 10 * time.Minute
 )
 
 func newPeerSet(s *Server) *peerSet {
@@ -49,7 +54,7 @@ func newPeerSet(s *Server) *peerSet {
 		cfg = DefaultPeerTransport()
 	}
 	return &peerSet{s: s, cfg: cfg, sessions: make(map[string]*transport.Session),
-		dialing: make(map[string]bool), backoff: make(map[string]*peerBackoff)}
+		dialing: make(map[string]bool), backoff: make(map[string]*peerBackoff), lost: make(map[string]time.Time)}
 }
 
 // session returns the live session with edge id, or nil.
@@ -69,10 +74,17 @@ func (p *peerSet) session(id string) *transport.Session {
 }
 
 // await returns the live session with edge id, waiting within ctx and
-// peerWait for one: a peer that just joined may not be dialed yet.
+// peerWait for one: a peer that just joined may not be dialed yet. It
+// does not wait for an edge whose session ended: that edge died or hangs.
 func (p *peerSet) await(ctx context.Context, id string) *transport.Session {
 	if sess := p.session(id); sess != nil {
 		return sess
+	}
+	p.mu.Lock()
+	_, lost := p.lost[id]
+	p.mu.Unlock()
+	if lost {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, peerWait)
 	defer cancel()
@@ -88,6 +100,37 @@ func (p *peerSet) await(ctx context.Context, id string) *transport.Session {
 			}
 		}
 	}
+}
+
+// live returns the edges with a live session, but for except, by ID.
+func (p *peerSet) live(except string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []string
+	for id, sess := range p.sessions {
+		select {
+		case <-sess.Done():
+		default:
+			if id != except {
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// lostSince reports whether a peer session ended within d: its edge's
+// devices are re-homing, and presence may not show it yet.
+func (p *peerSet) lostSince(d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.lost {
+		if time.Since(t) < d {
+			return true
+		}
+	}
+	return false
 }
 
 // up returns how many peer sessions are live.
@@ -123,6 +166,13 @@ func (p *peerSet) run(ctx context.Context) {
 // no session and none being dialed.
 func (p *peerSet) dialMissing(ctx context.Context) {
 	self := p.s.Cluster.EdgeID
+	p.mu.Lock()
+	for id, t := range p.lost {
+		if time.Since(t) > lostForget {
+			delete(p.lost, id)
+		}
+	}
+	p.mu.Unlock()
 	for _, e := range p.s.Cluster.Presence.Edges() {
 		if e.ID <= self || e.Advertise == "" {
 			continue
@@ -188,6 +238,7 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 	p.mu.Lock()
 	old := p.sessions[id]
 	p.sessions[id] = sess
+	delete(p.lost, id)
 	p.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -211,6 +262,7 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 	p.mu.Lock()
 	if p.sessions[id] == sess {
 		delete(p.sessions, id)
+		p.lost[id] = time.Now()
 	}
 	p.mu.Unlock()
 	wg.Wait()

@@ -30,9 +30,11 @@ type Device struct {
 	// nonce names this session in the cluster's presence; rev is the
 	// revision of its record there (0 until announced). takeover is set
 	// when the session replaced a live one of the same ID.
-	nonce    string
-	rev      atomic.Uint64
-	takeover bool
+	nonce          string
+	rev            atomic.Uint64
+	announced      atomic.Int64 // unix nanoseconds of the last announcement
+	announceFailed atomic.Bool  // the last announcement failed (logged once)
+	takeover       bool
 
 	closeMu sync.Mutex
 	// closeMu guards the following.

@@ -90,6 +90,8 @@ type Presence struct {
 	orphans    []jetstream.KeyWatcher // watchers that stopped while NATS was away
 	reconnects uint64                 // the connection's reconnect count at the last check
 	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key
+	delivered  uint64                 // the highest devices-bucket revision the watcher delivered
+	behind     int                    // checks in a row that found the watcher behind the bucket
 	view       map[string]record      // by device ID
 	edgeView   map[string]edgeState   // by edge ID
 	listeners  []func(edge.PresenceRecord)
@@ -215,7 +217,7 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 			}
 			continue
 		}
-		p.checkWatchers()
+		p.checkWatchers(ctx)
 		p.stopOrphans()
 		if time.Since(lastCleanup) >= min(cleanupEvery, p.CleanupAfter/4) && p.isLowestLiveEdge() {
 			lastCleanup = time.Now()
@@ -224,11 +226,14 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// checkWatchers starts both watchers again after a reconnect to NATS, and
+// checkWatchers starts both watchers again after a reconnect to NATS;
 // when the edges watcher has not delivered this edge's own heartbeats for
-// three of them although they were written: after a reconnect a watcher
-// can go quiet without closing.
-func (p *Presence) checkWatchers() {
+// two of them and a quarter although they were written; and when the
+// devices watcher stayed behind the bucket for two checks. After a
+// reconnect, or when the node that served a watcher dies, a watcher can go
+// quiet without closing.
+func (p *Presence) checkWatchers(ctx context.Context) {
+	behind := p.devicesBehind(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
@@ -238,17 +243,45 @@ func (p *Presence) checkWatchers() {
 			p.reconnects, reconnected = n, true
 		}
 	}
+	if behind {
+		p.behind++
+	} else {
+		p.behind = 0
+	}
 	switch {
 	case reconnected:
 		p.log.Info("reconnected to NATS; starting the presence watchers again")
-	case p.beatErr != nil || now.Sub(p.ownSeen) < 3*p.Heartbeat:
+	case p.behind >= 2:
+		p.log.Warn("the devices watcher fell behind the bucket; starting the presence watchers again")
+	case p.beatErr != nil || now.Sub(p.ownSeen) < 2*p.Heartbeat+p.Heartbeat/4:
 		return
 	default:
 		p.log.Warn("the presence watchers went quiet; starting them again", "quiet_for", now.Sub(p.ownSeen).Round(time.Millisecond).String())
 	}
+	p.behind = 0
 	close(p.restart)
 	p.restart = make(chan struct{})
 	p.ownSeen = now
+}
+
+// devicesBehind reports whether the devices bucket holds writes beyond
+// the last one its watcher delivered. Behind at two checks in a row (a
+// heartbeat apart), the watcher is stuck: a node that served it died.
+func (p *Presence) devicesBehind(ctx context.Context) bool {
+	sctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	st, err := p.devices.Status(sctx)
+	if err != nil {
+		return false
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return false
+	}
+	p.mu.RLock()
+	delivered := p.delivered
+	p.mu.RUnlock()
+	return bs.StreamInfo().State.LastSeq > delivered
 }
 
 // beat puts this edge's key.
@@ -308,11 +341,17 @@ func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyVal
 	}
 }
 
-// stopWatcher stops w: at once while NATS is reachable; otherwise later,
-// since stopping asks the server and would wait for its timeout.
+// stopWatcher stops w without holding up the watcher that replaces it:
+// stopping asks the server, which may wait out a timeout when the node
+// that served the watcher is gone. While NATS is away entirely, w is
+// stopped once it is back.
 func (p *Presence) stopWatcher(w jetstream.KeyWatcher) {
 	if p.Conn == nil || p.Conn.IsConnected() {
-		_ = w.Stop()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			_ = w.Stop()
+		}()
 		return
 	}
 	p.mu.Lock()
@@ -389,12 +428,13 @@ func (p *Presence) watch(ctx context.Context, which int, kv jetstream.KeyValue) 
 }
 
 func (p *Presence) applyDevice(e jetstream.KeyValueEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delivered = max(p.delivered, e.Revision())
 	id, err := IDFromKey(e.Key())
 	if err != nil {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
 		if old, ok := p.view[id]; ok {
 			delete(p.view, id)
