@@ -134,17 +134,17 @@ func (p *Presence) Start(ctx context.Context) error {
 	}
 	replicas := max(p.Replicas, 1)
 	var err error
-	p.devices, err = p.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	p.devices, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
 		Bucket: DevicesBucket, Description: "tether: which edge holds each device", History: 1, Replicas: replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: create bucket %s: %w", DevicesBucket, err)
+		return err
 	}
-	p.edges, err = p.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	p.edges, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
 		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: create bucket %s: %w", EdgesBucket, err)
+		return err
 	}
 	p.view = make(map[string]record)
 	p.edgeView = make(map[string]edgeState)
@@ -171,6 +171,38 @@ func (p *Presence) Start(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// bucket binds the bucket cfg names: it looks it up first and creates it
+// only when it is missing, since edges that start together would
+// otherwise all create one replicated bucket at once (and such requests
+// can go unanswered). An existing bucket whose TTL differs is updated;
+// its replica count is left as the operator set it.
+func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket) // another edge was first
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
+	}
+	if st.TTL() != cfg.TTL {
+		cfg.Replicas = 0
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+			cfg.Replicas = bs.StreamInfo().Config.Replicas
+		}
+		if kv, err = js.UpdateKeyValue(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("cluster: update the TTL of bucket %s to %v: %w", cfg.Bucket, cfg.TTL, err)
+		}
+	}
+	return kv, nil
 }
 
 // Close stops the watchers and the heartbeat and removes this edge's key,

@@ -239,3 +239,34 @@ func announce(p *cluster.Presence, ctx context.Context, rec edge.PresenceRecord)
 	_, err := p.Announce(ctx, rec)
 	return err
 }
+
+// TestBucketsAreBoundNotRecreated: an edge that starts where the buckets
+// exist binds them, and a changed edge TTL updates the bucket's TTL.
+func TestBucketsAreBoundNotRecreated(t *testing.T) {
+	ns := startNATS(t)
+	first := newPresence(t, ns, "e1", func(p *cluster.Presence) { p.EdgeTTL = 3 * time.Second })
+	require.NoError(t, announce(first, context.Background(), edge.PresenceRecord{ID: "d-1", Nonce: "n1"}))
+	require.NoError(t, first.Close())
+
+	second := newPresence(t, ns, "e2", func(p *cluster.Presence) { p.EdgeTTL = 5 * time.Second })
+	_, ok := second.Lookup("d-1")
+	require.False(t, ok, "d-1's edge is gone, so d-1 is not present")
+
+	nc, err := nats.Connect(ns.url())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cluster.EdgesBucket)
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Second, st.TTL())
+	devs, err := js.KeyValue(ctx, cluster.DevicesBucket)
+	require.NoError(t, err)
+	e, err := devs.Get(ctx, cluster.KeyFor("d-1"))
+	require.NoError(t, err, "binding keeps the records already stored")
+	require.Contains(t, string(e.Value()), `"nonce":"n1"`)
+}
