@@ -31,7 +31,8 @@ type clusterSys struct {
 	token   string
 	edges   []*clusterEdge
 	lb      *balancer
-	natsURL string // external NATS, when the cluster uses one
+	natsURL string           // external NATS, when the cluster uses one
+	agents  map[string]*proc // by device ID
 }
 
 type clusterEdge struct {
@@ -55,7 +56,7 @@ func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
 		o.edges = 3
 	}
 	pki := certstest.New(t)
-	c := &clusterSys{t: t, pki: pki, dir: pki.Dir, natsURL: o.natsURL}
+	c := &clusterSys{t: t, pki: pki, dir: pki.Dir, natsURL: o.natsURL, agents: map[string]*proc{}}
 	var sum string
 	c.token, sum = testutil.NewToken(t)
 	peerCA, err := certs.NewCA("test peer CA", certs.Options{})
@@ -209,7 +210,7 @@ func (c *clusterSys) addAgents(n int) []string {
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("dev-%d", i)
 		ids = append(ids, id)
-		s.startAgent(agentOpts{id: id, extra: "keepalive: {interval: 200ms, timeout: 2s}\n"})
+		c.agents[id] = s.startAgent(agentOpts{id: id, extra: "keepalive: {interval: 200ms, timeout: 2s}\n"})
 	}
 	return ids
 }
@@ -418,25 +419,58 @@ func TestClusterClientEdgeCrash(t *testing.T) {
 // devices that moved meanwhile.
 func TestClusterStoppedEdge(t *testing.T) {
 	c := newClusterSys(t, clusterOpts{})
-	ids := c.addAgents(3)
+	ids := c.addAgents(6)
 	where := c.waitListed(ids)
-	dev := "dev-1"
-	victim := c.edge(where[dev])
+	// The victim is an edge with two devices: one whose agent stops with
+	// it (it cannot move), and one that moves.
+	held := map[string][]string{}
+	for _, id := range ids {
+		held[where[id]] = append(held[where[id]], id)
+	}
+	var victim *clusterEdge
+	for _, e := range c.edges {
+		if len(held[e.id]) >= 2 && victim == nil {
+			victim = e
+		}
+	}
+	require.NotNil(t, victim, "six devices on three edges leave one with two: %v", where)
+	stuck, moving := held[victim.id][0], held[victim.id][1]
 	from := c.other(victim.id)
 
+	require.NoError(t, c.agents[stuck].Cmd.Process.Signal(syscall.SIGSTOP))
+	t.Cleanup(func() { _ = c.agents[stuck].Cmd.Process.Signal(syscall.SIGCONT) })
 	require.NoError(t, victim.proc.Cmd.Process.Signal(syscall.SIGSTOP))
 	stopped := time.Now()
 	t.Cleanup(func() { _ = victim.proc.Cmd.Process.Signal(syscall.SIGCONT) })
 	time.Sleep(500 * time.Millisecond)
-	t0 := time.Now()
-	_, errOut, code := c.cli(from, "", "reload", dev)
-	took := time.Since(t0)
-	require.NotEqual(t, 0, code, "an open to a stopped edge's device succeeded")
-	require.NotContains(t, errOut, "did not answer", "the open waited for the open timeout: %s", errOut)
-	t.Logf("open to a device of the stopped edge failed after %v: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
 
-	// Its devices notice the dead edge (2 s keep-alive) and move.
-	c.waitListedOff(ids, victim, c.other(victim.id))
+	// An open to the device that cannot move fails with a reason that
+	// names the edge, once the peer session's keep-alive gives up (3 s),
+	// not at the 15 s open timeout.
+	t0 := time.Now()
+	_, errOut, code := c.cli(from, "", "reload", stuck)
+	took := time.Since(t0)
+	require.NotEqual(t, 0, code, "an open to a device behind a stopped edge succeeded")
+	require.Contains(t, errOut, victim.id, "the error does not name the stopped edge")
+	require.NotContains(t, errOut, "did not answer", "the open waited for the open timeout: %s", errOut)
+	t.Logf("open to %s (behind the stopped edge) failed after %v: %s", stuck, took.Round(time.Millisecond), strings.TrimSpace(errOut))
+
+	// The device whose agent runs notices the dead edge (2 s keep-alive)
+	// and reconnects through the balancer; opens reach it before
+	// presence shows the move.
+	require.Eventually(t, func() bool {
+		_, _, code := c.cli(from, "", "reload", moving)
+		return code == 0
+	}, 20*time.Second, 100*time.Millisecond, "no open reaches %s after it left the stopped edge", moving)
+	t.Logf("an open reached %s %v after the SIGSTOP", moving, time.Since(stopped).Round(time.Millisecond))
+	var others []string
+	for _, id := range ids {
+		if id != stuck {
+			others = append(others, id)
+		}
+	}
+	c.waitListedOff(others, victim, from)
+
 	time.Sleep(time.Until(stopped.Add(10 * time.Second)))
 	require.NoError(t, victim.proc.Cmd.Process.Signal(syscall.SIGCONT))
 	c.waitClusterOK(victim)
@@ -444,12 +478,20 @@ func TestClusterStoppedEdge(t *testing.T) {
 	for _, e := range c.edges {
 		got, err := c.devices(e)
 		require.NoError(t, err)
-		for _, id := range ids {
+		for _, id := range others {
 			require.NotEqual(t, victim.id, got[id], "%s took back device %s after SIGCONT (as %s sees it)", victim.id, id, e.id)
 		}
 	}
-	_, errOut, code = c.cli(from, "", "reload", dev)
+	_, errOut, code = c.cli(from, "", "reload", moving)
 	require.Equal(t, 0, code, errOut)
+
+	// The stuck device's agent wakes, finds its session dead, and comes
+	// back.
+	require.NoError(t, c.agents[stuck].Cmd.Process.Signal(syscall.SIGCONT))
+	require.Eventually(t, func() bool {
+		_, _, code := c.cli(from, "", "reload", stuck)
+		return code == 0
+	}, 30*time.Second, 200*time.Millisecond, "%s did not come back after its agent resumed", stuck)
 }
 
 // TestClusterClonedCertificate: two agents with one device certificate, on

@@ -98,10 +98,14 @@ func (s *Server) announce(d *Device) {
 	d.rev.Store(rev)
 }
 
-// withdraw removes d's record, unless a newer session's replaced it.
+// withdraw removes d's record, unless a newer session's replaced it. A
+// draining edge leaves the record: the device is on its way to another
+// edge, whose record replaces this one, and until it does an open finds
+// the device moving (GoAway) rather than gone. The record goes with this
+// edge's own key when it leaves the cluster.
 func (s *Server) withdraw(d *Device) {
 	c := s.Cluster
-	if c == nil || c.Presence.Health() != nil {
+	if c == nil || c.Presence.Health() != nil || s.isDraining() {
 		return // the record is reconciled, or cleared with its edge, later
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -175,6 +179,44 @@ func (s *Server) reconcile() {
 			s.onPresence(rec)
 		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
 			s.announce(d)
+		}
+	}
+}
+
+// moveWait bounds how long a draining edge of a cluster waits for its
+// devices to show up on other edges.
+const moveWait = 10 * time.Second
+
+// awaitMoved waits, within ctx and moveWait, until presence shows each of
+// devs (sent GoAway by a drain) on another edge, or without a record:
+// until then, peers still send this edge the streams for them, and it
+// answers GoAway so they look again. Leaving sooner would turn those
+// streams into failures. A device that does not come back is not waited
+// for past moveWait.
+func (s *Server) awaitMoved(ctx context.Context, devs []*Device) error {
+	c := s.Cluster
+	if c == nil || len(devs) == 0 || c.Presence.Health() != nil {
+		return nil
+	}
+	wait, cancel := context.WithTimeout(ctx, moveWait)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		here := 0
+		for _, d := range devs {
+			if rec, ok := c.Presence.Lookup(d.ID); ok && rec.Edge == c.EdgeID {
+				here++
+			}
+		}
+		if here == 0 {
+			return nil
+		}
+		select {
+		case <-wait.Done():
+			s.log.Warn("drain: devices did not show up on other edges in time; leaving anyway", "devices", here)
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 }

@@ -535,8 +535,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	already := s.draining || s.closed
 	s.draining = true
 	s.mu.Unlock()
+	var devs []*Device
 	if !already {
-		s.sendGoAways()
+		devs = s.sendGoAways()
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -551,12 +552,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		break
 	}
+	if err == nil {
+		err = s.awaitMoved(ctx, devs)
+	}
 	s.Close()
 	return err
 }
 
-// sendGoAways asks every connected device to leave, in parallel.
-func (s *Server) sendGoAways() {
+// sendGoAways asks every connected device to leave, in parallel, and
+// returns them.
+func (s *Server) sendGoAways() []*Device {
 	devs := s.reg.List()
 	s.log.Info("sending GoAway to every device", "devices", len(devs))
 	var wg sync.WaitGroup
@@ -570,6 +575,7 @@ func (s *Server) sendGoAways() {
 		}()
 	}
 	wg.Wait()
+	return devs
 }
 
 func (s *Server) goAway(d *Device) error {
