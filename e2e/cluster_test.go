@@ -46,7 +46,9 @@ type clusterEdge struct {
 // clusterOpts shape a test cluster.
 type clusterOpts struct {
 	edges   int
-	natsURL string // external NATS instead of embedded servers
+	natsURL   string // external NATS instead of embedded servers
+	natsCreds string // its credentials file
+	pki       *certstest.PKI
 	extra   string // more YAML for every edge
 }
 
@@ -55,7 +57,10 @@ func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
 	if o.edges == 0 {
 		o.edges = 3
 	}
-	pki := certstest.New(t)
+	pki := o.pki
+	if pki == nil {
+		pki = certstest.New(t)
+	}
 	c := &clusterSys{t: t, pki: pki, dir: pki.Dir, natsURL: o.natsURL, agents: map[string]*proc{}}
 	var sum string
 	c.token, sum = testutil.NewToken(t)
@@ -74,7 +79,7 @@ func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
 		require.NoError(t, kp.Save(filepath.Join(c.dir, id+"-peer.crt"), filepath.Join(c.dir, id+"-peer.key"), true))
 		nats := ""
 		if o.natsURL != "" {
-			nats = fmt.Sprintf("    url: %q\n", o.natsURL)
+			nats = fmt.Sprintf("    url: %q\n    creds: %q\n    ca: ca.crt\n", o.natsURL, o.natsCreds)
 		} else {
 			var routes []string
 			for j := range o.edges {
@@ -304,6 +309,30 @@ func crossEdgeChecks(t *testing.T, c *clusterSys, where map[string]string) {
 
 	_, errOut, code = c.cli(from, "", "reload", dev)
 	require.Equal(t, 0, code, errOut)
+}
+
+// TestClusterExternalNATS: the edges point at a NATS server of their own
+// (a separate process, TLS, a credentials file) instead of embedding one:
+// the same convergence and cross-edge checks hold.
+func TestClusterExternalNATS(t *testing.T) {
+	dir := t.TempDir()
+	pki := certstest.New(t)
+	creds, ready := filepath.Join(dir, "edges.creds"), filepath.Join(dir, "url")
+	ns := start(t, "natsd", "-store", filepath.Join(dir, "js"), "-cert", filepath.Join(pki.Dir, "edge.crt"),
+		"-key", filepath.Join(pki.Dir, "edge.key"), "-creds", creds, "-ready", ready)
+	var url []byte
+	require.Eventually(t, func() bool {
+		var err error
+		url, err = os.ReadFile(ready)
+		return err == nil && len(url) > 0
+	}, 20*time.Second, 10*time.Millisecond, "natsd did not start:\n%s", ns.Output())
+
+	c := newClusterSys(t, clusterOpts{natsURL: string(url), natsCreds: creds, pki: pki})
+	t0 := time.Now()
+	ids := c.addAgents(6)
+	where := c.waitListed(ids)
+	t.Logf("six devices listed on all three edges %v after the agents started", time.Since(t0).Round(time.Millisecond))
+	crossEdgeChecks(t, c, where)
 }
 
 // TestClusterEdgeCrash: the edge holding a device is killed with -9 in the
