@@ -41,6 +41,15 @@ type clusterRig struct {
 	edges  map[string]*rigEdge
 	// wrap, when set for an edge ID, wraps that edge's presence.
 	wrap map[string]func(edge.Presence) edge.Presence
+	// log is where the edges and devices log; nil is the test's log.
+	log *slog.Logger
+}
+
+func (rig *clusterRig) logger() *slog.Logger {
+	if rig.log != nil {
+		return rig.log
+	}
+	return testLogger(rig.t)
 }
 
 type rigEdge struct {
@@ -103,7 +112,7 @@ func (rig *clusterRig) start(id string) *rigEdge {
 		Policy:   testPolicy(t),
 		Auditor:  audit,
 		Limits:   edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6},
-		Logger:   testLogger(t).With("edge", id),
+		Logger:   rig.logger().With("edge", id),
 		Cluster: &edge.Cluster{EdgeID: id, Presence: presence, PeerCA: certs.PoolOf(rig.peerCA.Cert),
 			PeerCert: peerKP.TLSCertificate()},
 	}
@@ -137,7 +146,7 @@ func (rig *clusterRig) device(at, id string, handlers map[wire.MsgType]device.Ha
 	t := rig.t
 	t.Helper()
 	dc := &device.Client{URL: rig.edges[at].url + "/device", TLSConfig: rig.pki.DeviceTLS(rig.pki.Device(id)),
-		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: testLogger(t).With("device", id)}
+		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: rig.logger().With("device", id)}
 	dc.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve)
 	for typ, h := range handlers {
 		dc.Handle(typ, h)

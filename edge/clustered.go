@@ -85,6 +85,7 @@ func (s *Server) announce(d *Device) {
 	defer cancel()
 	rev, err := c.Presence.Announce(ctx, PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
 		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial})
+	s.Metrics.presenceWrite("announce", err)
 	if err != nil {
 		if d.announceFailed.CompareAndSwap(false, true) {
 			s.log.Warn("cannot announce a device to the cluster yet; it is reachable through this edge only until it is (retried every second)", "device", d.ID, "err", err)
@@ -110,7 +111,9 @@ func (s *Server) withdraw(d *Device) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := c.Presence.Withdraw(ctx, d.ID, d.nonce); err != nil {
+	err := c.Presence.Withdraw(ctx, d.ID, d.nonce)
+	s.Metrics.presenceWrite("withdraw", err)
+	if err != nil {
 		s.log.Debug("cannot withdraw a device's record; the cluster will clear it", "device", d.ID, "err", err)
 	}
 }

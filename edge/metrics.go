@@ -32,6 +32,7 @@ type Metrics struct {
 	auditBlocks    prometheus.Counter
 	auditStuckG    prometheus.Gauge
 	auditSuppress  prometheus.Counter
+	presenceWrites *prometheus.CounterVec
 }
 
 // init makes the metrics and their registry, once.
@@ -50,6 +51,9 @@ func (m *Metrics) on() bool {
 
 func (m *Metrics) build() {
 	m.reg = prometheus.NewRegistry()
+	// Registered by clusterGauges: an edge without a cluster shows none.
+	m.presenceWrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_edge_cluster_presence_writes_total",
+		Help: "Writes of device records to the cluster's presence, by operation (announce, withdraw) and result (ok, error)."}, []string{"op", "result"})
 	m.devices = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tether_edge_devices_connected", Help: "Devices with a live session.",
 	})
@@ -183,6 +187,18 @@ func (m *Metrics) auditSuppressed() {
 	}
 }
 
+// presenceWrite counts one write of a device record to presence.
+func (m *Metrics) presenceWrite(op string, err error) {
+	if !m.on() {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.presenceWrites.WithLabelValues(op, result).Inc()
+}
+
 // clusterGauges registers the cluster's health: whether the presence view
 // is current, the live peer sessions, the cluster's devices, and the age of
 // the presence view in seconds. It runs once, when a clustered edge starts.
@@ -190,7 +206,7 @@ func (m *Metrics) clusterGauges(healthy, peers, devices, age func() float64) {
 	if !m.on() {
 		return
 	}
-	m.reg.MustRegister(
+	m.reg.MustRegister(m.presenceWrites,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_healthy",
 			Help: "1 while this edge's view of the cluster's presence is current (connected to NATS, watchers running), else 0."}, healthy),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_peers_up",
