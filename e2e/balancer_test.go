@@ -22,6 +22,7 @@ type balancer struct {
 	backends []string
 	healthy  []atomic.Bool
 	next     atomic.Uint64
+	only     atomic.Int64 // 1+ the index of the one backend to use; 0: all
 	hc       *http.Client
 
 	cancel  context.CancelFunc
@@ -52,6 +53,11 @@ func newBalancer(t testing.TB, roots *x509.CertPool, backends ...string) *balanc
 }
 
 func (b *balancer) addr() string { return b.ln.Addr().String() }
+
+// pin sends every new connection to backend i alone, healthy or not;
+// unpin goes back to round robin.
+func (b *balancer) pin(i int) { b.only.Store(int64(i) + 1) }
+func (b *balancer) unpin()    { b.only.Store(0) }
 
 func (b *balancer) close() {
 	b.cancel()
@@ -117,7 +123,9 @@ func (b *balancer) relay(c net.Conn) {
 	var up net.Conn
 	for range len(b.backends) {
 		i := int(b.next.Add(1) % uint64(len(b.backends)))
-		if !b.healthy[i].Load() {
+		if only := b.only.Load(); only > 0 {
+			i = int(only - 1)
+		} else if !b.healthy[i].Load() {
 			continue
 		}
 		var err error
@@ -135,7 +143,10 @@ func (b *balancer) relay(c net.Conn) {
 	defer b.untrack(c, up)
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		// A plain copy: io.Copy between TCP connections would splice(2)
+		// through a pipe pair per direction, two more descriptors each.
+		buf := make([]byte, 16<<10)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}

@@ -195,28 +195,9 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	c := s.dialClient(b, "dev-1")
 	const rounds = 500
 
-	measure := func(open func() (net.Conn, error)) []time.Duration {
-		out := make([]time.Duration, 0, rounds)
-		one := make([]byte, 1)
-		for i := 0; i < rounds+20; i++ {
-			t0 := time.Now()
-			conn, err := open()
-			require.NoError(b, err)
-			_, err = conn.Write([]byte{'x'})
-			require.NoError(b, err)
-			_, err = io.ReadFull(conn, one)
-			require.NoError(b, err)
-			if i >= 20 { // the first rounds warm up
-				out = append(out, time.Since(t0))
-			}
-			conn.Close()
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-		return out
-	}
-	full := measure(func() (net.Conn, error) { return tcp.Dial(context.Background(), c, echo) })
+	full := openLatencies(b, rounds, func() (net.Conn, error) { return tcp.Dial(context.Background(), c, echo) })
 	direct := directSession(b, s)
-	base := measure(func() (net.Conn, error) {
+	base := openLatencies(b, rounds, func() (net.Conn, error) {
 		st, _, err := direct.OpenStream(context.Background(), wire.MsgTCP, []byte(echo))
 		return st, err
 	})
@@ -226,6 +207,30 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	b.ReportMetric(percentile(base, 0.99), "direct-p99-ms")
 	b.ReportMetric(percentile(full, 0.5)/percentile(base, 0.5), "x-direct-p50")
 	b.ReportMetric(percentile(full, 0.99)/percentile(base, 0.99), "x-direct-p99")
+}
+
+// openLatencies opens rounds streams (after 20 to warm up) and measures
+// each from the open to the first byte of the answer to one byte sent;
+// it returns them sorted.
+func openLatencies(tb testing.TB, rounds int, open func() (net.Conn, error)) []time.Duration {
+	tb.Helper()
+	out := make([]time.Duration, 0, rounds)
+	one := make([]byte, 1)
+	for i := 0; i < rounds+20; i++ {
+		t0 := time.Now()
+		conn, err := open()
+		require.NoError(tb, err)
+		_, err = conn.Write([]byte{'x'})
+		require.NoError(tb, err)
+		_, err = io.ReadFull(conn, one)
+		require.NoError(tb, err)
+		if i >= 20 {
+			out = append(out, time.Since(t0))
+		}
+		conn.Close()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // directSession is a client session straight to an in-process responder
@@ -330,6 +335,14 @@ func BenchmarkFairness(b *testing.B) {
 // scrape reads one metric (summing its series) from a Prometheus endpoint.
 func scrape(tb testing.TB, url, name string) float64 {
 	tb.Helper()
+	sum, found := scrapeFound(tb, url, name)
+	require.True(tb, found, "metric %s not found at %s", name, url)
+	return sum
+}
+
+// scrapeFound is scrape for a metric that may have no sample yet.
+func scrapeFound(tb testing.TB, url, name string) (float64, bool) {
+	tb.Helper()
 	resp, err := http.Get(url)
 	require.NoError(tb, err)
 	defer resp.Body.Close()
@@ -349,8 +362,7 @@ func scrape(tb testing.TB, url, name string) float64 {
 		require.NoError(tb, err)
 		sum, found = sum+v, true
 	}
-	require.True(tb, found, "metric %s not found at %s", name, url)
-	return sum
+	return sum, found
 }
 
 func BenchmarkEdgeIdleDevices(b *testing.B) {
@@ -453,15 +465,23 @@ func BenchmarkShellKeystroke(b *testing.B) {
 	s := newSystem(b)
 	s.addAgent(agentOpts{id: "dev-1"})
 	c := s.dialClient(b, "dev-1")
+	lat := keystrokes(b, c, 1000)
+	b.ReportMetric(percentile(lat, 0.5), "echo-p50-ms")
+	b.ReportMetric(percentile(lat, 0.99), "echo-p99-ms")
+}
+
+// keystrokes types keys into a shell on c's device, one at a time, and
+// returns each key's echo round trip, sorted. The terminal echoes every
+// key at once and cat swallows it, so a key's round trip is the tunnel's
+// both ways plus the device's tty, and the only bytes coming back are the
+// echoes.
+func keystrokes(b *testing.B, c *client.Client, keys int) []time.Duration {
+	b.Helper()
 	ctx := ctxFor(b, 5*time.Minute)
-	// The terminal echoes every key at once and cat swallows it, so a key's
-	// round trip is the tunnel's both ways plus the device's tty, and the
-	// only bytes coming back are the echoes.
 	sess, err := pty.Open(ctx, c, pty.Request{Cols: 80, Rows: 24,
 		Command: "/bin/sh", Args: []string{"-c", "stty -icanon; exec cat >/dev/null"}})
 	require.NoError(b, err)
 	defer sess.Close()
-	const keys = 1000
 	lat := make([]time.Duration, 0, keys)
 	buf := make([]byte, 256)
 	for i := 0; i < keys+20; i++ {
@@ -481,8 +501,7 @@ func BenchmarkShellKeystroke(b *testing.B) {
 		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(percentile(lat, 0.5), "echo-p50-ms")
-	b.ReportMetric(percentile(lat, 0.99), "echo-p99-ms")
+	return lat
 }
 
 func BenchmarkEdgeMemoryPerStream(b *testing.B) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -45,11 +46,12 @@ type clusterEdge struct {
 
 // clusterOpts shape a test cluster.
 type clusterOpts struct {
-	edges   int
+	edges     int
 	natsURL   string // external NATS instead of embedded servers
 	natsCreds string // its credentials file
+	keepalive string // the edges' keepalive section; empty is 200ms/2s
 	pki       *certstest.PKI
-	extra   string // more YAML for every edge
+	extra     string // more YAML for every edge
 }
 
 func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
@@ -103,14 +105,14 @@ clients:
     allow: {tcp: ["127.0.0.1:*"], udp: ["127.0.0.1:*"], pty: true, reload: true}
 audit_log: audit-%s.jsonl
 metrics_listen: %q
-keepalive: {interval: 200ms, timeout: 2s}
+keepalive: %s
 cluster:
   edge_id: %s
   peer_listen: "127.0.0.1:%d"
   peer_ca: peer-ca.crt
   peer_cert: {cert: %s-peer.crt, key: %s-peer.key}
   nats:
-%s%s`, e.addr, sum, id, e.metrics, id, ps[i].peer, id, id, nats, o.extra)
+%s%s`, e.addr, sum, id, e.metrics, cmp.Or(o.keepalive, "{interval: 200ms, timeout: 2s}"), id, ps[i].peer, id, id, nats, o.extra)
 		require.NoError(t, os.WriteFile(e.cfg, []byte(cfg), 0o600))
 		c.edges = append(c.edges, e)
 	}

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/tcp"
 )
 
 // announceClock is a presence that notes when each device's announcement
@@ -100,4 +103,46 @@ func BenchmarkPresencePropagation(b *testing.B) {
 
 func sortDurations(d []time.Duration) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+}
+
+// BenchmarkClusterOpen opens streams to a device on e1 from a client on
+// e1 (direct) and from a client on e2 (across the peer session), in this
+// process, and reports both and the difference, open to first byte.
+func BenchmarkClusterOpen(b *testing.B) {
+	rig := newClusterRig(b)
+	rig.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	rig.start("e1")
+	rig.start("e2")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	echo := testutil.TCPServer(b, testutil.LineEcho)
+	measure := func(cl *client.Client) []time.Duration {
+		var out []time.Duration
+		one := make([]byte, 1)
+		for i := range 1020 {
+			t0 := time.Now()
+			conn, err := tcp.Dial(context.Background(), cl, echo)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := conn.Write([]byte{'x'}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(conn, one); err != nil {
+				b.Fatal(err)
+			}
+			if i >= 20 {
+				out = append(out, time.Since(t0))
+			}
+			conn.Close()
+		}
+		sortDurations(out)
+		return out
+	}
+	direct := measure(rig.client("e1", "d-1"))
+	cross := measure(rig.client("e2", "d-1"))
+	b.ReportMetric(pct(direct, 0.5), "direct-p50-us")
+	b.ReportMetric(pct(direct, 0.99), "direct-p99-us")
+	b.ReportMetric(pct(cross, 0.5)-pct(direct, 0.5), "cross-extra-p50-us")
+	b.ReportMetric(pct(cross, 0.99)-pct(direct, 0.99), "cross-extra-p99-us")
 }

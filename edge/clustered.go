@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -78,9 +79,10 @@ func (s *Server) takeoverRefusal(id string) string {
 // replaced (a local session) or a live record on another edge.
 func (s *Server) announce(d *Device) {
 	c := s.Cluster
-	if c == nil {
-		return
+	if c == nil || !d.announcing.CompareAndSwap(false, true) {
+		return // one announcement at a time per session
 	}
+	defer d.announcing.Store(false)
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	rev, err := c.Presence.Announce(ctx, PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
@@ -127,7 +129,14 @@ func (s *Server) onPresence(rec PresenceRecord) {
 		return
 	}
 	d, ok := s.reg.Lookup(rec.ID)
-	if !ok || d.nonce == rec.Nonce || rec.Revision <= d.rev.Load() {
+	if !ok || d.nonce == rec.Nonce {
+		return
+	}
+	// Until this session's own record is stored, its revision is unknown:
+	// an older record (of the session this one replaced, say) delivered
+	// meanwhile would look newer. The reconcile loop compares them once
+	// the revision is known.
+	if mine := d.rev.Load(); mine == 0 || rec.Revision <= mine {
 		return
 	}
 	go func() {
@@ -169,10 +178,18 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 // storm must not cost.
 const lostRecordAfter = 5 * time.Second
 
+// reconcileWorkers bounds the announcements one reconcile runs at once:
+// while the store elects a leader each may wait out its timeout.
+const reconcileWorkers = 16
+
 func (s *Server) reconcile() {
+	var todo []*Device
 	for _, d := range s.reg.List() {
+		if d.announcing.Load() {
+			continue // its announcement is under way
+		}
 		if d.rev.Load() == 0 {
-			s.announce(d) // never stored yet
+			todo = append(todo, d) // never stored yet
 			continue
 		}
 		rec, ok := s.Cluster.Presence.Lookup(d.ID)
@@ -181,9 +198,25 @@ func (s *Server) reconcile() {
 		case ok && rec.Edge != s.Cluster.EdgeID && rec.Revision > d.rev.Load():
 			s.onPresence(rec)
 		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
-			s.announce(d)
+			todo = append(todo, d)
 		}
 	}
+	work := make(chan *Device)
+	var wg sync.WaitGroup
+	for range min(reconcileWorkers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				s.announce(d)
+			}
+		}()
+	}
+	for _, d := range todo {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
 }
 
 // moveWait bounds how long a draining edge of a cluster waits for its

@@ -207,16 +207,15 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot open a stream to edge %s, which holds device %s: %v", rec.Edge, r.device, err)}
 	}
 	hdr, err := wire.PeerOpen{Device: r.device, Client: r.id.Name, Remote: r.ev.RemoteAddr, Via: s.Cluster.EdgeID, Hops: r.hops + 1}.Encode()
+	if err == nil {
+		hdr, err = wire.AppendMessage(nil, wire.MsgPeerOpen, hdr)
+	}
 	if err != nil {
 		ps.Close()
 		return nil, &refusal{result: "invalid", reason: err.Error()}
 	}
-	_ = ps.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-	if err := wire.WriteMessage(ps, wire.MsgPeerOpen, hdr); err != nil {
-		ps.Close()
-		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot send the request to edge %s: %v", rec.Edge, err)}
-	}
-	ans, ref := s.request(ps, r, "edge "+rec.Edge+", which holds device "+r.device+",")
+	// The peer open and the request go out in one write: one frame.
+	ans, ref := s.request(ps, r, "edge "+rec.Edge+", which holds device "+r.device+",", hdr...)
 	if ref != nil {
 		ps.Close()
 		return nil, ref
@@ -247,11 +246,16 @@ func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
 	return nil
 }
 
-// request sends r's opening message on st and reads the answer. who names
-// the other end in errors ("device d1", "edge e2, which holds device d1,").
-func (s *Server) request(st *transport.Stream, r *openRequest, who string) ([]byte, *refusal) {
+// request sends r's opening message on st, after prefix in the same
+// write, and reads the answer. who names the other end in errors
+// ("device d1", "edge e2, which holds device d1,").
+func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefix ...byte) ([]byte, *refusal) {
 	_ = st.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
-	if err := wire.WriteMessage(st, r.msg.Type, r.msg.Payload); err != nil {
+	msg, err := wire.AppendMessage(prefix, r.msg.Type, r.msg.Payload)
+	if err == nil {
+		_, err = st.Write(msg)
+	}
+	if err != nil {
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot send the request to %s: %v", who, err)}
 	}
 	ans, err := wire.ReadMessage(st)

@@ -34,6 +34,7 @@ type Device struct {
 	rev            atomic.Uint64
 	announced      atomic.Int64 // unix nanoseconds of the last announcement
 	announceFailed atomic.Bool  // the last announcement failed (logged once)
+	announcing     atomic.Bool  // an announcement is in flight
 	takeover       bool
 
 	closeMu sync.Mutex

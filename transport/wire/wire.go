@@ -87,15 +87,23 @@ type Message struct {
 // WriteMessage writes one message as a single write (header and payload
 // together), so that a message never straddles two smux frames needlessly.
 func WriteMessage(w io.Writer, t MsgType, payload []byte) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(payload))
+	buf, err := AppendMessage(nil, t, payload)
+	if err != nil {
+		return err
 	}
-	buf := make([]byte, HeaderSize+len(payload))
-	buf[0] = byte(t)
-	binary.BigEndian.PutUint16(buf[1:3], uint16(len(payload)))
-	copy(buf[HeaderSize:], payload)
-	_, err := w.Write(buf)
+	_, err = w.Write(buf)
 	return err
+}
+
+// AppendMessage appends one encoded message to buf, so that several
+// messages can go out in one write (one frame on the wire).
+func AppendMessage(buf []byte, t MsgType, payload []byte) ([]byte, error) {
+	if len(payload) > MaxPayload {
+		return buf, fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(payload))
+	}
+	buf = append(buf, byte(t), 0, 0)
+	binary.BigEndian.PutUint16(buf[len(buf)-2:], uint16(len(payload)))
+	return append(buf, payload...), nil
 }
 
 // ReadMessage reads one message. It reads the header and the payload with
