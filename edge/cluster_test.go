@@ -467,3 +467,18 @@ func (w tLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestClusterClientCannotSendPeerOpen: a peer open from a client, on its
+// own session, is an unknown stream type, refused as one.
+func TestClusterClientCannotSendPeerOpen(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e2", "d-1", nil)
+	rig.waitEverywhere("d-1", "e2")
+	cl := rig.client("e1", "d-1")
+	hdr, err := wire.PeerOpen{Device: "d-1", Client: "admin", Via: "e2", Hops: 1}.Encode()
+	require.NoError(t, err)
+	_, _, err = cl.OpenStream(ctxT(t), wire.MsgPeerOpen, hdr)
+	var re *wire.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "unknown stream type 0x70")
+}
