@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/tetherhq/tether/transport"
@@ -262,7 +263,9 @@ func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefi
 	switch {
 	case err != nil && isTimeout(err):
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("%s did not answer the %s request within %v", who, r.ev.Type, s.tcfg.OpenTimeout)}
-	case err != nil && errors.Is(err, transport.ErrConnLost):
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, transport.ErrStreamReset):
+		// The session ended under the stream (the connection broke, or
+		// the other end went silent past its keep-alive).
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("lost the connection to %s before it answered", who)}
 	case err != nil:
 		// Relay "closed without an answer" as it is: the client turns it
