@@ -45,7 +45,11 @@ output. It fits ssh's ProxyCommand, where %h is the host name given to ssh
 				return &usageError{err.Error()}
 			}
 			o.target = t
-			return o.run(cmd.Context())
+			err = o.run(cmd.Context())
+			if errors.Is(err, context.Canceled) && hungUp(cmd.Context()) {
+				return nil
+			}
+			return err
 		},
 	}
 	return cmd
@@ -82,6 +86,8 @@ func (o *ncOptions) run(ctx context.Context) error {
 	st.Close()
 	<-spliced
 	if ctx.Err() != nil {
+		// ssh sends its ProxyCommand SIGHUP when the session ends: that
+		// is the normal end of a proxied session, not an interruption.
 		return ctx.Err()
 	}
 	// A stream cut by a broken connection reads ErrConnLost, never a clean

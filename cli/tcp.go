@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
@@ -74,7 +76,7 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	for _, s := range o.specs {
 		ln, err := lc.Listen(ctx, "tcp", s.Local)
 		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w; pick another local port (0 picks a free one)", s.Local, err)
+			return listenError(s.Local, err)
 		}
 		lns = append(lns, ln)
 	}
@@ -89,6 +91,7 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	}
 	defer r.Close()
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fwds := make([]*tcp.Forward, len(lns))
@@ -120,7 +123,22 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	for _, f := range fwds {
 		f.Close()
 	}
+	if ferr == nil && parent.Err() != nil {
+		// Ctrl-C or SIGTERM: the listeners and their connections are
+		// closed; exit as interrupted.
+		return parent.Err()
+	}
 	return ferr
+}
+
+// listenError says which local address could not be listened on and why,
+// in the words of the system call ("address already in use").
+func listenError(addr string, err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
+	}
+	return fmt.Errorf("cannot listen on %s: %w; pick another local port (0 picks a free one)", addr, err)
 }
 
 // notice prints a progress line for the user on stderr. Forwards call it
