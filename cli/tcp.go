@@ -33,8 +33,11 @@ listens:
 
   127.0.0.1:8080 -> d1 127.0.0.1:80
 
-The command serves until Ctrl-C. When the connection to the edge is lost,
-the listeners stay open and the session is redialled with backoff.`,
+Every listener is bound before anything is printed; when one cannot be,
+the others are closed and the command fails. It serves until Ctrl-C or
+SIGTERM, which close the listeners and their connections and exit 130.
+When the connection to the edge is lost, the listeners stay open and the
+session is redialled with backoff.`,
 		Example: `  # The device's web UI on http://127.0.0.1:8080
   tether tcp d1 8080:127.0.0.1:80
 
