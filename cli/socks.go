@@ -171,10 +171,8 @@ type socksServer struct {
 func (s *socksServer) Serve(ctx context.Context) error {
 	s.conns = make(map[net.Conn]struct{})
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
+	closeAll := func() {
 		s.Listener.Close()
 		s.mu.Lock()
 		s.closed = true
@@ -182,8 +180,16 @@ func (s *socksServer) Serve(ctx context.Context) error {
 			c.Close()
 		}
 		s.mu.Unlock()
-	})
-	defer stop()
+	}
+	stop := context.AfterFunc(ctx, closeAll)
+	defer func() {
+		if stop() {
+			// Accepting failed: close here what ctx would have.
+			closeAll()
+		}
+		cancel()
+		wg.Wait()
+	}()
 	var delay time.Duration // after a transient Accept error, as net/http does
 	for {
 		c, err := s.Listener.Accept()

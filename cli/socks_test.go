@@ -19,8 +19,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/tcp"
 	"github.com/tetherhq/tether/transport/wire"
 	"golang.org/x/net/proxy"
 )
@@ -287,4 +289,49 @@ func TestSOCKSOnEveryInterface(t *testing.T) {
 	port, err := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
 	require.NoError(t, err)
 	require.NotZero(t, port)
+}
+
+// TestSOCKSServerClose: ending Serve's context closes the listener, a
+// client still in its handshake and a spliced connection, and Serve waits
+// for them (goleak in TestMain sees any goroutine left).
+func TestSOCKSServerClose(t *testing.T) {
+	cl, dev, _ := mock.NewEdgeMock(t)
+	dev.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var refused []string
+	s := &socksServer{Listener: ln, Opener: cl,
+		Refused:   func(_ net.Addr, tgt string, err error) { refused = append(refused, tgt+": "+err.Error()) },
+		BadClient: func(net.Addr, error) {}}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+
+	d, err := proxy.SOCKS5("tcp", ln.Addr().String(), nil, proxy.Direct)
+	require.NoError(t, err)
+	echo := testutil.TCPServer(t, testutil.LineEcho)
+	spliced, err := d.Dial("tcp", echo)
+	require.NoError(t, err)
+	defer spliced.Close()
+	_ = spliced.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.WriteString(spliced, "ping")
+	require.NoError(t, err)
+	got := make([]byte, 4)
+	_, err = io.ReadFull(spliced, got)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string(got))
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer silent.Close()
+
+	cancel()
+	require.NoError(t, <-served)
+	for _, c := range []net.Conn{spliced, silent} {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		require.Error(t, err, "a connection outlived Serve")
+	}
+	_, err = net.Dial("tcp", ln.Addr().String())
+	require.Error(t, err, "the listener outlived Serve")
+	require.Empty(t, refused)
 }
