@@ -335,3 +335,38 @@ func TestSOCKSServerClose(t *testing.T) {
 	require.Error(t, err, "the listener outlived Serve")
 	require.Empty(t, refused)
 }
+
+// FuzzSOCKSHandshake: whatever a client sends, the proxy answers with a
+// method choice and at most one reply, and accepts only canonical
+// targets.
+func FuzzSOCKSHandshake(f *testing.F) {
+	f.Add(append([]byte{5, 1, 0}, socksRequest(socksConnect, socksName("localhost"), 22)...))
+	f.Add(append([]byte{5, 2, 2, 0}, socksRequest(0x02, []byte{socksIPv4, 10, 0, 0, 1}, 80)...))
+	f.Add([]byte{5, 1, 2})
+	f.Add([]byte{4, 1, 0, 80, 127, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		tgt, err := socksHandshake(struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(in), &out})
+		ans := out.Bytes()
+		switch {
+		case len(ans) == 0, bytes.Equal(ans, []byte{5, 0xFF}):
+			if err == nil {
+				t.Fatalf("accepted %q without choosing a method", tgt)
+			}
+			return
+		case len(ans) != 2 && len(ans) != 12, !bytes.Equal(ans[:2], []byte{5, 0}):
+			t.Fatalf("answered % x", ans)
+		}
+		if len(ans) == 12 && (err == nil || ans[3] == byte(socksSucceeded)) {
+			t.Fatalf("reply % x with error %v", ans[2:], err)
+		}
+		if err == nil {
+			if p, perr := target.Parse(tgt); perr != nil || p.String() != tgt {
+				t.Fatalf("target %q is not canonical: %v", tgt, perr)
+			}
+		}
+	})
+}
