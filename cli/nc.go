@@ -49,6 +49,9 @@ stdout, end the command with 0 and no message. Ctrl-C exits 130.`,
 			}
 			o.target = t
 			err = o.run(cmd.Context())
+			// ssh sends its ProxyCommand SIGHUP when the session ends:
+			// that is the normal end of a proxied session, not an
+			// interruption.
 			if errors.Is(err, context.Canceled) && hungUp(cmd.Context()) {
 				return nil
 			}
@@ -89,8 +92,6 @@ func (o *ncOptions) run(ctx context.Context) error {
 	st.Close()
 	<-spliced
 	if ctx.Err() != nil {
-		// ssh sends its ProxyCommand SIGHUP when the session ends: that
-		// is the normal end of a proxied session, not an interruption.
 		return ctx.Err()
 	}
 	// A stream cut by a broken connection reads ErrConnLost, never a clean

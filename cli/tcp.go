@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
@@ -141,7 +142,14 @@ func listenError(addr string, err error) error {
 	if errors.As(err, &se) {
 		err = se.Err
 	}
-	return fmt.Errorf("cannot listen on %s: %w; pick another local port (0 picks a free one)", addr, err)
+	hint := "pick another local port (0 picks a free one)"
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		hint = "ports below 1024 need privileges; pick a port above 1023"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = "that address is not one of this machine's; use 127.0.0.1, or * for every interface"
+	}
+	return fmt.Errorf("cannot listen on %s: %w; %s", addr, err, hint)
 }
 
 // notice prints a progress line for the user on stderr. Forwards call it

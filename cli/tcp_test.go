@@ -50,3 +50,12 @@ func TestTCPSignals(t *testing.T) {
 		})
 	}
 }
+
+// TestListenError: an address that is not this machine's gets its own
+// advice (192.0.2.1 is TEST-NET-1, never assigned).
+func TestListenError(t *testing.T) {
+	_, err := net.Listen("tcp", "192.0.2.1:8080")
+	require.Error(t, err)
+	require.EqualError(t, listenError("192.0.2.1:8080", err),
+		"cannot listen on 192.0.2.1:8080: cannot assign requested address; that address is not one of this machine's; use 127.0.0.1, or * for every interface")
+}
