@@ -117,9 +117,9 @@ func TestTCPForwards(t *testing.T) {
 			require.Equal(t, fmt.Sprintf("echo:FWD %d REQ %d", i, j), got)
 		}
 	}
-	// Ctrl-C ends it cleanly.
+	// Ctrl-C ends it, as interrupted.
 	require.NoError(t, fwd.Cmd.Process.Signal(os.Interrupt))
-	require.Equal(t, 0, exitCode(t, fwd), fwd.Stderr())
+	require.Equal(t, ExitInterrupted, exitCode(t, fwd), fwd.Stderr())
 	_, err = net.Dial("tcp", locals[0])
 	require.Error(t, err, "the listener outlived the command")
 }
@@ -370,6 +370,8 @@ func TestSSHProxyCommand(t *testing.T) {
 		"TETHER_EDGE="+f.edgeURL(), "TETHER_CA="+f.pki.CAFile, "TETHER_TOKEN="+f.token)
 	out, errOut := runSSH(t, sshBin, environ, nil, proxy, "d1", "echo ssh-through-tether $((6*7))")
 	require.Equal(t, "ssh-through-tether 42\n", out, errOut)
+	// ssh ends its ProxyCommand with SIGHUP: tether nc exits quietly.
+	require.Empty(t, errOut)
 
 	// Megabytes both ways arrive intact.
 	payload := make([]byte, 4<<20)
@@ -381,6 +383,20 @@ func TestSSHProxyCommand(t *testing.T) {
 	require.GreaterOrEqual(t, len(fields), 3, "ssh printed %q; stderr %s", out, errOut)
 	require.Equal(t, hex.EncodeToString(sum[:]), fields[0])
 	require.Equal(t, "3000000", fields[len(fields)-1])
+	require.Empty(t, errOut)
+
+	// scp (over sftp) both ways, and not a word from tether nc.
+	src := filepath.Join(t.TempDir(), "payload")
+	require.NoError(t, os.WriteFile(src, payload, 0o600))
+	remote := filepath.Join(t.TempDir(), "copied")
+	back := filepath.Join(t.TempDir(), "back")
+	for _, args := range [][]string{{src, currentUser(t) + "@d1:" + remote}, {currentUser(t) + "@d1:" + remote, back}} {
+		errOut = runSCP(t, environ, proxy, args...)
+		require.Empty(t, errOut)
+	}
+	got, err := os.ReadFile(back)
+	require.NoError(t, err)
+	require.Equal(t, sum, sha256.Sum256(got))
 }
 
 // TestCertsDriveARealEdge: a PKI made with tether certs serves a real edge

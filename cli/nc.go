@@ -26,7 +26,10 @@ func newNCCommand(g *globalOptions) *cobra.Command {
 stream. The end of stdin is passed on as a half-close, so the remote side
 sees EOF and may still answer; the command ends when the remote side ends its
 output. It fits ssh's ProxyCommand, where %h is the host name given to ssh
-(here, the device ID).`,
+(here, the device ID); tether ssh sets it up for you.
+
+The ways ssh ends a ProxyCommand are not failures: SIGHUP, and a closed
+stdout, end the command with 0 and no message. Ctrl-C exits 130.`,
 		Example: `  # ssh to a device's own sshd through the edge
   ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1
 
@@ -45,7 +48,14 @@ output. It fits ssh's ProxyCommand, where %h is the host name given to ssh
 				return &usageError{err.Error()}
 			}
 			o.target = t
-			return o.run(cmd.Context())
+			err = o.run(cmd.Context())
+			// ssh sends its ProxyCommand SIGHUP when the session ends:
+			// that is the normal end of a proxied session, not an
+			// interruption.
+			if errors.Is(err, context.Canceled) && hungUp(cmd.Context()) {
+				return nil
+			}
+			return err
 		},
 	}
 	return cmd

@@ -209,6 +209,8 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newUDPCommand(g),
 		newShellCommand(g),
 		newNCCommand(g),
+		newSOCKSCommand(g),
+		newSSHCommand(g),
 		newReloadCommand(g),
 		newCertsCommand(g),
 		newVersionCommand(g),

@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/transport"
@@ -31,8 +34,11 @@ listens:
 
   127.0.0.1:8080 -> d1 127.0.0.1:80
 
-The command serves until Ctrl-C. When the connection to the edge is lost,
-the listeners stay open and the session is redialled with backoff.`,
+Every listener is bound before anything is printed; when one cannot be,
+the others are closed and the command fails. It serves until Ctrl-C or
+SIGTERM, which close the listeners and their connections and exit 130.
+When the connection to the edge is lost, the listeners stay open and the
+session is redialled with backoff.`,
 		Example: `  # The device's web UI on http://127.0.0.1:8080
   tether tcp d1 8080:127.0.0.1:80
 
@@ -74,7 +80,7 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	for _, s := range o.specs {
 		ln, err := lc.Listen(ctx, "tcp", s.Local)
 		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w; pick another local port (0 picks a free one)", s.Local, err)
+			return listenError(s.Local, err)
 		}
 		lns = append(lns, ln)
 	}
@@ -89,6 +95,7 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	}
 	defer r.Close()
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fwds := make([]*tcp.Forward, len(lns))
@@ -120,7 +127,29 @@ func (o *tcpOptions) run(ctx context.Context) error {
 	for _, f := range fwds {
 		f.Close()
 	}
+	if ferr == nil && parent.Err() != nil {
+		// Ctrl-C or SIGTERM: the listeners and their connections are
+		// closed; exit as interrupted.
+		return parent.Err()
+	}
 	return ferr
+}
+
+// listenError says which local address could not be listened on and why,
+// in the words of the system call ("address already in use").
+func listenError(addr string, err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
+	}
+	hint := "pick another local port (0 picks a free one)"
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		hint = "ports below 1024 need privileges; pick a port above 1023"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = "that address is not one of this machine's; use 127.0.0.1, or * for every interface"
+	}
+	return fmt.Errorf("cannot listen on %s: %w; %s", addr, err, hint)
 }
 
 // notice prints a progress line for the user on stderr. Forwards call it

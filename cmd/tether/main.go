@@ -12,8 +12,27 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// The context ends with the signal as its cause, so that a command can
+	// tell Ctrl-C from ssh hanging up on its ProxyCommand.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// A closed stdout fails writes with EPIPE instead of killing the
+	// process, so that tether nc can end quietly when its reader goes away.
+	// (Notify, not Ignore: an ignored signal would stay ignored in the
+	// programs tether ssh runs.)
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&cli.SignalError{Signal: s})
+		case <-ctx.Done():
+		}
+	}()
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	cancel(nil)
+	signal.Stop(sigs)
+	signal.Stop(pipes)
 	os.Exit(code)
 }
