@@ -207,6 +207,9 @@ func TestUDPForward(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	require.Eventually(t, func() bool { return udpRoundTrip(c, "hello") }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, fwd.Cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, ExitInterrupted, exitCode(t, fwd), fwd.Stderr())
+	require.Equal(t, "tether: interrupted\n", fwd.Stderr())
 }
 
 func TestReload(t *testing.T) {

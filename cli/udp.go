@@ -99,7 +99,8 @@ func (o *udpOptions) run(ctx context.Context) error {
 	}
 	select {
 	case <-ctx.Done():
-		return nil
+		// Ctrl-C or SIGTERM: exit as interrupted, as tcp does.
+		return ctx.Err()
 	case i := <-stopped:
 		if err := lns[i].Err(); err != nil {
 			return fmt.Errorf("forward %s stopped: %w", lns[i].Addr(), err)
