@@ -85,6 +85,9 @@ func clientToken(h string) (token, problem string) {
 	}
 	scheme, rest, spaced := strings.Cut(h, " ")
 	if !spaced {
+		if strings.EqualFold(h, "Bearer") {
+			return "", "missing token after \"Bearer\": send \"Authorization: Bearer <token>\""
+		}
 		if !tokenChars(h) {
 			return "", "malformed Authorization header: the token has control characters; send \"Bearer <token>\" or the bare token"
 		}

@@ -69,7 +69,7 @@ type allowConfig struct {
 	Files  bool     `yaml:"files"`
 	// ExtraTypes are the stream types Tether does not define that the
 	// edge relays unchanged: YAML integers (0x15 or 21) or "0x15" strings.
-	ExtraTypes []yaml.Node `yaml:"extra_types"`
+	ExtraTypes yaml.Node `yaml:"extra_types"`
 }
 
 // limitsConfig is the limits: section; zero keeps the default. Most keys
@@ -361,14 +361,21 @@ type extraTypeError struct {
 
 func (e *extraTypeError) Error() string { return e.msg }
 
-// parseExtraTypes reads allow.extra_types: each entry a YAML integer
-// (0x15, 21) or a string "0x15", naming a type edge.ValidExtraType
-// accepts, listed once.
-func parseExtraTypes(nodes []yaml.Node) ([]wire.MsgType, error) {
+// parseExtraTypes reads allow.extra_types: a list (absent or null: none) whose
+// entries are YAML integers (0x15, 21) or strings "0x15", each naming a
+// type edge.ValidExtraType accepts, listed once.
+func parseExtraTypes(list yaml.Node) ([]wire.MsgType, error) {
+	switch {
+	case list.Kind == 0, list.Kind == yaml.ScalarNode && list.Tag == "!!null":
+		return nil, nil
+	case list.Kind == yaml.SequenceNode:
+	default:
+		return nil, errors.New("want a list of stream type numbers, such as [0x15]")
+	}
 	var out []wire.MsgType
 	seen := make(map[wire.MsgType]bool)
-	for i := range nodes {
-		t, err := parseExtraType(&nodes[i])
+	for i, n := range list.Content {
+		t, err := parseExtraType(n)
 		if err == nil {
 			err = edge.ValidExtraType(t)
 		}
