@@ -97,4 +97,8 @@ func TestConfigEdgeID(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "edge.yaml:16: edge_id") || !strings.Contains(err.Error(), "not a valid edge ID") {
 		t.Errorf("bad edge_id: got %v", err)
 	}
+	_, err = parseConfig("/etc/tether/edge.yaml", []byte(base+"edge_id: edge-a\n"+clusterSection), false)
+	if err == nil || !strings.Contains(err.Error(), "edge.yaml:16: edge_id: a clustered edge is named by cluster.edge_id") {
+		t.Errorf("edge_id with a cluster: got %v", err)
+	}
 }
