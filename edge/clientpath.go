@@ -122,12 +122,14 @@ func truncate(s string, n int) string {
 
 // knownEdge reports whether id names this edge or a live edge of its
 // cluster, for the /edge/<edge ID>/ prefix. Which edge of a cluster the
-// client named does not matter: every edge reaches every device.
+// client named does not matter: every edge reaches every device. While
+// the cluster state is unavailable the edges cannot be listed, so any ID
+// passes, and the device's lookup then answers as it can.
 func (s *Server) knownEdge(id string) bool {
 	if s.Cluster == nil {
 		return s.EdgeID != "" && id == s.EdgeID
 	}
-	if id == s.Cluster.EdgeID {
+	if id == s.Cluster.EdgeID || s.Cluster.Presence.Health() != nil {
 		return true
 	}
 	for _, e := range s.Cluster.Presence.Edges() {
