@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,21 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 )
-
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(tok)
-}
 
 // credential is what a client authenticated with: the identity, the
 // SHA-256 of its token and the policy state that accepted it.
@@ -39,19 +27,21 @@ type credential struct {
 	auth *authState
 }
 
-// authenticate checks the bearer token; on failure it has answered 401.
+// authenticate checks the client's token, sent as "Authorization: Bearer
+// <token>" or as the bare token (clientToken); on failure it has answered
+// 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (credential, bool) {
 	st := s.auth.Load()
-	tok := bearer(r)
-	if tok == "" {
-		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token"})
-		s.refuse(w, r, http.StatusUnauthorized, "no_token", "missing bearer token: pass --token or --token-file")
+	tok, problem := clientToken(r.Header.Get("Authorization"))
+	if problem != "" {
+		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token", Reason: problem})
+		s.refuse(w, r, http.StatusUnauthorized, "no_token", problem)
 		return credential{}, false
 	}
 	id, ok := st.policy.Authenticate(tok)
 	if !ok {
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "bad_token"})
-		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown bearer token: check the token you were given")
+		s.refuse(w, r, http.StatusUnauthorized, "bad_token", "unknown token: check the token you were given")
 		return credential{}, false
 	}
 	return credential{id: id, hash: HashToken(tok), auth: st}, true
@@ -234,20 +224,68 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	return true
 }
 
+// isClientPath reports whether path is one of the client endpoints:
+// /client/<id>, /device/<id> or /edge/<edge ID>/device/<id>.
+func isClientPath(path string) bool {
+	return strings.HasPrefix(path, clientPrefix) || strings.HasPrefix(path, qbeeDevicePath) || strings.HasPrefix(path, qbeeEdgePrefix)
+}
+
+// serveClient serves the client endpoints. /client/<id> is always a
+// client. On the qbee-v1 paths, /device/<id> and /edge/<edge
+// ID>/device/<id>, a request with a client certificate and no
+// Authorization header is a device (as on /device), one with a credential
+// and no certificate is a client, and one with both is refused: neither
+// reading of it can be told to be the one meant.
 func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	if !s.admit(w, r) {
 		return
 	}
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/client/")
-	deviceID, err := url.PathUnescape(raw)
-	if err != nil || certs.ValidDeviceID(deviceID) != nil {
-		s.refuse(w, r, http.StatusBadRequest, "bad_device_id", "invalid device ID in the path: use /client/{deviceID}")
+	p, ok, err := parseClientPath(r.URL.EscapedPath())
+	if !ok {
+		s.refuse(w, r, http.StatusNotFound, "bad_path", "no such endpoint: clients dial /client/{deviceID}, /device/{deviceID} or /edge/{edgeID}/device/{deviceID}")
+		return
+	}
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, "bad_device_id", err.Error())
+		return
+	}
+	_, hasAuth := r.Header["Authorization"]
+	if p.qbee && hasDeviceCert(r) {
+		if hasAuth {
+			msg := "the request carries both a client certificate and an Authorization header: a device presents only its certificate (on /device), a client only its token; drop one"
+			s.auditRejected(Event{Kind: EventClientRejected, Device: p.device, RemoteAddr: r.RemoteAddr, Result: "both_credentials", Reason: msg})
+			s.refuse(w, r, http.StatusBadRequest, "both_credentials", msg)
+			return
+		}
+		if p.edge != "" && !s.knownEdge(p.edge) {
+			s.refuse(w, r, http.StatusNotFound, "unknown_edge", s.unknownEdgeText(p.edge))
+			return
+		}
+		s.serveDevice(w, r, p.device)
+		return
+	}
+	if p.qbee && !hasAuth {
+		msg := "no credential: a client sends \"Authorization: <token>\" (or \"Bearer <token>\"); a device presents its certificate"
+		s.auditRejected(Event{Kind: EventClientRejected, Device: p.device, RemoteAddr: r.RemoteAddr, Result: "no_token", Reason: msg})
+		s.refuse(w, r, http.StatusUnauthorized, "no_token", msg)
 		return
 	}
 	cred, ok := s.authenticate(w, r)
 	if !ok {
 		return
 	}
+	if p.edge != "" && !s.knownEdge(p.edge) {
+		s.auditRejected(Event{Kind: EventClientRejected, Client: cred.id.Name, Device: p.device,
+			RemoteAddr: r.RemoteAddr, Result: "unknown_edge"})
+		s.refuse(w, r, http.StatusNotFound, "unknown_edge", s.unknownEdgeText(p.edge), "client", cred.id.Name)
+		return
+	}
+	s.serveClientSession(w, r, cred, p.device)
+}
+
+// serveClientSession runs the session of an authenticated client with
+// deviceID.
+func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred credential, deviceID string) {
 	id := cred.id
 	if !cred.auth.policy.DeviceAllowed(id, deviceID) {
 		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
@@ -406,14 +444,19 @@ func canonical(m wire.Message) (Request, []byte, error) {
 	case wire.MsgReload:
 		return req, nil, nil
 	}
+	if relayable(m.Type) {
+		// A type Tether does not define: the policy decides, and the
+		// payload goes to the device unchanged.
+		return req, m.Payload, nil
+	}
 	return req, nil, fmt.Errorf("unknown stream type 0x%02x", uint8(m.Type))
 }
 
 // auditRequired reports whether streams of type t must not reach the
-// device before their request is recorded: shells and commands, and file
-// transfers.
+// device before their request is recorded: shells and commands, file
+// transfers, and relayed types, whose effect the edge cannot know.
 func auditRequired(t wire.MsgType) bool {
-	return t == wire.MsgPTY || t == wire.MsgFileTransfer
+	return t == wire.MsgPTY || t == wire.MsgFileTransfer || relayable(t)
 }
 
 // auditWait records e and waits until it is written, for at most

@@ -23,6 +23,7 @@ import (
 	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/edge/cluster"
+	"github.com/tetherhq/tether/internal/testbroker"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
@@ -297,6 +298,16 @@ func TestClusterStateUnavailable(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, se.StatusCode)
 	require.Contains(t, se.Reason, "cluster state unavailable")
 	require.Contains(t, se.Reason, "device d-1 is not on this edge")
+
+	// A qbee-v1 client's /edge/ prefix cannot be checked against the
+	// edges now: it passes, and the device's lookup answers.
+	addr := strings.TrimPrefix(rig.edges["e2"].url, "https://")
+	p, status, body := testbroker.DialQbee(t, addr, rig.pki.ClientTLS(), "/edge/e1/device/d-2", opsToken)
+	require.Equal(t, http.StatusSwitchingProtocols, status, body)
+	qbeeTunnel(t, p, 1, lineEcho(t))
+	_, status, body = testbroker.DialQbee(t, addr, rig.pki.ClientTLS(), "/edge/e9/device/d-1", opsToken)
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Contains(t, body, "cluster state unavailable")
 }
 
 // TestClusterLostEdgeResetsItsStreams: when the device's edge goes away

@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// extraType is a stream type Tether does not define, as a newer qbee-v1
+// peer might send.
+const extraType wire.MsgType = 0x15
+
 const (
 	opsToken     = "ops-token-0123456789"
 	peerToken    = "peer-token-0123456789"
@@ -34,13 +38,15 @@ const (
 )
 
 // testRules: "ops" may do everything on every device with TCP and UDP to
-// loopback; "peer" may do the same on devices d-*; "limited" may reach
+// loopback, and have the edge relay stream type extraType; "peer" may do
+// the same on devices d-*, relayed types aside; "limited" may reach
 // devices d-* with TCP to 127.0.0.1:1-1024.
 func testRules() []edge.ClientRule {
 	return []edge.ClientRule{
 		{Name: "ops", TokenSHA256: edge.HashToken(opsToken), Devices: []string{"*"},
 			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")},
-			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true},
+			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true,
+			ExtraTypes: []wire.MsgType{extraType}},
 		{Name: "peer", TokenSHA256: edge.HashToken(peerToken), Devices: []string{"d-*"},
 			TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")},
 			UDP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true, Reload: true},

@@ -76,6 +76,10 @@ type ClientRule struct {
 	Reload bool
 	// Files allows file transfer streams.
 	Files bool
+	// ExtraTypes are stream types Tether does not define that the edge
+	// relays for this client: the opening message and the device's answer
+	// pass unchanged. Each must pass ValidExtraType. None by default.
+	ExtraTypes []wire.MsgType
 }
 
 // ParseTokenSHA256 decodes a 64-character hex SHA-256.
@@ -119,6 +123,11 @@ func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
 		for _, g := range r.Devices {
 			if err := validDeviceGlob(g); err != nil {
 				return nil, fmt.Errorf("client %q: %v", r.Name, err)
+			}
+		}
+		for _, t := range r.ExtraTypes {
+			if err := ValidExtraType(t); err != nil {
+				return nil, fmt.Errorf("client %q: %w", r.Name, err)
 			}
 		}
 	}
@@ -197,6 +206,8 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 		ok = r.Reload
 	case wire.MsgFileTransfer:
 		ok = r.Files
+	default:
+		ok = extraTypeAllowed(r, req.Type)
 	}
 	if !ok {
 		return denial(id, deviceID, req)
@@ -220,7 +231,70 @@ func denial(id Identity, deviceID string, req Request) error {
 	if req.Target.Host != "" {
 		what += " " + req.Target.String()
 	}
+	if relayable(req.Type) {
+		return fmt.Errorf("%w: stream type 0x%02x on device %s for client %s; this edge relays a type it does not define only when the client's allow.extra_types lists it",
+			ErrNotAllowed, uint8(req.Type), deviceID, id.Name)
+	}
 	return fmt.Errorf("%w: %s on device %s for client %s", ErrNotAllowed, what, deviceID, id.Name)
+}
+
+// Tether's extension range of message types (docs/protocol.md): the edge
+// never relays a type of it that it does not define.
+const (
+	extFirst wire.MsgType = 0x70
+	extLast  wire.MsgType = 0x7f
+)
+
+// relayable reports whether t is a stream type the edge may relay
+// unchanged when a policy allows it: one that Tether does not define,
+// outside Tether's extension range 0x70..0x7f.
+func relayable(t wire.MsgType) bool {
+	return !t.Known() && (t < extFirst || t > extLast)
+}
+
+// ValidExtraType returns nil when t may be listed in
+// ClientRule.ExtraTypes, and otherwise an error that says why not and
+// what to use instead.
+func ValidExtraType(t wire.MsgType) error {
+	switch {
+	case t == wire.MsgOK || t == wire.MsgError || t == wire.MsgGoAway:
+		return fmt.Errorf("extra type 0x%02x is %v, a control message of the protocol, not a stream type", uint8(t), t)
+	case t.Known():
+		return fmt.Errorf("extra type 0x%02x is %v, a type Tether defines: allow it with its own rule (%s), not as an extra type", uint8(t), t, ruleOf(t))
+	case t >= extFirst && t <= extLast:
+		return fmt.Errorf("extra type 0x%02x is in Tether's extension range 0x70..0x7f, which the edge never relays", uint8(t))
+	}
+	return nil
+}
+
+// ruleOf names the allow rule of a type Tether defines.
+func ruleOf(t wire.MsgType) string {
+	switch t {
+	case wire.MsgTCP:
+		return "allow.tcp"
+	case wire.MsgUDP:
+		return "allow.udp"
+	case wire.MsgPTY, wire.MsgPTYCommand:
+		return "allow.pty"
+	case wire.MsgReload:
+		return "allow.reload"
+	case wire.MsgFileTransfer:
+		return "allow.files"
+	}
+	return "none: clients may not open it"
+}
+
+// extraTypeAllowed reports whether r lists t in its extra types.
+func extraTypeAllowed(r *ClientRule, t wire.MsgType) bool {
+	if !relayable(t) {
+		return false
+	}
+	for _, x := range r.ExtraTypes {
+		if x == t {
+			return true
+		}
+	}
+	return false
 }
 
 // typeWord names a stream type the way policies spell it.
@@ -243,7 +317,8 @@ func typeWord(t wire.MsgType) string {
 }
 
 // AllowAll is a policy that lets every non-empty token do everything on
-// every device. The identity's name is "any". For tests only.
+// every device, relayed types (relayable) included. The identity's name
+// is "any". For tests only.
 type AllowAll struct{}
 
 // Authenticate accepts any non-empty token.

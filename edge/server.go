@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +55,11 @@ type Server struct {
 	Cluster *Cluster
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
+	// EdgeID names a single edge in the /edge/<edge ID>/device/<device
+	// ID> client path of qbee-v1 clients. Empty: a single edge refuses
+	// that prefix (404). A clustered edge ignores it and takes the IDs of
+	// its cluster (Cluster.EdgeID and the live edges of Presence).
+	EdgeID string
 
 	initOnce    sync.Once
 	lim         Limits
@@ -244,8 +248,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/devices":
 		s.serveDeviceList(w, r)
 	case r.URL.Path == "/device":
-		s.serveDevice(w, r)
-	case strings.HasPrefix(r.URL.Path, "/client/"):
+		if s.admit(w, r) {
+			s.serveDevice(w, r, "")
+		}
+	case isClientPath(r.URL.Path):
 		s.serveClient(w, r)
 	default:
 		http.NotFound(w, r)
@@ -304,7 +310,7 @@ func (s *Server) refuseAmbiguous(w http.ResponseWriter, r *http.Request, msg str
 	switch {
 	case r.URL.Path == "/device":
 		s.auditRejected(Event{Kind: EventDeviceRejected, RemoteAddr: r.RemoteAddr, Result: "ambiguous_request", Reason: msg})
-	case strings.HasPrefix(r.URL.Path, "/client/"):
+	case isClientPath(r.URL.Path):
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "ambiguous_request", Reason: msg})
 	}
 	s.refuse(w, r, http.StatusBadRequest, "ambiguous_request", msg)
@@ -365,11 +371,9 @@ func (s *Server) allowFrom(remoteAddr string) bool {
 }
 
 // serveDevice authenticates a device by its certificate and runs its
-// session.
-func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
-	if !s.admit(w, r) {
-		return
-	}
+// session; the caller has admitted the request. pathID, when set, is the
+// device ID of a /device/<id> path, which must be the certificate's.
+func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID string) {
 	var chain []*x509.Certificate
 	if r.TLS != nil {
 		chain = r.TLS.PeerCertificates
@@ -390,6 +394,12 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 		s.auditRejected(Event{Kind: EventDeviceRejected, Device: chain[0].Subject.CommonName,
 			RemoteAddr: r.RemoteAddr, Serial: serial, Result: "bad_certificate", Reason: err.Error()})
 		s.refuse(w, r, http.StatusForbidden, "bad_certificate", msg, "serial", serial, "cn", chain[0].Subject.CommonName)
+		return
+	}
+	if pathID != "" && pathID != id {
+		msg := fmt.Sprintf("the path names device %s but the certificate is device %s's; a device dials /device", pathID, id)
+		s.auditRejected(Event{Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr, Serial: serial, Result: "path_mismatch", Reason: msg})
+		s.refuse(w, r, http.StatusForbidden, "path_mismatch", msg, "device", id)
 		return
 	}
 	if s.auth.Load().revoked.Has(serial) {

@@ -20,6 +20,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // fileConfig is edge.yaml.
@@ -35,6 +36,9 @@ type fileConfig struct {
 	KeepAlive     keepAliveConfig `yaml:"keepalive"`
 	Limits        limitsConfig    `yaml:"limits"`
 	Cluster       *clusterConfig  `yaml:"cluster"`
+	// EdgeID names a single edge in qbee-v1 client paths
+	// (/edge/<edge ID>/device/<id>); a clustered edge uses cluster.edge_id.
+	EdgeID string `yaml:"edge_id"`
 }
 
 // keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
@@ -63,6 +67,9 @@ type allowConfig struct {
 	PTY    bool     `yaml:"pty"`
 	Reload bool     `yaml:"reload"`
 	Files  bool     `yaml:"files"`
+	// ExtraTypes are the stream types Tether does not define that the
+	// edge relays unchanged: YAML integers (0x15 or 21) or "0x15" strings.
+	ExtraTypes yaml.Node `yaml:"extra_types"`
 }
 
 // limitsConfig is the limits: section; zero keeps the default. Most keys
@@ -235,6 +242,13 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			}
 			r.UDP = append(r.UDP, pat)
 		}
+		if r.ExtraTypes, err = parseExtraTypes(cl.Allow.ExtraTypes); err != nil {
+			var xe *extraTypeError
+			if errors.As(err, &xe) {
+				return nil, bad(xe.msg, k("allow", "extra_types", strconv.Itoa(xe.index))...)
+			}
+			return nil, bad(err.Error(), k("allow", "extra_types")...)
+		}
 		rules = append(rules, r)
 	}
 	pol, err := edge.NewStaticPolicy(rules)
@@ -308,6 +322,14 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if fc.Cluster == nil && hasKey(&root, "cluster") {
 		return nil, bad("empty: fill in edge_id, peer_listen, peer_ca, peer_cert and nats (see docs/cluster.md), or remove the section for a single edge", "cluster")
 	}
+	if fc.EdgeID != "" {
+		if err := certs.ValidDeviceID(fc.EdgeID); err != nil {
+			return nil, bad(fmt.Sprintf("%q is not a valid edge ID: 1 to 128 letters, digits, '.', '-', '_' and ':'", fc.EdgeID), "edge_id")
+		}
+		if fc.Cluster != nil {
+			return nil, bad("a clustered edge is named by cluster.edge_id; remove the top-level edge_id", "edge_id")
+		}
+	}
 	if fc.Cluster != nil {
 		c.cluster, c.warnings, err = parseCluster(fc.Cluster, fc.Listen, fc.DeviceCA, loadFiles, bad, rel)
 		if err != nil {
@@ -329,6 +351,81 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		return nil, bad(err.Error(), "revoked")
 	}
 	return c, nil
+}
+
+// extraTypeError is a bad entry of allow.extra_types.
+type extraTypeError struct {
+	index int
+	msg   string
+}
+
+func (e *extraTypeError) Error() string { return e.msg }
+
+// parseExtraTypes reads allow.extra_types: a list (absent or null: none) whose
+// entries are YAML integers (0x15, 21) or strings "0x15", each naming a
+// type edge.ValidExtraType accepts, listed once.
+func parseExtraTypes(list yaml.Node) ([]wire.MsgType, error) {
+	switch {
+	case list.Kind == 0, list.Kind == yaml.ScalarNode && list.Tag == "!!null":
+		return nil, nil
+	case list.Kind == yaml.SequenceNode:
+	default:
+		return nil, errors.New("want a list of stream type numbers, such as [0x15]")
+	}
+	var out []wire.MsgType
+	seen := make(map[wire.MsgType]bool)
+	for i, n := range list.Content {
+		t, err := parseExtraType(n)
+		if err == nil {
+			err = edge.ValidExtraType(t)
+		}
+		if err == nil && seen[t] {
+			err = fmt.Errorf("0x%02x is listed twice", uint8(t))
+		}
+		if err != nil {
+			return nil, &extraTypeError{index: i, msg: err.Error()}
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// parseExtraType reads one stream type number: a YAML integer, or a
+// string of "0x" and one or two hex digits.
+func parseExtraType(n *yaml.Node) (wire.MsgType, error) {
+	const want = "want a stream type number from 0 to 255, such as 0x15"
+	if n.Kind != yaml.ScalarNode {
+		return 0, errors.New(want)
+	}
+	var v uint64
+	switch n.Tag {
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil || i < 0 || i > 0xff {
+			return 0, fmt.Errorf("%s is not %s", n.Value, want[5:])
+		}
+		v = uint64(i)
+	case "!!str":
+		h, ok := strings.CutPrefix(strings.ToLower(n.Value), "0x")
+		var err error
+		if ok && len(h) >= 1 && len(h) <= 2 {
+			v, err = strconv.ParseUint(h, 16, 8)
+		}
+		if !ok || len(h) < 1 || len(h) > 2 || err != nil {
+			return 0, fmt.Errorf("%q is not a type number: %s (names are not accepted: a type Tether does not define has none)", truncate(n.Value, 40), want)
+		}
+	default:
+		return 0, fmt.Errorf("%q: %s", truncate(n.Value, 40), want)
+	}
+	return wire.MsgType(v), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // loadRevoked reads the revocation list; no file configured means none.

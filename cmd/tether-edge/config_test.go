@@ -139,6 +139,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("{")
 	f.Add(strings.Replace(issueConfig, "<64 hex chars>", hex64, 1) + clusterSection)
 	f.Add("cluster: {edge_id: e, peer_listen: '[::]:1', nats: {url: 'nats://a:1,tls://b:2'}, replicas: 3}\n")
+	f.Add(withExtraTypes(`[0x15, 33, "0x80"]`) + "edge_id: e-1\n")
+	f.Add(withExtraTypes(`[0x20, "x", [1], {a: 1}, -1, 1.5]`))
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := parseConfig("/etc/tether/edge.yaml", []byte(s), false)
 		if err != nil {

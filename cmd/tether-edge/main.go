@@ -172,6 +172,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Transport: cfg.transport,
 		Limits:    cfg.limits,
 		Logger:    log,
+		EdgeID:    cfg.file.EdgeID,
 	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.

@@ -34,9 +34,10 @@ type Client struct {
 }
 
 // NewClient connects to endpointURL, the edge's client endpoint for one
-// device (https://edge.example.com:8443/client/<device ID>), sending
-// authToken as the whole Authorization header ("Bearer <token>"); empty
-// sends none. tlsConfig verifies the edge; nil means the system roots. ctx
+// device (https://edge.example.com:8443/client/<device ID>, or
+// /device/<device ID> as the reference's clients dial), sending authToken
+// as the whole Authorization header (the bare token, or "Bearer <token>");
+// empty sends none. tlsConfig verifies the edge; nil means the system roots. ctx
 // bounds the connection set-up only.
 func NewClient(ctx context.Context, endpointURL, authToken string, tlsConfig *tls.Config) (*Client, error) {
 	sess, err := transport.Dial(ctx, endpointURL, authToken, tlsConfig, nil)

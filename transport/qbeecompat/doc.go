@@ -61,9 +61,12 @@
 //     EdgeMock.Client returns a new client bound to the mock's device, and
 //     EdgeMock.DeviceClient the one device (the reference's would be a second
 //     device, which its mock refuses).
-//   - NewClient's endpointURL is used as given: Tether's edge serves clients
-//     on /client/<device ID> (mock's EdgeMock.ClientURL), and authToken is the
-//     whole Authorization header value, such as "Bearer <token>".
+//   - NewClient's endpointURL is used as given, and authToken is the whole
+//     Authorization header value. Tether's edge serves clients on
+//     /client/<device ID> (mock's EdgeMock.ClientURL) and, as the
+//     reference's clients dial, on /device/<device ID> and
+//     /edge/<edge ID>/device/<device ID>, with the bare token or
+//     "Bearer <token>".
 //
 // # Not covered
 //

@@ -437,3 +437,24 @@ func TestPipe(t *testing.T) {
 		t.Fatal("Pipe did not return after both directions ended")
 	}
 }
+
+// A program written against the reference dials /device/<device ID> with
+// the bare token, as the reference does; the edge serves it.
+func TestNewClientOnTheReferencePath(t *testing.T) {
+	upper := upperServer(t)
+	_, dev, edge := qbeecompat.NewEdgeMock(t)
+	dev.WithHandler(qbeecompat.MessageTypeTCPTunnel, qbeecompat.HandleTCPTunnel)
+	ctx := ctxT(t)
+	c, err := qbeecompat.NewClient(ctx, edge.URL()+"/device/"+mock.DefaultDeviceID, edge.Native().Token(), edge.ClientTLS())
+	require.NoError(t, err)
+	defer c.Close()
+	ln, err := c.OpenTCPTunnel(ctx, "127.0.0.1:0", upper)
+	require.NoError(t, err)
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	if got, want := halfCloseExchange(t, conn, "bare token"), "BARE TOKEN"; got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}
