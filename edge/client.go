@@ -405,6 +405,13 @@ func canonical(m wire.Message) (Request, []byte, error) {
 		return req, m.Payload, nil
 	case wire.MsgReload:
 		return req, nil, nil
+	case wire.MsgExec:
+		r, err := wire.DecodeExecRequest(m.Payload)
+		if err != nil {
+			return req, nil, fmt.Errorf("bad exec request: %v", err)
+		}
+		b, err := r.Encode()
+		return req, b, err
 	}
 	return req, nil, fmt.Errorf("unknown stream type 0x%02x", uint8(m.Type))
 }
@@ -413,7 +420,7 @@ func canonical(m wire.Message) (Request, []byte, error) {
 // device before their request is recorded: shells and commands, and file
 // transfers.
 func auditRequired(t wire.MsgType) bool {
-	return t == wire.MsgPTY || t == wire.MsgFileTransfer
+	return t == wire.MsgPTY || t == wire.MsgExec || t == wire.MsgFileTransfer
 }
 
 // auditWait records e and waits until it is written, for at most
@@ -507,6 +514,15 @@ func describeRequest(ev *Event, req Request, m wire.Message) error {
 		if len(c.CommandArgs) > 0 {
 			ev.Args = c.CommandArgs
 		}
+	}
+	if m.Type == wire.MsgExec {
+		// The command line is recorded as sent, as for a shell's command:
+		// it is what the device runs. Secrets do not belong on it.
+		c, err := wire.DecodeExecRequest(m.Payload)
+		if err != nil {
+			return fmt.Errorf("bad exec request: %v", err)
+		}
+		ev.Command = c.Command
 	}
 	return nil
 }

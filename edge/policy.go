@@ -76,6 +76,8 @@ type ClientRule struct {
 	Reload bool
 	// Files allows file transfer streams.
 	Files bool
+	// Exec allows commands without a terminal (exec streams).
+	Exec bool
 }
 
 // ParseTokenSHA256 decodes a 64-character hex SHA-256.
@@ -197,6 +199,8 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 		ok = r.Reload
 	case wire.MsgFileTransfer:
 		ok = r.Files
+	case wire.MsgExec:
+		ok = r.Exec
 	}
 	if !ok {
 		return denial(id, deviceID, req)
@@ -238,6 +242,8 @@ func typeWord(t wire.MsgType) string {
 		return "reload"
 	case wire.MsgFileTransfer:
 		return "file-transfer"
+	case wire.MsgExec:
+		return "exec"
 	}
 	return "type-0x" + strconv.FormatUint(uint64(t), 16)
 }

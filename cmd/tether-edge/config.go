@@ -63,6 +63,7 @@ type allowConfig struct {
 	PTY    bool     `yaml:"pty"`
 	Reload bool     `yaml:"reload"`
 	Files  bool     `yaml:"files"`
+	Exec   bool     `yaml:"exec"`
 }
 
 // limitsConfig is the limits: section; zero keeps the default. Most keys
@@ -212,7 +213,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			return nil, bad(err.Error(), k("token_sha256")...)
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
-			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files}
+			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files, Exec: cl.Allow.Exec}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
 		}
