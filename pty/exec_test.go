@@ -1,0 +1,184 @@
+package pty_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// execRig is a real edge (mock) and a device serving exec streams.
+type execRig struct {
+	srv *pty.ExecServer
+	cl  *client.Client
+}
+
+func newExecRig(t *testing.T, cfg pty.ExecConfig) *execRig {
+	t.Helper()
+	cl, dc, _ := mock.NewEdgeMock(t)
+	srv := &pty.ExecServer{Config: cfg, Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	dc.Handle(wire.MsgExec, srv.Serve)
+	t.Cleanup(func() {
+		require.NoError(t, srv.Close())
+		require.Zero(t, srv.NumRunning(), "commands left after Close")
+	})
+	return &execRig{srv: srv, cl: cl}
+}
+
+// result is what a command did.
+type result struct {
+	stdout, stderr string
+	status         wire.ExitStatus
+	err            error
+}
+
+// run runs command with stdin and waits for its end.
+func (r *execRig) run(t *testing.T, command string, stdin []byte) result {
+	t.Helper()
+	e, err := pty.Exec(ctxT(t), r.cl, command)
+	require.NoError(t, err)
+	defer e.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if len(stdin) > 0 {
+			if _, err := e.Write(stdin); err != nil {
+				return
+			}
+		}
+		_ = e.CloseWrite()
+	}()
+	var out, errOut bytes.Buffer
+	es, err := e.Wait(&out, &errOut)
+	e.Close()
+	wg.Wait()
+	return result{stdout: out.String(), stderr: errOut.String(), status: es, err: err}
+}
+
+func TestExec(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, Shell: "/bin/sh"})
+	t.Run("stdout and stderr apart", func(t *testing.T) {
+		res := r.run(t, "echo to-out; echo to-err >&2; exit 3", nil)
+		require.NoError(t, res.err)
+		require.Equal(t, "to-out\n", res.stdout)
+		require.Equal(t, "to-err\n", res.stderr)
+		require.Equal(t, wire.ExitStatus{Exited: true, Code: 3}, res.status)
+	})
+	t.Run("a pipeline through the shell", func(t *testing.T) {
+		res := r.run(t, "echo a | tr a b", nil)
+		require.NoError(t, res.err)
+		require.Equal(t, "b\n", res.stdout)
+	})
+	t.Run("binary stdin through cat", func(t *testing.T) {
+		in := make([]byte, 300_000)
+		_, _ = rand.Read(in)
+		res := r.run(t, "cat", in)
+		require.NoError(t, res.err)
+		require.True(t, bytes.Equal(in, []byte(res.stdout)), "cat returned %d bytes, not the %d sent", len(res.stdout), len(in))
+		require.Zero(t, res.status.Code)
+	})
+	t.Run("128+N for a signal", func(t *testing.T) {
+		res := r.run(t, "kill -KILL $$", nil)
+		require.NoError(t, res.err)
+		require.Equal(t, wire.ExitStatus{Exited: true, Code: 137, Signal: "KILL"}, res.status)
+	})
+	t.Run("the login shell reads stdin", func(t *testing.T) {
+		res := r.run(t, "", []byte("echo hi-$((6*7))\nexit 4\n"))
+		require.NoError(t, res.err)
+		require.Equal(t, "hi-42\n", res.stdout)
+		require.Equal(t, 4, res.status.Code)
+	})
+	t.Run("a clean environment without a terminal", func(t *testing.T) {
+		res := r.run(t, "env; test -t 0 || echo no-tty", nil)
+		require.NoError(t, res.err)
+		require.Contains(t, res.stdout, "PATH=")
+		require.Contains(t, res.stdout, "no-tty")
+		require.NotContains(t, res.stdout, "TERM=")
+		require.NotContains(t, res.stdout, "GOFLAGS")
+	})
+}
+
+func TestExecRefusals(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{})
+	_, err := pty.Exec(ctxT(t), r.cl, "true")
+	require.Contains(t, remoteErr(t, err), "exec.enabled")
+
+	r.srv.SetConfig(pty.ExecConfig{Enabled: true, Shell: "/bin/sh", MaxSessions: 1})
+	first, err := pty.Exec(ctxT(t), r.cl, "sleep 600")
+	require.NoError(t, err)
+	defer first.Close()
+	_, err = pty.Exec(ctxT(t), r.cl, "true")
+	require.Contains(t, remoteErr(t, err), "too many commands")
+}
+
+// A client that leaves hangs the command up: its processes are killed and
+// reaped, background jobs too.
+func TestExecHangUp(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, Shell: "/bin/sh"})
+	e, err := pty.Exec(ctxT(t), r.cl, "sleep 600 & echo $$; wait")
+	require.NoError(t, err)
+	pr, pw := io.Pipe()
+	done := make(chan result, 1)
+	go func() {
+		es, err := e.Wait(pw, io.Discard)
+		pw.CloseWithError(err)
+		done <- result{status: es, err: err}
+	}()
+	line := make([]byte, 32)
+	n, err := pr.Read(line)
+	require.NoError(t, err)
+	sid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
+	require.NoError(t, err)
+	require.NotEmpty(t, sessionProcs(t, sid))
+	require.NoError(t, e.Close())
+	res := <-done
+	require.Error(t, res.err)
+	require.Eventually(t, func() bool { return r.srv.NumRunning() == 0 }, patience, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sessionProcs(t, sid)) == 0 }, patience, 10*time.Millisecond,
+		"processes of the command outlived its stream: %v", sessionProcs(t, sid))
+}
+
+// Output the client does not read stalls the command (the stream's window
+// carries backpressure) rather than piling up on the device.
+func TestExecBackpressure(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, Shell: "/bin/sh"})
+	e, err := pty.Exec(ctxT(t), r.cl, "head -c 50000000 /dev/zero; echo finished >&2")
+	require.NoError(t, err)
+	defer e.Close()
+	// Nothing is read for a while; then everything arrives, in order, and
+	// the status after it.
+	time.Sleep(200 * time.Millisecond)
+	var n countWriter
+	var errOut bytes.Buffer
+	es, err := e.Wait(&n, &errOut)
+	require.NoError(t, err)
+	require.Equal(t, int64(50_000_000), n.n)
+	require.Equal(t, "finished\n", errOut.String())
+	require.Zero(t, es.Code)
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b != 0 {
+			return 0, errors.New("unexpected byte")
+		}
+	}
+	c.n += int64(len(p))
+	return len(p), nil
+}
