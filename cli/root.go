@@ -155,6 +155,9 @@ const rootExamples = `  # List the devices connected to the edge
   tether shell d1
   tether shell d1 -- uptime
 
+  # A command without a terminal: stdout and stderr apart, stdin to its end
+  tether exec d1 -- 'dmesg | tail' > dmesg.txt
+
   # ssh to a device through the edge
   ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1`
 
@@ -208,6 +211,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newTCPCommand(g),
 		newUDPCommand(g),
 		newShellCommand(g),
+		newExecCommand(g),
 		newNCCommand(g),
 		newReloadCommand(g),
 		newCertsCommand(g),
