@@ -160,6 +160,11 @@ func (o *shellOptions) run(ctx context.Context) error {
 	}
 	if !usePTY {
 		err := o.runExec(ctx, cl, c, command, esc)
+		var re *wire.RemoteError
+		if errors.As(err, &re) && !o.noTTY && !o.execCmd {
+			// Refused before it ran: say why tether asked for no terminal.
+			return &exitError{code: ExitRemote, err: fmt.Errorf("%s (stdin is not a terminal, so tether asked to run this without one; pass -t to use a terminal instead)", re.Reason)}
+		}
 		if !errors.Is(err, errExecUnsupported) || o.noTTY || o.execCmd {
 			return err
 		}

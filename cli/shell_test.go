@@ -95,10 +95,10 @@ func (m *tmux) pane() string {
 	return out
 }
 
-// shellInTmux starts `tether shell d1` in a tmux pane of 100x30 through a
+// shellInTmux starts `tether shell d1` (or tether with shellArgs) in a tmux pane of 100x30 through a
 // script that records the terminal mode before and after tether (files
 // before and after in dir), tether's PID (pid) and its exit code (code).
-func shellInTmux(t *testing.T, f *fleet) (m *tmux, dir string) {
+func shellInTmux(t *testing.T, f *fleet, shellArgs ...string) (m *tmux, dir string) {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not found (install tmux; .ci/run does)")
@@ -106,7 +106,10 @@ func shellInTmux(t *testing.T, f *fleet) (m *tmux, dir string) {
 	dir = t.TempDir()
 	m = &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	script := filepath.Join(dir, "run.sh")
-	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, "shell", "d1")...)), " ")
+	if len(shellArgs) == 0 {
+		shellArgs = []string{"shell", "d1"}
+	}
+	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, shellArgs...)...)), " ")
 	require.NoError(t, os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
 stty -g > %[1]s/before
 sh -c 'echo $$ > %[1]s/pid; exec %[2]s'
