@@ -56,7 +56,7 @@ func TestHelpHasPurposeAndExamples(t *testing.T) {
 	}
 	out, _, _ := runMain(t, "", nil, "--help")
 	require.Contains(t, out, "EXIT CODES")
-	for _, c := range []string{"devices", "tcp", "udp", "shell", "nc", "reload", "certs", "version", "completion"} {
+	for _, c := range []string{"devices", "tcp", "udp", "shell", "exec", "nc", "reload", "certs", "version", "completion"} {
 		require.Contains(t, out, "  "+c+" ")
 	}
 }
