@@ -88,7 +88,9 @@ func TestExecRefused(t *testing.T) {
 
 // rawDevice is a device that speaks qbee-v1 only, as a qbee agent does: a
 // PTY stream prints a line and ends, the exit-status command is answered
-// with an Error, and exec streams are closed without an answer.
+// with an Error, and exec streams without a command are closed without an
+// answer. An exec stream with a command is answered and then ends without
+// an exit frame.
 type rawDevice struct {
 	mu   sync.Mutex
 	ptys []wire.PTYCommand // the PTY opening messages received
@@ -120,8 +122,21 @@ func (f *fleet) addRawDevice(t *testing.T, id string) *rawDevice {
 		}
 		return fmt.Errorf("unsupported PTY command: %d", cmd.Type)
 	})
-	dc.Handle(wire.MsgExec, func(context.Context, *transport.Stream, []byte) error {
-		return nil // closed without an answer
+	dc.Handle(wire.MsgExec, func(_ context.Context, st *transport.Stream, payload []byte) error {
+		req, err := wire.DecodeExecRequest(payload)
+		if err != nil || req.Command == "" {
+			return nil // closed without an answer, as by a qbee agent
+		}
+		// A command whose stream ends without its exit frame.
+		if err := wire.WriteOK(st, nil); err != nil {
+			return err
+		}
+		frame, err := wire.AppendExecFrame(nil, wire.ExecStdout, []byte("partial\n"))
+		if err != nil {
+			return err
+		}
+		_, err = st.Write(frame)
+		return err
 	})
 	require.NoError(t, dc.Start(context.Background()))
 	t.Cleanup(func() { dc.Close() })
@@ -150,6 +165,12 @@ func TestShellOnRawDevice(t *testing.T) {
 	got := rd.opened()
 	require.Len(t, got, 1)
 	require.Equal(t, [2]int{80, 24}, [2]int{got[0].Cols, got[0].Rows}, "the first PTY message of a pipe-mode shell")
+
+	// An exec stream that ends without its exit frame.
+	out, errOut, code = f.tether("", "exec", "q1", "--", "anything")
+	require.Equal(t, ExitStatusUnknown, code, errOut)
+	require.Equal(t, "partial\n", out)
+	require.Contains(t, errOut, "tether: exit status unknown: the remote command ended without an exit status")
 
 	// With -T there is no fallback.
 	_, errOut, code = f.tether("", "shell", "-T", "q1")
