@@ -280,14 +280,10 @@ func (p *execProc) abort() {
 // status and why the command ended.
 func (p *execProc) run(ctx context.Context, st *transport.Stream, log *slog.Logger) (wire.ExitStatus, string) {
 	var wmu sync.Mutex // serializes frames on the stream
-	writeFrame := func(c wire.ExecChannel, b []byte) error {
-		buf, err := wire.AppendExecFrame(make([]byte, 0, wire.ExecFrameHeader+len(b)), c, b)
-		if err != nil {
-			return err
-		}
+	writeFrame := func(frame []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		_, err = st.Write(buf)
+		_, err := st.Write(frame)
 		return err
 	}
 
@@ -423,13 +419,15 @@ func (p *execProc) closeStdin() {
 }
 
 // copyOut relays one of the command's outputs as frames of channel c until
-// it ends or the stream fails.
-func copyOut(f *os.File, c wire.ExecChannel, write func(wire.ExecChannel, []byte) error) {
-	buf := make([]byte, wire.MaxExecData)
+// it ends or the stream fails. It reads behind the frame header's room in
+// its one buffer, so that a frame goes out in one write without a copy.
+func copyOut(f *os.File, c wire.ExecChannel, write func([]byte) error) {
+	buf := make([]byte, wire.ExecFrameHeader+wire.MaxExecData)
 	for {
-		n, err := f.Read(buf)
+		n, err := f.Read(buf[wire.ExecFrameHeader:])
 		if n > 0 {
-			if werr := write(c, buf[:n]); werr != nil {
+			wire.PutExecFrameHeader(buf, c, n)
+			if werr := write(buf[:wire.ExecFrameHeader+n]); werr != nil {
 				return
 			}
 		}

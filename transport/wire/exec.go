@@ -136,6 +136,15 @@ func AppendExecFrame(buf []byte, c ExecChannel, data []byte) ([]byte, error) {
 	return append(buf, data...), nil
 }
 
+// PutExecFrameHeader writes the header of a frame of channel c with n
+// bytes of data into buf[:ExecFrameHeader], for a sender that reads the
+// data into buf[ExecFrameHeader:] itself. The caller keeps n within the
+// channel's bounds.
+func PutExecFrameHeader(buf []byte, c ExecChannel, n int) {
+	buf[0] = byte(c)
+	binary.BigEndian.PutUint32(buf[1:ExecFrameHeader], uint32(n))
+}
+
 // checkExecFrame checks a frame's length against its channel.
 func checkExecFrame(c ExecChannel, n int) error {
 	switch c {

@@ -51,6 +51,9 @@ func TestExecFrames(t *testing.T) {
 	require.NoError(t, err)
 	buf = append(buf, exit...)
 	require.Equal(t, []byte{0x00, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'}, buf[:10])
+	hdr := make([]byte, wire.ExecFrameHeader)
+	wire.PutExecFrameHeader(hdr, wire.ExecStdin, 5)
+	require.Equal(t, buf[:wire.ExecFrameHeader], hdr, "the header written in place equals the appended one")
 
 	// Delivered one byte at a time, the frames are reassembled.
 	r := wire.NewExecReader(iotestOneByte(bytes.NewReader(buf)))
