@@ -17,7 +17,7 @@ const (
 )
 
 // errEscaped ends a session the user closed with ~.
-var errEscaped = errors.New("the session was closed with the escape ~. ; the remote command may still be ending")
+var errEscaped = errors.New("the session was closed with the escape ~.")
 
 // parseEscape reads -e: one character, "^X" for a control character, or
 // "none".
