@@ -22,7 +22,7 @@ import (
 
 // IO is where a command reads and writes. When In is an *os.File on a
 // terminal, tether shell uses its descriptor for raw mode and the window
-// size; any other reader runs the shell in pipe mode.
+// size; with any other reader it runs commands without a terminal.
 type IO struct {
 	In     io.Reader
 	Out    io.Writer
