@@ -227,7 +227,13 @@ func (o *shellOptions) runPTY(ctx context.Context, conn *connection, cl *client.
 				conn.log.Debug("resize failed", "err", err)
 			}
 		})
-		defer stopResize()
+		defer func() {
+			if c.detached {
+				go stopResize() // a resize may be stuck on the edge
+				return
+			}
+			stopResize()
+		}()
 	}
 
 	var in io.Reader = o.g.io.In
