@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,4 +184,34 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	}
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// Commands run as the configured user with a shell's clean environment.
+func TestExecRunAsConfiguredUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; the agent runs as root on devices")
+	}
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("useradd is not installed, so no test user can be made")
+	}
+	name, group := addUser(t)
+	u, err := user.Lookup(name)
+	require.NoError(t, err)
+	g, err := user.LookupGroup(group)
+	require.NoError(t, err)
+
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, User: name})
+	res := r.run(t, `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER shell=$SHELL cwd=$(pwd) zero=$0"`, nil)
+	require.NoError(t, res.err)
+	require.Contains(t, res.stdout, "uid="+u.Uid+" gid="+u.Gid+" ")
+	require.Regexp(t, `groups=[0-9 ]*\b`+g.Gid+`\b`, res.stdout)
+	require.Contains(t, res.stdout, "home="+u.HomeDir+" user="+name+" shell=/bin/sh cwd="+u.HomeDir+" zero=sh")
+
+	res = r.run(t, "", []byte("echo \"who=$(id -un) zero=$0\"\n"))
+	require.NoError(t, res.err)
+	require.Equal(t, "who="+name+" zero=-sh\n", res.stdout, "the login shell, as the user")
+
+	r.srv.SetConfig(pty.ExecConfig{Enabled: true, User: "no-such-user-tether"})
+	_, err = pty.Exec(ctxT(t), r.cl, "true")
+	require.Contains(t, remoteErr(t, err), "not in /etc/passwd")
 }
