@@ -19,6 +19,7 @@ import (
 
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -214,4 +215,38 @@ func TestExecRunAsConfiguredUser(t *testing.T) {
 	r.srv.SetConfig(pty.ExecConfig{Enabled: true, User: "no-such-user-tether"})
 	_, err = pty.Exec(ctxT(t), r.cl, "true")
 	require.Contains(t, remoteErr(t, err), "not in /etc/passwd")
+}
+
+// A client that breaks the framing gets its stream reset, with the reason,
+// and the command is hung up.
+func TestExecProtocolErrors(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, Shell: "/bin/sh"})
+	payload, err := wire.ExecRequest{Command: "sleep 600"}.Encode()
+	require.NoError(t, err)
+	eof, _ := wire.AppendExecFrame(nil, wire.ExecStdinEOF, nil)
+	stdin, _ := wire.AppendExecFrame(nil, wire.ExecStdin, []byte("late"))
+	cases := []struct {
+		name   string
+		frames []byte
+		reason string
+	}{
+		{"a device channel", []byte{byte(wire.ExecStdout), 0, 0, 0, 1, 'x'}, "a client may not send a stdout frame"},
+		{"data after the end of stdin", append(append([]byte{}, eof...), stdin...), "a client may not send a stdin frame"},
+		{"an unknown channel", []byte{0x09, 0, 0, 0, 0}, "unknown channel 0x09"},
+		{"an oversized frame", []byte{byte(wire.ExecStdin), 0, 1, 0, 1}, "at most 32768"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _, err := r.cl.OpenStream(ctxT(t), wire.MsgExec, payload)
+			require.NoError(t, err)
+			defer st.Close()
+			_ = st.SetDeadline(time.Now().Add(patience))
+			_, err = st.Write(tc.frames)
+			require.NoError(t, err)
+			_, err = io.ReadAll(st)
+			require.ErrorIs(t, err, transport.ErrStreamReset)
+			require.ErrorContains(t, err, tc.reason)
+			require.Eventually(t, func() bool { return r.srv.NumRunning() == 0 }, patience, 10*time.Millisecond, "the command was not hung up")
+		})
+	}
 }
