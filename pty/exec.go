@@ -313,16 +313,22 @@ func (p *execProc) run(ctx context.Context, st *transport.Stream, log *slog.Logg
 	}()
 
 	why := "process exited"
-	clientGone := false
+	exited, clientGone := false, false
 	select {
 	case <-p.waitDone:
+		exited = true
 	case why = <-hup:
 		clientGone = true
 	case <-ctx.Done():
 		why = "agent shutting down"
 	}
-	hangup(p.pgid, p.waitDone) // returns at once when the child was reaped
+	if !exited {
+		hangup(p.pgid, p.waitDone)
+	}
 	es := exitStatus(p.state)
+	if clientGone || ctx.Err() != nil {
+		_ = st.SetDeadline(time.Unix(1, 0)) // nobody reads: unblock the writers
+	}
 
 	// Drain what the command wrote; a process left behind that holds its
 	// stdout or stderr open gets drainTimeout, then the whole session is
@@ -335,9 +341,6 @@ func (p *execProc) run(ctx context.Context, st *transport.Stream, log *slog.Logg
 	}
 	drain.Stop()
 	killSession(p.pgid, syscall.SIGKILL)
-	if clientGone || ctx.Err() != nil {
-		_ = st.SetDeadline(time.Unix(1, 0)) // nobody reads: unblock the writers
-	}
 	// The pipes' write ends are all closed now, so the copies end once
 	// their data is written to the stream, or the stream fails.
 	select {

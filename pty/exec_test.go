@@ -250,3 +250,21 @@ func TestExecProtocolErrors(t *testing.T) {
 		})
 	}
 }
+
+// A background job of an exited command may finish its output within the
+// drain time; one that outlives it is killed and the status still comes.
+func TestExecBackgroundJobs(t *testing.T) {
+	r := newExecRig(t, pty.ExecConfig{Enabled: true, Shell: "/bin/sh"})
+	res := r.run(t, "(sleep 0.2; echo late) & exit 6", nil)
+	require.NoError(t, res.err)
+	require.Equal(t, "late\n", res.stdout)
+	require.Equal(t, 6, res.status.Code)
+
+	res = r.run(t, "echo $$; sleep 600 & exit 2", nil)
+	require.NoError(t, res.err)
+	require.Equal(t, 2, res.status.Code)
+	sid, err := strconv.Atoi(strings.TrimSpace(res.stdout))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(sessionProcs(t, sid)) == 0 }, patience, 10*time.Millisecond,
+		"a background job outlived its command: %v", sessionProcs(t, sid))
+}
