@@ -30,7 +30,11 @@ const (
 	ExitOffline     = 7   // the device is not connected (HTTP 404)
 	ExitRemote      = 8   // the edge or the device answered Error
 	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
-	ExitLost        = 255 // the session was lost mid-stream
+	// ExitStatusUnknown: tether shell or exec could not learn the remote
+	// command's exit status (the device does not report it, or the stream
+	// ended without it).
+	ExitStatusUnknown = 254
+	ExitLost          = 255 // the session was lost mid-stream, or closed with ~.
 )
 
 // exitCodeHelp is the table printed in `tether --help`.
@@ -45,8 +49,9 @@ const exitCodeHelp = `EXIT CODES
   7    the device is not connected to the edge (HTTP 404)
   8    the edge or the device refused the request; its reason is printed verbatim
   130  interrupted (Ctrl-C, SIGTERM)
-  255  the session to the edge was lost mid-stream
-  tether shell exits with the remote command's code (128+N for signal N).`
+  254  tether shell, exec: the remote exit status is unknown (the device does not report it)
+  255  the session to the edge was lost mid-stream, or closed with the escape ~.
+  tether shell and exec exit with the remote command's code (128+N for signal N).`
 
 // exitError carries an exit code with the error a person reads. A nil err
 // exits silently with code.

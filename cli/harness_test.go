@@ -105,6 +105,7 @@ clients:
       tcp: ["127.0.0.1:*", "localhost:*"]
       udp: ["127.0.0.1:*"]
       pty: true
+      exec: true
       reload: true
   - name: lab
     token_sha256: %q
@@ -135,7 +136,8 @@ func (f *fleet) startEdge() {
 }
 
 // addAgent starts tether-agent for id and waits until the edge lists it.
-// extra is YAML appended to its config.
+// extra is YAML appended to its config. Exec streams are enabled unless
+// extra has an exec section of its own.
 func (f *fleet) addAgent(id, extra string) {
 	f.t.Helper()
 	f.pki.Device(id)
@@ -149,6 +151,9 @@ allow:
   udp: ["127.0.0.1:*"]
 pty: {enabled: true, shell: "/bin/sh"}
 %s`, f.addr, filepath.Base(crt), filepath.Base(key), extra)
+	if !strings.Contains(extra, "exec:") {
+		cfg += "\nexec: {enabled: true}\n"
+	}
 	path := filepath.Join(f.dir, id+".yaml")
 	require.NoError(f.t, os.WriteFile(path, []byte(cfg), 0o600))
 	f.agents[id] = spawn(f.t, false, baseEnv(f.t), "tether-agent", "--config", path)

@@ -56,7 +56,7 @@ func TestHelpHasPurposeAndExamples(t *testing.T) {
 	}
 	out, _, _ := runMain(t, "", nil, "--help")
 	require.Contains(t, out, "EXIT CODES")
-	for _, c := range []string{"devices", "tcp", "udp", "socks", "shell", "nc", "ssh", "reload", "certs", "version", "completion"} {
+	for _, c := range []string{"devices", "tcp", "udp", "socks", "shell", "exec", "nc", "ssh", "reload", "certs", "version", "completion"} {
 		require.Contains(t, out, "  "+c+" ")
 	}
 }

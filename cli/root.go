@@ -22,7 +22,7 @@ import (
 
 // IO is where a command reads and writes. When In is an *os.File on a
 // terminal, tether shell uses its descriptor for raw mode and the window
-// size; any other reader runs the shell in pipe mode.
+// size; with any other reader it runs commands without a terminal.
 type IO struct {
 	In     io.Reader
 	Out    io.Writer
@@ -155,6 +155,9 @@ const rootExamples = `  # List the devices connected to the edge
   tether shell d1
   tether shell d1 -- uptime
 
+  # A command without a terminal: stdout and stderr apart, stdin to its end
+  tether exec d1 -- 'dmesg | tail' > dmesg.txt
+
   # ssh to a device through the edge
   ssh -o ProxyCommand='tether nc %h 127.0.0.1:22' root@d1`
 
@@ -208,6 +211,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newTCPCommand(g),
 		newUDPCommand(g),
 		newShellCommand(g),
+		newExecCommand(g),
 		newNCCommand(g),
 		newSOCKSCommand(g),
 		newSSHCommand(g),

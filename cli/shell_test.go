@@ -17,37 +17,58 @@ func TestShellCommands(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
 
+	// Stdin is not a terminal in these: the commands run without one.
 	t.Run("exit code of the remote command", func(t *testing.T) {
-		out, errOut, code := f.tether("", "shell", "d1", "--", "/bin/sh", "-c", "echo from-the-device; exit 7")
+		out, errOut, code := f.tether("", "shell", "d1", "--", "echo from-the-device; exit 7")
 		require.Equal(t, 7, code, errOut)
-		require.Contains(t, out, "from-the-device")
+		require.Equal(t, "from-the-device\n", out)
 	})
 	t.Run("128+N for a signal", func(t *testing.T) {
-		_, errOut, code := f.tether("", "shell", "d1", "--", "/bin/sh", "-c", "kill -TERM $$")
+		_, errOut, code := f.tether("", "shell", "d1", "--", "kill", "-TERM", "$$")
 		require.Equal(t, 128+15, code, errOut)
 	})
-	t.Run("pipe mode runs a script", func(t *testing.T) {
+	t.Run("a piped script runs in the login shell and returns", func(t *testing.T) {
 		out, errOut, code := f.tether("echo piped-$((6*7))\nexit 3\n", "shell", "d1")
 		require.Equal(t, 3, code, errOut)
-		require.Contains(t, out, "piped-42")
+		require.Equal(t, "piped-42\n", out)
 	})
-	t.Run("pipe mode passes the end of stdin on", func(t *testing.T) {
-		// cat ends only when it reads end-of-input.
+	t.Run("echo 'echo hi' | tether shell d1", func(t *testing.T) {
+		out, errOut, code := f.tether("echo hi\n", "shell", "d1")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "hi\n", out, "no terminal echo, no prompt")
+	})
+	t.Run("the end of stdin reaches the command", func(t *testing.T) {
 		out, errOut, code := f.tether("one line\n", "shell", "d1", "--", "cat")
 		require.Equal(t, 0, code, errOut)
-		require.Contains(t, out, "one line")
+		require.Equal(t, "one line\n", out)
 	})
-	t.Run("a command the device cannot start", func(t *testing.T) {
+	t.Run("-t gets a terminal with a pipe for stdin", func(t *testing.T) {
+		out, errOut, code := f.tether("", "shell", "-t", "d1", "--", "tty; stty size")
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "/dev/pts/")
+		require.Contains(t, out, "24 80", "a terminal without a local one is 80x24")
+	})
+	t.Run("without -t there is no terminal", func(t *testing.T) {
+		out, _, code := f.tether("", "shell", "d1", "--", "tty")
+		require.Equal(t, 1, code)
+		require.Contains(t, out, "not a tty")
+	})
+	t.Run("-t and -T together", func(t *testing.T) {
+		_, errOut, code := f.tether("", "shell", "-t", "-T", "d1")
+		require.Equal(t, ExitUsage, code)
+		require.Contains(t, errOut, "-T forbids one")
+	})
+	t.Run("a command the device cannot run", func(t *testing.T) {
 		_, errOut, code := f.tether("", "shell", "d1", "--", "/nonexistent/program")
-		require.NotEqual(t, 0, code)
-		require.Contains(t, errOut+"", "tether: ")
+		require.Equal(t, 127, code, "the shell's code for a missing command")
+		require.Contains(t, errOut, "/nonexistent/program")
 	})
 }
 
 func TestShellLostSession(t *testing.T) {
 	f := newFleet(t)
 	f.addAgent("d1", "")
-	sh := f.startTether(true, "shell", "d1", "--", "/bin/sh", "-c", "echo started; sleep 120")
+	sh := f.startTether(true, "shell", "d1", "--", "echo started; sleep 120")
 	require.Eventually(t, func() bool { return strings.Contains(sh.Stdout(), "started") },
 		30*time.Second, 20*time.Millisecond, "the command did not start:\n%s", sh.Stderr())
 	f.edge.Kill9()
@@ -74,10 +95,10 @@ func (m *tmux) pane() string {
 	return out
 }
 
-// shellInTmux starts `tether shell d1` in a tmux pane of 100x30 through a
+// shellInTmux starts `tether shell d1` (or tether with shellArgs) in a tmux pane of 100x30 through a
 // script that records the terminal mode before and after tether (files
 // before and after in dir), tether's PID (pid) and its exit code (code).
-func shellInTmux(t *testing.T, f *fleet) (m *tmux, dir string) {
+func shellInTmux(t *testing.T, f *fleet, shellArgs ...string) (m *tmux, dir string) {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not found (install tmux; .ci/run does)")
@@ -85,7 +106,10 @@ func shellInTmux(t *testing.T, f *fleet) (m *tmux, dir string) {
 	dir = t.TempDir()
 	m = &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	script := filepath.Join(dir, "run.sh")
-	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, "shell", "d1")...)), " ")
+	if len(shellArgs) == 0 {
+		shellArgs = []string{"shell", "d1"}
+	}
+	cmdline := strings.Join(quoteAll(append([]string{binPath("tether")}, f.args(f.token, shellArgs...)...)), " ")
 	require.NoError(t, os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
 stty -g > %[1]s/before
 sh -c 'echo $$ > %[1]s/pid; exec %[2]s'

@@ -102,7 +102,7 @@ clients:
   - name: ops
     token_sha256: %q
     devices: ["*"]
-    allow: {tcp: ["127.0.0.1:*"], udp: ["127.0.0.1:*"], pty: true, reload: true}
+    allow: {tcp: ["127.0.0.1:*"], udp: ["127.0.0.1:*"], pty: true, exec: true, reload: true}
 audit_log: audit-%s.jsonl
 metrics_listen: %q
 keepalive: %s
@@ -279,7 +279,7 @@ func crossEdgeChecks(t *testing.T, c *clusterSys, where map[string]string) {
 	from := c.other(where[dev])
 	t.Logf("client on %s, device %s on %s", from.id, dev, where[dev])
 
-	out, errOut, code := c.cli(from, "", "shell", dev, "--", "/bin/sh", "-c", "echo $((6*7))")
+	out, errOut, code := c.cli(from, "", "shell", dev, "--", "echo $((6*7))")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "42")
 
@@ -370,7 +370,7 @@ func TestClusterEdgeCrash(t *testing.T) {
 		}
 	})
 	nc := testutil.StartWith(t, testutil.Options{SplitOutput: true, Stdin: true}, bin("tether"), c.cliArgs(from, "nc", dev, target)...)
-	sh := testutil.StartWith(t, testutil.Options{SplitOutput: true, Stdin: true}, bin("tether"), c.cliArgs(from, "shell", dev, "--", "/bin/sh", "-c", "echo ready; exec sleep 100")...)
+	sh := testutil.StartWith(t, testutil.Options{SplitOutput: true, Stdin: true}, bin("tether"), c.cliArgs(from, "shell", dev, "--", "echo ready; exec sleep 100")...)
 	require.Eventually(t, func() bool { return len(nc.Stdout()) > 1<<20 && strings.Contains(sh.Stdout(), "ready") },
 		30*time.Second, 10*time.Millisecond, "the streams did not start:\n%s\n%s", nc.Stderr(), sh.Stderr())
 
@@ -391,7 +391,7 @@ func TestClusterEdgeCrash(t *testing.T) {
 	// them at once, before presence shows the move (NATS elects new
 	// leaders for what the dead edge led meanwhile).
 	require.Eventually(t, func() bool {
-		out, _, code := c.cli(from, "", "shell", dev, "--", "/bin/sh", "-c", "echo back")
+		out, _, code := c.cli(from, "", "shell", dev, "--", "echo back")
 		return code == 0 && strings.Contains(out, "back")
 	}, 20*time.Second, 100*time.Millisecond, "no new shell reaches %s after its edge died", dev)
 	t.Logf("a new shell reached %s %v after the kill", dev, time.Since(killed).Round(time.Millisecond))

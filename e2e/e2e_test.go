@@ -100,7 +100,7 @@ func TestEveryStreamType(t *testing.T) {
 		require.NoError(t, fwd.Stop())
 	})
 	t.Run("pty exit code", func(t *testing.T) {
-		out, errOut, code := s.cli("", "shell", "dev-1", "--", "/bin/sh", "-c", "echo from-the-device; exit 7")
+		out, errOut, code := s.cli("", "shell", "dev-1", "--", "echo from-the-device; exit 7")
 		require.Equal(t, 7, code, errOut)
 		require.Contains(t, out, "from-the-device")
 	})
@@ -292,7 +292,7 @@ func TestDeadPeersAreFoundWithTheDefaults(t *testing.T) {
 	cliProxy := newFaultProxy(t, s.addr)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	sh := start(t, "tether", "--edge", "https://"+cliProxy.Addr(), "--ca", s.pki.CAFile, "--token", s.token,
-		"shell", "dev-1", "--", "/bin/sh", "-c", "echo $$ > "+pidFile+"; exec sleep 1000")
+		"shell", "dev-1", "--", "echo $$ > "+pidFile+"; exec sleep 1000")
 	var pid int
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(pidFile)

@@ -61,6 +61,7 @@ clients:
       tcp: ["127.0.0.1:*", "127.0.0.2:*", "localhost:*"]
       udp: ["127.0.0.1:*"]
       pty: true
+      exec: true
       reload: true
   - name: limited
     token_sha256: %q
@@ -161,6 +162,7 @@ allow:
   tcp: [%s]
   udp: ["127.0.0.1:*"]
 pty: {enabled: true, shell: "/bin/sh", user: ""}
+exec: {enabled: true}
 %s`, o.edgeAddr, filepath.Base(crt), filepath.Base(key), strings.Join(quoted, ", "), o.extra)
 	path := s.agentConfigPath(o.id)
 	require.NoError(s.t, os.WriteFile(path, []byte(cfg), 0o600))

@@ -47,8 +47,9 @@ type Event struct {
 	Serial     string    `json:"serial,omitempty"`
 	Type       string    `json:"type,omitempty"`
 	Target     string    `json:"target,omitempty"`
-	// Command and Args are what a PTY stream runs; an empty Command is
-	// the login shell. They are recorded as the client sent them.
+	// Command and Args are what a PTY stream runs, and Command the
+	// command line of an exec stream; an empty Command is the login shell.
+	// They are recorded as the client sent them.
 	Command string   `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Result  string   `json:"result,omitempty"`

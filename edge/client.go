@@ -443,6 +443,13 @@ func canonical(m wire.Message) (Request, []byte, error) {
 		return req, m.Payload, nil
 	case wire.MsgReload:
 		return req, nil, nil
+	case wire.MsgExec:
+		r, err := wire.DecodeExecRequest(m.Payload)
+		if err != nil {
+			return req, nil, fmt.Errorf("bad exec request: %v", err)
+		}
+		b, err := r.Encode()
+		return req, b, err
 	}
 	if relayable(m.Type) {
 		// A type Tether does not define: the policy decides, and the
@@ -456,7 +463,7 @@ func canonical(m wire.Message) (Request, []byte, error) {
 // device before their request is recorded: shells and commands, file
 // transfers, and relayed types, whose effect the edge cannot know.
 func auditRequired(t wire.MsgType) bool {
-	return t == wire.MsgPTY || t == wire.MsgFileTransfer || relayable(t)
+	return t == wire.MsgPTY || t == wire.MsgExec || t == wire.MsgFileTransfer || relayable(t)
 }
 
 // auditWait records e and waits until it is written, for at most
@@ -550,6 +557,15 @@ func describeRequest(ev *Event, req Request, m wire.Message) error {
 		if len(c.CommandArgs) > 0 {
 			ev.Args = c.CommandArgs
 		}
+	}
+	if m.Type == wire.MsgExec {
+		// The command line is recorded as sent, as for a shell's command:
+		// it is what the device runs. Secrets do not belong on it.
+		c, err := wire.DecodeExecRequest(m.Payload)
+		if err != nil {
+			return fmt.Errorf("bad exec request: %v", err)
+		}
+		ev.Command = c.Command
 	}
 	return nil
 }

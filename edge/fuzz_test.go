@@ -33,6 +33,8 @@ func FuzzOpeningMessage(f *testing.F) {
 		msg(wire.MsgUDP, "99999:127.0.0.1:53"),
 		msg(wire.MsgPTY, `{"cols":80,"rows":24}`),
 		msg(wire.MsgReload, ""),
+		msg(wire.MsgExec, `{"command":"echo a | tr a b"}`),
+		msg(wire.MsgExec, `{"command":"a\u0000"}`),
 		msg(wire.MsgGoAway, ""),
 		msg(0xff, "junk"),
 		{byte(wire.MsgTCP), 0xff, 0xff, 'a'}, // length beyond the bytes sent
@@ -48,7 +50,7 @@ func FuzzOpeningMessage(f *testing.F) {
 		_ = wire.WriteError(st, "fuzz device")
 		return nil
 	}
-	for _, t := range []wire.MsgType{wire.MsgTCP, wire.MsgUDP, wire.MsgPTY, wire.MsgPTYCommand, wire.MsgReload, wire.MsgFileTransfer} {
+	for _, t := range []wire.MsgType{wire.MsgTCP, wire.MsgUDP, wire.MsgPTY, wire.MsgPTYCommand, wire.MsgReload, wire.MsgFileTransfer, wire.MsgExec} {
 		dev.Handle(t, answer)
 	}
 	c := m.ClientFor("d-1")

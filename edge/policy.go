@@ -76,6 +76,8 @@ type ClientRule struct {
 	Reload bool
 	// Files allows file transfer streams.
 	Files bool
+	// Exec allows commands without a terminal (exec streams).
+	Exec bool
 	// ExtraTypes are stream types Tether does not define that the edge
 	// relays for this client: the opening message and the device's answer
 	// pass unchanged. Each must pass ValidExtraType. None by default.
@@ -206,6 +208,8 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 		ok = r.Reload
 	case wire.MsgFileTransfer:
 		ok = r.Files
+	case wire.MsgExec:
+		ok = r.Exec
 	default:
 		ok = extraTypeAllowed(r, req.Type)
 	}
@@ -312,6 +316,8 @@ func typeWord(t wire.MsgType) string {
 		return "reload"
 	case wire.MsgFileTransfer:
 		return "file-transfer"
+	case wire.MsgExec:
+		return "exec"
 	}
 	return "type-0x" + strconv.FormatUint(uint64(t), 16)
 }

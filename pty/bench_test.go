@@ -77,3 +77,72 @@ func BenchmarkPTYSessionOpen(b *testing.B) {
 		require.True(b, es.Exited, strings.TrimSpace(es.String()))
 	}
 }
+
+// execBenchRig serves exec streams for benchmarks.
+func execBenchRig(b *testing.B) *client.Client {
+	cl, dc, _ := mock.NewEdgeMock(b)
+	srv := &pty.ExecServer{Config: pty.ExecConfig{Enabled: true, Shell: "/bin/sh"}}
+	dc.Handle(wire.MsgExec, srv.Serve)
+	b.Cleanup(func() { srv.Close() })
+	return cl
+}
+
+// BenchmarkExecOutput measures a command's stdout, framed, from the device
+// to the client through the edge: 16 MiB per command.
+func BenchmarkExecOutput(b *testing.B) {
+	cl := execBenchRig(b)
+	const n = 16 << 20
+	b.SetBytes(n)
+	for b.Loop() {
+		e, err := pty.Exec(b.Context(), cl, fmt.Sprintf("head -c %d /dev/zero", n))
+		require.NoError(b, err)
+		require.NoError(b, e.CloseWrite())
+		var c countWriter
+		es, err := e.Wait(&c, io.Discard)
+		require.NoError(b, err)
+		require.Zero(b, es.Code)
+		require.EqualValues(b, n, c.n)
+		e.Close()
+	}
+}
+
+// BenchmarkExecStdin measures stdin, framed, from the client to a command
+// on the device: 16 MiB per command, counted there by wc.
+func BenchmarkExecStdin(b *testing.B) {
+	cl := execBenchRig(b)
+	const n = 16 << 20
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(n)
+	for b.Loop() {
+		e, err := pty.Exec(b.Context(), cl, "wc -c")
+		require.NoError(b, err)
+		go func() {
+			for sent := 0; sent < n; sent += len(chunk) {
+				if _, err := e.Write(chunk); err != nil {
+					return
+				}
+			}
+			_ = e.CloseWrite()
+		}()
+		var out bytes.Buffer
+		es, err := e.Wait(&out, io.Discard)
+		require.NoError(b, err)
+		require.Zero(b, es.Code)
+		require.Equal(b, fmt.Sprint(n), strings.TrimSpace(out.String()))
+		e.Close()
+	}
+}
+
+// BenchmarkExecOpen measures running a trivial command to its exit status.
+func BenchmarkExecOpen(b *testing.B) {
+	cl := execBenchRig(b)
+	for b.Loop() {
+		e, err := pty.Exec(b.Context(), cl, "true")
+		require.NoError(b, err)
+		require.NoError(b, e.CloseWrite())
+		es, err := e.Wait(io.Discard, io.Discard)
+		require.NoError(b, err)
+		require.True(b, es.Exited)
+		e.Close()
+	}
+}

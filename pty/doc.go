@@ -21,4 +21,12 @@
 // stream first. A client that wants to pass end-of-input and still read
 // the output sends the terminal's EOF character instead of closing
 // (Session.SendEOF).
+//
+// Exec streams (0x71, our extension) run a command without a terminal, as
+// ssh runs `ssh host CMD`: Exec on the client returns an *ExecSession
+// (Write and CloseWrite feed stdin, Wait copies stdout and stderr apart and
+// returns the exit status); an ExecServer on the device runs `shell -c
+// COMMAND` (or the login shell reading stdin) as the same run-as user with
+// the same clean environment as a PTY session, over pipes, and hangs it up
+// the same way when the client leaves before its end.
 package pty

@@ -270,18 +270,23 @@ func (s *session) copyOut(st *transport.Stream, touch func()) {
 
 // hangup ends a running session: SIGHUP to its process group, SIGKILL to
 // every process of the session after hangupGrace, then reaps the child.
-func (s *session) hangup() {
-	_ = syscall.Kill(-s.pgid, syscall.SIGHUP)
-	_ = syscall.Kill(-s.pgid, syscall.SIGCONT) // a stopped job must run to see the hang-up
+func (s *session) hangup() { hangup(s.pgid, s.waitDone) }
+
+// hangup sends SIGHUP (and SIGCONT) to the process group pgid, whose
+// leader is the child whose reaping closes waitDone, then SIGKILL to every
+// process of its session after hangupGrace, and waits for the reaping.
+func hangup(pgid int, waitDone <-chan struct{}) {
+	_ = syscall.Kill(-pgid, syscall.SIGHUP)
+	_ = syscall.Kill(-pgid, syscall.SIGCONT) // a stopped job must run to see the hang-up
 	grace := time.NewTimer(hangupGrace)
 	defer grace.Stop()
 	select {
-	case <-s.waitDone:
+	case <-waitDone:
 		return
 	case <-grace.C:
 	}
-	killSession(s.pgid, syscall.SIGKILL)
-	<-s.waitDone
+	killSession(pgid, syscall.SIGKILL)
+	<-waitDone
 }
 
 // abort kills a session that never got going and reaps it.

@@ -107,7 +107,7 @@ func (c *checker) run(path string, now time.Time) {
 		return
 	}
 	c.ok("config %s is valid; edge %s", path, cfg.Edge)
-	c.ok("allow lists: tcp %s; udp %s; pty %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled))
+	c.ok("allow lists: tcp %s; udp %s; pty %s; exec %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled), onOff(cfg.Exec.Enabled))
 	for _, proto := range []string{"tcp", "udp"} {
 		if names := cfg.NameRules(proto); len(names) > 0 {
 			c.note("allow.%s names hosts (%s): each name is looked up on this device when a tunnel opens, and an address it resolves to that is loopback, link-local or unspecified is refused unless a rule for that address allows it",
@@ -153,7 +153,7 @@ func (c *checker) run(path string, now time.Time) {
 
 // checkPrograms checks that the PTY shell and the reload command can run.
 func (c *checker) checkPrograms(cfg *agent.Config) {
-	if cfg.PTY.Enabled && cfg.PTY.Shell != "" {
+	if (cfg.PTY.Enabled || cfg.Exec.Enabled) && cfg.PTY.Shell != "" {
 		if info, err := os.Stat(cfg.PTY.Shell); err != nil || info.IsDir() || info.Mode().Perm()&0o111 == 0 {
 			c.fail(checkConfig, "pty.shell %s is not an executable file; install it or change pty.shell", cfg.PTY.Shell)
 		} else {

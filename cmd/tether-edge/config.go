@@ -67,6 +67,7 @@ type allowConfig struct {
 	PTY    bool     `yaml:"pty"`
 	Reload bool     `yaml:"reload"`
 	Files  bool     `yaml:"files"`
+	Exec   bool     `yaml:"exec"`
 	// ExtraTypes are the stream types Tether does not define that the
 	// edge relays unchanged: YAML integers (0x15 or 21) or "0x15" strings.
 	ExtraTypes yaml.Node `yaml:"extra_types"`
@@ -219,7 +220,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			return nil, bad(err.Error(), k("token_sha256")...)
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
-			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files}
+			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files, Exec: cl.Allow.Exec}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
 		}

@@ -131,6 +131,7 @@ clients:
       tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
       udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
       pty: true
+      exec: true
       reload: true
 audit_log: audit.jsonl
 `, listen, sum)
@@ -151,6 +152,7 @@ allow:
   tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
   udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 pty: {enabled: true}
+exec: {enabled: true}
 `, edgeHost)
 	return certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false)
 }

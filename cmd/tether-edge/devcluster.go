@@ -178,6 +178,7 @@ allow:
   tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
   udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 pty: {enabled: true}
+exec: {enabled: true}
 `, trialAddr(trialBalancerPort, 0))
 	if err := certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false); err != nil {
 		return err
@@ -215,6 +216,7 @@ clients:
       tcp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
       udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
       pty: true
+      exec: true
       reload: true
 audit_log: audit-%[1]d.jsonl
 metrics_listen: %[5]q

@@ -28,7 +28,8 @@
 //	    allow:
 //	      tcp: ["127.0.0.1:*", "*:22", "10.0.0.*:8000-8100"]
 //	      udp: ["127.0.0.1:53"]
-//	      pty: true                    # shells and commands
+//	      pty: true                    # shells and commands on a terminal
+//	      exec: true                   # commands without a terminal (tether exec); off by default
 //	      reload: true                 # ask the device to reload its config
 //	      files: false                 # file transfer streams
 //	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default); may be a named pipe

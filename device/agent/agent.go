@@ -112,7 +112,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.dc = dc
 	a.started = true
-	a.log().Info("agent started", "edge", cfg.Edge, "allow_tcp", cfg.TCPAllow(), "allow_udp", cfg.UDPAllow(), "pty", cfg.PTY.Enabled)
+	a.log().Info("agent started", "edge", cfg.Edge, "allow_tcp", cfg.TCPAllow(), "allow_udp", cfg.UDPAllow(), "pty", cfg.PTY.Enabled, "exec", cfg.Exec.Enabled)
 	return nil
 }
 
@@ -218,7 +218,7 @@ func (a *Agent) reloadOnce(ctx context.Context) error {
 	}
 	a.cfg.Store(nc)
 	a.ext.apply(nc)
-	a.log().Info("config applied", "allow_tcp", nc.TCPAllow(), "allow_udp", nc.UDPAllow(), "pty", nc.PTY.Enabled)
+	a.log().Info("config applied", "allow_tcp", nc.TCPAllow(), "allow_udp", nc.UDPAllow(), "pty", nc.PTY.Enabled, "exec", nc.Exec.Enabled)
 	if len(nc.Reload.Command) == 0 {
 		return nil
 	}

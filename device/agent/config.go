@@ -81,6 +81,7 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	  tcp: ["127.0.0.1:*", "localhost:*"]
 //	  udp: ["127.0.0.1:*"]
 //	pty: {enabled: true, shell: "", user: ""}
+//	exec: {enabled: true, max_sessions: 0}  # commands without a terminal; pty.user and pty.shell apply
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s           # lookup and connect of a TCP target
 //	stall_timeout: 90s          # end a TCP tunnel whose reader stopped
@@ -121,6 +122,9 @@ type Config struct {
 	Allow AllowConfig `yaml:"allow"`
 	// PTY configures terminal sessions; they are off unless enabled.
 	PTY PTYConfig `yaml:"pty"`
+	// Exec configures commands without a terminal (exec streams); they
+	// are off unless enabled. They run as pty.user with pty.shell.
+	Exec ExecConfig `yaml:"exec"`
 	// Reload configures the reload stream and SIGHUP.
 	Reload ReloadConfig `yaml:"reload"`
 	// UDP tunes UDP tunnels.
@@ -187,6 +191,15 @@ type PTYConfig struct {
 	// IdleTimeout ends a session without traffic for this long; 0 means
 	// never.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// ExecConfig configures commands run without a terminal (`tether exec`).
+type ExecConfig struct {
+	// Enabled turns on exec (0x71) streams.
+	Enabled bool `yaml:"enabled"`
+	// MaxSessions caps concurrent commands; 0 means no cap beyond the
+	// session's stream limit.
+	MaxSessions int `yaml:"max_sessions"`
 }
 
 // KeepAliveConfig tunes the session's keep-alive: a frame is sent every
@@ -272,6 +285,7 @@ var schema = keys{
 	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
 	"allow":  {"tcp": nil, "udp": nil},
 	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
+	"exec":   {"enabled": nil, "max_sessions": nil},
 	"reload": {"command": nil, "timeout": nil},
 	"udp": {"idle_timeout": nil, "max_packets_per_second": nil,
 		"max_reply_ratio": nil, "reply_window": nil, "reply_allowance_bytes": nil},
@@ -504,7 +518,10 @@ func (c *Config) validate(dir string) error {
 	if c.PTY.IdleTimeout < 0 {
 		return c.errAt("pty.idle_timeout", "%v must not be negative", c.PTY.IdleTimeout)
 	}
-	if c.PTY.Enabled && c.PTY.User != "" {
+	if c.Exec.MaxSessions < 0 {
+		return c.errAt("exec.max_sessions", "%d must not be negative", c.Exec.MaxSessions)
+	}
+	if (c.PTY.Enabled || c.Exec.Enabled) && c.PTY.User != "" {
 		if _, err := user.Lookup(c.PTY.User); err != nil {
 			return c.errAt("pty.user", "%q: no such user on this device", c.PTY.User)
 		}

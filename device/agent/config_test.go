@@ -22,6 +22,7 @@ allow:
   tcp: ["127.0.0.1:*", "10.0.0.*:8000-8100"]
   udp: ["127.0.0.1:53"]
 pty: {enabled: true, shell: "/bin/sh", user: "", max_sessions: 4, idle_timeout: 1h}
+exec: {enabled: true, max_sessions: 3}
 reload: {command: ["true"], timeout: 5s}
 dial_timeout: 3s
 stall_timeout: 2m
@@ -43,6 +44,8 @@ func TestParseConfigGood(t *testing.T) {
 	require.Equal(t, "/bin/sh", c.PTY.Shell)
 	require.Equal(t, 4, c.PTY.MaxSessions)
 	require.Equal(t, time.Hour, c.PTY.IdleTimeout)
+	require.Equal(t, ExecConfig{Enabled: true, MaxSessions: 3}, c.Exec)
+	require.Equal(t, "/bin/sh", execConfig(c).Shell, "commands run with pty.shell")
 	require.Equal(t, []string{"true"}, c.Reload.Command)
 	require.Equal(t, 5*time.Second, c.Reload.Timeout)
 	require.Equal(t, 3*time.Second, c.DialTimeout)
@@ -64,6 +67,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultAllow, c.TCPAllow(), "no allow list means loopback only")
 	require.Equal(t, DefaultAllow, c.UDPAllow())
 	require.False(t, c.PTY.Enabled, "PTY is off unless enabled")
+	require.False(t, c.Exec.Enabled, "exec is off unless enabled")
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
 	require.Equal(t, DefaultStallTimeout, c.StallTimeout)
 	require.Equal(t, DefaultReloadTimeout, c.Reload.Timeout)
@@ -117,6 +121,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative timeout", base + "reload: {timeout: -1s}\n", "config line 5: reload.timeout:", 5},
 		{"empty command", base + "reload: {command: [\"\"]}\n", "config line 5: reload.command:", 5},
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
+		{"negative exec cap", base + "exec: {enabled: true, max_sessions: -1}\n", "config line 5: exec.max_sessions: -1 must not be negative", 5},
+		{"unknown exec key", base + "exec:\n  enable: true\n", `config line 6: unknown key "enable" in exec`, 6},
+		{"unknown user for exec", base + "exec: {enabled: true}\npty: {user: no-such-user-tether}\n", "config line 6: pty.user: \"no-such-user-tether\": no such user", 6},
 		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
 		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},
 		{"negative reply window", base + "udp: {reply_window: -1s}\n", "config line 5: udp.reply_window: -1s must not be negative", 5},

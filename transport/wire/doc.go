@@ -18,4 +18,10 @@
 //
 // PTY streams carry PTYCommand as JSON (Encode, DecodePTYCommand, both
 // checking every field); ExitStatus is the answer to a status command.
+//
+// Exec streams (MsgExec, our extension) open with a JSON ExecRequest and
+// then carry exec frames both ways: a channel byte (stdin, stdout, stderr,
+// stdin EOF, exit), a 4-byte big-endian length and the data.
+// AppendExecFrame writes one; an ExecReader reads them, checking the
+// channel and the length before it reads the data.
 package wire

@@ -38,6 +38,7 @@ const (
 
 	// Tether's extension range is 0x70..0x7f; qbee uses none of it.
 	MsgPeerOpen MsgType = 0x70 // edge to edge: JSON PeerOpen, then the client's opening message
+	MsgExec     MsgType = 0x71 // JSON ExecRequest; after OK, exec frames both ways (exec.go)
 )
 
 var msgTypeNames = map[MsgType]string{
@@ -51,6 +52,7 @@ var msgTypeNames = map[MsgType]string{
 	MsgReload:       "Reload",
 	MsgFileTransfer: "FileTransfer",
 	MsgPeerOpen:     "PeerOpen",
+	MsgExec:         "Exec",
 }
 
 // String returns the type's name, or its hex value when unknown.
