@@ -144,7 +144,8 @@ func TestValidExtraType(t *testing.T) {
 		wire.MsgPTYCommand:   "allow.pty",
 		wire.MsgFileTransfer: "FileTransfer, a type Tether defines: allow it with its own rule (allow.files)",
 		wire.MsgPeerOpen:     "PeerOpen, a type Tether defines",
-		0x71:                 "extension range 0x70..0x7f",
+		0x71:                 "its own rule (allow.exec)",
+		0x7e:                 "extension range 0x70..0x7f",
 		0x7f:                 "extension range 0x70..0x7f",
 	} {
 		err := ValidExtraType(typ)

@@ -284,6 +284,8 @@ func ruleOf(t wire.MsgType) string {
 		return "allow.reload"
 	case wire.MsgFileTransfer:
 		return "allow.files"
+	case wire.MsgExec:
+		return "allow.exec"
 	}
 	return "none: clients may not open it"
 }

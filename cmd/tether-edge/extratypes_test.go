@@ -58,7 +58,7 @@ func TestConfigExtraTypeErrors(t *testing.T) {
 		{"type Tether defines", "[0x15, 0x20]", []string{"edge.yaml:14", "clients.0.allow.extra_types.1", "0x20 is FileTransfer, a type Tether defines", "allow.files"}},
 		{"tcp", "[0x10]", []string{"clients.0.allow.extra_types.0", "allow.tcp"}},
 		{"control message", "[2]", []string{"clients.0.allow.extra_types.0", "control message"}},
-		{"extension range", "[0x71]", []string{"clients.0.allow.extra_types.0", "extension range 0x70..0x7f"}},
+		{"extension range", "[0x7e]", []string{"clients.0.allow.extra_types.0", "extension range 0x70..0x7f"}},
 		{"too large", "[256]", []string{"clients.0.allow.extra_types.0", "256 is not a stream type number from 0 to 255"}},
 		{"negative", "[-1]", []string{"clients.0.allow.extra_types.0", "from 0 to 255"}},
 		{"name", "[exec]", []string{"clients.0.allow.extra_types.0", `"exec" is not a type number`, "names are not accepted"}},
