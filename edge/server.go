@@ -54,6 +54,11 @@ type Server struct {
 	// other edges are reached through peer sessions (see Cluster). Nil is
 	// a single edge, which runs no cluster code.
 	Cluster *Cluster
+	// LastSeen keeps the devices that disconnected, for the device list
+	// (GET /api/devices?status=offline): a MemoryLastSeen for a single
+	// edge, edge/cluster's Presence for a cluster. Nil keeps none: the
+	// list shows connected devices only.
+	LastSeen LastSeen
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 
@@ -416,7 +421,8 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	// A fresh goroutine holds the session: the handler's goroutine, whose
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
-	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess, notAfter: chain[0].NotAfter}
+	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), Agent: transport.ParseAgentInfo(r.Header),
+		sess: sess, notAfter: chain[0].NotAfter}
 	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
 	d.nonce = newNonce()
 	go func() {
@@ -480,6 +486,7 @@ func (s *Server) runDevice(d *Device) {
 		Serial: d.Serial, Reason: reason, DurationMS: time.Since(d.Since).Milliseconds()})
 	if s.reg.Unregister(d) {
 		s.withdraw(d)
+		s.recordLastSeen(d)
 	}
 	s.Metrics.deviceDelta(-1)
 }

@@ -35,8 +35,9 @@ import (
 
 // Bucket names.
 const (
-	DevicesBucket = "tether_devices"
-	EdgesBucket   = "tether_edges"
+	DevicesBucket  = "tether_devices"
+	EdgesBucket    = "tether_edges"
+	LastSeenBucket = "tether_last_seen"
 )
 
 // Defaults of a Presence.
@@ -74,12 +75,19 @@ type Presence struct {
 	Replicas int
 	// Heartbeat, EdgeTTL and CleanupAfter: zero means the defaults.
 	Heartbeat, EdgeTTL, CleanupAfter time.Duration
+	// LastSeenTTL is how long the record of a device that disconnected
+	// is kept in the tether_last_seen bucket (its TTL), for the device
+	// list. Zero keeps none: the bucket is not used. Every edge of a
+	// cluster should have the same: an edge that starts with another one
+	// sets the bucket's TTL to its own.
+	LastSeenTTL time.Duration
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 
 	log     *slog.Logger
-	devices jetstream.KeyValue
-	edges   jetstream.KeyValue
+	devices  jetstream.KeyValue
+	edges    jetstream.KeyValue
+	lastSeen jetstream.KeyValue // nil when LastSeenTTL is zero
 	started time.Time
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -113,7 +121,10 @@ type edgeState struct {
 	seen time.Time
 }
 
-var _ edge.Presence = (*Presence)(nil)
+var (
+	_ edge.Presence = (*Presence)(nil)
+	_ edge.LastSeen = (*Presence)(nil)
+)
 
 // Start creates the buckets if need be, starts the watchers and the
 // heartbeat, and waits until the view holds the buckets' current contents
@@ -140,6 +151,17 @@ func (p *Presence) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.LastSeenTTL > 0 {
+		p.lastSeen, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
+			Bucket: LastSeenBucket, Description: "tether: devices that disconnected, and when", History: 1,
+			Replicas: replicas, TTL: p.LastSeenTTL, MaxValueSize: maxLastSeenValue,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// The edges bucket comes last: an edge that waits for the buckets
+	// waits for it.
 	p.edges, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
 		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
 	})
