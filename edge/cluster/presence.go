@@ -84,13 +84,13 @@ type Presence struct {
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 
-	log     *slog.Logger
+	log      *slog.Logger
 	devices  jetstream.KeyValue
 	edges    jetstream.KeyValue
 	lastSeen jetstream.KeyValue // nil when LastSeenTTL is zero
-	started time.Time
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	started  time.Time
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu sync.RWMutex
 	// mu guards the following.
