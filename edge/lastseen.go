@@ -108,14 +108,19 @@ func (m *MemoryLastSeen) expireLocked() {
 	}
 }
 
-// RecordLastSeen implements LastSeen. Records are kept in the order they
-// arrive: the last one recorded is the last to expire.
+// RecordLastSeen implements LastSeen. Records expire in the order they
+// arrive (the edge records them as devices disconnect); one older than
+// the TTL is not kept.
 func (m *MemoryLastSeen) RecordLastSeen(_ context.Context, rec LastSeenRecord) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.initLocked()
 	if e, ok := m.byID[rec.ID]; ok {
 		m.order.Remove(e)
+		delete(m.byID, rec.ID)
+	}
+	if !rec.LastSeen.After(m.now().Add(-m.ttl())) {
+		return nil // expired already
 	}
 	m.byID[rec.ID] = m.order.PushBack(rec)
 	m.expireLocked()
