@@ -56,9 +56,12 @@ func TestDeviceListOnlineAndOffline(t *testing.T) {
 
 	before := time.Now()
 	require.NoError(t, gone.Close())
-	require.Eventually(t, func() bool { return !connected(m, "d-2") }, 20*time.Second, 5*time.Millisecond)
+	var off []client.Device
+	require.Eventually(t, func() bool {
+		off = list(ops, client.DevicesOptions{Status: client.StatusOffline})
+		return len(off) > 0
+	}, 20*time.Second, 5*time.Millisecond, "d-2 was not listed offline")
 	require.Equal(t, []string{"d-1", "gw-1"}, ids(list(ops, client.DevicesOptions{})), "the default is online only, as before")
-	off := list(ops, client.DevicesOptions{Status: client.StatusOffline})
 	require.Equal(t, []string{"d-2"}, ids(off))
 	require.Equal(t, client.StatusOffline, off[0].Status)
 	require.Nil(t, off[0].ConnectedSince)
