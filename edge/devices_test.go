@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -158,4 +159,30 @@ func TestDeviceListCleansAgentHeaders(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, devs, 1)
 	require.Equal(t, transport.AgentInfo{Version: strings.Repeat("9", transport.MaxAgentVersion), OS: "Fedora Linux 41 (Workstation ?dition)"}, devs[0].AgentInfo)
+}
+
+// TestPresenceRecordJSONCompat: the agent fields of a presence record are
+// left out when empty, so a record without them is written as before, and
+// edges of either version read the other's records.
+func TestPresenceRecordJSONCompat(t *testing.T) {
+	since := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	older := `{"id":"gw-1","edge":"edge-1","nonce":"n1","since":"2026-12-02T09:00:00Z","remote_addr":"198.51.100.7:1"}`
+	b, err := json.Marshal(edge.PresenceRecord{ID: "gw-1", Edge: "edge-1", Nonce: "n1", Since: since, RemoteAddr: "198.51.100.7:1"})
+	require.NoError(t, err)
+	require.JSONEq(t, older, string(b))
+
+	var rec edge.PresenceRecord
+	require.NoError(t, json.Unmarshal([]byte(older), &rec))
+	require.Equal(t, transport.AgentInfo{}, rec.AgentInfo)
+
+	newer, err := json.Marshal(edge.PresenceRecord{ID: "gw-1", Edge: "edge-1", Nonce: "n1", Since: since,
+		AgentInfo: transport.AgentInfo{Version: "1.4.0", Platform: "linux/arm64", OS: "Debian"}})
+	require.NoError(t, err)
+	require.Contains(t, string(newer), `"version":"1.4.0","platform":"linux/arm64","os":"Debian"`)
+	var asOlder struct { // the fields an older edge knows
+		ID, Edge, Nonce string
+		Since           time.Time
+	}
+	require.NoError(t, json.Unmarshal(newer, &asOlder))
+	require.Equal(t, "n1", asOlder.Nonce)
 }
