@@ -38,9 +38,6 @@ type fileConfig struct {
 	Devices       devicesConfig   `yaml:"devices"`
 }
 
-// keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
-// frame is sent every interval, and a session that received nothing for
-// timeout is closed. Zero keeps the transport's default.
 // devicesConfig is the devices: section: what the device list keeps of
 // devices that disconnected.
 type devicesConfig struct {
@@ -55,6 +52,9 @@ type devicesConfig struct {
 // defaultLastSeenTTL is devices.last_seen_ttl when it is not set.
 const defaultLastSeenTTL = edge.DefaultLastSeenTTL
 
+// keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
+// frame is sent every interval, and a session that received nothing for
+// timeout is closed. Zero keeps the transport's default.
 type keepAliveConfig struct {
 	Interval time.Duration `yaml:"interval"`
 	Timeout  time.Duration `yaml:"timeout"`
