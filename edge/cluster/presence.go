@@ -11,6 +11,10 @@
 // into a local map, so a lookup never waits on the network; a watcher that
 // stops (after a reconnect to NATS) is started again.
 //
+// A third bucket, tether_last_seen, used when LastSeenTTL is set, keeps
+// the devices that disconnected (edge.LastSeen): one put per disconnect,
+// expired by the bucket's TTL, read on demand by the device list.
+//
 // The package does not start NATS: the caller connects (to an embedded
 // server or an external cluster) and hands over the JetStream context.
 package cluster
