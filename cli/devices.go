@@ -2,56 +2,109 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"path"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tetherhq/tether/transport"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tetherhq/tether/transport/client"
 )
 
-// maxDevicesBody bounds the edge's answer to GET /api/devices.
-const maxDevicesBody = 32 << 20
+// Output formats of tether devices.
+var deviceFormats = []string{"table", "wide", "json", "yaml"}
 
-// Device is one connected device as the edge's API lists it.
-type Device struct {
-	ID             string `json:"id"`
-	ConnectedSince string `json:"connected_since"` // RFC 3339
-	RemoteAddr     string `json:"remote_addr"`
-	Streams        int    `json:"streams"`
-}
+// Statuses tether devices selects by.
+var deviceStatuses = []string{client.StatusAll, client.StatusOnline, client.StatusOffline}
 
 type devicesOptions struct {
-	g    *globalOptions
-	json bool
+	g      *globalOptions
+	output string
+	status string
+	json   bool // the older spelling of -o json
 }
 
 func newDevicesCommand(g *globalOptions) *cobra.Command {
 	o := &devicesOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "devices [--json]",
-		Short: "List the devices connected to the edge that the token may see",
-		Long: `List the devices connected to the edge that the token may see: their ID,
-when they connected, their address and their open streams.`,
-		Example: `  # A table
+		Use:   "devices [PATTERN] [-o table|wide|json|yaml] [--status all|online|offline]",
+		Short: "List the devices the token may see, connected or recently gone",
+		Long: `List the devices the token may see: those connected now (online), and
+those that disconnected within the edge's devices.last_seen_ttl (offline).
+
+The table shows each device's ID, its status, the edge that holds it (in a
+cluster), how long it has been in that status (AGE) and the agent's
+version. -o wide adds its platform, OS, address, the time it connected or
+was last seen, and its open streams. -o json and -o yaml print the edge's
+objects (GET /api/devices, see docs/api.md).
+
+PATTERN keeps the IDs it matches: * matches any run of characters, ? one
+character, [a-z] one of a class; quote it so that the shell leaves it alone.`,
+		Example: `  # Every device, online or not
   tether devices
 
-  # JSON for scripts
-  tether devices --json | jq -r '.[].id'`,
-		Args: argsUsage(cobra.NoArgs, "tether devices [--json]"),
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
+  # The gateways, with platform and address
+  tether devices 'gw-*' -o wide
+
+  # IDs of the devices online now, for scripts
+  tether devices --status online -o json | jq -r '.[].id'`,
+		Args: argsUsage(cobra.MaximumNArgs(1), "tether devices [PATTERN] [-o table|wide|json|yaml]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pattern := ""
+			if len(args) == 1 {
+				pattern = args[0]
+			}
+			return o.run(cmd.Context(), pattern)
+		},
 	}
-	cmd.Flags().BoolVar(&o.json, "json", false, "print the list as JSON")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: "+strings.Join(deviceFormats, ", "))
+	cmd.Flags().StringVar(&o.status, "status", client.StatusAll, "which devices: "+strings.Join(deviceStatuses, ", "))
+	cmd.Flags().BoolVar(&o.json, "json", false, "the same as -o json")
+	_ = cmd.Flags().MarkHidden("json")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(deviceFormats, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(deviceStatuses, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
-func (o *devicesOptions) run(ctx context.Context) error {
+// check validates the options and the pattern before anything is sent.
+func (o *devicesOptions) check(pattern string) error {
+	if o.json {
+		if o.output != "table" && o.output != "json" {
+			return usageErrorf("--json and -o %s disagree; use -o alone", o.output)
+		}
+		o.output = "json"
+	}
+	if !contains(deviceFormats, o.output) {
+		return usageErrorf("unknown output format %q: use -o with one of %s", o.output, strings.Join(deviceFormats, ", "))
+	}
+	if !contains(deviceStatuses, o.status) {
+		return usageErrorf("unknown status %q: use --status with one of %s", o.status, strings.Join(deviceStatuses, ", "))
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return usageErrorf("pattern %q: %v: use * for any run of characters, ? for one, [a-z] for a class, \\ to escape", pattern, err)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *devicesOptions) run(ctx context.Context, pattern string) error {
+	if err := o.check(pattern); err != nil {
+		return err
+	}
 	s, err := o.g.settings()
 	if err != nil {
 		return err
@@ -59,116 +112,129 @@ func (o *devicesOptions) run(ctx context.Context) error {
 	if err := s.requireEdge(); err != nil {
 		return err
 	}
-	tc, err := tlsConfig(s)
+	devs, err := fetchDevices(ctx, s, o.g.timeout, client.DevicesOptions{Status: o.status, Match: pattern})
 	if err != nil {
 		return err
 	}
-	devs, raw, err := fetchDevices(ctx, s, tc, o.g.timeout)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		// The edge's objects as they came, fields this version does not
-		// know included, as an indented list ([] when empty).
-		if raw == nil {
-			raw = []json.RawMessage{}
-		}
-		out, err := json.MarshalIndent(raw, "", "  ")
+	// An edge that predates the query lists every online device: select
+	// here too.
+	devs = selectDevices(devs, o.status, pattern)
+	out := o.g.io.Out
+	switch o.output {
+	case "json":
+		b, err := json.MarshalIndent(devs, "", "  ")
 		if err != nil {
 			return err
 		}
-		_, err = o.g.io.Out.Write(append(out, '\n'))
+		_, err = out.Write(append(b, '\n'))
+		return err
+	case "yaml":
+		if len(devs) == 0 {
+			_, err := io.WriteString(out, "[]\n")
+			return err
+		}
+		b, err := yaml.Marshal(devs)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
 		return err
 	}
 	if len(devs) == 0 {
-		o.g.notice("no devices connected that this token may see")
+		switch {
+		case pattern != "":
+			fmt.Fprintf(o.g.io.ErrOut, "No devices match '%s'.\n", pattern)
+		default:
+			fmt.Fprintln(o.g.io.ErrOut, "No devices found.")
+		}
 		return nil
 	}
-	return printDevices(o.g.io.Out, devs, time.Now())
+	return printDevices(out, devs, time.Now(), o.output == "wide")
 }
 
-// fetchDevices asks the edge for its connected devices, decoded and as the
-// edge sent each of them. timeout bounds the whole request.
-func fetchDevices(ctx context.Context, s *Settings, tc *tls.Config, timeout time.Duration) ([]Device, []json.RawMessage, error) {
-	u, err := url.Parse(s.Edge)
+// fetchDevices asks the edge for its devices; timeout bounds the request.
+func fetchDevices(ctx context.Context, s *Settings, timeout time.Duration, opts client.DevicesOptions) ([]client.Device, error) {
+	tc, err := tlsConfig(s)
 	if err != nil {
-		return nil, nil, usageErrorf("edge URL %q: %v", s.Edge, err)
+		return nil, err
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/devices"
-	u.RawPath = ""
-	hc := &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			Proxy:             http.ProxyFromEnvironment,
-			TLSClientConfig:   tc,
-			DisableKeepAlives: true,
-		},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := &client.Dialer{Edge: s.Edge, Token: s.Token, TLSConfig: tc}
+	devs, err := d.Devices(ctx, opts)
 	if err != nil {
-		return nil, nil, usageErrorf("edge URL %q: %v", s.Edge, err)
+		return nil, fmt.Errorf("list devices on %s: %w", s.Edge, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+s.Token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDevicesBody+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the device list: %w", err)
-	}
-	if len(body) > maxDevicesBody {
-		return nil, nil, fmt.Errorf("the edge's device list is larger than %d bytes", maxDevicesBody)
-	}
-	if resp.StatusCode != http.StatusOK {
-		reason := strings.TrimSpace(string(body))
-		if len(reason) > 512 {
-			reason = reason[:512]
-		}
-		return nil, nil, &transport.StatusError{StatusCode: resp.StatusCode, Reason: reason}
-	}
-	devs, raw, err := decodeDevices(body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the edge's device list is not valid (%v): check that --edge points at a tether edge", err)
-	}
-	return devs, raw, nil
+	return devs, nil
 }
 
-// decodeDevices decodes the edge's JSON list of devices, keeping each
-// object as it came too.
-func decodeDevices(body []byte) ([]Device, []json.RawMessage, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, nil, err
-	}
-	devs := make([]Device, len(raw))
-	for i, r := range raw {
-		if err := json.Unmarshal(r, &devs[i]); err != nil {
-			return nil, nil, fmt.Errorf("device %d: %w", i, err)
-		}
-	}
-	return devs, raw, nil
-}
-
-// printDevices writes the device table.
-func printDevices(w io.Writer, devs []Device, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCONNECTED SINCE\tADDRESS\tSTREAMS")
+// selectDevices keeps the devices of status (client.StatusAll: every one)
+// whose ID matches pattern ("" matches all).
+func selectDevices(devs []client.Device, status, pattern string) []client.Device {
+	out := make([]client.Device, 0, len(devs))
 	for _, d := range devs {
-		since := d.ConnectedSince
-		if t, err := time.Parse(time.RFC3339Nano, d.ConnectedSince); err == nil {
-			since = t.Local().Format("2006-01-02 15:04:05") + " (" + ago(now.Sub(t)) + " ago)"
-		} else if since == "" {
-			since = "-"
+		if status != client.StatusAll && d.Status != status {
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", d.ID, since, d.RemoteAddr, d.Streams)
+		if pattern != "" {
+			if ok, _ := path.Match(pattern, d.ID); !ok {
+				continue
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// printDevices writes the device table; wide adds the columns of -o wide.
+func printDevices(w io.Writer, devs []client.Device, now time.Time, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := "ID\tSTATUS\tEDGE\tAGE\tVERSION"
+	if wide {
+		head += "\tPLATFORM\tOS\tADDRESS\tSINCE\tSTREAMS"
+	}
+	fmt.Fprintln(tw, head)
+	for _, d := range devs {
+		when := d.ConnectedSince
+		if d.Status == client.StatusOffline {
+			when = d.LastSeen
+		}
+		age, since := "-", "-"
+		if when != nil && !when.IsZero() {
+			age = ago(now.Sub(*when))
+			since = when.Local().Format("2006-01-02 15:04:05")
+		}
+		cols := []string{d.ID, d.Status, d.Edge, age, d.Version}
+		if wide {
+			streams := "-"
+			if d.Status == client.StatusOnline {
+				streams = strconv.Itoa(d.Streams)
+			}
+			cols = append(cols, d.Platform, d.OS, d.RemoteAddr, since, streams)
+		}
+		for i, c := range cols {
+			cols[i] = cell(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	return tw.Flush()
 }
 
-// ago is a short human duration: 45s, 12m, 3h, 5d.
+// cell makes a value from the edge fit for one table cell: "-" when
+// empty, control characters and tabs shown as '?'.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// ago is a short human duration, as kubectl shows ages: 45s, 12m, 3h, 5d.
 func ago(d time.Duration) string {
 	switch {
 	case d < 0:
@@ -183,8 +249,9 @@ func ago(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// completeDevice completes a DEVICE argument with the IDs the edge lists,
-// using the settings in force; without them it offers nothing.
+// completeDevice completes a DEVICE argument with the IDs of the online
+// devices the edge lists, using the settings in force; without them it
+// offers nothing.
 func completeDevice(g *globalOptions) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) > 0 {
@@ -194,11 +261,7 @@ func completeDevice(g *globalOptions) cobra.CompletionFunc {
 		if err != nil || s.requireEdge() != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		tc, err := tlsConfig(s)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		devs, _, err := fetchDevices(cmd.Context(), s, tc, min(g.timeout, 5*time.Second))
+		devs, err := fetchDevices(cmd.Context(), s, min(g.timeout, 5*time.Second), client.DevicesOptions{Status: client.StatusOnline})
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -9,7 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/internal/testutil"
+	"github.com/tetherhq/tether/transport/client"
+	"gopkg.in/yaml.v3"
 )
 
 // These tests run the built tether binary against a real tether-edge and
@@ -25,57 +30,159 @@ import (
 func TestDevices(t *testing.T) {
 	f := newFleet(t)
 
-	// No device yet: an empty JSON list, and a note instead of a table.
-	out, errOut, code := f.tether("", "devices", "--json")
+	// No device yet: an empty list in JSON and YAML, and a note instead
+	// of a table.
+	out, errOut, code := f.tether("", "devices", "-o", "json")
 	require.Equal(t, 0, code, errOut)
 	require.JSONEq(t, "[]", out)
+	out, errOut, code = f.tether("", "devices", "-o", "yaml")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "[]\n", out)
 	out, errOut, code = f.tether("", "devices")
 	require.Equal(t, 0, code, errOut)
 	require.Empty(t, out)
-	require.Contains(t, errOut, "no devices connected")
+	require.Equal(t, "No devices found.\n", errOut)
+	out, errOut, code = f.tether("", "devices", "gw-*")
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	require.Equal(t, "No devices match 'gw-*'.\n", errOut)
 
-	f.addAgent("d1", "")
+	f.addAgent("gw-1", "")
+	f.addAgent("gw-2", "")
 	f.addAgent("lab-2", "")
+	agentVersion := builtAgentVersion(t)
+	platform := runtime.GOOS + "/" + runtime.GOARCH
 
+	// Online, with what each agent said at connect.
+	devs := f.devicesJSON("-o", "json")
+	require.Equal(t, []string{"gw-1", "gw-2", "lab-2"}, deviceIDs(devs))
+	for _, d := range devs {
+		require.Equal(t, client.StatusOnline, d.Status, d.ID)
+		require.Equal(t, agentVersion, d.Version, d.ID)
+		require.Equal(t, platform, d.Platform, d.ID)
+		require.NotNil(t, d.ConnectedSince, d.ID)
+		require.WithinDuration(t, time.Now(), *d.ConnectedSince, 10*time.Minute)
+		require.Nil(t, d.LastSeen, d.ID)
+		host, _, err := net.SplitHostPort(d.RemoteAddr)
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1", host)
+	}
+
+	// The table and its wide form.
 	out, errOut, code = f.tether("", "devices")
 	require.Equal(t, 0, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 3, out)
-	require.Regexp(t, `^ID\s+CONNECTED SINCE\s+ADDRESS\s+STREAMS$`, lines[0])
-	require.Contains(t, out, "d1 ")
-	require.Contains(t, out, "127.0.0.1:")
-
-	out, errOut, code = f.tether("", "devices", "--json")
+	require.Len(t, lines, 4, out)
+	require.Regexp(t, `^ID\s+STATUS\s+EDGE\s+AGE\s+VERSION$`, lines[0])
+	require.Regexp(t, `^gw-1\s+online\s+-\s+\d+[smhd]\s+`+regexp.QuoteMeta(agentVersion)+`$`, lines[1])
+	out, errOut, code = f.tether("", "devices", "-o", "wide")
 	require.Equal(t, 0, code, errOut)
-	var devs []Device
-	require.NoError(t, json.Unmarshal([]byte(out), &devs), out)
-	ids := map[string]Device{}
-	for _, d := range devs {
-		ids[d.ID] = d
-	}
-	require.Contains(t, ids, "d1")
-	require.Contains(t, ids, "lab-2")
-	since, err := time.Parse(time.RFC3339Nano, ids["d1"].ConnectedSince)
-	require.NoError(t, err, "connected_since %q", ids["d1"].ConnectedSince)
-	require.WithinDuration(t, time.Now(), since, 10*time.Minute)
-	host, _, err := net.SplitHostPort(ids["d1"].RemoteAddr)
-	require.NoError(t, err)
-	require.Equal(t, "127.0.0.1", host)
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 4, out)
+	require.Regexp(t, `^ID\s+STATUS\s+EDGE\s+AGE\s+VERSION\s+PLATFORM\s+OS\s+ADDRESS\s+SINCE\s+STREAMS$`, lines[0])
+	require.Contains(t, lines[1], platform)
+	require.Regexp(t, `127\.0\.0\.1:\d+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+0$`, lines[1])
 
-	// Shell completion offers the connected devices.
+	// A glob, in every format.
+	require.Equal(t, []string{"gw-1", "gw-2"}, deviceIDs(f.devicesJSON("gw-*", "-o", "json")))
+	out, errOut, code = f.tether("", "devices", "gw-?", "-o", "yaml")
+	require.Equal(t, 0, code, errOut)
+	var fromYAML []client.Device
+	require.NoError(t, yaml.Unmarshal([]byte(out), &fromYAML), out)
+	require.Equal(t, []string{"gw-1", "gw-2"}, deviceIDs(fromYAML))
+	require.Equal(t, agentVersion, fromYAML[0].Version)
+	out, errOut, code = f.tether("", "devices", "lab-*")
+	require.Equal(t, 0, code, errOut)
+	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, out)
+
+	// An agent that stops is listed offline, with when it was last seen.
+	stopped := time.Now()
+	require.NoError(t, f.agents["gw-2"].Stop())
+	var gone client.Device
+	require.Eventually(t, func() bool {
+		for _, d := range f.devicesJSON("-o", "json") {
+			if d.ID == "gw-2" && d.Status == client.StatusOffline {
+				gone = d
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "gw-2 was not listed offline")
+	require.NotNil(t, gone.LastSeen)
+	require.WithinDuration(t, stopped, *gone.LastSeen, 5*time.Minute)
+	require.Nil(t, gone.ConnectedSince)
+	require.Equal(t, agentVersion, gone.Version, "an offline device keeps what it said")
+	require.Equal(t, []string{"gw-1", "lab-2"}, deviceIDs(f.devicesJSON("--status", "online", "-o", "json")))
+	require.Equal(t, []string{"gw-2"}, deviceIDs(f.devicesJSON("--status", "offline", "-o", "json")))
+	out, errOut, code = f.tether("", "devices", "gw-*")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^gw-2\s+offline\s+-\s+\d+[smhd]\s+`, out)
+
+	// Shell completion offers the online devices only.
 	out, errOut, code = f.tether("", "__complete", "shell", "")
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, strings.Fields(out), "d1")
+	require.Contains(t, strings.Fields(out), "gw-1")
 	require.Contains(t, strings.Fields(out), "lab-2")
+	require.NotContains(t, strings.Fields(out), "gw-2")
 	out, _, _ = f.tether("", "__complete", "reload", "la")
 	require.Contains(t, strings.Fields(out), "lab-2")
-	require.NotContains(t, strings.Fields(out), "d1")
+	require.NotContains(t, strings.Fields(out), "gw-1")
 
 	// The limited token sees only the devices its globs match.
-	out, errOut, code = runTether(t, baseEnv(t), "", f.args(f.limited, "devices", "--json")...)
+	out, errOut, code = runTether(t, baseEnv(t), "", f.args(f.limited, "devices", "-o", "json")...)
 	require.Equal(t, 0, code, errOut)
-	require.NotContains(t, out, `"d1"`)
+	require.NotContains(t, out, `"gw-1"`)
 	require.Contains(t, out, `"lab-2"`)
+
+	// Bad input says what to do, before anything is sent.
+	_, errOut, code = f.tether("", "devices", "-o", "xml")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, `unknown output format "xml": use -o with one of table, wide, json, yaml`)
+	_, errOut, code = f.tether("", "devices", "gw-[")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, `pattern "gw-["`)
+}
+
+// TestDevicesLastSeenExpires: with a short devices.last_seen_ttl, a
+// device that disconnected is listed offline, then not at all.
+func TestDevicesLastSeenExpires(t *testing.T) {
+	f := newFleetWith(t, "devices: {last_seen_ttl: 10s}\n")
+	f.addAgent("gw-1", "")
+	require.NoError(t, f.agents["gw-1"].Stop())
+	require.Eventually(t, func() bool {
+		devs := f.devicesJSON("-o", "json")
+		return len(devs) == 1 && devs[0].Status == client.StatusOffline
+	}, 30*time.Second, 50*time.Millisecond, "gw-1 was not listed offline")
+	require.Eventually(t, func() bool { return len(f.devicesJSON("-o", "json")) == 0 },
+		60*time.Second, 200*time.Millisecond, "gw-1 was still listed after devices.last_seen_ttl")
+}
+
+// devicesJSON runs tether devices with args (which include -o json) and
+// decodes its output.
+func (f *fleet) devicesJSON(args ...string) []client.Device {
+	f.t.Helper()
+	out, errOut, code := f.tether("", append([]string{"devices"}, args...)...)
+	require.Equal(f.t, 0, code, errOut)
+	var devs []client.Device
+	require.NoError(f.t, json.Unmarshal([]byte(out), &devs), out)
+	return devs
+}
+
+func deviceIDs(devs []client.Device) []string {
+	ids := []string{}
+	for _, d := range devs {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+// builtAgentVersion is the version the built tether-agent reports.
+func builtAgentVersion(t *testing.T) string {
+	out, err := exec.Command(binPath("tether-agent"), "--version").Output()
+	require.NoError(t, err)
+	f := strings.Fields(string(out))
+	require.Len(t, f, 2, "tether-agent --version: %q", out)
+	return f[1]
 }
 
 func TestNCHalfClose(t *testing.T) {

@@ -89,6 +89,12 @@ type fleet struct {
 // newFleet writes an edge config for a fresh PKI and starts tether-edge.
 func newFleet(t testing.TB) *fleet {
 	t.Helper()
+	return newFleetWith(t, "")
+}
+
+// newFleetWith is newFleet with extra YAML appended to the edge's config.
+func newFleetWith(t testing.TB, extra string) *fleet {
+	t.Helper()
 	pki := certstest.New(t)
 	f := &fleet{t: t, pki: pki, dir: pki.Dir, addr: testutil.FreeAddr(t), agents: map[string]*testutil.Proc{}}
 	var sum, limSum string
@@ -112,7 +118,7 @@ clients:
     devices: ["lab-*"]
     allow:
       tcp: ["127.0.0.1:1-1024"]
-`, f.addr, sum, limSum)
+%s`, f.addr, sum, limSum, extra)
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "edge.yaml"), []byte(cfg), 0o600))
 	f.startEdge()
 	return f
@@ -163,7 +169,7 @@ pty: {enabled: true, shell: "/bin/sh"}
 func (f *fleet) waitListed(id string) {
 	f.t.Helper()
 	require.Eventually(f.t, func() bool {
-		out, _, code := f.tether("", "devices", "--json")
+		out, _, code := f.tether("", "devices", "-o", "json", "--status", "online")
 		return code == 0 && strings.Contains(out, `"`+id+`"`)
 	}, 30*time.Second, 100*time.Millisecond, "device %s did not connect", id)
 }

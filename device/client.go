@@ -58,6 +58,10 @@ type Client struct {
 	// Config tunes the session; nil means defaults. Config.MaxStreams caps
 	// concurrent streams; beyond it a stream is answered "too many streams".
 	Config *transport.Config
+	// Agent is what the device says about itself at connect, for the
+	// edge's device list (see LocalAgentInfo); the zero value says
+	// nothing, as a qbee-v1 agent does.
+	Agent transport.AgentInfo
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 	// BackoffInitial and BackoffMax shape the reconnect delays (defaults
@@ -195,7 +199,7 @@ func (d *Client) run(ctx context.Context) {
 	resetAfter := cmp.Or(max(d.BackoffReset, 0), DefaultBackoffReset)
 	var lastErr string
 	for {
-		sess, err := transport.Dial(ctx, d.URL, "", d.TLSConfig, d.Config)
+		sess, err := transport.DialHeader(ctx, d.URL, d.Agent.Header(), d.TLSConfig, d.Config)
 		if err == nil {
 			lastErr = ""
 			log.Info("connected to edge", "edge", d.URL, "local", sess.LocalAddr().String())

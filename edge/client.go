@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,16 +49,80 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (credentia
 	return credential{id: id, hash: HashToken(tok), auth: st}, true
 }
 
-// deviceInfo is one entry of GET /api/devices.
+// deviceInfo is one entry of GET /api/devices (docs/api.md).
 type deviceInfo struct {
-	ID             string    `json:"id"`
-	ConnectedSince time.Time `json:"connected_since"`
-	RemoteAddr     string    `json:"remote_addr"`
+	ID string `json:"id"`
+	// Status is "online" or "offline".
+	Status string `json:"status"`
+	// ConnectedSince is when the session began; online devices only.
+	ConnectedSince *time.Time `json:"connected_since,omitempty"`
+	// LastSeen is when the session ended; offline devices only.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// RemoteAddr is the device's address (then, for an offline one).
+	RemoteAddr string `json:"remote_addr"`
 	// Streams is the device's open streams, known for the devices of the
 	// edge that answers; zero for the others of a cluster.
 	Streams int `json:"streams"`
-	// Edge is the ID of the edge that holds the device, in a cluster.
+	// Edge is the ID of the edge that holds (or held) the device, in a
+	// cluster.
 	Edge string `json:"edge,omitempty"`
+	transport.AgentInfo
+}
+
+// Device list statuses (the status query parameter).
+const (
+	statusOnline  = "online"
+	statusOffline = "offline"
+	statusAll     = "all"
+)
+
+// maxMatchPattern bounds the match query parameter.
+const maxMatchPattern = 256
+
+// deviceQuery is a checked GET /api/devices query.
+type deviceQuery struct {
+	online, offline bool
+	match           string // a path.Match pattern; "" matches every ID
+}
+
+// parseDeviceQuery checks the query of GET /api/devices; the error says
+// what is wrong and what to send.
+func parseDeviceQuery(q url.Values) (deviceQuery, error) {
+	for k := range q {
+		if k != "status" && k != "match" {
+			return deviceQuery{}, fmt.Errorf("unknown query parameter %q: use status and match", k)
+		}
+	}
+	var dq deviceQuery
+	if len(q["status"]) > 1 || len(q["match"]) > 1 {
+		return deviceQuery{}, errors.New("status and match may each be given once")
+	}
+	switch st := q.Get("status"); st {
+	case "", statusOnline:
+		dq.online = true
+	case statusOffline:
+		dq.offline = true
+	case statusAll:
+		dq.online, dq.offline = true, true
+	default:
+		return deviceQuery{}, fmt.Errorf("status %q: use online (the default), offline or all", st)
+	}
+	dq.match = q.Get("match")
+	if len(dq.match) > maxMatchPattern {
+		return deviceQuery{}, fmt.Errorf("match pattern is %d bytes; the most is %d", len(dq.match), maxMatchPattern)
+	}
+	if _, err := path.Match(dq.match, ""); err != nil {
+		return deviceQuery{}, fmt.Errorf("match pattern %q: %v: use * for any run of characters, ? for one, [a-z] for a class, and \\ to escape one", dq.match, err)
+	}
+	return dq, nil
+}
+
+func (q deviceQuery) matches(id string) bool {
+	if q.match == "" {
+		return true
+	}
+	ok, _ := path.Match(q.match, id)
+	return ok
 }
 
 func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
@@ -73,31 +139,62 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	q, err := parseDeviceQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	visible := func(id string) bool { return q.matches(id) && cred.auth.policy.DeviceAllowed(cred.id, id) }
 	out := []deviceInfo{}
-	local := make(map[string]bool)
+	online := make(map[string]bool)
 	self := ""
 	if s.Cluster != nil {
 		self = s.Cluster.EdgeID
 	}
 	for _, d := range s.reg.List() {
-		local[d.ID] = true
-		if !cred.auth.policy.DeviceAllowed(cred.id, d.ID) {
+		online[d.ID] = true
+		if !q.online || !visible(d.ID) {
 			continue
 		}
-		out = append(out, deviceInfo{ID: d.ID, ConnectedSince: d.Since.UTC(), RemoteAddr: addrString(d.RemoteAddr), Streams: d.Streams(), Edge: self})
+		since := d.Since.UTC()
+		out = append(out, deviceInfo{ID: d.ID, Status: statusOnline, ConnectedSince: &since, RemoteAddr: addrString(d.RemoteAddr),
+			Streams: d.Streams(), Edge: self, AgentInfo: d.Agent})
 	}
 	if s.Cluster != nil {
 		for _, rec := range s.Cluster.Presence.List() {
-			if local[rec.ID] || rec.Edge == self || !cred.auth.policy.DeviceAllowed(cred.id, rec.ID) {
+			if online[rec.ID] || rec.Edge == self {
 				continue
 			}
-			out = append(out, deviceInfo{ID: rec.ID, ConnectedSince: rec.Since.UTC(), RemoteAddr: rec.RemoteAddr, Edge: rec.Edge})
+			online[rec.ID] = true
+			if !q.online || !visible(rec.ID) {
+				continue
+			}
+			since := rec.Since.UTC()
+			out = append(out, deviceInfo{ID: rec.ID, Status: statusOnline, ConnectedSince: &since, RemoteAddr: rec.RemoteAddr,
+				Edge: rec.Edge, AgentInfo: rec.AgentInfo})
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 		if err := s.Cluster.Presence.Health(); err != nil {
 			w.Header().Set("Tether-Cluster", "unavailable: "+err.Error())
 		}
 	}
+	if q.offline && s.LastSeen != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), lastSeenTimeout)
+		recs, err := s.LastSeen.ListLastSeen(ctx)
+		cancel()
+		if err != nil {
+			// The online part stands; the header says what is missing.
+			w.Header().Set("Tether-Last-Seen", "unavailable: "+err.Error())
+		}
+		for _, rec := range recs {
+			if online[rec.ID] || !visible(rec.ID) {
+				continue
+			}
+			seen := rec.LastSeen.UTC()
+			out = append(out, deviceInfo{ID: rec.ID, Status: statusOffline, LastSeen: &seen, RemoteAddr: rec.RemoteAddr,
+				Edge: rec.Edge, AgentInfo: rec.AgentInfo})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }

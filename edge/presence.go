@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/tetherhq/tether/transport"
 )
 
 // Presence answers, for a cluster of edges, which edge holds each device's
@@ -59,6 +61,10 @@ type PresenceRecord struct {
 	RemoteAddr string `json:"remote_addr,omitempty"`
 	// Serial is the certificate serial in lowercase hex.
 	Serial string `json:"serial,omitempty"`
+	// AgentInfo is what the device said about itself at connect: its
+	// version, platform and OS, each omitted when empty (records of edges
+	// that predate them have none).
+	transport.AgentInfo
 	// Revision orders the records of one device: a later write has a higher
 	// one. Set from the store, never stored.
 	Revision uint64 `json:"-"`

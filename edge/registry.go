@@ -20,6 +20,9 @@ type Device struct {
 	Since time.Time
 	// RemoteAddr is the device's network address.
 	RemoteAddr net.Addr
+	// Agent is what the device said about itself at connect, cleaned
+	// (transport.ParseAgentInfo); for display only.
+	Agent transport.AgentInfo
 
 	sess     *transport.Session
 	notAfter time.Time    // the certificate's end of validity

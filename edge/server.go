@@ -53,6 +53,11 @@ type Server struct {
 	// other edges are reached through peer sessions (see Cluster). Nil is
 	// a single edge, which runs no cluster code.
 	Cluster *Cluster
+	// LastSeen keeps the devices that disconnected, for the device list
+	// (GET /api/devices?status=offline): a MemoryLastSeen for a single
+	// edge, edge/cluster's Presence for a cluster. Nil keeps none: the
+	// list shows connected devices only.
+	LastSeen LastSeen
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 	// EdgeID names a single edge in the /edge/<edge ID>/device/<device
@@ -426,7 +431,8 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID stri
 	// A fresh goroutine holds the session: the handler's goroutine, whose
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
-	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), sess: sess, notAfter: chain[0].NotAfter}
+	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), Agent: transport.ParseAgentInfo(r.Header),
+		sess: sess, notAfter: chain[0].NotAfter}
 	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
 	d.nonce = newNonce()
 	go func() {
@@ -490,6 +496,7 @@ func (s *Server) runDevice(d *Device) {
 		Serial: d.Serial, Reason: reason, DurationMS: time.Since(d.Since).Milliseconds()})
 	if s.reg.Unregister(d) {
 		s.withdraw(d)
+		s.recordLastSeen(d)
 	}
 	s.Metrics.deviceDelta(-1)
 }

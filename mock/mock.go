@@ -111,6 +111,12 @@ type Options struct {
 	// Auditor, when set, receives the edge's audit records instead of the
 	// mock's memory (AuditEvents then returns none).
 	Auditor edge.Auditor
+	// LastSeen, when set, keeps the devices that disconnected for the
+	// edge's device list (edge.Server.LastSeen).
+	LastSeen edge.LastSeen
+	// DeviceAgent is what the mock's devices say about themselves at
+	// connect (device.Client.Agent); the zero value says nothing.
+	DeviceAgent transport.AgentInfo
 }
 
 // EdgeMock is a live edge on loopback.
@@ -209,6 +215,7 @@ func New(t T, opts Options) *EdgeMock {
 		Transport: opts.Transport,
 		Limits:    opts.Limits,
 		Metrics:   opts.Metrics,
+		LastSeen:  opts.LastSeen,
 		Logger:    log.With("component", "edge"),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -326,7 +333,7 @@ func (m *EdgeMock) DeviceClientWithID(id string) *device.Client {
 		m.t.Fatalf("mock: device certificate for %q: %v", id, err)
 		return nil
 	}
-	dc := &device.Client{URL: m.DeviceURL(), TLSConfig: certs.DeviceTLSConfig(kp.TLSCertificate(), m.pool), Config: m.opts.DeviceConfig,
+	dc := &device.Client{URL: m.DeviceURL(), TLSConfig: certs.DeviceTLSConfig(kp.TLSCertificate(), m.pool), Config: m.opts.DeviceConfig, Agent: m.opts.DeviceAgent,
 		Logger: m.log.With("component", "device", "device", id), BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second}
 	if err := dc.Start(context.Background()); err != nil {
 		m.t.Fatalf("mock: start device %s: %v", id, err)

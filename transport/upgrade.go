@@ -176,8 +176,29 @@ func (e *DialError) Unwrap() error { return e.Err }
 // Config.HandshakeTimeout bound every step until the 101 arrives; the
 // session itself has no deadline.
 func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config, cfg *Config) (*Session, error) {
+	var h http.Header
+	if authorization != "" {
+		h = http.Header{"Authorization": {authorization}}
+	}
+	return DialHeader(ctx, rawURL, h, tlsConf, cfg)
+}
+
+// reservedHeaders are the request headers DialHeader sets itself.
+var reservedHeaders = []string{"Host", "Connection", "Upgrade", "Sec-Websocket-Protocol", "User-Agent",
+	"Content-Length", "Transfer-Encoding", HeaderExtensions, HeaderKeepAlive, HeaderMaxStreams}
+
+// DialHeader is Dial with header sent on the upgrade request: an
+// Authorization header, the agent information headers (AgentInfo.Header),
+// or any other. It may not set the headers the upgrade itself uses (Host,
+// Connection, Upgrade, Sec-WebSocket-Protocol, User-Agent, the framing
+// headers and this package's extension headers), and no value may hold a
+// control character.
+func DialHeader(ctx context.Context, rawURL string, header http.Header, tlsConf *tls.Config, cfg *Config) (*Session, error) {
 	d := cfg.WithDefaults()
 	if err := VerifyConfig(d); err != nil {
+		return nil, err
+	}
+	if err := checkHeader(header); err != nil {
 		return nil, err
 	}
 	u, err := url.Parse(rawURL)
@@ -239,9 +260,7 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 	ext := http.Header{}
 	announce(ext, d)
 	_ = ext.Write(&req)
-	if authorization != "" {
-		req.WriteString("Authorization: " + authorization + "\r\n")
-	}
+	_ = header.Write(&req)
 	req.WriteString("User-Agent: tether\r\n\r\n")
 	if _, err := io.WriteString(tlsConn, req.String()); err != nil {
 		tlsConn.Close()
@@ -279,6 +298,27 @@ func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config
 		return nil, err
 	}
 	return sess, nil
+}
+
+// checkHeader refuses the headers DialHeader may not send.
+func checkHeader(h http.Header) error {
+	for name, vs := range h {
+		canon := http.CanonicalHeaderKey(name)
+		for _, r := range reservedHeaders {
+			if canon == http.CanonicalHeaderKey(r) {
+				return fmt.Errorf("transport: header %s is set by the upgrade itself; leave it out", canon)
+			}
+		}
+		if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == ':' }) {
+			return fmt.Errorf("transport: header name %q is not a valid token", name)
+		}
+		for _, v := range vs {
+			if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+				return fmt.Errorf("transport: header %s holds a control character; send printable text", canon)
+			}
+		}
+	}
+	return nil
 }
 
 // ctxErr prefers the context's error when the context ended the step.

@@ -112,7 +112,7 @@ Flags:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ag := &agent.Agent{ConfigPath: *configPath, Config: cfg, TLSConfig: tlsConf, Logger: logger}
+	ag := &agent.Agent{ConfigPath: *configPath, Config: cfg, TLSConfig: tlsConf, Version: version.Version, Logger: logger}
 	if err := ag.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return exitUsage

@@ -38,8 +38,23 @@ type fileConfig struct {
 	Cluster       *clusterConfig  `yaml:"cluster"`
 	// EdgeID names a single edge in qbee-v1 client paths
 	// (/edge/<edge ID>/device/<id>); a clustered edge uses cluster.edge_id.
-	EdgeID string `yaml:"edge_id"`
+	EdgeID  string        `yaml:"edge_id"`
+	Devices devicesConfig `yaml:"devices"`
 }
+
+// devicesConfig is the devices: section: what the device list keeps of
+// devices that disconnected.
+type devicesConfig struct {
+	// LastSeenTTL is how long a disconnected device stays listed; nil
+	// means defaultLastSeenTTL, 0 keeps none.
+	LastSeenTTL *time.Duration `yaml:"last_seen_ttl"`
+	// LastSeenMax caps the records a single edge keeps in memory; 0
+	// means edge.DefaultLastSeenMax.
+	LastSeenMax int `yaml:"last_seen_max"`
+}
+
+// defaultLastSeenTTL is devices.last_seen_ttl when it is not set.
+const defaultLastSeenTTL = edge.DefaultLastSeenTTL
 
 // keepAliveConfig tunes the sessions' keep-alive, as agent.yaml's does: a
 // frame is sent every interval, and a session that received nothing for
@@ -115,6 +130,10 @@ type config struct {
 	transport *transport.Config
 	// cluster is the cluster: section; nil for a single edge.
 	cluster *clusterSettings
+	// lastSeenTTL and lastSeenMax are the devices: section, checked and
+	// with defaults; a zero TTL keeps no last-seen records.
+	lastSeenTTL time.Duration
+	lastSeenMax int
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -319,6 +338,16 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	c.drain = l.DrainTimeout
 	if c.drain == 0 {
 		c.drain = defaultDrainTimeout
+	}
+	c.lastSeenTTL, c.lastSeenMax = defaultLastSeenTTL, fc.Devices.LastSeenMax
+	if t := fc.Devices.LastSeenTTL; t != nil {
+		if *t < 0 {
+			return nil, bad(fmt.Sprintf("%v must not be negative (0 keeps no disconnected devices; the default is %v)", *t, defaultLastSeenTTL), "devices", "last_seen_ttl")
+		}
+		c.lastSeenTTL = *t
+	}
+	if c.lastSeenMax < 0 {
+		return nil, bad(fmt.Sprintf("%d must not be negative (0 keeps the default, %d)", c.lastSeenMax, edge.DefaultLastSeenMax), "devices", "last_seen_max")
 	}
 	if fc.Cluster == nil && hasKey(&root, "cluster") {
 		return nil, bad("empty: fill in edge_id, peer_listen, peer_ca, peer_cert and nats (see docs/cluster.md), or remove the section for a single edge", "cluster")

@@ -51,6 +51,9 @@
 //	  rejected_audit_rate: 20          # refused-upgrade audit records per second ...
 //	  rejected_audit_burst: 200        # ... with this burst; the rest are counted
 //	  drain_timeout: 30s               # SIGTERM: wait this long for open streams
+//	devices:                           # optional: the device list's disconnected devices
+//	  last_seen_ttl: 168h              # how long a device that left stays listed offline; 0 keeps none
+//	  last_seen_max: 100000            # a single edge keeps at most this many
 //	cluster:                           # optional: one of several edges behind a load balancer
 //	  edge_id: edge-1                  # the CN of peer_cert
 //	  peer_listen: "0.0.0.0:8444"      # other edges' peer sessions; never the public port

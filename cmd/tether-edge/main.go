@@ -174,6 +174,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Logger:    log,
 		EdgeID:    cfg.file.EdgeID,
 	}
+	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
+		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
+	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.
 	sigs := make(chan os.Signal, 4)
@@ -185,12 +188,15 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	// since the drain withdraws the devices' records.
 	var cl *clusterRuntime
 	if cfg.cluster != nil {
-		cl, err = startCluster(cfg.cluster, log)
+		cl, err = startCluster(cfg.cluster, cfg.lastSeenTTL, log)
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
 		srv.Cluster = cl.edgeCluster()
+		if cfg.lastSeenTTL > 0 {
+			srv.LastSeen = cl.presence
+		}
 	}
 
 	ln, err := net.Listen("tcp", listen)

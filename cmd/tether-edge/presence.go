@@ -32,6 +32,7 @@ const (
 // meanwhile. Close stops all of it.
 type clusterRuntime struct {
 	settings *clusterSettings
+	lastSeen time.Duration // devices.last_seen_ttl: the last-seen bucket's TTL
 	log      *slog.Logger
 	presence *lazyPresence
 	stopNATS func()
@@ -44,7 +45,7 @@ type clusterRuntime struct {
 // startCluster starts NATS and, in the background, the presence. It fails
 // only when NATS itself cannot be set up (an embedded server that cannot
 // listen); an unreachable cluster is retried.
-func startCluster(c *clusterSettings, log *slog.Logger) (*clusterRuntime, error) {
+func startCluster(c *clusterSettings, lastSeenTTL time.Duration, log *slog.Logger) (*clusterRuntime, error) {
 	n, err := startNATS(c, log)
 	if err != nil {
 		return nil, err
@@ -59,6 +60,7 @@ func startCluster(c *clusterSettings, log *slog.Logger) (*clusterRuntime, error)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &clusterRuntime{
 		settings: c,
+		lastSeen: lastSeenTTL,
 		log:      log,
 		presence: &lazyPresence{created: time.Now()},
 		stopNATS: n.stop,
@@ -93,7 +95,7 @@ func (r *clusterRuntime) startPresence(ctx context.Context, js jetstream.JetStre
 	bo := transport.Backoff{Initial: presenceRetryInitial, Max: presenceRetryMax}
 	for attempt := 1; ; attempt++ {
 		p := &cluster.Presence{JetStream: js, Conn: n.conn, EdgeID: c.EdgeID, Advertise: c.Advertise,
-			Replicas: c.Replicas, Logger: r.log}
+			Replicas: c.Replicas, LastSeenTTL: r.lastSeen, Logger: r.log}
 		registered := r.presence.prepare(p)
 		wctx, cancel := context.WithTimeout(ctx, presenceStartTimeout)
 		err := waitCurrent(wctx, n.current)
@@ -206,7 +208,10 @@ type lazyPresence struct {
 	closed    bool
 }
 
-var _ edge.Presence = (*lazyPresence)(nil)
+var (
+	_ edge.Presence = (*lazyPresence)(nil)
+	_ edge.LastSeen = (*lazyPresence)(nil)
+)
 
 // prepare registers the callbacks known so far on p, before p starts, and
 // returns how many it registered.
@@ -328,4 +333,20 @@ func (l *lazyPresence) OnRecord(fn func(edge.PresenceRecord)) {
 	if p := l.cur.Load(); p != nil {
 		p.OnRecord(fn)
 	}
+}
+
+// RecordLastSeen implements edge.LastSeen.
+func (l *lazyPresence) RecordLastSeen(ctx context.Context, rec edge.LastSeenRecord) error {
+	if p := l.cur.Load(); p != nil {
+		return p.RecordLastSeen(ctx, rec)
+	}
+	return l.unavailable()
+}
+
+// ListLastSeen implements edge.LastSeen.
+func (l *lazyPresence) ListLastSeen(ctx context.Context) ([]edge.LastSeenRecord, error) {
+	if p := l.cur.Load(); p != nil {
+		return p.ListLastSeen(ctx)
+	}
+	return nil, l.unavailable()
 }

@@ -65,7 +65,7 @@ func TestClusterRuntimeSingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.cluster.Embedded.Store = filepath.Join(t.TempDir(), "nats")
-	r, err := startCluster(c.cluster, testLogger(t))
+	r, err := startCluster(c.cluster, c.lastSeenTTL, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

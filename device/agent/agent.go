@@ -43,6 +43,10 @@ type Agent struct {
 	// before the allow list checks each address, which is then the one
 	// dialed. nil means net.DefaultResolver.
 	Resolver Resolver
+	// Version is the agent's version, sent to the edge at connect with the
+	// platform and the operating system (device.LocalAgentInfo) for the
+	// device list. Empty sends none of them.
+	Version string
 	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
 	// BackoffInitial and BackoffMax bound reconnect delays; zero means the
@@ -102,6 +106,9 @@ func (a *Agent) Start(ctx context.Context) error {
 
 	dc := &device.Client{URL: cfg.Edge, TLSConfig: a.TLSConfig, Config: tcfg, Logger: a.Logger,
 		BackoffInitial: a.BackoffInitial, BackoffMax: a.BackoffMax}
+	if a.Version != "" {
+		dc.Agent = device.LocalAgentInfo(a.Version)
+	}
 	dc.Handle(wire.MsgTCP, a.handleTCP)
 	dc.Handle(wire.MsgReload, a.handleReload)
 	a.ext.start(a, dc, cfg)

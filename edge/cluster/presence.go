@@ -11,6 +11,10 @@
 // into a local map, so a lookup never waits on the network; a watcher that
 // stops (after a reconnect to NATS) is started again.
 //
+// A third bucket, tether_last_seen, used when LastSeenTTL is set, keeps
+// the devices that disconnected (edge.LastSeen): one put per disconnect,
+// expired by the bucket's TTL, read on demand by the device list.
+//
 // The package does not start NATS: the caller connects (to an embedded
 // server or an external cluster) and hands over the JetStream context.
 package cluster
@@ -35,8 +39,9 @@ import (
 
 // Bucket names.
 const (
-	DevicesBucket = "tether_devices"
-	EdgesBucket   = "tether_edges"
+	DevicesBucket  = "tether_devices"
+	EdgesBucket    = "tether_edges"
+	LastSeenBucket = "tether_last_seen"
 )
 
 // Defaults of a Presence.
@@ -74,15 +79,22 @@ type Presence struct {
 	Replicas int
 	// Heartbeat, EdgeTTL and CleanupAfter: zero means the defaults.
 	Heartbeat, EdgeTTL, CleanupAfter time.Duration
+	// LastSeenTTL is how long the record of a device that disconnected
+	// is kept in the tether_last_seen bucket (its TTL), for the device
+	// list. Zero keeps none: the bucket is not used. Every edge of a
+	// cluster should have the same: an edge that starts with another one
+	// sets the bucket's TTL to its own.
+	LastSeenTTL time.Duration
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 
-	log     *slog.Logger
-	devices jetstream.KeyValue
-	edges   jetstream.KeyValue
-	started time.Time
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	log      *slog.Logger
+	devices  jetstream.KeyValue
+	edges    jetstream.KeyValue
+	lastSeen jetstream.KeyValue // nil when LastSeenTTL is zero
+	started  time.Time
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu sync.RWMutex
 	// mu guards the following.
@@ -113,7 +125,10 @@ type edgeState struct {
 	seen time.Time
 }
 
-var _ edge.Presence = (*Presence)(nil)
+var (
+	_ edge.Presence = (*Presence)(nil)
+	_ edge.LastSeen = (*Presence)(nil)
+)
 
 // Start creates the buckets if need be, starts the watchers and the
 // heartbeat, and waits until the view holds the buckets' current contents
@@ -140,6 +155,17 @@ func (p *Presence) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.LastSeenTTL > 0 {
+		p.lastSeen, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
+			Bucket: LastSeenBucket, Description: "tether: devices that disconnected, and when", History: 1,
+			Replicas: replicas, TTL: p.LastSeenTTL, MaxValueSize: maxLastSeenValue,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// The edges bucket comes last: an edge that waits for the buckets
+	// waits for it.
 	p.edges, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
 		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
 	})

@@ -55,7 +55,7 @@ func Start() (*Edge, error) {
 		return nil, fmt.Errorf("testedge: edge listener: %w", err)
 	}
 	e := &Edge{URL: "https://" + ln.Addr().String(), Token: "example-token", ca: ca, served: make(chan struct{})}
-	e.srv = &edge.Server{DeviceCA: certs.PoolOf(ca.Cert), Policy: edge.AllowAll{}}
+	e.srv = &edge.Server{DeviceCA: certs.PoolOf(ca.Cert), Policy: edge.AllowAll{}, LastSeen: &edge.MemoryLastSeen{}}
 	e.hs = e.srv.HTTPServer(certs.EdgeTLSConfig(kp.TLSCertificate()))
 	go func() {
 		defer close(e.served)

@@ -186,3 +186,59 @@ func ExampleRedialer() {
 	fmt.Println(string(answer))
 	// Output: hello from the device
 }
+
+// The edge's device list: the devices online now, and those that left
+// (kept for the edge's devices.last_seen_ttl), selected by a glob.
+func ExampleDialer_Devices() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e, err := testedge.Start()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer e.Close()
+	for _, id := range []string{"gw-1", "gw-2", "lab-1"} {
+		// What the agent says about itself at connect; tether-agent
+		// sends device.LocalAgentInfo(its version).
+		dc := &device.Client{URL: e.DeviceURL(), TLSConfig: e.DeviceTLS(id),
+			Agent: transport.AgentInfo{Version: "1.4.0", Platform: "linux/arm64"}}
+		if err := dc.Start(ctx); err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer dc.Close()
+		if err := e.WaitDevice(ctx, id); err != nil {
+			fmt.Println(err)
+			return
+		}
+		if id == "gw-2" {
+			dc.Close() // gw-2 leaves
+		}
+	}
+
+	d := &client.Dialer{Edge: e.URL, Token: e.Token, TLSConfig: e.ClientTLS()}
+	// The edge notices gw-2's departure in its own time: wait for it.
+	for {
+		gone, err := d.Devices(ctx, client.DevicesOptions{Status: client.StatusOffline})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if len(gone) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	devs, err := d.Devices(ctx, client.DevicesOptions{Status: client.StatusAll, Match: "gw-*"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, dev := range devs {
+		fmt.Println(dev.ID, dev.Status, dev.Version, dev.Platform)
+	}
+	// Output:
+	// gw-1 online 1.4.0 linux/arm64
+	// gw-2 offline 1.4.0 linux/arm64
+}
