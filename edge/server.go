@@ -628,7 +628,21 @@ func (s *Server) Close() error {
 		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
-	for _, d := range s.reg.List() {
+	// Client and peer sessions go first: a stream that a peer edge spliced
+	// to one of our devices then ends at that edge with the loss of its
+	// session with us, which names this edge, rather than with the reset
+	// that our end of the device's stream would send it.
+	devices := s.reg.List()
+	own := make(map[*transport.Session]bool, len(devices))
+	for _, d := range devices {
+		own[d.sess] = true
+	}
+	for _, sess := range sessions {
+		if !own[sess] {
+			sess.Close()
+		}
+	}
+	for _, d := range devices {
 		d.close("edge shutting down")
 	}
 	for _, sess := range sessions {
