@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -117,8 +118,9 @@ func (d *Client) init() {
 }
 
 // Start connects in the background and keeps reconnecting until ctx ends or
-// Close is called. It fails when called twice, after Close, or without a
-// URL.
+// Close is called. It fails at once, without dialing, when called twice,
+// after Close, or when URL is empty or not an https:// URL with a host:
+// those would fail every redial.
 func (d *Client) Start(ctx context.Context) error {
 	d.init()
 	d.mu.Lock()
@@ -130,6 +132,9 @@ func (d *Client) Start(ctx context.Context) error {
 		return errors.New("device: client already started")
 	case d.URL == "":
 		return errors.New("device: Client.URL is empty: set the edge's device endpoint, such as https://edge.example.com:8443/device")
+	}
+	if u, err := url.Parse(d.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("device: Client.URL %q is not an https:// URL with a host; set the edge's device endpoint, such as https://edge.example.com:8443/device", d.URL)
 	}
 	d.started = true
 	ctx, d.cancel = context.WithCancel(ctx)

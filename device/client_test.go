@@ -300,6 +300,17 @@ func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
 func TestDeviceClientStartErrors(t *testing.T) {
 	dc := &device.Client{URL: "", TLSConfig: nil, Config: nil, Logger: nil}
 	require.ErrorContains(t, dc.Start(context.Background()), "URL is empty")
+	for _, u := range []string{"edge.example.com:8443", "http://edge.example.com/device", "https:///device", "://x"} {
+		dc = &device.Client{URL: u}
+		err := dc.Start(context.Background())
+		require.ErrorContains(t, err, "is not an https:// URL with a host", u)
+		select {
+		case <-dc.Done():
+			t.Fatalf("Done closed after a refused Start for %q: nothing was started", u)
+		default:
+		}
+		require.NoError(t, dc.Close(), u)
+	}
 
 	dc = &device.Client{URL: "https://127.0.0.1:1/device", TLSConfig: nil, Config: nil, Logger: nil}
 	require.NoError(t, dc.Close())
