@@ -86,7 +86,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"bad udp pattern", strings.Replace(base, `"127.0.0.1:53"`, `"127.0.0.1:99999"`, 1), []string{"edge.yaml:11", "clients.0.allow.udp.0"}},
 		{"bad device glob", strings.Replace(base, `devices: ["*"]`, `devices: ["a/b"]`, 1), []string{"edge.yaml:8", "clients.0.devices.0"}},
 		{"missing listen", strings.Replace(base, `listen: "127.0.0.1:8443"`, ``, 1), []string{"listen", "required"}},
-		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:", "clients.0.allow.pty", "bool"}},
+		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:", "clients.0.allow.pty", "a list is not true or false"}},
 		{"negative limit", base + "limits:\n  open_timeout: -1s\n", []string{"edge.yaml:17", "limits.open_timeout"}},
 		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:", "limits.open_timeout", "soon"}},
 		{"log level", base + "log_level: loud\n", []string{"edge.yaml:16", "log_level"}},
@@ -112,6 +112,64 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "main.") {
 				t.Errorf("error %q leaks Go type names", err)
+			}
+		})
+	}
+}
+
+// TestConfigErrorExact: the whole text of errors whose line yaml.v3 used
+// to get wrong or whose keys it named by Go type.
+func TestConfigErrorExact(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1) // 15 lines
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key in a section", base + "keepalive:\n  interval: 5s\n  timout: 30s\n",
+			`/etc/tether/edge.yaml:18: unknown key "timout" in section keepalive (did you mean "timeout"?); valid keys: interval, timeout`},
+		{"unknown key in a list item", strings.Replace(base, "      reload: true", "      relaod: true", 1),
+			`/etc/tether/edge.yaml:13: unknown key "relaod" in section clients.0.allow (did you mean "reload"?); valid keys: files, pty, reload, tcp, udp`},
+		{"bad indentation", base + "limits:\n  open_timeout: 5s\n stall_timeout: 5s\n",
+			`/etc/tether/edge.yaml:18: did not find expected key`},
+		{"unterminated quote", base + "log_level: \"info\nkeepalive:\n  interval: 5s\n",
+			`/etc/tether/edge.yaml:16: found unexpected end of stream`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig("/etc/tether/edge.yaml", []byte(tc.yaml), false)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	_, err := parseConfig("/etc/tether/edge.yaml", []byte(base+"listne: x\n"), false)
+	if err == nil || !strings.Contains(err.Error(), `edge.yaml:16: unknown key "listne" (did you mean "listen"?); valid keys: audit_log, `) {
+		t.Errorf("got %v; want the top-level keys and a suggestion", err)
+	}
+}
+
+// TestConfigTokenPastedForItsHash: a token in token_sha256 gets a hint
+// that says what to store, and the token is never repeated.
+func TestConfigTokenPastedForItsHash(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	for _, tc := range []struct{ name, value, want string }{
+		{"a token", "tk_live_Zm9vYmFyYmF6cXV4cXV1eA", "this looks like a token, not its sha256"},
+		{"a hex token of another length", strings.Repeat("ab", 20), "this looks like a token, not its sha256"},
+		{"the whole line", `token_sha256: \"` + hex64 + `\"`, "keep only the 64 hex characters"},
+		{"short", "abc", "must be 64 hex characters, got 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig("/etc/tether/edge.yaml", []byte(strings.Replace(base, hex64, tc.value, 1)), false)
+			if err == nil {
+				t.Fatal("parseConfig succeeded; want an error")
+			}
+			want := []string{"edge.yaml:7: clients.0.token_sha256: ", tc.want}
+			if tc.name != "the whole line" {
+				want = append(want, "`tether-edge token hash < TOKEN_FILE`", "keep the token itself secret")
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if len(tc.value) > 3 && strings.Contains(err.Error(), tc.value) {
+				t.Errorf("error %q repeats the token", err)
 			}
 		})
 	}
