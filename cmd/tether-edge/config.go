@@ -156,7 +156,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		return nil, fileError(path, err)
 	}
 	if root == nil {
-		return nil, fmt.Errorf("%s: the file is empty; see docs/edge-config.md for the keys and an example", path)
+		return nil, fmt.Errorf("%s: the file is empty; docs/edge.md lists the keys, with an example", path)
 	}
 	if err := yamlconf.Decode(data, root, &c.file); err != nil {
 		return nil, fileError(path, err)

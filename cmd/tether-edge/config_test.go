@@ -3,11 +3,13 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -255,5 +257,58 @@ keepalive: {interval: 5s, timeout: 25s}
 	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_client: 500}\n"), false); err == nil ||
 		!strings.Contains(err.Error(), "limits.max_streams_per_client") {
 		t.Errorf("a per-session cap above the session's stream cap: got %v", err)
+	}
+}
+
+// TestConfigReferenceIsComplete: every key of edge.yaml (from the config
+// struct's yaml tags) has a row in the reference, docs/edge.md, or for the
+// cluster section docs/cluster.md, so the reference cannot fall behind
+// the code. Sections are covered by their keys. A row names the key in backquotes by its path or a tail of it
+// (`tls.cert`, `allow.tcp`, `open_timeout`).
+func TestConfigReferenceIsComplete(t *testing.T) {
+	rows := func(name string) []string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "|") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	docs := map[string][]string{"edge.md": rows("edge.md"), "cluster.md": rows("cluster.md")}
+	keys := yamlconf.AllKeys(&fileConfig{})
+	if len(keys) < 40 {
+		t.Fatalf("only %d keys found in fileConfig: %v", len(keys), keys)
+	}
+	for _, key := range keys {
+		if slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, key+".") }) {
+			continue // a section: its keys are checked
+		}
+		var segs []string
+		for _, s := range strings.Split(key, ".") {
+			if s != "*" {
+				segs = append(segs, s)
+			}
+		}
+		doc := "edge.md"
+		if segs[0] == "cluster" && len(segs) > 1 {
+			doc, segs = "cluster.md", segs[1:]
+		}
+		found := false
+		for i := range segs {
+			want := "`" + strings.Join(segs[i:], ".") + "`"
+			for _, row := range docs[doc] {
+				if strings.Contains(row, want) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("edge.yaml key %s has no row in docs/%s: add one with its unit, default and meaning", key, doc)
+		}
 	}
 }

@@ -46,6 +46,11 @@ Usage:
   tether-edge dev --cluster 3 --dir DIR [--device ID]
   tether-edge version
 
+Configuration:
+  edge.yaml: every key, with its unit, default and an example, is in docs/edge.md
+  (https://github.com/tetherhq/tether/blob/main/docs/edge.md); clusters: docs/cluster.md.
+  An unknown key or a bad value stops the edge with the file, the line and the key.
+
 Signals:
   SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
                    (listen, tls, keepalive, limits and cluster need a restart)

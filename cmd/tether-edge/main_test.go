@@ -294,3 +294,16 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 		t.Fatalf("exit %v after SIGTERM; want 0", err)
 	}
 }
+
+// TestHelpPointsAtTheReference: --help names the configuration reference.
+func TestHelpPointsAtTheReference(t *testing.T) {
+	out, err := exec.Command(edgeBin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"docs/edge.md", "tether-edge token hash < TOKEN_FILE"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, out)
+		}
+	}
+}
