@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/nettest"
 
 	"github.com/tetherhq/tether/transport"
 )
@@ -35,6 +36,13 @@ func streamPipe(t *testing.T) (c1, c2 net.Conn, stop func(), err error) {
 		srv.Close()
 	}
 	return a, b, stop, nil
+}
+
+// TestStreamNetConn runs the net.Conn conformance suite on a stream pair:
+// I/O, ping-pong with overlapping writers, deadlines (past, present,
+// future, moved while blocked), concurrent methods and Close.
+func TestStreamNetConn(t *testing.T) {
+	nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) { return streamPipe(t) })
 }
 
 // TestStreamPastWriteDeadline: a write past its deadline sends nothing,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,10 @@ type Stream struct {
 	written atomic.Int64
 	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
 	wdeadline atomic.Int64
+	// wmu makes Writes take turns: smux counts a write's bytes only after
+	// they went out, so a second writer in between would see the peer
+	// acknowledge more than was sent and fail.
+	wmu sync.Mutex
 }
 
 var _ net.Conn = (*Stream)(nil)
@@ -274,6 +279,7 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 // returned, as a timed-out write on a TCP connection may: resynchronise
 // at the application level or close the stream. p is never read after
 // Write returns (with a deadline set, Write sends a copy of it).
+// Concurrent Writes take turns, each sent whole.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.wclosed.Load() {
 		return 0, ErrWriteClosed
@@ -290,7 +296,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 		// change.
 		p = bytes.Clone(p)
 	}
+	s.wmu.Lock()
 	n, err := s.st.Write(p)
+	s.wmu.Unlock()
 	s.written.Add(int64(n))
 	return n, s.mapErr(err)
 }
