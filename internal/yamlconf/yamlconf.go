@@ -421,8 +421,12 @@ var parserProblems = []string{
 	"found incompatible YAML document",
 }
 
-// maxRelocate bounds the re-parses syntaxError makes to find the line.
-const maxRelocate = 256
+// Bounds of the re-parses syntaxError makes to find the line: how many,
+// and how many bytes in all.
+const (
+	maxRelocate      = 256
+	maxRelocateBytes = 8 << 20
+)
 
 // syntaxError turns a yaml.v3 syntax error into an *Error on the line of
 // the problem. yaml.v3 reports the line where the construct around the
@@ -444,9 +448,14 @@ func syntaxError(data []byte, err error) error {
 	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
 		lines = lines[:len(lines)-1]
 	}
+	budget := maxRelocateBytes
 	for k := line; k <= len(lines) && k < line+maxRelocate; k++ {
+		prefix := bytes.Join(lines[:k], nil)
+		if budget -= len(prefix); budget < 0 {
+			break
+		}
 		var n yaml.Node
-		perr := yaml.Unmarshal(bytes.Join(lines[:k], nil), &n)
+		perr := yaml.Unmarshal(prefix, &n)
 		if perr == nil {
 			continue
 		}

@@ -193,3 +193,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestSyntaxErrorLargeFile: in a large file, finding the line stays
+// bounded and still names a line of the file.
+func TestSyntaxErrorLargeFile(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("clients:\n")
+	for b.Len() < 4<<20 {
+		b.WriteString("  - name: a-client-with-a-long-name\n")
+	}
+	b.WriteString(" listen: x\n")
+	lines := strings.Count(b.String(), "\n")
+	_, e := decode(t, b.String())
+	require.NotNil(t, e)
+	require.Greater(t, e.Line, 0)
+	require.LessOrEqual(t, e.Line, lines)
+}
