@@ -108,7 +108,11 @@ func parseConfig(b []byte, path string) (*ConfigFile, error) {
 	if err != nil {
 		var e *yamlconf.Error
 		if errors.As(err, &e) && e.Line > 0 {
-			return nil, fmt.Errorf("%s:%d: %s", path, e.Line, strings.TrimPrefix(e.Error(), fmt.Sprintf("line %d: ", e.Line)))
+			msg := e.Msg
+			if e.Key != "" {
+				msg = e.Key + ": " + msg
+			}
+			return nil, fmt.Errorf("%s:%d: %s", path, e.Line, msg)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
