@@ -57,20 +57,20 @@ func Parse(data []byte) (*yaml.Node, error) {
 // one; a value of the wrong type is an *Error naming its key and what it
 // should be.
 func Decode(data []byte, doc *yaml.Node, v any) error {
-	if err := CheckKeys(doc, v); err != nil {
+	if err := checkKeys(doc, v); err != nil {
 		return err
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true) // CheckKeys found every unknown key; this is a backstop
+	dec.KnownFields(true) // checkKeys found every unknown key; this is a backstop
 	if err := dec.Decode(v); err != nil {
 		return decodeError(doc, err)
 	}
 	return nil
 }
 
-// CheckKeys reports the first mapping key of doc that the struct v points
+// checkKeys reports the first mapping key of doc that the struct v points
 // to has no field for, walking into sections, lists and maps.
-func CheckKeys(doc *yaml.Node, v any) error {
+func checkKeys(doc *yaml.Node, v any) error {
 	t := reflect.TypeOf(v)
 	n := doc
 	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
@@ -202,16 +202,6 @@ func addFields(t reflect.Type, fs *fieldSet) {
 		}
 		fs.types[name] = f.Type
 	}
-}
-
-// Keys returns the keys a struct type takes at the top level, sorted, as
-// CheckKeys knows them. v is a struct or a pointer to one.
-func Keys(v any) []string {
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	return slices.Clone(structFields(t).names)
 }
 
 // AllKeys returns every dotted key path a struct type takes, sections
