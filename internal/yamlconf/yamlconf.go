@@ -106,6 +106,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path []string) error {
 				continue // a merge key
 			}
 			ft, ok := fields.types[k.Value]
+			if !ok && fields.open {
+				continue
+			}
 			if !ok {
 				return unknownKey(k, path, fields.names)
 			}
@@ -155,6 +158,7 @@ func unknownKey(k *yaml.Node, path []string, valid []string) error {
 type fieldSet struct {
 	types map[string]reflect.Type
 	names []string // sorted
+	open  bool     // an ",inline" map takes any other key
 }
 
 var fieldCache sync.Map // reflect.Type -> *fieldSet
@@ -192,8 +196,11 @@ func addFields(t reflect.Type, fs *fieldSet) {
 			for ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
-			if ft.Kind() == reflect.Struct {
+			switch ft.Kind() {
+			case reflect.Struct:
 				addFields(ft, fs)
+			case reflect.Map:
+				fs.open = true
 			}
 			continue
 		}

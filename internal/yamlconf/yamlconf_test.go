@@ -148,6 +148,19 @@ func TestDecodeGood(t *testing.T) {
 	require.Nil(t, doc, "a file without content parses to nil")
 }
 
+// TestInlineMap: a struct with an ",inline" map takes any key.
+func TestInlineMap(t *testing.T) {
+	var v struct {
+		Name string            `yaml:"name"`
+		Rest map[string]string `yaml:",inline"`
+	}
+	src := []byte("name: a\nanything: b\n")
+	doc, err := Parse(src)
+	require.NoError(t, err)
+	require.NoError(t, Decode(src, doc, &v))
+	require.Equal(t, "b", v.Rest["anything"])
+}
+
 func TestAllKeys(t *testing.T) {
 	got := AllKeys(&sample{})
 	for _, k := range []string{"listen", "tls", "tls.cert", "clients.*.allow.tcp", "profiles.*.edge", "extra.level", "mode"} {
