@@ -1,6 +1,14 @@
 module github.com/tetherhq/tether
 
-go 1.26.8
+// The go line is the lowest release the module needs, so that importing it
+// does not force a newer toolchain on anyone: the dependencies need 1.26.0
+// (golang.org/x/*, nats, prometheus; see
+// go list -m -f '{{.GoVersion}} {{.Path}}' all), the code itself 1.25.
+// The toolchain line only picks the patched release for builds of this
+// module's own binaries.
+go 1.26.0
+
+toolchain go1.26.8
 
 require (
 	github.com/creack/pty v1.1.24

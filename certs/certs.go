@@ -58,7 +58,9 @@ type Options struct {
 	// Lifetime of the certificate; zero means the kind's default.
 	Lifetime time.Duration
 	// NotBefore overrides the start of validity (tests use it to make
-	// expired certificates); zero means now minus a few minutes.
+	// expired certificates), and the lifetime counts from it; zero means
+	// now minus a few minutes for clock skew, with the lifetime counted
+	// from now.
 	NotBefore time.Time
 }
 
@@ -67,11 +69,11 @@ func (o Options) validity(def time.Duration) (time.Time, time.Time) {
 	if life == 0 {
 		life = def
 	}
-	nb := o.NotBefore
-	if nb.IsZero() {
-		nb = time.Now().Add(-backdate)
+	if !o.NotBefore.IsZero() {
+		return o.NotBefore, o.NotBefore.Add(life)
 	}
-	return nb, nb.Add(life)
+	now := time.Now()
+	return now.Add(-backdate), now.Add(life)
 }
 
 func newKey() (*ecdsa.PrivateKey, error) {

@@ -128,7 +128,12 @@ which the edge knows the device. Writes DIR/ID.crt and DIR/ID.key (mode
 	return cmd
 }
 
-// parseLifetime accepts Go durations ("8760h") and whole days ("365d").
+// minLifetime is the shortest --lifetime: a certificate that expires
+// within seconds is a typo, not a plan.
+const minLifetime = time.Minute
+
+// parseLifetime accepts Go durations ("8760h") and whole days ("365d"), of
+// at least minLifetime.
 func parseLifetime(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
@@ -140,6 +145,9 @@ func parseLifetime(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
 		return 0, usageErrorf("lifetime %q: want a positive duration such as 8760h, or days such as 365d", s)
+	}
+	if d < minLifetime {
+		return 0, usageErrorf("lifetime %q is shorter than %v: the certificate would expire before it is installed; pass a duration such as 24h or days such as 30d", s, minLifetime)
 	}
 	return d, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tetherhq/tether/internal/yamlconf"
 )
 
 // Environment variables the CLI reads. Flags beat them; they beat the
@@ -102,9 +101,19 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 
 func parseConfig(b []byte, path string) (*ConfigFile, error) {
 	var cf ConfigFile
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cf); err != nil && !errors.Is(err, io.EOF) {
+	doc, err := yamlconf.Parse(b)
+	if err == nil && doc != nil {
+		err = yamlconf.Decode(b, doc, &cf)
+	}
+	if err != nil {
+		var e *yamlconf.Error
+		if errors.As(err, &e) && e.Line > 0 {
+			msg := e.Msg
+			if e.Key != "" {
+				msg = e.Key + ": " + msg
+			}
+			return nil, fmt.Errorf("%s:%d: %s", path, e.Line, msg)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if cf.Default != "" {

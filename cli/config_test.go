@@ -144,10 +144,15 @@ func TestConfigFileErrors(t *testing.T) {
 	tests := []struct {
 		name, content, want string
 	}{
-		{"unknown key with its line", "profiles:\n  prod:\n    edge: https://e\n    tokn: x\n", "line 4"},
+		{"unknown key with its line", "profiles:\n  prod:\n    edge: https://e\n    tokn: x\n",
+			`config.yaml:4: unknown key "tokn" in section profiles.prod (did you mean "token"?); valid keys: ca, edge, token, token_file`},
+		{"unknown top-level key", "# profiles\n\ndefualt: prod\n",
+			`config.yaml:3: unknown key "defualt" (did you mean "default"?); valid keys: default, profiles`},
+		{"bad indentation", "default: prod\nprofiles:\n  prod:\n    edge: https://e\n   ca: ca.crt\n", "config.yaml:5: did not find expected key"},
+		{"wrong type", "profiles:\n  prod:\n    edge: [a]\n", "config.yaml:3: profiles.prod.edge: a list is not a string"},
 		{"undefined default", "default: nope\nprofiles:\n  prod: {edge: https://e}\n", `default profile "nope"`},
 		{"token and token_file", "profiles:\n  p: {token: a, token_file: b}\n", "both token and token_file"},
-		{"not YAML", "profiles: [\n", "config.yaml"},
+		{"not YAML", "profiles: [\n", "config.yaml:1: did not find expected node content"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

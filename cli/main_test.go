@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/certs"
@@ -168,4 +169,28 @@ func TestTCPBusyPort(t *testing.T) {
 	require.Equal(t, ExitError, code, errOut)
 	require.Contains(t, errOut, "cannot listen on "+ln.Addr().String())
 	require.Contains(t, errOut, "pick another local port")
+}
+
+// TestCertsLifetime: a lifetime under a minute is refused, saying the
+// shortest one and what to pass, and nothing is written; a short lifetime
+// above it counts from now, so the certificate is valid when issued.
+func TestCertsLifetime(t *testing.T) {
+	dir := t.TempDir()
+	_, errOut, code := runMain(t, "", nil, "certs", "init", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	for _, life := range []string{"1s", "59s", "500ms"} {
+		_, errOut, code = runMain(t, "", nil, "certs", "device", "--dir", dir, "--lifetime", life, "short")
+		require.Equal(t, ExitUsage, code, life)
+		require.Contains(t, errOut, "is shorter than 1m0s", life)
+		require.Contains(t, errOut, "such as 24h", life)
+		_, err := os.Stat(filepath.Join(dir, "short.crt"))
+		require.ErrorIs(t, err, os.ErrNotExist, life)
+	}
+	before := time.Now()
+	_, errOut, code = runMain(t, "", nil, "certs", "device", "--dir", dir, "--lifetime", "2m", "short")
+	require.Equal(t, 0, code, errOut)
+	dev, err := certs.LoadCertificate(filepath.Join(dir, "short.crt"))
+	require.NoError(t, err)
+	require.False(t, dev.NotAfter.Before(before.Add(2*time.Minute).Truncate(time.Second)), "NotAfter %v; want 2m after %v", dev.NotAfter, before)
+	require.True(t, dev.NotBefore.Before(before), "NotBefore %v; want before %v (backdated for clock skew)", dev.NotBefore, before)
 }

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +32,60 @@ import (
 // handler must then return.
 type Handler func(ctx context.Context, st *transport.Stream, payload []byte) error
 
-// ErrClosed: the Client was closed.
-var ErrClosed = errors.New("device: client closed")
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("device: client closed")
+	// ErrCertExpired: the edge refused the device certificate because it
+	// expired. CertRefusal returns it.
+	ErrCertExpired = errors.New("device: the edge refused our certificate: expired")
+	// ErrCertNotYetValid: the edge refused the device certificate because
+	// its validity has not begun (a clock is wrong).
+	ErrCertNotYetValid = errors.New("device: the edge refused our certificate: not valid yet")
+	// ErrCertRevoked: the edge refused the device certificate because it
+	// is revoked.
+	ErrCertRevoked = errors.New("device: the edge refused our certificate: revoked")
+)
+
+// TLS alerts (RFC 8446 section 6.2) an edge may send about the client
+// certificate instead of answering over HTTP.
+const (
+	alertCertificateRevoked tls.AlertError = 44
+	alertCertificateExpired tls.AlertError = 45
+)
+
+// CertRefusal tells whether err, from a dial of the edge, is the edge
+// refusing the device certificate as expired, not yet valid or revoked:
+// it returns ErrCertExpired, ErrCertNotYetValid or ErrCertRevoked, or nil
+// for anything else. The edge says so either with a TLS alert, or (as
+// tether-edge does) with HTTP 403 and a reason text naming the revoked
+// serial or carrying the x509 validity error.
+func CertRefusal(err error) error {
+	var (
+		alert tls.AlertError
+		se    *transport.StatusError
+	)
+	switch {
+	case errors.As(err, &alert) && alert == alertCertificateExpired:
+		return ErrCertExpired
+	case errors.As(err, &alert) && alert == alertCertificateRevoked:
+		return ErrCertRevoked
+	case errors.As(err, &se) && se.StatusCode == http.StatusForbidden:
+		r := strings.ToLower(se.Reason)
+		if !strings.Contains(r, "certificate") {
+			return nil
+		}
+		switch {
+		case strings.Contains(r, "is revoked"):
+			return ErrCertRevoked
+		case strings.Contains(r, "has expired or is not yet valid") && strings.Contains(r, "is before"):
+			return ErrCertNotYetValid
+		case strings.Contains(r, "has expired or is not yet valid"), strings.Contains(r, "certificate has expired"):
+			return ErrCertExpired
+		}
+	}
+	return nil
+}
 
 // Defaults of a Client.
 const (
@@ -121,8 +176,9 @@ func (d *Client) init() {
 }
 
 // Start connects in the background and keeps reconnecting until ctx ends or
-// Close is called. It fails when called twice, after Close, or without a
-// URL.
+// Close is called. It fails at once, without dialing, when called twice,
+// after Close, or when URL is empty or not an https:// URL with a host:
+// those would fail every redial.
 func (d *Client) Start(ctx context.Context) error {
 	d.init()
 	d.mu.Lock()
@@ -134,6 +190,9 @@ func (d *Client) Start(ctx context.Context) error {
 		return errors.New("device: client already started")
 	case d.URL == "":
 		return errors.New("device: Client.URL is empty: set the edge's device endpoint, such as https://edge.example.com:8443/device")
+	}
+	if u, err := url.Parse(d.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("device: Client.URL %q is not an https:// URL with a host; set the edge's device endpoint, such as https://edge.example.com:8443/device", d.URL)
 	}
 	d.started = true
 	ctx, d.cancel = context.WithCancel(ctx)
@@ -219,7 +278,12 @@ func (d *Client) run(ctx context.Context) {
 			}
 			// Log a failure once per kind, not once per retry.
 			if kind := failureKind(err); kind != lastErr {
-				log.Warn("cannot reach edge; retrying with backoff", "edge", d.URL, "err", err)
+				if refusal := CertRefusal(err); refusal != nil {
+					msg := strings.TrimPrefix(refusal.Error(), "device: ")
+					log.Error(msg+"; "+certRefusalHint(refusal)+"; retrying with backoff", "edge", d.URL, "err", err)
+				} else {
+					log.Warn("cannot reach edge; retrying with backoff", "edge", d.URL, "err", err)
+				}
 				lastErr = kind
 			} else {
 				log.Debug("still cannot reach edge", "edge", d.URL, "err", err)
@@ -259,6 +323,17 @@ func failureKind(err error) string {
 		return de.Op + " " + de.Addr + ": " + de.Hint()
 	}
 	return err.Error()
+}
+
+// certRefusalHint says what to do about a refused certificate.
+func certRefusalHint(refusal error) string {
+	switch refusal {
+	case ErrCertRevoked:
+		return "issue this device a new certificate, or ask the edge's operator why it was revoked"
+	case ErrCertNotYetValid:
+		return "check the clocks of this device and of the edge"
+	}
+	return "issue a new certificate and replace the files (the agent picks them up at its next connection)"
 }
 
 // serve runs one session until its connection is gone, a GoAway arrives,

@@ -2,7 +2,10 @@ package device_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -300,8 +303,44 @@ func TestDeviceReconnectsWhileATargetIsStuck(t *testing.T) {
 func TestDeviceClientStartErrors(t *testing.T) {
 	dc := &device.Client{URL: "", TLSConfig: nil, Config: nil, Logger: nil}
 	require.ErrorContains(t, dc.Start(context.Background()), "URL is empty")
+	for _, u := range []string{"edge.example.com:8443", "http://edge.example.com/device", "https:///device", "://x"} {
+		dc = &device.Client{URL: u}
+		err := dc.Start(context.Background())
+		require.ErrorContains(t, err, "is not an https:// URL with a host", u)
+		select {
+		case <-dc.Done():
+			t.Fatalf("Done closed after a refused Start for %q: nothing was started", u)
+		default:
+		}
+		require.NoError(t, dc.Close(), u)
+	}
 
 	dc = &device.Client{URL: "https://127.0.0.1:1/device", TLSConfig: nil, Config: nil, Logger: nil}
 	require.NoError(t, dc.Close())
 	require.ErrorIs(t, dc.Start(context.Background()), device.ErrClosed, "Start after Close")
+}
+
+// TestCertRefusal: the edge's refusals of a device certificate, as a TLS
+// alert or as tether-edge's 403 reasons, are told apart from other
+// failures.
+func TestCertRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"revoked, 403", &transport.StatusError{StatusCode: 403, Reason: "device certificate rejected: serial 0a1b is revoked"}, device.ErrCertRevoked},
+		{"expired, 403", &transport.StatusError{StatusCode: 403, Reason: "device certificate rejected: x509: certificate has expired or is not yet valid: current time 2026-05-01T12:00:00Z is after 2026-04-30T12:00:00Z"}, device.ErrCertExpired},
+		{"not yet valid, 403", &transport.StatusError{StatusCode: 403, Reason: "device certificate rejected: x509: certificate has expired or is not yet valid: current time 2026-05-01T12:00:00Z is before 2026-05-02T12:00:00Z"}, device.ErrCertNotYetValid},
+		{"expired, TLS alert", fmt.Errorf("dial: %w", &net.OpError{Op: "remote error", Err: tls.AlertError(45)}), device.ErrCertExpired},
+		{"revoked, TLS alert", fmt.Errorf("dial: %w", &net.OpError{Op: "remote error", Err: tls.AlertError(44)}), device.ErrCertRevoked},
+		{"other CA, 403", &transport.StatusError{StatusCode: 403, Reason: "device certificate rejected: x509: certificate signed by unknown authority"}, nil},
+		{"a 403 about something else", &transport.StatusError{StatusCode: 403, Reason: "revoked"}, nil},
+		{"bad certificate alert", &net.OpError{Op: "remote error", Err: tls.AlertError(42)}, nil},
+		{"unreachable", errors.New("connection refused"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, device.CertRefusal(tc.err))
+		})
+	}
 }

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
 # make demo: an edge and an agent on loopback with a fresh PKI, and a real
-# session through them. KEEP=1 leaves edge and agent running.
+# session through them. Every process it starts is stopped when it ends,
+# however it ends. KEEP=1 leaves edge, agent and the device-side HTTP server
+# running and prints the one command that stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 KEEP=${KEEP:-}
+case $KEEP in 0 | no | false) KEEP= ;; esac
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tether-demo.XXXXXX")
+# pids holds every process started, each a binary launched directly (never
+# a shell function or subshell, whose $! is not the process that runs).
 pids=()
+kept=
+# running PID: the process exists and has not exited (a zombie has).
+running() { [ -n "$(ps -o stat= -p "$1" 2>/dev/null | grep -v Z)" ]; }
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    local alive=
+    for pid in "${pids[@]}"; do if running "$pid"; then alive=1; fi; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
 cleanup() {
   local status=$?
-  if [ -n "$KEEP" ] && [ $status -eq 0 ]; then return; fi
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  trap - EXIT INT TERM
+  if [ -n "$kept" ] && [ $status -eq 0 ]; then return; fi
+  stop_all
   if [ $status -ne 0 ]; then
     echo "demo failed; logs:" >&2
     tail -n 20 "$dir"/*.log >&2 2>/dev/null || true
@@ -20,7 +42,8 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # A free loopback port for the edge.
 free_port() {
@@ -52,7 +75,8 @@ echo "==> PKI, configs and token in $dir"
 pids+=($!)
 wait_for "the edge config" test -f "$dir/agent.yaml"
 
-tether() { "$BIN/tether" --edge "$edge_url" --ca "$dir/ca.crt" --token-file "$dir/client.token" "$@"; }
+tether_cmd=("$BIN/tether" --edge "$edge_url" --ca "$dir/ca.crt" --token-file "$dir/client.token")
+tether() { "${tether_cmd[@]}" "$@"; }
 
 echo "==> edge listening on $edge_url; starting the agent"
 echo "    (every tether command below runs with --edge $edge_url --ca $dir/ca.crt --token-file $dir/client.token)"
@@ -71,8 +95,9 @@ wait_for "the device-side HTTP server" test -s "$dir/httpd.addr"
 target=$(head -n1 "$dir/httpd.addr")
 
 printf '\n\033[1m$ tether tcp demo 127.0.0.1:0:%s &\033[0m\n' "$target"
-tether tcp demo "127.0.0.1:0:$target" >"$dir/forward.out" 2>"$dir/forward.log" &
-pids+=($!)
+"${tether_cmd[@]}" tcp demo "127.0.0.1:0:$target" >"$dir/forward.out" 2>"$dir/forward.log" &
+forward=$!
+pids+=($forward)
 wait_for "the forward to listen" grep -q -- '->' "$dir/forward.out"
 cat "$dir/forward.out"
 local_addr=$(head -n1 "$dir/forward.out" | awk '{print $1}')
@@ -88,17 +113,44 @@ else
 fi
 
 if [ -n "$KEEP" ]; then
+  # The forward was the demo's own; stop it, and keep the rest.
+  kill -TERM "$forward" 2>/dev/null || true
+  wait "$forward" 2>/dev/null || true
+  keep=("${pids[@]:0:3}")
+  stop="$dir/stop.sh"
+  cat >"$stop" <<STOP
+#!/bin/sh
+# Stops what make demo KEEP=1 left running (each PID only while its command
+# line still names $dir), then removes $dir.
+for pid in ${keep[*]}; do
+  if ps -o args= -p "\$pid" 2>/dev/null | grep -qF '$dir'; then kill -TERM "\$pid"; fi
+done
+for _ in \$(seq 100); do
+  left=
+  for pid in ${keep[*]}; do
+    if ps -o args= -p "\$pid" 2>/dev/null | grep -qF '$dir'; then left=1; fi
+  done
+  [ -z "\$left" ] && break
+  sleep 0.1
+done
+for pid in ${keep[*]}; do
+  if ps -o args= -p "\$pid" 2>/dev/null | grep -qF '$dir'; then kill -KILL "\$pid"; fi
+done
+rm -rf '$dir'
+echo "demo stopped"
+STOP
+  chmod 700 "$stop"
+  kept=1
   cat <<TXT
 
-Edge, agent and the device-side HTTP server keep running (pids ${pids[0]}, ${pids[1]}, ${pids[2]});
+Edge, agent and the device-side HTTP server keep running (pids ${keep[*]});
 files in $dir. Try:
   export TETHER_EDGE=$edge_url TETHER_CA=$dir/ca.crt TETHER_TOKEN=\$(cat $dir/client.token)
   $BIN/tether devices
   $BIN/tether shell demo
   $BIN/tether tcp demo 127.0.0.1:8080:$target     # then open http://127.0.0.1:8080/
-Stop them with: kill ${pids[0]} ${pids[1]} ${pids[2]}
+Stop them all with: $stop
 TXT
-  kill "${pids[3]}" 2>/dev/null || true
   exit 0
 fi
 echo

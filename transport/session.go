@@ -1,11 +1,13 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +146,12 @@ type Stream struct {
 	recv    *recvState // nil when the session is already gone
 	wclosed atomic.Bool
 	written atomic.Int64
+	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
+	wdeadline atomic.Int64
+	// wmu makes Writes take turns: smux counts a write's bytes only after
+	// they went out, so a second writer in between would see the peer
+	// acknowledge more than was sent and fail.
+	wmu sync.Mutex
 }
 
 var _ net.Conn = (*Stream)(nil)
@@ -264,6 +272,14 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 
 // Write writes p to the stream. It fails with ErrWriteClosed after
 // CloseWrite and with ErrStreamReset once the peer reset the stream.
+//
+// Past the write deadline it fails with an error wrapping
+// os.ErrDeadlineExceeded and sends nothing. A Write that was waiting when
+// the deadline passed may still deliver part or all of p after it
+// returned, as a timed-out write on a TCP connection may: resynchronise
+// at the application level or close the stream. p is never read after
+// Write returns (with a deadline set, Write sends a copy of it).
+// Concurrent Writes take turns, each sent whole.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.wclosed.Load() {
 		return 0, ErrWriteClosed
@@ -271,7 +287,18 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.recv != nil && s.recv.reset.Load() {
 		return 0, s.resetErr()
 	}
+	if d := s.wdeadline.Load(); d != 0 && len(p) > 0 {
+		if time.Now().UnixNano() >= d {
+			return 0, os.ErrDeadlineExceeded
+		}
+		// smux hands a frame that timed out in its queue to the connection
+		// later, reading the buffer then: give it one the caller cannot
+		// change.
+		p = bytes.Clone(p)
+	}
+	s.wmu.Lock()
 	n, err := s.st.Write(p)
+	s.wmu.Unlock()
 	s.written.Add(int64(n))
 	return n, s.mapErr(err)
 }
@@ -374,7 +401,10 @@ func (s *Stream) finished() bool {
 func (s *Stream) ID() uint32 { return s.id }
 
 // SetDeadline sets the read and write deadlines, as net.Conn does.
-func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.storeWriteDeadline(t)
+	return s.st.SetDeadline(t)
+}
 
 // SetReadDeadline sets the read deadline, as net.Conn does: a Read past it
 // fails with an error wrapping os.ErrDeadlineExceeded.
@@ -382,7 +412,18 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadlin
 
 // SetWriteDeadline sets the write deadline, as net.Conn does. It also
 // bounds a Write already blocked on the peer's window.
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.storeWriteDeadline(t)
+	return s.st.SetWriteDeadline(t)
+}
+
+func (s *Stream) storeWriteDeadline(t time.Time) {
+	if t.IsZero() {
+		s.wdeadline.Store(0)
+		return
+	}
+	s.wdeadline.Store(max(t.UnixNano(), 1))
+}
 
 // LocalAddr returns this side's address of the session's connection: every
 // stream of a session shares it.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/udp"
@@ -255,7 +256,16 @@ func explainDial(cfg *agent.Config, err error) (int, string) {
 		edge        = cfg.Edge
 		unreachable = "cannot reach the edge at %s: %v; check the URL, this device's network, DNS and any HTTPS_PROXY setting"
 	)
-	switch {
+	switch refusal := device.CertRefusal(err); {
+	case refusal != nil:
+		what := strings.TrimPrefix(refusal.Error(), "device: ")
+		switch refusal {
+		case device.ErrCertRevoked:
+			return checkEdgeRefused, what + fmt.Sprintf(" (%v); issue this device a new certificate, or ask the edge's operator why it was revoked", err)
+		case device.ErrCertNotYetValid:
+			return checkEdgeRefused, what + fmt.Sprintf(" (%v); check the clocks of this device and of the edge", err)
+		}
+		return checkEdgeRefused, what + fmt.Sprintf(" (%v); issue a new certificate, or check the clocks of this device and of the edge", err)
 	case errors.As(err, &unknownCA):
 		issuer := ""
 		if unknownCA.Cert != nil {

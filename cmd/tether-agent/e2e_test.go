@@ -72,7 +72,7 @@ func TestReloadGoodThenBadConfig(t *testing.T) {
 	w.writeAgentConfig("dev-1", "allow:\n  tcp: [\"127.0.0.1:*\"]\n  bogus: []\n")
 	err = c.Reload(ctxT(t))
 	reason := reasonOf(t, err)
-	require.Contains(t, reason, `config line 7: unknown key "bogus" in allow`)
+	require.Contains(t, reason, `config line 7: unknown key "bogus" in section allow; valid keys: tcp, udp`)
 	require.Contains(t, reason, "previous config stays in force")
 	conn, err = tcp.Dial(ctxT(t), c, target)
 	require.NoError(t, err, "a rejected config must leave the previous one in force")
@@ -245,7 +245,7 @@ func TestCheck(t *testing.T) {
 		p := w.writeAgentConfig("dev-1", "pty: {enabled: true, shel: /bin/sh}\n")
 		out, code := runBin(t, "tether-agent", "check", "--config", p)
 		require.Equal(t, checkConfig, code, out)
-		require.Contains(t, out, `config line 5: unknown key "shel" in pty`)
+		require.Contains(t, out, `config line 5: unknown key "shel" in section pty (did you mean "shell"?)`)
 	})
 	t.Run("programs that cannot run", func(t *testing.T) {
 		p := w.writeAgentConfig("dev-1", "pty: {enabled: true, shell: /nonexistent/sh}\nreload: {command: [no-such-reload-tool]}\n")
@@ -343,3 +343,41 @@ func readFile(t testing.TB, p string) string {
 }
 
 var _ = fmt.Sprintf
+
+// TestAgentReportsRefusedCertificate: an agent whose certificate the edge
+// refuses as expired or revoked logs that, not "cannot reach edge"; its
+// start-up warning says how long ago the certificate expired; check
+// reports a revoked certificate in the connection step.
+func TestAgentReportsRefusedCertificate(t *testing.T) {
+	revoked := filepath.Join(t.TempDir(), "revoked.txt")
+	require.NoError(t, os.WriteFile(revoked, nil, 0o600))
+	w := newWorldWith(t, fmt.Sprintf("revoked: %q\n", revoked))
+
+	t.Run("expired", func(t *testing.T) {
+		w.pki.DeviceWith("old", certs.Options{NotBefore: time.Now().Add(-72 * time.Hour), Lifetime: 69 * time.Hour})
+		a := start(t, "tether-agent", "--config", w.writeAgentConfig("old", ""))
+		require.Eventually(t, func() bool { return strings.Contains(a.Output(), "the edge refused our certificate: expired") },
+			60*time.Second, 50*time.Millisecond, "no refusal in the agent's log:\n%s", a.Output())
+		out := a.Output()
+		require.Contains(t, out, "the device certificate expired 3 hours ago")
+		require.NotContains(t, out, "cannot reach edge")
+		require.NotRegexp(t, `msg="[^"]*-\d`, out, "a negative duration in a message")
+	})
+	t.Run("revoked", func(t *testing.T) {
+		kp := w.pki.Device("gone")
+		require.NoError(t, os.WriteFile(revoked, []byte(certs.SerialHex(kp.Cert)+"\n"), 0o600))
+		require.NoError(t, w.edge.Cmd.Process.Signal(syscall.SIGHUP))
+		require.Eventually(t, func() bool { return strings.Contains(w.edge.Output(), "policy and revocation list reloaded") },
+			30*time.Second, 50*time.Millisecond, "the edge did not reload")
+		path := w.writeAgentConfig("gone", "")
+		a := start(t, "tether-agent", "--config", path)
+		require.Eventually(t, func() bool { return strings.Contains(a.Output(), "the edge refused our certificate: revoked") },
+			60*time.Second, 50*time.Millisecond, "no refusal in the agent's log:\n%s", a.Output())
+		require.NotContains(t, a.Output(), "cannot reach edge")
+
+		out, code := runBin(t, "tether-agent", "check", "--config", path)
+		require.Equal(t, checkEdgeRefused, code, out)
+		require.Contains(t, out, "the edge refused our certificate: revoked")
+		require.Contains(t, out, "issue this device a new certificate")
+	})
+}

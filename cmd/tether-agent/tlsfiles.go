@@ -29,10 +29,7 @@ func deviceTLS(cfg *agent.Config, log *slog.Logger) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if left := time.Until(tc0.Leaf.NotAfter); left < expiryWarning {
-		log.Warn("the device certificate expires soon; issue a new one and replace the files (the agent picks them up at its next connection)",
-			"cert", cfg.Cert, "not_after", tc0.Leaf.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute).String())
-	}
+	warnExpiry(log, cfg.Cert, tc0.Leaf.NotAfter, time.Now())
 	tc := certs.DeviceTLSConfig(tls.Certificate{}, pool)
 	tc.Certificates = nil
 	tc.GetClientCertificate = cf.get
@@ -42,6 +39,20 @@ func deviceTLS(cfg *agent.Config, log *slog.Logger) (*tls.Config, error) {
 // expiryWarning: a certificate closer than this to its end is logged at
 // start.
 const expiryWarning = 30 * 24 * time.Hour
+
+// warnExpiry logs a certificate closer than expiryWarning to its end, or
+// past it, with the time left or gone as a person would say it.
+func warnExpiry(log *slog.Logger, path string, notAfter, now time.Time) {
+	left := notAfter.Sub(now)
+	switch {
+	case left <= 0:
+		log.Error("the device certificate expired "+roughly(-left)+" ago, and the edge refuses it; issue a new one and replace the files (the agent picks them up at its next connection)",
+			"cert", path, "not_after", notAfter.UTC().Format(time.RFC3339))
+	case left < expiryWarning:
+		log.Warn("the device certificate expires in "+roughly(left)+"; issue a new one and replace the files (the agent picks them up at its next connection)",
+			"cert", path, "not_after", notAfter.UTC().Format(time.RFC3339))
+	}
+}
 
 // certFiles serves the device certificate from its files, reloading them
 // when their modification time changes.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/tls"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
@@ -158,9 +157,6 @@ func (e *configError) Error() string {
 	return fmt.Sprintf("%s: %s", loc, e.msg)
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-var typeName = regexp.MustCompile(`main\.\w+`)
-
 // loadConfig reads and checks edge.yaml, and loads the files it names.
 func loadConfig(path string) (*config, error) {
 	f, err := os.Open(path)
@@ -182,20 +178,18 @@ func loadConfig(path string) (*config, error) {
 // key and revocation files it names.
 func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	c := &config{path: path}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(path, err, nil)
+	root, err := yamlconf.Parse(data)
+	if err != nil {
+		return nil, fileError(path, err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c.file); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: the file is empty; see the example in the README", path)
-		}
-		return nil, yamlError(path, err, &root)
+	if root == nil {
+		return nil, fmt.Errorf("%s: the file is empty; docs/edge.md lists the keys, with an example", path)
+	}
+	if err := yamlconf.Decode(data, root, &c.file); err != nil {
+		return nil, fileError(path, err)
 	}
 	bad := func(msg string, keys ...string) error {
-		return &configError{path: path, line: lineOf(&root, keys...), key: strings.Join(keys, "."), msg: msg}
+		return &configError{path: path, line: lineOf(root, keys...), key: strings.Join(keys, "."), msg: msg}
 	}
 	fc := &c.file
 	dir := filepath.Dir(path)
@@ -236,7 +230,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 		sum, err := edge.ParseTokenSHA256(cl.TokenSHA256)
 		if err != nil {
-			return nil, bad(err.Error(), k("token_sha256")...)
+			return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files, Exec: cl.Allow.Exec}
@@ -349,7 +343,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if c.lastSeenMax < 0 {
 		return nil, bad(fmt.Sprintf("%d must not be negative (0 keeps the default, %d)", c.lastSeenMax, edge.DefaultLastSeenMax), "devices", "last_seen_max")
 	}
-	if fc.Cluster == nil && hasKey(&root, "cluster") {
+	if fc.Cluster == nil && hasKey(root, "cluster") {
 		return nil, bad("empty: fill in edge_id, peer_listen, peer_ca, peer_cert and nats (see docs/cluster.md), or remove the section for a single edge", "cluster")
 	}
 	if fc.EdgeID != "" {
@@ -475,71 +469,41 @@ func loadRevoked(path string) (edge.Revocations, error) {
 	return r, nil
 }
 
-var lineRE = regexp.MustCompile(`^line (\d+): `)
-
-// yamlError turns a yaml.v3 error into "path:line: key: message", naming
-// the key found on that line of root when the message does not.
-func yamlError(path string, err error, root *yaml.Node) error {
-	var out []string
-	for _, msg := range strings.Split(cleanYAMLError(err), "\n") {
-		msg = strings.TrimSpace(msg)
-		if msg == "" {
-			continue
-		}
-		m := lineRE.FindStringSubmatch(msg)
-		if m == nil {
-			out = append(out, fmt.Sprintf("%s: %s", path, msg))
-			continue
-		}
-		rest := msg[len(m[0]):]
-		line, _ := strconv.Atoi(m[1])
-		if key := keyAtLine(root, line); key != "" && !strings.HasPrefix(rest, "unknown key") {
-			rest = key + ": " + rest
-		}
-		out = append(out, fmt.Sprintf("%s:%s: %s", path, m[1], rest))
+// tokenHashProblem explains a token_sha256 value that is not a SHA-256 in
+// hex. A value shaped like a bearer token (one word of 16 or more
+// printable characters) was most likely pasted instead of its hash: say
+// so, and never repeat the value, which may be a secret.
+func tokenHashProblem(v string, err error) string {
+	const howTo = "store the token_sha256 line that `tether-edge token` prints, or the output of `tether-edge token hash < TOKEN_FILE` for a token you have, and keep the token itself secret"
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(v), "token_sha256:"); ok && len(strings.Trim(strings.TrimSpace(rest), `"`)) == 64 {
+		return "the value holds the whole `token_sha256: \"...\"` line; keep only the 64 hex characters in quotes"
 	}
-	return errors.New(strings.Join(out, "\n"))
+	if looksLikeToken(v) {
+		return "this looks like a token, not its sha256 (" + strconv.Itoa(len(v)) + " characters, not 64 hex): " + howTo
+	}
+	return err.Error() + "; " + howTo
 }
 
-// keyAtLine returns the dotted path of the last mapping key on line.
-func keyAtLine(root *yaml.Node, line int) string {
-	if root == nil {
-		return ""
+// looksLikeToken reports a single word of 16 or more printable characters.
+func looksLikeToken(v string) bool {
+	if len(v) < 16 {
+		return false
 	}
-	var found string
-	var walk func(n *yaml.Node, path []string)
-	walk = func(n *yaml.Node, path []string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i]
-				p := append(append([]string(nil), path...), k.Value)
-				if k.Line == line {
-					found = strings.Join(p, ".")
-				}
-				walk(n.Content[i+1], p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, append(append([]string(nil), path...), strconv.Itoa(i)))
-			}
+	for _, r := range v {
+		if r <= ' ' || r > '~' {
+			return false
 		}
 	}
-	walk(root, nil)
-	return found
+	return true
 }
 
-func cleanYAMLError(err error) string {
-	s := err.Error()
-	s = strings.TrimPrefix(s, "yaml: ")
-	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
-	s = unknownField.ReplaceAllString(s, "unknown key \"$1\"")
-	s = typeName.ReplaceAllString(s, "a mapping")
-	return s
+// fileError turns a yamlconf error into "path:line: key: message".
+func fileError(path string, err error) error {
+	var e *yamlconf.Error
+	if errors.As(err, &e) {
+		return &configError{path: path, line: e.Line, key: e.Key, msg: e.Msg}
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // hasKey reports whether the document's top-level mapping has key.

@@ -3,11 +3,13 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -86,7 +88,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"bad udp pattern", strings.Replace(base, `"127.0.0.1:53"`, `"127.0.0.1:99999"`, 1), []string{"edge.yaml:11", "clients.0.allow.udp.0"}},
 		{"bad device glob", strings.Replace(base, `devices: ["*"]`, `devices: ["a/b"]`, 1), []string{"edge.yaml:8", "clients.0.devices.0"}},
 		{"missing listen", strings.Replace(base, `listen: "127.0.0.1:8443"`, ``, 1), []string{"listen", "required"}},
-		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:", "clients.0.allow.pty", "bool"}},
+		{"wrong type", strings.Replace(base, "pty: true", "pty: [1]", 1), []string{"edge.yaml:12:", "clients.0.allow.pty", "a list is not true or false"}},
 		{"negative limit", base + "limits:\n  open_timeout: -1s\n", []string{"edge.yaml:17", "limits.open_timeout"}},
 		{"bad duration", base + "limits:\n  open_timeout: soon\n", []string{"edge.yaml:17:", "limits.open_timeout", "soon"}},
 		{"log level", base + "log_level: loud\n", []string{"edge.yaml:16", "log_level"}},
@@ -112,6 +114,64 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "main.") {
 				t.Errorf("error %q leaks Go type names", err)
+			}
+		})
+	}
+}
+
+// TestConfigErrorExact: the whole text of errors whose line yaml.v3 used
+// to get wrong or whose keys it named by Go type.
+func TestConfigErrorExact(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1) // 15 lines
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key in a section", base + "keepalive:\n  interval: 5s\n  timout: 30s\n",
+			`/etc/tether/edge.yaml:18: unknown key "timout" in section keepalive (did you mean "timeout"?); valid keys: interval, timeout`},
+		{"unknown key in a list item", strings.Replace(base, "      reload: true", "      relaod: true", 1),
+			`/etc/tether/edge.yaml:13: unknown key "relaod" in section clients.0.allow (did you mean "reload"?); valid keys: files, pty, reload, tcp, udp`},
+		{"bad indentation", base + "limits:\n  open_timeout: 5s\n stall_timeout: 5s\n",
+			`/etc/tether/edge.yaml:18: did not find expected key`},
+		{"unterminated quote", base + "log_level: \"info\nkeepalive:\n  interval: 5s\n",
+			`/etc/tether/edge.yaml:16: found unexpected end of stream`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig("/etc/tether/edge.yaml", []byte(tc.yaml), false)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	_, err := parseConfig("/etc/tether/edge.yaml", []byte(base+"listne: x\n"), false)
+	if err == nil || !strings.Contains(err.Error(), `edge.yaml:16: unknown key "listne" (did you mean "listen"?); valid keys: audit_log, `) {
+		t.Errorf("got %v; want the top-level keys and a suggestion", err)
+	}
+}
+
+// TestConfigTokenPastedForItsHash: a token in token_sha256 gets a hint
+// that says what to store, and the token is never repeated.
+func TestConfigTokenPastedForItsHash(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	for _, tc := range []struct{ name, value, want string }{
+		{"a token", "tk_live_Zm9vYmFyYmF6cXV4cXV1eA", "this looks like a token, not its sha256"},
+		{"a hex token of another length", strings.Repeat("ab", 20), "this looks like a token, not its sha256"},
+		{"the whole line", `token_sha256: \"` + hex64 + `\"`, "keep only the 64 hex characters"},
+		{"short", "abc", "must be 64 hex characters, got 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig("/etc/tether/edge.yaml", []byte(strings.Replace(base, hex64, tc.value, 1)), false)
+			if err == nil {
+				t.Fatal("parseConfig succeeded; want an error")
+			}
+			want := []string{"edge.yaml:7: clients.0.token_sha256: ", tc.want}
+			if tc.name != "the whole line" {
+				want = append(want, "`tether-edge token hash < TOKEN_FILE`", "keep the token itself secret")
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if len(tc.value) > 3 && strings.Contains(err.Error(), tc.value) {
+				t.Errorf("error %q repeats the token", err)
 			}
 		})
 	}
@@ -199,5 +259,58 @@ keepalive: {interval: 5s, timeout: 25s}
 	if _, err := parseConfig("/x/edge.yaml", []byte(base+"limits: {max_streams_per_client: 500}\n"), false); err == nil ||
 		!strings.Contains(err.Error(), "limits.max_streams_per_client") {
 		t.Errorf("a per-session cap above the session's stream cap: got %v", err)
+	}
+}
+
+// TestConfigReferenceIsComplete: every key of edge.yaml (from the config
+// struct's yaml tags) has a row in the reference, docs/edge.md, or for the
+// cluster section docs/cluster.md, so the reference cannot fall behind
+// the code. Sections are covered by their keys. A row names the key in backquotes by its path or a tail of it
+// (`tls.cert`, `allow.tcp`, `open_timeout`).
+func TestConfigReferenceIsComplete(t *testing.T) {
+	rows := func(name string) []string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "|") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	docs := map[string][]string{"edge.md": rows("edge.md"), "cluster.md": rows("cluster.md")}
+	keys := yamlconf.AllKeys(&fileConfig{})
+	if len(keys) < 40 {
+		t.Fatalf("only %d keys found in fileConfig: %v", len(keys), keys)
+	}
+	for _, key := range keys {
+		if slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, key+".") }) {
+			continue // a section: its keys are checked
+		}
+		var segs []string
+		for _, s := range strings.Split(key, ".") {
+			if s != "*" {
+				segs = append(segs, s)
+			}
+		}
+		doc := "edge.md"
+		if segs[0] == "cluster" && len(segs) > 1 {
+			doc, segs = "cluster.md", segs[1:]
+		}
+		found := false
+		for i := range segs {
+			want := "`" + strings.Join(segs[i:], ".") + "`"
+			for _, row := range docs[doc] {
+				if strings.Contains(row, want) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("edge.yaml key %s has no row in docs/%s: add one with its unit, default and meaning", key, doc)
+		}
 	}
 }

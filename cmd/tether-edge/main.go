@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,9 +41,15 @@ const usage = `tether-edge is the Tether broker.
 Usage:
   tether-edge --config edge.yaml [--listen ADDR]
   tether-edge token
+  tether-edge token hash < TOKEN_FILE
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge dev --cluster 3 --dir DIR [--device ID]
   tether-edge version
+
+Configuration:
+  edge.yaml: every key, with its unit, default and an example, is in docs/edge.md
+  (https://github.com/tetherhq/tether/blob/main/docs/edge.md); clusters: docs/cluster.md.
+  An unknown key or a bad value stops the edge with the file, the line and the key.
 
 Signals:
   SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
@@ -51,6 +58,7 @@ Signals:
 
 Examples:
   tether-edge token >> tokens.txt
+  tether-edge token hash < ops.token     # the token_sha256 line of a token you have
   tether-edge dev --dir ./tether-dev
   tether-edge dev --cluster 3 --dir ./tether-cluster   # three edges behind HAProxy, on this machine
   tether-edge --config /etc/tether/edge.yaml
@@ -60,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "token":
-			return runToken(args[1:], stdout)
+			return runToken(args[1:], os.Stdin, stdout)
 		case "dev":
 			return runDev(args[1:], stdout, stderr)
 		case "version":
@@ -85,10 +93,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return serve(*cfgPath, *listen, stderr, nil)
 }
 
-func runToken(args []string, stdout io.Writer) error {
+func runToken(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("tether-edge token", flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch {
+	case fs.NArg() == 1 && fs.Arg(0) == "hash":
+		return runTokenHash(stdin, stdout)
+	case fs.NArg() > 0:
+		return fmt.Errorf("unknown argument %q: run `tether-edge token` for a new token, or `tether-edge token hash < TOKEN_FILE` for the token_sha256 of one you have", fs.Arg(0))
 	}
 	tok, sum, err := newToken()
 	if err != nil {
@@ -96,6 +110,29 @@ func runToken(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	fmt.Fprintf(stdout, "token_sha256: %q\n", sum)
+	return nil
+}
+
+// maxTokenInput bounds what token hash reads.
+const maxTokenInput = 16 << 10
+
+// runTokenHash prints the token_sha256 line of the token on stdin (its
+// first line, without surrounding spaces), never the token.
+func runTokenHash(stdin io.Reader, stdout io.Writer) error {
+	b, err := io.ReadAll(io.LimitReader(stdin, maxTokenInput+1))
+	if err != nil {
+		return fmt.Errorf("read the token from stdin: %w", err)
+	}
+	if len(b) > maxTokenInput {
+		return fmt.Errorf("stdin holds more than %d bytes; pipe in the token file only", maxTokenInput)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	tok := strings.TrimSpace(line)
+	if tok == "" {
+		return errors.New("no token on stdin; run: tether-edge token hash < TOKEN_FILE")
+	}
+	h := sha256.Sum256([]byte(tok))
+	fmt.Fprintf(stdout, "token_sha256: %q\n", hex.EncodeToString(h[:]))
 	return nil
 }
 

@@ -102,6 +102,34 @@ func TestTokenCommand(t *testing.T) {
 	}
 }
 
+// TestTokenHashCommand: token hash prints the same token_sha256 line as
+// token for the token on stdin, and refuses empty input.
+func TestTokenHashCommand(t *testing.T) {
+	out, err := exec.Command(edgeBin, "token").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, line, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	cmd := exec.Command(edgeBin, "token", "hash")
+	cmd.Stdin = strings.NewReader("  " + tok + "\n")
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != line {
+		t.Errorf("token hash printed %q; want %q", got, line)
+	}
+	if strings.Contains(string(got), tok) {
+		t.Error("token hash repeated the token")
+	}
+	cmd = exec.Command(edgeBin, "token", "hash")
+	cmd.Stdin = strings.NewReader("\n")
+	got, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(got), "no token on stdin") {
+		t.Errorf("empty stdin: got %v, %q; want an error saying no token on stdin", err, got)
+	}
+}
+
 func TestDevCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev")
 	addr := testutil.FreeAddr(t)
@@ -264,5 +292,18 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 	}
 	if err := stopEdge(t, p); err != nil {
 		t.Fatalf("exit %v after SIGTERM; want 0", err)
+	}
+}
+
+// TestHelpPointsAtTheReference: --help names the configuration reference.
+func TestHelpPointsAtTheReference(t *testing.T) {
+	out, err := exec.Command(edgeBin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"docs/edge.md", "tether-edge token hash < TOKEN_FILE"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, out)
+		}
 	}
 }

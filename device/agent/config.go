@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,13 +8,13 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
 )
@@ -276,22 +275,6 @@ func (e *ConfigError) Error() string {
 // Is makes errors.Is(err, ErrInvalidConfig) true for every ConfigError.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
-// keys is the schema of the file: every key a mapping may hold, and for
-// sections, the keys below. Leaves map to nil.
-type keys map[string]keys
-
-var schema = keys{
-	"edge": nil, "cert": nil, "key": nil, "ca": nil, "dial_timeout": nil, "stall_timeout": nil,
-	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
-	"allow":  {"tcp": nil, "udp": nil},
-	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
-	"exec":   {"enabled": nil, "max_sessions": nil},
-	"reload": {"command": nil, "timeout": nil},
-	"udp": {"idle_timeout": nil, "max_packets_per_second": nil,
-		"max_reply_ratio": nil, "reply_window": nil, "reply_allowance_bytes": nil},
-	"keepalive": {"interval": nil, "timeout": nil},
-}
-
 // LoadConfig reads and validates the configuration file at path. Relative
 // paths inside it are resolved against the file's directory.
 func LoadConfig(path string) (*Config, error) {
@@ -325,11 +308,11 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	if len(data) > MaxConfigSize {
 		return nil, &ConfigError{Msg: fmt.Sprintf("larger than %d bytes", MaxConfigSize)}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(err)
+	root, err := yamlconf.Parse(data)
+	if err != nil {
+		return nil, configError(err)
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
+	if root == nil {
 		return nil, &ConfigError{Msg: "the file is empty; it needs at least edge, cert, key and ca"}
 	}
 	doc := root.Content[0]
@@ -337,13 +320,9 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		return nil, &ConfigError{Line: doc.Line, Msg: "the file must be a mapping of keys such as \"edge: https://...\""}
 	}
 	c := &Config{lines: make(map[string]int)}
-	if err := checkKeys(doc, schema, "", c.lines); err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		return nil, c.typeError(yamlError(err))
+	recordLines(doc, "", c.lines)
+	if err := yamlconf.Decode(data, root, c); err != nil {
+		return nil, configError(err)
 	}
 	if err := c.validate(dir); err != nil {
 		return nil, err
@@ -351,113 +330,36 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	return c, nil
 }
 
-// checkKeys walks a mapping against the schema, rejecting unknown keys with
-// their line and recording the line of every value under its dotted path
-// (list items as "allow.tcp.0").
-func checkKeys(m *yaml.Node, known keys, prefix string, lines map[string]int) error {
+// recordLines records the line of every value of mapping m under its
+// dotted path (list items as "allow.tcp.0"), for messages.
+func recordLines(m *yaml.Node, prefix string, lines map[string]int) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
-		sub, ok := known[k.Value]
-		if !ok {
-			where := ""
-			if prefix != "" {
-				where = " in " + strings.TrimSuffix(prefix, ".")
-			}
-			return &ConfigError{Line: k.Line, Msg: fmt.Sprintf("unknown key %q%s (known keys: %s)", k.Value, where, known.names())}
-		}
 		path := prefix + k.Value
 		lines[path] = v.Line
-		if v.Kind == yaml.SequenceNode {
+		switch v.Kind {
+		case yaml.SequenceNode:
 			for j, item := range v.Content {
 				lines[path+"."+strconv.Itoa(j)] = item.Line
 			}
-		}
-		if sub != nil && v.Kind == yaml.MappingNode {
-			if err := checkKeys(v, sub, path+".", lines); err != nil {
-				return err
-			}
+		case yaml.MappingNode:
+			recordLines(v, path+".", lines)
 		}
 	}
-	return nil
 }
 
-func (k keys) names() string {
-	out := make([]string, 0, len(k))
-	for n := range k {
-		out = append(out, n)
+// configError turns a yamlconf error into a ConfigError that reads
+// "config line 3: pty.enabled: ...".
+func configError(err error) error {
+	var e *yamlconf.Error
+	if !errors.As(err, &e) {
+		return &ConfigError{Msg: err.Error()}
 	}
-	sort.Strings(out)
-	return strings.Join(out, ", ")
-}
-
-// yamlError turns a yaml.v3 error into ConfigErrors that read
-// "config line 3: ...".
-func yamlError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		return lineError(te.Errors[0])
+	msg := e.Msg
+	if e.Key != "" {
+		msg = e.Key + ": " + msg
 	}
-	return lineError(strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// typeNames says in words what a Go type expects in the file.
-var typeNames = map[string]string{
-	"bool":          "true or false",
-	"int":           "a whole number",
-	"string":        "a string",
-	"[]string":      `a list of strings, such as ["a", "b"]`,
-	"time.Duration": "a duration, such as 30s or 5m",
-}
-
-// typeError rewrites yaml.v3's "cannot unmarshal !!str `x` into bool" as
-// "pty.enabled: "x" is not true or false", naming the key on that line.
-func (c *Config) typeError(err error) error {
-	ce, ok := err.(*ConfigError)
-	if !ok || ce.Line == 0 {
-		return err
-	}
-	rest, ok := strings.CutPrefix(ce.Msg, "cannot unmarshal !!")
-	if !ok {
-		return err
-	}
-	_, rest, _ = strings.Cut(rest, " ")
-	val, into, ok := strings.Cut(rest, " into ")
-	if !ok {
-		return err
-	}
-	want, ok := typeNames[into]
-	if !ok {
-		return err
-	}
-	msg := fmt.Sprintf("%q is not %s", strings.Trim(val, "`"), want)
-	if key := c.keyOnLine(ce.Line); key != "" {
-		msg = key + ": " + msg
-	}
-	return &ConfigError{Path: ce.Path, Line: ce.Line, Msg: msg}
-}
-
-// keyOnLine returns the deepest key whose value is on line n.
-func (c *Config) keyOnLine(n int) string {
-	best := ""
-	for k, l := range c.lines {
-		if l == n && len(k) > len(best) {
-			best = k
-		}
-	}
-	return best
-}
-
-// lineError parses "line 7: text" into a ConfigError.
-func lineError(msg string) *ConfigError {
-	msg = strings.TrimSpace(msg)
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, text, ok := strings.Cut(rest, ": "); ok {
-			if n, err := strconv.Atoi(num); err == nil {
-				return &ConfigError{Line: n, Msg: text}
-			}
-		}
-	}
-	return &ConfigError{Msg: msg}
+	return &ConfigError{Line: e.Line, Msg: msg}
 }
 
 // line returns the line of the value at a dotted key path, 0 if unknown.
