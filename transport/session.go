@@ -292,10 +292,32 @@ func (s *Stream) Write(p []byte) (int, error) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		// smux hands a frame that timed out in its queue to the connection
-		// later, reading the buffer then: give it one the caller cannot
-		// change.
+		// later, reading the buffer then: give it a copy the caller cannot
+		// change. The copy goes back to the pool only once smux reported
+		// it written; after any error the session may still read it.
+		if len(p) <= DefaultMaxFrameSize {
+			bp := writeCopies.Get().(*[]byte)
+			c := (*bp)[:copy(*bp, p)]
+			n, err := s.write(c)
+			if err == nil {
+				writeCopies.Put(bp)
+			}
+			return n, err
+		}
 		p = bytes.Clone(p)
 	}
+	return s.write(p)
+}
+
+// writeCopies holds the copies that Write sends when a deadline is set:
+// a splice's writes are at most a frame.
+var writeCopies = sync.Pool{New: func() any {
+	b := make([]byte, DefaultMaxFrameSize)
+	return &b
+}}
+
+// write sends p, one Write at a time.
+func (s *Stream) write(p []byte) (int, error) {
 	s.wmu.Lock()
 	n, err := s.st.Write(p)
 	s.wmu.Unlock()

@@ -127,7 +127,7 @@ func TestConfigErrorExact(t *testing.T) {
 		{"unknown key in a section", base + "keepalive:\n  interval: 5s\n  timout: 30s\n",
 			`/etc/tether/edge.yaml:18: unknown key "timout" in section keepalive (did you mean "timeout"?); valid keys: interval, timeout`},
 		{"unknown key in a list item", strings.Replace(base, "      reload: true", "      relaod: true", 1),
-			`/etc/tether/edge.yaml:13: unknown key "relaod" in section clients.0.allow (did you mean "reload"?); valid keys: files, pty, reload, tcp, udp`},
+			`/etc/tether/edge.yaml:13: unknown key "relaod" in section clients.0.allow (did you mean "reload"?); valid keys: exec, extra_types, files, pty, reload, tcp, udp`},
 		{"bad indentation", base + "limits:\n  open_timeout: 5s\n stall_timeout: 5s\n",
 			`/etc/tether/edge.yaml:18: did not find expected key`},
 		{"unterminated quote", base + "log_level: \"info\nkeepalive:\n  interval: 5s\n",

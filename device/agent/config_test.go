@@ -123,7 +123,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"empty command", base + "reload: {command: [\"\"]}\n", "config line 5: reload.command:", 5},
 		{"unknown pty user", base + "pty: {enabled: true, user: no-such-user-tether}\n", "config line 5: pty.user: \"no-such-user-tether\": no such user", 5},
 		{"negative exec cap", base + "exec: {enabled: true, max_sessions: -1}\n", "config line 5: exec.max_sessions: -1 must not be negative", 5},
-		{"unknown exec key", base + "exec:\n  enable: true\n", `config line 6: unknown key "enable" in exec`, 6},
+		{"unknown exec key", base + "exec:\n  enable: true\n", `config line 6: unknown key "enable" in section exec (did you mean "enabled"?)`, 6},
 		{"unknown user for exec", base + "exec: {enabled: true}\npty: {user: no-such-user-tether}\n", "config line 6: pty.user: \"no-such-user-tether\": no such user", 6},
 		{"too many streams", base + "max_streams: 5000\n", "config line 5: max_streams: 5000 is outside 1 to 1024", 5},
 		{"tiny window", base + "stream_window_kib: 8\n", "config line 5: stream_window_kib: 8 is outside 64 to 16384", 5},

@@ -84,11 +84,20 @@ func checkKeys(doc *yaml.Node, v any) error {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
+// nodeType is a field that keeps its YAML as it is, for its owner to read.
+var nodeType = reflect.TypeFor[yaml.Node]()
+
+// opaque reports whether t reads its own YAML, so that its keys are not
+// checked or listed here.
+func opaque(t reflect.Type) bool {
+	return t == nodeType || reflect.PointerTo(t).Implements(unmarshalerType)
+}
+
 func checkNode(n *yaml.Node, t reflect.Type, path []string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
+	if opaque(t) {
 		return nil // the type reads itself
 	}
 	if n.Kind == yaml.AliasNode {
@@ -225,8 +234,7 @@ func AllKeys(v any) []string {
 			}
 			t = t.Elem()
 		}
-		if t.Kind() != reflect.Struct || t.String() == "time.Time" || depth > 10 ||
-			reflect.PointerTo(t).Implements(unmarshalerType) {
+		if t.Kind() != reflect.Struct || t.String() == "time.Time" || depth > 10 || opaque(t) {
 			return
 		}
 		for _, name := range structFields(t).names {
