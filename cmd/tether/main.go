@@ -1,18 +1,18 @@
 // Command tether reaches devices behind a Tether edge: tunnels, shells and
-// device operations. See `tether --help`.
+// device operations. See `tether --help`. It builds for Linux, macOS and
+// Windows.
 package main
 
 import (
 	"context"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/tetherhq/tether/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
