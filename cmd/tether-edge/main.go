@@ -23,6 +23,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/version"
+	"github.com/tetherhq/tether/transport"
 )
 
 func main() {
@@ -42,7 +43,7 @@ Usage:
   tether-edge token
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge dev --cluster 3 --dir DIR [--device ID]
-  tether-edge version
+  tether-edge --version
 
 Signals:
   SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
@@ -63,8 +64,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return runToken(args[1:], stdout)
 		case "dev":
 			return runDev(args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, "tether-edge", version.Version)
+		case "version", "--version", "-version":
+			fmt.Fprintln(stdout, version.Line("tether-edge", "protocol "+transport.ProtocolToken))
 			return nil
 		}
 	}
@@ -73,8 +74,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fs.PrintDefaults() }
 	cfgPath := fs.String("config", "", "edge configuration file (YAML)")
 	listen := fs.String("listen", "", "listen address; overrides listen in the config")
+	showVersion := fs.Bool("version", false, "print the version, commit, Go version and platform, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("tether-edge", "protocol "+transport.ProtocolToken))
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unknown command %q; run tether-edge --help", fs.Arg(0))
