@@ -3,6 +3,7 @@
 # binary, with nfpm (packaging/nfpm-*.yaml).
 #
 #   scripts/package.sh agent|edge ARCH BINARY VERSION OUTDIR
+#   scripts/package.sh tools      only install nfpm (CI does, ahead of the tests)
 #
 # ARCH is Go's name of the architecture, with the ARM version: amd64,
 # arm64, arm7, arm6, mipsle, riscv64. VERSION is the build's version
@@ -17,8 +18,23 @@ cd "$(dirname "$0")/.."
 
 nfpm_version=v2.45.2
 
+# install_nfpm puts nfpm at the pinned version into $tools.
+install_nfpm() {
+  tools=${NFPM_BIN:-bin/tools}
+  mkdir -p "$tools"
+  tools=$(cd "$tools" && pwd)
+  if ! "$tools/nfpm" --version 2>/dev/null | grep -q "GitVersion: *${nfpm_version#v}\$"; then
+    GOBIN=$tools GOFLAGS=-mod=mod go install -ldflags "-X main.version=${nfpm_version#v}" \
+      "github.com/goreleaser/nfpm/v2/cmd/nfpm@$nfpm_version"
+  fi
+}
+
+if [ "${1:-}" = tools ] && [ $# -eq 1 ]; then
+  install_nfpm
+  exit 0
+fi
 if [ $# -ne 5 ]; then
-  echo "usage: $0 agent|edge ARCH BINARY VERSION OUTDIR" >&2
+  echo "usage: $0 agent|edge ARCH BINARY VERSION OUTDIR, or $0 tools" >&2
   exit 2
 fi
 what=$1 arch=$2 bin=$3 version=$4 out=$5
@@ -41,13 +57,8 @@ case $version in
 esac
 version=$(printf '%s' "$version" | tr -- '-' '.')
 
-tools=${NFPM_BIN:-bin/tools}
-mkdir -p "$tools" "$out"
-tools=$(cd "$tools" && pwd)
-if ! "$tools/nfpm" --version 2>/dev/null | grep -q "GitVersion: *${nfpm_version#v}\$"; then
-  GOBIN=$tools GOFLAGS=-mod=mod go install -ldflags "-X main.version=${nfpm_version#v}" \
-    "github.com/goreleaser/nfpm/v2/cmd/nfpm@$nfpm_version"
-fi
+mkdir -p "$out"
+install_nfpm
 
 for packager in deb rpm; do
   TETHER_PKG_ARCH=$arch TETHER_PKG_VERSION=$version TETHER_PKG_BIN=$bin \
