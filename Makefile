@@ -76,11 +76,14 @@ dist-edge: ## static, stripped tether-edge binaries for Linux servers
 	  echo "  dist/tether-edge-$$os-$$arch"; \
 	done
 
+# Debian's armhf takes the ARMv6 agent, which runs on ARMv7 too (and on
+# Raspberry Pi OS, whose armhf is ARMv6); RPM has armv6hl and armv7hl.
 dist-packages: dist-agent dist-edge ## .deb and .rpm of tether-agent and tether-edge, with their systemd units (nfpm)
 	@for t in $(DIST_TARGETS); do \
 	  arch=$$(echo $$t | cut -d/ -f2); extra=$$(echo $$t | cut -s -d/ -f3); name=tether-agent-linux-$$arch; \
-	  case $$arch in arm) name=$$name"v$$extra"; arch=arm$$extra;; esac; \
-	  ./scripts/package.sh agent $$arch dist/$$name $(VERSION) dist/packages >/dev/null || exit 1; \
+	  formats="deb rpm"; case $$arch in arm) name=$$name"v$$extra"; arch=arm$$extra;; esac; \
+	  [ $$arch = arm7 ] && formats=rpm; \
+	  PACKAGERS="$$formats" ./scripts/package.sh agent $$arch dist/$$name $(VERSION) dist/packages >/dev/null || exit 1; \
 	done
 	@for t in $(EDGE_TARGETS); do \
 	  ./scripts/package.sh edge $${t#*/} dist/tether-edge-linux-$${t#*/} $(VERSION) dist/packages >/dev/null || exit 1; \

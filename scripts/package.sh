@@ -5,6 +5,7 @@
 #   scripts/package.sh agent|edge ARCH BINARY VERSION OUTDIR
 #   scripts/package.sh tools      only install nfpm (CI does, ahead of the tests)
 #
+# PACKAGERS (default "deb rpm") picks the formats.
 # ARCH is Go's name of the architecture, with the ARM version: amd64,
 # arm64, arm7, arm6, mipsle, riscv64. VERSION is the build's version
 # (v1.2.3, or git describe's output); a leading v is dropped, dashes
@@ -60,7 +61,7 @@ version=$(printf '%s' "$version" | tr -- '-' '.')
 mkdir -p "$out"
 install_nfpm
 
-for packager in deb rpm; do
+for packager in ${PACKAGERS:-deb rpm}; do
   TETHER_PKG_ARCH=$arch TETHER_PKG_VERSION=$version TETHER_PKG_BIN=$bin \
     "$tools/nfpm" package --config "packaging/nfpm-$what.yaml" --packager $packager --target "$out/"
 done
