@@ -4,8 +4,13 @@ package cli
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
+
+// othersCanRead reports whether users other than the owner may read the
+// file, by its mode bits.
+func othersCanRead(fi os.FileInfo) bool { return fi.Mode().Perm()&0o077 != 0 }
 
 // connRefused reports whether a dial failed because nothing listens there.
 func connRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
