@@ -82,8 +82,9 @@ var pkgs = []pkg{
 	},
 }
 
-// TestPackages builds tether-agent and tether-edge as make dist does, for
-// this machine's architecture, packages them with scripts/package.sh, and
+// TestPackages builds tether, tether-agent and tether-edge as make dist
+// does, for this machine's architecture, checks what each prints for
+// --version, packages the agent and the edge with scripts/package.sh, and
 // checks the .deb with dpkg-deb (control fields, conffiles, maintainer
 // scripts, every path with its mode and owner, the files' contents, and
 // that the packaged binary runs --version) and the .rpm with rpm.
@@ -98,7 +99,8 @@ func TestPackages(t *testing.T) {
 			" -X github.com/tetherhq/tether/internal/version.Commit=" + testCommit},
 		Env: []string{"CGO_ENABLED=0"},
 	}
-	require.NoError(t, build.Binaries(bin, "../cmd/tether-agent", "../cmd/tether-edge"))
+	require.NoError(t, build.Binaries(bin, "../cmd/tether-agent", "../cmd/tether-edge", "../cmd/tether"))
+	t.Run("version", func(t *testing.T) { checkVersions(t, bin) })
 	tools := t.TempDir()
 	for _, p := range pkgs {
 		what := strings.TrimPrefix(p.name, "tether-")
@@ -115,6 +117,22 @@ func TestPackages(t *testing.T) {
 			}
 			checkRPM(t, p, filepath.Join(out, p.name+"-"+pkgVersion+"-1."+rpmArch()+".rpm"))
 		})
+	}
+}
+
+// versionLine is what name --version prints for the test build.
+func versionLine(name string) string {
+	return name + " " + testVersion + " (protocol qbee-v1, commit " + testCommit + ", " +
+		runtime.Version() + ", linux/" + runtime.GOARCH + ")\n"
+}
+
+// checkVersions runs --version, and the version command, of the three
+// binaries as make dist builds them.
+func checkVersions(t *testing.T, bin string) {
+	for _, name := range []string{"tether", "tether-edge", "tether-agent"} {
+		for _, args := range [][]string{{"--version"}, {"version"}} {
+			require.Equal(t, versionLine(name), run(t, nil, filepath.Join(bin, name), args...), "%s %s", name, args[0])
+		}
 	}
 }
 
@@ -178,9 +196,7 @@ func checkDeb(t *testing.T, p pkg, deb string) {
 	require.Contains(t, string(unitText), "\nExecStart=/usr/bin/"+p.name+" ", "the unit starts the packaged binary")
 
 	// The packaged binary runs and says what it is.
-	want := p.name + " " + testVersion + " (protocol qbee-v1, commit " + testCommit + ", " +
-		runtime.Version() + ", linux/" + runtime.GOARCH + ")\n"
-	require.Equal(t, want, run(t, nil, binary, "--version"))
+	require.Equal(t, versionLine(p.name), run(t, nil, binary, "--version"))
 
 	// systemd accepts the unit, where systemd-analyze is installed: every
 	// key known, every command present (the binary at its extracted path).
