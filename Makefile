@@ -91,7 +91,7 @@ dist-packages: dist-agent dist-edge ## .deb and .rpm of tether-agent and tether-
 	@ls dist/packages | sed 's|^|  dist/packages/|'
 
 man: build ## manual pages of tether, tether-edge and tether-agent into dist/man
-	$(GO) run ./internal/tools/mangen -bin $(BIN) -out dist/man
+	$(GO) run -ldflags '$(LDFLAGS)' ./internal/tools/mangen -bin $(BIN) -out dist/man
 
 clean: ## remove build outputs
 	rm -rf $(BIN) dist

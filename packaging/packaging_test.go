@@ -107,6 +107,21 @@ func TestPackages(t *testing.T) {
 		run(t, []string{"NFPM_BIN=" + tools}, "../scripts/package.sh", what, runtime.GOARCH, filepath.Join(bin, p.name), testVersion, out)
 	}
 
+	// A build from a commit with no release tag (git describe prints the
+	// commit) sorts before every release, and dpkg and rpm accept it.
+	t.Run("untagged version", func(t *testing.T) {
+		dev := t.TempDir()
+		run(t, []string{"NFPM_BIN=" + tools}, "../scripts/package.sh", "agent", runtime.GOARCH, filepath.Join(bin, "tether-agent"), "9e40a23-dirty", dev)
+		const want = "0.0.0~git.9e40a23.dirty"
+		deb := filepath.Join(dev, "tether-agent_"+want+"_"+debArch()+".deb")
+		require.Equal(t, want+"\n", run(t, nil, "dpkg-deb", "-f", deb, "Version"))
+		run(t, nil, "dpkg", "--compare-versions", want, "lt", "0.1.0")
+		if _, err := exec.LookPath("rpm"); err == nil {
+			rpm := filepath.Join(dev, "tether-agent-"+want+"-1."+rpmArch()+".rpm")
+			require.Equal(t, want, run(t, nil, "rpm", "-qp", "--qf", "%{VERSION}", rpm))
+		}
+	})
+
 	for _, p := range pkgs {
 		t.Run(p.name+".deb", func(t *testing.T) {
 			checkDeb(t, p, filepath.Join(out, p.name+"_"+pkgVersion+"_"+debArch()+".deb"))
