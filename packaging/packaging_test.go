@@ -44,6 +44,9 @@ type pkg struct {
 	conffiles []string
 	scripts   map[string]string // deb maintainer script -> text it must hold
 	rpmScript []string          // rpm scriptlets it must have
+	// checkConfig, when set, runs the packaged binary on the packaged
+	// example configuration.
+	checkConfig func(t *testing.T, binary, config string)
 }
 
 var pkgs = []pkg{
@@ -62,6 +65,16 @@ var pkgs = []pkg{
 			"prerm":    "systemctl disable --now tether-agent.service",
 		},
 		rpmScript: []string{"postinstall scriptlet", "preuninstall scriptlet"},
+		// check's second step is the config, its third the CA file, which
+		// is not there yet: exit code 3 says the config passed.
+		// (cmd/tether-edge loads the example edge.yaml in its own tests.)
+		checkConfig: func(t *testing.T, binary, config string) {
+			cmd := exec.Command(binary, "check", "--config", config)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s", out)
+			require.Equal(t, 3, ee.ExitCode(), "tether-agent check on the example config:\n%s", out)
+		},
 	},
 	{
 		name:    "tether-edge",
@@ -212,6 +225,11 @@ func checkDeb(t *testing.T, p pkg, deb string) {
 
 	// The packaged binary runs and says what it is.
 	require.Equal(t, versionLine(p.name), run(t, nil, binary, "--version"))
+
+	// The example configuration is one the binary accepts as it stands.
+	if p.checkConfig != nil {
+		p.checkConfig(t, binary, filepath.Join(root, "etc/tether", p.example))
+	}
 
 	// systemd accepts the unit, where systemd-analyze is installed: every
 	// key known, every command present (the binary at its extracted path).
