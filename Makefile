@@ -24,9 +24,18 @@ build: ## build tether, tether-edge and tether-agent into bin/
 test: fmt-check vet deps-check cross-check ## gofmt, go vet, import layering, cross-builds, and every test under -race
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-cross-check: ## build the CLI for every platform it ships on; vet its packages for macOS and Windows
+cross-check: ## build every binary for every platform it ships on; vet the CLI's packages for macOS and Windows
 	@for t in $(CLI_TARGETS); do \
 	  GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/tether || { echo "cross-check: tether does not build for $$t"; exit 1; }; \
+	done
+	@for t in $(DIST_TARGETS); do \
+	  os=$$(echo $$t | cut -d/ -f1); arch=$$(echo $$t | cut -d/ -f2); extra=$$(echo $$t | cut -s -d/ -f3); \
+	  env="GOOS=$$os GOARCH=$$arch CGO_ENABLED=0"; \
+	  case $$arch in arm) env="$$env GOARM=$$extra";; mipsle) env="$$env GOMIPS=$$extra";; esac; \
+	  env $$env $(GO) build -o /dev/null ./cmd/tether-agent || { echo "cross-check: tether-agent does not build for $$t"; exit 1; }; \
+	done
+	@for t in $(EDGE_TARGETS); do \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/tether-edge || { echo "cross-check: tether-edge does not build for $$t"; exit 1; }; \
 	done
 	@for os in darwin windows; do \
 	  GOOS=$$os $(GO) vet ./cli/... ./pty/... ./cmd/tether/ || { echo "cross-check: go vet fails for $$os"; exit 1; }; \
