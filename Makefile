@@ -87,7 +87,7 @@ dist-edge: ## static, stripped tether-edge binaries for Linux servers
 
 # Debian's armhf takes the ARMv6 agent, which runs on ARMv7 too (and on
 # Raspberry Pi OS, whose armhf is ARMv6); RPM has armv6hl and armv7hl.
-dist-packages: dist-agent dist-edge ## .deb and .rpm of tether-agent and tether-edge, with their systemd units (nfpm)
+dist-packages: dist-agent dist-edge man ## .deb and .rpm of tether-agent and tether-edge, with their systemd units (nfpm)
 	@for t in $(DIST_TARGETS); do \
 	  arch=$$(echo $$t | cut -d/ -f2); extra=$$(echo $$t | cut -s -d/ -f3); name=tether-agent-linux-$$arch; \
 	  formats="deb rpm"; case $$arch in arm) name=$$name"v$$extra"; arch=arm$$extra;; esac; \

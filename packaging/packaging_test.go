@@ -58,6 +58,7 @@ var pkgs = []pkg{
 			"/lib/systemd/system/tether-agent.service": {"-rw-r--r--", "root", "root"},
 			"/etc/tether":                              {"drwxr-xr-x", "root", "root"},
 			"/etc/tether/agent.yaml":                   {"-rw-------", "root", "root"},
+			"/usr/share/man/man1/tether-agent.1.gz":    {"-rw-r--r--", "root", "root"},
 		},
 		conffiles: []string{"/etc/tether/agent.yaml"},
 		scripts: map[string]string{
@@ -84,6 +85,7 @@ var pkgs = []pkg{
 			"/lib/systemd/system/tether-edge.service": {"-rw-r--r--", "root", "root"},
 			"/etc/tether":                             {"drwxr-xr-x", "root", "root"},
 			"/etc/tether/edge.yaml":                   {"-rw-r-----", "root", "tether-edge"},
+			"/usr/share/man/man1/tether-edge.1.gz":    {"-rw-r--r--", "root", "root"},
 		},
 		conffiles: []string{"/etc/tether/edge.yaml"},
 		scripts: map[string]string{
@@ -114,17 +116,21 @@ func TestPackages(t *testing.T) {
 	}
 	require.NoError(t, build.Binaries(bin, "../cmd/tether-agent", "../cmd/tether-edge", "../cmd/tether"))
 	t.Run("version", func(t *testing.T) { checkVersions(t, bin) })
+	// The manual pages, as make man writes them.
+	man := t.TempDir()
+	run(t, nil, "go", "run", "../internal/tools/mangen", "-bin", bin, "-out", man)
 	tools := t.TempDir()
+	env := []string{"NFPM_BIN=" + tools, "MANDIR=" + man}
 	for _, p := range pkgs {
 		what := strings.TrimPrefix(p.name, "tether-")
-		run(t, []string{"NFPM_BIN=" + tools}, "../scripts/package.sh", what, runtime.GOARCH, filepath.Join(bin, p.name), testVersion, out)
+		run(t, env, "../scripts/package.sh", what, runtime.GOARCH, filepath.Join(bin, p.name), testVersion, out)
 	}
 
 	// A build from a commit with no release tag (git describe prints the
 	// commit) sorts before every release, and dpkg and rpm accept it.
 	t.Run("untagged version", func(t *testing.T) {
 		dev := t.TempDir()
-		run(t, []string{"NFPM_BIN=" + tools}, "../scripts/package.sh", "agent", runtime.GOARCH, filepath.Join(bin, "tether-agent"), "9e40a23-dirty", dev)
+		run(t, env, "../scripts/package.sh", "agent", runtime.GOARCH, filepath.Join(bin, "tether-agent"), "9e40a23-dirty", dev)
 		const want = "0.0.0~git.9e40a23.dirty"
 		deb := filepath.Join(dev, "tether-agent_"+want+"_"+debArch()+".deb")
 		require.Equal(t, want+"\n", run(t, nil, "dpkg-deb", "-f", deb, "Version"))
@@ -225,6 +231,11 @@ func checkDeb(t *testing.T, p pkg, deb string) {
 
 	// The packaged binary runs and says what it is.
 	require.Equal(t, versionLine(p.name), run(t, nil, binary, "--version"))
+
+	// The manual page, gzipped as Debian wants it.
+	page := run(t, nil, "gzip", "-dc", filepath.Join(root, "usr/share/man/man1", p.name+".1.gz"))
+	require.Contains(t, page, `.TH "`+strings.ToUpper(p.name)+`" "1"`)
+	require.Contains(t, page, "-version")
 
 	// The example configuration is one the binary accepts as it stands.
 	if p.checkConfig != nil {

@@ -5,7 +5,9 @@
 #   scripts/package.sh agent|edge ARCH BINARY VERSION OUTDIR
 #   scripts/package.sh tools      only install nfpm (CI does, ahead of the tests)
 #
-# PACKAGERS (default "deb rpm") picks the formats.
+# PACKAGERS (default "deb rpm") picks the formats. MANDIR (default
+# dist/man, relative to where the script was started) holds the manual
+# page the package installs, gzipped: make man writes it.
 # ARCH is Go's name of the architecture, with the ARM version: amd64,
 # arm64, arm7, arm6, mipsle, riscv64. VERSION is the build's version
 # (v1.2.3, or git describe's output); a leading v is dropped, dashes
@@ -58,10 +60,20 @@ case $version in
 esac
 version=$(printf '%s' "$version" | tr -- '-' '.')
 
+man=${MANDIR:-dist/man}/tether-$what.1
+case $man in /*) ;; *) man=$here/$man ;; esac
+if [ ! -f "$man" ]; then
+  echo "package.sh: no manual page at $man: run make man first (or set MANDIR)" >&2
+  exit 1
+fi
+
 mkdir -p "$out"
 install_nfpm
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+gzip -9 -n -c "$man" >"$work/tether-$what.1.gz"
 
 for packager in ${PACKAGERS:-deb rpm}; do
-  TETHER_PKG_ARCH=$arch TETHER_PKG_VERSION=$version TETHER_PKG_BIN=$bin \
+  TETHER_PKG_ARCH=$arch TETHER_PKG_VERSION=$version TETHER_PKG_BIN=$bin TETHER_PKG_MAN=$work/tether-$what.1.gz \
     "$tools/nfpm" package --config "packaging/nfpm-$what.yaml" --packager $packager --target "$out/"
 done
