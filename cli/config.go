@@ -226,7 +226,7 @@ func resolveSettings(g *globalOptions, getenv func(string) string) (*Settings, e
 			break
 		}
 		path := expandPath(l.tokenFile, l.baseDir)
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if fi, err := os.Stat(path); err == nil && othersCanRead(fi) {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("the token file %s can be read by other users; run: chmod 600 %s", path, path))
 		}
 		b, err := readLimited(path, maxTokenFile)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"syscall"
 
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
@@ -164,11 +163,11 @@ func describe(err error, mc msgContext) (int, string) {
 		return ExitTLS, fmt.Sprintf("TLS handshake with %s failed: %v", edge, err)
 	case errors.As(err, &dnsErr):
 		return ExitUnreachable, fmt.Sprintf("cannot resolve the edge's host name %q: check --edge and your DNS", dnsErr.Name)
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case connRefused(err):
 		return ExitUnreachable, fmt.Sprintf("the edge at %s refused the connection: is tether-edge running and listening on that port?", edge)
 	case isTimeout(err):
 		return ExitUnreachable, fmt.Sprintf("timed out reaching the edge at %s: check the address, a firewall, or HTTPS_PROXY", edge)
-	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+	case noRoute(err):
 		return ExitUnreachable, fmt.Sprintf("no route to the edge at %s: check the network", edge)
 	case errors.As(err, &de):
 		switch de.Op {

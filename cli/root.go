@@ -219,6 +219,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newCertsCommand(g),
 		newVersionCommand(g),
 	)
+	addVersionFlag(root)
 	// The completion command takes its output stream when it is made.
 	root.SetIn(g.io.In)
 	root.SetOut(g.io.Out)

@@ -2,12 +2,16 @@ package cli
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherhq/tether/internal/version"
 	"github.com/tetherhq/tether/transport"
 )
+
+// versionLine is what `tether version` and `tether --version` print.
+func versionLine() string {
+	return version.Line("tether", "protocol "+transport.ProtocolToken)
+}
 
 func newVersionCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
@@ -16,9 +20,15 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 		Example: `  tether version`,
 		Args:    argsUsage(cobra.NoArgs, "tether version"),
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(g.io.Out, "tether %s (protocol %s, %s, %s/%s)\n",
-				version.Version, transport.ProtocolToken, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(g.io.Out, versionLine())
 			return nil
 		},
 	}
+}
+
+// addVersionFlag gives root a --version flag that prints the same line as
+// the version command.
+func addVersionFlag(root *cobra.Command) {
+	root.Version = version.Version
+	root.SetVersionTemplate(versionLine() + "\n")
 }

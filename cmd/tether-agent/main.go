@@ -4,7 +4,7 @@
 //
 //	tether-agent --config /etc/tether/agent.yaml     run the agent
 //	tether-agent check --config agent.yaml           check the set-up, step by step
-//	tether-agent version                             print the version
+//	tether-agent --version                           print the version
 //
 // SIGHUP reloads the configuration; SIGTERM and SIGINT close every stream
 // and exit 0.
@@ -25,6 +25,7 @@ import (
 	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/internal/inherit"
 	"github.com/tetherhq/tether/internal/version"
+	"github.com/tetherhq/tether/transport"
 )
 
 // DefaultConfigPath is where packaging installs the configuration.
@@ -47,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
 		case "version", "--version", "-version":
-			fmt.Fprintln(stdout, "tether-agent", version.Version)
+			fmt.Fprintln(stdout, version.Line("tether-agent", "protocol "+transport.ProtocolToken))
 			return exitOK
 		}
 	}
@@ -56,10 +57,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", DefaultConfigPath, "the agent's configuration `file`")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version, commit, Go version and platform, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: tether-agent [flags]
        tether-agent check --config FILE
-       tether-agent version
+       tether-agent --version
 
 Keeps this device connected to its Tether edge and serves the tunnels,
 terminals and reloads allowed in the config. SIGHUP reloads the config;
@@ -74,6 +76,10 @@ Flags:
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("tether-agent", "protocol "+transport.ProtocolToken))
+		return exitOK
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tether-agent: unexpected argument %q; run tether-agent --help\n", fs.Arg(0))

@@ -9,7 +9,7 @@
 //	tether-edge dev --cluster N --dir DIR [--device ID]
 //	                                                  write a trial of N edges behind HAProxy once,
 //	                                                  and print the commands that start it
-//	tether-edge version
+//	tether-edge --version
 //
 // # Configuration
 //

@@ -24,6 +24,7 @@ import (
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/version"
+	"github.com/tetherhq/tether/transport"
 )
 
 func main() {
@@ -44,7 +45,7 @@ Usage:
   tether-edge token hash < TOKEN_FILE
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge dev --cluster 3 --dir DIR [--device ID]
-  tether-edge version
+  tether-edge --version
 
 Configuration:
   edge.yaml: every key, with its unit, default and an example, is in docs/edge.md
@@ -71,8 +72,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return runToken(args[1:], os.Stdin, stdout)
 		case "dev":
 			return runDev(args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, "tether-edge", version.Version)
+		case "version", "--version", "-version":
+			fmt.Fprintln(stdout, version.Line("tether-edge", "protocol "+transport.ProtocolToken))
 			return nil
 		}
 	}
@@ -81,8 +82,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fs.PrintDefaults() }
 	cfgPath := fs.String("config", "", "edge configuration file (YAML)")
 	listen := fs.String("listen", "", "listen address; overrides listen in the config")
+	showVersion := fs.Bool("version", false, "print the version, commit, Go version and platform, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("tether-edge", "protocol "+transport.ProtocolToken))
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unknown command %q; run tether-edge --help", fs.Arg(0))

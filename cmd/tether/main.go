@@ -1,12 +1,12 @@
 // Command tether reaches devices behind a Tether edge: tunnels, shells and
-// device operations. See `tether --help`.
+// device operations. See `tether --help`. It builds for Linux, macOS and
+// Windows.
 package main
 
 import (
 	"context"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/tetherhq/tether/cli"
 )
@@ -16,13 +16,15 @@ func main() {
 	// tell Ctrl-C from ssh hanging up on its ProxyCommand.
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, stopSignals...)
 	// A closed stdout fails writes with EPIPE instead of killing the
 	// process, so that tether nc can end quietly when its reader goes away.
 	// (Notify, not Ignore: an ignored signal would stay ignored in the
 	// programs tether ssh runs.)
 	pipes := make(chan os.Signal, 1)
-	signal.Notify(pipes, syscall.SIGPIPE)
+	if len(pipeSignals) > 0 {
+		signal.Notify(pipes, pipeSignals...)
+	}
 	go func() {
 		select {
 		case s := <-sigs:
