@@ -12,6 +12,10 @@ import (
 	"github.com/tetherhq/tether/transport/wire"
 )
 
+// DefaultCols and DefaultRows size a terminal whose client sent 0, and the
+// one a client without a terminal asks for.
+const DefaultCols, DefaultRows = 80, 24
+
 // ErrExitStatusUnsupported is returned when the device's agent has no
 // exit-status extension.
 var (

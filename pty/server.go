@@ -73,8 +73,6 @@ func (c Config) Validate() error {
 
 // Teardown and bookkeeping constants.
 const (
-	// DefaultCols and DefaultRows size a terminal whose client sent 0.
-	DefaultCols, DefaultRows = 80, 24
 	// hangupGrace is how long a hung-up session has between SIGHUP and
 	// SIGKILL.
 	hangupGrace = 3 * time.Second
