@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -79,7 +80,7 @@ func TestEveryStreamType(t *testing.T) {
 			c.Close()
 			require.Equal(t, fmt.Sprintf("echo:REQUEST %d", i), string(got))
 		}
-		require.NoError(t, fwd.Stop())
+		requireInterrupted(t, fwd.Stop())
 	})
 	t.Run("udp forward", func(t *testing.T) {
 		target := testutil.UDPEcho(t)
@@ -97,7 +98,7 @@ func TestEveryStreamType(t *testing.T) {
 			n, err := c.Read(buf)
 			return err == nil && string(buf[:n]) == "udp:hello"
 		}, 20*time.Second, 10*time.Millisecond)
-		require.NoError(t, fwd.Stop())
+		requireInterrupted(t, fwd.Stop())
 	})
 	t.Run("pty exit code", func(t *testing.T) {
 		out, errOut, code := s.cli("", "shell", "dev-1", "--", "echo from-the-device; exit 7")
@@ -343,4 +344,13 @@ func TestIdleForwardOutlivesTheFirstStreamDeadline(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "echo:AFTER IDLE", string(got))
 	require.NotContains(t, fwd.Output(), "lost the connection", "an idle close is not a lost connection")
+}
+
+// requireInterrupted checks that a forward stopped with SIGTERM exited 130,
+// as the CLI documents for Ctrl-C and SIGTERM.
+func requireInterrupted(t *testing.T, err error) {
+	t.Helper()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 130, ee.ExitCode())
 }
