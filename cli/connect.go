@@ -62,10 +62,15 @@ func (c *connection) dial(ctx context.Context) (*client.Client, error) {
 	return d.Dial(ctx, c.device)
 }
 
-// redial keeps first and its successors alive for a long-running command
-// (tcp, udp), telling the user of losses and reconnections in the words of
-// describe, each failure once.
-func (c *connection) redial(ctx context.Context, first *client.Client, out func(string, ...any)) (*client.Redialer, error) {
+// redial dials the device and keeps the session and its successors alive
+// for a long-running command (tcp, udp, socks), telling the user of losses
+// and reconnections in the words of describe, each failure once. The first
+// dial's error is returned as it is.
+func (c *connection) redial(ctx context.Context, out func(string, ...any)) (*client.Redialer, error) {
+	first, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var lastMsg string
 	r := &client.Redialer{
 		Dial: c.dial,
@@ -86,6 +91,7 @@ func (c *connection) redial(ctx context.Context, first *client.Client, out func(
 		},
 	}
 	if err := r.Start(ctx, first); err != nil {
+		first.Close()
 		return nil, err
 	}
 	return r, nil

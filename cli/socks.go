@@ -110,13 +110,8 @@ func (o *socksOptions) run(ctx context.Context) error {
 		return listenError(o.listen, err)
 	}
 	defer ln.Close()
-	cl, err := conn.dial(ctx)
+	r, err := conn.redial(ctx, o.g.notice)
 	if err != nil {
-		return err
-	}
-	r, err := conn.redial(ctx, cl, o.g.notice)
-	if err != nil {
-		cl.Close()
 		return err
 	}
 	defer r.Close()

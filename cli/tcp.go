@@ -84,13 +84,8 @@ func (o *tcpOptions) run(ctx context.Context) error {
 		}
 		lns = append(lns, ln)
 	}
-	cl, err := conn.dial(ctx)
+	r, err := conn.redial(ctx, o.g.notice)
 	if err != nil {
-		return err
-	}
-	r, err := conn.redial(ctx, cl, o.g.notice)
-	if err != nil {
-		cl.Close()
 		return err
 	}
 	defer r.Close()

@@ -57,13 +57,8 @@ func (o *udpOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := conn.dial(ctx)
+	r, err := conn.redial(ctx, o.g.notice)
 	if err != nil {
-		return err
-	}
-	r, err := conn.redial(ctx, cl, o.g.notice)
-	if err != nil {
-		cl.Close()
 		return err
 	}
 	defer r.Close()
