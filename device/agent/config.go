@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/user"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/files"
 	"github.com/tetherhq/tether/transport/target"
 )
 
@@ -81,6 +83,8 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	  tcp: ["127.0.0.1:*", "localhost:*"]
 //	  udp: ["127.0.0.1:*"]
 //	pty: {enabled: true, shell: "", user: ""}
+//	files: {read: ["/var/log"], write: ["/data/in"], max_size_mib: 4096,
+//	        owner: "", group: "", umask: "022", follow_symlinks: false}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s           # lookup and connect of a TCP target
 //	stall_timeout: 90s          # end a TCP tunnel whose reader stopped
@@ -121,6 +125,8 @@ type Config struct {
 	Allow AllowConfig `yaml:"allow"`
 	// PTY configures terminal sessions; they are off unless enabled.
 	PTY PTYConfig `yaml:"pty"`
+	// Files configures file transfers; none is allowed unless listed.
+	Files FilesConfig `yaml:"files"`
 	// Reload configures the reload stream and SIGHUP.
 	Reload ReloadConfig `yaml:"reload"`
 	// UDP tunes UDP tunnels.
@@ -187,6 +193,36 @@ type PTYConfig struct {
 	// IdleTimeout ends a session without traffic for this long; 0 means
 	// never.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// FilesConfig configures file transfer streams (0x20, `tether cp`). With
+// no read and no write list, every transfer is refused.
+type FilesConfig struct {
+	// Read and Write are absolute path globs ('*' does not cross '/'):
+	// a path may be downloaded (uploaded) when it or a parent directory
+	// matches one. Every name is opened beneath that match, so symbolic
+	// links cannot lead out of it.
+	Read  []string `yaml:"read"`
+	Write []string `yaml:"write"`
+	// MaxSizeMiB bounds an uploaded file, or an uploaded archive's files
+	// together, in MiB; 0 means 4096.
+	MaxSizeMiB int64 `yaml:"max_size_mib"`
+	// MaxEntries bounds an uploaded archive's entries; 0 means 100,000.
+	MaxEntries int `yaml:"max_entries"`
+	// Owner and Group own uploaded files (the agent must run as root); ""
+	// means the agent's own user and group.
+	Owner string `yaml:"owner"`
+	Group string `yaml:"group"`
+	// Umask, in octal, is cleared from the modes of uploaded files; ""
+	// means "022". setuid, setgid and sticky bits are always cleared.
+	Umask string `yaml:"umask"`
+	// FollowSymlinks lets paths go through symbolic links that stay
+	// beneath the allowed path; false refuses any link on the way.
+	FollowSymlinks bool `yaml:"follow_symlinks"`
+
+	uid, gid int
+	umask    fs.FileMode
+	chown    bool
 }
 
 // KeepAliveConfig tunes the session's keep-alive: a frame is sent every
@@ -272,6 +308,7 @@ var schema = keys{
 	"max_streams": nil, "stream_window_kib": nil, "receive_budget_mib": nil,
 	"allow":  {"tcp": nil, "udp": nil},
 	"pty":    {"enabled": nil, "shell": nil, "user": nil, "max_sessions": nil, "idle_timeout": nil},
+	"files":  {"read": nil, "write": nil, "max_size_mib": nil, "max_entries": nil, "owner": nil, "group": nil, "umask": nil, "follow_symlinks": nil},
 	"reload": {"command": nil, "timeout": nil},
 	"udp": {"idle_timeout": nil, "max_packets_per_second": nil,
 		"max_reply_ratio": nil, "reply_window": nil, "reply_allowance_bytes": nil},
@@ -509,6 +546,9 @@ func (c *Config) validate(dir string) error {
 			return c.errAt("pty.user", "%q: no such user on this device", c.PTY.User)
 		}
 	}
+	if err := c.validateFiles(); err != nil {
+		return err
+	}
 	if len(c.Reload.Command) > 0 && strings.TrimSpace(c.Reload.Command[0]) == "" {
 		return c.errAt("reload.command", "the program name (first item) is empty")
 	}
@@ -561,6 +601,68 @@ func (c *Config) validate(dir string) error {
 		return &ConfigError{Msg: fmt.Sprintf("the session settings (keepalive, max_streams, stream_window_kib, receive_budget_mib) are not usable: %v", err)}
 	}
 	return nil
+}
+
+// validateFiles checks the files section and resolves its owner, group
+// and umask.
+func (c *Config) validateFiles() error {
+	f := &c.Files
+	for _, k := range []struct {
+		key   string
+		globs []string
+	}{{"files.read", f.Read}, {"files.write", f.Write}} {
+		for i, g := range k.globs {
+			if err := files.CheckGlobs([]string{g}); err != nil {
+				line := c.line(k.key + "." + strconv.Itoa(i))
+				if line == 0 {
+					line = c.line(k.key)
+				}
+				return &ConfigError{Line: line, Msg: fmt.Sprintf("%s: %v; give an absolute path such as /var/log or /data/*/upload", k.key, err)}
+			}
+		}
+	}
+	if f.MaxSizeMiB < 0 {
+		return c.errAt("files.max_size_mib", "%d must not be negative", f.MaxSizeMiB)
+	}
+	if f.MaxEntries < 0 {
+		return c.errAt("files.max_entries", "%d must not be negative", f.MaxEntries)
+	}
+	f.uid, f.gid = -1, -1
+	if f.Owner != "" {
+		u, err := user.Lookup(f.Owner)
+		if err != nil {
+			return c.errAt("files.owner", "%q: no such user on this device", f.Owner)
+		}
+		f.uid, _ = strconv.Atoi(u.Uid)
+		f.chown = true
+	}
+	if f.Group != "" {
+		g, err := user.LookupGroup(f.Group)
+		if err != nil {
+			return c.errAt("files.group", "%q: no such group on this device", f.Group)
+		}
+		f.gid, _ = strconv.Atoi(g.Gid)
+		f.chown = true
+	}
+	umask := f.Umask
+	if umask == "" {
+		umask = "022"
+	}
+	m, err := strconv.ParseUint(umask, 8, 32)
+	if err != nil || m > 0o777 {
+		return c.errAt("files.umask", "%q is not an octal umask such as \"022\"", f.Umask)
+	}
+	f.umask = fs.FileMode(m)
+	return nil
+}
+
+// FilesConfig returns the file transfer settings for files.Server.
+func (c *Config) FilesConfig() files.Config {
+	f := c.Files
+	return files.Config{
+		Read: f.Read, Write: f.Write, MaxSize: f.MaxSizeMiB << 20, MaxEntries: f.MaxEntries,
+		Chown: f.chown, UID: f.uid, GID: f.gid, Umask: f.umask, FollowSymlinks: f.FollowSymlinks,
+	}
 }
 
 // sessionLimits checks receive_budget_mib, stream_window_kib and
