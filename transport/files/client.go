@@ -80,7 +80,8 @@ type DownloadOptions struct {
 // tar archive of a directory, or of anything from a qbee-v1 device. In raw
 // mode the whole file's SHA-256 is checked against the device's trailer;
 // a mismatch is ErrChecksum.
-func Download(ctx context.Context, o transport.Opener, path string, w io.Writer, opts *DownloadOptions) (*Result, error) {
+func Download(ctx context.Context, o transport.Opener, path string, w io.Writer, opts *DownloadOptions) (_ *Result, err error) {
+	defer func() { err = lostErr(o, err) }()
 	if opts == nil {
 		opts = &DownloadOptions{}
 	}
@@ -104,7 +105,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 		return nil, err
 	}
 	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.Abort() })
+	stop := abortOnEnd(ctx, o, st)
 	defer stop()
 	a, legacy, err := ParseAnswer(ans)
 	if err != nil {
@@ -115,7 +116,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	if legacy || a.MTimeNS == 0 {
 		res.MTime = time.Time{}
 	}
-	if a.Raw && a.Offset > 0 && (a.Offset != opts.Offset || opts.Held == nil) {
+	if a.Raw && (a.Offset > a.Size || a.Offset > 0 && (a.Offset != opts.Offset || opts.Held == nil)) {
 		return nil, fmt.Errorf("%w: the device resumed at %d, the client holds %d bytes", ErrBadRequest, a.Offset, opts.Offset)
 	}
 	if opts.Start != nil {
@@ -167,6 +168,44 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 		return res, fmt.Errorf("%w: the bytes received have SHA-256 %s, the device sent %s", ErrChecksum, res.SHA256, fr.trailer.SHA256)
 	}
 	return res, nil
+}
+
+// abortOnEnd aborts st when ctx ends or, when o tells (a client or a
+// session), its connection is gone: a write blocked on the stream's window
+// would otherwise wait for its deadline.
+func abortOnEnd(ctx context.Context, o transport.Opener, st *transport.Stream) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	if d, ok := o.(interface{ Done() <-chan struct{} }); ok {
+		done := d.Done()
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	stopAbort := context.AfterFunc(ctx, func() { _ = st.Abort() })
+	return func() {
+		stopAbort()
+		cancel()
+	}
+}
+
+// lostErr reports err as a lost connection when o's connection is gone
+// (a closed stream is then all the stream says).
+func lostErr(o transport.Opener, err error) error {
+	if err == nil || errors.Is(err, transport.ErrConnLost) {
+		return err
+	}
+	if d, ok := o.(interface{ Done() <-chan struct{} }); ok {
+		select {
+		case <-d.Done():
+			return fmt.Errorf("%w (%v)", transport.ErrConnLost, err)
+		default:
+		}
+	}
+	return err
 }
 
 func idleOr(d time.Duration) time.Duration {
@@ -232,7 +271,8 @@ type UploadOptions struct {
 // moves in raw mode and is stored atomically once its SHA-256 checks out;
 // a qbee-v1 device gets a gzip-compressed tar archive instead. Upload
 // returns after the device's final answer.
-func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, opts *UploadOptions) (*Result, error) {
+func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, opts *UploadOptions) (_ *Result, err error) {
+	defer func() { err = lostErr(o, err) }()
 	if opts == nil {
 		opts = &UploadOptions{}
 	}
@@ -259,7 +299,7 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 		return nil, err
 	}
 	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.Abort() })
+	stop := abortOnEnd(ctx, o, st)
 	defer stop()
 	a, legacy, err := ParseAnswer(ans)
 	if err != nil {

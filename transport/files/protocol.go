@@ -254,7 +254,7 @@ func ParseAnswer(payload []byte) (a Answer, legacy bool, err error) {
 	if err := json.Unmarshal(payload, &a); err != nil {
 		return a, false, fmt.Errorf("%w: the device's answer is not JSON: %v", ErrBadRequest, err)
 	}
-	if a.V < 1 || a.Offset < 0 || a.Size < 0 || (a.Raw && a.Offset > a.Size) {
+	if a.V < 1 || a.Offset < 0 || a.Size < 0 {
 		return a, false, fmt.Errorf("%w: the device's answer is out of range: %s", ErrBadRequest, payload)
 	}
 	return a, false, nil
@@ -337,8 +337,18 @@ func (fw *frameWriter) flush() error {
 	}
 	_, err := fw.w.Write(fw.buf)
 	fw.buf = fw.buf[:0]
-	return err
+	if err != nil {
+		return &sendError{err}
+	}
+	return nil
 }
+
+// sendError is a failed write to the stream, as opposed to a failed read
+// of the file being sent.
+type sendError struct{ err error }
+
+func (e *sendError) Error() string { return e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
 
 // frameReader reads the data of a raw body and stops at its last frame.
 // Read returns io.EOF after a trailer (Trailer then holds it), and the

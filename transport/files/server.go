@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -91,6 +92,42 @@ type Server struct {
 	Logger *slog.Logger
 
 	cfg atomic.Pointer[Config]
+
+	mu sync.Mutex
+	// mu guards the following.
+	busy map[string]chan struct{} // uploads in progress, by target; closed when done
+}
+
+// lock waits until no other upload writes to target, for at most d.
+func (s *Server) lock(ctx context.Context, target string, d time.Duration) (unlock func(), err error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if s.busy == nil {
+			s.busy = make(map[string]chan struct{})
+		}
+		ch, held := s.busy[target]
+		if !held {
+			ch = make(chan struct{})
+			s.busy[target] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.busy, target)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // SetConfig replaces the configuration; transfers that start from now on
@@ -184,7 +221,7 @@ func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte
 	}
 	stop := context.AfterFunc(ctx, func() { _ = st.Abort() })
 	defer stop()
-	t := &transfer{cfg: cfg, root: root, rel: rel, req: req, st: st, log: log}
+	t := &transfer{cfg: cfg, root: root, rel: rel, req: req, st: st, log: log, srv: s, ctx: ctx}
 	if req.Direction == DirDownload {
 		return t.download()
 	}
@@ -242,6 +279,8 @@ func trimPathErr(err error) error {
 
 // transfer is one stream being served.
 type transfer struct {
+	srv  *Server
+	ctx  context.Context
 	cfg  *Config
 	root *os.Root
 	rel  string
@@ -333,7 +372,8 @@ func (t *transfer) downloadRaw() error {
 // isStreamErr reports an error of the stream itself (reset, lost,
 // closed), as opposed to one of the file.
 func isStreamErr(err error) bool {
-	return errors.Is(err, transport.ErrStreamReset) || errors.Is(err, transport.ErrConnLost) ||
+	var se *sendError
+	return errors.As(err, &se) || errors.Is(err, transport.ErrStreamReset) || errors.Is(err, transport.ErrConnLost) ||
 		errors.Is(err, transport.ErrSessionClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
@@ -456,6 +496,13 @@ func (t *transfer) uploadRaw() error {
 	if fi, err := t.root.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("the directory of %s does not exist; create it first", t.req.Path)
 	}
+	// A retry may arrive while the device still serves the attempt whose
+	// connection was lost: it waits for that one to end.
+	unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, t.cfg.idle())
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	lim := t.cfg.limits()
 	if x.Size > lim.maxBytes() {
 		return fmt.Errorf("%s: %d bytes is more than this device accepts (files.max_size, %d bytes)", t.req.Path, x.Size, lim.maxBytes())
@@ -468,7 +515,6 @@ func (t *transfer) uploadRaw() error {
 		off  int64
 		h    = sha256.New()
 		keep = x.SHA256 != "" // a partial a retry can resume
-		err  error
 	)
 	if keep {
 		name, f, off, err = t.openPartial(rel, x, h)
