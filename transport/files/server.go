@@ -93,6 +93,9 @@ type Server struct {
 
 	cfg atomic.Pointer[Config]
 
+	// wrapFile wraps what an upload writes to (tests inject errors).
+	wrapFile func(io.Writer) io.Writer
+
 	mu sync.Mutex
 	// mu guards the following.
 	busy map[string]chan struct{} // uploads in progress, by target; closed when done
@@ -541,7 +544,11 @@ func (t *transfer) uploadRaw() error {
 	}
 	fr := &frameReader{r: t.idleRW()}
 	lr := &maxReader{r: fr, n: x.Size - off}
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), lr, make([]byte, 256<<10))
+	var fw io.Writer = f
+	if t.srv.wrapFile != nil {
+		fw = t.srv.wrapFile(f)
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(fw, h), lr, make([]byte, 256<<10))
 	if err != nil {
 		var rfe *RemoteFrameError
 		switch {
