@@ -29,6 +29,7 @@ const (
 	ExitForbidden   = 6   // the token may not do this (HTTP 403)
 	ExitOffline     = 7   // the device is not connected (HTTP 404)
 	ExitRemote      = 8   // the edge or the device answered Error
+	ExitChecksum    = 9   // tether cp: the bytes received do not match the sender's SHA-256
 	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
 	ExitLost        = 255 // the session was lost mid-stream
 )
@@ -44,6 +45,7 @@ const exitCodeHelp = `EXIT CODES
   6    forbidden: the token may not reach this device or target (HTTP 403)
   7    the device is not connected to the edge (HTTP 404)
   8    the edge or the device refused the request; its reason is printed verbatim
+  9    tether cp: the copy's SHA-256 does not match the sender's (the copy is discarded)
   130  interrupted (Ctrl-C, SIGTERM)
   255  the session to the edge was lost mid-stream
   tether shell exits with the remote command's code (128+N for signal N).`

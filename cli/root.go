@@ -210,6 +210,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newShellCommand(g),
 		newNCCommand(g),
 		newReloadCommand(g),
+		newCPCommand(g),
 		newCertsCommand(g),
 		newVersionCommand(g),
 	)

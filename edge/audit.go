@@ -52,6 +52,11 @@ type Event struct {
 	Command string   `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Result  string   `json:"result,omitempty"`
+	// Direction ("download" or "upload"), Path and Offset are a file
+	// transfer's: Offset is where the client asked to resume a download.
+	Direction string `json:"direction,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Offset    int64  `json:"offset,omitempty"`
 	// Peer is, in a cluster, the other edge a stream went through: the
 	// device's edge on the client's edge, and the client's edge on the
 	// device's.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	"github.com/tetherhq/tether/transport/wire"
@@ -75,9 +74,9 @@ const Version = 1
 // Bounds of the protocol.
 const (
 	// MaxPath bounds a request's path and every name in an archive, in bytes.
-	MaxPath = 4096
+	MaxPath = wire.MaxFilePath
 	// MaxName bounds one path component, in bytes.
-	MaxName = 255
+	MaxName = wire.MaxFileName
 	// maxFrame is the largest frame payload.
 	maxFrame = wire.MaxPayload
 )
@@ -195,32 +194,12 @@ func ParseRequest(payload []byte) (Request, error) {
 	return r, nil
 }
 
-// CheckPath accepts an absolute, canonical path: it starts with '/', has no
-// empty, "." or ".." component, no trailing '/', no NUL, and is at most
-// MaxPath bytes. Non-canonical paths are refused rather than cleaned, so
-// that what a policy matched is what is opened.
+// CheckPath accepts an absolute, canonical path (wire.CheckFilePath):
+// non-canonical paths are refused rather than cleaned, so that what a
+// policy matched is what is opened.
 func CheckPath(p string) error {
-	switch {
-	case p == "":
-		return fmt.Errorf("%w: empty path; give an absolute path such as /var/log/syslog", ErrBadRequest)
-	case len(p) > MaxPath:
-		return fmt.Errorf("%w: path longer than %d bytes", ErrBadRequest, MaxPath)
-	case p[0] != '/':
-		return fmt.Errorf("%w: path %q is relative; give an absolute path such as /var/log/syslog", ErrBadRequest, p)
-	case strings.IndexByte(p, 0) >= 0:
-		return fmt.Errorf("%w: path holds a NUL byte", ErrBadRequest)
-	case p == "/":
-		return nil
-	}
-	for _, c := range strings.Split(p[1:], "/") {
-		switch {
-		case c == "":
-			return fmt.Errorf("%w: path %q has an empty component or a trailing '/'; give it in canonical form (%s)", ErrBadRequest, p, path.Clean(p))
-		case c == "." || c == "..":
-			return fmt.Errorf("%w: path %q has a %q component; give it in canonical form, without . or ..", ErrBadRequest, p, c)
-		case len(c) > MaxName:
-			return fmt.Errorf("%w: a component of %q is longer than %d bytes", ErrBadRequest, p, MaxName)
-		}
+	if err := wire.CheckFilePath(p); err != nil {
+		return fmt.Errorf("%w: %s", ErrBadRequest, strings.TrimPrefix(err.Error(), wire.ErrBadFileRequest.Error()+": "))
 	}
 	return nil
 }

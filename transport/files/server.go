@@ -148,44 +148,22 @@ func (s *Server) config() *Config {
 	return &Config{}
 }
 
-// CheckGlobs reports the first glob that is not an absolute pattern that
-// path.Match accepts.
-func CheckGlobs(globs []string) error {
-	for _, g := range globs {
-		if !strings.HasPrefix(g, "/") {
-			return fmt.Errorf("%q is not an absolute path", g)
-		}
-		if _, err := path.Match(g, "/"); err != nil {
-			return fmt.Errorf("%q: %v", g, err)
-		}
-		if g != "/" && path.Clean(g) != g {
-			return fmt.Errorf("%q is not in canonical form (%s)", g, path.Clean(g))
-		}
-	}
-	return nil
-}
+// CheckGlobs reports the first glob that is not an absolute, canonical
+// pattern in path.Match syntax.
+func CheckGlobs(globs []string) error { return wire.CheckFileGlobs(globs) }
 
 // allowedRoot returns the shortest ancestor of p (p included) that one of
 // globs matches, and p relative to it.
 func allowedRoot(globs []string, p string) (root, rel string, ok bool) {
-	cands := []string{"/"}
-	for i := 1; i <= len(p); i++ {
-		if i == len(p) || p[i] == '/' {
-			cands = append(cands, p[:i])
-		}
+	root, ok = wire.MatchFilePath(globs, p)
+	if !ok {
+		return "", "", false
 	}
-	for _, c := range cands {
-		for _, g := range globs {
-			if m, _ := path.Match(g, c); m {
-				rel := strings.TrimPrefix(strings.TrimPrefix(p, c), "/")
-				if rel == "" {
-					rel = "."
-				}
-				return c, rel, true
-			}
-		}
+	rel = strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+	if rel == "" {
+		rel = "."
 	}
-	return "", "", false
+	return root, rel, true
 }
 
 // Serve serves one file transfer stream. Errors before the answer become
