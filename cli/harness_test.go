@@ -106,6 +106,7 @@ clients:
       udp: ["127.0.0.1:*"]
       pty: true
       reload: true
+      files: true
   - name: lab
     token_sha256: %q
     devices: ["lab-*"]
