@@ -137,7 +137,7 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 			f.Close()
 			return err
 		}
-		out, lazy.w = f, f
+		out, lazy.w = f, newWritebackWriter(f, i.Offset)
 		return nil
 	}
 	res, err := Download(ctx, o, remote, lazy, dopts)
@@ -267,4 +267,33 @@ func UploadFile(ctx context.Context, o transport.Opener, local, remote string, o
 		}
 	}
 	return Upload(ctx, o, remote, f, uopts)
+}
+
+// writebackEvery is how many bytes a file receives between two starts of
+// its writeback.
+const writebackEvery = 32 << 20
+
+// writebackWriter writes to a file at off and starts the kernel's
+// writeback of every writebackEvery bytes, so that dirty pages do not pile
+// up until the final fsync.
+type writebackWriter struct {
+	f        *os.File
+	off      int64 // file offset of the next byte
+	pending  int64 // bytes written since the last start
+	syncFrom int64
+}
+
+func newWritebackWriter(f *os.File, off int64) *writebackWriter {
+	return &writebackWriter{f: f, off: off, syncFrom: off}
+}
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	w.pending += int64(n)
+	if w.pending >= writebackEvery {
+		startWriteback(w.f, w.syncFrom, w.pending)
+		w.syncFrom, w.pending = w.off, 0
+	}
+	return n, err
 }

@@ -522,7 +522,7 @@ func (t *transfer) uploadRaw() error {
 	}
 	fr := &frameReader{r: t.idleRW()}
 	lr := &maxReader{r: fr, n: x.Size - off}
-	var fw io.Writer = f
+	var fw io.Writer = newWritebackWriter(f, off)
 	if t.srv.wrapFile != nil {
 		fw = t.srv.wrapFile(f)
 	}
