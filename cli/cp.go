@@ -40,11 +40,12 @@ once the checksum matches: the target is never seen half-written. A
 directory (with -r) moves as a tar archive, gzip-compressed unless
 --no-compress. When DST is an existing directory, SRC is copied into it.
 
-With --resume, a transfer that is cut (the network, the edge) continues
-where it stopped, on a new connection (up to --retries times), and a later
-run continues a partial one: downloads keep DST.tether-part next to the
-target, uploads a partial file on the device. A file that changed on the
-device since the partial download started is fetched again from the start.
+With --resume, a file transfer that is cut (the network, the edge)
+continues where it stopped, on a new connection (up to --retries times),
+and a later run continues a partial one: downloads keep DST.tether-part
+next to the target, uploads a partial file on the device. A file that
+changed on the device since the partial download started is fetched again
+from the start. Directories are not resumed: run the command again.
 
 A device whose agent does not know the extension (a qbee-v1 agent) gets
 plain tar+gzip, without resume or checksums; the command says so.
@@ -116,8 +117,10 @@ func (o *cpOptions) run(ctx context.Context) error {
 	}
 	bar := o.progress(filepath.Base(remote))
 	legacyNoted := false
+	resumable := true // false once a transfer ran as a tar archive, which starts over
 	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Limits: files.Limits{UID: -1, GID: -1},
 		Start: func(i files.Info) error {
+			resumable = i.Raw
 			if i.Legacy && !legacyNoted {
 				legacyNoted = true
 				o.g.notice("device %s does not support resume or checksums (its agent speaks plain qbee-v1); copying as tar+gzip", device)
@@ -142,7 +145,10 @@ func (o *cpOptions) run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if attempt >= attempts || !retryable(err) || ctx.Err() != nil {
+		if attempt >= attempts || !retryable(err) || !resumable || ctx.Err() != nil {
+			if !resumable && o.resume && retryable(err) {
+				o.g.notice("directories and transfers with an agent that speaks plain qbee-v1 are not resumed; run the command again to copy it whole")
+			}
 			if bar != nil {
 				bar.stop()
 			}
