@@ -1,12 +1,20 @@
 package agent
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/transport/files"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func TestFilesConfig(t *testing.T) {
@@ -61,4 +69,38 @@ func TestFilesConfigErrors(t *testing.T) {
 			require.True(t, strings.HasPrefix(err.Error(), tc.want), "got %q; want prefix %q", err.Error(), tc.want)
 		})
 	}
+}
+
+// TestAgentFilesFollowReloads: no file access until agent.yaml grants it,
+// and a reload grants or takes it away for new transfers.
+func TestAgentFilesFollowReloads(t *testing.T) {
+	data, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(data, "log"), []byte("hello"), 0o644))
+	env, c := startAgent(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	download := func() (string, error) {
+		var buf bytes.Buffer
+		_, err := c.Download(ctx, filepath.Join(data, "log"), &buf, nil)
+		return buf.String(), err
+	}
+	_, err = download()
+	var re *wire.RemoteError
+	require.ErrorAs(t, err, &re, "refused by default")
+	require.Contains(t, re.Reason, "files.read")
+
+	env.writeConfig(t, "files: {read: [\""+data+"\"]}\n")
+	require.NoError(t, env.agent.Reload(ctx))
+	got, err := download()
+	require.NoError(t, err)
+	require.Equal(t, "hello", got)
+	_, err = c.Upload(ctx, filepath.Join(data, "new"), bytes.NewReader([]byte("x")), &files.UploadOptions{Size: 1, Name: "new"})
+	require.ErrorAs(t, err, &re, "reading does not grant writing")
+	require.Contains(t, re.Reason, "files.write")
+
+	env.writeConfig(t, "")
+	require.NoError(t, env.agent.Reload(ctx))
+	_, err = download()
+	require.ErrorAs(t, err, &re, "the reload took it away")
 }
