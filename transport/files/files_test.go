@@ -467,3 +467,24 @@ func TestSetuidBitsAreStripped(t *testing.T) {
 		require.Equal(t, want, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), name)
 	}
 }
+
+// TestAllowedFile: a glob that names one file admits that file, and
+// nothing next to it or "beneath" it.
+func TestAllowedFile(t *testing.T) {
+	dir := tempDir(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hostname"), []byte("gw-17"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "shadow"), []byte("secret"), 0o600))
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Read: []string{filepath.Join(dir, "hostname")}})
+	cl := rig(t, srv)
+	ctx := testbroker.Ctx(t)
+	var buf bytes.Buffer
+	_, err := cl.Download(ctx, filepath.Join(dir, "hostname"), &buf, nil)
+	require.NoError(t, err)
+	require.Equal(t, "gw-17", buf.String())
+	for _, p := range []string{filepath.Join(dir, "shadow"), filepath.Join(dir, "hostname", "x")} {
+		_, err = cl.Download(ctx, p, io.Discard, nil)
+		var re *wire.RemoteError
+		require.ErrorAs(t, err, &re, p)
+	}
+}

@@ -184,11 +184,12 @@ func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte
 		log.Warn("file transfer refused", "direction", req.Direction.String(), "path", req.Path)
 		return fmt.Errorf("not allowed: %s %s; the device's agent.yaml files.%s does not cover it", req.Direction, req.Path, key)
 	}
-	if fi, err := os.Stat(rootDir); err == nil && !fi.IsDir() {
-		// The allowed path is a file: open its directory, and only it.
+	if fi, err := os.Stat(rootDir); (err == nil && !fi.IsDir() || errors.Is(err, fs.ErrNotExist)) && rel == "." {
+		// The allowed path is the file itself (or one to be created): open
+		// its directory, and only it.
 		rootDir, rel = filepath.Dir(rootDir), filepath.Base(rootDir)
-	} else if errors.Is(err, fs.ErrNotExist) && rel == "." {
-		rootDir, rel = filepath.Dir(rootDir), filepath.Base(rootDir)
+	} else if err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s: %s is not a directory", req.Path, rootDir)
 	}
 	root, err := openRoot(rootDir, cfg.FollowSymlinks)
 	if err != nil {
