@@ -299,7 +299,7 @@ func (t *transfer) idleRW() io.ReadWriter { return &idleRW{st: t.st, d: t.cfg.id
 
 func (t *transfer) downloadRaw() error {
 	x := t.ext()
-	flag := os.O_RDONLY
+	flag := os.O_RDONLY | syscall.O_NONBLOCK // a FIFO swapped in after the stat must not block the open
 	if !t.cfg.FollowSymlinks {
 		flag |= syscall.O_NOFOLLOW
 	}
@@ -661,7 +661,7 @@ func (t *transfer) sweep(dir string) {
 }
 
 func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func writeEntry(tw *tar.Writer, root *os.Root, rel, name, base string, skipped f
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
