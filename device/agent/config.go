@@ -209,8 +209,9 @@ type FilesConfig struct {
 	MaxSizeMiB int64 `yaml:"max_size_mib"`
 	// MaxEntries bounds an uploaded archive's entries; 0 means 100,000.
 	MaxEntries int `yaml:"max_entries"`
-	// Owner and Group own uploaded files (the agent must run as root); ""
-	// means the agent's own user and group.
+	// Owner and Group own uploaded files (the agent must run as root).
+	// Both "" means pty.user and its group when shells run as another user
+	// (pty.enabled with pty.user), else the agent's own user and group.
 	Owner string `yaml:"owner"`
 	Group string `yaml:"group"`
 	// Umask, in octal, is cleared from the modes of uploaded files; ""
@@ -628,13 +629,22 @@ func (c *Config) validateFiles() error {
 		return c.errAt("files.max_entries", "%d must not be negative", f.MaxEntries)
 	}
 	f.uid, f.gid = -1, -1
-	if f.Owner != "" {
-		u, err := user.Lookup(f.Owner)
+	owner, ownerKey := f.Owner, "files.owner"
+	if owner == "" && f.Group == "" && c.PTY.Enabled && c.PTY.User != "" {
+		// Uploads belong to the user shells run as, like files a shell
+		// session would write.
+		owner, ownerKey = c.PTY.User, "pty.user"
+	}
+	if owner != "" {
+		u, err := user.Lookup(owner)
 		if err != nil {
-			return c.errAt("files.owner", "%q: no such user on this device", f.Owner)
+			return c.errAt(ownerKey, "%q: no such user on this device", owner)
 		}
 		f.uid, _ = strconv.Atoi(u.Uid)
 		f.chown = true
+		if f.Owner == "" {
+			f.gid, _ = strconv.Atoi(u.Gid)
+		}
 	}
 	if f.Group != "" {
 		g, err := user.LookupGroup(f.Group)

@@ -104,3 +104,15 @@ func TestAgentFilesFollowReloads(t *testing.T) {
 	_, err = download()
 	require.ErrorAs(t, err, &re, "the reload took it away")
 }
+
+func TestFilesOwnerDefaultsToTheShellUser(t *testing.T) {
+	base := "edge: https://e/device\ncert: a\nkey: b\nca: c\n"
+	c, err := ParseConfig([]byte(base+"pty: {enabled: true, user: root}\nfiles: {write: [\"/data\"]}\n"), "/d")
+	require.NoError(t, err)
+	fc := c.FilesConfig()
+	require.True(t, fc.Chown, "uploads belong to pty.user")
+	require.Equal(t, [2]int{0, 0}, [2]int{fc.UID, fc.GID})
+	c, err = ParseConfig([]byte(base+"pty: {enabled: false, user: root}\nfiles: {write: [\"/data\"]}\n"), "/d")
+	require.NoError(t, err)
+	require.False(t, c.FilesConfig().Chown, "no shells, no shell user")
+}
