@@ -49,3 +49,20 @@ func TestFileTapFindsTheTrailer(t *testing.T) {
 		t.Fatal("a tap only for raw answers")
 	}
 }
+
+func FuzzFileTap(f *testing.F) {
+	f.Add(append(record(0x00, []byte("abc")), record(0x01, []byte(`{"size":3,"sha256":"x"}`))...))
+	f.Add(record(0x02, []byte("shrank")))
+	f.Add([]byte{0x01, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tap := &fileTap{}
+		for i := 0; i < len(b); i += 5 {
+			tap.feed(b[i:min(len(b), i+5)])
+		}
+		if len(tap.payload) > 1<<16 {
+			t.Fatalf("kept %d bytes of one record", len(tap.payload))
+		}
+		var ev Event
+		tap.record(&ev)
+	})
+}
