@@ -88,6 +88,10 @@ func (d *referenceDevice) serve(_ context.Context, st *transport.Stream, payload
 			err = tw.Close()
 		}
 		if err == nil {
+			// GNU tar rounds an archive up to a record of 10 KiB.
+			_, err = zw.Write(make([]byte, 10240-2*512))
+		}
+		if err == nil {
 			err = zw.Close()
 		}
 		return err

@@ -114,7 +114,16 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 			go func() {
 				defer r.Close()
 				_, _, err := Extract(r, dest, pr, opts.Limits)
-				pr.CloseWithError(fmt.Errorf("extract: %w", err))
+				if err == nil {
+					// What follows the archive's end is padding (tar
+					// writers round up to a record, 10 KiB for GNU tar).
+					_, err = io.Copy(io.Discard, io.LimitReader(pr, 1<<20))
+				}
+				if err != nil {
+					pr.CloseWithError(fmt.Errorf("extract: %w", err))
+				} else {
+					pr.Close()
+				}
 				extract <- err
 			}()
 			lazy.w = pw
