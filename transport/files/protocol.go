@@ -339,7 +339,6 @@ type frameReader struct {
 	err     error
 	trailer Trailer
 	hdr     [3]byte
-	onRead  func() // called before each read of r; sets a deadline
 }
 
 // RemoteFrameError is the reason of an error frame.
@@ -357,9 +356,6 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if fr.onRead != nil {
-		fr.onRead()
-	}
 	n, err := fr.r.Read(p[:min(len(p), fr.left)])
 	fr.left -= n
 	if err == io.EOF {
@@ -372,9 +368,6 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 }
 
 func (fr *frameReader) next() error {
-	if fr.onRead != nil {
-		fr.onRead()
-	}
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return fmt.Errorf("%w: the stream ended before the trailer", ErrFrame)

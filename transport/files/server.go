@@ -197,7 +197,7 @@ func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte
 	}
 	defer root.Close()
 	if !cfg.FollowSymlinks {
-		if err := noSymlinks(root, rel, req.Direction == DirUpload); err != nil {
+		if err := noSymlinks(root, rel); err != nil {
 			return err
 		}
 	}
@@ -227,8 +227,8 @@ func openRoot(dir string, followLinks bool) (*os.Root, error) {
 }
 
 // noSymlinks refuses a rel path any of whose components is a symbolic
-// link. For an upload the last component may not exist yet.
-func noSymlinks(root *os.Root, rel string, upload bool) error {
+// link; components that do not exist yet (an upload's target) pass.
+func noSymlinks(root *os.Root, rel string) error {
 	if rel == "." {
 		return nil
 	}
