@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/transport"
@@ -142,4 +144,35 @@ func TestCPErrorClasses(t *testing.T) {
 		d, p, r := splitRemote(tc.in)
 		require.Equal(t, [3]any{tc.device, tc.path, tc.remote}, [3]any{d, p, r}, tc.in)
 	}
+}
+
+// TestCPResumesAPartialDownload: a partial file left by an earlier run is
+// continued from its length, which the edge's audit record shows.
+func TestCPResumesAPartialDownload(t *testing.T) {
+	f := newFleet(t)
+	remote := evalDir(t)
+	f.addAgent("d1", "files: {read: [\""+remote+"\"]}\n")
+	src := filepath.Join(remote, "big.bin")
+	want := randomFile(t, src, 4, 8<<20)
+	fi, err := os.Stat(src)
+	require.NoError(t, err)
+
+	local := filepath.Join(evalDir(t), "big.bin")
+	body, err := os.ReadFile(src)
+	require.NoError(t, err)
+	const held = 3 << 20
+	require.NoError(t, os.WriteFile(local+files.PartialSuffix, body[:held], 0o600))
+	side := fmt.Sprintf(`{"path":%q,"size":%d,"mtime_ns":%d}`, src, fi.Size(), fi.ModTime().UnixNano())
+	require.NoError(t, os.WriteFile(local+files.PartialSuffix+".json", []byte(side), 0o600))
+
+	_, errOut, code := f.tether("", "cp", "--resume", "d1:"+src, local)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, want, sumOf(t, local))
+	_, err = os.Stat(local + files.PartialSuffix)
+	require.True(t, os.IsNotExist(err), "the partial file is renamed into place")
+	require.Eventually(t, func() bool {
+		return strings.Contains(f.edge.Stdout(), `"event":"stream_close"`) &&
+			strings.Contains(f.edge.Stdout(), fmt.Sprintf(`"offset":%d`, held)) &&
+			strings.Contains(f.edge.Stdout(), `"sha256":"`+want+`"`)
+	}, 10*time.Second, 50*time.Millisecond, "the audit shows the resume and the checksum:\n%s", f.edge.Stdout())
 }
