@@ -488,3 +488,28 @@ func TestAllowedFile(t *testing.T) {
 		require.ErrorAs(t, err, &re, p)
 	}
 }
+
+// TestOldPartialsAreSwept: partial uploads older than PartialMaxAge go when
+// the next upload to their directory starts; younger ones stay.
+func TestOldPartialsAreSwept(t *testing.T) {
+	dir := tempDir(t)
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Write: []string{dir}})
+	cl := rig(t, srv)
+	old := filepath.Join(dir, ".fw.img.tether-part")
+	young := filepath.Join(dir, ".other.bin.tether-part")
+	mine := filepath.Join(dir, ".tether-notes") // not ours: no ".<name>.tether-" form
+	for _, p := range []string{old, old + ".json", young, mine} {
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+	}
+	twoDays := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{old, old + ".json", mine} {
+		require.NoError(t, os.Chtimes(p, twoDays, twoDays))
+	}
+	_, err := cl.Upload(testbroker.Ctx(t), filepath.Join(dir, "new.txt"), bytes.NewReader([]byte("hi")), &files.UploadOptions{Size: 2, Name: "new.txt"})
+	require.NoError(t, err)
+	for p, want := range map[string]bool{old: false, old + ".json": false, young: true, mine: true} {
+		_, err := os.Stat(p)
+		require.Equal(t, want, err == nil, "%s kept: %v", p, err == nil)
+	}
+}

@@ -649,7 +649,7 @@ func (t *transfer) sweep(dir string) {
 	d.Close()
 	for _, e := range ents {
 		n := e.Name()
-		if !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tether-") || !e.Type().IsRegular() {
+		if !isOurTemp(n) || !e.Type().IsRegular() {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > maxAge {
@@ -658,6 +658,28 @@ func (t *transfer) sweep(dir string) {
 			}
 		}
 	}
+}
+
+// isOurTemp reports the names this package gives partial uploads
+// (".<name>.tether-part" and its ".json" sidecar) and temporary files
+// (".<name>.tether-<16 hex digits>").
+func isOurTemp(n string) bool {
+	i := strings.LastIndex(n, ".tether-")
+	if i < 2 || n[0] != '.' {
+		return false
+	}
+	switch rest := n[i+len(".tether-"):]; {
+	case rest == "part" || rest == "part.json":
+		return true
+	case len(rest) == 16:
+		for _, c := range rest {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
