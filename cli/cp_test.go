@@ -7,11 +7,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/files"
@@ -175,4 +177,34 @@ func TestCPResumesAPartialDownload(t *testing.T) {
 			strings.Contains(f.edge.Stdout(), fmt.Sprintf(`"offset":%d`, held)) &&
 			strings.Contains(f.edge.Stdout(), `"sha256":"`+want+`"`)
 	}, 10*time.Second, 50*time.Millisecond, "the audit shows the resume and the checksum:\n%s", f.edge.Stdout())
+}
+
+// TestCPProgressOnATerminal runs tether cp with stderr on a pseudo-terminal:
+// the progress bar names the file and counts bytes.
+func TestCPProgressOnATerminal(t *testing.T) {
+	f := newFleet(t)
+	remote := evalDir(t)
+	f.addAgent("d1", "files: {read: [\""+remote+"\"]}\n")
+	src := filepath.Join(remote, "image.bin")
+	want := randomFile(t, src, 5, 16<<20)
+	local := filepath.Join(evalDir(t), "image.bin")
+
+	ptmx, tty, err := pty.Open()
+	require.NoError(t, err)
+	defer ptmx.Close()
+	cmd := exec.Command(binPath("tether"), f.args(f.token, "cp", "d1:"+src, local)...)
+	cmd.Env = baseEnv(t)
+	cmd.Stderr = tty
+	out := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(ptmx) // ends when the terminal closes
+		out <- string(b)
+	}()
+	require.NoError(t, cmd.Run())
+	tty.Close()
+	require.Equal(t, want, sumOf(t, local))
+	shown := <-out
+	require.Contains(t, shown, "image.bin", "the bar names the file")
+	require.Contains(t, shown, "/17 MB", "the bar counts the bytes of the 16 MiB file")
+	require.Contains(t, shown, "MB/s", "and shows the rate")
 }
