@@ -99,6 +99,7 @@ func (o *cpOptions) run(ctx context.Context) error {
 	if dremote {
 		device, remote, local, upload = ddev, dpath, spath, true
 	}
+	remote = wire.TrimFilePath(remote)
 	if err := files.CheckPath(remote); err != nil {
 		return usageErrorf("%s: %s", device+":"+remote, strings.TrimPrefix(err.Error(), files.ErrBadRequest.Error()+": "))
 	}

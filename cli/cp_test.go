@@ -60,7 +60,7 @@ func TestCP(t *testing.T) {
 	// A file up, into an existing directory, and back down.
 	src := filepath.Join(local, "fw.img")
 	want := randomFile(t, src, 1, 3<<20+5)
-	_, errOut, code := f.tether("", "cp", "--resume", src, "d1:"+filepath.Join(remote, "in"))
+	_, errOut, code := f.tether("", "cp", "--resume", src, "d1:"+filepath.Join(remote, "in")+"/")
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, want, sumOf(t, filepath.Join(remote, "in", "fw.img")))
 	_, errOut, code = f.tether("", "cp", "d1:"+filepath.Join(remote, "in", "fw.img"), filepath.Join(local, "back.img"))

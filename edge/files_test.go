@@ -62,6 +62,8 @@ func TestFileRequestsMustBeCanonical(t *testing.T) {
 		{`{"direction":0,"path":"var/log"}`, "relative"},
 		{`{"direction":0,"path":"/var/log/../../etc/shadow"}`, `".." component`},
 		{`{"direction":0,"path":"/var//log"}`, "canonical form (/var/log)"},
+		{`{"direction":0,"path":"/var/log/"}`, ""},
+		{`{"direction":0,"path":"/var/log//"}`, "canonical form"},
 		{`{"direction":2,"path":"/var/log"}`, "direction 2"},
 		{`not json`, "not JSON"},
 	} {

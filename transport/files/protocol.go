@@ -172,6 +172,7 @@ func ParseRequest(payload []byte) (Request, error) {
 	if r.Direction != DirDownload && r.Direction != DirUpload {
 		return r, fmt.Errorf("%w: direction %d; 0 downloads, 1 uploads", ErrBadRequest, r.Direction)
 	}
+	r.Path = wire.TrimFilePath(r.Path)
 	if err := CheckPath(r.Path); err != nil {
 		return r, err
 	}

@@ -43,12 +43,22 @@ func DecodeFileRequest(payload []byte) (FileRequest, error) {
 	if r.Direction != 0 && r.Direction != 1 {
 		return r, fmt.Errorf("%w: direction %d; 0 downloads, 1 uploads", ErrBadFileRequest, r.Direction)
 	}
+	r.Path = TrimFilePath(r.Path)
 	return r, CheckFilePath(r.Path)
 }
 
+// TrimFilePath drops one trailing '/' ("/data/in/" names /data/in), which
+// people type for directories; CheckFilePath refuses any other form.
+func TrimFilePath(p string) string {
+	if len(p) > 1 && p[len(p)-1] == '/' {
+		return p[:len(p)-1]
+	}
+	return p
+}
+
 // CheckFilePath accepts an absolute, canonical path: it starts with '/',
-// has no empty, "." or ".." component, no trailing '/', no NUL, and is at
-// most MaxFilePath bytes. Other paths are refused, not cleaned, so that
+// has no empty, "." or ".." component, no trailing '/' (TrimFilePath drops
+// one first), no NUL, and is at most MaxFilePath bytes. Other paths are refused, not cleaned, so that
 // what a policy matched is what the device opens.
 func CheckFilePath(p string) error {
 	switch {
