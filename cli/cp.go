@@ -22,6 +22,7 @@ import (
 type cpOptions struct {
 	g                             *globalOptions
 	recursive, resume, noCompress bool
+	compress                      bool
 	retries                       int
 	src, dst                      string
 }
@@ -29,12 +30,13 @@ type cpOptions struct {
 func newCPCommand(g *globalOptions) *cobra.Command {
 	o := &cpOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "cp [-r] [--resume] [--no-compress] SRC DST",
+		Use:   "cp [-r] [-z] [--resume] [--no-compress] SRC DST",
 		Short: "Copy files and directories to or from a device",
 		Long: `Copy a file or a directory between this machine and a device. One of SRC and
 DST is DEVICE:/absolute/path, the other a local path.
 
-A single file moves as raw bytes, checked end to end with SHA-256, and the
+A single file moves as raw bytes (gzip-compressed on the wire with -z),
+checked end to end with SHA-256, and the
 device writes an upload to a temporary file that it renames over the target
 once the checksum matches: the target is never seen half-written. A
 directory (with -r) moves as a tar archive, gzip-compressed unless
@@ -60,7 +62,7 @@ terminal. A checksum mismatch exits 9.`,
 
   # Copy a directory of compressed files without gzip
   tether cp -r --no-compress d1:/var/log/archive ./archive`,
-		Args: argsUsage(cobra.ExactArgs(2), "tether cp [-r] [--resume] [--no-compress] SRC DST"),
+		Args: argsUsage(cobra.ExactArgs(2), "tether cp [-r] [-z] [--resume] [--no-compress] SRC DST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.src, o.dst = args[0], args[1]
 			return o.run(cmd.Context())
@@ -70,6 +72,7 @@ terminal. A checksum mismatch exits 9.`,
 	f.BoolVarP(&o.recursive, "recursive", "r", false, "copy directories, recursively")
 	f.BoolVar(&o.resume, "resume", false, "continue a cut or partial transfer, retrying on a new connection")
 	f.BoolVar(&o.noCompress, "no-compress", false, "send directories without gzip (for files that are compressed already)")
+	f.BoolVarP(&o.compress, "compress", "z", false, "gzip a single file on the wire (a compressible file on a slow link)")
 	f.IntVar(&o.retries, "retries", 10, "with --resume, how many times to reconnect after a cut")
 	return cmd
 }
@@ -119,7 +122,7 @@ func (o *cpOptions) run(ctx context.Context) error {
 	bar := o.progress(filepath.Base(remote))
 	legacyNoted := false
 	resumable := true // false once a transfer ran as a tar archive, which starts over
-	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Limits: files.Limits{UID: -1, GID: -1},
+	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Gzip: o.compress, Limits: files.Limits{UID: -1, GID: -1},
 		Start: func(i files.Info) error {
 			resumable = i.Raw
 			if i.Legacy && !legacyNoted {

@@ -63,7 +63,7 @@ func TestCP(t *testing.T) {
 	_, errOut, code := f.tether("", "cp", "--resume", src, "d1:"+filepath.Join(remote, "in")+"/")
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, want, sumOf(t, filepath.Join(remote, "in", "fw.img")))
-	_, errOut, code = f.tether("", "cp", "d1:"+filepath.Join(remote, "in", "fw.img"), filepath.Join(local, "back.img"))
+	_, errOut, code = f.tether("", "cp", "-z", "d1:"+filepath.Join(remote, "in", "fw.img"), filepath.Join(local, "back.img"))
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, want, sumOf(t, filepath.Join(local, "back.img")))
 	require.Empty(t, errOut, "quiet when stderr is not a terminal")

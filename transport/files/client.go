@@ -25,6 +25,8 @@ type Info struct {
 	Legacy bool
 	// Raw: the body is one file's bytes; otherwise a tar archive.
 	Raw bool
+	// Gzip: the body went gzip-compressed.
+	Gzip bool
 	// Offset is where a raw body starts in the file: the offset asked for,
 	// or 0 when the device restarted (the file changed, or nothing was held).
 	Offset int64
@@ -62,6 +64,9 @@ type DownloadOptions struct {
 	// NoGzip asks for a tar archive without gzip (a directory of files that
 	// are compressed already).
 	NoGzip bool
+	// Gzip asks for a raw body compressed with gzip (a compressible file on
+	// a slow link). The checksum is still the file's.
+	Gzip bool
 	// Legacy sends the qbee-v1 request, without our extension.
 	Legacy bool
 	// Start is called once the device answered, before the body: the
@@ -90,7 +95,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	}
 	req := Request{Direction: DirDownload, Path: path}
 	if !opts.Legacy {
-		x := &Ext{V: Version, NoGzip: opts.NoGzip}
+		x := &Ext{V: Version, NoGzip: opts.NoGzip, Gzip: opts.Gzip}
 		if opts.Offset > 0 {
 			if opts.Held == nil {
 				return nil, errors.New("files: DownloadOptions.Held is required with an Offset")
@@ -111,7 +116,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Info: Info{Legacy: legacy, Raw: a.Raw, Offset: a.Offset, Size: a.Size,
+	res := &Result{Info: Info{Legacy: legacy, Raw: a.Raw, Gzip: legacy || a.Gzip, Offset: a.Offset, Size: a.Size,
 		MTime: time.Unix(0, a.MTimeNS), Mode: fs.FileMode(a.Mode).Perm()}}
 	if legacy || a.MTimeNS == 0 {
 		res.MTime = time.Time{}
@@ -151,7 +156,11 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 		}
 	}
 	fr := &frameReader{r: in}
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), &maxReader{r: fr, n: a.Size - a.Offset}, make([]byte, 256<<10))
+	var body io.Reader = fr
+	if a.Gzip {
+		body = &gunzipFrames{fr: fr}
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), &maxReader{r: body, n: a.Size - a.Offset}, make([]byte, 256<<10))
 	res.Bytes = n
 	if err != nil {
 		var rfe *RemoteFrameError
@@ -256,6 +265,8 @@ type UploadOptions struct {
 	MTime time.Time
 	// NoGzip sends a tar archive without gzip (our devices only).
 	NoGzip bool
+	// Gzip compresses a raw body with gzip (our devices only).
+	Gzip bool
 	// Legacy sends the qbee-v1 request, without our extension.
 	Legacy bool
 	// Start is called once the device answered, before the body.
@@ -287,7 +298,7 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 		req.Tether = &Ext{V: Version, Raw: !opts.Tar, NoGzip: opts.NoGzip && opts.Tar}
 		if !opts.Tar {
 			x := req.Tether
-			x.Size, x.SHA256, x.Name, x.Mode = opts.Size, opts.SHA256, opts.Name, uint32(opts.Mode.Perm())
+			x.Size, x.SHA256, x.Name, x.Mode, x.Gzip = opts.Size, opts.SHA256, opts.Name, uint32(opts.Mode.Perm()), opts.Gzip
 			if !opts.MTime.IsZero() {
 				x.MTimeNS = opts.MTime.UnixNano()
 			}
@@ -305,7 +316,7 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Info: Info{Legacy: legacy, Raw: a.Raw, Offset: a.Offset, Size: opts.Size}}
+	res := &Result{Info: Info{Legacy: legacy, Raw: a.Raw, Gzip: legacy || a.Gzip, Offset: a.Offset, Size: opts.Size}}
 	if a.Raw && (opts.Tar || a.Offset > opts.Size || (a.Offset > 0 && opts.SHA256 == "")) {
 		_ = st.Abort()
 		return nil, fmt.Errorf("%w: the device's answer does not fit the request: %s", ErrBadRequest, ans)
@@ -320,7 +331,7 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 	out := &idleRW{st: st, d: idle}
 	var sendErr error
 	if a.Raw {
-		res.Bytes, res.SHA256, sendErr = sendRaw(out, r, a.Offset, opts)
+		res.Bytes, res.SHA256, sendErr = sendRaw(out, r, a.Offset, a.Gzip, opts)
 	} else {
 		res.Bytes, sendErr = sendTar(out, r, legacy || a.Gzip, legacy && !opts.Tar, opts)
 	}
@@ -367,7 +378,7 @@ func containsChecksum(reason string) bool {
 }
 
 // sendRaw sends r from off as data frames, then the trailer.
-func sendRaw(w io.Writer, r io.Reader, off int64, opts *UploadOptions) (int64, string, error) {
+func sendRaw(w io.Writer, r io.Reader, off int64, gz bool, opts *UploadOptions) (int64, string, error) {
 	h := sha256.New()
 	fw := newFrameWriter(w)
 	if off > 0 {
@@ -386,7 +397,16 @@ func sendRaw(w io.Writer, r io.Reader, off int64, opts *UploadOptions) (int64, s
 	if off == 0 {
 		src = io.TeeReader(src, h)
 	}
-	n, err := fw.ReadFrom(progressReader{r: src, f: opts.Progress})
+	var n int64
+	var err error
+	if gz {
+		zw, _ := gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
+		if n, err = io.Copy(zw, progressReader{r: src, f: opts.Progress}); err == nil {
+			err = zw.Close()
+		}
+	} else {
+		n, err = fw.ReadFrom(progressReader{r: src, f: opts.Progress})
+	}
 	if err != nil {
 		if isStreamErr(err) {
 			return n, "", err

@@ -513,3 +513,50 @@ func TestOldPartialsAreSwept(t *testing.T) {
 		require.Equal(t, want, err == nil, "%s kept: %v", p, err == nil)
 	}
 }
+
+// TestRawGzip moves a compressible file in raw mode with gzip, both ways,
+// and resumes a compressed download from an offset.
+func TestRawGzip(t *testing.T) {
+	dir := tempDir(t)
+	cl := rig(t, rwServer(dir))
+	ctx := testbroker.Ctx(t)
+	body := bytes.Repeat([]byte("2026-12-02 gw-17 sensor=ok temperature=21.5\n"), 100_000)
+	src := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(src, body, 0o644))
+	want := sha(body)
+
+	var buf bytes.Buffer
+	res, err := cl.Download(ctx, src, &buf, &files.DownloadOptions{Gzip: true})
+	require.NoError(t, err)
+	require.True(t, res.Raw && res.Gzip, "raw mode with gzip")
+	require.Equal(t, want, res.SHA256)
+	require.Equal(t, body, buf.Bytes())
+
+	// Resume from the middle: the device compresses from the offset.
+	fi, err := os.Stat(src)
+	require.NoError(t, err)
+	half := int64(len(body) / 2)
+	buf.Reset()
+	res, err = cl.Download(ctx, src, &buf, &files.DownloadOptions{Gzip: true, Offset: half, Size: fi.Size(), MTime: fi.ModTime(),
+		Held: bytes.NewReader(body[:half])})
+	require.NoError(t, err)
+	require.Equal(t, half, res.Offset)
+	require.Equal(t, body[half:], buf.Bytes())
+	require.Equal(t, want, res.SHA256)
+
+	dst := filepath.Join(dir, "up.log")
+	res, err = cl.Upload(ctx, dst, bytes.NewReader(body), &files.UploadOptions{Size: int64(len(body)), Name: "up.log", Gzip: true})
+	require.NoError(t, err)
+	require.True(t, res.Gzip)
+	require.Equal(t, want, fileSum(t, dst))
+
+	// An empty file still carries a (tiny) gzip stream.
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	buf.Reset()
+	res, err = cl.Download(ctx, empty, &buf, &files.DownloadOptions{Gzip: true})
+	require.NoError(t, err)
+	require.Zero(t, buf.Len())
+	_, err = cl.Upload(ctx, filepath.Join(dir, "empty2"), bytes.NewReader(nil), &files.UploadOptions{Size: 0, Name: "e", Gzip: true})
+	require.NoError(t, err)
+}

@@ -26,6 +26,8 @@ type FileOptions struct {
 	Resume bool
 	// NoGzip sends directories as tar archives without gzip.
 	NoGzip bool
+	// Gzip compresses a single file's raw body with gzip.
+	Gzip bool
 	// Legacy sends the qbee-v1 request, without our extension.
 	Legacy bool
 	// Start is called once the device answered, before the body. Its
@@ -67,7 +69,7 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 		target, intoDir = filepath.Join(local, path.Base(remote)), true
 	}
 	part, side := target+PartialSuffix, target+PartialSuffix+".json"
-	dopts := &DownloadOptions{NoGzip: opts.NoGzip, Legacy: opts.Legacy, Progress: opts.Progress}
+	dopts := &DownloadOptions{NoGzip: opts.NoGzip, Gzip: opts.Gzip, Legacy: opts.Legacy, Progress: opts.Progress}
 	var held *os.File
 	if opts.Resume {
 		if sc, ok := readLocalSidecar(side); ok && sc.Path == remote {
@@ -231,7 +233,7 @@ func UploadFile(ctx context.Context, o transport.Opener, local, remote string, o
 	if err != nil {
 		return nil, err
 	}
-	uopts := &UploadOptions{NoGzip: opts.NoGzip, Legacy: opts.Legacy, Start: opts.Start, Progress: opts.Progress}
+	uopts := &UploadOptions{NoGzip: opts.NoGzip, Gzip: opts.Gzip, Legacy: opts.Legacy, Start: opts.Start, Progress: opts.Progress}
 	if fi.IsDir() {
 		root, err := os.OpenRoot(filepath.Dir(local))
 		if err != nil {

@@ -116,6 +116,9 @@ type Ext struct {
 	Name string `json:"name,omitempty"`
 	// NoGzip: tar mode without gzip, for files that are compressed already.
 	NoGzip bool `json:"no_gzip,omitempty"`
+	// Gzip: raw mode with the data frames carrying a gzip stream of the
+	// bytes (from the offset), for compressible files on slow links.
+	Gzip bool `json:"gzip,omitempty"`
 }
 
 // Answer is the JSON payload of our devices' OK.
@@ -123,7 +126,8 @@ type Answer struct {
 	V int `json:"v"`
 	// Raw: the body is one file in raw mode; false: a tar archive.
 	Raw bool `json:"raw"`
-	// Gzip: the tar archive is gzip-compressed.
+	// Gzip: the tar archive is gzip-compressed; raw mode: the data frames
+	// carry a gzip stream of the file's bytes from Offset.
 	Gzip bool `json:"gzip,omitempty"`
 	// Offset: raw mode, the file offset of the body's first byte.
 	Offset int64 `json:"offset"`
@@ -300,6 +304,28 @@ func (fw *frameWriter) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 	}
+}
+
+// dataWriter frames what is written to it as data frames (the gzip
+// stream of a compressed raw body).
+type dataWriter struct{ fw *frameWriter }
+
+func (d dataWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if cap(d.fw.buf)-len(d.fw.buf) < 3+1 {
+			if err := d.fw.flush(); err != nil {
+				return written, err
+			}
+		}
+		n := min(len(p), cap(d.fw.buf)-len(d.fw.buf)-3, maxFrame)
+		hdr := len(d.fw.buf)
+		d.fw.buf = append(d.fw.buf, byte(FrameData), 0, 0)
+		binary.BigEndian.PutUint16(d.fw.buf[hdr+1:], uint16(n))
+		d.fw.buf = append(d.fw.buf, p[:n]...)
+		p, written = p[n:], written+n
+	}
+	return written, nil
 }
 
 // end writes a final frame (trailer or error) and flushes.

@@ -326,12 +326,21 @@ func (t *transfer) downloadRaw() error {
 			return fmt.Errorf("read %s: %w", t.req.Path, unwrapPath(err))
 		}
 	}
-	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Offset: off, Size: size, MTimeNS: mtime, Mode: uint32(fi.Mode().Perm())})
+	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off, Size: size, MTimeNS: mtime, Mode: uint32(fi.Mode().Perm())})
 	if err := wire.WriteOK(t.st, ans); err != nil {
 		return err
 	}
 	fw := newFrameWriter(t.idleRW())
-	n, err := fw.ReadFrom(io.TeeReader(io.LimitReader(f, size-off), h))
+	src := io.TeeReader(io.LimitReader(f, size-off), h)
+	var n int64
+	if x.Gzip {
+		zw, _ := gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
+		if n, err = io.Copy(zw, src); err == nil {
+			err = zw.Close()
+		}
+	} else {
+		n, err = fw.ReadFrom(src)
+	}
 	switch {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("the client took no data for %v", t.cfg.idle())
@@ -517,12 +526,16 @@ func (t *transfer) uploadRaw() error {
 		keep = false
 		_ = t.root.Remove(name + ".json")
 	}
-	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Offset: off})
+	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off})
 	if err := wire.WriteOK(t.st, ans); err != nil {
 		return err
 	}
 	fr := &frameReader{r: t.idleRW()}
-	lr := &maxReader{r: fr, n: x.Size - off}
+	var body io.Reader = fr
+	if x.Gzip {
+		body = &gunzipFrames{fr: fr}
+	}
+	lr := &maxReader{r: body, n: x.Size - off}
 	var fw io.Writer = newWritebackWriter(f, off)
 	if t.srv.wrapFile != nil {
 		fw = t.srv.wrapFile(f)
@@ -689,6 +702,46 @@ func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// gunzipFrames reads a gzip stream carried in data frames, then the frame
+// that ends the body, so that the trailer is read.
+type gunzipFrames struct {
+	fr  *frameReader
+	zr  *gzip.Reader
+	eof bool
+}
+
+func (g *gunzipFrames) Read(p []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.fr)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// The body ended before any data: take the end frame's word.
+				if _, ferr := g.fr.Read(p[:0]); ferr != nil && ferr != io.EOF {
+					return 0, ferr
+				}
+			}
+			return 0, fmt.Errorf("%w: the compressed body: %v", ErrFrame, err)
+		}
+		zr.Multistream(false)
+		g.zr = zr
+	}
+	if g.eof {
+		return 0, io.EOF
+	}
+	n, err := g.zr.Read(p)
+	if err == io.EOF {
+		// The gzip stream ended: the next frame must end the body.
+		var one [1]byte
+		if m, ferr := g.fr.Read(one[:]); m > 0 {
+			return n, fmt.Errorf("%w: data after the compressed stream", ErrFrame)
+		} else if ferr != io.EOF {
+			return n, ferr
+		}
+		g.eof = true
+	}
+	return n, err
 }
 
 // maxReader fails once r yields more than n bytes.
