@@ -2,6 +2,7 @@ package files
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -92,6 +93,7 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 		info    Info
 		extract chan error
 		pw      *io.PipeWriter
+		bw      *bufio.Writer
 		lazy    = &lazyWriter{}
 	)
 	dopts.Start = func(i Info) error {
@@ -148,7 +150,10 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 			f.Close()
 			return err
 		}
-		out, lazy.w = f, newWritebackWriter(f, i.Offset)
+		// Large writes: one system call per MiB rather than per frame.
+		bw = bufio.NewWriterSize(newWritebackWriter(f, i.Offset), 1<<20)
+		out, lazy.w = f, bw
+
 		return nil
 	}
 	res, err := Download(ctx, o, remote, lazy, dopts)
@@ -161,6 +166,9 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 	}
 	if out == nil {
 		return res, err
+	}
+	if ferr := bw.Flush(); err == nil && ferr != nil {
+		err = fmt.Errorf("write %s: %w", part, ferr)
 	}
 	if err == nil {
 		err = finishLocal(out, part, target, info)
