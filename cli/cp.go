@@ -121,10 +121,11 @@ func (o *cpOptions) run(ctx context.Context) error {
 	}
 	bar := o.progress(filepath.Base(remote))
 	legacyNoted := false
+	started := false  // a device answered once: later failures are cuts
 	resumable := true // false once a transfer ran as a tar archive, which starts over
 	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Gzip: o.compress, Limits: files.Limits{UID: -1, GID: -1},
 		Start: func(i files.Info) error {
-			resumable = i.Raw
+			started, resumable = true, i.Raw
 			if i.Legacy && !legacyNoted {
 				legacyNoted = true
 				o.g.notice("device %s does not support resume or checksums (its agent speaks plain qbee-v1); copying as tar+gzip", device)
@@ -149,7 +150,7 @@ func (o *cpOptions) run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if attempt >= attempts || !retryable(err) || !resumable || ctx.Err() != nil {
+		if attempt >= attempts || !started || !retryable(err) || !resumable || ctx.Err() != nil {
 			if !resumable && o.resume && retryable(err) {
 				o.g.notice("directories and transfers with an agent that speaks plain qbee-v1 are not resumed; run the command again to copy it whole")
 			}
