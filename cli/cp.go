@@ -231,11 +231,17 @@ func cpError(err error) error {
 	return err
 }
 
-// cpProgress is the progress bar on a terminal's stderr.
+// cpProgress is the progress bar on a terminal's stderr. It redraws at
+// most every progressEvery (the bar's own throttle could swallow the final
+// state of a short transfer).
 type cpProgress struct {
-	bar *progressbar.ProgressBar
-	out io.Writer
+	bar     *progressbar.ProgressBar
+	out     io.Writer
+	pending int
+	last    time.Time
 }
+
+const progressEvery = 100 * time.Millisecond
 
 // progress returns a bar when stderr is a terminal, else nil.
 func (o *cpOptions) progress(name string) *cpProgress {
@@ -249,7 +255,6 @@ func (o *cpOptions) progress(name string) *cpProgress {
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetRenderBlankState(true),
 	)
@@ -257,6 +262,7 @@ func (o *cpOptions) progress(name string) *cpProgress {
 }
 
 func (p *cpProgress) reset(i files.Info) {
+	p.pending = 0
 	p.bar.Reset()
 	if i.Raw {
 		p.bar.ChangeMax64(i.Size)
@@ -266,7 +272,13 @@ func (p *cpProgress) reset(i files.Info) {
 	}
 }
 
-func (p *cpProgress) add(n int) { _ = p.bar.Add(n) }
+func (p *cpProgress) add(n int) {
+	p.pending += n
+	if now := time.Now(); now.Sub(p.last) >= progressEvery {
+		_ = p.bar.Add(p.pending)
+		p.pending, p.last = 0, now
+	}
+}
 
 func (p *cpProgress) finish() { _ = p.bar.Finish() }
 
