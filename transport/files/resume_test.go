@@ -211,9 +211,6 @@ func retryable(err error) bool {
 const bigFile = 256 << 20
 
 func TestResumeDownloadCutTenTimes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 256 MiB")
-	}
 	dir := tempDir(t)
 	src := filepath.Join(dir, "firmware.bin")
 	want := writeRandom(t, src, 7, bigFile)
@@ -235,9 +232,6 @@ func TestResumeDownloadCutTenTimes(t *testing.T) {
 }
 
 func TestResumeUploadCutTenTimes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 256 MiB")
-	}
 	dir := tempDir(t)
 	local := filepath.Join(tempDir(t), "firmware.bin")
 	want := writeRandom(t, local, 8, bigFile)
