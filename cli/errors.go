@@ -28,6 +28,7 @@ const (
 	ExitForbidden   = 6   // the token may not do this (HTTP 403)
 	ExitOffline     = 7   // the device is not connected (HTTP 404)
 	ExitRemote      = 8   // the edge or the device answered Error
+	ExitChecksum    = 9   // tether cp: the bytes received do not match the sender's SHA-256
 	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
 	// ExitStatusUnknown: tether shell or exec could not learn the remote
 	// command's exit status (the device does not report it, or the stream
@@ -47,6 +48,7 @@ const exitCodeHelp = `EXIT CODES
   6    forbidden: the token may not reach this device or target (HTTP 403)
   7    the device is not connected to the edge (HTTP 404)
   8    the edge or the device refused the request; its reason is printed verbatim
+  9    tether cp: the copy's SHA-256 does not match the sender's (the copy is discarded)
   130  interrupted (Ctrl-C, SIGTERM)
   254  tether shell, exec: the remote exit status is unknown (the device does not report it)
   255  the session to the edge was lost mid-stream, or closed with the escape ~.

@@ -115,6 +115,7 @@ clients:
       pty: true
       exec: true
       reload: true
+      files: true
   - name: lab
     token_sha256: %q
     devices: ["lab-*"]

@@ -216,6 +216,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newSOCKSCommand(g),
 		newSSHCommand(g),
 		newReloadCommand(g),
+		newCPCommand(g),
 		newCertsCommand(g),
 		newVersionCommand(g),
 	)

@@ -53,6 +53,16 @@ type Event struct {
 	Command string   `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Result  string   `json:"result,omitempty"`
+	// Direction ("download" or "upload"), Path and Offset are a file
+	// transfer's: Offset is where the client asked to resume a download
+	// (stream_request) or where the device resumed (stream_close). SHA256
+	// and FileSize are the whole file's, from a raw-mode transfer's
+	// trailer as it passed the edge.
+	Direction string `json:"direction,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Offset    int64  `json:"offset,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
+	FileSize  int64  `json:"file_size,omitempty"`
 	// Peer is, in a cluster, the other edge a stream went through: the
 	// device's edge on the client's edge, and the client's edge on the
 	// device's.

@@ -536,7 +536,17 @@ func canonical(m wire.Message) (Request, []byte, error) {
 		}
 		req.Target = t
 		return req, []byte(strconv.Itoa(sp) + ":" + t.String()), nil
-	case wire.MsgPTY, wire.MsgPTYCommand, wire.MsgFileTransfer:
+	case wire.MsgFileTransfer:
+		// The payload goes on unchanged (it may carry extensions); its path
+		// must already be canonical, so that the policy sees what the
+		// device opens.
+		f, err := wire.DecodeFileRequest(m.Payload)
+		if err != nil {
+			return req, nil, fmt.Errorf("bad file transfer request: %s", strings.TrimPrefix(err.Error(), wire.ErrBadFileRequest.Error()+": "))
+		}
+		req.File = &f
+		return req, m.Payload, nil
+	case wire.MsgPTY, wire.MsgPTYCommand:
 		return req, m.Payload, nil
 	case wire.MsgReload:
 		return req, nil, nil
@@ -645,6 +655,10 @@ func describeRequest(ev *Event, req Request, m wire.Message) error {
 	if req.Target.Host != "" {
 		ev.Target = req.Target.String()
 	}
+	if f := req.File; f != nil {
+		ev.Direction, ev.Path = fileDirection(f.Direction), f.Path
+		ev.Offset = fileOffset(m.Payload)
+	}
 	if m.Type == wire.MsgPTY {
 		c, err := wire.DecodePTYCommand(m.Payload)
 		if err != nil {
@@ -665,4 +679,19 @@ func describeRequest(ev *Event, req Request, m wire.Message) error {
 		ev.Command = c.Command
 	}
 	return nil
+}
+
+// fileOffset is the resume offset of a file transfer request that
+// carries our extension ({"tether":{"offset":N}}), for the audit; 0
+// otherwise.
+func fileOffset(payload []byte) int64 {
+	var x struct {
+		Tether *struct {
+			Offset int64 `json:"offset"`
+		} `json:"tether"`
+	}
+	if json.Unmarshal(payload, &x) != nil || x.Tether == nil || x.Tether.Offset < 0 {
+		return 0
+	}
+	return x.Tether.Offset
 }

@@ -335,7 +335,12 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	}
 	_ = st.SetWriteDeadline(time.Time{})
 	s.Metrics.activeDelta(ev.Type, 1)
-	up, down, err := transport.Splice(ctx, st, o.st, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
+	var dev io.ReadWriteCloser = o.st
+	tap := newFileTap(o.st, o.answer)
+	if tap != nil {
+		dev, ev.Offset = tap, answerOffset(o.answer)
+	}
+	up, down, err := transport.Splice(ctx, st, dev, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 
@@ -357,5 +362,8 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	}
 	ev.BytesUp, ev.BytesDown = up, down
 	ev.DurationMS = time.Since(start).Milliseconds()
+	if tap != nil {
+		tap.record(&ev)
+	}
 	s.audit.Audit(ev)
 }

@@ -26,6 +26,9 @@ type Request struct {
 	// Target is the canonical destination of a TCP or UDP stream; zero for
 	// other types.
 	Target target.Target
+	// File is a file transfer's direction and absolute, canonical path;
+	// nil for other types.
+	File *wire.FileRequest
 }
 
 // Policy decides who may do what. Implementations must be safe for
@@ -74,7 +77,8 @@ type ClientRule struct {
 	PTY bool
 	// Reload allows asking the device to reload its configuration.
 	Reload bool
-	// Files allows file transfer streams.
+	// Files allows file transfer streams: any path the device's own
+	// policy admits, unless FileRules narrows them.
 	Files bool
 	// Exec allows commands without a terminal (exec streams).
 	Exec bool
@@ -82,6 +86,17 @@ type ClientRule struct {
 	// relays for this client: the opening message and the device's answer
 	// pass unchanged. Each must pass ValidExtraType. None by default.
 	ExtraTypes []wire.MsgType
+	// FileRules, when not nil, admits a download only beneath a Read glob
+	// and an upload only beneath a Write glob, on the canonical absolute
+	// path (wire.MatchFilePath).
+	FileRules *FileRules
+}
+
+// FileRules are the paths a client may transfer: absolute globs in
+// path.Match syntax ('*' does not cross '/'); a path matches when it or one
+// of its parent directories does. Empty admits nothing.
+type FileRules struct {
+	Read, Write []string
 }
 
 // ParseTokenSHA256 decodes a 64-character hex SHA-256.
@@ -130,6 +145,11 @@ func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
 		for _, t := range r.ExtraTypes {
 			if err := ValidExtraType(t); err != nil {
 				return nil, fmt.Errorf("client %q: %w", r.Name, err)
+			}
+		}
+		if fr := r.FileRules; fr != nil {
+			if err := wire.CheckFileGlobs(append(append([]string(nil), fr.Read...), fr.Write...)); err != nil {
+				return nil, fmt.Errorf("client %q: files: %v", r.Name, err)
 			}
 		}
 	}
@@ -207,7 +227,7 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 	case wire.MsgReload:
 		ok = r.Reload
 	case wire.MsgFileTransfer:
-		ok = r.Files
+		ok = r.Files && allowFile(r.FileRules, req.File)
 	case wire.MsgExec:
 		ok = r.Exec
 	default:
@@ -217,6 +237,23 @@ func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) erro
 		return denial(id, deviceID, req)
 	}
 	return nil
+}
+
+// allowFile checks a file transfer against the client's rules; nil rules
+// leave the decision to the device.
+func allowFile(fr *FileRules, f *wire.FileRequest) bool {
+	if fr == nil {
+		return true
+	}
+	if f == nil {
+		return false
+	}
+	globs := fr.Read
+	if f.Direction == 1 {
+		globs = fr.Write
+	}
+	_, ok := wire.MatchFilePath(globs, f.Path)
+	return ok
 }
 
 func matchAny(ps []target.Pattern, t target.Target) bool {
@@ -238,6 +275,9 @@ func denial(id Identity, deviceID string, req Request) error {
 	if relayable(req.Type) {
 		return fmt.Errorf("%w: stream type 0x%02x on device %s for client %s; this edge relays a type it does not define only when the client's allow.extra_types lists it",
 			ErrNotAllowed, uint8(req.Type), deviceID, id.Name)
+	}
+	if f := req.File; f != nil {
+		what += " " + fileDirection(f.Direction) + " " + f.Path
 	}
 	return fmt.Errorf("%w: %s on device %s for client %s", ErrNotAllowed, what, deviceID, id.Name)
 }
@@ -322,6 +362,14 @@ func typeWord(t wire.MsgType) string {
 		return "exec"
 	}
 	return "type-0x" + strconv.FormatUint(uint64(t), 16)
+}
+
+// fileDirection names a file transfer's direction.
+func fileDirection(d int) string {
+	if d == 1 {
+		return "upload"
+	}
+	return "download"
 }
 
 // AllowAll is a policy that lets every non-empty token do everything on

@@ -65,10 +65,11 @@ deny certs $stdlib_only
 deny internal/logx $stdlib_only
 deny internal/ratelimit $stdlib_only
 # Stream types: both halves, on the session layer only.
-for p in transport/tcp pty udp; do
+for p in transport/tcp transport/files pty udp; do
   deny $p "$mod/(cmd|cli|edge|device|mock|transport/client|transport/qbeecompat)" "github.com/spf13" "github.com/prometheus"
 done
 deny transport/tcp "$mod/(pty|udp)"
+deny transport/files "$mod/(pty|udp|transport/tcp)"
 # Runtimes: the client's and the device's never meet.
 deny transport/client "$mod/(cmd|cli|edge|device|mock|pty|udp|transport/tcp|transport/qbeecompat)"
 deny device "$mod/(cmd|cli|edge|mock|pty|udp|transport/client|transport/tcp|transport/qbeecompat|device/agent)"

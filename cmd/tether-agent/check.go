@@ -109,6 +109,9 @@ func (c *checker) run(path string, now time.Time) {
 	}
 	c.ok("config %s is valid; edge %s", path, cfg.Edge)
 	c.ok("allow lists: tcp %s; udp %s; pty %s; exec %s", strings.Join(cfg.TCPAllow(), ", "), strings.Join(cfg.UDPAllow(), ", "), onOff(cfg.PTY.Enabled), onOff(cfg.Exec.Enabled))
+	if fc := cfg.FilesConfig(); len(fc.Read)+len(fc.Write) > 0 {
+		c.ok("files: read %s; write %s", orNone(fc.Read), orNone(fc.Write))
+	}
 	for _, proto := range []string{"tcp", "udp"} {
 		if names := cfg.NameRules(proto); len(names) > 0 {
 			c.note("allow.%s names hosts (%s): each name is looked up on this device when a tunnel opens, and an address it resolves to that is loopback, link-local or unspecified is refused unless a rule for that address allows it",
@@ -386,4 +389,12 @@ func udpSettings(u agent.UDPConfig) string {
 		replies = fmt.Sprintf("replies at most %d× the bytes sent plus %d bytes per %v", ratio, allowance, cmp.Or(u.ReplyWindow, udp.DefaultReplyRatioWindow))
 	}
 	return fmt.Sprintf("ended after %v without datagrams (udp.idle_timeout); %s (udp.max_packets_per_second); %s (udp.max_reply_ratio, udp.reply_allowance_bytes, udp.reply_window)", idle, rate, replies)
+}
+
+// orNone joins a list, or says "none".
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
 }

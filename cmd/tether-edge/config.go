@@ -76,15 +76,48 @@ type clientConfig struct {
 }
 
 type allowConfig struct {
-	TCP    []string `yaml:"tcp"`
-	UDP    []string `yaml:"udp"`
-	PTY    bool     `yaml:"pty"`
-	Reload bool     `yaml:"reload"`
-	Files  bool     `yaml:"files"`
-	Exec   bool     `yaml:"exec"`
+	TCP    []string   `yaml:"tcp"`
+	UDP    []string   `yaml:"udp"`
+	PTY    bool       `yaml:"pty"`
+	Reload bool       `yaml:"reload"`
+	Files  filesAllow `yaml:"files"`
+	Exec   bool       `yaml:"exec"`
 	// ExtraTypes are the stream types Tether does not define that the
 	// edge relays unchanged: YAML integers (0x15 or 21) or "0x15" strings.
 	ExtraTypes yaml.Node `yaml:"extra_types"`
+}
+
+// filesAllow is allow.files: true (any path the device's agent admits),
+// false, or {read: [globs], write: [globs]} on canonical absolute paths.
+type filesAllow struct {
+	on    bool
+	rules *edge.FileRules
+}
+
+func (f *filesAllow) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&f.on)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: files must be true, false or {read: [globs], write: [globs]}", n.Line)
+	}
+	var m struct {
+		Read  []string `yaml:"read"`
+		Write []string `yaml:"write"`
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k != "read" && k != "write" {
+			return fmt.Errorf("line %d: files has no key %q (it takes read and write)", n.Content[i].Line, k)
+		}
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	if err := wire.CheckFileGlobs(append(append([]string(nil), m.Read...), m.Write...)); err != nil {
+		return fmt.Errorf("line %d: files: %v; give absolute paths such as /var/log", n.Line, err)
+	}
+	f.on, f.rules = true, &edge.FileRules{Read: m.Read, Write: m.Write}
+	return nil
 }
 
 // limitsConfig is the limits: section; zero keeps the default. Most keys
@@ -233,7 +266,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
-			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files, Exec: cl.Allow.Exec}
+			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
 		}

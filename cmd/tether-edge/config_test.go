@@ -3,12 +3,14 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 )
@@ -312,5 +314,41 @@ func TestConfigReferenceIsComplete(t *testing.T) {
 		if !found {
 			t.Errorf("edge.yaml key %s has no row in docs/%s: add one with its unit, default and meaning", key, doc)
 		}
+	}
+}
+
+func TestConfigFilesAllow(t *testing.T) {
+	base := strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)
+	for _, tc := range []struct {
+		name, files string
+		on          bool
+		rules       *edge.FileRules
+		err         string
+	}{
+		{"true", "files: true", true, nil, ""},
+		{"false", "files: false", false, nil, ""},
+		{"rules", `files: {read: ["/var/log"], write: ["/data/in"]}`, true, &edge.FileRules{Read: []string{"/var/log"}, Write: []string{"/data/in"}}, ""},
+		{"read only", `files: {read: ["/var/log"]}`, true, &edge.FileRules{Read: []string{"/var/log"}}, ""},
+		{"relative glob", `files: {read: ["var/log"]}`, false, nil, "not an absolute path"},
+		{"dot dot glob", `files: {write: ["/data/../etc"]}`, false, nil, "canonical form"},
+		{"unknown key", `files: {root: ["/"]}`, false, nil, `no key "root"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := strings.Replace(base, "      pty: true", "      pty: true\n      "+tc.files, 1)
+			c, err := parseConfig("/etc/tether/edge.yaml", []byte(y), false)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v; want an error containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fa := c.file.Clients[0].Allow.Files
+			if fa.on != tc.on || !reflect.DeepEqual(fa.rules, tc.rules) {
+				t.Fatalf("files = %v %+v; want %v %+v", fa.on, fa.rules, tc.on, tc.rules)
+			}
+		})
 	}
 }

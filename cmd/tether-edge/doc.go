@@ -31,7 +31,7 @@
 //	      pty: true                    # shells and commands on a terminal
 //	      exec: true                   # commands without a terminal (tether exec); off by default
 //	      reload: true                 # ask the device to reload its config
-//	      files: false                 # file transfer streams
+//	      files: false                 # file transfers: true, or {read: [globs], write: [globs]}
 //	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default); may be a named pipe
 //	metrics_listen: "127.0.0.1:9090"   # optional Prometheus /metrics
 //	log_level: info                    # debug, info, warn or error

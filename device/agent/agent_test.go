@@ -185,10 +185,15 @@ func TestAgentTCPRefusals(t *testing.T) {
 
 func TestAgentUnknownTypeAndDisabledPTY(t *testing.T) {
 	_, edge := startAgent(t, "")
-	_, err := openWithin(t, edge, wire.MsgFileTransfer, `{"direction":0,"path":"/etc"}`)
+	_, err := openWithin(t, edge, wire.MsgType(0x7f), "")
 	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
-	require.Contains(t, re.Reason, "unsupported stream type 0x20")
+	require.Contains(t, re.Reason, "unsupported stream type 0x7f")
+
+	// File transfers are served, and refused until agent.yaml allows them.
+	_, err = openWithin(t, edge, wire.MsgFileTransfer, `{"direction":0,"path":"/etc"}`)
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "not allowed: download /etc")
 
 	_, err = openWithin(t, edge, wire.MsgPTY, `{"sid":"","type":0,"cols":80,"rows":24}`)
 	require.ErrorAs(t, err, &re)

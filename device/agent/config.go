@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/user"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/files"
 	"github.com/tetherhq/tether/transport/target"
 )
 
@@ -81,6 +83,8 @@ var DefaultAllow = []string{"127.0.0.1:*", "[::1]:*", "localhost:*"}
 //	  udp: ["127.0.0.1:*"]
 //	pty: {enabled: true, shell: "", user: ""}
 //	exec: {enabled: true, max_sessions: 0}  # commands without a terminal; pty.user and pty.shell apply
+//	files: {read: ["/var/log"], write: ["/data/in"], max_size_mib: 4096,
+//	        owner: "", group: "", umask: "022", follow_symlinks: false}
 //	reload: {command: ["systemctl", "reload", "myapp"], timeout: 10s}
 //	dial_timeout: 10s           # lookup and connect of a TCP target
 //	stall_timeout: 90s          # end a TCP tunnel whose reader stopped
@@ -124,6 +128,8 @@ type Config struct {
 	// Exec configures commands without a terminal (exec streams); they
 	// are off unless enabled. They run as pty.user with pty.shell.
 	Exec ExecConfig `yaml:"exec"`
+	// Files configures file transfers; none is allowed unless listed.
+	Files FilesConfig `yaml:"files"`
 	// Reload configures the reload stream and SIGHUP.
 	Reload ReloadConfig `yaml:"reload"`
 	// UDP tunes UDP tunnels.
@@ -199,6 +205,37 @@ type ExecConfig struct {
 	// MaxSessions caps concurrent commands; 0 means no cap beyond the
 	// session's stream limit.
 	MaxSessions int `yaml:"max_sessions"`
+}
+
+// FilesConfig configures file transfer streams (0x20, `tether cp`). With
+// no read and no write list, every transfer is refused.
+type FilesConfig struct {
+	// Read and Write are absolute path globs ('*' does not cross '/'):
+	// a path may be downloaded (uploaded) when it or a parent directory
+	// matches one. Every name is opened beneath that match, so symbolic
+	// links cannot lead out of it.
+	Read  []string `yaml:"read"`
+	Write []string `yaml:"write"`
+	// MaxSizeMiB bounds an uploaded file, or an uploaded archive's files
+	// together, in MiB; 0 means 4096.
+	MaxSizeMiB int64 `yaml:"max_size_mib"`
+	// MaxEntries bounds an uploaded archive's entries; 0 means 100,000.
+	MaxEntries int `yaml:"max_entries"`
+	// Owner and Group own uploaded files (the agent must run as root).
+	// Both "" means pty.user and its group when shells run as another user
+	// (pty.enabled with pty.user), else the agent's own user and group.
+	Owner string `yaml:"owner"`
+	Group string `yaml:"group"`
+	// Umask, in octal, is cleared from the modes of uploaded files; ""
+	// means "022". setuid, setgid and sticky bits are always cleared.
+	Umask string `yaml:"umask"`
+	// FollowSymlinks lets paths go through symbolic links that stay
+	// beneath the allowed path; false refuses any link on the way.
+	FollowSymlinks bool `yaml:"follow_symlinks"`
+
+	uid, gid int
+	umask    fs.FileMode
+	chown    bool
 }
 
 // KeepAliveConfig tunes the session's keep-alive: a frame is sent every
@@ -428,6 +465,9 @@ func (c *Config) validate(dir string) error {
 			return c.errAt("pty.user", "%q: no such user on this device", c.PTY.User)
 		}
 	}
+	if err := c.validateFiles(); err != nil {
+		return err
+	}
 	if len(c.Reload.Command) > 0 && strings.TrimSpace(c.Reload.Command[0]) == "" {
 		return c.errAt("reload.command", "the program name (first item) is empty")
 	}
@@ -480,6 +520,77 @@ func (c *Config) validate(dir string) error {
 		return &ConfigError{Msg: fmt.Sprintf("the session settings (keepalive, max_streams, stream_window_kib, receive_budget_mib) are not usable: %v", err)}
 	}
 	return nil
+}
+
+// validateFiles checks the files section and resolves its owner, group
+// and umask.
+func (c *Config) validateFiles() error {
+	f := &c.Files
+	for _, k := range []struct {
+		key   string
+		globs []string
+	}{{"files.read", f.Read}, {"files.write", f.Write}} {
+		for i, g := range k.globs {
+			if err := files.CheckGlobs([]string{g}); err != nil {
+				line := c.line(k.key + "." + strconv.Itoa(i))
+				if line == 0 {
+					line = c.line(k.key)
+				}
+				return &ConfigError{Line: line, Msg: fmt.Sprintf("%s: %v; give an absolute path such as /var/log or /data/*/upload", k.key, err)}
+			}
+		}
+	}
+	if f.MaxSizeMiB < 0 {
+		return c.errAt("files.max_size_mib", "%d must not be negative", f.MaxSizeMiB)
+	}
+	if f.MaxEntries < 0 {
+		return c.errAt("files.max_entries", "%d must not be negative", f.MaxEntries)
+	}
+	f.uid, f.gid = -1, -1
+	owner, ownerKey := f.Owner, "files.owner"
+	if owner == "" && f.Group == "" && c.PTY.Enabled && c.PTY.User != "" {
+		// Uploads belong to the user shells run as, like files a shell
+		// session would write.
+		owner, ownerKey = c.PTY.User, "pty.user"
+	}
+	if owner != "" {
+		u, err := user.Lookup(owner)
+		if err != nil {
+			return c.errAt(ownerKey, "%q: no such user on this device", owner)
+		}
+		f.uid, _ = strconv.Atoi(u.Uid)
+		f.chown = true
+		if f.Owner == "" {
+			f.gid, _ = strconv.Atoi(u.Gid)
+		}
+	}
+	if f.Group != "" {
+		g, err := user.LookupGroup(f.Group)
+		if err != nil {
+			return c.errAt("files.group", "%q: no such group on this device", f.Group)
+		}
+		f.gid, _ = strconv.Atoi(g.Gid)
+		f.chown = true
+	}
+	umask := f.Umask
+	if umask == "" {
+		umask = "022"
+	}
+	m, err := strconv.ParseUint(umask, 8, 32)
+	if err != nil || m > 0o777 {
+		return c.errAt("files.umask", "%q is not an octal umask such as \"022\"", f.Umask)
+	}
+	f.umask = fs.FileMode(m)
+	return nil
+}
+
+// FilesConfig returns the file transfer settings for files.Server.
+func (c *Config) FilesConfig() files.Config {
+	f := c.Files
+	return files.Config{
+		Read: f.Read, Write: f.Write, MaxSize: f.MaxSizeMiB << 20, MaxEntries: f.MaxEntries,
+		Chown: f.chown, UID: f.uid, GID: f.gid, Umask: f.umask, FollowSymlinks: f.FollowSymlinks,
+	}
 }
 
 // sessionLimits checks receive_budget_mib, stream_window_kib and

@@ -6,17 +6,19 @@ import (
 	"net/netip"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/transport/files"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 	"github.com/tetherhq/tether/udp"
 )
 
-// extras are the handlers that live in their own packages: UDP tunnels
-// and PTY sessions. The agent owns them and closes them on Close.
+// extras are the handlers that live in their own packages: UDP tunnels,
+// PTY sessions and file transfers. The agent owns them and closes them on Close.
 type extras struct {
 	udp   *udp.Handler
 	allow func(context.Context, target.Target) (netip.Addr, error) // the UDP check, on the config in force
 	pty   ptyExtra
+	files *files.Server
 }
 
 func (e *extras) start(a *Agent, dc *device.Client, cfg *Config) {
@@ -32,6 +34,9 @@ func (e *extras) start(a *Agent, dc *device.Client, cfg *Config) {
 	e.udp = &udp.Handler{Config: udpConfig(cfg, e.allow), Logger: a.Logger}
 	dc.Handle(wire.MsgUDP, e.udp.Serve)
 	e.pty.start(a, dc, cfg)
+	e.files = &files.Server{Logger: a.Logger}
+	e.files.SetConfig(cfg.FilesConfig())
+	dc.Handle(wire.MsgFileTransfer, e.files.Serve)
 }
 
 // apply hands a new config to the handlers; streams opened from now on use it.
@@ -40,6 +45,9 @@ func (e *extras) apply(cfg *Config) {
 		e.udp.SetConfig(udpConfig(cfg, e.allow))
 	}
 	e.pty.apply(cfg)
+	if e.files != nil {
+		e.files.SetConfig(cfg.FilesConfig())
+	}
 }
 
 func (e *extras) close() error {

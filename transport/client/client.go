@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/files"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -92,3 +94,18 @@ func (c *Client) Done() <-chan struct{} { return c.sess.Done() }
 
 // Close closes the session and all its streams.
 func (c *Client) Close() error { return c.sess.Close() }
+
+// Download fetches path from the device and writes the body to w: a
+// regular file's bytes (raw mode, checked against the device's SHA-256),
+// or the tar archive of a directory or of anything from a qbee-v1 device.
+// See files.Download.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer, opts *files.DownloadOptions) (*files.Result, error) {
+	return files.Download(ctx, c, path, w, opts)
+}
+
+// Upload sends r to path on the device: one file in raw mode, stored
+// atomically once its SHA-256 checks out, or a tar archive with
+// opts.Tar. See files.Upload.
+func (c *Client) Upload(ctx context.Context, path string, r io.Reader, opts *files.UploadOptions) (*files.Result, error) {
+	return files.Upload(ctx, c, path, r, opts)
+}

@@ -74,9 +74,10 @@
 // the exit status), ClientConnect, UpgradeHandler, DefaultSmuxConfig,
 // WithSmuxConfig (use Native and set device.Client.Config before Start),
 // WithIOWaitTimeout (use the context), ParsePortUint16, and the PTY and
-// Command payload types (package wire has PTYCommand). File transfer
-// (DownloadFile, UploadFile, HandleFileTransfer) will be added here when
-// Tether's file transfer lands.
+// Command payload types (package wire has PTYCommand), and file transfer
+// (DownloadFile, UploadFile, HandleFileTransfer: use package
+// transport/files, whose DownloadFile, UploadFile and Server speak the
+// same 0x20 stream and add raw mode, checksums and resume).
 //
 // Importing this package links the edge, for NewEdgeMock. A device binary
 // that counts its bytes uses the native packages (device, tcp, udp) instead.

@@ -1,0 +1,284 @@
+package files_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/testbroker"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/files"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// cutProxy relays TCP connections to target and cuts every open
+// connection each time the bytes relayed in one direction pass the next
+// of its cut points.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	down   bool // count target-to-client bytes (else client-to-target)
+
+	mu sync.Mutex
+	// mu guards the following.
+	cuts    []int64 // ascending
+	counted int64
+	conns   map[net.Conn]struct{}
+	made    int
+
+	wg sync.WaitGroup
+}
+
+func newCutProxy(t testing.TB, target string, down bool, cuts []int64) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutProxy{ln: ln, target: target, down: down, cuts: cuts, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *cutProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *cutProxy) serve() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out, p.down)  // target to client
+		go p.pipe(out, in, !p.down) // client to target
+	}
+}
+
+// pipe copies src to dst; counted says whether these bytes count.
+func (p *cutProxy) pipe(dst, src net.Conn, counted bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+			if counted && p.count(int64(n)) {
+				p.cutAll()
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	src.Close()
+	dst.Close()
+	p.mu.Lock()
+	delete(p.conns, src)
+	delete(p.conns, dst)
+	p.mu.Unlock()
+}
+
+// count adds n and reports whether a cut point was passed.
+func (p *cutProxy) count(n int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counted += n
+	if len(p.cuts) > 0 && p.counted >= p.cuts[0] {
+		for len(p.cuts) > 0 && p.counted >= p.cuts[0] {
+			p.cuts = p.cuts[1:]
+		}
+		p.made++
+		return true
+	}
+	return false
+}
+
+func (p *cutProxy) cutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+}
+
+func (p *cutProxy) stats() (counted int64, made int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counted, p.made
+}
+
+// randomCuts returns n distinct points in (0, size) in ascending order.
+func randomCuts(seed uint64, n int, size int64) []int64 {
+	r := rand.New(rand.NewPCG(seed, seed))
+	var cuts []int64
+	for len(cuts) < n {
+		c := 1 + r.Int64N(size-1)
+		if !slices.Contains(cuts, c) {
+			cuts = append(cuts, c)
+		}
+	}
+	slices.Sort(cuts)
+	return cuts
+}
+
+// resumeRig is a device serving dir, and a dialer whose sessions go
+// through a cutProxy.
+type resumeRig struct {
+	proxy  *cutProxy
+	dialer *client.Dialer
+}
+
+func newResumeRig(t testing.TB, dir string, down bool, cuts []int64) *resumeRig {
+	t.Helper()
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Read: []string{dir}, Write: []string{dir}, MaxSize: 1 << 30})
+	b := testbroker.New(t, nil)
+	b.StartDevice(t, nil, map[wire.MsgType]device.Handler{wire.MsgFileTransfer: srv.Serve})
+	p := newCutProxy(t, b.Addr(), down, cuts)
+	d := b.Dialer(nil)
+	d.Edge = "https://" + p.ln.Addr().String()
+	return &resumeRig{proxy: p, dialer: d}
+}
+
+// retry runs op on a fresh session until it succeeds or fails with
+// something other than a lost connection, at most 30 times. It returns
+// the number of attempts.
+func (r *resumeRig) retry(t testing.TB, op func(ctx context.Context, cl *client.Client) error) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for attempt := 1; attempt <= 30; attempt++ {
+		cl, err := r.dialer.Dial(ctx, testbroker.DeviceID)
+		if err == nil {
+			err = op(ctx, cl)
+			cl.Close()
+		}
+		if err == nil {
+			return attempt
+		}
+		require.True(t, retryable(err), "attempt %d: %v", attempt, err)
+		t.Logf("attempt %d cut: %v", attempt, err)
+	}
+	t.Fatal("the transfer did not complete in 30 attempts")
+	return 0
+}
+
+// retryable reports errors of a lost connection, as a retrying client
+// treats them.
+func retryable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, transport.ErrConnLost) || errors.Is(err, transport.ErrStreamReset) ||
+		errors.Is(err, transport.ErrSessionClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, wire.ErrNoAnswer) || errors.Is(err, wire.ErrTruncated) || errors.Is(err, files.ErrFrame) ||
+		errors.As(err, &ne)
+}
+
+const bigFile = 256 << 20
+
+func TestResumeDownloadCutTenTimes(t *testing.T) {
+	dir := tempDir(t)
+	src := filepath.Join(dir, "firmware.bin")
+	want := writeRandom(t, src, 7, bigFile)
+	r := newResumeRig(t, dir, true, randomCuts(1, 10, bigFile))
+	local := filepath.Join(tempDir(t), "copy.bin")
+	var received atomic.Int64
+	attempts := r.retry(t, func(ctx context.Context, cl *client.Client) error {
+		_, err := files.DownloadFile(ctx, cl, src, local, &files.FileOptions{Resume: true,
+			Progress: func(n int) { received.Add(int64(n)) }})
+		return err
+	})
+	relayed, cuts := r.proxy.stats()
+	require.Equal(t, 10, cuts, "cuts made")
+	require.Equal(t, 11, attempts, "one attempt per cut, then one that completes")
+	require.Equal(t, want, fileSum(t, local))
+	require.LessOrEqual(t, relayed, int64(bigFile*11/10), "bytes relayed to the client: %d for a file of %d", relayed, bigFile)
+	require.Equal(t, int64(bigFile), received.Load(), "each byte of the file crosses to the client's disk once")
+	requireNoLeftovers(t, filepath.Dir(local))
+}
+
+func TestResumeUploadCutTenTimes(t *testing.T) {
+	dir := tempDir(t)
+	local := filepath.Join(tempDir(t), "firmware.bin")
+	want := writeRandom(t, local, 8, bigFile)
+	r := newResumeRig(t, dir, false, randomCuts(2, 10, bigFile))
+	dst := filepath.Join(dir, "firmware.bin")
+	r.retry(t, func(ctx context.Context, cl *client.Client) error {
+		_, err := files.UploadFile(ctx, cl, local, dst, &files.FileOptions{Resume: true})
+		return err
+	})
+	relayed, cuts := r.proxy.stats()
+	require.Equal(t, 10, cuts, "cuts made")
+	require.Equal(t, want, fileSum(t, dst))
+	require.LessOrEqual(t, relayed, int64(bigFile*11/10), "bytes relayed to the device: %d for a file of %d", relayed, bigFile)
+	requireNoLeftovers(t, dir)
+}
+
+func TestResumeRestartsWhenTheFileChanged(t *testing.T) {
+	dir := tempDir(t)
+	src := filepath.Join(dir, "log.bin")
+	writeRandom(t, src, 9, 8<<20)
+	r := newResumeRig(t, dir, true, []int64{4 << 20})
+	local := filepath.Join(tempDir(t), "log.bin")
+	var offsets []int64
+	var want string
+	r.retry(t, func(ctx context.Context, cl *client.Client) error {
+		_, err := files.DownloadFile(ctx, cl, src, local, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offsets = append(offsets, i.Offset); return nil }})
+		if err != nil && want == "" {
+			// The file changes between the attempts.
+			want = writeRandom(t, src, 10, 8<<20)
+			require.NoError(t, os.Chtimes(src, time.Now().Add(time.Hour), time.Now().Add(time.Hour)))
+		}
+		return err
+	})
+	require.Equal(t, []int64{0, 0}, offsets, "the second attempt starts over")
+	require.Equal(t, want, fileSum(t, local))
+
+	// Unchanged, a cut download resumes where it stopped.
+	r2 := newResumeRig(t, dir, true, []int64{4 << 20})
+	local2 := filepath.Join(tempDir(t), "log.bin")
+	offsets = nil
+	r2.retry(t, func(ctx context.Context, cl *client.Client) error {
+		_, err := files.DownloadFile(ctx, cl, src, local2, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offsets = append(offsets, i.Offset); return nil }})
+		return err
+	})
+	require.Len(t, offsets, 2)
+	require.Greater(t, offsets[1], int64(0), "the second attempt resumes")
+	require.Equal(t, want, fileSum(t, local2))
+}

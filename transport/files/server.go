@@ -1,0 +1,781 @@
+package files
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tetherhq/tether/internal/logx"
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// Defaults of a Server.
+const (
+	// DefaultIdleTimeout ends a transfer whose body made no progress for
+	// this long.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultPartialMaxAge: partial uploads older than this are removed.
+	DefaultPartialMaxAge = 24 * time.Hour
+	// maxSidecar bounds a partial upload's sidecar file.
+	maxSidecar = 4096
+)
+
+// Config is what a Server allows. The zero value allows nothing.
+type Config struct {
+	// Read and Write are the paths that may be downloaded and uploaded:
+	// absolute globs in path.Match syntax ('*' does not cross '/'). A path
+	// is allowed when it, or one of its parent directories, matches; that
+	// match is the root beneath which every name is opened. Empty allows
+	// nothing.
+	Read, Write []string
+	// MaxSize bounds an uploaded file, and an uploaded archive's file
+	// bytes together; 0 means DefaultMaxSize (4 GiB).
+	MaxSize int64
+	// MaxEntries bounds an uploaded archive's entries; 0 means
+	// DefaultMaxEntries.
+	MaxEntries int
+	// Chown gives uploaded files to UID and GID (the agent must be root).
+	Chown    bool
+	UID, GID int
+	// Umask is cleared from the modes of uploaded files and directories.
+	// setuid, setgid and sticky bits are always cleared.
+	Umask fs.FileMode
+	// FollowSymlinks lets a path go through symbolic links (always within
+	// its root). False refuses a path with a symbolic link in it.
+	FollowSymlinks bool
+	// IdleTimeout ends a transfer without progress for this long; 0 means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// PartialMaxAge: partial uploads older than this are removed from a
+	// directory when the next upload to it starts; 0 means
+	// DefaultPartialMaxAge.
+	PartialMaxAge time.Duration
+}
+
+func (c *Config) limits() Limits {
+	l := Limits{MaxBytes: c.MaxSize, MaxEntries: c.MaxEntries, UID: -1, GID: -1, Umask: c.Umask}
+	if c.Chown {
+		l.UID, l.GID = c.UID, c.GID
+	}
+	return l
+}
+
+func (c *Config) idle() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return DefaultIdleTimeout
+	}
+	return c.IdleTimeout
+}
+
+// Server serves file transfer streams on a device. Its Serve method is a
+// device.Handler for wire.MsgFileTransfer. The zero value refuses every
+// transfer; SetConfig allows some.
+type Server struct {
+	// Logger receives refusals and transfers; nil discards them.
+	Logger *slog.Logger
+
+	cfg atomic.Pointer[Config]
+
+	// wrapFile wraps what an upload writes to (tests inject errors).
+	wrapFile func(io.Writer) io.Writer
+
+	mu sync.Mutex
+	// mu guards the following.
+	busy map[string]chan struct{} // uploads in progress, by target; closed when done
+}
+
+// lock waits until no other upload writes to target, for at most d.
+func (s *Server) lock(ctx context.Context, target string, d time.Duration) (unlock func(), err error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if s.busy == nil {
+			s.busy = make(map[string]chan struct{})
+		}
+		ch, held := s.busy[target]
+		if !held {
+			ch = make(chan struct{})
+			s.busy[target] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.busy, target)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// SetConfig replaces the configuration; transfers that start from now on
+// use it.
+func (s *Server) SetConfig(c Config) {
+	c.Read = append([]string(nil), c.Read...)
+	c.Write = append([]string(nil), c.Write...)
+	s.cfg.Store(&c)
+}
+
+func (s *Server) config() *Config {
+	if c := s.cfg.Load(); c != nil {
+		return c
+	}
+	return &Config{}
+}
+
+// CheckGlobs reports the first glob that is not an absolute, canonical
+// pattern in path.Match syntax.
+func CheckGlobs(globs []string) error { return wire.CheckFileGlobs(globs) }
+
+// allowedRoot returns the shortest ancestor of p (p included) that one of
+// globs matches, and p relative to it.
+func allowedRoot(globs []string, p string) (root, rel string, ok bool) {
+	root, ok = wire.MatchFilePath(globs, p)
+	if !ok {
+		return "", "", false
+	}
+	rel = strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+	if rel == "" {
+		rel = "."
+	}
+	return root, rel, true
+}
+
+// Serve serves one file transfer stream. Errors before the answer become
+// the Error answer.
+func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
+	log := logx.Or(s.Logger)
+	req, err := ParseRequest(payload)
+	if err != nil {
+		return err
+	}
+	cfg := s.config()
+	globs, key := cfg.Read, "read"
+	if req.Direction == DirUpload {
+		globs, key = cfg.Write, "write"
+	}
+	rootDir, rel, ok := allowedRoot(globs, req.Path)
+	if !ok {
+		log.Warn("file transfer refused", "direction", req.Direction.String(), "path", req.Path)
+		return fmt.Errorf("not allowed: %s %s; the device's agent.yaml files.%s does not cover it", req.Direction, req.Path, key)
+	}
+	if fi, err := os.Stat(rootDir); (err == nil && !fi.IsDir() || errors.Is(err, fs.ErrNotExist)) && rel == "." {
+		// The allowed path is the file itself (or one to be created): open
+		// its directory, and only it.
+		rootDir, rel = filepath.Dir(rootDir), filepath.Base(rootDir)
+	} else if err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s: %s is not a directory", req.Path, rootDir)
+	}
+	root, err := openRoot(rootDir, cfg.FollowSymlinks)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if !cfg.FollowSymlinks {
+		if err := noSymlinks(root, rel); err != nil {
+			return err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { _ = st.Abort() })
+	defer stop()
+	t := &transfer{cfg: cfg, root: root, rel: rel, req: req, st: st, log: log, srv: s, ctx: ctx}
+	if req.Direction == DirDownload {
+		return t.download()
+	}
+	return t.upload()
+}
+
+// openRoot opens dir as a root. Without followLinks, dir itself must not
+// go through a symbolic link.
+func openRoot(dir string, followLinks bool) (*os.Root, error) {
+	if !followLinks {
+		real, err := filepath.EvalSymlinks(dir)
+		if err == nil && real != dir {
+			return nil, fmt.Errorf("%s goes through a symbolic link (to %s), and files.follow_symlinks is off", dir, real)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, trimPathErr(err))
+	}
+	return root, nil
+}
+
+// noSymlinks refuses a rel path any of whose components is a symbolic
+// link; components that do not exist yet (an upload's target) pass.
+func noSymlinks(root *os.Root, rel string) error {
+	if rel == "." {
+		return nil
+	}
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := root.Lstat(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return trimPathErr(err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link, and files.follow_symlinks is off", p)
+		}
+	}
+	return nil
+}
+
+// trimPathErr turns "openat x: no such file or directory" into its cause
+// with the path, for Error answers.
+func trimPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}
+
+// transfer is one stream being served.
+type transfer struct {
+	srv  *Server
+	ctx  context.Context
+	cfg  *Config
+	root *os.Root
+	rel  string
+	req  Request
+	st   *transport.Stream
+	log  *slog.Logger
+}
+
+func (t *transfer) ext() *Ext { return t.req.Tether }
+
+func (t *transfer) download() error {
+	fi, err := t.root.Stat(t.rel)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.req.Path, unwrapPath(err))
+	}
+	switch {
+	case fi.Mode().IsRegular() && t.ext() != nil:
+		return t.downloadRaw()
+	case fi.Mode().IsRegular() || fi.IsDir():
+		return t.downloadTar()
+	}
+	return fmt.Errorf("%s is a special file (%s); only files and directories are sent", t.req.Path, fi.Mode().Type())
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (t *transfer) idleRW() io.ReadWriter { return &idleRW{st: t.st, d: t.cfg.idle()} }
+
+func (t *transfer) downloadRaw() error {
+	x := t.ext()
+	flag := os.O_RDONLY | syscall.O_NONBLOCK // a FIFO swapped in after the stat must not block the open
+	if !t.cfg.FollowSymlinks {
+		flag |= syscall.O_NOFOLLOW
+	}
+	f, err := t.root.OpenFile(t.rel, flag, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.req.Path, unwrapPath(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", t.req.Path)
+	}
+	size, mtime := fi.Size(), fi.ModTime().UnixNano()
+	var off int64
+	if x.Offset > 0 && x.Size == size && x.MTimeNS == mtime && x.Offset <= size {
+		off = x.Offset
+	}
+	h := sha256.New()
+	if off > 0 {
+		if _, err := io.CopyN(h, f, off); err != nil {
+			return fmt.Errorf("read %s: %w", t.req.Path, unwrapPath(err))
+		}
+	}
+	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off, Size: size, MTimeNS: mtime, Mode: uint32(fi.Mode().Perm())})
+	if err := wire.WriteOK(t.st, ans); err != nil {
+		return err
+	}
+	fw := newFrameWriter(t.idleRW())
+	src := io.TeeReader(io.LimitReader(f, size-off), h)
+	var n int64
+	if x.Gzip {
+		zw, _ := gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
+		if n, err = io.Copy(zw, src); err == nil {
+			err = zw.Close()
+		}
+	} else {
+		n, err = fw.ReadFrom(src)
+	}
+	switch {
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("the client took no data for %v", t.cfg.idle())
+	case err != nil && isStreamErr(err):
+		return err
+	case err != nil:
+		return fw.end(FrameError, []byte(fmt.Sprintf("read %s: %v", t.req.Path, unwrapPath(err))))
+	case n < size-off:
+		return fw.end(FrameError, []byte(fmt.Sprintf("%s shrank from %d to %d bytes while being sent; try again", t.req.Path, size, off+n)))
+	}
+	sum := sumHex(h.Sum(nil))
+	tr, _ := json.Marshal(Trailer{Size: size, SHA256: sum})
+	if err := fw.end(FrameTrailer, tr); err != nil {
+		return err
+	}
+	t.log.Info("file sent", "path", t.req.Path, "offset", off, "bytes", n, "sha256", sum)
+	return t.st.CloseWrite()
+}
+
+// isStreamErr reports an error of the stream itself (reset, lost,
+// closed), as opposed to one of the file.
+func isStreamErr(err error) bool {
+	var se *sendError
+	return errors.As(err, &se) || errors.Is(err, transport.ErrStreamReset) || errors.Is(err, transport.ErrConnLost) ||
+		errors.Is(err, transport.ErrSessionClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func (t *transfer) downloadTar() error {
+	gz := t.ext() == nil || !t.ext().NoGzip
+	var ans []byte
+	if t.ext() != nil {
+		ans, _ = json.Marshal(Answer{V: Version, Gzip: gz})
+	}
+	if err := wire.WriteOK(t.st, ans); err != nil {
+		return err
+	}
+	var w io.Writer = t.idleRW()
+	var zw *gzip.Writer
+	if gz {
+		zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	base := path.Base(t.req.Path)
+	err := WriteTar(tw, t.root, t.rel, base, func(name, why string) {
+		t.log.Info("file transfer: entry skipped", "name", name, "why", why)
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("send %s: %w", t.req.Path, err)
+	}
+	t.log.Info("archive sent", "path", t.req.Path)
+	return t.st.CloseWrite()
+}
+
+// finish answers an upload with its outcome: OK with payload, or Error.
+func (t *transfer) finish(payload []byte, err error) error {
+	if err != nil {
+		t.log.Warn("upload failed", "path", t.req.Path, "err", err)
+		if werr := wire.WriteError(t.st, err.Error()); werr != nil {
+			return werr
+		}
+		_ = t.st.CloseWrite()
+		return nil
+	}
+	if err := wire.WriteOK(t.st, payload); err != nil {
+		return err
+	}
+	return t.st.CloseWrite()
+}
+
+func (t *transfer) upload() error {
+	x := t.ext()
+	if x != nil && x.Raw {
+		return t.uploadRaw()
+	}
+	gz := x == nil || !x.NoGzip
+	var ans []byte
+	if x != nil {
+		ans, _ = json.Marshal(Answer{V: Version, Gzip: gz})
+	}
+	if err := wire.WriteOK(t.st, ans); err != nil {
+		return err
+	}
+	var r io.Reader = t.idleRW()
+	var zr *gzip.Reader
+	if gz {
+		var err error
+		if zr, err = gzip.NewReader(r); err != nil {
+			return t.finish(nil, fmt.Errorf("the upload is not gzip: %v", err))
+		}
+		zr.Multistream(false)
+		r = zr
+	}
+	entries, n, err := Extract(t.root, t.rel, r, t.cfg.limits())
+	if err != nil {
+		if isStreamErr(err) {
+			return err
+		}
+		return t.finish(nil, fmt.Errorf("extract into %s: %w", t.req.Path, err))
+	}
+	if zr != nil {
+		// The end of the tar archive is padding: read the gzip member to its
+		// end so that its checksum is checked, within the size bound.
+		if _, err := io.Copy(io.Discard, io.LimitReader(zr, 1<<20)); err != nil {
+			return t.finish(nil, fmt.Errorf("the upload's gzip stream is damaged: %v", err))
+		}
+	}
+	t.log.Info("archive received", "path", t.req.Path, "entries", entries, "bytes", n)
+	return t.finish(nil, nil)
+}
+
+// sidecar is what a partial upload's sidecar file holds.
+type sidecar struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+func (t *transfer) uploadRaw() error {
+	x := t.ext()
+	rel := t.rel
+	if fi, err := t.root.Stat(rel); err == nil && fi.IsDir() {
+		if x.Name == "" {
+			return fmt.Errorf("%s is a directory; give the file's name in the path", t.req.Path)
+		}
+		rel = path.Join(rel, x.Name)
+	}
+	if fi, err := t.root.Lstat(rel); err == nil {
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symbolic link; refusing to write through it", path.Join(path.Dir(t.req.Path), path.Base(rel)))
+		case fi.IsDir():
+			return fmt.Errorf("%s is a directory", rel)
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("%s is a special file; refusing to write to it", rel)
+		}
+	}
+	dir := path.Dir(rel)
+	if fi, err := t.root.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the directory of %s does not exist; create it first", t.req.Path)
+	}
+	// A retry may arrive while the device still serves the attempt whose
+	// connection was lost: it waits for that one to end.
+	unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, t.cfg.idle())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	lim := t.cfg.limits()
+	if x.Size > lim.maxBytes() {
+		return fmt.Errorf("%s: %d bytes is more than this device accepts (files.max_size, %d bytes)", t.req.Path, x.Size, lim.maxBytes())
+	}
+	t.sweep(dir)
+
+	var (
+		name string
+		f    *os.File
+		off  int64
+		h    = sha256.New()
+		keep = x.SHA256 != "" // a partial a retry can resume
+	)
+	if keep {
+		name, f, off, err = t.openPartial(rel, x, h)
+	} else {
+		name, f, err = createTemp(t.root, rel)
+	}
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		f.Close()
+		if !done && !keep {
+			_ = t.root.Remove(name)
+		}
+	}()
+	discard := func() {
+		keep = false
+		_ = t.root.Remove(name + ".json")
+	}
+	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off})
+	if err := wire.WriteOK(t.st, ans); err != nil {
+		return err
+	}
+	fr := &frameReader{r: t.idleRW()}
+	var body io.Reader = fr
+	if x.Gzip {
+		body = &gunzipFrames{fr: fr}
+	}
+	lr := &maxReader{r: body, n: x.Size - off}
+	var fw io.Writer = newWritebackWriter(f, off)
+	if t.srv.wrapFile != nil {
+		fw = t.srv.wrapFile(f)
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(fw, h), lr, make([]byte, 256<<10))
+	if err != nil {
+		var rfe *RemoteFrameError
+		switch {
+		case errors.As(err, &rfe):
+			discard()
+			t.log.Info("upload abandoned by the client", "path", t.req.Path, "reason", rfe.Reason)
+			return nil
+		case isStreamErr(err):
+			return err
+		case errors.Is(err, ErrLimit) || errors.Is(err, ErrFrame):
+			discard()
+			return t.finish(nil, fmt.Errorf("%s: %w", t.req.Path, err))
+		}
+		discard()
+		return t.finish(nil, fmt.Errorf("write %s: %v; the target is unchanged", t.req.Path, unwrapPath(err)))
+	}
+	sum := sumHex(h.Sum(nil))
+	tr := fr.trailer
+	switch {
+	case off+n != x.Size || tr.Size != x.Size:
+		discard()
+		return t.finish(nil, fmt.Errorf("%s: received %d bytes, the request announced %d and the trailer %d; the target is unchanged", t.req.Path, off+n, x.Size, tr.Size))
+	case tr.SHA256 != sum || (x.SHA256 != "" && x.SHA256 != sum):
+		discard()
+		return t.finish(nil, fmt.Errorf("%w: %s: the bytes received have SHA-256 %s, the client sent %s; the target is unchanged", ErrChecksum, t.req.Path, sum, tr.SHA256))
+	}
+	if err := t.commit(f, name, rel, x); err != nil {
+		discard()
+		return t.finish(nil, fmt.Errorf("store %s: %v; the target is unchanged", t.req.Path, err))
+	}
+	done, keep = true, true // renamed: nothing to remove
+	_ = t.root.Remove(name + ".json")
+	t.log.Info("file received", "path", t.req.Path, "offset", off, "bytes", n, "sha256", sum)
+	out, _ := json.Marshal(Trailer{Size: x.Size, SHA256: sum})
+	return t.finish(out, nil)
+}
+
+// openPartial opens the partial upload of rel for x: the one a sidecar
+// says holds the start of the same file (same size and SHA-256), whose
+// bytes are hashed into h, or a new one.
+func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.File, int64, error) {
+	name := path.Join(path.Dir(rel), "."+path.Base(rel)+".tether-part")
+	side := name + ".json"
+	if b, err := readSmall(t.root, side, maxSidecar); err == nil {
+		var sc sidecar
+		if json.Unmarshal(b, &sc) == nil && sc.Size == x.Size && sc.SHA256 == x.SHA256 {
+			f, err := t.root.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+			if err == nil {
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= x.Size {
+					off, err := io.Copy(h, f)
+					if err == nil && off == fi.Size() {
+						return name, f, off, nil
+					}
+				}
+				f.Close()
+			}
+		}
+	}
+	h.Reset()
+	_ = t.root.Remove(name)
+	f, err := t.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("create the partial file of %s: %w", t.req.Path, unwrapPath(err))
+	}
+	b, _ := json.Marshal(sidecar{Size: x.Size, SHA256: x.SHA256})
+	if err := t.root.WriteFile(side, b, 0o600); err != nil {
+		f.Close()
+		_ = t.root.Remove(name)
+		return "", nil, 0, fmt.Errorf("create the partial file of %s: %w", t.req.Path, unwrapPath(err))
+	}
+	return name, f, 0, nil
+}
+
+// commit gives the checked file its mode, owner and time, syncs it and
+// renames it over rel, then syncs the directory.
+func (t *transfer) commit(f *os.File, name, rel string, x *Ext) error {
+	lim := t.cfg.limits()
+	mode := fs.FileMode(x.Mode)
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := f.Chmod(lim.perm(mode)); err != nil {
+		return err
+	}
+	if err := lim.chown(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if x.MTimeNS != 0 {
+		mt := time.Unix(0, x.MTimeNS)
+		if err := t.root.Chtimes(name, mt, mt); err != nil {
+			return err
+		}
+	}
+	if err := t.root.Rename(name, rel); err != nil {
+		return err
+	}
+	if d, err := t.root.Open(path.Dir(rel)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// sweep removes partial uploads and temporary files in dir older than
+// PartialMaxAge.
+func (t *transfer) sweep(dir string) {
+	maxAge := t.cfg.PartialMaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultPartialMaxAge
+	}
+	d, err := t.root.Open(dir)
+	if err != nil {
+		return
+	}
+	ents, _ := d.ReadDir(-1)
+	d.Close()
+	for _, e := range ents {
+		n := e.Name()
+		if !isOurTemp(n) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > maxAge {
+			if t.root.Remove(path.Join(dir, n)) == nil {
+				t.log.Info("old partial upload removed", "name", path.Join(dir, n))
+			}
+		}
+	}
+}
+
+// isOurTemp reports the names this package gives partial uploads
+// (".<name>.tether-part" and its ".json" sidecar) and temporary files
+// (".<name>.tether-<16 hex digits>").
+func isOurTemp(n string) bool {
+	i := strings.LastIndex(n, ".tether-")
+	if i < 2 || n[0] != '.' {
+		return false
+	}
+	switch rest := n[i+len(".tether-"):]; {
+	case rest == "part" || rest == "part.json":
+		return true
+	case len(rest) == 16:
+		for _, c := range rest {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// gunzipFrames reads a gzip stream carried in data frames, then the frame
+// that ends the body, so that the trailer is read.
+type gunzipFrames struct {
+	fr  *frameReader
+	zr  *gzip.Reader
+	eof bool
+}
+
+func (g *gunzipFrames) Read(p []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.fr)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// The body ended before any data: take the end frame's word.
+				if _, ferr := g.fr.Read(p[:0]); ferr != nil && ferr != io.EOF {
+					return 0, ferr
+				}
+			}
+			return 0, fmt.Errorf("%w: the compressed body: %v", ErrFrame, err)
+		}
+		zr.Multistream(false)
+		g.zr = zr
+	}
+	if g.eof {
+		return 0, io.EOF
+	}
+	n, err := g.zr.Read(p)
+	if err == io.EOF {
+		// The gzip stream ended: the next frame must end the body.
+		var one [1]byte
+		if m, ferr := g.fr.Read(one[:]); m > 0 {
+			return n, fmt.Errorf("%w: data after the compressed stream", ErrFrame)
+		} else if ferr != io.EOF {
+			return n, ferr
+		}
+		g.eof = true
+	}
+	return n, err
+}
+
+// maxReader fails once r yields more than n bytes.
+type maxReader struct {
+	r io.Reader
+	n int64
+}
+
+func (m *maxReader) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	m.n -= int64(n)
+	if m.n < 0 {
+		return n, fmt.Errorf("%w: more bytes than the request announced", ErrLimit)
+	}
+	return n, err
+}
+
+// idleRW gives every read and write of a stream a deadline of d from its
+// start, so that a peer that stops ends the transfer.
+type idleRW struct {
+	st interface {
+		io.ReadWriter
+		SetReadDeadline(time.Time) error
+		SetWriteDeadline(time.Time) error
+	}
+	d time.Duration
+}
+
+func (i *idleRW) Read(p []byte) (int, error) {
+	_ = i.st.SetReadDeadline(time.Now().Add(i.d))
+	return i.st.Read(p)
+}
+
+func (i *idleRW) Write(p []byte) (int, error) {
+	_ = i.st.SetWriteDeadline(time.Now().Add(i.d))
+	return i.st.Write(p)
+}
