@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tetherhq/tether/internal/logx"
@@ -299,9 +298,9 @@ func (t *transfer) idleRW() io.ReadWriter { return &idleRW{st: t.st, d: t.cfg.id
 
 func (t *transfer) downloadRaw() error {
 	x := t.ext()
-	flag := os.O_RDONLY | syscall.O_NONBLOCK // a FIFO swapped in after the stat must not block the open
+	flag := os.O_RDONLY | oNonBlock // a FIFO swapped in after the stat must not block the open
 	if !t.cfg.FollowSymlinks {
-		flag |= syscall.O_NOFOLLOW
+		flag |= oNoFollow
 	}
 	f, err := t.root.OpenFile(t.rel, flag, 0)
 	if err != nil {
@@ -587,7 +586,7 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 	if b, err := readSmall(t.root, side, maxSidecar); err == nil {
 		var sc sidecar
 		if json.Unmarshal(b, &sc) == nil && sc.Size == x.Size && sc.SHA256 == x.SHA256 {
-			f, err := t.root.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+			f, err := t.root.OpenFile(name, os.O_RDWR|oNoFollow, 0)
 			if err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= x.Size {
 					off, err := io.Copy(h, f)
@@ -696,7 +695,7 @@ func isOurTemp(n string) bool {
 }
 
 func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := root.OpenFile(name, os.O_RDONLY|oNoFollow|oNonBlock, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"syscall"
 )
 
 // Archive bounds.
@@ -80,7 +79,7 @@ func writeEntry(tw *tar.Writer, root *os.Root, rel, name, base string, skipped f
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		f, err := root.OpenFile(rel, os.O_RDONLY|oNoFollow|oNonBlock, 0)
 		if err != nil {
 			return err
 		}
