@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -234,6 +235,7 @@ type FilesConfig struct {
 	FollowSymlinks bool `yaml:"follow_symlinks"`
 
 	uid, gid int
+	runAs    *files.Credential // pty.user, when shells run as another user
 	umask    fs.FileMode
 	chown    bool
 }
@@ -548,10 +550,19 @@ func (c *Config) validateFiles() error {
 	}
 	f.uid, f.gid = -1, -1
 	owner, ownerKey := f.Owner, "files.owner"
-	if owner == "" && f.Group == "" && c.PTY.Enabled && c.PTY.User != "" {
-		// Uploads belong to the user shells run as, like files a shell
-		// session would write.
-		owner, ownerKey = c.PTY.User, "pty.user"
+	if c.PTY.Enabled && c.PTY.User != "" {
+		// Transfers have the rights of the user shells run as, and the
+		// files they write are that user's, as a shell session's would be.
+		cred, err := lookupCredential(c.PTY.User)
+		if err != nil {
+			return c.errAt("pty.user", "%v", err)
+		}
+		if cred.UID != uint32(os.Geteuid()) {
+			f.runAs = cred
+		}
+		if owner == "" && f.Group == "" {
+			owner, ownerKey = c.PTY.User, "pty.user"
+		}
 	}
 	if owner != "" {
 		u, err := user.Lookup(owner)
@@ -572,6 +583,16 @@ func (c *Config) validateFiles() error {
 		f.gid, _ = strconv.Atoi(g.Gid)
 		f.chown = true
 	}
+	if r := f.runAs; r != nil {
+		// Acting as that user, the agent can give files only to that user
+		// and to the user's groups.
+		if f.uid != -1 && uint32(f.uid) != r.UID {
+			return c.errAt("files.owner", "%q: transfers run as pty.user %q, who cannot give files to another user; clear files.owner or pty.user", f.Owner, c.PTY.User)
+		}
+		if f.gid != -1 && uint32(f.gid) != r.GID && !slices.Contains(r.Groups, uint32(f.gid)) {
+			return c.errAt("files.group", "%q: transfers run as pty.user %q, who is not in that group; name one of the user's groups, or clear files.group", f.Group, c.PTY.User)
+		}
+	}
 	umask := f.Umask
 	if umask == "" {
 		umask = "022"
@@ -584,12 +605,34 @@ func (c *Config) validateFiles() error {
 	return nil
 }
 
+// lookupCredential finds name's user and groups.
+func lookupCredential(name string) (*files.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q: no such user on this device", name)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q has a non-numeric uid or gid (%s, %s)", name, u.Uid, u.Gid)
+	}
+	c := &files.Credential{UID: uint32(uid), GID: uint32(gid), Groups: []uint32{uint32(gid)}}
+	ids, _ := u.GroupIds() // without the group database: the primary group alone
+	for _, id := range ids {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != c.GID {
+			c.Groups = append(c.Groups, uint32(g))
+		}
+	}
+	return c, nil
+}
+
 // FilesConfig returns the file transfer settings for files.Server.
 func (c *Config) FilesConfig() files.Config {
 	f := c.Files
 	return files.Config{
 		Read: f.Read, Write: f.Write, MaxSize: f.MaxSizeMiB << 20, MaxEntries: f.MaxEntries,
 		Chown: f.chown, UID: f.uid, GID: f.gid, Umask: f.umask, FollowSymlinks: f.FollowSymlinks,
+		RunAs: f.runAs,
 	}
 }
 

@@ -115,4 +115,25 @@ func TestFilesOwnerDefaultsToTheShellUser(t *testing.T) {
 	c, err = ParseConfig([]byte(base+"pty: {enabled: false, user: root}\nfiles: {write: [\"/data\"]}\n"), "/d")
 	require.NoError(t, err)
 	require.False(t, c.FilesConfig().Chown, "no shells, no shell user")
+	require.Nil(t, c.FilesConfig().RunAs)
+}
+
+// TestFilesRunAsTheShellUser: transfers act as pty.user, as shells do,
+// and may give files only to that user and the user's groups.
+func TestFilesRunAsTheShellUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the test's user, nobody, is another user only when the agent runs as root")
+	}
+	base := "edge: https://e/device\ncert: a\nkey: b\nca: c\n"
+	c, err := ParseConfig([]byte(base+"pty: {enabled: true, user: nobody}\nfiles: {write: [\"/data\"]}\n"), "/d")
+	require.NoError(t, err)
+	fc := c.FilesConfig()
+	require.NotNil(t, fc.RunAs)
+	require.Equal(t, uint32(65534), fc.RunAs.UID)
+	require.Equal(t, 65534, fc.UID)
+
+	_, err = ParseConfig([]byte(base+"pty: {enabled: true, user: nobody}\nfiles: {write: [\"/data\"], owner: root}\n"), "/d")
+	require.ErrorContains(t, err, "who cannot give files to another user")
+	_, err = ParseConfig([]byte(base+"pty: {enabled: true, user: nobody}\nfiles: {write: [\"/data\"], group: root}\n"), "/d")
+	require.ErrorContains(t, err, "who is not in that group")
 }

@@ -66,6 +66,12 @@ type Config struct {
 	// directory when the next upload to it starts; 0 means
 	// DefaultPartialMaxAge.
 	PartialMaxAge time.Duration
+	// RunAs, when set, gives every transfer that user's file-system
+	// rights (Linux only; the agent must run as root): it reads and
+	// writes what the user may, and the files it creates are the user's.
+	// Chown then must name that user, or leave UID at -1 and name one of
+	// the user's groups. Nil uses the agent's own rights.
+	RunAs *Credential
 }
 
 func (c *Config) limits() Limits {
@@ -168,12 +174,21 @@ func allowedRoot(globs []string, p string) (root, rel string, ok bool) {
 // Serve serves one file transfer stream. Errors before the answer become
 // the Error answer.
 func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
-	log := logx.Or(s.Logger)
 	req, err := ParseRequest(payload)
 	if err != nil {
 		return err
 	}
 	cfg := s.config()
+	if cfg.RunAs != nil {
+		return asUser(cfg.RunAs, func() error { return s.serve(ctx, st, req, cfg) })
+	}
+	return s.serve(ctx, st, req, cfg)
+}
+
+// serve checks req against cfg and moves the file. Every file it touches
+// is touched from this goroutine (see asUser).
+func (s *Server) serve(ctx context.Context, st *transport.Stream, req Request, cfg *Config) error {
+	log := logx.Or(s.Logger)
 	globs, key := cfg.Read, "read"
 	if req.Direction == DirUpload {
 		globs, key = cfg.Write, "write"
