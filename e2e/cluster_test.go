@@ -505,14 +505,36 @@ func TestClusterStoppedEdge(t *testing.T) {
 	time.Sleep(time.Until(stopped.Add(10 * time.Second)))
 	require.NoError(t, victim.proc.Cmd.Process.Signal(syscall.SIGCONT))
 	c.waitClusterOK(victim)
-	time.Sleep(time.Second) // room for a wrong takeover to show
-	for _, e := range c.edges {
-		got, err := c.devices(e)
-		require.NoError(t, err)
-		for _, id := range others {
-			require.NotEqual(t, victim.id, got[id], "%s took back device %s after SIGCONT (as %s sees it)", victim.id, id, e.id)
+	// The other edges never see the resumed edge take a device back: a
+	// takeover would show in presence. Sampled for a second, room for a
+	// wrong takeover to show.
+	for range 5 {
+		for _, e := range c.edges {
+			if e == victim {
+				continue
+			}
+			got, err := c.devices(e)
+			require.NoError(t, err)
+			for _, id := range others {
+				require.NotEqual(t, victim.id, got[id], "%s took back device %s after SIGCONT (as %s sees it)", victim.id, id, e.id)
+			}
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
+	// The resumed edge itself lists its dead sessions only until it has
+	// read their end, then agrees.
+	require.Eventually(t, func() bool {
+		got, err := c.devices(victim)
+		if err != nil {
+			return false
+		}
+		for _, id := range others {
+			if got[id] == victim.id {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 100*time.Millisecond, "%s still lists devices that moved away while it was stopped", victim.id)
 	_, errOut, code = c.cli(from, "", "reload", moving)
 	require.Equal(t, 0, code, errOut)
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/tetherhq/tether/transport"
@@ -116,7 +117,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*opened, *refusal) {
 // opens the stream wins; the refusal is the last one seen.
 func (s *Server) probe(ctx context.Context, r *openRequest, skip string) (*opened, *refusal) {
 	last := &refusal{result: "offline", reason: fmt.Sprintf("device %s is not connected to any edge of this cluster; retry when it is back", r.device)}
-	for _, id := range s.peers.live(skip) {
+	for _, id := range s.probeEdges(skip) {
 		o, ref := s.openRemote(ctx, r, PresenceRecord{ID: r.device, Edge: id})
 		if ref == nil {
 			s.log.Debug("found a device that presence does not show yet", "device", r.device, "edge", id)
@@ -128,6 +129,19 @@ func (s *Server) probe(ctx context.Context, r *openRequest, skip string) (*opene
 	}
 	r.ev.Peer = ""
 	return nil, last
+}
+
+// probeEdges lists the edges a probe asks, but for skip and this one: those
+// with a live session, and the live edges of presence, whose session may
+// not be up yet (openRemote waits for it, unless it was lost).
+func (s *Server) probeEdges(skip string) []string {
+	ids := s.peers.live(skip)
+	for _, e := range s.Cluster.Presence.Edges() {
+		if e.ID != skip && e.ID != s.Cluster.EdgeID && !slices.Contains(ids, e.ID) {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
 }
 
 // waitMoved waits, within ctx and movedWait, until the device is no

@@ -104,17 +104,22 @@ func (b *Broker) Start() {
 // Stop closes the listener and every session, and waits for every
 // goroutine of the broker. It is idempotent.
 func (b *Broker) Stop() {
+	// The listener goes first: a peer that sees its session end must not
+	// reach this broker again by redialing before it is gone. Sessions
+	// that arrive meanwhile are closed by track.
 	b.mu.Lock()
 	srv := b.srv
 	b.srv = nil
+	b.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+	b.mu.Lock()
 	for s := range b.sessions {
 		s.Close()
 	}
 	b.dev = nil
 	b.mu.Unlock()
-	if srv != nil {
-		srv.Close()
-	}
 	b.wg.Wait()
 }
 

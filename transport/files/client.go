@@ -329,6 +329,22 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 	}
 	idle := idleOr(opts.IdleTimeout)
 	out := &idleRW{st: st, d: idle}
+	// The device may answer before the body is all sent (a full disk, a
+	// refused entry): read its final answer meanwhile and stop sending
+	// when it comes, so that the caller sees the answer, not a write that
+	// failed when the stream went away. The read waits without a deadline
+	// while the body goes out, and with the idle bound after.
+	type final struct {
+		payload []byte
+		err     error
+	}
+	finc := make(chan final, 1)
+	_ = st.SetReadDeadline(time.Time{})
+	go func() {
+		p, err := wire.ExpectOK(st)
+		out.stop()
+		finc <- final{p, err}
+	}()
 	var sendErr error
 	if a.Raw {
 		res.Bytes, res.SHA256, sendErr = sendRaw(out, r, a.Offset, a.Gzip, opts)
@@ -337,12 +353,14 @@ func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, o
 	}
 	if sendErr != nil && !isStreamErr(sendErr) {
 		_ = st.Abort()
+		<-finc // the abort ends the read
 		return res, sendErr
 	}
 	// The device's final answer; after a failed write it may still carry
 	// the reason (a full disk, a refused entry).
 	_ = st.SetReadDeadline(time.Now().Add(idle))
-	fin, err := wire.ExpectOK(st)
+	f := <-finc
+	fin, err := f.payload, f.err
 	if err != nil {
 		var re *wire.RemoteError
 		switch {

@@ -782,6 +782,9 @@ type idleRW struct {
 		SetWriteDeadline(time.Time) error
 	}
 	d time.Duration
+
+	mu      sync.Mutex
+	stopped bool // stop was called: writes fail at once
 }
 
 func (i *idleRW) Read(p []byte) (int, error) {
@@ -789,7 +792,24 @@ func (i *idleRW) Read(p []byte) (int, error) {
 	return i.st.Read(p)
 }
 
+// errAnswered ends the writes of an upload that the device answered early.
+var errAnswered = &sendError{errors.New("files: the device answered before the whole upload was sent")}
+
 func (i *idleRW) Write(p []byte) (int, error) {
+	i.mu.Lock()
+	if i.stopped {
+		i.mu.Unlock()
+		return 0, errAnswered
+	}
 	_ = i.st.SetWriteDeadline(time.Now().Add(i.d))
+	i.mu.Unlock()
 	return i.st.Write(p)
+}
+
+// stop fails the Write in progress, if any, and every later one.
+func (i *idleRW) stop() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.stopped = true
+	_ = i.st.SetWriteDeadline(time.Now())
 }
