@@ -38,6 +38,7 @@ const (
 // webHello is the page's first message.
 type webHello struct {
 	Ticket string `json:"ticket"`
+	Device string `json:"device"` // must be the ticket's
 	Cols   int    `json:"cols"`
 	Rows   int    `json:"rows"`
 	Term   string `json:"term"`
@@ -60,7 +61,7 @@ func decodeWebHello(b []byte) (webHello, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&h); err != nil {
-		return h, fmt.Errorf("the first message must be JSON {ticket, cols, rows, term}: %v", err)
+		return h, fmt.Errorf("the first message must be JSON {ticket, device, cols, rows, term}: %v", err)
 	}
 	if h.Ticket == "" {
 		return h, errors.New("the first message carries no ticket")
@@ -273,6 +274,10 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	ev.Device = t.Device
+	if hello.Device != t.Device {
+		deny("bad_ticket", fmt.Sprintf("%v: it is for another device", ErrWebTicket))
+		return
+	}
 	// The policy of now: the session may have changed since the ticket.
 	me.auth = s.auth.Load()
 	id, ok := webMethods[me.sess.Method](me.auth, me.sess.Cred)

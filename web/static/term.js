@@ -42,7 +42,7 @@
     const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/web/ws');
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
-      ws.send(JSON.stringify({ ticket: ticket, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
+      ws.send(JSON.stringify({ ticket: ticket, device: device, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data === 'string') {
