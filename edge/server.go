@@ -88,7 +88,7 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
-	peers    *peerSet // the peer sessions of a clustered edge
+	peers    *peerSet  // the peer sessions of a clustered edge
 	web      *webState // nil without Server.Web; set by init
 	draining bool
 	closed   bool
