@@ -216,6 +216,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Limits:    cfg.limits,
 		Logger:    log,
 		EdgeID:    cfg.file.EdgeID,
+		Web:       cfg.web,
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
