@@ -479,7 +479,7 @@ func (s *Server) serveWebStatic(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/web/static/")
 	var file string
 	switch name {
-	case "app.css", "term.js":
+	case "app.css", "term.js", "forms.js", "icon.svg":
 		file = "static/" + name
 	case "xterm.js", "xterm.css", "addon-fit.js":
 		file = "vendor/" + name
