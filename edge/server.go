@@ -168,7 +168,8 @@ func (s *Server) Reload(p Policy, revoked Revocations) {
 			closed++
 		}
 	}
-	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed)
+	webClosed := s.recheckWebTerminals(st)
+	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed, "web_terminals_closed", webClosed)
 }
 
 // Devices returns the connected devices.

@@ -606,3 +606,46 @@ func TestWebConfigCheck(t *testing.T) {
 	}
 	require.NoError(t, (&edge.WebConfig{PublicURL: "https://edge.example.com:8443", Key: webKey}).Check())
 }
+
+// TestWebTerminalsEnd: a reload that takes the shell away, and a sign-out,
+// close the open terminals, which hear why; a reload that drops the token
+// ends the session.
+func TestWebTerminalsEnd(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((1+1))\r")
+	tm.expect(ctx, "up-2")
+	rules := testRules()
+	rules[0].PTY = false
+	p, err := edge.NewStaticPolicy(rules)
+	require.NoError(t, err)
+	r.m.Server().Reload(p, nil)
+	tm.drain(ctx)
+	require.Contains(t, strings.Join(tm.errs, "; "), "may no longer open a shell")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamClose && e.Method == "web" && e.Result == "revoked"
+	})
+
+	r.m.Server().Reload(testPolicy(t), nil)
+	tm = b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((2+2))\r")
+	tm.expect(ctx, "up-4")
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {b.csrf()}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	tm.drain(ctx)
+	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+
+	// A reload that drops the token ends the session.
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b.csrf()
+	p, err = edge.NewStaticPolicy(testRules()[1:])
+	require.NoError(t, err)
+	r.m.Server().Reload(p, nil)
+	resp, _ = b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/web/login", resp.Header.Get("Location"))
+}

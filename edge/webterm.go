@@ -97,6 +97,9 @@ func decodeWebControl(b []byte) (webControl, error) {
 type webTerm struct {
 	session string // the browser session's ID
 	client  string
+	method  string // the session's sign-in method and credential, checked again on Reload
+	cred    string
+	device  string
 	cancel  context.CancelCauseFunc
 
 	mu sync.Mutex
@@ -180,6 +183,36 @@ func (s *Server) endWebTerminals(id, why string) {
 			t.cancel(fmt.Errorf("%w: %s", errWebSignedOut, why))
 		}
 	}
+}
+
+// recheckWebTerminals closes the terminals that st no longer allows: their
+// session's credential is gone or names another client, or the client may
+// no longer open a shell on the device.
+func (s *Server) recheckWebTerminals(st *authState) int {
+	ws := s.web
+	if ws == nil {
+		return 0
+	}
+	ws.termCount.Lock()
+	defer ws.termCount.Unlock()
+	closed := 0
+	for t := range ws.terms {
+		reason := ""
+		method := webMethods[t.method]
+		if id, ok := method(st, t.cred); !ok {
+			reason = "the token it signed in with was removed or replaced"
+		} else if id.Name != t.client {
+			reason = "the token it signed in with now belongs to client " + id.Name
+		} else if !st.policy.DeviceAllowed(id, t.device) || st.policy.Authorize(id, t.device, Request{Type: wire.MsgPTY}) != nil {
+			reason = fmt.Sprintf("client %s may no longer open a shell on device %s", id.Name, t.device)
+		}
+		if reason != "" {
+			s.log.Warn("closing a web terminal after a reload: "+reason, "client", t.client, "device", t.device)
+			t.cancel(fmt.Errorf("%w: %s", errStreamRevoked, reason))
+			closed++
+		}
+	}
+	return closed
 }
 
 // serveWebSocket runs a terminal: the session cookie and the origin
@@ -294,7 +327,12 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		deny("denied", err.Error())
 		return
 	}
-	term := &webTerm{session: me.sess.ID, client: id.Name, cancel: cancel, more: make(chan struct{})}
+	// A sign-out or a reload ends the terminal through tctx; the
+	// WebSocket's calls keep ctx, so that the page still hears why.
+	tctx, tcancel := context.WithCancelCause(ctx)
+	defer tcancel(nil)
+	term := &webTerm{session: me.sess.ID, client: id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
+		cancel: tcancel, more: make(chan struct{})}
 	if msg := s.addWebTerm(term); msg != "" {
 		deny("limit", msg)
 		return
@@ -307,7 +345,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	start := time.Now()
-	o, ref := s.open(ctx, &openRequest{id: id, device: t.Device, req: req, msg: wire.Message{Type: wire.MsgPTY, Payload: payload}, ev: &ev})
+	o, ref := s.open(tctx, &openRequest{id: id, device: t.Device, req: req, msg: wire.Message{Type: wire.MsgPTY, Payload: payload}, ev: &ev})
 	if ref != nil {
 		ev.Kind = EventStreamDeny
 		if ref.relay != nil || ref.silent {
@@ -328,7 +366,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	s.Metrics.activeDelta(ev.Type, 1)
 	s.log.Info("web terminal opened", "client", id.Name, "device", t.Device, "remote", remote)
 
-	up, down, status, err := s.bridgeWeb(ctx, c, o.st, term, t.Device, id, sid)
+	up, down, status, err := s.bridgeWeb(ctx, tctx, c, o.st, term, t.Device, id, sid)
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
@@ -340,7 +378,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	}
 	if err != nil {
 		ev.Result, ev.Reason = "error", err.Error()
-		if errors.Is(err, errWebSignedOut) {
+		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
 			ev.Result = "revoked"
 		}
 	}
@@ -360,9 +398,10 @@ func mustJSON(v any) []byte {
 // waits while more than webMaxUnacked is not yet rendered.
 //
 // The WebSocket closes when a context given to one of its calls ends, so
-// its calls take ctx (the terminal's), never the bridge's own bctx.
-func (s *Server) bridgeWeb(ctx context.Context, c *websocket.Conn, st *transport.Stream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
-	bctx, cancel := context.WithCancelCause(ctx)
+// its calls take ctx (the edge's), never the bridge's own bctx, which
+// ends with stop (a sign-out, a reload) too.
+func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *transport.Stream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
+	bctx, cancel := context.WithCancelCause(stop)
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	stopSt := context.AfterFunc(bctx, func() { st.Abort() })
