@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,7 +116,7 @@ type webState struct {
 	revoked   WebRevocations
 	tickets   ticketSet
 	pages     *template.Template
-	static    fs.FS
+	files     map[string]webFile // /web/static/<name>
 	broken    error // the configuration's problem: every /web request gets 503
 	termCount sync.Mutex
 	// termCount guards the following.
@@ -140,7 +143,12 @@ func newWebState(c *WebConfig) *webState {
 		w.revoked = &MemoryWebRevocations{}
 	}
 	w.pages = template.Must(template.ParseFS(web.Files, "templates/*.html"))
-	w.static = web.Files
+	files, err := loadWebFiles()
+	if err != nil {
+		w.broken = fmt.Errorf("web: the embedded files: %w", err)
+		return w
+	}
+	w.files = files
 	return w
 }
 
@@ -476,25 +484,71 @@ func (s *Server) serveWebTerminalPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveWebStatic(w http.ResponseWriter, r *http.Request) {
 	webHeaders(w, "")
-	name := strings.TrimPrefix(r.URL.Path, "/web/static/")
-	var file string
-	switch name {
-	case "app.css", "term.js", "forms.js", "icon.svg":
-		file = "static/" + name
-	case "xterm.js", "xterm.css", "addon-fit.js":
-		file = "vendor/" + name
-	default:
+	f, ok := s.web.files[strings.TrimPrefix(r.URL.Path, "/web/static/")]
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := fs.ReadFile(s.web.static, file)
-	if err != nil {
-		http.NotFound(w, r)
+	h := w.Header()
+	h.Set("Content-Type", f.ctype)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("ETag", f.etag)
+	if r.Header.Get("If-None-Match") == f.etag {
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(file)))
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(b)
+	body := f.raw
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		body = f.gz
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+// webFile is a static file of the web terminal, also gzipped.
+type webFile struct {
+	raw, gz     []byte
+	ctype, etag string
+}
+
+// loadWebFiles reads the files the edge serves under /web/static/ and
+// gzips each once.
+func loadWebFiles() (map[string]webFile, error) {
+	names := map[string]string{
+		"app.css": "static/app.css", "term.js": "static/term.js", "forms.js": "static/forms.js", "icon.svg": "static/icon.svg",
+		"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js",
+	}
+	out := make(map[string]webFile, len(names))
+	for name, file := range names {
+		raw, err := fs.ReadFile(web.Files, file)
+		if err != nil {
+			return nil, err
+		}
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		_, _ = zw.Write(raw)
+		_ = zw.Close()
+		sum := sha256.Sum256(raw)
+		ctype := mime.TypeByExtension(path.Ext(file))
+		if ctype == "" {
+			ctype = "application/octet-stream"
+		}
+		out[name] = webFile{raw: raw, gz: gz.Bytes(), ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+	}
+	return out, nil
+}
+
+// acceptsGzip reports whether an Accept-Encoding value admits gzip.
+func acceptsGzip(v string) bool {
+	for _, part := range strings.Split(v, ",") {
+		name, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			return strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0"
+		}
+	}
+	return false
 }
 
 // serveWebTicket issues a single-use ticket for one device's terminal,

@@ -170,3 +170,23 @@ func FuzzWebMessages(f *testing.F) {
 		}
 	})
 }
+
+func TestWebStaticGzip(t *testing.T) {
+	s := webServer(t)
+	for _, tt := range []struct {
+		accept string
+		gzip   bool
+	}{{"gzip, deflate, br", true}, {"br;q=1, gzip;q=0", false}, {"", false}, {"GZIP", true}} {
+		r := httptest.NewRequest("GET", "https://edge.example.com/web/static/xterm.js", nil)
+		r.Header.Set("Accept-Encoding", tt.accept)
+		w := httptest.NewRecorder()
+		s.serveWebStatic(w, r)
+		require.Equal(t, http.StatusOK, w.Code)
+		require.Equal(t, tt.gzip, w.Header().Get("Content-Encoding") == "gzip", "Accept-Encoding %q", tt.accept)
+		require.Equal(t, "text/javascript; charset=utf-8", w.Header().Get("Content-Type"))
+	}
+	r := httptest.NewRequest("GET", "https://edge.example.com/web/static/../templates/login.html", nil)
+	w := httptest.NewRecorder()
+	s.serveWebStatic(w, r)
+	require.Equal(t, http.StatusNotFound, w.Code)
+}
