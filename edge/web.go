@@ -117,7 +117,7 @@ type webState struct {
 	tickets   ticketSet
 	pages     *template.Template
 	files     map[string]webFile // /web/static/<name>
-	broken    error // the configuration's problem: every /web request gets 503
+	broken    error              // the configuration's problem: every /web request gets 503
 	termCount sync.Mutex
 	// termCount guards the following.
 	bySession map[string]int
