@@ -22,36 +22,50 @@ import (
 // node_modules once `npm ci` ran there).
 const browserDir = "../web/browser"
 
+// browserTools returns Chromium and node, or skips tb saying what is
+// missing.
+func browserTools(tb testing.TB) (chromium, node string) {
+	tb.Helper()
+	chromium = os.Getenv("TETHER_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		tb.Skipf("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		tb.Skip("node not found (install Node.js 20; .ci/run's machine has it)")
+	}
+	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
+		tb.Skipf("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
+	}
+	return chromium, node
+}
+
+// newWebSystem starts an edge with the web terminal on, its public URL
+// the edge's own address.
+func newWebSystem(tb testing.TB) *system {
+	tb.Helper()
+	keyFile := filepath.Join(tb.TempDir(), "web.key")
+	require.NoError(tb, os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef-e2e"), 0o600))
+	return newSystemWith(tb, fmt.Sprintf("log_level: debug\nweb: {enabled: true, public_url: \"https://{{listen}}\", session_key_file: %q}\n", keyFile))
+}
+
 // TestWebTerminalInChromium runs web/browser/*.test.mjs with `node --test`
 // in Debian's Chromium against the built edge and agent: sign-in, a shell,
 // resize, exit status, a flood, Ctrl-C, and a page on another origin. The
 // screenshot goes to $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestWebTerminalInChromium(t *testing.T) {
-	chromium := os.Getenv("TETHER_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not found (install Node.js 20; .ci/run's machine has it)")
-	}
-	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		t.Skipf("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
-	}
+	chromium, node := browserTools(t)
 	artifacts := os.Getenv("TETHER_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = t.TempDir()
 	}
-	artifacts, err = filepath.Abs(artifacts)
+	artifacts, err := filepath.Abs(artifacts)
 	require.NoError(t, err)
 	require.NoError(t, os.MkdirAll(artifacts, 0o755))
-
-	keyFile := filepath.Join(t.TempDir(), "web.key")
-	require.NoError(t, os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef-e2e"), 0o600))
-	s := newSystemWith(t, fmt.Sprintf("log_level: debug\nweb: {enabled: true, public_url: \"https://{{listen}}\", session_key_file: %q}\n", keyFile))
+	s := newWebSystem(t)
 	const device = "dev-web"
 	s.addAgent(agentOpts{id: device})
 
