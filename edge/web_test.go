@@ -5,6 +5,7 @@ package edge_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
@@ -81,19 +83,20 @@ func (l webTLog) Write(p []byte) (int, error) {
 // edge's origin.
 type browser struct {
 	t      *testing.T
-	rig    *webRig
 	hc     *http.Client
-	origin string
+	origin string // the edge's URL, which is its public URL
 }
 
-func (r *webRig) browser(t *testing.T) *browser {
+func (r *webRig) browser(t *testing.T) *browser { return newBrowser(t, r.m.URL(), r.m.ClientTLS()) }
+
+func newBrowser(t *testing.T, edgeURL string, tc *tls.Config) *browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	tr := &http.Transport{TLSClientConfig: r.m.ClientTLS()}
+	tr := &http.Transport{TLSClientConfig: tc}
 	t.Cleanup(tr.CloseIdleConnections)
 	hc := &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &browser{t: t, rig: r, hc: hc, origin: r.m.URL()}
+	return &browser{t: t, hc: hc, origin: edgeURL}
 }
 
 func (b *browser) do(method, path string, body url.Values, hdr map[string]string) (*http.Response, string) {
@@ -102,7 +105,7 @@ func (b *browser) do(method, path string, body url.Values, hdr map[string]string
 	if body != nil {
 		rd = strings.NewReader(body.Encode())
 	}
-	req, err := http.NewRequest(method, b.rig.m.URL()+path, rd)
+	req, err := http.NewRequest(method, b.origin+path, rd)
 	require.NoError(b.t, err)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -167,7 +170,7 @@ func (b *browser) ticket(device, csrf, origin string) (int, string) {
 }
 
 func (b *browser) cookie(name string) *http.Cookie {
-	u, _ := url.Parse(b.rig.m.URL() + "/web/")
+	u, _ := url.Parse(b.origin + "/web/")
 	for _, c := range b.hc.Jar.Cookies(u) {
 		if c.Name == name {
 			return c
@@ -179,7 +182,7 @@ func (b *browser) cookie(name string) *http.Cookie {
 // dialWS opens /web/ws from origin; it returns the HTTP status of a
 // refused upgrade.
 func (b *browser) dialWS(ctx context.Context, origin string) (*websocket.Conn, int, error) {
-	c, resp, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(b.rig.m.URL(), "https")+"/web/ws",
+	c, resp, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(b.origin, "https")+"/web/ws",
 		&websocket.DialOptions{HTTPClient: b.hc, HTTPHeader: http.Header{"Origin": {origin}}})
 	code := 0
 	if resp != nil {
@@ -648,4 +651,57 @@ func TestWebTerminalsEnd(t *testing.T) {
 	resp, _ = b.do("GET", "/web/", nil, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/web/login", resp.Header.Get("Location"))
+}
+
+// TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal
+// on a device that another edge holds, through the same open path as the
+// CLI's; the cookie works on every edge, and a sign-out holds on every
+// edge.
+func TestWebTerminalAcrossTheCluster(t *testing.T) {
+	rig := newClusterRig(t)
+	rig.web = &edge.WebConfig{Key: webKey}
+	rig.start("e1")
+	rig.start("e2")
+	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
+	t.Cleanup(func() { require.NoError(t, srv.Close()) })
+	rig.device("e1", "d-1", map[wire.MsgType]device.Handler{wire.MsgPTY: srv.ServePTY, wire.MsgPTYCommand: srv.ServeCommand})
+	rig.waitEverywhere("d-1", "e1")
+
+	ctx := ctxT(t)
+	b := newBrowser(t, rig.edges["e2"].url, rig.pki.ClientTLS())
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	tm := b.openTerm(ctx, "d-1", 80, 24)
+	tm.keys(ctx, "echo $((6*7))\r")
+	tm.expect(ctx, `\b42\r\n`)
+	tm.keys(ctx, "exit 5\r")
+	tm.drain(ctx)
+	require.NotNil(t, tm.exit, "errors: %v", tm.errs)
+	require.Equal(t, 5, *tm.exit)
+	require.Eventually(t, func() bool {
+		for _, e := range rig.edges["e2"].audit.Events() {
+			if e.Kind == edge.EventStreamClose && e.Method == "web" && e.Peer == "e1" && e.ExitCode != nil && *e.ExitCode == 5 {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "no stream_close record through e1 on e2")
+
+	// The same cookie on e1 (cookies do not tell ports apart): stateless,
+	// accepted; after a sign-out on e2, refused there too.
+	on1 := func() int {
+		req, err := http.NewRequest("GET", rig.edges["e1"].url+"/web/", nil)
+		require.NoError(t, err)
+		resp, err := b.hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	saved := *b.cookie("tether_session")
+	require.Equal(t, http.StatusOK, on1())
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {b.csrf()}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	u, _ := url.Parse(rig.edges["e1"].url + "/web/")
+	saved.Path, saved.Domain = "/web", ""
+	b.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
+	require.Equal(t, http.StatusSeeOther, on1(), "e1 accepted a cookie signed out on e2")
 }
