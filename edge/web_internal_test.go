@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
@@ -189,4 +190,28 @@ func TestWebStaticGzip(t *testing.T) {
 	w := httptest.NewRecorder()
 	s.serveWebStatic(w, r)
 	require.Equal(t, http.StatusNotFound, w.Code)
+}
+
+// The output window: room waits while webMaxUnacked is out, and an ack
+// frees it; acks beyond what was sent free nothing more.
+func TestWebTermRoom(t *testing.T) {
+	term := &webTerm{more: make(chan struct{})}
+	require.NoError(t, term.room(t.Context()))
+	term.sent(webMaxUnacked)
+	done := make(chan error, 1)
+	go func() { done <- term.room(t.Context()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("room returned (%v) with %d bytes unacknowledged", err, webMaxUnacked)
+	case <-time.After(50 * time.Millisecond):
+	}
+	term.ack(1)
+	require.NoError(t, <-done)
+	term.ack(10 * webMaxUnacked)
+	term.sent(webMaxUnacked - 1)
+	require.NoError(t, term.room(t.Context()), "an over-ack must not leave credit")
+	term.sent(1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.Error(t, term.room(ctx))
 }

@@ -108,6 +108,8 @@ type webTerm struct {
 	more    chan struct{} // closed and replaced when acks arrive
 }
 
+// ack takes n bytes rendered off the count; a page cannot ack more than
+// it was sent.
 func (t *webTerm) ack(n int64) {
 	t.mu.Lock()
 	t.unacked = max(0, t.unacked-n)
@@ -501,6 +503,9 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *tra
 		}
 		n, rerr := st.Read(buf)
 		if n > 0 {
+			// Counted before it is sent: the page's ack may come back
+			// before Write returns.
+			term.sent(n)
 			wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
 			werr := c.Write(wctx, websocket.MessageBinary, buf[:n])
 			wcancel()
@@ -508,7 +513,6 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *tra
 				cancel(fmt.Errorf("write to the page: %w", werr))
 				break
 			}
-			term.sent(n)
 			down += int64(n)
 		}
 		if rerr != nil {
