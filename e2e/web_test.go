@@ -120,6 +120,7 @@ func TestWebTerminalInChromium(t *testing.T) {
 	// No secret in the logs or the audit file.
 	cookie, err := os.ReadFile(filepath.Join(artifacts, "session-cookie.txt"))
 	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(artifacts, "session-cookie.txt")), "the artifacts keep no credential")
 	for _, secret := range []string{s.token, string(cookie), "not-the-token-0123456789"} {
 		require.NotContains(t, s.edge.Output(), secret, "a secret is in the edge's logs")
 		require.NotContains(t, string(audit), secret, "a secret is in the audit file")
