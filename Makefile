@@ -12,7 +12,7 @@ DIST_TARGETS := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 linux/mipsle/sof
 CLI_TARGETS  := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 EDGE_TARGETS := linux/amd64 linux/arm64
 
-.PHONY: help build test cross-check fmt-check vet deps-check bench demo dist dist-agent dist-cli dist-edge dist-packages man clean
+.PHONY: vendor-web help build test cross-check fmt-check vet deps-check bench demo dist dist-agent dist-cli dist-edge dist-packages man clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ fmt-check: ## fail if gofmt would change a file
 
 vet: ## go vet
 	$(GO) vet ./...
+
+vendor-web: ## refresh web/vendor (xterm.js) from npm at the versions and integrity hashes of web/vendor/VENDOR.txt
+	@./scripts/vendor-web.sh
 
 deps-check: ## fail if a package imports against the layering
 	@./scripts/deps-check.sh

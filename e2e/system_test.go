@@ -41,7 +41,8 @@ func newSystem(t testing.TB) *system {
 	return newSystemWith(t, "")
 }
 
-// newSystemWith is newSystem with more YAML appended to edge.yaml.
+// newSystemWith is newSystem with more YAML appended to edge.yaml, in
+// which {{listen}} stands for the edge's address.
 func newSystemWith(t testing.TB, edgeExtra string) *system {
 	t.Helper()
 	pki := certstest.New(t)
@@ -69,7 +70,7 @@ clients:
     allow:
       tcp: ["127.0.0.1:1-1024"]
 audit_log: audit.jsonl
-`, s.addr, opsSum, limSum) + edgeExtra
+`, s.addr, opsSum, limSum) + strings.ReplaceAll(edgeExtra, "{{listen}}", s.addr)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "edge.yaml"), []byte(cfg), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "revoked.txt"), nil, 0o600))
 	s.edgeArgs = []string{"--config", filepath.Join(s.dir, "edge.yaml")}

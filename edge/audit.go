@@ -34,6 +34,10 @@ const (
 	EventStreamDeny    = "stream_deny"
 	EventStreamClose   = "stream_close"
 	EventDeviceStream  = "device_stream_refused"
+	// EventWebSignIn and EventWebSignOut record the web terminal's
+	// sign-ins and sign-outs (method "web").
+	EventWebSignIn  = "web_sign_in"
+	EventWebSignOut = "web_sign_out"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON line.
@@ -63,6 +67,13 @@ type Event struct {
 	Offset    int64  `json:"offset,omitempty"`
 	SHA256    string `json:"sha256,omitempty"`
 	FileSize  int64  `json:"file_size,omitempty"`
+	// Method is how the client came: "web" for the web terminal; empty
+	// for the CLI and other clients of the stream protocol.
+	Method string `json:"method,omitempty"`
+	// ExitCode and Signal are how a web terminal's shell ended, when the
+	// device said.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Signal   string `json:"signal,omitempty"`
 	// Peer is, in a cluster, the other edge a stream went through: the
 	// device's edge on the client's edge, and the client's edge on the
 	// device's.

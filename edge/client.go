@@ -145,6 +145,15 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	visible := func(id string) bool { return q.matches(id) && cred.auth.policy.DeviceAllowed(cred.id, id) }
+	out := s.listDevices(r.Context(), q, visible, w.Header())
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// listDevices returns the devices of q that visible accepts, sorted by
+// ID: this edge's, the cluster's, and the last seen. A part it cannot
+// list is named in a Tether-Cluster or Tether-Last-Seen header of hdr.
+func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(string) bool, hdr http.Header) []deviceInfo {
 	out := []deviceInfo{}
 	online := make(map[string]bool)
 	self := ""
@@ -174,16 +183,16 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 				Edge: rec.Edge, AgentInfo: rec.AgentInfo})
 		}
 		if err := s.Cluster.Presence.Health(); err != nil {
-			w.Header().Set("Tether-Cluster", "unavailable: "+err.Error())
+			hdr.Set("Tether-Cluster", "unavailable: "+err.Error())
 		}
 	}
 	if q.offline && s.LastSeen != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), lastSeenTimeout)
+		ctx, cancel := context.WithTimeout(ctx, lastSeenTimeout)
 		recs, err := s.LastSeen.ListLastSeen(ctx)
 		cancel()
 		if err != nil {
 			// The online part stands; the header says what is missing.
-			w.Header().Set("Tether-Last-Seen", "unavailable: "+err.Error())
+			hdr.Set("Tether-Last-Seen", "unavailable: "+err.Error())
 		}
 		for _, rec := range recs {
 			if online[rec.ID] || !visible(rec.ID) {
@@ -195,8 +204,7 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	return out
 }
 
 // clientSession is one client's session, bound to one device ID, to the

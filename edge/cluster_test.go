@@ -44,6 +44,9 @@ type clusterRig struct {
 	wrap map[string]func(edge.Presence) edge.Presence
 	// log is where the edges and devices log; nil is the test's log.
 	log *slog.Logger
+	// web, when set, turns the web terminal on, each edge's public URL
+	// its own, sign-outs shared in the cluster's bucket.
+	web *edge.WebConfig
 }
 
 func (rig *clusterRig) logger() *slog.Logger {
@@ -108,7 +111,17 @@ func (rig *clusterRig) start(id string) *rigEdge {
 	if w := rig.wrap[id]; w != nil {
 		presence = w(p)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var web *edge.WebConfig
+	if rig.web != nil {
+		w := *rig.web
+		w.PublicURL = "https://" + ln.Addr().String()
+		w.Revoked = &cluster.WebRevocations{JetStream: js}
+		web = &w
+	}
 	srv := &edge.Server{
+		Web:      web,
 		DeviceCA: rig.pki.Pool(),
 		Policy:   testPolicy(t),
 		Auditor:  audit,
@@ -117,8 +130,6 @@ func (rig *clusterRig) start(id string) *rigEdge {
 		Cluster: &edge.Cluster{EdgeID: id, Presence: presence, PeerCA: certs.PoolOf(rig.peerCA.Cert),
 			PeerCert: peerKP.TLSCertificate()},
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	hs := srv.HTTPServer(rig.pki.EdgeTLS())
 	ps := &http.Server{Handler: srv.PeerHandler(), ErrorLog: hs.ErrorLog}
 	var wg sync.WaitGroup

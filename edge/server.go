@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,9 @@ type Server struct {
 	// that prefix (404). A clustered edge ignores it and takes the IDs of
 	// its cluster (Cluster.EdgeID and the live edges of Presence).
 	EdgeID string
+	// Web, when set, serves the web terminal under /web/ (WebConfig). Nil
+	// serves none: /web answers 404.
+	Web *WebConfig
 
 	initOnce    sync.Once
 	lim         Limits
@@ -84,7 +88,8 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
-	peers    *peerSet // the peer sessions of a clustered edge
+	peers    *peerSet  // the peer sessions of a clustered edge
+	web      *webState // nil without Server.Web; set by init
 	draining bool
 	closed   bool
 }
@@ -121,6 +126,9 @@ func (s *Server) init() {
 		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
 		s.clients = make(map[*clientSession]struct{})
+		if s.Web != nil {
+			s.web = newWebState(s.Web)
+		}
 		if s.Cluster != nil {
 			s.startCluster()
 		}
@@ -160,7 +168,8 @@ func (s *Server) Reload(p Policy, revoked Revocations) {
 			closed++
 		}
 	}
-	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed)
+	webClosed := s.recheckWebTerminals(st)
+	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed, "web_terminals_closed", webClosed)
 }
 
 // Devices returns the connected devices.
@@ -225,6 +234,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st := hc.ConnectionState()
 			r.TLS = &st
 		}
+	}
+	if s.web != nil && (r.URL.Path == "/web" || strings.HasPrefix(r.URL.Path, "/web/")) {
+		s.serveWeb(w, r, folded)
+		return
 	}
 	if msg := ambiguity(r, folded); msg != "" {
 		s.refuseAmbiguous(w, r, msg)

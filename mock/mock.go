@@ -117,6 +117,9 @@ type Options struct {
 	// DeviceAgent is what the mock's devices say about themselves at
 	// connect (device.Client.Agent); the zero value says nothing.
 	DeviceAgent transport.AgentInfo
+	// Web, when set, turns the edge's web terminal on; an empty PublicURL
+	// becomes the mock's URL.
+	Web *edge.WebConfig
 }
 
 // EdgeMock is a live edge on loopback.
@@ -207,6 +210,20 @@ func New(t T, opts Options) *EdgeMock {
 	if opts.Auditor != nil {
 		auditor = opts.Auditor
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("mock: listen: %v", err)
+		return nil
+	}
+	m.url = "https://" + ln.Addr().String()
+	var web *edge.WebConfig
+	if opts.Web != nil {
+		w := *opts.Web
+		if w.PublicURL == "" {
+			w.PublicURL = m.url
+		}
+		web = &w
+	}
 	m.srv = &edge.Server{
 		DeviceCA:  m.pool,
 		Policy:    policy,
@@ -217,13 +234,8 @@ func New(t T, opts Options) *EdgeMock {
 		Metrics:   opts.Metrics,
 		LastSeen:  opts.LastSeen,
 		Logger:    log.With("component", "edge"),
+		Web:       web,
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("mock: listen: %v", err)
-		return nil
-	}
-	m.url = "https://" + ln.Addr().String()
 	m.hs = m.srv.HTTPServer(certs.EdgeTLSConfig(edgeCert.TLSCertificate()))
 	served := make(chan struct{})
 	go func() {

@@ -62,6 +62,7 @@ deny transport/target $stdlib_only
 deny transport "$mod/(cmd|cli|edge|device|mock|pty|udp|certs|transport/client|transport/tcp|transport/qbeecompat)" \
   "github.com/spf13" "github.com/prometheus" "github.com/creack/pty"
 deny certs $stdlib_only
+deny web $stdlib_only
 deny internal/logx $stdlib_only
 deny internal/ratelimit $stdlib_only
 # Stream types: both halves, on the session layer only.

@@ -39,6 +39,8 @@ type fileConfig struct {
 	// (/edge/<edge ID>/device/<id>); a clustered edge uses cluster.edge_id.
 	EdgeID  string        `yaml:"edge_id"`
 	Devices devicesConfig `yaml:"devices"`
+	// Web is the web terminal (webconfig.go).
+	Web webFileConfig `yaml:"web"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -166,6 +168,8 @@ type config struct {
 	// with defaults; a zero TTL keeps no last-seen records.
 	lastSeenTTL time.Duration
 	lastSeenMax int
+	// web is the web: section, checked; nil when the web terminal is off.
+	web *edge.WebConfig
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -392,6 +396,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
+		return nil, err
 	}
 	if !loadFiles {
 		return c, nil

@@ -216,6 +216,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Limits:    cfg.limits,
 		Logger:    log,
 		EdgeID:    cfg.file.EdgeID,
+		Web:       cfg.web,
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
@@ -237,6 +238,10 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		}
 		defer cl.Close()
 		srv.Cluster = cl.edgeCluster()
+		if srv.Web != nil {
+			// Sign-outs hold on every edge of the cluster.
+			srv.Web.Revoked = cl.webRevocations(srv.Web.SessionLifetime)
+		}
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}

@@ -35,6 +35,7 @@ type clusterRuntime struct {
 	lastSeen time.Duration // devices.last_seen_ttl: the last-seen bucket's TTL
 	log      *slog.Logger
 	presence *lazyPresence
+	js       jetstream.JetStream
 	stopNATS func()
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the start loop has returned
@@ -63,6 +64,7 @@ func startCluster(c *clusterSettings, lastSeenTTL time.Duration, log *slog.Logge
 		lastSeen: lastSeenTTL,
 		log:      log,
 		presence: &lazyPresence{created: time.Now()},
+		js:       js,
 		stopNATS: n.stop,
 		cancel:   cancel,
 		done:     make(chan struct{}),
@@ -81,6 +83,12 @@ func (r *clusterRuntime) edgeCluster() *edge.Cluster {
 		PeerCert:     c.PeerCert,
 		TakeoverHold: c.TakeoverHold,
 	}
+}
+
+// webRevocations is the web terminal's sign-outs, shared by the edges of
+// the cluster; lifetime is the sessions' (web.session_lifetime).
+func (r *clusterRuntime) webRevocations(lifetime time.Duration) edge.WebRevocations {
+	return &cluster.WebRevocations{JetStream: r.js, Replicas: r.settings.Replicas, TTL: lifetime}
 }
 
 // startPresence starts a cluster.Presence, again and again until one

@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tetherhq/tether/edge"
+)
+
+// WebRevokedBucket keeps the IDs of the web sessions that signed out, so
+// that every edge of the cluster refuses their cookies. Its TTL is the
+// sessions' lifetime: a revocation outlives the cookie it revokes.
+const WebRevokedBucket = "tether_web_revoked"
+
+// WebRevocations is the edge.WebRevocations of a cluster, in the
+// WebRevokedBucket. It binds the bucket on first use (and again after a
+// failure), so that an edge whose cluster state is not reachable yet
+// starts anyway; until then sign-outs fail and sessions cannot be checked,
+// which refuses them.
+type WebRevocations struct {
+	// JetStream is the JetStream context of a NATS connection. Required.
+	JetStream jetstream.JetStream
+	// Replicas is the bucket's replica count when it is created; zero
+	// means 1.
+	Replicas int
+	// TTL is the web sessions' lifetime (edge.WebConfig.SessionLifetime);
+	// zero means edge.DefaultWebSessionLifetime.
+	TTL time.Duration
+
+	mu sync.Mutex
+	// mu guards the following.
+	kv jetstream.KeyValue
+}
+
+var _ edge.WebRevocations = (*WebRevocations)(nil)
+
+func (w *WebRevocations) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.kv != nil {
+		return w.kv, nil
+	}
+	ttl := w.TTL
+	if ttl <= 0 {
+		ttl = edge.DefaultWebSessionLifetime
+	}
+	kv, err := bucket(ctx, w.JetStream, jetstream.KeyValueConfig{
+		Bucket: WebRevokedBucket, Description: "tether: web sessions that signed out", History: 1,
+		Replicas: max(w.Replicas, 1), TTL: ttl, MaxValueSize: 64,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.kv = kv
+	return kv, nil
+}
+
+// Revoke implements edge.WebRevocations. until is not used: the bucket's
+// TTL, the sessions' lifetime, expires the record.
+func (w *WebRevocations) Revoke(ctx context.Context, id string, _ time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	kv, err := w.bucket(ctx)
+	if err == nil {
+		_, err = kv.Put(ctx, id, []byte{1})
+	}
+	if err != nil {
+		return fmt.Errorf("%w: record the sign-out: %v", edge.ErrClusterUnavailable, err)
+	}
+	return nil
+}
+
+// Revoked implements edge.WebRevocations.
+func (w *WebRevocations) Revoked(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	kv, err := w.bucket(ctx)
+	if err == nil {
+		_, err = kv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: check for a sign-out: %v", edge.ErrClusterUnavailable, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,707 @@
+//go:build linux
+
+package edge_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+const webDevice = "d-web"
+
+var webKey = []byte("0123456789abcdef0123456789abcdef-test-key")
+
+// lockedBuffer collects the edge's logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// webRig is a real edge with the web terminal on, a device serving real
+// PTYs with /bin/sh, and the edge's logs.
+type webRig struct {
+	m    *mock.EdgeMock
+	logs *lockedBuffer
+}
+
+func newWebRig(t *testing.T, cfg edge.WebConfig) *webRig {
+	t.Helper()
+	logs := &lockedBuffer{}
+	if cfg.Key == nil {
+		cfg.Key = webKey
+	}
+	m := newEdge(t, mock.Options{Web: &cfg, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, webTLog{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	dc := m.DeviceClientWithID(webDevice)
+	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
+	dc.Handle(wire.MsgPTY, srv.ServePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
+	t.Cleanup(func() { require.NoError(t, srv.Close()) })
+	return &webRig{m: m, logs: logs}
+}
+
+type webTLog struct{ t *testing.T }
+
+func (l webTLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// browser is an HTTP client with a cookie jar, as a browser on the
+// edge's origin.
+type browser struct {
+	t      *testing.T
+	hc     *http.Client
+	origin string // the edge's URL, which is its public URL
+}
+
+func (r *webRig) browser(t *testing.T) *browser { return newBrowser(t, r.m.URL(), r.m.ClientTLS()) }
+
+func newBrowser(t *testing.T, edgeURL string, tc *tls.Config) *browser {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	tr := &http.Transport{TLSClientConfig: tc}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &browser{t: t, hc: hc, origin: edgeURL}
+}
+
+func (b *browser) do(method, path string, body url.Values, hdr map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = strings.NewReader(body.Encode())
+	}
+	req, err := http.NewRequest(method, b.origin+path, rd)
+	require.NoError(b.t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.hc.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return resp, string(out)
+}
+
+var (
+	csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	csrfMeta  = regexp.MustCompile(`name="tether-csrf" content="([^"]+)"`)
+)
+
+func find(t *testing.T, re *regexp.Regexp, page string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(page)
+	require.NotNil(t, m, "no %v in the page:\n%s", re, page)
+	return m[1]
+}
+
+// signIn signs in with token and returns the response to the POST.
+func (b *browser) signIn(token string) *http.Response {
+	b.t.Helper()
+	resp, page := b.do("GET", "/web/login", nil, nil)
+	require.Equal(b.t, http.StatusOK, resp.StatusCode)
+	csrf := find(b.t, csrfField, page)
+	resp, _ = b.do("POST", "/web/login", url.Values{"token": {token}, "csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	return resp
+}
+
+// csrf returns the session's CSRF token, from the device list page.
+func (b *browser) csrf() string {
+	b.t.Helper()
+	resp, page := b.do("GET", "/web/", nil, nil)
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, page)
+	return find(b.t, csrfField, page)
+}
+
+// ticket asks for a ticket for device; it returns the status and the
+// ticket (empty on a refusal).
+func (b *browser) ticket(device, csrf, origin string) (int, string) {
+	b.t.Helper()
+	hdr := map[string]string{"X-CSRF-Token": csrf}
+	if origin != "" {
+		hdr["Origin"] = origin
+	}
+	resp, body := b.do("POST", "/web/ticket?device="+url.QueryEscape(device), nil, hdr)
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, ""
+	}
+	var out struct{ Ticket string }
+	require.NoError(b.t, json.Unmarshal([]byte(body), &out))
+	require.NotEmpty(b.t, out.Ticket)
+	return resp.StatusCode, out.Ticket
+}
+
+func (b *browser) cookie(name string) *http.Cookie {
+	u, _ := url.Parse(b.origin + "/web/")
+	for _, c := range b.hc.Jar.Cookies(u) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// dialWS opens /web/ws from origin; it returns the HTTP status of a
+// refused upgrade.
+func (b *browser) dialWS(ctx context.Context, origin string) (*websocket.Conn, int, error) {
+	c, resp, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(b.origin, "https")+"/web/ws",
+		&websocket.DialOptions{HTTPClient: b.hc, HTTPHeader: http.Header{"Origin": {origin}}})
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	if err == nil {
+		b.t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, code, err
+}
+
+// term is the page's side of a terminal.
+type term struct {
+	t    *testing.T
+	c    *websocket.Conn
+	out  bytes.Buffer
+	ack  bool // acknowledge output as it comes
+	exit *int
+	errs []string
+}
+
+func (b *browser) openTerm(ctx context.Context, device string, cols, rows int) *term {
+	b.t.Helper()
+	code, tk := b.ticket(device, b.csrf(), b.origin)
+	require.Equal(b.t, http.StatusOK, code)
+	c, status, err := b.dialWS(ctx, b.origin)
+	require.NoError(b.t, err, "status %d", status)
+	hello, _ := json.Marshal(map[string]any{"ticket": tk, "device": device, "cols": cols, "rows": rows, "term": "xterm-256color"})
+	require.NoError(b.t, c.Write(ctx, websocket.MessageText, hello))
+	return &term{t: b.t, c: c, ack: true}
+}
+
+// next reads one message; it reports false when the connection ended.
+func (tm *term) next(ctx context.Context) bool {
+	typ, b, err := tm.c.Read(ctx)
+	if err != nil {
+		return false
+	}
+	if typ == websocket.MessageBinary {
+		tm.out.Write(b)
+		if tm.ack {
+			tm.sendJSON(ctx, map[string]any{"t": "ack", "n": len(b)})
+		}
+		return true
+	}
+	var m struct {
+		T    string
+		Code *int
+		Msg  string
+	}
+	require.NoError(tm.t, json.Unmarshal(b, &m))
+	switch m.T {
+	case "exit":
+		tm.exit = m.Code
+	case "error":
+		tm.errs = append(tm.errs, m.Msg)
+	}
+	return true
+}
+
+func (tm *term) sendJSON(ctx context.Context, v any) {
+	b, _ := json.Marshal(v)
+	_ = tm.c.Write(ctx, websocket.MessageText, b)
+}
+
+func (tm *term) keys(ctx context.Context, s string) {
+	tm.t.Helper()
+	require.NoError(tm.t, tm.c.Write(ctx, websocket.MessageBinary, []byte(s)))
+}
+
+// expect reads until the output matches re.
+func (tm *term) expect(ctx context.Context, re string) {
+	tm.t.Helper()
+	rx := regexp.MustCompile(re)
+	for !rx.Match(tm.out.Bytes()) {
+		if !tm.next(ctx) {
+			tm.t.Fatalf("the terminal ended before %q; output so far:\n%s\nerrors: %v", re, tail(tm.out.String()), tm.errs)
+		}
+	}
+}
+
+// drain reads until the connection ends.
+func (tm *term) drain(ctx context.Context) {
+	for tm.next(ctx) {
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+func TestWebTerminal(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	resp := b.signIn(opsToken)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	sc := b.cookie("tether_session")
+	require.NotNil(t, sc, "sign-in set no session cookie")
+	setCookie := strings.Join(resp.Header.Values("Set-Cookie"), "\n")
+	for _, attr := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/web"} {
+		require.Contains(t, setCookie, attr)
+	}
+
+	resp, page := b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `href="/web/d/`+webDevice+`"`)
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'none'")
+	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+
+	resp, page = b.do("GET", "/web/d/"+webDevice, nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, "/web/static/xterm.js")
+	resp, js := b.do("GET", "/web/static/xterm.js", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, js, "xterm")
+
+	ctx := ctxT(t)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo $((6*7))\r")
+	tm.expect(ctx, `\b42\r\n`)
+	tm.sendJSON(ctx, map[string]any{"t": "resize", "cols": 100, "rows": 30})
+	// The resize goes its own way: ask until the shell sees it.
+	for i := 0; ; i++ {
+		tm.out.Reset()
+		tm.keys(ctx, "stty size\r")
+		tm.expect(ctx, `\b\d+ \d+\r\n`)
+		if regexp.MustCompile(`\b30 100\r\n`).Match(tm.out.Bytes()) {
+			break
+		}
+		require.Less(t, i, 100, "stty size never showed 30 100; last output:\n%s", tm.out.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	tm.keys(ctx, "exit 7\r")
+	tm.drain(ctx)
+	require.NotNil(t, tm.exit, "no exit status; errors: %v", tm.errs)
+	require.Equal(t, 7, *tm.exit)
+
+	// The record follows the close that the page saw.
+	closeEv := waitEvent(t, r.m, func(e edge.Event) bool { return e.Kind == edge.EventStreamClose && e.Method == "web" })
+	require.Equal(t, "ops", closeEv.Client)
+	require.Equal(t, webDevice, closeEv.Device)
+	require.NotNil(t, closeEv.ExitCode)
+	require.Equal(t, 7, *closeEv.ExitCode)
+	requireNoSecrets(t, r, opsToken, sc.Value)
+}
+
+// waitEvent waits for an audit record that match accepts.
+func waitEvent(t *testing.T, m *mock.EdgeMock, match func(edge.Event) bool) edge.Event {
+	t.Helper()
+	var found *edge.Event
+	require.Eventually(t, func() bool {
+		for _, e := range m.AuditEvents() {
+			if match(e) {
+				found = &e
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "no such audit record")
+	return *found
+}
+
+// requireNoSecrets checks that none of secrets is in the edge's logs or
+// audit records.
+func requireNoSecrets(t *testing.T, r *webRig, secrets ...string) {
+	t.Helper()
+	audit, err := json.Marshal(r.m.AuditEvents())
+	require.NoError(t, err)
+	logs := r.logs.String()
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		require.NotContains(t, logs, s, "a secret is in the edge's logs")
+		require.NotContains(t, string(audit), s, "a secret is in the audit records")
+	}
+}
+
+// TestWebFlowControl: output that the page does not acknowledge stops at
+// the edge's bound, the device is pushed back, and keystrokes still get
+// through; once acknowledged, a flood arrives whole.
+func TestWebFlowControl(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "stty -echo; yes\r")
+	tm.ack = false
+	// Without acks the edge sends at most its bound (1 MiB) and one chunk.
+	const bound = 1<<20 + 32<<10
+	for tm.out.Len() < 1<<20 {
+		require.True(t, tm.next(ctx))
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	for tm.next(rctx) {
+		require.LessOrEqual(t, tm.out.Len(), bound, "the edge sent more unacknowledged output than its bound")
+	}
+	cancel()
+	// The read's deadline closed that connection: open another, with the
+	// `yes` of the first one gone with it.
+	tm = b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "stty -echo; yes\r")
+	tm.ack = false
+	for tm.out.Len() < 1<<20 {
+		require.True(t, tm.next(ctx))
+	}
+	// Ctrl-C is not queued behind the output the edge holds back.
+	tm.keys(ctx, "\x03")
+	tm.keys(ctx, "echo done-$((20+22))\r")
+	tm.ack = true
+	tm.sendJSON(ctx, map[string]any{"t": "ack", "n": tm.out.Len()})
+	tm.expect(ctx, `done-42`)
+	tm.out.Reset()
+	tm.keys(ctx, "seq 1 200000; exit 3\r")
+	tm.drain(ctx)
+	require.NotNil(t, tm.exit)
+	require.Equal(t, 3, *tm.exit)
+	require.Contains(t, tm.out.String(), "\n199999\r\n200000\r\n", "the flood's last lines are not intact")
+}
+
+func TestWebAttacks(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	ctx := ctxT(t)
+
+	t.Run("wrong token sets no cookie", func(t *testing.T) {
+		b := r.browser(t)
+		resp := b.signIn("not-a-token-of-this-edge")
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		require.Nil(t, b.cookie("tether_session"))
+		requireNoSecrets(t, r, "not-a-token-of-this-edge")
+	})
+	t.Run("sign-in from another origin", func(t *testing.T) {
+		b := r.browser(t)
+		_, page := b.do("GET", "/web/login", nil, nil)
+		csrf := find(t, csrfField, page)
+		resp, _ := b.do("POST", "/web/login", url.Values{"token": {opsToken}, "csrf": {csrf}}, map[string]string{"Origin": "https://127.0.0.2"})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Nil(t, b.cookie("tether_session"))
+	})
+	t.Run("sign-in without the form's CSRF token", func(t *testing.T) {
+		b := r.browser(t)
+		resp, _ := b.do("POST", "/web/login", url.Values{"token": {opsToken}}, map[string]string{"Origin": b.origin})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Nil(t, b.cookie("tether_session"))
+	})
+
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	csrf := b.csrf()
+
+	t.Run("ticket from another origin", func(t *testing.T) {
+		code, _ := b.ticket(webDevice, csrf, "https://127.0.0.2")
+		require.Equal(t, http.StatusForbidden, code)
+		code, _ = b.ticket(webDevice, csrf, "")
+		require.Equal(t, http.StatusForbidden, code)
+	})
+	t.Run("ticket without the CSRF token", func(t *testing.T) {
+		code, _ := b.ticket(webDevice, "", b.origin)
+		require.Equal(t, http.StatusForbidden, code)
+		code, _ = b.ticket(webDevice, csrf+"x", b.origin)
+		require.Equal(t, http.StatusForbidden, code)
+	})
+	t.Run("ticket without a session", func(t *testing.T) {
+		anon := r.browser(t)
+		code, _ := anon.ticket(webDevice, csrf, anon.origin)
+		require.Equal(t, http.StatusUnauthorized, code)
+	})
+	t.Run("WebSocket from another origin", func(t *testing.T) {
+		_, code, err := b.dialWS(ctx, "https://127.0.0.2")
+		require.Error(t, err)
+		require.Equal(t, http.StatusForbidden, code)
+	})
+	t.Run("WebSocket without a session", func(t *testing.T) {
+		anon := r.browser(t)
+		_, code, err := anon.dialWS(ctx, anon.origin)
+		require.Error(t, err)
+		require.Equal(t, http.StatusUnauthorized, code)
+	})
+
+	// refused sends hello and expects the terminal refused with why.
+	refused := func(t *testing.T, br *browser, hello map[string]any, why string) {
+		t.Helper()
+		c, code, err := br.dialWS(ctx, br.origin)
+		require.NoError(t, err, "status %d", code)
+		hb, _ := json.Marshal(hello)
+		require.NoError(t, c.Write(ctx, websocket.MessageText, hb))
+		tm := &term{t: t, c: c}
+		tm.drain(ctx)
+		require.Nil(t, tm.exit)
+		require.NotEmpty(t, tm.errs, "the terminal was not refused")
+		require.Contains(t, strings.Join(tm.errs, "; "), why)
+		require.Empty(t, tm.out.String(), "a refused terminal sent output")
+	}
+	t.Run("reused ticket", func(t *testing.T) {
+		_, tk := b.ticket(webDevice, csrf, b.origin)
+		tm := func() *term {
+			c, _, err := b.dialWS(ctx, b.origin)
+			require.NoError(t, err)
+			hb, _ := json.Marshal(map[string]any{"ticket": tk, "device": webDevice, "cols": 80, "rows": 24})
+			require.NoError(t, c.Write(ctx, websocket.MessageText, hb))
+			return &term{t: t, c: c, ack: true}
+		}()
+		tm.keys(ctx, "exit 0\r")
+		tm.drain(ctx)
+		require.NotNil(t, tm.exit)
+		refused(t, b, map[string]any{"ticket": tk, "device": webDevice}, "used already")
+	})
+	t.Run("ticket for another device", func(t *testing.T) {
+		_, tk := b.ticket(webDevice, csrf, b.origin)
+		refused(t, b, map[string]any{"ticket": tk, "device": "d-other"}, "another device")
+	})
+	t.Run("ticket of another session", func(t *testing.T) {
+		other := r.browser(t)
+		require.Equal(t, http.StatusSeeOther, other.signIn(opsToken).StatusCode)
+		_, tk := other.ticket(webDevice, other.csrf(), other.origin)
+		refused(t, b, map[string]any{"ticket": tk, "device": webDevice}, "another session")
+	})
+	t.Run("forged ticket", func(t *testing.T) {
+		refused(t, b, map[string]any{"ticket": "eyJzIjoiYSJ9.AAAA", "device": webDevice}, "bad signature")
+	})
+	t.Run("no ticket", func(t *testing.T) {
+		refused(t, b, map[string]any{"device": webDevice}, "no ticket")
+	})
+	t.Run("ticket for a device the identity may not reach", func(t *testing.T) {
+		lim := r.browser(t)
+		require.Equal(t, http.StatusSeeOther, lim.signIn(limitedToken).StatusCode)
+		code, _ := lim.ticket("x-other", lim.csrf(), lim.origin)
+		require.Equal(t, http.StatusForbidden, code)
+	})
+	t.Run("PTY not allowed", func(t *testing.T) {
+		lim := r.browser(t)
+		require.Equal(t, http.StatusSeeOther, lim.signIn(limitedToken).StatusCode)
+		_, tk := lim.ticket(webDevice, lim.csrf(), lim.origin)
+		refused(t, lim, map[string]any{"ticket": tk, "device": webDevice}, "not allowed")
+	})
+	t.Run("logout revokes the cookie", func(t *testing.T) {
+		lo := r.browser(t)
+		require.Equal(t, http.StatusSeeOther, lo.signIn(opsToken).StatusCode)
+		saved := *lo.cookie("tether_session")
+		c := lo.csrf()
+		// Sign-out from another origin, or without the token, does nothing.
+		resp, _ := lo.do("POST", "/web/logout", url.Values{"csrf": {c}}, map[string]string{"Origin": "https://127.0.0.2"})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		resp, _ = lo.do("POST", "/web/logout", url.Values{}, map[string]string{"Origin": lo.origin})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		resp, _ = lo.do("GET", "/web/", nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		resp, _ = lo.do("POST", "/web/logout", url.Values{"csrf": {c}}, map[string]string{"Origin": lo.origin})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		require.Nil(t, lo.cookie("tether_session"), "sign-out left the cookie")
+		// The old cookie, put back, is refused.
+		u, _ := url.Parse(lo.origin + "/web/")
+		saved.Path, saved.Domain = "/web", ""
+		lo.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
+		resp, _ = lo.do("GET", "/web/", nil, nil)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		require.Equal(t, "/web/login", resp.Header.Get("Location"))
+		code, _ := lo.ticket(webDevice, c, lo.origin)
+		require.Equal(t, http.StatusUnauthorized, code)
+		_, code, err := lo.dialWS(ctx, lo.origin)
+		require.Error(t, err)
+		require.Equal(t, http.StatusUnauthorized, code)
+	})
+	requireNoSecrets(t, r, opsToken, limitedToken, b.cookie("tether_session").Value)
+	// Tickets are secrets too; none was logged or audited.
+	_, tk := b.ticket(webDevice, csrf, b.origin)
+	requireNoSecrets(t, r, tk)
+}
+
+// TestWebLimits: a browser session has at most MaxTerminalsPerSession
+// terminals open at once.
+func TestWebLimits(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{MaxTerminalsPerSession: 1})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	first := b.openTerm(ctx, webDevice, 80, 24)
+	first.keys(ctx, "echo one-$((1+1))\r")
+	first.expect(ctx, "one-2")
+	second := b.openTerm(ctx, webDevice, 80, 24)
+	second.drain(ctx)
+	require.Contains(t, strings.Join(second.errs, "; "), "too many terminals")
+	first.keys(ctx, "exit 0\r")
+	first.drain(ctx)
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamDeny && e.Method == "web" && e.Result == "limit"
+	})
+}
+
+// TestWebDisabled: without Web the edge serves nothing under /web.
+func TestWebDisabled(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	tr := &http.Transport{TLSClientConfig: m.ClientTLS()}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(m.URL() + "/web/login")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestWebConfigCheck(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  edge.WebConfig
+		want string
+	}{
+		{"short key", edge.WebConfig{PublicURL: "https://edge.example.com", Key: []byte("short")}, "at least 32"},
+		{"http", edge.WebConfig{PublicURL: "http://edge.example.com", Key: webKey}, "https://HOST"},
+		{"path", edge.WebConfig{PublicURL: "https://edge.example.com/x", Key: webKey}, "without a path"},
+		{"negative", edge.WebConfig{PublicURL: "https://edge.example.com", Key: webKey, IdleTimeout: -1}, "negative"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Check()
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+	require.NoError(t, (&edge.WebConfig{PublicURL: "https://edge.example.com:8443", Key: webKey}).Check())
+}
+
+// TestWebTerminalsEnd: a reload that takes the shell away, and a sign-out,
+// close the open terminals, which hear why; a reload that drops the token
+// ends the session.
+func TestWebTerminalsEnd(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((1+1))\r")
+	tm.expect(ctx, "up-2")
+	rules := testRules()
+	rules[0].PTY = false
+	p, err := edge.NewStaticPolicy(rules)
+	require.NoError(t, err)
+	r.m.Server().Reload(p, nil)
+	tm.drain(ctx)
+	require.Contains(t, strings.Join(tm.errs, "; "), "may no longer open a shell")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamClose && e.Method == "web" && e.Result == "revoked"
+	})
+
+	r.m.Server().Reload(testPolicy(t), nil)
+	tm = b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((2+2))\r")
+	tm.expect(ctx, "up-4")
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {b.csrf()}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	tm.drain(ctx)
+	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+
+	// A reload that drops the token ends the session.
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b.csrf()
+	p, err = edge.NewStaticPolicy(testRules()[1:])
+	require.NoError(t, err)
+	r.m.Server().Reload(p, nil)
+	resp, _ = b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/web/login", resp.Header.Get("Location"))
+}
+
+// TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal
+// on a device that another edge holds, through the same open path as the
+// CLI's; the cookie works on every edge, and a sign-out holds on every
+// edge.
+func TestWebTerminalAcrossTheCluster(t *testing.T) {
+	rig := newClusterRig(t)
+	rig.web = &edge.WebConfig{Key: webKey}
+	rig.start("e1")
+	rig.start("e2")
+	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
+	t.Cleanup(func() { require.NoError(t, srv.Close()) })
+	rig.device("e1", "d-1", map[wire.MsgType]device.Handler{wire.MsgPTY: srv.ServePTY, wire.MsgPTYCommand: srv.ServeCommand})
+	rig.waitEverywhere("d-1", "e1")
+
+	ctx := ctxT(t)
+	b := newBrowser(t, rig.edges["e2"].url, rig.pki.ClientTLS())
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	tm := b.openTerm(ctx, "d-1", 80, 24)
+	tm.keys(ctx, "echo $((6*7))\r")
+	tm.expect(ctx, `\b42\r\n`)
+	tm.keys(ctx, "exit 5\r")
+	tm.drain(ctx)
+	require.NotNil(t, tm.exit, "errors: %v", tm.errs)
+	require.Equal(t, 5, *tm.exit)
+	require.Eventually(t, func() bool {
+		for _, e := range rig.edges["e2"].audit.Events() {
+			if e.Kind == edge.EventStreamClose && e.Method == "web" && e.Peer == "e1" && e.ExitCode != nil && *e.ExitCode == 5 {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "no stream_close record through e1 on e2")
+
+	// The same cookie on e1 (cookies do not tell ports apart): stateless,
+	// accepted; after a sign-out on e2, refused there too.
+	on1 := func() int {
+		req, err := http.NewRequest("GET", rig.edges["e1"].url+"/web/", nil)
+		require.NoError(t, err)
+		resp, err := b.hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	saved := *b.cookie("tether_session")
+	require.Equal(t, http.StatusOK, on1())
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {b.csrf()}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	u, _ := url.Parse(rig.edges["e1"].url + "/web/")
+	saved.Path, saved.Domain = "/web", ""
+	b.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
+	require.Equal(t, http.StatusSeeOther, on1(), "e1 accepted a cookie signed out on e2")
+}

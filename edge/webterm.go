@@ -1,0 +1,595 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/wire"
+)
+
+// The terminal's WebSocket (/web/ws). The page's first message is a text
+// message, webHello, with its ticket. Then keystrokes go up and output
+// comes down as binary messages; control goes as JSON text messages,
+// webControl: up, "resize" and "ack" (bytes of output rendered); down,
+// "open", "exit" and "error".
+const (
+	webReadLimit  = 64 << 10
+	webPing       = 20 * time.Second
+	webHelloWait  = 10 * time.Second
+	webChunk      = 32 << 10
+	webExitWait   = 5 * time.Second
+	webCloseWait  = 5 * time.Second
+	webWriteLimit = 30 * time.Second
+	// webMaxUnacked is how much output may be sent and not yet rendered;
+	// past it the edge stops reading the device's stream, and the
+	// stream's window pushes back to the device.
+	webMaxUnacked = 1 << 20
+)
+
+// webHello is the page's first message.
+type webHello struct {
+	Ticket string `json:"ticket"`
+	Device string `json:"device"` // must be the ticket's
+	Cols   int    `json:"cols"`
+	Rows   int    `json:"rows"`
+	Term   string `json:"term"`
+}
+
+// webControl is a control message, either way.
+type webControl struct {
+	T      string `json:"t"`
+	Cols   int    `json:"cols,omitempty"`
+	Rows   int    `json:"rows,omitempty"`
+	N      int64  `json:"n,omitempty"`
+	Code   *int   `json:"code,omitempty"`
+	Signal string `json:"signal,omitempty"`
+	Msg    string `json:"msg,omitempty"`
+}
+
+// decodeWebHello checks the page's first message.
+func decodeWebHello(b []byte) (webHello, error) {
+	var h webHello
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return h, fmt.Errorf("the first message must be JSON {ticket, device, cols, rows, term}: %v", err)
+	}
+	if h.Ticket == "" {
+		return h, errors.New("the first message carries no ticket")
+	}
+	if h.Cols < 0 || h.Rows < 0 || h.Cols > 10000 || h.Rows > 10000 || len(h.Term) > 64 {
+		return h, errors.New("the first message's size or TERM is out of range")
+	}
+	return h, nil
+}
+
+// decodeWebControl checks a control message from the page.
+func decodeWebControl(b []byte) (webControl, error) {
+	var c webControl
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("a text message must be a JSON control message: %v", err)
+	}
+	switch c.T {
+	case "ack":
+		if c.N < 0 {
+			return c, errors.New("ack of a negative count")
+		}
+	case "resize":
+		if c.Cols < 1 || c.Rows < 1 || c.Cols > 10000 || c.Rows > 10000 {
+			return c, fmt.Errorf("resize to %dx%d: want 1 to 10000 columns and rows", c.Cols, c.Rows)
+		}
+	default:
+		return c, fmt.Errorf("unknown control message %q", c.T)
+	}
+	return c, nil
+}
+
+// webTerm is one open terminal.
+type webTerm struct {
+	session string // the browser session's ID
+	client  string
+	method  string // the session's sign-in method and credential, checked again on Reload
+	cred    string
+	device  string
+	cancel  context.CancelCauseFunc
+
+	mu sync.Mutex
+	// mu guards the following.
+	unacked int64
+	more    chan struct{} // closed and replaced when acks arrive
+}
+
+// ack takes n bytes rendered off the count; a page cannot ack more than
+// it was sent.
+func (t *webTerm) ack(n int64) {
+	t.mu.Lock()
+	t.unacked = max(0, t.unacked-n)
+	close(t.more)
+	t.more = make(chan struct{})
+	t.mu.Unlock()
+}
+
+// room waits until less than webMaxUnacked is unacknowledged.
+func (t *webTerm) room(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.unacked < webMaxUnacked {
+			t.mu.Unlock()
+			return nil
+		}
+		more := t.more
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-more:
+		}
+	}
+}
+
+func (t *webTerm) sent(n int) {
+	t.mu.Lock()
+	t.unacked += int64(n)
+	t.mu.Unlock()
+}
+
+// errWebSignedOut ends the terminals of a session that signed out.
+var errWebSignedOut = errors.New("the web session signed out")
+
+// addWebTerm counts t against the caps; it returns the refusal, or "".
+func (s *Server) addWebTerm(t *webTerm) string {
+	ws := s.web
+	ws.termCount.Lock()
+	defer ws.termCount.Unlock()
+	if ws.bySession[t.session] >= ws.perSess {
+		return fmt.Sprintf("too many terminals: this browser session has %d open, the most it may; close one", ws.perSess)
+	}
+	if ws.byID[t.client] >= ws.perID {
+		return fmt.Sprintf("too many terminals: client %s has %d open on this edge, the most it may; close one", t.client, ws.perID)
+	}
+	ws.bySession[t.session]++
+	ws.byID[t.client]++
+	ws.terms[t] = struct{}{}
+	return ""
+}
+
+func (s *Server) removeWebTerm(t *webTerm) {
+	ws := s.web
+	ws.termCount.Lock()
+	defer ws.termCount.Unlock()
+	delete(ws.terms, t)
+	if ws.bySession[t.session]--; ws.bySession[t.session] <= 0 {
+		delete(ws.bySession, t.session)
+	}
+	if ws.byID[t.client]--; ws.byID[t.client] <= 0 {
+		delete(ws.byID, t.client)
+	}
+}
+
+// endWebTerminals closes the terminals of browser session id.
+func (s *Server) endWebTerminals(id, why string) {
+	ws := s.web
+	ws.termCount.Lock()
+	defer ws.termCount.Unlock()
+	for t := range ws.terms {
+		if t.session == id {
+			t.cancel(fmt.Errorf("%w: %s", errWebSignedOut, why))
+		}
+	}
+}
+
+// recheckWebTerminals closes the terminals that st no longer allows: their
+// session's credential is gone or names another client, or the client may
+// no longer open a shell on the device.
+func (s *Server) recheckWebTerminals(st *authState) int {
+	ws := s.web
+	if ws == nil {
+		return 0
+	}
+	ws.termCount.Lock()
+	defer ws.termCount.Unlock()
+	closed := 0
+	for t := range ws.terms {
+		reason := ""
+		method := webMethods[t.method]
+		if id, ok := method(st, t.cred); !ok {
+			reason = "the token it signed in with was removed or replaced"
+		} else if id.Name != t.client {
+			reason = "the token it signed in with now belongs to client " + id.Name
+		} else if !st.policy.DeviceAllowed(id, t.device) || st.policy.Authorize(id, t.device, Request{Type: wire.MsgPTY}) != nil {
+			reason = fmt.Sprintf("client %s may no longer open a shell on device %s", id.Name, t.device)
+		}
+		if reason != "" {
+			s.log.Warn("closing a web terminal after a reload: "+reason, "client", t.client, "device", t.device)
+			t.cancel(fmt.Errorf("%w: %s", errStreamRevoked, reason))
+			closed++
+		}
+	}
+	return closed
+}
+
+// serveWebSocket runs a terminal: the session cookie and the origin
+// before the upgrade, the ticket in the first message, then the PTY
+// stream through the open path and the bridge.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	webHeaders(w, "")
+	if !s.checkOrigin(w, r) {
+		return
+	}
+	me, err := s.webSessionFrom(nil, r)
+	if err != nil {
+		s.refuse(w, r, http.StatusUnauthorized, "no_session", "not signed in, or the session ended: sign in again")
+		return
+	}
+	if s.isDraining() {
+		s.refuse(w, r, http.StatusServiceUnavailable, "draining", "the edge is shutting down; reload the page to reach another edge")
+		return
+	}
+	if hc := headConnOf(r); hc != nil {
+		hc.stop()
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{s.web.host}})
+	if err != nil {
+		s.log.Info("web terminal upgrade failed", "client", me.id.Name, "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if !s.track1() {
+		c.Close(websocket.StatusGoingAway, "the edge is shutting down")
+		return
+	}
+	defer s.wg.Done()
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	c.SetReadLimit(webReadLimit)
+	s.runWebTerminal(c, r.RemoteAddr, me)
+}
+
+// track1 counts a handler that the edge's Close waits for; false once
+// the edge is closed.
+func (s *Server) track1() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity) {
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(ctx, func() { c.CloseNow() })
+	defer stop()
+	closeWith := func(code websocket.StatusCode, msg string) {
+		cctx, ccancel := context.WithTimeout(ctx, webCloseWait)
+		_ = c.Write(cctx, websocket.MessageText, mustJSON(webControl{T: "error", Msg: msg}))
+		ccancel()
+		// The reason of a close frame is at most 123 bytes; the error
+		// message above says it all.
+		_ = c.Close(code, "")
+	}
+
+	hctx, hcancel := context.WithTimeout(ctx, webHelloWait)
+	typ, b, err := c.Read(hctx)
+	hcancel()
+	if err != nil {
+		s.log.Debug("web terminal ended before its first message", "client", me.id.Name, "err", err)
+		c.CloseNow()
+		return
+	}
+	hello, err := decodeWebHello(b)
+	if err == nil && typ != websocket.MessageText {
+		err = errors.New("the first message must be a text message")
+	}
+	ev := Event{Kind: EventStreamDeny, Client: me.id.Name, RemoteAddr: remote, Type: "pty", Method: "web"}
+	deny := func(result, reason string) {
+		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
+		s.audit.Audit(ev)
+		s.Metrics.stream(ev.Type, result)
+		closeWith(websocket.StatusPolicyViolation, reason)
+	}
+	if err != nil {
+		deny("invalid", err.Error())
+		return
+	}
+	t, err := s.redeemTicket(hello.Ticket, me.sess.ID)
+	if err != nil {
+		s.log.Info("web terminal refused: "+err.Error(), "client", me.id.Name, "remote", remote)
+		deny("bad_ticket", err.Error())
+		return
+	}
+	ev.Device = t.Device
+	if hello.Device != t.Device {
+		deny("bad_ticket", fmt.Sprintf("%v: it is for another device", ErrWebTicket))
+		return
+	}
+	// The policy of now: the session may have changed since the ticket.
+	me.auth = s.auth.Load()
+	id, ok := webMethods[me.sess.Method](me.auth, me.sess.Cred)
+	if !ok || id.Name != me.id.Name {
+		deny("revoked", "the session's credential is no longer valid; sign in again")
+		return
+	}
+	req := Request{Type: wire.MsgPTY}
+	if !me.auth.policy.DeviceAllowed(id, t.Device) {
+		deny("denied", fmt.Sprintf("client %s may not reach device %s", id.Name, t.Device))
+		return
+	}
+	if err := me.auth.policy.Authorize(id, t.Device, req); err != nil {
+		deny("denied", err.Error())
+		return
+	}
+	// A sign-out or a reload ends the terminal through tctx; the
+	// WebSocket's calls keep ctx, so that the page still hears why.
+	tctx, tcancel := context.WithCancelCause(ctx)
+	defer tcancel(nil)
+	term := &webTerm{session: me.sess.ID, client: id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
+		cancel: tcancel, more: make(chan struct{})}
+	if msg := s.addWebTerm(term); msg != "" {
+		deny("limit", msg)
+		return
+	}
+	defer s.removeWebTerm(term)
+
+	payload, err := wire.PTYCommand{Type: wire.PTYResize, Cols: hello.Cols, Rows: hello.Rows, Term: hello.Term}.Encode()
+	if err != nil {
+		deny("invalid", err.Error())
+		return
+	}
+	start := time.Now()
+	o, ref := s.open(tctx, &openRequest{id: id, device: t.Device, req: req, msg: wire.Message{Type: wire.MsgPTY, Payload: payload}, ev: &ev})
+	if ref != nil {
+		ev.Kind = EventStreamDeny
+		if ref.relay != nil || ref.silent {
+			ev.Kind = EventStreamOpen
+		}
+		ev.Time, ev.Result, ev.Reason = time.Now(), ref.result, ref.reason
+		s.audit.Audit(ev)
+		s.Metrics.stream(ev.Type, ref.result)
+		closeWith(websocket.StatusTryAgainLater, ref.reason)
+		return
+	}
+	defer o.release()
+	defer o.st.Close()
+	sid := string(bytes.TrimSpace(o.answer))
+	ev.Kind, ev.Time, ev.Result = EventStreamOpen, time.Now(), "ok"
+	s.audit.Audit(ev)
+	s.Metrics.stream(ev.Type, "ok")
+	s.Metrics.activeDelta(ev.Type, 1)
+	s.log.Info("web terminal opened", "client", id.Name, "device", t.Device, "remote", remote)
+
+	up, down, status, err := s.bridgeWeb(ctx, tctx, c, o.st, term, t.Device, id, sid)
+	s.Metrics.activeDelta(ev.Type, -1)
+	s.Metrics.addBytes(up, down)
+	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
+	ev.BytesUp, ev.BytesDown, ev.DurationMS = up, down, time.Since(start).Milliseconds()
+	if status.Exited {
+		code := status.Code
+		ev.ExitCode = &code
+		ev.Signal = status.Signal
+	}
+	if err != nil {
+		ev.Result, ev.Reason = "error", err.Error()
+		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
+			ev.Result = "revoked"
+		}
+	}
+	s.audit.Audit(ev)
+	s.log.Info("web terminal closed", "client", id.Name, "device", t.Device, "status", status.String())
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v) // plain structs: cannot fail
+	return b
+}
+
+// bridgeWeb carries the terminal both ways until the device's stream ends
+// (it then asks the device how the shell ended) or the page goes away,
+// and closes the WebSocket, with the exit status or the reason first.
+// Keystrokes go to the device as they come, never behind output; output
+// waits while more than webMaxUnacked is not yet rendered.
+//
+// The WebSocket closes when a context given to one of its calls ends, so
+// its calls take ctx (the edge's), never the bridge's own bctx, which
+// ends with stop (a sign-out, a reload) too.
+func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *transport.Stream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
+	bctx, cancel := context.WithCancelCause(stop)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	stopSt := context.AfterFunc(bctx, func() { st.Abort() })
+	defer stopSt()
+	wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
+	_ = c.Write(wctx, websocket.MessageText, mustJSON(webControl{T: "open"}))
+	wcancel()
+
+	resize := make(chan [2]int, 1)
+	var upN sync.Mutex
+	// The page: keystrokes, acks and resizes.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			typ, b, err := c.Read(ctx)
+			if err != nil {
+				switch websocket.CloseStatus(err) {
+				case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+					cancel(nil)
+				default:
+					cancel(fmt.Errorf("the page went away: %w", err))
+				}
+				return
+			}
+			if typ == websocket.MessageBinary {
+				_ = st.SetWriteDeadline(time.Now().Add(webWriteLimit))
+				if _, err := st.Write(b); err != nil {
+					cancel(fmt.Errorf("write to device %s: %w", device, err))
+					return
+				}
+				upN.Lock()
+				up += int64(len(b))
+				upN.Unlock()
+				continue
+			}
+			m, err := decodeWebControl(b)
+			if err != nil {
+				cancel(err)
+				return
+			}
+			switch m.T {
+			case "ack":
+				term.ack(m.N)
+			case "resize":
+				select {
+				case <-resize:
+				default:
+				}
+				resize <- [2]int{m.Cols, m.Rows}
+			}
+		}
+	}()
+	// Resizes, one at a time, the latest winning.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case sz := <-resize:
+				p, _ := wire.PTYCommand{SID: sid, Type: wire.PTYResize, Cols: sz[0], Rows: sz[1]}.Encode()
+				if _, err := s.ptyCommand(bctx, id, device, p); err != nil {
+					s.log.Info("web terminal resize failed", "client", id.Name, "device", device, "err", err)
+				}
+			}
+		}
+	}()
+	// Pings keep the connection alive through proxies and find a page
+	// that vanished.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(webPing)
+		defer tk.Stop()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-tk.C:
+				pctx, pcancel := context.WithTimeout(ctx, webPing)
+				err := c.Ping(pctx)
+				pcancel()
+				if err != nil {
+					cancel(fmt.Errorf("the page stopped answering pings: %w", err))
+					return
+				}
+			}
+		}
+	}()
+
+	buf := make([]byte, webChunk)
+	for {
+		if err := term.room(bctx); err != nil {
+			break
+		}
+		n, rerr := st.Read(buf)
+		if n > 0 {
+			// Counted before it is sent: the page's ack may come back
+			// before Write returns.
+			term.sent(n)
+			wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
+			werr := c.Write(wctx, websocket.MessageBinary, buf[:n])
+			wcancel()
+			if werr != nil {
+				cancel(fmt.Errorf("write to the page: %w", werr))
+				break
+			}
+			down += int64(n)
+		}
+		if rerr != nil {
+			if bctx.Err() == nil {
+				// The shell ended: ask how.
+				sctx, scancel := context.WithTimeout(bctx, webExitWait)
+				status = s.webExitStatus(sctx, id, device, sid)
+				scancel()
+			}
+			break
+		}
+	}
+	cause := context.Cause(bctx)
+	if bctx.Err() == nil || errors.Is(cause, context.Canceled) {
+		cause = nil
+	}
+	cancel(nil)
+	st.Abort()
+	// The last word, then the close, which ends the reader.
+	fctx, fcancel := context.WithTimeout(ctx, webCloseWait)
+	switch {
+	case status.Exited:
+		code := status.Code
+		_ = c.Write(fctx, websocket.MessageText, mustJSON(webControl{T: "exit", Code: &code, Signal: status.Signal}))
+		_ = c.Close(websocket.StatusNormalClosure, "exited")
+	case cause != nil:
+		_ = c.Write(fctx, websocket.MessageText, mustJSON(webControl{T: "error", Msg: cause.Error()}))
+		_ = c.Close(websocket.StatusGoingAway, "")
+	default:
+		_ = c.Close(websocket.StatusNormalClosure, "")
+	}
+	fcancel()
+	wg.Wait()
+	upN.Lock()
+	defer upN.Unlock()
+	return up, down, status, cause
+}
+
+// ptyCommand opens a PTY command stream through the open path and returns
+// the device's answer.
+func (s *Server) ptyCommand(ctx context.Context, id Identity, device string, payload []byte) ([]byte, error) {
+	req := Request{Type: wire.MsgPTYCommand}
+	if err := s.auth.Load().policy.Authorize(id, device, req); err != nil {
+		return nil, err
+	}
+	ev := Event{Client: id.Name, Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}
+	o, ref := s.open(ctx, &openRequest{id: id, device: device, req: req, msg: wire.Message{Type: wire.MsgPTYCommand, Payload: payload}, ev: &ev})
+	if ref != nil {
+		return nil, errors.New(ref.reason)
+	}
+	o.st.Close()
+	o.release()
+	return o.answer, nil
+}
+
+// webExitStatus asks the device how session sid ended, again while it
+// says the process runs, until ctx ends.
+func (s *Server) webExitStatus(ctx context.Context, id Identity, device, sid string) wire.ExitStatus {
+	p, err := wire.PTYCommand{SID: sid, Type: wire.PTYStatus}.Encode()
+	if err != nil {
+		return wire.ExitStatus{}
+	}
+	delay := 20 * time.Millisecond
+	for {
+		ans, err := s.ptyCommand(ctx, id, device, p)
+		if err != nil || len(ans) == 0 {
+			return wire.ExitStatus{}
+		}
+		st, err := wire.DecodeExitStatus(ans)
+		if err != nil || st.Exited {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			return st
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}

@@ -1,0 +1,194 @@
+// The web terminal in a real Chromium. e2e/web_test.go starts the built
+// edge and agent and runs this file with `node --test`; it passes the
+// addresses and the token in the environment:
+//   TETHER_URL         the edge's public URL (https://127.0.0.1:PORT)
+//   TETHER_TOKEN       a client token allowed a shell on TETHER_DEVICE
+//   TETHER_DEVICE      the device
+//   TETHER_ATTACK_URL  a page on another origin that tries to use the edge
+//   TETHER_ARTIFACTS   where the screenshot and the session cookie go
+//   TETHER_CHROMIUM    the browser (default /usr/bin/chromium)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (k) => {
+  const v = process.env[k];
+  assert.ok(v, `${k} is not set: run this file through e2e/web_test.go`);
+  return v;
+};
+const base = env('TETHER_URL');
+const token = env('TETHER_TOKEN');
+const device = env('TETHER_DEVICE');
+const attackURL = env('TETHER_ATTACK_URL');
+const artifacts = env('TETHER_ARTIFACTS');
+
+// Patience for what a loaded machine may take; never a speed assertion.
+const patience = 60000;
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.TETHER_CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+after(async () => {
+  if (browser) await browser.close();
+});
+
+async function newPage() {
+  // The edge's certificate is the test PKI's.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
+  const page = await ctx.newPage();
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(String(e)));
+  page.on('response', (r) => { if (r.status() >= 400 && r.status() !== 401) problems.push(`${r.status()} ${r.url()}`); });
+  return { ctx, page, problems };
+}
+
+async function signIn(page) {
+  await page.goto(base + '/web/login');
+  await page.fill('input[name=token]', token);
+  await Promise.all([page.waitForURL(base + '/web/'), page.click('button[type=submit]')]);
+}
+
+async function openTerminal(page) {
+  await page.goto(base + '/web/d/' + device);
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: patience });
+  await page.click('#terminal');
+}
+
+// waitText waits until the terminal's buffer (scrollback and screen)
+// matches re.
+async function waitText(page, re, timeout = patience) {
+  await page.waitForFunction((src) => {
+    const b = window.tether.term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+    return new RegExp(src, 'm').test(lines.join('\n'));
+  }, re.source, { timeout, polling: 50 });
+}
+
+async function typeLine(page, s) {
+  await page.keyboard.type(s);
+  await page.keyboard.press('Enter');
+}
+
+test('sign in, run a command, resize, exit with a status, sign out', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  const row = page.locator('#devices a', { hasText: device });
+  assert.equal(await row.count(), 1, 'the device list does not link the device');
+  await row.click();
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: patience });
+  await page.click('#terminal');
+
+  await typeLine(page, 'echo $((6*7))');
+  await waitText(page, /^42\s*$/);
+
+  await page.setViewportSize({ width: 640, height: 360 });
+  await page.waitForFunction(() => window.tether.term.cols < 80, null, { timeout: patience });
+  const { cols, rows } = await page.evaluate(() => ({ cols: window.tether.term.cols, rows: window.tether.term.rows }));
+  // The resize reaches the device on its own stream: ask until it shows.
+  for (let i = 0; ; i++) {
+    await typeLine(page, 'stty size');
+    try {
+      await waitText(page, new RegExp(`^${rows} ${cols}\\s*$`), 2000);
+      break;
+    } catch (e) {
+      if (i >= 20) throw e;
+    }
+  }
+  await page.screenshot({ path: join(artifacts, 'terminal.png') });
+
+  const cookies = await ctx.cookies();
+  const session = cookies.find((c) => c.name === 'tether_session');
+  assert.ok(session, 'no session cookie');
+  assert.ok(session.httpOnly && session.secure && session.sameSite === 'Strict', 'cookie attributes');
+  await writeFile(join(artifacts, 'session-cookie.txt'), session.value);
+
+  await typeLine(page, 'exit 7');
+  await waitText(page, /\[exited 7\]/);
+  assert.equal(await page.evaluate(() => window.tether.exited), 7);
+
+  await page.goto(base + '/web/');
+  await Promise.all([page.waitForURL(base + '/web/login'), page.click('button:has-text("Sign out")')]);
+  await page.goto(base + '/web/');
+  assert.equal(page.url(), base + '/web/login', 'after sign-out the session still works');
+  assert.deepEqual(problems, [], 'the page logged errors (a CSP violation would show here)');
+  await ctx.close();
+});
+
+test('a flood renders whole, the heap stays small, and Ctrl-C stops yes', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await openTerminal(page);
+  await typeLine(page, 'seq 1 2000000; echo flood-$((1+1))');
+  await waitText(page, /^2000000\s*\n.*flood-2/, 300000);
+  const last = await page.evaluate(() => {
+    const b = window.tether.term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true).trim());
+    return lines.filter((l) => /^\d+$/.test(l)).slice(-3);
+  });
+  assert.deepEqual(last, ['1999998', '1999999', '2000000']);
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('HeapProfiler.collectGarbage');
+  const { usedSize } = await cdp.send('Runtime.getHeapUsage');
+  console.log(`JS heap after the flood: ${(usedSize / 1048576).toFixed(1)} MiB`);
+  assert.ok(usedSize < 100 * 1048576, `the JS heap is ${usedSize} bytes after the flood; want under 100 MB`);
+
+  await typeLine(page, 'yes');
+  await waitText(page, /^y$/);
+  const t0 = Date.now();
+  await page.keyboard.press('Control+C');
+  await typeLine(page, 'echo back-$((40+2))');
+  await waitText(page, /^back-42\s*$/);
+  console.log(`Ctrl-C during yes: the prompt answered after ${Date.now() - t0} ms`);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('a page on another origin can neither get a ticket nor open the WebSocket', async () => {
+  const { ctx, page } = await newPage();
+  await signIn(page);
+  await page.goto(attackURL);
+  const result = await page.evaluate(async ({ edge, device }) => {
+    const out = {};
+    try {
+      const r = await fetch(edge + '/web/ticket?device=' + device, { method: 'POST', credentials: 'include' });
+      out.cors = 'status ' + r.status + ' ' + (await r.text());
+    } catch (e) {
+      out.cors = 'blocked';
+    }
+    // A no-cors request reaches the edge, which refuses it for its origin;
+    // the page cannot read the answer either way.
+    const r = await fetch(edge + '/web/ticket?device=' + device, { method: 'POST', credentials: 'include', mode: 'no-cors' });
+    out.noCors = r.type;
+    out.ws = await new Promise((resolve) => {
+      const ws = new WebSocket(edge.replace('https:', 'wss:') + '/web/ws');
+      ws.onopen = () => { ws.close(); resolve('opened'); };
+      ws.onerror = () => resolve('refused');
+    });
+    return out;
+  }, { edge: base, device });
+  assert.equal(result.cors, 'blocked');
+  assert.equal(result.noCors, 'opaque');
+  assert.equal(result.ws, 'refused');
+  await ctx.close();
+});
+
+test('a wrong token sets no cookie', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(base + '/web/login');
+  await page.fill('input[name=token]', 'not-the-token-0123456789');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.error');
+  const cookies = await ctx.cookies();
+  assert.equal(cookies.find((c) => c.name === 'tether_session'), undefined);
+  await ctx.close();
+});

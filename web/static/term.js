@@ -1,0 +1,84 @@
+// The terminal page: a ticket for the device, then the WebSocket, which
+// carries keystrokes and output as binary messages and control as JSON
+// text. Output is acknowledged once xterm.js has rendered it, so the edge
+// never runs far ahead of the page.
+(function () {
+  'use strict';
+  const meta = (n) => document.querySelector('meta[name="' + n + '"]').content;
+  const device = meta('tether-device');
+  const csrf = meta('tether-csrf');
+  // xterm.js sizes and colours the terminal with style elements of its
+  // own; the page's CSP admits those that carry this response's nonce.
+  const styleNonce = meta('tether-style-nonce');
+  const createElement = document.createElement.bind(document);
+  document.createElement = function (tag, opts) {
+    const el = createElement(tag, opts);
+    if (String(tag).toLowerCase() === 'style') el.setAttribute('nonce', styleNonce);
+    return el;
+  };
+  const state = document.getElementById('state');
+  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontFamily: 'monospace' });
+  const fit = new FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open(document.getElementById('terminal'));
+  fit.fit();
+  window.tether = { term: term, exited: null };
+  const enc = new TextEncoder();
+
+  function fail(msg) {
+    state.textContent = msg;
+    term.write('\r\n[' + msg + ']\r\n');
+  }
+
+  async function connect() {
+    const resp = await fetch('/web/ticket?device=' + encodeURIComponent(device), {
+      method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf },
+    });
+    if (!resp.ok) {
+      fail('no ticket: ' + (await resp.text()).trim());
+      return;
+    }
+    const ticket = (await resp.json()).ticket;
+    const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/web/ws');
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ ticket: ticket, device: device, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') {
+        const m = JSON.parse(ev.data);
+        if (m.t === 'open') {
+          state.textContent = 'connected';
+        } else if (m.t === 'exit') {
+          window.tether.exited = m.code;
+          term.write('\r\n[exited ' + (m.signal ? m.signal : m.code) + ']\r\n');
+          state.textContent = 'exited';
+        } else if (m.t === 'error') {
+          fail(m.msg);
+        }
+        return;
+      }
+      const b = new Uint8Array(ev.data);
+      term.write(b, () => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'ack', n: b.length }));
+      });
+    };
+    ws.onclose = () => {
+      if (state.textContent === 'connected') state.textContent = 'disconnected';
+    };
+    term.onData((d) => { if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d)); });
+    term.onBinary((d) => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      const b = new Uint8Array(d.length);
+      for (let i = 0; i < d.length; i++) b[i] = d.charCodeAt(i) & 0xff;
+      ws.send(b);
+    });
+    term.onResize((sz) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
+    });
+  }
+
+  window.addEventListener('resize', () => fit.fit());
+  term.focus();
+  connect().catch((e) => fail(String(e)));
+})();
