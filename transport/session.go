@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -287,40 +286,44 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.recv != nil && s.recv.reset.Load() {
 		return 0, s.resetErr()
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if d := s.wdeadline.Load(); d != 0 && len(p) > 0 {
 		if time.Now().UnixNano() >= d {
 			return 0, os.ErrDeadlineExceeded
 		}
 		// smux hands a frame that timed out in its queue to the connection
-		// later, reading the buffer then: give it a copy the caller cannot
-		// change. The copy goes back to the pool only once smux reported
-		// it written; after any error the session may still read it.
-		if len(p) <= DefaultMaxFrameSize {
-			bp := writeCopies.Get().(*[]byte)
+		// later, reading the buffer then: send copies the caller cannot
+		// change, a frame's worth at a time. A copy goes back to the pool
+		// only once smux reported it written; after any error the session
+		// may still read it.
+		bp := writeCopies.Get().(*[]byte)
+		total := 0
+		for len(p) > 0 {
 			c := (*bp)[:copy(*bp, p)]
 			n, err := s.write(c)
-			if err == nil {
-				writeCopies.Put(bp)
+			total += n
+			if err != nil {
+				return total, err
 			}
-			return n, err
+			p = p[len(c):]
 		}
-		p = bytes.Clone(p)
+		writeCopies.Put(bp)
+		return total, nil
 	}
 	return s.write(p)
 }
 
-// writeCopies holds the copies that Write sends when a deadline is set:
-// a splice's writes are at most a frame.
+// writeCopies holds the copies that Write sends when a deadline is set,
+// a frame each.
 var writeCopies = sync.Pool{New: func() any {
 	b := make([]byte, DefaultMaxFrameSize)
 	return &b
 }}
 
-// write sends p, one Write at a time.
+// write sends p; the caller holds wmu, so that Writes take turns.
 func (s *Stream) write(p []byte) (int, error) {
-	s.wmu.Lock()
 	n, err := s.st.Write(p)
-	s.wmu.Unlock()
 	s.written.Add(int64(n))
 	return n, s.mapErr(err)
 }
