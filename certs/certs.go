@@ -175,27 +175,7 @@ func (ca *KeyPair) IssuePeer(edgeID string, hosts []string, opts Options) (*KeyP
 // VerifyPeer checks the client certificate chain of another edge against
 // the peer CA and returns its edge ID (the Subject CN).
 func VerifyPeer(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (string, error) {
-	if len(chain) == 0 {
-		return "", errors.New("certs: no peer certificate presented")
-	}
-	leaf := chain[0]
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if !hasEKU(leaf, x509.ExtKeyUsageClientAuth) {
-		return "", ErrNoClientAuth
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
-		return "", fmt.Errorf("certs: verify peer certificate: %w", err)
-	}
-	if leaf.Subject.CommonName == "" {
-		return "", ErrNoCommonName
-	}
-	return leaf.Subject.CommonName, nil
+	return verifyClientChain(chain, roots, now, "peer")
 }
 
 // IssueDevice issues a device certificate: Subject CN = deviceID, ClientAuth.
@@ -383,8 +363,22 @@ func PoolOf(certs ...*x509.Certificate) *x509.CertPool {
 // present (a certificate with no EKU at all is refused, although Go's
 // verifier would accept it). It returns the device ID (the Subject CN).
 func VerifyDevice(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (string, error) {
+	id, err := verifyClientChain(chain, roots, now, "device")
+	if err != nil {
+		return "", err
+	}
+	if err := ValidDeviceID(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// verifyClientChain checks a client certificate chain against roots at now
+// (validity, a chain to roots, the ClientAuth EKU, which must be present)
+// and returns the leaf's Subject CN. what names the certificate in errors.
+func verifyClientChain(chain []*x509.Certificate, roots *x509.CertPool, now time.Time, what string) (string, error) {
 	if len(chain) == 0 {
-		return "", errors.New("certs: no client certificate presented")
+		return "", fmt.Errorf("certs: no %s certificate presented", what)
 	}
 	leaf := chain[0]
 	inter := x509.NewCertPool()
@@ -400,16 +394,12 @@ func VerifyDevice(chain []*x509.Certificate, roots *x509.CertPool, now time.Time
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
-		return "", fmt.Errorf("certs: verify device certificate: %w", err)
+		return "", fmt.Errorf("certs: verify %s certificate: %w", what, err)
 	}
-	id := leaf.Subject.CommonName
-	if id == "" {
+	if leaf.Subject.CommonName == "" {
 		return "", ErrNoCommonName
 	}
-	if err := ValidDeviceID(id); err != nil {
-		return "", err
-	}
-	return id, nil
+	return leaf.Subject.CommonName, nil
 }
 
 func hasEKU(c *x509.Certificate, want x509.ExtKeyUsage) bool {
