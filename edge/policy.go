@@ -17,6 +17,14 @@ type Identity struct {
 	// Name is the client's name from the policy; it appears in audit
 	// records and denials. It is never the token.
 	Name string
+	// Method is how the client proved who it is: "token" for a static
+	// bearer token, "oidc" for a user certificate signed after an SSO
+	// login, "jwt" for a bearer JWT from a configured issuer. Empty means
+	// "token".
+	Method string
+	// Groups are the groups the identity provider vouches for, which
+	// roles match; none for a token.
+	Groups []string
 }
 
 // Request is what a client asks of a device on one stream, after the edge
