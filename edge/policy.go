@@ -94,6 +94,12 @@ type ClientRule struct {
 	// relays for this client: the opening message and the device's answer
 	// pass unchanged. Each must pass ValidExtraType. None by default.
 	ExtraTypes []wire.MsgType
+	// Recording, when not empty, overrides the edge's recording mode for
+	// this client's shells.
+	Recording RecordingMode
+	// Recordings allows listing and reading the recordings of the devices
+	// the client may reach ("recordings: read").
+	Recordings bool
 	// FileRules, when not nil, admits a download only beneath a Read glob
 	// and an upload only beneath a Write glob, on the canonical absolute
 	// path (wire.MatchFilePath).

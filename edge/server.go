@@ -69,6 +69,8 @@ type Server struct {
 	// Web, when set, serves the web terminal under /web/ (WebConfig). Nil
 	// serves none: /web answers 404.
 	Web *WebConfig
+	// Recording records shells at this edge; nil records none.
+	Recording *RecordingConfig
 
 	initOnce    sync.Once
 	lim         Limits
