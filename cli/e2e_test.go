@@ -465,14 +465,8 @@ profiles:
 // TestSSHProxyCommand reaches a real OpenSSH server on the device side
 // through `tether nc` as ssh's ProxyCommand.
 func TestSSHProxyCommand(t *testing.T) {
-	sshd := findSSHD()
-	if sshd == "" {
-		t.Skip("sshd not found (install openssh-server; .ci/run does)")
-	}
-	sshBin, err := execLookPath("ssh")
-	if err != nil {
-		t.Skip("ssh client not found (install openssh-client; .ci/run does)")
-	}
+	sshd := testutil.NeedTool(t, "sshd", "openssh-server")
+	sshBin := testutil.NeedTool(t, "ssh", "openssh-client")
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	addr := startSSHD(t, sshd)
@@ -489,7 +483,7 @@ func TestSSHProxyCommand(t *testing.T) {
 
 	// Megabytes both ways arrive intact.
 	payload := make([]byte, 4<<20)
-	_, err = rand.Read(payload)
+	_, err := rand.Read(payload)
 	require.NoError(t, err)
 	sum := sha256.Sum256(payload)
 	out, errOut = runSSH(t, sshBin, environ, payload, proxy, "d1", "sha256sum; head -c 3000000 /dev/zero | wc -c")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 func TestShellCommands(t *testing.T) {
@@ -102,9 +103,7 @@ func (m *tmux) pane() string {
 // before and after in dir), tether's PID (pid) and its exit code (code).
 func shellInTmux(t *testing.T, f *fleet, shellArgs ...string) (m *tmux, dir string) {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not found (install tmux; .ci/run does)")
-	}
+	testutil.NeedTool(t, "tmux", "tmux")
 	dir = t.TempDir()
 	m = &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	script := filepath.Join(dir, "run.sh")

@@ -21,19 +21,6 @@ import (
 
 var execLookPath = exec.LookPath
 
-// findSSHD returns the path of OpenSSH's sshd, or "" when it is missing.
-func findSSHD() string {
-	if p, err := exec.LookPath("sshd"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // startSSHD runs sshd on 127.0.0.1:<free port> with a generated host key
 // and one authorized client key, and returns its address.
 func startSSHD(t *testing.T, sshd string) string {
@@ -220,13 +207,8 @@ func TestSSHCommandErrors(t *testing.T) {
 // TestSSHCommand runs tether ssh against a real OpenSSH server on the
 // device side, on a port of its own given with ssh's -p.
 func TestSSHCommand(t *testing.T) {
-	sshd := findSSHD()
-	if sshd == "" {
-		t.Skip("sshd not found (install openssh-server; .ci/run does)")
-	}
-	if _, err := execLookPath("ssh"); err != nil {
-		t.Skip("ssh client not found (install openssh-client; .ci/run does)")
-	}
+	sshd := testutil.NeedTool(t, "sshd", "openssh-server")
+	testutil.NeedTool(t, "ssh", "openssh-client")
 	f := newFleet(t)
 	f.addAgent("d1", "")
 	addr := startSSHD(t, sshd)

@@ -16,14 +16,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // browserDir holds the browser tests (package.json, its lock file, and
 // node_modules once `npm ci` ran there).
 const browserDir = "../web/browser"
 
-// browserTools returns Chromium and node, or skips tb saying what is
-// missing.
+// browserTools returns Chromium and node, or ends tb saying what is
+// missing (testutil.Missing).
 func browserTools(tb testing.TB) (chromium, node string) {
 	tb.Helper()
 	chromium = os.Getenv("TETHER_CHROMIUM")
@@ -31,14 +32,14 @@ func browserTools(tb testing.TB) (chromium, node string) {
 		chromium = "/usr/bin/chromium"
 	}
 	if _, err := os.Stat(chromium); err != nil {
-		tb.Skipf("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
+		testutil.Missing(tb, "chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		tb.Skip("node not found (install Node.js 20; .ci/run's machine has it)")
+		testutil.Missing(tb, "node not found (install Node.js 20; .ci/run's machine has it)")
 	}
 	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		tb.Skipf("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
+		testutil.Missing(tb, "playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
 	}
 	return chromium, node
 }

@@ -104,9 +104,7 @@ var pkgs = []pkg{
 // scripts, every path with its mode and owner, the files' contents, and
 // that the packaged binary runs --version) and the .rpm with rpm.
 func TestPackages(t *testing.T) {
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("dpkg-deb is not installed (Debian's dpkg package; .ci/run has it): the .deb cannot be checked")
-	}
+	testutil.NeedTool(t, "dpkg-deb", "dpkg")
 	bin, out := t.TempDir(), t.TempDir()
 	build := testutil.Build{
 		Flags: []string{"-trimpath", "-ldflags", "-s -w" +
@@ -146,9 +144,7 @@ func TestPackages(t *testing.T) {
 			checkDeb(t, p, filepath.Join(out, p.name+"_"+pkgVersion+"_"+debArch()+".deb"))
 		})
 		t.Run(p.name+".rpm", func(t *testing.T) {
-			if _, err := exec.LookPath("rpm"); err != nil {
-				t.Skip("rpm is not installed (.ci/run installs it): the .rpm cannot be checked")
-			}
+			testutil.NeedTool(t, "rpm", "rpm")
 			checkRPM(t, p, filepath.Join(out, p.name+"-"+pkgVersion+"-1."+rpmArch()+".rpm"))
 		})
 	}
