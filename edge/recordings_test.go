@@ -91,14 +91,22 @@ type recEdge struct {
 	audit *edge.MemoryAuditor
 }
 
-func startRecEdge(t *testing.T, edgeID string) *recEdge {
+func startRecEdge(t *testing.T, edgeID string) *recEdge { return startRecEdgeWeb(t, edgeID, nil) }
+
+// startRecEdgeWeb is startRecEdge with the web terminal on when web is
+// set, its public URL the edge's own.
+func startRecEdgeWeb(t *testing.T, edgeID string, web *edge.WebConfig) *recEdge {
 	t.Helper()
 	pki := certstest.New(t)
 	e := &recEdge{dir: t.TempDir(), pki: pki, audit: &edge.MemoryAuditor{}}
-	srv := &edge.Server{DeviceCA: pki.Pool(), Policy: recPolicy(t), Auditor: e.audit, Logger: testLogger(t), EdgeID: edgeID,
-		Limits: edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6}, Recording: &edge.RecordingConfig{Dir: e.dir}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	e.url = "https://" + ln.Addr().String()
+	if web != nil {
+		web.PublicURL = e.url
+	}
+	srv := &edge.Server{DeviceCA: pki.Pool(), Policy: recPolicy(t), Auditor: e.audit, Logger: testLogger(t), EdgeID: edgeID,
+		Limits: edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6}, Recording: &edge.RecordingConfig{Dir: e.dir}, Web: web}
 	hs := srv.HTTPServer(pki.EdgeTLS())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -108,7 +116,6 @@ func startRecEdge(t *testing.T, edgeID string) *recEdge {
 		wg.Wait()
 		srv.Close()
 	})
-	e.url = "https://" + ln.Addr().String()
 	return e
 }
 
