@@ -3,8 +3,11 @@
 package edge_test
 
 import (
+	"context"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/asciicast"
 )
 
 // TestWebRecordings: the browser's recordings pages list what the
@@ -87,4 +91,65 @@ func TestWebRecordings(t *testing.T) {
 	require.Contains(t, body, "recordings: read")
 	resp, _ = ops.do("GET", "/web/recordings/"+id+".cast", nil, nil)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// browserDir holds the browser tests (package.json, its lock file, and
+// node_modules once `npm ci` ran there).
+const browserDir = "../web/browser"
+
+// browserTools returns Chromium and node, or skips tb saying what is
+// missing.
+func browserTools(tb testing.TB) (chromium, node string) {
+	tb.Helper()
+	chromium = os.Getenv("TETHER_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		tb.Skipf("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		tb.Skip("node not found (install Node.js 20; .ci/run's machine has it)")
+	}
+	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
+		tb.Skipf("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
+	}
+	return chromium, node
+}
+
+// TestRecordingPlayerInChromium runs web/browser/recordings.test.mjs in
+// Debian's Chromium: from the device list to the recordings, to the
+// player, which plays the recording to its last frame. The screenshot
+// goes to $TETHER_ARTIFACTS (or the test's temporary directory).
+func TestRecordingPlayerInChromium(t *testing.T) {
+	chromium, node := browserTools(t)
+	artifacts := os.Getenv("TETHER_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	artifacts, err := filepath.Abs(artifacts)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+	e := startRecEdgeWeb(t, "e1", &edge.WebConfig{Key: webKey})
+	const first, last = "first frame: ls -l /etc", "last frame: exit 0 (42)"
+	id, _ := writeCast(t, e.dir, cast{edge: "e1", device: "d-1", client: "ops", start: time.Now(), events: []asciicast.Event{
+		{Time: 0.1, Code: asciicast.Output, Data: "$ " + first + "\r\n"},
+		{Time: 0.4, Code: asciicast.Output, Data: "caf\u00e9 \u2713 \x1b[1;32mgreen\x1b[0m\r\n"},
+		{Time: 0.6, Code: asciicast.Resize, Data: "100x30"},
+		{Time: 0.9, Code: asciicast.Output, Data: "\x1b[2J\x1b[H" + last + "\r\n$ "},
+		{Time: 1.0, Code: asciicast.Marker, Data: "exit 0"},
+	}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "recordings.test.mjs")
+	cmd.Dir = browserDir
+	cmd.Env = append(os.Environ(), "TETHER_URL="+e.url, "TETHER_TOKEN="+auditorToken, "TETHER_RECORDING="+id,
+		"TETHER_FIRST="+first, "TETHER_LAST="+last, "TETHER_ARTIFACTS="+artifacts, "TETHER_CHROMIUM="+chromium)
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	require.NoError(t, err, "the browser test failed")
+	t.Logf("screenshot: %s", filepath.Join(artifacts, "recording.png"))
 }
