@@ -315,6 +315,12 @@ func (s *Server) serveRecordingFile(w http.ResponseWriter, r *http.Request, pol 
 		notFound()
 		return
 	}
+	var re *wire.RemoteError
+	if errors.As(err, &re) {
+		// The edge that holds it refused under its own policy.
+		http.Error(w, fmt.Sprintf("edge %s, which holds recording %s, refused it: %s", holder, recID, re.Reason), http.StatusForbidden)
+		return
+	}
 	if err != nil {
 		s.log.Warn("recordings: cannot fetch a recording from the edge that holds it", "edge", holder, "id", recID, "err", err)
 		http.Error(w, fmt.Sprintf("recording %s is on edge %s, which did not send it (%v); retry in a moment", recID, holder, err), http.StatusBadGateway)

@@ -19,11 +19,13 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/asciicast"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 const (
 	auditorToken = "auditor-token-0123456789"
 	wideToken    = "wide-token-0123456789"
+	partialToken = "partial-token-0123456789"
 )
 
 // recRules are testRules and two readers of recordings: "auditor" on
@@ -333,7 +335,12 @@ func TestClusterRecordings(t *testing.T) {
 	rig := newClusterRig(t)
 	dirs := map[string]string{"e1": t.TempDir(), "e2": t.TempDir(), "e3": t.TempDir()}
 	rig.server = func(id string, srv *edge.Server) {
-		srv.Policy = recPolicy(t)
+		// "partial" reads recordings on every edge but e1, whose policy
+		// differs: e1 refuses it under its own.
+		p, err := edge.NewStaticPolicy(append(recRules(), edge.ClientRule{Name: "partial", TokenSHA256: edge.HashToken(partialToken),
+			Devices: []string{"*"}, Recordings: id != "e1"}))
+		require.NoError(t, err)
+		srv.Policy = p
 		srv.Recording = &edge.RecordingConfig{Dir: dirs[id]}
 	}
 	rig.wrap = map[string]func(edge.Presence) edge.Presence{
@@ -388,4 +395,24 @@ func TestClusterRecordings(t *testing.T) {
 	code, _, body = apiGet(t, rig.pki, rig.edges["e3"].url, "/api/recordings/e9-0123456789abcdef", wideToken)
 	require.Equal(t, http.StatusBadGateway, code, body)
 	require.Contains(t, body, "edge e9")
+
+	// The edge that holds a recording checks the right under its own
+	// policy.
+	l = listRecs(t, rig.pki, rig.edges["e2"].url, "", partialToken)
+	require.Equal(t, []string{onE2}, recIDs(l))
+	require.Equal(t, []string{"e1"}, l.Unavailable)
+	code, _, body = apiGet(t, rig.pki, rig.edges["e2"].url, "/api/recordings/"+onE1, partialToken)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Contains(t, body, "client partial may not read recordings")
+
+	// A client cannot send the edges' own message on its session.
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e2", "d-1")
+	req, err := wire.PeerRecordings{Op: wire.PeerRecordingsFetch, Via: "e2", Client: "wide", ID: hiddenE1}.Encode()
+	require.NoError(t, err)
+	_, _, err = cl.OpenStream(ctxT(t), wire.MsgPeerRecordings, req)
+	var re *wire.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "unknown stream type 0x72")
 }
