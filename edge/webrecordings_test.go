@@ -97,23 +97,31 @@ func TestWebRecordings(t *testing.T) {
 // node_modules once `npm ci` ran there).
 const browserDir = "../web/browser"
 
-// browserTools returns Chromium and node, or skips tb saying what is
-// missing.
+// browserTools returns Chromium and node, or ends tb saying what is
+// missing: a skip on a developer's machine, a failure under CI
+// (TETHER_CI set), as testutil.Missing does.
 func browserTools(tb testing.TB) (chromium, node string) {
 	tb.Helper()
+	missing := func(format string, args ...any) {
+		tb.Helper()
+		if os.Getenv("TETHER_CI") != "" {
+			tb.Fatalf(format, args...)
+		}
+		tb.Skipf(format, args...)
+	}
 	chromium = os.Getenv("TETHER_CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
 	if _, err := os.Stat(chromium); err != nil {
-		tb.Skipf("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
+		missing("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		tb.Skip("node not found (install Node.js 20; .ci/run's machine has it)")
+		missing("node not found (install Node.js 20; .ci/run's machine has it)")
 	}
 	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		tb.Skipf("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
+		missing("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
 	}
 	return chromium, node
 }
