@@ -48,7 +48,7 @@ fmt-check: ## fail if gofmt would change a file
 vet: ## go vet
 	$(GO) vet ./...
 
-vendor-web: ## refresh web/vendor (xterm.js) from npm at the versions and integrity hashes of web/vendor/VENDOR.txt
+vendor-web: ## refresh web/vendor (xterm.js, asciinema-player) from npm at the versions and integrity hashes of web/vendor/VENDOR.txt
 	@./scripts/vendor-web.sh
 
 deps-check: ## fail if a package imports against the layering

@@ -47,6 +47,8 @@ type clusterRig struct {
 	// web, when set, turns the web terminal on, each edge's public URL
 	// its own, sign-outs shared in the cluster's bucket.
 	web *edge.WebConfig
+	// server, when set, finishes each edge's Server before it serves.
+	server func(id string, srv *edge.Server)
 }
 
 func (rig *clusterRig) logger() *slog.Logger {
@@ -129,6 +131,9 @@ func (rig *clusterRig) start(id string) *rigEdge {
 		Logger:   rig.logger().With("edge", id),
 		Cluster: &edge.Cluster{EdgeID: id, Presence: presence, PeerCA: certs.PoolOf(rig.peerCA.Cert),
 			PeerCert: peerKP.TLSCertificate()},
+	}
+	if rig.server != nil {
+		rig.server(id, srv)
 	}
 	hs := srv.HTTPServer(rig.pki.EdgeTLS())
 	ps := &http.Server{Handler: srv.PeerHandler(), ErrorLog: hs.ErrorLog}

@@ -324,6 +324,10 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 	}
 	_ = st.SetReadDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 	m, err := wire.ReadMessage(st)
+	if err == nil && m.Type == wire.MsgPeerRecordings {
+		s.servePeerRecordings(peer, st, m.Payload)
+		return
+	}
 	if err != nil || m.Type != wire.MsgPeerOpen {
 		s.log.Debug("peer stream without a peer open", "edge", peer, "err", err, "type", m.Type.String())
 		return

@@ -85,6 +85,10 @@ type Server struct {
 	ctx         context.Context
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
+	// recIndex indexes Recording.Dir for the recordings API; see
+	// recordings.
+	recIndexOnce sync.Once
+	recIndex     *recordingIndex
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -267,6 +271,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.URL.Path == "/api/devices":
 		s.serveDeviceList(w, r)
+	case r.URL.Path == "/api/recordings" || strings.HasPrefix(r.URL.Path, "/api/recordings/"):
+		s.serveRecordings(w, r)
 	case r.URL.Path == "/device":
 		if s.admit(w, r) {
 			s.serveDevice(w, r, "")

@@ -305,6 +305,8 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request, folded bool) {
 		s.webOnly(w, r, http.MethodGet, s.serveWebStatic)
 	case strings.HasPrefix(p, "/web/d/"):
 		s.webOnly(w, r, http.MethodGet, s.serveWebTerminalPage)
+	case p == "/web/recordings" || strings.HasPrefix(p, "/web/recordings/"):
+		s.webOnly(w, r, http.MethodGet, s.serveWebRecordings)
 	default:
 		webHeaders(w, "")
 		http.NotFound(w, r)
@@ -459,7 +461,8 @@ func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	notice := strings.TrimSpace(strings.Join([]string{hdr.Get("Tether-Cluster"), hdr.Get("Tether-Last-Seen")}, " "))
-	s.render(w, http.StatusOK, "list.html", map[string]any{"Identity": me.id.Name, "CSRF": s.web.signer.csrf(me.sess.ID), "Devices": rows, "Notice": notice})
+	s.render(w, http.StatusOK, "list.html", map[string]any{"Identity": me.id.Name, "CSRF": s.web.signer.csrf(me.sess.ID), "Devices": rows, "Notice": notice,
+		"Recordings": canReadRecordings(me.auth.policy, me.id)})
 }
 
 func (s *Server) serveWebTerminalPage(w http.ResponseWriter, r *http.Request) {
@@ -519,6 +522,7 @@ func loadWebFiles() (map[string]webFile, error) {
 	names := map[string]string{
 		"app.css": "static/app.css", "term.js": "static/term.js", "forms.js": "static/forms.js", "icon.svg": "static/icon.svg",
 		"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js",
+		"play.js": "static/play.js", "asciinema-player.js": "vendor/asciinema-player.min.js", "asciinema-player.css": "vendor/asciinema-player.css",
 	}
 	out := make(map[string]webFile, len(names))
 	for name, file := range names {

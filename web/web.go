@@ -1,6 +1,7 @@
 // Package web holds the files of the edge's web terminal: the page
-// templates, the stylesheet and script of our own, and the vendored
-// xterm.js (vendor/, refreshed by make vendor-web; see vendor/VENDOR.txt).
+// templates, the stylesheet and scripts of our own, and the vendored
+// xterm.js and asciinema-player, the recordings' player (vendor/,
+// refreshed by make vendor-web; see vendor/VENDOR.txt).
 // They are embedded, so building the edge needs neither npm nor the
 // network. The edge serves them (edge.WebConfig).
 package web

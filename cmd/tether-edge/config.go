@@ -75,6 +75,9 @@ type clientConfig struct {
 	TokenSHA256 string      `yaml:"token_sha256"`
 	Devices     []string    `yaml:"devices"`
 	Allow       allowConfig `yaml:"allow"`
+	// Recordings is "read" (the client may list and read the recordings
+	// of the devices it may reach) or empty.
+	Recordings string `yaml:"recordings"`
 }
 
 type allowConfig struct {
@@ -273,6 +276,13 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
+		}
+		switch cl.Recordings {
+		case "":
+		case "read":
+			r.Recordings = true
+		default:
+			return nil, bad(fmt.Sprintf("%q: the one right on recordings is read (recordings: read), or leave the key out", cl.Recordings), k("recordings")...)
 		}
 		for j, g := range cl.Devices {
 			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {

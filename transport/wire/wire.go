@@ -37,22 +37,24 @@ const (
 	MsgFileTransfer MsgType = 0x20 // JSON {"direction":0|1,"path":"/abs"}
 
 	// Tether's extension range is 0x70..0x7f; qbee uses none of it.
-	MsgPeerOpen MsgType = 0x70 // edge to edge: JSON PeerOpen, then the client's opening message
-	MsgExec     MsgType = 0x71 // JSON ExecRequest; after OK, exec frames both ways (exec.go)
+	MsgPeerOpen       MsgType = 0x70 // edge to edge: JSON PeerOpen, then the client's opening message
+	MsgExec           MsgType = 0x71 // JSON ExecRequest; after OK, exec frames both ways (exec.go)
+	MsgPeerRecordings MsgType = 0x72 // edge to edge: JSON PeerRecordings; after OK, a list's JSON or a file's bytes (peerrec.go)
 )
 
 var msgTypeNames = map[MsgType]string{
-	MsgOK:           "OK",
-	MsgError:        "Error",
-	MsgGoAway:       "GoAway",
-	MsgTCP:          "TCP",
-	MsgUDP:          "UDP",
-	MsgPTY:          "PTY",
-	MsgPTYCommand:   "PTYCommand",
-	MsgReload:       "Reload",
-	MsgFileTransfer: "FileTransfer",
-	MsgPeerOpen:     "PeerOpen",
-	MsgExec:         "Exec",
+	MsgOK:             "OK",
+	MsgError:          "Error",
+	MsgGoAway:         "GoAway",
+	MsgTCP:            "TCP",
+	MsgUDP:            "UDP",
+	MsgPTY:            "PTY",
+	MsgPTYCommand:     "PTYCommand",
+	MsgReload:         "Reload",
+	MsgFileTransfer:   "FileTransfer",
+	MsgPeerOpen:       "PeerOpen",
+	MsgExec:           "Exec",
+	MsgPeerRecordings: "PeerRecordings",
 }
 
 // String returns the type's name, or its hex value when unknown.
