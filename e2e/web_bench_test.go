@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 
 	"github.com/tetherhq/tether/pty"
 )
@@ -23,7 +24,7 @@ import (
 // Goals: keystroke p50 <= 5 ms and p99 <= 25 ms, flood >= 4 MB/s, load
 // <= 1 s, page <= 200 KB gzipped.
 func BenchmarkWebTerminal(b *testing.B) {
-	chromium, node := browserTools(b)
+	chromium, node := testutil.BrowserTools(b, browserDir)
 	s := newWebSystem(b)
 	const device = "dev-web"
 	s.addAgent(agentOpts{id: device})

@@ -23,27 +23,6 @@ import (
 // node_modules once `npm ci` ran there).
 const browserDir = "../web/browser"
 
-// browserTools returns Chromium and node, or ends tb saying what is
-// missing (testutil.Missing).
-func browserTools(tb testing.TB) (chromium, node string) {
-	tb.Helper()
-	chromium = os.Getenv("TETHER_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		testutil.Missing(tb, "chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testutil.Missing(tb, "node not found (install Node.js 20; .ci/run's machine has it)")
-	}
-	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		testutil.Missing(tb, "playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
-	}
-	return chromium, node
-}
-
 // newWebSystem starts an edge with the web terminal on, its public URL
 // the edge's own address.
 func newWebSystem(tb testing.TB) *system {
@@ -58,7 +37,7 @@ func newWebSystem(tb testing.TB) *system {
 // resize, exit status, a flood, Ctrl-C, and a page on another origin. The
 // screenshot goes to $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestWebTerminalInChromium(t *testing.T) {
-	chromium, node := browserTools(t)
+	chromium, node := testutil.BrowserTools(t, browserDir)
 	artifacts := os.Getenv("TETHER_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = t.TempDir()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/asciicast"
@@ -97,41 +98,12 @@ func TestWebRecordings(t *testing.T) {
 // node_modules once `npm ci` ran there).
 const browserDir = "../web/browser"
 
-// browserTools returns Chromium and node, or ends tb saying what is
-// missing: a skip on a developer's machine, a failure under CI
-// (TETHER_CI set), as testutil.Missing does.
-func browserTools(tb testing.TB) (chromium, node string) {
-	tb.Helper()
-	missing := func(format string, args ...any) {
-		tb.Helper()
-		if os.Getenv("TETHER_CI") != "" {
-			tb.Fatalf(format, args...)
-		}
-		tb.Skipf(format, args...)
-	}
-	chromium = os.Getenv("TETHER_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		missing("chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node not found (install Node.js 20; .ci/run's machine has it)")
-	}
-	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		missing("playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(browserDir))
-	}
-	return chromium, node
-}
-
 // TestRecordingPlayerInChromium runs web/browser/recordings.test.mjs in
 // Debian's Chromium: from the device list to the recordings, to the
 // player, which plays the recording to its last frame. The screenshot
 // goes to $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestRecordingPlayerInChromium(t *testing.T) {
-	chromium, node := browserTools(t)
+	chromium, node := testutil.BrowserTools(t, browserDir)
 	artifacts := os.Getenv("TETHER_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = t.TempDir()

@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -35,4 +36,27 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// BrowserTools returns Debian's Chromium ($TETHER_CHROMIUM, else
+// /usr/bin/chromium) and node, for the Playwright tests in dir (which
+// holds package.json and, once `npm ci` ran there, node_modules), or
+// ends tb with Missing saying what is missing.
+func BrowserTools(tb testing.TB, dir string) (chromium, node string) {
+	tb.Helper()
+	chromium = os.Getenv("TETHER_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		Missing(tb, "chromium not found at %s (apt-get install chromium; .ci/run does)", chromium)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		Missing(tb, "node not found (install Node.js 20; .ci/run's machine has it)")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		Missing(tb, "playwright-core is not installed: run npm ci in %s (.ci/run does)", filepath.Clean(dir))
+	}
+	return chromium, node
 }
