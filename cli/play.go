@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,11 @@ type playOptions struct {
 	cat       bool
 	raw       bool
 }
+
+// replayReset ends a replay on a terminal: default colours, the cursor
+// shown, mouse reports, focus events and bracketed paste off, normal
+// cursor keys and keypad.
+const replayReset = "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1004l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>"
 
 const playUse = "play ID|FILE [--speed N] [--idle-limit D] [--cat] [--raw]"
 
@@ -141,11 +147,16 @@ func (o *playOptions) run(ctx context.Context, arg string) error {
 			err = cerr
 		}
 	}
+	if _, ok := terminalFD(o.g.io.Out); ok && !o.cat {
+		// The replay may end, or be stopped, with modes on that would
+		// bother the shell after it.
+		_, _ = io.WriteString(out, replayReset)
+	}
 	if ferr := out.Flush(); err == nil {
 		err = ferr
 	}
-	if errors.Is(err, errQuit) {
-		return nil
+	if errors.Is(err, errQuit) || errors.Is(err, syscall.EPIPE) {
+		return nil // q, or the reader of a pipe (head) went away
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("play %s: %w", arg, err)

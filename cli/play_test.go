@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,4 +249,30 @@ func TestIsRecordingFile(t *testing.T) {
 	} {
 		require.Equal(t, want, isRecordingFile(arg), arg)
 	}
+}
+
+// TestPlayAsciinemaFile plays a file asciinema 2.2 wrote; its title
+// sequence is removed.
+func TestPlayAsciinemaFile(t *testing.T) {
+	out, errOut, code := runPlayCLI(t, nil, "play", "--cat", filepath.Join("..", "internal", "asciicast", "testdata", "asciinema-2.2.cast"))
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "héllo \x1b[1;31mred\x1b[0m €\r\ndone\r\n", out)
+}
+
+// pipeGone is a stdout whose reader went away.
+type pipeGone struct{}
+
+func (pipeGone) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.EPIPE}
+}
+
+// TestPlayClosedPipe: `tether play --cat | head` ends quietly when head
+// has read enough.
+func TestPlayClosedPipe(t *testing.T) {
+	path := writeCast(t, "s.cast", castFile(t, nil, castEvent{0.1, "o", "hello"}))
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"play", "--cat", path}, IO{In: strings.NewReader(""), Out: pipeGone{}, ErrOut: &errOut},
+		func(string) string { return "" })
+	require.Equal(t, 0, code)
+	require.Empty(t, errOut.String())
 }
