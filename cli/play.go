@@ -104,7 +104,7 @@ func (o *playOptions) run(ctx context.Context, arg string) error {
 
 	dec := asciicast.NewDecoder(bufio.NewReaderSize(f, 64<<10))
 	if _, err := dec.Header(); err != nil {
-		return fmt.Errorf("read %s: %w: is it an asciicast v2 recording?", arg, err)
+		return fmt.Errorf("read %s: %w; tether play reads asciicast v2 (convert other versions with asciinema convert)", arg, err)
 	}
 	out := bufio.NewWriterSize(o.g.io.Out, 32<<10)
 	var w io.Writer = out
@@ -184,7 +184,7 @@ func (o *playOptions) open(ctx context.Context, arg string) (io.ReadCloser, erro
 	if err := s.requireEdge(); err != nil {
 		return nil, err
 	}
-	d, err := o.g.apiDialer(s)
+	d, err := apiDialer(s)
 	if err != nil {
 		return nil, err
 	}

@@ -98,7 +98,7 @@ func TestPlayErrors(t *testing.T) {
 		{"missing file", []string{"play", filepath.Join(dir, "nope.cast")}, ExitError, "open the recording: open " + filepath.Join(dir, "nope.cast") + ": no such file or directory: check the path"},
 		{"neither", []string{"play", "yesterday"}, ExitUsage, `"yesterday" is neither a file nor a recording ID (EDGE-0123456789abcdef, from ` + "`tether recordings`)"},
 		{"bad event", []string{"play", bad, "--cat"}, ExitError, "play " + bad + ": asciicast: line 3: an event has 3 elements"},
-		{"version 1", []string{"play", v1}, ExitError, "read " + v1 + ": asciicast: line 1: not an asciicast v2 recording: the header says version 1: is it an asciicast v2 recording?"},
+		{"version 1", []string{"play", v1}, ExitError, "read " + v1 + ": asciicast: line 1: not an asciicast v2 recording: the header says version 1; tether play reads asciicast v2 (convert other versions with asciinema convert)"},
 		{"bad speed", []string{"play", bad, "--speed", "0"}, ExitUsage, "--speed 0: give a positive number"},
 		{"bad idle limit", []string{"play", bad, "--idle-limit", "-1s"}, ExitUsage, "--idle-limit -1s: give a positive duration"},
 		{"ID without an edge", []string{"play", "edge-1-0123456789abcdef"}, ExitUsage, "no edge URL"},

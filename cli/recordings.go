@@ -110,7 +110,7 @@ func (o *recordingsOptions) run(ctx context.Context) error {
 	if err := s.requireEdge(); err != nil {
 		return err
 	}
-	d, err := o.g.apiDialer(s)
+	d, err := apiDialer(s)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (o *recordingsOptions) run(ctx context.Context) error {
 }
 
 // apiDialer is a Dialer for the edge's HTTP API with the settings s.
-func (g *globalOptions) apiDialer(s *Settings) (*client.Dialer, error) {
+func apiDialer(s *Settings) (*client.Dialer, error) {
 	tc, err := tlsConfig(s)
 	if err != nil {
 		return nil, err

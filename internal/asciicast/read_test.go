@@ -205,3 +205,24 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	var s strings.Builder
+	s.WriteString(`{"version":2,"width":120,"height":40}` + "\n")
+	for i := range 1000 {
+		line, _ := json.Marshal([]any{float64(i) / 100, "o", "total 48\r\n\x1b[01;34mdrwxr-xr-x\x1b[0m  2 root root 4096 Dec  2 14:00 héllo\r\n"})
+		s.Write(append(line, '\n'))
+	}
+	rec := s.String()
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		d := asciicast.NewDecoder(strings.NewReader(rec))
+		for {
+			if _, err := d.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
