@@ -21,7 +21,8 @@
 //     keyboard LEDs (DECLL), and DCS strings but sixel images: DECRQSS
 //     (DCS $ q), XTGETTCAP and XTSETTCAP, user-defined keys (DECUDK), tmux
 //     passthrough, soft fonts; SOS, PM and APC strings; screen's title
-//     (ESC k).
+//     (ESC k); a change of the character encoding (ESC % @ would take the
+//     terminal out of UTF-8, where bytes of characters are C1 controls).
 //
 // Everything else passes byte for byte: text, colours, cursor movement,
 // modes, the alternate screen. (A C0 control inside a sequence, which
@@ -78,8 +79,8 @@ type Filter struct {
 	partial []byte // an incomplete UTF-8 character at the end of the last Write
 	in      []byte // the input made valid UTF-8, when it was not
 
-	// In CSI: the private prefix (< = > ?, or 0), the intermediate byte
-	// (0 for none, 0xff for several), whether parameters started.
+	// In CSI: the private prefix (< = > ?, or 0) and the intermediate
+	// byte (0 for none, 0xff for several).
 	prefix, inter byte
 	// In strings: OSC ends with BEL too; an ESC or a 0xC2 waits for the
 	// next byte (ST is ESC \ or U+009C).
@@ -244,6 +245,12 @@ func (f *Filter) step(b byte) {
 			}
 			f.st = escInter
 		case f.st == escInter && b >= 0x30 && b <= 0x7e:
+			if f.buf[1] == '%' {
+				// DOCS: leaving UTF-8 would make bytes of UTF-8
+				// characters C1 controls (0x9B: CSI).
+				f.reset(ground)
+				return
+			}
 			f.pass(b)
 		case b == '[':
 			f.begin(csi, 0x1b, b)

@@ -108,6 +108,8 @@ func TestRemoved(t *testing.T) {
 		{"SOS", esc + "Xstring" + st},
 		{"screen title", esc + "kwindow" + st},
 		{"ENQ", "\x05"},
+		{"leave UTF-8", esc + "%@"},
+		{"select UTF-8", esc + "%G"},
 		{"C1 CSI DA1", "\u009bc"},
 		{"C1 CSI CPR", "\u009b6n"},
 		{"C1 OSC title ended by C1 ST", "\u009d0;evil\u009c"},
@@ -237,7 +239,7 @@ func TestWriteError(t *testing.T) {
 var forbidden = []string{
 	"\x05", osc + "0;", osc + "1;", osc + "2;", osc + "52", osc + "7;", osc + "1337",
 	csi + "c", csi + "0c", csi + ">c", csi + "=c", csi + "5n", csi + "6n", csi + "?6n",
-	csi + ">q", csi + "21t", csi + "18t", dcs + "$q", dcs + "+q", esc + "Z", esc + "_", esc + "^",
+	csi + ">q", csi + "21t", csi + "18t", dcs + "$q", dcs + "+q", esc + "Z", esc + "_", esc + "^", esc + "%",
 	"\u009b6n", "\u009bc", "\u009d", "\u009f", "\u009a",
 }
 
