@@ -149,8 +149,12 @@ func (o *playOptions) run(ctx context.Context, arg string) error {
 	}
 	if _, ok := terminalFD(o.g.io.Out); ok && !o.cat {
 		// The replay may end, or be stopped, with modes on that would
-		// bother the shell after it.
-		_, _ = io.WriteString(out, replayReset)
+		// bother the shell after it; stopped, mid-line.
+		reset := replayReset
+		if err != nil {
+			reset += "\r\n"
+		}
+		_, _ = io.WriteString(out, reset)
 	}
 	if ferr := out.Flush(); err == nil {
 		err = ferr
