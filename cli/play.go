@@ -70,7 +70,8 @@ movement and the rest pass unchanged.`,
 
   # The whole output as text, for grep
   tether play edge-1-3f2a9c0d5e6b7a81 --cat | grep -a error`,
-		Args: argsUsage(cobra.ExactArgs(1), "tether "+playUse),
+		ValidArgsFunction: completeRecording(g),
+		Args:              argsUsage(cobra.ExactArgs(1), "tether "+playUse),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd.Context(), args[0])
 		},

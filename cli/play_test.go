@@ -276,3 +276,13 @@ func TestPlayClosedPipe(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Empty(t, errOut.String())
 }
+
+func TestCompleteRecording(t *testing.T) {
+	vars := apiEdge(t, []client.Recording{
+		{ID: "edge-1-0123456789abcdef", Title: "ops@gw-1"},
+		{ID: "edge-2-fedcba9876543210", Title: "dev@gw-2"},
+	}, nil, nil)
+	out, errOut, code := runPlayCLI(t, vars, "__complete", "play", "edge-1")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "edge-1-0123456789abcdef\tops@gw-1\n:0\n", out, errOut)
+}

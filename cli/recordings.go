@@ -251,3 +251,34 @@ func bytesCell(n int64) string {
 	}
 	return fmt.Sprintf("%.0f%s", v, unit)
 }
+
+// completeRecording completes the argument of tether play with the IDs of
+// the recordings the edge lists (at most 100, newest first), and files.
+func completeRecording(g *globalOptions) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		s, err := g.settings()
+		if err != nil || s.requireEdge() != nil {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		d, err := apiDialer(s)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), min(g.timeout, 5*time.Second))
+		defer cancel()
+		list, err := d.Recordings(ctx, client.RecordingsOptions{Limit: 100})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		var out []cobra.Completion
+		for _, r := range list.Recordings {
+			if strings.HasPrefix(r.ID, toComplete) {
+				out = append(out, cobra.CompletionWithDesc(r.ID, cell(r.Title)))
+			}
+		}
+		return out, cobra.ShellCompDirectiveDefault
+	}
+}
