@@ -126,6 +126,10 @@ func apiEdge(t *testing.T, recs []client.Recording, unavailable []string, files 
 			return
 		}
 		if r.URL.Path == "/api/recordings" {
+			if r.URL.Query().Get("limit") == "5000" {
+				http.Error(w, "limit must be 1 to 1000", http.StatusBadRequest)
+				return
+			}
 			if r.URL.Query().Get("client") == "intruder" {
 				http.Error(w, "client intruder may not read recordings", http.StatusForbidden)
 				return
@@ -145,6 +149,10 @@ func apiEdge(t *testing.T, recs []client.Recording, unavailable []string, files 
 		}
 		id, ok := strings.CutPrefix(r.URL.Path, "/api/recordings/")
 		cast, found := files[id]
+		if id == "edge-9-0123456789abcdef" {
+			http.Error(w, "edge-9 did not answer", http.StatusBadGateway)
+			return
+		}
 		if !ok || !found {
 			http.Error(w, "no recording "+id, http.StatusNotFound)
 			return
@@ -201,6 +209,10 @@ func TestRecordingsList(t *testing.T) {
 	require.Equal(t, ExitForbidden, code)
 	require.Contains(t, errOut, "tether: forbidden (HTTP 403: client intruder may not read recordings): the token may not read recordings; ask the edge's operator for the recordings: read right")
 
+	_, errOut, code = runPlayCLI(t, vars, "recordings", "--limit", "5000")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errOut, "tether: the edge refused the query (HTTP 400: limit must be 1 to 1000): check --device, --client, --since and --limit")
+
 	for _, tt := range []struct{ args []string }{
 		{[]string{"recordings", "--since", "yesterday"}},
 		{[]string{"recordings", "--since", "-5m"}},
@@ -224,6 +236,10 @@ func TestPlayID(t *testing.T) {
 	_, errOut, code = runPlayCLI(t, vars, "play", "edge-1-fedcba9876543210")
 	require.Equal(t, ExitOffline, code)
 	require.Contains(t, errOut, "tether: recording edge-1-fedcba9876543210 not found (HTTP 404: no recording edge-1-fedcba9876543210): check the ID with `tether recordings`")
+
+	_, errOut, code = runPlayCLI(t, vars, "play", "edge-9-0123456789abcdef")
+	require.Equal(t, ExitUnreachable, code)
+	require.Contains(t, errOut, "tether: the edge that holds the recording did not send it (HTTP 502: edge-9 did not answer)")
 
 	bad := map[string]string{}
 	for k, v := range vars {

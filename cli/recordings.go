@@ -177,6 +177,10 @@ func recordingsError(err error, id string) error {
 		reason = ": " + se.Reason
 	}
 	switch se.StatusCode {
+	case http.StatusBadRequest:
+		return &exitError{code: ExitUsage, err: fmt.Errorf("the edge refused the query (HTTP 400%s): check --device, --client, --since and --limit (at most 1000)", reason)}
+	case http.StatusBadGateway:
+		return &exitError{code: ExitUnreachable, err: fmt.Errorf("the edge that holds the recording did not send it (HTTP 502%s): it may be down; try again later", reason)}
 	case http.StatusForbidden:
 		return &exitError{code: ExitForbidden, err: fmt.Errorf("forbidden (HTTP 403%s): the token may not read recordings; ask the edge's operator for the recordings: read right", reason)}
 	case http.StatusNotFound:

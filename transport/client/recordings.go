@@ -24,8 +24,10 @@ const MaxRecordingBody = 4 << 30
 // ErrRecordingTooLarge: a recording is larger than MaxRecordingBody.
 var ErrRecordingTooLarge = errors.New("client: the recording is larger than the client reads")
 
-// recordingID is the form of a recording's ID: "<edge>-<16 hex digits>".
-var recordingID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}-[0-9a-f]{16}$`)
+// recordingID is the form of a recording's ID: the edge's ID (letters,
+// digits, '.', '-', '_' and ':', 1 to 128 of them), '-', then 16
+// lowercase hex digits.
+var recordingID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}-[0-9a-f]{16}$`)
 
 // ValidRecordingID reports whether id has the form of a recording's ID,
 // "<edge>-<16 lowercase hex digits>".

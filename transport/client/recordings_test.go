@@ -39,6 +39,9 @@ func TestRecordingsURL(t *testing.T) {
 	u, err := client.RecordingURL("https://edge/base", "edge-1-0123456789abcdef")
 	require.NoError(t, err)
 	require.Equal(t, "https://edge/base/api/recordings/edge-1-0123456789abcdef", u)
+	u, err = client.RecordingURL("https://edge", "eu:edge_1.a-0123456789abcdef")
+	require.NoError(t, err)
+	require.Equal(t, "https://edge/api/recordings/eu:edge_1.a-0123456789abcdef", u)
 	for _, bad := range []string{"", "0123456789abcdef", "edge-1-0123456789ABCDEF", "edge-1-0123456789abcde", "../x-0123456789abcdef", "e/1-0123456789abcdef", "e?x-0123456789abcdef"} {
 		_, err := client.RecordingURL("https://edge", bad)
 		require.ErrorContains(t, err, "is not a recording ID", bad)
