@@ -26,7 +26,7 @@ const (
 	ExitTLS         = 4   // TLS failure: unknown authority, wrong host name, expired
 	ExitAuth        = 5   // the edge rejected the token (HTTP 401)
 	ExitForbidden   = 6   // the token may not do this (HTTP 403)
-	ExitOffline     = 7   // the device is not connected (HTTP 404)
+	ExitOffline     = 7   // the device is not connected (HTTP 404); tether play: no such recording
 	ExitRemote      = 8   // the edge or the device answered Error
 	ExitChecksum    = 9   // tether cp: the bytes received do not match the sender's SHA-256
 	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
@@ -46,7 +46,7 @@ const exitCodeHelp = `EXIT CODES
   4    TLS failure: the edge's certificate is not trusted (pass --ca) or not valid
   5    the edge rejected the token (HTTP 401)
   6    forbidden: the token may not reach this device or target (HTTP 403)
-  7    the device is not connected to the edge (HTTP 404)
+  7    the device is not connected to the edge (HTTP 404); tether play: no such recording
   8    the edge or the device refused the request; its reason is printed verbatim
   9    tether cp: the copy's SHA-256 does not match the sender's (the copy is discarded)
   130  interrupted (Ctrl-C, SIGTERM)

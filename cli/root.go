@@ -217,6 +217,8 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newSSHCommand(g),
 		newReloadCommand(g),
 		newCPCommand(g),
+		newRecordingsCommand(g),
+		newPlayCommand(g),
 		newCertsCommand(g),
 		newVersionCommand(g),
 	)

@@ -63,44 +63,26 @@ func (d *Dialer) Devices(ctx context.Context, opts DevicesOptions) ([]Device, er
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Transport: &http.Transport{
-		Proxy:             http.ProxyFromEnvironment,
-		TLSClientConfig:   d.TLSConfig,
-		DisableKeepAlives: true,
-	}}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := d.getAll(ctx, u, "application/json", MaxDevicesBody, "device list")
 	if err != nil {
-		return nil, fmt.Errorf("client: device list request: %w", err)
-	}
-	if d.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+d.Token)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: device list: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxDevicesBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("client: read the device list: %w", err)
-	}
-	if len(body) > MaxDevicesBody {
-		return nil, fmt.Errorf("client: the edge's device list is larger than %d bytes", MaxDevicesBody)
-	}
-	if resp.StatusCode != http.StatusOK {
-		reason := strings.TrimSpace(string(body))
-		if len(reason) > 512 {
-			reason = reason[:512]
-		}
-		return nil, &transport.StatusError{StatusCode: resp.StatusCode, Reason: reason}
+		return nil, err
 	}
 	devs, err := DecodeDevices(body)
 	if err != nil {
 		return nil, fmt.Errorf("client: the edge's device list is not valid (%v): check that the URL points at a tether edge", err)
 	}
 	return devs, nil
+}
+
+// statusError is the edge's refusal: its status and the reason its body
+// gives, bounded.
+func statusError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	reason := strings.TrimSpace(string(b))
+	if len(reason) > 512 {
+		reason = reason[:512]
+	}
+	return &transport.StatusError{StatusCode: resp.StatusCode, Reason: reason}
 }
 
 // DevicesURL returns the URL of the device list under the edge's base URL,

@@ -55,7 +55,7 @@ func TestGenerate(t *testing.T) {
 	}
 	walk(cli.CommandTree())
 	require.Contains(t, read("tether.1"), `\fB--version\fP`, "tether(1) lists --version")
-	for _, cmd := range []string{"devices", "tcp", "udp", "shell", "nc", "reload", "certs", "version", "completion"} {
+	for _, cmd := range []string{"devices", "tcp", "udp", "shell", "nc", "reload", "certs", "version", "completion", "recordings", "play"} {
 		require.Contains(t, read("tether.1"), `\fBtether-`+cmd+`(1)\fP`, "tether(1) should point at tether-%s(1)", cmd)
 	}
 
