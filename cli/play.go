@@ -20,6 +20,7 @@ import (
 	"github.com/tetherhq/tether/internal/termfilter"
 	terminal "github.com/tetherhq/tether/pty/term"
 	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 type playOptions struct {
@@ -179,7 +180,7 @@ func (o *playOptions) open(ctx context.Context, arg string) (io.ReadCloser, erro
 		}
 		return f, nil
 	}
-	if !client.ValidRecordingID(arg) {
+	if !wire.ValidRecordingID(arg) {
 		return nil, usageErrorf("%q is neither a file nor a recording ID (EDGE-0123456789abcdef, from `tether recordings`)", arg)
 	}
 	s, err := o.g.settings()

@@ -5,13 +5,13 @@ package cli
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // playInTmux runs the built `tether play` with args in a tmux pane of
@@ -20,9 +20,7 @@ import (
 // until the pane shows want.
 func playInTmux(t *testing.T, want string, args ...string) (m *tmux, dir string) {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not found (install tmux; .ci/run does)")
-	}
+	testutil.NeedTool(t, "tmux", "tmux")
 	dir = t.TempDir()
 	m = &tmux{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	script := filepath.Join(dir, "run.sh")

@@ -8,10 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // MaxRecordingsBody bounds the edge's answer to GET /api/recordings.
@@ -23,15 +24,6 @@ const MaxRecordingBody = 4 << 30
 
 // ErrRecordingTooLarge: a recording is larger than MaxRecordingBody.
 var ErrRecordingTooLarge = errors.New("client: the recording is larger than the client reads")
-
-// recordingID is the form of a recording's ID: the edge's ID (letters,
-// digits, '.', '-', '_' and ':', 1 to 128 of them), '-', then 16
-// lowercase hex digits.
-var recordingID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}-[0-9a-f]{16}$`)
-
-// ValidRecordingID reports whether id has the form of a recording's ID,
-// "<edge>-<16 lowercase hex digits>".
-func ValidRecordingID(id string) bool { return recordingID.MatchString(id) }
 
 // Recording is one recording of the edge's list (GET /api/recordings,
 // docs/api.md).
@@ -143,9 +135,9 @@ func RecordingsURL(edge string, opts RecordingsOptions) (string, error) {
 }
 
 // RecordingURL returns the URL of the recording id under the edge's base
-// URL. id must pass ValidRecordingID.
+// URL. id must pass wire.ValidRecordingID.
 func RecordingURL(edge, id string) (string, error) {
-	if !ValidRecordingID(id) {
+	if !wire.ValidRecordingID(id) {
 		return "", fmt.Errorf("client: %q is not a recording ID (EDGE-0123456789abcdef)", id)
 	}
 	u, err := apiURL(edge, "/api/recordings/"+id)
