@@ -84,7 +84,6 @@ type policer struct {
 	frames    int           // unread frames over all streams
 	committed int64         // the windows of all open streams together
 	rtt       time.Duration // smallest round-trip sample; 0 until one
-	updates   uint64        // window updates sent
 	// closedEarly holds streams this side closed before the peer ended
 	// them. Data that still arrives for one is answered with a reset, once,
 	// as TCP answers data after close.
@@ -207,10 +206,12 @@ func (p *policer) advertise(sid uint32, upd []byte) {
 	consumed := binary.LittleEndian.Uint32(upd[0:4])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.updates++
 	st, ok := p.streams[sid]
 	if !ok {
-		return // closed: smux discards what arrives for it
+		// Closed: smux discards what arrives for it. Still, never offer
+		// less than the starting window.
+		binary.LittleEndian.PutUint32(upd[4:8], p.base)
+		return
 	}
 	now := p.now()
 	st.consumed = consumed
@@ -272,12 +273,12 @@ func (p *policer) probe(st *recvState) {
 	}
 }
 
-// windowStats reports the window updates sent, the session's round trip
-// and the windows of all open streams together.
-func (p *policer) windowStats() (updates uint64, rtt time.Duration, committed int64) {
+// roundTrip returns the session's measured round trip, or 0 before the
+// first sample.
+func (p *policer) roundTrip() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.updates, p.rtt, p.committed
+	return p.rtt
 }
 
 // received accounts for an inbound data frame of n bytes. It returns an

@@ -206,7 +206,7 @@ func TestWindowGrowsWithTheRoundTrip(t *testing.T) {
 			windows = append(windows, p.streams[1].window)
 		}
 	}
-	_, got, _ := p.windowStats()
+	got := p.roundTrip()
 	require.Equal(t, rtt, got, "got a round trip of %v; want the %v between an update and the bytes beyond its old edge", got, rtt)
 	require.Equal(t, uint32(d.MaxStreamWindow), windows[len(windows)-1], "got windows %v; want growth to MaxStreamWindow", windows)
 	for i := 1; i < len(windows); i++ {
