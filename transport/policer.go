@@ -58,7 +58,7 @@ const (
 // replaced arriving: the peer cannot send those bytes before it has the
 // update.
 //
-// Tiny frames: smux sends an update only every half window, so the
+// Tiny frames: smux sends an update only every eighth of a window, so the
 // advertised count says little about memory. A frame stays charged
 // (frameCharge) until the application has read past its end, which the
 // Stream reports. A stream whose unread frames cost more than twice its
