@@ -270,3 +270,136 @@ func TestWindowsStayWithinTheBudget(t *testing.T) {
 		check(fmt.Sprintf("stream %d updated", sid))
 	}
 }
+
+// delayProxy forwards TCP connections to target, holding every chunk for
+// oneWay in each direction, without limiting throughput. Close stops it
+// and waits for its goroutines.
+type delayProxy struct {
+	ln     net.Listener
+	oneWay time.Duration
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newDelayProxy(t *testing.T, target string, rtt time.Duration) *delayProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	d := &delayProxy{ln: ln, oneWay: rtt / 2}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			d.mu.Lock()
+			d.conns = append(d.conns, in, out)
+			d.mu.Unlock()
+			d.wg.Add(2)
+			go d.pipe(out, in)
+			go d.pipe(in, out)
+		}
+	}()
+	t.Cleanup(d.close)
+	return d
+}
+
+func (d *delayProxy) close() {
+	d.ln.Close()
+	d.mu.Lock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+func (d *delayProxy) pipe(dst, src net.Conn) {
+	defer d.wg.Done()
+	type chunk struct {
+		due  time.Time
+		data []byte
+	}
+	q := make(chan chunk, 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range q {
+			time.Sleep(time.Until(c.due))
+			if _, err := dst.Write(c.data); err != nil {
+				src.Close()
+				for range q {
+				}
+				return
+			}
+		}
+		dst.Close()
+	}()
+	for {
+		buf := make([]byte, 32<<10)
+		n, err := src.Read(buf)
+		if n > 0 {
+			q <- chunk{time.Now().Add(d.oneWay), buf[:n]}
+		}
+		if err != nil {
+			close(q)
+			<-done
+			return
+		}
+	}
+}
+
+// TestRoundTripIsMeasured carries a bulk stream over a link with a 40 ms
+// round trip and checks the receiver's measure of it: a window update
+// cannot bring bytes beyond the edge it replaced sooner than a round trip,
+// so the measure is never below the link's; and it was taken.
+func TestRoundTripIsMeasured(t *testing.T) {
+	const rtt = 40 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	proxy := newDelayProxy(t, ln.Addr().String(), rtt)
+	cc, err := net.Dial("tcp", proxy.ln.Addr().String())
+	require.NoError(t, err)
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	server, err := NewServerSession(sc, nil)
+	require.NoError(t, err)
+	defer server.Close()
+	client, err := NewClientSession(cc, nil)
+	require.NoError(t, err)
+	defer client.Close()
+
+	const total = 8 << 20
+	st, err := client.Open()
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, DefaultMaxFrameSize)
+		for left := total; left > 0; left -= len(buf) {
+			if _, err := st.Write(buf[:min(len(buf), left)]); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- st.CloseWrite()
+	}()
+	in, err := server.Accept()
+	require.NoError(t, err)
+	n, err := in.WriteTo(io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, int64(total), n)
+	require.NoError(t, <-errc)
+	in.Close()
+	st.Close()
+
+	got := server.conn.pol.roundTrip()
+	require.GreaterOrEqual(t, got, rtt, "got a round trip of %v over a %v link; a measure below the link's is impossible", got, rtt)
+}
