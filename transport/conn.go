@@ -350,7 +350,7 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 		case cmd == smuxCmdSYN:
 			c.pol.opened(sid)
 		case cmd == smuxCmdUPD && len(p) >= smuxHeaderSize+smuxUPDSize:
-			c.pol.consumed(sid, binary.LittleEndian.Uint32(p[smuxHeaderSize:]))
+			c.pol.advertise(sid, p[smuxHeaderSize:smuxHeaderSize+smuxUPDSize])
 		}
 	}
 	c.wmu.Lock()

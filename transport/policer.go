@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Flow-control policing. A smux receiver keeps every inbound data frame in
@@ -32,18 +34,31 @@ const (
 // told the peer we consumed (the "consumed" field of our outbound window
 // updates) and the bytes the application actually read.
 //
-// Window: a smux v2 sender may have at most one window in flight beyond the
-// last consumed count it heard, so
+// Window: a smux v2 sender may send up to the right edge of its window,
+// the consumed count plus the window of the last update it heard. The
+// policer chooses each stream's window as the update leaves (advertise)
+// and never moves the edge back, so
 //
-//	delivered - advertised consumed > window + one frame
+//	delivered > highest edge advertised + one frame
 //
-// proves that the peer ignores its window: the session is closed. Counting
-// against the advertised figure rather than the application's reads keeps
-// the check exact: it is the very number the peer works from, and it is
-// recorded here before the update leaves, so no race can make an honest
-// peer look guilty.
+// proves that the peer ignores its window: the session is closed. The
+// edge is recorded here before the update leaves, so no race can make an
+// honest peer look guilty.
 //
-// Tiny frames: smux sends an update only every half window, so the
+// Window sizing (advertise): a stream starts at MaxStreamBuffer and grows,
+// once per measured round trip, to twice the bytes it carried in the last
+// round trip, at most MaxStreamWindow: a long fat link fills, and a stream
+// whose reader is slow keeps the window it needs. The windows of all open
+// streams together stay within MaxReceiveBuffer less smux's initial window
+// (256 KiB) for each stream the session may still open, so that stalled
+// streams never spend the budget that the others need; under that
+// pressure a stream gets less than MaxStreamBuffer, never less than that
+// initial window. The round trip is the session's smallest sample of the
+// time from a window update leaving to the first byte beyond the edge it
+// replaced arriving: the peer cannot send those bytes before it has the
+// update.
+//
+// Tiny frames: smux sends an update only every eighth of a window, so the
 // advertised count says little about memory. A frame stays charged
 // (frameCharge) until the application has read past its end, which the
 // Stream reports. A stream whose unread frames cost more than twice its
@@ -54,16 +69,21 @@ const (
 // its session must not pay for it. A peer that keeps its window and whose
 // frames average 32 bytes or more never trips it, however slow the reader.
 type policer struct {
-	window       uint32 // bytes a sender may have unread on one stream
-	streamBudget int    // frame-charge budget of one stream, in bytes
-	sessBudget   int    // frame-charge budget of the session, in bytes
-	rst          func(sid uint32)
+	base       uint32 // the window a stream starts with (MaxStreamBuffer)
+	maxWindow  uint32 // the largest window of one stream (MaxStreamWindow)
+	budget     int64  // all windows together (MaxReceiveBuffer)
+	maxStreams int    // streams the session may have open (MaxStreams)
+	sessBudget int    // frame-charge budget of the session, in bytes
+	rst        func(sid uint32)
+	now        func() time.Time // time.Now; tests replace it
 
 	mu sync.Mutex
 	// mu guards the following, and the fields of every recvState but the
 	// atomics.
-	streams map[uint32]*recvState
-	frames  int // unread frames over all streams
+	streams   map[uint32]*recvState
+	frames    int           // unread frames over all streams
+	committed int64         // the windows of all open streams together
+	rtt       time.Duration // smallest round-trip sample; 0 until one
 	// closedEarly holds streams this side closed before the peer ended
 	// them. Data that still arrives for one is answered with a reset, once,
 	// as TCP answers data after close.
@@ -80,8 +100,19 @@ type recvState struct {
 
 	delivered uint32   // payload bytes received, modulo 2^32 like smux's counters
 	consumed  uint32   // consumed count of our last window update
+	window    uint32   // window of our last update (smux's initial one before)
+	edge      uint32   // highest consumed + window advertised
+	target    uint32   // the window the stream has grown to
 	ends      []uint32 // delivered offset at the end of each unread frame, from head
 	head      int
+
+	// A round-trip probe: the time an update moved the edge, and the edge
+	// it replaced; the first byte beyond it ends the probe.
+	probing    bool
+	probeEdge  uint32
+	probeAt    time.Time
+	epochAt    time.Time // start of the current growth epoch
+	epochBytes uint32    // consumed count at its start
 	// onKill resets the stream for a violation; onReset wakes its writers
 	// after the peer's reset. Both are set by the Stream once the
 	// application holds it, and must not block.
@@ -89,22 +120,26 @@ type recvState struct {
 }
 
 func newPolicer(d *Config, rst func(sid uint32)) *policer {
-	w := uint32(max(d.MaxStreamBuffer, smuxInitialWindow))
 	return &policer{
-		window:       w,
-		streamBudget: 2 * int(w),
-		sessBudget:   max(d.MaxReceiveBuffer, 2*int(w)),
-		rst:          rst,
-		streams:      make(map[uint32]*recvState),
-		closedEarly:  make(map[uint32]struct{}),
+		base:        uint32(d.MaxStreamBuffer),
+		maxWindow:   uint32(d.MaxStreamWindow),
+		budget:      int64(d.MaxReceiveBuffer),
+		maxStreams:  d.MaxStreams,
+		sessBudget:  max(d.MaxReceiveBuffer, 2*max(d.MaxStreamBuffer, smuxInitialWindow)),
+		rst:         rst,
+		now:         time.Now,
+		streams:     make(map[uint32]*recvState),
+		closedEarly: make(map[uint32]struct{}),
 	}
 }
 
-// opened starts accounting for a stream (a SYN either way).
+// opened starts accounting for a stream (a SYN either way). Until our
+// first update, its peer works from smux's initial window.
 func (p *policer) opened(sid uint32) {
 	p.mu.Lock()
 	if _, ok := p.streams[sid]; !ok {
-		p.streams[sid] = &recvState{}
+		p.streams[sid] = &recvState{window: smuxInitialWindow, edge: smuxInitialWindow, target: p.base}
+		p.committed += smuxInitialWindow
 	}
 	p.mu.Unlock()
 }
@@ -158,19 +193,92 @@ func (p *policer) closed(sid uint32) {
 		return
 	}
 	p.frames -= len(st.ends) - st.head
+	p.committed -= int64(st.window)
 	delete(p.streams, sid)
 	if !st.fin.Load() && len(p.closedEarly) < maxClosedEarly {
 		p.closedEarly[sid] = struct{}{}
 	}
 }
 
-// consumed records the consumed count of an outbound window update.
-func (p *policer) consumed(sid uint32, n uint32) {
+// advertise records an outbound window update, whose 8-byte payload is
+// upd (consumed count, window), and writes the stream's window into it.
+func (p *policer) advertise(sid uint32, upd []byte) {
+	consumed := binary.LittleEndian.Uint32(upd[0:4])
 	p.mu.Lock()
-	if st, ok := p.streams[sid]; ok {
-		st.consumed = n
+	defer p.mu.Unlock()
+	st, ok := p.streams[sid]
+	if !ok {
+		// Closed: smux discards what arrives for it. Still, never offer
+		// less than the starting window.
+		binary.LittleEndian.PutUint32(upd[4:8], p.base)
+		return
 	}
-	p.mu.Unlock()
+	now := p.now()
+	st.consumed = consumed
+	p.grow(st, consumed, now)
+
+	// The stream's window: what it has grown to, within the room the other
+	// open streams and those that may still open leave; never less than
+	// the initial window, nor an edge behind the last one.
+	open := len(p.streams)
+	room := p.budget - (p.committed - int64(st.window)) - int64(max(p.maxStreams-open, 0))*smuxInitialWindow
+	w := int64(st.target)
+	if room < w {
+		w = max(room, min(int64(p.base), smuxInitialWindow))
+	}
+	if ahead := int64(int32(st.edge - consumed)); w < ahead {
+		w = ahead
+	}
+	p.committed += w - int64(st.window)
+	st.window = uint32(w)
+	binary.LittleEndian.PutUint32(upd[4:8], st.window)
+
+	edge := consumed + st.window
+	if int32(edge-st.edge) > 0 {
+		if !st.probing {
+			st.probing, st.probeEdge, st.probeAt = true, st.edge, now
+		}
+		st.edge = edge
+	}
+}
+
+// grow raises the stream's target window, once per round trip, to twice
+// the bytes consumed in the last one. The caller holds mu.
+func (p *policer) grow(st *recvState, consumed uint32, now time.Time) {
+	if st.epochAt.IsZero() {
+		st.epochAt, st.epochBytes = now, consumed
+		return
+	}
+	elapsed := now.Sub(st.epochAt)
+	if p.rtt <= 0 || elapsed < p.rtt {
+		return
+	}
+	carried := float64(consumed - st.epochBytes)
+	want := 2 * carried * float64(p.rtt) / float64(elapsed)
+	if want > float64(st.target) {
+		st.target = uint32(min(want, float64(p.maxWindow)))
+	}
+	st.epochAt, st.epochBytes = now, consumed
+}
+
+// probe ends a stream's round-trip probe when delivered passed the edge
+// it watches. The caller holds mu.
+func (p *policer) probe(st *recvState) {
+	if !st.probing || int32(st.delivered-st.probeEdge) <= 0 {
+		return
+	}
+	st.probing = false
+	if rtt := p.now().Sub(st.probeAt); rtt > 0 && (p.rtt == 0 || rtt < p.rtt) {
+		p.rtt = rtt
+	}
+}
+
+// roundTrip returns the session's measured round trip, or 0 before the
+// first sample.
+func (p *policer) roundTrip() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rtt
 }
 
 // received accounts for an inbound data frame of n bytes. It returns an
@@ -190,17 +298,17 @@ func (p *policer) received(sid uint32, n uint32) error {
 		return nil
 	}
 	st.delivered += n
-	unread := int64(int32(st.delivered - st.consumed))
-	if unread > int64(p.window)+maxFrameSlack {
-		return fmt.Errorf("%w: stream %d has %d bytes in flight beyond what we acknowledged, more than its %d-byte window", ErrProtocolViolation, sid, unread, p.window)
+	if beyond := int64(int32(st.delivered - st.edge)); beyond > maxFrameSlack {
+		return fmt.Errorf("%w: stream %d has %d bytes in flight beyond what we acknowledged, %d more than its %d-byte window", ErrProtocolViolation, sid, int32(st.delivered-st.consumed), beyond, st.window)
 	}
+	p.probe(st)
 	if st.violation.Load() != nil {
 		return nil // reset already; smux drops its frames once it is closed
 	}
 	p.frames -= st.release()
 	st.ends = append(st.ends, st.delivered)
 	p.frames++
-	if frames := len(st.ends) - st.head; frames*frameCharge > p.streamBudget {
+	if frames := len(st.ends) - st.head; frames*frameCharge > 2*int(max(st.window, p.base, smuxInitialWindow)) {
 		p.killLocked(st, fmt.Errorf("%w: stream %d has %d unread frames; the peer floods tiny frames, so this stream was reset", ErrProtocolViolation, sid, frames))
 		return nil
 	}

@@ -26,15 +26,24 @@ type Config struct {
 	// MaxFrameSize is the largest smux data frame we send, in bytes
 	// (at most 65535). Default 65535.
 	MaxFrameSize int
-	// MaxStreamBuffer is the per-stream receive window in bytes. It caps one
-	// stream at window/RTT. Default 2 MiB.
+	// MaxStreamBuffer is the receive window a stream starts with, in bytes.
+	// A window caps one stream at window/RTT; on a long link the window
+	// grows (see MaxStreamWindow). Default 2 MiB.
 	MaxStreamBuffer int
+	// MaxStreamWindow is the largest receive window one stream may grow
+	// to, in bytes. A stream's window grows to twice what it carried in
+	// the session's measured round trip, within the receive budget
+	// (MaxReceiveBuffer) less the room that the streams the session may
+	// still open are sure to get. Zero means the larger of 16 MiB and
+	// MaxStreamBuffer; MaxStreamBuffer turns growth off.
+	MaxStreamWindow int
 	// MaxStreams caps the concurrent streams of one session; a stream beyond
 	// it is answered with Error "too many streams". Default 128.
 	MaxStreams int
-	// MaxReceiveBuffer is the session-wide receive budget in bytes. It is
-	// sized so that MaxStreams full windows fit, which keeps a stalled stream
-	// from stopping the others. Zero means MaxStreams × MaxStreamBuffer.
+	// MaxReceiveBuffer is the session-wide receive budget in bytes: the
+	// windows of all open streams together never exceed it, so streams
+	// whose readers stalled can never stop the others. Zero means
+	// MaxStreams × MaxStreamBuffer.
 	MaxReceiveBuffer int
 	// HandshakeTimeout bounds the TCP connect, TLS handshake and HTTP
 	// upgrade of Dial. Default 15s.
@@ -56,13 +65,29 @@ type Config struct {
 // 64 KiB frames. On loopback 1 MiB is enough, but a window caps a stream at
 // window/RTT on a long link: the reference 128 KiB window allows about
 // 1.3 MB/s at 100 ms, 1 MiB about 10.5 MB/s, too close to the 10 MB/s a
-// cellular device must sustain there. 2 MiB gives 21 MB/s at 100 ms, and a
-// stalled stream can pin no more than that.
+// cellular device must sustain there. Streams start at 2 MiB (21 MB/s at
+// 100 ms) and grow to 16 MiB where the round trip calls for it
+// (BenchmarkLongLinkCLI).
+//
+// Window updates: smux v2 sends one each time the reader consumed half of
+// its MaxStreamBuffer. With an update interval of exactly half the window
+// any overshoot stalls the sender for a round trip: 65,535-byte frames
+// reach half of 2 MiB only at the 17th frame, so the second update of each
+// round trip came a round trip late and every long-link stream ran at half
+// its window. And bytes consumed but not yet acknowledged are lost to the
+// sender: on average half an update interval, so even well-timed updates
+// every half window give 0.75 of window/RTT. So smux is given a quarter
+// of the stream's window (it updates every eighth of the starting window:
+// 256 KiB, one 16-byte frame), and the frame layer writes the stream's
+// real window into each update it sends (policer.advertise): an update
+// leaves while most of the window is still in flight, whatever the sizes
+// of the frames, and a stream gets about 0.94 of window/RTT.
 const (
 	DefaultKeepAliveInterval = 10 * time.Second
 	DefaultKeepAliveTimeout  = 30 * time.Second
 	DefaultMaxFrameSize      = 65535
 	DefaultMaxStreamBuffer   = 2 << 20
+	DefaultMaxStreamWindow   = 16 << 20
 	DefaultMaxStreams        = 128
 	DefaultHandshakeTimeout  = 15 * time.Second
 	DefaultOpenTimeout       = 15 * time.Second
@@ -93,6 +118,9 @@ func (c *Config) WithDefaults() *Config {
 	if out.MaxStreamBuffer == 0 {
 		out.MaxStreamBuffer = DefaultMaxStreamBuffer
 	}
+	if out.MaxStreamWindow == 0 {
+		out.MaxStreamWindow = max(DefaultMaxStreamWindow, out.MaxStreamBuffer)
+	}
 	if out.MaxStreams == 0 {
 		out.MaxStreams = DefaultMaxStreams
 	}
@@ -120,6 +148,8 @@ func VerifyConfig(c *Config) error {
 		return fmt.Errorf("%w: max frame size %d is outside 1024..65535", ErrInvalidConfig, d.MaxFrameSize)
 	case d.MaxStreamBuffer < d.MaxFrameSize:
 		return fmt.Errorf("%w: stream buffer %d is smaller than a frame (%d)", ErrInvalidConfig, d.MaxStreamBuffer, d.MaxFrameSize)
+	case d.MaxStreamWindow < d.MaxStreamBuffer || d.MaxStreamWindow > 1<<30:
+		return fmt.Errorf("%w: max stream window %d must be between the stream buffer (%d) and 1 GiB", ErrInvalidConfig, d.MaxStreamWindow, d.MaxStreamBuffer)
 	case d.MaxStreams < 1:
 		return fmt.Errorf("%w: max streams must be at least 1", ErrInvalidConfig)
 	case d.MaxReceiveBuffer < d.MaxStreamBuffer || d.MaxReceiveBuffer > 1<<30:
@@ -138,7 +168,10 @@ func (c *Config) tcpUserTimeout() time.Duration {
 }
 
 // smuxConfig is the smux configuration for c. The version is always 2.
-// smux's own keep-alive is off: the frame layer runs ours.
+// smux's own keep-alive is off: the frame layer runs ours. smux's stream
+// buffer is a quarter of our window: smux sends a window update each time
+// half of it was consumed, an eighth of our window, and the frame layer
+// replaces the window that the update carries with the stream's own.
 func (c *Config) smuxConfig() *smux.Config {
 	d := c.WithDefaults()
 	return &smux.Config{
@@ -146,6 +179,6 @@ func (c *Config) smuxConfig() *smux.Config {
 		KeepAliveDisabled: true,
 		MaxFrameSize:      d.MaxFrameSize,
 		MaxReceiveBuffer:  d.MaxReceiveBuffer,
-		MaxStreamBuffer:   d.MaxStreamBuffer,
+		MaxStreamBuffer:   d.MaxStreamBuffer / 4,
 	}
 }

@@ -148,9 +148,11 @@ type Config struct {
 	// edge sent on all streams together and their targets have not read
 	// yet. 1 to 1024; 0 means DefaultReceiveBudgetMiB (128).
 	ReceiveBudgetMiB int `yaml:"receive_budget_mib"`
-	// StreamWindowKiB is each stream's receive window in KiB: what the
-	// edge may send ahead on one stream. A larger window is faster on long
-	// links. 64 to 16384; 0 means DefaultStreamWindowKiB (2048), or, when
+	// StreamWindowKiB is the receive window each stream starts with, in
+	// KiB: what the edge may send ahead on one stream. A larger window is
+	// faster on long links; there a stream's window also grows with the
+	// round trip, up to 16 MiB, while the budget has room (see
+	// transport.Config.MaxStreamWindow). 64 to 16384; 0 means DefaultStreamWindowKiB (2048), or, when
 	// MaxStreams is set, the largest window up to that which fits the
 	// budget.
 	StreamWindowKiB int `yaml:"stream_window_kib"`
