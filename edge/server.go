@@ -92,6 +92,7 @@ type Server struct {
 	clients  map[*clientSession]struct{}
 	peers    *peerSet  // the peer sessions of a clustered edge
 	web      *webState // nil without Server.Web; set by init
+	rec      recordings // record.go
 	draining bool
 	closed   bool
 }
@@ -134,6 +135,7 @@ func (s *Server) init() {
 		if s.Cluster != nil {
 			s.startCluster()
 		}
+		s.initRecordings()
 	})
 }
 
@@ -664,5 +666,6 @@ func (s *Server) Close() error {
 		sess.Close()
 	}
 	s.wg.Wait()
+	s.stopRecordings()
 	return nil
 }
