@@ -48,7 +48,8 @@ type opened struct {
 	answer  []byte
 	peer    string // the edge it goes through; empty for a local device
 	release func() // gives back the device's stream slots
-	rec     *recorder // the shell's recording, if it is recorded
+
+	rec *recorder // the shell's recording, if it is recorded (record.go)
 }
 
 // Open's bounds on the detour a moved device may cause, and how long

@@ -86,13 +86,14 @@ type Server struct {
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
 
+	rec recordings // the shells' recordings (record.go)
+
 	mu sync.Mutex
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
 	peers    *peerSet  // the peer sessions of a clustered edge
 	web      *webState // nil without Server.Web; set by init
-	rec      recordings // record.go
 	draining bool
 	closed   bool
 }
