@@ -41,6 +41,8 @@ type fileConfig struct {
 	Devices devicesConfig `yaml:"devices"`
 	// Web is the web terminal (webconfig.go).
 	Web webFileConfig `yaml:"web"`
+	// Recording is the recording of shells (recordingconfig.go).
+	Recording *recordingFileConfig `yaml:"recording"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -75,6 +77,8 @@ type clientConfig struct {
 	TokenSHA256 string      `yaml:"token_sha256"`
 	Devices     []string    `yaml:"devices"`
 	Allow       allowConfig `yaml:"allow"`
+	// Recording overrides recording.mode for this client's shells.
+	Recording string `yaml:"recording"`
 }
 
 type allowConfig struct {
@@ -170,6 +174,8 @@ type config struct {
 	lastSeenMax int
 	// web is the web: section, checked; nil when the web terminal is off.
 	web *edge.WebConfig
+	// recording is the recording: section, checked; nil when absent.
+	recording *edge.RecordingConfig
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -273,6 +279,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
+		}
+		if r.Recording, err = parseRecordingMode(cl.Recording); err != nil {
+			return nil, bad(err.Error(), k("recording")...)
 		}
 		for j, g := range cl.Devices {
 			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {
@@ -398,6 +407,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 	}
 	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
+		return nil, err
+	}
+	if c.recording, err = parseRecording(fc.Recording, bad, rel); err != nil {
 		return nil, err
 	}
 	if !loadFiles {
