@@ -76,4 +76,3 @@ func TestRecordingConfig(t *testing.T) {
 		})
 	}
 }
-
