@@ -477,3 +477,30 @@ func scrape(t *testing.T, m *edge.Metrics) string {
 	m.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/metrics", nil))
 	return rr.Body.String()
 }
+
+// TestRecordingSurvivesDrain: a shell still running when the edge shuts
+// down is cut at the end of the drain, and its recording holds every
+// byte the client got, with the audit record vouching for the file.
+func TestRecordingSurvivesDrain(t *testing.T) {
+	rig := newRecRig(t, edge.RecordingConfig{Mode: edge.RecordingRequired})
+	c := clientWithToken(t, rig.m, recDevice, opsToken)
+	s, err := pty.Open(ctxT(t), c, pty.Request{Cols: 80, Rows: 24, Command: "/bin/sh", Args: []string{"-c", "seq 1 500; echo ready; sleep 60"}})
+	require.NoError(t, err)
+	defer s.Close()
+	var out bytes.Buffer
+	readUntil(t, s, &out, `ready\r\n`)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, rig.m.Server().Shutdown(ctx), context.DeadlineExceeded)
+	rest, _ := io.ReadAll(s)
+	out.Write(rest)
+
+	closeEv := waitStreamClose(t, rig.m, "pty")
+	files := castFiles(t, rig.dir)
+	require.Len(t, files, 1)
+	rec := readRecording(t, files[0])
+	require.Equal(t, out.String(), rec.data(asciicast.Output))
+	sum := sha256.Sum256(rec.raw)
+	require.Equal(t, hex.EncodeToString(sum[:]), closeEv.Recording.SHA256)
+	require.Empty(t, closeEv.Recording.Error)
+}
