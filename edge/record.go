@@ -47,7 +47,11 @@ const (
 	// recordQueueMax bounds the encoded events waiting for the disk; past
 	// it a best_effort recording drops events (with a marker), and a
 	// required one waits up to recordStallTimeout, then ends the shell.
-	recordQueueMax     = 256 << 10
+	recordQueueMax = 256 << 10
+	// recordFlushAt: this much queued wakes the writer at once.
+	recordFlushAt = recordQueueMax / 2
+	// recordIdleKeep: an idle recording keeps buffers up to this size.
+	recordIdleKeep     = 4 << 10
 	recordStallTimeout = 5 * time.Second
 	// recordExitWait bounds asking the device how the shell ended.
 	recordExitWait = 5 * time.Second

@@ -92,12 +92,12 @@ type recorder struct {
 	state     recState
 	out       []byte // encoded lines waiting for the writer
 	spare     []byte
-	scratch   bytes.Buffer
-	enc       *json.Encoder
+	enc       *json.Encoder // writes into out
 	dec, idec asciicast.UTF8Decoder
 	cur       []byte  // output not yet in an event
 	curAt     float64 // the time of cur's first byte
 	hasCur    bool
+	armed     bool    // the writer runs within recordCoalesce without a signal
 	last      float64 // the last event's time
 	size      int64   // bytes of the lines queued and written
 	truncated bool
@@ -145,7 +145,7 @@ func (r *recorder) begin(answer []byte) error {
 	r.s.rec.metrics.wrote(n)
 	r.mu.Lock()
 	r.size = int64(n)
-	r.enc = asciicast.NewEncoder(&r.scratch)
+	r.enc = asciicast.NewEncoder(recOut{r})
 	r.drained = make(chan struct{})
 	r.wake = make(chan struct{}, 1)
 	r.done = make(chan struct{})
@@ -213,7 +213,9 @@ func (r *recorder) output(p []byte) {
 	}
 	if !r.hasCur {
 		r.hasCur, r.curAt = true, now
-		r.signal()
+		if !r.armed {
+			r.signal()
+		}
 	}
 	r.cur = r.dec.Append(r.cur, p)
 	if len(r.cur) >= recordChunk {
@@ -297,26 +299,41 @@ func (r *recorder) eventAtLocked(at float64, code asciicast.Code, data string) {
 		return
 	}
 	at = max(at, r.last)
-	n, err := asciicast.AppendEvent(&r.scratch, r.enc, asciicast.Event{Time: at, Code: code, Data: data})
-	if err != nil {
-		r.scratch.Reset()
+	start := len(r.out)
+	if asciicast.EncodeEvent(r.enc, asciicast.Event{Time: at, Code: code, Data: data}) != nil {
 		return
 	}
+	n := len(r.out) - start
 	if r.maxBytes > 0 && !final && r.size+int64(n) > r.maxBytes {
-		r.scratch.Reset()
+		r.out = r.out[:start]
 		r.truncated = true
-		n, _ = asciicast.AppendEvent(&r.scratch, r.enc, asciicast.Event{Time: at, Code: asciicast.Marker,
+		_ = asciicast.EncodeEvent(r.enc, asciicast.Event{Time: at, Code: asciicast.Marker,
 			Data: fmt.Sprintf("truncated: the recording reached its limit of %d bytes (recording.max_bytes_per_session); the shell went on unrecorded", r.maxBytes)})
+		n = len(r.out) - start
 	}
-	if len(r.out)+n > recordQueueMax && !r.waitRoomLocked(n) {
-		r.scratch.Reset()
-		return
+	if start+n > recordQueueMax && start > 0 {
+		// Not yet: the line waits outside the queue for room.
+		line := append([]byte(nil), r.out[start:]...)
+		r.out = r.out[:start]
+		if !r.waitRoomLocked(n) {
+			return
+		}
+		r.out = append(r.out, line...)
 	}
 	r.last = at
-	r.out = append(r.out, r.scratch.Bytes()...)
 	r.size += int64(n)
-	r.scratch.Reset()
-	r.signal()
+	if code != asciicast.Output || !r.armed || len(r.out) >= recordFlushAt {
+		r.signal()
+	}
+}
+
+// recOut is where the encoder of a recorder's events writes: its queue.
+// mu is held.
+type recOut struct{ r *recorder }
+
+func (o recOut) Write(p []byte) (int, error) {
+	o.r.out = append(o.r.out, p...)
+	return len(p), nil
 }
 
 // waitRoomLocked handles a full queue: a best_effort recording drops the
@@ -332,7 +349,7 @@ func (r *recorder) waitRoomLocked(n int) bool {
 		return false
 	}
 	deadline := time.Now().Add(recordStallTimeout)
-	for len(r.out)+n > recordQueueMax && r.failed == nil {
+	for len(r.out)+n > recordQueueMax && len(r.out) > 0 && r.failed == nil {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			r.failLocked(fmt.Errorf("the recording's disk took no writes for %v", recordStallTimeout), "overflow")
@@ -384,23 +401,18 @@ func (r *recorder) run() {
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		closing := false
 		select {
 		case <-r.wake:
 		case <-timer.C:
 		}
 		r.mu.Lock()
-		if r.hasCur {
-			if wait := r.curAt + recordCoalesce.Seconds() - time.Since(r.clock).Seconds(); wait <= 0 {
-				r.emitCurLocked()
-			} else {
-				timer.Reset(time.Duration(wait * float64(time.Second)))
-			}
+		if r.hasCur && (r.state == recClosed || time.Since(r.clock).Seconds()-r.curAt >= recordCoalesce.Seconds()) {
+			r.emitCurLocked()
 		}
 		buf := r.out
 		r.out = r.spare[:0]
 		marker := r.lostMarkerLocked(len(buf) > 0)
-		closing = r.state == recClosed
+		closing := r.state == recClosed
 		r.mu.Unlock()
 
 		if len(marker) > 0 {
@@ -416,13 +428,39 @@ func (r *recorder) run() {
 		}
 		close(r.drained)
 		r.drained = make(chan struct{})
-		more := len(r.out) > 0
+		// While output comes, the writer runs every recordCoalesce
+		// without being woken: a flood costs no wake-up per event.
+		wait := time.Duration(-1)
+		switch {
+		case len(r.out) > 0 && (closing || len(r.out) >= recordFlushAt):
+			wait = 0
+		case r.hasCur:
+			wait = max(0, time.Duration((r.curAt+recordCoalesce.Seconds()-time.Since(r.clock).Seconds())*float64(time.Second)))
+		case len(r.out) > 0:
+			wait = recordCoalesce
+		}
+		r.armed = wait >= 0
+		if !r.armed {
+			// Idle: an idle shell keeps no buffers of a past flood.
+			if cap(r.spare) > recordIdleKeep {
+				r.spare = nil
+			}
+			if cap(r.out) > recordIdleKeep {
+				r.out = nil
+			}
+			if !r.hasCur && cap(r.cur) > recordIdleKeep {
+				r.cur = nil
+			}
+		}
 		r.mu.Unlock()
-		if closing && !more {
+		if closing && wait < 0 {
 			return
 		}
-		if more {
+		switch {
+		case wait == 0:
 			r.signal()
+		case wait > 0:
+			timer.Reset(wait)
 		}
 	}
 }

@@ -58,32 +58,41 @@ func (w *Writer) flush() error {
 	return nil
 }
 
-// NewEncoder returns a JSON encoder into buf set up as the Writer's is,
-// for AppendEvent.
-func NewEncoder(buf *bytes.Buffer) *json.Encoder {
-	enc := json.NewEncoder(buf)
+// NewEncoder returns a JSON encoder into w set up as the Writer's is
+// (no HTML escaping), for EncodeEvent.
+func NewEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc
 }
 
-// AppendEvent encodes e as one line, [time, code, data] and a newline,
-// with enc, which must write into buf (NewEncoder). It returns the length
-// of the line. Times are rounded to the microsecond. Data that is not
-// valid UTF-8 has its bad bytes replaced with U+FFFD by the encoder.
-func AppendEvent(buf *bytes.Buffer, enc *json.Encoder, e Event) (int, error) {
+// EncodeEvent writes e with enc (NewEncoder) as one line, [time, code,
+// data] and a newline, in one Write; it writes nothing when it fails.
+// Times are rounded to the microsecond. Data that is not valid UTF-8 has
+// its bad bytes replaced with U+FFFD by the encoder.
+func EncodeEvent(enc *json.Encoder, e Event) error {
 	switch e.Code {
 	case Output, Input, Resize, Marker:
 	default:
-		return 0, fmt.Errorf("%w: unknown code %q", ErrBadEvent, e.Code)
+		return fmt.Errorf("%w: unknown code %q", ErrBadEvent, e.Code)
 	}
 	if math.IsNaN(e.Time) || math.IsInf(e.Time, 0) || e.Time < 0 {
-		return 0, fmt.Errorf("%w: time %v", ErrBadEvent, e.Time)
+		return fmt.Errorf("%w: time %v", ErrBadEvent, e.Time)
 	}
-	start := buf.Len()
 	t := math.Round(e.Time*1e6) / 1e6
 	if err := enc.Encode([3]any{json.Number(formatTime(t)), e.Code, e.Data}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadEvent, err)
+	}
+	return nil
+}
+
+// AppendEvent is EncodeEvent with an encoder into buf; it returns the
+// length of the line.
+func AppendEvent(buf *bytes.Buffer, enc *json.Encoder, e Event) (int, error) {
+	start := buf.Len()
+	if err := EncodeEvent(enc, e); err != nil {
 		buf.Truncate(start)
-		return 0, fmt.Errorf("%w: %v", ErrBadEvent, err)
+		return 0, err
 	}
 	return buf.Len() - start, nil
 }
