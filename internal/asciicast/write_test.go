@@ -148,3 +148,46 @@ func FuzzAppendEvent(f *testing.F) {
 		}
 	})
 }
+
+// benchText is 32 KiB of terminal output: log lines, a few colours.
+func benchText() []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < 32<<10; i++ {
+		b.WriteString("Dec  2 14:00:00 device-1 \x1b[32msshd\x1b[0m[1234]: accepted publickey for root from 10.0.0.7 port 52211 ssh2 <ok> & done\r\n")
+	}
+	return b.Bytes()[:32<<10]
+}
+
+// BenchmarkEncodeEvent measures one 32 KiB output event's encoding, the
+// recording's main cost per byte.
+func BenchmarkEncodeEvent(b *testing.B) {
+	data := string(benchText())
+	var buf bytes.Buffer
+	enc := asciicast.NewEncoder(&buf)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		buf.Reset()
+		if err := asciicast.EncodeEvent(enc, asciicast.Event{Time: 12.5, Code: asciicast.Output, Data: data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len())/float64(len(data)), "x-raw-bytes")
+}
+
+// BenchmarkUTF8Decoder measures the incremental decoder on text read in
+// 4 KiB pieces that cut characters.
+func BenchmarkUTF8Decoder(b *testing.B) {
+	text := bytes.Repeat([]byte("héllo wörld, ça va? 😀 "), 2000)
+	var d asciicast.UTF8Decoder
+	out := make([]byte, 0, len(text)+8)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		out = out[:0]
+		for p := text; len(p) > 0; {
+			n := min(len(p), 4093)
+			out = d.Append(out, p[:n])
+			p = p[n:]
+		}
+		out = d.Flush(out)
+	}
+}
