@@ -85,10 +85,10 @@ type recorder struct {
 	sid       string // the device's PTY session ID
 	startWall time.Time
 	clock     time.Time // the events' time zero (monotonic)
-	fail      func(error)
 
 	mu sync.Mutex
 	// mu guards the following.
+	fail      func(error) // ends the shell
 	state     recState
 	out       []byte // encoded lines waiting for the writer
 	spare     []byte
@@ -125,8 +125,8 @@ const (
 )
 
 // begin writes the header, now that the device answered with its session
-// ID, and registers the recording for the session's PTY commands. The
-// writer starts with start.
+// ID, starts the writer and registers the recording for the session's PTY
+// commands.
 func (r *recorder) begin(answer []byte) error {
 	r.sid = string(bytes.TrimSpace(answer))
 	r.startWall = time.Now()
@@ -151,6 +151,7 @@ func (r *recorder) begin(answer []byte) error {
 	r.done = make(chan struct{})
 	r.state = recBegun
 	r.mu.Unlock()
+	go r.run()
 	r.s.rec.mu.Lock()
 	if r.s.rec.live == nil {
 		r.s.rec.live = make(map[string]*recorder)
@@ -160,11 +161,11 @@ func (r *recorder) begin(answer []byte) error {
 	return nil
 }
 
-// start runs the writer; fail ends the shell when a required recording
-// fails.
+// start sets how to end the shell when a required recording fails.
 func (r *recorder) start(fail func(error)) {
+	r.mu.Lock()
 	r.fail = fail
-	go r.run()
+	r.mu.Unlock()
 }
 
 func (r *recorder) begun() bool {

@@ -489,6 +489,16 @@ func TestRecordingSurvivesDrain(t *testing.T) {
 	defer s.Close()
 	var out bytes.Buffer
 	readUntil(t, s, &out, `ready\r\n`)
+	// While the shell runs, what the client got is already in the file:
+	// a kill -9 of the edge now would lose none of it.
+	require.Eventually(t, func() bool {
+		files := castFiles(t, rig.dir)
+		if len(files) != 1 {
+			return false
+		}
+		b, err := os.ReadFile(files[0])
+		return err == nil && bytes.Contains(b, []byte(`ready\r\n`))
+	}, 10*time.Second, 10*time.Millisecond, "the output is not in the file while the shell runs")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, rig.m.Server().Shutdown(ctx), context.DeadlineExceeded)
