@@ -514,3 +514,17 @@ func TestRecordingSurvivesDrain(t *testing.T) {
 	require.Equal(t, hex.EncodeToString(sum[:]), closeEv.Recording.SHA256)
 	require.Empty(t, closeEv.Recording.Error)
 }
+
+// TestRecordingReload: a new recording configuration applies to the
+// shells opened after it.
+func TestRecordingReload(t *testing.T) {
+	rig := newRecRig(t, edge.RecordingConfig{Mode: edge.RecordingOff})
+	runRecordedShell(t, rig)
+	ev := waitStreamClose(t, rig.m, "pty")
+	require.False(t, ev.Recording.Recorded)
+	require.Empty(t, castFiles(t, rig.dir))
+
+	rig.m.Server().SetRecording(&edge.RecordingConfig{Mode: edge.RecordingBestEffort, Dir: rig.dir})
+	runRecordedShell(t, rig)
+	require.Eventually(t, func() bool { return len(castFiles(t, rig.dir)) == 1 }, 20*time.Second, 20*time.Millisecond)
+}
