@@ -45,7 +45,10 @@ func init() {
 // microseconds), and exits when stdin closes.
 func runRecBenchEdge(arg string) int {
 	pkiDir, recDir, _ := strings.Cut(arg, " ")
-	if prof := os.Getenv("TETHER_EDGE_REC_BENCH_CPUPROFILE"); prof != "" && recDir != "-" {
+	if prof := os.Getenv("TETHER_EDGE_REC_BENCH_CPUPROFILE"); prof != "" {
+		if recDir == "-" {
+			prof += ".unrecorded"
+		}
 		f, err := os.Create(prof)
 		if err == nil {
 			_ = pprof.StartCPUProfile(f)
@@ -64,7 +67,7 @@ func runRecBenchEdge(arg string) int {
 	}
 	metrics := &edge.Metrics{}
 	srv := &edge.Server{DeviceCA: pool, Policy: edge.AllowAll{}, Metrics: metrics,
-		Limits: edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6}}
+		Limits: edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6, MaxStreamsPerClientPerDevice: 1 << 20}}
 	if recDir != "-" {
 		srv.Recording = &edge.RecordingConfig{Mode: edge.RecordingBestEffort, Dir: recDir}
 	}
@@ -107,6 +110,7 @@ func runRecBenchEdge(arg string) int {
 type benchEdge struct {
 	url, metrics string
 	c            *client.Client
+	dial         func() *client.Client // another client session
 }
 
 func startRecBenchEdge(b *testing.B, pki *certstest.PKI, recDir string) *benchEdge {
@@ -152,13 +156,17 @@ func startRecBenchEdge(b *testing.B, pki *certstest.PKI, recDir string) *benchEd
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e.c, err = (&client.Dialer{Edge: e.url, Token: "bench", TLSConfig: certs.ClientTLSConfig(certs.PoolOf(pki.CA.Cert))}).Dial(ctx, "bench-rec")
-	if err != nil {
-		b.Fatal(err)
+	e.dial = func() *client.Client {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := (&client.Dialer{Edge: e.url, Token: "bench", TLSConfig: certs.ClientTLSConfig(certs.PoolOf(pki.CA.Cert))}).Dial(ctx, "bench-rec")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		return c
 	}
-	b.Cleanup(func() { e.c.Close() })
+	e.c = e.dial()
 	return e
 }
 
@@ -226,12 +234,12 @@ func BenchmarkRecording(b *testing.B) {
 	plain := startRecBenchEdge(b, pki, "-")
 	rec := startRecBenchEdge(b, pki, recDir)
 	corpus := filepath.Join(b.TempDir(), "corpus.txt")
-	const floodBytes = 32 << 20
+	const floodBytes = 16 << 20
 	writeTextCorpus(b, corpus, floodBytes)
 
 	// Throughput and CPU: the same flood through each edge, in turns;
 	// the best time of each counts, the CPU of all runs.
-	const rounds = 3
+	const rounds = 6
 	var best [2]time.Duration
 	var cpu [2]time.Duration
 	var moved [2]int64
@@ -288,7 +296,7 @@ func BenchmarkRecording(b *testing.B) {
 	b.ReportMetric(float64(size)/float64(raw), "x-raw-output")
 
 	// Memory: open shells that printed a screen and wait, on each edge.
-	const shells = 50
+	const shells = 120 // 30 per client session, whose stream cap is 64
 	mem := func(e *benchEdge) float64 {
 		resp, err := http.Get(e.metrics + "/mem")
 		if err != nil {
@@ -305,8 +313,10 @@ func BenchmarkRecording(b *testing.B) {
 	memOf := func(e *benchEdge) float64 {
 		before := mem(e)
 		var open []*pty.Session
+		clients := []*client.Client{e.c, e.dial(), e.dial(), e.dial()}
+		before = mem(e) // the sessions are not the shells'
 		for i := 0; i < shells; i++ {
-			p, err := pty.Open(context.Background(), e.c, pty.Request{Cols: 120, Rows: 40, Command: "/bin/sh", Args: []string{"-c", fmt.Sprintf("head -c 3000 %s; echo; echo ready; sleep 60", corpus)}})
+			p, err := pty.Open(context.Background(), clients[i%len(clients)], pty.Request{Cols: 120, Rows: 40, Command: "/bin/sh", Args: []string{"-c", fmt.Sprintf("head -c 3000 %s; echo; echo ready; sleep 60", corpus)}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -326,6 +336,9 @@ func BenchmarkRecording(b *testing.B) {
 		after := mem(e)
 		for _, p := range open {
 			p.Close()
+		}
+		for _, c := range clients[1:] {
+			c.Close()
 		}
 		return (after - before) / shells
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tetherhq/tether/internal/asciicast"
 	"github.com/tetherhq/tether/transport"
@@ -276,8 +277,10 @@ func (r *recorder) emitCurLocked() {
 	}
 	r.hasCur = false
 	if len(r.cur) > 0 {
-		at := r.curAt
-		r.eventAtLocked(at, asciicast.Output, string(r.cur))
+		// The encoder reads the string before eventAtLocked returns, and
+		// cur does not change meanwhile (mu is held): a view of it saves
+		// a copy, and the garbage, of every byte of output.
+		r.eventAtLocked(r.curAt, asciicast.Output, unsafe.String(&r.cur[0], len(r.cur)))
 	}
 	r.cur = r.cur[:0]
 	if cap(r.cur) > recordChunk*2 {
