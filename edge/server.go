@@ -78,6 +78,7 @@ type Server struct {
 	log         *slog.Logger
 	reg         Registry
 	audit       Auditor
+	rec         recordings       // the shells' recordings (record.go)
 	rate        *ratelimit.Keyed // upgrades per source IP
 	rejectAudit *auditLimiter
 	auth        atomic.Pointer[authState]
@@ -85,8 +86,6 @@ type Server struct {
 	ctx         context.Context
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
-
-	rec recordings // the shells' recordings (record.go)
 
 	mu sync.Mutex
 	// mu guards the following.

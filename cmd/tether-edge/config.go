@@ -75,10 +75,9 @@ type tlsConfig struct {
 type clientConfig struct {
 	Name        string      `yaml:"name"`
 	TokenSHA256 string      `yaml:"token_sha256"`
+	Recording   string      `yaml:"recording"` // overrides recording.mode for its shells
 	Devices     []string    `yaml:"devices"`
 	Allow       allowConfig `yaml:"allow"`
-	// Recording overrides recording.mode for this client's shells.
-	Recording string `yaml:"recording"`
 }
 
 type allowConfig struct {
@@ -277,11 +276,11 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
-		if len(cl.Devices) == 0 {
-			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
-		}
 		if r.Recording, err = parseRecordingMode(cl.Recording); err != nil {
 			return nil, bad(err.Error(), k("recording")...)
+		}
+		if len(cl.Devices) == 0 {
+			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
 		}
 		for j, g := range cl.Devices {
 			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {
