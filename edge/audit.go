@@ -83,6 +83,9 @@ type Event struct {
 	BytesUp    int64 `json:"bytes_up,omitempty"`
 	BytesDown  int64 `json:"bytes_down,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Recording is a PTY stream's recording (record.go), and the file a
+	// recording_deleted record is about.
+	Recording *RecordingAudit `json:"recording,omitempty"`
 	// Suppressed counts the refused-upgrade records that the rate limit
 	// (Limits.RejectAuditRate) left out since the previous one written.
 	Suppressed int64 `json:"suppressed,omitempty"`

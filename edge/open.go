@@ -48,6 +48,8 @@ type opened struct {
 	answer  []byte
 	peer    string // the edge it goes through; empty for a local device
 	release func() // gives back the device's stream slots
+
+	rec *recorder // the shell's recording, if it is recorded (record.go)
 }
 
 // Open's bounds on the detour a moved device may cause, and how long
@@ -63,7 +65,12 @@ const (
 // open opens r's stream: on the device's session when this edge holds the
 // device, or through the edge that holds it (presence). A device that
 // moved while the stream was on its way is looked up again.
-func (s *Server) open(ctx context.Context, r *openRequest) (*opened, *refusal) {
+func (s *Server) open(ctx context.Context, r *openRequest) (o *opened, ref *refusal) {
+	rec, ref := s.startRecording(r)
+	if ref != nil {
+		return nil, ref
+	}
+	defer func() { o, ref = s.recordOpened(r, rec, o, ref) }()
 	var last *refusal
 	for range maxOpenAttempts {
 		if dev, ok := s.reg.Lookup(r.device); ok {
@@ -343,8 +350,9 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	_ = st.SetWriteDeadline(time.Now().Add(s.tcfg.OpenTimeout))
 	if err := wire.WriteMessage(st, wire.MsgOK, o.answer); err != nil {
 		ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "error", "the client went away before the answer: "+err.Error()
-		s.audit.Audit(ev)
 		o.st.Abort()
+		s.finishRecording(o, &ev)
+		s.audit.Audit(ev)
 		return
 	}
 	_ = st.SetWriteDeadline(time.Time{})
@@ -354,6 +362,7 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	if tap != nil {
 		dev, ev.Offset = tap, answerOffset(o.answer)
 	}
+	ctx, dev = s.recordRelay(ctx, o, dev)
 	up, down, err := transport.Splice(ctx, st, dev, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
@@ -379,5 +388,6 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	if tap != nil {
 		tap.record(&ev)
 	}
+	s.finishRecording(o, &ev)
 	s.audit.Audit(ev)
 }

@@ -78,6 +78,7 @@ type Server struct {
 	log         *slog.Logger
 	reg         Registry
 	audit       Auditor
+	rec         recordings       // the shells' recordings (record.go)
 	rate        *ratelimit.Keyed // upgrades per source IP
 	rejectAudit *auditLimiter
 	auth        atomic.Pointer[authState]
@@ -138,6 +139,7 @@ func (s *Server) init() {
 		if s.Cluster != nil {
 			s.startCluster()
 		}
+		s.initRecordings()
 	})
 }
 
@@ -670,5 +672,6 @@ func (s *Server) Close() error {
 		sess.Close()
 	}
 	s.wg.Wait()
+	s.stopRecordings()
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -368,7 +367,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	s.Metrics.activeDelta(ev.Type, 1)
 	s.log.Info("web terminal opened", "client", id.Name, "device", t.Device, "remote", remote)
 
-	up, down, status, err := s.bridgeWeb(ctx, tctx, c, o.st, term, t.Device, id, sid)
+	up, down, status, err := s.bridgeWeb(ctx, tctx, c, s.recordWeb(o, tcancel), term, t.Device, id, sid)
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
@@ -378,6 +377,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		ev.ExitCode = &code
 		ev.Signal = status.Signal
 	}
+	s.finishRecording(o, &ev)
 	if err != nil {
 		ev.Result, ev.Reason = "error", err.Error()
 		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
@@ -402,7 +402,7 @@ func mustJSON(v any) []byte {
 // The WebSocket closes when a context given to one of its calls ends, so
 // its calls take ctx (the edge's), never the bridge's own bctx, which
 // ends with stop (a sign-out, a reload) too.
-func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *transport.Stream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
+func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyStream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
 	bctx, cancel := context.WithCancelCause(stop)
 	defer cancel(nil)
 	var wg sync.WaitGroup

@@ -41,6 +41,8 @@ type fileConfig struct {
 	Devices devicesConfig `yaml:"devices"`
 	// Web is the web terminal (webconfig.go).
 	Web webFileConfig `yaml:"web"`
+	// Recording is the recording of shells (recordingconfig.go).
+	Recording *recordingFileConfig `yaml:"recording"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -73,6 +75,7 @@ type tlsConfig struct {
 type clientConfig struct {
 	Name        string      `yaml:"name"`
 	TokenSHA256 string      `yaml:"token_sha256"`
+	Recording   string      `yaml:"recording"` // overrides recording.mode for its shells
 	Devices     []string    `yaml:"devices"`
 	Allow       allowConfig `yaml:"allow"`
 	// Recordings is "read" (the client may list and read the recordings
@@ -173,6 +176,8 @@ type config struct {
 	lastSeenMax int
 	// web is the web: section, checked; nil when the web terminal is off.
 	web *edge.WebConfig
+	// recording is the recording: section, checked; nil when absent.
+	recording *edge.RecordingConfig
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -274,6 +279,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
+		if r.Recording, err = parseRecordingMode(cl.Recording); err != nil {
+			return nil, bad(err.Error(), k("recording")...)
+		}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
 		}
@@ -408,6 +416,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 	}
 	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
+		return nil, err
+	}
+	if c.recording, err = parseRecording(fc.Recording, bad, rel); err != nil {
 		return nil, err
 	}
 	if !loadFiles {

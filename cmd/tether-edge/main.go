@@ -217,6 +217,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Logger:    log,
 		EdgeID:    cfg.file.EdgeID,
 		Web:       cfg.web,
+		Recording: cfg.recording,
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
@@ -361,6 +362,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger)
 		return
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
+	srv.SetRecording(cfg.recording) // new shells take it
 	log.Info("reloaded clients and revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
