@@ -41,3 +41,20 @@ func FuzzRecordingDeviceDir(f *testing.F) {
 		}
 	})
 }
+
+// TestDeviceOfDir: the recordings index reads the device back from the
+// directory the recorder made, and refuses names the recorder never
+// makes, so that one device has one directory.
+func TestDeviceOfDir(t *testing.T) {
+	for _, id := range []string{"gw-17", ".hidden", "..", "a:b.c"} {
+		got, ok := deviceOfDir(recordingDeviceDir(id))
+		if !ok || got != id {
+			t.Errorf("deviceOfDir(recordingDeviceDir(%q)) = %q, %v; want %q, true", id, got, ok, id)
+		}
+	}
+	for _, name := range []string{"gw%2D17", "%2ehidden", "..", ".x", "a%2"} {
+		if got, ok := deviceOfDir(name); ok && got != "" {
+			t.Errorf("deviceOfDir(%q) = %q, true; want it refused", name, got)
+		}
+	}
+}

@@ -144,18 +144,6 @@ func deviceOfRecording(rel string) string {
 	if len(parts) != 5 {
 		return ""
 	}
-	var b strings.Builder
-	d := parts[3]
-	for i := 0; i < len(d); i++ {
-		if d[i] == '%' && i+2 < len(d) {
-			var c byte
-			if _, err := fmt.Sscanf(d[i+1:i+3], "%02X", &c); err == nil {
-				b.WriteByte(c)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(d[i])
-	}
-	return b.String()
+	dev, _ := deviceOfDir(parts[3])
+	return dev
 }

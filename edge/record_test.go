@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tetherhq/tether/internal/testutil"
 
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/asciicast"
@@ -255,9 +256,7 @@ func TestRecordingCLIShell(t *testing.T) {
 // runs under script(1); asciinema writes the output events as they are.
 func requireAsciinemaCat(t *testing.T, path string, want []byte) {
 	t.Helper()
-	if _, err := exec.LookPath("asciinema"); err != nil {
-		t.Fatalf("asciinema is not installed (%v): apt-get install asciinema (CI installs it in .ci/run)", err)
-	}
+	testutil.NeedTool(t, "asciinema", "asciinema")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "script", "-qec", "asciinema cat "+path, "/dev/null")

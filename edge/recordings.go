@@ -123,14 +123,18 @@ func (q recordingQuery) matches(r recordingInfo) bool {
 		(q.since.IsZero() || !r.Start.Before(q.since))
 }
 
-// recordings returns the index of this edge's recording directory; nil
-// without one.
+// recordings returns the index of this edge's recording directory, as
+// the configuration now names it (SetRecording); nil without one.
 func (s *Server) recordings() *recordingIndex {
-	s.recIndexOnce.Do(func() {
-		if rc := s.Recording; rc != nil && rc.Dir != "" {
-			s.recIndex = newRecordingIndex(rc.Dir, s.log)
-		}
-	})
+	rc := s.rec.cfg.Load()
+	if rc == nil || rc.Dir == "" {
+		return nil
+	}
+	s.recIndexMu.Lock()
+	defer s.recIndexMu.Unlock()
+	if s.recIndex == nil || s.recIndex.dir != rc.Dir {
+		s.recIndex = newRecordingIndex(rc.Dir, s.log)
+	}
 	return s.recIndex
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,8 +136,9 @@ func (x *recordingIndex) walk(notBefore time.Time) []castFile {
 					continue
 				}
 				dayDir := filepath.Join(x.dir, y, m, d)
-				for _, dev := range dirs(dayDir, func(s string) bool { return certs.ValidDeviceID(s) == nil }) {
-					ents, err := os.ReadDir(filepath.Join(dayDir, dev))
+				for _, name := range dirs(dayDir, func(s string) bool { d, ok := deviceOfDir(s); return ok && certs.ValidDeviceID(d) == nil }) {
+					dev, _ := deviceOfDir(name)
+					ents, err := os.ReadDir(filepath.Join(dayDir, name))
 					if err != nil {
 						continue
 					}
@@ -145,7 +147,7 @@ func (x *recordingIndex) walk(notBefore time.Time) []castFile {
 						if !ok || !e.Type().IsRegular() || !wire.ValidRecordingID(id) {
 							continue
 						}
-						out = append(out, castFile{path: filepath.Join(dayDir, dev, e.Name()), device: dev, id: id, day: day})
+						out = append(out, castFile{path: filepath.Join(dayDir, name, e.Name()), device: dev, id: id, day: day})
 						if len(out) >= maxIndexedFiles {
 							x.log.Warn("recordings: more files than one scan reads; the oldest are not listed", "max", maxIndexedFiles)
 							return out
@@ -319,4 +321,14 @@ func cutText(s string) string {
 		return s
 	}
 	return truncate(s, maxRecordingText)
+}
+
+// deviceOfDir is the device whose recordings a directory of that name
+// holds: the inverse of recordingDeviceDir.
+func deviceOfDir(name string) (string, bool) {
+	dev, err := url.PathUnescape(name)
+	if err != nil || recordingDeviceDir(dev) != name {
+		return "", false
+	}
+	return dev, true
 }

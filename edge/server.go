@@ -86,10 +86,10 @@ type Server struct {
 	ctx         context.Context
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
-	// recIndex indexes Recording.Dir for the recordings API; see
-	// recordings.
-	recIndexOnce sync.Once
-	recIndex     *recordingIndex
+	// recIndex indexes the recording directory for the recordings API;
+	// see recordings. recIndexMu guards it.
+	recIndexMu sync.Mutex
+	recIndex   *recordingIndex
 
 	mu sync.Mutex
 	// mu guards the following.
