@@ -81,9 +81,9 @@ func FuzzParseDeviceQuery(f *testing.F) {
 		}
 		require.True(t, q.online || q.offline)
 		require.LessOrEqual(t, len(q.match), maxMatchPattern)
-		_ = q.matches(id)
+		_ = q.matches(DeviceRef{ID: id})
 		if q.match == "" {
-			require.True(t, q.matches(id))
+			require.True(t, q.matches(DeviceRef{ID: id}))
 		}
 	})
 }

@@ -205,7 +205,7 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 			reason = "the token it signed in with was removed or replaced"
 		} else if id.Name != t.client {
 			reason = "the token it signed in with now belongs to client " + id.Name
-		} else if !st.policy.DeviceAllowed(id, t.device) || st.policy.Authorize(id, t.device, Request{Type: wire.MsgPTY}) != nil {
+		} else if dev := s.deviceRef(st.policy, t.device); !st.policy.DeviceAllowed(id, dev) || st.policy.Authorize(id, dev, Request{Type: wire.MsgPTY}) != nil {
 			reason = fmt.Sprintf("client %s may no longer open a shell on device %s", id.Name, t.device)
 		}
 		if reason != "" {
@@ -321,11 +321,12 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	req := Request{Type: wire.MsgPTY}
-	if !me.auth.policy.DeviceAllowed(id, t.Device) {
-		deny("denied", fmt.Sprintf("client %s may not reach device %s", id.Name, t.Device))
+	dev := s.deviceRef(me.auth.policy, t.Device)
+	if !me.auth.policy.DeviceAllowed(id, dev) {
+		deny("denied", deviceDenial(me.auth.policy, id, dev))
 		return
 	}
-	if err := me.auth.policy.Authorize(id, t.Device, req); err != nil {
+	if err := me.auth.policy.Authorize(id, dev, req); err != nil {
 		deny("denied", err.Error())
 		return
 	}
@@ -555,7 +556,8 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st *tra
 // the device's answer.
 func (s *Server) ptyCommand(ctx context.Context, id Identity, device string, payload []byte) ([]byte, error) {
 	req := Request{Type: wire.MsgPTYCommand}
-	if err := s.auth.Load().policy.Authorize(id, device, req); err != nil {
+	pol := s.auth.Load().policy
+	if err := pol.Authorize(id, s.deviceRef(pol, device), req); err != nil {
 		return nil, err
 	}
 	ev := Event{Client: id.Name, Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}

@@ -13,11 +13,18 @@ import (
 // back as usual.
 //
 //	{"device":"gw-17","client":"ops","remote":"192.0.2.7:51234","via":"edge-1","hops":1}
+//	{"device":"gw-17","client":"alice@example.com","method":"oidc","groups":["field-eng"],"via":"edge-1","hops":1}
 type PeerOpen struct {
 	// Device is the device the stream is for.
 	Device string `json:"device"`
 	// Client names the authenticated client, as the policy knows it.
 	Client string `json:"client"`
+	// Method is how the client proved who it is ("token", "oidc",
+	// "jwt"); omitted for a token. Groups are the groups its identity
+	// provider vouched for. The device's edge checks its roles again with
+	// both.
+	Method string   `json:"method,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 	// Remote is the client's address as its edge saw it, for the audit.
 	Remote string `json:"remote,omitempty"`
 	// Via is the ID of the edge the client is connected to.
@@ -33,6 +40,8 @@ var ErrInvalidPeerOpen = errors.New("wire: invalid peer open")
 // Limits of PeerOpen fields.
 const (
 	maxPeerName = 256
+	// maxPeerGroups bounds PeerOpen.Groups.
+	maxPeerGroups = 256
 	// MaxPeerHops is the most edges a stream may cross.
 	MaxPeerHops = 1
 )
@@ -46,8 +55,17 @@ func (p PeerOpen) Validate() error {
 		return fmt.Errorf("%w: client must be 1 to %d bytes", ErrInvalidPeerOpen, maxPeerName)
 	case p.Via == "" || len(p.Via) > maxPeerName || len(p.Remote) > maxPeerName:
 		return fmt.Errorf("%w: via must be 1 to %d bytes, remote at most that", ErrInvalidPeerOpen, maxPeerName)
+	case len(p.Method) > maxPeerName:
+		return fmt.Errorf("%w: method must be at most %d bytes", ErrInvalidPeerOpen, maxPeerName)
+	case len(p.Groups) > maxPeerGroups:
+		return fmt.Errorf("%w: %d groups; at most %d", ErrInvalidPeerOpen, len(p.Groups), maxPeerGroups)
 	case p.Hops < 1 || p.Hops > MaxPeerHops:
 		return fmt.Errorf("%w: %d hops; at most %d", ErrInvalidPeerOpen, p.Hops, MaxPeerHops)
+	}
+	for _, g := range p.Groups {
+		if g == "" || len(g) > maxPeerName {
+			return fmt.Errorf("%w: a group must be 1 to %d bytes", ErrInvalidPeerOpen, maxPeerName)
+		}
 	}
 	return nil
 }
