@@ -28,10 +28,6 @@ type fileConfig struct {
 	DeviceCA      string          `yaml:"device_ca"`
 	Revoked       string          `yaml:"revoked"`
 	Clients       []clientConfig  `yaml:"clients"`
-	// Tokens and Roles are the policy of roles (roles.go); each clients:
-	// entry is read as a token and a role bound to it.
-	Tokens []tokenConfig `yaml:"tokens"`
-	Roles  []roleConfig  `yaml:"roles"`
 	AuditLog      string          `yaml:"audit_log"`
 	MetricsListen string          `yaml:"metrics_listen"`
 	LogLevel      string          `yaml:"log_level"`
@@ -44,6 +40,11 @@ type fileConfig struct {
 	Devices devicesConfig `yaml:"devices"`
 	// Web is the web terminal (webconfig.go).
 	Web webFileConfig `yaml:"web"`
+
+	// Tokens and Roles are the policy of roles (roles.go); each clients:
+	// entry is read as a token and a role bound to it.
+	Tokens []tokenConfig `yaml:"tokens"`
+	Roles  []roleConfig  `yaml:"roles"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
