@@ -47,6 +47,8 @@ type clusterRig struct {
 	// web, when set, turns the web terminal on, each edge's public URL
 	// its own, sign-outs shared in the cluster's bucket.
 	web *edge.WebConfig
+	// policy, when set, is every edge's policy; nil is testPolicy.
+	policy edge.Policy
 }
 
 func (rig *clusterRig) logger() *slog.Logger {
@@ -120,10 +122,14 @@ func (rig *clusterRig) start(id string) *rigEdge {
 		w.Revoked = &cluster.WebRevocations{JetStream: js}
 		web = &w
 	}
+	var policy edge.Policy = testPolicy(t)
+	if rig.policy != nil {
+		policy = rig.policy
+	}
 	srv := &edge.Server{
 		Web:      web,
 		DeviceCA: rig.pki.Pool(),
-		Policy:   testPolicy(t),
+		Policy:   policy,
 		Auditor:  audit,
 		Limits:   edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6},
 		Logger:   rig.logger().With("edge", id),

@@ -337,7 +337,7 @@ func (p *RolePolicy) authorize(id Identity, dev DeviceRef, req Request) (*Role, 
 			return r, nil
 		}
 	}
-	if legacyOnly(mine) {
+	if legacyOnly(id, mine) {
 		return nil, denial(id, dev.ID, req)
 	}
 	if len(here) == 0 {
@@ -346,9 +346,12 @@ func (p *RolePolicy) authorize(id Identity, dev DeviceRef, req Request) (*Role, 
 	return nil, fmt.Errorf("%w: %s", denial(id, dev.ID, req), narrower(id, dev.ID, here, req))
 }
 
-// legacyOnly reports whether every role in rs is a clients: entry (none
-// counts): the denials then read as before roles.
-func legacyOnly(rs []*Role) bool {
+// legacyOnly reports whether id is a token whose roles rs are all
+// clients: entries (or none): its denials then read as before roles.
+func legacyOnly(id Identity, rs []*Role) bool {
+	if id.method() != MethodToken {
+		return false
+	}
 	for _, r := range rs {
 		if !r.legacy {
 			return false
@@ -364,7 +367,7 @@ func noRoleText(id Identity, device string) string {
 // DeviceDenial says why id may not reach dev.
 func (p *RolePolicy) DeviceDenial(id Identity, dev DeviceRef) string {
 	mine, _ := p.rolesOf(id, dev)
-	if legacyOnly(mine) {
+	if legacyOnly(id, mine) {
 		return fmt.Sprintf("client %s may not reach device %s", id.Name, dev.ID)
 	}
 	return noRoleText(id, dev.ID)
