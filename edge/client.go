@@ -322,17 +322,19 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	}
 	cs.gen = st.gen
 	var reason string
+	dev := s.deviceRef(st.policy, cs.device)
 	ha, ok := st.policy.(HashAuthenticator)
 	if cs.id.method() != MethodToken {
 		// A person's identity is not a token of the policy: its name and
-		// groups are checked against the new roles below.
+		// groups are checked against the new roles, below.
 	} else if !ok {
 		reason = "the reloaded policy cannot check live sessions again"
 	} else if id, ok := ha.AuthenticateHash(cs.cred); !ok {
 		reason = "the token it authenticated with was removed or replaced"
 	} else if id.Name != cs.id.Name {
 		reason = fmt.Sprintf("the token it authenticated with now belongs to client %s", id.Name)
-	} else if !st.policy.DeviceAllowed(cs.id, s.deviceRef(st.policy, cs.device)) {
+	}
+	if reason == "" && !st.policy.DeviceAllowed(cs.id, dev) {
 		reason = fmt.Sprintf("client %s may no longer reach device %s", cs.id.Name, cs.device)
 	}
 	if reason != "" {
@@ -342,7 +344,6 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 		cs.close("revoked", reason)
 		return false
 	}
-	dev := s.deviceRef(st.policy, cs.device)
 	cs.mu.Lock()
 	var revoked []*streamGrant
 	for g := range cs.streams {
@@ -408,7 +409,7 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.edge != "" && !s.knownEdge(p.edge) {
-		s.auditRejected(Event{Kind: EventClientRejected, Client: cred.id.Name, Device: p.device,
+		s.auditRejected(Event{Kind: EventClientRejected, Client: cred.id.Name, Auth: cred.id.method(), Device: p.device,
 			RemoteAddr: r.RemoteAddr, Result: "unknown_edge"})
 		s.refuse(w, r, http.StatusNotFound, "unknown_edge", s.unknownEdgeText(p.edge), "client", cred.id.Name)
 		return
@@ -427,7 +428,7 @@ func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred
 		return
 	}
 	if code, result, msg := s.locate(deviceID); code != 0 {
-		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
+		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Auth: id.method(), Device: deviceID,
 			RemoteAddr: r.RemoteAddr, Result: result})
 		s.refuse(w, r, code, result, msg, "client", id.Name)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -348,3 +349,28 @@ func TestClusterRolesByLabel(t *testing.T) {
 		}, 10*time.Second, 10*time.Millisecond, "edge %s has no stream_open with the role", id)
 	}
 }
+
+// BenchmarkRolePolicyAuthorize: the check every stream open makes, with
+// 200 roles of which the identity's groups match a few, by ID and label.
+func BenchmarkRolePolicyAuthorize(b *testing.B) {
+	var roles []edge.Role
+	for i := range 200 {
+		roles = append(roles, edge.Role{Name: "r" + itoa(i),
+			Match: edge.RoleMatch{Groups: []string{"g" + itoa(i)}}, Devices: []string{"gw-*"},
+			Labels: map[string]string{"site": "berlin-*"},
+			Allow:  edge.Allow{TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}})
+	}
+	p, err := edge.NewRolePolicy(edge.RoleConfig{Roles: roles})
+	require.NoError(b, err)
+	id := edge.Identity{Name: "alice@example.com", Method: edge.MethodOIDC, Groups: []string{"g3", "g150", "g199", "other"}}
+	dev := edge.DeviceRef{ID: "gw-17", Labels: map[string]string{"site": "berlin-2", "tier": "prod"}}
+	req := tcpReq(b, "127.0.0.1:22")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Authorize(id, dev, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -384,7 +384,7 @@ func (s *Server) serveWebLogin(w http.ResponseWriter, r *http.Request) {
 		sess := webSession{V: 1, ID: randomHex(16), Method: webMethodToken, Cred: hex.EncodeToString(sum[:]), Issued: now, Active: now}
 		s.setWebSession(w, sess)
 		clearCookie(w, webLoginCookie)
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignIn, Client: id.Name, RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
+		s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignIn, Client: id.Name, Auth: id.method(), RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
 		s.log.Info("web sign-in", "client", id.Name, "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/web/", http.StatusSeeOther)
 	default:
@@ -427,7 +427,7 @@ func (s *Server) serveWebLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.endWebTerminals(me.sess.ID, "the session signed out")
 	clearCookie(w, webSessionCookie)
-	s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignOut, Client: me.id.Name, RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
+	s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignOut, Client: me.id.Name, Auth: me.id.method(), RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
 	http.Redirect(w, r, "/web/login", http.StatusSeeOther)
 }
 

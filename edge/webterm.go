@@ -291,7 +291,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	if err == nil && typ != websocket.MessageText {
 		err = errors.New("the first message must be a text message")
 	}
-	ev := Event{Kind: EventStreamDeny, Client: me.id.Name, RemoteAddr: remote, Type: "pty", Method: "web"}
+	ev := Event{Kind: EventStreamDeny, Client: me.id.Name, Auth: me.id.method(), RemoteAddr: remote, Type: "pty", Method: "web"}
 	deny := func(result, reason string) {
 		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
 		s.audit.Audit(ev)
@@ -330,6 +330,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		deny("denied", err.Error())
 		return
 	}
+	ev.Role = grantingRole(me.auth.policy, id, dev, req)
 	// A sign-out or a reload ends the terminal through tctx; the
 	// WebSocket's calls keep ctx, so that the page still hears why.
 	tctx, tcancel := context.WithCancelCause(ctx)
@@ -560,7 +561,7 @@ func (s *Server) ptyCommand(ctx context.Context, id Identity, device string, pay
 	if err := pol.Authorize(id, s.deviceRef(pol, device), req); err != nil {
 		return nil, err
 	}
-	ev := Event{Client: id.Name, Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}
+	ev := Event{Client: id.Name, Auth: id.method(), Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}
 	o, ref := s.open(ctx, &openRequest{id: id, device: device, req: req, msg: wire.Message{Type: wire.MsgPTYCommand, Payload: payload}, ev: &ev})
 	if ref != nil {
 		return nil, errors.New(ref.reason)
