@@ -72,6 +72,39 @@ type (
 	}
 )
 
+// RecordingPolicy is a Policy that sets, per identity and device, the
+// recording mode of shells and the right to read recordings. RolePolicy
+// and StaticPolicy implement it (from Allow.Recording and
+// Allow.Recordings, or a client rule's Recording and Recordings).
+type RecordingPolicy interface {
+	// RecordingMode is the mode for id's shells on dev; "" keeps the
+	// edge's.
+	RecordingMode(id Identity, dev DeviceRef) RecordingMode
+	// RecordingsAllowed reports whether id may list and read dev's
+	// recordings.
+	RecordingsAllowed(id Identity, dev DeviceRef) bool
+}
+
+// PolicyRecordingMode is p's recording mode for id's shells on dev: ""
+// (the edge's mode) for a Policy that is not a RecordingPolicy.
+func PolicyRecordingMode(p Policy, id Identity, dev DeviceRef) RecordingMode {
+	if rp, ok := p.(RecordingPolicy); ok {
+		return rp.RecordingMode(id, dev)
+	}
+	return ""
+}
+
+// PolicyRecordingsAllowed reports whether p lets id read dev's
+// recordings: false for a Policy that is not a RecordingPolicy, but
+// AllowAll.
+func PolicyRecordingsAllowed(p Policy, id Identity, dev DeviceRef) bool {
+	if rp, ok := p.(RecordingPolicy); ok {
+		return rp.RecordingsAllowed(id, dev)
+	}
+	_, all := p.(AllowAll)
+	return all
+}
+
 // deviceDenial is why p refuses id the device dev.
 func deviceDenial(p Policy, id Identity, dev DeviceRef) string {
 	if d, ok := p.(deviceDenier); ok {
@@ -191,7 +224,9 @@ func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
 }
 
 // ClientRoles reads clients as tokens and roles: each client is a token
-// of its name and a role of its name that matches only that token. The
+// of its name and a role of its name that matches only that token (a
+// client whose TokenSHA256 is all zero has no token: its role matches the
+// person or automation of its name, signed in otherwise). The
 // roles' denials read as the clients' always did. It checks the rules as
 // NewStaticPolicy does.
 func ClientRoles(rules []ClientRule) (RoleConfig, error) {
@@ -206,7 +241,8 @@ func ClientRoles(rules []ClientRule) (RoleConfig, error) {
 			return cfg, fmt.Errorf("client name %q is used twice", r.Name)
 		}
 		names[r.Name] = true
-		if other, dup := hashes[r.TokenSHA256]; dup {
+		personal := r.TokenSHA256 == [sha256.Size]byte{}
+		if other, dup := hashes[r.TokenSHA256]; dup && !personal {
 			return cfg, fmt.Errorf("clients %q and %q have the same token_sha256; give each client its own token", other, r.Name)
 		}
 		hashes[r.TokenSHA256] = r.Name
@@ -225,10 +261,15 @@ func ClientRoles(rules []ClientRule) (RoleConfig, error) {
 				return cfg, fmt.Errorf("client %q: files: %v", r.Name, err)
 			}
 		}
-		cfg.Tokens = append(cfg.Tokens, TokenEntry{Name: r.Name, TokenSHA256: r.TokenSHA256})
-		// A client without device globs reaches no device.
-		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Match: RoleMatch{Tokens: []string{r.Name}}, Devices: r.Devices,
-			Allow: r.allow(), legacy: true})
+		// A client without device globs reaches no device. One without a
+		// token is a person or automation of that name, proven by a user
+		// certificate or a JWT.
+		match := RoleMatch{Names: []string{r.Name}}
+		if !personal {
+			cfg.Tokens = append(cfg.Tokens, TokenEntry{Name: r.Name, TokenSHA256: r.TokenSHA256})
+			match = RoleMatch{Tokens: []string{r.Name}}
+		}
+		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Match: match, Devices: r.Devices, Allow: r.allow(), legacy: true})
 	}
 	return cfg, nil
 }

@@ -250,6 +250,21 @@ func (p *RolePolicy) AuthenticateHash(sum [sha256.Size]byte) (Identity, bool) {
 	return Identity{Name: p.tokens[found].Name}, true
 }
 
+// Admit reports whether a role matches id, a person (method oidc or jwt):
+// the edge admits a user certificate or a JWT only then, and asks again on
+// every reload. Tokens are admitted by Authenticate.
+func (p *RolePolicy) Admit(id Identity) bool {
+	if p == nil || id.method() == MethodToken {
+		return false
+	}
+	for i := range p.roles {
+		if p.roles[i].matchesIdentity(id) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchesIdentity reports whether r applies to id.
 func (r *Role) matchesIdentity(id Identity) bool {
 	if id.Name == "" {
@@ -346,11 +361,12 @@ func (p *RolePolicy) authorize(id Identity, dev DeviceRef, req Request) (*Role, 
 	return nil, fmt.Errorf("%w: %s", denial(id, dev.ID, req), narrower(id, dev.ID, here, req))
 }
 
-// legacyOnly reports whether id is a token whose roles rs are all
-// clients: entries (or none): its denials then read as before roles.
+// legacyOnly reports whether the roles rs of id are all clients:
+// entries, or id is a token without roles: its denials then read as before
+// roles.
 func legacyOnly(id Identity, rs []*Role) bool {
-	if id.method() != MethodToken {
-		return false
+	if len(rs) == 0 {
+		return id.method() == MethodToken
 	}
 	for _, r := range rs {
 		if !r.legacy {

@@ -374,3 +374,48 @@ func BenchmarkRolePolicyAuthorize(b *testing.B) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestPolicyRecording(t *testing.T) {
+	p := rolePolicy(t)
+	dave := edge.Identity{Name: "dave@example.com", Method: edge.MethodOIDC, Groups: []string{"field-eng", "lab"}}
+	dev := edge.DeviceRef{ID: "gw-2", Labels: map[string]string{"site": "berlin-1", "tier": "test"}}
+	require.Equal(t, edge.RecordingRequired, edge.PolicyRecordingMode(p, dave, dev))
+	require.True(t, edge.PolicyRecordingsAllowed(p, dave, dev))
+	// A clients: entry's own fields, through StaticPolicy.
+	sp, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "ops", TokenSHA256: edge.HashToken("t"), Devices: []string{"*"},
+		Recording: edge.RecordingBestEffort, Recordings: true}})
+	require.NoError(t, err)
+	ops := edge.Identity{Name: "ops"}
+	require.Equal(t, edge.RecordingBestEffort, edge.PolicyRecordingMode(sp, ops, dev))
+	require.True(t, edge.PolicyRecordingsAllowed(sp, ops, dev))
+	require.False(t, edge.PolicyRecordingsAllowed(sp, edge.Identity{Name: "other"}, dev))
+	require.True(t, edge.PolicyRecordingsAllowed(edge.AllowAll{}, ops, dev))
+	require.Equal(t, edge.RecordingMode(""), edge.PolicyRecordingMode(edge.AllowAll{}, ops, dev))
+}
+
+// TestAdmitAndTokenlessClients: a person is admitted when a role matches
+// them; a clients: entry without a token is the rule of the person of its
+// name, never of a token.
+func TestAdmitAndTokenlessClients(t *testing.T) {
+	p := rolePolicy(t)
+	require.True(t, p.Admit(edge.Identity{Name: "alice@example.com", Method: edge.MethodOIDC}))
+	require.True(t, p.Admit(edge.Identity{Name: "x", Method: edge.MethodJWT, Groups: []string{"lab"}}))
+	require.False(t, p.Admit(edge.Identity{Name: "x", Method: edge.MethodJWT, Groups: []string{"sales"}}))
+	require.False(t, p.Admit(edge.Identity{Name: "ci-deploy"}), "tokens are admitted by Authenticate")
+
+	sp, err := edge.NewStaticPolicy([]edge.ClientRule{
+		{Name: "alice@example.com", Devices: []string{"d-*"}, PTY: true},
+		{Name: "bob@example.com", Devices: []string{"*"}, Exec: true},
+		{Name: "ops", TokenSHA256: edge.HashToken("t"), Devices: []string{"*"}},
+	})
+	require.NoError(t, err, "two clients without a token do not share one")
+	alice := edge.Identity{Name: "alice@example.com", Method: edge.MethodOIDC}
+	require.True(t, sp.Admit(alice))
+	require.NoError(t, sp.Authorize(alice, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: wire.MsgPTY}))
+	require.EqualError(t, sp.Authorize(alice, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: wire.MsgExec}),
+		"not allowed: exec on device d-1 for client alice@example.com")
+	require.Equal(t, "client alice@example.com may not reach device x", sp.DeviceDenial(alice, edge.DeviceRef{ID: "x"}))
+	require.False(t, sp.DeviceAllowed(edge.Identity{Name: "alice@example.com"}, edge.DeviceRef{ID: "d-1"}), "a token of that name is not alice")
+	_, ok := sp.AuthenticateHash([32]byte{})
+	require.False(t, ok, "the all-zero hash is no token")
+}
