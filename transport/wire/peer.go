@@ -13,18 +13,11 @@ import (
 // back as usual.
 //
 //	{"device":"gw-17","client":"ops","remote":"192.0.2.7:51234","via":"edge-1","hops":1}
-//	{"device":"gw-17","client":"alice@example.com","method":"oidc","groups":["field-eng"],"via":"edge-1","hops":1}
 type PeerOpen struct {
 	// Device is the device the stream is for.
 	Device string `json:"device"`
 	// Client names the authenticated client, as the policy knows it.
 	Client string `json:"client"`
-	// Method is how the client proved who it is ("token", "oidc",
-	// "jwt"); omitted for a token. Groups are the groups its identity
-	// provider vouched for. The device's edge checks its roles again with
-	// both.
-	Method string   `json:"method,omitempty"`
-	Groups []string `json:"groups,omitempty"`
 	// Remote is the client's address as its edge saw it, for the audit.
 	Remote string `json:"remote,omitempty"`
 	// Via is the ID of the edge the client is connected to.
@@ -32,6 +25,11 @@ type PeerOpen struct {
 	// Hops counts the edges the stream has crossed; an edge never sends a
 	// stream on that already crossed one.
 	Hops int `json:"hops"`
+	// Method is how the client proved who it is ("oidc", "jwt"; empty
+	// for a token), and Groups the groups its credential carries: the
+	// device's edge authorizes the same identity as the client's edge.
+	Method string   `json:"method,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // ErrInvalidPeerOpen: a PeerOpen payload is malformed or out of range.
@@ -40,10 +38,10 @@ var ErrInvalidPeerOpen = errors.New("wire: invalid peer open")
 // Limits of PeerOpen fields.
 const (
 	maxPeerName = 256
-	// maxPeerGroups bounds PeerOpen.Groups.
-	maxPeerGroups = 256
 	// MaxPeerHops is the most edges a stream may cross.
-	MaxPeerHops = 1
+	MaxPeerHops   = 1
+	maxPeerMethod = 16
+	maxPeerGroups = 64
 )
 
 // Validate checks the fields' presence and lengths.
@@ -55,12 +53,10 @@ func (p PeerOpen) Validate() error {
 		return fmt.Errorf("%w: client must be 1 to %d bytes", ErrInvalidPeerOpen, maxPeerName)
 	case p.Via == "" || len(p.Via) > maxPeerName || len(p.Remote) > maxPeerName:
 		return fmt.Errorf("%w: via must be 1 to %d bytes, remote at most that", ErrInvalidPeerOpen, maxPeerName)
-	case len(p.Method) > maxPeerName:
-		return fmt.Errorf("%w: method must be at most %d bytes", ErrInvalidPeerOpen, maxPeerName)
-	case len(p.Groups) > maxPeerGroups:
-		return fmt.Errorf("%w: %d groups; at most %d", ErrInvalidPeerOpen, len(p.Groups), maxPeerGroups)
 	case p.Hops < 1 || p.Hops > MaxPeerHops:
 		return fmt.Errorf("%w: %d hops; at most %d", ErrInvalidPeerOpen, p.Hops, MaxPeerHops)
+	case len(p.Method) > maxPeerMethod || len(p.Groups) > maxPeerGroups:
+		return fmt.Errorf("%w: method at most %d bytes, at most %d groups", ErrInvalidPeerOpen, maxPeerMethod, maxPeerGroups)
 	}
 	for _, g := range p.Groups {
 		if g == "" || len(g) > maxPeerName {
@@ -89,6 +85,9 @@ func DecodePeerOpen(b []byte) (PeerOpen, error) {
 	}
 	if err := p.Validate(); err != nil {
 		return PeerOpen{}, err
+	}
+	if len(p.Groups) == 0 {
+		p.Groups = nil // "groups":[] is no groups
 	}
 	return p, nil
 }
