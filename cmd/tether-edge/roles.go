@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/transport/labels"
 	"github.com/tetherhq/tether/transport/target"
 )
 
@@ -149,6 +151,14 @@ func parseRoles(fc *fileConfig, rules []edge.ClientRule, bad func(string, ...str
 		for j, g := range rc.Devices.IDs {
 			if err := edge.ValidDeviceGlob(g); err != nil {
 				return nil, bad(err.Error(), k("devices", "ids", strconv.Itoa(j))...)
+			}
+		}
+		for key, pat := range rc.Devices.Labels {
+			if err := labels.ValidKey(key); err != nil {
+				return nil, bad(strings.TrimPrefix(err.Error(), labels.ErrSyntax.Error()+": "), k("devices", "labels")...)
+			}
+			if err := labels.ValidGlob(pat); err != nil {
+				return nil, bad(strings.TrimPrefix(err.Error(), labels.ErrSyntax.Error()+": ")+"; quote a pattern with '*' in YAML", k("devices", "labels", key)...)
 			}
 		}
 		if r.Allow, err = parseAllow(rc.Allow.allowConfig, k("allow"), bad); err != nil {

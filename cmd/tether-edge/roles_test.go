@@ -98,7 +98,8 @@ func TestRolesConfigErrors(t *testing.T) {
 	}{
 		{"unknown token", "tokens: [ci-deploy]", "tokens: [nobody]", `roles.0.match.tokens.0: no token is named "nobody"`},
 		{"no devices", `devices: {labels: {tier: test}}`, `devices: {}`, "roles.1.devices: required"},
-		{"bad label pattern", `site: "berlin-*"`, `site: "ber lin"`, "label site"},
+		{"bad label pattern", `site: "berlin-*"`, `site: "ber lin"`, `roles.0.devices.labels.site: label pattern "ber lin" may hold only`},
+		{"bad label key", `site: "berlin-*"`, `"si te": "berlin-*"`, `roles.0.devices.labels: label key "si te"`},
 		{"bad recording", "recording: required", "recording: always", `roles.0.recording: "always"`},
 		{"bad recordings right", "recordings: read", "recordings: write", "roles.0.allow.recordings"},
 		{"role named like a client", "name: lab", "name: ops", `roles.1.name: "ops" is the name of a clients: entry`},
