@@ -373,7 +373,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger)
 		return
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
-	log.Info("reloaded clients and revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
+	log.Info("reloaded clients, tokens, roles, the labels file and the revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
 	}
