@@ -80,9 +80,9 @@ type RecordingPolicy interface {
 	// RecordingMode is the mode for id's shells on dev; "" keeps the
 	// edge's.
 	RecordingMode(id Identity, dev DeviceRef) RecordingMode
-	// RecordingsAllowed reports whether id may list and read dev's
+	// RecordingsAllowedOn reports whether id may list and read dev's
 	// recordings.
-	RecordingsAllowed(id Identity, dev DeviceRef) bool
+	RecordingsAllowedOn(id Identity, dev DeviceRef) bool
 }
 
 // PolicyRecordingMode is p's recording mode for id's shells on dev: ""
@@ -99,7 +99,7 @@ func PolicyRecordingMode(p Policy, id Identity, dev DeviceRef) RecordingMode {
 // AllowAll.
 func PolicyRecordingsAllowed(p Policy, id Identity, dev DeviceRef) bool {
 	if rp, ok := p.(RecordingPolicy); ok {
-		return rp.RecordingsAllowed(id, dev)
+		return rp.RecordingsAllowedOn(id, dev)
 	}
 	_, all := p.(AllowAll)
 	return all

@@ -523,11 +523,26 @@ func (p *RolePolicy) RecordingMode(id Identity, dev DeviceRef) RecordingMode {
 	return a.Recording
 }
 
-// RecordingsAllowed reports whether a role of id that covers dev grants
+// RecordingsAllowedOn reports whether a role of id that covers dev grants
 // recordings: read.
-func (p *RolePolicy) RecordingsAllowed(id Identity, dev DeviceRef) bool {
+func (p *RolePolicy) RecordingsAllowedOn(id Identity, dev DeviceRef) bool {
 	a, _ := p.Grants(id, dev)
 	return a.Recordings
+}
+
+// RecordingsAllowed reports whether a role of id grants recordings: read
+// on some device: the right to ask for the list at all, which then holds
+// the recordings of the devices RecordingsAllowedOn admits.
+func (p *RolePolicy) RecordingsAllowed(id Identity) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.roles {
+		if r := &p.roles[i]; r.Allow.Recordings && r.matchesIdentity(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // recordingRank orders the modes from the least strict.

@@ -130,7 +130,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	case "device":
 		return yes("may reach")
 	case "recordings":
-		if !pol.RecordingsAllowed(id, dev) {
+		if !pol.RecordingsAllowedOn(id, dev) {
 			return no(fmt.Sprintf("no role of %s on device %s grants recordings: read (its roles there: %s)", id.Name, dev.ID, strings.Join(pol.Roles(id, dev), ", ")))
 		}
 		return yes("may read the recordings")

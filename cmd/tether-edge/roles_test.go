@@ -78,7 +78,7 @@ func TestRolesConfig(t *testing.T) {
 	}
 	require.Equal(t, "field-eng", p.GrantingRole(alice, dev("gw-1"), pty))
 	require.Equal(t, edge.RecordingRequired, p.RecordingMode(alice, dev("gw-1")))
-	require.True(t, p.RecordingsAllowed(alice, dev("gw-1")))
+	require.True(t, p.RecordingsAllowedOn(alice, dev("gw-1")))
 	err = p.Authorize(alice, dev("gw-9"), pty)
 	require.ErrorIs(t, err, edge.ErrNotAllowed)
 	require.EqualError(t, err, "not allowed: no role gives alice@example.com access to device gw-9")
