@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,9 @@ type Options struct {
 	// now minus a few minutes for clock skew, with the lifetime counted
 	// from now.
 	NotBefore time.Time
+	// URIs are URI subject alternative names for a device certificate,
+	// such as the labels of transport/labels (tether://label/site=berlin).
+	URIs []*url.URL
 }
 
 func (o Options) validity(def time.Duration) (time.Time, time.Time) {
@@ -198,6 +202,7 @@ func (ca *KeyPair) issueClient(cn string, eku []x509.ExtKeyUsage, opts Options) 
 		Subject:     pkix.Name{CommonName: cn},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: eku,
+		URIs:        opts.URIs,
 	}
 	return create(tmpl, ca, opts, DefaultLeafLifetime)
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport/labels"
 )
 
 // certsOptions are the flags the certs subcommands share.
@@ -104,27 +106,40 @@ common name. Writes DIR/edge.crt and DIR/edge.key (mode 0600).`,
 
 func newCertsDeviceCommand(g *globalOptions) *cobra.Command {
 	o := &certsOptions{g: g}
+	var lbls []string
 	cmd := &cobra.Command{
 		Use:   "device ID",
 		Short: "Issue a device's client certificate; its common name is the device ID",
 		Long: `Issue a device's client certificate, signed by the CA in DIR. The device ID
 (letters, digits, '.', '-', '_' and ':') becomes the subject common name, by
 which the edge knows the device. Writes DIR/ID.crt and DIR/ID.key (mode
-0600); copy them and DIR/ca.crt to the device.`,
+0600); copy them and DIR/ca.crt to the device.
+
+Each --label KEY=VALUE becomes a URI subject alternative name
+tether://label/KEY=VALUE, from which the edge labels the device: roles
+select devices by label, and tether devices -l filters by them. Keys and
+values are letters, digits, '.', '-' and '_'.`,
 		Example: `  tether certs device --dir pki d1
-  tether certs device --dir pki gw-0042 --lifetime 730d --cert /tmp/gw.crt --key /tmp/gw.key`,
+  tether certs device --dir pki gw-0042 --lifetime 730d --cert /tmp/gw.crt --key /tmp/gw.key
+  tether certs device --dir pki gw-0042 --label site=berlin --label tier=prod`,
 		Args: argsUsage(cobra.ExactArgs(1), "tether certs device ID"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			id := args[0]
 			if err := certs.ValidDeviceID(id); err != nil {
 				return &usageError{strings.TrimPrefix(err.Error(), "certs: ")}
 			}
+			set, err := labels.ParseSet(lbls...)
+			if err != nil {
+				return usageErrorf("--label: %v", strings.TrimPrefix(err.Error(), labels.ErrSyntax.Error()+": "))
+			}
 			return o.runLeaf(id, func(ca *certs.KeyPair, opts certs.Options) (*certs.KeyPair, error) {
+				opts.URIs = labels.URIs(set)
 				return ca.IssueDevice(id, opts)
 			})
 		},
 	}
 	o.addFlags(cmd, true, "365d")
+	cmd.Flags().StringArrayVarP(&lbls, "label", "l", nil, "a label of the device, KEY=VALUE (repeatable)")
 	return cmd
 }
 
@@ -239,4 +254,7 @@ func saved(w io.Writer, certPath, keyPath string, kp *certs.KeyPair) {
 	fmt.Fprintf(w, "Your private key has been saved in %s.\n", keyPath)
 	fmt.Fprintf(w, "Subject: %s, valid until %s, serial %s.\n",
 		kp.Cert.Subject.CommonName, kp.Cert.NotAfter.UTC().Format(time.RFC3339), certs.SerialHex(kp.Cert))
+	if set, err := labels.FromURIs(kp.Cert.URIs); err == nil && len(set) > 0 {
+		fmt.Fprintf(w, "Labels: %s.\n", set)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/labels"
 )
 
 // Output formats of tether devices.
@@ -27,13 +28,14 @@ type devicesOptions struct {
 	g      *globalOptions
 	output string
 	status string
-	json   bool // the older spelling of -o json
+	json   bool   // the older spelling of -o json
+	labels string // a label selector (-l)
 }
 
 func newDevicesCommand(g *globalOptions) *cobra.Command {
 	o := &devicesOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "devices [PATTERN] [-o table|wide|json|yaml] [--status all|online|offline]",
+		Use:   "devices [PATTERN] [-l SELECTOR] [-o table|wide|json|yaml] [--status all|online|offline]",
 		Short: "List the devices the token may see, connected or recently gone",
 		Long: `List the devices the token may see: those connected now (online), and
 those that disconnected within the edge's devices.last_seen_ttl (offline).
@@ -45,7 +47,13 @@ was last seen, and its open streams. -o json and -o yaml print the edge's
 objects (GET /api/devices, see docs/api.md).
 
 PATTERN keeps the IDs it matches: * matches any run of characters, ? one
-character, [a-z] one of a class; quote it so that the shell leaves it alone.`,
+character, [a-z] one of a class; quote it so that the shell leaves it alone.
+
+-l keeps the devices whose labels meet a selector, as kubectl's does:
+requirements separated by commas, all of which must hold: key=value,
+key!=value, key (has the label) and !key (has not). Labels come from the
+device's certificate (tether certs device --label) and the edge's labels
+file, never from the agent; a LABELS column shows them.`,
 		Example: `  # Every device, online or not
   tether devices
 
@@ -53,7 +61,10 @@ character, [a-z] one of a class; quote it so that the shell leaves it alone.`,
   tether devices 'gw-*' -o wide
 
   # IDs of the devices online now, for scripts
-  tether devices --status online -o json | jq -r '.[].id'`,
+  tether devices --status online -o json | jq -r '.[].id'
+
+  # The devices in Berlin that are not test devices
+  tether devices -l 'site=berlin,tier!=test'`,
 		Args: argsUsage(cobra.MaximumNArgs(1), "tether devices [PATTERN] [-o table|wide|json|yaml]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pattern := ""
@@ -66,6 +77,7 @@ character, [a-z] one of a class; quote it so that the shell leaves it alone.`,
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: "+strings.Join(deviceFormats, ", "))
 	cmd.Flags().StringVar(&o.status, "status", client.StatusAll, "which devices: "+strings.Join(deviceStatuses, ", "))
 	cmd.Flags().BoolVar(&o.json, "json", false, "the same as -o json")
+	cmd.Flags().StringVarP(&o.labels, "selector", "l", "", "keep the devices whose labels meet this selector: key=value, key!=value, key, !key, comma-separated")
 	_ = cmd.Flags().MarkHidden("json")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(deviceFormats, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(deviceStatuses, cobra.ShellCompDirectiveNoFileComp))
@@ -88,6 +100,9 @@ func (o *devicesOptions) check(pattern string) error {
 	}
 	if _, err := path.Match(pattern, ""); err != nil {
 		return usageErrorf("pattern %q: %v: use * for any run of characters, ? for one, [a-z] for a class, \\ to escape", pattern, err)
+	}
+	if _, err := labels.ParseSelector(o.labels); err != nil {
+		return usageErrorf("-l: %v", strings.TrimPrefix(err.Error(), labels.ErrSyntax.Error()+": "))
 	}
 	return nil
 }
@@ -112,13 +127,16 @@ func (o *devicesOptions) run(ctx context.Context, pattern string) error {
 	if err := s.requireEdge(); err != nil {
 		return err
 	}
-	devs, err := fetchDevices(ctx, s, o.g.timeout, client.DevicesOptions{Status: o.status, Match: pattern})
+	devs, err := fetchDevices(ctx, s, o.g.timeout, client.DevicesOptions{Status: o.status, Match: pattern, Labels: o.labels})
 	if err != nil {
 		return err
 	}
 	// An edge that predates the query lists every online device: select
 	// here too.
 	devs = selectDevices(devs, o.status, pattern)
+	if sel, _ := labels.ParseSelector(o.labels); len(sel) > 0 {
+		devs = selectLabels(devs, sel)
+	}
 	out := o.g.io.Out
 	switch o.output {
 	case "json":
@@ -142,6 +160,8 @@ func (o *devicesOptions) run(ctx context.Context, pattern string) error {
 	}
 	if len(devs) == 0 {
 		switch {
+		case o.labels != "":
+			fmt.Fprintf(o.g.io.ErrOut, "No devices match '%s' with labels '%s'.\n", pattern, o.labels)
 		case pattern != "":
 			fmt.Fprintf(o.g.io.ErrOut, "No devices match '%s'.\n", pattern)
 		default:
@@ -186,12 +206,31 @@ func selectDevices(devs []client.Device, status, pattern string) []client.Device
 	return out
 }
 
+// selectLabels keeps the devices whose labels meet sel.
+func selectLabels(devs []client.Device, sel labels.Selector) []client.Device {
+	out := make([]client.Device, 0, len(devs))
+	for _, d := range devs {
+		if sel.Matches(d.Labels) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // printDevices writes the device table; wide adds the columns of -o wide.
+// A LABELS column ends it when a device has labels.
 func printDevices(w io.Writer, devs []client.Device, now time.Time, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	head := "ID\tSTATUS\tEDGE\tAGE\tVERSION"
 	if wide {
 		head += "\tPLATFORM\tOS\tADDRESS\tSINCE\tSTREAMS"
+	}
+	showLabels := false
+	for _, d := range devs {
+		showLabels = showLabels || len(d.Labels) > 0
+	}
+	if showLabels {
+		head += "\tLABELS"
 	}
 	fmt.Fprintln(tw, head)
 	for _, d := range devs {
@@ -211,6 +250,9 @@ func printDevices(w io.Writer, devs []client.Device, now time.Time, wide bool) e
 				streams = strconv.Itoa(d.Streams)
 			}
 			cols = append(cols, d.Platform, d.OS, d.RemoteAddr, since, streams)
+		}
+		if showLabels {
+			cols = append(cols, labels.Set(d.Labels).String())
 		}
 		for i, c := range cols {
 			cols[i] = cell(c)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
+	"github.com/tetherhq/tether/transport/labels"
 )
 
 func TestPrintDevices(t *testing.T) {
@@ -128,4 +129,22 @@ func FuzzDevicesJSON(f *testing.F) {
 			require.Len(t, lines, len(devs)+1, "one line per device, whatever the values hold")
 		}
 	})
+}
+
+func TestPrintDevicesLabels(t *testing.T) {
+	devs := []client.Device{
+		{ID: "gw-1", Status: "online", Labels: map[string]string{"tier": "prod", "site": "berlin"}},
+		{ID: "gw-2", Status: "online"},
+	}
+	var b bytes.Buffer
+	require.NoError(t, printDevices(&b, devs, time.Now(), false))
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	require.Regexp(t, `^ID\s+STATUS\s+EDGE\s+AGE\s+VERSION\s+LABELS$`, lines[0])
+	require.Regexp(t, `^gw-1\s+online\s+-\s+-\s+-\s+site=berlin,tier=prod$`, lines[1])
+	require.Regexp(t, `^gw-2\s+online\s+-\s+-\s+-\s+-$`, lines[2])
+
+	sel, err := labels.ParseSelector("site=berlin")
+	require.NoError(t, err)
+	require.Equal(t, "gw-1", selectLabels(devs, sel)[0].ID)
+	require.Len(t, selectLabels(devs, sel), 1)
 }

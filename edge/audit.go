@@ -56,7 +56,14 @@ type Event struct {
 	// They are recorded as the client sent them.
 	Command string   `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
-	Result  string   `json:"result,omitempty"`
+	// Auth is how the client proved who it is: "token", "oidc" or "jwt"
+	// (Identity.Method); with Client it names the person or the service
+	// account, as in "alice@example.com (oidc)".
+	Auth string `json:"auth,omitempty"`
+	// Role is the role that allowed a stream (roles: in edge.yaml); empty
+	// for a clients: entry, whose role is the client itself.
+	Role   string `json:"role,omitempty"`
+	Result string `json:"result,omitempty"`
 	// Direction ("download" or "upload"), Path and Offset are a file
 	// transfer's: Offset is where the client asked to resume a download
 	// (stream_request) or where the device resumed (stream_close). SHA256

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/labels"
 	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -67,6 +68,9 @@ type deviceInfo struct {
 	// cluster.
 	Edge string `json:"edge,omitempty"`
 	transport.AgentInfo
+	// Labels are the device's labels: its certificate's, and the edge's
+	// labels file's on top.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Device list statuses (the status query parameter).
@@ -83,20 +87,26 @@ const maxMatchPattern = 256
 type deviceQuery struct {
 	online, offline bool
 	match           string // a path.Match pattern; "" matches every ID
+	labels          labels.Selector
 }
 
 // parseDeviceQuery checks the query of GET /api/devices; the error says
 // what is wrong and what to send.
 func parseDeviceQuery(q url.Values) (deviceQuery, error) {
 	for k := range q {
-		if k != "status" && k != "match" {
-			return deviceQuery{}, fmt.Errorf("unknown query parameter %q: use status and match", k)
+		if k != "status" && k != "match" && k != "labels" {
+			return deviceQuery{}, fmt.Errorf("unknown query parameter %q: use status, match and labels", k)
 		}
 	}
 	var dq deviceQuery
-	if len(q["status"]) > 1 || len(q["match"]) > 1 {
-		return deviceQuery{}, errors.New("status and match may each be given once")
+	if len(q["status"]) > 1 || len(q["match"]) > 1 || len(q["labels"]) > 1 {
+		return deviceQuery{}, errors.New("status, match and labels may each be given once")
 	}
+	sel, err := labels.ParseSelector(q.Get("labels"))
+	if err != nil {
+		return deviceQuery{}, fmt.Errorf("labels: %v", err)
+	}
+	dq.labels = sel
 	switch st := q.Get("status"); st {
 	case "", statusOnline:
 		dq.online = true
@@ -117,11 +127,14 @@ func parseDeviceQuery(q url.Values) (deviceQuery, error) {
 	return dq, nil
 }
 
-func (q deviceQuery) matches(id string) bool {
+func (q deviceQuery) matches(dev DeviceRef) bool {
+	if !q.labels.Matches(dev.Labels) {
+		return false
+	}
 	if q.match == "" {
 		return true
 	}
-	ok, _ := path.Match(q.match, id)
+	ok, _ := path.Match(q.match, dev.ID)
 	return ok
 }
 
@@ -144,7 +157,7 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	visible := func(id string) bool { return q.matches(id) && cred.auth.policy.DeviceAllowed(cred.id, id) }
+	visible := func(dev DeviceRef) bool { return q.matches(dev) && cred.auth.policy.DeviceAllowed(cred.id, dev) }
 	out := s.listDevices(r.Context(), q, visible, w.Header())
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
@@ -153,8 +166,13 @@ func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
 // listDevices returns the devices of q that visible accepts, sorted by
 // ID: this edge's, the cluster's, and the last seen. A part it cannot
 // list is named in a Tether-Cluster or Tether-Last-Seen header of hdr.
-func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(string) bool, hdr http.Header) []deviceInfo {
+// visible sees each device with its labels (LabelDevice).
+func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(DeviceRef) bool, hdr http.Header) []deviceInfo {
 	out := []deviceInfo{}
+	pol := s.auth.Load().policy
+	ref := func(id string, certLabels map[string]string) DeviceRef {
+		return LabelDevice(pol, DeviceRef{ID: id, Labels: certLabels})
+	}
 	online := make(map[string]bool)
 	self := ""
 	if s.Cluster != nil {
@@ -162,12 +180,13 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(st
 	}
 	for _, d := range s.reg.List() {
 		online[d.ID] = true
-		if !q.online || !visible(d.ID) {
+		dr := ref(d.ID, d.Labels)
+		if !q.online || !visible(dr) {
 			continue
 		}
 		since := d.Since.UTC()
 		out = append(out, deviceInfo{ID: d.ID, Status: statusOnline, ConnectedSince: &since, RemoteAddr: addrString(d.RemoteAddr),
-			Streams: d.Streams(), Edge: self, AgentInfo: d.Agent})
+			Streams: d.Streams(), Edge: self, AgentInfo: d.Agent, Labels: dr.Labels})
 	}
 	if s.Cluster != nil {
 		for _, rec := range s.Cluster.Presence.List() {
@@ -175,12 +194,13 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(st
 				continue
 			}
 			online[rec.ID] = true
-			if !q.online || !visible(rec.ID) {
+			dr := ref(rec.ID, rec.Labels)
+			if !q.online || !visible(dr) {
 				continue
 			}
 			since := rec.Since.UTC()
 			out = append(out, deviceInfo{ID: rec.ID, Status: statusOnline, ConnectedSince: &since, RemoteAddr: rec.RemoteAddr,
-				Edge: rec.Edge, AgentInfo: rec.AgentInfo})
+				Edge: rec.Edge, AgentInfo: rec.AgentInfo, Labels: dr.Labels})
 		}
 		if err := s.Cluster.Presence.Health(); err != nil {
 			hdr.Set("Tether-Cluster", "unavailable: "+err.Error())
@@ -195,12 +215,16 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(st
 			hdr.Set("Tether-Last-Seen", "unavailable: "+err.Error())
 		}
 		for _, rec := range recs {
-			if online[rec.ID] || !visible(rec.ID) {
+			if online[rec.ID] {
+				continue
+			}
+			dr := ref(rec.ID, rec.Labels)
+			if !visible(dr) {
 				continue
 			}
 			seen := rec.LastSeen.UTC()
 			out = append(out, deviceInfo{ID: rec.ID, Status: statusOffline, LastSeen: &seen, RemoteAddr: rec.RemoteAddr,
-				Edge: rec.Edge, AgentInfo: rec.AgentInfo})
+				Edge: rec.Edge, AgentInfo: rec.AgentInfo, Labels: dr.Labels})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -298,14 +322,19 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	}
 	cs.gen = st.gen
 	var reason string
+	dev := s.deviceRef(st.policy, cs.device)
 	ha, ok := st.policy.(HashAuthenticator)
-	if !ok {
+	if cs.id.method() != MethodToken {
+		// A person's identity is not a token of the policy: its name and
+		// groups are checked against the new roles, below.
+	} else if !ok {
 		reason = "the reloaded policy cannot check live sessions again"
 	} else if id, ok := ha.AuthenticateHash(cs.cred); !ok {
 		reason = "the token it authenticated with was removed or replaced"
 	} else if id.Name != cs.id.Name {
 		reason = fmt.Sprintf("the token it authenticated with now belongs to client %s", id.Name)
-	} else if !st.policy.DeviceAllowed(cs.id, cs.device) {
+	}
+	if reason == "" && !st.policy.DeviceAllowed(cs.id, dev) {
 		reason = fmt.Sprintf("client %s may no longer reach device %s", cs.id.Name, cs.device)
 	}
 	if reason != "" {
@@ -318,7 +347,7 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	cs.mu.Lock()
 	var revoked []*streamGrant
 	for g := range cs.streams {
-		if st.policy.Authorize(cs.id, cs.device, g.req) != nil {
+		if st.policy.Authorize(cs.id, dev, g.req) != nil {
 			revoked = append(revoked, g)
 		}
 	}
@@ -380,7 +409,7 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.edge != "" && !s.knownEdge(p.edge) {
-		s.auditRejected(Event{Kind: EventClientRejected, Client: cred.id.Name, Device: p.device,
+		s.auditRejected(Event{Kind: EventClientRejected, Client: cred.id.Name, Auth: cred.id.method(), Device: p.device,
 			RemoteAddr: r.RemoteAddr, Result: "unknown_edge"})
 		s.refuse(w, r, http.StatusNotFound, "unknown_edge", s.unknownEdgeText(p.edge), "client", cred.id.Name)
 		return
@@ -392,14 +421,14 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 // deviceID.
 func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred credential, deviceID string) {
 	id := cred.id
-	if !cred.auth.policy.DeviceAllowed(id, deviceID) {
-		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
+	if dev := s.deviceRef(cred.auth.policy, deviceID); !cred.auth.policy.DeviceAllowed(id, dev) {
+		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Auth: id.method(), Device: deviceID,
 			RemoteAddr: r.RemoteAddr, Result: "forbidden"})
-		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("client %s may not reach device %s", id.Name, deviceID), "client", id.Name)
+		s.refuse(w, r, http.StatusForbidden, "forbidden", deviceDenial(cred.auth.policy, id, dev), "client", id.Name)
 		return
 	}
 	if code, result, msg := s.locate(deviceID); code != 0 {
-		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Device: deviceID,
+		s.auditRejected(Event{Kind: EventClientRejected, Client: id.Name, Auth: id.method(), Device: deviceID,
 			RemoteAddr: r.RemoteAddr, Result: result})
 		s.refuse(w, r, code, result, msg, "client", id.Name)
 		return
@@ -473,7 +502,7 @@ func (s *Server) runClient(cs *clientSession) {
 	since := time.Now()
 	s.Metrics.clientDelta(1)
 	s.log.Info("client session opened", "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
-	s.audit.Audit(Event{Time: since, Kind: EventClientOpen, Client: cs.id.Name, Device: cs.device, RemoteAddr: cs.remote, Result: "ok"})
+	s.audit.Audit(Event{Time: since, Kind: EventClientOpen, Client: cs.id.Name, Auth: cs.id.method(), Device: cs.device, RemoteAddr: cs.remote, Result: "ok"})
 	// A session that never opens a stream holds a connection and memory
 	// for nothing: it gets FirstStreamTimeout to open one.
 	idle := time.AfterFunc(s.lim.FirstStreamTimeout, func() {
@@ -509,7 +538,7 @@ func (s *Server) runClient(cs *clientSession) {
 	s.Metrics.clientDelta(-1)
 	result, reason := cs.closing()
 	s.log.Info("client session closed", "client", cs.id.Name, "device", cs.device)
-	s.audit.Audit(Event{Time: time.Now(), Kind: EventClientClose, Client: cs.id.Name, Device: cs.device,
+	s.audit.Audit(Event{Time: time.Now(), Kind: EventClientClose, Client: cs.id.Name, Auth: cs.id.method(), Device: cs.device,
 		RemoteAddr: cs.remote, Result: result, Reason: reason, DurationMS: time.Since(since).Milliseconds()})
 }
 
@@ -599,7 +628,7 @@ func (s *Server) auditWait(ctx context.Context, e Event) error {
 func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 	defer st.Close()
 	start := time.Now()
-	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Device: cs.device}
+	ev := Event{Kind: EventStreamDeny, Client: cs.id.Name, Auth: cs.id.method(), Device: cs.device}
 	// Every decision is audited before the client hears of it.
 	deny := func(result, reason string) {
 		s.answerRefusal(st, ev, &refusal{result: result, reason: reason}, false)
@@ -643,11 +672,13 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		deny("revoked", "this session's credential or rights were changed by a reload; reconnect")
 		return
 	}
-	if err := auth.policy.Authorize(cs.id, cs.device, req); err != nil {
+	dev := s.deviceRef(auth.policy, cs.device)
+	if err := auth.policy.Authorize(cs.id, dev, req); err != nil {
 		s.log.Info("stream denied", "client", cs.id.Name, "device", cs.device, "type", ev.Type, "target", ev.Target)
 		deny("denied", err.Error())
 		return
 	}
+	ev.Role = grantingRole(auth.policy, cs.id, dev, req)
 	o, ref := s.open(ctx, &openRequest{id: cs.id, device: cs.device, req: req, msg: wire.Message{Type: m.Type, Payload: payload}, ev: &ev})
 	if ref != nil {
 		s.answerRefusal(st, ev, ref, false)

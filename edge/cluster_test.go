@@ -49,6 +49,8 @@ type clusterRig struct {
 	web *edge.WebConfig
 	// server, when set, finishes each edge's Server before it serves.
 	server func(id string, srv *edge.Server)
+	// policy, when set, is every edge's policy; nil is testPolicy.
+	policy edge.Policy
 }
 
 func (rig *clusterRig) logger() *slog.Logger {
@@ -122,10 +124,14 @@ func (rig *clusterRig) start(id string) *rigEdge {
 		w.Revoked = &cluster.WebRevocations{JetStream: js}
 		web = &w
 	}
+	var policy edge.Policy = testPolicy(t)
+	if rig.policy != nil {
+		policy = rig.policy
+	}
 	srv := &edge.Server{
 		Web:      web,
 		DeviceCA: rig.pki.Pool(),
-		Policy:   testPolicy(t),
+		Policy:   policy,
 		Auditor:  audit,
 		Limits:   edge.Limits{UpgradeRate: 1e6, UpgradeBurst: 1e6},
 		Logger:   rig.logger().With("edge", id),

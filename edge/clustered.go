@@ -86,7 +86,7 @@ func (s *Server) announce(d *Device) {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	rev, err := c.Presence.Announce(ctx, PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
-		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial, AgentInfo: d.Agent})
+		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial, AgentInfo: d.Agent, Labels: d.Labels})
 	s.Metrics.presenceWrite("announce", err)
 	if err != nil {
 		if d.announceFailed.CompareAndSwap(false, true) {

@@ -8,8 +8,12 @@
 // wraps the listener), and the Server owns the sessions it hijacked from
 // it. Shutdown drains them and Close ends them. Server, JSONAuditor,
 // Metrics and MemoryRegistry are struct literals that work from their zero
-// value; NewStaticPolicy and ParseRevocations build the values a Server
-// checks against.
+// value; NewRolePolicy (roles that match people by name and group and
+// tokens by name, and cover devices by ID and label), NewStaticPolicy (a
+// list of clients, each a token with a role of its own) and
+// ParseRevocations build the values a Server checks against. A Policy
+// sees a device as a DeviceRef: its ID and the labels of its certificate
+// and of the edge's labels file.
 //
 // Registry, Policy and Auditor are interfaces so that a registry shared by
 // several edges, other policy sources and other audit sinks can replace the

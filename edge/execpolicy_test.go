@@ -31,7 +31,7 @@ func TestStaticPolicyExec(t *testing.T) {
 		{"exec right, pty", ci, wire.MsgPTY, false},
 	}
 	for _, tt := range tests {
-		err := p.Authorize(tt.id, "d1", Request{Type: tt.typ})
+		err := p.Authorize(tt.id, DeviceRef{ID: "d1"}, Request{Type: tt.typ})
 		if (err == nil) != tt.allow {
 			t.Errorf("%s: Authorize = %v; want allowed=%v", tt.name, err, tt.allow)
 		}

@@ -37,7 +37,7 @@ func TestFilePolicy(t *testing.T) {
 		{"no files at all", "none", file(0, "/var/log"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := p.Authorize(Identity{Name: tc.client}, "d1", tc.req)
+			err := p.Authorize(Identity{Name: tc.client}, DeviceRef{ID: "d1"}, tc.req)
 			if (err == nil) != tc.ok {
 				t.Fatalf("Authorize = %v; want allowed %v", err, tc.ok)
 			}

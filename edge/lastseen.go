@@ -26,6 +26,8 @@ type LastSeenRecord struct {
 	RemoteAddr string `json:"remote_addr,omitempty"`
 	// AgentInfo is what the device said about itself then.
 	transport.AgentInfo
+	// Labels are the labels of its certificate.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // LastSeen keeps the devices that disconnected, for a while, so that the
@@ -156,7 +158,7 @@ func (s *Server) recordLastSeen(d *Device) {
 		return // the write would wait out its timeout
 	}
 	rec := LastSeenRecord{ID: d.ID, LastSeen: time.Now().UTC(), Since: d.Since.UTC(),
-		RemoteAddr: addrString(d.RemoteAddr), AgentInfo: d.Agent}
+		RemoteAddr: addrString(d.RemoteAddr), AgentInfo: d.Agent, Labels: d.Labels}
 	if s.Cluster != nil {
 		rec.Edge = s.Cluster.EdgeID
 	}

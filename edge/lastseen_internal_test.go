@@ -66,7 +66,8 @@ func TestMemoryLastSeenDefaults(t *testing.T) {
 // FuzzParseDeviceQuery: any query of GET /api/devices is either refused
 // with a reason or selects something, and matching never fails.
 func FuzzParseDeviceQuery(f *testing.F) {
-	for _, q := range []string{"", "status=all", "match=gw-*", "match=%5B", "status=offline&match=a%5C", "x=1", "match=" + strings.Repeat("*", 300)} {
+	for _, q := range []string{"", "status=all", "match=gw-*", "match=%5B", "status=offline&match=a%5C", "x=1", "match=" + strings.Repeat("*", 300),
+		"labels=site%3Dberlin,tier!%3Dtest", "labels=!site", "labels=a%20b"} {
 		f.Add(q, "gw-1")
 	}
 	f.Fuzz(func(t *testing.T, raw, id string) {
@@ -81,9 +82,9 @@ func FuzzParseDeviceQuery(f *testing.F) {
 		}
 		require.True(t, q.online || q.offline)
 		require.LessOrEqual(t, len(q.match), maxMatchPattern)
-		_ = q.matches(id)
-		if q.match == "" {
-			require.True(t, q.matches(id))
+		_ = q.matches(DeviceRef{ID: id})
+		if q.match == "" && len(q.labels) == 0 {
+			require.True(t, q.matches(DeviceRef{ID: id}))
 		}
 	})
 }

@@ -362,11 +362,15 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 		deny("invalid", err.Error(), false)
 		return
 	}
-	id := Identity{Name: hdr.Client}
-	if err := s.auth.Load().policy.Authorize(id, hdr.Device, req); err != nil {
+	id := Identity{Name: hdr.Client, Method: hdr.Method, Groups: hdr.Groups}
+	ev.Auth = id.method()
+	pol := s.auth.Load().policy
+	dev := s.deviceRef(pol, hdr.Device)
+	if err := pol.Authorize(id, dev, req); err != nil {
 		deny("denied", err.Error(), false)
 		return
 	}
+	ev.Role = grantingRole(pol, id, dev, req)
 	o, ref := s.open(s.ctx, &openRequest{id: id, device: hdr.Device, req: req,
 		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops})
 	if ref != nil {

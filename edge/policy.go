@@ -2,7 +2,6 @@ package edge
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,11 +48,86 @@ type Policy interface {
 	// Authenticate maps a bearer token to an identity. ok is false for an
 	// unknown token. Implementations compare in constant time.
 	Authenticate(token string) (id Identity, ok bool)
-	// DeviceAllowed reports whether id may reach deviceID at all.
-	DeviceAllowed(id Identity, deviceID string) bool
-	// Authorize returns nil when id may open req on deviceID, else an
-	// error whose text says what was refused.
-	Authorize(id Identity, deviceID string, req Request) error
+	// DeviceAllowed reports whether id may reach dev at all.
+	DeviceAllowed(id Identity, dev DeviceRef) bool
+	// Authorize returns nil when id may open req on dev, else an error
+	// whose text says what was refused.
+	Authorize(id Identity, dev DeviceRef, req Request) error
+}
+
+// The optional abilities of a Policy, which RolePolicy and StaticPolicy
+// have; the edge does without them for a Policy that lacks them.
+type (
+	// deviceDenier says why an identity may not reach a device.
+	deviceDenier interface {
+		DeviceDenial(id Identity, dev DeviceRef) string
+	}
+	// grantNamer names the role that allowed a request, for the audit.
+	grantNamer interface {
+		GrantingRole(id Identity, dev DeviceRef, req Request) string
+	}
+	// deviceLabeler adds the labels of the edge's labels file.
+	deviceLabeler interface {
+		LabelDevice(dev DeviceRef) DeviceRef
+	}
+)
+
+// RecordingPolicy is a Policy that sets, per identity and device, the
+// recording mode of shells and the right to read recordings. RolePolicy
+// and StaticPolicy implement it (from Allow.Recording and
+// Allow.Recordings, or a client rule's Recording and Recordings).
+type RecordingPolicy interface {
+	// RecordingMode is the mode for id's shells on dev; "" keeps the
+	// edge's.
+	RecordingMode(id Identity, dev DeviceRef) RecordingMode
+	// RecordingsAllowedOn reports whether id may list and read dev's
+	// recordings.
+	RecordingsAllowedOn(id Identity, dev DeviceRef) bool
+}
+
+// PolicyRecordingMode is p's recording mode for id's shells on dev: ""
+// (the edge's mode) for a Policy that is not a RecordingPolicy.
+func PolicyRecordingMode(p Policy, id Identity, dev DeviceRef) RecordingMode {
+	if rp, ok := p.(RecordingPolicy); ok {
+		return rp.RecordingMode(id, dev)
+	}
+	return ""
+}
+
+// PolicyRecordingsAllowed reports whether p lets id read dev's
+// recordings: false for a Policy that is not a RecordingPolicy, but
+// AllowAll.
+func PolicyRecordingsAllowed(p Policy, id Identity, dev DeviceRef) bool {
+	if rp, ok := p.(RecordingPolicy); ok {
+		return rp.RecordingsAllowedOn(id, dev)
+	}
+	_, all := p.(AllowAll)
+	return all
+}
+
+// deviceDenial is why p refuses id the device dev.
+func deviceDenial(p Policy, id Identity, dev DeviceRef) string {
+	if d, ok := p.(deviceDenier); ok {
+		return d.DeviceDenial(id, dev)
+	}
+	return fmt.Sprintf("client %s may not reach device %s", id.Name, dev.ID)
+}
+
+// grantingRole names the role of p that allowed req, or "".
+func grantingRole(p Policy, id Identity, dev DeviceRef, req Request) string {
+	if g, ok := p.(grantNamer); ok {
+		return g.GrantingRole(id, dev, req)
+	}
+	return ""
+}
+
+// LabelDevice returns dev with the labels p's labels file gives it on top
+// of its own; dev unchanged for a Policy without a labels file.
+func LabelDevice(p Policy, dev DeviceRef) DeviceRef {
+	if l, ok := p.(deviceLabeler); ok {
+		return l.LabelDevice(dev)
+	}
+	return dev
 }
 
 // HashAuthenticator is a Policy that can authenticate by the SHA-256 of a
@@ -128,129 +202,82 @@ func ParseTokenSHA256(s string) ([sha256.Size]byte, error) {
 // HashToken returns the SHA-256 of a bearer token, the form policies store.
 func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
-// StaticPolicy is a fixed list of clients, as read from the edge's
-// configuration. The zero value denies everything.
+// StaticPolicy is a fixed list of clients, as read from the clients:
+// section of the edge's configuration: each client is a token and a role
+// bound to it (RolePolicy). The zero value denies everything.
 type StaticPolicy struct {
-	clients []ClientRule
+	*RolePolicy
 }
 
 // NewStaticPolicy returns a policy for rules. Names must be unique and
 // non-empty, and no two clients may share a token.
 func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
+	cfg, err := ClientRoles(rules)
+	if err != nil {
+		return nil, err
+	}
+	p, err := NewRolePolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &StaticPolicy{RolePolicy: p}, nil
+}
+
+// ClientRoles reads clients as tokens and roles: each client is a token
+// of its name and a role of its name that matches only that token (a
+// client whose TokenSHA256 is all zero has no token: its role matches the
+// person or automation of its name, signed in otherwise). The
+// roles' denials read as the clients' always did. It checks the rules as
+// NewStaticPolicy does.
+func ClientRoles(rules []ClientRule) (RoleConfig, error) {
+	var cfg RoleConfig
 	names := make(map[string]bool)
 	hashes := make(map[[sha256.Size]byte]string)
 	for i, r := range rules {
 		if r.Name == "" {
-			return nil, fmt.Errorf("client %d has no name", i+1)
+			return cfg, fmt.Errorf("client %d has no name", i+1)
 		}
 		if names[r.Name] {
-			return nil, fmt.Errorf("client name %q is used twice", r.Name)
+			return cfg, fmt.Errorf("client name %q is used twice", r.Name)
 		}
 		names[r.Name] = true
-		if other, dup := hashes[r.TokenSHA256]; dup {
-			return nil, fmt.Errorf("clients %q and %q have the same token_sha256; give each client its own token", other, r.Name)
+		personal := r.TokenSHA256 == [sha256.Size]byte{}
+		if other, dup := hashes[r.TokenSHA256]; dup && !personal {
+			return cfg, fmt.Errorf("clients %q and %q have the same token_sha256; give each client its own token", other, r.Name)
 		}
 		hashes[r.TokenSHA256] = r.Name
 		for _, g := range r.Devices {
 			if err := validDeviceGlob(g); err != nil {
-				return nil, fmt.Errorf("client %q: %v", r.Name, err)
+				return cfg, fmt.Errorf("client %q: %v", r.Name, err)
 			}
 		}
 		for _, t := range r.ExtraTypes {
 			if err := ValidExtraType(t); err != nil {
-				return nil, fmt.Errorf("client %q: %w", r.Name, err)
+				return cfg, fmt.Errorf("client %q: %w", r.Name, err)
 			}
 		}
 		if fr := r.FileRules; fr != nil {
 			if err := wire.CheckFileGlobs(append(append([]string(nil), fr.Read...), fr.Write...)); err != nil {
-				return nil, fmt.Errorf("client %q: files: %v", r.Name, err)
+				return cfg, fmt.Errorf("client %q: files: %v", r.Name, err)
 			}
 		}
-	}
-	return &StaticPolicy{clients: append([]ClientRule(nil), rules...)}, nil
-}
-
-// Authenticate hashes token and compares it with every client's hash in
-// constant time, without stopping at the first match.
-func (p *StaticPolicy) Authenticate(token string) (Identity, bool) {
-	if token == "" {
-		return Identity{}, false
-	}
-	return p.AuthenticateHash(HashToken(token))
-}
-
-// AuthenticateHash is Authenticate for a token's SHA-256, in constant time
-// as well.
-func (p *StaticPolicy) AuthenticateHash(sum [sha256.Size]byte) (Identity, bool) {
-	if p == nil {
-		return Identity{}, false
-	}
-	found := -1
-	for i := range p.clients {
-		if subtle.ConstantTimeCompare(sum[:], p.clients[i].TokenSHA256[:]) == 1 {
-			found = i
+		// A client without device globs reaches no device. One without a
+		// token is a person or automation of that name, proven by a user
+		// certificate or a JWT.
+		match := RoleMatch{Names: []string{r.Name}}
+		if !personal {
+			cfg.Tokens = append(cfg.Tokens, TokenEntry{Name: r.Name, TokenSHA256: r.TokenSHA256})
+			match = RoleMatch{Tokens: []string{r.Name}}
 		}
+		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Match: match, Devices: r.Devices, Allow: r.allow(), legacy: true})
 	}
-	if found < 0 {
-		return Identity{}, false
-	}
-	return Identity{Name: p.clients[found].Name}, true
+	return cfg, nil
 }
 
-func (p *StaticPolicy) rule(id Identity) *ClientRule {
-	if p == nil {
-		return nil
-	}
-	for i := range p.clients {
-		if p.clients[i].Name == id.Name {
-			return &p.clients[i]
-		}
-	}
-	return nil
-}
-
-// DeviceAllowed reports whether one of the client's device globs matches.
-func (p *StaticPolicy) DeviceAllowed(id Identity, deviceID string) bool {
-	r := p.rule(id)
-	if r == nil {
-		return false
-	}
-	for _, g := range r.Devices {
-		if target.MatchGlob(g, deviceID) {
-			return true
-		}
-	}
-	return false
-}
-
-// Authorize checks the device and the stream type, and for TCP and UDP the
-// canonical target against the client's patterns.
-func (p *StaticPolicy) Authorize(id Identity, deviceID string, req Request) error {
-	r := p.rule(id)
-	if r == nil || !p.DeviceAllowed(id, deviceID) {
-		return denial(id, deviceID, req)
-	}
-	var ok bool
-	switch req.Type {
-	case wire.MsgTCP:
-		ok = matchAny(r.TCP, req.Target)
-	case wire.MsgUDP:
-		ok = matchAny(r.UDP, req.Target)
-	case wire.MsgPTY, wire.MsgPTYCommand:
-		ok = r.PTY
-	case wire.MsgReload:
-		ok = r.Reload
-	case wire.MsgFileTransfer:
-		ok = r.Files && allowFile(r.FileRules, req.File)
-	case wire.MsgExec:
-		ok = r.Exec
-	default:
-		ok = extraTypeAllowed(r, req.Type)
-	}
-	if !ok {
-		return denial(id, deviceID, req)
-	}
-	return nil
+// allow is the grant of a client rule.
+func (r *ClientRule) allow() Allow {
+	return Allow{TCP: r.TCP, UDP: r.UDP, PTY: r.PTY, Exec: r.Exec, Reload: r.Reload, Files: r.Files, FileRules: r.FileRules,
+		ExtraTypes: r.ExtraTypes, Recording: r.Recording, Recordings: r.Recordings}
 }
 
 // allowFile checks a file transfer against the client's rules; nil rules
@@ -344,19 +371,6 @@ func ruleOf(t wire.MsgType) string {
 	return "none: clients may not open it"
 }
 
-// extraTypeAllowed reports whether r lists t in its extra types.
-func extraTypeAllowed(r *ClientRule, t wire.MsgType) bool {
-	if !relayable(t) {
-		return false
-	}
-	for _, x := range r.ExtraTypes {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
 // typeWord names a stream type the way policies spell it.
 func typeWord(t wire.MsgType) string {
 	switch t {
@@ -402,10 +416,10 @@ func (AllowAll) AuthenticateHash([sha256.Size]byte) (Identity, bool) {
 }
 
 // DeviceAllowed always allows.
-func (AllowAll) DeviceAllowed(Identity, string) bool { return true }
+func (AllowAll) DeviceAllowed(Identity, DeviceRef) bool { return true }
 
 // Authorize always allows.
-func (AllowAll) Authorize(Identity, string, Request) error { return nil }
+func (AllowAll) Authorize(Identity, DeviceRef, Request) error { return nil }
 
 // denyAll is the policy of a Server without one.
 type denyAll struct{}
@@ -414,8 +428,12 @@ func (denyAll) Authenticate(string) (Identity, bool) { return Identity{}, false 
 func (denyAll) AuthenticateHash([sha256.Size]byte) (Identity, bool) {
 	return Identity{}, false
 }
-func (denyAll) DeviceAllowed(Identity, string) bool              { return false }
-func (denyAll) Authorize(id Identity, d string, r Request) error { return denial(id, d, r) }
+func (denyAll) DeviceAllowed(Identity, DeviceRef) bool              { return false }
+func (denyAll) Authorize(id Identity, d DeviceRef, r Request) error { return denial(id, d.ID, r) }
+
+// ValidDeviceGlob checks a glob on device IDs, of a client, a role or the
+// labels file: letters, digits, '.', '-', '_', ':' and '*'.
+func ValidDeviceGlob(g string) error { return validDeviceGlob(g) }
 
 func validDeviceGlob(g string) error {
 	if g == "" {

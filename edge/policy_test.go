@@ -68,7 +68,7 @@ func TestStaticPolicy(t *testing.T) {
 		{"unknown identity", Identity{Name: "ghost"}, "d1", Request{Type: wire.MsgPTY}, false},
 	}
 	for _, tt := range tests {
-		err := p.Authorize(tt.id, tt.device, tt.req)
+		err := p.Authorize(tt.id, DeviceRef{ID: tt.device}, tt.req)
 		if (err == nil) != tt.allow {
 			t.Errorf("%s: Authorize = %v; want allowed=%v", tt.name, err, tt.allow)
 		}
@@ -76,11 +76,11 @@ func TestStaticPolicy(t *testing.T) {
 			t.Errorf("%s: error %v does not wrap ErrNotAllowed", tt.name, err)
 		}
 	}
-	err = p.Authorize(ops, "d1", Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
+	err = p.Authorize(ops, DeviceRef{ID: "d1"}, Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
 	if got, want := err.Error(), "not allowed: tcp 10.0.0.5:25 on device d1 for client ops"; got != want {
 		t.Errorf("denial = %q; want %q", got, want)
 	}
-	if (&StaticPolicy{}).DeviceAllowed(ops, "d1") {
+	if (&StaticPolicy{}).DeviceAllowed(ops, DeviceRef{ID: "d1"}) {
 		t.Error("the zero StaticPolicy allowed a device")
 	}
 }
@@ -136,7 +136,7 @@ func TestStaticPolicyDeviceGlobs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("glob %q: %v", tc.glob, err)
 		}
-		if got := p.DeviceAllowed(Identity{Name: "c"}, tc.device); got != tc.want {
+		if got := p.DeviceAllowed(Identity{Name: "c"}, DeviceRef{ID: tc.device}); got != tc.want {
 			t.Errorf("glob %q, device %q: got DeviceAllowed %v; want %v", tc.glob, tc.device, got, tc.want)
 		}
 	}

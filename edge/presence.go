@@ -65,6 +65,10 @@ type PresenceRecord struct {
 	// version, platform and OS, each omitted when empty (records of edges
 	// that predate them have none).
 	transport.AgentInfo
+	// Labels are the labels of the device's certificate, so that every
+	// edge of the cluster can authorize by them; omitted when there are
+	// none (and by edges that predate them).
+	Labels map[string]string `json:"labels,omitempty"`
 	// Revision orders the records of one device: a later write has a higher
 	// one. Set from the store, never stored.
 	Revision uint64 `json:"-"`

@@ -78,21 +78,6 @@ type RecordingAudit struct {
 	Error string `json:"error,omitempty"`
 }
 
-// RecordingPolicy is a Policy that sets a recording mode per client;
-// StaticPolicy does, from ClientRule.Recording. An empty mode takes the
-// edge's.
-type RecordingPolicy interface {
-	RecordingMode(id Identity) RecordingMode
-}
-
-// RecordingMode returns the client's own recording mode, or "".
-func (p *StaticPolicy) RecordingMode(id Identity) RecordingMode {
-	if r := p.rule(id); r != nil {
-		return r.Recording
-	}
-	return ""
-}
-
 // ValidRecordingMode reports whether m is a mode: off, best_effort,
 // required, or empty (unset).
 func ValidRecordingMode(m RecordingMode) bool {
@@ -203,18 +188,17 @@ func (s *Server) recordingEdgeID() string {
 	return DefaultRecordingEdgeID
 }
 
-// recordingMode is the mode for id's shells: its client rule's, else the
-// edge's, else off.
-func (s *Server) recordingMode(id Identity) (RecordingMode, *RecordingConfig) {
+// recordingMode is the mode for id's shells on device: its roles' (or
+// client rule's), else the edge's, else off.
+func (s *Server) recordingMode(id Identity, device string) (RecordingMode, *RecordingConfig) {
 	cfg := s.rec.cfg.Load()
 	var mode RecordingMode
 	if cfg != nil {
 		mode = cfg.Mode
 	}
-	if rp, ok := s.auth.Load().policy.(RecordingPolicy); ok {
-		if m := rp.RecordingMode(id); m != "" {
-			mode = m
-		}
+	pol := s.auth.Load().policy
+	if m := PolicyRecordingMode(pol, id, s.deviceRef(pol, device)); m != "" {
+		mode = m
 	}
 	if mode == "" {
 		mode = RecordingOff
@@ -230,7 +214,7 @@ func (s *Server) startRecording(r *openRequest) (*recorder, *refusal) {
 	if r.hops > 0 || r.msg.Type != wire.MsgPTY {
 		return nil, nil
 	}
-	mode, cfg := s.recordingMode(r.id)
+	mode, cfg := s.recordingMode(r.id, r.device)
 	if mode == RecordingOff {
 		if cfg != nil {
 			r.ev.Recording = &RecordingAudit{Mode: mode}

@@ -34,12 +34,6 @@ type RecordingsReader interface {
 	RecordingsAllowed(id Identity) bool
 }
 
-// RecordingsAllowed reports whether the client's rule has Recordings.
-func (p *StaticPolicy) RecordingsAllowed(id Identity) bool {
-	r := p.rule(id)
-	return r != nil && r.Recordings
-}
-
 // RecordingsAllowed always allows.
 func (AllowAll) RecordingsAllowed(Identity) bool { return true }
 
@@ -151,7 +145,7 @@ func (s *Server) selfEdge() string {
 func (s *Server) localRecordings(pol Policy, id Identity, q recordingQuery) []recordingInfo {
 	var out []recordingInfo
 	for _, r := range s.recordings().scan(q.since) {
-		if q.matches(r) && pol.DeviceAllowed(id, r.Device) {
+		if q.matches(r) && s.mayReadRecordingsOf(pol, id, r.Device) {
 			out = append(out, r)
 		}
 	}
@@ -224,7 +218,7 @@ func (s *Server) listRecordings(ctx context.Context, pol Policy, id Identity, q 
 	all := out.Recordings
 	out.Recordings = []recordingInfo{}
 	for _, r := range all {
-		if !seen[r.ID] && q.matches(r) && pol.DeviceAllowed(id, r.Device) {
+		if !seen[r.ID] && q.matches(r) && s.mayReadRecordingsOf(pol, id, r.Device) {
 			seen[r.ID] = true
 			out.Recordings = append(out.Recordings, r)
 		}
@@ -285,7 +279,7 @@ func (s *Server) serveRecordingFile(w http.ResponseWriter, r *http.Request, pol 
 	}
 	ev := Event{Kind: EventRecordingRead, Client: id.Name, RemoteAddr: r.RemoteAddr, Path: recID, Method: method, Result: "ok"}
 	if info, p, ok := s.recordings().find(recID); ok {
-		if !pol.DeviceAllowed(id, info.Device) {
+		if !s.mayReadRecordingsOf(pol, id, info.Device) {
 			notFound()
 			return
 		}
@@ -331,7 +325,7 @@ func (s *Server) serveRecordingFile(w http.ResponseWriter, r *http.Request, pol 
 		return
 	}
 	defer st.Close()
-	if !pol.DeviceAllowed(id, device) {
+	if !s.mayReadRecordingsOf(pol, id, device) {
 		notFound()
 		return
 	}
@@ -525,7 +519,7 @@ func (s *Server) servePeerFetch(st *transport.Stream, pol Policy, id Identity, r
 		_ = wire.WriteError(st, fmt.Sprintf("%v: %s on edge %s", errNoRecording, recID, s.Cluster.EdgeID))
 	}
 	info, p, ok := s.recordings().find(recID)
-	if !ok || !pol.DeviceAllowed(id, info.Device) {
+	if !ok || !s.mayReadRecordingsOf(pol, id, info.Device) {
 		noRecording()
 		return
 	}
@@ -560,4 +554,18 @@ type idleWriter struct {
 func (w *idleWriter) Write(p []byte) (int, error) {
 	_ = w.st.SetWriteDeadline(time.Now().Add(w.idle))
 	return w.st.Write(p)
+}
+
+// mayReadRecordingsOf reports whether pol lets id read the recordings of
+// device: a role of id that covers the device grants recordings: read
+// (RecordingPolicy), or, for a Policy without roles, id may reach it.
+func (s *Server) mayReadRecordingsOf(pol Policy, id Identity, device string) bool {
+	dev := s.deviceRef(pol, device)
+	if !pol.DeviceAllowed(id, dev) {
+		return false
+	}
+	if _, ok := pol.(RecordingPolicy); ok {
+		return PolicyRecordingsAllowed(pol, id, dev)
+	}
+	return true
 }

@@ -23,6 +23,10 @@ type Device struct {
 	// Agent is what the device said about itself at connect, cleaned
 	// (transport.ParseAgentInfo); for display only.
 	Agent transport.AgentInfo
+	// Labels are the labels of the device's certificate (URI SANs
+	// tether://label/k=v); the edge's labels file adds to them
+	// (LabelDevice). Never what the agent says.
+	Labels map[string]string
 
 	sess     *transport.Session
 	notAfter time.Time    // the certificate's end of validity

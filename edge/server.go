@@ -18,6 +18,7 @@ import (
 	"github.com/tetherhq/tether/internal/logx"
 	"github.com/tetherhq/tether/internal/ratelimit"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/labels"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -430,6 +431,13 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID stri
 		s.refuse(w, r, http.StatusForbidden, "path_mismatch", msg, "device", id)
 		return
 	}
+	certLabels, err := labels.FromURIs(chain[0].URIs)
+	if err != nil {
+		msg := "device certificate rejected: its labels: " + err.Error() + "; issue it again with tether certs device --label key=value"
+		s.auditRejected(Event{Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr, Serial: serial, Result: "bad_certificate", Reason: msg})
+		s.refuse(w, r, http.StatusForbidden, "bad_certificate", msg, "device", id)
+		return
+	}
 	if s.auth.Load().revoked.Has(serial) {
 		s.auditRejected(Event{Kind: EventDeviceRejected, Device: id, RemoteAddr: r.RemoteAddr,
 			Serial: serial, Result: "revoked"})
@@ -455,7 +463,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID stri
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
 	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), Agent: transport.ParseAgentInfo(r.Header),
-		sess: sess, notAfter: chain[0].NotAfter}
+		Labels: certLabels, sess: sess, notAfter: chain[0].NotAfter}
 	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
 	d.nonce = newNonce()
 	go func() {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport/labels"
 	"github.com/tetherhq/tether/web"
 )
 
@@ -385,7 +386,7 @@ func (s *Server) serveWebLogin(w http.ResponseWriter, r *http.Request) {
 		sess := webSession{V: 1, ID: randomHex(16), Method: webMethodToken, Cred: hex.EncodeToString(sum[:]), Issued: now, Active: now}
 		s.setWebSession(w, sess)
 		clearCookie(w, webLoginCookie)
-		s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignIn, Client: id.Name, RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
+		s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignIn, Client: id.Name, Auth: id.method(), RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
 		s.log.Info("web sign-in", "client", id.Name, "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/web/", http.StatusSeeOther)
 	default:
@@ -428,14 +429,16 @@ func (s *Server) serveWebLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.endWebTerminals(me.sess.ID, "the session signed out")
 	clearCookie(w, webSessionCookie)
-	s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignOut, Client: me.id.Name, RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
+	s.audit.Audit(Event{Time: time.Now(), Kind: EventWebSignOut, Client: me.id.Name, Auth: me.id.method(), RemoteAddr: r.RemoteAddr, Method: "web", Result: "ok"})
 	http.Redirect(w, r, "/web/login", http.StatusSeeOther)
 }
 
 // webDeviceRow is a line of the device list page.
 type webDeviceRow struct {
 	ID, Status, Edge, When, Agent string
-	Online                        bool
+	// Labels are the device's labels, "k=v,k2=v2".
+	Labels string
+	Online bool
 }
 
 func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
@@ -447,10 +450,10 @@ func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr := http.Header{}
 	list := s.listDevices(r.Context(), deviceQuery{online: true, offline: true},
-		func(id string) bool { return me.auth.policy.DeviceAllowed(me.id, id) }, hdr)
+		func(dev DeviceRef) bool { return me.auth.policy.DeviceAllowed(me.id, dev) }, hdr)
 	rows := make([]webDeviceRow, 0, len(list))
 	for _, d := range list {
-		row := webDeviceRow{ID: d.ID, Status: d.Status, Edge: d.Edge, Online: d.Status == statusOnline}
+		row := webDeviceRow{ID: d.ID, Status: d.Status, Edge: d.Edge, Online: d.Status == statusOnline, Labels: labels.Set(d.Labels).String()}
 		switch {
 		case d.ConnectedSince != nil:
 			row.When = "since " + d.ConnectedSince.Format(time.RFC3339)
@@ -478,8 +481,8 @@ func (s *Server) serveWebTerminalPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a device ID: 1 to 128 letters, digits, '.', '-', '_' and ':'", http.StatusBadRequest)
 		return
 	}
-	if !me.auth.policy.DeviceAllowed(me.id, device) {
-		http.Error(w, fmt.Sprintf("client %s may not reach device %s", me.id.Name, device), http.StatusForbidden)
+	if dev := s.deviceRef(me.auth.policy, device); !me.auth.policy.DeviceAllowed(me.id, dev) {
+		http.Error(w, deviceDenial(me.auth.policy, me.id, dev), http.StatusForbidden)
 		return
 	}
 	s.render(w, http.StatusOK, "term.html", map[string]any{"Device": device, "CSRF": s.web.signer.csrf(me.sess.ID), "StyleNonce": nonce})
@@ -577,8 +580,8 @@ func (s *Server) serveWebTicket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the device query parameter must be a device ID", http.StatusBadRequest)
 		return
 	}
-	if !me.auth.policy.DeviceAllowed(me.id, device) {
-		http.Error(w, fmt.Sprintf("client %s may not reach device %s", me.id.Name, device), http.StatusForbidden)
+	if dev := s.deviceRef(me.auth.policy, device); !me.auth.policy.DeviceAllowed(me.id, dev) {
+		http.Error(w, deviceDenial(me.auth.policy, me.id, dev), http.StatusForbidden)
 		return
 	}
 	t := webTicket{Session: me.sess.ID, Device: device, Nonce: randomHex(16), Expires: time.Now().Add(webTicketLifetime).UnixMilli()}

@@ -90,7 +90,7 @@ func (s *Server) serveWebRecordingList(w http.ResponseWriter, r *http.Request, m
 func (s *Server) serveWebPlayer(w http.ResponseWriter, r *http.Request, me webIdentity, id string) {
 	title, start := id, ""
 	if info, _, ok := s.recordings().find(id); ok {
-		if !me.auth.policy.DeviceAllowed(me.id, info.Device) {
+		if !s.mayReadRecordingsOf(me.auth.policy, me.id, info.Device) {
 			http.Error(w, fmt.Sprintf("no recording %s that client %s may read", id, me.id.Name), http.StatusNotFound)
 			return
 		}

@@ -204,7 +204,7 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 			reason = "the token it signed in with was removed or replaced"
 		} else if id.Name != t.client {
 			reason = "the token it signed in with now belongs to client " + id.Name
-		} else if !st.policy.DeviceAllowed(id, t.device) || st.policy.Authorize(id, t.device, Request{Type: wire.MsgPTY}) != nil {
+		} else if dev := s.deviceRef(st.policy, t.device); !st.policy.DeviceAllowed(id, dev) || st.policy.Authorize(id, dev, Request{Type: wire.MsgPTY}) != nil {
 			reason = fmt.Sprintf("client %s may no longer open a shell on device %s", id.Name, t.device)
 		}
 		if reason != "" {
@@ -290,7 +290,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	if err == nil && typ != websocket.MessageText {
 		err = errors.New("the first message must be a text message")
 	}
-	ev := Event{Kind: EventStreamDeny, Client: me.id.Name, RemoteAddr: remote, Type: "pty", Method: "web"}
+	ev := Event{Kind: EventStreamDeny, Client: me.id.Name, Auth: me.id.method(), RemoteAddr: remote, Type: "pty", Method: "web"}
 	deny := func(result, reason string) {
 		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
 		s.audit.Audit(ev)
@@ -320,14 +320,16 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	req := Request{Type: wire.MsgPTY}
-	if !me.auth.policy.DeviceAllowed(id, t.Device) {
-		deny("denied", fmt.Sprintf("client %s may not reach device %s", id.Name, t.Device))
+	dev := s.deviceRef(me.auth.policy, t.Device)
+	if !me.auth.policy.DeviceAllowed(id, dev) {
+		deny("denied", deviceDenial(me.auth.policy, id, dev))
 		return
 	}
-	if err := me.auth.policy.Authorize(id, t.Device, req); err != nil {
+	if err := me.auth.policy.Authorize(id, dev, req); err != nil {
 		deny("denied", err.Error())
 		return
 	}
+	ev.Role = grantingRole(me.auth.policy, id, dev, req)
 	// A sign-out or a reload ends the terminal through tctx; the
 	// WebSocket's calls keep ctx, so that the page still hears why.
 	tctx, tcancel := context.WithCancelCause(ctx)
@@ -555,10 +557,11 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 // the device's answer.
 func (s *Server) ptyCommand(ctx context.Context, id Identity, device string, payload []byte) ([]byte, error) {
 	req := Request{Type: wire.MsgPTYCommand}
-	if err := s.auth.Load().policy.Authorize(id, device, req); err != nil {
+	pol := s.auth.Load().policy
+	if err := pol.Authorize(id, s.deviceRef(pol, device), req); err != nil {
 		return nil, err
 	}
-	ev := Event{Client: id.Name, Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}
+	ev := Event{Client: id.Name, Auth: id.method(), Device: device, Type: typeWord(wire.MsgPTYCommand), Method: "web"}
 	o, ref := s.open(ctx, &openRequest{id: id, device: device, req: req, msg: wire.Message{Type: wire.MsgPTYCommand, Payload: payload}, ev: &ev})
 	if ref != nil {
 		return nil, errors.New(ref.reason)

@@ -59,6 +59,7 @@ stdlib_only="$mod github.com golang.org/x gopkg.in"
 # The session layer and below know nothing of the runtimes and stream types.
 deny transport/wire $stdlib_only
 deny transport/target $stdlib_only
+deny transport/labels $stdlib_only
 deny transport "$mod/(cmd|cli|edge|device|mock|pty|udp|certs|transport/client|transport/tcp|transport/qbeecompat)" \
   "github.com/spf13" "github.com/prometheus" "github.com/creack/pty"
 deny certs $stdlib_only

@@ -18,7 +18,6 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
-	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -43,6 +42,11 @@ type fileConfig struct {
 	Web webFileConfig `yaml:"web"`
 	// Recording is the recording of shells (recordingconfig.go).
 	Recording *recordingFileConfig `yaml:"recording"`
+
+	// Tokens and Roles are the policy of roles (roles.go); each clients:
+	// entry is read as a token and a role bound to it.
+	Tokens []tokenConfig `yaml:"tokens"`
+	Roles  []roleConfig  `yaml:"roles"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -54,6 +58,8 @@ type devicesConfig struct {
 	// LastSeenMax caps the records a single edge keeps in memory; 0
 	// means edge.DefaultLastSeenMax.
 	LastSeenMax int `yaml:"last_seen_max"`
+	// LabelsFile labels devices from the edge's side (labelsfile.go).
+	LabelsFile string `yaml:"labels_file"`
 }
 
 // defaultLastSeenTTL is devices.last_seen_ttl when it is not set.
@@ -161,7 +167,7 @@ type config struct {
 	path    string
 	file    fileConfig
 	cert    tls.Certificate
-	policy  *edge.StaticPolicy
+	policy  *edge.RolePolicy
 	revoked edge.Revocations
 	limits  edge.Limits
 	drain   time.Duration
@@ -204,6 +210,15 @@ func (e *configError) Error() string {
 
 // loadConfig reads and checks edge.yaml, and loads the files it names.
 func loadConfig(path string) (*config, error) {
+	data, err := readConfigFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseConfig(path, data, true)
+}
+
+// readConfigFile reads edge.yaml, at most maxConfigSize bytes of it.
+func readConfigFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -216,7 +231,7 @@ func loadConfig(path string) (*config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("config %s is larger than %d bytes", path, maxConfigSize)
 	}
-	return parseConfig(path, data, true)
+	return data, nil
 }
 
 // parseConfig checks data; with loadFiles it also reads the certificate,
@@ -277,13 +292,22 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if err != nil {
 			return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
 		}
-		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
-			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
-		if r.Recording, err = parseRecordingMode(cl.Recording); err != nil {
-			return nil, bad(err.Error(), k("recording")...)
-		}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
+		}
+		for j, g := range cl.Devices {
+			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {
+				return nil, bad(strings.TrimPrefix(err.Error(), `client "x": `), k("devices", strconv.Itoa(j))...)
+			}
+		}
+		a, err := parseAllow(cl.Allow, k("allow"), bad)
+		if err != nil {
+			return nil, err
+		}
+		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices, TCP: a.TCP, UDP: a.UDP,
+			PTY: a.PTY, Reload: a.Reload, Files: a.Files, FileRules: a.FileRules, Exec: a.Exec, ExtraTypes: a.ExtraTypes}
+		if r.Recording, err = parseRecordingMode(cl.Recording); err != nil {
+			return nil, bad(err.Error(), k("recording")...)
 		}
 		switch cl.Recordings {
 		case "":
@@ -292,39 +316,14 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		default:
 			return nil, bad(fmt.Sprintf("%q: the one right on recordings is read (recordings: read), or leave the key out", cl.Recordings), k("recordings")...)
 		}
-		for j, g := range cl.Devices {
-			if _, err := edge.NewStaticPolicy([]edge.ClientRule{{Name: "x", Devices: []string{g}}}); err != nil {
-				return nil, bad(strings.TrimPrefix(err.Error(), `client "x": `), k("devices", strconv.Itoa(j))...)
-			}
-		}
-		for j, p := range cl.Allow.TCP {
-			pat, err := target.ParsePattern(p)
-			if err != nil {
-				return nil, bad(err.Error(), k("allow", "tcp", strconv.Itoa(j))...)
-			}
-			r.TCP = append(r.TCP, pat)
-		}
-		for j, p := range cl.Allow.UDP {
-			pat, err := target.ParsePattern(p)
-			if err != nil {
-				return nil, bad(err.Error(), k("allow", "udp", strconv.Itoa(j))...)
-			}
-			r.UDP = append(r.UDP, pat)
-		}
-		if r.ExtraTypes, err = parseExtraTypes(cl.Allow.ExtraTypes); err != nil {
-			var xe *extraTypeError
-			if errors.As(err, &xe) {
-				return nil, bad(xe.msg, k("allow", "extra_types", strconv.Itoa(xe.index))...)
-			}
-			return nil, bad(err.Error(), k("allow", "extra_types")...)
-		}
 		rules = append(rules, r)
 	}
-	pol, err := edge.NewStaticPolicy(rules)
-	if err != nil {
+	if _, err := edge.NewStaticPolicy(rules); err != nil {
 		return nil, bad(err.Error(), "clients")
 	}
-	c.policy = pol
+	if c.policy, err = parseRoles(fc, rules, bad, rel); err != nil {
+		return nil, err
+	}
 
 	l := fc.Limits
 	checks := []struct {

@@ -25,18 +25,18 @@ func TestConfigExtraTypes(t *testing.T) {
 		t.Fatal("ops does not authenticate")
 	}
 	for _, typ := range []wire.MsgType{0x15, 0x21, 0x80, 0xff} {
-		if err := c.policy.Authorize(id, "d-1", edge.Request{Type: typ}); err != nil {
+		if err := c.policy.Authorize(id, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: typ}); err != nil {
 			t.Errorf("0x%02x: %v; want it allowed", uint8(typ), err)
 		}
 	}
-	if err := c.policy.Authorize(id, "d-1", edge.Request{Type: 0x16}); err == nil {
+	if err := c.policy.Authorize(id, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: 0x16}); err == nil {
 		t.Error("0x16, not listed, is allowed")
 	}
 	plain, err := parseConfig("/etc/tether/edge.yaml", []byte(strings.Replace(issueConfig, "<64 hex chars>", hex64, 1)), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := plain.policy.Authorize(id, "d-1", edge.Request{Type: 0x15}); err == nil {
+	if err := plain.policy.Authorize(id, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: 0x15}); err == nil {
 		t.Error("0x15 is allowed without extra_types: relayed types must be off by default")
 	}
 }

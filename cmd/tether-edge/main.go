@@ -29,8 +29,15 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		var ue *usageErr
+		switch {
+		case errors.Is(err, flag.ErrHelp):
 			os.Exit(0)
+		case errors.Is(err, errDenied):
+			os.Exit(1) // policy check said no, and why
+		case errors.As(err, &ue):
+			fmt.Fprintln(os.Stderr, "tether-edge:", err)
+			os.Exit(2)
 		}
 		fmt.Fprintln(os.Stderr, "tether-edge:", err)
 		os.Exit(1)
@@ -45,6 +52,7 @@ Usage:
   tether-edge token hash < TOKEN_FILE
   tether-edge dev --dir DIR [--listen ADDR] [--device ID]
   tether-edge dev --cluster 3 --dir DIR [--device ID]
+  tether-edge policy check --config edge.yaml --as NAME --device ID REQUEST
   tether-edge --version
 
 Configuration:
@@ -53,7 +61,8 @@ Configuration:
   An unknown key or a bad value stops the edge with the file, the line and the key.
 
 Signals:
-  SIGHUP           re-read clients, policy and the revocation list; reopen the audit log
+  SIGHUP           re-read clients, tokens, roles, the labels file and the revocation list;
+                   reopen the audit log
                    (listen, tls, keepalive, limits and cluster need a restart)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
@@ -63,6 +72,7 @@ Examples:
   tether-edge dev --dir ./tether-dev
   tether-edge dev --cluster 3 --dir ./tether-cluster   # three edges behind HAProxy, on this machine
   tether-edge --config /etc/tether/edge.yaml
+  tether-edge policy check --config edge.yaml --as alice@example.com --group field-eng --device gw-1 tcp 10.0.0.5:22
 `
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -72,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return runToken(args[1:], os.Stdin, stdout)
 		case "dev":
 			return runDev(args[1:], stdout, stderr)
+		case "policy":
+			return runPolicy(args[1:], stdout, stderr)
 		case "version", "--version", "-version":
 			fmt.Fprintln(stdout, version.Line("tether-edge", "protocol "+transport.ProtocolToken))
 			return nil
@@ -363,7 +375,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger)
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
 	srv.SetRecording(cfg.recording) // new shells take it
-	log.Info("reloaded clients and revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
+	log.Info("reloaded clients, tokens, roles, the labels file, the recording section and the revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
 	}

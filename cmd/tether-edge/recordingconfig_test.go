@@ -47,7 +47,7 @@ func TestRecordingConfig(t *testing.T) {
 			}
 		}},
 		{"client mode", withClientMode("required"), "", func(t *testing.T, c *config) {
-			if m := c.policy.RecordingMode(edge.Identity{Name: "ops"}); m != edge.RecordingRequired {
+			if m := c.policy.RecordingMode(edge.Identity{Name: "ops"}, edge.DeviceRef{ID: "d1"}); m != edge.RecordingRequired {
 				t.Fatalf("client mode %q; want required", m)
 			}
 		}},

@@ -43,6 +43,9 @@ type Device struct {
 	// AgentInfo is what the device said about itself at connect: version,
 	// platform, OS; empty for an agent that says nothing.
 	transport.AgentInfo `yaml:",inline"`
+	// Labels are the device's labels, from its certificate and the
+	// edge's labels file; never what the agent says.
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 }
 
 // DevicesOptions selects devices for Dialer.Devices.
@@ -53,6 +56,9 @@ type DevicesOptions struct {
 	// Match keeps the IDs that match this pattern (path.Match syntax:
 	// "gw-*", "gw-0[0-4]?"); empty keeps all.
 	Match string
+	// Labels keeps the devices whose labels meet this selector
+	// (transport/labels: "site=berlin,tier!=test"); empty keeps all.
+	Labels string
 }
 
 // Devices lists the devices of the edge that the token may see, sorted by
@@ -100,6 +106,9 @@ func DevicesURL(edge string, opts DevicesOptions) (string, error) {
 	}
 	if opts.Match != "" {
 		q.Set("match", opts.Match)
+	}
+	if opts.Labels != "" {
+		q.Set("labels", opts.Labels)
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil

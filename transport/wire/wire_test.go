@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -201,7 +202,7 @@ func FuzzDecodePeerOpen(f *testing.F) {
 			t.Fatalf("a decoded payload does not encode: %v", err)
 		}
 		back, err := wire.DecodePeerOpen(enc)
-		if err != nil || back != p {
+		if err != nil || !reflect.DeepEqual(back, p) {
 			t.Fatalf("round trip: %+v -> %+v, %v", p, back, err)
 		}
 	})
@@ -220,6 +221,25 @@ func TestPeerOpen(t *testing.T) {
 		{Device: "d", Client: "c", Hops: 1},
 		{Device: "d", Client: "c", Via: "e", Hops: 2},
 		{Device: "d", Client: "c", Via: "e", Hops: 0},
+	} {
+		_, err := bad.Encode()
+		require.ErrorIs(t, err, wire.ErrInvalidPeerOpen, "%+v", bad)
+	}
+}
+
+// TestPeerOpenIdentity: a person's method and groups cross the hop, and
+// their bounds hold.
+func TestPeerOpenIdentity(t *testing.T) {
+	good := wire.PeerOpen{Device: "gw-17", Client: "alice@example.com", Method: "oidc", Groups: []string{"field-eng", "ops"}, Via: "edge-1", Hops: 1}
+	b, err := good.Encode()
+	require.NoError(t, err)
+	got, err := wire.DecodePeerOpen(b)
+	require.NoError(t, err)
+	require.Equal(t, good, got)
+	for _, bad := range []wire.PeerOpen{
+		{Device: "d", Client: "c", Via: "e", Hops: 1, Groups: []string{""}},
+		{Device: "d", Client: "c", Via: "e", Hops: 1, Groups: make([]string, 300)},
+		{Device: "d", Client: "c", Via: "e", Hops: 1, Method: strings.Repeat("m", 300)},
 	} {
 		_, err := bad.Encode()
 		require.ErrorIs(t, err, wire.ErrInvalidPeerOpen, "%+v", bad)
