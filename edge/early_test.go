@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/target"
@@ -68,6 +70,15 @@ func TestOptimisticOpen(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "echo:"+strings.ToUpper(msg), string(got))
 			require.NoError(t, st.Failed())
+			// The client's edge counts each byte once, early or not.
+			require.Eventually(t, func() bool {
+				for _, ev := range rig.edges[at].audit.Events() {
+					if ev.Kind == edge.EventStreamClose && ev.Target == echo && ev.BytesUp == int64(len(msg)) {
+						return true
+					}
+				}
+				return false
+			}, 10*time.Second, 10*time.Millisecond, "no close record with %d bytes up", len(msg))
 		})
 		t.Run(at+"/refused by the device: early bytes dropped", func(t *testing.T) {
 			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte(guarded))

@@ -364,7 +364,7 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 		return
 	}
 	o, ref := s.open(s.ctx, &openRequest{id: id, device: hdr.Device, req: req,
-		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops})
+		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops, from: st})
 	if ref != nil {
 		s.answerRefusal(st, ev, ref, true)
 		return
