@@ -357,12 +357,9 @@ func (d *Client) serve(ctx context.Context, sess *transport.Session) string {
 	}()
 
 	hctx, hcancel := context.WithCancel(ctx)
-	o := &served{d: d, sess: sess, cfg: cfg, hctx: hctx, cancel: hcancel, serving: true,
-		streams: make(chan *transport.Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
+	o := &served{d: d, sess: sess, cfg: cfg, cancel: hcancel, streams: make(chan *transport.Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
 
 	// The accept loop owns AcceptStream; it stops when the session closes.
-	// While the session is served, it starts each stream's handler itself;
-	// from the end of this loop on, it hands the streams to the drain.
 	go o.accept()
 
 	reason := "session closed by the edge"
@@ -382,11 +379,10 @@ loop:
 			break loop
 		case <-o.acceptDone:
 			break loop
+		case st := <-o.streams:
+			o.dispatch(hctx, st)
 		}
 	}
-	o.mu.Lock()
-	o.serving = false
-	o.mu.Unlock()
 
 	switch {
 	case ctx.Err() != nil:
@@ -416,14 +412,7 @@ type served struct {
 	d      *Client
 	sess   *transport.Session
 	cfg    *transport.Config
-	hctx   context.Context    // the handlers' context
 	cancel context.CancelFunc // ends the handlers' context
-
-	mu sync.Mutex
-	// serving: the accept loop starts the handlers (one hand-off fewer per
-	// stream); once false, it passes the streams on to streams. Guarded by
-	// mu, which the accept loop holds while it starts a handler.
-	serving bool
 
 	streams    chan *transport.Stream
 	acceptDone chan struct{}
@@ -441,13 +430,6 @@ func (o *served) accept() {
 		if err != nil {
 			return
 		}
-		o.mu.Lock()
-		if o.serving {
-			o.dispatch(o.hctx, st)
-			o.mu.Unlock()
-			continue
-		}
-		o.mu.Unlock()
 		select {
 		case o.streams <- st:
 		case <-o.sess.Done():
