@@ -72,7 +72,7 @@ func (o *ncOptions) run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	// Optimistic open: stdin's first bytes follow the request at once.
-	st, err := cl.OpenStreamEarly(ctx, wire.MsgTCP, []byte(o.target))
+	st, err := cl.OpenStreamEarly(ctx, wire.MsgTCP, []byte(o.target), nil)
 	if err != nil {
 		return err
 	}

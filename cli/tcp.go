@@ -167,8 +167,8 @@ type reportingOpener struct {
 
 // OpenStreamEarly opens optimistically (transport.OpenEarly) and tells
 // the user of a failed open, or of a refusal when its answer comes.
-func (o *reportingOpener) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload []byte) (*transport.EarlyStream, error) {
-	st, err := transport.OpenEarly(ctx, o.Opener, t, payload)
+func (o *reportingOpener) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
+	st, err := transport.OpenEarly(ctx, o.Opener, t, payload, first)
 	if err != nil {
 		o.report(ctx, err)
 		return nil, err

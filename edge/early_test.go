@@ -58,7 +58,7 @@ func TestOptimisticOpen(t *testing.T) {
 	for _, at := range []string{"e1", "e2"} {
 		cl := rig.client(at, "d-1")
 		t.Run(at+"/early bytes and half-close arrive intact", func(t *testing.T) {
-			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte(echo))
+			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte(echo), nil)
 			require.NoError(t, err)
 			defer st.Close()
 			msg := strings.Repeat("abcdefghijklmnopqrstuvwxyz", 10_000) // 260 kB, inside the window
@@ -81,7 +81,7 @@ func TestOptimisticOpen(t *testing.T) {
 			}, 10*time.Second, 10*time.Millisecond, "no close record with %d bytes up", len(msg))
 		})
 		t.Run(at+"/refused by the device: early bytes dropped", func(t *testing.T) {
-			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte(guarded))
+			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte(guarded), nil)
 			require.NoError(t, err)
 			defer st.Close()
 			var told error
@@ -99,7 +99,7 @@ func TestOptimisticOpen(t *testing.T) {
 			require.Zero(t, reached.Load(), "the refused tunnel reached its target")
 		})
 		t.Run(at+"/refused by the policy: early bytes dropped", func(t *testing.T) {
-			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte("10.1.2.3:80"))
+			st, err := cl.OpenStreamEarly(ctxT(t), wire.MsgTCP, []byte("10.1.2.3:80"), nil)
 			require.NoError(t, err)
 			defer st.Close()
 			_, err = st.Write([]byte("must not arrive"))

@@ -18,20 +18,27 @@ import (
 // so its first bytes follow the message without waiting for the answer.
 // *Session implements it; so do the client runtime's Client and Redialer.
 type EarlyOpener interface {
-	OpenStreamEarly(ctx context.Context, t wire.MsgType, payload []byte) (*EarlyStream, error)
+	OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*EarlyStream, error)
 }
 
 var _ EarlyOpener = (*Session)(nil)
 
 // OpenEarly opens a stream of type t on o optimistically when o is an
-// EarlyOpener, and with o.OpenStream (waiting for the answer) otherwise.
-func OpenEarly(ctx context.Context, o Opener, t wire.MsgType, payload []byte) (*EarlyStream, error) {
+// EarlyOpener, and with o.OpenStream (waiting for the answer) otherwise;
+// then first, the stream's first bytes, go out.
+func OpenEarly(ctx context.Context, o Opener, t wire.MsgType, payload, first []byte) (*EarlyStream, error) {
 	if eo, ok := o.(EarlyOpener); ok {
-		return eo.OpenStreamEarly(ctx, t, payload)
+		return eo.OpenStreamEarly(ctx, t, payload, first)
 	}
 	st, ok, err := o.OpenStream(ctx, t, payload)
 	if err != nil {
 		return nil, err
+	}
+	if len(first) > 0 {
+		if _, err := st.Write(first); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	es := &EarlyStream{Stream: st, answered: true, ok: ok}
 	es.done.Store(true)
@@ -68,10 +75,11 @@ type EarlyStream struct {
 
 var _ net.Conn = (*EarlyStream)(nil)
 
-// OpenStreamEarly opens a stream of type t and sends payload, without
-// waiting for the answer (see EarlyStream). ctx and Config.OpenTimeout
-// bound the opening message now and the answer later.
-func (s *Session) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload []byte) (*EarlyStream, error) {
+// OpenStreamEarly opens a stream of type t and sends payload, and first,
+// the stream's first bytes, in the same write (one frame while they fit),
+// without waiting for the answer (see EarlyStream). ctx and
+// Config.OpenTimeout bound the opening message now and the answer later.
+func (s *Session) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*EarlyStream, error) {
 	if len(payload) > wire.MaxPayload {
 		return nil, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
@@ -84,7 +92,11 @@ func (s *Session) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload [
 		deadline = dl
 	}
 	_ = st.SetWriteDeadline(deadline)
-	if err := wire.WriteMessage(st, t, payload); err != nil {
+	msg, err := wire.AppendMessage(make([]byte, 0, wire.HeaderSize+len(payload)+len(first)), t, payload)
+	if err == nil {
+		_, err = st.Write(append(msg, first...))
+	}
+	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("send %v request: %w", t, ctxErr(ctx, err))
 	}

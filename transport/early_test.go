@@ -43,7 +43,7 @@ func TestOpenStreamEarly(t *testing.T) {
 	echo := testutil.TCPServer(t, testutil.LineEcho)
 
 	t.Run("bytes before the answer", func(t *testing.T) {
-		st, err := cl.OpenStreamEarly(testCtx(t), wire.MsgTCP, []byte(echo))
+		st, err := cl.OpenStreamEarly(testCtx(t), wire.MsgTCP, []byte(echo), nil)
 		require.NoError(t, err)
 		defer st.Close()
 		_, err = st.Write([]byte("ping"))
@@ -57,7 +57,7 @@ func TestOpenStreamEarly(t *testing.T) {
 		require.Empty(t, ok)
 	})
 	t.Run("closed without answer", func(t *testing.T) {
-		st, err := cl.OpenStreamEarly(testCtx(t), wire.MsgUDP, []byte("0:127.0.0.1:53"))
+		st, err := cl.OpenStreamEarly(testCtx(t), wire.MsgUDP, []byte("0:127.0.0.1:53"), nil)
 		require.NoError(t, err)
 		defer st.Close()
 		_, err = st.Read(make([]byte, 1))
@@ -66,7 +66,7 @@ func TestOpenStreamEarly(t *testing.T) {
 	})
 	t.Run("context cancelled while waiting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		st, err := cl.OpenStreamEarly(ctx, wire.MsgPTY, nil)
+		st, err := cl.OpenStreamEarly(ctx, wire.MsgPTY, nil, nil)
 		require.NoError(t, err)
 		defer st.Close()
 		cancel()
@@ -75,7 +75,7 @@ func TestOpenStreamEarly(t *testing.T) {
 	})
 	t.Run("open timeout", func(t *testing.T) {
 		slow := b.DialClient(t, &transport.Config{OpenTimeout: 50 * time.Millisecond})
-		st, err := slow.OpenStreamEarly(testCtx(t), wire.MsgPTY, nil)
+		st, err := slow.OpenStreamEarly(testCtx(t), wire.MsgPTY, nil, nil)
 		require.NoError(t, err)
 		defer st.Close()
 		_, err = st.Read(make([]byte, 1))
@@ -85,9 +85,9 @@ func TestOpenStreamEarly(t *testing.T) {
 		require.Contains(t, err.Error(), "no answer by the open's deadline")
 	})
 	t.Run("an opener without early opens waits for the answer", func(t *testing.T) {
-		_, err := transport.OpenEarly(testCtx(t), plainOpener{cl}, wire.MsgUDP, []byte("0:127.0.0.1:53"))
+		_, err := transport.OpenEarly(testCtx(t), plainOpener{cl}, wire.MsgUDP, []byte("0:127.0.0.1:53"), nil)
 		require.ErrorIs(t, err, wire.ErrNoAnswer)
-		st, err := transport.OpenEarly(testCtx(t), plainOpener{cl}, wire.MsgTCP, []byte(echo))
+		st, err := transport.OpenEarly(testCtx(t), plainOpener{cl}, wire.MsgTCP, []byte(echo), nil)
 		require.NoError(t, err)
 		defer st.Close()
 		_, err = st.Write([]byte("pong"))

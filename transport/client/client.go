@@ -78,8 +78,8 @@ func (c *Client) OpenStream(ctx context.Context, t wire.MsgType, payload []byte)
 
 // OpenStreamEarly opens a stream of type t on the device without waiting
 // for the answer: see transport.EarlyStream.
-func (c *Client) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload []byte) (*transport.EarlyStream, error) {
-	return c.sess.OpenStreamEarly(ctx, t, payload)
+func (c *Client) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
+	return c.sess.OpenStreamEarly(ctx, t, payload, first)
 }
 
 // Reload asks the device to reload its configuration. It returns nil on OK

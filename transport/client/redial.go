@@ -233,7 +233,7 @@ func (r *Redialer) OpenStream(ctx context.Context, t wire.MsgType, payload []byt
 // for the answer (transport.EarlyStream). An open that fails because the
 // session just died is retried once on the next session; once the
 // opening message is out, the answer decides.
-func (r *Redialer) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload []byte) (*transport.EarlyStream, error) {
+func (r *Redialer) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
 	wctx, cancel := context.WithTimeout(ctx, transport.DefaultOpenTimeout+r.Backoff.Max)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -241,7 +241,7 @@ func (r *Redialer) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload 
 		if err != nil {
 			return nil, err
 		}
-		st, err := cl.OpenStreamEarly(ctx, t, payload)
+		st, err := cl.OpenStreamEarly(ctx, t, payload, first)
 		if err == nil {
 			r.markUsed()
 			return st, nil

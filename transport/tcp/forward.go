@@ -158,7 +158,18 @@ func (f *Forward) track(ctx context.Context, c net.Conn, add bool) bool {
 }
 
 func (f *Forward) handle(ctx context.Context, c net.Conn) {
-	st, err := transport.OpenEarly(ctx, f.Opener, wire.MsgTCP, []byte(f.Remote))
+	// What the application already sent goes with the opening message, in
+	// its frame: the edge passes it on to the device with the request.
+	bp := firstBufs.Get().(*[]byte)
+	n, err := readyBytes(c, *bp)
+	if err != nil {
+		firstBufs.Put(bp)
+		f.log.Debug("forwarded connection failed before its tunnel opened", "local", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	st, err := transport.OpenEarly(ctx, f.Opener, wire.MsgTCP, []byte(f.Remote), (*bp)[:n])
+	firstBufs.Put(bp)
 	if err != nil {
 		f.log.Warn("forward failed", "local", c.RemoteAddr().String(), "remote", f.Remote, "err", err)
 		c.Close()
@@ -174,6 +185,7 @@ func (f *Forward) handle(ctx context.Context, c net.Conn) {
 		app = refusableConn{tc, st}
 	}
 	up, down, err := transport.Splice(ctx, app, st, nil)
+	up += int64(n)
 	f.log.Debug("forward closed", "remote", f.Remote, "sent", up, "received", down, "err", err)
 }
 
@@ -192,3 +204,12 @@ func (c refusableConn) AbortWith(string) error {
 	}
 	return c.Close()
 }
+
+// maxFirst bounds the application's first bytes that go with the opening
+// message: with it, they fit one frame.
+const maxFirst = 16 << 10
+
+var firstBufs = sync.Pool{New: func() any {
+	b := make([]byte, maxFirst)
+	return &b
+}}
