@@ -71,7 +71,8 @@ func (o *ncOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	st, _, err := cl.OpenStream(ctx, wire.MsgTCP, []byte(o.target))
+	// Optimistic open: stdin's first bytes follow the request at once.
+	st, err := cl.OpenStreamEarly(ctx, wire.MsgTCP, []byte(o.target), nil)
 	if err != nil {
 		return err
 	}
@@ -93,6 +94,10 @@ func (o *ncOptions) run(ctx context.Context) error {
 	<-spliced
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if err := st.Failed(); err != nil {
+		// The open was refused: its answer is the error.
+		return err
 	}
 	// A stream cut by a broken connection reads ErrConnLost, never a clean
 	// EOF: the remote side's EOF is the end of its output.

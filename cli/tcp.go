@@ -165,6 +165,25 @@ type reportingOpener struct {
 	what string
 }
 
+// OpenStreamEarly opens optimistically (transport.OpenEarly) and tells
+// the user of a failed open, or of a refusal when its answer comes.
+func (o *reportingOpener) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
+	st, err := transport.OpenEarly(ctx, o.Opener, t, payload, first)
+	if err != nil {
+		o.report(ctx, err)
+		return nil, err
+	}
+	st.OnAnswer(func(err error) { o.report(ctx, err) })
+	return st, nil
+}
+
+func (o *reportingOpener) report(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		_, msg := describe(err, o.g.msg)
+		o.g.notice("%s: %s", o.what, msg)
+	}
+}
+
 func (o *reportingOpener) OpenStream(ctx context.Context, t wire.MsgType, payload []byte) (*transport.Stream, []byte, error) {
 	st, ok, err := o.Opener.OpenStream(ctx, t, payload)
 	if err != nil && ctx.Err() == nil {

@@ -26,7 +26,7 @@ var binDir string
 func TestMain(m *testing.M) {
 	os.Exit(testutil.RunWithBinaries(m, "e2e", func(dir string) error {
 		binDir = dir
-		return testutil.BuildBinaries(dir, "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent", "./internal/natsd")
+		return testutil.BuildBinaries(dir, "../cmd/tether", "../cmd/tether-edge", "../cmd/tether-agent", "./internal/natsd", "./internal/floorrelay")
 	}, leaks))
 }
 

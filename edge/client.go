@@ -679,7 +679,7 @@ func (s *Server) serveStream(cs *clientSession, st *transport.Stream) {
 		return
 	}
 	ev.Role = grantingRole(auth.policy, cs.id, dev, req)
-	o, ref := s.open(ctx, &openRequest{id: cs.id, device: cs.device, req: req, msg: wire.Message{Type: m.Type, Payload: payload}, ev: &ev})
+	o, ref := s.open(ctx, &openRequest{id: cs.id, device: cs.device, req: req, msg: wire.Message{Type: m.Type, Payload: payload}, ev: &ev, from: st})
 	if ref != nil {
 		s.answerRefusal(st, ev, ref, false)
 		return

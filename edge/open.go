@@ -1,11 +1,13 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tetherhq/tether/transport"
@@ -22,6 +24,12 @@ type openRequest struct {
 	msg    wire.Message // the canonical opening message
 	ev     *Event       // the stream's audit record, filled in as it goes
 	hops   int          // edges the stream crossed before this one
+	// from is the opener's stream, whose first bytes, when they came with
+	// the opening message (optimistic open), go to the device with the
+	// request; early holds them, taken once, for every edge tried.
+	from      *transport.Stream
+	early     []byte
+	tookEarly bool
 	// audited: the record of the request is written; an open that tries
 	// more than one edge writes it once.
 	audited bool
@@ -47,6 +55,7 @@ type opened struct {
 	st      *transport.Stream
 	answer  []byte
 	peer    string // the edge it goes through; empty for a local device
+	early   int64  // the opener's bytes that went with the request
 	release func() // gives back the device's stream slots
 
 	rec *recorder // the shell's recording, if it is recorded (record.go)
@@ -210,7 +219,7 @@ func (s *Server) openLocal(ctx context.Context, r *openRequest, dev *Device) (*o
 		return nil, ref
 	}
 	ok = true
-	return &opened{st: ds, answer: ans, release: release}, nil
+	return &opened{st: ds, answer: ans, release: release, early: int64(len(r.early))}, nil
 }
 
 // openRemote opens r's stream through the edge that holds the device.
@@ -243,7 +252,7 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 		ps.Close()
 		return nil, ref
 	}
-	return &opened{st: ps, answer: ans, peer: rec.Edge, release: func() {}}, nil
+	return &opened{st: ps, answer: ans, peer: rec.Edge, release: func() {}, early: int64(len(r.early))}, nil
 }
 
 // auditBeforeOpen writes, for the stream types that must not run
@@ -274,9 +283,12 @@ func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
 // ("device d1", "edge e2, which holds device d1,").
 func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefix ...byte) ([]byte, *refusal) {
 	_ = st.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	if !r.tookEarly && r.from != nil && r.msg.Type == wire.MsgTCP {
+		r.early, r.tookEarly = takeEarly(r.from), true
+	}
 	msg, err := wire.AppendMessage(prefix, r.msg.Type, r.msg.Payload)
 	if err == nil {
-		_, err = st.Write(msg)
+		_, err = st.Write(append(msg, r.early...))
 	}
 	if err != nil {
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot send the request to %s: %v", who, err)}
@@ -303,6 +315,32 @@ func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefi
 	_ = st.SetDeadline(time.Time{})
 	return ans.Payload, nil
 }
+
+// maxEarly bounds the opener's first bytes that go with the request.
+const maxEarly = 8 << 10
+
+// takeEarly returns the bytes that already arrived on st after its
+// opening message, without waiting for any: an optimistic opener's first
+// bytes (docs/protocol.md, "Optimistic open"). They go to the device with
+// the request, one frame, so that it has them when it answers; a
+// refusal drops them there, as here. The rest, and the end of st, come
+// through the splice.
+func takeEarly(st *transport.Stream) []byte {
+	bp := earlyBufs.Get().(*[]byte)
+	defer earlyBufs.Put(bp)
+	_ = st.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
+	n, _ := st.Read(*bp)
+	_ = st.SetReadDeadline(time.Time{})
+	if n == 0 {
+		return nil
+	}
+	return bytes.Clone((*bp)[:n])
+}
+
+var earlyBufs = sync.Pool{New: func() any {
+	b := make([]byte, maxEarly)
+	return &b
+}}
 
 // answerRefusal audits a refused stream and tells its opener: the device's
 // own Error verbatim, GoAway to a peer edge when the device is not here,
@@ -365,6 +403,7 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	}
 	ctx, dev = s.recordRelay(ctx, o, dev)
 	up, down, err := transport.Splice(ctx, st, dev, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
+	up += o.early
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 

@@ -372,7 +372,7 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 	}
 	ev.Role = grantingRole(pol, id, dev, req)
 	o, ref := s.open(s.ctx, &openRequest{id: id, device: hdr.Device, req: req,
-		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops})
+		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops, from: st})
 	if ref != nil {
 		s.answerRefusal(st, ev, ref, true)
 		return

@@ -87,7 +87,24 @@ type frameConn struct {
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
 	werr    error               // first write error; every later write fails with it
+	held    []byte              // frames held back to go out with the next one (hold)
+	flushT  *time.Timer         // sends the held frames if no frame follows in time
 }
+
+// Frames that only open a stream (SYN) or announce the window after a
+// stream's first small reads (UPD) are held back and go out in one write,
+// one TLS record, with the frame that follows them: a stream's opening
+// message after its SYN, an answer or the first bytes after the window
+// update that reading the opening message or the answer sent. That saves
+// a write, a record and a wake-up of the peer per frame on the open path.
+// Nothing waits on them: the peer's initial window covers every stream
+// until the update comes, and if no frame follows within holdFor they go
+// out alone.
+const (
+	holdFor      = time.Millisecond
+	holdUPDBelow = 64 << 10 // window updates after more consumed bytes go out at once
+	maxHeld      = 128      // bytes of held frames; beyond, they go out at once
+)
 
 func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameConn {
 	if r == nil {
@@ -306,9 +323,10 @@ func (c *frameConn) closeErr() error {
 	return nil
 }
 
-// frameBufs holds buffers of a full frame (header and a max-size payload).
+// frameBufs holds buffers of a full frame (header and a max-size payload)
+// and the held frames before it.
 var frameBufs = sync.Pool{New: func() any {
-	b := make([]byte, smuxHeaderSize+65535)
+	b := make([]byte, maxHeld+smuxHeaderSize+65535)
 	return &b
 }}
 
@@ -353,6 +371,9 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 			c.pol.advertise(sid, p[smuxHeaderSize:smuxHeaderSize+smuxUPDSize])
 		}
 	}
+	hold := cmd == smuxCmdSYN && len(p) == smuxHeaderSize ||
+		cmd == smuxCmdUPD && len(p) == smuxHeaderSize+smuxUPDSize &&
+			binary.LittleEndian.Uint32(p[smuxHeaderSize:]) < holdUPDBelow
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -367,16 +388,64 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
+	if hold && len(c.held)+len(p) <= maxHeld {
+		c.holdLocked(p)
+		return len(p), nil
+	}
 	return c.writeLocked(p)
 }
 
-// writeLocked writes p to the connection; the caller holds wmu.
+// holdLocked keeps frame p back, to go out with the next frame or after
+// holdFor; the caller holds wmu.
+func (c *frameConn) holdLocked(p []byte) {
+	if c.held == nil {
+		c.held = make([]byte, 0, maxHeld)
+	}
+	if len(c.held) == 0 {
+		if c.flushT == nil {
+			c.flushT = time.AfterFunc(holdFor, c.flushHeld)
+		} else {
+			c.flushT.Reset(holdFor)
+		}
+	}
+	c.held = append(c.held, p...)
+}
+
+// flushHeld sends the held frames that no frame followed in time.
+func (c *frameConn) flushHeld() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.held) > 0 && c.werr == nil {
+		_, _ = c.writeLocked(nil)
+	}
+}
+
+// writeLocked writes the held frames and then p to the connection, in one
+// write; the caller holds wmu. It reports p's bytes.
 func (c *frameConn) writeLocked(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	if len(c.held) == 0 {
+		n, err := c.Conn.Write(p)
+		if err != nil {
+			c.werr = err
+		}
+		return n, err
+	}
+	c.flushT.Stop()
+	held := len(c.held)
+	bp := frameBufs.Get().(*[]byte)
+	defer frameBufs.Put(bp)
+	buf := *bp
+	if held+len(p) > len(buf) {
+		buf = make([]byte, held+len(p))
+	}
+	n := copy(buf, c.held)
+	n += copy(buf[n:], p)
+	c.held = c.held[:0]
+	w, err := c.Conn.Write(buf[:n])
 	if err != nil {
 		c.werr = err
 	}
-	return n, err
+	return max(w-held, 0), err
 }
 
 // isWriteErr reports whether err is the error that failed the connection's

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 // FuzzFrameInspect feeds arbitrary bytes, in arbitrary read sizes, through
@@ -80,4 +83,75 @@ func FuzzFrameInspect(f *testing.F) {
 			t.Fatalf("parser ends with %d header bytes and %d payload bytes to go; want %d and %d", c.hdrN, c.left, wantHdr, wantLeft)
 		}
 	})
+}
+
+// writesConn records each Write as one slice.
+type writesConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (w *writesConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (w *writesConn) got() [][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.writes)
+}
+
+// TestHeldFrames: a SYN and a window update after a small read go out
+// with the frame that follows them, in one write, in order; a window
+// update after a large read goes out at once; held frames that no frame
+// follows go out alone, soon.
+func TestHeldFrames(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w := &writesConn{Conn: a}
+	c := newFrameConn(w, nil, nil, peerInfo{})
+	frame := func(cmd byte, sid uint32, payload []byte) []byte {
+		h := header(cmd, sid)
+		binary.LittleEndian.PutUint16(h[2:4], uint16(len(payload)))
+		return append(h[:], payload...)
+	}
+	upd := func(sid, consumed uint32) []byte {
+		var p [smuxUPDSize]byte
+		binary.LittleEndian.PutUint32(p[:4], consumed)
+		binary.LittleEndian.PutUint32(p[4:], 1<<20)
+		return frame(smuxCmdUPD, sid, p[:])
+	}
+	syn, msg := frame(smuxCmdSYN, 3, nil), frame(smuxCmdPSH, 3, []byte{0x10, 0, 2, 'h', 'i'})
+	small, large := upd(5, 3), upd(5, 1<<20)
+
+	for _, f := range [][]byte{syn, msg, small, msg, large} {
+		n, err := c.WriteBuffers([][]byte{f[:smuxHeaderSize], f[smuxHeaderSize:]})
+		if err != nil || n != len(f) {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+	}
+	want := [][]byte{append(bytes.Clone(syn), msg...), append(bytes.Clone(small), msg...), large}
+	if got := w.got(); !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("writes %x; want %x", got, want)
+	}
+
+	if _, err := c.Write(syn); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.got()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("a held SYN that no frame followed was never sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := w.got(); !bytes.Equal(got[3], syn) {
+		t.Fatalf("last write %x; want the SYN %x", got[3], syn)
+	}
+	c.Close()
 }

@@ -76,6 +76,12 @@ func (c *Client) OpenStream(ctx context.Context, t wire.MsgType, payload []byte)
 	return c.sess.OpenStream(ctx, t, payload)
 }
 
+// OpenStreamEarly opens a stream of type t on the device without waiting
+// for the answer: see transport.EarlyStream.
+func (c *Client) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
+	return c.sess.OpenStreamEarly(ctx, t, payload, first)
+}
+
 // Reload asks the device to reload its configuration. It returns nil on OK
 // and a *wire.RemoteError with the device's reason otherwise.
 func (c *Client) Reload(ctx context.Context) error {

@@ -229,6 +229,36 @@ func (r *Redialer) OpenStream(ctx context.Context, t wire.MsgType, payload []byt
 	}
 }
 
+// OpenStreamEarly opens a stream on the current session without waiting
+// for the answer (transport.EarlyStream). An open that fails because the
+// session just died is retried once on the next session; once the
+// opening message is out, the answer decides.
+func (r *Redialer) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, first []byte) (*transport.EarlyStream, error) {
+	wctx, cancel := context.WithTimeout(ctx, transport.DefaultOpenTimeout+r.Backoff.Max)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		cl, err := r.client(wctx)
+		if err != nil {
+			return nil, err
+		}
+		st, err := cl.OpenStreamEarly(ctx, t, payload, first)
+		if err == nil {
+			r.markUsed()
+			return st, nil
+		}
+		if attempt > 0 || ctx.Err() != nil {
+			return nil, err
+		}
+		timer := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-cl.Done():
+			timer.Stop()
+		case <-timer.C:
+			return nil, err
+		}
+	}
+}
+
 // Close stops reconnecting and closes the current session. It is
 // idempotent.
 func (r *Redialer) Close() error {

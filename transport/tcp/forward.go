@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -18,6 +19,13 @@ import (
 // accepts is carried to Remote through a TCP tunnel opened with Opener,
 // with half-close both ways. Fill in the fields, then Start; Close stops
 // it.
+//
+// Tunnels open optimistically when Opener is a transport.EarlyOpener (a
+// client.Client or client.Redialer is): the application's first bytes
+// follow the opening message without waiting for the device's answer,
+// which saves a round trip per connection. A refused tunnel closes the
+// application's connection, as when the Forward waits for the answer; the
+// bytes it sent are dropped.
 type Forward struct {
 	// Listener is the local listener to serve; the Forward owns it from
 	// Start on and closes it on Close or when Start's context ends.
@@ -150,12 +158,58 @@ func (f *Forward) track(ctx context.Context, c net.Conn, add bool) bool {
 }
 
 func (f *Forward) handle(ctx context.Context, c net.Conn) {
-	st, _, err := f.Opener.OpenStream(ctx, wire.MsgTCP, []byte(f.Remote))
+	// What the application already sent goes with the opening message, in
+	// its frame: the edge passes it on to the device with the request.
+	bp := firstBufs.Get().(*[]byte)
+	n, err := readyBytes(c, *bp)
+	if err != nil {
+		firstBufs.Put(bp)
+		f.log.Debug("forwarded connection failed before its tunnel opened", "local", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	st, err := transport.OpenEarly(ctx, f.Opener, wire.MsgTCP, []byte(f.Remote), (*bp)[:n])
+	firstBufs.Put(bp)
 	if err != nil {
 		f.log.Warn("forward failed", "local", c.RemoteAddr().String(), "remote", f.Remote, "err", err)
 		c.Close()
 		return
 	}
-	up, down, err := transport.Splice(ctx, c, st, nil)
+	st.OnAnswer(func(err error) {
+		if err != nil {
+			f.log.Warn("forward failed", "local", c.RemoteAddr().String(), "remote", f.Remote, "err", err)
+		}
+	})
+	var app io.ReadWriteCloser = c
+	if tc, ok := c.(*net.TCPConn); ok {
+		app = refusableConn{tc, st}
+	}
+	up, down, err := transport.Splice(ctx, app, st, nil)
+	up += int64(n)
 	f.log.Debug("forward closed", "remote", f.Remote, "sent", up, "received", down, "err", err)
 }
+
+// refusableConn is an application's connection whose tunnel opened
+// optimistically. When the open was refused, the splice's abort closes it
+// (the application reads EOF, as it would have without the optimistic
+// open); any other abort resets it.
+type refusableConn struct {
+	*net.TCPConn
+	st *transport.EarlyStream
+}
+
+func (c refusableConn) AbortWith(string) error {
+	if c.st.Failed() == nil {
+		_ = c.SetLinger(0) // Close then sends RST, not FIN
+	}
+	return c.Close()
+}
+
+// maxFirst bounds the application's first bytes that go with the opening
+// message: with it, they fit one frame.
+const maxFirst = 16 << 10
+
+var firstBufs = sync.Pool{New: func() any {
+	b := make([]byte, maxFirst)
+	return &b
+}}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/transport/tcp"
+)
+
+// floorRelay starts the floor relay (e2e/internal/floorrelay) to target
+// and returns the client's connection to it: the same processes and two
+// TLS 1.3 hops as the full path, each hop one persistent TLS connection
+// copied with io.Copy, no multiplexer and no messages.
+func floorRelay(tb testing.TB, s *system, target string) net.Conn {
+	tb.Helper()
+	ready := filepath.Join(tb.TempDir(), "floor-ready")
+	start(tb, "floorrelay", "edge", "-cert", s.pki.EdgeCertFile, "-key", s.pki.EdgeKeyFile, "-ready", ready)
+	var addrs []string
+	require.Eventually(tb, func() bool {
+		b, err := os.ReadFile(ready)
+		addrs = strings.Fields(string(b))
+		return err == nil && len(addrs) == 2
+	}, 20*time.Second, 10*time.Millisecond, "the floor relay's edge did not start")
+	start(tb, "floorrelay", "agent", "-edge", addrs[1], "-ca", s.pki.CAFile, "-target", target)
+	c, err := tls.Dial("tcp", addrs[0], s.pki.ClientTLS())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrips sends n 64-byte messages on c to an echo, one at a time, and
+// returns each one's round trip.
+func roundTrips(tb testing.TB, c io.ReadWriter, n int) []time.Duration {
+	tb.Helper()
+	msg, back := make([]byte, 64), make([]byte, 64)
+	out := make([]time.Duration, 0, n)
+	for i := range n {
+		msg[0] = byte(i)
+		t0 := time.Now()
+		_, err := c.Write(msg)
+		require.NoError(tb, err)
+		_, err = io.ReadFull(c, back)
+		require.NoError(tb, err)
+		out = append(out, time.Since(t0))
+		require.Equal(tb, msg, back)
+	}
+	return out
+}
+
+// requestAnswers opens n new connections with open, one at a time, and
+// returns each one's time from the open to a 64-byte request's answer.
+func requestAnswers(tb testing.TB, n int, open func() (net.Conn, error)) []time.Duration {
+	tb.Helper()
+	msg, back := make([]byte, 64), make([]byte, 64)
+	out := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		c, err := open()
+		require.NoError(tb, err)
+		_, err = c.Write(msg)
+		require.NoError(tb, err)
+		_, err = io.ReadFull(c, back)
+		require.NoError(tb, err)
+		out = append(out, time.Since(t0))
+		c.Close()
+	}
+	return out
+}
+
+// ctxSwitches is a process's context switches so far, voluntary and not,
+// summed over its threads.
+func ctxSwitches(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	require.NoError(tb, err)
+	total := 0.0
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasSuffix(strings.Fields(line + " x")[0], "ctxt_switches:") {
+				var v float64
+				fmt.Sscan(strings.Fields(line)[1], &v)
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+func sorted(d []time.Duration) []time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
+}
+
+// BenchmarkInteractive measures what a person notices against the floor
+// relay, in interleaved rounds of one run: R is the floor's 64 B round
+// trip. A 64 B round trip on an open stream, a shell keystroke's echo,
+// and a new connection with a 64 B request and answer, both from the
+// in-process client (tcp.Dial) and from an application through a real
+// `tether tcp` forward. It also counts the context switches of the edge
+// and the agent per new connection.
+func BenchmarkInteractive(b *testing.B) {
+	s := newSystem(b)
+	agent := s.addAgent(agentOpts{id: "dev-1"})
+	echo := lineEcho(b)
+	floor := floorRelay(b, s, echo)
+	c := s.dialClient(b, "dev-1")
+	fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+echo)
+	local := forwardAddr(b, fwd)
+	stream, err := tcp.Dial(context.Background(), c, echo)
+	require.NoError(b, err)
+	defer stream.Close()
+	dialFull := func() (net.Conn, error) { return tcp.Dial(context.Background(), c, echo) }
+	dialApp := func() (net.Conn, error) { return net.Dial("tcp", local) }
+
+	// Warm up every path.
+	roundTrips(b, floor, 200)
+	roundTrips(b, stream, 200)
+	requestAnswers(b, 50, dialFull)
+	requestAnswers(b, 50, dialApp)
+
+	const rounds = 10
+	var rFloor, rStream, keys, opens, apps []time.Duration
+	var edgeCS, agentCS float64
+	for range rounds {
+		rFloor = append(rFloor, roundTrips(b, floor, 200)...)
+		rStream = append(rStream, roundTrips(b, stream, 200)...)
+		keys = append(keys, keystrokes(b, c, 50)...)
+		e0, a0 := ctxSwitches(b, s.edge.cmd.Process.Pid), ctxSwitches(b, agent.cmd.Process.Pid)
+		opens = append(opens, requestAnswers(b, 50, dialFull)...)
+		edgeCS += ctxSwitches(b, s.edge.cmd.Process.Pid) - e0
+		agentCS += ctxSwitches(b, agent.cmd.Process.Pid) - a0
+		apps = append(apps, requestAnswers(b, 50, dialApp)...)
+	}
+	for _, d := range [][]time.Duration{rFloor, rStream, keys, opens, apps} {
+		sorted(d)
+	}
+	r := percentile(rFloor, 0.5)
+	b.ReportMetric(r, "floor-R-p50-ms")
+	b.ReportMetric(percentile(rFloor, 0.99), "floor-p99-ms")
+	b.ReportMetric(percentile(rStream, 0.5), "stream-64B-p50-ms")
+	b.ReportMetric(percentile(rStream, 0.5)/r, "x-R-stream-p50")
+	b.ReportMetric(percentile(rStream, 0.99)/r, "x-R-stream-p99")
+	b.ReportMetric(percentile(keys, 0.5), "key-echo-p50-ms")
+	b.ReportMetric(percentile(keys, 0.5)/r, "x-R-key-p50")
+	b.ReportMetric(percentile(opens, 0.5), "open-64B-p50-ms")
+	b.ReportMetric(percentile(opens, 0.5)/r, "x-R-open-p50")
+	b.ReportMetric(percentile(apps, 0.5), "app-conn-64B-p50-ms")
+	b.ReportMetric(percentile(apps, 0.5)/r, "x-R-app-conn-p50")
+	b.ReportMetric(edgeCS/float64(len(opens)), "edge-ctxsw/open")
+	b.ReportMetric(agentCS/float64(len(opens)), "agent-ctxsw/open")
+}
