@@ -123,7 +123,9 @@ func TestHeldFrames(t *testing.T) {
 	upd := func(sid, consumed uint32) []byte {
 		var p [smuxUPDSize]byte
 		binary.LittleEndian.PutUint32(p[:4], consumed)
-		binary.LittleEndian.PutUint32(p[4:], 1<<20)
+		// The window the frame layer writes into an update for a stream
+		// it does not track: the starting window (policer.advertise).
+		binary.LittleEndian.PutUint32(p[4:], DefaultMaxStreamBuffer)
 		return frame(smuxCmdUPD, sid, p[:])
 	}
 	syn, msg := frame(smuxCmdSYN, 3, nil), frame(smuxCmdPSH, 3, []byte{0x10, 0, 2, 'h', 'i'})
