@@ -27,6 +27,10 @@ type credential struct {
 	id   Identity
 	hash [sha256.Size]byte
 	auth *authState
+	// notAfter and serial are a user certificate's expiry and serial, or
+	// (notAfter only) a JWT's expiry; zero for a token (identity.go).
+	notAfter time.Time
+	serial   string
 }
 
 // authenticate checks the client's token, sent as "Authorization: Bearer
@@ -34,6 +38,9 @@ type credential struct {
 // 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (credential, bool) {
 	st := s.auth.Load()
+	if cred, handled, ok := s.authenticatePersonal(w, r, st); handled {
+		return cred, ok
+	}
 	tok, problem := clientToken(r.Header.Get("Authorization"))
 	if problem != "" {
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token", Reason: problem})
@@ -211,15 +218,18 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(st
 // credential it authenticated with and to the policy generation it was
 // last checked under.
 type clientSession struct {
-	id     Identity
-	cred   [sha256.Size]byte // SHA-256 of its token
-	device string
-	remote string
-	sess   *transport.Session
-	ctx    context.Context // ends when the session ends or the edge closes
-	cancel context.CancelFunc
-	active atomic.Int64
-	first  atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
+	id   Identity
+	cred [sha256.Size]byte // SHA-256 of its token
+	// notAfter and serial: see credential.
+	notAfter time.Time
+	serial   string
+	device   string
+	remote   string
+	sess     *transport.Session
+	ctx      context.Context // ends when the session ends or the edge closes
+	cancel   context.CancelFunc
+	active   atomic.Int64
+	first    atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
 
 	checkMu sync.Mutex
 	// checkMu guards the following.
@@ -299,7 +309,12 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	cs.gen = st.gen
 	var reason string
 	ha, ok := st.policy.(HashAuthenticator)
-	if !ok {
+	if personal(cs.id) {
+		reason = recheckPersonal(cs, st)
+		if reason == "" && !st.policy.DeviceAllowed(cs.id, cs.device) {
+			reason = fmt.Sprintf("client %s may no longer reach device %s", cs.id.Name, cs.device)
+		}
+	} else if !ok {
 		reason = "the reloaded policy cannot check live sessions again"
 	} else if id, ok := ha.AuthenticateHash(cs.cred); !ok {
 		reason = "the token it authenticated with was removed or replaced"
@@ -410,7 +425,7 @@ func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred
 		s.log.Warn("client upgrade failed", "client", id.Name, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	cs := &clientSession{id: id, cred: cred.hash, device: deviceID, remote: r.RemoteAddr, sess: sess,
+	cs := &clientSession{id: id, cred: cred.hash, notAfter: cred.notAfter, serial: cred.serial, device: deviceID, remote: r.RemoteAddr, sess: sess,
 		streams: make(map[*streamGrant]struct{})}
 	cs.gen = cred.auth.gen
 	cs.ctx, cs.cancel = context.WithCancel(s.ctx)
@@ -485,6 +500,7 @@ func (s *Server) runClient(cs *clientSession) {
 		}
 	})
 	defer idle.Stop()
+	defer s.expireAt(cs)()
 	var wg sync.WaitGroup
 	for {
 		st, err := cs.sess.Accept()

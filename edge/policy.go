@@ -74,7 +74,9 @@ var ErrNotAllowed = errors.New("not allowed")
 type ClientRule struct {
 	// Name identifies the client in audit records and denials.
 	Name string
-	// TokenSHA256 is the SHA-256 of the client's bearer token.
+	// TokenSHA256 is the SHA-256 of the client's bearer token. All zero:
+	// the rule has no token and applies to the person or automation of
+	// that name, proven by a user certificate or a JWT (IdentityAdmitter).
 	TokenSHA256 [sha256.Size]byte
 	// Devices are globs on device IDs: '*' matches any run of characters,
 	// '.' and ':' included (target.MatchGlob).
@@ -147,7 +149,7 @@ func NewStaticPolicy(rules []ClientRule) (*StaticPolicy, error) {
 			return nil, fmt.Errorf("client name %q is used twice", r.Name)
 		}
 		names[r.Name] = true
-		if other, dup := hashes[r.TokenSHA256]; dup {
+		if other, dup := hashes[r.TokenSHA256]; dup && r.TokenSHA256 != [sha256.Size]byte{} {
 			return nil, fmt.Errorf("clients %q and %q have the same token_sha256; give each client its own token", other, r.Name)
 		}
 		hashes[r.TokenSHA256] = r.Name
@@ -187,7 +189,7 @@ func (p *StaticPolicy) AuthenticateHash(sum [sha256.Size]byte) (Identity, bool) 
 	}
 	found := -1
 	for i := range p.clients {
-		if subtle.ConstantTimeCompare(sum[:], p.clients[i].TokenSHA256[:]) == 1 {
+		if subtle.ConstantTimeCompare(sum[:], p.clients[i].TokenSHA256[:]) == 1 && ruleMatches(&p.clients[i], Identity{}) {
 			found = i
 		}
 	}
@@ -202,7 +204,7 @@ func (p *StaticPolicy) rule(id Identity) *ClientRule {
 		return nil
 	}
 	for i := range p.clients {
-		if p.clients[i].Name == id.Name {
+		if p.clients[i].Name == id.Name && ruleMatches(&p.clients[i], id) {
 			return &p.clients[i]
 		}
 	}

@@ -71,6 +71,9 @@ type Server struct {
 	Web *WebConfig
 	// Recording records shells at this edge; nil records none.
 	Recording *RecordingConfig
+	// Auth signs people in by SSO and accepts user certificates and
+	// JWTs (sso.go); nil accepts static tokens only.
+	Auth *AuthConfig
 
 	initOnce    sync.Once
 	lim         Limits
@@ -90,8 +93,9 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
-	peers    *peerSet  // the peer sessions of a clustered edge
-	web      *webState // nil without Server.Web; set by init
+	peers    *peerSet     // the peer sessions of a clustered edge
+	web      *webState    // nil without Server.Web; set by init
+	authRT   *authRuntime // nil without Server.Auth; set by init
 	draining bool
 	closed   bool
 }
@@ -130,6 +134,9 @@ func (s *Server) init() {
 		s.clients = make(map[*clientSession]struct{})
 		if s.Web != nil {
 			s.web = newWebState(s.Web)
+		}
+		if s.Auth != nil {
+			s.authRT = newAuthRuntime(s.Auth)
 		}
 		if s.Cluster != nil {
 			s.startCluster()
@@ -241,6 +248,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWeb(w, r, folded)
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, authPrefix) {
+		s.serveAuth(w, r, folded) // takes a body: sso.go
+		return
+	}
 	if msg := ambiguity(r, folded); msg != "" {
 		s.refuseAmbiguous(w, r, msg)
 		return
@@ -267,6 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.URL.Path == "/api/devices":
 		s.serveDeviceList(w, r)
+
 	case r.URL.Path == "/device":
 		if s.admit(w, r) {
 			s.serveDevice(w, r, "")
