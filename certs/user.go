@@ -126,14 +126,14 @@ func (ca *KeyPair) IssueUser(pub crypto.PublicKey, name string, groups []string,
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:       sn,
-		Subject:            pkix.Name{CommonName: name},
-		NotBefore:          now.Add(-userBackdate),
-		NotAfter:           now.Add(lifetime),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		Policies:           []x509.OID{OIDUserPolicy},
-		URIs:               []*url.URL{userURI("user", name)},
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    now.Add(-userBackdate),
+		NotAfter:     now.Add(lifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Policies:     []x509.OID{OIDUserPolicy},
+		URIs:         []*url.URL{userURI("user", name)},
 	}
 	for _, g := range groups {
 		tmpl.URIs = append(tmpl.URIs, userURI("group", g))

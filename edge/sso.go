@@ -183,7 +183,6 @@ func newAuthRuntime(c *AuthConfig) *authRuntime {
 	return rt
 }
 
-
 // verify checks raw with the issuer's keys, its audience and, when nonce
 // is set, its nonce, and maps its claims to an identity of method.
 func (is *issuer) verify(ctx context.Context, raw, nonce, method string) (Identity, time.Time, error) {
