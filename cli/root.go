@@ -218,6 +218,9 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newReloadCommand(g),
 		newCPCommand(g),
 		newCertsCommand(g),
+		newLoginCommand(g),
+		newWhoamiCommand(g),
+		newLogoutCommand(g),
 		newVersionCommand(g),
 	)
 	addVersionFlag(root)

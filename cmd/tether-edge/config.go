@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -41,6 +42,8 @@ type fileConfig struct {
 	Devices devicesConfig `yaml:"devices"`
 	// Web is the web terminal (webconfig.go).
 	Web webFileConfig `yaml:"web"`
+	// Auth is sign-in by SSO, user certificates and JWTs (authconfig.go).
+	Auth authFileConfig `yaml:"auth"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -170,6 +173,8 @@ type config struct {
 	lastSeenMax int
 	// web is the web: section, checked; nil when the web terminal is off.
 	web *edge.WebConfig
+	// auth is the auth: section, checked; nil without one.
+	auth *edge.AuthConfig
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -265,9 +270,15 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if cl.Name == "" {
 			return nil, bad("required: a name for the client", k("name")...)
 		}
-		sum, err := edge.ParseTokenSHA256(cl.TokenSHA256)
-		if err != nil {
-			return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
+		var sum [sha256.Size]byte
+		var err error
+		if cl.TokenSHA256 != "" || !fc.Auth.configured() {
+			// Without token_sha256, the entry is the rule of a person
+			// or automation of that name (auth:).
+			sum, err = edge.ParseTokenSHA256(cl.TokenSHA256)
+			if err != nil {
+				return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
+			}
 		}
 		r := edge.ClientRule{Name: cl.Name, TokenSHA256: sum, Devices: cl.Devices,
 			PTY: cl.Allow.PTY, Reload: cl.Allow.Reload, Files: cl.Allow.Files.on, FileRules: cl.Allow.Files.rules, Exec: cl.Allow.Exec}
@@ -398,6 +409,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 	}
 	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
+		return nil, err
+	}
+	if c.auth, err = parseAuth(fc.Auth, fc.DeviceCA, loadFiles, bad, rel); err != nil {
 		return nil, err
 	}
 	if !loadFiles {

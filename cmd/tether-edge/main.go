@@ -217,6 +217,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Logger:    log,
 		EdgeID:    cfg.file.EdgeID,
 		Web:       cfg.web,
+		Auth:      cfg.auth,
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
