@@ -145,4 +145,3 @@ func writeExpiredLogin(t *testing.T, dir string) {
 	require.NoError(t, certs.WriteFile(filepath.Join(dir, "user.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600, true))
 	require.NoError(t, certs.WriteFile(filepath.Join(dir, "user.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600, true))
 }
-
