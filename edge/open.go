@@ -221,7 +221,8 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 	if err != nil {
 		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot open a stream to edge %s, which holds device %s: %v", rec.Edge, r.device, err)}
 	}
-	hdr, err := wire.PeerOpen{Device: r.device, Client: r.id.Name, Remote: r.ev.RemoteAddr, Via: s.Cluster.EdgeID, Hops: r.hops + 1}.Encode()
+	hdr, err := wire.PeerOpen{Device: r.device, Client: r.id.Name, Remote: r.ev.RemoteAddr, Via: s.Cluster.EdgeID, Hops: r.hops + 1,
+		Method: r.id.Method, Groups: r.id.Groups}.Encode()
 	if err == nil {
 		hdr, err = wire.AppendMessage(nil, wire.MsgPeerOpen, hdr)
 	}

@@ -358,7 +358,7 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 		deny("invalid", err.Error(), false)
 		return
 	}
-	id := Identity{Name: hdr.Client}
+	id := Identity{Name: hdr.Client, Method: hdr.Method, Groups: hdr.Groups}
 	if err := s.auth.Load().policy.Authorize(id, hdr.Device, req); err != nil {
 		deny("denied", err.Error(), false)
 		return

@@ -25,6 +25,11 @@ type PeerOpen struct {
 	// Hops counts the edges the stream has crossed; an edge never sends a
 	// stream on that already crossed one.
 	Hops int `json:"hops"`
+	// Method is how the client proved who it is ("oidc", "jwt"; empty
+	// for a token), and Groups the groups its credential carries: the
+	// device's edge authorizes the same identity as the client's edge.
+	Method string   `json:"method,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // ErrInvalidPeerOpen: a PeerOpen payload is malformed or out of range.
@@ -34,7 +39,9 @@ var ErrInvalidPeerOpen = errors.New("wire: invalid peer open")
 const (
 	maxPeerName = 256
 	// MaxPeerHops is the most edges a stream may cross.
-	MaxPeerHops = 1
+	MaxPeerHops   = 1
+	maxPeerMethod = 16
+	maxPeerGroups = 64
 )
 
 // Validate checks the fields' presence and lengths.
@@ -48,6 +55,13 @@ func (p PeerOpen) Validate() error {
 		return fmt.Errorf("%w: via must be 1 to %d bytes, remote at most that", ErrInvalidPeerOpen, maxPeerName)
 	case p.Hops < 1 || p.Hops > MaxPeerHops:
 		return fmt.Errorf("%w: %d hops; at most %d", ErrInvalidPeerOpen, p.Hops, MaxPeerHops)
+	case len(p.Method) > maxPeerMethod || len(p.Groups) > maxPeerGroups:
+		return fmt.Errorf("%w: method at most %d bytes, at most %d groups", ErrInvalidPeerOpen, maxPeerMethod, maxPeerGroups)
+	}
+	for _, g := range p.Groups {
+		if g == "" || len(g) > maxPeerName {
+			return fmt.Errorf("%w: a group must be 1 to %d bytes", ErrInvalidPeerOpen, maxPeerName)
+		}
 	}
 	return nil
 }
