@@ -86,5 +86,8 @@ func DecodePeerOpen(b []byte) (PeerOpen, error) {
 	if err := p.Validate(); err != nil {
 		return PeerOpen{}, err
 	}
+	if len(p.Groups) == 0 {
+		p.Groups = nil // "groups":[] is no groups
+	}
 	return p, nil
 }

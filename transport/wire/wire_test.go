@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -201,7 +202,7 @@ func FuzzDecodePeerOpen(f *testing.F) {
 			t.Fatalf("a decoded payload does not encode: %v", err)
 		}
 		back, err := wire.DecodePeerOpen(enc)
-		if err != nil || back != p {
+		if err != nil || !reflect.DeepEqual(back, p) {
 			t.Fatalf("round trip: %+v -> %+v, %v", p, back, err)
 		}
 	})
