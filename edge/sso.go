@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -110,6 +112,57 @@ type authRuntime struct {
 	oidc    *issuer   // nil without OIDC
 	jwt     []*issuer // JWTIssuers, in order
 	maxLife time.Duration
+	// verified remembers the certificates and JWTs that passed, until they
+	// expire: a client that reconnects costs a hash, not a signature check.
+	verified verifiedCache
+}
+
+// maxVerified bounds verifiedCache.
+const maxVerified = 4096
+
+// verifiedCache maps the SHA-256 of a credential that passed (a user
+// certificate's DER, a JWT) to what it proved, until it expires. Only
+// successes are kept: a flood of bad credentials cannot fill it.
+type verifiedCache struct {
+	mu sync.Mutex
+	// mu guards m.
+	m map[[sha256.Size]byte]verified
+}
+
+type verified struct {
+	id       Identity
+	notAfter time.Time
+	serial   string
+}
+
+func (c *verifiedCache) get(k [sha256.Size]byte, now time.Time) (verified, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	if ok && !now.Before(v.notAfter) {
+		delete(c.m, k)
+		return verified{}, false
+	}
+	return v, ok
+}
+
+func (c *verifiedCache) put(k [sha256.Size]byte, v verified, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[[sha256.Size]byte]verified)
+	}
+	if len(c.m) >= maxVerified {
+		for key, e := range c.m {
+			if !now.Before(e.notAfter) {
+				delete(c.m, key)
+			}
+		}
+		if len(c.m) >= maxVerified {
+			clear(c.m)
+		}
+	}
+	c.m[k] = v
 }
 
 // CheckAuthConfig checks an AuthConfig for the mistakes the edge cannot
@@ -247,7 +300,15 @@ func (rt *authRuntime) verifyJWT(ctx context.Context, raw string) (Identity, tim
 	}
 	for _, is := range rt.jwt {
 		if is.url == iss {
-			return is.verify(ctx, raw, "", MethodJWT)
+			k := sha256.Sum256([]byte(raw))
+			if v, ok := rt.verified.get(k, rt.now().Add(-clockSkew)); ok {
+				return v.id, v.notAfter, nil
+			}
+			id, exp, err := is.verify(ctx, raw, "", MethodJWT)
+			if err == nil {
+				rt.verified.put(k, verified{id: id, notAfter: exp}, rt.now())
+			}
+			return id, exp, err
 		}
 	}
 	return Identity{}, time.Time{}, fmt.Errorf("the token's issuer %q is not in auth.jwt_issuers", iss)
@@ -279,11 +340,23 @@ func (rt *authRuntime) verifyUserCert(chain []*x509.Certificate) (Identity, cert
 	if rt == nil || rt.cfg.UserCA == nil {
 		return Identity{}, certs.User{}, errors.New("this edge accepts no user certificates (no auth.user_ca)")
 	}
-	u, err := certs.VerifyUser(chain, rt.cfg.UserCA, rt.now())
+	now := rt.now()
+	var k [sha256.Size]byte
+	if len(chain) == 1 {
+		k = sha256.Sum256(chain[0].Raw)
+		if v, ok := rt.verified.get(k, now); ok && !now.Before(chain[0].NotBefore) {
+			return v.id, certs.User{Name: v.id.Name, Groups: v.id.Groups, NotAfter: v.notAfter, Serial: v.serial}, nil
+		}
+	}
+	u, err := certs.VerifyUser(chain, rt.cfg.UserCA, now)
 	if err != nil {
 		return Identity{}, certs.User{}, err
 	}
-	return Identity{Name: u.Name, Method: MethodOIDC, Groups: u.Groups}, u, nil
+	id := Identity{Name: u.Name, Method: MethodOIDC, Groups: u.Groups}
+	if len(chain) == 1 {
+		rt.verified.put(k, verified{id: id, notAfter: u.NotAfter, serial: u.Serial}, now)
+	}
+	return id, u, nil
 }
 
 // authPrefix is the path of the sign-in endpoints.

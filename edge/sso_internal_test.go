@@ -1,0 +1,146 @@
+package edge
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/testoidc"
+)
+
+func FuzzUnverifiedIssuer(f *testing.F) {
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2V4YW1wbGUuY29tIn0.sig")
+	f.Add("a.b.c")
+	f.Add("...")
+	f.Fuzz(func(t *testing.T, s string) {
+		iss, err := unverifiedIssuer(s)
+		if err == nil && len(iss) > len(s) {
+			t.Fatalf("issuer %q longer than its token", iss)
+		}
+	})
+}
+
+func FuzzParseCSR(f *testing.F) {
+	key, _ := certs.NewUserKey()
+	der, _ := certs.UserCSR(key)
+	f.Add(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})))
+	f.Add("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		csr, err := parseCSR(s)
+		if err == nil && csr.CheckSignature() != nil {
+			t.Fatal("parseCSR accepted a request whose signature does not verify")
+		}
+	})
+}
+
+// benchAuth is an auth runtime with a user CA and a JWT issuer whose
+// keys are already fetched, as on a running edge.
+func benchAuth(b *testing.B) (*authRuntime, []*x509.Certificate, string, *testoidc.Provider) {
+	b.Helper()
+	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { idp.Close() })
+	ca, err := certs.NewCA("bench user CA", certs.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := certs.NewUserKey()
+	cert, err := ca.IssueUser(key.Public(), "alice@example.com", []string{"field-eng", "ops"}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt := newAuthRuntime(&AuthConfig{UserCA: certs.PoolOf(ca.Cert),
+		JWTIssuers: []JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}}}})
+	tok, err := idp.Mint(testoidc.Claims{Audience: []string{"tether-ci"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := rt.verifyJWT(context.Background(), tok); err != nil {
+		b.Fatal(err)
+	}
+	return rt, []*x509.Certificate{cert}, tok, idp
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loopCPU runs f in b's loop and reports the CPU time per op beside the
+// wall time: on a shared machine the wall time counts other processes'
+// turns, the CPU time only this work.
+func loopCPU(b *testing.B, f func()) {
+	start := cpuTime()
+	n := 0
+	for b.Loop() {
+		f()
+		n++
+	}
+	b.ReportMetric(float64(cpuTime()-start)/float64(n), "cpu-ns/op")
+}
+
+// BenchmarkConnectAuth measures what authenticating a client costs on
+// connect: a static token (the baseline), a user certificate against the
+// user CA, and a bearer JWT against the issuer's cached keys. None calls
+// the identity provider: the JWKS fetch count is checked after the runs.
+func BenchmarkConnectAuth(b *testing.B) {
+	rt, chain, tok, idp := benchAuth(b)
+	p, err := NewStaticPolicy([]ClientRule{{Name: "ops", TokenSHA256: HashToken("ops-token-0123456789"), Devices: []string{"*"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	before := idp.JWKSFetches()
+	b.Run("token", func(b *testing.B) {
+		loopCPU(b, func() {
+			if _, ok := p.Authenticate("ops-token-0123456789"); !ok {
+				b.Fatal("token refused")
+			}
+		})
+	})
+	// A certificate or JWT seen for the first time: its signature is
+	// checked (the cache is emptied on each round).
+	b.Run("user-cert-first", func(b *testing.B) {
+		loopCPU(b, func() {
+			rt.verified = verifiedCache{}
+			if _, _, err := rt.verifyUserCert(chain); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("jwt-first", func(b *testing.B) {
+		ctx := context.Background()
+		loopCPU(b, func() {
+			rt.verified = verifiedCache{}
+			if _, _, err := rt.verifyJWT(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	// Seen before (a client that reconnects): a hash and a lookup.
+	b.Run("user-cert-again", func(b *testing.B) {
+		loopCPU(b, func() {
+			if _, _, err := rt.verifyUserCert(chain); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("jwt-again", func(b *testing.B) {
+		ctx := context.Background()
+		loopCPU(b, func() {
+			if _, _, err := rt.verifyJWT(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	if n := idp.JWKSFetches() - before; n != 0 {
+		b.Fatalf("verification called the identity provider %d times", n)
+	}
+}
