@@ -145,3 +145,28 @@ func writeExpiredLogin(t *testing.T, dir string) {
 	require.NoError(t, certs.WriteFile(filepath.Join(dir, "user.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600, true))
 	require.NoError(t, certs.WriteFile(filepath.Join(dir, "user.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600, true))
 }
+
+func TestLoginWithABrowser(t *testing.T) {
+	f, _ := ssoFleet(t)
+	env := baseEnv(t)
+	global := []string{"--edge", f.edgeURL(), "--ca", f.pki.CAFile}
+	login := spawn(t, false, env, "tether", append(global, "login", "--browser")...)
+	var authURL string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`(?m)^(http://\S+/authorize\?\S+)$`).FindStringSubmatch(login.Stderr())
+		if m != nil {
+			authURL = m[1]
+		}
+		return m != nil
+	}, 30*time.Second, 20*time.Millisecond, "login printed no address:\n%s", login.Stderr())
+	require.Contains(t, authURL, "code_challenge_method=S256")
+	require.Contains(t, authURL, "nonce=")
+	// The browser: the provider signs the user in and redirects to the
+	// CLI's loopback listener.
+	resp, err := http.Get(authURL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 0, exitCode(t, login), login.Stderr())
+	require.Contains(t, login.Stdout(), "Signed in as alice@example.com")
+}
