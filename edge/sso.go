@@ -474,6 +474,10 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this edge has no SSO login (auth.oidc is not configured); use a token", http.StatusNotFound)
 		return
 	}
+	// The head scanner of Listener reads no bodies: this connection
+	// serves no further request. The body gets the handshake timeout.
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.tcfg.HandshakeTimeout))
 	var req exchangeRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxExchangeBody+1))
 	if err == nil && len(body) > maxExchangeBody {
@@ -495,6 +499,11 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.auditRejected(Event{Kind: EventUserLogin, RemoteAddr: r.RemoteAddr, Method: MethodOIDC, Result: "bad_id_token", Reason: err.Error()})
 		s.refuse(w, r, http.StatusUnauthorized, "bad_id_token", "ID token rejected: "+err.Error()+"; run `tether login` again")
+		return
+	}
+	if !admitted(s.auth.Load().policy, id) {
+		s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Method: MethodOIDC, Result: "forbidden"})
+		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))
 		return
 	}
 	cert, err := rt.cfg.UserSigner.IssueUser(csr.PublicKey, id.Name, id.Groups, rt.maxLife)

@@ -326,3 +326,28 @@ func TestAuthConfigEndpoint(t *testing.T) {
 	require.NotEmpty(t, ans["authorization_endpoint"])
 	require.NotContains(t, ans, "client_secret")
 }
+
+func TestLoginWithoutARuleIsRefused(t *testing.T) {
+	r := newSSORig(t, 0)
+	tok, err := r.idp.Mint(testoidc.Claims{Extra: map[string]any{"email": "mallory@example.com"}})
+	require.NoError(t, err)
+	code, body, _, _ := r.exchange(t, tok)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Contains(t, body, "mallory@example.com has no access")
+	// Nor may a provider's claim borrow a token client's rights.
+	tok, err = r.idp.Mint(testoidc.Claims{Extra: map[string]any{"email": "ops"}})
+	require.NoError(t, err)
+	code, body, _, _ = r.exchange(t, tok)
+	require.Equal(t, http.StatusForbidden, code, body)
+}
+
+func TestExchangeBodyIsBounded(t *testing.T) {
+	r := newSSORig(t, 0)
+	big := bytes.Repeat([]byte("x"), 70<<10)
+	resp, err := r.httpClient(t).Post(r.m.URL()+"/api/auth/exchange", "application/json", bytes.NewReader(big))
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, string(b), "larger than")
+}
