@@ -272,7 +272,10 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 		var sum [sha256.Size]byte
 		var err error
-		if cl.TokenSHA256 != "" || !fc.Auth.configured() {
+		if cl.TokenSHA256 == "" && !fc.Auth.configured() {
+			return nil, bad("required: the SHA-256 of the client's token (`tether-edge token`); an entry without one, for a person who signs in by SSO, needs an auth: section (docs/edge.md, auth)", k("token_sha256")...)
+		}
+		if cl.TokenSHA256 != "" {
 			// Without token_sha256, the entry is the rule of a person
 			// or automation of that name (auth:).
 			sum, err = edge.ParseTokenSHA256(cl.TokenSHA256)
