@@ -96,7 +96,10 @@ func TestLoginWithTheDeviceFlowThenUseTheCertificate(t *testing.T) {
 	require.Contains(t, out, "groups: field-eng, ops")
 	require.Regexp(t, `expires: .* \(in [0-9hms]+\)`, out)
 
-	// The certificate replaces the token.
+	// The certificate replaces the token, for the device list too.
+	out, errOut, code = runTether(t, env, "", append(global, "devices", "-o", "json")...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"d-1"`)
 	out, errOut, code = runTether(t, env, "", append(global, "exec", "d-1", "--", "echo", "hi")...)
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, "hi\n", out)

@@ -351,3 +351,23 @@ func TestExchangeBodyIsBounded(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	require.Contains(t, string(b), "larger than")
 }
+
+func TestReloadWithoutThePersonsRuleClosesTheSession(t *testing.T) {
+	r := newSSORig(t, 0)
+	r.m.DeviceClientWithID("d-1").Handle(wire.MsgTCP, tcpHandler)
+	key, cert := r.login(t)
+	c, err := (&client.Dialer{Edge: r.m.URL(), TLSConfig: certTLS(r.m, key, cert)}).Dial(ctxT(t), "d-1")
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = roundTrip(t, c, testutil.TCPServer(t, testutil.EchoAfterEOF), "x")
+	require.NoError(t, err)
+	r.m.Server().Reload(testPolicy(t), nil) // the token clients only
+	require.True(t, closed(c), "alice's session outlived her rule")
+	code, _ := dialStatus(t, r.m, "/client/d-1", "", certTLS(r.m, key, cert))
+	require.Equal(t, http.StatusForbidden, code)
+	var reasons []string
+	for _, e := range eventsOf(r.m, edge.EventClientClose) {
+		reasons = append(reasons, e.Result+": "+e.Reason)
+	}
+	require.Contains(t, strings.Join(reasons, "\n"), "no rule for alice@example.com")
+}
