@@ -376,7 +376,12 @@ func newWhoamiCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "whoami",
 		Short: "Show who you are signed in as, your groups and the time left",
-		Args:  argsUsage(cobra.NoArgs, "tether whoami"),
+		Long: `Show the identity of the login of this profile (or edge): the name the identity
+provider vouched for, the groups, and when the certificate expires. Run
+` + "`tether login`" + ` again when it has expired.`,
+		Example: `  tether whoami
+  tether --profile prod whoami`,
+		Args: argsUsage(cobra.NoArgs, "tether whoami"),
 		RunE: func(*cobra.Command, []string) error {
 			s, err := g.settings()
 			if err != nil {
@@ -421,7 +426,12 @@ func newLogoutCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "logout",
 		Short: "Delete your login's key and certificate",
-		Args:  argsUsage(cobra.NoArgs, "tether logout"),
+		Long: `Delete the key and the certificate that ` + "`tether login`" + ` kept for this profile
+(or edge). The certificate stays valid until it expires; an operator who
+must cut it sooner adds its serial to the edge's revoked file.`,
+		Example: `  tether logout
+  tether --profile prod logout`,
+		Args: argsUsage(cobra.NoArgs, "tether logout"),
 		RunE: func(*cobra.Command, []string) error {
 			s, err := g.settings()
 			if err != nil {
