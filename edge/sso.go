@@ -115,6 +115,9 @@ type authRuntime struct {
 	// verified remembers the certificates and JWTs that passed, until they
 	// expire: a client that reconnects costs a hash, not a signature check.
 	verified verifiedCache
+	// exchanged remembers the ID tokens exchanged for a certificate, until
+	// they expire: each is exchanged once on this edge.
+	exchanged verifiedCache
 }
 
 // maxVerified bounds verifiedCache.
@@ -495,7 +498,11 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	id, _, err := rt.oidc.verify(r.Context(), req.IDToken, req.Nonce, MethodOIDC)
+	id, exp, err := rt.oidc.verify(r.Context(), req.IDToken, req.Nonce, MethodOIDC)
+	used := sha256.Sum256([]byte(req.IDToken))
+	if _, seen := rt.exchanged.get(used, rt.now().Add(-clockSkew)); err == nil && seen {
+		err = errors.New("this ID token was exchanged already; sign in again for a new one")
+	}
 	if err != nil {
 		s.auditRejected(Event{Kind: EventUserLogin, RemoteAddr: r.RemoteAddr, Method: MethodOIDC, Result: "bad_id_token", Reason: err.Error()})
 		s.refuse(w, r, http.StatusUnauthorized, "bad_id_token", "ID token rejected: "+err.Error()+"; run `tether login` again")
@@ -511,6 +518,7 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot sign a certificate: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	rt.exchanged.put(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew))
 	serial := certs.SerialHex(cert)
 	s.log.Info("user certificate issued", "client", id.Name, "groups", id.Groups, "serial", serial, "not_after", cert.NotAfter)
 	s.audit.Audit(Event{Time: time.Now(), Kind: EventUserLogin, Client: id.Name, Method: MethodOIDC, RemoteAddr: r.RemoteAddr,

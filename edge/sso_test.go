@@ -165,6 +165,15 @@ func TestSSOLoginGivesACertificateThatOpensSessions(t *testing.T) {
 	require.Equal(t, alice, logins[0].Client)
 	require.Equal(t, "oidc", logins[0].Method)
 
+	// An ID token is exchanged once: a copy of it gets nothing.
+	tok, err := r.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ := r.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+	code, body, _, _ = r.exchange(t, tok)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "exchanged already")
+
 	// Static tokens work as before, beside the certificates.
 	clientWithToken(t, r.m, "d-1", opsToken)
 }

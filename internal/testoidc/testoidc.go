@@ -216,7 +216,7 @@ func (p *Provider) Mint(c Claims) (string, error) {
 		c.Expiry = time.Now().Add(5 * time.Minute).Unix()
 	}
 	claims := map[string]any{"iss": c.Issuer, "aud": c.Audience, "sub": c.Subject, "exp": c.Expiry,
-		"iat": time.Now().Unix(), "email": u.Email, "email_verified": true, "groups": u.Groups}
+		"iat": time.Now().Unix(), "email": u.Email, "email_verified": true, "groups": u.Groups, "jti": randomID()}
 	if c.Nonce != "" {
 		claims["nonce"] = c.Nonce
 	}
@@ -322,6 +322,12 @@ func (p *Provider) serveMint(w http.ResponseWriter, r *http.Request) {
 type sigKey struct {
 	id  string
 	key *rsa.PrivateKey
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
 }
 
 func newKey() (*sigKey, error) {
