@@ -366,8 +366,12 @@ func PoolOf(certs ...*x509.Certificate) *x509.CertPool {
 // VerifyDevice checks a device's certificate chain against roots at now:
 // validity, a chain to the device CA, and the ClientAuth EKU, which must be
 // present (a certificate with no EKU at all is refused, although Go's
-// verifier would accept it). It returns the device ID (the Subject CN).
+// verifier would accept it); a user certificate (IsUserCert) is refused.
+// It returns the device ID (the Subject CN).
 func VerifyDevice(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (string, error) {
+	if len(chain) > 0 && IsUserCert(chain[0]) {
+		return "", ErrUserCertAsDevice
+	}
 	id, err := verifyClientChain(chain, roots, now, "device")
 	if err != nil {
 		return "", err

@@ -31,7 +31,7 @@ type certsOptions struct {
 
 func newCertsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "certs init|edge|device",
+		Use:   "certs init|edge|device|user-ca",
 		Short: "Create the operator's PKI: a CA, the edge's certificate, device certificates",
 		Long: `Create the operator's PKI: a CA, the edge's server certificate and one client
 certificate per device (its Subject CN is the device ID). Keys are ECDSA
@@ -43,7 +43,7 @@ given. Default lifetimes: 10 years for the CA, 1 year for leaf certificates.`,
 		Args: argsUsage(cobra.NoArgs, "tether certs init|edge|device"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newCertsInitCommand(g), newCertsEdgeCommand(g), newCertsDeviceCommand(g))
+	cmd.AddCommand(newCertsInitCommand(g), newCertsEdgeCommand(g), newCertsDeviceCommand(g), newCertsUserCACommand(g))
 	for _, c := range cmd.Commands() {
 		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	}

@@ -143,6 +143,9 @@ type Settings struct {
 	// Warnings are problems worth telling the user that do not stop the
 	// command, such as a token file other users can read.
 	Warnings []string
+	// LoginDir holds the login of `tether login` for this profile or
+	// edge (login.go); "" when there is no config directory.
+	LoginDir string
 }
 
 // source is one layer of settings: flags, environment or a profile.
@@ -239,6 +242,10 @@ func resolveSettings(g *globalOptions, getenv func(string) string) (*Settings, e
 		}
 		break
 	}
+	s.LoginDir = loginDirFor(cfgPath, s.Profile, s.Edge)
+	if s.Token == "" && hasLogin(s) {
+		s.TokenFrom = "your login (tether login)"
+	}
 	return s, nil
 }
 
@@ -276,8 +283,8 @@ func (s *Settings) requireEdge() error {
 	if !strings.HasPrefix(s.Edge, "https://") {
 		return usageErrorf("edge URL %q must start with https://", s.Edge)
 	}
-	if s.Token == "" {
-		return usageErrorf("no token: pass --token or --token-file, set %s, or add token_file to a profile", EnvToken)
+	if s.Token == "" && !hasLogin(s) {
+		return usageErrorf("no token and no login: run `tether login`, pass --token or --token-file, set %s, or add token_file to a profile", EnvToken)
 	}
 	return nil
 }

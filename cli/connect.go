@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 
@@ -12,16 +13,18 @@ import (
 )
 
 // tlsConfig is the client TLS configuration: the edge verified against the
-// CA of --ca, or the system pool when none is set.
+// CA of --ca, or the system pool when none is set, and the certificate of
+// the login when there is no token.
 func tlsConfig(s *Settings) (*tls.Config, error) {
-	if s.CA == "" {
-		return certs.ClientTLSConfig(nil), nil
+	var pool *x509.CertPool
+	if s.CA != "" {
+		var err error
+		if pool, err = certs.LoadPool(s.CA); err != nil {
+			return nil, &configError{fmt.Errorf("read the CA certificate %s: %w", s.CA, err)}
+		}
 	}
-	pool, err := certs.LoadPool(s.CA)
-	if err != nil {
-		return nil, &configError{fmt.Errorf("read the CA certificate %s: %w", s.CA, err)}
-	}
-	return certs.ClientTLSConfig(pool), nil
+	tc := certs.ClientTLSConfig(pool)
+	return tc, useLogin(s, tc)
 }
 
 // connection is everything a device command needs to reach the edge.

@@ -41,7 +41,7 @@ func buildAndRun(m *testing.M) int {
 		if err := (testutil.Build{Flags: race}).Binaries(dir, "../cmd/tether"); err != nil {
 			return err
 		}
-		return testutil.BuildBinaries(dir, "../cmd/tether-edge", "../cmd/tether-agent")
+		return testutil.BuildBinaries(dir, "../cmd/tether-edge", "../cmd/tether-agent", "../internal/testoidc/cmd/testoidc")
 	}, func() error { return goleak.Find() })
 }
 

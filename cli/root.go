@@ -220,6 +220,9 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newRecordingsCommand(g),
 		newPlayCommand(g),
 		newCertsCommand(g),
+		newLoginCommand(g),
+		newWhoamiCommand(g),
+		newLogoutCommand(g),
 		newVersionCommand(g),
 	)
 	addVersionFlag(root)

@@ -28,6 +28,10 @@ type credential struct {
 	id   Identity
 	hash [sha256.Size]byte
 	auth *authState
+	// notAfter and serial are a user certificate's expiry and serial, or
+	// (notAfter only) a JWT's expiry; zero for a token (identity.go).
+	notAfter time.Time
+	serial   string
 }
 
 // authenticate checks the client's token, sent as "Authorization: Bearer
@@ -35,6 +39,9 @@ type credential struct {
 // 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (credential, bool) {
 	st := s.auth.Load()
+	if cred, handled, ok := s.authenticatePersonal(w, r, st); handled {
+		return cred, ok
+	}
 	tok, problem := clientToken(r.Header.Get("Authorization"))
 	if problem != "" {
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Result: "no_token", Reason: problem})
@@ -235,15 +242,18 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(De
 // credential it authenticated with and to the policy generation it was
 // last checked under.
 type clientSession struct {
-	id     Identity
-	cred   [sha256.Size]byte // SHA-256 of its token
-	device string
-	remote string
-	sess   *transport.Session
-	ctx    context.Context // ends when the session ends or the edge closes
-	cancel context.CancelFunc
-	active atomic.Int64
-	first  atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
+	id   Identity
+	cred [sha256.Size]byte // SHA-256 of its token
+	// notAfter and serial: see credential.
+	notAfter time.Time
+	serial   string
+	device   string
+	remote   string
+	sess     *transport.Session
+	ctx      context.Context // ends when the session ends or the edge closes
+	cancel   context.CancelFunc
+	active   atomic.Int64
+	first    atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
 
 	checkMu sync.Mutex
 	// checkMu guards the following.
@@ -324,9 +334,11 @@ func (s *Server) recheck(cs *clientSession, st *authState) bool {
 	var reason string
 	dev := s.deviceRef(st.policy, cs.device)
 	ha, ok := st.policy.(HashAuthenticator)
-	if cs.id.method() != MethodToken {
-		// A person's identity is not a token of the policy: its name and
-		// groups are checked against the new roles, below.
+	if personal(cs.id) {
+		// A person's identity is not a token of the policy: its rule and
+		// credential are checked here, its name and groups against the
+		// new roles below.
+		reason = recheckPersonal(cs, st)
 	} else if !ok {
 		reason = "the reloaded policy cannot check live sessions again"
 	} else if id, ok := ha.AuthenticateHash(cs.cred); !ok {
@@ -439,7 +451,7 @@ func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred
 		s.log.Warn("client upgrade failed", "client", id.Name, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	cs := &clientSession{id: id, cred: cred.hash, device: deviceID, remote: r.RemoteAddr, sess: sess,
+	cs := &clientSession{id: id, cred: cred.hash, notAfter: cred.notAfter, serial: cred.serial, device: deviceID, remote: r.RemoteAddr, sess: sess,
 		streams: make(map[*streamGrant]struct{})}
 	cs.gen = cred.auth.gen
 	cs.ctx, cs.cancel = context.WithCancel(s.ctx)
@@ -514,6 +526,7 @@ func (s *Server) runClient(cs *clientSession) {
 		}
 	})
 	defer idle.Stop()
+	defer s.expireAt(cs)()
 	var wg sync.WaitGroup
 	for {
 		st, err := cs.sess.Accept()

@@ -148,7 +148,9 @@ var ErrNotAllowed = errors.New("not allowed")
 type ClientRule struct {
 	// Name identifies the client in audit records and denials.
 	Name string
-	// TokenSHA256 is the SHA-256 of the client's bearer token.
+	// TokenSHA256 is the SHA-256 of the client's bearer token. All zero:
+	// the rule has no token and applies to the person or automation of
+	// that name, proven by a user certificate or a JWT (IdentityAdmitter).
 	TokenSHA256 [sha256.Size]byte
 	// Devices are globs on device IDs: '*' matches any run of characters,
 	// '.' and ':' included (target.MatchGlob).

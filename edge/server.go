@@ -72,6 +72,9 @@ type Server struct {
 	Web *WebConfig
 	// Recording records shells at this edge; nil records none.
 	Recording *RecordingConfig
+	// Auth signs people in by SSO and accepts user certificates and
+	// JWTs (sso.go); nil accepts static tokens only.
+	Auth *AuthConfig
 
 	initOnce    sync.Once
 	lim         Limits
@@ -96,8 +99,9 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
-	peers    *peerSet  // the peer sessions of a clustered edge
-	web      *webState // nil without Server.Web; set by init
+	peers    *peerSet     // the peer sessions of a clustered edge
+	web      *webState    // nil without Server.Web; set by init
+	authRT   *authRuntime // nil without Server.Auth; set by init
 	draining bool
 	closed   bool
 }
@@ -136,6 +140,9 @@ func (s *Server) init() {
 		s.clients = make(map[*clientSession]struct{})
 		if s.Web != nil {
 			s.web = newWebState(s.Web)
+		}
+		if s.Auth != nil {
+			s.authRT = newAuthRuntime(s.Auth)
 		}
 		if s.Cluster != nil {
 			s.startCluster()
@@ -246,6 +253,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.web != nil && (r.URL.Path == "/web" || strings.HasPrefix(r.URL.Path, "/web/")) {
 		s.serveWeb(w, r, folded)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, authPrefix) {
+		s.serveAuth(w, r, folded) // takes a body: sso.go
 		return
 	}
 	if msg := ambiguity(r, folded); msg != "" {

@@ -296,6 +296,8 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request, folded bool) {
 		s.webOnly(w, r, http.MethodGet, s.serveWebList)
 	case p == "/web/login":
 		s.serveWebLogin(w, r)
+	case p == webSSOPath || len(p) > len(webSSOPath) && p[:len(webSSOPath)+1] == webSSOPath+"/":
+		s.serveWebSSO(w, r)
 	case p == "/web/logout":
 		s.webOnly(w, r, http.MethodPost, s.serveWebLogout)
 	case p == "/web/ticket":
@@ -399,7 +401,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, code int, msg string) {
 	nonce := randomHex(16)
 	http.SetCookie(w, &http.Cookie{Name: webLoginCookie, Value: nonce, Path: "/web", MaxAge: int(webLoginLifetime / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
-	s.render(w, code, "login.html", map[string]any{"CSRF": s.web.signer.loginCSRF(nonce), "Error": msg})
+	s.render(w, code, "login.html", map[string]any{"CSRF": s.web.signer.loginCSRF(nonce), "Error": msg, "SSO": s.webSSOEnabled()})
 }
 
 // serveWebLogout revokes the session until its cookie would have expired.

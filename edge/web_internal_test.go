@@ -49,7 +49,7 @@ func TestWebSessionTimes(t *testing.T) {
 			Issued: now.Add(-time.Hour).Unix(), Active: now.Add(-DefaultWebIdleTimeout - time.Minute).Unix()}, false, "idle"},
 		{"unknown credential", webSession{V: 1, ID: randomHex(16), Method: webMethodToken, Cred: strings.Repeat("0", 64),
 			Issued: now.Unix(), Active: now.Unix()}, false, "no longer valid"},
-		{"unknown method", webSession{V: 1, ID: randomHex(16), Method: "oidc", Cred: "x", Issued: now.Unix(), Active: now.Unix()}, false, "method"},
+		{"unknown method", webSession{V: 1, ID: randomHex(16), Method: "saml", Cred: "x", Issued: now.Unix(), Active: now.Unix()}, false, "method"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			me, err := s.webSessionFrom(nil, sessionRequest(s, tt.sess))

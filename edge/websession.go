@@ -42,7 +42,8 @@ const (
 
 // Bounds of what a browser sends.
 const (
-	maxWebCookie = 1024 // bytes of a session cookie's value
+	maxWebCookie = 4000 // bytes of a session cookie's value
+	maxWebCred   = 2048 // bytes of its credential (an SSO identity's groups)
 	maxWebTicket = 512  // bytes of a ticket
 )
 
@@ -118,7 +119,7 @@ func (k webSigner) decodeSession(v string) (webSession, error) {
 	if err := k.open("session", v, maxWebCookie, &s); err != nil {
 		return s, err
 	}
-	if s.V != 1 || len(s.ID) != 32 || s.Method == "" || len(s.Cred) > 256 {
+	if s.V != 1 || len(s.ID) != 32 || s.Method == "" || len(s.Cred) > maxWebCred {
 		return s, errors.New("malformed")
 	}
 	if _, err := hex.DecodeString(s.ID); err != nil {

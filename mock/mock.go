@@ -120,6 +120,9 @@ type Options struct {
 	// Web, when set, turns the edge's web terminal on; an empty PublicURL
 	// becomes the mock's URL.
 	Web *edge.WebConfig
+	// Auth, when set, is the edge's sign-in by SSO, user certificates
+	// and JWTs (edge.Server.Auth).
+	Auth *edge.AuthConfig
 }
 
 // EdgeMock is a live edge on loopback.
@@ -235,6 +238,7 @@ func New(t T, opts Options) *EdgeMock {
 		LastSeen:  opts.LastSeen,
 		Logger:    log.With("component", "edge"),
 		Web:       web,
+		Auth:      opts.Auth,
 	}
 	m.hs = m.srv.HTTPServer(certs.EdgeTLSConfig(edgeCert.TLSCertificate()))
 	served := make(chan struct{})

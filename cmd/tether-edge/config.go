@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ type fileConfig struct {
 	// entry is read as a token and a role bound to it.
 	Tokens []tokenConfig `yaml:"tokens"`
 	Roles  []roleConfig  `yaml:"roles"`
+	// Auth is sign-in by SSO, user certificates and JWTs (authconfig.go).
+	Auth authFileConfig `yaml:"auth"`
 }
 
 // devicesConfig is the devices: section: what the device list keeps of
@@ -184,6 +187,8 @@ type config struct {
 	web *edge.WebConfig
 	// recording is the recording: section, checked; nil when absent.
 	recording *edge.RecordingConfig
+	// auth is the auth: section, checked; nil without one.
+	auth *edge.AuthConfig
 	// warnings are what the edge logs at start: settings that work but
 	// that an operator should know about.
 	warnings []string
@@ -288,9 +293,18 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		if cl.Name == "" {
 			return nil, bad("required: a name for the client", k("name")...)
 		}
-		sum, err := edge.ParseTokenSHA256(cl.TokenSHA256)
-		if err != nil {
-			return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
+		var sum [sha256.Size]byte
+		var err error
+		if cl.TokenSHA256 == "" && !fc.Auth.configured() {
+			return nil, bad("required: the SHA-256 of the client's token (`tether-edge token`); an entry without one, for a person who signs in by SSO, needs an auth: section (docs/edge.md, auth)", k("token_sha256")...)
+		}
+		if cl.TokenSHA256 != "" {
+			// Without token_sha256, the entry is the rule of a person
+			// or automation of that name (auth:).
+			sum, err = edge.ParseTokenSHA256(cl.TokenSHA256)
+			if err != nil {
+				return nil, bad(tokenHashProblem(cl.TokenSHA256, err), k("token_sha256")...)
+			}
 		}
 		if len(cl.Devices) == 0 {
 			return nil, bad("required: device ID globs, such as [\"*\"]", k("devices")...)
@@ -418,6 +432,9 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		return nil, err
 	}
 	if c.recording, err = parseRecording(fc.Recording, bad, rel); err != nil {
+		return nil, err
+	}
+	if c.auth, err = parseAuth(fc.Auth, fc.DeviceCA, loadFiles, bad, rel); err != nil {
 		return nil, err
 	}
 	if !loadFiles {

@@ -230,6 +230,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		EdgeID:    cfg.file.EdgeID,
 		Web:       cfg.web,
 		Recording: cfg.recording,
+		Auth:      cfg.auth,
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
