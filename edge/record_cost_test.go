@@ -1,0 +1,56 @@
+//go:build linux
+
+package edge
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkRecorderOutput measures the recorder alone, in process: a
+// flood of terminal text handed to it in the relay's pieces, decoded,
+// coalesced, encoded, hashed and written to a file. cpu-ns/B is the
+// process's CPU time (the writer goroutine's included) per byte of
+// output: what recording adds to the edge's CPU for a flood. The
+// recording is required, so that the flood waits for the disk rather than
+// losing events.
+func BenchmarkRecorderOutput(b *testing.B) {
+	var text bytes.Buffer
+	for i := 0; text.Len() < 8<<20; i++ {
+		text.WriteString("Dec  2 14:00:00 device-1 \x1b[32msshd\x1b[0m[1234]: accepted publickey for root from 10.0.0.7 port 52211 ssh2 <ok> & done \"ü\"\r\n")
+	}
+	data := text.Bytes()
+	const piece = 16 << 10
+	dir := b.TempDir()
+	s := &Server{}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	for i := 0; b.Loop(); i++ {
+		path := filepath.Join(dir, "r.cast")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := &recorder{s: s, device: "d1", mode: RecordingRequired, rid: "bench", rel: "r.cast", path: path, f: f}
+		if err := r.begin([]byte("1")); err != nil {
+			b.Fatal(err)
+		}
+		for p := data; len(p) > 0; {
+			n := min(len(p), piece)
+			r.output(p[:n])
+			p = p[n:]
+		}
+		if a := r.close(); a.Error != "" {
+			b.Fatal(a.Error)
+		}
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(int64(b.N)*int64(len(data))), "cpu-ns/B")
+}
