@@ -263,3 +263,29 @@ func TestRecordedTerminalShellResizes(t *testing.T) {
 	require.Contains(t, played, "typed-42")
 	require.Contains(t, played, "40 120")
 }
+
+// TestRecordedFullScreenProgramReplays records vi, a full-screen program,
+// through the edge, and replays the recording on a terminal: stopped
+// while vi shows, the replay leaves the terminal on its normal screen.
+func TestRecordedFullScreenProgramReplays(t *testing.T) {
+	testutil.NeedTool(t, "vi", "vim")
+	f, auditor := recordingFleet(t)
+	target := filepath.Join(t.TempDir(), "vi-target.txt")
+	_, errOut, code := f.tether("", "shell", "-t", "d1", "--", "vi -u NONE -i NONE -N -c 'sleep 1' -c 'q!' "+target)
+	require.Equal(t, 0, code, errOut)
+	id, _ := closedRecording(t, f, "")["id"].(string)
+	files := recordingFiles(t, f)
+	require.Len(t, files, 1)
+	data, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	require.Contains(t, string(data), `\u001b[?1049h`, "vi did not enter the alternate screen")
+
+	// Slowed down ten times, vi's second lasts ten: time to stop it there.
+	m, dir := playInTmux(t, "vi-target.txt", append(f.args(auditor), "--speed", "0.1", id)...)
+	require.Equal(t, "1", m.alternateOn(), "the replay did not enter the alternate screen")
+	_, err = m.run("send-keys", "-t", "s", "q")
+	require.NoError(t, err)
+	require.Equal(t, "0", finished(t, m, dir))
+	require.Equal(t, "0", m.alternateOn(), "the terminal was left in the alternate screen:\n%s", m.pane())
+	require.NotContains(t, m.pane(), "vi-target.txt")
+}
