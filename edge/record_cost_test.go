@@ -54,3 +54,45 @@ func BenchmarkRecorderOutput(b *testing.B) {
 	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(int64(b.N)*int64(len(data))), "cpu-ns/B")
 }
+
+// TestRecorderLetsGoOfFloodBuffers: the buffers a flood grew are kept
+// while it goes on, and let go of once the shell is idle.
+func TestRecorderLetsGoOfFloodBuffers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.cast")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{s: &Server{}, device: "d1", mode: RecordingRequired, rid: "t", rel: "r.cast", path: path, f: f}
+	if err := r.begin([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	piece := bytes.Repeat([]byte("flood of text \x1b[1mbold\x1b[0m\r\n"), 512)
+	for range 64 {
+		r.output(piece)
+	}
+	held := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return max(cap(r.out), cap(r.spare), cap(r.cur))
+	}
+	if held() <= recordIdleKeep {
+		t.Fatalf("the flood grew no buffers to let go of (largest %d bytes)", held())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for held() > recordIdleKeep {
+		if time.Now().After(deadline) {
+			t.Fatalf("an idle recording still holds %d bytes of buffers", held())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a := r.close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Bytes != int64(len(data)) || !bytes.Contains(data, []byte(`flood of text \u001b[1mbold`)) {
+		t.Fatalf("the recording (%d bytes, audited %d) lacks the flood", len(data), a.Bytes)
+	}
+}
