@@ -4,6 +4,7 @@ package edge
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -95,4 +96,45 @@ func TestRecorderLetsGoOfFloodBuffers(t *testing.T) {
 	if a.Bytes != int64(len(data)) || !bytes.Contains(data, []byte(`flood of text \u001b[1mbold`)) {
 		t.Fatalf("the recording (%d bytes, audited %d) lacks the flood", len(data), a.Bytes)
 	}
+}
+
+// BenchmarkRecorderBursts measures the recorder alone on a typical text
+// session: a page of output at a time, with pauses between pages longer
+// than the coalescing. cpu-us/page is the process's CPU time per page.
+func BenchmarkRecorderBursts(b *testing.B) {
+	var text bytes.Buffer
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&text, "Dec  2 14:00:%02d device-1 sshd[1234]: event %d <ok> & done\r\n", i%60, i)
+	}
+	page := text.Bytes()
+	const pages = 40
+	dir := b.TempDir()
+	s := &Server{}
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	for i := 0; b.Loop(); i++ {
+		path := filepath.Join(dir, fmt.Sprintf("r%d.cast", i))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := &recorder{s: s, device: "d1", mode: RecordingBestEffort, rid: "bench", rel: "r.cast", path: path, f: f}
+		if err := r.begin([]byte("1")); err != nil {
+			b.Fatal(err)
+		}
+		for range pages {
+			for p := page; len(p) > 0; {
+				n := min(len(p), 1024)
+				r.output(p[:n])
+				p = p[n:]
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if a := r.close(); a.Error != "" {
+			b.Fatal(a.Error)
+		}
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*pages), "cpu-us/page")
 }
