@@ -110,10 +110,15 @@ func (o *playOptions) run(ctx context.Context, arg string) error {
 	}
 	out := bufio.NewWriterSize(o.g.io.Out, 32<<10)
 	var w io.Writer = out
+	// The filter also follows the alternate screen; with --raw, it only
+	// does that, beside the output.
 	var filter *termfilter.Filter
 	if !o.raw {
 		filter = termfilter.New(out)
 		w = filter
+	} else {
+		filter = termfilter.New(io.Discard)
+		w = io.MultiWriter(out, filter)
 	}
 	p := &player{
 		out:   w,
@@ -151,8 +156,9 @@ func (o *playOptions) run(ctx context.Context, arg string) error {
 	}
 	if _, ok := terminalFD(o.g.io.Out); ok && !o.cat {
 		// The replay may end, or be stopped, with modes on that would
-		// bother the shell after it; stopped, mid-line.
-		reset := replayReset
+		// bother the shell after it: in the alternate screen (of a
+		// full-screen program stopped mid-replay), or mid-line.
+		reset := filter.AltScreen() + replayReset
 		if err != nil {
 			reset += "\r\n"
 		}

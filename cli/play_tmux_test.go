@@ -85,3 +85,52 @@ func TestPlayOnTerminal(t *testing.T) {
 		require.Equal(t, "0", finished(t, m, dir))
 	})
 }
+
+// alternateOn reports whether the pane shows its alternate screen.
+func (m *tmux) alternateOn() string {
+	out, _ := m.run("display-message", "-p", "-t", "s", "#{alternate_on}")
+	return strings.TrimSpace(out)
+}
+
+// TestPlayStoppedInAlternateScreen: a replay of a full-screen program
+// stopped while it shows (q or Ctrl-C, with or without --raw) leaves the
+// terminal on its normal screen, as the program would have on quitting.
+func TestPlayStoppedInAlternateScreen(t *testing.T) {
+	rec := castFile(t, nil,
+		castEvent{0.01, "o", "before-the-program\r\n"},
+		castEvent{0.02, "o", "\x1b[?1049h\x1b[H\x1b[2Jtop - full-screen-frame"},
+		castEvent{3600, "o", "\x1b[?1049l"}, // an hour later: not reached
+	)
+	path := writeCast(t, "top.cast", rec)
+	for _, tc := range []struct {
+		name, key, code string
+		args            []string
+	}{
+		{"q", "q", "0", nil},
+		{"Ctrl-C", "C-c", "130", nil},
+		{"raw q", "q", "0", []string{"--raw"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, dir := playInTmux(t, "full-screen-frame", append(tc.args, path)...)
+			require.Equal(t, "1", m.alternateOn(), "the replay did not enter the alternate screen")
+			_, err := m.run("send-keys", "-t", "s", tc.key)
+			require.NoError(t, err)
+			require.Equal(t, tc.code, finished(t, m, dir))
+			require.Equal(t, "0", m.alternateOn(), "the terminal was left in the alternate screen:\n%s", m.pane())
+			require.Contains(t, m.pane(), "before-the-program")
+			require.NotContains(t, m.pane(), "full-screen-frame")
+		})
+	}
+
+	t.Run("ended normally", func(t *testing.T) {
+		path := writeCast(t, "vi.cast", castFile(t, nil,
+			castEvent{0.01, "o", "before-vi\r\n"},
+			castEvent{0.02, "o", "\x1b[?1049hvi-frame"},
+			castEvent{0.03, "o", "\x1b[?1049lafter-vi\r\n"},
+		))
+		m, dir := playInTmux(t, "after-vi", path)
+		require.Equal(t, "0", finished(t, m, dir))
+		require.Equal(t, "0", m.alternateOn())
+		require.Contains(t, m.pane(), "before-vi")
+	})
+}

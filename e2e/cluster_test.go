@@ -51,7 +51,7 @@ type clusterOpts struct {
 	natsCreds string // its credentials file
 	keepalive string // the edges' keepalive section; empty is 200ms/2s
 	pki       *certstest.PKI
-	extra     string // more YAML for every edge
+	extra     string // more YAML for every edge; {{edge}} stands for its ID
 	clients   string // more entries of every edge's clients list
 }
 
@@ -104,6 +104,7 @@ clients:
     token_sha256: %q
     devices: ["*"]
     allow: {tcp: ["127.0.0.1:*"], udp: ["127.0.0.1:*"], pty: true, exec: true, reload: true}
+    recordings: read
 %saudit_log: audit-%s.jsonl
 metrics_listen: %q
 keepalive: %s
@@ -113,7 +114,7 @@ cluster:
   peer_ca: peer-ca.crt
   peer_cert: {cert: %s-peer.crt, key: %s-peer.key}
   nats:
-%s%s`, e.addr, sum, o.clients, id, e.metrics, cmp.Or(o.keepalive, "{interval: 200ms, timeout: 2s}"), id, ps[i].peer, id, id, nats, o.extra)
+%s%s`, e.addr, sum, o.clients, id, e.metrics, cmp.Or(o.keepalive, "{interval: 200ms, timeout: 2s}"), id, ps[i].peer, id, id, nats, strings.ReplaceAll(o.extra, "{{edge}}", id))
 		require.NoError(t, os.WriteFile(e.cfg, []byte(cfg), 0o600))
 		c.edges = append(c.edges, e)
 	}

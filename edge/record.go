@@ -51,7 +51,10 @@ const (
 	// recordFlushAt: this much queued wakes the writer at once.
 	recordFlushAt = recordQueueMax / 2
 	// recordIdleKeep: an idle recording keeps buffers up to this size.
-	recordIdleKeep     = 4 << 10
+	recordIdleKeep = 4 << 10
+	// recordIdleTrim: a recording idle this long lets go of larger
+	// buffers.
+	recordIdleTrim     = time.Second
 	recordStallTimeout = 5 * time.Second
 	// recordExitWait bounds asking the device how the shell ended.
 	recordExitWait = 5 * time.Second

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -93,7 +92,8 @@ type recorder struct {
 	state     recState
 	out       []byte // encoded lines waiting for the writer
 	spare     []byte
-	enc       *json.Encoder // writes into out
+	enc       *asciicast.EventEncoder // appends to out
+	busyAt    time.Time               // when the writer last wrote lines
 	dec, idec asciicast.UTF8Decoder
 	cur       []byte  // output not yet in an event
 	curAt     float64 // the time of cur's first byte
@@ -146,7 +146,7 @@ func (r *recorder) begin(answer []byte) error {
 	r.s.rec.metrics.wrote(n)
 	r.mu.Lock()
 	r.size = int64(n)
-	r.enc = asciicast.NewEncoder(recOut{r})
+	r.enc = asciicast.NewEventEncoder()
 	r.drained = make(chan struct{})
 	r.wake = make(chan struct{}, 1)
 	r.done = make(chan struct{})
@@ -304,14 +304,16 @@ func (r *recorder) eventAtLocked(at float64, code asciicast.Code, data string) {
 	}
 	at = max(at, r.last)
 	start := len(r.out)
-	if asciicast.EncodeEvent(r.enc, asciicast.Event{Time: at, Code: code, Data: data}) != nil {
+	out, err := r.enc.AppendEvent(r.out, asciicast.Event{Time: at, Code: code, Data: data})
+	if err != nil {
 		return
 	}
+	r.out = out
 	n := len(r.out) - start
 	if r.maxBytes > 0 && !final && r.size+int64(n) > r.maxBytes {
 		r.out = r.out[:start]
 		r.truncated = true
-		_ = asciicast.EncodeEvent(r.enc, asciicast.Event{Time: at, Code: asciicast.Marker,
+		r.out, _ = r.enc.AppendEvent(r.out, asciicast.Event{Time: at, Code: asciicast.Marker,
 			Data: fmt.Sprintf("truncated: the recording reached its limit of %d bytes (recording.max_bytes_per_session); the shell went on unrecorded", r.maxBytes)})
 		n = len(r.out) - start
 	}
@@ -329,15 +331,6 @@ func (r *recorder) eventAtLocked(at float64, code asciicast.Code, data string) {
 	if code != asciicast.Output || !r.armed || len(r.out) >= recordFlushAt {
 		r.signal()
 	}
-}
-
-// recOut is where the encoder of a recorder's events writes: its queue.
-// mu is held.
-type recOut struct{ r *recorder }
-
-func (o recOut) Write(p []byte) (int, error) {
-	o.r.out = append(o.r.out, p...)
-	return len(p), nil
 }
 
 // waitRoomLocked handles a full queue: a best_effort recording drops the
@@ -427,8 +420,12 @@ func (r *recorder) run() {
 		}
 
 		r.mu.Lock()
-		if cap(buf) <= recordQueueMax {
+		// The queue holds up to recordQueueMax and a line beyond.
+		if cap(buf) <= 2*recordQueueMax {
 			r.spare = buf[:0]
+		}
+		if len(buf) > 0 {
+			r.busyAt = time.Now()
 		}
 		close(r.drained)
 		r.drained = make(chan struct{})
@@ -444,16 +441,15 @@ func (r *recorder) run() {
 			wait = recordCoalesce
 		}
 		r.armed = wait >= 0
-		if !r.armed {
-			// Idle: an idle shell keeps no buffers of a past flood.
-			if cap(r.spare) > recordIdleKeep {
-				r.spare = nil
-			}
-			if cap(r.out) > recordIdleKeep {
-				r.out = nil
-			}
-			if !r.hasCur && cap(r.cur) > recordIdleKeep {
-				r.cur = nil
+		// An idle shell keeps no buffers of a past flood, once it has
+		// been idle for recordIdleTrim: a flood that pauses for a moment
+		// reuses them rather than growing new ones (and making garbage).
+		trimIn := time.Duration(-1)
+		if !r.armed && !closing {
+			if idle := time.Since(r.busyAt); idle < recordIdleTrim {
+				trimIn = recordIdleTrim - idle
+			} else {
+				r.trimLocked()
 			}
 		}
 		r.mu.Unlock()
@@ -465,8 +461,30 @@ func (r *recorder) run() {
 			r.signal()
 		case wait > 0:
 			timer.Reset(wait)
+		case trimIn > 0 && r.holdsBuffers():
+			timer.Reset(trimIn)
 		}
 	}
+}
+
+// trimLocked lets go of the buffers of a past flood.
+func (r *recorder) trimLocked() {
+	if cap(r.spare) > recordIdleKeep {
+		r.spare = nil
+	}
+	if cap(r.out) > recordIdleKeep {
+		r.out = nil
+	}
+	if !r.hasCur && cap(r.cur) > recordIdleKeep {
+		r.cur = nil
+	}
+}
+
+// holdsBuffers reports whether trimLocked would free anything.
+func (r *recorder) holdsBuffers() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return cap(r.spare) > recordIdleKeep || cap(r.out) > recordIdleKeep || cap(r.cur) > recordIdleKeep
 }
 
 // lostMarkerLocked is the marker of events a best_effort recording lost,
@@ -475,20 +493,18 @@ func (r *recorder) lostMarkerLocked(next bool) []byte {
 	if r.lost == 0 || !next && r.state != recClosed {
 		return nil
 	}
-	var b bytes.Buffer
-	enc := asciicast.NewEncoder(&b)
-	_, err := asciicast.AppendEvent(&b, enc, asciicast.Event{Time: r.last, Code: asciicast.Marker,
+	b, err := r.enc.AppendEvent(nil, asciicast.Event{Time: r.last, Code: asciicast.Marker,
 		Data: fmt.Sprintf("recording error: %s; %d bytes of the recording were lost", r.lostWhy, r.lost)})
 	if err != nil {
 		return nil
 	}
-	r.size += int64(b.Len())
+	r.size += int64(len(b))
 	r.lostTotal += r.lost
 	if r.lostErr == "" {
 		r.lostErr = r.lostWhy
 	}
 	r.lost, r.lostWhy = 0, ""
-	return b.Bytes()
+	return b
 }
 
 // write writes whole lines to the file. A failed write is undone (the file

@@ -16,99 +16,111 @@ import (
 var ErrBadEvent = errors.New("asciicast: bad event")
 
 // Writer writes a recording: the header line, then one line per event,
-// each encoded with encoding/json. It buffers nothing: each call is one
-// Write of whole lines on the underlying writer.
+// each encoded with encoding/json. It buffers nothing: each call is one Write of whole lines on the
+// underlying writer.
 type Writer struct {
 	w   io.Writer
-	buf bytes.Buffer
-	enc *json.Encoder
+	buf []byte
+	enc *EventEncoder
 }
 
 // NewWriter writes h (with Version set) as the first line of w.
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
-	wr := &Writer{w: w}
-	wr.enc = json.NewEncoder(&wr.buf)
+	wr := &Writer{w: w, enc: NewEventEncoder()}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	// Terminal output is full of < > &: escaping them for HTML would
 	// only make the file bigger.
-	wr.enc.SetEscapeHTML(false)
+	enc.SetEscapeHTML(false)
 	h.Version = Version
-	if err := wr.enc.Encode(h); err != nil {
+	if err := enc.Encode(h); err != nil {
 		return nil, fmt.Errorf("asciicast: encode header: %w", err)
 	}
-	if err := wr.flush(); err != nil {
-		return nil, err
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return nil, fmt.Errorf("asciicast: write: %w", err)
 	}
 	return wr, nil
 }
 
 // WriteEvent writes one event line.
 func (w *Writer) WriteEvent(e Event) error {
-	if _, err := AppendEvent(&w.buf, w.enc, e); err != nil {
+	var err error
+	w.buf, err = w.enc.AppendEvent(w.buf[:0], e)
+	if err != nil {
 		return err
 	}
-	return w.flush()
-}
-
-func (w *Writer) flush() error {
-	_, err := w.w.Write(w.buf.Bytes())
-	w.buf.Reset()
-	if err != nil {
+	if _, err := w.w.Write(w.buf); err != nil {
 		return fmt.Errorf("asciicast: write: %w", err)
 	}
 	return nil
 }
 
-// NewEncoder returns a JSON encoder into w set up as the Writer's is
-// (no HTML escaping), for EncodeEvent.
-func NewEncoder(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc
+// EventEncoder encodes event lines with encoding/json, appending them to
+// a byte slice: the recorder appends to its queue with no copy of its
+// own and no garbage beyond a few small values per event. Not safe for
+// concurrent use.
+type EventEncoder struct {
+	enc *json.Encoder
+	out sliceWriter
+	num []byte
 }
 
-// EncodeEvent writes e with enc (NewEncoder) as one line, [time, code,
-// data] and a newline, in one Write; it writes nothing when it fails.
-// Times are rounded to the microsecond. Data that is not valid UTF-8 has
-// its bad bytes replaced with U+FFFD by the encoder.
-func EncodeEvent(enc *json.Encoder, e Event) error {
-	switch e.Code {
+// NewEventEncoder returns an encoder of event lines. Data that is not
+// valid UTF-8 has its bad bytes replaced with U+FFFD by the encoder.
+func NewEventEncoder() *EventEncoder {
+	e := &EventEncoder{num: make([]byte, 0, 32)}
+	e.enc = json.NewEncoder(&e.out)
+	// Terminal output is full of < > &: escaping them for HTML would
+	// only make the file bigger.
+	e.enc.SetEscapeHTML(false)
+	return e
+}
+
+// sliceWriter is where the encoder writes each line, in one Write: the
+// slice that AppendEvent appends to.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// AppendEvent appends e to dst as one line, [time, code, data] and a
+// newline, and returns it; when it fails, it returns dst unchanged.
+// Times are rounded to the microsecond.
+func (e *EventEncoder) AppendEvent(dst []byte, ev Event) ([]byte, error) {
+	switch ev.Code {
 	case Output, Input, Resize, Marker:
 	default:
-		return fmt.Errorf("%w: unknown code %q", ErrBadEvent, e.Code)
+		return dst, fmt.Errorf("%w: unknown code %q", ErrBadEvent, ev.Code)
 	}
-	if math.IsNaN(e.Time) || math.IsInf(e.Time, 0) || e.Time < 0 {
-		return fmt.Errorf("%w: time %v", ErrBadEvent, e.Time)
+	if math.IsNaN(ev.Time) || math.IsInf(ev.Time, 0) || ev.Time < 0 {
+		return dst, fmt.Errorf("%w: time %v", ErrBadEvent, ev.Time)
 	}
-	t := math.Round(e.Time*1e6) / 1e6
-	if err := enc.Encode([3]any{json.Number(formatTime(t)), e.Code, e.Data}); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadEvent, err)
+	e.num = appendTime(e.num[:0], math.Round(ev.Time*1e6)/1e6)
+	e.out.b = dst
+	err := e.enc.Encode([3]any{json.Number(e.num), ev.Code, ev.Data})
+	out := e.out.b
+	e.out.b = nil
+	if err != nil {
+		return dst, fmt.Errorf("%w: %v", ErrBadEvent, err)
 	}
-	return nil
+	return out, nil
 }
 
-// AppendEvent is EncodeEvent with an encoder into buf; it returns the
-// length of the line.
-func AppendEvent(buf *bytes.Buffer, enc *json.Encoder, e Event) (int, error) {
-	start := buf.Len()
-	if err := EncodeEvent(enc, e); err != nil {
-		buf.Truncate(start)
-		return 0, err
-	}
-	return buf.Len() - start, nil
-}
-
-// formatTime writes seconds in plain decimal notation with at most six
+// appendTime writes seconds in plain decimal notation with at most six
 // decimals ("0.5", "12.000031"), never in exponent form.
-func formatTime(t float64) string {
-	b := strconv.AppendFloat(make([]byte, 0, 24), t, 'f', 6, 64)
+func appendTime(b []byte, t float64) []byte {
+	start := len(b)
+	b = strconv.AppendFloat(b, t, 'f', 6, 64)
 	i := len(b)
-	for b[i-1] == '0' {
+	for i > start && b[i-1] == '0' {
 		i--
 	}
 	if b[i-1] == '.' {
 		i++ // keep "3.0"
 	}
-	return string(b[:i])
+	return b[:i]
 }
 
 // UTF8Decoder turns a byte stream cut at arbitrary points into valid

@@ -130,21 +130,33 @@ func FuzzAppendEvent(f *testing.F) {
 	f.Add(0.0, "r", "80x24")
 	f.Add(3e-9, "m", "\xff")
 	f.Fuzz(func(t *testing.T, tm float64, code, data string) {
-		var buf bytes.Buffer
-		enc := asciicast.NewEncoder(&buf)
-		n, err := asciicast.AppendEvent(&buf, enc, asciicast.Event{Time: tm, Code: asciicast.Code(code), Data: data})
+		enc := asciicast.NewEventEncoder()
+		prefix := []byte("before\n")
+		line, err := enc.AppendEvent(prefix, asciicast.Event{Time: tm, Code: asciicast.Code(code), Data: data})
 		if err != nil {
+			if string(line) != string(prefix) {
+				t.Fatalf("a failed event changed the buffer: %q", line)
+			}
 			return
 		}
-		if n != buf.Len() || !bytes.HasSuffix(buf.Bytes(), []byte("\n")) || bytes.Count(buf.Bytes(), []byte("\n")) != 1 {
-			t.Fatalf("not one line: %q", buf.Bytes())
+		if !bytes.HasPrefix(line, prefix) {
+			t.Fatalf("the line did not go after the buffer's bytes: %q", line)
+		}
+		line = line[len(prefix):]
+		if !bytes.HasSuffix(line, []byte("\n")) || bytes.Count(line, []byte("\n")) != 1 {
+			t.Fatalf("not one line: %q", line)
 		}
 		var ev [3]any
-		if err := json.Unmarshal(buf.Bytes(), &ev); err != nil {
-			t.Fatalf("%q: %v", buf.Bytes(), err)
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
 		}
 		if ev[1] != code || ev[2] != string([]rune(data)) {
-			t.Fatalf("%q decodes to %v", buf.Bytes(), ev)
+			t.Fatalf("%q decodes to %v", line, ev)
+		}
+		// The encoder goes on with the next event as if fresh.
+		next, err := enc.AppendEvent(nil, asciicast.Event{Time: 1, Code: asciicast.Marker, Data: "next"})
+		if err != nil || string(next) != `[1.0,"m","next"]`+"\n" {
+			t.Fatalf("the next event: %q, %v", next, err)
 		}
 	})
 }
@@ -159,19 +171,36 @@ func benchText() []byte {
 }
 
 // BenchmarkEncodeEvent measures one 32 KiB output event's encoding, the
-// recording's main cost per byte.
+// recording's main cost per byte, against encoding/json's own Encode into
+// a bytes.Buffer (the baseline sub-benchmark): what AppendEvent adds.
 func BenchmarkEncodeEvent(b *testing.B) {
 	data := string(benchText())
-	var buf bytes.Buffer
-	enc := asciicast.NewEncoder(&buf)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		buf.Reset()
-		if err := asciicast.EncodeEvent(enc, asciicast.Event{Time: 12.5, Code: asciicast.Output, Data: data}); err != nil {
-			b.Fatal(err)
+	b.Run("AppendEvent", func(b *testing.B) {
+		var buf []byte
+		enc := asciicast.NewEventEncoder()
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if buf, err = enc.AppendEvent(buf[:0], asciicast.Event{Time: 12.5, Code: asciicast.Output, Data: data}); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
-	b.ReportMetric(float64(buf.Len())/float64(len(data)), "x-raw-bytes")
+		b.ReportMetric(float64(len(buf))/float64(len(data)), "x-raw-bytes")
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			buf.Reset()
+			if err := enc.Encode([3]any{json.Number("12.5"), "o", data}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkUTF8Decoder measures the incremental decoder on text read in

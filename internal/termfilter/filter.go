@@ -29,7 +29,9 @@
 // terminals act on at once, is sent before the sequence.) The 8-bit C1 forms of CSI, OSC, DCS, SOS,
 // PM and APC, written as UTF-8 (U+009B for CSI), are filtered like their
 // 7-bit forms. A sequence split across writes is held until it is
-// complete, up to a bound (MaxPending); longer ones are removed.
+// complete, up to a bound (MaxPending); longer ones are removed. A Filter
+// follows whether the output left the terminal in the alternate screen
+// (AltScreen), so that a replay stopped there can leave it.
 //
 // The output is valid UTF-8: bytes that are not (which an 8-bit terminal
 // would take for C1 controls) become U+FFFD, and a character split across
@@ -38,7 +40,9 @@
 package termfilter
 
 import (
+	"bytes"
 	"io"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -85,6 +89,51 @@ type Filter struct {
 	// In strings: OSC ends with BEL too; an ESC or a 0xC2 waits for the
 	// next byte (ST is ESC \ or U+009C).
 	osc, pendESC, pendC2 bool
+	// alt is the alternate-screen mode (1049, 1047 or 47) that the
+	// output passed so far left the terminal in; 0 for the normal screen.
+	alt int
+}
+
+// AltScreen returns the sequence that takes the terminal back to the
+// normal screen when the output passed so far left it in the alternate
+// screen (CSI ? 1049 h, 1047 h or 47 h, not undone by its l or a reset),
+// and "" otherwise.
+func (f *Filter) AltScreen() string {
+	if f.alt == 0 {
+		return ""
+	}
+	return "\x1b[?" + strconv.Itoa(f.alt) + "l"
+}
+
+// noteModes follows the alternate screen through a DEC private mode set
+// (final h) or reset (l) being passed: the parameters are in buf, after
+// the introducer and the ? prefix.
+func (f *Filter) noteModes(final byte) {
+	p := f.buf
+	if i := bytes.IndexByte(p, '?'); i >= 0 {
+		p = p[i+1:]
+	}
+	for len(p) > 0 {
+		n, mode := 0, 0
+		for n < len(p) && p[n] != ';' {
+			if p[n] >= '0' && p[n] <= '9' && mode < 1e6 {
+				mode = mode*10 + int(p[n]-'0')
+			}
+			n++
+		}
+		switch mode {
+		case 1049, 1047, 47:
+			if final == 'h' {
+				f.alt = mode
+			} else {
+				f.alt = 0
+			}
+		}
+		if n == len(p) {
+			break
+		}
+		p = p[n+1:]
+	}
 }
 
 // New returns a Filter writing to w.
@@ -263,6 +312,9 @@ func (f *Filter) step(b byte) {
 		case b == 'Z': // DECID: the terminal answers as to DA1
 			f.reset(ground)
 		case b >= 0x30 && b <= 0x7e:
+			if b == 'c' && f.st == esc { // RIS: the normal screen again
+				f.alt = 0
+			}
 			f.pass(b)
 		default: // not an escape sequence: drop what came so far
 			f.reset(ground)
@@ -273,6 +325,9 @@ func (f *Filter) step(b byte) {
 		case f.control(b):
 		case b >= 0x40 && b <= 0x7e:
 			if f.st == csi && !queries(f.prefix, f.inter, b) {
+				if f.prefix == '?' && f.inter == 0 && (b == 'h' || b == 'l') {
+					f.noteModes(b)
+				}
 				f.pass(b)
 				return
 			}

@@ -3,6 +3,7 @@ package termfilter_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -290,3 +291,35 @@ func BenchmarkFilterText(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestAltScreen: the filter follows the alternate screen through the
+// modes that enter and leave it, however the writes cut them.
+func TestAltScreen(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"none", "plain \x1b[?25h text", ""},
+		{"1049 entered", "\x1b[?1049h\x1b[H\x1b[2Jtop - 12:00", "\x1b[?1049l"},
+		{"1049 left", "\x1b[?1049h frame \x1b[?1049l", ""},
+		{"1047 among modes", "\x1b[?1;1047;25h", "\x1b[?1047l"},
+		{"47", "\x1b[?47h", "\x1b[?47l"},
+		{"left by another", "\x1b[?1049h\x1b[?47l", ""},
+		{"C1 CSI", "\u009b?1049h", "\x1b[?1049l"},
+		{"reset", "\x1b[?1049h\x1bc", ""},
+		{"not private", "\x1b[1049h", ""},
+		{"other mode", "\x1b[?10490h", ""},
+		{"queried, not set", "\x1b[?1049$p", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for cut := 0; cut <= len(tc.in); cut++ {
+				f := termfilter.New(io.Discard)
+				_, _ = f.Write([]byte(tc.in[:cut]))
+				_, _ = f.Write([]byte(tc.in[cut:]))
+				if got := f.AltScreen(); got != tc.want {
+					t.Fatalf("%q cut at %d: AltScreen() = %q; want %q", tc.in, cut, got, tc.want)
+				}
+			}
+		})
+	}
+}
