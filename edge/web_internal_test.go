@@ -100,16 +100,16 @@ func TestWebTicketChecks(t *testing.T) {
 		{"no signature", "eyJzIjoiYSJ9", "malformed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.redeemTicket(tt.ticket, sid)
+			_, err := s.redeemTicket(context.Background(), tt.ticket, sid)
 			require.ErrorIs(t, err, ErrWebTicket)
 			require.Contains(t, err.Error(), tt.why)
 		})
 	}
 	good := seal(webTicket{Session: sid, Device: "d1", Nonce: randomHex(16), Expires: fresh})
-	tk, err := s.redeemTicket(good, sid)
+	tk, err := s.redeemTicket(context.Background(), good, sid)
 	require.NoError(t, err)
 	require.Equal(t, "d1", tk.Device)
-	_, err = s.redeemTicket(good, sid)
+	_, err = s.redeemTicket(context.Background(), good, sid)
 	require.ErrorContains(t, err, "used already")
 }
 
