@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -214,4 +215,32 @@ func TestWebTermRoom(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	require.Error(t, term.room(ctx))
+}
+
+// TestWebOutputGathers: output that arrives while the bridge is busy goes
+// in one message of at most the limit, in order, and the read's end comes
+// after all of it.
+func TestWebOutputGathers(t *testing.T) {
+	o := newWebOutput()
+	o.add([]byte("abc"))
+	o.add([]byte("def"))
+	o.add([]byte("ghij"))
+	o.finish(io.EOF)
+	ctx := context.Background()
+	got, err := o.take(ctx, nil, 8)
+	require.NoError(t, err)
+	require.Equal(t, "abcdefgh", string(got))
+	got, err = o.take(ctx, got[:0], 8)
+	require.NoError(t, err)
+	require.Equal(t, "ij", string(got))
+	got, err = o.take(ctx, got[:0], 8)
+	require.ErrorIs(t, err, io.EOF)
+	require.Empty(t, got)
+
+	// A take that waits ends with its context, with the cause.
+	o = newWebOutput()
+	cctx, cancel := context.WithCancelCause(ctx)
+	cancel(errWebSignedOut)
+	_, err = o.take(cctx, nil, 8)
+	require.ErrorIs(t, err, errWebSignedOut)
 }
