@@ -112,6 +112,18 @@ func TestWebTicketChecks(t *testing.T) {
 	require.Equal(t, "d1", tk.Device)
 	_, err = s.redeemTicket(context.Background(), good, sid)
 	require.ErrorContains(t, err, "used already")
+
+	// Tickets that cannot be checked as unused are refused.
+	s.web.tickets = brokenTickets{}
+	_, err = s.redeemTicket(context.Background(), seal(webTicket{Session: sid, Device: "d1", Nonce: randomHex(16), Expires: fresh}), sid)
+	require.ErrorIs(t, err, ErrWebTicket)
+	require.ErrorContains(t, err, "cannot check that it is unused")
+}
+
+type brokenTickets struct{}
+
+func (brokenTickets) Use(context.Context, string, time.Time) (bool, error) {
+	return false, ErrClusterUnavailable
 }
 
 func TestMemoryWebRevocations(t *testing.T) {
