@@ -43,6 +43,8 @@ func BenchmarkWebTerminal(b *testing.B) {
 		KeyP99     float64 `json:"key_p99_ms"`
 		ParsedP50  float64 `json:"key_parsed_p50_ms"`
 		ParsedP99  float64 `json:"key_parsed_p99_ms"`
+		RecvP50    float64 `json:"key_received_p50_ms"`
+		FrameP50   float64 `json:"frame_p50_ms"`
 		FloodMBps  float64 `json:"flood_mbps"`
 		FloodBytes int64   `json:"flood_bytes"`
 	}
@@ -70,6 +72,8 @@ func BenchmarkWebTerminal(b *testing.B) {
 	b.ReportMetric(web.KeyP99, "web-key-p99-ms")
 	b.ReportMetric(web.ParsedP50, "web-key-parsed-p50-ms")
 	b.ReportMetric(web.ParsedP99, "web-key-parsed-p99-ms")
+	b.ReportMetric(web.RecvP50, "web-key-received-p50-ms")
+	b.ReportMetric(web.FrameP50, "web-frame-p50-ms")
 	b.ReportMetric(cliP50, "cli-key-p50-ms")
 	b.ReportMetric(cliP99, "cli-key-p99-ms")
 	b.ReportMetric(web.KeyP50/cliP50, "x-cli-key-p50")

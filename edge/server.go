@@ -140,6 +140,7 @@ func (s *Server) init() {
 		s.clients = make(map[*clientSession]struct{})
 		if s.Web != nil {
 			s.web = newWebState(s.Web)
+			s.watchWebRevocations()
 		}
 		if s.Auth != nil {
 			s.authRT = newAuthRuntime(s.Auth)

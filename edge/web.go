@@ -51,8 +51,14 @@ type WebConfig struct {
 	MaxTerminalsPerSession  int
 	MaxTerminalsPerIdentity int
 	// Revoked holds the sessions that signed out. Nil keeps them in
-	// memory on this edge (MemoryWebRevocations).
+	// memory on this edge (MemoryWebRevocations). When it is also a
+	// WebRevocationWatcher, as a cluster's is, a sign-out on any edge
+	// closes the session's terminals on this one.
 	Revoked WebRevocations
+	// Tickets records the terminal tickets used, so that each opens one
+	// terminal. Nil keeps them in memory on this edge; a cluster shares
+	// them, so that a ticket is used once on all its edges.
+	Tickets WebTickets
 }
 
 // WebConfig defaults.
@@ -61,13 +67,16 @@ const (
 	DefaultWebIdleTimeout         = 30 * time.Minute
 	DefaultWebTerminalsPerSession = 4
 	DefaultWebTerminalsPerID      = 16
+	// WebTicketLifetime is how long a terminal's ticket may be used
+	// after it was issued; a WebTickets need not remember a ticket longer.
+	WebTicketLifetime = 30 * time.Second
 	// MinWebKeyBytes is the shortest WebConfig.Key accepted.
 	MinWebKeyBytes = 32
 )
 
 // The web terminal's fixed bounds.
 const (
-	webTicketLifetime = 30 * time.Second
+	webTicketLifetime = WebTicketLifetime
 	webMaxForm        = 4 << 10 // bytes of a sign-in or sign-out form
 	// webActiveStep is how stale a session's last-active time may get
 	// before a request refreshes the cookie.
@@ -115,7 +124,7 @@ type webState struct {
 	perSess   int
 	perID     int
 	revoked   WebRevocations
-	tickets   ticketSet
+	tickets   WebTickets
 	pages     *template.Template
 	files     map[string]webFile // /web/static/<name>
 	broken    error              // the configuration's problem: every /web request gets 503
@@ -142,6 +151,10 @@ func newWebState(c *WebConfig) *webState {
 	w.revoked = c.Revoked
 	if w.revoked == nil {
 		w.revoked = &MemoryWebRevocations{}
+	}
+	w.tickets = c.Tickets
+	if w.tickets == nil {
+		w.tickets = &MemoryWebTickets{}
 	}
 	w.pages = template.Must(template.ParseFS(web.Files, "templates/*.html"))
 	files, err := loadWebFiles()
@@ -592,7 +605,7 @@ func (s *Server) serveWebTicket(w http.ResponseWriter, r *http.Request) {
 }
 
 // redeemTicket checks a ticket for the session sessionID and uses it up.
-func (s *Server) redeemTicket(v, sessionID string) (webTicket, error) {
+func (s *Server) redeemTicket(ctx context.Context, v, sessionID string) (webTicket, error) {
 	var t webTicket
 	if err := s.web.signer.open("ticket", v, maxWebTicket, &t); err != nil {
 		return t, fmt.Errorf("%w: %v", ErrWebTicket, err)
@@ -603,7 +616,14 @@ func (s *Server) redeemTicket(v, sessionID string) (webTicket, error) {
 		return t, fmt.Errorf("%w: it expired; reload the page", ErrWebTicket)
 	case t.Session != sessionID:
 		return t, fmt.Errorf("%w: it was issued to another session", ErrWebTicket)
-	case !s.web.tickets.use(t.Nonce, exp):
+	}
+	ctx, cancel := context.WithTimeout(ctx, lastSeenTimeout)
+	fresh, err := s.web.tickets.Use(ctx, t.Nonce, exp)
+	cancel()
+	switch {
+	case err != nil:
+		return t, fmt.Errorf("%w: cannot check that it is unused (%v); reload the page to retry", ErrWebTicket, err)
+	case !fresh:
 		return t, fmt.Errorf("%w: it was used already; reload the page", ErrWebTicket)
 	}
 	return t, nil

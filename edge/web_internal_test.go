@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -100,17 +101,29 @@ func TestWebTicketChecks(t *testing.T) {
 		{"no signature", "eyJzIjoiYSJ9", "malformed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.redeemTicket(tt.ticket, sid)
+			_, err := s.redeemTicket(context.Background(), tt.ticket, sid)
 			require.ErrorIs(t, err, ErrWebTicket)
 			require.Contains(t, err.Error(), tt.why)
 		})
 	}
 	good := seal(webTicket{Session: sid, Device: "d1", Nonce: randomHex(16), Expires: fresh})
-	tk, err := s.redeemTicket(good, sid)
+	tk, err := s.redeemTicket(context.Background(), good, sid)
 	require.NoError(t, err)
 	require.Equal(t, "d1", tk.Device)
-	_, err = s.redeemTicket(good, sid)
+	_, err = s.redeemTicket(context.Background(), good, sid)
 	require.ErrorContains(t, err, "used already")
+
+	// Tickets that cannot be checked as unused are refused.
+	s.web.tickets = brokenTickets{}
+	_, err = s.redeemTicket(context.Background(), seal(webTicket{Session: sid, Device: "d1", Nonce: randomHex(16), Expires: fresh}), sid)
+	require.ErrorIs(t, err, ErrWebTicket)
+	require.ErrorContains(t, err, "cannot check that it is unused")
+}
+
+type brokenTickets struct{}
+
+func (brokenTickets) Use(context.Context, string, time.Time) (bool, error) {
+	return false, ErrClusterUnavailable
 }
 
 func TestMemoryWebRevocations(t *testing.T) {
@@ -214,4 +227,32 @@ func TestWebTermRoom(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	require.Error(t, term.room(ctx))
+}
+
+// TestWebOutputGathers: output that arrives while the bridge is busy goes
+// in one message of at most the limit, in order, and the read's end comes
+// after all of it.
+func TestWebOutputGathers(t *testing.T) {
+	o := newWebOutput()
+	o.add([]byte("abc"))
+	o.add([]byte("def"))
+	o.add([]byte("ghij"))
+	o.finish(io.EOF)
+	ctx := context.Background()
+	got, err := o.take(ctx, nil, 8)
+	require.NoError(t, err)
+	require.Equal(t, "abcdefgh", string(got))
+	got, err = o.take(ctx, got[:0], 8)
+	require.NoError(t, err)
+	require.Equal(t, "ij", string(got))
+	got, err = o.take(ctx, got[:0], 8)
+	require.ErrorIs(t, err, io.EOF)
+	require.Empty(t, got)
+
+	// A take that waits ends with its context, with the cause.
+	o = newWebOutput()
+	cctx, cancel := context.WithCancelCause(ctx)
+	cancel(errWebSignedOut)
+	_, err = o.take(cctx, nil, 8)
+	require.ErrorIs(t, err, errWebSignedOut)
 }

@@ -195,16 +195,36 @@ func (m *MemoryWebRevocations) Revoked(_ context.Context, id string) (bool, erro
 	return ok && time.Now().Before(t), nil
 }
 
-// ticketSet remembers the tickets used on this edge until they expire, so
-// that each is used once.
-type ticketSet struct {
+// WebTickets records the terminal tickets used, each until it expires,
+// so that each opens one terminal. Implementations are safe for
+// concurrent use.
+type WebTickets interface {
+	// Use marks the ticket nonce used until until; it reports false when
+	// it already was. An error refuses the ticket.
+	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
+}
+
+// WebRevocationWatcher is a WebRevocations that hears of the sign-outs
+// of every edge sharing it.
+type WebRevocationWatcher interface {
+	// WatchRevocations calls revoked with the ID of every revoked
+	// session, those revoked already and those revoked from now on,
+	// until ctx ends. It keeps watching through the failures of its
+	// store, and then hears again of every revoked session.
+	WatchRevocations(ctx context.Context, revoked func(id string))
+}
+
+// MemoryWebTickets is the WebTickets of one edge, in memory. In a
+// cluster, a ticket used on one edge could be used again on another
+// unless they share a WebTickets.
+type MemoryWebTickets struct {
 	mu sync.Mutex
 	// mu guards the following.
 	used map[string]time.Time
 }
 
-// use marks nonce used until exp; it reports false when it already was.
-func (t *ticketSet) use(nonce string, exp time.Time) bool {
+// Use implements WebTickets.
+func (t *MemoryWebTickets) Use(_ context.Context, nonce string, until time.Time) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.used == nil {
@@ -219,8 +239,8 @@ func (t *ticketSet) use(nonce string, exp time.Time) bool {
 		}
 	}
 	if _, ok := t.used[nonce]; ok {
-		return false
+		return false, nil
 	}
-	t.used[nonce] = exp
-	return true
+	t.used[nonce] = until
+	return true, nil
 }

@@ -21,10 +21,14 @@ import (
 // webControl: up, "resize" and "ack" (bytes of output rendered); down,
 // "open", "exit" and "error".
 const (
-	webReadLimit  = 64 << 10
-	webPing       = 20 * time.Second
-	webHelloWait  = 10 * time.Second
-	webChunk      = 32 << 10
+	webReadLimit = 64 << 10
+	webPing      = 20 * time.Second
+	webHelloWait = 10 * time.Second
+	webChunk     = 32 << 10
+	// webMessageMax bounds an output message: what the page and most
+	// WebSocket clients read by default (32 KiB); the page acknowledges a
+	// message once it has rendered all of it, so many share the window.
+	webMessageMax = 32 << 10
 	webExitWait   = 5 * time.Second
 	webCloseWait  = 5 * time.Second
 	webWriteLimit = 30 * time.Second
@@ -139,6 +143,68 @@ func (t *webTerm) sent(n int) {
 	t.mu.Lock()
 	t.unacked += int64(n)
 	t.mu.Unlock()
+}
+
+// webOutput is the device's output gathered between the bridge's
+// messages to the page.
+type webOutput struct {
+	mu sync.Mutex
+	// mu guards the following.
+	buf   []byte
+	err   error         // the read's error, after buf
+	ready chan struct{} // has a value when buf or err is new
+}
+
+func newWebOutput() *webOutput { return &webOutput{ready: make(chan struct{}, 1)} }
+
+func (o *webOutput) add(b []byte) {
+	o.mu.Lock()
+	o.buf = append(o.buf, b...)
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *webOutput) finish(err error) {
+	o.mu.Lock()
+	o.err = err
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *webOutput) signal() {
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take waits until there is output or the read ended, and appends up to
+// limit bytes of the output to dst. It returns the read's error once all
+// the output before it is taken, or ctx's cause when ctx ends first.
+func (o *webOutput) take(ctx context.Context, dst []byte, limit int) ([]byte, error) {
+	for {
+		o.mu.Lock()
+		if len(o.buf) > 0 {
+			n := min(len(o.buf), limit)
+			dst = append(dst, o.buf[:n]...)
+			o.buf = o.buf[:copy(o.buf, o.buf[n:])]
+			if len(o.buf) > 0 {
+				o.signal()
+			}
+			o.mu.Unlock()
+			return dst, nil
+		}
+		err := o.err
+		o.mu.Unlock()
+		if err != nil {
+			return dst, err
+		}
+		select {
+		case <-ctx.Done():
+			return dst, context.Cause(ctx)
+		case <-o.ready:
+		}
+	}
 }
 
 // errWebSignedOut ends the terminals of a session that signed out.
@@ -301,7 +367,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		deny("invalid", err.Error())
 		return
 	}
-	t, err := s.redeemTicket(hello.Ticket, me.sess.ID)
+	t, err := s.redeemTicket(ctx, hello.Ticket, me.sess.ID)
 	if err != nil {
 		s.log.Info("web terminal refused: "+err.Error(), "client", me.id.Name, "remote", remote)
 		deny("bad_ticket", err.Error())
@@ -498,24 +564,46 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 		}
 	}()
 
-	buf := make([]byte, webChunk)
-	for {
-		if err := term.room(bctx); err != nil {
-			break
+	// The device's output: one goroutine reads it as it comes, this one
+	// sends what has gathered since the last message. A lone echo goes
+	// out at once; a flood that outruns the page goes in fewer, larger
+	// messages, each one a term.write and an ack for the page.
+	out := newWebOutput()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, webChunk)
+		for {
+			if err := term.room(bctx); err != nil {
+				out.finish(err)
+				return
+			}
+			n, err := st.Read(buf)
+			if n > 0 {
+				// Counted when read: the bytes gathered and the bytes
+				// sent but not yet rendered share one bound.
+				term.sent(n)
+				out.add(buf[:n])
+			}
+			if err != nil {
+				out.finish(err)
+				return
+			}
 		}
-		n, rerr := st.Read(buf)
-		if n > 0 {
-			// Counted before it is sent: the page's ack may come back
-			// before Write returns.
-			term.sent(n)
+	}()
+	var msg []byte
+	for {
+		var rerr error
+		msg, rerr = out.take(bctx, msg[:0], webMessageMax)
+		if len(msg) > 0 {
 			wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
-			werr := c.Write(wctx, websocket.MessageBinary, buf[:n])
+			werr := c.Write(wctx, websocket.MessageBinary, msg)
 			wcancel()
 			if werr != nil {
 				cancel(fmt.Errorf("write to the page: %w", werr))
 				break
 			}
-			down += int64(n)
+			down += int64(len(msg))
 		}
 		if rerr != nil {
 			if bctx.Err() == nil {
@@ -595,4 +683,18 @@ func (s *Server) webExitStatus(ctx context.Context, id Identity, device, sid str
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
+}
+
+// watchWebRevocations closes the terminals of the sessions that sign out
+// on other edges, when the revocations are shared and can be watched.
+func (s *Server) watchWebRevocations() {
+	w, ok := s.web.revoked.(WebRevocationWatcher)
+	if !ok || s.web.broken != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		w.WatchRevocations(s.ctx, func(id string) { s.endWebTerminals(id, "the session signed out") })
+	}()
 }

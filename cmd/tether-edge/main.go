@@ -253,8 +253,10 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		defer cl.Close()
 		srv.Cluster = cl.edgeCluster()
 		if srv.Web != nil {
-			// Sign-outs hold on every edge of the cluster.
+			// Sign-outs hold, and tickets are used once, on every edge
+			// of the cluster.
 			srv.Web.Revoked = cl.webRevocations(srv.Web.SessionLifetime)
+			srv.Web.Tickets = cl.webTickets()
 		}
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence

@@ -37,7 +37,10 @@ type WebRevocations struct {
 	kv jetstream.KeyValue
 }
 
-var _ edge.WebRevocations = (*WebRevocations)(nil)
+var (
+	_ edge.WebRevocations       = (*WebRevocations)(nil)
+	_ edge.WebRevocationWatcher = (*WebRevocations)(nil)
+)
 
 func (w *WebRevocations) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	w.mu.Lock()
@@ -90,4 +93,55 @@ func (w *WebRevocations) Revoked(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("%w: check for a sign-out: %v", edge.ErrClusterUnavailable, err)
 	}
 	return true, nil
+}
+
+// watchRetryMax bounds the wait between attempts to watch the sign-outs.
+const watchRetryMax = 5 * time.Second
+
+// WatchRevocations implements edge.WebRevocationWatcher: it watches the
+// bucket, from its present records on, and binds and watches it again
+// after a failure.
+func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id string)) {
+	delay := 100 * time.Millisecond
+	for {
+		bctx, cancel := context.WithTimeout(ctx, opTimeout)
+		kv, err := w.bucket(bctx)
+		cancel()
+		if err == nil {
+			start := time.Now()
+			watchKeys(ctx, kv, revoked)
+			if time.Since(start) > watchRetryMax {
+				delay = 100 * time.Millisecond
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, watchRetryMax)
+	}
+}
+
+// watchKeys calls fn with the key of every record of kv, present and to
+// come, until ctx ends or the watch fails.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, fn func(key string)) {
+	kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return
+			}
+			if e != nil { // nil marks the end of the present records
+				fn(e.Key())
+			}
+		}
+	}
 }

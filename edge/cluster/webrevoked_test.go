@@ -41,3 +41,73 @@ func TestWebRevocationsAreShared(t *testing.T) {
 	_, err = b.Revoked(ctx, "fedcba9876543210fedcba9876543210")
 	require.ErrorIs(t, err, edge.ErrClusterUnavailable)
 }
+
+// TestWebTicketsAreShared: a ticket used on one edge is used up on
+// another; a bucket that cannot be reached refuses the ticket.
+func TestWebTicketsAreShared(t *testing.T) {
+	ns := startNATS(t)
+	tickets := func() *cluster.WebTickets {
+		return &cluster.WebTickets{JetStream: jetStreamOf(t, ns)}
+	}
+	a, b := tickets(), tickets()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	until := time.Now().Add(edge.WebTicketLifetime)
+	fresh, err := a.Use(ctx, "00112233445566778899aabbccddeeff", until)
+	require.NoError(t, err)
+	require.True(t, fresh)
+	fresh, err = b.Use(ctx, "00112233445566778899aabbccddeeff", until)
+	require.NoError(t, err)
+	require.False(t, fresh, "a ticket used on edge a is used again on edge b")
+	fresh, err = b.Use(ctx, "ffeeddccbbaa99887766554433221100", until)
+	require.NoError(t, err)
+	require.True(t, fresh)
+
+	ns.stop()
+	_, err = a.Use(ctx, "0123456789abcdef0123456789abcdef", until)
+	require.ErrorIs(t, err, edge.ErrClusterUnavailable)
+}
+
+// TestWebRevocationsAreWatched: an edge watching the sign-outs hears of
+// those made before it watched and of those made on another edge after.
+func TestWebRevocationsAreWatched(t *testing.T) {
+	ns := startNATS(t)
+	a := &cluster.WebRevocations{JetStream: jetStreamOf(t, ns), TTL: time.Hour}
+	b := &cluster.WebRevocations{JetStream: jetStreamOf(t, ns), TTL: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	require.NoError(t, a.Revoke(ctx, "0123456789abcdef0123456789abcdef", time.Now().Add(time.Hour)))
+
+	heard := make(chan string, 4)
+	wctx, wcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.WatchRevocations(wctx, func(id string) { heard <- id })
+	}()
+	defer func() { wcancel(); <-done }()
+	require.Equal(t, "0123456789abcdef0123456789abcdef", recv(t, heard), "a sign-out made before the watch")
+	require.NoError(t, a.Revoke(ctx, "fedcba9876543210fedcba9876543210", time.Now().Add(time.Hour)))
+	require.Equal(t, "fedcba9876543210fedcba9876543210", recv(t, heard), "a sign-out made on another edge")
+}
+
+func jetStreamOf(t *testing.T, ns *natsServer) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
+}
+
+func recv(t *testing.T, c <-chan string) string {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(waitLong):
+		t.Fatal("nothing heard")
+		return ""
+	}
+}

@@ -3,7 +3,10 @@
 // terminal.test.mjs and reads the last line, "BENCH {json}"):
 //   load_ms      a cold page (empty cache) from navigation to the prompt
 //   key_*_ms     a keystroke from the page to its echo rendered, through
-//                the edge and the agent (stty -icanon; cat >/dev/null)
+//                the edge and the agent (stty -icanon; cat >/dev/null);
+//                key_received and key_parsed break it down: the echo's
+//                message at the page, then parsed by xterm.js, which
+//                renders it on the display's next frame (frame_p50_ms)
 //   flood_mbps   `seq 1 2000000` rendered, in MB/s
 import { chromium } from 'playwright-core';
 
@@ -41,6 +44,18 @@ try {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
   await ctx.addCookies(cookies);
   const page = await ctx.newPage();
+  // The time each output message reaches the page, for the keystrokes'
+  // breakdown: a listener beside the page's own, which it does not see.
+  await page.addInitScript(() => {
+    const WS = window.WebSocket;
+    window.__benchRecv = 0;
+    window.WebSocket = class extends WS {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (ev) => { if (typeof ev.data !== 'string') window.__benchRecv = performance.now(); });
+      }
+    };
+  });
   const t0 = Date.now();
   await page.goto(base + '/web/d/' + device);
   await page.waitForFunction(bufferHas, '[#$] $', { timeout: patience, polling: 'raf' });
@@ -55,6 +70,13 @@ try {
     const term = window.tether.term;
     const parsed = [];
     const rendered = [];
+    const received = [];
+    // The display's frame interval while the keys are measured.
+    const frames = [];
+    let last = 0;
+    let measuring = true;
+    const frame = (t) => { if (last) frames.push(t - last); last = t; if (measuring) requestAnimationFrame(frame); };
+    requestAnimationFrame(frame);
     for (let i = 0; i < n + 20; i++) {
       const ch = String.fromCharCode(97 + (i % 26));
       // A person's keys come at any point of the display's frame, not
@@ -63,6 +85,7 @@ try {
       const b = term.buffer.active;
       const x0 = b.cursorX;
       const y0 = b.cursorY;
+      window.__benchRecv = 0;
       const t0 = performance.now();
       let tParsed = 0;
       await new Promise((resolve) => {
@@ -76,10 +99,15 @@ try {
       if (i >= 20) {
         rendered.push(performance.now() - t0);
         parsed.push((tParsed || performance.now()) - t0);
+        received.push((window.__benchRecv || performance.now()) - t0);
       }
     }
+    measuring = false;
     const pct = (a, q) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
-    return { p50: pct(rendered, 0.5), p99: pct(rendered, 0.99), parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99) };
+    return {
+      p50: pct(rendered, 0.5), p99: pct(rendered, 0.99), parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99),
+      receivedP50: pct(received, 0.5), frameP50: pct(frames, 0.5),
+    };
   }, keys);
 
   // The flood, in a new terminal.
@@ -98,6 +126,7 @@ try {
 
   console.log('BENCH ' + JSON.stringify({
     load_ms: loadMS, key_p50_ms: lat.p50, key_p99_ms: lat.p99, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99,
+    key_received_p50_ms: lat.receivedP50, frame_p50_ms: lat.frameP50,
     flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes,
   }));
   await ctx.close();

@@ -44,6 +44,22 @@
     ws.onopen = () => {
       ws.send(JSON.stringify({ ticket: ticket, device: device, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
     };
+    // Acks: the messages that xterm.js renders in one go are acknowledged
+    // together, once it yields, and at least every ackEvery bytes.
+    let unacked = 0;
+    let ackTimer = 0;
+    const ackEvery = 256 << 10;
+    const ack = () => {
+      if (ackTimer) clearTimeout(ackTimer);
+      ackTimer = 0;
+      if (unacked > 0 && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'ack', n: unacked }));
+      unacked = 0;
+    };
+    const rendered = (n) => {
+      unacked += n;
+      if (unacked >= ackEvery) ack();
+      else if (!ackTimer) ackTimer = setTimeout(ack, 0);
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data === 'string') {
         const m = JSON.parse(ev.data);
@@ -59,9 +75,7 @@
         return;
       }
       const b = new Uint8Array(ev.data);
-      term.write(b, () => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'ack', n: b.length }));
-      });
+      term.write(b, () => rendered(b.length));
     };
     ws.onclose = () => {
       if (state.textContent === 'connected') state.textContent = 'disconnected';

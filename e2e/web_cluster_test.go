@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/certs/certstest"
+)
+
+// webOrigin is the public URL of the test cluster's web terminal: every
+// edge serves it, as behind a load balancer.
+const webOrigin = "https://tether.test"
+
+// TestClusterWebTerminal: in a three-edge cluster, a ticket issued on
+// one edge opens one terminal on another and is refused on the third;
+// and a sign-out on one edge closes the session's terminals on the
+// others.
+func TestClusterWebTerminal(t *testing.T) {
+	pki := certstest.New(t)
+	key := filepath.Join(pki.Dir, "web.key")
+	require.NoError(t, os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef-cluster"), 0o600))
+	c := newClusterSys(t, clusterOpts{pki: pki,
+		extra: "web: {enabled: true, public_url: \"" + webOrigin + "\", session_key_file: " + key + "}\n"})
+	dev := c.addAgents(1)[0]
+	c.waitListed([]string{dev}, c.edges...)
+	e1, e2, e3 := c.edges[0], c.edges[1], c.edges[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	b := newWebClient(t, c)
+	b.signIn(e1, c.token)
+	csrf := b.csrf(e1)
+
+	// A ticket from edge 1 opens a terminal on edge 2, once.
+	tk := b.ticket(e1, dev, csrf)
+	t2 := b.open(ctx, e2, dev, tk)
+	require.Equal(t, "open", t2.control(ctx).T)
+	again := b.open(ctx, e3, dev, tk)
+	m := again.control(ctx)
+	require.Equal(t, "error", m.T)
+	require.Contains(t, m.Msg, "used already")
+
+	// A second terminal, on edge 3; both answer.
+	t3 := b.open(ctx, e3, dev, b.ticket(e3, dev, csrf))
+	require.Equal(t, "open", t3.control(ctx).T)
+	for _, tm := range []*webConn{t2, t3} {
+		tm.keys(ctx, "echo up-$((40+2))\r")
+		tm.expect(ctx, "up-42")
+	}
+
+	// Signing out on edge 1 closes both.
+	b.signOut(e1, csrf)
+	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ocancel()
+	for _, tm := range []*webConn{t2, t3} {
+		tm.expect(octx, "")
+		require.Contains(t, tm.lastErr, "signed out", "a terminal on another edge outlived the sign-out")
+	}
+	// And the cookie no longer opens anything on any edge.
+	for _, e := range c.edges {
+		resp := b.do(e, "GET", "/web/", nil, nil)
+		require.NotEqual(t, http.StatusOK, resp.StatusCode, "%s accepts a signed-out session", e.id)
+	}
+}
+
+// webClient is a browser of the cluster's web terminal: one cookie jar
+// for all edges, and requests that come from webOrigin.
+type webClient struct {
+	t  *testing.T
+	hc *http.Client
+}
+
+func newWebClient(t *testing.T, c *clusterSys) *webClient {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &webClient{t: t, hc: &http.Client{
+		Jar:           jar,
+		Transport:     &http.Transport{TLSClientConfig: certs.ClientTLSConfig(c.pki.Pool())},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type webPage struct {
+	StatusCode int
+	Body       string
+}
+
+func (b *webClient) do(e *clusterEdge, method, path string, form url.Values, hdr map[string]string) webPage {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, "https://"+e.addr+path, body)
+	require.NoError(b.t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.hc.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	page, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	require.NoError(b.t, err)
+	return webPage{resp.StatusCode, string(page)}
+}
+
+var csrfInput = regexp.MustCompile(`name="(?:csrf|tether-csrf)" (?:value|content)="([^"]+)"`)
+
+func (b *webClient) field(page webPage) string {
+	b.t.Helper()
+	m := csrfInput.FindStringSubmatch(page.Body)
+	require.NotNil(b.t, m, "no CSRF token in the page (status %d):\n%s", page.StatusCode, page.Body)
+	return m[1]
+}
+
+func (b *webClient) signIn(e *clusterEdge, token string) {
+	b.t.Helper()
+	csrf := b.field(b.do(e, "GET", "/web/login", nil, nil))
+	resp := b.do(e, "POST", "/web/login", url.Values{"token": {token}, "csrf": {csrf}}, map[string]string{"Origin": webOrigin})
+	require.Equal(b.t, http.StatusSeeOther, resp.StatusCode, resp.Body)
+}
+
+func (b *webClient) csrf(e *clusterEdge) string {
+	b.t.Helper()
+	return b.field(b.do(e, "GET", "/web/", nil, nil))
+}
+
+func (b *webClient) signOut(e *clusterEdge, csrf string) {
+	b.t.Helper()
+	resp := b.do(e, "POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": webOrigin})
+	require.Equal(b.t, http.StatusSeeOther, resp.StatusCode, resp.Body)
+}
+
+func (b *webClient) ticket(e *clusterEdge, device, csrf string) string {
+	b.t.Helper()
+	resp := b.do(e, "POST", "/web/ticket?device="+url.QueryEscape(device), nil, map[string]string{"Origin": webOrigin, "X-CSRF-Token": csrf})
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, resp.Body)
+	var out struct{ Ticket string }
+	require.NoError(b.t, json.Unmarshal([]byte(resp.Body), &out))
+	return out.Ticket
+}
+
+// open dials e's WebSocket and sends the ticket.
+func (b *webClient) open(ctx context.Context, e *clusterEdge, device, ticket string) *webConn {
+	b.t.Helper()
+	c, _, err := websocket.Dial(ctx, "wss://"+e.addr+"/web/ws", &websocket.DialOptions{
+		HTTPClient: b.hc, HTTPHeader: http.Header{"Origin": {webOrigin}}})
+	require.NoError(b.t, err)
+	b.t.Cleanup(func() { c.CloseNow() })
+	hello, _ := json.Marshal(map[string]any{"ticket": ticket, "device": device, "cols": 80, "rows": 24, "term": "xterm"})
+	require.NoError(b.t, c.Write(ctx, websocket.MessageText, hello))
+	return &webConn{t: b.t, c: c}
+}
+
+// webConn is one terminal's WebSocket; it acknowledges the output it
+// reads.
+type webConn struct {
+	t       *testing.T
+	c       *websocket.Conn
+	out     strings.Builder
+	lastErr string
+}
+
+type webMsg struct {
+	T    string `json:"t"`
+	Msg  string `json:"msg"`
+	Code *int   `json:"code"`
+}
+
+// control returns the next control message.
+func (w *webConn) control(ctx context.Context) webMsg {
+	w.t.Helper()
+	for {
+		typ, b, err := w.c.Read(ctx)
+		require.NoError(w.t, err)
+		if typ == websocket.MessageBinary {
+			w.out.Write(b)
+			continue
+		}
+		var m webMsg
+		require.NoError(w.t, json.Unmarshal(b, &m))
+		return m
+	}
+}
+
+func (w *webConn) keys(ctx context.Context, s string) {
+	w.t.Helper()
+	require.NoError(w.t, w.c.Write(ctx, websocket.MessageBinary, []byte(s)))
+}
+
+// expect reads until the output has want; with want "", until the
+// connection ends.
+func (w *webConn) expect(ctx context.Context, want string) {
+	w.t.Helper()
+	for want == "" || !strings.Contains(w.out.String(), want) {
+		typ, b, err := w.c.Read(ctx)
+		if err != nil {
+			require.Empty(w.t, want, "the terminal ended before %q: %v\n%s", want, err, w.out.String())
+			return
+		}
+		if typ == websocket.MessageBinary {
+			w.out.Write(b)
+			ack, _ := json.Marshal(map[string]any{"t": "ack", "n": len(b)})
+			_ = w.c.Write(ctx, websocket.MessageText, ack) // fails once the edge closes
+			continue
+		}
+		var m webMsg
+		require.NoError(w.t, json.Unmarshal(b, &m))
+		if m.T == "error" {
+			w.lastErr = m.Msg
+		}
+	}
+}
