@@ -145,6 +145,29 @@ func (c *verifiedCache) get(k [sha256.Size]byte, now time.Time) (verified, bool)
 func (c *verifiedCache) put(k [sha256.Size]byte, v verified, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(k, v, now)
+}
+
+// claim puts v for k unless k is there and unexpired, and reports whether
+// it did: of two requests with the same credential at once, one claims it.
+func (c *verifiedCache) claim(k [sha256.Size]byte, v verified, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && now.Before(e.notAfter) {
+		return false
+	}
+	c.putLocked(k, v, now)
+	return true
+}
+
+// forget removes k.
+func (c *verifiedCache) forget(k [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}
+
+func (c *verifiedCache) putLocked(k [sha256.Size]byte, v verified, now time.Time) {
 	if c.m == nil {
 		c.m = make(map[[sha256.Size]byte]verified)
 	}
@@ -492,8 +515,11 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, exp, err := rt.oidc.verify(r.Context(), req.IDToken, req.Nonce, MethodOIDC)
+	// The token is claimed before anything is signed for it, so that two
+	// exchanges of one token at once cannot both pass; it is released
+	// again if no certificate comes of it.
 	used := sha256.Sum256([]byte(req.IDToken))
-	if _, seen := rt.exchanged.get(used, rt.now().Add(-clockSkew)); err == nil && seen {
+	if err == nil && !rt.exchanged.claim(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew)) {
 		err = errors.New("this ID token was exchanged already; sign in again for a new one")
 	}
 	if err != nil {
@@ -502,16 +528,17 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !admitted(s.auth.Load().policy, id) {
+		rt.exchanged.forget(used)
 		s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "forbidden"})
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))
 		return
 	}
 	cert, err := rt.cfg.UserSigner.IssueUser(csr.PublicKey, id.Name, id.Groups, rt.maxLife)
 	if err != nil {
+		rt.exchanged.forget(used)
 		http.Error(w, "cannot sign a certificate: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	rt.exchanged.put(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew))
 	serial := certs.SerialHex(cert)
 	s.log.Info("user certificate issued", "client", id.Name, "groups", id.Groups, "serial", serial, "not_after", cert.NotAfter)
 	s.audit.Audit(Event{Time: time.Now(), Kind: EventUserLogin, Client: id.Name, Auth: MethodOIDC, RemoteAddr: r.RemoteAddr,

@@ -380,3 +380,33 @@ func TestReloadWithoutThePersonsRuleClosesTheSession(t *testing.T) {
 	}
 	require.Contains(t, strings.Join(reasons, "\n"), "no rule for alice@example.com")
 }
+
+// TestIDTokenExchangedOnceUnderRace: of several exchanges of one ID token
+// at once, exactly one gets a certificate.
+func TestIDTokenExchangedOnceUnderRace(t *testing.T) {
+	r := newSSORig(t, 0)
+	tok, err := r.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, _, _ := r.exchange(t, tok)
+			codes <- code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == http.StatusOK {
+			ok++
+		} else {
+			require.Equal(t, http.StatusUnauthorized, c)
+		}
+	}
+	require.Equal(t, 1, ok)
+}
