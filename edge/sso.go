@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -51,6 +52,20 @@ type AuthConfig struct {
 	KeyRefetch time.Duration
 	// Now is the clock; nil is time.Now. Tests move it.
 	Now func() time.Time
+	// Exchanged, when set, holds the ID tokens exchanged for a certificate
+	// on every edge of a cluster, so that each is exchanged once in all;
+	// nil: each edge remembers its own.
+	Exchanged ExchangedTokens
+}
+
+// ExchangedTokens remembers the ID tokens exchanged for certificates,
+// shared by the edges of a cluster (cluster.ExchangedTokens).
+type ExchangedTokens interface {
+	// Claim records key, the hex SHA-256 of an ID token that expires at
+	// until, and reports whether it was not recorded before. An error
+	// (ErrClusterUnavailable) refuses the exchange: a copy of the token
+	// must not pass because the record could not be checked.
+	Claim(ctx context.Context, key string, until time.Time) (bool, error)
 }
 
 // OIDCConfig is the identity provider that people sign in with.
@@ -520,7 +535,7 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 	// again if no certificate comes of it.
 	used := sha256.Sum256([]byte(req.IDToken))
 	if err == nil && !rt.exchanged.claim(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew)) {
-		err = errors.New("this ID token was exchanged already; sign in again for a new one")
+		err = errAlreadyExchanged
 	}
 	if err != nil {
 		s.auditRejected(Event{Kind: EventUserLogin, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "bad_id_token", Reason: err.Error()})
@@ -532,6 +547,21 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "forbidden"})
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))
 		return
+	}
+	// On a cluster, the other edges' exchanges count too.
+	if ex := rt.cfg.Exchanged; ex != nil {
+		fresh, err := ex.Claim(r.Context(), hex.EncodeToString(used[:]), exp.Add(clockSkew))
+		if err != nil {
+			rt.exchanged.forget(used)
+			s.log.Warn("auth exchange: the cluster's record of exchanged ID tokens is unavailable", "err", err)
+			s.refuse(w, r, http.StatusServiceUnavailable, "cluster_unavailable", "cannot check that this ID token was not used before: "+err.Error()+"; retry in a moment")
+			return
+		}
+		if !fresh {
+			s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "bad_id_token", Reason: errAlreadyExchanged.Error()})
+			s.refuse(w, r, http.StatusUnauthorized, "bad_id_token", "ID token rejected: "+errAlreadyExchanged.Error()+"; run `tether login` again")
+			return
+		}
 	}
 	cert, err := rt.cfg.UserSigner.IssueUser(csr.PublicKey, id.Name, id.Groups, rt.maxLife)
 	if err != nil {
@@ -549,6 +579,9 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
 		Name:        id.Name, Groups: id.Groups, NotAfter: cert.NotAfter.UTC()})
 }
+
+// errAlreadyExchanged refuses a copy of an ID token that was exchanged.
+var errAlreadyExchanged = errors.New("this ID token was exchanged already; sign in again for a new one")
 
 // EventUserLogin records a user certificate issued after an SSO login, or
 // a refused ID token.

@@ -2,11 +2,13 @@ package edge_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -65,6 +67,13 @@ func newSSORig(t *testing.T, life time.Duration) *ssoRig {
 	t.Cleanup(func() { idp.Close() })
 	userCA, err := certs.NewCA("Tether user CA", certs.Options{})
 	require.NoError(t, err)
+	return newSSOEdge(t, idp, userCA, life, nil)
+}
+
+// newSSOEdge is newSSORig with the provider and user CA given, and the
+// record of exchanged ID tokens ex (nil: the edge's own).
+func newSSOEdge(t *testing.T, idp *testoidc.Provider, userCA *certs.KeyPair, life time.Duration, ex edge.ExchangedTokens) *ssoRig {
+	t.Helper()
 	rules := append(testRules(),
 		edge.ClientRule{Name: alice, Devices: []string{"d-*"}, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true},
 		edge.ClientRule{Name: "u1", Devices: []string{"d-*"}, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}})
@@ -78,6 +87,7 @@ func newSSORig(t *testing.T, life time.Duration) *ssoRig {
 		OIDC:            &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID},
 		JWTIssuers:      []edge.JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}}},
 		Now:             clock.now,
+		Exchanged:       ex,
 	}
 	require.NoError(t, edge.CheckAuthConfig(auth))
 	m := newEdge(t, mock.Options{Policy: p, Auth: auth})
@@ -409,4 +419,63 @@ func TestIDTokenExchangedOnceUnderRace(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, ok)
+}
+
+// memExchanged is an edge.ExchangedTokens in memory, shared by the edges
+// of a test; err, when set, fails every claim.
+type memExchanged struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	err  error
+}
+
+func (m *memExchanged) Claim(_ context.Context, key string, _ time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return false, m.err
+	}
+	if m.seen[key] {
+		return false, nil
+	}
+	if m.seen == nil {
+		m.seen = make(map[string]bool)
+	}
+	m.seen[key] = true
+	return true, nil
+}
+
+// TestIDTokenExchangedOnceInACluster: with a shared record, an ID token
+// exchanged on one edge is refused on another; while the record cannot be
+// reached, exchanges are refused rather than let through.
+func TestIDTokenExchangedOnceInACluster(t *testing.T) {
+	a := newSSORig(t, 0)
+	shared := &memExchanged{}
+	a1 := newSSOEdge(t, a.idp, a.userCA, 0, shared)
+	a2 := newSSOEdge(t, a.idp, a.userCA, 0, shared)
+	tok, err := a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ := a1.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "exchanged already")
+	// Without the shared record, each edge remembers its own.
+	code, body, _, _ = a.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+
+	shared.mu.Lock()
+	shared.err = fmt.Errorf("%w: nats: timeout", edge.ErrClusterUnavailable)
+	shared.mu.Unlock()
+	tok, err = a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "retry in a moment")
+	// Once it is back, the same token passes: the refusal did not use it up.
+	shared.mu.Lock()
+	shared.err = nil
+	shared.mu.Unlock()
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
 }

@@ -259,6 +259,10 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}
+		if srv.Auth != nil && srv.Auth.OIDC != nil {
+			// An ID token is exchanged once on all the edges.
+			srv.Auth.Exchanged = cl.exchangedTokens()
+		}
 	}
 
 	ln, err := net.Listen("tcp", listen)
