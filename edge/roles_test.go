@@ -432,9 +432,14 @@ func TestAdmitAndTokenlessClients(t *testing.T) {
 func TestClusterPersonByRole(t *testing.T) {
 	userCA, err := certs.NewCA("test user CA", certs.Options{})
 	require.NoError(t, err)
-	cfg := edge.RoleConfig{Roles: []edge.Role{{Name: "field-eng", Match: edge.RoleMatch{Groups: []string{"field-eng"}},
-		Labels: map[string]string{"site": "berlin-*"},
-		Allow:  edge.Allow{PTY: true, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}}}}
+	const aliceToken = "a-token-named-like-alice-0123456789"
+	cfg := edge.RoleConfig{
+		Tokens: []edge.TokenEntry{{Name: "ci-deploy", TokenSHA256: edge.HashToken(ciToken)},
+			{Name: "alice@example.com", TokenSHA256: edge.HashToken(aliceToken)}},
+		Roles: []edge.Role{{Name: "field-eng", Match: edge.RoleMatch{Groups: []string{"field-eng"}, Names: []string{"alice@example.com"}},
+			Labels: map[string]string{"site": "berlin-*"},
+			Allow:  edge.Allow{PTY: true, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}},
+			{Name: "deploy", Match: edge.RoleMatch{Tokens: []string{"ci-deploy"}}, Devices: []string{"gw-*"}, Allow: edge.Allow{PTY: true}}}}
 	plain, err := edge.NewRolePolicy(cfg)
 	require.NoError(t, err)
 	cfg.DeviceLabels = []edge.LabelRule{{Devices: "gw-3", Labels: map[string]string{"site": "quarantine"}}}
@@ -487,12 +492,18 @@ func TestClusterPersonByRole(t *testing.T) {
 	_, err = roundTrip(t, c3, lineEcho(t), "x")
 	require.ErrorContains(t, err, "no role gives alice@example.com access to device gw-3")
 
-	// A person without the group, and a person named like nobody's
-	// role, are refused on connect.
-	for _, d := range []*client.Dialer{person("bob@example.com", "sales"), person("field-eng")} {
+	// A person without the group, a person named like a role, and a
+	// person named like a token are refused on connect; a token named like
+	// a person gains nothing of theirs.
+	for _, d := range []*client.Dialer{person("bob@example.com", "sales"), person("field-eng"), person("ci-deploy")} {
 		_, err = d.Dial(ctxT(t), "gw-1")
 		require.ErrorContains(t, err, "has no access on this edge")
 	}
+	_, err = (&client.Dialer{Edge: rig.edges["e1"].url, Token: aliceToken, TLSConfig: rig.pki.ClientTLS()}).Dial(ctxT(t), "gw-1")
+	require.ErrorContains(t, err, "client alice@example.com may not reach device gw-1")
+	ci, err := (&client.Dialer{Edge: rig.edges["e1"].url, Token: ciToken, TLSConfig: rig.pki.ClientTLS()}).Dial(ctxT(t), "gw-1")
+	require.NoError(t, err, "the token's own role")
+	ci.Close()
 
 	for _, id := range []string{"e1", "e2"} {
 		require.Eventually(t, func() bool {
