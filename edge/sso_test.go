@@ -479,3 +479,39 @@ func TestIDTokenExchangedOnceInACluster(t *testing.T) {
 	code, body, _, _ = a2.exchange(t, tok)
 	require.Equal(t, http.StatusOK, code, body)
 }
+
+// TestBearerJWTByRoleGroup: automation with a JWT is admitted by a role
+// that matches a group of its token (no clients: entry of its name), and
+// audited with the method and the role.
+func TestBearerJWTByRoleGroup(t *testing.T) {
+	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { idp.Close() })
+	p, err := edge.NewRolePolicy(edge.RoleConfig{Roles: []edge.Role{{Name: "deploy", Match: edge.RoleMatch{Groups: []string{"deployers"}},
+		Devices: []string{"d-*"}, Allow: edge.Allow{TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}}}})
+	require.NoError(t, err)
+	m := newEdge(t, mock.Options{Policy: p, Auth: &edge.AuthConfig{
+		JWTIssuers: []edge.JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}, GroupsClaim: "roles"}}}})
+	m.DeviceClientWithID("d-1").Handle(wire.MsgTCP, tcpHandler)
+
+	mint := func(groups ...any) string {
+		tok, err := idp.Mint(testoidc.Claims{Audience: []string{"tether-ci"}, Extra: map[string]any{"sub": "repo:fleet/deploy", "roles": groups}})
+		require.NoError(t, err)
+		return tok
+	}
+	c := clientWithToken(t, m, "d-1", mint("deployers"))
+	got, err := roundTrip(t, c, testutil.TCPServer(t, testutil.EchoAfterEOF), "ci")
+	require.NoError(t, err)
+	require.Equal(t, "echo:CI", got)
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventStreamOpen) {
+			if e.Client == "repo:fleet/deploy" && e.Auth == "jwt" && e.Role == "deploy" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no stream_open of the JWT by role deploy")
+
+	code, _ := dialStatus(t, m, "/client/d-1", "Bearer "+mint("readers"), m.ClientTLS())
+	require.Equal(t, http.StatusForbidden, code, "a JWT whose groups no role matches")
+}
