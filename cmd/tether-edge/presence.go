@@ -91,12 +91,6 @@ func (r *clusterRuntime) webRevocations(lifetime time.Duration) edge.WebRevocati
 	return &cluster.WebRevocations{JetStream: r.js, Replicas: r.settings.Replicas, TTL: lifetime}
 }
 
-// exchangedTokens is the record of the ID tokens exchanged for user
-// certificates, shared by the edges of the cluster.
-func (r *clusterRuntime) exchangedTokens() edge.ExchangedTokens {
-	return &cluster.ExchangedTokens{JetStream: r.js, Replicas: r.settings.Replicas}
-}
-
 // startPresence starts a cluster.Presence, again and again until one
 // starts or ctx ends. The first failure is logged as a warning, the rest
 // at debug level. Each attempt first waits for JetStream to answer (see
