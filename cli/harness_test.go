@@ -150,6 +150,13 @@ func (f *fleet) startEdge() {
 func (f *fleet) addAgent(id, extra string) {
 	f.t.Helper()
 	f.pki.Device(id)
+	f.startAgent(id, extra)
+}
+
+// startAgent is addAgent with the device certificate already in
+// Dir/<id>.crt and Dir/<id>.key.
+func (f *fleet) startAgent(id, extra string) {
+	f.t.Helper()
 	crt, key := f.pki.DeviceFiles(id)
 	cfg := fmt.Sprintf(`edge: "https://%s/device"
 cert: %s
@@ -191,9 +198,16 @@ func (f *fleet) tether(stdin string, args ...string) (string, string, int) {
 
 func runTether(t testing.TB, environ []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return runCmd(t, environ, stdin, "tether", args...)
+}
+
+// runCmd runs the built binary name and returns stdout, stderr and the
+// exit code.
+func runCmd(t testing.TB, environ []string, stdin, name string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath("tether"), args...)
+	cmd := exec.CommandContext(ctx, binPath(name), args...)
 	cmd.Env = environ
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -202,7 +216,7 @@ func runTether(t testing.TB, environ []string, stdin string, args ...string) (st
 	code := 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
-		require.True(t, ok, "run tether %v: %v", args, err)
+		require.True(t, ok, "run %s %v: %v", name, args, err)
 		code = ee.ExitCode()
 	}
 	return out.String(), errOut.String(), code

@@ -515,3 +515,37 @@ func TestClusterClientCannotSendPeerOpen(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Reason, "unknown stream type 0x70")
 }
+
+// TestPeerOpenOfAnUnknownMethodIsRefused: a peer's stream for a client
+// signed in by a method this edge does not know is refused, not read as a
+// person's.
+func TestPeerOpenOfAnUnknownMethodIsRefused(t *testing.T) {
+	rig := newClusterRig(t, "e1")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	kp, err := rig.peerCA.IssuePeer("e9", []string{"127.0.0.1"}, certs.Options{})
+	require.NoError(t, err)
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{kp.TLSCertificate()},
+		RootCAs: certs.PoolOf(rig.peerCA.Cert), ServerName: "e1"}
+	sess, err := transport.Dial(ctxT(t), rig.edges["e1"].presence.Advertise+"/peer", "", tc, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { sess.Close() })
+	for method, want := range map[string]string{"admin": `signed in by "admin", a method this edge does not know`, "oidc": "no role gives"} {
+		st, err := sess.Open()
+		require.NoError(t, err)
+		hdr, err := wire.PeerOpen{Device: "d-1", Client: "ops", Via: "e9", Hops: 1, Method: method}.Encode()
+		require.NoError(t, err)
+		b, err := wire.AppendMessage(nil, wire.MsgPeerOpen, hdr)
+		require.NoError(t, err)
+		b, err = wire.AppendMessage(b, wire.MsgTCP, []byte("127.0.0.1:22"))
+		require.NoError(t, err)
+		_, err = st.Write(b)
+		require.NoError(t, err)
+		_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m, err := wire.ReadMessage(st)
+		require.NoError(t, err)
+		require.Equal(t, wire.MsgError, m.Type)
+		require.Contains(t, string(m.Payload), want, method)
+		st.Close()
+	}
+}

@@ -349,6 +349,9 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 	case hdr.Via != peer:
 		deny("invalid", fmt.Sprintf("edge %s sent a stream on behalf of edge %s", peer, hdr.Via), false)
 		return
+	case !knownMethod(hdr.Method):
+		deny("invalid", fmt.Sprintf("edge %s sent a stream of a client signed in by %q, a method this edge does not know", peer, hdr.Method), false)
+		return
 	case s.isDraining():
 		deny("draining", fmt.Sprintf("edge %s is shutting down; device %s is moving", s.Cluster.EdgeID, hdr.Device), true)
 		return

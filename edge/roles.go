@@ -28,6 +28,12 @@ const (
 	MethodJWT   = "jwt"
 )
 
+// knownMethod reports whether m is an Identity.Method: a peer's stream of
+// any other is refused rather than read as a person's.
+func knownMethod(m string) bool {
+	return m == "" || m == MethodToken || m == MethodOIDC || m == MethodJWT
+}
+
 // method is id's method, "token" when it is empty.
 func (id Identity) method() string {
 	if id.Method == "" {

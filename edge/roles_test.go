@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/url"
@@ -420,4 +421,105 @@ func TestAdmitAndTokenlessClients(t *testing.T) {
 	require.False(t, sp.DeviceAllowed(edge.Identity{Name: "alice@example.com"}, edge.DeviceRef{ID: "d-1"}), "a token of that name is not alice")
 	_, ok := sp.AuthenticateHash([32]byte{})
 	require.False(t, ok, "the all-zero hash is no token")
+}
+
+// TestClusterPersonByRole: a person proven by a user certificate, with
+// roles only (no clients: entry of theirs), reaches a device of another
+// edge by group and label. The forwarded stream carries the method and
+// the groups, and the device's edge checks it again with its own labels:
+// its labels file moves gw-3 out of Berlin, which the client's edge does
+// not know. Both edges audit the person, the method and the role.
+func TestClusterPersonByRole(t *testing.T) {
+	userCA, err := certs.NewCA("test user CA", certs.Options{})
+	require.NoError(t, err)
+	const aliceToken = "a-token-named-like-alice-0123456789"
+	cfg := edge.RoleConfig{
+		Tokens: []edge.TokenEntry{{Name: "ci-deploy", TokenSHA256: edge.HashToken(ciToken)},
+			{Name: "alice@example.com", TokenSHA256: edge.HashToken(aliceToken)}},
+		Roles: []edge.Role{{Name: "field-eng", Match: edge.RoleMatch{Groups: []string{"field-eng"}, Names: []string{"alice@example.com"}},
+			Labels: map[string]string{"site": "berlin-*"},
+			Allow:  edge.Allow{PTY: true, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}},
+			{Name: "deploy", Match: edge.RoleMatch{Tokens: []string{"ci-deploy"}}, Devices: []string{"gw-*"}, Allow: edge.Allow{PTY: true}}}}
+	plain, err := edge.NewRolePolicy(cfg)
+	require.NoError(t, err)
+	cfg.DeviceLabels = []edge.LabelRule{{Devices: "gw-3", Labels: map[string]string{"site": "quarantine"}}}
+	relabeled, err := edge.NewRolePolicy(cfg)
+	require.NoError(t, err)
+
+	rig := newClusterRig(t)
+	rig.server = func(id string, srv *edge.Server) {
+		srv.Auth = &edge.AuthConfig{UserCA: certs.PoolOf(userCA.Cert)}
+		if id == "e2" {
+			srv.Policy = relabeled
+		} else {
+			srv.Policy = plain
+		}
+	}
+	rig.start("e1")
+	rig.start("e2")
+	for id, site := range map[string]string{"gw-1": "berlin-4", "gw-2": "paris-1", "gw-3": "berlin-5"} {
+		labeledDevice(t, rig.edges["e2"].url, rig.pki, id, labels.Set{"site": site})
+		rig.waitEverywhere(id, "e2")
+	}
+
+	person := func(name string, groups ...string) *client.Dialer {
+		key, err := certs.NewUserKey()
+		require.NoError(t, err)
+		cert, err := userCA.IssueUser(key.Public(), name, groups, time.Hour)
+		require.NoError(t, err)
+		tc := rig.pki.ClientTLS()
+		tc.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}
+		return &client.Dialer{Edge: rig.edges["e1"].url, TLSConfig: tc}
+	}
+	alice := person("alice@example.com", "field-eng")
+	c, err := alice.Dial(ctxT(t), "gw-1")
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	got, err := roundTrip(t, c, lineEcho(t), "across")
+	require.NoError(t, err, "the device's edge admits alice by the groups the stream carries")
+	require.Equal(t, "across", got)
+	_, _, err = c.OpenStream(ctxT(t), wire.MsgTCP, []byte("10.1.2.3:22"))
+	require.ErrorContains(t, err, "role field-eng allows tcp only to 127.0.0.1:*")
+
+	_, err = alice.Dial(ctxT(t), "gw-2")
+	require.ErrorContains(t, err, "no role gives alice@example.com access to device gw-2")
+
+	// e1 sees gw-3 in Berlin and lets the session up; e2, which holds it,
+	// labels it otherwise and refuses the stream.
+	c3, err := alice.Dial(ctxT(t), "gw-3")
+	require.NoError(t, err)
+	t.Cleanup(func() { c3.Close() })
+	_, err = roundTrip(t, c3, lineEcho(t), "x")
+	require.ErrorContains(t, err, "no role gives alice@example.com access to device gw-3")
+
+	// A person without the group, a person named like a role, and a
+	// person named like a token are refused on connect; a token named like
+	// a person gains nothing of theirs.
+	for _, d := range []*client.Dialer{person("bob@example.com", "sales"), person("field-eng"), person("ci-deploy")} {
+		_, err = d.Dial(ctxT(t), "gw-1")
+		require.ErrorContains(t, err, "has no access on this edge")
+	}
+	_, err = (&client.Dialer{Edge: rig.edges["e1"].url, Token: aliceToken, TLSConfig: rig.pki.ClientTLS()}).Dial(ctxT(t), "gw-1")
+	require.ErrorContains(t, err, "client alice@example.com may not reach device gw-1")
+	ci, err := (&client.Dialer{Edge: rig.edges["e1"].url, Token: ciToken, TLSConfig: rig.pki.ClientTLS()}).Dial(ctxT(t), "gw-1")
+	require.NoError(t, err, "the token's own role")
+	ci.Close()
+
+	for _, id := range []string{"e1", "e2"} {
+		require.Eventually(t, func() bool {
+			for _, e := range rig.edges[id].audit.Events() {
+				if e.Kind == edge.EventStreamOpen && e.Device == "gw-1" && e.Client == "alice@example.com" && e.Auth == "oidc" && e.Role == "field-eng" {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond, "edge %s has no stream_open of alice (oidc) by field-eng", id)
+	}
+	denied := false
+	for _, e := range rig.edges["e2"].audit.Events() {
+		if e.Kind == edge.EventStreamDeny && e.Device == "gw-3" && e.Client == "alice@example.com" && e.Auth == "oidc" {
+			denied = true
+		}
+	}
+	require.True(t, denied, "e2 audits its refusal of gw-3 with the person and the method")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -51,6 +52,20 @@ type AuthConfig struct {
 	KeyRefetch time.Duration
 	// Now is the clock; nil is time.Now. Tests move it.
 	Now func() time.Time
+	// Exchanged, when set, holds the ID tokens exchanged for a certificate
+	// on every edge of a cluster, so that each is exchanged once in all;
+	// nil: each edge remembers its own.
+	Exchanged ExchangedTokens
+}
+
+// ExchangedTokens remembers the ID tokens exchanged for certificates,
+// shared by the edges of a cluster (cluster.ExchangedTokens).
+type ExchangedTokens interface {
+	// Claim records key, the hex SHA-256 of an ID token that expires at
+	// until, and reports whether it was not recorded before. An error
+	// (ErrClusterUnavailable) refuses the exchange: a copy of the token
+	// must not pass because the record could not be checked.
+	Claim(ctx context.Context, key string, until time.Time) (bool, error)
 }
 
 // OIDCConfig is the identity provider that people sign in with.
@@ -145,6 +160,29 @@ func (c *verifiedCache) get(k [sha256.Size]byte, now time.Time) (verified, bool)
 func (c *verifiedCache) put(k [sha256.Size]byte, v verified, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(k, v, now)
+}
+
+// claim puts v for k unless k is there and unexpired, and reports whether
+// it did: of two requests with the same credential at once, one claims it.
+func (c *verifiedCache) claim(k [sha256.Size]byte, v verified, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && now.Before(e.notAfter) {
+		return false
+	}
+	c.putLocked(k, v, now)
+	return true
+}
+
+// forget removes k.
+func (c *verifiedCache) forget(k [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}
+
+func (c *verifiedCache) putLocked(k [sha256.Size]byte, v verified, now time.Time) {
 	if c.m == nil {
 		c.m = make(map[[sha256.Size]byte]verified)
 	}
@@ -492,9 +530,12 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, exp, err := rt.oidc.verify(r.Context(), req.IDToken, req.Nonce, MethodOIDC)
+	// The token is claimed before anything is signed for it, so that two
+	// exchanges of one token at once cannot both pass; it is released
+	// again if no certificate comes of it.
 	used := sha256.Sum256([]byte(req.IDToken))
-	if _, seen := rt.exchanged.get(used, rt.now().Add(-clockSkew)); err == nil && seen {
-		err = errors.New("this ID token was exchanged already; sign in again for a new one")
+	if err == nil && !rt.exchanged.claim(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew)) {
+		err = errAlreadyExchanged
 	}
 	if err != nil {
 		s.auditRejected(Event{Kind: EventUserLogin, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "bad_id_token", Reason: err.Error()})
@@ -502,16 +543,32 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !admitted(s.auth.Load().policy, id) {
+		rt.exchanged.forget(used)
 		s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "forbidden"})
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))
 		return
 	}
+	// On a cluster, the other edges' exchanges count too.
+	if ex := rt.cfg.Exchanged; ex != nil {
+		fresh, err := ex.Claim(r.Context(), hex.EncodeToString(used[:]), exp.Add(clockSkew))
+		if err != nil {
+			rt.exchanged.forget(used)
+			s.log.Warn("auth exchange: the cluster's record of exchanged ID tokens is unavailable", "err", err)
+			s.refuse(w, r, http.StatusServiceUnavailable, "cluster_unavailable", "cannot check that this ID token was not used before: "+err.Error()+"; retry in a moment")
+			return
+		}
+		if !fresh {
+			s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "bad_id_token", Reason: errAlreadyExchanged.Error()})
+			s.refuse(w, r, http.StatusUnauthorized, "bad_id_token", "ID token rejected: "+errAlreadyExchanged.Error()+"; run `tether login` again")
+			return
+		}
+	}
 	cert, err := rt.cfg.UserSigner.IssueUser(csr.PublicKey, id.Name, id.Groups, rt.maxLife)
 	if err != nil {
+		rt.exchanged.forget(used)
 		http.Error(w, "cannot sign a certificate: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	rt.exchanged.put(used, verified{id: id, notAfter: exp}, rt.now().Add(-clockSkew))
 	serial := certs.SerialHex(cert)
 	s.log.Info("user certificate issued", "client", id.Name, "groups", id.Groups, "serial", serial, "not_after", cert.NotAfter)
 	s.audit.Audit(Event{Time: time.Now(), Kind: EventUserLogin, Client: id.Name, Auth: MethodOIDC, RemoteAddr: r.RemoteAddr,
@@ -522,6 +579,9 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
 		Name:        id.Name, Groups: id.Groups, NotAfter: cert.NotAfter.UTC()})
 }
+
+// errAlreadyExchanged refuses a copy of an ID token that was exchanged.
+var errAlreadyExchanged = errors.New("this ID token was exchanged already; sign in again for a new one")
 
 // EventUserLogin records a user certificate issued after an SSO login, or
 // a refused ID token.

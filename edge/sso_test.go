@@ -2,11 +2,13 @@ package edge_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -65,6 +67,13 @@ func newSSORig(t *testing.T, life time.Duration) *ssoRig {
 	t.Cleanup(func() { idp.Close() })
 	userCA, err := certs.NewCA("Tether user CA", certs.Options{})
 	require.NoError(t, err)
+	return newSSOEdge(t, idp, userCA, life, nil)
+}
+
+// newSSOEdge is newSSORig with the provider and user CA given, and the
+// record of exchanged ID tokens ex (nil: the edge's own).
+func newSSOEdge(t *testing.T, idp *testoidc.Provider, userCA *certs.KeyPair, life time.Duration, ex edge.ExchangedTokens) *ssoRig {
+	t.Helper()
 	rules := append(testRules(),
 		edge.ClientRule{Name: alice, Devices: []string{"d-*"}, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true},
 		edge.ClientRule{Name: "u1", Devices: []string{"d-*"}, TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}})
@@ -78,6 +87,7 @@ func newSSORig(t *testing.T, life time.Duration) *ssoRig {
 		OIDC:            &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID},
 		JWTIssuers:      []edge.JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}}},
 		Now:             clock.now,
+		Exchanged:       ex,
 	}
 	require.NoError(t, edge.CheckAuthConfig(auth))
 	m := newEdge(t, mock.Options{Policy: p, Auth: auth})
@@ -379,4 +389,129 @@ func TestReloadWithoutThePersonsRuleClosesTheSession(t *testing.T) {
 		reasons = append(reasons, e.Result+": "+e.Reason)
 	}
 	require.Contains(t, strings.Join(reasons, "\n"), "no rule for alice@example.com")
+}
+
+// TestIDTokenExchangedOnceUnderRace: of several exchanges of one ID token
+// at once, exactly one gets a certificate.
+func TestIDTokenExchangedOnceUnderRace(t *testing.T) {
+	r := newSSORig(t, 0)
+	tok, err := r.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, _, _ := r.exchange(t, tok)
+			codes <- code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == http.StatusOK {
+			ok++
+		} else {
+			require.Equal(t, http.StatusUnauthorized, c)
+		}
+	}
+	require.Equal(t, 1, ok)
+}
+
+// memExchanged is an edge.ExchangedTokens in memory, shared by the edges
+// of a test; err, when set, fails every claim.
+type memExchanged struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	err  error
+}
+
+func (m *memExchanged) Claim(_ context.Context, key string, _ time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return false, m.err
+	}
+	if m.seen[key] {
+		return false, nil
+	}
+	if m.seen == nil {
+		m.seen = make(map[string]bool)
+	}
+	m.seen[key] = true
+	return true, nil
+}
+
+// TestIDTokenExchangedOnceInACluster: with a shared record, an ID token
+// exchanged on one edge is refused on another; while the record cannot be
+// reached, exchanges are refused rather than let through.
+func TestIDTokenExchangedOnceInACluster(t *testing.T) {
+	a := newSSORig(t, 0)
+	shared := &memExchanged{}
+	a1 := newSSOEdge(t, a.idp, a.userCA, 0, shared)
+	a2 := newSSOEdge(t, a.idp, a.userCA, 0, shared)
+	tok, err := a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ := a1.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "exchanged already")
+	// Without the shared record, each edge remembers its own.
+	code, body, _, _ = a.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+
+	shared.mu.Lock()
+	shared.err = fmt.Errorf("%w: nats: timeout", edge.ErrClusterUnavailable)
+	shared.mu.Unlock()
+	tok, err = a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "retry in a moment")
+	// Once it is back, the same token passes: the refusal did not use it up.
+	shared.mu.Lock()
+	shared.err = nil
+	shared.mu.Unlock()
+	code, body, _, _ = a2.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+}
+
+// TestBearerJWTByRoleGroup: automation with a JWT is admitted by a role
+// that matches a group of its token (no clients: entry of its name), and
+// audited with the method and the role.
+func TestBearerJWTByRoleGroup(t *testing.T) {
+	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { idp.Close() })
+	p, err := edge.NewRolePolicy(edge.RoleConfig{Roles: []edge.Role{{Name: "deploy", Match: edge.RoleMatch{Groups: []string{"deployers"}},
+		Devices: []string{"d-*"}, Allow: edge.Allow{TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}}}}})
+	require.NoError(t, err)
+	m := newEdge(t, mock.Options{Policy: p, Auth: &edge.AuthConfig{
+		JWTIssuers: []edge.JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}, GroupsClaim: "roles"}}}})
+	m.DeviceClientWithID("d-1").Handle(wire.MsgTCP, tcpHandler)
+
+	mint := func(groups ...any) string {
+		tok, err := idp.Mint(testoidc.Claims{Audience: []string{"tether-ci"}, Extra: map[string]any{"sub": "repo:fleet/deploy", "roles": groups}})
+		require.NoError(t, err)
+		return tok
+	}
+	c := clientWithToken(t, m, "d-1", mint("deployers"))
+	got, err := roundTrip(t, c, testutil.TCPServer(t, testutil.EchoAfterEOF), "ci")
+	require.NoError(t, err)
+	require.Equal(t, "echo:CI", got)
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventStreamOpen) {
+			if e.Client == "repo:fleet/deploy" && e.Auth == "jwt" && e.Role == "deploy" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no stream_open of the JWT by role deploy")
+
+	code, _ := dialStatus(t, m, "/client/d-1", "Bearer "+mint("readers"), m.ClientTLS())
+	require.Equal(t, http.StatusForbidden, code, "a JWT whose groups no role matches")
 }

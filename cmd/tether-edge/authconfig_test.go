@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +68,56 @@ func TestAuthConfig(t *testing.T) {
 				t.Fatalf("got %v; want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestReloadWarnsOfAChangedAuth: auth takes effect at start; a SIGHUP
+// after the section or its user CA changed says that it needs a restart,
+// and one without a change says nothing of it.
+func TestReloadWarnsOfAChangedAuth(t *testing.T) {
+	path, pki := writeIssueConfig(t)
+	base, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCA := func() {
+		ca, err := certs.NewCA("user CA", certs.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.Save(filepath.Join(pki.Dir, "user-ca.crt"), filepath.Join(pki.Dir, "user-ca.key"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(auth string) {
+		if err := os.WriteFile(path, append(append([]byte(nil), base...), "auth:\n  user_ca: {cert: user-ca.crt}\n"+auth...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCA()
+	write("")
+	running, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &edge.Server{Policy: running.policy}
+	defer srv.Close()
+	const warning = "the auth section or its user CA changed"
+	hup := func() string {
+		var buf bytes.Buffer
+		reload(srv, running, path, slog.New(slog.NewTextHandler(&buf, nil)))
+		return buf.String()
+	}
+	if out := hup(); strings.Contains(out, warning) || !strings.Contains(out, "auth and cluster need a restart") {
+		t.Errorf("reload without a change:\n%s\nwant no warning, and the note of what needs a restart", out)
+	}
+	write("  max_cert_lifetime: 4h\n")
+	if out := hup(); !strings.Contains(out, warning) {
+		t.Errorf("reload with a new max_cert_lifetime:\n%s\nwant %q", out, warning)
+	}
+	write("")
+	writeCA() // the same path, another CA
+	if out := hup(); !strings.Contains(out, warning) {
+		t.Errorf("reload with another user CA in the same file:\n%s\nwant %q", out, warning)
 	}
 }

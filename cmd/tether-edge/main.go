@@ -63,7 +63,7 @@ Configuration:
 Signals:
   SIGHUP           re-read clients, tokens, roles, the labels file and the revocation list;
                    reopen the audit log
-                   (listen, tls, keepalive, limits and cluster need a restart)
+                   (listen, tls, keepalive, limits, web, auth and cluster need a restart)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
 Examples:
@@ -261,6 +261,10 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}
+		if srv.Auth != nil && srv.Auth.OIDC != nil {
+			// An ID token is exchanged once on all the edges.
+			srv.Auth.Exchanged = cl.exchangedTokens()
+		}
 	}
 
 	ln, err := net.Listen("tcp", listen)
@@ -369,7 +373,7 @@ func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Serve
 
 // reload re-reads the config's clients and revocation list. A broken file
 // keeps the running policy. The rest takes effect at the next start; a
-// changed cluster section says so.
+// changed cluster or auth section says so.
 func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
@@ -378,8 +382,28 @@ func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger)
 	}
 	srv.Reload(cfg.policy, cfg.revoked)
 	srv.SetRecording(cfg.recording) // new shells take it
-	log.Info("reloaded clients, tokens, roles, the labels file, the recording section and the revocation list (listen, tls, keepalive, limits and cluster need a restart)", "config", cfgPath)
+	log.Info("reloaded clients, tokens, roles, the labels file, the recording section and the revocation list (listen, tls, keepalive, limits, web, auth and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
 	}
+	if authChanged(running.auth, cfg.auth) || !reflect.DeepEqual(cfg.file.Auth, running.file.Auth) {
+		log.Warn("the auth section or its user CA changed; the edge keeps signing in and verifying people with the old one until it is restarted", "config", cfgPath)
+	}
+}
+
+// authChanged reports whether the user CA of two auth sections differs:
+// the certificate file may have been replaced under the same path.
+func authChanged(a, b *edge.AuthConfig) bool {
+	if a == nil || b == nil {
+		return (a == nil) != (b == nil)
+	}
+	switch {
+	case (a.UserCA == nil) != (b.UserCA == nil):
+		return true
+	case a.UserCA != nil && !a.UserCA.Equal(b.UserCA):
+		return true
+	case (a.UserSigner == nil) != (b.UserSigner == nil):
+		return true
+	}
+	return a.UserSigner != nil && !a.UserSigner.Cert.Equal(b.UserSigner.Cert)
 }
