@@ -2,9 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,49 +30,21 @@ type ExchangedTokens struct {
 	// TTL is how long a record is kept; zero means DefaultExchangedTTL.
 	TTL time.Duration
 
-	mu sync.Mutex
-	// mu guards the following.
-	kv jetstream.KeyValue
+	once onceKeys
 }
 
 var _ edge.ExchangedTokens = (*ExchangedTokens)(nil)
-
-func (x *ExchangedTokens) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.kv != nil {
-		return x.kv, nil
-	}
-	ttl := x.TTL
-	if ttl <= 0 {
-		ttl = DefaultExchangedTTL
-	}
-	kv, err := bucket(ctx, x.JetStream, jetstream.KeyValueConfig{
-		Bucket: ExchangedBucket, Description: "tether: ID tokens exchanged for user certificates", History: 1,
-		Replicas: max(x.Replicas, 1), TTL: ttl, MaxValueSize: 64,
-	})
-	if err != nil {
-		return nil, err
-	}
-	x.kv = kv
-	return kv, nil
-}
 
 // Claim implements edge.ExchangedTokens: it creates the record of key,
 // which fails on every edge but the first. until is not used: the
 // bucket's TTL expires the record.
 func (x *ExchangedTokens) Claim(ctx context.Context, key string, _ time.Time) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	kv, err := x.bucket(ctx)
-	if err == nil {
-		_, err = kv.Create(ctx, key, []byte{1})
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return false, nil
-		}
+	ttl := x.TTL
+	if ttl <= 0 {
+		ttl = DefaultExchangedTTL
 	}
-	if err != nil {
-		return false, fmt.Errorf("%w: record the exchanged ID token: %v", edge.ErrClusterUnavailable, err)
-	}
-	return true, nil
+	return x.once.claim(ctx, x.JetStream, jetstream.KeyValueConfig{
+		Bucket: ExchangedBucket, Description: "tether: ID tokens exchanged for user certificates", History: 1,
+		Replicas: max(x.Replicas, 1), TTL: ttl, MaxValueSize: 64,
+	}, key, "record the exchanged ID token")
 }

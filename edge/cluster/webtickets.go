@@ -2,9 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,44 +26,16 @@ type WebTickets struct {
 	// means 1.
 	Replicas int
 
-	mu sync.Mutex
-	// mu guards the following.
-	kv jetstream.KeyValue
+	once onceKeys
 }
 
 var _ edge.WebTickets = (*WebTickets)(nil)
 
-func (w *WebTickets) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.kv != nil {
-		return w.kv, nil
-	}
-	kv, err := bucket(ctx, w.JetStream, jetstream.KeyValueConfig{
-		Bucket: WebTicketsBucket, Description: "tether: web terminal tickets used", History: 1,
-		Replicas: max(w.Replicas, 1), TTL: 2 * edge.WebTicketLifetime, MaxValueSize: 64,
-	})
-	if err != nil {
-		return nil, err
-	}
-	w.kv = kv
-	return kv, nil
-}
-
 // Use implements edge.WebTickets with a create-only put of the nonce.
 // until is not used: the bucket's TTL outlives every ticket.
 func (w *WebTickets) Use(ctx context.Context, nonce string, _ time.Time) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	kv, err := w.bucket(ctx)
-	if err == nil {
-		_, err = kv.Create(ctx, nonce, []byte{1})
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return false, nil
-		}
-	}
-	if err != nil {
-		return false, fmt.Errorf("%w: record the ticket's use: %v", edge.ErrClusterUnavailable, err)
-	}
-	return true, nil
+	return w.once.claim(ctx, w.JetStream, jetstream.KeyValueConfig{
+		Bucket: WebTicketsBucket, Description: "tether: web terminal tickets used", History: 1,
+		Replicas: max(w.Replicas, 1), TTL: 2 * edge.WebTicketLifetime, MaxValueSize: 64,
+	}, nonce, "record the ticket's use")
 }
