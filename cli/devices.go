@@ -138,25 +138,8 @@ func (o *devicesOptions) run(ctx context.Context, pattern string) error {
 		devs = selectLabels(devs, sel)
 	}
 	out := o.g.io.Out
-	switch o.output {
-	case "json":
-		b, err := json.MarshalIndent(devs, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(append(b, '\n'))
-		return err
-	case "yaml":
-		if len(devs) == 0 {
-			_, err := io.WriteString(out, "[]\n")
-			return err
-		}
-		b, err := yaml.Marshal(devs)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
+	if o.output == "json" || o.output == "yaml" {
+		return printStructured(out, o.output, devs, len(devs))
 	}
 	if len(devs) == 0 {
 		switch {
@@ -315,4 +298,26 @@ func completeDevice(g *globalOptions) cobra.CompletionFunc {
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// printStructured writes v, a list of n items, as indented JSON or as
+// YAML (format "json" or "yaml"): what -o json and -o yaml print. An
+// empty list is [] in both.
+func printStructured(out io.Writer, format string, v any, n int) error {
+	var b []byte
+	var err error
+	switch {
+	case format == "json":
+		b, err = json.MarshalIndent(v, "", "  ")
+		b = append(b, '\n')
+	case n == 0:
+		b = []byte("[]\n")
+	default:
+		b, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
 }

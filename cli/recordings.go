@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/client"
@@ -129,25 +127,8 @@ func (o *recordingsOptions) run(ctx context.Context) error {
 	}
 	recs := list.Recordings
 	out := o.g.io.Out
-	switch o.output {
-	case "json":
-		b, err := json.MarshalIndent(recs, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(append(b, '\n'))
-		return err
-	case "yaml":
-		if len(recs) == 0 {
-			_, err := io.WriteString(out, "[]\n")
-			return err
-		}
-		b, err := yaml.Marshal(recs)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
+	if o.output == "json" || o.output == "yaml" {
+		return printStructured(out, o.output, recs, len(recs))
 	}
 	if len(recs) == 0 {
 		fmt.Fprintln(o.g.io.ErrOut, "No recordings found.")
