@@ -180,6 +180,13 @@ func (s *Stream) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := s.st.Read(p)
+	if n == 0 && s.closedAfterFIN(err) {
+		// Read again: what is still buffered, or, at the end, a closed
+		// pipe that now means EOF.
+		if n, err = s.st.Read(p); n == 0 && errors.Is(err, io.ErrClosedPipe) {
+			err = io.EOF
+		}
+	}
 	if n > 0 && s.recv != nil {
 		s.recv.app.Add(uint32(n))
 	}
@@ -217,8 +224,27 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 		if err == nil {
 			return total, s.endErr()
 		}
+		if s.closedAfterFIN(err) && cw.err == nil {
+			// Deliver what is still buffered; a closed pipe after it is
+			// the end.
+			n, err = s.st.WriteTo(cw)
+			total += n
+			if err == nil || errors.Is(err, io.ErrClosedPipe) && cw.err == nil {
+				return total, s.endErr()
+			}
+		}
 		return total, s.mapErr(err)
 	}
+}
+
+// closedAfterFIN reports whether err, from smux, is the closed pipe of a
+// stream whose session closed after the peer's FIN (or reset) arrived.
+// smux reports such a stream as closed rather than ended unless this side
+// had closed its writing too, and picks between the two at random when
+// both happened: the stream ended, and every byte before the FIN is
+// still readable.
+func (s *Stream) closedAfterFIN(err error) bool {
+	return errors.Is(err, io.ErrClosedPipe) && s.recv != nil && s.recv.fin.Load()
 }
 
 // endErr says why an EOF from smux is not a clean end: the peer reset the

@@ -277,3 +277,48 @@ func TestConnLostThroughSplice(t *testing.T) {
 	require.ErrorIs(t, err, transport.ErrConnLost)
 	require.Equal(t, "partial", sink.String())
 }
+
+// TestSessionCloseAfterFINIsEOF: a stream whose peer wrote and closed its
+// writing, on a session whose connection the peer then closes before this
+// side closed its own writing, reads every byte and then EOF, by Read and by WriteTo, never a
+// closed pipe (smux reports either, at random, for such a stream).
+func TestSessionCloseAfterFINIsEOF(t *testing.T) {
+	for i := range 40 {
+		cli, srv, _, _ := sessionPair(t, nil)
+		st, err := cli.Open()
+		require.NoError(t, err)
+		_, err = st.Write([]byte("q"))
+		require.NoError(t, err)
+		ps, err := srv.Accept()
+		require.NoError(t, err)
+		want := pattern(byte(i), 3000+i)
+		_, err = ps.Write(want)
+		require.NoError(t, err)
+		require.NoError(t, ps.CloseWrite())
+		// A stream opened after the FIN: once this side accepts it, its
+		// receive loop has handled the FIN.
+		barrier, err := srv.Open()
+		require.NoError(t, err)
+		b, err := cli.Accept()
+		require.NoError(t, err)
+		b.Close()
+		barrier.Close()
+		// The connection ends from the far side: this session closes
+		// under the stream, which has not closed its writing.
+		require.NoError(t, srv.Close())
+		<-cli.Done()
+
+		var got bytes.Buffer
+		if i%2 == 0 {
+			_, err = st.WriteTo(&got)
+		} else {
+			var all []byte
+			all, err = io.ReadAll(st)
+			got.Write(all)
+		}
+		require.NoError(t, err, "round %d: the stream ended cleanly before its session closed", i)
+		require.Equal(t, want, got.Bytes(), "round %d", i)
+		st.Close()
+		ps.Close()
+	}
+}
