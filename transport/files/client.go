@@ -160,7 +160,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	if a.Gzip {
 		body = &gunzipFrames{fr: fr}
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), &maxReader{r: body, n: a.Size - a.Offset}, make([]byte, 256<<10))
+	n, err := copyHashed(out, &maxReader{r: body, n: a.Size - a.Offset}, h)
 	res.Bytes = n
 	if err != nil {
 		var rfe *RemoteFrameError
