@@ -288,10 +288,11 @@ const writebackEvery = 32 << 20
 // writeChunk bounds one write to the file. A larger write makes the page
 // cache take larger folios, and on a virtual machine that reports free
 // memory to its host (virtio-balloon free page reporting) those come from
-// memory the host took back: copying 1 GiB into them took 5 to 25 times
-// the CPU time of 64 KiB writes (Linux 6.18; 256 KiB, 512 KiB and 1 MiB
-// writes measured).
-const writeChunk = 64 << 10
+// memory the host took back and must fault in again: in a 1 GiB download,
+// copying into the page cache took 3 to 10 times the CPU time with 64 KiB
+// writes, and up to 30 times with 1 MiB ones, that it takes with 32 KiB
+// writes (Linux 6.18).
+const writeChunk = 32 << 10
 
 // writebackWriter writes to a file at off, at most writeChunk bytes a
 // system call, and starts the kernel's writeback of every writebackEvery
