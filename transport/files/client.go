@@ -75,8 +75,8 @@ type DownloadOptions struct {
 	Start func(Info) error
 	// Progress is called with the count of body bytes as they arrive.
 	Progress func(n int)
-	// IdleTimeout ends a transfer without progress for this long; 0 means
-	// DefaultIdleTimeout.
+	// IdleTimeout ends a transfer without progress for this long (up to a
+	// sixteenth more); 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 }
 
@@ -273,8 +273,9 @@ type UploadOptions struct {
 	Start func(Info) error
 	// Progress is called with the count of body bytes as they are sent.
 	Progress func(n int)
-	// IdleTimeout ends a transfer without progress for this long, and
-	// bounds the wait for the final answer; 0 means DefaultIdleTimeout.
+	// IdleTimeout ends a transfer without progress for this long (up to a
+	// sixteenth more), and bounds the wait for the final answer; 0 means
+	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 }
 
