@@ -75,8 +75,8 @@ type DownloadOptions struct {
 	Start func(Info) error
 	// Progress is called with the count of body bytes as they arrive.
 	Progress func(n int)
-	// IdleTimeout ends a transfer without progress for this long; 0 means
-	// DefaultIdleTimeout.
+	// IdleTimeout ends a transfer without progress for this long (up to a
+	// sixteenth more); 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 }
 
@@ -160,7 +160,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	if a.Gzip {
 		body = &gunzipFrames{fr: fr}
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), &maxReader{r: body, n: a.Size - a.Offset}, make([]byte, 256<<10))
+	n, err := copyHashed(out, &maxReader{r: body, n: a.Size - a.Offset}, h)
 	res.Bytes = n
 	if err != nil {
 		var rfe *RemoteFrameError
@@ -273,8 +273,9 @@ type UploadOptions struct {
 	Start func(Info) error
 	// Progress is called with the count of body bytes as they are sent.
 	Progress func(n int)
-	// IdleTimeout ends a transfer without progress for this long, and
-	// bounds the wait for the final answer; 0 means DefaultIdleTimeout.
+	// IdleTimeout ends a transfer without progress for this long (up to a
+	// sixteenth more), and bounds the wait for the final answer; 0 means
+	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 }
 

@@ -773,8 +773,11 @@ func (m *maxReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// idleRW gives every read and write of a stream a deadline of d from its
-// start, so that a peer that stops ends the transfer.
+// idleRW gives the reads and writes of a stream a deadline of d from
+// their start, so that a peer that stops ends the transfer. A deadline is
+// set at most every d/16, to d+d/16 from then (setting one costs an
+// allocation and wakes the reader), so that an idle stream ends after
+// between d and d+d/16. One goroutine reads at a time.
 type idleRW struct {
 	st interface {
 		io.ReadWriter
@@ -783,12 +786,21 @@ type idleRW struct {
 	}
 	d time.Duration
 
+	rset time.Time // when the read deadline was last set
+
 	mu      sync.Mutex
-	stopped bool // stop was called: writes fail at once
+	wset    time.Time // when the write deadline was last set
+	stopped bool      // stop was called: writes fail at once
 }
 
+// renew reports whether a deadline set at last is due for renewal at now.
+func (i *idleRW) renew(last, now time.Time) bool { return now.Sub(last) >= i.d/16 }
+
 func (i *idleRW) Read(p []byte) (int, error) {
-	_ = i.st.SetReadDeadline(time.Now().Add(i.d))
+	if now := time.Now(); i.renew(i.rset, now) {
+		_ = i.st.SetReadDeadline(now.Add(i.d + i.d/16))
+		i.rset = now
+	}
 	return i.st.Read(p)
 }
 
@@ -801,7 +813,10 @@ func (i *idleRW) Write(p []byte) (int, error) {
 		i.mu.Unlock()
 		return 0, errAnswered
 	}
-	_ = i.st.SetWriteDeadline(time.Now().Add(i.d))
+	if now := time.Now(); i.renew(i.wset, now) {
+		_ = i.st.SetWriteDeadline(now.Add(i.d + i.d/16))
+		i.wset = now
+	}
 	i.mu.Unlock()
 	return i.st.Write(p)
 }
