@@ -192,12 +192,15 @@ func (o *certsOptions) checkFree(paths ...string) error {
 	return nil
 }
 
-func (o *certsOptions) runInit() error {
+func (o *certsOptions) runInit() error { return o.newCA("ca") }
+
+// newCA makes a CA and saves it as base.crt and base.key.
+func (o *certsOptions) newCA(base string) error {
 	life, err := parseLifetime(o.lifetime)
 	if err != nil {
 		return err
 	}
-	certPath, keyPath := o.paths("ca")
+	certPath, keyPath := o.paths(base)
 	if err := o.checkFree(certPath, keyPath); err != nil {
 		return err
 	}

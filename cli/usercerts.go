@@ -2,8 +2,6 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/tetherhq/tether/certs"
 )
 
 // newCertsUserCACommand creates the user CA: the CA with which the edge
@@ -22,25 +20,7 @@ both. Every edge of a cluster needs the same user CA.`,
 		Example: `  tether certs user-ca --dir pki
   tether certs user-ca --dir pki --name "Acme user CA"`,
 		Args: argsUsage(cobra.NoArgs, "tether certs user-ca [--dir DIR]"),
-		RunE: func(*cobra.Command, []string) error {
-			life, err := parseLifetime(o.lifetime)
-			if err != nil {
-				return err
-			}
-			certPath, keyPath := o.paths("user-ca")
-			if err := o.checkFree(certPath, keyPath); err != nil {
-				return err
-			}
-			ca, err := certs.NewCA(o.name, certs.Options{Lifetime: life})
-			if err != nil {
-				return err
-			}
-			if err := ca.Save(certPath, keyPath, o.force); err != nil {
-				return err
-			}
-			saved(o.g.io.Out, certPath, keyPath, ca)
-			return nil
-		},
+		RunE: func(*cobra.Command, []string) error { return o.newCA("user-ca") },
 	}
 	o.addFlags(cmd, false, "3650d")
 	cmd.Flags().StringVar(&o.name, "name", "Tether user CA", "the CA's common name")

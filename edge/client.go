@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,13 +147,7 @@ func (q deviceQuery) matches(dev DeviceRef) bool {
 }
 
 func (s *Server) serveDeviceList(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
-	if !s.allowFrom(r.RemoteAddr) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+	if !s.admitAPI(w, r, http.MethodGet) {
 		return
 	}
 	cred, ok := s.authenticate(w, r)
@@ -746,4 +741,21 @@ func fileOffset(payload []byte) int64 {
 		return 0
 	}
 	return x.Tether.Offset
+}
+
+// admitAPI lets an HTTP request through to an API handler: its method
+// must be one of methods (any, when none are given), and its address
+// within the rate of upgrades. Otherwise it answers 405 or 429 and
+// reports false.
+func (s *Server) admitAPI(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	if len(methods) > 0 && !slices.Contains(methods, r.Method) {
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		http.Error(w, "use "+methods[0], http.StatusMethodNotAllowed)
+		return false
+	}
+	if !s.allowFrom(r.RemoteAddr) {
+		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+		return false
+	}
+	return true
 }

@@ -230,13 +230,7 @@ func (s *Server) listRecordings(ctx context.Context, pol Policy, id Identity, q 
 
 // serveRecordings serves GET /api/recordings and GET /api/recordings/{id}.
 func (s *Server) serveRecordings(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
-	if !s.allowFrom(r.RemoteAddr) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+	if !s.admitAPI(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
 	cred, ok := s.authenticate(w, r)

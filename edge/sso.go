@@ -441,13 +441,7 @@ func (rt *authRuntime) scopes() []string {
 // serveAuthConfig answers GET /api/auth/config: what a client needs to
 // sign in. It is public: it holds no secret.
 func (s *Server) serveAuthConfig(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
-	if !s.allowFrom(r.RemoteAddr) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+	if !s.admitAPI(w, r, http.MethodGet) {
 		return
 	}
 	rt := s.authRT
@@ -494,13 +488,7 @@ type exchangeAnswer struct {
 // configured provider and a certificate request in, a user certificate
 // out.
 func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	if !s.allowFrom(r.RemoteAddr) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+	if !s.admitAPI(w, r, http.MethodPost) {
 		return
 	}
 	rt := s.authRT

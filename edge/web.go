@@ -297,8 +297,7 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request, folded bool) {
 		http.Error(w, "the web terminal is misconfigured: "+ws.broken.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	if !s.allowFrom(r.RemoteAddr) {
-		s.refuse(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; retry later")
+	if !s.admitAPI(w, r) {
 		return
 	}
 	p := r.URL.Path
