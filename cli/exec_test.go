@@ -5,16 +5,13 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/device"
@@ -140,25 +137,10 @@ func (f *fleet) addRawDevice(t *testing.T, id string) *rawDevice {
 		if err != nil {
 			return err
 		}
-		if _, err = st.Write(frame); err != nil {
-			return err
-		}
-		// Take the client's stdin to its end before closing: input that
-		// arrives after a Close is answered with a reset, which would cut
-		// the stream before the client reads its end.
-		_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var hdr [5]byte
-		for {
-			if _, err := io.ReadFull(st, hdr[:]); err != nil {
-				return err
-			}
-			if wire.ExecChannel(hdr[0]) == wire.ExecStdinEOF {
-				return nil
-			}
-			if _, err := io.CopyN(io.Discard, st, int64(binary.BigEndian.Uint32(hdr[1:]))); err != nil {
-				return err
-			}
-		}
+		// Input the client sends after this end is answered with a
+		// reset, which must not cut the output before it.
+		_, err = st.Write(frame)
+		return err
 	})
 	require.NoError(t, dc.Start(context.Background()))
 	t.Cleanup(func() { dc.Close() })

@@ -95,6 +95,7 @@ type recvState struct {
 	app       atomic.Uint32          // bytes the application read; set by Stream without mu
 	fin       atomic.Bool            // the peer's FIN (or RST) arrived; read by Stream without mu
 	reset     atomic.Bool            // the peer reset the stream
+	ended     atomic.Bool            // the peer's FIN arrived before any reset: every byte it sent is here
 	reason    atomic.Pointer[string] // the reason of the peer's reset; set before reset
 	violation atomic.Pointer[error]  // why this side reset the stream, or nil
 
@@ -153,6 +154,9 @@ func (p *policer) finished(sid uint32, reset bool, reason string) {
 	st, ok := p.streams[sid]
 	if !ok {
 		return
+	}
+	if !reset && !st.fin.Load() {
+		st.ended.Store(true)
 	}
 	if reset {
 		st.reason.Store(&reason)

@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -120,6 +121,30 @@ func TestInboundReset(t *testing.T) {
 	require.Equal(t, "partial", string(got))
 	_, err = st.Write([]byte("x"))
 	require.ErrorIs(t, err, transport.ErrStreamReset)
+}
+
+// TestResetAfterFINKeepsTheEnd: a peer that finished its stream (FIN) and
+// then resets it, because it was sent more than it reads, has still sent
+// every byte: reads end in EOF after them, and only writes fail. Both
+// frames arrive before the first read, as they may on a busy link.
+func TestResetAfterFINKeepsTheEnd(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.Upgrade("/client/d1")
+	s := us.session(t)
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil))
+	st, err := s.Accept()
+	require.NoError(t, err)
+	p.Write(frame(2, cmdRST, 3, []byte("nobody reads")))
+	_ = st.SetWriteDeadline(time.Now().Add(waitLong))
+	require.Eventually(t, func() bool {
+		_, err := st.Write([]byte("x"))
+		return errors.Is(err, transport.ErrStreamReset)
+	}, waitLong, time.Millisecond, "writes go on after the peer's reset")
+	_ = st.SetReadDeadline(time.Now().Add(waitLong))
+	got, err := io.ReadAll(st)
+	require.NoError(t, err, "a reset after the FIN turned a complete stream into an error")
+	require.Equal(t, "complete", string(got))
 }
 
 // TestDataAfterCloseIsReset: data that arrives for a stream this side

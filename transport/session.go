@@ -249,12 +249,15 @@ func (s *Stream) closedAfterFIN(err error) bool {
 
 // endErr says why an EOF from smux is not a clean end: the peer reset the
 // stream, or the connection ended first (which the frame layer tells from
-// the peer's FIN, noted before smux sees it). nil for a clean end.
+// the peer's FIN, noted before smux sees it). nil for a clean end. A reset
+// that follows the peer's FIN does not undo it: every byte was sent, and
+// the reset only refuses what this side writes next (as QUIC's
+// RESET_STREAM may be ignored once all data has arrived).
 func (s *Stream) endErr() error {
 	switch {
 	case s.recv == nil:
 		return nil
-	case s.recv.reset.Load():
+	case s.recv.reset.Load() && !s.recv.ended.Load():
 		return s.resetErr()
 	case !s.recv.fin.Load():
 		if err := s.conn.closeErr(); err != nil {
