@@ -601,9 +601,11 @@ func TestClusterDrain(t *testing.T) {
 				return
 			default:
 			}
+			began := time.Now()
 			out, errOut, code := run(t, "drain", "tether", c.cliArgs(from, "nc", dev, target)...)
 			if code != 0 || out != "echo:DRAIN" {
-				failures <- fmt.Sprintf("exit %d: %s %s", code, out, errOut)
+				failures <- fmt.Sprintf("exit %d (from %s to %s): %s %s", code,
+					began.UTC().Format("15:04:05.000"), time.Now().UTC().Format("15:04:05.000"), out, errOut)
 			}
 			n++
 		}
@@ -622,6 +624,12 @@ func TestClusterDrain(t *testing.T) {
 	var fails []string
 	for f := range failures {
 		fails = append(fails, f)
+	}
+	if len(fails) > 0 {
+		for _, e := range c.edges {
+			raw, _ := os.ReadFile(filepath.Join(c.dir, "audit-"+e.id+".jsonl"))
+			t.Logf("audit log of %s:\n%s", e.id, raw)
+		}
 	}
 	require.Empty(t, fails, "streams failed during the drain (%d opened)", n)
 	require.Positive(t, n)

@@ -132,6 +132,16 @@ func (c *frameConn) markDead() {
 	})
 }
 
+// isDead reports whether the connection is gone: no frame arrives any more.
+func (c *frameConn) isDead() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
+}
+
 // Read passes bytes from the connection to smux, parsing the frame headers
 // on the way.
 func (c *frameConn) Read(p []byte) (int, error) {

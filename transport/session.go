@@ -180,10 +180,18 @@ func (s *Stream) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := s.st.Read(p)
-	if n == 0 && s.closedAfterFIN(err) {
+	switch {
+	case n == 0 && s.closedAfterFIN(err):
 		// Read again: what is still buffered, or, at the end, a closed
 		// pipe that now means EOF.
 		if n, err = s.st.Read(p); n == 0 && errors.Is(err, io.ErrClosedPipe) {
+			err = io.EOF
+		}
+	case n == 0 && err != nil && !isTimeout(err) && s.conn.isDead():
+		// smux may report the connection's end before the bytes that
+		// came ahead of it (see drainDead): read again, and once nothing
+		// is left, the end is what the frame layer saw.
+		if n, err = s.st.Read(p); n == 0 && err != nil && !isTimeout(err) {
 			err = io.EOF
 		}
 	}
@@ -221,6 +229,19 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			// delivering what arrived, until the read side ends.
 			continue
 		}
+		if cw.err == nil && !isTimeout(err) && s.conn.isDead() {
+			// smux may report the connection's end before the bytes
+			// that came ahead of it: deliver them.
+			n, err = s.drainDead(cw)
+			total += n
+			switch v := s.violation(); {
+			case v != nil:
+				return total, v
+			case cw.err == nil:
+				return total, s.endErr()
+			}
+			return total, s.mapErr(err)
+		}
 		if err == nil {
 			return total, s.endErr()
 		}
@@ -235,6 +256,17 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 		}
 		return total, s.mapErr(err)
 	}
+}
+
+// drainDead writes to cw what smux still holds of a stream whose
+// connection is gone. smux's reader, woken by several events at once,
+// picks one at random: the connection's end (its read error, io.EOF when
+// the peer closed cleanly) can win over bytes and a FIN that arrived
+// before it, and smux then reports the stream ended (WriteTo) or failed
+// (Read) with those bytes still buffered. Nothing arrives on a dead
+// connection any more, so one more pass takes everything.
+func (s *Stream) drainDead(cw *consumeWriter) (int64, error) {
+	return s.st.WriteTo(cw)
 }
 
 // closedAfterFIN reports whether err, from smux, is the closed pipe of a
