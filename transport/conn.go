@@ -83,6 +83,11 @@ type frameConn struct {
 
 	ka keepAlive
 
+	amu sync.Mutex
+	// amu guards the following.
+	appStreams int         // streams handed to the application and not yet closed
+	lateT      *time.Timer // bounds a close of smux's session put off for them (closeSession)
+
 	wmu sync.Mutex
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
@@ -122,6 +127,66 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 func (c *frameConn) Close() error {
 	c.markDead()
 	return c.Conn.Close()
+}
+
+// closeSession closes smux's session. smux's Close drops every byte its
+// streams hold unread, which on a live connection is the cut the caller
+// asks for. Once the connection is dead, though, nothing more arrives and
+// those bytes are the last of their streams, often followed by their
+// FIN: dropping them would end a stream cleanly without its last bytes.
+// So when some are unread, the connection closes now (writes fail at
+// once), and smux's Close waits until the application has closed every
+// stream it holds, each read to its end, for at most lateCloseBound.
+func (c *frameConn) closeSession(s *smux.Session) error {
+	if !c.isDead() || !c.pol.unread() {
+		return s.Close()
+	}
+	_ = c.Close()
+	c.amu.Lock()
+	if c.appStreams == 0 {
+		c.amu.Unlock()
+		return s.Close()
+	}
+	if c.lateT == nil {
+		c.lateT = time.AfterFunc(lateCloseBound, c.lateClose)
+	}
+	c.amu.Unlock()
+	return nil
+}
+
+// lateCloseBound bounds how long a closed session on a dead connection
+// keeps its streams' unread bytes for their readers.
+const lateCloseBound = 5 * time.Second
+
+// lateClose runs the close of smux's session that closeSession put off.
+func (c *frameConn) lateClose() {
+	c.amu.Lock()
+	t := c.lateT
+	c.lateT = nil
+	c.amu.Unlock()
+	if t != nil {
+		t.Stop()
+		_ = c.sess.Load().Close()
+	}
+}
+
+// holdStream counts a stream handed to the application.
+func (c *frameConn) holdStream() {
+	c.amu.Lock()
+	c.appStreams++
+	c.amu.Unlock()
+}
+
+// releaseStream counts a stream the application closed; the last one
+// runs a close of smux's session that waited for it.
+func (c *frameConn) releaseStream() {
+	c.amu.Lock()
+	c.appStreams--
+	run := c.appStreams == 0 && c.lateT != nil
+	c.amu.Unlock()
+	if run {
+		c.lateClose()
+	}
 }
 
 // markDead records that the connection can deliver nothing more.

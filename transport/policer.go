@@ -168,6 +168,19 @@ func (p *policer) finished(sid uint32, reset bool, reason string) {
 	st.fin.Store(true)
 }
 
+// unread reports whether a stream holds bytes that arrived and that the
+// application has not read.
+func (p *policer) unread() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range p.streams {
+		if st.delivered != st.app.Load() {
+			return true
+		}
+	}
+	return false
+}
+
 // bind hands the policer the Stream's callbacks, once the application
 // holds the stream, and returns its accounting (nil when the session is
 // already gone). A stream reset for a violation before that is reset now.

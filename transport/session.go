@@ -94,7 +94,10 @@ func (s *Session) closedErr(err error) error {
 // ErrProtocolViolation or ErrKeepAliveTimeout, or nil.
 func (s *Session) Err() error { return s.conn.closeErr() }
 
-// Close closes the session and every stream on it. It is idempotent.
+// Close closes the session and every stream on it. It is idempotent. On a
+// connection that is already gone, the streams the application holds keep
+// the bytes that arrived before, readable to their end, until each is
+// closed (for a few seconds at most).
 func (s *Session) Close() error {
 	wasDead := false
 	select {
@@ -102,7 +105,7 @@ func (s *Session) Close() error {
 		wasDead = true // closing a broken connection reports nothing useful
 	default:
 	}
-	err := s.sess.Close()
+	err := s.conn.closeSession(s.sess)
 	if wasDead || errors.Is(err, io.ErrClosedPipe) {
 		return nil
 	}
@@ -144,6 +147,7 @@ type Stream struct {
 	conn    *frameConn
 	recv    *recvState // nil when the session is already gone
 	wclosed atomic.Bool
+	closed  atomic.Bool // Close ran
 	written atomic.Int64
 	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
 	wdeadline atomic.Int64
@@ -156,6 +160,7 @@ type Stream struct {
 var _ net.Conn = (*Stream)(nil)
 
 func newStream(st *smux.Stream, c *frameConn) *Stream {
+	c.holdStream()
 	s := &Stream{st: st, id: st.ID(), conn: c}
 	s.recv = c.pol.bind(st.ID(), s.onViolation, s.onReset)
 	return s
@@ -469,7 +474,10 @@ func cutReason(s string) string {
 func (s *Stream) Close() error {
 	s.wclosed.Store(true)
 	err := s.st.Close()
-	s.conn.forget(s.id)
+	if !s.closed.Swap(true) {
+		s.conn.forget(s.id)
+		defer s.conn.releaseStream()
+	}
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil
 	}
