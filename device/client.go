@@ -357,9 +357,11 @@ func (d *Client) serve(ctx context.Context, sess *transport.Session) string {
 	}()
 
 	hctx, hcancel := context.WithCancel(ctx)
-	o := &served{d: d, sess: sess, cfg: cfg, cancel: hcancel, streams: make(chan *transport.Stream), goAway: make(chan struct{}), acceptDone: make(chan struct{})}
+	o := &served{d: d, sess: sess, cfg: cfg, ctx: hctx, cancel: hcancel, goAway: make(chan struct{}), acceptDone: make(chan struct{})}
 
-	// The accept loop owns AcceptStream; it stops when the session closes.
+	// The accept loop owns AcceptStream and starts each stream's handler
+	// itself (one hand-off per stream, not two); it stops when the session
+	// closes.
 	go o.accept()
 
 	reason := "session closed by the edge"
@@ -379,15 +381,15 @@ loop:
 			break loop
 		case <-o.acceptDone:
 			break loop
-		case st := <-o.streams:
-			o.dispatch(hctx, st)
 		}
 	}
 
 	switch {
 	case ctx.Err() != nil:
+		o.setMode(modeStopped)
 		o.cut()
 	case reason == "edge sent GoAway":
+		o.setMode(modeDraining)
 		d.connected.Store(false)
 		d.old.Add(1)
 		go func() {
@@ -396,6 +398,7 @@ loop:
 			o.cut()
 		}()
 	default:
+		o.setMode(modeStopped)
 		d.connected.Store(false)
 		d.old.Add(1)
 		go func() {
@@ -412,15 +415,35 @@ type served struct {
 	d      *Client
 	sess   *transport.Session
 	cfg    *transport.Config
-	cancel context.CancelFunc // ends the handlers' context
+	ctx    context.Context    // the handlers' context
+	cancel context.CancelFunc // ends it
 
-	streams    chan *transport.Stream
 	acceptDone chan struct{}
 	goAway     chan struct{}
 	goOnce     sync.Once
 	active     atomic.Int64
 	handlers   sync.WaitGroup
 	refusals   sync.WaitGroup
+
+	mu sync.Mutex
+	// mu guards the following; the accept loop holds it while it hands a
+	// stream on, so that no handler starts once a drain waits for them.
+	mode serveMode
+}
+
+// serveMode is what the accept loop does with a new stream.
+type serveMode int
+
+const (
+	modeServing  serveMode = iota // run its handler
+	modeDraining                  // refuse it: the edge sent GoAway
+	modeStopped                   // close it: the session is being cut
+)
+
+func (o *served) setMode(m serveMode) {
+	o.mu.Lock()
+	o.mode = m
+	o.mu.Unlock()
 }
 
 func (o *served) accept() {
@@ -430,11 +453,16 @@ func (o *served) accept() {
 		if err != nil {
 			return
 		}
-		select {
-		case o.streams <- st:
-		case <-o.sess.Done():
+		o.mu.Lock()
+		switch o.mode {
+		case modeServing:
+			o.dispatch(o.ctx, st)
+		case modeDraining:
+			o.refuse(st)
+		default:
 			st.Close()
 		}
+		o.mu.Unlock()
 	}
 }
 
@@ -482,8 +510,6 @@ func (o *served) drain(ctx context.Context, timeout time.Duration) {
 			return
 		case <-o.sess.Done():
 			return
-		case st := <-o.streams:
-			o.refuse(st)
 		}
 	}
 }

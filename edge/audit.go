@@ -201,12 +201,17 @@ type JSONAuditor struct {
 	lost     int64     // records dropped since the last episode ended
 }
 
-// auditRecord is one JSON line waiting for the writer. done, when not nil,
-// receives the outcome of its write.
+// auditRecord is one JSON line waiting for the writer, or the event to
+// marshal into it (ev, when line is nil). done, when not nil, receives the
+// outcome of its write.
 type auditRecord struct {
 	line []byte
+	ev   *Event
 	done chan error
 }
+
+// auditLineGuess is the size fill counts for an event not marshalled yet.
+const auditLineGuess = 256
 
 // init resolves the defaults and starts the writer, once.
 func (a *JSONAuditor) init() {
@@ -233,12 +238,20 @@ func (a *JSONAuditor) Audit(e Event) {
 		a.drop(1, "closed")
 		return
 	}
-	line, err := marshalEvent(e)
-	if err != nil {
-		return
+	var rec auditRecord
+	if e.Args == nil && e.ExitCode == nil && e.Recording == nil {
+		// Nothing in e is shared with the caller: the writer marshals it,
+		// off the caller's path (a stream's open, say).
+		rec.ev = &e
+	} else {
+		line, err := marshalEvent(e)
+		if err != nil {
+			return
+		}
+		rec.line = line
 	}
 	select {
-	case a.queue <- auditRecord{line: line}:
+	case a.queue <- rec:
 	default:
 		a.drop(1, "queue_full")
 	}
@@ -342,13 +355,13 @@ func (a *JSONAuditor) run() {
 func (a *JSONAuditor) fill(batch []auditRecord) []auditRecord {
 	size := 0
 	for _, r := range batch {
-		size += len(r.line)
+		size += r.size()
 	}
 	for size < maxAuditBatch {
 		select {
 		case rec := <-a.queue:
 			batch = append(batch, rec)
-			size += len(rec.line)
+			size += rec.size()
 		default:
 			return batch
 		}
@@ -360,6 +373,13 @@ func (a *JSONAuditor) fill(batch []auditRecord) []auditRecord {
 func (a *JSONAuditor) write(batch []auditRecord) {
 	a.buf = a.buf[:0]
 	for _, r := range batch {
+		if r.line == nil && r.ev != nil {
+			line, err := marshalEvent(*r.ev)
+			if err != nil {
+				continue
+			}
+			r.line = line
+		}
 		a.buf = append(a.buf, r.line...)
 	}
 	a.mu.Lock()
@@ -396,6 +416,14 @@ func (a *JSONAuditor) writeAll(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// size is the bytes r adds to a batch, or a guess before it is marshalled.
+func (r auditRecord) size() int {
+	if r.line == nil {
+		return auditLineGuess
+	}
+	return len(r.line)
 }
 
 func (a *JSONAuditor) finish(batch []auditRecord, err error) {

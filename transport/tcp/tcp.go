@@ -90,14 +90,43 @@ func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byt
 		log.Debug("tcp tunnel dial failed", "target", t.String(), "err", err)
 		return err
 	}
+	early, err := sendEarly(st, c, timeout)
+	if err != nil {
+		c.Close()
+		return err
+	}
 	if err := wire.WriteOK(st, nil); err != nil {
 		c.Close()
 		return err
 	}
 	log.Debug("tcp tunnel open", "target", t.String(), "addr", c.RemoteAddr().String())
 	up, down, err := transport.Splice(ctx, st, c, &transport.SpliceOptions{StallTimeout: h.StallTimeout})
+	up += early
 	log.Debug("tcp tunnel closed", "target", t.String(), "to_target", up, "from_target", down, "err", err)
 	return err
+}
+
+// sendEarly writes to c the bytes that already arrived on st after its
+// opening message, without waiting for any: an optimistic opener's first
+// bytes (docs/protocol.md, "Optimistic open"). They go to the target
+// before the answer, so that the target works on them while the answer
+// travels; the rest, and the end of st, come through the splice. It
+// returns how many it wrote; a failed write is the stream's Error answer.
+func sendEarly(st *transport.Stream, c net.Conn, timeout time.Duration) (int64, error) {
+	bp := firstBufs.Get().(*[]byte)
+	defer firstBufs.Put(bp)
+	_ = st.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
+	n, _ := st.Read(*bp)
+	_ = st.SetReadDeadline(time.Time{})
+	if n == 0 {
+		return 0, nil
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write((*bp)[:n]); err != nil {
+		return 0, fmt.Errorf("write to %s: %w", c.RemoteAddr(), err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return int64(n), nil
 }
 
 // LoopbackOnly is the default authorization of a Handler: loopback IP
