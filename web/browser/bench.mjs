@@ -2,12 +2,26 @@
 // (e2e/web_bench_test.go runs it with the environment of
 // terminal.test.mjs and reads the last line, "BENCH {json}"):
 //   load_ms      a cold page (empty cache) from navigation to the prompt
-//   key_*_ms     a keystroke from the page to its echo rendered, through
-//                the edge and the agent (stty -icanon; cat >/dev/null);
-//                key_received and key_parsed break it down: the echo's
-//                message at the page, then parsed by xterm.js, which
-//                renders it on the display's next frame (frame_p50_ms)
-//   flood_mbps   `seq 1 2000000` rendered, in MB/s
+//   key_*_ms     a keystroke from the page to its echo on screen, through
+//                the edge and the agent (stty -icanon; cat >/dev/null):
+//                until the frame in which xterm.js drew the character into
+//                the terminal's rows (checked in the DOM) has been laid out
+//                and painted, on Chromium's 60 Hz frame clock (frame_ms)
+//   key_wait_*   of that, the wait for the display's next frame: from the
+//                echo parsed, when xterm.js asks for a frame, to the start
+//                (the frame's time) of the frame that drew it; 0 to 16.7
+//                ms at 60 Hz, whatever the edge and the page do
+//   key_nowait_* each keystroke less its wait: what the edge, the agent and
+//                the page take, as on a display that starts a frame as
+//                soon as it is asked
+//                key_received, key_parsed and key_drawn break it down:
+//                the echo's message at the page, parsed by xterm.js, then
+//                drawn into the rows (its render event), before the
+//                frame's layout and paint
+//   flood_mbps   `seq 1 2000000` rendered, in MB/s; meanwhile the CPU
+//                seconds of the page's renderer process, and the seconds
+//                its main thread ran and waited for a CPU
+import { readdirSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const base = process.env.TETHER_URL;
@@ -16,36 +30,67 @@ const device = process.env.TETHER_DEVICE;
 const keys = Number(process.env.TETHER_BENCH_KEYS || 300);
 const patience = 120000;
 
-const browser = await chromium.launch({
+const launch = () => chromium.launch({
   executablePath: process.env.TETHER_CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
 });
-try {
-  // Sign in once; the measured page starts in a fresh context (no cache)
-  // with that session's cookie.
-  const signin = await browser.newContext({ ignoreHTTPSErrors: true });
-  const sp = await signin.newPage();
-  await sp.goto(base + '/web/login');
-  await sp.fill('input[name=token]', token);
-  await Promise.all([sp.waitForURL(base + '/web/'), sp.click('button[type=submit]')]);
-  const cookies = await signin.cookies();
-  await signin.close();
 
-  const bufferHas = (src) => {
-    const b = window.tether && window.tether.term && window.tether.term.buffer.active;
-    if (!b) return false;
-    // The last lines only: a scan of the whole scrollback on every poll
-    // would take the page's time from the terminal it measures.
-    const lines = [];
-    for (let i = Math.max(0, b.length - 60); i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
-    return new RegExp(src, 'm').test(lines.join('\n'));
-  };
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
+// The process IDs of this script's Chromium renderers (Linux's /proc;
+// none elsewhere).
+function renderers() {
+  const parent = new Map();
+  const found = [];
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+        parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('--type=renderer')) found.push(Number(d));
+      } catch { /* gone meanwhile */ }
+    }
+  } catch { /* no /proc */ }
+  return found.filter((pid) => {
+    for (let p = parent.get(pid), i = 0; p && i < 8; p = parent.get(p), i++) if (p === process.pid) return true;
+    return false;
+  });
+}
+
+// The renderers' CPU seconds, all threads, and their main threads'
+// seconds on a CPU and waiting for one (runnable, not running).
+function rendererTimes() {
+  const r = { cpu: 0, run: 0, wait: 0 };
+  for (const pid of renderers()) {
+    try {
+      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      r.cpu += (Number(f[11]) + Number(f[12])) / 100;
+      const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+      r.run += run / 1e9;
+      r.wait += wait / 1e9;
+    } catch { /* gone */ }
+  }
+  return r;
+}
+
+const bufferHas = (src) => {
+  const b = window.tether && window.tether.term && window.tether.term.buffer.active;
+  if (!b) return false;
+  // The last lines only: a scan of the whole scrollback on every poll
+  // would take the page's time from the terminal it measures.
+  const lines = [];
+  for (let i = Math.max(0, b.length - 60); i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+  return new RegExp(src, 'm').test(lines.join('\n'));
+};
+
+// A terminal page in browser br, signed in with cookies. The time each
+// output message reaches the page is kept for the keystrokes' breakdown:
+// a listener beside the page's own, which it does not see.
+async function openTerminal(br, cookies) {
+  const ctx = await br.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
   await ctx.addCookies(cookies);
   const page = await ctx.newPage();
-  // The time each output message reaches the page, for the keystrokes'
-  // breakdown: a listener beside the page's own, which it does not see.
   await page.addInitScript(() => {
     const WS = window.WebSocket;
     window.__benchRecv = 0;
@@ -59,24 +104,39 @@ try {
   const t0 = Date.now();
   await page.goto(base + '/web/d/' + device);
   await page.waitForFunction(bufferHas, '[#$] $', { timeout: patience, polling: 'raf' });
-  const loadMS = Date.now() - t0;
+  return { ctx, page, loadMS: Date.now() - t0 };
+}
 
-  // Keystrokes: the tty echoes each key, cat swallows it.
+// keystrokes types n keys (after 20 unmeasured) into a terminal where the
+// tty echoes each and cat swallows it, and returns the percentiles.
+async function keystrokes(page, n) {
   await page.click('#terminal');
   await page.keyboard.type('stty -icanon; exec cat >/dev/null');
   await page.keyboard.press('Enter');
   await page.waitForTimeout(500);
-  const lat = await page.evaluate(async (n) => {
+  return page.evaluate(async (n) => {
     const term = window.tether.term;
-    const parsed = [];
-    const rendered = [];
-    const received = [];
-    // The display's frame interval while the keys are measured.
+    // The frame interval: a loop of frames, before the keys, so that it
+    // takes nothing from them.
     const frames = [];
-    let last = 0;
-    let measuring = true;
-    const frame = (t) => { if (last) frames.push(t - last); last = t; if (measuring) requestAnimationFrame(frame); };
-    requestAnimationFrame(frame);
+    await new Promise((resolve) => {
+      let last = 0;
+      const frame = (t) => {
+        if (last) frames.push(t - last);
+        last = t;
+        if (frames.length < 120) requestAnimationFrame(frame);
+        else resolve();
+      };
+      requestAnimationFrame(frame);
+    });
+    const rows = term.element.querySelector('.xterm-rows');
+    const painted = [];
+    const drawn = [];
+    const nowait = [];
+    const waits = [];
+    const parsed = [];
+    const received = [];
+    const after = new MessageChannel();
     for (let i = 0; i < n + 20; i++) {
       const ch = String.fromCharCode(97 + (i % 26));
       // A person's keys come at any point of the display's frame, not
@@ -88,48 +148,98 @@ try {
       window.__benchRecv = 0;
       const t0 = performance.now();
       let tParsed = 0;
-      await new Promise((resolve) => {
+      let tFrame = 0;
+      let tDrawn = 0;
+      await new Promise((resolve, reject) => {
         const moved = () => term.buffer.active.cursorX !== x0 || term.buffer.active.cursorY !== y0;
-        const p = term.onWriteParsed(() => { if (!tParsed && moved()) tParsed = performance.now(); });
+        // The character as the DOM renderer drew it in its row: just
+        // before the cursor, which it moved.
+        const shown = () => {
+          const a = term.buffer.active;
+          const row = rows.children[a.baseY + a.cursorY - a.viewportY];
+          return !!row && row.textContent.charAt(a.cursorX - 1) === ch;
+        };
+        // Parsed, xterm.js has asked for a frame; a frame asked for now
+        // is the same, and its time is when the frame began.
+        const p = term.onWriteParsed(() => {
+          if (tParsed || !moved()) return;
+          tParsed = performance.now();
+          requestAnimationFrame((t) => { if (!tFrame) tFrame = t; });
+        });
+        const stuck = setTimeout(() => reject(new Error(`no echo of key ${i} drawn within 60 s`)), 60000);
+        // onRender runs in the frame's animation callbacks; the frame is
+        // then laid out and painted, and a message posted now runs after.
         const r = term.onRender(() => {
-          if (moved()) { p.dispose(); r.dispose(); resolve(); }
+          if (!moved() || !shown()) return;
+          tDrawn = performance.now();
+          clearTimeout(stuck);
+          p.dispose();
+          r.dispose();
+          after.port1.onmessage = resolve;
+          after.port2.postMessage(0);
         });
         term.input(ch, true);
       });
       if (i >= 20) {
-        rendered.push(performance.now() - t0);
-        parsed.push((tParsed || performance.now()) - t0);
-        received.push((window.__benchRecv || performance.now()) - t0);
+        const now = performance.now();
+        const wait = tParsed && tFrame ? Math.max(0, tFrame - tParsed) : 0;
+        painted.push(now - t0);
+        drawn.push(tDrawn - t0);
+        waits.push(wait);
+        nowait.push(now - t0 - wait);
+        parsed.push((tParsed || now) - t0);
+        received.push((window.__benchRecv || now) - t0);
       }
     }
-    measuring = false;
+    after.port1.close();
     const pct = (a, q) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
     return {
-      p50: pct(rendered, 0.5), p99: pct(rendered, 0.99), parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99),
+      p50: pct(painted, 0.5), p99: pct(painted, 0.99), drawnP50: pct(drawn, 0.5), waitP50: pct(waits, 0.5), nowaitP50: pct(nowait, 0.5), nowaitP99: pct(nowait, 0.99),
+      parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99),
       receivedP50: pct(received, 0.5), frameP50: pct(frames, 0.5),
     };
-  }, keys);
+  }, n);
+}
+
+// Sign in once; each measured page starts in a fresh context (no cache)
+// with that session's cookie.
+const browser = await launch();
+try {
+  const signin = await browser.newContext({ ignoreHTTPSErrors: true });
+  const sp = await signin.newPage();
+  await sp.goto(base + '/web/login');
+  await sp.fill('input[name=token]', token);
+  await Promise.all([sp.waitForURL(base + '/web/'), sp.click('button[type=submit]')]);
+  const cookies = await signin.cookies();
+  await signin.close();
+
+  const t = await openTerminal(browser, cookies);
+  const lat = await keystrokes(t.page, keys);
+  await t.ctx.close();
 
   // The flood, in a new terminal.
-  const fp = await ctx.newPage();
-  await fp.goto(base + '/web/d/' + device);
-  await fp.waitForFunction(bufferHas, '[#$] $', { timeout: patience });
+  const f = await openTerminal(browser, cookies);
+  const fp = f.page;
   await fp.click('#terminal');
   const lines = 2000000;
   let bytes = 0;
   for (let i = 1; i <= lines; i++) bytes += String(i).length + 2;
   await fp.keyboard.type(`seq 1 ${lines}; echo flood-$((1+1))`);
+  const r0 = rendererTimes();
   const f0 = Date.now();
   await fp.keyboard.press('Enter');
   await fp.waitForFunction(bufferHas, '^flood-2', { timeout: 10 * patience, polling: 50 });
   const floodMS = Date.now() - f0;
+  const r1 = rendererTimes();
+  await f.ctx.close();
 
   console.log('BENCH ' + JSON.stringify({
-    load_ms: loadMS, key_p50_ms: lat.p50, key_p99_ms: lat.p99, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99,
-    key_received_p50_ms: lat.receivedP50, frame_p50_ms: lat.frameP50,
-    flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes,
+    load_ms: t.loadMS, key_p50_ms: lat.p50, key_p99_ms: lat.p99, key_wait_p50_ms: lat.waitP50,
+    key_nowait_p50_ms: lat.nowaitP50, key_nowait_p99_ms: lat.nowaitP99,
+    key_drawn_p50_ms: lat.drawnP50, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99, key_received_p50_ms: lat.receivedP50, frame_ms: lat.frameP50,
+    flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes, flood_renderer_cpu_s: r1.cpu - r0.cpu,
+    flood_main_run_s: r1.run - r0.run, flood_main_wait_s: r1.wait - r0.wait,
   }));
-  await ctx.close();
 } finally {
   await browser.close();
 }
