@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 func FuzzParseRequest(f *testing.F) {
@@ -67,6 +69,51 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		if err == nil && !isSHA256(fr.trailer.SHA256) {
 			t.Fatalf("a clean end without a valid trailer")
+		}
+	})
+}
+
+// FuzzFrameSink feeds arbitrary bytes as a raw body to frameSink, in
+// pieces of arbitrary sizes (a stream's buffers): it yields the data
+// that frameReader yields from the same bytes, and ends the same way.
+func FuzzFrameSink(f *testing.F) {
+	var ok []byte
+	for _, d := range []string{"hello", "", "frames", "of all sizes"} {
+		ok, _ = wire.AppendMessage(ok, wire.MsgType(FrameData), []byte(d))
+	}
+	ok, _ = wire.AppendMessage(ok, wire.MsgType(FrameTrailer), []byte(`{"size":23,"sha256":"`+strings.Repeat("0", 64)+`"}`))
+	f.Add(ok, uint16(1))
+	f.Add(ok, uint16(7))
+	f.Add(ok, uint16(65535))
+	f.Add([]byte{0x00, 0x00, 0x02, 'h', 'i', 0x02, 0x00, 0x03, 'b', 'a', 'd'}, uint16(2))
+	f.Add([]byte{0x00, 0xff, 0xff}, uint16(1))
+	f.Add([]byte{0x07, 0x00, 0x00}, uint16(3))
+	f.Add([]byte{0x01, 0x00, 0x00, 0x00}, uint16(4))
+	f.Fuzz(func(t *testing.T, b []byte, piece uint16) {
+		var want bytes.Buffer
+		fr := &frameReader{r: bytes.NewReader(b)}
+		_, rerr := io.Copy(&want, fr)
+
+		var got bytes.Buffer
+		s := &frameSink{data: func(p []byte) error {
+			got.Write(p)
+			return nil
+		}}
+		var werr error
+		for rest := b; len(rest) > 0 && werr == nil; {
+			k := min(len(rest), max(int(piece), 1))
+			_, werr = s.Write(rest[:k])
+			rest = rest[k:]
+		}
+		serr := s.end(nil)
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("the sink yielded %d data bytes, the reader %d", got.Len(), want.Len())
+		}
+		if (serr == nil) != (rerr == nil) || serr != nil && serr.Error() != rerr.Error() {
+			t.Fatalf("the sink ended with %v, the reader with %v", serr, rerr)
+		}
+		if serr == nil && s.trailer != fr.trailer {
+			t.Fatalf("trailer %+v; want %+v", s.trailer, fr.trailer)
 		}
 	})
 }

@@ -143,6 +143,7 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 			f.Close()
 			return err
 		}
+		preallocate(f, i.Offset, i.Size-i.Offset)
 		b, _ := json.Marshal(localSidecar{Path: remote, Size: i.Size, MTimeNS: i.MTime.UnixNano()})
 		if err := os.WriteFile(side, b, 0o600); err != nil {
 			f.Close()

@@ -411,16 +411,126 @@ func (fr *frameReader) next() error {
 		if _, err := io.ReadFull(fr.r, p); err != nil {
 			return fmt.Errorf("%w: the stream ended inside the %v frame", ErrFrame, t)
 		}
-		if t == FrameError {
-			return &RemoteFrameError{Reason: string(p)}
-		}
-		tr, err := parseTrailer(p)
+		tr, err := lastFrame(t, p)
 		if err != nil {
 			return err
 		}
 		fr.trailer = tr
 		return io.EOF
 	default:
-		return fmt.Errorf("%w: unknown frame type 0x%02x", ErrFrame, uint8(t))
+		return unknownFrame(t)
 	}
+}
+
+// lastFrame reads the payload of the frame that ends a raw body: the
+// trailer, or the reason of an error frame as a *RemoteFrameError.
+func lastFrame(t FrameType, p []byte) (Trailer, error) {
+	if t == FrameError {
+		return Trailer{}, &RemoteFrameError{Reason: string(p)}
+	}
+	return parseTrailer(p)
+}
+
+func unknownFrame(t FrameType) error {
+	return fmt.Errorf("%w: unknown frame type 0x%02x", ErrFrame, uint8(t))
+}
+
+// frameSink is frameReader for a stream that hands over the buffers it
+// received (transport.Stream.WriteTo): the bytes of the data frames go to
+// data straight from those buffers, without a copy (data must not keep
+// them: the stream reuses each once Write returns). Write fails with
+// errBodyEnd once the trailer is read (trailer then holds it), with the
+// sender's reason after an error frame, and with data's error; it reads
+// nothing after the last frame. end tells how the body ended.
+type frameSink struct {
+	data    func([]byte) error
+	hdr     [3]byte
+	nhdr    int       // bytes of hdr received
+	left    int       // data bytes left in the current data frame
+	lastT   FrameType // the type of the last frame, once its header is in
+	last    []byte    // its payload, as it arrives (capacity: its length)
+	err     error     // set once the body ended or failed
+	trailer Trailer
+}
+
+// errBodyEnd stops a stream's WriteTo after the trailer of a raw body.
+var errBodyEnd = errors.New("files: the raw body ended")
+
+func (s *frameSink) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && s.err == nil {
+		switch {
+		case s.left > 0:
+			k := min(len(p), s.left)
+			if err := s.data(p[:k]); err != nil {
+				s.err = err
+				return n - len(p), err
+			}
+			s.left -= k
+			p = p[k:]
+		case s.last != nil:
+			k := min(len(p), cap(s.last)-len(s.last))
+			s.last = append(s.last, p[:k]...)
+			p = p[k:]
+			if len(s.last) == cap(s.last) {
+				s.finish()
+			}
+		default:
+			k := copy(s.hdr[s.nhdr:], p)
+			s.nhdr += k
+			p = p[k:]
+			if s.nhdr == len(s.hdr) {
+				s.nhdr = 0
+				s.header()
+			}
+		}
+	}
+	if s.err != nil {
+		return n - len(p), s.err
+	}
+	return n, nil
+}
+
+// header starts the frame whose header is in hdr.
+func (s *frameSink) header() {
+	n := int(binary.BigEndian.Uint16(s.hdr[1:]))
+	switch t := FrameType(s.hdr[0]); t {
+	case FrameData:
+		s.left = n
+	case FrameTrailer, FrameError:
+		s.lastT, s.last = t, make([]byte, 0, n)
+		if n == 0 {
+			s.finish()
+		}
+	default:
+		s.err = unknownFrame(t)
+	}
+}
+
+// finish reads the last frame, whose payload is all in.
+func (s *frameSink) finish() {
+	tr, err := lastFrame(s.lastT, s.last)
+	if err == nil {
+		s.trailer, err = tr, errBodyEnd
+	}
+	s.err = err
+}
+
+// end returns how the body ended once the stream's WriteTo returned
+// werr: nil after a trailer, the sink's own error, the stream's, or
+// ErrFrame when the stream ended before the last frame.
+func (s *frameSink) end(werr error) error {
+	switch {
+	case s.err == errBodyEnd:
+		return nil
+	case s.err != nil:
+		return s.err
+	case werr != nil:
+		return werr
+	case s.left > 0:
+		return fmt.Errorf("%w: the stream ended inside a data frame", ErrFrame)
+	case s.last != nil:
+		return fmt.Errorf("%w: the stream ended inside the %v frame", ErrFrame, s.lastT)
+	}
+	return fmt.Errorf("%w: the stream ended before the trailer", ErrFrame)
 }

@@ -797,11 +797,17 @@ type idleRW struct {
 func (i *idleRW) renew(last, now time.Time) bool { return now.Sub(last) >= i.d/16 }
 
 func (i *idleRW) Read(p []byte) (int, error) {
+	i.renewRead()
+	return i.st.Read(p)
+}
+
+// renewRead moves the read deadline on, when it is due: for a reader that
+// takes the stream's bytes some other way than Read (WriteTo).
+func (i *idleRW) renewRead() {
 	if now := time.Now(); i.renew(i.rset, now) {
 		_ = i.st.SetReadDeadline(now.Add(i.d + i.d/16))
 		i.rset = now
 	}
-	return i.st.Read(p)
 }
 
 // errAnswered ends the writes of an upload that the device answered early.

@@ -12,3 +12,15 @@ import (
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// preallocate reserves the blocks of n bytes of f from off, without
+// changing its size (a partial download's size stays the count of bytes
+// it holds). The writes then fill blocks that exist instead of reserving
+// each as it comes, which takes about a quarter less CPU time in ext4
+// (1 GiB in 32 KiB writes, Linux 6.18), and the file is laid out in one
+// piece. A file system that cannot is left to allocate as the writes come.
+func preallocate(f *os.File, off, n int64) {
+	if n > 0 {
+		_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n)
+	}
+}
