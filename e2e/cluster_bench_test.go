@@ -24,7 +24,11 @@ import (
 // BenchmarkClusterCrossEdge compares, in one run on one three-edge
 // cluster, a client on the device's own edge (direct) with a client on
 // another edge whose streams cross the peer session (cross): one-stream
-// throughput, open to first byte, and shell echo.
+// throughput, open to first byte, and shell echo. Open to first byte is
+// measured two ways: an optimistic open (tcp.DialEarly, the path of
+// tether tcp and tether nc), whose first byte goes out with the request,
+// so that the peer hop is crossed once each way; and tcp.Dial, which waits
+// for the answer before the first byte goes out, crossing it twice.
 func BenchmarkClusterCrossEdge(b *testing.B) {
 	c := newClusterSys(b, clusterOpts{keepalive: "{interval: 10s, timeout: 30s}"})
 	s := &system{t: b, pki: c.pki, dir: c.dir}
@@ -55,17 +59,19 @@ func BenchmarkClusterCrossEdge(b *testing.B) {
 	// Latencies: direct and cross alternate, so that both see the same
 	// machine from moment to moment.
 	const rounds = 500
-	var dOpen, xOpen []time.Duration
+	var dOpen, xOpen, dEarly, xEarly []time.Duration
 	for range rounds / 50 {
 		dOpen = append(dOpen, openLatencies(b, 50, func() (net.Conn, error) { return tcp.Dial(context.Background(), direct, echo) })...)
 		xOpen = append(xOpen, openLatencies(b, 50, func() (net.Conn, error) { return tcp.Dial(context.Background(), cross, echo) })...)
+		dEarly = append(dEarly, openLatencies(b, 50, func() (net.Conn, error) { return tcp.DialEarly(context.Background(), direct, echo) })...)
+		xEarly = append(xEarly, openLatencies(b, 50, func() (net.Conn, error) { return tcp.DialEarly(context.Background(), cross, echo) })...)
 	}
 	var dKeys, xKeys []time.Duration
 	for range 5 {
 		dKeys = append(dKeys, keystrokes(b, direct, 100)...)
 		xKeys = append(xKeys, keystrokes(b, cross, 100)...)
 	}
-	for _, d := range [][]time.Duration{dOpen, xOpen, dKeys, xKeys} {
+	for _, d := range [][]time.Duration{dOpen, xOpen, dEarly, xEarly, dKeys, xKeys} {
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	}
 
@@ -76,6 +82,10 @@ func BenchmarkClusterCrossEdge(b *testing.B) {
 	b.ReportMetric(percentile(dOpen, 0.99), "direct-open-p99-ms")
 	b.ReportMetric(percentile(xOpen, 0.5)-percentile(dOpen, 0.5), "cross-open-extra-p50-ms")
 	b.ReportMetric(percentile(xOpen, 0.99)-percentile(dOpen, 0.99), "cross-open-extra-p99-ms")
+	b.ReportMetric(percentile(dEarly, 0.5), "direct-early-open-p50-ms")
+	b.ReportMetric(percentile(dEarly, 0.99), "direct-early-open-p99-ms")
+	b.ReportMetric(percentile(xEarly, 0.5)-percentile(dEarly, 0.5), "cross-early-open-extra-p50-ms")
+	b.ReportMetric(percentile(xEarly, 0.99)-percentile(dEarly, 0.99), "cross-early-open-extra-p99-ms")
 	b.ReportMetric(percentile(dKeys, 0.5), "direct-echo-p50-ms")
 	b.ReportMetric(percentile(xKeys, 0.5)-percentile(dKeys, 0.5), "cross-echo-extra-p50-ms")
 }

@@ -31,6 +31,25 @@ func Dial(ctx context.Context, o transport.Opener, addr string) (net.Conn, error
 	return st, nil
 }
 
+// DialEarly is Dial without waiting for the device's answer, as TCP Fast
+// Open is: the request goes out and the net.Conn comes back at once, so
+// its first Write follows the request in the same round trip
+// (docs/protocol.md, "Optimistic open"). The answer is read by the first
+// Read: a refusal is that Read's error (a *wire.RemoteError, or
+// wire.ErrNoAnswer), and the bytes written before it are dropped. Use it
+// where a request/answer protocol starts by writing and can take a
+// refusal at its first read; Dial suits callers that must know at once
+// whether the tunnel opened. o opens optimistically when it is a
+// transport.EarlyOpener (a Session, Client or Redialer), and like Dial
+// otherwise.
+func DialEarly(ctx context.Context, o transport.Opener, addr string) (net.Conn, error) {
+	st, err := transport.OpenEarly(ctx, o, wire.MsgTCP, []byte(addr), nil)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // DefaultDialTimeout bounds a Handler's name resolution and connect.
 const DefaultDialTimeout = 10 * time.Second
 

@@ -65,6 +65,33 @@ func TestTunnelDialRefusedIsRemoteError(t *testing.T) {
 	require.Contains(t, re.Reason, "connection refused")
 }
 
+// TestDialEarly: the request and the first bytes go out before the
+// answer; the echo comes back through the tunnel. A refused target is the
+// first Read's error, and the bytes written before it go nowhere.
+func TestDialEarly(t *testing.T) {
+	cl := rig(t, nil)
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+
+	conn, err := tcp.DialEarly(testbroker.Ctx(t), cl, target)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("early"))
+	require.NoError(t, err)
+	require.NoError(t, conn.(interface{ CloseWrite() error }).CloseWrite())
+	got, err := io.ReadAll(conn)
+	require.NoError(t, err)
+	require.Equal(t, "echo:EARLY", string(got))
+
+	refused, err := tcp.DialEarly(testbroker.Ctx(t), cl, testutil.ClosedAddr(t))
+	require.NoError(t, err, "an optimistic dial returns before the answer")
+	defer refused.Close()
+	_, _ = refused.Write([]byte("dropped"))
+	_, err = refused.Read(make([]byte, 1))
+	var re *wire.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Reason, "connection refused")
+}
+
 // TestTunnelHalfClose: the client writes a request and half-closes; the
 // target answers only after EOF, and the client reads the whole answer.
 func TestTunnelHalfClose(t *testing.T) {
