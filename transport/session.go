@@ -484,6 +484,10 @@ func (s *Stream) Close() error {
 	return err
 }
 
+// peerEnded reports whether the peer's FIN arrived before any reset: every
+// byte it sent is here.
+func (s *Stream) peerEnded() bool { return s.recv != nil && s.recv.ended.Load() }
+
 // finished reports whether both directions have ended: the peer's FIN
 // arrived and this side closed its writing.
 func (s *Stream) finished() bool {

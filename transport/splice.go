@@ -251,6 +251,13 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 			}
 		}
 	}
+	if err != nil && errors.Is(err, ErrStreamReset) && peerFinished(dst.w) {
+		// The destination ended its stream (FIN) before it refused more of
+		// ours: what it sent first, an answer or a reason, must still go
+		// the other way, so this direction ends without cutting that one.
+		dst.other.ended()
+		return n, err
+	}
 	if err != nil {
 		switch {
 		case dst.stalled.Load():
@@ -268,6 +275,13 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 	// This direction is done; the other one must now make progress.
 	dst.other.ended()
 	return n, nil
+}
+
+// peerFinished reports whether w is a stream whose peer ended it (FIN)
+// before any reset.
+func peerFinished(w io.Writer) bool {
+	ts, ok := w.(interface{ transportStream() *Stream })
+	return ok && ts.transportStream().peerEnded()
 }
 
 // lostEnd returns the loss error of an end whose session's connection is
