@@ -147,6 +147,33 @@ func TestResetAfterFINKeepsTheEnd(t *testing.T) {
 	require.Equal(t, "complete", string(got))
 }
 
+// TestCloseAfterConnectionEndKeepsUnreadBytes: the peer sends its last
+// bytes and FIN and closes the connection; this side sees the session end
+// and closes it, as an edge does when a device goes, before the stream's
+// reader got to the bytes. The reader still reads them and a clean end.
+func TestCloseAfterConnectionEndKeepsUnreadBytes(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.Upgrade("/client/d1")
+	s := us.session(t)
+	p.Write(frame(2, cmdSYN, 3, nil))
+	st, err := s.Accept()
+	require.NoError(t, err)
+	p.Write(frame(2, cmdPSH, 3, []byte("the last bytes")), frame(2, cmdFIN, 3, nil))
+	require.NoError(t, p.Conn.Close())
+	select {
+	case <-s.Done():
+	case <-time.After(waitLong):
+		t.Fatal("the session did not see its connection end")
+	}
+	require.NoError(t, s.Close())
+	_ = st.SetReadDeadline(time.Now().Add(waitLong))
+	got, err := io.ReadAll(st)
+	require.NoError(t, err)
+	require.Equal(t, "the last bytes", string(got))
+	require.NoError(t, st.Close())
+}
+
 // TestDataAfterCloseIsReset: data that arrives for a stream this side
 // closed before the peer finished it is answered with a reset, so a peer
 // that keeps sending learns that nobody reads.

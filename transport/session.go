@@ -478,8 +478,8 @@ func (s *Stream) Close() error {
 		s.conn.forget(s.id)
 		defer s.conn.releaseStream()
 	}
-	if errors.Is(err, io.ErrClosedPipe) {
-		return nil
+	if errors.Is(err, io.ErrClosedPipe) || s.conn.isDead() {
+		return nil // the FIN has nowhere to go, and the stream is closed
 	}
 	return err
 }
