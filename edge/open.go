@@ -328,9 +328,7 @@ const maxEarly = 8 << 10
 func takeEarly(st *transport.Stream) []byte {
 	bp := earlyBufs.Get().(*[]byte)
 	defer earlyBufs.Put(bp)
-	_ = st.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
-	n, _ := st.Read(*bp)
-	_ = st.SetReadDeadline(time.Time{})
+	n := st.ReadArrived(*bp)
 	if n == 0 {
 		return nil
 	}

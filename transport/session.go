@@ -504,6 +504,16 @@ func (s *Stream) SetDeadline(t time.Time) error {
 	return s.st.SetDeadline(t)
 }
 
+// ReadArrived reads into p the bytes that have already arrived, without
+// waiting for more, and returns how many; 0 when none are there or the
+// stream has ended. It clears the read deadline.
+func (s *Stream) ReadArrived(p []byte) int {
+	_ = s.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
+	n, _ := s.Read(p)
+	_ = s.SetReadDeadline(time.Time{})
+	return n
+}
+
 // SetReadDeadline sets the read deadline, as net.Conn does: a Read past it
 // fails with an error wrapping os.ErrDeadlineExceeded.
 func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }

@@ -134,9 +134,7 @@ func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byt
 func sendEarly(st *transport.Stream, c net.Conn, timeout time.Duration) (int64, error) {
 	bp := firstBufs.Get().(*[]byte)
 	defer firstBufs.Put(bp)
-	_ = st.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
-	n, _ := st.Read(*bp)
-	_ = st.SetReadDeadline(time.Time{})
+	n := st.ReadArrived(*bp)
 	if n == 0 {
 		return 0, nil
 	}
