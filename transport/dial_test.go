@@ -23,8 +23,10 @@ import (
 	"github.com/tetherhq/tether/transport/wire"
 )
 
-// noProxy clears the proxy environment for a test.
+// noProxy clears the proxy environment for a test, and makes dials read
+// it afresh, so that the test can set it.
 func noProxy(t *testing.T) {
+	transport.ProxyEnvPerDial(t)
 	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"} {
 		t.Setenv(k, "")
 	}

@@ -15,8 +15,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"golang.org/x/net/http/httpproxy"
 )
 
 // ProtocolToken is the value of Sec-WebSocket-Protocol on the upgrade.
@@ -172,7 +170,8 @@ func (e *DialError) Unwrap() error { return e.Err }
 // when not empty ("Bearer <token>" for clients; devices send none).
 //
 // HTTPS_PROXY and NO_PROXY are honoured through HTTP CONNECT, with basic
-// authentication from the proxy URL's user info. ctx and
+// authentication from the proxy URL's user info. As in net/http, they are
+// read on the first dial and kept for the life of the process. ctx and
 // Config.HandshakeTimeout bound every step until the 101 arrives; the
 // session itself has no deadline.
 func Dial(ctx context.Context, rawURL, authorization string, tlsConf *tls.Config, cfg *Config) (*Session, error) {
@@ -334,10 +333,17 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// proxyFor returns the proxy for an edge URL: HTTPS_PROXY and NO_PROXY,
+// read once per process, as net/http reads them (and with its code, so
+// that the agent carries no second copy of it and its tables).
+var proxyFor = func(u *url.URL) (*url.URL, error) {
+	return http.ProxyFromEnvironment(&http.Request{URL: u})
+}
+
 // dialMaybeProxy opens a TCP connection to addr, through the HTTPS proxy
 // from the environment when one applies.
 func dialMaybeProxy(ctx context.Context, addr string) (net.Conn, error) {
-	proxyURL, err := httpproxy.FromEnvironment().ProxyFunc()(&url.URL{Scheme: "https", Host: addr})
+	proxyURL, err := proxyFor(&url.URL{Scheme: "https", Host: addr})
 	if err != nil {
 		return nil, &DialError{Op: "proxy", Addr: addr, Err: fmt.Errorf("invalid proxy setting: %w", err)}
 	}

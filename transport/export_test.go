@@ -1,0 +1,17 @@
+package transport
+
+import (
+	"net/url"
+	"testing"
+
+	"golang.org/x/net/http/httpproxy"
+)
+
+// ProxyEnvPerDial makes dials read HTTPS_PROXY and NO_PROXY afresh each
+// time until t ends, so that a test can set them with t.Setenv: the
+// process-wide reading of net/http keeps the first values it saw.
+func ProxyEnvPerDial(t testing.TB) {
+	old := proxyFor
+	proxyFor = func(u *url.URL) (*url.URL, error) { return httpproxy.FromEnvironment().ProxyFunc()(u) }
+	t.Cleanup(func() { proxyFor = old })
+}
