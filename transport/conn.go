@@ -398,57 +398,57 @@ func (c *frameConn) closeErr() error {
 	return nil
 }
 
-// frameBufs holds buffers of a full frame (header and a max-size payload)
-// and the held frames before it.
+// firstWrite bounds what writeLocked assembles for one write: one TLS
+// record's plaintext (crypto/tls cuts larger writes into records of this
+// size).
+const firstWrite = 16 << 10
+
+// frameBufs holds buffers for the held frames, a header and the start of
+// a payload, as writeLocked assembles them.
 var frameBufs = sync.Pool{New: func() any {
-	b := make([]byte, maxHeld+smuxHeaderSize+65535)
+	b := make([]byte, 0, maxHeld+MaxResetReason+firstWrite)
 	return &b
 }}
 
 // WriteBuffers writes one smux frame given as header and payload. smux calls
 // it from its single send loop, one frame per call.
 func (c *frameConn) WriteBuffers(v [][]byte) (int, error) {
-	total := 0
-	for _, b := range v {
-		total += len(b)
+	if len(v) == 2 && len(v[0]) == smuxHeaderSize {
+		return c.writeFrame(v[0], v[1])
 	}
-	bp := frameBufs.Get().(*[]byte)
-	defer frameBufs.Put(bp)
-	buf := *bp
-	if total > len(buf) {
-		buf = make([]byte, total)
-	}
-	n := 0
-	for _, b := range v {
-		n += copy(buf[n:], b)
-	}
-	return c.writeFrame(buf[:n])
+	return c.Write(bytes.Join(v, nil))
 }
 
 // Write writes one whole smux frame (smux uses it only without WriteBuffers).
-func (c *frameConn) Write(p []byte) (int, error) { return c.writeFrame(p) }
+func (c *frameConn) Write(p []byte) (int, error) {
+	if len(p) < smuxHeaderSize {
+		return c.writeFrame(p, nil)
+	}
+	return c.writeFrame(p[:smuxHeaderSize], p[smuxHeaderSize:])
+}
 
-// writeFrame writes one outbound frame. It notes the streams we open and
-// the window updates we send before the bytes leave, so the read side never
-// sees the peer react to a frame it has not accounted for.
-func (c *frameConn) writeFrame(p []byte) (int, error) {
+// writeFrame writes one outbound frame, its header hdr and its payload. It
+// notes the streams we open and the window updates we send before the
+// bytes leave, so the read side never sees the peer react to a frame it has
+// not accounted for.
+func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	var (
 		cmd byte = 0xff
 		sid uint32
 	)
-	if len(p) >= smuxHeaderSize {
-		cmd = p[1]
-		sid = binary.LittleEndian.Uint32(p[4:8])
+	if len(hdr) == smuxHeaderSize {
+		cmd = hdr[1]
+		sid = binary.LittleEndian.Uint32(hdr[4:8])
 		switch {
 		case cmd == smuxCmdSYN:
 			c.pol.opened(sid)
-		case cmd == smuxCmdUPD && len(p) >= smuxHeaderSize+smuxUPDSize:
-			c.pol.advertise(sid, p[smuxHeaderSize:smuxHeaderSize+smuxUPDSize])
+		case cmd == smuxCmdUPD && len(payload) >= smuxUPDSize:
+			c.pol.advertise(sid, payload[:smuxUPDSize])
 		}
 	}
-	hold := cmd == smuxCmdSYN && len(p) == smuxHeaderSize ||
-		cmd == smuxCmdUPD && len(p) == smuxHeaderSize+smuxUPDSize &&
-			binary.LittleEndian.Uint32(p[smuxHeaderSize:]) < holdUPDBelow
+	hold := cmd == smuxCmdSYN && len(payload) == 0 ||
+		cmd == smuxCmdUPD && len(payload) == smuxUPDSize &&
+			binary.LittleEndian.Uint32(payload) < holdUPDBelow
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -456,23 +456,23 @@ func (c *frameConn) writeFrame(p []byte) (int, error) {
 	}
 	if len(c.finSent) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
 		if _, ok := c.finSent[sid]; ok {
-			if cmd == smuxCmdFIN && len(p) == smuxHeaderSize {
+			if cmd == smuxCmdFIN && len(payload) == 0 {
 				// smux's own FIN on Close: the peer already has ours.
 				delete(c.finSent, sid)
 			}
-			return len(p), nil
+			return len(hdr) + len(payload), nil
 		}
 	}
-	if hold && len(c.held)+len(p) <= maxHeld {
-		c.holdLocked(p)
-		return len(p), nil
+	if hold && len(c.held)+len(hdr)+len(payload) <= maxHeld {
+		c.holdLocked(hdr, payload)
+		return len(hdr) + len(payload), nil
 	}
-	return c.writeLocked(p)
+	return c.writeLocked(hdr, payload)
 }
 
-// holdLocked keeps frame p back, to go out with the next frame or after
-// holdFor; the caller holds wmu.
-func (c *frameConn) holdLocked(p []byte) {
+// holdLocked keeps frame hdr+payload back, to go out with the next frame
+// or after holdFor; the caller holds wmu.
+func (c *frameConn) holdLocked(hdr, payload []byte) {
 	if c.held == nil {
 		c.held = make([]byte, 0, maxHeld)
 	}
@@ -483,7 +483,7 @@ func (c *frameConn) holdLocked(p []byte) {
 			c.flushT.Reset(holdFor)
 		}
 	}
-	c.held = append(c.held, p...)
+	c.held = append(append(c.held, hdr...), payload...)
 }
 
 // flushHeld sends the held frames that no frame followed in time.
@@ -491,32 +491,35 @@ func (c *frameConn) flushHeld() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if len(c.held) > 0 && c.werr == nil {
-		_, _ = c.writeLocked(nil)
+		_, _ = c.writeLocked(nil, nil)
 	}
 }
 
-// writeLocked writes the held frames and then p to the connection, in one
-// write; the caller holds wmu. It reports p's bytes.
-func (c *frameConn) writeLocked(p []byte) (int, error) {
-	if len(c.held) == 0 {
-		n, err := c.Conn.Write(p)
-		if err != nil {
-			c.werr = err
-		}
-		return n, err
-	}
-	c.flushT.Stop()
+// writeLocked writes the held frames and then the frame hdr+payload; the
+// caller holds wmu. The held frames, the header and the payload's start go
+// out in one write, assembled in a pooled buffer, of at most one TLS
+// record's plaintext; the rest of the payload goes straight from the
+// caller's slice. That is the same records as one write of the whole, one
+// TLS record or a few per write as before, without copying most of a
+// large frame once more on its way into TLS. It reports the frame's bytes.
+func (c *frameConn) writeLocked(hdr, payload []byte) (int, error) {
 	held := len(c.held)
+	if held > 0 {
+		c.flushT.Stop()
+	}
 	bp := frameBufs.Get().(*[]byte)
 	defer frameBufs.Put(bp)
-	buf := *bp
-	if held+len(p) > len(buf) {
-		buf = make([]byte, held+len(p))
-	}
-	n := copy(buf, c.held)
-	n += copy(buf[n:], p)
+	buf := append(append((*bp)[:0], c.held...), hdr...)
+	k := min(len(payload), max(firstWrite-len(buf), 0))
+	buf = append(buf, payload[:k]...)
+	*bp = buf[:0]
 	c.held = c.held[:0]
-	w, err := c.Conn.Write(buf[:n])
+	w, err := c.Conn.Write(buf)
+	if err == nil && k < len(payload) {
+		var rest int
+		rest, err = c.Conn.Write(payload[k:])
+		w += rest
+	}
 	if err != nil {
 		c.werr = err
 	}
@@ -559,7 +562,7 @@ func (c *frameConn) sendEnd(cmd byte, sid uint32, reason string) error {
 	if _, sent := c.finSent[sid]; sent && cmd == smuxCmdFIN {
 		return nil
 	}
-	if _, err := c.writeLocked(frame); err != nil {
+	if _, err := c.writeLocked(frame, nil); err != nil {
 		return err
 	}
 	c.finSent[sid] = struct{}{}
@@ -580,7 +583,7 @@ func (c *frameConn) sendRSTAsync(sid uint32) {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		if c.werr == nil {
-			_, _ = c.writeLocked(hdr[:])
+			_, _ = c.writeLocked(hdr[:], nil)
 		}
 	}()
 }
@@ -591,7 +594,7 @@ func (c *frameConn) sendNOP() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr == nil {
-		_, _ = c.writeLocked(hdr[:])
+		_, _ = c.writeLocked(hdr[:], nil)
 	}
 }
 
