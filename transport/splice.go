@@ -326,10 +326,11 @@ type spliceWriter struct {
 	moved      atomic.Int64 // unix nanoseconds when the deadline was last set
 	stalled    atomic.Bool  // a deadline or the timer fired on a stuck write
 	writing    atomic.Bool  // a Write is in progress
+	started    atomic.Int64 // unix nanoseconds when the last Write began
 	progress   atomic.Int64 // completed writes
 
 	tmu   sync.Mutex
-	timer *time.Timer // guarded by tmu; for destinations without deadlines
+	timer *time.Timer // guarded by tmu; for streams and destinations without deadlines
 }
 
 // bound returns the no-progress bound that applies now, or 0 for none.
@@ -350,20 +351,28 @@ func (s *spliceWriter) arm(force bool) {
 		return
 	}
 	now := time.Now()
+	if !force {
+		s.started.Store(now.UnixNano()) // arm(false) starts each Write
+	}
 	if !force && time.Duration(now.UnixNano()-s.moved.Load()) < d/4 {
 		return // a write starts with at least 3/4 of the bound ahead
 	}
 	s.moved.Store(now.UnixNano())
-	if wd, ok := s.w.(writeDeadliner); ok {
-		_ = wd.SetWriteDeadline(now.Add(d))
-		return
+	if _, onSession := s.w.(sessionBound); !onSession {
+		if wd, ok := s.w.(writeDeadliner); ok {
+			_ = wd.SetWriteDeadline(now.Add(d))
+			return
+		}
 	}
+	// A stream is watched by the timer too: with a deadline set, each
+	// Stream.Write would copy what it sends (smux may read a timed-out
+	// frame after the write returned) and smux would start a timer of
+	// its own for every write.
 	s.armTimer(d)
 }
 
-// armTimer watches a destination without deadlines: when the bound passes
-// and a write is still stuck with no progress since, the splice is
-// aborted.
+// armTimer watches a write that no deadline ends: when the bound passes,
+// see expire.
 func (s *spliceWriter) armTimer(d time.Duration) {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
@@ -371,12 +380,28 @@ func (s *spliceWriter) armTimer(d time.Duration) {
 		s.timer.Stop()
 	}
 	seen := s.progress.Load()
-	s.timer = time.AfterFunc(d, func() {
-		if s.writing.Load() && s.progress.Load() == seen {
-			s.stalled.Store(true)
-			s.sp.abort(ErrStalled)
-		}
-	})
+	s.timer = time.AfterFunc(d, func() { s.expire(seen) })
+}
+
+// expire runs when the bound armed after seen completed writes has passed.
+// A write stuck since then aborts the splice. A write that began later
+// gets the rest of its own bound, counted from its start; with no write
+// under way, the next one arms the bound again.
+func (s *spliceWriter) expire(seen int64) {
+	select {
+	case <-s.sp.stop:
+		return
+	default:
+	}
+	switch {
+	case !s.writing.Load():
+	case s.progress.Load() == seen:
+		s.stalled.Store(true)
+		s.sp.abort(ErrStalled)
+	default:
+		left := time.Duration(s.started.Load() + int64(s.bound()) - time.Now().UnixNano())
+		s.armTimer(max(left, 0))
+	}
 }
 
 func (s *spliceWriter) stopTimer() {

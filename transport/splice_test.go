@@ -198,3 +198,41 @@ func TestSpliceStallTimeout(t *testing.T) {
 		t.Fatal("a stalled write held the splice")
 	}
 }
+
+// TestSpliceStallTimeoutIntoAStream: writes into a stream are watched by
+// a timer, not a deadline. The write that blocks comes after others went
+// through, with the bound armed before them; it must still end the splice,
+// a bound after it began.
+func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
+	cfg := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10}
+	cli, srv, _, _ := sessionPair(t, cfg)
+	st, err := cli.Open()
+	require.NoError(t, err)
+	_, err = st.Write([]byte("x")) // the SYN goes out with it
+	require.NoError(t, err)
+	peer, err := srv.Accept()
+	require.NoError(t, err)
+	defer peer.Close() // never read: the stream's window runs out
+	left, a := tcpPair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(context.Background(), a, st, &transport.SpliceOptions{StallTimeout: 300 * time.Millisecond})
+		done <- err
+	}()
+	go func() {
+		chunk := make([]byte, 16<<10)
+		for {
+			if _, err := left.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStalled)
+	case <-time.After(waitLong):
+		t.Fatal("a write stuck on the stream's window held the splice")
+	}
+	_, err = peer.Read(make([]byte, 1<<20))
+	require.NoError(t, err, "what arrived before the stall is readable")
+}
