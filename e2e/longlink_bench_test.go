@@ -226,10 +226,82 @@ func BenchmarkLongLinkCLI(b *testing.B) {
 	}
 }
 
+// sizedSink serves requests of an 8-byte big-endian length and that many
+// bytes, many on one connection, and answers each with the count it read:
+// an upload whose end needs no half-close, so that it runs through the
+// floor relay (one persistent connection) as through a tunnel.
+func sizedSink(tb testing.TB) string {
+	tb.Helper()
+	return testutil.TCPServer(tb, func(c *net.TCPConn) {
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		var hdr [8]byte
+		for {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			left := int64(binary.BigEndian.Uint64(hdr[:]))
+			var got int64
+			for left > 0 {
+				k, err := c.Read(buf[:min(int64(len(buf)), left)])
+				got += int64(k)
+				left -= int64(k)
+				if err != nil {
+					return
+				}
+			}
+			binary.BigEndian.PutUint64(hdr[:], uint64(got))
+			if _, err := c.Write(hdr[:]); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// pushSized sends one request of n bytes to a sizedSink on c and returns
+// MB/s from the first byte to the sink's count.
+func pushSized(tb testing.TB, c io.ReadWriter, n int64) float64 {
+	tb.Helper()
+	buf := make([]byte, 64<<10)
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	start := time.Now()
+	_, err := c.Write(hdr[:])
+	require.NoError(tb, err)
+	for left := n; left > 0; {
+		k, err := c.Write(buf[:min(int64(len(buf)), left)])
+		require.NoError(tb, err)
+		left -= int64(k)
+	}
+	_, err = io.ReadFull(c, hdr[:])
+	require.NoError(tb, err)
+	el := time.Since(start)
+	require.Equal(tb, n, int64(binary.BigEndian.Uint64(hdr[:])), "the sink's count")
+	return float64(n) / el.Seconds() / 1e6
+}
+
+// floorThroughput is one bulk stream through the real tether tcp against
+// the floor relay (the same processes and TLS hops, io.Copy and nothing
+// else), in alternating rounds, the better of three each: MB/s of both.
+func floorThroughput(tb testing.TB, s *system, local, sink string, n int64) (tether, floor float64) {
+	tb.Helper()
+	fc := floorRelay(tb, s, sink)
+	pushSized(tb, fc, 16*mib) // warm up
+	for range 3 {
+		floor = max(floor, pushSized(tb, fc, n))
+		c, err := net.Dial("tcp", local)
+		require.NoError(tb, err)
+		tether = max(tether, pushSized(tb, c, n))
+		c.Close()
+	}
+	return tether, floor
+}
+
 // BenchmarkCLIParallel is 16 concurrent streams through one tether tcp
 // forward against one stream through the same forward, in the same run:
 // on a 50 ms link, where one stream is bound by its window, and on
-// loopback, where the path's CPU is.
+// loopback, where the path's CPU is. On loopback it also sets one stream
+// through a forward beside the floor relay.
 func BenchmarkCLIParallel(b *testing.B) {
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
 		b.Run(fmt.Sprintf("rtt=%v", rtt), func(b *testing.B) {
@@ -251,6 +323,14 @@ func BenchmarkCLIParallel(b *testing.B) {
 			b.ReportMetric(one, "1-stream-MB/s")
 			b.ReportMetric(sixteen, "16-streams-MB/s")
 			b.ReportMetric(sixteen/one, "x-1-stream")
+			if rtt == 0 {
+				sink := sizedSink(b)
+				sized := forwardAddr(b, s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+sink))
+				tether, floor := floorThroughput(b, s, sized, sink, 128*mib)
+				b.ReportMetric(tether, "1-stream-sized-MB/s")
+				b.ReportMetric(floor, "floor-MB/s")
+				b.ReportMetric(tether/floor, "x-floor-1-stream")
+			}
 		})
 	}
 }
