@@ -67,13 +67,38 @@ wait_for() {
 
 run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-port=$(free_port)
-edge_url="https://127.0.0.1:$port"
+# start_edge starts the dev edge on a free port. The port is free when
+# picked, but another process may bind it first: the edge then exits, and
+# a fresh set-up (its agent.yaml names the port) on another port follows.
+start_edge() {
+  local edge
+  for _ in $(seq 5); do
+    port=$(free_port) || return 1
+    "$BIN/tether-edge" dev --dir "$dir" --listen "127.0.0.1:$port" >"$dir/edge.log" 2>&1 &
+    edge=$!
+    for _ in $(seq 200); do
+      if ! kill -0 "$edge" 2>/dev/null; then break; fi
+      if grep -q "^Edge listening on" "$dir/edge.log"; then
+        pids+=("$edge")
+        return 0
+      fi
+      sleep 0.1
+    done
+    if kill -0 "$edge" 2>/dev/null || ! grep -q "address already in use" "$dir/edge.log"; then
+      pids+=("$edge")
+      echo "the edge did not start" >&2
+      return 1
+    fi
+    wait "$edge" 2>/dev/null || true
+    find "$dir" -mindepth 1 -delete
+  done
+  echo "no port the edge could listen on" >&2
+  return 1
+}
 
 echo "==> PKI, configs and token in $dir"
-"$BIN/tether-edge" dev --dir "$dir" --listen "127.0.0.1:$port" >"$dir/edge.log" 2>&1 &
-pids+=($!)
-wait_for "the edge config" test -f "$dir/agent.yaml"
+start_edge
+edge_url="https://127.0.0.1:$port"
 
 tether_cmd=("$BIN/tether" --edge "$edge_url" --ca "$dir/ca.crt" --token-file "$dir/client.token")
 tether() { "${tether_cmd[@]}" "$@"; }
