@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -559,4 +560,48 @@ func TestRawGzip(t *testing.T) {
 	require.Zero(t, buf.Len())
 	_, err = cl.Upload(ctx, filepath.Join(dir, "empty2"), bytes.NewReader(nil), &files.UploadOptions{Size: 0, Name: "e", Gzip: true})
 	require.NoError(t, err)
+}
+
+// endsLog records where each write to an uploaded file ends.
+type endsLog struct {
+	w    io.Writer
+	mu   sync.Mutex
+	off  int64
+	ends []int64
+}
+
+func (e *endsLog) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	e.mu.Lock()
+	e.off += int64(n)
+	e.ends = append(e.ends, e.off)
+	e.mu.Unlock()
+	return n, err
+}
+
+// TestUploadWritesAlignedChunks: the device writes an upload in pieces
+// that end at multiples of 32 KiB in the file, whatever frames brought
+// the bytes (the page cache takes aligned writes at about half the CPU
+// time), and the file is whole.
+func TestUploadWritesAlignedChunks(t *testing.T) {
+	dir := tempDir(t)
+	srv := rwServer(dir)
+	log := &endsLog{}
+	files.SetWrapFile(srv, func(w io.Writer) io.Writer { log.w = w; return log })
+	cl := rig(t, srv)
+	src := filepath.Join(tempDir(t), "src.bin")
+	const size = 3<<20 + 777
+	want := writeRandom(t, src, 21, size)
+	target := filepath.Join(dir, "dst.bin")
+	_, err := files.UploadFile(testbroker.Ctx(t), cl, src, target, nil)
+	require.NoError(t, err)
+	got, err := os.ReadFile(target)
+	require.NoError(t, err)
+	require.Equal(t, want, sha(got))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Equal(t, int64(size), log.off)
+	for i, end := range log.ends[:len(log.ends)-1] {
+		require.Zero(t, end%(32<<10), "write %d of %d ends at %d", i, len(log.ends), end)
+	}
 }

@@ -295,6 +295,43 @@ const writebackEvery = 32 << 20
 // writes (Linux 6.18).
 const writeChunk = 32 << 10
 
+// copyAligned copies src to dst, a file written from offset off on, as
+// io.CopyBuffer does, but each read fills buf (a multiple of writeChunk)
+// up to a multiple of writeChunk in the file, so that every write but the
+// last ends on such a boundary and a writebackWriter under dst writes
+// whole, aligned chunks. The stream's frames would otherwise cut the file
+// into pieces that straddle them: on the virtual machine of the comment on
+// writeChunk, unaligned 32 KiB writes took nearly twice the CPU time of
+// aligned ones.
+func copyAligned(dst io.Writer, src io.Reader, off int64, buf []byte) (int64, error) {
+	var n int64
+	for {
+		want, r := len(buf)-int((off+n)%writeChunk), 0
+		var err error
+		for r < want && err == nil {
+			var k int
+			k, err = src.Read(buf[r:want])
+			r += k
+		}
+		if r > 0 {
+			w, werr := dst.Write(buf[:r])
+			n += int64(w)
+			if werr == nil && w < r {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // writebackWriter writes to a file at off, at most writeChunk bytes a
 // system call, and starts the kernel's writeback of every writebackEvery
 // bytes, so that dirty pages do not pile up until the final fsync.

@@ -554,7 +554,7 @@ func (t *transfer) uploadRaw() error {
 	if t.srv.wrapFile != nil {
 		fw = t.srv.wrapFile(f)
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(fw, h), lr, make([]byte, 256<<10))
+	n, err := copyAligned(io.MultiWriter(fw, h), lr, off, make([]byte, 256<<10))
 	if err != nil {
 		var rfe *RemoteFrameError
 		switch {
