@@ -323,7 +323,7 @@ type spliceWriter struct {
 	other *spliceWriter
 
 	halfClosed atomic.Bool  // the opposite direction has ended
-	moved      atomic.Int64 // unix nanoseconds when the deadline was last set
+	moved      atomic.Int64 // unix nanoseconds when the bound was last armed
 	stalled    atomic.Bool  // a deadline or the timer fired on a stuck write
 	writing    atomic.Bool  // a Write is in progress
 	started    atomic.Int64 // unix nanoseconds when the last Write began
