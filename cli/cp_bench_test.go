@@ -167,3 +167,80 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	require.NoError(tb, err)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
+
+// BenchmarkCPUpload uploads 1 GiB in raw mode with `tether cp` through a
+// real edge and agent on loopback, and sends the same file with `tether
+// nc` to a TCP server next to the agent that writes it to the same
+// directory. It reports the agent's CPU time per GB for each: with cp the
+// agent parses the frames, hashes and writes the file (and fsyncs it);
+// with nc it only relays the bytes. Rounds interleave, in turns.
+func BenchmarkCPUpload(b *testing.B) {
+	const (
+		size   = 1 << 30
+		rounds = 3
+	)
+	f := newFleet(b)
+	dir, err := filepath.EvalSymlinks(b.TempDir())
+	require.NoError(b, err)
+	src := filepath.Join(b.TempDir(), "image.bin")
+	fh, err := os.Create(src)
+	require.NoError(b, err)
+	_, err = io.CopyN(fh, rand.NewChaCha8([32]byte{2}), size)
+	require.NoError(b, err)
+	require.NoError(b, fh.Close())
+	f.addAgent("d1", "files: {write: [\""+dir+"\"]}\n")
+	agentPID := f.agents["d1"].Cmd.Process.Pid
+	server := testutil.TCPServer(b, func(c *net.TCPConn) {
+		defer c.Close()
+		out, err := os.Create(filepath.Join(dir, "nc.bin"))
+		if err != nil {
+			return
+		}
+		defer out.Close()
+		_, _ = io.Copy(out, c)
+	})
+
+	// run is one transfer: its wall time and the agent's CPU time.
+	run := func(args ...string) (wall, agent time.Duration) {
+		in, err := os.Open(src)
+		require.NoError(b, err)
+		defer in.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binPath("tether"), f.args(f.token, args...)...)
+		cmd.Env = baseEnv(b)
+		cmd.Stdin = in
+		var errOut strings.Builder
+		cmd.Stderr = &errOut
+		cpu0 := procCPU(b, agentPID)
+		start := time.Now()
+		require.NoError(b, cmd.Run(), errOut.String())
+		return time.Since(start), procCPU(b, agentPID) - cpu0
+	}
+	b.ResetTimer()
+	var cpWall, ncWall, cpCPU, ncCPU, cpuRatio []float64
+	for i := 0; i < b.N*rounds; i++ {
+		order := []bool{true, false}
+		if i%2 == 1 {
+			order = []bool{false, true}
+		}
+		var cw, ca, nw, na time.Duration
+		for _, isCP := range order {
+			if isCP {
+				cw, ca = run("cp", src, "d1:"+filepath.Join(dir, "cp.bin"))
+			} else {
+				nw, na = run("nc", "d1", server)
+			}
+		}
+		cpWall, ncWall = append(cpWall, cw.Seconds()), append(ncWall, nw.Seconds())
+		cpCPU, ncCPU = append(cpCPU, ca.Seconds()), append(ncCPU, na.Seconds())
+		cpuRatio = append(cpuRatio, ca.Seconds()/na.Seconds())
+	}
+	b.StopTimer()
+	gb := float64(size) / 1e9
+	b.ReportMetric(float64(size)/median(cpWall)/1e6, "cp-MB/s")
+	b.ReportMetric(float64(size)/median(ncWall)/1e6, "nc-MB/s")
+	b.ReportMetric(median(cpCPU)/gb, "agent-cpu-s/GB-cp")
+	b.ReportMetric(median(ncCPU)/gb, "agent-cpu-s/GB-nc")
+	b.ReportMetric(median(cpuRatio), "x-nc-agent-cpu")
+}
