@@ -5,7 +5,6 @@ package cli
 import (
 	"context"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -47,11 +46,7 @@ func BenchmarkCPDownload(b *testing.B) {
 	dir, err := filepath.EvalSymlinks(b.TempDir())
 	require.NoError(b, err)
 	src := filepath.Join(dir, "image.bin")
-	fh, err := os.Create(src)
-	require.NoError(b, err)
-	_, err = io.CopyN(fh, rand.NewChaCha8([32]byte{1}), size)
-	require.NoError(b, err)
-	require.NoError(b, fh.Close())
+	randomFile(b, src, 1, size)
 	f.addAgent("d1", "files: {read: [\""+dir+"\"]}\n")
 	agentPID := f.agents["d1"].Cmd.Process.Pid
 	// The nc baseline: a server on the agent's side that sends the file.
@@ -183,11 +178,7 @@ func BenchmarkCPUpload(b *testing.B) {
 	dir, err := filepath.EvalSymlinks(b.TempDir())
 	require.NoError(b, err)
 	src := filepath.Join(b.TempDir(), "image.bin")
-	fh, err := os.Create(src)
-	require.NoError(b, err)
-	_, err = io.CopyN(fh, rand.NewChaCha8([32]byte{2}), size)
-	require.NoError(b, err)
-	require.NoError(b, fh.Close())
+	randomFile(b, src, 2, size)
 	f.addAgent("d1", "files: {write: [\""+dir+"\"]}\n")
 	agentPID := f.agents["d1"].Cmd.Process.Pid
 	server := testutil.TCPServer(b, func(c *net.TCPConn) {

@@ -23,7 +23,7 @@ import (
 )
 
 // randomFile writes n pseudo-random bytes at path and returns their SHA-256.
-func randomFile(t *testing.T, path string, seed uint64, n int64) string {
+func randomFile(t testing.TB, path string, seed uint64, n int64) string {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)

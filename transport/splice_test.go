@@ -176,27 +176,8 @@ func TestSpliceEndsWithItsContext(t *testing.T) {
 // TestSpliceStallTimeout: with a stall bound, a write that makes no
 // progress ends the splice even while both directions are open.
 func TestSpliceStallTimeout(t *testing.T) {
-	left, a := tcpPair(t)
 	b, _ := tcpPair(t) // nobody reads b's peer
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: 200 * time.Millisecond})
-		done <- err
-	}()
-	go func() {
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := left.Write(chunk); err != nil {
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, transport.ErrStalled)
-	case <-time.After(waitLong):
-		t.Fatal("a stalled write held the splice")
-	}
+	requireStalls(t, b, 200*time.Millisecond, "a stalled write held the splice")
 }
 
 // TestSpliceStallTimeoutIntoAStream: writes into a stream are watched by
@@ -213,10 +194,19 @@ func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 	peer, err := srv.Accept()
 	require.NoError(t, err)
 	defer peer.Close() // never read: the stream's window runs out
+	requireStalls(t, st, 300*time.Millisecond, "a write stuck on the stream's window held the splice")
+	_, err = peer.Read(make([]byte, 1<<20))
+	require.NoError(t, err, "what arrived before the stall is readable")
+}
+
+// requireStalls splices a TCP connection that a writer floods into b,
+// whose reader stopped, with a stall bound, and requires ErrStalled.
+func requireStalls(t *testing.T, b io.ReadWriteCloser, bound time.Duration, hung string) {
+	t.Helper()
 	left, a := tcpPair(t)
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := transport.Splice(context.Background(), a, st, &transport.SpliceOptions{StallTimeout: 300 * time.Millisecond})
+		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: bound})
 		done <- err
 	}()
 	go func() {
@@ -231,8 +221,6 @@ func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 	case err := <-done:
 		require.ErrorIs(t, err, transport.ErrStalled)
 	case <-time.After(waitLong):
-		t.Fatal("a write stuck on the stream's window held the splice")
+		t.Fatal(hung)
 	}
-	_, err = peer.Read(make([]byte, 1<<20))
-	require.NoError(t, err, "what arrived before the stall is readable")
 }
