@@ -40,12 +40,13 @@ const (
 // frameConn is the frame-aware layer between the TLS connection and smux.
 //
 // Write side: it gives smux a WriteBuffers method, so smux skips its 64 KiB
-// per-session copy buffer; each frame is assembled in a pooled buffer only
-// while it is written, as one write (one TLS record run). It also carries
-// our lossless half-close: Stream.CloseWrite sends the stream's FIN frame
-// from here, without telling smux, so smux never runs its own half-close
-// clean-up (which, in some smux releases, discards received bytes that were
-// not yet read). When smux later sends its own FIN for that stream on
+// per-session copy buffer; a frame's header and the start of its payload
+// are assembled in a pooled buffer, one TLS record's worth, and the rest
+// of the payload goes to TLS as it is, under one lock (writeLocked). It
+// also carries our lossless half-close: Stream.CloseWrite sends the
+// stream's FIN frame from here, without telling smux, so smux never runs
+// its own half-close clean-up (which, in some smux releases, discards
+// received bytes that were not yet read). When smux later sends its own FIN for that stream on
 // Close, it is dropped, so the peer sees exactly one FIN per stream; a data
 // frame that would follow our FIN is dropped too. Stream resets (RST) go
 // out from here as well.
