@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -16,14 +17,22 @@ import (
 // for a process that must be told where to listen (and listen there again
 // after a restart). It is drawn from below the kernel's ephemeral range,
 // so no outgoing connection and no listener on port 0 can take it in the
-// meantime; only another explicit bind could. Where a test can hold the
-// socket itself, it should listen on port 0 instead.
+// meantime; only another explicit bind could. It never returns a port
+// twice in one process, though the port stays free until its process
+// binds it: a cluster test asks for a dozen before it starts an edge.
+// Where a test can hold the socket itself, it should listen on port 0
+// instead.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
 	lo := ephemeralLow()
 	const base = 10000
+	given.Lock()
+	defer given.Unlock()
 	for range 200 {
 		port := base + rand.IntN(lo-base)
+		if given.ports[port] {
+			continue
+		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -35,11 +44,18 @@ func FreePort(tb testing.TB) int {
 			continue
 		}
 		pc.Close()
+		given.ports[port] = true
 		return port
 	}
 	tb.Fatal("no free port below the ephemeral range")
 	return 0
 }
+
+// given holds the ports FreePort has returned in this process.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // ephemeralLow is the first port of the kernel's ephemeral range.
 func ephemeralLow() int {
