@@ -198,11 +198,7 @@ func TestDeviceRawEdge(t *testing.T) {
 	})
 	t.Run("split header", func(t *testing.T) {
 		// Header and payload in separate frames, as existing edges write them.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := ln.Addr().String()
-		ln.Close()
-		m := testbroker.Msg(wire.MsgTCP, []byte(addr))
+		m := testbroker.Msg(wire.MsgTCP, []byte(testutil.ClosedAddr(t)))
 		p.Write(testbroker.Frame(2, testbroker.CmdSYN, 8, nil), testbroker.Frame(2, testbroker.CmdPSH, 8, m[:1]), testbroker.Frame(2, testbroker.CmdPSH, 8, m[1:3]), testbroker.Frame(2, testbroker.CmdPSH, 8, m[3:]))
 		data := p.ReadStream(8)
 		ans, err := wire.ReadMessage(strings.NewReader(string(data)))
@@ -216,10 +212,7 @@ func TestDeviceRawEdge(t *testing.T) {
 // once, then retries quietly.
 func TestDeviceLogsFailuresOnce(t *testing.T) {
 	pki := certstest.New(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.ClosedAddr(t)
 	rec, logger := testbroker.NewLogRecorder(t)
 	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: pki.DeviceTLS(pki.Device("d1")), Config: nil, Logger: logger}
 	dc.BackoffInitial, dc.BackoffMax = time.Millisecond, 5*time.Millisecond

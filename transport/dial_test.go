@@ -19,6 +19,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/certs/certstest"
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -51,11 +52,8 @@ func TestDialDNSFailure(t *testing.T) {
 
 func TestDialRefused(t *testing.T) {
 	noProxy(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	_, err = transport.Dial(testCtx(t), "https://"+addr+"/device", "", nil, nil)
+	addr := testutil.ClosedAddr(t)
+	_, err := transport.Dial(testCtx(t), "https://"+addr+"/device", "", nil, nil)
 	dialErr(t, err, "connect")
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 }
@@ -299,10 +297,7 @@ func TestDialNoProxy(t *testing.T) {
 // hint.
 func TestDialErrorsSayWhatToDo(t *testing.T) {
 	noProxy(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	refused := ln.Addr().String()
-	ln.Close()
+	refused := testutil.ClosedAddr(t)
 	us, _ := newUpgradeServer(t, nil)
 	other := certstest.New(t)
 	tests := []struct {
