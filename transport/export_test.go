@@ -11,7 +11,7 @@ import (
 // time until t ends, so that a test can set them with t.Setenv: the
 // process-wide reading of net/http keeps the first values it saw.
 func ProxyEnvPerDial(t testing.TB) {
-	old := proxyFor
-	proxyFor = func(u *url.URL) (*url.URL, error) { return httpproxy.FromEnvironment().ProxyFunc()(u) }
-	t.Cleanup(func() { proxyFor = old })
+	f := func(u *url.URL) (*url.URL, error) { return httpproxy.FromEnvironment().ProxyFunc()(u) }
+	proxyOverride.Store(&f)
+	t.Cleanup(func() { proxyOverride.Store(nil) })
 }

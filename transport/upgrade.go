@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -336,9 +337,15 @@ func ctxErr(ctx context.Context, err error) error {
 // proxyFor returns the proxy for an edge URL: HTTPS_PROXY and NO_PROXY,
 // read once per process, as net/http reads them (and with its code, so
 // that the agent carries no second copy of it and its tables).
-var proxyFor = func(u *url.URL) (*url.URL, error) {
+func proxyFor(u *url.URL) (*url.URL, error) {
+	if f := proxyOverride.Load(); f != nil {
+		return (*f)(u)
+	}
 	return http.ProxyFromEnvironment(&http.Request{URL: u})
 }
+
+// proxyOverride replaces proxyFor's reading in tests (export_test.go).
+var proxyOverride atomic.Pointer[func(*url.URL) (*url.URL, error)]
 
 // dialMaybeProxy opens a TCP connection to addr, through the HTTPS proxy
 // from the environment when one applies.
