@@ -105,10 +105,14 @@ func TestAnnounceIsSeenByOtherEdges(t *testing.T) {
 	require.Len(t, b.List(), 1)
 	require.Equal(t, []string{"edge-a", "edge-b"}, ids(b.Edges()))
 
-	// Withdraw with a stale nonce leaves the record; with the right one, it goes.
+	// Withdraw with a stale nonce leaves the record; with the right one, it
+	// goes. The watchers deliver in the bucket's order, so once edge-b sees
+	// a later write, it would have seen a delete made before it.
 	require.NoError(t, a.Withdraw(context.Background(), "gw 1:eth0", "old"))
-	_, ok = a.Lookup("gw 1:eth0")
-	require.True(t, ok)
+	require.NoError(t, announce(a, context.Background(), edge.PresenceRecord{ID: "later", Nonce: "n2"}))
+	require.Eventually(t, func() bool { _, ok := b.Lookup("later"); return ok }, waitLong, 5*time.Millisecond)
+	_, ok = b.Lookup("gw 1:eth0")
+	require.True(t, ok, "a withdraw with a stale nonce deleted the record")
 	require.NoError(t, a.Withdraw(context.Background(), "gw 1:eth0", "n1"))
 	require.Eventually(t, func() bool { _, ok := b.Lookup("gw 1:eth0"); return !ok }, waitLong, 5*time.Millisecond)
 }
