@@ -199,6 +199,68 @@ func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 	require.NoError(t, err, "what arrived before the stall is readable")
 }
 
+// TestSpliceAbortDoesNotWaitForAStuckEnd: when one end's connection is
+// stuck, so that its reset cannot be sent, the other end's peer still
+// learns of the abort at once, not when the stuck connection dies.
+func TestSpliceAbortDoesNotWaitForAStuckEnd(t *testing.T) {
+	stuckCli, stuckSrv, stuckTap, _ := sessionPair(t, nil)
+	a, err := stuckCli.Open()
+	require.NoError(t, err)
+	_, err = a.Write([]byte("x"))
+	require.NoError(t, err)
+	aPeer, err := stuckSrv.Accept()
+	require.NoError(t, err)
+	defer aPeer.Close()
+
+	cli, srv, _, _ := sessionPair(t, nil)
+	b, err := cli.Open()
+	require.NoError(t, err)
+	_, err = b.Write([]byte("y"))
+	require.NoError(t, err)
+	bPeer, err := srv.Accept()
+	require.NoError(t, err)
+	defer bPeer.Close()
+	_, err = io.ReadFull(bPeer, make([]byte, 1))
+	require.NoError(t, err)
+
+	release := stuckTap.holdWrites()
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: 200 * time.Millisecond})
+		done <- err
+	}()
+	// What bPeer sends goes into a, whose connection takes nothing: the
+	// write stalls and the splice aborts both ends.
+	_, err = bPeer.Write(make([]byte, 1024))
+	require.NoError(t, err)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, bPeer)
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		// Sessions made without the upgrade have no reset extension: an
+		// abort ends their streams with a FIN.
+		require.NoError(t, err)
+	case <-time.After(waitLong):
+		t.Fatal("b's peer learned of the abort only after a's stuck connection")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the splice returned (%v) before a's reset could be sent", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStalled)
+	case <-time.After(waitLong):
+		t.Fatal("the splice did not end once a's connection moved again")
+	}
+}
+
 // requireStalls splices a TCP connection that a writer floods into b,
 // whose reader stopped, with a stall bound, and requires ErrStalled.
 func requireStalls(t *testing.T, b io.ReadWriteCloser, bound time.Duration, hung string) {
