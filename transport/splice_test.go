@@ -187,15 +187,9 @@ func TestSpliceStallTimeout(t *testing.T) {
 func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 	cfg := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10}
 	cli, srv, _, _ := sessionPair(t, cfg)
-	st, err := cli.Open()
-	require.NoError(t, err)
-	_, err = st.Write([]byte("x")) // the SYN goes out with it
-	require.NoError(t, err)
-	peer, err := srv.Accept()
-	require.NoError(t, err)
-	defer peer.Close() // never read: the stream's window runs out
+	st, peer := openAccepted(t, cli, srv) // peer is read no more: the stream's window runs out
 	requireStalls(t, st, 300*time.Millisecond, "a write stuck on the stream's window held the splice")
-	_, err = peer.Read(make([]byte, 1<<20))
+	_, err := peer.Read(make([]byte, 1<<20))
 	require.NoError(t, err, "what arrived before the stall is readable")
 }
 
@@ -204,24 +198,9 @@ func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 // learns of the abort at once, not when the stuck connection dies.
 func TestSpliceAbortDoesNotWaitForAStuckEnd(t *testing.T) {
 	stuckCli, stuckSrv, stuckTap, _ := sessionPair(t, nil)
-	a, err := stuckCli.Open()
-	require.NoError(t, err)
-	_, err = a.Write([]byte("x"))
-	require.NoError(t, err)
-	aPeer, err := stuckSrv.Accept()
-	require.NoError(t, err)
-	defer aPeer.Close()
-
+	a, _ := openAccepted(t, stuckCli, stuckSrv)
 	cli, srv, _, _ := sessionPair(t, nil)
-	b, err := cli.Open()
-	require.NoError(t, err)
-	_, err = b.Write([]byte("y"))
-	require.NoError(t, err)
-	bPeer, err := srv.Accept()
-	require.NoError(t, err)
-	defer bPeer.Close()
-	_, err = io.ReadFull(bPeer, make([]byte, 1))
-	require.NoError(t, err)
+	b, bPeer := openAccepted(t, cli, srv)
 
 	release := stuckTap.holdWrites()
 	defer release()
@@ -232,7 +211,7 @@ func TestSpliceAbortDoesNotWaitForAStuckEnd(t *testing.T) {
 	}()
 	// What bPeer sends goes into a, whose connection takes nothing: the
 	// write stalls and the splice aborts both ends.
-	_, err = bPeer.Write(make([]byte, 1024))
+	_, err := bPeer.Write(make([]byte, 1024))
 	require.NoError(t, err)
 	read := make(chan error, 1)
 	go func() {
@@ -259,6 +238,23 @@ func TestSpliceAbortDoesNotWaitForAStuckEnd(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("the splice did not end once a's connection moved again")
 	}
+}
+
+// openAccepted opens a stream on cli and returns it with its peer on srv,
+// once one byte went through; both are closed at the test's end.
+func openAccepted(t *testing.T, cli, srv *transport.Session) (st, peer *transport.Stream) {
+	t.Helper()
+	st, err := cli.Open()
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	_, err = st.Write([]byte("x")) // the SYN goes out with it
+	require.NoError(t, err)
+	peer, err = srv.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { peer.Close() })
+	_, err = io.ReadFull(peer, make([]byte, 1))
+	require.NoError(t, err)
+	return st, peer
 }
 
 // requireStalls splices a TCP connection that a writer floods into b,
