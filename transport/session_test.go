@@ -19,6 +19,7 @@ import (
 // tapConn records the smux frames a session writes, as they go into TLS.
 type tapConn struct {
 	net.Conn
+	hold sync.Mutex // held while writes must block
 	mu   sync.Mutex
 	buf  []byte
 	fins map[uint32]int
@@ -30,6 +31,8 @@ func newTap(c net.Conn) *tapConn {
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
+	c.hold.Lock()
+	c.hold.Unlock() // only waits out holdWrites
 	c.mu.Lock()
 	c.buf = append(c.buf, p...)
 	for len(c.buf) >= 8 {
@@ -48,6 +51,13 @@ func (c *tapConn) Write(p []byte) (int, error) {
 	}
 	c.mu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// holdWrites blocks the tap's writes, as a connection blocks whose peer
+// stopped reading, until release is called.
+func (c *tapConn) holdWrites() (release func()) {
+	c.hold.Lock()
+	return sync.OnceFunc(c.hold.Unlock)
 }
 
 func (c *tapConn) finCount(sid uint32) int {

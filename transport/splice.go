@@ -178,9 +178,18 @@ func (sp *splice) abort(cause error) {
 		if sp.finished.Load() {
 			return
 		}
+		// The ends are aborted side by side: an end whose connection is
+		// stuck holds its abort until that connection dies, and the
+		// other end's peer must not wait for that to learn of the abort.
 		reason := resetReason(cause)
-		abortEnd(sp.a, reason)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			abortEnd(sp.a, reason)
+		}()
 		abortEnd(sp.b, reason)
+		wg.Wait()
 	})
 }
 

@@ -187,16 +187,74 @@ func TestSpliceStallTimeout(t *testing.T) {
 func TestSpliceStallTimeoutIntoAStream(t *testing.T) {
 	cfg := &transport.Config{MaxStreamBuffer: 128 << 10, MaxFrameSize: 32 << 10}
 	cli, srv, _, _ := sessionPair(t, cfg)
+	st, peer := openAccepted(t, cli, srv) // peer is read no more: the stream's window runs out
+	requireStalls(t, st, 300*time.Millisecond, "a write stuck on the stream's window held the splice")
+	_, err := peer.Read(make([]byte, 1<<20))
+	require.NoError(t, err, "what arrived before the stall is readable")
+}
+
+// TestSpliceAbortDoesNotWaitForAStuckEnd: when one end's connection is
+// stuck, so that its reset cannot be sent, the other end's peer still
+// learns of the abort at once, not when the stuck connection dies.
+func TestSpliceAbortDoesNotWaitForAStuckEnd(t *testing.T) {
+	stuckCli, stuckSrv, stuckTap, _ := sessionPair(t, nil)
+	a, _ := openAccepted(t, stuckCli, stuckSrv)
+	cli, srv, _, _ := sessionPair(t, nil)
+	b, bPeer := openAccepted(t, cli, srv)
+
+	release := stuckTap.holdWrites()
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: 200 * time.Millisecond})
+		done <- err
+	}()
+	// What bPeer sends goes into a, whose connection takes nothing: the
+	// write stalls and the splice aborts both ends.
+	_, err := bPeer.Write(make([]byte, 1024))
+	require.NoError(t, err)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, bPeer)
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		// Sessions made without the upgrade have no reset extension: an
+		// abort ends their streams with a FIN.
+		require.NoError(t, err)
+	case <-time.After(waitLong):
+		t.Fatal("b's peer learned of the abort only after a's stuck connection")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the splice returned (%v) before a's reset could be sent", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStalled)
+	case <-time.After(waitLong):
+		t.Fatal("the splice did not end once a's connection moved again")
+	}
+}
+
+// openAccepted opens a stream on cli and returns it with its peer on srv,
+// once one byte went through; both are closed at the test's end.
+func openAccepted(t *testing.T, cli, srv *transport.Session) (st, peer *transport.Stream) {
+	t.Helper()
 	st, err := cli.Open()
 	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
 	_, err = st.Write([]byte("x")) // the SYN goes out with it
 	require.NoError(t, err)
-	peer, err := srv.Accept()
+	peer, err = srv.Accept()
 	require.NoError(t, err)
-	defer peer.Close() // never read: the stream's window runs out
-	requireStalls(t, st, 300*time.Millisecond, "a write stuck on the stream's window held the splice")
-	_, err = peer.Read(make([]byte, 1<<20))
-	require.NoError(t, err, "what arrived before the stall is readable")
+	t.Cleanup(func() { peer.Close() })
+	_, err = io.ReadFull(peer, make([]byte, 1))
+	require.NoError(t, err)
+	return st, peer
 }
 
 // requireStalls splices a TCP connection that a writer floods into b,
