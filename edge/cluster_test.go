@@ -146,7 +146,7 @@ func (rig *clusterRig) start(id string) *rigEdge {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()
-	go func() { defer wg.Done(); _ = ps.Serve(tls.NewListener(peerLn, srv.PeerTLSConfig())) }()
+	go func() { defer wg.Done(); _ = ps.Serve(srv.PeerListener(peerLn)) }()
 	e := &rigEdge{id: id, srv: srv, presence: p, nc: nc, audit: audit, url: "https://" + ln.Addr().String()}
 	var once sync.Once
 	e.stop = func() {

@@ -34,7 +34,7 @@ type headListener struct {
 }
 
 func (l *headListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	c, err := gatherListener{l.Listener}.Accept()
 	if err != nil {
 		return nil, err
 	}

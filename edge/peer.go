@@ -3,6 +3,7 @@ package edge
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"time"
 
@@ -53,10 +54,31 @@ func DefaultPeerTransport() *transport.Config {
 	return &transport.Config{KeepAliveInterval: time.Second, KeepAliveTimeout: 3 * time.Second}
 }
 
-// PeerTLSConfig returns the TLS configuration of the peer listener: this
-// edge's peer certificate, TLS 1.3, and a client certificate from PeerCA
-// required of every connection. The caller listens; PeerHandler serves.
-func (s *Server) PeerTLSConfig() *tls.Config {
+// PeerListener returns the peer listener on ln: TLS 1.3 with this edge's
+// peer certificate, and a client certificate from PeerCA required of
+// every connection. The caller listens; PeerHandler serves. It returns
+// nil on an edge without a Cluster.
+func (s *Server) PeerListener(ln net.Listener) net.Listener {
+	conf := s.peerTLSConfig()
+	if conf == nil {
+		return nil
+	}
+	return tls.NewListener(gatherListener{ln}, conf)
+}
+
+// gatherListener passes the connections it accepts through
+// transport.GatherRecords, for the TLS layer to go over.
+type gatherListener struct{ net.Listener }
+
+func (l gatherListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return transport.GatherRecords(c), nil
+}
+
+func (s *Server) peerTLSConfig() *tls.Config {
 	c := s.Cluster
 	if c == nil {
 		return nil

@@ -72,6 +72,7 @@ type frameConn struct {
 	left    int                  // payload bytes of the current frame still to pass through
 	pending *pendingReset        // a RST whose reason is still to be read
 	pol     *policer
+	records *recordConn // under the TLS connection, if any: gathers a frame's records
 
 	peer     peerInfo               // what the peer announced on the upgrade
 	peerName atomic.Pointer[string] // names the peer in a lost connection's errors
@@ -121,6 +122,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
 		ctx: ctx, cancel: cancel, dead: ctx.Done()}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
+	fc.records = recordsUnder(c)
 	return fc
 }
 
@@ -515,11 +517,20 @@ func (c *frameConn) writeLocked(hdr, payload []byte) (int, error) {
 	buf = append(buf, payload[:k]...)
 	*bp = buf[:0]
 	c.held = c.held[:0]
+	gathered := k < len(payload) && c.records != nil
+	if gathered {
+		c.records.gather()
+	}
 	w, err := c.Conn.Write(buf)
 	if err == nil && k < len(payload) {
 		var rest int
 		rest, err = c.Conn.Write(payload[k:])
 		w += rest
+	}
+	if gathered {
+		if ferr := c.records.flush(); err == nil && ferr != nil {
+			w, err = 0, ferr
+		}
 	}
 	if err != nil {
 		c.werr = err

@@ -240,7 +240,7 @@ func DialHeader(ctx context.Context, rawURL string, header http.Header, tlsConf 
 	if tc.MinVersion < tls.VersionTLS12 {
 		tc.MinVersion = tls.VersionTLS12
 	}
-	tlsConn := tls.Client(conn, tc)
+	tlsConn := tls.Client(GatherRecords(conn), tc)
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		return nil, &DialError{Op: "tls", Addr: addr, Err: ctxErr(ctx, err)}

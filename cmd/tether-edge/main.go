@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -284,7 +283,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 			return fmt.Errorf("listen for peers on %s: %w (check cluster.peer_listen in %s)", cfg.cluster.PeerListen, err, cfgPath)
 		}
 		ps = peerHTTPServer(srv, cfg, log)
-		go func() { errc <- ps.Serve(tls.NewListener(pln, srv.PeerTLSConfig())) }()
+		go func() { errc <- ps.Serve(srv.PeerListener(pln)) }()
 		log.Info("peer listener up", "addr", pln.Addr().String(), "edge_id", cfg.cluster.EdgeID, "advertise", cfg.cluster.Advertise)
 	}
 

@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"net"
+	"sync"
+)
+
+// GatherRecords wraps c, the connection under a TLS connection that will
+// carry a session, so that the session writes a large frame to the socket
+// at once. crypto/tls writes each record, of at most 16 KiB, with its own
+// write: a 64 KiB frame would cost four system calls and reach the peer
+// in four pieces, each waking its reader. Dial does this for its own
+// connections; a server passes what its listener accepted through
+// GatherRecords before tls.Server. Other writes pass straight through.
+func GatherRecords(c net.Conn) net.Conn {
+	return &recordConn{Conn: c}
+}
+
+// recordConn gathers the writes made between gather and flush.
+type recordConn struct {
+	net.Conn
+
+	mu sync.Mutex
+	// mu guards the following.
+	gathering bool
+	buf       *[]byte // from recordBufs while gathering
+}
+
+// recordBufs holds the buffers of frames being gathered: a frame's
+// records and their overhead.
+var recordBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 72<<10)
+	return &b
+}}
+
+// NetConn returns the wrapped connection.
+func (c *recordConn) NetConn() net.Conn { return c.Conn }
+
+func (c *recordConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gathering {
+		*c.buf = append(*c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// gather holds the writes that follow until flush.
+func (c *recordConn) gather() {
+	c.mu.Lock()
+	c.gathering = true
+	c.buf = recordBufs.Get().(*[]byte)
+	c.mu.Unlock()
+}
+
+// flush writes what was gathered, in one write, and ends gathering.
+func (c *recordConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.gathering {
+		return nil
+	}
+	c.gathering = false
+	var err error
+	if len(*c.buf) > 0 {
+		_, err = c.Conn.Write(*c.buf)
+	}
+	*c.buf = (*c.buf)[:0]
+	recordBufs.Put(c.buf)
+	c.buf = nil
+	return err
+}
+
+// recordsUnder returns the recordConn under c (a TLS connection, or a
+// wrapper of one with a NetConn method), or nil.
+func recordsUnder(c net.Conn) *recordConn {
+	for {
+		if rc, ok := c.(*recordConn); ok {
+			return rc
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = w.NetConn()
+	}
+}
