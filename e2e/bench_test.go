@@ -154,6 +154,38 @@ func cpuSeconds(tb testing.TB, pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ
 }
 
+// cpuTimes is the machine's busy and total CPU time so far, in ticks,
+// from /proc/stat: busy is every state but idle and iowait.
+func cpuTimes(tb testing.TB) (busy, total float64) {
+	tb.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	require.NoError(tb, err)
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	require.Equal(tb, "cpu", f[0], "the first line of /proc/stat")
+	for i, v := range f[1:] {
+		t, _ := strconv.ParseFloat(v, 64)
+		total += t
+		if i != 3 && i != 4 { // idle, iowait
+			busy += t
+		}
+	}
+	return busy, total
+}
+
+// machineBusy starts measuring how busy the machine's CPUs are; the
+// function it returns gives the share since, in percent.
+func machineBusy(tb testing.TB) func() float64 {
+	b0, t0 := cpuTimes(tb)
+	return func() float64 {
+		b1, t1 := cpuTimes(tb)
+		if t1 == t0 {
+			return 0
+		}
+		return 100 * (b1 - b0) / (t1 - t0)
+	}
+}
+
 func BenchmarkFullPathThroughput(b *testing.B) {
 	s := newSystem(b)
 	s.addAgent(agentOpts{id: "dev-1"})

@@ -318,9 +318,15 @@ func BenchmarkCLIParallel(b *testing.B) {
 				n = 256 * mib
 			}
 			cliThroughput(b, local, true, 1, 4*mib) // warm up
+			busy := machineBusy(b)
 			one := cliThroughput(b, local, true, 1, n)
+			oneBusy := busy()
 			sixteen := cliThroughput(b, local, true, 16, n/16)
 			b.ReportMetric(one, "1-stream-MB/s")
+			// How much of the machine one stream leaves to the others:
+			// where it keeps every core busy, more streams cannot go
+			// faster.
+			b.ReportMetric(oneBusy, "1-stream-cpu-busy-%")
 			b.ReportMetric(sixteen, "16-streams-MB/s")
 			b.ReportMetric(sixteen/one, "x-1-stream")
 			if rtt == 0 {
