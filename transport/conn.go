@@ -129,6 +129,9 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 // Close closes the connection; smux calls it from Session.Close.
 func (c *frameConn) Close() error {
 	c.markDead()
+	if c.records != nil {
+		c.records.abortFlush()
+	}
 	return c.Conn.Close()
 }
 

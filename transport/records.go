@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // GatherRecords wraps c, the connection under a TLS connection that will
@@ -24,6 +25,9 @@ type recordConn struct {
 	// mu guards the following.
 	gathering bool
 	buf       *[]byte // from recordBufs while gathering
+
+	flushing atomic.Bool // a flush is writing to the socket
+	closing  atomic.Bool // the connection is being closed: flush writes no more
 }
 
 // recordBufs holds the buffers of frames being gathered: a frame's
@@ -63,13 +67,30 @@ func (c *recordConn) flush() error {
 	}
 	c.gathering = false
 	var err error
-	if len(*c.buf) > 0 {
+	c.flushing.Store(true)
+	switch {
+	case c.closing.Load():
+		err = net.ErrClosed
+	case len(*c.buf) > 0:
 		_, err = c.Conn.Write(*c.buf)
 	}
+	c.flushing.Store(false)
 	*c.buf = (*c.buf)[:0]
 	recordBufs.Put(c.buf)
 	c.buf = nil
 	return err
+}
+
+// abortFlush is called before the TLS connection above is closed. A
+// flush that is writing, perhaps stuck on a peer that stopped reading,
+// ends at once: the socket is closed under it, as crypto/tls closes the
+// socket when a write of its own is in flight. Otherwise the TLS close
+// would wait for the flush, up to the five seconds it allows its alert.
+func (c *recordConn) abortFlush() {
+	c.closing.Store(true)
+	if c.flushing.Load() {
+		_ = c.Conn.Close()
+	}
 }
 
 // recordsUnder returns the recordConn under c (a TLS connection, or a
