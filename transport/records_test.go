@@ -30,13 +30,7 @@ func (c *countConn) Write(p []byte) (int, error) {
 // records or more, reaches the socket in one write, intact.
 func TestLargeFrameIsOneSocketWrite(t *testing.T) {
 	pki := certstest.New(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	sraw, err := ln.Accept()
-	require.NoError(t, err)
+	raw, sraw := tcpPair(t)
 	counted := &countConn{Conn: raw}
 	conf := pki.ClientTLS()
 	conf.ServerName = "127.0.0.1"
