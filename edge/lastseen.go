@@ -143,15 +143,26 @@ func (m *MemoryLastSeen) ListLastSeen(context.Context) ([]LastSeenRecord, error)
 	return out, nil
 }
 
+// expectsDevicesBack reports whether the devices of this edge, when it
+// stops, are expected back at it rather than at another edge, and it
+// keeps what it records across the restart: a single edge with a durable
+// LastSeen (FileLastSeen). It then records the devices it drops as it
+// stops, and those that do not come back are listed offline.
+func (s *Server) expectsDevicesBack() bool {
+	_, durable := s.LastSeen.(interface{ durable() })
+	return durable && s.Cluster == nil
+}
+
 // lastSeenTimeout bounds the writing of one last-seen record.
 const lastSeenTimeout = 3 * time.Second
 
 // recordLastSeen keeps d, which just disconnected, in the LastSeen store.
 // A device that leaves because this edge drains or closes is not
-// recorded: it is expected at another edge (or this one, restarted).
+// recorded (it is expected at another edge, or this one, restarted),
+// unless the store outlives this edge (expectsDevicesBack).
 func (s *Server) recordLastSeen(d *Device) {
 	ls := s.LastSeen
-	if ls == nil || s.isDraining() {
+	if ls == nil || s.isDraining() && !s.expectsDevicesBack() {
 		return
 	}
 	if s.Cluster != nil && s.Cluster.Presence.Health() != nil {

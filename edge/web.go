@@ -51,7 +51,8 @@ type WebConfig struct {
 	MaxTerminalsPerSession  int
 	MaxTerminalsPerIdentity int
 	// Revoked holds the sessions that signed out. Nil keeps them in
-	// memory on this edge (MemoryWebRevocations). When it is also a
+	// memory on this edge (MemoryWebRevocations), which forgets them when
+	// it restarts; FileWebRevocations keeps them in a file. When it is also a
 	// WebRevocationWatcher, as a cluster's is, a sign-out on any edge
 	// closes the session's terminals on this one.
 	Revoked WebRevocations

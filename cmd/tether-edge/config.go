@@ -30,6 +30,7 @@ type fileConfig struct {
 	Revoked       string          `yaml:"revoked"`
 	Clients       []clientConfig  `yaml:"clients"`
 	AuditLog      string          `yaml:"audit_log"`
+	StateDir      string          `yaml:"state_dir"`
 	MetricsListen string          `yaml:"metrics_listen"`
 	LogLevel      string          `yaml:"log_level"`
 	KeepAlive     keepAliveConfig `yaml:"keepalive"`
@@ -185,6 +186,10 @@ type config struct {
 	lastSeenMax int
 	// web is the web: section, checked; nil when the web terminal is off.
 	web *edge.WebConfig
+	// webSignOuts and lastSeenFile are the files a single edge with a
+	// state_dir keeps its web sign-outs and last-seen records in; empty
+	// keeps them in memory.
+	webSignOuts, lastSeenFile string
 	// recording is the recording: section, checked; nil when absent.
 	recording *edge.RecordingConfig
 	// auth is the auth: section, checked; nil without one.
@@ -277,7 +282,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		return nil, bad("required: the CA file that signs device certificates", "device_ca")
 	}
 	fc.TLS.Cert, fc.TLS.Key, fc.DeviceCA = rel(fc.TLS.Cert), rel(fc.TLS.Key), rel(fc.DeviceCA)
-	fc.Revoked = rel(fc.Revoked)
+	fc.Revoked, fc.StateDir = rel(fc.Revoked), rel(fc.StateDir)
 	if fc.AuditLog != "-" {
 		fc.AuditLog = rel(fc.AuditLog)
 	}
@@ -431,6 +436,18 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
 		return nil, err
 	}
+	if fc.StateDir != "" && fc.Cluster == nil {
+		// A cluster keeps both in JetStream, for every edge.
+		if c.web != nil {
+			c.webSignOuts = filepath.Join(fc.StateDir, "web-signouts")
+		}
+		if c.lastSeenTTL > 0 {
+			c.lastSeenFile = filepath.Join(fc.StateDir, "last-seen.jsonl")
+		}
+	}
+	if c.web != nil && c.webSignOuts == "" && fc.Cluster == nil {
+		c.warnings = append(c.warnings, "state_dir is not set: this edge keeps its web sign-outs in memory, and after a restart a signed-out session works again until its cookie expires")
+	}
 	if c.recording, err = parseRecording(fc.Recording, bad, rel); err != nil {
 		return nil, err
 	}
@@ -450,6 +467,11 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	}
 	if c.revoked, err = loadRevoked(fc.Revoked); err != nil {
 		return nil, bad(err.Error(), "revoked")
+	}
+	if fc.StateDir != "" {
+		if st, err := os.Stat(fc.StateDir); err != nil || !st.IsDir() {
+			return nil, bad(fmt.Sprintf("%s is not a directory; make it, private to the edge's user: install -d -m 0700 %s", fc.StateDir, fc.StateDir), "state_dir")
+		}
 	}
 	return c, nil
 }

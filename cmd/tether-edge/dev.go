@@ -134,6 +134,7 @@ clients:
       exec: true
       reload: true
 audit_log: audit.jsonl
+state_dir: .           # the devices seen leaving outlive a restart
 `, listen, sum)
 	if err := certs.WriteFile(p("edge.yaml"), []byte(edgeYAML), 0o600, false); err != nil {
 		return err

@@ -233,6 +233,28 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	}
 	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
+		if cfg.lastSeenFile != "" {
+			ls, err := edge.OpenLastSeen(cfg.lastSeenFile, cfg.lastSeenTTL, cfg.lastSeenMax, log)
+			if err != nil {
+				return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
+			}
+			// Closed after the edge, which records the devices it drops
+			// as it stops.
+			defer func() {
+				if err := ls.Close(); err != nil {
+					log.Error("last-seen records not saved", "err", err)
+				}
+			}()
+			srv.LastSeen = ls
+		}
+	}
+	if cfg.webSignOuts != "" && srv.Web != nil {
+		so, err := edge.OpenWebRevocations(cfg.webSignOuts)
+		if err != nil {
+			return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
+		}
+		defer so.Close()
+		srv.Web.Revoked = so
 	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.

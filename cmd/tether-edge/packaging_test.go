@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,6 +20,13 @@ func TestPackagedConfigLoads(t *testing.T) {
 	}
 	pki := certstest.New(t)
 	path := filepath.Join(pki.Dir, "edge.yaml")
+	// The unit's StateDirectory, which systemd makes; here, one of the
+	// test's.
+	const stateDir = "state_dir: /var/lib/tether-edge\n"
+	if !bytes.Contains(example, []byte(stateDir)) {
+		t.Fatalf("the packaged edge.yaml lacks %q, the unit's StateDirectory", stateDir)
+	}
+	example = bytes.Replace(example, []byte(stateDir), []byte("state_dir: "+t.TempDir()+"\n"), 1)
 	if err := os.WriteFile(path, example, 0o600); err != nil {
 		t.Fatal(err)
 	}
