@@ -53,18 +53,21 @@ type AuthConfig struct {
 	// Now is the clock; nil is time.Now. Tests move it.
 	Now func() time.Time
 	// Exchanged, when set, holds the ID tokens exchanged for a certificate
-	// on every edge of a cluster, so that each is exchanged once in all;
-	// nil: each edge remembers its own.
+	// on every edge of a cluster, so that each is exchanged once in all,
+	// or those of a single edge across its restarts (FileExchangedTokens);
+	// nil: each edge remembers its own, in memory.
 	Exchanged ExchangedTokens
 }
 
 // ExchangedTokens remembers the ID tokens exchanged for certificates,
-// shared by the edges of a cluster (cluster.ExchangedTokens).
+// shared by the edges of a cluster (cluster.ExchangedTokens), or kept by
+// a single edge across restarts (FileExchangedTokens).
 type ExchangedTokens interface {
 	// Claim records key, the hex SHA-256 of an ID token that expires at
 	// until, and reports whether it was not recorded before. An error
-	// (ErrClusterUnavailable) refuses the exchange: a copy of the token
-	// must not pass because the record could not be checked.
+	// (ErrClusterUnavailable, or a file that cannot be written) refuses
+	// the exchange: a copy of the token must not pass because the record
+	// could not be checked.
 	Claim(ctx context.Context, key string, until time.Time) (bool, error)
 }
 
@@ -536,13 +539,18 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))
 		return
 	}
-	// On a cluster, the other edges' exchanges count too.
+	// On a cluster, the other edges' exchanges count too; on a single edge
+	// with a state_dir, those from before a restart.
 	if ex := rt.cfg.Exchanged; ex != nil {
 		fresh, err := ex.Claim(r.Context(), hex.EncodeToString(used[:]), exp.Add(clockSkew))
 		if err != nil {
 			rt.exchanged.forget(used)
-			s.log.Warn("auth exchange: the cluster's record of exchanged ID tokens is unavailable", "err", err)
-			s.refuse(w, r, http.StatusServiceUnavailable, "cluster_unavailable", "cannot check that this ID token was not used before: "+err.Error()+"; retry in a moment")
+			reason := "state_unavailable" // a single edge's file
+			if s.Cluster != nil {
+				reason = "cluster_unavailable"
+			}
+			s.log.Warn("auth exchange: the record of exchanged ID tokens is unavailable", "err", err)
+			s.refuse(w, r, http.StatusServiceUnavailable, reason, "cannot check that this ID token was not used before: "+err.Error()+"; retry in a moment")
 			return
 		}
 		if !fresh {

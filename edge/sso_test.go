@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -514,4 +515,32 @@ func TestBearerJWTByRoleGroup(t *testing.T) {
 
 	code, _ := dialStatus(t, m, "/client/d-1", "Bearer "+mint("readers"), m.ClientTLS())
 	require.Equal(t, http.StatusForbidden, code, "a JWT whose groups no role matches")
+}
+
+// TestIDTokenExchangedOnceAcrossARestart: a single edge that keeps its
+// exchanged ID tokens in a file refuses, after a restart (a new edge on
+// the same file), a token exchanged before it.
+func TestIDTokenExchangedOnceAcrossARestart(t *testing.T) {
+	a := newSSORig(t, 0)
+	path := filepath.Join(t.TempDir(), "exchanged-id-tokens")
+	ex, err := edge.OpenExchangedTokens(path)
+	require.NoError(t, err)
+	before := newSSOEdge(t, a.idp, a.userCA, 0, ex)
+	tok, err := a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ := before.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NoError(t, ex.Close())
+
+	ex, err = edge.OpenExchangedTokens(path)
+	require.NoError(t, err)
+	defer ex.Close()
+	after := newSSOEdge(t, a.idp, a.userCA, 0, ex)
+	code, body, _, _ = after.exchange(t, tok)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "exchanged already")
+	tok, err = a.idp.Mint(testoidc.Claims{})
+	require.NoError(t, err)
+	code, body, _, _ = after.exchange(t, tok)
+	require.Equal(t, http.StatusOK, code, body)
 }

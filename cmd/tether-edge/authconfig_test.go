@@ -43,6 +43,21 @@ func TestAuthConfig(t *testing.T) {
 		{"too long", auth("  user_ca: {cert: user-ca.crt}\n  max_cert_lifetime: 24h\n"), "auth.max_cert_lifetime"},
 		{"unknown key", auth("  user_ca: {cert: user-ca.crt}\n  oidc_issuer: x\n"), "oidc_issuer"},
 	}
+	// With a state_dir, they are kept there.
+	t.Run("state_dir", func(t *testing.T) {
+		state := t.TempDir()
+		yaml := auth("  user_ca: {cert: user-ca.crt, key: user-ca.key}\n"+oidc) + "state_dir: " + state + "\n"
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(state, "exchanged-id-tokens"); c.exchangedFile != want || len(c.warnings) != 0 {
+			t.Fatalf("exchanged-tokens file %q (want %q), warnings %q", c.exchangedFile, want, c.warnings)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
@@ -61,6 +76,12 @@ func TestAuthConfig(t *testing.T) {
 				}
 				if c.policy.Admit(edge.Identity{Name: "ops", Method: edge.MethodOIDC}) {
 					t.Fatal("a token client's rule admits a person of its name")
+				}
+				// Without a state_dir, exchanged ID tokens live in memory,
+				// which the edge warns of when it exchanges them.
+				warned := strings.Contains(strings.Join(c.warnings, "\n"), "ID tokens exchanged for certificates in memory")
+				if sso := strings.Contains(tt.yaml, "oidc:"); warned != sso || c.exchangedFile != "" {
+					t.Fatalf("oidc %v: warned %v, exchanged-tokens file %q", sso, warned, c.exchangedFile)
 				}
 				return
 			}

@@ -186,10 +186,10 @@ type config struct {
 	lastSeenMax int
 	// web is the web: section, checked; nil when the web terminal is off.
 	web *edge.WebConfig
-	// webSignOuts and lastSeenFile are the files a single edge with a
-	// state_dir keeps its web sign-outs and last-seen records in; empty
-	// keeps them in memory.
-	webSignOuts, lastSeenFile string
+	// webSignOuts, lastSeenFile and exchangedFile are the files a single
+	// edge with a state_dir keeps its web sign-outs, last-seen records and
+	// exchanged ID tokens in; empty keeps them in memory (stateFiles).
+	webSignOuts, lastSeenFile, exchangedFile string
 	// recording is the recording: section, checked; nil when absent.
 	recording *edge.RecordingConfig
 	// auth is the auth: section, checked; nil without one.
@@ -436,24 +436,13 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 	if c.web, err = parseWeb(fc.Web, loadFiles, bad, rel); err != nil {
 		return nil, err
 	}
-	if fc.StateDir != "" && fc.Cluster == nil {
-		// A cluster keeps both in JetStream, for every edge.
-		if c.web != nil {
-			c.webSignOuts = filepath.Join(fc.StateDir, "web-signouts")
-		}
-		if c.lastSeenTTL > 0 {
-			c.lastSeenFile = filepath.Join(fc.StateDir, "last-seen.jsonl")
-		}
-	}
-	if c.web != nil && c.webSignOuts == "" && fc.Cluster == nil {
-		c.warnings = append(c.warnings, "state_dir is not set: this edge keeps its web sign-outs in memory, and after a restart a signed-out session works again until its cookie expires")
-	}
 	if c.recording, err = parseRecording(fc.Recording, bad, rel); err != nil {
 		return nil, err
 	}
 	if c.auth, err = parseAuth(fc.Auth, fc.DeviceCA, loadFiles, bad, rel); err != nil {
 		return nil, err
 	}
+	c.stateFiles(fc)
 	if !loadFiles {
 		return c, nil
 	}
@@ -474,6 +463,34 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		}
 	}
 	return c, nil
+}
+
+// stateFiles sets the files a single edge with a state_dir keeps its
+// state in, and warns of what a single edge without one forgets when it
+// restarts. A cluster keeps all of it in JetStream, for every edge.
+func (c *config) stateFiles(fc *fileConfig) {
+	if fc.Cluster != nil {
+		return
+	}
+	sso := c.auth != nil && c.auth.OIDC != nil
+	if fc.StateDir == "" {
+		if c.web != nil {
+			c.warnings = append(c.warnings, "state_dir is not set: this edge keeps its web sign-outs in memory, and after a restart a signed-out session works again until its cookie expires")
+		}
+		if sso {
+			c.warnings = append(c.warnings, "state_dir is not set: this edge keeps the ID tokens exchanged for certificates in memory, and after a restart a copy of one could be exchanged again until it expires")
+		}
+		return
+	}
+	if c.web != nil {
+		c.webSignOuts = filepath.Join(fc.StateDir, "web-signouts")
+	}
+	if c.lastSeenTTL > 0 {
+		c.lastSeenFile = filepath.Join(fc.StateDir, "last-seen.jsonl")
+	}
+	if sso {
+		c.exchangedFile = filepath.Join(fc.StateDir, "exchanged-id-tokens")
+	}
 }
 
 // extraTypeError is a bad entry of allow.extra_types.

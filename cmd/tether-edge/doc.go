@@ -35,7 +35,7 @@
 //	audit_log: audit.jsonl             # JSON lines; "-" for stdout (the default); may be a named pipe
 //	metrics_listen: "127.0.0.1:9090"   # optional Prometheus /metrics
 //	log_level: info                    # debug, info, warn or error
-//	state_dir: /var/lib/tether-edge    # a single edge keeps web sign-outs and devices seen leaving here (default: memory)
+//	state_dir: /var/lib/tether-edge    # a single edge keeps web sign-outs, exchanged ID tokens and devices seen leaving here (default: memory)
 //	keepalive: {interval: 10s, timeout: 30s}  # 0 keeps the transport's default
 //	limits:                            # every key optional; 0 keeps the default
 //	  max_streams_per_client: 64       # concurrent streams of one client session (at most 128)

@@ -256,6 +256,14 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		defer so.Close()
 		srv.Web.Revoked = so
 	}
+	if cfg.exchangedFile != "" && srv.Auth != nil {
+		ex, err := edge.OpenExchangedTokens(cfg.exchangedFile)
+		if err != nil {
+			return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
+		}
+		defer ex.Close()
+		srv.Auth.Exchanged = ex
+	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.
 	sigs := make(chan os.Signal, 4)

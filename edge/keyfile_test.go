@@ -110,8 +110,8 @@ func TestWebSignOutsFileErrors(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
 	for _, tt := range []struct{ text, want string }{
-		{fmt.Sprintf("%s %d\nnonsense\n", sessionID(1), future), "line 2: not \"<session ID> <Unix time>\""},
-		{fmt.Sprintf("XYZ %d\n", future), "line 1: not a session ID"},
+		{fmt.Sprintf("%s %d\nnonsense\n", sessionID(1), future), "line 2: not \"<key> <Unix time>\""},
+		{fmt.Sprintf("XYZ %d\n", future), "line 1: not a key"},
 		{sessionID(1) + " soon\n", "line 1: not a Unix time"},
 		{strings.Repeat("a", 300) + "\n", "a line of more than"},
 	} {
@@ -125,5 +125,36 @@ func TestWebSignOutsFileErrors(t *testing.T) {
 	r, err = edge.OpenWebRevocations(filepath.Join(dir, "other"))
 	require.NoError(t, err)
 	defer r.Close()
-	require.ErrorContains(t, r.Revoke(context.Background(), "../../etc", time.Now().Add(time.Hour)), "not one this edge gives")
+	require.ErrorContains(t, r.Revoke(context.Background(), "../../etc", time.Now().Add(time.Hour)), "not a key this edge gives")
+}
+
+func TestExchangedTokensSurviveReopening(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "exchanged-id-tokens")
+	ex, err := edge.OpenExchangedTokens(path)
+	require.NoError(t, err)
+	key := strings.Repeat("ab", 32) // a SHA-256, in hex
+	until := time.Now().Add(time.Hour)
+	fresh, err := ex.Claim(ctx, key, until)
+	require.NoError(t, err)
+	require.True(t, fresh)
+	fresh, err = ex.Claim(ctx, key, until)
+	require.NoError(t, err)
+	require.False(t, fresh, "a token claimed twice")
+	require.NoError(t, ex.Close())
+	_, err = ex.Claim(ctx, strings.Repeat("cd", 32), until)
+	require.ErrorContains(t, err, "shutting down")
+
+	ex, err = edge.OpenExchangedTokens(path)
+	require.NoError(t, err)
+	defer ex.Close()
+	fresh, err = ex.Claim(ctx, key, until)
+	require.NoError(t, err)
+	require.False(t, fresh, "after reopening the file, a token exchanged before is claimed again")
+	fresh, err = ex.Claim(ctx, strings.Repeat("cd", 32), until)
+	require.NoError(t, err)
+	require.True(t, fresh)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 }
