@@ -231,22 +231,24 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		Recording: cfg.recording,
 		Auth:      cfg.auth,
 	}
-	if cfg.lastSeenTTL > 0 && cfg.cluster == nil {
+	switch {
+	case cfg.lastSeenTTL <= 0 || cfg.cluster != nil:
+		// None kept, or kept in the cluster's bucket (below).
+	case cfg.lastSeenFile == "":
 		srv.LastSeen = &edge.MemoryLastSeen{TTL: cfg.lastSeenTTL, Max: cfg.lastSeenMax}
-		if cfg.lastSeenFile != "" {
-			ls, err := edge.OpenLastSeen(cfg.lastSeenFile, cfg.lastSeenTTL, cfg.lastSeenMax, log)
-			if err != nil {
-				return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
-			}
-			// Closed after the edge, which records the devices it drops
-			// as it stops.
-			defer func() {
-				if err := ls.Close(); err != nil {
-					log.Error("last-seen records not saved", "err", err)
-				}
-			}()
-			srv.LastSeen = ls
+	default:
+		ls, err := edge.OpenLastSeen(cfg.lastSeenFile, cfg.lastSeenTTL, cfg.lastSeenMax, log)
+		if err != nil {
+			return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
 		}
+		// Closed after the edge, which records the devices it drops as
+		// it stops.
+		defer func() {
+			if err := ls.Close(); err != nil {
+				log.Error("last-seen records not saved", "err", err)
+			}
+		}()
+		srv.LastSeen = ls
 	}
 	if cfg.webSignOuts != "" && srv.Web != nil {
 		so, err := edge.OpenWebRevocations(cfg.webSignOuts)
