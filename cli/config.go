@@ -3,12 +3,12 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/tetherhq/tether/internal/limitread"
 	"github.com/tetherhq/tether/internal/yamlconf"
 )
 
@@ -72,27 +72,10 @@ func DefaultConfigPath(getenv func(string) string) string {
 	return filepath.Join(home, ".config", "tether", "config.yaml")
 }
 
-// readLimited reads at most limit bytes of path and fails on a longer file.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
-}
-
 // LoadConfigFile reads and checks a config file. Unknown keys are errors,
 // reported with their line.
 func LoadConfigFile(path string) (*ConfigFile, error) {
-	b, err := readLimited(path, maxConfigFile)
+	b, err := limitread.File(path, maxConfigFile)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +215,7 @@ func resolveSettings(g *globalOptions, getenv func(string) string) (*Settings, e
 		if fi, err := os.Stat(path); err == nil && othersCanRead(fi) {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("the token file %s can be read by other users; run: chmod 600 %s", path, path))
 		}
-		b, err := readLimited(path, maxTokenFile)
+		b, err := limitread.File(path, maxTokenFile)
 		if err != nil {
 			return nil, &configError{fmt.Errorf("read the token file from %s: %w", l.tokenFileName, err)}
 		}

@@ -3,9 +3,10 @@ package edge
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/tetherhq/tether/internal/limitread"
 )
 
 // The files a single edge keeps its state in (FileLastSeen,
@@ -15,22 +16,15 @@ import (
 // readBounded reads the file at path, which must hold at most max bytes;
 // nil when it does not exist.
 func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := limitread.File(path, max)
+	var tl *limitread.TooLargeError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, nil
+	case errors.As(err, &tl):
+		return nil, fmt.Errorf("%w: it is not one this edge wrote; move it away", err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d MiB: it is not one this edge wrote; move it away", path, max>>20)
-	}
-	return b, nil
+	return b, err
 }
 
 // writeFileAtomic replaces the file at path with b, mode 0600 (see

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/limitread"
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
@@ -229,17 +230,9 @@ func loadConfig(path string) (*config, error) {
 
 // readConfigFile reads edge.yaml, at most maxConfigSize bytes of it.
 func readConfigFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := limitread.File(path, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("config %s is larger than %d bytes", path, maxConfigSize)
 	}
 	return data, nil
 }

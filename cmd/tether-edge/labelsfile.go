@@ -2,12 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/limitread"
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport/labels"
 )
@@ -17,17 +16,9 @@ const maxLabelsFile = 4 << 20
 
 // loadLabelsFile reads the labels file of devices.labels_file.
 func loadLabelsFile(path string) ([]edge.LabelRule, error) {
-	f, err := os.Open(path)
+	data, err := limitread.File(path, maxLabelsFile)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the labels file: %v", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxLabelsFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the labels file: %v", err)
-	}
-	if len(data) > maxLabelsFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxLabelsFile)
 	}
 	rules, err := parseLabelsFile(data)
 	if err != nil {

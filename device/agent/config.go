@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tetherhq/tether/internal/limitread"
 	"github.com/tetherhq/tether/internal/yamlconf"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/files"
@@ -319,17 +319,13 @@ func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig 
 // LoadConfig reads and validates the configuration file at path. Relative
 // paths inside it are resolved against the file's directory.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	data, err := limitread.File(path, MaxConfigSize)
+	var tl *limitread.TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		return nil, &ConfigError{Path: path, Msg: err.Error()}
+	case err != nil:
 		return nil, fmt.Errorf("read config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
-	}
-	if len(data) > MaxConfigSize {
-		return nil, &ConfigError{Path: path, Msg: fmt.Sprintf("%s is larger than %d bytes", path, MaxConfigSize)}
 	}
 	c, err := ParseConfig(data, filepath.Dir(path))
 	if err != nil {
