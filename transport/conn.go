@@ -541,6 +541,30 @@ func (c *frameConn) writeLocked(hdr, payload []byte) (int, error) {
 	return max(w-held, 0), err
 }
 
+// errSessionClosed fails the frames that smux's send loop hands over once
+// the session is closed and a writer gave up on them.
+var errSessionClosed = errors.New("transport: session closed")
+
+// fenceClosed returns once smux's send loop no longer reads a frame that a
+// writer gave up on because the session closed. smux returns from a
+// stream's Write as soon as the session closes, while its send loop may be
+// writing that frame or may still pick it up. The caller then reuses the
+// buffer, or smux's WriteTo hands it back to the allocator for another
+// session's reads: the bytes on the wire would be someone else's. Taking
+// wmu waits out a write under way (the session's Close ends it), and werr
+// makes every later frame fail before its payload is read.
+func (c *frameConn) fenceClosed() {
+	s := c.sess.Load()
+	if s == nil || !s.IsClosed() {
+		return
+	}
+	c.wmu.Lock()
+	if c.werr == nil {
+		c.werr = errSessionClosed
+	}
+	c.wmu.Unlock()
+}
+
 // isWriteErr reports whether err is the error that failed the connection's
 // writes.
 func (c *frameConn) isWriteErr(err error) bool {

@@ -391,6 +391,9 @@ var writeCopies = sync.Pool{New: func() any {
 func (s *Stream) write(p []byte) (int, error) {
 	n, err := s.st.Write(p)
 	s.written.Add(int64(n))
+	if err != nil {
+		s.conn.fenceClosed()
+	}
 	return n, s.mapErr(err)
 }
 

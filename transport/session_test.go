@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,11 +20,12 @@ import (
 // tapConn records the smux frames a session writes, as they go into TLS.
 type tapConn struct {
 	net.Conn
-	hold sync.Mutex // held while writes must block
-	mu   sync.Mutex
-	buf  []byte
-	fins map[uint32]int
-	psh  map[uint32]int // payload bytes per stream
+	hold    sync.Mutex   // held while writes must block
+	waiting atomic.Int32 // writes waiting on hold
+	mu      sync.Mutex
+	buf     []byte
+	fins    map[uint32]int
+	psh     map[uint32]int // payload bytes per stream
 }
 
 func newTap(c net.Conn) *tapConn {
@@ -31,8 +33,10 @@ func newTap(c net.Conn) *tapConn {
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
+	c.waiting.Add(1)
 	c.hold.Lock()
 	c.hold.Unlock() // only waits out holdWrites
+	c.waiting.Add(-1)
 	c.mu.Lock()
 	c.buf = append(c.buf, p...)
 	for len(c.buf) >= 8 {
@@ -330,5 +334,38 @@ func TestSessionCloseAfterFINIsEOF(t *testing.T) {
 		require.Equal(t, want, got.Bytes(), "round %d", i)
 		st.Close()
 		ps.Close()
+	}
+}
+
+// TestWriteOnAClosingSessionReturnsAfterItsFrame: smux gives up on a
+// frame as soon as the session closes, while its send loop may still be
+// writing it. Write must not return before that write is over, or the
+// caller's next use of the buffer (smux's WriteTo hands it to another
+// session's reads) would go out on the wire.
+func TestWriteOnAClosingSessionReturnsAfterItsFrame(t *testing.T) {
+	cli, srv, cliTap, _ := sessionPair(t, nil)
+	st, _ := openAccepted(t, cli, srv)
+
+	release := cliTap.holdWrites()
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Write(make([]byte, 32<<10))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return cliTap.waiting.Load() > 0 }, waitLong, time.Millisecond,
+		"the send loop did not write the frame")
+	go cli.Close()
+	select {
+	case err := <-done:
+		t.Fatalf("Write returned (%v) while the connection was still writing its frame", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(waitLong):
+		t.Fatal("Write did not return once the connection write ended")
 	}
 }
