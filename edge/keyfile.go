@@ -31,6 +31,10 @@ type keyFile struct {
 	f     *os.File // appended to; nil once closed
 	until map[string]time.Time
 	lines int // in the file
+	// torn: an append failed, and may have left part of its line (a
+	// full disk writes what fits): the next add rewrites the file first,
+	// or the next start would stop at that line.
+	torn bool
 }
 
 // Bounds on a key file: it is read whole when the edge starts.
@@ -167,11 +171,19 @@ func (k *keyFile) add(key string, until time.Time, onlyNew bool) (added bool, er
 			delete(k.until, key)
 		}
 	}
-	line := fmt.Appendf(nil, "%s %d\n", key, until.Unix())
-	if _, err := k.f.Write(line); err != nil {
-		return false, fmt.Errorf("cannot record it in the %s file: %w", k.what, err)
+	if k.torn {
+		if err := k.rewrite(); err != nil {
+			return false, err
+		}
+		k.torn = false
 	}
-	if err := k.f.Sync(); err != nil {
+	line := fmt.Appendf(nil, "%s %d\n", key, until.Unix())
+	_, err = k.f.Write(line)
+	if err == nil {
+		err = k.f.Sync()
+	}
+	if err != nil {
+		k.torn = true
 		return false, fmt.Errorf("cannot record it in the %s file: %w", k.what, err)
 	}
 	k.until[key] = until
