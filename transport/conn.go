@@ -270,10 +270,20 @@ func (c *frameConn) readResetReason() error {
 	r := c.pending
 	c.pending = nil
 	reason := make([]byte, r.n)
-	if _, err := io.ReadFull(c.r, reason); err != nil {
-		return fmt.Errorf("%w: stream reset cut short: %v", ErrProtocolViolation, err)
+	for got := 0; got < r.n; {
+		// The keep-alive watches these reads as it watches smux's: a
+		// peer silent in the middle of a reason is silent.
+		c.ka.reading()
+		k, err := c.r.Read(reason[got:])
+		c.ka.received(k)
+		got += k
+		if err != nil && got < r.n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%w: stream reset cut short: %v", ErrProtocolViolation, err)
+		}
 	}
-	c.ka.received(r.n)
 	c.pol.finished(r.sid, true, string(reason))
 	return nil
 }
