@@ -346,6 +346,9 @@ func (c *frameConn) onFrame() error {
 			return c.pol.received(sid, uint32(length))
 		}
 	case smuxCmdSYN:
+		if length != 0 {
+			return fmt.Errorf("%w: SYN with a %d-byte payload", ErrProtocolViolation, length)
+		}
 		c.pol.opened(sid)
 	case smuxCmdFIN:
 		switch {
@@ -361,8 +364,16 @@ func (c *frameConn) onFrame() error {
 		default:
 			c.pol.finished(sid, false, "")
 		}
-	case smuxCmdNOP, smuxCmdUPD:
-		// smux checks their lengths itself.
+	case smuxCmdNOP:
+		// smux stops reading at a bad length without closing its session,
+		// which would then hang: the lengths are checked here.
+		if length != 0 {
+			return fmt.Errorf("%w: NOP with a %d-byte payload", ErrProtocolViolation, length)
+		}
+	case smuxCmdUPD:
+		if length != smuxUPDSize {
+			return fmt.Errorf("%w: window update with a %d-byte payload", ErrProtocolViolation, length)
+		}
 	default:
 		return fmt.Errorf("%w: unknown smux command %d", ErrProtocolViolation, h[1])
 	}
