@@ -93,6 +93,7 @@ type frameConn struct {
 	wmu sync.Mutex
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
+	dataOff map[uint32]struct{} // streams whose data frames are dropped until smux's FIN (fenceStream)
 	werr    error               // first write error; every later write fails with it
 	held    []byte              // frames held back to go out with the next one (hold)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
@@ -119,7 +120,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	}
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
+	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), dataOff: make(map[uint32]struct{}), peer: peer,
 		ctx: ctx, cancel: cancel, dead: ctx.Done()}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
@@ -481,6 +482,14 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	if len(c.dataOff) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
+		if _, ok := c.dataOff[sid]; ok {
+			if cmd == smuxCmdPSH {
+				return len(hdr) + len(payload), nil
+			}
+			delete(c.dataOff, sid) // smux's FIN on Close: nothing of the stream follows
+		}
+	}
 	if len(c.finSent) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
 		if _, ok := c.finSent[sid]; ok {
 			if cmd == smuxCmdFIN && len(payload) == 0 {
@@ -583,6 +592,20 @@ func (c *frameConn) fenceClosed() {
 	if c.werr == nil {
 		c.werr = errSessionClosed
 	}
+	c.wmu.Unlock()
+}
+
+// fenceStream returns once smux's send loop no longer reads a frame of
+// stream sid that a writer gave up on after the peer reset the stream.
+// The reset wakes a writer blocked on the window with a deadline (see
+// Stream.onReset), and smux may then return from the Write with its last
+// frame still queued, reading the caller's buffer later, when the buffer
+// holds other bytes. Taking wmu waits out a write under way; the stream's
+// later data frames are dropped before their payload is read. The peer
+// discards them anyway: it reset the stream.
+func (c *frameConn) fenceStream(sid uint32) {
+	c.wmu.Lock()
+	c.dataOff[sid] = struct{}{}
 	c.wmu.Unlock()
 }
 
