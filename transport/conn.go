@@ -93,6 +93,7 @@ type frameConn struct {
 	wmu sync.Mutex
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
+	dataOff map[uint32]struct{} // streams whose data frames are dropped until smux's FIN (fenceStream)
 	werr    error               // first write error; every later write fails with it
 	held    []byte              // frames held back to go out with the next one (hold)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
@@ -119,7 +120,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	}
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
+	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), dataOff: make(map[uint32]struct{}), peer: peer,
 		ctx: ctx, cancel: cancel, dead: ctx.Done()}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
@@ -270,10 +271,20 @@ func (c *frameConn) readResetReason() error {
 	r := c.pending
 	c.pending = nil
 	reason := make([]byte, r.n)
-	if _, err := io.ReadFull(c.r, reason); err != nil {
-		return fmt.Errorf("%w: stream reset cut short: %v", ErrProtocolViolation, err)
+	for got := 0; got < r.n; {
+		// The keep-alive watches these reads as it watches smux's: a
+		// peer silent in the middle of a reason is silent.
+		c.ka.reading()
+		k, err := c.r.Read(reason[got:])
+		c.ka.received(k)
+		got += k
+		if err != nil && got < r.n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%w: stream reset cut short: %v", ErrProtocolViolation, err)
+		}
 	}
-	c.ka.received(r.n)
 	c.pol.finished(r.sid, true, string(reason))
 	return nil
 }
@@ -336,6 +347,9 @@ func (c *frameConn) onFrame() error {
 			return c.pol.received(sid, uint32(length))
 		}
 	case smuxCmdSYN:
+		if length != 0 {
+			return fmt.Errorf("%w: SYN with a %d-byte payload", ErrProtocolViolation, length)
+		}
 		c.pol.opened(sid)
 	case smuxCmdFIN:
 		switch {
@@ -351,8 +365,16 @@ func (c *frameConn) onFrame() error {
 		default:
 			c.pol.finished(sid, false, "")
 		}
-	case smuxCmdNOP, smuxCmdUPD:
-		// smux checks their lengths itself.
+	case smuxCmdNOP:
+		// smux stops reading at a bad length without closing its session,
+		// which would then hang: the lengths are checked here.
+		if length != 0 {
+			return fmt.Errorf("%w: NOP with a %d-byte payload", ErrProtocolViolation, length)
+		}
+	case smuxCmdUPD:
+		if length != smuxUPDSize {
+			return fmt.Errorf("%w: window update with a %d-byte payload", ErrProtocolViolation, length)
+		}
 	default:
 		return fmt.Errorf("%w: unknown smux command %d", ErrProtocolViolation, h[1])
 	}
@@ -460,6 +482,14 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	if len(c.dataOff) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
+		if _, ok := c.dataOff[sid]; ok {
+			if cmd == smuxCmdPSH {
+				return len(hdr) + len(payload), nil
+			}
+			delete(c.dataOff, sid) // smux's FIN on Close: nothing of the stream follows
+		}
+	}
 	if len(c.finSent) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
 		if _, ok := c.finSent[sid]; ok {
 			if cmd == smuxCmdFIN && len(payload) == 0 {
@@ -562,6 +592,20 @@ func (c *frameConn) fenceClosed() {
 	if c.werr == nil {
 		c.werr = errSessionClosed
 	}
+	c.wmu.Unlock()
+}
+
+// fenceStream returns once smux's send loop no longer reads a frame of
+// stream sid that a writer gave up on after the peer reset the stream.
+// The reset wakes a writer blocked on the window with a deadline (see
+// Stream.onReset), and smux may then return from the Write with its last
+// frame still queued, reading the caller's buffer later, when the buffer
+// holds other bytes. Taking wmu waits out a write under way; the stream's
+// later data frames are dropped before their payload is read. The peer
+// discards them anyway: it reset the stream.
+func (c *frameConn) fenceStream(sid uint32) {
+	c.wmu.Lock()
+	c.dataOff[sid] = struct{}{}
 	c.wmu.Unlock()
 }
 

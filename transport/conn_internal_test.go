@@ -53,7 +53,9 @@ func FuzzFrameInspect(f *testing.F) {
 			switch {
 			case h[0] != smuxVersion || (h[1] > smuxCmdUPD && h[1] != cmdRST):
 				bad = true
-			case h[1] == smuxCmdFIN && n > 0:
+			case h[1] == smuxCmdFIN && n > 0, h[1] == smuxCmdSYN && n > 0, h[1] == smuxCmdNOP && n > 0:
+				bad = true
+			case h[1] == smuxCmdUPD && n != smuxUPDSize:
 				bad = true
 			case h[1] == cmdRST && (n > MaxResetReason || pos+smuxHeaderSize+n > len(data)):
 				bad = true // too long, or cut short

@@ -120,3 +120,29 @@ func userTimeout(t *testing.T, remote, local net.Addr) time.Duration {
 	t.Fatalf("no socket %v -> %v", local, remote)
 	return 0
 }
+
+// TestKeepAliveFindsAPeerSilentInAResetReason: a peer that sends a stream
+// reset's header and then falls silent before its reason has been sent in
+// full is presumed dead after the timeout, as at any other point of a
+// frame. Reading the reason is reading from the peer.
+func TestKeepAliveFindsAPeerSilentInAResetReason(t *testing.T) {
+	cfg := &transport.Config{KeepAliveInterval: 50 * time.Millisecond, KeepAliveTimeout: 400 * time.Millisecond}
+	us, pki := newUpgradeServer(t, cfg)
+	p := rawDial(t, us.addr, pki)
+	p.Write([]byte("GET /device HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Keepalive: 100\r\n\r\n"))
+	p.Expect101()
+	s := us.session(t)
+
+	p.Write(frame(2, cmdSYN, 1, nil))
+	st, err := s.Accept()
+	require.NoError(t, err)
+	defer st.Close()
+	rst := frame(2, cmdRST, 1, []byte("the reason, sent in part"))
+	p.Write(rst[:len(rst)-10])
+	select {
+	case <-s.Done():
+	case <-time.After(waitLong):
+		t.Fatal("a peer silent within a reset's reason kept its session")
+	}
+	require.ErrorIs(t, s.Err(), transport.ErrKeepAliveTimeout)
+}

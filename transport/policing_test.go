@@ -154,6 +154,11 @@ func TestPolicingMalformedFrames(t *testing.T) {
 		{"smux version 1", frame(1, cmdSYN, 3, nil), "smux version 1"},
 		{"smux version 0x7f", frame(0x7f, cmdPSH, 3, []byte("x")), "smux version 127"},
 		{"unknown command", frame(2, 9, 3, nil), "unknown smux command 9"},
+		// smux stops reading at these without closing its session: the
+		// session would hang, unseen by the keep-alive.
+		{"SYN with a payload", frame(2, cmdSYN, 3, []byte("x")), "SYN with a 1-byte payload"},
+		{"NOP with a payload", frame(2, cmdNOP, 0, []byte("x")), "NOP with a 1-byte payload"},
+		{"short window update", frame(2, cmdUPD, 3, []byte("1234")), "window update with a 4-byte payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -393,6 +393,9 @@ func (s *Stream) write(p []byte) (int, error) {
 	s.written.Add(int64(n))
 	if err != nil {
 		s.conn.fenceClosed()
+		if s.recv != nil && s.recv.reset.Load() {
+			s.conn.fenceStream(s.id)
+		}
 	}
 	return n, s.mapErr(err)
 }
