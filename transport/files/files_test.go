@@ -588,6 +588,32 @@ func TestOldPartialsAreSwept(t *testing.T) {
 	}
 }
 
+// TestSweepKeepsAPartialInUse: a partial upload whose sidecar was written
+// more than PartialMaxAge ago, but whose bytes came in since, is one a
+// retry still resumes: the sweep takes the two together, by the younger.
+func TestSweepKeepsAPartialInUse(t *testing.T) {
+	dir := tempDir(t)
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Write: []string{dir}})
+	cl := rig(t, srv)
+	body := bytes.Repeat([]byte("firmware"), 1<<16)
+	sum := sha256.Sum256(body)
+	part := filepath.Join(dir, ".fw.img.tether-part")
+	side, err := json.Marshal(map[string]any{"size": len(body), "sha256": hex.EncodeToString(sum[:])})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(part+".json", side, 0o600))
+	require.NoError(t, os.WriteFile(part, body[:len(body)/2], 0o600))
+	twoDays := time.Now().Add(-48 * time.Hour)
+	require.NoError(t, os.Chtimes(part+".json", twoDays, twoDays)) // the first attempt, two days ago
+
+	res, err := cl.Upload(testbroker.Ctx(t), filepath.Join(dir, "fw.img"), bytes.NewReader(body),
+		&files.UploadOptions{Size: int64(len(body)), Name: "fw.img", SHA256: hex.EncodeToString(sum[:])})
+	require.NoError(t, err)
+	require.Equal(t, int64(len(body)/2), res.Offset, "the upload resumes")
+	require.Equal(t, hex.EncodeToString(sum[:]), fileSum(t, filepath.Join(dir, "fw.img")))
+	requireNoLeftovers(t, dir)
+}
+
 // TestRawGzip moves a compressible file in raw mode with gzip, both ways,
 // and resumes a compressed download from an offset.
 func TestRawGzip(t *testing.T) {
