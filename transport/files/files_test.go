@@ -490,6 +490,79 @@ func TestAllowedFile(t *testing.T) {
 	}
 }
 
+// TestAllowedNewDirectory: a glob that names a directory that does not
+// exist yet admits an archive that creates it, and the archive's symbolic
+// links cannot lead the entries after them out of it into its parent.
+func TestAllowedNewDirectory(t *testing.T) {
+	dirHdr := &tar.Header{Typeflag: tar.TypeDir, Name: "top/", Mode: 0o755}
+	link := func(name, to string) *tar.Header {
+		return &tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: to}
+	}
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+	}{
+		// On disk the top-level directory is named drop, so "../private"
+		// is its sibling, not the archive's own "private".
+		{"a link through the top-level name", tarOf(t, &tar.Header{Typeflag: tar.TypeDir, Name: "private/", Mode: 0o755}, nil,
+			link("private/l", "../private"), nil, reg("private/l/evil", 0o644), "x")},
+		// Each link stays in the archive by its name, but the second sits
+		// in the directory the first leads to.
+		{"a link inside a link", tarOf(t, dirHdr, nil, &tar.Header{Typeflag: tar.TypeDir, Name: "top/b/", Mode: 0o755}, nil,
+			link("top/b/c", ".."), nil, link("top/b/c/l", ".."), nil, reg("top/b/c/l/evil", 0o644), "x")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tempDir(t)
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "private"), 0o755))
+			srv := &files.Server{}
+			srv.SetConfig(files.Config{Write: []string{filepath.Join(dir, "drop")}})
+			cl := rig(t, srv)
+			_, err := cl.Upload(testbroker.Ctx(t), filepath.Join(dir, "drop"), bytes.NewReader(tc.archive), &files.UploadOptions{Tar: true})
+			require.Error(t, err)
+			for _, p := range []string{filepath.Join(dir, "private", "evil"), filepath.Join(dir, "evil")} {
+				_, err := os.Lstat(p)
+				require.True(t, errors.Is(err, fs.ErrNotExist), "%s was written outside the allowed path", p)
+			}
+		})
+	}
+}
+
+// TestAllowedNewDirectoryCreatedMeanwhile: an upload to an allowed path
+// that did not exist when it was checked, and that another upload created
+// as a directory since, is extracted into it, and no further.
+func TestAllowedNewDirectoryCreatedMeanwhile(t *testing.T) {
+	dir := tempDir(t)
+	drop := filepath.Join(dir, "drop")
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Write: []string{drop}})
+	cl := rig(t, srv)
+	ctx := testbroker.Ctx(t)
+
+	pr, pw := io.Pipe()
+	answered := make(chan struct{})
+	second := make(chan error, 1)
+	go func() {
+		_, err := cl.Upload(ctx, drop, pr, &files.UploadOptions{Tar: true,
+			Start: func(files.Info) error { close(answered); return nil }})
+		second <- err
+	}()
+	<-answered // the device checked drop, which did not exist
+	_, err := cl.Upload(ctx, drop, bytes.NewReader(tarOf(t, &tar.Header{Typeflag: tar.TypeDir, Name: "top/", Mode: 0o755}, nil)),
+		&files.UploadOptions{Tar: true})
+	require.NoError(t, err)
+	link := func(name, to string) *tar.Header {
+		return &tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: to}
+	}
+	archive := tarOf(t, &tar.Header{Typeflag: tar.TypeDir, Name: "top/", Mode: 0o755}, nil,
+		&tar.Header{Typeflag: tar.TypeDir, Name: "top/b/", Mode: 0o755}, nil,
+		link("top/b/c", ".."), nil, link("top/b/c/l", "../.."), nil, reg("top/b/c/l/evil", 0o644), "x")
+	_, err = pw.Write(archive)
+	pw.CloseWithError(err)
+	require.Error(t, <-second)
+	_, err = os.Lstat(filepath.Join(dir, "evil"))
+	require.True(t, errors.Is(err, fs.ErrNotExist), "evil was written outside the allowed path")
+}
+
 // TestOldPartialsAreSwept: partial uploads older than PartialMaxAge go when
 // the next upload to their directory starts; younger ones stay.
 func TestOldPartialsAreSwept(t *testing.T) {
@@ -513,6 +586,32 @@ func TestOldPartialsAreSwept(t *testing.T) {
 		_, err := os.Stat(p)
 		require.Equal(t, want, err == nil, "%s kept: %v", p, err == nil)
 	}
+}
+
+// TestSweepKeepsAPartialInUse: a partial upload whose sidecar was written
+// more than PartialMaxAge ago, but whose bytes came in since, is one a
+// retry still resumes: the sweep takes the two together, by the younger.
+func TestSweepKeepsAPartialInUse(t *testing.T) {
+	dir := tempDir(t)
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Write: []string{dir}})
+	cl := rig(t, srv)
+	body := bytes.Repeat([]byte("firmware"), 1<<16)
+	sum := sha256.Sum256(body)
+	part := filepath.Join(dir, ".fw.img.tether-part")
+	side, err := json.Marshal(map[string]any{"size": len(body), "sha256": hex.EncodeToString(sum[:])})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(part+".json", side, 0o600))
+	require.NoError(t, os.WriteFile(part, body[:len(body)/2], 0o600))
+	twoDays := time.Now().Add(-48 * time.Hour)
+	require.NoError(t, os.Chtimes(part+".json", twoDays, twoDays)) // the first attempt, two days ago
+
+	res, err := cl.Upload(testbroker.Ctx(t), filepath.Join(dir, "fw.img"), bytes.NewReader(body),
+		&files.UploadOptions{Size: int64(len(body)), Name: "fw.img", SHA256: hex.EncodeToString(sum[:])})
+	require.NoError(t, err)
+	require.Equal(t, int64(len(body)/2), res.Offset, "the upload resumes")
+	require.Equal(t, hex.EncodeToString(sum[:]), fileSum(t, filepath.Join(dir, "fw.img")))
+	requireNoLeftovers(t, dir)
 }
 
 // TestRawGzip moves a compressible file in raw mode with gzip, both ways,

@@ -679,12 +679,38 @@ func (t *transfer) sweep(dir string) {
 		if !isOurTemp(n) || !e.Type().IsRegular() {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > maxAge {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		mt := fi.ModTime()
+		// A partial upload and its sidecar go together, by the younger of
+		// the two: the sidecar is written when the partial is created, the
+		// partial on every attempt that adds to it, and one without the
+		// other is not resumed.
+		if other, ok := partialPair(n); ok {
+			if ofi, err := t.root.Lstat(path.Join(dir, other)); err == nil && ofi.ModTime().After(mt) {
+				mt = ofi.ModTime()
+			}
+		}
+		if time.Since(mt) > maxAge {
 			if t.root.Remove(path.Join(dir, n)) == nil {
 				t.log.Info("old partial upload removed", "name", path.Join(dir, n))
 			}
 		}
 	}
+}
+
+// partialPair returns the name of the other half of a partial upload
+// (".<name>.tether-part" and its ".json" sidecar).
+func partialPair(n string) (string, bool) {
+	if s, ok := strings.CutSuffix(n, ".tether-part.json"); ok {
+		return s + ".tether-part", true
+	}
+	if strings.HasSuffix(n, ".tether-part") {
+		return n + ".json", true
+	}
+	return "", false
 }
 
 // isOurTemp reports the names this package gives partial uploads

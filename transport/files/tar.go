@@ -159,8 +159,9 @@ func linkStaysIn(name, link string) bool {
 // one file at dest (its parent must exist), and one whose first entry is a
 // directory creates dest and strips the top-level name.
 //
-// Every path is opened through root, so neither a name in the archive nor
-// a symbolic link on disk leads outside it. Absolute names, ".."
+// Every path is opened through root, and through a root at dest once dest
+// is a directory, so neither a name in the archive nor a symbolic link on
+// disk leads outside dest. Absolute names, ".."
 // components, hard links, device files and FIFOs are refused
 // (ErrUnsafe); more entries or bytes than lim allows are refused
 // (ErrLimit). Each file is written to a temporary name and renamed into
@@ -168,11 +169,15 @@ func linkStaysIn(name, link string) bool {
 func Extract(root *os.Root, dest string, r io.Reader, lim Limits) (entries int, written int64, err error) {
 	x := &extractor{root: root, lim: lim}
 	err = x.run(dest, tar.NewReader(r))
+	if x.sub != nil {
+		x.sub.Close()
+	}
 	return x.entries, x.bytes, err
 }
 
 type extractor struct {
 	root    *os.Root
+	sub     *os.Root // the root opened at dest, if any; closed at the end
 	lim     Limits
 	entries int
 	bytes   int64
@@ -197,6 +202,12 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 		}
 	} else {
 		return err
+	}
+	if mode == "into" && dest != "." {
+		if err := x.within(dest); err != nil {
+			return err
+		}
+		dest = "."
 	}
 	top := ""
 	for {
@@ -232,6 +243,10 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 					if err := x.root.Mkdir(dest, x.dirPerm(hdr)); err != nil {
 						return err
 					}
+					if err := x.within(dest); err != nil {
+						return err
+					}
+					dest = "."
 					continue
 				}
 				if hdr.Typeflag != tar.TypeReg {
@@ -253,6 +268,20 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 			return err
 		}
 	}
+}
+
+// within makes the directory dest the root of the entries to come. The
+// names of links are checked against the archive, not the disk: a link
+// that an earlier link leads into (top/b/c -> .., then top/b/c/l -> ..),
+// or the top-level name that dest replaces (top/l -> ../top), would
+// otherwise take later entries out of dest to what lies next to it.
+func (x *extractor) within(dest string) error {
+	r, err := x.root.OpenRoot(dest)
+	if err != nil {
+		return err
+	}
+	x.root, x.sub = r, r
+	return nil
 }
 
 // entryName checks an archive name and returns it without a leading "./"
