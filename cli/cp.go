@@ -123,7 +123,7 @@ func (o *cpOptions) run(ctx context.Context) error {
 	legacyNoted := false
 	started := false  // a device answered once: later failures are cuts
 	resumable := true // false once a transfer ran as a tar archive, which starts over
-	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Gzip: o.compress, Limits: files.Limits{UID: -1, GID: -1},
+	fopts := &files.FileOptions{Resume: o.resume, NoGzip: o.noCompress, Gzip: o.compress, Limits: files.Limits{UID: -1, GID: -1, Umask: umask()},
 		Start: func(i files.Info) error {
 			started, resumable = true, i.Raw
 			if i.Legacy && !legacyNoted {

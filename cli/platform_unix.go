@@ -4,6 +4,7 @@ package cli
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -19,4 +20,13 @@ func connRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // to the host.
 func noRoute(err error) bool {
 	return errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
+// umask returns the process's file mode creation mask, which downloads
+// clear from the modes the device sends, as scp does. Reading it means
+// setting it: the most restrictive mask stands in for the moment between.
+func umask() fs.FileMode {
+	m := syscall.Umask(0o077)
+	syscall.Umask(m)
+	return fs.FileMode(m)
 }

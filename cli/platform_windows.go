@@ -4,6 +4,7 @@ package cli
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/windows"
@@ -23,3 +24,7 @@ func connRefused(err error) bool { return errors.Is(err, windows.WSAECONNREFUSED
 func noRoute(err error) bool {
 	return errors.Is(err, windows.WSAEHOSTUNREACH) || errors.Is(err, windows.WSAENETUNREACH)
 }
+
+// umask is zero on Windows, which has no mode creation mask: a file's
+// mode there only says whether it is read-only.
+func umask() fs.FileMode { return 0 }

@@ -35,8 +35,10 @@ type FileOptions struct {
 	Start func(Info) error
 	// Progress is called with the count of body bytes as they move.
 	Progress func(n int)
-	// Limits bound what a download extracts locally (UID and GID of -1
-	// keep the files this process's own).
+	// Limits bound what a download writes locally (UID and GID of -1
+	// keep the files this process's own). Its Umask is cleared from the
+	// device's modes, of a single file as of an archive's entries: pass
+	// the process's umask to create files as cp and scp do.
 	Limits Limits
 }
 
@@ -165,7 +167,7 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 		return res, err
 	}
 	if err == nil {
-		err = finishLocal(out, part, target, info)
+		err = finishLocal(out, part, target, info, opts.Limits)
 	} else {
 		out.Close()
 	}
@@ -178,9 +180,11 @@ func DownloadFile(ctx context.Context, o transport.Opener, remote, local string,
 	return res, err
 }
 
-func finishLocal(f *os.File, part, target string, info Info) error {
+// finishLocal gives the downloaded file the device's mode less lim's
+// umask, syncs it and renames it into place.
+func finishLocal(f *os.File, part, target string, info Info, lim Limits) error {
 	defer f.Close()
-	if err := f.Chmod(info.Mode.Perm()); err != nil {
+	if err := f.Chmod(lim.perm(info.Mode)); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
