@@ -243,6 +243,9 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 					if err := x.root.Mkdir(dest, x.dirPerm(hdr)); err != nil {
 						return err
 					}
+					if err := x.own(dest); err != nil {
+						return err
+					}
 					if err := x.within(dest); err != nil {
 						return err
 					}
@@ -344,7 +347,7 @@ func (x *extractor) dirPerm(hdr *tar.Header) fs.FileMode {
 
 func (x *extractor) entry(hdr *tar.Header, name, target string, r io.Reader) error {
 	if dir := path.Dir(target); dir != "." {
-		if err := x.root.MkdirAll(dir, x.lim.perm(0o755)|0o700); err != nil {
+		if err := x.mkdirAll(dir); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
@@ -357,7 +360,10 @@ func (x *extractor) entry(hdr *tar.Header, name, target string, r io.Reader) err
 			}
 			return fmt.Errorf("%w: %s exists and is not a directory", ErrUnsafe, target)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return x.own(target)
 	case tar.TypeSymlink:
 		if !linkStaysIn(name, hdr.Linkname) {
 			return fmt.Errorf("%w: symbolic link %s -> %s leads outside the archive's top-level directory", ErrUnsafe, name, hdr.Linkname)
@@ -370,7 +376,10 @@ func (x *extractor) entry(hdr *tar.Header, name, target string, r io.Reader) err
 				return err
 			}
 		}
-		return x.root.Symlink(hdr.Linkname, target)
+		if err := x.root.Symlink(hdr.Linkname, target); err != nil {
+			return err
+		}
+		return x.own(target)
 	}
 	if hdr.Size < 0 || hdr.Size > x.lim.maxBytes()-x.bytes {
 		return fmt.Errorf("%w: entry %s of %d bytes would pass the bound of %d bytes", ErrLimit, name, hdr.Size, x.lim.maxBytes())
@@ -408,6 +417,38 @@ func (x *extractor) entry(hdr *tar.Header, name, target string, r io.Reader) err
 	}
 	ok = true
 	return nil
+}
+
+// mkdirAll creates dir and the parents it lacks, which an archive without
+// entries for them implies, each owned as the files are.
+func (x *extractor) mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; d != "."; d = path.Dir(d) {
+		if _, err := x.root.Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := x.root.MkdirAll(dir, x.lim.perm(0o755)|0o700); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := x.own(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// own gives name, a directory or a symbolic link the extraction created,
+// to the owner the limits name, as files are given theirs (without
+// following a link: a directory swapped for one meanwhile changes only
+// the link).
+func (x *extractor) own(name string) error {
+	if x.lim.UID < 0 && x.lim.GID < 0 {
+		return nil
+	}
+	return x.root.Lchown(name, x.lim.UID, x.lim.GID)
 }
 
 // createTemp creates a new file next to target, readable and writable by
