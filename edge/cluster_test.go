@@ -549,3 +549,55 @@ func TestPeerOpenOfAnUnknownMethodIsRefused(t *testing.T) {
 		st.Close()
 	}
 }
+
+// heldPresence holds the first announcement of one device until release
+// closes, as a store that is electing a leader holds a write.
+type heldPresence struct {
+	edge.Presence
+	id      string
+	once    sync.Once
+	held    chan struct{} // closed when the first announcement is held
+	release chan struct{}
+	done    chan struct{} // closed when it is written
+}
+
+func (p *heldPresence) Announce(ctx context.Context, rec edge.PresenceRecord) (uint64, error) {
+	first := false
+	if rec.ID == p.id {
+		p.once.Do(func() { first = true })
+	}
+	if !first {
+		return p.Presence.Announce(ctx, rec)
+	}
+	close(p.held)
+	<-p.release
+	defer close(p.done)
+	return p.Presence.Announce(context.Background(), rec)
+}
+
+// TestClusterLateAnnouncementOfAReplacedSession: a session's announcement
+// that is written after a newer session of the device replaced it leaves
+// no record behind: once the device is gone, no edge lists it.
+func TestClusterLateAnnouncementOfAReplacedSession(t *testing.T) {
+	held := &heldPresence{id: "d-1", held: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+	rig := newClusterRig(t)
+	rig.wrap = map[string]func(edge.Presence) edge.Presence{"e1": func(p edge.Presence) edge.Presence {
+		held.Presence = p
+		return held
+	}}
+	rig.start("e1")
+	rig.start("e2")
+	first := rig.device("e1", "d-1", nil)
+	<-held.held
+	second := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	require.NoError(t, first.Close())
+
+	close(held.release)
+	<-held.done
+	require.NoError(t, second.Close())
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1, which left e1")
+}

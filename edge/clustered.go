@@ -99,6 +99,17 @@ func (s *Server) announce(d *Device) {
 	}
 	d.announced.Store(time.Now().UnixNano())
 	d.rev.Store(rev)
+	// A write that took a while can land after the session ended or a
+	// newer one of the device replaced it here: its record would then name
+	// a session that is gone, for as long as this edge lives (withdrawing
+	// the newer session's nonce leaves it). It goes, and the newer session
+	// writes its own again.
+	if cur, ok := s.reg.Lookup(d.ID); !ok || cur != d {
+		s.withdraw(d)
+		if ok {
+			s.announce(cur)
+		}
+	}
 }
 
 // withdraw removes d's record, unless a newer session's replaced it. A
