@@ -601,3 +601,42 @@ func TestClusterLateAnnouncementOfAReplacedSession(t *testing.T) {
 		return !ok
 	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1, which left e1")
 }
+
+// TestClusterDeviceThatLeftDuringAnOutageIsWithdrawn: a device that
+// disconnects while the cluster state is unavailable has its record
+// removed once the state is back, so that no edge lists it as connected.
+func TestClusterDeviceThatLeftDuringAnOutageIsWithdrawn(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+
+	port, dir := rig.ns.Addr().(*net.TCPAddr).Port, rig.ns.StoreDir()
+	rig.ns.Shutdown()
+	rig.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return rig.edges["e1"].presence.Health() != nil }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, dc.Close())
+	require.Eventually(t, func() bool {
+		for _, ev := range rig.edges["e1"].audit.Events() {
+			if ev.Kind == edge.EventDeviceDisconnect && ev.Device == "d-1" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond)
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	require.Eventually(t, func() bool {
+		return rig.edges["e1"].presence.Health() == nil && rig.edges["e2"].presence.Health() == nil
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left during the outage")
+}

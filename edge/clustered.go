@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -160,12 +161,14 @@ func (s *Server) onPresence(rec PresenceRecord) {
 // edge's record for each device it holds: an announcement that failed
 // (the store was unreachable, or electing a leader after an edge died) is
 // tried again, a record that went missing is written again, and a record
-// of a newer session elsewhere closes the session here. The checks read
-// the local view only; they write only what is missing.
+// of a newer session elsewhere closes the session here, and a record of
+// this edge for a device it no longer holds is removed. The checks read
+// the local view only; they write only what is missing or left over.
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
 	healthy := true
+	orphans := make(map[string]string)
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,7 +181,7 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 		}
 		healthy = now
 		if now {
-			s.reconcile()
+			s.reconcile(orphans)
 		}
 	}
 }
@@ -193,14 +196,17 @@ const lostRecordAfter = 5 * time.Second
 // while the store elects a leader each may wait out its timeout.
 const reconcileWorkers = 16
 
-func (s *Server) reconcile() {
-	var todo []*Device
+// reconcile runs one check; orphans carries, from one check to the next,
+// the records of this edge for devices it does not hold (see
+// orphanedRecords).
+func (s *Server) reconcile(orphans map[string]string) {
+	var todo []func()
 	for _, d := range s.reg.List() {
 		if d.announcing.Load() {
 			continue // its announcement is under way
 		}
 		if d.rev.Load() == 0 {
-			todo = append(todo, d) // never stored yet
+			todo = append(todo, func() { s.announce(d) }) // never stored yet
 			continue
 		}
 		rec, ok := s.Cluster.Presence.Lookup(d.ID)
@@ -209,25 +215,65 @@ func (s *Server) reconcile() {
 		case ok && rec.Edge != s.Cluster.EdgeID && rec.Revision > d.rev.Load():
 			s.onPresence(rec)
 		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
-			todo = append(todo, d)
+			todo = append(todo, func() { s.announce(d) })
 		}
 	}
-	work := make(chan *Device)
+	todo = append(todo, s.orphanedRecords(orphans)...)
+	work := make(chan func())
 	var wg sync.WaitGroup
 	for range min(reconcileWorkers, len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				s.announce(d)
+			for fn := range work {
+				fn()
 			}
 		}()
 	}
-	for _, d := range todo {
-		work <- d
+	for _, fn := range todo {
+		work <- fn
 	}
 	close(work)
 	wg.Wait()
+}
+
+// orphanedRecords returns the removals of the records that name this edge
+// for devices it does not hold, found so (with the same nonce) by two
+// checks in a row, since a device that just left removes its own record
+// meanwhile. Such records are of devices that left while the store was
+// unreachable (their removal was skipped), or that this edge held before
+// it restarted; nothing else removes them while this edge is alive, and
+// every edge lists their devices as connected. seen holds the records
+// found by the previous check and is replaced by this one's. A draining
+// edge leaves the records of its devices in place, as withdraw does.
+func (s *Server) orphanedRecords(seen map[string]string) []func() {
+	prev := maps.Clone(seen)
+	clear(seen)
+	if s.isDraining() {
+		return nil
+	}
+	var out []func()
+	for _, rec := range s.Cluster.Presence.List() {
+		if rec.Edge != s.Cluster.EdgeID {
+			continue
+		}
+		if _, ok := s.reg.Lookup(rec.ID); ok {
+			continue
+		}
+		seen[rec.ID] = rec.Nonce
+		if nonce, ok := prev[rec.ID]; ok && nonce == rec.Nonce {
+			out = append(out, func() {
+				ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+				defer cancel()
+				err := s.Cluster.Presence.Withdraw(ctx, rec.ID, rec.Nonce)
+				s.Metrics.presenceWrite("withdraw", err)
+				if err == nil {
+					s.log.Info("removed the record of a device this edge no longer holds", "device", rec.ID)
+				}
+			})
+		}
+	}
+	return out
 }
 
 // moveWait bounds how long a draining edge of a cluster waits for its
