@@ -202,8 +202,9 @@ func (p *Presence) Start(ctx context.Context) error {
 // bucket binds the bucket cfg names: it looks it up first and creates it
 // only when it is missing, since edges that start together would
 // otherwise all create one replicated bucket at once (and such requests
-// can go unanswered). An existing bucket whose TTL differs is updated;
-// its replica count is left as the operator set it.
+// can go unanswered). An existing bucket whose TTL or largest value
+// differs is updated (an older edge may have created it with a smaller
+// one); its replica count is left as the operator set it.
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -219,13 +220,17 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
 	}
-	if st.TTL() != cfg.TTL {
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		bs = nil
+	}
+	if st.TTL() != cfg.TTL || bs != nil && max(bs.StreamInfo().Config.MaxMsgSize, 0) != cfg.MaxValueSize {
 		cfg.Replicas = 0
-		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		if bs != nil {
 			cfg.Replicas = bs.StreamInfo().Config.Replicas
 		}
 		if kv, err = js.UpdateKeyValue(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("cluster: update the TTL of bucket %s to %v: %w", cfg.Bucket, cfg.TTL, err)
+			return nil, fmt.Errorf("cluster: update bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return kv, nil
