@@ -103,7 +103,8 @@ type Presence struct {
 	reconnects uint64                 // the connection's reconnect count at the last check
 	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key
 	delivered  uint64                 // the highest devices-bucket revision the watcher delivered
-	behind     int                    // checks in a row that found the watcher behind the bucket
+	checked    uint64                 // delivered at the last check
+	behind     int                    // checks in a row that found the watcher behind the bucket, and delivering nothing
 	view       map[string]record      // by device ID
 	edgeView   map[string]edgeState   // by edge ID
 	listeners  []func(edge.PresenceRecord)
@@ -292,9 +293,11 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 // checkWatchers starts both watchers again after a reconnect to NATS;
 // when the edges watcher has not delivered this edge's own heartbeats for
 // two of them and a quarter although they were written; and when the
-// devices watcher stayed behind the bucket for two checks. After a
-// reconnect, or when the node that served a watcher dies, a watcher can go
-// quiet without closing.
+// devices watcher stayed behind the bucket for two checks without
+// delivering anything in between. After a reconnect, or when the node that
+// served a watcher dies, a watcher can go quiet without closing; one that
+// delivers is only busy (a bucket written without pause is always a little
+// ahead of it), and starting it again would replay the whole bucket.
 func (p *Presence) checkWatchers(ctx context.Context) {
 	behind := p.devicesBehind(ctx)
 	p.mu.Lock()
@@ -306,11 +309,12 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 			p.reconnects, reconnected = n, true
 		}
 	}
-	if behind {
+	if behind && p.delivered == p.checked {
 		p.behind++
 	} else {
 		p.behind = 0
 	}
+	p.checked = p.delivered
 	switch {
 	case reconnected:
 		p.log.Info("reconnected to NATS; starting the presence watchers again")
@@ -329,7 +333,8 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 
 // devicesBehind reports whether the devices bucket holds writes beyond
 // the last one its watcher delivered. Behind at two checks in a row (a
-// heartbeat apart), the watcher is stuck: a node that served it died.
+// heartbeat apart) with nothing delivered in between, the watcher is
+// stuck: a node that served it died.
 func (p *Presence) devicesBehind(ctx context.Context) bool {
 	sctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
