@@ -640,3 +640,21 @@ func TestClusterDeviceThatLeftDuringAnOutageIsWithdrawn(t *testing.T) {
 		return !ok
 	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left during the outage")
 }
+
+// TestClusterRestartedEdgeRemovesTheRecordsItLeft: the records that an
+// edge leaves in place when it stops, for its devices to move, are
+// removed when it starts again under the same ID for those that did not
+// come back to it.
+func TestClusterRestartedEdgeRemovesTheRecordsItLeft(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	rig.edges["e1"].stop()
+	require.NoError(t, dc.Close())
+
+	rig.start("e1")
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left before e1 restarted")
+}

@@ -120,14 +120,19 @@ func (s *Server) announce(d *Device) {
 // edge's own key when it leaves the cluster.
 func (s *Server) withdraw(d *Device) {
 	c := s.Cluster
-	if c == nil || c.Presence.Health() != nil || s.isDraining() {
-		return // the record is reconciled, or cleared with its edge, later
+	if c == nil || s.isDraining() {
+		return // the record is cleared with its edge, later
+	}
+	if c.Presence.Health() != nil {
+		s.leftovers.Store(true) // the record is reconciled later
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := c.Presence.Withdraw(ctx, d.ID, d.nonce)
 	s.Metrics.presenceWrite("withdraw", err)
 	if err != nil {
+		s.leftovers.Store(true)
 		s.log.Debug("cannot withdraw a device's record; the cluster will clear it", "device", d.ID, "err", err)
 	}
 }
@@ -160,14 +165,19 @@ func (s *Server) onPresence(rec PresenceRecord) {
 // reconcileLoop checks, every reconcileEvery, that presence holds this
 // edge's record for each device it holds: an announcement that failed
 // (the store was unreachable, or electing a leader after an edge died) is
-// tried again, a record that went missing is written again, and a record
-// of a newer session elsewhere closes the session here, and a record of
-// this edge for a device it no longer holds is removed. The checks read
+// tried again, a record that went missing is written again, a record of
+// a newer session elsewhere closes the session here, and a record of this
+// edge for a device it no longer holds is removed. The checks read
 // the local view only; they write only what is missing or left over.
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
 	healthy := true
+	// The records of this edge for devices it does not hold are looked for
+	// at start (an earlier run of this edge may have left some), once the
+	// state is back, and after a withdrawal was skipped or failed, until a
+	// look finds none.
+	scan := true
 	orphans := make(map[string]string)
 	for {
 		select {
@@ -178,10 +188,11 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 		now := s.Cluster.Presence.Health() == nil
 		if now && !healthy {
 			s.log.Info("cluster state available again; reconciling this edge's devices")
+			scan = true
 		}
 		healthy = now
 		if now {
-			s.reconcile(orphans)
+			scan = s.reconcile(orphans, s.leftovers.Swap(false) || scan)
 		}
 	}
 }
@@ -196,10 +207,11 @@ const lostRecordAfter = 5 * time.Second
 // while the store elects a leader each may wait out its timeout.
 const reconcileWorkers = 16
 
-// reconcile runs one check; orphans carries, from one check to the next,
-// the records of this edge for devices it does not hold (see
-// orphanedRecords).
-func (s *Server) reconcile(orphans map[string]string) {
+// reconcile runs one check; with scan, it also looks for the records of
+// this edge for devices it does not hold, which orphans carries from one
+// look to the next (see orphanedRecords). It reports whether the next
+// check must look again: this one found some.
+func (s *Server) reconcile(orphans map[string]string, scan bool) bool {
 	var todo []func()
 	for _, d := range s.reg.List() {
 		if d.announcing.Load() {
@@ -218,7 +230,9 @@ func (s *Server) reconcile(orphans map[string]string) {
 			todo = append(todo, func() { s.announce(d) })
 		}
 	}
-	todo = append(todo, s.orphanedRecords(orphans)...)
+	if scan {
+		todo = append(todo, s.orphanedRecords(orphans)...)
+	}
 	work := make(chan func())
 	var wg sync.WaitGroup
 	for range min(reconcileWorkers, len(todo)) {
@@ -235,6 +249,7 @@ func (s *Server) reconcile(orphans map[string]string) {
 	}
 	close(work)
 	wg.Wait()
+	return scan && len(orphans) > 0
 }
 
 // orphanedRecords returns the removals of the records that name this edge
