@@ -549,3 +549,112 @@ func TestPeerOpenOfAnUnknownMethodIsRefused(t *testing.T) {
 		st.Close()
 	}
 }
+
+// heldPresence holds the first announcement of one device until release
+// closes, as a store that is electing a leader holds a write.
+type heldPresence struct {
+	edge.Presence
+	id      string
+	once    sync.Once
+	held    chan struct{} // closed when the first announcement is held
+	release chan struct{}
+	done    chan struct{} // closed when it is written
+}
+
+func (p *heldPresence) Announce(ctx context.Context, rec edge.PresenceRecord) (uint64, error) {
+	first := false
+	if rec.ID == p.id {
+		p.once.Do(func() { first = true })
+	}
+	if !first {
+		return p.Presence.Announce(ctx, rec)
+	}
+	close(p.held)
+	<-p.release
+	defer close(p.done)
+	return p.Presence.Announce(context.Background(), rec)
+}
+
+// TestClusterLateAnnouncementOfAReplacedSession: a session's announcement
+// that is written after a newer session of the device replaced it leaves
+// no record behind: once the device is gone, no edge lists it.
+func TestClusterLateAnnouncementOfAReplacedSession(t *testing.T) {
+	held := &heldPresence{id: "d-1", held: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+	rig := newClusterRig(t)
+	rig.wrap = map[string]func(edge.Presence) edge.Presence{"e1": func(p edge.Presence) edge.Presence {
+		held.Presence = p
+		return held
+	}}
+	rig.start("e1")
+	rig.start("e2")
+	first := rig.device("e1", "d-1", nil)
+	<-held.held
+	second := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	require.NoError(t, first.Close())
+
+	close(held.release)
+	<-held.done
+	require.NoError(t, second.Close())
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1, which left e1")
+}
+
+// TestClusterDeviceThatLeftDuringAnOutageIsWithdrawn: a device that
+// disconnects while the cluster state is unavailable has its record
+// removed once the state is back, so that no edge lists it as connected.
+func TestClusterDeviceThatLeftDuringAnOutageIsWithdrawn(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+
+	port, dir := rig.ns.Addr().(*net.TCPAddr).Port, rig.ns.StoreDir()
+	rig.ns.Shutdown()
+	rig.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return rig.edges["e1"].presence.Health() != nil }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, dc.Close())
+	require.Eventually(t, func() bool {
+		for _, ev := range rig.edges["e1"].audit.Events() {
+			if ev.Kind == edge.EventDeviceDisconnect && ev.Device == "d-1" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond)
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	require.Eventually(t, func() bool {
+		return rig.edges["e1"].presence.Health() == nil && rig.edges["e2"].presence.Health() == nil
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left during the outage")
+}
+
+// TestClusterRestartedEdgeRemovesTheRecordsItLeft: the records that an
+// edge leaves in place when it stops, for its devices to move, are
+// removed when it starts again under the same ID for those that did not
+// come back to it.
+func TestClusterRestartedEdgeRemovesTheRecordsItLeft(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	dc := rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	rig.edges["e1"].stop()
+	require.NoError(t, dc.Close())
+
+	rig.start("e1")
+	require.Eventually(t, func() bool {
+		_, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left before e1 restarted")
+}

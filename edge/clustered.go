@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -99,6 +100,17 @@ func (s *Server) announce(d *Device) {
 	}
 	d.announced.Store(time.Now().UnixNano())
 	d.rev.Store(rev)
+	// A write that took a while can land after the session ended or a
+	// newer one of the device replaced it here: its record would then name
+	// a session that is gone, for as long as this edge lives (withdrawing
+	// the newer session's nonce leaves it). It goes, and the newer session
+	// writes its own again.
+	if cur, ok := s.reg.Lookup(d.ID); !ok || cur != d {
+		s.withdraw(d)
+		if ok {
+			s.announce(cur)
+		}
+	}
 }
 
 // withdraw removes d's record, unless a newer session's replaced it. A
@@ -108,14 +120,19 @@ func (s *Server) announce(d *Device) {
 // edge's own key when it leaves the cluster.
 func (s *Server) withdraw(d *Device) {
 	c := s.Cluster
-	if c == nil || c.Presence.Health() != nil || s.isDraining() {
-		return // the record is reconciled, or cleared with its edge, later
+	if c == nil || s.isDraining() {
+		return // the record is cleared with its edge, later
+	}
+	if c.Presence.Health() != nil {
+		s.leftovers.Store(true) // the record is reconciled later
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := c.Presence.Withdraw(ctx, d.ID, d.nonce)
 	s.Metrics.presenceWrite("withdraw", err)
 	if err != nil {
+		s.leftovers.Store(true)
 		s.log.Debug("cannot withdraw a device's record; the cluster will clear it", "device", d.ID, "err", err)
 	}
 }
@@ -148,13 +165,20 @@ func (s *Server) onPresence(rec PresenceRecord) {
 // reconcileLoop checks, every reconcileEvery, that presence holds this
 // edge's record for each device it holds: an announcement that failed
 // (the store was unreachable, or electing a leader after an edge died) is
-// tried again, a record that went missing is written again, and a record
-// of a newer session elsewhere closes the session here. The checks read
-// the local view only; they write only what is missing.
+// tried again, a record that went missing is written again, a record of
+// a newer session elsewhere closes the session here, and a record of this
+// edge for a device it no longer holds is removed. The checks read
+// the local view only; they write only what is missing or left over.
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
 	healthy := true
+	// The records of this edge for devices it does not hold are looked for
+	// at start (an earlier run of this edge may have left some), once the
+	// state is back, and after a withdrawal was skipped or failed, until a
+	// look finds none.
+	scan := true
+	orphans := make(map[string]string)
 	for {
 		select {
 		case <-ctx.Done():
@@ -164,10 +188,11 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 		now := s.Cluster.Presence.Health() == nil
 		if now && !healthy {
 			s.log.Info("cluster state available again; reconciling this edge's devices")
+			scan = true
 		}
 		healthy = now
 		if now {
-			s.reconcile()
+			scan = s.reconcile(orphans, s.leftovers.Swap(false) || scan)
 		}
 	}
 }
@@ -182,14 +207,18 @@ const lostRecordAfter = 5 * time.Second
 // while the store elects a leader each may wait out its timeout.
 const reconcileWorkers = 16
 
-func (s *Server) reconcile() {
-	var todo []*Device
+// reconcile runs one check; with scan, it also looks for the records of
+// this edge for devices it does not hold, which orphans carries from one
+// look to the next (see orphanedRecords). It reports whether the next
+// check must look again: this one found some.
+func (s *Server) reconcile(orphans map[string]string, scan bool) bool {
+	var todo []func()
 	for _, d := range s.reg.List() {
 		if d.announcing.Load() {
 			continue // its announcement is under way
 		}
 		if d.rev.Load() == 0 {
-			todo = append(todo, d) // never stored yet
+			todo = append(todo, func() { s.announce(d) }) // never stored yet
 			continue
 		}
 		rec, ok := s.Cluster.Presence.Lookup(d.ID)
@@ -198,25 +227,68 @@ func (s *Server) reconcile() {
 		case ok && rec.Edge != s.Cluster.EdgeID && rec.Revision > d.rev.Load():
 			s.onPresence(rec)
 		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
-			todo = append(todo, d)
+			todo = append(todo, func() { s.announce(d) })
 		}
 	}
-	work := make(chan *Device)
+	if scan {
+		todo = append(todo, s.orphanedRecords(orphans)...)
+	}
+	work := make(chan func())
 	var wg sync.WaitGroup
 	for range min(reconcileWorkers, len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				s.announce(d)
+			for fn := range work {
+				fn()
 			}
 		}()
 	}
-	for _, d := range todo {
-		work <- d
+	for _, fn := range todo {
+		work <- fn
 	}
 	close(work)
 	wg.Wait()
+	return scan && len(orphans) > 0
+}
+
+// orphanedRecords returns the removals of the records that name this edge
+// for devices it does not hold, found so (with the same nonce) by two
+// checks in a row, since a device that just left removes its own record
+// meanwhile. Such records are of devices that left while the store was
+// unreachable (their removal was skipped), or that this edge held before
+// it restarted; nothing else removes them while this edge is alive, and
+// every edge lists their devices as connected. seen holds the records
+// found by the previous check and is replaced by this one's. A draining
+// edge leaves the records of its devices in place, as withdraw does.
+func (s *Server) orphanedRecords(seen map[string]string) []func() {
+	prev := maps.Clone(seen)
+	clear(seen)
+	if s.isDraining() {
+		return nil
+	}
+	var out []func()
+	for _, rec := range s.Cluster.Presence.List() {
+		if rec.Edge != s.Cluster.EdgeID {
+			continue
+		}
+		if _, ok := s.reg.Lookup(rec.ID); ok {
+			continue
+		}
+		seen[rec.ID] = rec.Nonce
+		if nonce, ok := prev[rec.ID]; ok && nonce == rec.Nonce {
+			out = append(out, func() {
+				ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+				defer cancel()
+				err := s.Cluster.Presence.Withdraw(ctx, rec.ID, rec.Nonce)
+				s.Metrics.presenceWrite("withdraw", err)
+				if err == nil {
+					s.log.Info("removed the record of a device this edge no longer holds", "device", rec.ID)
+				}
+			})
+		}
+	}
+	return out
 }
 
 // moveWait bounds how long a draining edge of a cluster waits for its

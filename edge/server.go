@@ -87,6 +87,7 @@ type Server struct {
 	rejectAudit *auditLimiter
 	auth        atomic.Pointer[authState]
 	active      atomic.Int64 // client streams being opened or spliced
+	leftovers   atomic.Bool  // a device's record may have outlived it: its withdrawal was skipped or failed (clustered.go)
 	ctx         context.Context
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup

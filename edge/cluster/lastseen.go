@@ -13,9 +13,11 @@ import (
 )
 
 // Bounds of the last-seen bucket: the size of one record, and how many
-// records one listing reads.
+// records one listing reads. A record holds up to labels.MaxLabels labels
+// of up to 126 bytes each besides the ID, the edge and the agent's
+// information: under 10 KiB.
 const (
-	maxLastSeenValue = 2048
+	maxLastSeenValue = 16 << 10
 	maxLastSeenList  = 200_000
 )
 

@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/edge/cluster"
 	"github.com/tetherhq/tether/transport"
+	"github.com/tetherhq/tether/transport/labels"
 )
 
 func withLastSeen(ttl time.Duration) func(*cluster.Presence) {
@@ -96,4 +99,32 @@ func TestNoLastSeen(t *testing.T) {
 	require.ErrorContains(t, p.RecordLastSeen(ctx, edge.LastSeenRecord{ID: "d1"}), "keeps no last-seen records")
 	_, err := p.ListLastSeen(ctx)
 	require.ErrorContains(t, err, "last_seen_ttl is 0")
+}
+
+// TestLastSeenRecordOfTheLargestDevice: the record of a device with the
+// longest ID, agent information and the most labels that the edge admits
+// is kept, also in a bucket that an older edge created.
+func TestLastSeenRecordOfTheLargestDevice(t *testing.T) {
+	ns := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	_, err := jetStreamOf(t, ns).CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.LastSeenBucket, History: 1,
+		TTL: time.Hour, MaxValueSize: 2048})
+	require.NoError(t, err)
+	p := newPresence(t, ns, strings.Repeat("e", 128), withLastSeen(time.Hour))
+
+	lbls := map[string]string{}
+	for i := range labels.MaxLabels {
+		lbls[fmt.Sprintf("%02d%s", i, strings.Repeat("k", labels.MaxKeyLen-2))] = strings.Repeat("v", labels.MaxValueLen)
+	}
+	rec := edge.LastSeenRecord{ID: strings.Repeat("d", 128), Edge: strings.Repeat("e", 128),
+		LastSeen: time.Now().UTC().Truncate(time.Millisecond), Since: time.Now().UTC().Truncate(time.Millisecond),
+		RemoteAddr: "[2001:db8:1234:5678:9abc:def0:1234:5678%eth0]:65535",
+		AgentInfo: transport.AgentInfo{Version: strings.Repeat("<", transport.MaxAgentVersion),
+			Platform: strings.Repeat(">", transport.MaxAgentPlatform), OS: strings.Repeat("&", transport.MaxAgentOS)},
+		Labels: lbls}
+	require.NoError(t, p.RecordLastSeen(ctx, rec))
+	recs, err := p.ListLastSeen(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []edge.LastSeenRecord{rec}, recs)
 }

@@ -32,6 +32,9 @@ func (o *onceKeys) claim(ctx context.Context, js jetstream.JetStream, cfg jetstr
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil
 		}
+		if err != nil {
+			o.forget(kv)
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("%w: %s: %v", edge.ErrClusterUnavailable, what, err)
@@ -51,4 +54,15 @@ func (o *onceKeys) bucket(ctx context.Context, js jetstream.JetStream, cfg jetst
 	}
 	o.kv = kv
 	return kv, nil
+}
+
+// forget drops kv after an operation on it failed, so that the next claim
+// binds the bucket again: it may have gone with the store (NATS came back
+// without its state), and binding creates it.
+func (o *onceKeys) forget(kv jetstream.KeyValue) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.kv == kv {
+		o.kv = nil
+	}
 }

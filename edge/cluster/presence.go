@@ -103,7 +103,8 @@ type Presence struct {
 	reconnects uint64                 // the connection's reconnect count at the last check
 	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key
 	delivered  uint64                 // the highest devices-bucket revision the watcher delivered
-	behind     int                    // checks in a row that found the watcher behind the bucket
+	checked    uint64                 // delivered at the last check
+	behind     int                    // checks in a row that found the watcher behind the bucket, and delivering nothing
 	view       map[string]record      // by device ID
 	edgeView   map[string]edgeState   // by edge ID
 	listeners  []func(edge.PresenceRecord)
@@ -202,8 +203,9 @@ func (p *Presence) Start(ctx context.Context) error {
 // bucket binds the bucket cfg names: it looks it up first and creates it
 // only when it is missing, since edges that start together would
 // otherwise all create one replicated bucket at once (and such requests
-// can go unanswered). An existing bucket whose TTL differs is updated;
-// its replica count is left as the operator set it.
+// can go unanswered). An existing bucket whose TTL or largest value
+// differs is updated (an older edge may have created it with a smaller
+// one); its replica count is left as the operator set it.
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -219,13 +221,17 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
 	}
-	if st.TTL() != cfg.TTL {
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		bs = nil
+	}
+	if st.TTL() != cfg.TTL || bs != nil && max(bs.StreamInfo().Config.MaxMsgSize, 0) != cfg.MaxValueSize {
 		cfg.Replicas = 0
-		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		if bs != nil {
 			cfg.Replicas = bs.StreamInfo().Config.Replicas
 		}
 		if kv, err = js.UpdateKeyValue(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("cluster: update the TTL of bucket %s to %v: %w", cfg.Bucket, cfg.TTL, err)
+			return nil, fmt.Errorf("cluster: update bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return kv, nil
@@ -287,9 +293,11 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 // checkWatchers starts both watchers again after a reconnect to NATS;
 // when the edges watcher has not delivered this edge's own heartbeats for
 // two of them and a quarter although they were written; and when the
-// devices watcher stayed behind the bucket for two checks. After a
-// reconnect, or when the node that served a watcher dies, a watcher can go
-// quiet without closing.
+// devices watcher stayed behind the bucket for two checks without
+// delivering anything in between. After a reconnect, or when the node that
+// served a watcher dies, a watcher can go quiet without closing; one that
+// delivers is only busy (a bucket written without pause is always a little
+// ahead of it), and starting it again would replay the whole bucket.
 func (p *Presence) checkWatchers(ctx context.Context) {
 	behind := p.devicesBehind(ctx)
 	p.mu.Lock()
@@ -301,11 +309,12 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 			p.reconnects, reconnected = n, true
 		}
 	}
-	if behind {
+	if behind && p.delivered == p.checked {
 		p.behind++
 	} else {
 		p.behind = 0
 	}
+	p.checked = p.delivered
 	switch {
 	case reconnected:
 		p.log.Info("reconnected to NATS; starting the presence watchers again")
@@ -324,7 +333,8 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 
 // devicesBehind reports whether the devices bucket holds writes beyond
 // the last one its watcher delivered. Behind at two checks in a row (a
-// heartbeat apart), the watcher is stuck: a node that served it died.
+// heartbeat apart) with nothing delivered in between, the watcher is
+// stuck: a node that served it died.
 func (p *Presence) devicesBehind(ctx context.Context) bool {
 	sctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()

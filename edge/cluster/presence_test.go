@@ -3,8 +3,13 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,4 +278,51 @@ func TestBucketsAreBoundNotRecreated(t *testing.T) {
 	e, err := devs.Get(ctx, cluster.KeyFor("d-1"))
 	require.NoError(t, err, "binding keeps the records already stored")
 	require.Contains(t, string(e.Value()), `"nonce":"n1"`)
+}
+
+// warnCounter counts the warnings logged through it.
+type warnCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h warnCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h warnCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return warnCounter{h.Handler.WithAttrs(as), h.n}
+}
+
+func (h warnCounter) WithGroup(g string) slog.Handler {
+	return warnCounter{h.Handler.WithGroup(g), h.n}
+}
+
+// A devices watcher that keeps up with a bucket written without pause is
+// not started again: a watcher is stuck only when it delivers nothing
+// while the bucket holds more.
+func TestBusyBucketKeepsItsWatchers(t *testing.T) {
+	ns := startNATS(t)
+	var warnings atomic.Int64
+	p := newPresence(t, ns, "edge-a", func(p *cluster.Presence) {
+		p.Heartbeat = 50 * time.Millisecond
+		p.Logger = slog.New(warnCounter{slog.NewTextHandler(io.Discard, nil), &warnings})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				_, _ = p.Announce(ctx, edge.PresenceRecord{ID: fmt.Sprintf("d%d-%d", w, i%500), Nonce: "n"})
+			}
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, warnings.Load(), "the watchers were started again while they kept up")
 }

@@ -63,6 +63,17 @@ func (w *WebRevocations) bucket(ctx context.Context) (jetstream.KeyValue, error)
 	return kv, nil
 }
 
+// forget drops kv after an operation on it failed, so that the next use
+// binds the bucket again: it may have gone with the store (NATS came back
+// without its state), and binding creates it.
+func (w *WebRevocations) forget(kv jetstream.KeyValue) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.kv == kv {
+		w.kv = nil
+	}
+}
+
 // Revoke implements edge.WebRevocations. until is not used: the bucket's
 // TTL, the sessions' lifetime, expires the record.
 func (w *WebRevocations) Revoke(ctx context.Context, id string, _ time.Time) error {
@@ -70,7 +81,9 @@ func (w *WebRevocations) Revoke(ctx context.Context, id string, _ time.Time) err
 	defer cancel()
 	kv, err := w.bucket(ctx)
 	if err == nil {
-		_, err = kv.Put(ctx, id, []byte{1})
+		if _, err = kv.Put(ctx, id, []byte{1}); err != nil {
+			w.forget(kv)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: record the sign-out: %v", edge.ErrClusterUnavailable, err)
@@ -87,6 +100,9 @@ func (w *WebRevocations) Revoked(ctx context.Context, id string) (bool, error) {
 		_, err = kv.Get(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, nil
+		}
+		if err != nil {
+			w.forget(kv)
 		}
 	}
 	if err != nil {
@@ -109,7 +125,9 @@ func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id s
 		cancel()
 		if err == nil {
 			start := time.Now()
-			watchKeys(ctx, kv, revoked)
+			if watchKeys(ctx, kv, revoked) != nil {
+				w.forget(kv)
+			}
 			if time.Since(start) > watchRetryMax {
 				delay = 100 * time.Millisecond
 			}
@@ -124,20 +142,21 @@ func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id s
 }
 
 // watchKeys calls fn with the key of every record of kv, present and to
-// come, until ctx ends or the watch fails.
-func watchKeys(ctx context.Context, kv jetstream.KeyValue, fn func(key string)) {
+// come, until ctx ends or the watch fails. It returns the error of a watch
+// that could not start.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, fn func(key string)) error {
 	kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return
+		return err
 	}
 	defer func() { _ = kw.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case e, ok := <-kw.Updates():
 			if !ok {
-				return
+				return nil
 			}
 			if e != nil { // nil marks the end of the present records
 				fn(e.Key())

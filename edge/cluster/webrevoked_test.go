@@ -111,3 +111,33 @@ func recv(t *testing.T, c <-chan string) string {
 		return ""
 	}
 }
+
+// TestWebBucketsAreBoundAgainAfterAFailure: a bucket that went away with
+// the store (NATS came back without its state) is created again on the
+// next use, not failed on for as long as the edge runs.
+func TestWebBucketsAreBoundAgainAfterAFailure(t *testing.T) {
+	ns := startNATS(t)
+	js := jetStreamOf(t, ns)
+	revocations := &cluster.WebRevocations{JetStream: js, TTL: time.Hour}
+	tickets := &cluster.WebTickets{JetStream: js}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	until := time.Now().Add(time.Hour)
+	require.NoError(t, revocations.Revoke(ctx, "0123456789abcdef0123456789abcdef", until))
+	fresh, err := tickets.Use(ctx, "00112233445566778899aabbccddeeff", until)
+	require.NoError(t, err)
+	require.True(t, fresh)
+
+	require.NoError(t, js.DeleteKeyValue(ctx, cluster.WebRevokedBucket))
+	require.NoError(t, js.DeleteKeyValue(ctx, cluster.WebTicketsBucket))
+	require.Eventually(t, func() bool {
+		return revocations.Revoke(ctx, "fedcba9876543210fedcba9876543210", until) == nil
+	}, waitLong, 50*time.Millisecond, "sign-outs fail for good once the bucket went away")
+	got, err := revocations.Revoked(ctx, "fedcba9876543210fedcba9876543210")
+	require.NoError(t, err)
+	require.True(t, got)
+	require.Eventually(t, func() bool {
+		fresh, err := tickets.Use(ctx, "ffeeddccbbaa99887766554433221100", until)
+		return err == nil && fresh
+	}, waitLong, 50*time.Millisecond, "tickets are refused for good once the bucket went away")
+}
