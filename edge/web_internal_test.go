@@ -206,7 +206,7 @@ func TestWebStaticGzip(t *testing.T) {
 }
 
 // The output window: room waits while webMaxUnacked is out, and an ack
-// frees it; acks beyond what was sent free nothing more.
+// frees it; acks beyond what was sent to the page free nothing more.
 func TestWebTermRoom(t *testing.T) {
 	term := &webTerm{more: make(chan struct{})}
 	require.NoError(t, term.room(t.Context()))
@@ -218,6 +218,14 @@ func TestWebTermRoom(t *testing.T) {
 		t.Fatalf("room returned (%v) with %d bytes unacknowledged", err, webMaxUnacked)
 	case <-time.After(50 * time.Millisecond):
 	}
+	// Output read but not yet sent cannot be acknowledged.
+	term.ack(webMaxUnacked)
+	select {
+	case err := <-done:
+		t.Fatalf("room returned (%v) after an ack of output the page was not sent", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	term.shown(webMaxUnacked)
 	term.ack(1)
 	require.NoError(t, <-done)
 	term.ack(10 * webMaxUnacked)

@@ -7,12 +7,16 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -407,6 +411,61 @@ func TestWebFlowControl(t *testing.T) {
 	require.NotNil(t, tm.exit)
 	require.Equal(t, 3, *tm.exit)
 	require.Contains(t, tm.out.String(), "\n199999\r\n200000\r\n", "the flood's last lines are not intact")
+}
+
+// TestWebFlowControlLyingPage: a page that acknowledges output it was
+// never sent, and reads none, does not make the edge read the device's
+// stream beyond its bound: the edge would hold all of it in memory.
+func TestWebFlowControlLyingPage(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	// A small receive buffer while the page lies, so that little of what
+	// the edge sends waits in this side's socket.
+	var conns []*net.TCPConn
+	tr := &http.Transport{TLSClientConfig: r.m.ClientTLS(), DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			conns = append(conns, c.(*net.TCPConn))
+			err = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		}
+		return c, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	page := &browser{t: t, hc: &http.Client{Jar: b.hc.Jar, Transport: tr, Timeout: 30 * time.Second}, origin: b.origin}
+	tm := page.openTerm(ctx, webDevice, 80, 24)
+	tm.ack = false
+	const flood = 32 << 20
+	tm.keys(ctx, fmt.Sprintf("stty -echo; head -c %d /dev/zero; echo; echo END-$((40+2))\r", flood))
+	for range 200 {
+		tm.sendJSON(ctx, map[string]any{"t": "ack", "n": int64(1) << 40})
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Now read, acknowledging nothing: what arrives is what the edge
+	// read from the device without an honest ack. That is at most what
+	// its socket held when the page lied (its send buffer, at most
+	// net.ipv4.tcp_wmem's largest) and the edge's bound (1 MiB).
+	bound := 8 << 20
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				bound = max(bound, n+4<<20)
+			}
+		}
+	}
+	for _, c := range conns {
+		require.NoError(t, c.SetReadBuffer(4<<20))
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		more := tm.next(rctx)
+		cancel()
+		if !more || tm.out.Len() >= bound || bytes.Contains(tm.out.Bytes()[max(0, tm.out.Len()-64):], []byte("END-42")) {
+			break
+		}
+	}
+	require.Less(t, tm.out.Len(), bound, "the edge read %d bytes from the device for a page that acknowledged none it was sent", tm.out.Len())
 }
 
 func TestWebAttacks(t *testing.T) {

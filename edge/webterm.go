@@ -107,15 +107,20 @@ type webTerm struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	unacked int64
+	unacked int64         // read from the device, not yet acknowledged
+	unseen  int64         // of unacked, what went to the page
 	more    chan struct{} // closed and replaced when acks arrive
 }
 
 // ack takes n bytes rendered off the count; a page cannot ack more than
-// it was sent.
+// it was sent. Output read but still waiting to go out stays counted: an
+// ack of it, from a page that never saw it, would let the edge read on
+// and gather the device's output without bound.
 func (t *webTerm) ack(n int64) {
 	t.mu.Lock()
-	t.unacked = max(0, t.unacked-n)
+	n = min(n, t.unseen)
+	t.unseen -= n
+	t.unacked -= n
 	close(t.more)
 	t.more = make(chan struct{})
 	t.mu.Unlock()
@@ -142,6 +147,14 @@ func (t *webTerm) room(ctx context.Context) error {
 func (t *webTerm) sent(n int) {
 	t.mu.Lock()
 	t.unacked += int64(n)
+	t.mu.Unlock()
+}
+
+// shown counts n bytes of output as going to the page, before they do:
+// the page may acknowledge them as soon as they leave.
+func (t *webTerm) shown(n int) {
+	t.mu.Lock()
+	t.unseen += int64(n)
 	t.mu.Unlock()
 }
 
@@ -596,6 +609,7 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 		var rerr error
 		msg, rerr = out.take(bctx, msg[:0], webMessageMax)
 		if len(msg) > 0 {
+			term.shown(len(msg))
 			wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
 			werr := c.Write(wctx, websocket.MessageBinary, msg)
 			wcancel()
