@@ -712,6 +712,34 @@ func TestWebTerminalsEnd(t *testing.T) {
 	require.Equal(t, "/web/login", resp.Header.Get("Location"))
 }
 
+// TestWebSignOutBeforeTheFirstMessage: a WebSocket upgraded before its
+// session signed out, whose first message comes after, opens no
+// terminal, though its ticket was issued before the sign-out.
+func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	csrf := b.csrf()
+	_, tk := b.ticket(webDevice, csrf, b.origin)
+	c, code, err := b.dialWS(ctx, b.origin)
+	require.NoError(t, err, "status %d", code)
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	hello, _ := json.Marshal(map[string]any{"ticket": tk, "device": webDevice, "cols": 80, "rows": 24})
+	require.NoError(t, c.Write(ctx, websocket.MessageText, hello))
+	tm := &term{t: t, c: c, ack: true}
+	// Refused, the WebSocket may be closing already: the write's error
+	// does not matter.
+	_ = c.Write(ctx, websocket.MessageBinary, []byte("echo open-$((1+1))\r"))
+	for tm.next(ctx) && !strings.Contains(tm.out.String(), "open-2") {
+	}
+	require.NotContains(t, tm.out.String(), "open-2", "a signed-out session opened a terminal")
+	require.Nil(t, tm.exit)
+	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+}
+
 // TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal
 // on a device that another edge holds, through the same open path as the
 // CLI's; the cookie works on every edge, and a sign-out holds on every

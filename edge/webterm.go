@@ -391,6 +391,32 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		deny("bad_ticket", fmt.Sprintf("%v: it is for another device", ErrWebTicket))
 		return
 	}
+	// A sign-out or a reload ends the terminal through tctx; the
+	// WebSocket's calls keep ctx, so that the page still hears why. Those
+	// from now on find the terminal; those before are seen by the checks
+	// below.
+	tctx, tcancel := context.WithCancelCause(ctx)
+	defer tcancel(nil)
+	term := &webTerm{session: me.sess.ID, client: me.id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
+		cancel: tcancel, more: make(chan struct{})}
+	if msg := s.addWebTerm(term); msg != "" {
+		deny("limit", msg)
+		return
+	}
+	defer s.removeWebTerm(term)
+	// The session may have signed out since the upgrade, with the
+	// WebSocket waiting for its first message.
+	rctx, rcancel := context.WithTimeout(ctx, lastSeenTimeout)
+	revoked, err := s.web.revoked.Revoked(rctx, me.sess.ID)
+	rcancel()
+	switch {
+	case err != nil:
+		deny("revoked", fmt.Sprintf("cannot check the session (%v); retry", err))
+		return
+	case revoked:
+		deny("revoked", "the session signed out; sign in again")
+		return
+	}
 	// The policy of now: the session may have changed since the ticket.
 	me.auth = s.auth.Load()
 	id, ok := webMethods[me.sess.Method](me.auth, me.sess.Cred)
@@ -409,17 +435,6 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	ev.Role = grantingRole(me.auth.policy, id, dev, req)
-	// A sign-out or a reload ends the terminal through tctx; the
-	// WebSocket's calls keep ctx, so that the page still hears why.
-	tctx, tcancel := context.WithCancelCause(ctx)
-	defer tcancel(nil)
-	term := &webTerm{session: me.sess.ID, client: id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
-		cancel: tcancel, more: make(chan struct{})}
-	if msg := s.addWebTerm(term); msg != "" {
-		deny("limit", msg)
-		return
-	}
-	defer s.removeWebTerm(term)
 
 	payload, err := wire.PTYCommand{Type: wire.PTYResize, Cols: hello.Cols, Rows: hello.Rows, Term: hello.Term}.Encode()
 	if err != nil {
