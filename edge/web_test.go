@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -738,6 +740,54 @@ func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
 	require.NotContains(t, tm.out.String(), "open-2", "a signed-out session opened a terminal")
 	require.Nil(t, tm.exit)
 	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+}
+
+// failingRevocations is a WebRevocations whose store can be made
+// unreachable.
+type failingRevocations struct {
+	edge.MemoryWebRevocations
+	down atomic.Bool
+}
+
+func (f *failingRevocations) Revoke(ctx context.Context, id string, until time.Time) error {
+	if f.down.Load() {
+		return errors.New("the store is unreachable")
+	}
+	return f.MemoryWebRevocations.Revoke(ctx, id, until)
+}
+
+func (f *failingRevocations) Revoked(ctx context.Context, id string) (bool, error) {
+	if f.down.Load() {
+		return false, errors.New("the store is unreachable")
+	}
+	return f.MemoryWebRevocations.Revoked(ctx, id)
+}
+
+// TestWebSignOutWhileTheStoreIsDown: a sign-out that cannot be recorded
+// is refused, with the cookie kept, so that the page can retry; it is
+// never answered as if it had been done.
+func TestWebSignOutWhileTheStoreIsDown(t *testing.T) {
+	rev := &failingRevocations{}
+	r := newWebRig(t, edge.WebConfig{Revoked: rev})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	csrf := b.csrf()
+	saved := *b.cookie("tether_session")
+
+	rev.down.Store(true)
+	resp, body := b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "a sign-out that was not recorded was answered %s", resp.Header.Get("Location"))
+	require.Contains(t, body, "retry")
+	require.NotNil(t, b.cookie("tether_session"), "a sign-out that was not recorded cleared the cookie")
+
+	rev.down.Store(false)
+	resp, _ = b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	u, _ := url.Parse(b.origin + "/web/")
+	saved.Path, saved.Domain = "/web", ""
+	b.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
+	resp, _ = b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the signed-out cookie still works")
 }
 
 // TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal
