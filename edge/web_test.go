@@ -742,6 +742,25 @@ func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
 	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
 }
 
+// TestWebTerminalEndsWithItsSession: an open terminal ends when its
+// session does, SessionLifetime after the sign-in, as a CLI session ends
+// with its credential.
+func TestWebTerminalEndsWithItsSession(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{SessionLifetime: 5 * time.Second})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((1+1))\r")
+	tm.expect(ctx, "up-2")
+	tm.drain(ctx)
+	require.Nil(t, tm.exit)
+	require.Contains(t, strings.Join(tm.errs, "; "), "expired")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamClose && e.Method == "web" && e.Result == "expired"
+	})
+}
+
 // failingRevocations is a WebRevocations whose store can be made
 // unreachable.
 type failingRevocations struct {

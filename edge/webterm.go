@@ -223,6 +223,22 @@ func (o *webOutput) take(ctx context.Context, dst []byte, limit int) ([]byte, er
 // errWebSignedOut ends the terminals of a session that signed out.
 var errWebSignedOut = errors.New("the web session signed out")
 
+// errWebSessionExpired ends the terminals of a session that expired.
+var errWebSessionExpired = errors.New("the web session expired")
+
+// webSessionEnd is when sess stops being valid: its lifetime after the
+// sign-in, or for method "oidc" when its identity expires, if sooner.
+func (s *Server) webSessionEnd(sess webSession) time.Time {
+	end := time.Unix(sess.Issued, 0).Add(s.web.lifetime)
+	if sess.Method == webMethodOIDC {
+		var c webOIDCCred
+		if json.Unmarshal([]byte(sess.Cred), &c) == nil && time.Unix(c.Expires, 0).Before(end) {
+			end = time.Unix(c.Expires, 0)
+		}
+	}
+	return end
+}
+
 // addWebTerm counts t against the caps; it returns the refusal, or "".
 func (s *Server) addWebTerm(t *webTerm) string {
 	ws := s.web
@@ -404,6 +420,13 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	defer s.removeWebTerm(term)
+	// The terminal ends with its session, as a CLI session ends with its
+	// credential.
+	end := s.webSessionEnd(me.sess)
+	expire := time.AfterFunc(time.Until(end), func() {
+		tcancel(fmt.Errorf("%w at %s; sign in again", errWebSessionExpired, end.UTC().Format(time.RFC3339)))
+	})
+	defer expire.Stop()
 	// The session may have signed out since the upgrade, with the
 	// WebSocket waiting for its first message.
 	rctx, rcancel := context.WithTimeout(ctx, lastSeenTimeout)
@@ -478,6 +501,9 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		ev.Result, ev.Reason = "error", err.Error()
 		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
 			ev.Result = "revoked"
+		}
+		if errors.Is(err, errWebSessionExpired) {
+			ev.Result = "expired"
 		}
 	}
 	s.audit.Audit(ev)
