@@ -112,7 +112,12 @@ func webOrigin(raw string) (string, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
 		return "", fmt.Errorf("web: public URL %q must be https://HOST or https://HOST:PORT, the address browsers open, without a path", raw)
 	}
-	return "https://" + strings.ToLower(u.Host), nil
+	// Browsers leave the default port out of the Origin they send.
+	host := u.Host
+	if u.Port() == "443" {
+		host = strings.TrimSuffix(host, ":443")
+	}
+	return "https://" + strings.ToLower(host), nil
 }
 
 // webState is the running web terminal of a Server.

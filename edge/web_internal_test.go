@@ -264,3 +264,20 @@ func TestWebOutputGathers(t *testing.T) {
 	_, err = o.take(cctx, nil, 8)
 	require.ErrorIs(t, err, errWebSignedOut)
 }
+
+// A public URL with the default port names the origin browsers send
+// without it.
+func TestWebOriginDefaultPort(t *testing.T) {
+	p, err := NewStaticPolicy([]ClientRule{{Name: "ops", TokenSHA256: HashToken("ops-token-0123456789"), Devices: []string{"*"}, PTY: true}})
+	require.NoError(t, err)
+	s := &Server{Policy: p, Web: &WebConfig{PublicURL: "https://Edge.example.com:443", Key: testWebKey}}
+	s.init()
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, s.web.broken)
+	r := httptest.NewRequest("POST", "https://edge.example.com/web/ticket", nil)
+	r.Header.Set("Origin", "https://edge.example.com")
+	w := httptest.NewRecorder()
+	require.True(t, s.checkOrigin(w, r), "refused: %s", w.Body.String())
+	r.Header.Set("Origin", "https://edge.example.com:8443")
+	require.False(t, s.checkOrigin(httptest.NewRecorder(), r))
+}
