@@ -112,7 +112,12 @@ func webOrigin(raw string) (string, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
 		return "", fmt.Errorf("web: public URL %q must be https://HOST or https://HOST:PORT, the address browsers open, without a path", raw)
 	}
-	return "https://" + strings.ToLower(u.Host), nil
+	// Browsers leave the default port out of the Origin they send.
+	host := u.Host
+	if u.Port() == "443" {
+		host = strings.TrimSuffix(host, ":443")
+	}
+	return "https://" + strings.ToLower(host), nil
 }
 
 // webState is the running web terminal of a Server.
@@ -198,6 +203,10 @@ var webMethods = map[string]func(st *authState, cred string) (Identity, bool){
 	},
 }
 
+// errWebUnchecked: the sign-outs could not be read, so the session may be
+// valid, or signed out.
+var errWebUnchecked = errors.New("cannot check it")
+
 // webSessionFrom checks the request's session cookie and, when it is
 // valid, refreshes its last-active time on w.
 func (s *Server) webSessionFrom(w http.ResponseWriter, r *http.Request) (webIdentity, error) {
@@ -221,7 +230,7 @@ func (s *Server) webSessionFrom(w http.ResponseWriter, r *http.Request) (webIden
 	revoked, err := ws.revoked.Revoked(ctx, sess.ID)
 	cancel()
 	if err != nil {
-		return webIdentity{}, fmt.Errorf("%w: cannot check it (%v); retry", ErrWebSession, err)
+		return webIdentity{}, fmt.Errorf("%w: %w (%v); retry", ErrWebSession, errWebUnchecked, err)
 	}
 	if revoked {
 		return webIdentity{}, fmt.Errorf("%w: it was signed out", ErrWebSession)
@@ -426,6 +435,12 @@ func (s *Server) serveWebLogout(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, webMaxForm)
 	_ = r.ParseForm()
 	me, err := s.webSessionFrom(nil, r)
+	if errors.Is(err, errWebUnchecked) {
+		// The session may well be valid: clearing this copy of its
+		// cookie would look like a sign-out that other copies outlive.
+		http.Error(w, "cannot sign out now ("+err.Error()+")", http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		clearCookie(w, webSessionCookie)
 		http.Redirect(w, r, "/web/login", http.StatusSeeOther)

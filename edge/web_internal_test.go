@@ -206,7 +206,7 @@ func TestWebStaticGzip(t *testing.T) {
 }
 
 // The output window: room waits while webMaxUnacked is out, and an ack
-// frees it; acks beyond what was sent free nothing more.
+// frees it; acks beyond what was sent to the page free nothing more.
 func TestWebTermRoom(t *testing.T) {
 	term := &webTerm{more: make(chan struct{})}
 	require.NoError(t, term.room(t.Context()))
@@ -218,6 +218,14 @@ func TestWebTermRoom(t *testing.T) {
 		t.Fatalf("room returned (%v) with %d bytes unacknowledged", err, webMaxUnacked)
 	case <-time.After(50 * time.Millisecond):
 	}
+	// Output read but not yet sent cannot be acknowledged.
+	term.ack(webMaxUnacked)
+	select {
+	case err := <-done:
+		t.Fatalf("room returned (%v) after an ack of output the page was not sent", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	term.shown(webMaxUnacked)
 	term.ack(1)
 	require.NoError(t, <-done)
 	term.ack(10 * webMaxUnacked)
@@ -255,4 +263,21 @@ func TestWebOutputGathers(t *testing.T) {
 	cancel(errWebSignedOut)
 	_, err = o.take(cctx, nil, 8)
 	require.ErrorIs(t, err, errWebSignedOut)
+}
+
+// A public URL with the default port names the origin browsers send
+// without it.
+func TestWebOriginDefaultPort(t *testing.T) {
+	p, err := NewStaticPolicy([]ClientRule{{Name: "ops", TokenSHA256: HashToken("ops-token-0123456789"), Devices: []string{"*"}, PTY: true}})
+	require.NoError(t, err)
+	s := &Server{Policy: p, Web: &WebConfig{PublicURL: "https://Edge.example.com:443", Key: testWebKey}}
+	s.init()
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, s.web.broken)
+	r := httptest.NewRequest("POST", "https://edge.example.com/web/ticket", nil)
+	r.Header.Set("Origin", "https://edge.example.com")
+	w := httptest.NewRecorder()
+	require.True(t, s.checkOrigin(w, r), "refused: %s", w.Body.String())
+	r.Header.Set("Origin", "https://edge.example.com:8443")
+	require.False(t, s.checkOrigin(httptest.NewRecorder(), r))
 }

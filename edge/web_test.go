@@ -7,14 +7,20 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,6 +415,61 @@ func TestWebFlowControl(t *testing.T) {
 	require.Contains(t, tm.out.String(), "\n199999\r\n200000\r\n", "the flood's last lines are not intact")
 }
 
+// TestWebFlowControlLyingPage: a page that acknowledges output it was
+// never sent, and reads none, does not make the edge read the device's
+// stream beyond its bound: the edge would hold all of it in memory.
+func TestWebFlowControlLyingPage(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	// A small receive buffer while the page lies, so that little of what
+	// the edge sends waits in this side's socket.
+	var conns []*net.TCPConn
+	tr := &http.Transport{TLSClientConfig: r.m.ClientTLS(), DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			conns = append(conns, c.(*net.TCPConn))
+			err = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		}
+		return c, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	page := &browser{t: t, hc: &http.Client{Jar: b.hc.Jar, Transport: tr, Timeout: 30 * time.Second}, origin: b.origin}
+	tm := page.openTerm(ctx, webDevice, 80, 24)
+	tm.ack = false
+	const flood = 32 << 20
+	tm.keys(ctx, fmt.Sprintf("stty -echo; head -c %d /dev/zero; echo; echo END-$((40+2))\r", flood))
+	for range 200 {
+		tm.sendJSON(ctx, map[string]any{"t": "ack", "n": int64(1) << 40})
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Now read, acknowledging nothing: what arrives is what the edge
+	// read from the device without an honest ack. That is at most what
+	// its socket held when the page lied (its send buffer, at most
+	// net.ipv4.tcp_wmem's largest) and the edge's bound (1 MiB).
+	bound := 8 << 20
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				bound = max(bound, n+4<<20)
+			}
+		}
+	}
+	for _, c := range conns {
+		require.NoError(t, c.SetReadBuffer(4<<20))
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		more := tm.next(rctx)
+		cancel()
+		if !more || tm.out.Len() >= bound || bytes.Contains(tm.out.Bytes()[max(0, tm.out.Len()-64):], []byte("END-42")) {
+			break
+		}
+	}
+	require.Less(t, tm.out.Len(), bound, "the edge read %d bytes from the device for a page that acknowledged none it was sent", tm.out.Len())
+}
+
 func TestWebAttacks(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
 	ctx := ctxT(t)
@@ -651,6 +712,101 @@ func TestWebTerminalsEnd(t *testing.T) {
 	resp, _ = b.do("GET", "/web/", nil, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/web/login", resp.Header.Get("Location"))
+}
+
+// TestWebSignOutBeforeTheFirstMessage: a WebSocket upgraded before its
+// session signed out, whose first message comes after, opens no
+// terminal, though its ticket was issued before the sign-out.
+func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	csrf := b.csrf()
+	_, tk := b.ticket(webDevice, csrf, b.origin)
+	c, code, err := b.dialWS(ctx, b.origin)
+	require.NoError(t, err, "status %d", code)
+	resp, _ := b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	hello, _ := json.Marshal(map[string]any{"ticket": tk, "device": webDevice, "cols": 80, "rows": 24})
+	require.NoError(t, c.Write(ctx, websocket.MessageText, hello))
+	tm := &term{t: t, c: c, ack: true}
+	// Refused, the WebSocket may be closing already: the write's error
+	// does not matter.
+	_ = c.Write(ctx, websocket.MessageBinary, []byte("echo open-$((1+1))\r"))
+	for tm.next(ctx) && !strings.Contains(tm.out.String(), "open-2") {
+	}
+	require.NotContains(t, tm.out.String(), "open-2", "a signed-out session opened a terminal")
+	require.Nil(t, tm.exit)
+	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+}
+
+// TestWebTerminalEndsWithItsSession: an open terminal ends when its
+// session does, SessionLifetime after the sign-in, as a CLI session ends
+// with its credential.
+func TestWebTerminalEndsWithItsSession(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{SessionLifetime: 5 * time.Second})
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "echo up-$((1+1))\r")
+	tm.expect(ctx, "up-2")
+	tm.drain(ctx)
+	require.Nil(t, tm.exit)
+	require.Contains(t, strings.Join(tm.errs, "; "), "expired")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamClose && e.Method == "web" && e.Result == "expired"
+	})
+}
+
+// failingRevocations is a WebRevocations whose store can be made
+// unreachable.
+type failingRevocations struct {
+	edge.MemoryWebRevocations
+	down atomic.Bool
+}
+
+func (f *failingRevocations) Revoke(ctx context.Context, id string, until time.Time) error {
+	if f.down.Load() {
+		return errors.New("the store is unreachable")
+	}
+	return f.MemoryWebRevocations.Revoke(ctx, id, until)
+}
+
+func (f *failingRevocations) Revoked(ctx context.Context, id string) (bool, error) {
+	if f.down.Load() {
+		return false, errors.New("the store is unreachable")
+	}
+	return f.MemoryWebRevocations.Revoked(ctx, id)
+}
+
+// TestWebSignOutWhileTheStoreIsDown: a sign-out that cannot be recorded
+// is refused, with the cookie kept, so that the page can retry; it is
+// never answered as if it had been done.
+func TestWebSignOutWhileTheStoreIsDown(t *testing.T) {
+	rev := &failingRevocations{}
+	r := newWebRig(t, edge.WebConfig{Revoked: rev})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	csrf := b.csrf()
+	saved := *b.cookie("tether_session")
+
+	rev.down.Store(true)
+	resp, body := b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "a sign-out that was not recorded was answered %s", resp.Header.Get("Location"))
+	require.Contains(t, body, "retry")
+	require.NotNil(t, b.cookie("tether_session"), "a sign-out that was not recorded cleared the cookie")
+
+	rev.down.Store(false)
+	resp, _ = b.do("POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	u, _ := url.Parse(b.origin + "/web/")
+	saved.Path, saved.Domain = "/web", ""
+	b.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
+	resp, _ = b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the signed-out cookie still works")
 }
 
 // TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal

@@ -100,8 +100,9 @@ const browserDir = "../web/browser"
 
 // TestRecordingPlayerInChromium runs web/browser/recordings.test.mjs in
 // Debian's Chromium: from the device list to the recordings, to the
-// player, which plays the recording to its last frame. The screenshot
-// goes to $TETHER_ARTIFACTS (or the test's temporary directory).
+// player, which plays the recording to its last frame; and a sign-out
+// that the edge refuses, which the page shows. The screenshot goes to
+// $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestRecordingPlayerInChromium(t *testing.T) {
 	chromium, node := testutil.BrowserTools(t, browserDir)
 	artifacts := os.Getenv("TETHER_ARTIFACTS")

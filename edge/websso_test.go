@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/testoidc"
 	"github.com/tetherhq/tether/mock"
+	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport/target"
+	"github.com/tetherhq/tether/transport/wire"
 )
 
 // ssoBrowser follows redirects across the edge and the provider, as a
@@ -79,6 +82,40 @@ func TestWebSignInWithSSO(t *testing.T) {
 	for _, e := range m.AuditEvents() {
 		require.NotContains(t, e.Reason, "code=")
 	}
+}
+
+// TestWebSSOTerminalEndsWithTheIdentity: a terminal of an SSO session
+// closes when the identity expires (auth.max_cert_lifetime), as that
+// identity's CLI session would.
+func TestWebSSOTerminalEndsWithTheIdentity(t *testing.T) {
+	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { idp.Close() })
+	userCA, err := certs.NewCA("user CA", certs.Options{})
+	require.NoError(t, err)
+	p, err := edge.NewStaticPolicy(append(testRules(), edge.ClientRule{Name: alice, Devices: []string{"d-*"}, PTY: true}))
+	require.NoError(t, err)
+	m := newEdge(t, mock.Options{Policy: p, Web: &edge.WebConfig{Key: webKey},
+		Auth: &edge.AuthConfig{UserCA: certs.PoolOf(userCA.Cert), UserSigner: userCA, MaxCertLifetime: 5 * time.Second,
+			OIDC: &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID}}})
+	dc := m.DeviceClientWithID("d-1")
+	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
+	dc.Handle(wire.MsgPTY, srv.ServePTY)
+	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
+	t.Cleanup(func() { require.NoError(t, srv.Close()) })
+
+	b := &browser{t: t, hc: ssoBrowser(t, m), origin: m.URL()}
+	resp, err := b.hc.Get(m.URL() + "/web/sso/start")
+	require.NoError(t, err)
+	body := readAll(t, resp)
+	require.Equal(t, "/web/", resp.Request.URL.Path, body)
+	ctx := ctxT(t)
+	tm := b.openTerm(ctx, "d-1", 80, 24)
+	tm.keys(ctx, "echo up-$((1+1))\r")
+	tm.expect(ctx, "up-2")
+	tm.drain(ctx)
+	require.Nil(t, tm.exit)
+	require.Contains(t, strings.Join(tm.errs, "; "), "expired")
 }
 
 func readAll(t *testing.T, resp *http.Response) string {

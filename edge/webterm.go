@@ -107,15 +107,20 @@ type webTerm struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	unacked int64
+	unacked int64         // read from the device, not yet acknowledged
+	unseen  int64         // of unacked, what went to the page
 	more    chan struct{} // closed and replaced when acks arrive
 }
 
 // ack takes n bytes rendered off the count; a page cannot ack more than
-// it was sent.
+// it was sent. Output read but still waiting to go out stays counted: an
+// ack of it, from a page that never saw it, would let the edge read on
+// and gather the device's output without bound.
 func (t *webTerm) ack(n int64) {
 	t.mu.Lock()
-	t.unacked = max(0, t.unacked-n)
+	n = min(n, t.unseen)
+	t.unseen -= n
+	t.unacked -= n
 	close(t.more)
 	t.more = make(chan struct{})
 	t.mu.Unlock()
@@ -142,6 +147,14 @@ func (t *webTerm) room(ctx context.Context) error {
 func (t *webTerm) sent(n int) {
 	t.mu.Lock()
 	t.unacked += int64(n)
+	t.mu.Unlock()
+}
+
+// shown counts n bytes of output as going to the page, before they do:
+// the page may acknowledge them as soon as they leave.
+func (t *webTerm) shown(n int) {
+	t.mu.Lock()
+	t.unseen += int64(n)
 	t.mu.Unlock()
 }
 
@@ -209,6 +222,22 @@ func (o *webOutput) take(ctx context.Context, dst []byte, limit int) ([]byte, er
 
 // errWebSignedOut ends the terminals of a session that signed out.
 var errWebSignedOut = errors.New("the web session signed out")
+
+// errWebSessionExpired ends the terminals of a session that expired.
+var errWebSessionExpired = errors.New("the web session expired")
+
+// webSessionEnd is when sess stops being valid: its lifetime after the
+// sign-in, or for method "oidc" when its identity expires, if sooner.
+func (s *Server) webSessionEnd(sess webSession) time.Time {
+	end := time.Unix(sess.Issued, 0).Add(s.web.lifetime)
+	if sess.Method == webMethodOIDC {
+		var c webOIDCCred
+		if json.Unmarshal([]byte(sess.Cred), &c) == nil && time.Unix(c.Expires, 0).Before(end) {
+			end = time.Unix(c.Expires, 0)
+		}
+	}
+	return end
+}
 
 // addWebTerm counts t against the caps; it returns the refusal, or "".
 func (s *Server) addWebTerm(t *webTerm) string {
@@ -378,6 +407,39 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		deny("bad_ticket", fmt.Sprintf("%v: it is for another device", ErrWebTicket))
 		return
 	}
+	// A sign-out or a reload ends the terminal through tctx; the
+	// WebSocket's calls keep ctx, so that the page still hears why. Those
+	// from now on find the terminal; those before are seen by the checks
+	// below.
+	tctx, tcancel := context.WithCancelCause(ctx)
+	defer tcancel(nil)
+	term := &webTerm{session: me.sess.ID, client: me.id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
+		cancel: tcancel, more: make(chan struct{})}
+	if msg := s.addWebTerm(term); msg != "" {
+		deny("limit", msg)
+		return
+	}
+	defer s.removeWebTerm(term)
+	// The terminal ends with its session, as a CLI session ends with its
+	// credential.
+	end := s.webSessionEnd(me.sess)
+	expire := time.AfterFunc(time.Until(end), func() {
+		tcancel(fmt.Errorf("%w at %s; sign in again", errWebSessionExpired, end.UTC().Format(time.RFC3339)))
+	})
+	defer expire.Stop()
+	// The session may have signed out since the upgrade, with the
+	// WebSocket waiting for its first message.
+	rctx, rcancel := context.WithTimeout(ctx, lastSeenTimeout)
+	revoked, err := s.web.revoked.Revoked(rctx, me.sess.ID)
+	rcancel()
+	switch {
+	case err != nil:
+		deny("revoked", fmt.Sprintf("cannot check the session (%v); retry", err))
+		return
+	case revoked:
+		deny("revoked", "the session signed out; sign in again")
+		return
+	}
 	// The policy of now: the session may have changed since the ticket.
 	me.auth = s.auth.Load()
 	id, ok := webMethods[me.sess.Method](me.auth, me.sess.Cred)
@@ -396,17 +458,6 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	ev.Role = grantingRole(me.auth.policy, id, dev, req)
-	// A sign-out or a reload ends the terminal through tctx; the
-	// WebSocket's calls keep ctx, so that the page still hears why.
-	tctx, tcancel := context.WithCancelCause(ctx)
-	defer tcancel(nil)
-	term := &webTerm{session: me.sess.ID, client: id.Name, method: me.sess.Method, cred: me.sess.Cred, device: t.Device,
-		cancel: tcancel, more: make(chan struct{})}
-	if msg := s.addWebTerm(term); msg != "" {
-		deny("limit", msg)
-		return
-	}
-	defer s.removeWebTerm(term)
 
 	payload, err := wire.PTYCommand{Type: wire.PTYResize, Cols: hello.Cols, Rows: hello.Rows, Term: hello.Term}.Encode()
 	if err != nil {
@@ -450,6 +501,9 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		ev.Result, ev.Reason = "error", err.Error()
 		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
 			ev.Result = "revoked"
+		}
+		if errors.Is(err, errWebSessionExpired) {
+			ev.Result = "expired"
 		}
 	}
 	s.audit.Audit(ev)
@@ -596,6 +650,7 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 		var rerr error
 		msg, rerr = out.take(bctx, msg[:0], webMessageMax)
 		if len(msg) > 0 {
+			term.shown(len(msg))
 			wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
 			werr := c.Write(wctx, websocket.MessageBinary, msg)
 			wcancel()

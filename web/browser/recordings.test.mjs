@@ -1,4 +1,5 @@
-// The recordings player in a real Chromium. edge/webrecordings_test.go
+// The recordings player in a real Chromium, and the sign-out form of its
+// pages. edge/webrecordings_test.go
 // starts an edge with a recording in its directory and runs this file with
 // `node --test`; it passes, in the environment:
 //   TETHER_URL         the edge's public URL (https://127.0.0.1:PORT)
@@ -65,5 +66,28 @@ test('the player plays a recording to its last frame', async () => {
 
   assert.deepEqual(casts, [base + '/web/recordings/' + id + '.cast'], 'the cast comes from the edge, its URL without a credential');
   assert.deepEqual(problems, [], 'the page logged errors (a CSP violation would show here)');
+  await ctx.close();
+});
+
+test('a sign-out that the edge refuses says why', async () => {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
+  const page = await ctx.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(String(e)));
+  await page.goto(base + '/web/login');
+  await page.fill('input[name=token]', token);
+  await Promise.all([page.waitForURL(base + '/web/'), page.click('button[type=submit]')]);
+  // A page whose CSRF token is not the session's: the edge answers 403
+  // in plain text, which the page shows.
+  await page.evaluate(() => { document.querySelector('form[action="/web/logout"] input[name=csrf]').value = 'stale'; });
+  const alerts = [];
+  page.on('dialog', (d) => { alerts.push(d.message()); d.dismiss(); });
+  await page.click('button:has-text("Sign out")');
+  for (let t = 0; !alerts.length && !problems.length && t < patience; t += 50) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(problems, []);
+  assert.equal(alerts.length, 1, 'the page said nothing');
+  assert.match(alerts[0], /did not come from a page of this edge/);
+  await page.goto(base + '/web/');
+  assert.equal(page.url(), base + '/web/', 'the refused sign-out ended the session');
   await ctx.close();
 });

@@ -153,6 +153,21 @@ test('a flood renders whole, the heap stays small, and Ctrl-C stops yes', async 
   await ctx.close();
 });
 
+test('a paste larger than a message arrives whole', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await openTerminal(page);
+  await typeLine(page, 'stty -echo; echo ready-$((1+1)); wc -c; stty echo');
+  await waitText(page, /^ready-2\s*$/);
+  // 100000 bytes in 1000 lines, the edge's message bound being 64 KiB.
+  await page.evaluate(() => window.tether.term.paste(('x'.repeat(99) + '\n').repeat(1000)));
+  await page.keyboard.press('Control+D');
+  await waitText(page, /^\s*100000\s*$/);
+  assert.equal(await page.evaluate(() => document.getElementById('state').textContent), 'connected');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a page on another origin can neither get a ticket nor open the WebSocket', async () => {
   const { ctx, page } = await newPage();
   await signIn(page);

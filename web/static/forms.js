@@ -17,13 +17,15 @@
           return;
         }
         // An answer that is not a redirect is a page to show: the form
-        // again with what went wrong.
-        const doc = new DOMParser().parseFromString(await resp.text(), 'text/html');
+        // again with what went wrong; or a refusal in plain text, to
+        // alert. A body can be read once.
+        const text = await resp.text();
+        const doc = new DOMParser().parseFromString(text, 'text/html');
         if (doc.body && doc.body.children.length) {
           document.body.replaceWith(document.importNode(doc.body, true));
           bind();
         } else {
-          alert((await resp.text()) || ('the edge answered ' + resp.status));
+          alert(text || ('the edge answered ' + resp.status));
         }
       });
     });

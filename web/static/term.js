@@ -80,12 +80,17 @@
     ws.onclose = () => {
       if (state.textContent === 'connected') state.textContent = 'disconnected';
     };
-    term.onData((d) => { if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d)); });
+    // A paste comes as one piece of any size; the edge takes messages of
+    // at most 64 KiB, and ends the terminal on a larger one.
+    const sendKeys = (b) => {
+      for (let i = 0; i < b.length; i += 32 << 10) ws.send(b.subarray(i, i + (32 << 10)));
+    };
+    term.onData((d) => { if (ws.readyState === WebSocket.OPEN) sendKeys(enc.encode(d)); });
     term.onBinary((d) => {
       if (ws.readyState !== WebSocket.OPEN) return;
       const b = new Uint8Array(d.length);
       for (let i = 0; i < d.length; i++) b[i] = d.charCodeAt(i) & 0xff;
-      ws.send(b);
+      sendKeys(b);
     });
     term.onResize((sz) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
