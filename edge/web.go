@@ -580,10 +580,19 @@ func loadWebFiles() (map[string]webFile, error) {
 // acceptsGzip reports whether an Accept-Encoding value admits gzip.
 func acceptsGzip(v string) bool {
 	for _, part := range strings.Split(v, ",") {
-		name, q, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
-			return strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0"
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
 		}
+		// A weight of zero (q=0, q=0.0, q=0.000) refuses it (RFC 9110).
+		for _, p := range strings.Split(params, ";") {
+			k, w, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(strings.TrimSpace(k), "q") {
+				q, err := strconv.ParseFloat(strings.TrimSpace(w), 64)
+				return err == nil && q > 0
+			}
+		}
+		return true
 	}
 	return false
 }

@@ -281,3 +281,20 @@ func TestWebOriginDefaultPort(t *testing.T) {
 	r.Header.Set("Origin", "https://edge.example.com:8443")
 	require.False(t, s.checkOrigin(httptest.NewRecorder(), r))
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	for v, want := range map[string]bool{
+		"gzip":                    true,
+		"gzip, deflate, br, zstd": true,
+		"br;q=1.0, GZIP;q=0.5":    true,
+		"gzip;q=0":                false,
+		"gzip;q=0.0":              false,
+		"gzip; Q=0.000":           false,
+		"gzip;q=oops":             false,
+		"identity":                false,
+		"":                        false,
+		"x-gzip":                  false,
+	} {
+		require.Equal(t, want, acceptsGzip(v), "%q", v)
+	}
+}
