@@ -374,7 +374,7 @@ func (s *Server) serveWebLogin(w http.ResponseWriter, r *http.Request) {
 	ws := s.web
 	switch r.Method {
 	case http.MethodGet:
-		s.renderLogin(w, http.StatusOK, "")
+		s.renderLogin(w, r, http.StatusOK, "")
 	case http.MethodPost:
 		if !s.checkOrigin(w, r) {
 			return
@@ -398,7 +398,7 @@ func (s *Server) serveWebLogin(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Method: "web", Result: "bad_token"})
 			s.log.Info("web sign-in refused: unknown token", "remote", r.RemoteAddr)
-			s.renderLogin(w, http.StatusUnauthorized, "Unknown token: check the token you were given.")
+			s.renderLogin(w, r, http.StatusUnauthorized, "Unknown token: check the token you were given.")
 			return
 		}
 		if _, ok := st.policy.(HashAuthenticator); !ok {
@@ -419,8 +419,13 @@ func (s *Server) serveWebLogin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, code int, msg string) {
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	// One nonce per browser: the form of a sign-in page opened earlier,
+	// in another tab, stays valid.
 	nonce := randomHex(16)
+	if c, err := r.Cookie(webLoginCookie); err == nil && len(c.Value) == len(nonce) && validStateKey(c.Value) {
+		nonce = c.Value
+	}
 	http.SetCookie(w, &http.Cookie{Name: webLoginCookie, Value: nonce, Path: "/web", MaxAge: int(webLoginLifetime / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	s.render(w, code, "login.html", map[string]any{"CSRF": s.web.signer.loginCSRF(nonce), "Error": msg, "SSO": s.webSSOEnabled()})

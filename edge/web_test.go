@@ -861,3 +861,16 @@ func TestWebTerminalAcrossTheCluster(t *testing.T) {
 	b.hc.Jar.SetCookies(u, []*http.Cookie{&saved})
 	require.Equal(t, http.StatusSeeOther, on1(), "e1 accepted a cookie signed out on e2")
 }
+
+// TestWebSignInFromAnEarlierTab: opening the sign-in page again, in
+// another tab, leaves the form of the first one valid.
+func TestWebSignInFromAnEarlierTab(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	_, first := b.do("GET", "/web/login", nil, nil)
+	_, second := b.do("GET", "/web/login", nil, nil)
+	require.Equal(t, find(t, csrfField, first), find(t, csrfField, second))
+	resp, page := b.do("POST", "/web/login", url.Values{"token": {opsToken}, "csrf": {find(t, csrfField, first)}}, map[string]string{"Origin": b.origin})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	require.NotNil(t, b.cookie("tether_session"))
+}

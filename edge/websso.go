@@ -94,7 +94,7 @@ func (s *Server) serveWebSSOStart(w http.ResponseWriter, r *http.Request) {
 	oc, err := s.webOAuth(r.Context())
 	if err != nil {
 		s.log.Warn("web SSO: identity provider unreachable", "err", err)
-		s.renderLogin(w, http.StatusBadGateway, "The identity provider cannot be reached; try again later, or sign in with a token.")
+		s.renderLogin(w, r, http.StatusBadGateway, "The identity provider cannot be reached; try again later, or sign in with a token.")
 		return
 	}
 	st := webSSOState{State: randomHex(16), Nonce: randomHex(16), Verifier: oauth2.GenerateVerifier(),
@@ -111,7 +111,7 @@ func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, reason, msg string) {
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Method: "web", Result: reason})
 		s.log.Info("web SSO sign-in refused", "reason", reason, "remote", r.RemoteAddr)
-		s.renderLogin(w, code, msg)
+		s.renderLogin(w, r, code, msg)
 	}
 	c, err := r.Cookie(webSSOCookie)
 	var st webSSOState
