@@ -161,6 +161,8 @@ func randomCuts(seed uint64, n int, size int64) []int64 {
 type resumeRig struct {
 	proxy  *cutProxy
 	dialer *client.Dialer
+	broker *testbroker.Broker
+	srv    *files.Server
 }
 
 func newResumeRig(t testing.TB, dir string, down bool, cuts []int64) *resumeRig {
@@ -172,7 +174,7 @@ func newResumeRig(t testing.TB, dir string, down bool, cuts []int64) *resumeRig 
 	p := newCutProxy(t, b.Addr(), down, cuts)
 	d := b.Dialer(nil)
 	d.Edge = "https://" + p.ln.Addr().String()
-	return &resumeRig{proxy: p, dialer: d}
+	return &resumeRig{proxy: p, dialer: d, broker: b, srv: srv}
 }
 
 // retry runs op on a fresh session until it succeeds or fails with
@@ -281,4 +283,40 @@ func TestResumeRestartsWhenTheFileChanged(t *testing.T) {
 	require.Len(t, offsets, 2)
 	require.Greater(t, offsets[1], int64(0), "the second attempt resumes")
 	require.Equal(t, want, fileSum(t, local2))
+}
+
+// hastyClient dials the rig's device straight (no cuts) with a client
+// that waits only 50 ms for the answer to an opening message: less than
+// it takes to read a partial file of hundreds of MB.
+func (r *resumeRig) hastyClient(t testing.TB) *client.Client {
+	t.Helper()
+	return r.broker.DialClient(t, &transport.Config{OpenTimeout: 50 * time.Millisecond})
+}
+
+const resumeBig = 384 << 20
+
+func TestResumeUploadOfABigPartialAnswersAtOnce(t *testing.T) {
+	dir := tempDir(t)
+	local := filepath.Join(tempDir(t), "firmware.bin")
+	want := writeRandom(t, local, 11, resumeBig)
+	r := newResumeRig(t, dir, false, []int64{resumeBig - 16<<20})
+	dst := filepath.Join(dir, "firmware.bin")
+	cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+	require.NoError(t, err)
+	_, err = files.UploadFile(context.Background(), cl, local, dst, &files.FileOptions{Resume: true})
+	cl.Close()
+	require.True(t, retryable(err), "the first attempt is cut: %v", err)
+	// The device keeps the partial once it sees the connection gone.
+	require.Eventually(t, func() bool { return files.Uploading(r.srv) == 0 }, 30*time.Second, 10*time.Millisecond)
+	fi, err := os.Stat(filepath.Join(dir, ".firmware.bin.tether-part"))
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(resumeBig/2))
+
+	var offset int64
+	_, err = files.UploadFile(context.Background(), r.hastyClient(t), local, dst, &files.FileOptions{Resume: true,
+		Start: func(i files.Info) error { offset = i.Offset; return nil }})
+	require.NoError(t, err)
+	require.Greater(t, offset, int64(resumeBig/2), "the upload resumes")
+	require.Equal(t, want, fileSum(t, dst))
+	requireNoLeftovers(t, dir)
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -476,6 +477,15 @@ func (t *transfer) upload() error {
 type sidecar struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// State is the SHA-256 state (crypto/sha256's marshalled digest)
+	// after the partial's first Held bytes, saved when an upload stops,
+	// so that a retry need not read them again: on a slow disk that read
+	// takes longer than the client waits for the answer. It holds only
+	// while the partial has Held bytes and the modification time
+	// HeldMTimeNS; otherwise the partial is read as before.
+	Held        int64  `json:"held,omitempty"`
+	HeldMTimeNS int64  `json:"held_mtime_ns,omitempty"`
+	State       []byte `json:"state,omitempty"`
 }
 
 func (t *transfer) uploadRaw() error {
@@ -563,6 +573,9 @@ func (t *transfer) uploadRaw() error {
 			t.log.Info("upload abandoned by the client", "path", t.req.Path, "reason", rfe.Reason)
 			return nil
 		case isStreamErr(err):
+			if keep {
+				t.saveState(f, name, x, h, off+n)
+			}
 			return err
 		case errors.Is(err, ErrLimit) || errors.Is(err, ErrFrame):
 			discard()
@@ -604,6 +617,13 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 			f, err := t.root.OpenFile(name, os.O_RDWR|oNoFollow, 0)
 			if err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= x.Size {
+					if sc.Held > 0 && sc.Held == fi.Size() && sc.HeldMTimeNS == fi.ModTime().UnixNano() &&
+						h.(encoding.BinaryUnmarshaler).UnmarshalBinary(sc.State) == nil {
+						if _, err := f.Seek(sc.Held, io.SeekStart); err == nil {
+							return name, f, sc.Held, nil
+						}
+					}
+					h.Reset()
 					off, err := io.Copy(h, f)
 					if err == nil && off == fi.Size() {
 						return name, f, off, nil
@@ -626,6 +646,26 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 		return "", nil, 0, fmt.Errorf("create the partial file of %s: %w", t.req.Path, unwrapPath(err))
 	}
 	return name, f, 0, nil
+}
+
+// saveState records in the partial's sidecar the state of h, which
+// hashed the partial's first held bytes, with the partial's size and
+// modification time, so that the next attempt resumes without reading
+// them. A partial whose size is not held (a write that failed part way)
+// keeps the sidecar it had, and is read on resume.
+func (t *transfer) saveState(f *os.File, name string, x *Ext, h hash.Hash, held int64) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != held || held == 0 {
+		return
+	}
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return
+	}
+	b, _ := json.Marshal(sidecar{Size: x.Size, SHA256: x.SHA256, Held: held, HeldMTimeNS: fi.ModTime().UnixNano(), State: state})
+	if err := t.root.WriteFile(name+".json", b, 0o600); err != nil {
+		t.log.Warn("partial upload: sidecar not updated", "path", t.req.Path, "err", err)
+	}
 }
 
 // commit gives the checked file its mode, owner and time, syncs it and
