@@ -320,3 +320,95 @@ func TestResumeUploadOfABigPartialAnswersAtOnce(t *testing.T) {
 	require.Equal(t, want, fileSum(t, dst))
 	requireNoLeftovers(t, dir)
 }
+
+func TestResumeDownloadOfABigPrefixAnswersAtOnce(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "gzip"}[gz], func(t *testing.T) {
+			dir := tempDir(t)
+			src := filepath.Join(dir, "firmware.bin")
+			want := writeRandom(t, src, 12, resumeBig)
+			r := newResumeRig(t, dir, true, []int64{resumeBig - 16<<20})
+			local := filepath.Join(tempDir(t), "copy.bin")
+			cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+			require.NoError(t, err)
+			_, err = files.DownloadFile(context.Background(), cl, src, local, &files.FileOptions{Resume: true})
+			cl.Close()
+			require.True(t, retryable(err), "the first attempt is cut: %v", err)
+			fi, err := os.Stat(local + files.PartialSuffix)
+			require.NoError(t, err)
+			require.Greater(t, fi.Size(), int64(resumeBig/2))
+
+			var offset int64
+			_, err = files.DownloadFile(context.Background(), r.hastyClient(t), src, local, &files.FileOptions{Resume: true, Gzip: gz,
+				Start: func(i files.Info) error { offset = i.Offset; return nil }})
+			require.NoError(t, err)
+			require.Equal(t, fi.Size(), offset, "the download resumes")
+			require.Equal(t, want, fileSum(t, local))
+			requireNoLeftovers(t, filepath.Dir(local))
+		})
+	}
+}
+
+// flipByte changes the byte at off of the file at name.
+func flipByte(t testing.TB, name string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+func TestResumeDetectsAChangedPrefix(t *testing.T) {
+	const size = 8 << 20
+	t.Run("download", func(t *testing.T) {
+		dir := tempDir(t)
+		src := filepath.Join(dir, "log.bin")
+		writeRandom(t, src, 13, size)
+		r := newResumeRig(t, dir, true, []int64{size / 2})
+		local := filepath.Join(tempDir(t), "log.bin")
+		cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+		require.NoError(t, err)
+		_, err = files.DownloadFile(context.Background(), cl, src, local, &files.FileOptions{Resume: true})
+		cl.Close()
+		require.True(t, retryable(err), "the first attempt is cut: %v", err)
+		flipByte(t, local+files.PartialSuffix, 1000)
+
+		var offset int64
+		_, err = files.DownloadFile(context.Background(), r.hastyClient(t), src, local, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.Greater(t, offset, int64(0))
+		require.ErrorIs(t, err, files.ErrChecksum)
+	})
+	t.Run("upload", func(t *testing.T) {
+		dir := tempDir(t)
+		local := filepath.Join(tempDir(t), "log.bin")
+		writeRandom(t, local, 14, size)
+		r := newResumeRig(t, dir, false, []int64{size / 2})
+		dst := filepath.Join(dir, "log.bin")
+		cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+		require.NoError(t, err)
+		_, err = files.UploadFile(context.Background(), cl, local, dst, &files.FileOptions{Resume: true})
+		cl.Close()
+		require.True(t, retryable(err), "the first attempt is cut: %v", err)
+		require.Eventually(t, func() bool { return files.Uploading(r.srv) == 0 }, 30*time.Second, 10*time.Millisecond)
+		part := filepath.Join(dir, ".log.bin.tether-part")
+		fi, err := os.Stat(part)
+		require.NoError(t, err)
+		flipByte(t, part, 1000)
+		// A file system with a coarse clock may leave the time as it was.
+		require.NoError(t, os.Chtimes(part, time.Now(), fi.ModTime().Add(time.Second)))
+
+		var offset int64
+		_, err = files.UploadFile(context.Background(), r.hastyClient(t), local, dst, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.Equal(t, fi.Size(), offset)
+		require.ErrorIs(t, err, files.ErrChecksum)
+		_, err = os.Stat(dst)
+		require.ErrorIs(t, err, os.ErrNotExist, "the target is not written")
+	})
+}

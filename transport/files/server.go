@@ -101,6 +101,8 @@ type Server struct {
 
 	// wrapFile wraps what an upload writes to (tests inject errors).
 	wrapFile func(io.Writer) io.Writer
+	// keepAlive replaces the constant of the same name (tests).
+	keepAlive time.Duration
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -335,26 +337,64 @@ func (t *transfer) downloadRaw() error {
 	if x.Offset > 0 && x.Size == size && x.MTimeNS == mtime && x.Offset <= size {
 		off = x.Offset
 	}
-	h := sha256.New()
-	if off > 0 {
-		if _, err := io.CopyN(h, f, off); err != nil {
-			return fmt.Errorf("read %s: %w", t.req.Path, unwrapPath(err))
-		}
-	}
 	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off, Size: size, MTimeNS: mtime, Mode: uint32(fi.Mode().Perm())})
 	if err := wire.WriteOK(t.st, ans); err != nil {
 		return err
 	}
 	fw := newFrameWriter(t.idleRW())
-	src := io.TeeReader(io.LimitReader(f, size-off), h)
+	// The trailer carries the whole file's SHA-256. From the start, it is
+	// that of the bytes sent. On a resume, the bytes before off must be
+	// read too, which on a slow disk takes longer than the client waits
+	// for the answer: they are hashed after the answer, with the rest of
+	// the file, while the body goes out; the body's last bytes are held
+	// back until that ends, and go out one at a time meanwhile so that the
+	// client sees progress.
+	h := sha256.New()
+	var (
+		src  io.Reader = io.TeeReader(io.LimitReader(f, size), h)
+		fh   *fileHasher
+		hold []byte
+	)
+	if off > 0 {
+		src = io.NewSectionReader(f, off, size-off)
+		hold = make([]byte, min(size-off, holdBack))
+		fh = startHashFile(t.ctx, f, size)
+		defer fh.stop()
+	}
+	body := io.LimitReader(src, size-off-int64(len(hold)))
 	var n int64
+	var zw *gzip.Writer
 	if x.Gzip {
-		zw, _ := gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
-		if n, err = io.Copy(zw, src); err == nil {
+		zw, _ = gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
+		if n, err = io.Copy(zw, body); err == nil && len(hold) == 0 {
 			err = zw.Close()
 		}
 	} else {
-		n, err = fw.ReadFrom(src)
+		n, err = fw.ReadFrom(body)
+	}
+	if err == nil && len(hold) > 0 {
+		var k int
+		k, err = io.ReadFull(src, hold)
+		n += int64(k)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			hold, err = hold[:k], nil
+		}
+	}
+	var sum string
+	if err == nil && n == size-off {
+		if fh == nil {
+			sum = sumHex(h.Sum(nil))
+		} else {
+			sum, err = t.sendHeld(fw, zw, hold, fh)
+		}
+		if herr := (*hashError)(nil); errors.As(err, &herr) {
+			if herr.n < size {
+				n = herr.n - off
+				err = nil
+			} else {
+				err = herr.err
+			}
+		}
 	}
 	switch {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
@@ -366,13 +406,151 @@ func (t *transfer) downloadRaw() error {
 	case n < size-off:
 		return fw.end(FrameError, []byte(fmt.Sprintf("%s shrank from %d to %d bytes while being sent; try again", t.req.Path, size, off+n)))
 	}
-	sum := sumHex(h.Sum(nil))
 	tr, _ := json.Marshal(Trailer{Size: size, SHA256: sum})
 	if err := fw.end(FrameTrailer, tr); err != nil {
 		return err
 	}
 	t.log.Info("file sent", "path", t.req.Path, "offset", off, "bytes", n, "sha256", sum)
 	return t.st.CloseWrite()
+}
+
+// holdBack is the most bytes a resumed download holds back until the
+// whole file is hashed; keepAlive is how often it sends one of them
+// meanwhile, well within the 60 s a client waits for data.
+const (
+	holdBack  = 4096
+	keepAlive = 5 * time.Second
+)
+
+// sendHeld sends the body's last bytes, hold, once fh has the whole
+// file's checksum, and one of them every keepAlive until then. zw, when
+// not nil, is the gzip stream of the body, still open. It returns the
+// checksum.
+func (t *transfer) sendHeld(fw *frameWriter, zw *gzip.Writer, hold []byte, fh *fileHasher) (string, error) {
+	var w io.Writer = dataWriter{fw}
+	if zw != nil {
+		w = zw
+	}
+	// send writes p and pushes it, and all before it, out to the client.
+	send := func(p []byte) error {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		if zw != nil {
+			if err := zw.Flush(); err != nil {
+				return err
+			}
+		}
+		return fw.flush()
+	}
+	if err := send(nil); err != nil {
+		return "", err
+	}
+	every := t.srv.keepAlive
+	if every <= 0 {
+		every = keepAlive
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for len(hold) > 1 && !fh.done() {
+		select {
+		case r := <-fh.c:
+			fh.res = &r
+		case <-tick.C:
+			if err := send(hold[:1]); err != nil {
+				return "", err
+			}
+			hold = hold[1:]
+		}
+	}
+	r := fh.result()
+	if r.err != nil {
+		return "", r.err
+	}
+	if _, err := w.Write(hold); err != nil {
+		return "", err
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return "", err
+		}
+	}
+	return r.sum, nil
+}
+
+// fileHasher hashes a file in a goroutine of its own.
+type fileHasher struct {
+	c      chan hashResult
+	cancel context.CancelFunc
+	res    *hashResult
+}
+
+func startHashFile(ctx context.Context, f *os.File, size int64) *fileHasher {
+	ctx, cancel := context.WithCancel(ctx)
+	fh := &fileHasher{c: make(chan hashResult, 1), cancel: cancel}
+	go func() { fh.c <- hashFile(ctx, f, size) }()
+	return fh
+}
+
+// got waits for the result, unless it is in.
+func (fh *fileHasher) got() {
+	if fh.res == nil {
+		r := <-fh.c
+		fh.res = &r
+	}
+}
+
+func (fh *fileHasher) done() bool { return fh.res != nil }
+
+// result waits for the result.
+func (fh *fileHasher) result() hashResult {
+	fh.got()
+	return *fh.res
+}
+
+// stop ends the hashing, and waits until the file is no longer read.
+func (fh *fileHasher) stop() {
+	fh.cancel()
+	fh.got()
+}
+
+// hashResult is the outcome of hashFile.
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashError is a failed read of the file being hashed: at offset n, the
+// end of a file that shrank (err nil), or err.
+type hashError struct {
+	n   int64
+	err error
+}
+
+func (e *hashError) Error() string { return fmt.Sprintf("at %d: %v", e.n, e.err) }
+
+// hashFile returns the SHA-256 of f's first size bytes, read at their
+// offsets (the file's own offset is another reader's), or a *hashError.
+// It stops early when ctx ends.
+func hashFile(ctx context.Context, f *os.File, size int64) hashResult {
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	var n int64
+	for n < size {
+		if err := ctx.Err(); err != nil {
+			return hashResult{err: err}
+		}
+		k, err := f.ReadAt(buf[:min(int64(len(buf)), size-n)], n)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF && n < size {
+			return hashResult{err: &hashError{n: n}}
+		}
+		if err != nil && err != io.EOF {
+			return hashResult{err: &hashError{n: size, err: err}}
+		}
+	}
+	return hashResult{sum: sumHex(h.Sum(nil))}
 }
 
 // isStreamErr reports an error of the stream itself (reset, lost,
