@@ -106,37 +106,60 @@ type Server struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	busy map[string]chan struct{} // uploads in progress, by target; closed when done
+	busy map[string]*upload // uploads in progress, by target
 }
 
-// lock waits until no other upload writes to target, for at most d.
-func (s *Server) lock(ctx context.Context, target string, d time.Duration) (unlock func(), err error) {
+// upload is an upload in progress.
+type upload struct {
+	done chan struct{} // closed when it ends
+	// file is the size and SHA-256 of the file it writes, or "" (no
+	// partial is kept).
+	file string
+	st   *transport.Stream
+	// preempt is closed when a retry of the same file takes its place.
+	preempt chan struct{}
+	once    sync.Once
+}
+
+// lock waits until no other upload writes to target, for at most d. An
+// upload of the same file (file, when not "") is a retry whose earlier
+// attempt the device may not yet know to be cut (the client's side of the
+// connection was lost): the retry takes its place at once, rather than
+// make the client wait beyond its patience for the answer. The upload
+// ended so keeps its partial, with the hash state of what it received.
+func (s *Server) lock(ctx context.Context, target, file string, st *transport.Stream, d time.Duration) (u *upload, unlock func(), err error) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
 		if s.busy == nil {
-			s.busy = make(map[string]chan struct{})
+			s.busy = make(map[string]*upload)
 		}
-		ch, held := s.busy[target]
-		if !held {
-			ch = make(chan struct{})
-			s.busy[target] = ch
+		held, ok := s.busy[target]
+		if !ok {
+			u := &upload{done: make(chan struct{}), file: file, st: st, preempt: make(chan struct{})}
+			s.busy[target] = u
 			s.mu.Unlock()
-			return func() {
+			return u, func() {
 				s.mu.Lock()
 				delete(s.busy, target)
 				s.mu.Unlock()
-				close(ch)
+				close(u.done)
 			}, nil
 		}
 		s.mu.Unlock()
+		if file != "" && held.file == file {
+			held.once.Do(func() {
+				close(held.preempt)
+				_ = held.st.Abort()
+			})
+		}
 		select {
-		case <-ch:
+		case <-held.done:
 		case <-timer.C:
-			return nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
+			return nil, nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 }
@@ -286,6 +309,17 @@ type transfer struct {
 	req  Request
 	st   *transport.Stream
 	log  *slog.Logger
+	up   *upload // an upload's hold on its target
+}
+
+// preempted reports an upload whose place a retry took.
+func (t *transfer) preempted() bool {
+	select {
+	case <-t.up.preempt:
+		return true
+	default:
+		return false
+	}
 }
 
 func (t *transfer) ext() *Ext { return t.req.Tether }
@@ -366,7 +400,7 @@ func (t *transfer) downloadRaw() error {
 	var zw *gzip.Writer
 	if x.Gzip {
 		zw, _ = gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
-		if n, err = io.Copy(zw, body); err == nil && len(hold) == 0 {
+		if n, err = io.Copy(zw, body); err == nil && fh == nil {
 			err = zw.Close()
 		}
 	} else {
@@ -691,11 +725,16 @@ func (t *transfer) uploadRaw() error {
 	}
 	// A retry may arrive while the device still serves the attempt whose
 	// connection was lost: it waits for that one to end.
-	unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, t.cfg.idle())
+	var file string
+	if x.SHA256 != "" {
+		file = fmt.Sprintf("%d %s", x.Size, x.SHA256)
+	}
+	up, unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, file, t.st, t.cfg.idle())
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	t.up = up
 	lim := t.cfg.limits()
 	if x.Size > lim.maxBytes() {
 		return fmt.Errorf("%s: %d bytes is more than this device accepts (files.max_size, %d bytes)", t.req.Path, x.Size, lim.maxBytes())
@@ -750,9 +789,11 @@ func (t *transfer) uploadRaw() error {
 			discard()
 			t.log.Info("upload abandoned by the client", "path", t.req.Path, "reason", rfe.Reason)
 			return nil
-		case isStreamErr(err):
+		case isStreamErr(err) || errors.Is(err, errEndedEarly):
+			// The client went away: a retry resumes. (A client that gave
+			// up waiting for the answer closes the stream at once.)
 			if keep {
-				t.saveState(f, name, x, h, off+n)
+				t.saveStateOf(f, name, x, h, off+n)
 			}
 			return err
 		case errors.Is(err, ErrLimit) || errors.Is(err, ErrFrame):
@@ -795,16 +836,20 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 			f, err := t.root.OpenFile(name, os.O_RDWR|oNoFollow, 0)
 			if err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= x.Size {
-					if sc.Held > 0 && sc.Held == fi.Size() && sc.HeldMTimeNS == fi.ModTime().UnixNano() &&
+					var from int64
+					if sc.Held > 0 && sc.Held <= fi.Size() && sc.HeldMTimeNS == fi.ModTime().UnixNano() &&
 						h.(encoding.BinaryUnmarshaler).UnmarshalBinary(sc.State) == nil {
-						if _, err := f.Seek(sc.Held, io.SeekStart); err == nil {
-							return name, f, sc.Held, nil
-						}
+						from = sc.Held
+					} else {
+						h.Reset()
 					}
-					h.Reset()
-					off, err := io.Copy(h, f)
-					if err == nil && off == fi.Size() {
-						return name, f, off, nil
+					err := t.hashPartial(f, name, x, h, from, fi)
+					if err == nil {
+						return name, f, fi.Size(), nil
+					}
+					if errors.Is(err, errPreempted) {
+						f.Close()
+						return "", nil, 0, err
 					}
 				}
 				f.Close()
@@ -826,21 +871,63 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 	return name, f, 0, nil
 }
 
+// checkpointEvery is how many bytes of a partial upload are hashed
+// between two saves of the hash state, when the partial is read on
+// resume: a retry after the client gave up waiting goes on from there.
+const checkpointEvery = 64 << 20
+
+// errPreempted ends an upload that a retry of the same file replaces.
+var errPreempted = errors.New("files: a retry of this upload took its place")
+
+// hashPartial hashes into h the bytes of the partial f (whose FileInfo is
+// fi) from offset from on, h holding the state for the bytes before it,
+// and saves the state in the sidecar every checkpointEvery bytes. It
+// leaves f's offset at its end.
+func (t *transfer) hashPartial(f *os.File, name string, x *Ext, h hash.Hash, from int64, fi fs.FileInfo) error {
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return err
+	}
+	mt := fi.ModTime().UnixNano()
+	buf := make([]byte, 256<<10)
+	for pos := from; pos < fi.Size(); {
+		if t.preempted() {
+			t.saveState(name, x, h, pos, mt)
+			return errPreempted
+		}
+		k, err := io.ReadFull(f, buf[:min(int64(len(buf)), fi.Size()-pos)])
+		h.Write(buf[:k])
+		pos += int64(k)
+		if err != nil {
+			return err
+		}
+		if pos/checkpointEvery != (pos-int64(k))/checkpointEvery || pos == fi.Size() {
+			t.saveState(name, x, h, pos, mt)
+		}
+	}
+	return nil
+}
+
+// saveStateOf saves the state of h, which hashed the first held bytes of
+// the partial f, when the partial has that size: a write that failed part
+// way leaves the sidecar as it was, and the partial is read on resume.
+func (t *transfer) saveStateOf(f *os.File, name string, x *Ext, h hash.Hash, held int64) {
+	if fi, err := f.Stat(); err == nil && fi.Size() == held {
+		t.saveState(name, x, h, held, fi.ModTime().UnixNano())
+	}
+}
+
 // saveState records in the partial's sidecar the state of h, which
-// hashed the partial's first held bytes, with the partial's size and
-// modification time, so that the next attempt resumes without reading
-// them. A partial whose size is not held (a write that failed part way)
-// keeps the sidecar it had, and is read on resume.
-func (t *transfer) saveState(f *os.File, name string, x *Ext, h hash.Hash, held int64) {
-	fi, err := f.Stat()
-	if err != nil || fi.Size() != held || held == 0 {
+// hashed the partial's first held bytes, with the partial's modification
+// time mtime, so that the next attempt need not read them again.
+func (t *transfer) saveState(name string, x *Ext, h hash.Hash, held, mtime int64) {
+	if held == 0 {
 		return
 	}
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return
 	}
-	b, _ := json.Marshal(sidecar{Size: x.Size, SHA256: x.SHA256, Held: held, HeldMTimeNS: fi.ModTime().UnixNano(), State: state})
+	b, _ := json.Marshal(sidecar{Size: x.Size, SHA256: x.SHA256, Held: held, HeldMTimeNS: mtime, State: state})
 	if err := t.root.WriteFile(name+".json", b, 0o600); err != nil {
 		t.log.Warn("partial upload: sidecar not updated", "path", t.req.Path, "err", err)
 	}
