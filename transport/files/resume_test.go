@@ -418,6 +418,12 @@ func TestResumeDetectsAChangedPrefix(t *testing.T) {
 }
 
 func TestResumeUploadOfAnUnhashedPartialGetsFurtherEachTime(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "gzip"}[gz], func(t *testing.T) { testUnhashedPartial(t, gz) })
+	}
+}
+
+func testUnhashedPartial(t *testing.T, gz bool) {
 	dir := tempDir(t)
 	local := filepath.Join(tempDir(t), "firmware.bin")
 	want := writeRandom(t, local, 15, resumeBig)
@@ -444,7 +450,7 @@ func TestResumeUploadOfAnUnhashedPartialGetsFurtherEachTime(t *testing.T) {
 	cl2 := r.hastyClient(t)
 	var offset int64
 	for attempt := 1; ; attempt++ {
-		_, err = files.UploadFile(context.Background(), cl2, local, dst, &files.FileOptions{Resume: true,
+		_, err = files.UploadFile(context.Background(), cl2, local, dst, &files.FileOptions{Resume: true, Gzip: gz,
 			Start: func(i files.Info) error { offset = i.Offset; return nil }})
 		if err == nil {
 			t.Logf("done after %d attempts", attempt)

@@ -1061,6 +1061,9 @@ func (g *gunzipFrames) Read(p []byte) (int, error) {
 	if g.zr == nil {
 		zr, err := gzip.NewReader(g.fr)
 		if err != nil {
+			if errors.Is(err, errEndedEarly) {
+				return 0, err
+			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				// The body ended before any data: take the end frame's word.
 				if _, ferr := g.fr.Read(p[:0]); ferr != nil && ferr != io.EOF {
