@@ -368,6 +368,11 @@ type frameReader struct {
 	hdr     [3]byte
 }
 
+// errEndedEarly marks a raw body whose stream ended (the sender closed
+// it) before the last frame: the sender went away, as when its connection
+// is lost. Its message is empty so that the error reads as before.
+var errEndedEarly = errors.New("")
+
 // RemoteFrameError is the reason of an error frame.
 type RemoteFrameError struct{ Reason string }
 
@@ -386,7 +391,7 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 	n, err := fr.r.Read(p[:min(len(p), fr.left)])
 	fr.left -= n
 	if err == io.EOF {
-		err = fmt.Errorf("%w: the stream ended inside a data frame", ErrFrame)
+		err = fmt.Errorf("%w: the stream ended inside a data frame%w", ErrFrame, errEndedEarly)
 	}
 	if err != nil {
 		fr.done, fr.err = true, err
@@ -397,7 +402,7 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 func (fr *frameReader) next() error {
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return fmt.Errorf("%w: the stream ended before the trailer", ErrFrame)
+			return fmt.Errorf("%w: the stream ended before the trailer%w", ErrFrame, errEndedEarly)
 		}
 		return err
 	}
@@ -409,7 +414,7 @@ func (fr *frameReader) next() error {
 	case FrameTrailer, FrameError:
 		p := make([]byte, n)
 		if _, err := io.ReadFull(fr.r, p); err != nil {
-			return fmt.Errorf("%w: the stream ended inside the %v frame", ErrFrame, t)
+			return fmt.Errorf("%w: the stream ended inside the %v frame%w", ErrFrame, t, errEndedEarly)
 		}
 		tr, err := lastFrame(t, p)
 		if err != nil {

@@ -2,6 +2,7 @@ package files_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -161,18 +162,23 @@ func randomCuts(seed uint64, n int, size int64) []int64 {
 type resumeRig struct {
 	proxy  *cutProxy
 	dialer *client.Dialer
+	broker *testbroker.Broker
+	srv    *files.Server
 }
 
 func newResumeRig(t testing.TB, dir string, down bool, cuts []int64) *resumeRig {
 	t.Helper()
 	srv := &files.Server{}
 	srv.SetConfig(files.Config{Read: []string{dir}, Write: []string{dir}, MaxSize: 1 << 30})
+	if tt, ok := t.(*testing.T); ok {
+		srv.Logger = testbroker.Logger(tt)
+	}
 	b := testbroker.New(t, nil)
 	b.StartDevice(t, nil, map[wire.MsgType]device.Handler{wire.MsgFileTransfer: srv.Serve})
 	p := newCutProxy(t, b.Addr(), down, cuts)
 	d := b.Dialer(nil)
 	d.Edge = "https://" + p.ln.Addr().String()
-	return &resumeRig{proxy: p, dialer: d}
+	return &resumeRig{proxy: p, dialer: d, broker: b, srv: srv}
 }
 
 // retry runs op on a fresh session until it succeeds or fails with
@@ -281,4 +287,287 @@ func TestResumeRestartsWhenTheFileChanged(t *testing.T) {
 	require.Len(t, offsets, 2)
 	require.Greater(t, offsets[1], int64(0), "the second attempt resumes")
 	require.Equal(t, want, fileSum(t, local2))
+}
+
+// hastyClient dials the rig's device straight (no cuts) with a client
+// that waits only 50 ms for the answer to an opening message: less than
+// it takes to read a partial file of hundreds of MB.
+func (r *resumeRig) hastyClient(t testing.TB) *client.Client {
+	t.Helper()
+	return r.broker.DialClient(t, &transport.Config{OpenTimeout: 50 * time.Millisecond})
+}
+
+const resumeBig = 384 << 20
+
+func TestResumeUploadOfABigPartialAnswersAtOnce(t *testing.T) {
+	dir := tempDir(t)
+	local := filepath.Join(tempDir(t), "firmware.bin")
+	want := writeRandom(t, local, 11, resumeBig)
+	r := newResumeRig(t, dir, false, []int64{resumeBig - 16<<20})
+	dst := filepath.Join(dir, "firmware.bin")
+	cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+	require.NoError(t, err)
+	_, err = files.UploadFile(context.Background(), cl, local, dst, &files.FileOptions{Resume: true})
+	cl.Close()
+	require.True(t, retryable(err), "the first attempt is cut: %v", err)
+	// The device keeps the partial once it sees the connection gone.
+	require.Eventually(t, func() bool { return files.Uploading(r.srv) == 0 }, 30*time.Second, 10*time.Millisecond)
+	fi, err := os.Stat(filepath.Join(dir, ".firmware.bin.tether-part"))
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(resumeBig/2))
+
+	var offset int64
+	_, err = files.UploadFile(context.Background(), r.hastyClient(t), local, dst, &files.FileOptions{Resume: true,
+		Start: func(i files.Info) error { offset = i.Offset; return nil }})
+	require.NoError(t, err)
+	require.Greater(t, offset, int64(resumeBig/2), "the upload resumes")
+	require.Equal(t, want, fileSum(t, dst))
+	requireNoLeftovers(t, dir)
+}
+
+func TestResumeDownloadOfABigPrefixAnswersAtOnce(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "gzip"}[gz], func(t *testing.T) {
+			dir := tempDir(t)
+			src := filepath.Join(dir, "firmware.bin")
+			want := writeRandom(t, src, 12, resumeBig)
+			r := newResumeRig(t, dir, true, []int64{resumeBig - 16<<20})
+			local := filepath.Join(tempDir(t), "copy.bin")
+			cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+			require.NoError(t, err)
+			_, err = files.DownloadFile(context.Background(), cl, src, local, &files.FileOptions{Resume: true})
+			cl.Close()
+			require.True(t, retryable(err), "the first attempt is cut: %v", err)
+			fi, err := os.Stat(local + files.PartialSuffix)
+			require.NoError(t, err)
+			require.Greater(t, fi.Size(), int64(resumeBig/2))
+
+			var offset int64
+			_, err = files.DownloadFile(context.Background(), r.hastyClient(t), src, local, &files.FileOptions{Resume: true, Gzip: gz,
+				Start: func(i files.Info) error { offset = i.Offset; return nil }})
+			require.NoError(t, err)
+			require.Equal(t, fi.Size(), offset, "the download resumes")
+			require.Equal(t, want, fileSum(t, local))
+			requireNoLeftovers(t, filepath.Dir(local))
+		})
+	}
+}
+
+// flipByte changes the byte at off of the file at name.
+func flipByte(t testing.TB, name string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+func TestResumeDetectsAChangedPrefix(t *testing.T) {
+	const size = 8 << 20
+	t.Run("download", func(t *testing.T) {
+		dir := tempDir(t)
+		src := filepath.Join(dir, "log.bin")
+		writeRandom(t, src, 13, size)
+		r := newResumeRig(t, dir, true, []int64{size / 2})
+		local := filepath.Join(tempDir(t), "log.bin")
+		cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+		require.NoError(t, err)
+		_, err = files.DownloadFile(context.Background(), cl, src, local, &files.FileOptions{Resume: true})
+		cl.Close()
+		require.True(t, retryable(err), "the first attempt is cut: %v", err)
+		flipByte(t, local+files.PartialSuffix, 1000)
+
+		var offset int64
+		_, err = files.DownloadFile(context.Background(), r.hastyClient(t), src, local, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.Greater(t, offset, int64(0))
+		require.ErrorIs(t, err, files.ErrChecksum)
+	})
+	t.Run("upload", func(t *testing.T) {
+		dir := tempDir(t)
+		local := filepath.Join(tempDir(t), "log.bin")
+		writeRandom(t, local, 14, size)
+		r := newResumeRig(t, dir, false, []int64{size / 2})
+		dst := filepath.Join(dir, "log.bin")
+		cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+		require.NoError(t, err)
+		_, err = files.UploadFile(context.Background(), cl, local, dst, &files.FileOptions{Resume: true})
+		cl.Close()
+		require.True(t, retryable(err), "the first attempt is cut: %v", err)
+		require.Eventually(t, func() bool { return files.Uploading(r.srv) == 0 }, 30*time.Second, 10*time.Millisecond)
+		part := filepath.Join(dir, ".log.bin.tether-part")
+		fi, err := os.Stat(part)
+		require.NoError(t, err)
+		flipByte(t, part, 1000)
+		// A file system with a coarse clock may leave the time as it was.
+		require.NoError(t, os.Chtimes(part, time.Now(), fi.ModTime().Add(time.Second)))
+
+		var offset int64
+		_, err = files.UploadFile(context.Background(), r.hastyClient(t), local, dst, &files.FileOptions{Resume: true,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.Equal(t, fi.Size(), offset)
+		require.ErrorIs(t, err, files.ErrChecksum)
+		_, err = os.Stat(dst)
+		require.ErrorIs(t, err, os.ErrNotExist, "the target is not written")
+	})
+}
+
+func TestResumeUploadOfAnUnhashedPartialGetsFurtherEachTime(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "gzip"}[gz], func(t *testing.T) { testUnhashedPartial(t, gz) })
+	}
+}
+
+func testUnhashedPartial(t *testing.T, gz bool) {
+	dir := tempDir(t)
+	local := filepath.Join(tempDir(t), "firmware.bin")
+	want := writeRandom(t, local, 15, resumeBig)
+	r := newResumeRig(t, dir, false, []int64{resumeBig - 16<<20})
+	dst := filepath.Join(dir, "firmware.bin")
+	cl, err := r.dialer.Dial(context.Background(), testbroker.DeviceID)
+	require.NoError(t, err)
+	_, err = files.UploadFile(context.Background(), cl, local, dst, &files.FileOptions{Resume: true})
+	cl.Close()
+	require.True(t, retryable(err), "the first attempt is cut: %v", err)
+	require.Eventually(t, func() bool { return files.Uploading(r.srv) == 0 }, 30*time.Second, 10*time.Millisecond)
+	// The sidecar holds no hash state, as when the agent was killed.
+	side := filepath.Join(dir, ".firmware.bin.tether-part.json")
+	b, err := os.ReadFile(side)
+	require.NoError(t, err)
+	var sc map[string]any
+	require.NoError(t, json.Unmarshal(b, &sc))
+	b, err = json.Marshal(map[string]any{"size": sc["size"], "sha256": sc["sha256"]})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(side, b, 0o600))
+
+	// Each client gives up on the answer before the partial is read, and
+	// each retry goes on from where the one before stopped reading it.
+	cl2 := r.hastyClient(t)
+	var offset int64
+	for attempt := 1; ; attempt++ {
+		_, err = files.UploadFile(context.Background(), cl2, local, dst, &files.FileOptions{Resume: true, Gzip: gz,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		if err == nil {
+			t.Logf("done after %d attempts", attempt)
+			break
+		}
+		require.Less(t, attempt, 200, "attempt %d: %v", attempt, err)
+		require.ErrorContains(t, err, "no answer within")
+	}
+	require.Greater(t, offset, int64(resumeBig/2), "the upload resumes")
+	require.Equal(t, want, fileSum(t, dst))
+	requireNoLeftovers(t, dir)
+}
+
+// stallReader yields r's first n bytes, then blocks until release closes.
+type stallReader struct {
+	r       io.Reader
+	n       int64
+	release chan struct{}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if s.n <= 0 {
+		<-s.release
+		return 0, errors.New("released")
+	}
+	p = p[:min(int64(len(p)), s.n)]
+	k, err := s.r.Read(p)
+	s.n -= int64(k)
+	return k, err
+}
+
+func TestRetriedUploadTakesThePlaceOfAStalledOne(t *testing.T) {
+	const size = 32 << 20
+	dir := tempDir(t)
+	local := filepath.Join(tempDir(t), "firmware.bin")
+	want := writeRandom(t, local, 16, size)
+	srv := rwServer(dir)
+	cl := rig(t, srv)
+	dst := filepath.Join(dir, "firmware.bin")
+
+	// The first attempt stalls half way, its connection apparently alive.
+	f, err := os.Open(local)
+	require.NoError(t, err)
+	defer f.Close()
+	stall := &stallReader{r: f, n: size / 2, release: make(chan struct{})}
+	defer close(stall.release)
+	first := make(chan error, 1)
+	go func() {
+		_, err := files.Upload(context.Background(), cl, dst, stall, &files.UploadOptions{Size: size, SHA256: want, Name: "firmware.bin"})
+		first <- err
+	}()
+	require.Eventually(t, func() bool {
+		fi, err := os.Stat(filepath.Join(dir, ".firmware.bin.tether-part"))
+		return err == nil && fi.Size() > 0
+	}, 30*time.Second, 10*time.Millisecond)
+
+	// A retry of the same file does not wait for it.
+	var offset int64
+	_, err = files.UploadFile(context.Background(), rig(t, srv), local, dst, &files.FileOptions{Resume: true,
+		Start: func(i files.Info) error { offset = i.Offset; return nil }})
+	require.NoError(t, err)
+	require.Greater(t, offset, int64(0), "the retry resumes what the first attempt sent")
+	require.Equal(t, want, fileSum(t, dst))
+	require.Error(t, <-first, "the first attempt ends")
+	requireNoLeftovers(t, dir)
+}
+
+func TestResumeDownloadOfAWholeFileHeld(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		dir := tempDir(t)
+		src := filepath.Join(dir, "log.bin")
+		want := writeRandom(t, src, 17, 1<<20)
+		fi, err := os.Stat(src)
+		require.NoError(t, err)
+		local := filepath.Join(tempDir(t), "log.bin")
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(local+files.PartialSuffix, b, 0o600))
+		side, err := json.Marshal(map[string]any{"path": src, "size": fi.Size(), "mtime_ns": fi.ModTime().UnixNano()})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(local+files.PartialSuffix+".json", side, 0o600))
+
+		var offset int64
+		_, err = files.DownloadFile(context.Background(), rig(t, rwServer(dir)), src, local, &files.FileOptions{Resume: true, Gzip: gz,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.NoError(t, err, "gzip %v", gz)
+		require.Equal(t, fi.Size(), offset)
+		require.Equal(t, want, fileSum(t, local))
+	}
+}
+
+func TestResumeDownloadSendsHeldBytesWhileHashing(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		const size = 128 << 20
+		dir := tempDir(t)
+		src := filepath.Join(dir, "fw.bin")
+		want := writeRandom(t, src, 18, size)
+		fi, err := os.Stat(src)
+		require.NoError(t, err)
+		local := filepath.Join(tempDir(t), "fw.bin")
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		// All but the last 100 bytes are held: the whole body is held back
+		// while the device hashes the file, and trickles out meanwhile.
+		require.NoError(t, os.WriteFile(local+files.PartialSuffix, b[:size-100], 0o600))
+		side, err := json.Marshal(map[string]any{"path": src, "size": fi.Size(), "mtime_ns": fi.ModTime().UnixNano()})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(local+files.PartialSuffix+".json", side, 0o600))
+		srv := rwServer(dir)
+		files.SetKeepAlive(srv, 100*time.Microsecond)
+
+		var offset int64
+		res, err := files.DownloadFile(context.Background(), rig(t, srv), src, local, &files.FileOptions{Resume: true, Gzip: gz,
+			Start: func(i files.Info) error { offset = i.Offset; return nil }})
+		require.NoError(t, err, "gzip %v", gz)
+		require.Equal(t, int64(size-100), offset)
+		require.Equal(t, int64(100), res.Bytes)
+		require.Equal(t, want, fileSum(t, local))
+	}
 }

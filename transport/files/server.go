@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,40 +101,65 @@ type Server struct {
 
 	// wrapFile wraps what an upload writes to (tests inject errors).
 	wrapFile func(io.Writer) io.Writer
+	// keepAlive replaces the constant of the same name (tests).
+	keepAlive time.Duration
 
 	mu sync.Mutex
 	// mu guards the following.
-	busy map[string]chan struct{} // uploads in progress, by target; closed when done
+	busy map[string]*upload // uploads in progress, by target
 }
 
-// lock waits until no other upload writes to target, for at most d.
-func (s *Server) lock(ctx context.Context, target string, d time.Duration) (unlock func(), err error) {
+// upload is an upload in progress.
+type upload struct {
+	done chan struct{} // closed when it ends
+	// file is the size and SHA-256 of the file it writes, or "" (no
+	// partial is kept).
+	file string
+	st   *transport.Stream
+	// preempt is closed when a retry of the same file takes its place.
+	preempt chan struct{}
+	once    sync.Once
+}
+
+// lock waits until no other upload writes to target, for at most d. An
+// upload of the same file (file, when not "") is a retry whose earlier
+// attempt the device may not yet know to be cut (the client's side of the
+// connection was lost): the retry takes its place at once, rather than
+// make the client wait beyond its patience for the answer. The upload
+// ended so keeps its partial, with the hash state of what it received.
+func (s *Server) lock(ctx context.Context, target, file string, st *transport.Stream, d time.Duration) (u *upload, unlock func(), err error) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
 		if s.busy == nil {
-			s.busy = make(map[string]chan struct{})
+			s.busy = make(map[string]*upload)
 		}
-		ch, held := s.busy[target]
-		if !held {
-			ch = make(chan struct{})
-			s.busy[target] = ch
+		held, ok := s.busy[target]
+		if !ok {
+			u := &upload{done: make(chan struct{}), file: file, st: st, preempt: make(chan struct{})}
+			s.busy[target] = u
 			s.mu.Unlock()
-			return func() {
+			return u, func() {
 				s.mu.Lock()
 				delete(s.busy, target)
 				s.mu.Unlock()
-				close(ch)
+				close(u.done)
 			}, nil
 		}
 		s.mu.Unlock()
+		if file != "" && held.file == file {
+			held.once.Do(func() {
+				close(held.preempt)
+				_ = held.st.Abort()
+			})
+		}
 		select {
-		case <-ch:
+		case <-held.done:
 		case <-timer.C:
-			return nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
+			return nil, nil, fmt.Errorf("another upload to %s is in progress; try again when it ends", target)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 }
@@ -283,6 +309,17 @@ type transfer struct {
 	req  Request
 	st   *transport.Stream
 	log  *slog.Logger
+	up   *upload // an upload's hold on its target
+}
+
+// preempted reports an upload whose place a retry took.
+func (t *transfer) preempted() bool {
+	select {
+	case <-t.up.preempt:
+		return true
+	default:
+		return false
+	}
 }
 
 func (t *transfer) ext() *Ext { return t.req.Tether }
@@ -334,26 +371,64 @@ func (t *transfer) downloadRaw() error {
 	if x.Offset > 0 && x.Size == size && x.MTimeNS == mtime && x.Offset <= size {
 		off = x.Offset
 	}
-	h := sha256.New()
-	if off > 0 {
-		if _, err := io.CopyN(h, f, off); err != nil {
-			return fmt.Errorf("read %s: %w", t.req.Path, unwrapPath(err))
-		}
-	}
 	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off, Size: size, MTimeNS: mtime, Mode: uint32(fi.Mode().Perm())})
 	if err := wire.WriteOK(t.st, ans); err != nil {
 		return err
 	}
 	fw := newFrameWriter(t.idleRW())
-	src := io.TeeReader(io.LimitReader(f, size-off), h)
+	// The trailer carries the whole file's SHA-256. From the start, it is
+	// that of the bytes sent. On a resume, the bytes before off must be
+	// read too, which on a slow disk takes longer than the client waits
+	// for the answer: they are hashed after the answer, with the rest of
+	// the file, while the body goes out; the body's last bytes are held
+	// back until that ends, and go out one at a time meanwhile so that the
+	// client sees progress.
+	h := sha256.New()
+	var (
+		src  io.Reader = io.TeeReader(io.LimitReader(f, size), h)
+		fh   *fileHasher
+		hold []byte
+	)
+	if off > 0 {
+		src = io.NewSectionReader(f, off, size-off)
+		hold = make([]byte, min(size-off, holdBack))
+		fh = startHashFile(t.ctx, f, size)
+		defer fh.stop()
+	}
+	body := io.LimitReader(src, size-off-int64(len(hold)))
 	var n int64
+	var zw *gzip.Writer
 	if x.Gzip {
-		zw, _ := gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
-		if n, err = io.Copy(zw, src); err == nil {
+		zw, _ = gzip.NewWriterLevel(dataWriter{fw}, gzip.BestSpeed)
+		if n, err = io.Copy(zw, body); err == nil && fh == nil {
 			err = zw.Close()
 		}
 	} else {
-		n, err = fw.ReadFrom(src)
+		n, err = fw.ReadFrom(body)
+	}
+	if err == nil && len(hold) > 0 {
+		var k int
+		k, err = io.ReadFull(src, hold)
+		n += int64(k)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			hold, err = hold[:k], nil
+		}
+	}
+	var sum string
+	if err == nil && n == size-off {
+		if fh == nil {
+			sum = sumHex(h.Sum(nil))
+		} else {
+			sum, err = t.sendHeld(fw, zw, hold, fh)
+		}
+		if herr := (*hashError)(nil); errors.As(err, &herr) {
+			if herr.n < size {
+				n = herr.n - off
+				err = nil
+			} else {
+				err = herr.err
+			}
+		}
 	}
 	switch {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
@@ -365,13 +440,151 @@ func (t *transfer) downloadRaw() error {
 	case n < size-off:
 		return fw.end(FrameError, []byte(fmt.Sprintf("%s shrank from %d to %d bytes while being sent; try again", t.req.Path, size, off+n)))
 	}
-	sum := sumHex(h.Sum(nil))
 	tr, _ := json.Marshal(Trailer{Size: size, SHA256: sum})
 	if err := fw.end(FrameTrailer, tr); err != nil {
 		return err
 	}
 	t.log.Info("file sent", "path", t.req.Path, "offset", off, "bytes", n, "sha256", sum)
 	return t.st.CloseWrite()
+}
+
+// holdBack is the most bytes a resumed download holds back until the
+// whole file is hashed; keepAlive is how often it sends one of them
+// meanwhile, well within the 60 s a client waits for data.
+const (
+	holdBack  = 4096
+	keepAlive = 5 * time.Second
+)
+
+// sendHeld sends the body's last bytes, hold, once fh has the whole
+// file's checksum, and one of them every keepAlive until then. zw, when
+// not nil, is the gzip stream of the body, still open. It returns the
+// checksum.
+func (t *transfer) sendHeld(fw *frameWriter, zw *gzip.Writer, hold []byte, fh *fileHasher) (string, error) {
+	var w io.Writer = dataWriter{fw}
+	if zw != nil {
+		w = zw
+	}
+	// send writes p and pushes it, and all before it, out to the client.
+	send := func(p []byte) error {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		if zw != nil {
+			if err := zw.Flush(); err != nil {
+				return err
+			}
+		}
+		return fw.flush()
+	}
+	if err := send(nil); err != nil {
+		return "", err
+	}
+	every := t.srv.keepAlive
+	if every <= 0 {
+		every = keepAlive
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for len(hold) > 1 && !fh.done() {
+		select {
+		case r := <-fh.c:
+			fh.res = &r
+		case <-tick.C:
+			if err := send(hold[:1]); err != nil {
+				return "", err
+			}
+			hold = hold[1:]
+		}
+	}
+	r := fh.result()
+	if r.err != nil {
+		return "", r.err
+	}
+	if _, err := w.Write(hold); err != nil {
+		return "", err
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return "", err
+		}
+	}
+	return r.sum, nil
+}
+
+// fileHasher hashes a file in a goroutine of its own.
+type fileHasher struct {
+	c      chan hashResult
+	cancel context.CancelFunc
+	res    *hashResult
+}
+
+func startHashFile(ctx context.Context, f *os.File, size int64) *fileHasher {
+	ctx, cancel := context.WithCancel(ctx)
+	fh := &fileHasher{c: make(chan hashResult, 1), cancel: cancel}
+	go func() { fh.c <- hashFile(ctx, f, size) }()
+	return fh
+}
+
+// got waits for the result, unless it is in.
+func (fh *fileHasher) got() {
+	if fh.res == nil {
+		r := <-fh.c
+		fh.res = &r
+	}
+}
+
+func (fh *fileHasher) done() bool { return fh.res != nil }
+
+// result waits for the result.
+func (fh *fileHasher) result() hashResult {
+	fh.got()
+	return *fh.res
+}
+
+// stop ends the hashing, and waits until the file is no longer read.
+func (fh *fileHasher) stop() {
+	fh.cancel()
+	fh.got()
+}
+
+// hashResult is the outcome of hashFile.
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashError is a failed read of the file being hashed: at offset n, the
+// end of a file that shrank (err nil), or err.
+type hashError struct {
+	n   int64
+	err error
+}
+
+func (e *hashError) Error() string { return fmt.Sprintf("at %d: %v", e.n, e.err) }
+
+// hashFile returns the SHA-256 of f's first size bytes, read at their
+// offsets (the file's own offset is another reader's), or a *hashError.
+// It stops early when ctx ends.
+func hashFile(ctx context.Context, f *os.File, size int64) hashResult {
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	var n int64
+	for n < size {
+		if err := ctx.Err(); err != nil {
+			return hashResult{err: err}
+		}
+		k, err := f.ReadAt(buf[:min(int64(len(buf)), size-n)], n)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF && n < size {
+			return hashResult{err: &hashError{n: n}}
+		}
+		if err != nil && err != io.EOF {
+			return hashResult{err: &hashError{n: size, err: err}}
+		}
+	}
+	return hashResult{sum: sumHex(h.Sum(nil))}
 }
 
 // isStreamErr reports an error of the stream itself (reset, lost,
@@ -476,6 +689,15 @@ func (t *transfer) upload() error {
 type sidecar struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// State is the SHA-256 state (crypto/sha256's marshalled digest)
+	// after the partial's first Held bytes, saved when an upload stops,
+	// so that a retry need not read them again: on a slow disk that read
+	// takes longer than the client waits for the answer. It holds only
+	// while the partial has Held bytes and the modification time
+	// HeldMTimeNS; otherwise the partial is read as before.
+	Held        int64  `json:"held,omitempty"`
+	HeldMTimeNS int64  `json:"held_mtime_ns,omitempty"`
+	State       []byte `json:"state,omitempty"`
 }
 
 func (t *transfer) uploadRaw() error {
@@ -503,11 +725,16 @@ func (t *transfer) uploadRaw() error {
 	}
 	// A retry may arrive while the device still serves the attempt whose
 	// connection was lost: it waits for that one to end.
-	unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, t.cfg.idle())
+	var file string
+	if x.SHA256 != "" {
+		file = fmt.Sprintf("%d %s", x.Size, x.SHA256)
+	}
+	up, unlock, err := t.srv.lock(t.ctx, t.root.Name()+"/"+rel, file, t.st, t.cfg.idle())
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	t.up = up
 	lim := t.cfg.limits()
 	if x.Size > lim.maxBytes() {
 		return fmt.Errorf("%s: %d bytes is more than this device accepts (files.max_size, %d bytes)", t.req.Path, x.Size, lim.maxBytes())
@@ -562,7 +789,12 @@ func (t *transfer) uploadRaw() error {
 			discard()
 			t.log.Info("upload abandoned by the client", "path", t.req.Path, "reason", rfe.Reason)
 			return nil
-		case isStreamErr(err):
+		case isStreamErr(err) || errors.Is(err, errEndedEarly):
+			// The client went away: a retry resumes. (A client that gave
+			// up waiting for the answer closes the stream at once.)
+			if keep {
+				t.saveStateOf(f, name, x, h, off+n)
+			}
 			return err
 		case errors.Is(err, ErrLimit) || errors.Is(err, ErrFrame):
 			discard()
@@ -604,9 +836,20 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 			f, err := t.root.OpenFile(name, os.O_RDWR|oNoFollow, 0)
 			if err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= x.Size {
-					off, err := io.Copy(h, f)
-					if err == nil && off == fi.Size() {
-						return name, f, off, nil
+					var from int64
+					if sc.Held > 0 && sc.Held <= fi.Size() && sc.HeldMTimeNS == fi.ModTime().UnixNano() &&
+						h.(encoding.BinaryUnmarshaler).UnmarshalBinary(sc.State) == nil {
+						from = sc.Held
+					} else {
+						h.Reset()
+					}
+					err := t.hashPartial(f, name, x, h, from, fi)
+					if err == nil {
+						return name, f, fi.Size(), nil
+					}
+					if errors.Is(err, errPreempted) {
+						f.Close()
+						return "", nil, 0, err
 					}
 				}
 				f.Close()
@@ -626,6 +869,68 @@ func (t *transfer) openPartial(rel string, x *Ext, h hash.Hash) (string, *os.Fil
 		return "", nil, 0, fmt.Errorf("create the partial file of %s: %w", t.req.Path, unwrapPath(err))
 	}
 	return name, f, 0, nil
+}
+
+// checkpointEvery is how many bytes of a partial upload are hashed
+// between two saves of the hash state, when the partial is read on
+// resume: a retry after the client gave up waiting goes on from there.
+const checkpointEvery = 64 << 20
+
+// errPreempted ends an upload that a retry of the same file replaces.
+var errPreempted = errors.New("files: a retry of this upload took its place")
+
+// hashPartial hashes into h the bytes of the partial f (whose FileInfo is
+// fi) from offset from on, h holding the state for the bytes before it,
+// and saves the state in the sidecar every checkpointEvery bytes. It
+// leaves f's offset at its end.
+func (t *transfer) hashPartial(f *os.File, name string, x *Ext, h hash.Hash, from int64, fi fs.FileInfo) error {
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return err
+	}
+	mt := fi.ModTime().UnixNano()
+	buf := make([]byte, 256<<10)
+	for pos := from; pos < fi.Size(); {
+		if t.preempted() {
+			t.saveState(name, x, h, pos, mt)
+			return errPreempted
+		}
+		k, err := io.ReadFull(f, buf[:min(int64(len(buf)), fi.Size()-pos)])
+		h.Write(buf[:k])
+		pos += int64(k)
+		if err != nil {
+			return err
+		}
+		if pos/checkpointEvery != (pos-int64(k))/checkpointEvery || pos == fi.Size() {
+			t.saveState(name, x, h, pos, mt)
+		}
+	}
+	return nil
+}
+
+// saveStateOf saves the state of h, which hashed the first held bytes of
+// the partial f, when the partial has that size: a write that failed part
+// way leaves the sidecar as it was, and the partial is read on resume.
+func (t *transfer) saveStateOf(f *os.File, name string, x *Ext, h hash.Hash, held int64) {
+	if fi, err := f.Stat(); err == nil && fi.Size() == held {
+		t.saveState(name, x, h, held, fi.ModTime().UnixNano())
+	}
+}
+
+// saveState records in the partial's sidecar the state of h, which
+// hashed the partial's first held bytes, with the partial's modification
+// time mtime, so that the next attempt need not read them again.
+func (t *transfer) saveState(name string, x *Ext, h hash.Hash, held, mtime int64) {
+	if held == 0 {
+		return
+	}
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return
+	}
+	b, _ := json.Marshal(sidecar{Size: x.Size, SHA256: x.SHA256, Held: held, HeldMTimeNS: mtime, State: state})
+	if err := t.root.WriteFile(name+".json", b, 0o600); err != nil {
+		t.log.Warn("partial upload: sidecar not updated", "path", t.req.Path, "err", err)
+	}
 }
 
 // commit gives the checked file its mode, owner and time, syncs it and
@@ -756,6 +1061,9 @@ func (g *gunzipFrames) Read(p []byte) (int, error) {
 	if g.zr == nil {
 		zr, err := gzip.NewReader(g.fr)
 		if err != nil {
+			if errors.Is(err, errEndedEarly) {
+				return 0, err
+			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				// The body ended before any data: take the end frame's word.
 				if _, ferr := g.fr.Read(p[:0]); ferr != nil && ferr != io.EOF {
