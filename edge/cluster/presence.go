@@ -502,6 +502,7 @@ func (p *Presence) watchLoop(ctx context.Context, which int) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-restart: // the bucket was bound again
 		case <-time.After(delay):
 		}
 		delay = min(max(2*delay, 50*time.Millisecond), 2*time.Second)
