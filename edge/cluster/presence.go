@@ -9,7 +9,9 @@
 // Heartbeat; an edge whose key was not refreshed for EdgeTTL is dead, and
 // its devices no longer count as present. Every edge watches both buckets
 // into a local map, so a lookup never waits on the network; a watcher that
-// stops (after a reconnect to NATS) is started again.
+// stops (after a reconnect to NATS) is started again. A bucket that the
+// store lost (NATS came back without its state) is created again by the
+// first edge to find it missing, and watched from its start.
 //
 // A third bucket, tether_last_seen, used when LastSeenTTL is set, keeps
 // the devices that disconnected (edge.LastSeen): one put per disconnect,
