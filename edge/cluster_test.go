@@ -658,3 +658,55 @@ func TestClusterRestartedEdgeRemovesTheRecordsItLeft(t *testing.T) {
 		return !ok
 	}, 10*time.Second, 10*time.Millisecond, "e2 still lists d-1 on e1, which it left before e1 restarted")
 }
+
+// TestClusterStateComesBackWithoutItsStore: when NATS comes back without
+// its store, the presence buckets are created again and each edge
+// announces its devices again, without a restart: cross-edge opens and
+// listings work again.
+func TestClusterStateComesBackWithoutItsStore(t *testing.T) {
+	rig := newClusterRig(t, "e1", "e2")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+
+	port := rig.ns.Addr().(*net.TCPAddr).Port
+	rig.ns.Shutdown()
+	rig.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return rig.edges["e2"].presence.Health() != nil }, 10*time.Second, 5*time.Millisecond)
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+
+	// e1 writes d-1's record again into the new store.
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	require.Eventually(t, func() bool {
+		kv, err := js.KeyValue(ctx, cluster.DevicesBucket)
+		if err != nil {
+			return false
+		}
+		e, err := kv.Get(ctx, cluster.KeyFor("d-1"))
+		return err == nil && strings.Contains(string(e.Value()), `"edge":"e1"`)
+	}, 20*time.Second, 20*time.Millisecond, "d-1's record was not written again")
+
+	rig.device("e2", "d-2", nil)
+	rig.waitEverywhere("d-2", "e2")
+	rig.waitEverywhere("d-1", "e1")
+	require.Eventually(t, func() bool {
+		return rig.edges["e1"].presence.Health() == nil && rig.edges["e2"].presence.Health() == nil
+	}, 20*time.Second, 10*time.Millisecond, "the cluster state stayed unavailable")
+	target := testutil.TCPServer(t, testutil.EchoAfterEOF)
+	for at, id := range map[string]string{"e1": "d-2", "e2": "d-1"} {
+		conn, err := tcp.Dial(ctxT(t), rig.client(at, id), target)
+		require.NoError(t, err, "a cross-edge open from %s failed after the store came back", at)
+		conn.Close()
+	}
+}

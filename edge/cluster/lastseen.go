@@ -28,7 +28,8 @@ var errNoLastSeen = errors.New("cluster: this edge keeps no last-seen records (d
 // RecordLastSeen implements edge.LastSeen: one put in the last-seen
 // bucket, whose TTL expires it.
 func (p *Presence) RecordLastSeen(ctx context.Context, rec edge.LastSeenRecord) error {
-	if p.lastSeen == nil {
+	lastSeen := p.lastSeenBucket()
+	if lastSeen == nil {
 		return errNoLastSeen
 	}
 	b, err := json.Marshal(rec)
@@ -37,7 +38,8 @@ func (p *Presence) RecordLastSeen(ctx context.Context, rec edge.LastSeenRecord) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if _, err := p.lastSeen.Put(ctx, KeyFor(rec.ID), b); err != nil {
+	if _, err := lastSeen.Put(ctx, KeyFor(rec.ID), b); err != nil {
+		p.missing(err)
 		return fmt.Errorf("%w: record device %s as last seen: %v", edge.ErrClusterUnavailable, rec.ID, err)
 	}
 	return nil
@@ -49,13 +51,15 @@ func (p *Presence) RecordLastSeen(ctx context.Context, rec edge.LastSeenRecord) 
 // bucket's contents and stops. Malformed records are skipped; at most
 // maxLastSeenList are read.
 func (p *Presence) ListLastSeen(ctx context.Context) ([]edge.LastSeenRecord, error) {
-	if p.lastSeen == nil {
+	lastSeen := p.lastSeenBucket()
+	if lastSeen == nil {
 		return nil, errNoLastSeen
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	w, err := p.lastSeen.WatchAll(ctx, jetstream.IgnoreDeletes())
+	w, err := lastSeen.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
+		p.missing(err)
 		return nil, fmt.Errorf("%w: list last-seen devices: %v", edge.ErrClusterUnavailable, err)
 	}
 	defer func() { _ = w.Stop() }()
@@ -86,4 +90,13 @@ func (p *Presence) ListLastSeen(ctx context.Context) ([]edge.LastSeenRecord, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// lastSeenBucket returns the last-seen bucket, or nil when the presence
+// keeps none (or has not started).
+func (p *Presence) lastSeenBucket() jetstream.KeyValue {
+	if b := p.bound.Load(); b != nil {
+		return b.lastSeen
+	}
+	return nil
 }

@@ -9,7 +9,9 @@
 // Heartbeat; an edge whose key was not refreshed for EdgeTTL is dead, and
 // its devices no longer count as present. Every edge watches both buckets
 // into a local map, so a lookup never waits on the network; a watcher that
-// stops (after a reconnect to NATS) is started again.
+// stops (after a reconnect to NATS) is started again. A bucket that the
+// store lost (NATS came back without its state) is created again by the
+// first edge to find it missing, and watched from its start.
 //
 // A third bucket, tether_last_seen, used when LastSeenTTL is set, keeps
 // the devices that disconnected (edge.LastSeen): one put per disconnect,
@@ -28,6 +30,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -88,13 +91,11 @@ type Presence struct {
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 
-	log      *slog.Logger
-	devices  jetstream.KeyValue
-	edges    jetstream.KeyValue
-	lastSeen jetstream.KeyValue // nil when LastSeenTTL is zero
-	started  time.Time
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	log     *slog.Logger
+	bound   atomic.Pointer[buckets]
+	started time.Time
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu sync.RWMutex
 	// mu guards the following.
@@ -111,6 +112,16 @@ type Presence struct {
 	watching   [2]bool   // devices, edges watchers have their initial values
 	lastBeat   time.Time // last successful heartbeat put
 	beatErr    error
+	lost       error // why the buckets must be bound again (one went missing), or nil
+}
+
+// buckets are the buckets bound, with when the devices and edges buckets
+// were created: a bucket created again (the store lost it) is a new
+// stream, whose revisions start over, so the watchers start again on it.
+type buckets struct {
+	devices, edges               jetstream.KeyValue
+	lastSeen                     jetstream.KeyValue // nil when LastSeenTTL is zero
+	devicesCreated, edgesCreated time.Time
 }
 
 // record is one device record with its KV revision.
@@ -148,31 +159,11 @@ func (p *Presence) Start(ctx context.Context) error {
 	if p.CleanupAfter <= 0 {
 		p.CleanupAfter = DefaultCleanupAfter
 	}
-	replicas := max(p.Replicas, 1)
-	var err error
-	p.devices, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
-		Bucket: DevicesBucket, Description: "tether: which edge holds each device", History: 1, Replicas: replicas,
-	})
+	b, err := p.bind(ctx)
 	if err != nil {
 		return err
 	}
-	if p.LastSeenTTL > 0 {
-		p.lastSeen, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
-			Bucket: LastSeenBucket, Description: "tether: devices that disconnected, and when", History: 1,
-			Replicas: replicas, TTL: p.LastSeenTTL, MaxValueSize: maxLastSeenValue,
-		})
-		if err != nil {
-			return err
-		}
-	}
-	// The edges bucket comes last: an edge that waits for the buckets
-	// waits for it.
-	p.edges, err = bucket(ctx, p.JetStream, jetstream.KeyValueConfig{
-		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
-	})
-	if err != nil {
-		return err
-	}
+	p.bound.Store(b)
 	p.view = make(map[string]record)
 	p.edgeView = make(map[string]edgeState)
 	p.started = time.Now()
@@ -184,8 +175,8 @@ func (p *Presence) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.wg.Add(3)
-	go p.watchLoop(runCtx, 0, p.devices)
-	go p.watchLoop(runCtx, 1, p.edges)
+	go p.watchLoop(runCtx, 0)
+	go p.watchLoop(runCtx, 1)
 	go p.heartbeatLoop(runCtx)
 	for {
 		if p.Health() == nil {
@@ -200,6 +191,86 @@ func (p *Presence) Start(ctx context.Context) error {
 	}
 }
 
+// bind binds the buckets, creating those that are missing.
+func (p *Presence) bind(ctx context.Context) (*buckets, error) {
+	replicas := max(p.Replicas, 1)
+	b := &buckets{}
+	var err error
+	b.devices, b.devicesCreated, err = bindBucket(ctx, p.JetStream, jetstream.KeyValueConfig{
+		Bucket: DevicesBucket, Description: "tether: which edge holds each device", History: 1, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p.LastSeenTTL > 0 {
+		b.lastSeen, _, err = bindBucket(ctx, p.JetStream, jetstream.KeyValueConfig{
+			Bucket: LastSeenBucket, Description: "tether: devices that disconnected, and when", History: 1,
+			Replicas: replicas, TTL: p.LastSeenTTL, MaxValueSize: maxLastSeenValue,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// The edges bucket comes last: an edge that waits for the buckets
+	// waits for it.
+	b.edges, b.edgesCreated, err = bindBucket(ctx, p.JetStream, jetstream.KeyValueConfig{
+		Bucket: EdgesBucket, Description: "tether: live edges", History: 1, Replicas: replicas, TTL: p.EdgeTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// rebind binds the buckets again after an operation found one missing:
+// the store lost its state (NATS came back without it, or the bucket was
+// deleted), and binding creates it. Another edge may have done so first,
+// which binding finds. The watchers start again on a bucket that is not
+// the one they watched.
+func (p *Presence) rebind(ctx context.Context) {
+	if p.Conn != nil && !p.Conn.IsConnected() {
+		return // a reconnect restarts the watchers, and the next beat finds out
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	b, err := p.bind(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.lost = err // tried again at the next heartbeat
+		return
+	}
+	old := p.bound.Swap(b)
+	p.lost = nil
+	if b.devicesCreated.Equal(old.devicesCreated) && b.edgesCreated.Equal(old.edgesCreated) {
+		return
+	}
+	p.log.Warn("the presence buckets were created again (the store lost them); starting the presence watchers again")
+	p.delivered, p.checked, p.behind = 0, 0, 0
+	close(p.restart)
+	p.restart = make(chan struct{})
+	p.ownSeen = time.Now()
+}
+
+// missing notes err, of an operation on a bucket, when it says that the
+// bucket is gone: the next heartbeat binds the buckets again, and until
+// then the view is not current.
+func (p *Presence) missing(err error) {
+	if !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
+		!errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		return
+	}
+	if p.Conn != nil && !p.Conn.IsConnected() {
+		return
+	}
+	p.mu.Lock()
+	if p.lost == nil {
+		p.lost = fmt.Errorf("a presence bucket is missing: %w", err)
+		p.log.Warn("a presence bucket is missing; binding the buckets again", "err", err)
+	}
+	p.mu.Unlock()
+}
+
 // bucket binds the bucket cfg names: it looks it up first and creates it
 // only when it is missing, since edges that start together would
 // otherwise all create one replicated bucket at once (and such requests
@@ -207,6 +278,13 @@ func (p *Presence) Start(ctx context.Context) error {
 // differs is updated (an older edge may have created it with a smaller
 // one); its replica count is left as the operator set it.
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, _, err := bindBucket(ctx, js, cfg)
+	return kv, err
+}
+
+// bindBucket is bucket, and also returns when the bucket was created
+// (zero if the server did not say).
+func bindBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, time.Time, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, cfg)
@@ -215,15 +293,19 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
+		return nil, time.Time{}, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
 	}
 	st, err := kv.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
+		return nil, time.Time{}, fmt.Errorf("cluster: bind bucket %s: %w", cfg.Bucket, err)
 	}
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
 	if !ok || bs.StreamInfo() == nil {
 		bs = nil
+	}
+	var created time.Time
+	if bs != nil {
+		created = bs.StreamInfo().Created
 	}
 	if st.TTL() != cfg.TTL || bs != nil && max(bs.StreamInfo().Config.MaxMsgSize, 0) != cfg.MaxValueSize {
 		cfg.Replicas = 0
@@ -231,10 +313,10 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 			cfg.Replicas = bs.StreamInfo().Config.Replicas
 		}
 		if kv, err = js.UpdateKeyValue(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("cluster: update bucket %s: %w", cfg.Bucket, err)
+			return nil, time.Time{}, fmt.Errorf("cluster: update bucket %s: %w", cfg.Bucket, err)
 		}
 	}
-	return kv, nil
+	return kv, created, nil
 }
 
 // Close stops the watchers and the heartbeat and removes this edge's key,
@@ -249,7 +331,7 @@ func (p *Presence) Close() error {
 	if p.Conn == nil || p.Conn.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
-		_ = p.edges.Delete(ctx, KeyFor(p.EdgeID))
+		_ = p.bound.Load().edges.Delete(ctx, KeyFor(p.EdgeID))
 	}
 	p.cancel = nil
 	return nil
@@ -267,6 +349,12 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		p.mu.RLock()
+		lost := p.lost != nil
+		p.mu.RUnlock()
+		if lost {
+			p.rebind(ctx)
 		}
 		bctx, cancel := context.WithTimeout(ctx, opTimeout)
 		err := p.beat(bctx)
@@ -338,12 +426,20 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 func (p *Presence) devicesBehind(ctx context.Context) bool {
 	sctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	st, err := p.devices.Status(sctx)
+	b := p.bound.Load()
+	st, err := b.devices.Status(sctx)
 	if err != nil {
+		p.missing(err)
 		return false
 	}
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
 	if !ok || bs.StreamInfo() == nil {
+		return false
+	}
+	if !b.devicesCreated.IsZero() && !bs.StreamInfo().Created.Equal(b.devicesCreated) {
+		// Another edge created the bucket again: bind it, and watch it
+		// from its start.
+		p.missing(jetstream.ErrStreamNotFound)
 		return false
 	}
 	p.mu.RLock()
@@ -356,7 +452,8 @@ func (p *Presence) devicesBehind(ctx context.Context) bool {
 func (p *Presence) beat(ctx context.Context) error {
 	rec := edge.EdgeRecord{ID: p.EdgeID, Advertise: p.Advertise, Started: p.started, Seen: time.Now()}
 	b, _ := json.Marshal(rec)
-	if _, err := p.edges.Put(ctx, KeyFor(p.EdgeID), b); err != nil {
+	if _, err := p.bound.Load().edges.Put(ctx, KeyFor(p.EdgeID), b); err != nil {
+		p.missing(err)
 		return err
 	}
 	p.mu.Lock()
@@ -371,7 +468,7 @@ func (p *Presence) beat(ctx context.Context) error {
 // watchLoop keeps a watcher on kv running: after the watcher stops (the
 // connection to NATS was lost and the consumer went with it) it starts a
 // new one, which replays the bucket's current contents.
-func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyValue) {
+func (p *Presence) watchLoop(ctx context.Context, which int) {
 	defer p.wg.Done()
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -387,6 +484,10 @@ func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyVal
 			case <-wctx.Done():
 			}
 		}()
+		kv := p.bound.Load().devices
+		if which == 1 {
+			kv = p.bound.Load().edges
+		}
 		err := p.watch(wctx, which, kv)
 		stop()
 		cancel()
@@ -403,6 +504,7 @@ func (p *Presence) watchLoop(ctx context.Context, which int, kv jetstream.KeyVal
 		select {
 		case <-ctx.Done():
 			return
+		case <-restart: // the bucket was bound again
 		case <-time.After(delay):
 		}
 		delay = min(max(2*delay, 50*time.Millisecond), 2*time.Second)
@@ -446,6 +548,7 @@ func (p *Presence) stopOrphans() {
 func (p *Presence) watch(ctx context.Context, which int, kv jetstream.KeyValue) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
+		p.missing(err)
 		return err
 	}
 	defer p.stopWatcher(w)
@@ -565,8 +668,9 @@ func (p *Presence) Announce(ctx context.Context, rec edge.PresenceRecord) (uint6
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	rev, err := p.devices.Put(ctx, KeyFor(rec.ID), b)
+	rev, err := p.bound.Load().devices.Put(ctx, KeyFor(rec.ID), b)
 	if err != nil {
+		p.missing(err)
 		return 0, fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
 	}
 	return rev, nil
@@ -584,19 +688,22 @@ func (p *Presence) Age() time.Duration {
 func (p *Presence) Withdraw(ctx context.Context, id, nonce string) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	e, err := p.devices.Get(ctx, KeyFor(id))
+	devices := p.bound.Load().devices
+	e, err := devices.Get(ctx, KeyFor(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
+		p.missing(err)
 		return fmt.Errorf("%w: withdraw device %s: %v", edge.ErrClusterUnavailable, id, err)
 	}
 	var rec edge.PresenceRecord
 	if json.Unmarshal(e.Value(), &rec) != nil || rec.Edge != p.EdgeID || rec.Nonce != nonce {
 		return nil
 	}
-	err = p.devices.Delete(ctx, KeyFor(id), jetstream.LastRevision(e.Revision()))
+	err = devices.Delete(ctx, KeyFor(id), jetstream.LastRevision(e.Revision()))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		p.missing(err)
 		return fmt.Errorf("%w: withdraw device %s: %v", edge.ErrClusterUnavailable, id, err)
 	}
 	return nil
@@ -651,6 +758,8 @@ func (p *Presence) Health() error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	switch {
+	case p.lost != nil:
+		return fmt.Errorf("%w: %v", edge.ErrClusterUnavailable, p.lost)
 	case !p.watching[0] || !p.watching[1]:
 		return fmt.Errorf("%w: the presence watchers are starting again", edge.ErrClusterUnavailable)
 	case p.beatErr != nil && time.Since(p.lastBeat) >= p.EdgeTTL:
@@ -703,7 +812,7 @@ func (p *Presence) cleanup(ctx context.Context) {
 	p.mu.RUnlock()
 	for _, r := range stale {
 		dctx, cancel := context.WithTimeout(ctx, opTimeout)
-		err := p.devices.Delete(dctx, KeyFor(r.ID), jetstream.LastRevision(r.rev))
+		err := p.bound.Load().devices.Delete(dctx, KeyFor(r.ID), jetstream.LastRevision(r.rev))
 		cancel()
 		if err == nil {
 			p.log.Info("removed the record of a device whose edge is gone", "device", r.ID, "edge", r.Edge)
