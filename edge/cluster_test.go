@@ -392,6 +392,66 @@ func (p *stalePresence) Lookup(id string) (edge.PresenceRecord, bool) {
 	return rec, ok
 }
 
+// blindPresence is a view that lags the store for one device: it never
+// shows that device's records of other edges, as a view does that judges
+// their edges dead (it has not heard their heartbeats yet after a stop
+// of its process) or that has not been delivered them yet.
+type blindPresence struct {
+	edge.Presence
+	id, self string
+}
+
+func (p *blindPresence) Lookup(id string) (edge.PresenceRecord, bool) {
+	rec, ok := p.Presence.Lookup(id)
+	if ok && id == p.id && rec.Edge != p.self {
+		return edge.PresenceRecord{}, false
+	}
+	return rec, ok
+}
+
+func (p *blindPresence) OnRecord(fn func(edge.PresenceRecord)) {
+	p.Presence.OnRecord(func(rec edge.PresenceRecord) {
+		if rec.ID != p.id || rec.Edge == p.self {
+			fn(rec)
+		}
+	})
+}
+
+// TestClusterLaggingViewKeepsANewerRecord: an edge whose view lost a
+// device's record, and does not show the record that replaced it (a newer
+// session of the device on another edge), writes its own record again
+// only where none took its place: the newer session's record, and the
+// session, stay.
+func TestClusterLaggingViewKeepsANewerRecord(t *testing.T) {
+	rig := newClusterRig(t)
+	rig.wrap = map[string]func(edge.Presence) edge.Presence{"e1": func(p edge.Presence) edge.Presence {
+		return &blindPresence{Presence: p, id: "d-1", self: "e1"}
+	}}
+	rig.start("e1")
+	rig.start("e2")
+	rig.device("e1", "d-1", nil)
+	rig.waitEverywhere("d-1", "e1")
+	second := rig.device("e2", "d-1", nil)
+	require.Eventually(t, func() bool {
+		rec, ok := rig.edges["e2"].presence.Lookup("d-1")
+		return ok && rec.Edge == "e2"
+	}, 10*time.Second, 5*time.Millisecond)
+
+	// e1's check writes a lost record again after lostRecordAfter (5 s).
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		rec, ok := rig.edges["e2"].presence.Lookup("d-1")
+		require.True(t, ok)
+		require.Equal(t, "e2", rec.Edge, "an edge with a lagging view replaced the newer session's record")
+		require.True(t, second.Connected(), "the newer session was closed")
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, ev := range rig.edges["e2"].audit.Events() {
+		require.False(t, ev.Kind == edge.EventDeviceDisconnect && strings.Contains(ev.Reason, "newer connection"),
+			"the newer session was closed: %s", ev.Reason)
+	}
+}
+
 // TestClusterStalePresenceFindsRehomedDevice: while presence still names
 // a dead edge, or does not show a re-homed device yet, an open asks the
 // live peers and reaches the device where it is now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -77,8 +78,20 @@ func (s *Server) takeoverRefusal(id string) string {
 }
 
 // announce records in presence that this edge holds d, after d replaced
-// replaced (a local session) or a live record on another edge.
+// a local session or a record on another edge: the newest connection
+// wins.
 func (s *Server) announce(d *Device) {
+	s.writeRecord(d, false)
+}
+
+// announceAgain writes d's record again after it went missing from the
+// view, unless another session's record took its place: that one is
+// newer than d's, and stays.
+func (s *Server) announceAgain(d *Device) {
+	s.writeRecord(d, true)
+}
+
+func (s *Server) writeRecord(d *Device, again bool) {
 	c := s.Cluster
 	if c == nil || !d.announcing.CompareAndSwap(false, true) {
 		return // one announcement at a time per session
@@ -86,9 +99,24 @@ func (s *Server) announce(d *Device) {
 	defer d.announcing.Store(false)
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	rev, err := c.Presence.Announce(ctx, PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
-		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial, AgentInfo: d.Agent, Labels: d.Labels})
+	rec := PresenceRecord{ID: d.ID, Nonce: d.nonce, Since: d.Since.UTC(),
+		Takeover: d.takeover, RemoteAddr: addrString(d.RemoteAddr), Serial: d.Serial, AgentInfo: d.Agent, Labels: d.Labels}
+	var rev uint64
+	var err error
+	if prev := d.rev.Load(); again && prev != 0 {
+		rev, err = c.Presence.Reannounce(ctx, rec, prev)
+	} else {
+		rev, err = c.Presence.Announce(ctx, rec)
+	}
 	s.Metrics.presenceWrite("announce", err)
+	if errors.Is(err, ErrRecordReplaced) {
+		// The view shows the newer record soon, and the session here
+		// goes then (onPresence); until it does, this is not tried again
+		// at every check.
+		d.announced.Store(time.Now().UnixNano())
+		s.log.Debug("a device's record was replaced by another session's; not writing it again", "device", d.ID)
+		return
+	}
 	if err != nil {
 		if d.announceFailed.CompareAndSwap(false, true) {
 			s.log.Warn("cannot announce a device to the cluster yet; it is reachable through this edge only until it is (retried every second)", "device", d.ID, "err", err)
@@ -227,7 +255,7 @@ func (s *Server) reconcile(orphans map[string]string, scan bool) bool {
 		case ok && rec.Edge != s.Cluster.EdgeID && rec.Revision > d.rev.Load():
 			s.onPresence(rec)
 		case !ok && time.Since(time.Unix(0, d.announced.Load())) > lostRecordAfter:
-			todo = append(todo, func() { s.announce(d) })
+			todo = append(todo, func() { s.announceAgain(d) })
 		}
 	}
 	if scan {

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 
@@ -53,7 +54,7 @@ func (m *Metrics) build() {
 	m.reg = prometheus.NewRegistry()
 	// Registered by clusterGauges: an edge without a cluster shows none.
 	m.presenceWrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_edge_cluster_presence_writes_total",
-		Help: "Writes of device records to the cluster's presence, by operation (announce, withdraw) and result (ok, error)."}, []string{"op", "result"})
+		Help: "Writes of device records to the cluster's presence, by operation (announce, withdraw) and result (ok, replaced: another session's record was in place, error)."}, []string{"op", "result"})
 	m.devices = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tether_edge_devices_connected", Help: "Devices with a live session.",
 	})
@@ -193,7 +194,10 @@ func (m *Metrics) presenceWrite(op string, err error) {
 		return
 	}
 	result := "ok"
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrRecordReplaced):
+		result = "replaced"
+	case err != nil:
 		result = "error"
 	}
 	m.presenceWrites.WithLabelValues(op, result).Inc()

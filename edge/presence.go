@@ -21,6 +21,14 @@ type Presence interface {
 	// the record's revision once it is stored, or an error (the cluster
 	// state is unavailable); the edge then keeps the session as a local one.
 	Announce(ctx context.Context, rec PresenceRecord) (revision uint64, err error)
+	// Reannounce writes rec again, as Announce does, after this edge's
+	// record of the session, stored at revision prev, went missing from
+	// the view. Unlike Announce it never replaces another record: if one
+	// took the place of prev, it fails with ErrRecordReplaced and the
+	// store keeps it. The view may lag the store (or judge edges from
+	// before a pause of this process), and a newer session of the device
+	// on another edge must not be overwritten by an older one.
+	Reannounce(ctx context.Context, rec PresenceRecord, prev uint64) (revision uint64, err error)
 	// Withdraw removes the device's record if it still names nonce.
 	Withdraw(ctx context.Context, id, nonce string) error
 	// Lookup returns the live record of device id: one whose edge is alive.
@@ -91,3 +99,7 @@ type EdgeRecord struct {
 // ErrClusterUnavailable: the cluster's state cannot be read or written
 // (no connection to NATS, or no quorum). Local devices keep working.
 var ErrClusterUnavailable = errors.New("cluster state unavailable")
+
+// ErrRecordReplaced: Reannounce found another record of the device in
+// place of this edge's; the store keeps it.
+var ErrRecordReplaced = errors.New("the device's record was replaced by another session's")

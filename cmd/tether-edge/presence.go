@@ -290,6 +290,14 @@ func (l *lazyPresence) Announce(ctx context.Context, rec edge.PresenceRecord) (u
 	return 0, l.unavailable()
 }
 
+// Reannounce implements edge.Presence.
+func (l *lazyPresence) Reannounce(ctx context.Context, rec edge.PresenceRecord, prev uint64) (uint64, error) {
+	if p := l.cur.Load(); p != nil {
+		return p.Reannounce(ctx, rec, prev)
+	}
+	return 0, l.unavailable()
+}
+
 // Withdraw implements edge.Presence.
 func (l *lazyPresence) Withdraw(ctx context.Context, id, nonce string) error {
 	if p := l.cur.Load(); p != nil {

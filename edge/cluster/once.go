@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -29,7 +28,7 @@ func (o *onceKeys) claim(ctx context.Context, js jetstream.JetStream, cfg jetstr
 	kv, err := o.bucket(ctx, js, cfg)
 	if err == nil {
 		_, err = kv.Create(ctx, key, []byte{1})
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if conflict(err) {
 			return false, nil
 		}
 		if err != nil {

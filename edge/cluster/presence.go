@@ -102,7 +102,9 @@ type Presence struct {
 	restart    chan struct{}          // closed to make both watchers start again
 	orphans    []jetstream.KeyWatcher // watchers that stopped while NATS was away
 	reconnects uint64                 // the connection's reconnect count at the last check
-	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key
+	ownSeen    time.Time              // when the edges watcher last delivered this edge's own key, or the watchers started again
+	ownLast    time.Time              // when the edges watcher last delivered this edge's own key; zero before the first
+	judgedFrom time.Time              // the end of the last gap in the view: no edge's silence counts from before it
 	delivered  uint64                 // the highest devices-bucket revision the watcher delivered
 	checked    uint64                 // delivered at the last check
 	behind     int                    // checks in a row that found the watcher behind the bucket, and delivering nothing
@@ -408,7 +410,7 @@ func (p *Presence) checkWatchers(ctx context.Context) {
 		p.log.Info("reconnected to NATS; starting the presence watchers again")
 	case p.behind >= 2:
 		p.log.Warn("the devices watcher fell behind the bucket; starting the presence watchers again")
-	case p.beatErr != nil || now.Sub(p.ownSeen) < 2*p.Heartbeat+p.Heartbeat/4:
+	case p.beatErr != nil || now.Sub(p.ownSeen) < p.quietAfter():
 		return
 	default:
 		p.log.Warn("the presence watchers went quiet; starting them again", "quiet_for", now.Sub(p.ownSeen).Round(time.Millisecond).String())
@@ -638,10 +640,38 @@ func (p *Presence) applyEdge(e jetstream.KeyValueEntry) {
 	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ID != id {
 		return
 	}
-	p.edgeView[id] = edgeState{rec: rec, seen: time.Now()}
+	now := time.Now()
+	p.edgeView[id] = edgeState{rec: rec, seen: now}
 	if id == p.EdgeID {
-		p.ownSeen = time.Now()
+		if !p.ownLast.IsZero() && now.Sub(p.ownLast) > p.quietAfter() {
+			// This edge's own heartbeats did not arrive for a while: the
+			// process was stopped, or the view was cut off. The other
+			// edges' silence meanwhile proves nothing.
+			p.judgedFrom = now
+		}
+		p.ownSeen, p.ownLast = now, now
 	}
+}
+
+// quietAfter is how long this edge's own heartbeats may fail to arrive
+// before the view counts as stale.
+func (p *Presence) quietAfter() time.Duration {
+	return 2*p.Heartbeat + p.Heartbeat/4
+}
+
+// silentLocked returns how long edge st has not been heard from, as far
+// as the view can tell: not counting a gap in the view, and zero while
+// the view is stale. Edges are judged by the view's own clock, so that a
+// view that stopped (its process stopped, its watchers cut off) does not
+// find every other edge dead, and remove their records, when it resumes.
+func (p *Presence) silentLocked(st edgeState, now time.Time) time.Duration {
+	if !p.ownLast.IsZero() && now.Sub(p.ownLast) > p.quietAfter() {
+		return 0
+	}
+	if st.seen.Before(p.judgedFrom) {
+		return now.Sub(p.judgedFrom)
+	}
+	return now.Sub(st.seen)
 }
 
 func (p *Presence) notifyLocked(rec edge.PresenceRecord) {
@@ -650,13 +680,14 @@ func (p *Presence) notifyLocked(rec edge.PresenceRecord) {
 	}
 }
 
-// aliveLocked reports whether edge id announced itself within EdgeTTL.
+// aliveLocked reports whether edge id announced itself within EdgeTTL,
+// as silentLocked counts.
 func (p *Presence) aliveLocked(id string, now time.Time) bool {
 	if id == p.EdgeID {
 		return true
 	}
 	st, ok := p.edgeView[id]
-	return ok && now.Sub(st.seen) < p.EdgeTTL
+	return ok && p.silentLocked(st, now) < p.EdgeTTL
 }
 
 // Announce implements edge.Presence.
@@ -669,6 +700,33 @@ func (p *Presence) Announce(ctx context.Context, rec edge.PresenceRecord) (uint6
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	rev, err := p.bound.Load().devices.Put(ctx, KeyFor(rec.ID), b)
+	if err != nil {
+		p.missing(err)
+		return 0, fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
+	}
+	return rev, nil
+}
+
+// Reannounce implements edge.Presence. The write is conditional on the
+// key: it must still hold revision prev, or have been deleted since (or
+// be absent: the bucket was created again).
+func (p *Presence) Reannounce(ctx context.Context, rec edge.PresenceRecord, prev uint64) (uint64, error) {
+	rec.Edge = p.EdgeID
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	devices := p.bound.Load().devices
+	rev, err := devices.Update(ctx, KeyFor(rec.ID), b, prev)
+	if conflict(err) {
+		// Not at prev: Create succeeds where the last write is a delete.
+		rev, err = devices.Create(ctx, KeyFor(rec.ID), b)
+		if conflict(err) {
+			return 0, fmt.Errorf("reannounce device %s: %w", rec.ID, edge.ErrRecordReplaced)
+		}
+	}
 	if err != nil {
 		p.missing(err)
 		return 0, fmt.Errorf("%w: announce device %s: %v", edge.ErrClusterUnavailable, rec.ID, err)
@@ -702,11 +760,21 @@ func (p *Presence) Withdraw(ctx context.Context, id, nonce string) error {
 		return nil
 	}
 	err = devices.Delete(ctx, KeyFor(id), jetstream.LastRevision(e.Revision()))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	if err != nil && !conflict(err) {
 		p.missing(err)
 		return fmt.Errorf("%w: withdraw device %s: %v", edge.ErrClusterUnavailable, id, err)
 	}
 	return nil
+}
+
+// conflict reports whether err is a conditional write's refusal: the key
+// is not at the revision the write expected. A replicated bucket answers
+// with another error code than a single server's.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Lookup implements edge.Presence.
@@ -801,7 +869,7 @@ func (p *Presence) cleanup(ctx context.Context) {
 		if p.aliveLocked(r.Edge, now) {
 			continue
 		}
-		if st, ok := p.edgeView[r.Edge]; ok && now.Sub(st.seen) < p.CleanupAfter {
+		if st, ok := p.edgeView[r.Edge]; ok && p.silentLocked(st, now) < p.CleanupAfter {
 			continue
 		}
 		if now.Sub(p.started) < p.CleanupAfter { // this edge may not have seen the other's last beats

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,7 +72,13 @@ func (ns *natsServer) url() string {
 // newPresence connects to ns and starts a Presence for edgeID.
 func newPresence(t testing.TB, ns *natsServer, edgeID string, tune func(*cluster.Presence)) *cluster.Presence {
 	t.Helper()
-	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return newPresenceAt(t, ns.url(), edgeID, tune)
+}
+
+// newPresenceAt is newPresence through the NATS URL url.
+func newPresenceAt(t testing.TB, url, edgeID string, tune func(*cluster.Presence)) *cluster.Presence {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -401,4 +408,156 @@ func TestPresenceBucketsAreCreatedAgain(t *testing.T) {
 			require.Equal(t, "gone", seen[0].ID)
 		})
 	}
+}
+
+// TestReannounceKeepsANewerRecord: writing a record again after it went
+// missing from the view never replaces another session's record, and
+// writes it where the record is still the edge's own or was removed.
+func TestReannounceKeepsANewerRecord(t *testing.T) {
+	ns := startNATS(t)
+	a := newPresence(t, ns, "edge-a", nil)
+	b := newPresence(t, ns, "edge-b", nil)
+	ctx := context.Background()
+	mine := edge.PresenceRecord{ID: "d1", Nonce: "old"}
+	rev, err := a.Announce(ctx, mine)
+	require.NoError(t, err)
+	again, err := a.Reannounce(ctx, mine, rev)
+	require.NoError(t, err, "the record is still the edge's own")
+	require.Greater(t, again, rev)
+
+	_, err = b.Announce(ctx, edge.PresenceRecord{ID: "d1", Nonce: "new"})
+	require.NoError(t, err)
+	_, err = a.Reannounce(ctx, mine, again)
+	require.ErrorIs(t, err, edge.ErrRecordReplaced)
+	require.Eventually(t, func() bool {
+		got, ok := a.Lookup("d1")
+		return ok && got.Nonce == "new"
+	}, waitLong, 5*time.Millisecond)
+	got, ok := b.Lookup("d1")
+	require.True(t, ok)
+	require.Equal(t, "edge-b", got.Edge, "the newer session's record was replaced")
+
+	require.NoError(t, b.Withdraw(ctx, "d1", "new"))
+	_, err = a.Reannounce(ctx, mine, again)
+	require.NoError(t, err, "a removed record is written again")
+	require.Eventually(t, func() bool {
+		got, ok := b.Lookup("d1")
+		return ok && got.Edge == "edge-a" && got.Nonce == "old"
+	}, waitLong, 5*time.Millisecond)
+}
+
+// TestAStoppedViewJudgesNoEdgeDead: an edge whose connection to NATS
+// stalls (as it does while its process is stopped) cannot hear the other
+// edges, and must not take their silence for death: their devices stay
+// present in its view, and, being the lowest live edge, it does not clear
+// their records when it resumes.
+func TestAStoppedViewJudgesNoEdgeDead(t *testing.T) {
+	ns := startNATS(t)
+	fast := func(p *cluster.Presence) {
+		p.Heartbeat, p.EdgeTTL, p.CleanupAfter = 50*time.Millisecond, 300*time.Millisecond, time.Second
+	}
+	gate := freezableProxy(t, ns.url())
+	a := newPresenceAt(t, gate.url, "edge-a", fast)
+	b := newPresence(t, ns, "edge-b", fast)
+	require.NoError(t, announce(b, context.Background(), edge.PresenceRecord{ID: "d1", Nonce: "n"}))
+	require.Eventually(t, func() bool { _, ok := a.Lookup("d1"); return ok }, waitLong, 5*time.Millisecond)
+	time.Sleep(time.Second) // past CleanupAfter since edge-a started
+
+	gate.freeze()
+	for range 30 { // 3 s: ten edge TTLs, three times CleanupAfter
+		_, ok := a.Lookup("d1")
+		require.True(t, ok, "a stalled view judged a live edge dead")
+		time.Sleep(100 * time.Millisecond)
+	}
+	gate.thaw()
+	for range 20 {
+		_, ok := a.Lookup("d1")
+		require.True(t, ok, "a resumed view judged a live edge dead before hearing from it")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return a.Health() == nil }, waitLong, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // two cleanup rounds of edge-a
+	_, ok := b.Lookup("d1")
+	require.True(t, ok, "the resumed edge removed a live edge's record")
+}
+
+// gate is a TCP proxy whose traffic can be held in both directions.
+type gate struct {
+	url string
+	mu  sync.Mutex
+	c   *sync.Cond
+	on  bool
+}
+
+func (g *gate) freeze() { g.mu.Lock(); g.on = true; g.mu.Unlock() }
+func (g *gate) thaw()   { g.mu.Lock(); g.on = false; g.c.Broadcast(); g.mu.Unlock() }
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	for g.on {
+		g.c.Wait()
+	}
+	g.mu.Unlock()
+}
+
+// freezableProxy forwards a loopback port to the NATS server at url.
+func freezableProxy(t *testing.T, url string) *gate {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	g := &gate{url: "nats://" + ln.Addr().String()}
+	g.c = sync.NewCond(&g.mu)
+	target := strings.TrimPrefix(url, "nats://")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	pipe := func(dst, src net.Conn) {
+		defer wg.Done()
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				g.wait()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			wg.Add(2)
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	t.Cleanup(func() {
+		g.thaw()
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return g
 }
