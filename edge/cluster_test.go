@@ -166,9 +166,16 @@ func (rig *clusterRig) start(id string) *rigEdge {
 // device connects a device client for id to edge at, serving TCP tunnels
 // and handlers.
 func (rig *clusterRig) device(at, id string, handlers map[wire.MsgType]device.Handler) *device.Client {
+	rig.t.Helper()
+	return rig.deviceWith(at, id, rig.pki.DeviceTLS(rig.pki.Device(id)), handlers)
+}
+
+// deviceWith is device with the device's TLS configuration, whose
+// certificate is issued beforehand.
+func (rig *clusterRig) deviceWith(at, id string, tlsConf *tls.Config, handlers map[wire.MsgType]device.Handler) *device.Client {
 	t := rig.t
 	t.Helper()
-	dc := &device.Client{URL: rig.edges[at].url + "/device", TLSConfig: rig.pki.DeviceTLS(rig.pki.Device(id)),
+	dc := &device.Client{URL: rig.edges[at].url + "/device", TLSConfig: tlsConf,
 		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: rig.logger().With("device", id)}
 	dc.Handle(wire.MsgTCP, (&tcp.Handler{}).Serve)
 	for typ, h := range handlers {
