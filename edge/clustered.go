@@ -110,9 +110,10 @@ func (s *Server) writeRecord(d *Device, again bool) {
 	}
 	s.Metrics.presenceWrite("announce", err)
 	if errors.Is(err, ErrRecordReplaced) {
-		// The view shows the newer record soon, and the session here
-		// goes then (onPresence); until it does, this is not tried again
-		// at every check.
+		// A newer session holds the device's record: once the view shows
+		// it, the session here goes (onPresence). Until then it is tried
+		// again after lostRecordAfter, not at every check: the record may
+		// be a dead edge's, which the cluster removes in time.
 		d.announced.Store(time.Now().UnixNano())
 		s.log.Debug("a device's record was replaced by another session's; not writing it again", "device", d.ID)
 		return
