@@ -2,6 +2,7 @@ package files
 
 import (
 	"io"
+	"os"
 	"time"
 )
 
@@ -18,3 +19,10 @@ func Uploading(s *Server) int {
 // SetKeepAlive sets how often s sends one held-back byte of a resumed
 // download while it hashes the file.
 func SetKeepAlive(s *Server, d time.Duration) { s.keepAlive = d }
+
+// SetSyncFS makes extractions sync through f until the test ends.
+func SetSyncFS(t interface{ Cleanup(func()) }, f func(dir *os.File) error) {
+	old := syncFS
+	syncFS = f
+	t.Cleanup(func() { syncFS = old })
+}

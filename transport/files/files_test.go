@@ -308,6 +308,32 @@ func reg(name string, mode int64) *tar.Header {
 	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}
 }
 
+// TestExtractSyncsBeforeItReports: an extraction reports success only
+// once what it wrote is synced to disk, every file in place by then; a
+// sync that fails fails the extraction.
+func TestExtractSyncsBeforeItReports(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	defer root.Close()
+	archive := tarOf(t, &tar.Header{Typeflag: tar.TypeDir, Name: "top/", Mode: 0o755}, nil,
+		reg("top/a", 0o644), "alpha", reg("top/sub/b", 0o600), "beta")
+	var synced []string
+	files.SetSyncFS(t, func(d *os.File) error {
+		a, _ := os.ReadFile(filepath.Join(dir, "out", "a"))
+		b, _ := os.ReadFile(filepath.Join(dir, "out", "sub", "b"))
+		synced = append(synced, filepath.Clean(d.Name())+": "+string(a)+" "+string(b))
+		return nil
+	})
+	_, _, err = files.Extract(root, "out", bytes.NewReader(archive), files.Limits{UID: -1, GID: -1})
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Join(dir, "out") + ": alpha beta"}, synced, "one sync of the extraction's root, after its last file")
+
+	files.SetSyncFS(t, func(*os.File) error { return errors.New("I/O error") })
+	_, _, err = files.Extract(root, "again", bytes.NewReader(archive), files.Limits{UID: -1, GID: -1})
+	require.ErrorContains(t, err, "sync the extracted files to disk: I/O error")
+}
+
 func TestHostileArchives(t *testing.T) {
 	dirHdr := &tar.Header{Typeflag: tar.TypeDir, Name: "top/", Mode: 0o755}
 	for _, tc := range []struct {

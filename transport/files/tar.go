@@ -165,7 +165,9 @@ func linkStaysIn(name, link string) bool {
 // components, hard links, device files and FIFOs are refused
 // (ErrUnsafe); more entries or bytes than lim allows are refused
 // (ErrLimit). Each file is written to a temporary name and renamed into
-// place. It returns the number of entries and of file bytes written.
+// place; once the archive ends, what was written is synced to disk before
+// Extract returns. It returns the number of entries and of file bytes
+// written.
 func Extract(root *os.Root, dest string, r io.Reader, lim Limits) (entries int, written int64, err error) {
 	x := &extractor{root: root, lim: lim}
 	err = x.run(dest, tar.NewReader(r))
@@ -216,7 +218,7 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 			if x.entries == 0 {
 				return fmt.Errorf("%w: the archive is empty", ErrUnsafe)
 			}
-			return nil
+			return x.flush()
 		}
 		if err != nil {
 			return fmt.Errorf("read archive: %w", err)
@@ -272,6 +274,25 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 		}
 	}
 }
+
+// flush puts what the extraction wrote on disk before it reports success,
+// as a single file's upload does: a device that loses power after the
+// answer keeps every file whole. It is one sync of the file system, after
+// each file's writeback was started as it was written.
+func (x *extractor) flush() error {
+	d, err := x.root.Open(".")
+	if err == nil {
+		err = syncFS(d)
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("sync the extracted files to disk: %w", err)
+	}
+	return nil
+}
+
+// syncFS is syncFileSystem; tests watch when it runs.
+var syncFS = syncFileSystem
 
 // within makes the directory dest the root of the entries to come. The
 // names of links are checked against the archive, not the disk: a link
@@ -403,11 +424,17 @@ func (x *extractor) entry(hdr *tar.Header, name, target string, r io.Reader) err
 	if err != nil {
 		return fmt.Errorf("write %s: %w", target, err)
 	}
+	startWriteback(f, 0, n)
 	if err := f.Chmod(x.lim.perm(fs.FileMode(hdr.Mode))); err != nil {
 		return err
 	}
 	if err := x.lim.chown(f); err != nil {
 		return err
+	}
+	if syncEachFile {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: %w", target, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", target, err)

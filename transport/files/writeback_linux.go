@@ -24,3 +24,12 @@ func preallocate(f *os.File, off, n int64) {
 		_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n)
 	}
 }
+
+// syncFileSystem writes to disk everything the file system that holds dir
+// has in memory: one call for all the files of an extraction, which were
+// each started on their way to disk as they were written.
+func syncFileSystem(dir *os.File) error { return unix.Syncfs(int(dir.Fd())) }
+
+// syncEachFile: files need no fsync of their own; syncFileSystem covers
+// them.
+const syncEachFile = false
