@@ -246,7 +246,7 @@ func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
 	// Both sides keep a short interval: a side waits at least three of its
 	// peer's announced intervals.
 	s := newSystemWith(t, "keepalive: {interval: 200ms, timeout: 2s}\n")
-	proxy := newFaultProxy(t, s.addr)
+	proxy := testutil.NewFaultProxy(t, s.addr)
 	agent := s.addAgent(agentOpts{
 		id:       "dev-1",
 		edgeAddr: proxy.Addr(),
@@ -260,14 +260,14 @@ func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
 
 	// Swallow every byte both ways. Nothing closes the TCP connection: only
 	// the keep-alive can tell that the link is dead.
-	proxy.SetMode(modeBlackhole)
+	proxy.SetMode(testutil.Blackhole)
 	require.Eventually(t, func() bool {
 		return strings.Count(agent.Output(), "disconnected from edge") >= 1
 	}, 30*time.Second, 50*time.Millisecond, "the agent did not notice the dead link")
 
 	// The link heals: the agent's redial goes through and replaces the
 	// session the edge still held.
-	proxy.SetMode(modePass)
+	proxy.SetMode(testutil.Pass)
 	require.Eventually(t, func() bool {
 		devs, err := s.devices()
 		return err == nil && len(devs) == 1 && devs[0].RemoteAddr != firstAddr
@@ -284,13 +284,13 @@ func TestBlackholedLinkIsDetectedByKeepAlive(t *testing.T) {
 // tick, took up to 180 s).
 func TestDeadPeersAreFoundWithTheDefaults(t *testing.T) {
 	s := newSystem(t)
-	devProxy := newFaultProxy(t, s.addr)
+	devProxy := testutil.NewFaultProxy(t, s.addr)
 	s.addAgent(agentOpts{id: "dev-dead", edgeAddr: devProxy.Addr()})
 	s.addAgent(agentOpts{id: "dev-1"})
 
 	// A shell on dev-1 whose client goes dark: it records its PID, then
 	// waits.
-	cliProxy := newFaultProxy(t, s.addr)
+	cliProxy := testutil.NewFaultProxy(t, s.addr)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	sh := start(t, "tether", "--edge", "https://"+cliProxy.Addr(), "--ca", s.pki.CAFile, "--token", s.token,
 		"shell", "dev-1", "--", "echo $$ > "+pidFile+"; exec sleep 1000")
@@ -304,8 +304,8 @@ func TestDeadPeersAreFoundWithTheDefaults(t *testing.T) {
 		return err == nil && pid > 0
 	}, 30*time.Second, 50*time.Millisecond, "the shell did not start:\n%s", sh.Output())
 
-	devProxy.SetMode(modeBlackhole)
-	cliProxy.SetMode(modeBlackhole)
+	devProxy.SetMode(testutil.Blackhole)
+	cliProxy.SetMode(testutil.Blackhole)
 	require.Eventually(t, func() bool { return !s.connected("dev-dead") }, 45*time.Second, 200*time.Millisecond,
 		"the edge still lists a device whose link is dead")
 	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 45*time.Second, 200*time.Millisecond,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/edge/cluster"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -456,20 +457,20 @@ func TestAStoppedViewJudgesNoEdgeDead(t *testing.T) {
 	fast := func(p *cluster.Presence) {
 		p.Heartbeat, p.EdgeTTL, p.CleanupAfter = 50*time.Millisecond, 300*time.Millisecond, time.Second
 	}
-	gate := freezableProxy(t, ns.url())
-	a := newPresenceAt(t, gate.url, "edge-a", fast)
+	gate := testutil.NewFaultProxy(t, strings.TrimPrefix(ns.url(), "nats://"))
+	a := newPresenceAt(t, "nats://"+gate.Addr(), "edge-a", fast)
 	b := newPresence(t, ns, "edge-b", fast)
 	require.NoError(t, announce(b, context.Background(), edge.PresenceRecord{ID: "d1", Nonce: "n"}))
 	require.Eventually(t, func() bool { _, ok := a.Lookup("d1"); return ok }, waitLong, 5*time.Millisecond)
 	time.Sleep(time.Second) // past CleanupAfter since edge-a started
 
-	gate.freeze()
+	gate.SetMode(testutil.Hold)
 	for range 30 { // 3 s: ten edge TTLs, three times CleanupAfter
 		_, ok := a.Lookup("d1")
 		require.True(t, ok, "a stalled view judged a live edge dead")
 		time.Sleep(100 * time.Millisecond)
 	}
-	gate.thaw()
+	gate.SetMode(testutil.Pass)
 	for range 20 {
 		_, ok := a.Lookup("d1")
 		require.True(t, ok, "a resumed view judged a live edge dead before hearing from it")
@@ -479,85 +480,4 @@ func TestAStoppedViewJudgesNoEdgeDead(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // two cleanup rounds of edge-a
 	_, ok := b.Lookup("d1")
 	require.True(t, ok, "the resumed edge removed a live edge's record")
-}
-
-// gate is a TCP proxy whose traffic can be held in both directions.
-type gate struct {
-	url string
-	mu  sync.Mutex
-	c   *sync.Cond
-	on  bool
-}
-
-func (g *gate) freeze() { g.mu.Lock(); g.on = true; g.mu.Unlock() }
-func (g *gate) thaw()   { g.mu.Lock(); g.on = false; g.c.Broadcast(); g.mu.Unlock() }
-
-func (g *gate) wait() {
-	g.mu.Lock()
-	for g.on {
-		g.c.Wait()
-	}
-	g.mu.Unlock()
-}
-
-// freezableProxy forwards a loopback port to the NATS server at url.
-func freezableProxy(t *testing.T, url string) *gate {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	g := &gate{url: "nats://" + ln.Addr().String()}
-	g.c = sync.NewCond(&g.mu)
-	target := strings.TrimPrefix(url, "nats://")
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	pipe := func(dst, src net.Conn) {
-		defer wg.Done()
-		defer dst.Close()
-		defer src.Close()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				g.wait()
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			wg.Add(2)
-			go pipe(s, c)
-			go pipe(c, s)
-		}
-	}()
-	t.Cleanup(func() {
-		g.thaw()
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return g
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -186,4 +187,46 @@ func TestGetJSON(t *testing.T) {
 	require.Equal(t, "d1", got[0].ID)
 	err := GetJSON(srv.Client(), srv.URL+"/api/devices", "wrong", &got)
 	require.ErrorContains(t, err, "GET /api/devices: 401")
+}
+
+// TestFaultProxy: bytes pass, and wait while held and go out whole
+// after; a proxy closed while holding bytes ends. (The e2e keep-alive
+// tests use its black hole.)
+func TestFaultProxy(t *testing.T) {
+	p := NewFaultProxy(t, TCPServer(t, LineEcho))
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	line := func(s string) string {
+		t.Helper()
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err := io.WriteString(c, s+"\n")
+		require.NoError(t, err)
+		b := make([]byte, len(s)+1)
+		_, err = io.ReadFull(c, b)
+		require.NoError(t, err)
+		return string(b)
+	}
+	require.Equal(t, "one\n", line("one"))
+
+	p.SetMode(Hold)
+	_, err = io.WriteString(c, "two\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err = c.Read(make([]byte, 8))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "bytes went through a held proxy")
+	p.SetMode(Pass)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	b := make([]byte, 4)
+	_, err = io.ReadFull(c, b)
+	require.NoError(t, err)
+	require.Equal(t, "two\n", string(b), "held bytes were lost")
+
+	require.Equal(t, "three\n", line("three"))
+
+	p.SetMode(Hold)
+	_, err = io.WriteString(c, "held at close\n")
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond) // most likely held by now; either way Close must end
+	p.Close()
 }
