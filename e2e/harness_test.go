@@ -66,11 +66,20 @@ type proc struct {
 	cmd *exec.Cmd
 }
 
+// tetherEnv is added to the environment of the Tether binaries (tether,
+// tether-edge, tether-agent) that start runs, while a benchmark that sets
+// it runs (BenchmarkInteractiveOneProc).
+var tetherEnv []string
+
 // start runs a binary with args. It is stopped (SIGTERM, then SIGKILL) at
 // the end of the test, and its output is logged if the test failed.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := testutil.Start(t, bin(name), args...)
+	var o testutil.Options
+	if tetherEnv != nil && strings.HasPrefix(name, "tether") {
+		o.Env = append(os.Environ(), tetherEnv...)
+	}
+	p := testutil.StartWith(t, o, bin(name), args...)
 	return &proc{Proc: p, cmd: p.Cmd}
 }
 

@@ -113,7 +113,21 @@ func sorted(d []time.Duration) []time.Duration {
 // in-process client (tcp.Dial) and from an application through a real
 // `tether tcp` forward. It also counts the context switches of the edge
 // and the agent per new connection.
-func BenchmarkInteractive(b *testing.B) {
+func BenchmarkInteractive(b *testing.B) { interactive(b) }
+
+// BenchmarkInteractiveOneProc is BenchmarkInteractive with the edge, the
+// agent and the CLI on one P each (GOMAXPROCS=1); the floor relay and
+// this process keep theirs. What it saves is the Go scheduler's share:
+// with an idle P, each goroutine that a frame makes runnable (smux's
+// receive loop, the splice, smux's shaper and send loop) wakes another
+// thread, a context switch, on every hop.
+func BenchmarkInteractiveOneProc(b *testing.B) {
+	tetherEnv = []string{"GOMAXPROCS=1"}
+	b.Cleanup(func() { tetherEnv = nil })
+	interactive(b)
+}
+
+func interactive(b *testing.B) {
 	s := newSystem(b)
 	agent := s.addAgent(agentOpts{id: "dev-1"})
 	echo := lineEcho(b)
