@@ -115,6 +115,7 @@ type Presence struct {
 	lastBeat   time.Time // last successful heartbeat put
 	beatErr    error
 	lost       error // why the buckets must be bound again (one went missing), or nil
+	suspect    bool  // an operation got no answer: the next heartbeat checks the buckets
 }
 
 // buckets are the buckets bound, with when the devices and edges buckets
@@ -255,22 +256,70 @@ func (p *Presence) rebind(ctx context.Context) {
 }
 
 // missing notes err, of an operation on a bucket, when it says that the
-// bucket is gone: the next heartbeat binds the buckets again, and until
-// then the view is not current.
+// bucket may be gone. "Not found" says so for sure: the next heartbeat
+// binds the buckets again, and until then the view is not current. "No
+// response" is also what a write gets while NATS elects a new leader for
+// the bucket (after an edge died, say): the next heartbeat checks that the
+// bucket is there before the view counts as not current.
 func (p *Presence) missing(err error) {
-	if !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
-		!errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+	sure := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+	if !sure && !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 		return
 	}
 	if p.Conn != nil && !p.Conn.IsConnected() {
 		return
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !sure {
+		p.suspect = true
+		return
+	}
+	p.markLostLocked(err)
+}
+
+// markLostLocked makes the next heartbeat bind the buckets again, and the
+// view not current until then.
+func (p *Presence) markLostLocked(err error) {
 	if p.lost == nil {
 		p.lost = fmt.Errorf("a presence bucket is missing: %w", err)
 		p.log.Warn("a presence bucket is missing; binding the buckets again", "err", err)
 	}
-	p.mu.Unlock()
+}
+
+// check looks up the buckets an operation found unanswering: one that is
+// gone, or that was created again since it was bound, makes them lost. A
+// lookup that gets no answer either leaves them as they are: NATS is
+// electing a leader, or is away, which Health tells otherwise.
+func (p *Presence) check(ctx context.Context) {
+	b := p.bound.Load()
+	for _, kv := range []struct {
+		kv      jetstream.KeyValue
+		created time.Time
+	}{{b.devices, b.devicesCreated}, {b.edges, b.edgesCreated}, {b.lastSeen, time.Time{}}} {
+		if kv.kv == nil {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, opTimeout)
+		st, err := p.JetStream.KeyValue(sctx, kv.kv.Bucket())
+		var bs jetstream.KeyValueStatus
+		if err == nil {
+			bs, err = st.Status(sctx)
+		}
+		cancel()
+		gone := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+		if err == nil && !kv.created.IsZero() {
+			if info, ok := bs.(*jetstream.KeyValueBucketStatus); ok && info.StreamInfo() != nil && !info.StreamInfo().Created.Equal(kv.created) {
+				gone, err = true, jetstream.ErrStreamNotFound
+			}
+		}
+		if gone {
+			p.mu.Lock()
+			p.markLostLocked(err)
+			p.mu.Unlock()
+			return
+		}
+	}
 }
 
 // bucket binds the bucket cfg names: it looks it up first and creates it
@@ -352,11 +401,15 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		p.mu.RLock()
-		lost := p.lost != nil
-		p.mu.RUnlock()
-		if lost {
+		p.mu.Lock()
+		lost, suspect := p.lost != nil, p.suspect
+		p.suspect = false
+		p.mu.Unlock()
+		switch {
+		case lost:
 			p.rebind(ctx)
+		case suspect:
+			p.check(ctx) // if lost, bound again at the next heartbeat
 		}
 		bctx, cancel := context.WithTimeout(ctx, opTimeout)
 		err := p.beat(bctx)
