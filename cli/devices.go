@@ -127,7 +127,10 @@ func (o *devicesOptions) run(ctx context.Context, pattern string) error {
 	if err := s.requireEdge(); err != nil {
 		return err
 	}
-	devs, err := fetchDevices(ctx, s, o.g.timeout, client.DevicesOptions{Status: o.status, Match: pattern, Labels: o.labels})
+	// The edge's notices (cluster state unavailable, say) go to stderr, so
+	// that a script reading the list still gets it whole.
+	notice := func(n string) { fmt.Fprintf(o.g.io.ErrOut, "tether: warning: %s\n", sanitizeReason(n)) }
+	devs, err := fetchDevices(ctx, s, o.g.timeout, client.DevicesOptions{Status: o.status, Match: pattern, Labels: o.labels, Notice: notice})
 	if err != nil {
 		return err
 	}

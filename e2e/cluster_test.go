@@ -337,6 +337,21 @@ func TestClusterExternalNATS(t *testing.T) {
 	where := c.waitListed(ids)
 	t.Logf("six devices listed on all three edges %v after the agents started", time.Since(t0).Round(time.Millisecond))
 	crossEdgeChecks(t, c, where)
+
+	// NATS goes away: each edge keeps listing the whole cluster as it last
+	// saw it, past the 6 s in which it would find a silent edge dead, and
+	// tether devices says that the list may be out of date.
+	_ = ns.Stop()
+	require.True(t, ns.Exited(), "natsd did not stop")
+	e := c.edges[0]
+	require.Eventually(t, func() bool { return !strings.Contains(c.readyz(e), "cluster: ok") }, 20*time.Second, 50*time.Millisecond)
+	time.Sleep(7 * time.Second)
+	out, errOut, code := c.cli(e, "", "devices")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "tether: warning: cluster: unavailable: cluster state unavailable")
+	for _, id := range ids {
+		require.Contains(t, out, id, "an edge cut off from NATS stopped listing another edge's device")
+	}
 }
 
 // TestClusterEdgeCrash: the edge holding a device is killed with -9 in the

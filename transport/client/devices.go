@@ -59,6 +59,11 @@ type DevicesOptions struct {
 	// Labels keeps the devices whose labels meet this selector
 	// (transport/labels: "site=berlin,tier!=test"); empty keeps all.
 	Labels string
+	// Notice, when set, is called with each part of the list that the edge
+	// says may be stale or missing (its Tether-Cluster and Tether-Last-Seen
+	// headers, docs/api.md): "cluster: unavailable: ...". The list is
+	// still returned.
+	Notice func(string)
 }
 
 // Devices lists the devices of the edge that the token may see, sorted by
@@ -69,9 +74,16 @@ func (d *Dialer) Devices(ctx context.Context, opts DevicesOptions) ([]Device, er
 	if err != nil {
 		return nil, err
 	}
-	body, err := d.getAll(ctx, u, "application/json", MaxDevicesBody, "device list")
+	body, hdr, err := d.getAllHeader(ctx, u, "application/json", MaxDevicesBody, "device list")
 	if err != nil {
 		return nil, err
+	}
+	if opts.Notice != nil {
+		for _, h := range [...]struct{ name, what string }{{"Tether-Cluster", "cluster"}, {"Tether-Last-Seen", "offline devices"}} {
+			if v := strings.TrimSpace(hdr.Get(h.name)); v != "" {
+				opts.Notice(h.what + ": " + v)
+			}
+		}
 	}
 	devs, err := DecodeDevices(body)
 	if err != nil {

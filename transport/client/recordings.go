@@ -206,19 +206,25 @@ func (d *Dialer) get(ctx context.Context, u, accept, what string) (*http.Respons
 
 // getAll is get with the whole body read, up to max bytes.
 func (d *Dialer) getAll(ctx context.Context, u, accept string, max int64, what string) ([]byte, error) {
+	body, _, err := d.getAllHeader(ctx, u, accept, max, what)
+	return body, err
+}
+
+// getAllHeader is getAll, with the answer's header.
+func (d *Dialer) getAllHeader(ctx context.Context, u, accept string, max int64, what string) ([]byte, http.Header, error) {
 	resp, err := d.get(ctx, u, accept, what)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("client: read the %s: %w", what, err)
+		return nil, nil, fmt.Errorf("client: read the %s: %w", what, err)
 	}
 	if int64(len(body)) > max {
-		return nil, fmt.Errorf("client: the edge's %s is larger than %d bytes", what, max)
+		return nil, nil, fmt.Errorf("client: the edge's %s is larger than %d bytes", what, max)
 	}
-	return body, nil
+	return body, resp.Header, nil
 }
 
 // limitedBody fails a read past left bytes with ErrRecordingTooLarge.
