@@ -301,11 +301,7 @@ func (p *Presence) check(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, opTimeout)
-		st, err := p.JetStream.KeyValue(sctx, kv.kv.Bucket())
-		var bs jetstream.KeyValueStatus
-		if err == nil {
-			bs, err = st.Status(sctx)
-		}
+		bs, err := kv.kv.Status(sctx)
 		cancel()
 		gone := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 		if err == nil && !kv.created.IsZero() {
