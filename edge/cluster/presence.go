@@ -292,6 +292,8 @@ func (p *Presence) markLostLocked(err error) {
 // lookup that gets no answer either leaves them as they are: NATS is
 // electing a leader, or is away, which Health tells otherwise.
 func (p *Presence) check(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	b := p.bound.Load()
 	for _, kv := range []struct {
 		kv      jetstream.KeyValue
@@ -300,10 +302,11 @@ func (p *Presence) check(ctx context.Context) {
 		if kv.kv == nil {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, opTimeout)
-		bs, err := kv.kv.Status(sctx)
-		cancel()
+		bs, err := kv.kv.Status(ctx)
 		gone := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+		if err != nil && !gone {
+			return // no answer: nothing to tell
+		}
 		if err == nil && !kv.created.IsZero() {
 			if info, ok := bs.(*jetstream.KeyValueBucketStatus); ok && info.StreamInfo() != nil && !info.StreamInfo().Created.Equal(kv.created) {
 				gone, err = true, jetstream.ErrStreamNotFound
@@ -397,19 +400,24 @@ func (p *Presence) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		p.mu.Lock()
-		lost, suspect := p.lost != nil, p.suspect
-		p.suspect = false
-		p.mu.Unlock()
-		switch {
-		case lost:
+		p.mu.RLock()
+		lost := p.lost != nil
+		p.mu.RUnlock()
+		if lost {
 			p.rebind(ctx)
-		case suspect:
-			p.check(ctx) // if lost, bound again at the next heartbeat
 		}
 		bctx, cancel := context.WithTimeout(ctx, opTimeout)
 		err := p.beat(bctx)
 		cancel()
+		p.mu.Lock()
+		suspect := p.suspect
+		p.suspect = false
+		p.mu.Unlock()
+		if suspect {
+			// After the beat, which it must not delay. If a bucket is
+			// lost, the next heartbeat binds them again.
+			p.check(ctx)
+		}
 		if err != nil && ctx.Err() == nil {
 			p.mu.Lock()
 			first := p.beatErr == nil
