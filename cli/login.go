@@ -296,6 +296,11 @@ func (o *loginOptions) browserFlow(ctx context.Context, oc *oauth2.Config) (stri
 		} else {
 			fmt.Fprintln(w, "Signed in. You can close this window and return to the terminal.")
 		}
+		// The page goes out before the login goes on: it may finish, and
+		// stop this server, before the handler returns.
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 		select {
 		case got <- res:
 		default:
@@ -307,6 +312,11 @@ func (o *loginOptions) browserFlow(ctx context.Context, oc *oauth2.Config) (stri
 		_ = srv.Serve(ln)
 	}()
 	defer func() {
+		// Shutdown lets the browser's answer finish; Close ends what is
+		// left after a few seconds (a browser that keeps a request open).
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
 		srv.Close()
 		<-done
 	}()
