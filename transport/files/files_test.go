@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -332,6 +334,62 @@ func TestExtractSyncsBeforeItReports(t *testing.T) {
 	files.SetSyncFS(t, func(*os.File) error { return errors.New("I/O error") })
 	_, _, err = files.Extract(root, "again", bytes.NewReader(archive), files.Limits{UID: -1, GID: -1})
 	require.ErrorContains(t, err, "sync the extracted files to disk: I/O error")
+}
+
+// paxHeader returns a PAX extended header (typeflag 'x') whose records
+// hold a comment of n bytes, as raw tar blocks: archive/tar's writer makes
+// these only for an entry of its own.
+func paxHeader(t testing.TB, n int) []byte {
+	t.Helper()
+	rec := func(body string) string {
+		for l := len(body) + 3; ; l++ {
+			if r := strconv.Itoa(l) + " " + body + "\n"; len(r) == l {
+				return r
+			}
+		}
+	}
+	records := rec("comment=" + strings.Repeat("a", n))
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "PaxHeaders/x", Size: int64(len(records)), Format: tar.FormatUSTAR}))
+	_, err := tw.Write([]byte(records))
+	require.NoError(t, err)
+	require.NoError(t, tw.Flush())
+	b := buf.Bytes()
+	b[156] = tar.TypeXHeader
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// TestExtractRefusesARunOfMetaHeaders: archive/tar reads every PAX header
+// before an entry in one Next; a run of them past the header budget is
+// refused, while an entry with a PAX header of its own goes through.
+func TestExtractRefusesARunOfMetaHeaders(t *testing.T) {
+	root, err := os.OpenRoot(t.TempDir())
+	require.NoError(t, err)
+	defer root.Close()
+	file := tarOf(t, reg("f", 0o644), "data")
+	lim := files.Limits{UID: -1, GID: -1}
+
+	one := append(paxHeader(t, 1<<20-64), file...)
+	_, _, err = files.Extract(root, "one", bytes.NewReader(one), lim)
+	require.NoError(t, err, "an entry with one large PAX header")
+	got, err := root.ReadFile("one")
+	require.NoError(t, err)
+	require.Equal(t, "data", string(got))
+
+	var run []byte
+	for range 8 {
+		run = append(run, paxHeader(t, 1<<20-64)...)
+	}
+	_, _, err = files.Extract(root, "run", bytes.NewReader(append(run, file...)), lim)
+	require.ErrorIs(t, err, files.ErrLimit)
+	require.ErrorContains(t, err, "headers run past 4 MiB")
 }
 
 func TestHostileArchives(t *testing.T) {

@@ -169,15 +169,44 @@ func linkStaysIn(name, link string) bool {
 // Extract returns. It returns the number of entries and of file bytes
 // written.
 func Extract(root *os.Root, dest string, r io.Reader, lim Limits) (entries int, written int64, err error) {
-	x := &extractor{root: root, lim: lim}
-	err = x.run(dest, tar.NewReader(r))
+	x := &extractor{root: root, lim: lim, in: &headerBudget{r: r}}
+	err = x.run(dest, tar.NewReader(x.in))
 	if x.sub != nil {
 		x.sub.Close()
 	}
 	return x.entries, x.bytes, err
 }
 
+// maxHeaderBytes bounds what one tar.Next may read: an entry's header,
+// the meta headers before it (a PAX header and a GNU long name or link,
+// 1 MiB at most each in archive/tar), and the padding of the entry
+// before. archive/tar reads a run of meta headers in one Next, without
+// end: an archive that is nothing but PAX headers would keep the device
+// parsing for as long as the writer sends them.
+const maxHeaderBytes = 4 << 20
+
+// headerBudget is the archive's reader, which fails a read past its budget
+// (left): maxHeaderBytes while a header is read, the entry's size while
+// its data is.
+type headerBudget struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *headerBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: the archive's headers run past %d MiB before an entry", ErrLimit, maxHeaderBytes>>20)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
 type extractor struct {
+	in      *headerBudget
 	root    *os.Root
 	sub     *os.Root // the root opened at dest, if any; closed at the end
 	lim     Limits
@@ -213,6 +242,7 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 	}
 	top := ""
 	for {
+		x.in.left = maxHeaderBytes
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			if x.entries == 0 {
@@ -223,6 +253,7 @@ func (x *extractor) run(dest string, tr *tar.Reader) error {
 		if err != nil {
 			return fmt.Errorf("read archive: %w", err)
 		}
+		x.in.left = max(hdr.Size, 0) // its data, read by entry
 		x.entries++
 		if x.entries > x.lim.maxEntries() {
 			return fmt.Errorf("%w: the archive has more than %d entries", ErrLimit, x.lim.maxEntries())
