@@ -306,6 +306,18 @@ func (s *Server) isDraining() bool {
 	return s.draining || s.closed
 }
 
+// track1 counts a goroutine (a handler, a session's close) that the
+// edge's Close waits for; false once the edge is closed.
+func (s *Server) track1() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
 // track adds sess to the live sessions and the wait group; it fails once
 // the server is closed, so no session escapes Close.
 func (s *Server) track(sess *transport.Session) bool {

@@ -347,18 +347,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.runWebTerminal(c, r.RemoteAddr, me)
 }
 
-// track1 counts a handler that the edge's Close waits for; false once
-// the edge is closed.
-func (s *Server) track1() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
 func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity) {
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
