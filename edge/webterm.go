@@ -206,9 +206,9 @@ func (o *webQueue) signal() {
 	}
 }
 
-// take waits until there is output or the read ended, and appends up to
-// limit bytes of the output to dst. It returns the read's error once all
-// the output before it is taken, or ctx's cause when ctx ends first.
+// take waits until bytes are queued or the queue is finished, and appends
+// up to limit queued bytes to dst. It returns finish's error once all the
+// bytes before it are taken, or ctx's cause when ctx ends first.
 func (o *webQueue) take(ctx context.Context, dst []byte, limit int) ([]byte, error) {
 	for {
 		o.mu.Lock()
