@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/procs"
 	"github.com/tetherhq/tether/internal/version"
 	"github.com/tetherhq/tether/transport"
 )
@@ -188,6 +189,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	for _, w := range cfg.warnings {
 		log.Warn(w, "config", cfgPath)
 	}
+	// One P while the edge is lightly loaded, all of them once it is busy
+	// (internal/procs).
+	defer procs.Start(log)()
 	listen := cfg.file.Listen
 	if listenOverride != "" {
 		listen = listenOverride
