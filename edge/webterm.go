@@ -310,7 +310,9 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 	for t := range ws.terms {
 		reason := ""
 		method := webMethods[t.method]
-		if id, ok := method(st, t.cred); !ok {
+		if id, ok := method(st, t.cred); !ok && t.method == webMethodOIDC {
+			reason = "the edge no longer takes sign-ins by SSO at the provider it signed in with, or no longer admits the identity"
+		} else if !ok {
 			reason = "the token it signed in with was removed or replaced"
 		} else if id.Name != t.client {
 			reason = "the token it signed in with now belongs to client " + id.Name
