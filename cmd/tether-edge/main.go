@@ -296,8 +296,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}
-		if srv.Auth != nil && srv.Auth.OIDC != nil {
-			// An ID token is exchanged once on all the edges.
+		if srv.Auth != nil {
+			// An ID token is exchanged once on all the edges (a SIGHUP
+			// may add auth.oidc: the bucket is bound on first use).
 			srv.Auth.Exchanged = cl.exchangedTokens()
 		}
 	}
