@@ -68,7 +68,7 @@ type proc struct {
 
 // tetherEnv is added to the environment of the Tether binaries (tether,
 // tether-edge, tether-agent) that start runs, while a benchmark that sets
-// it runs (BenchmarkInteractiveOneProc).
+// it runs (BenchmarkInteractiveAllProcs).
 var tetherEnv []string
 
 // start runs a binary with args. It is stopped (SIGTERM, then SIGKILL) at

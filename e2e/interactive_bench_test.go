@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,14 +117,16 @@ func sorted(d []time.Duration) []time.Duration {
 // and the agent per new connection.
 func BenchmarkInteractive(b *testing.B) { interactive(b) }
 
-// BenchmarkInteractiveOneProc is BenchmarkInteractive with the edge, the
-// agent and the CLI on one P each (GOMAXPROCS=1); the floor relay and
-// this process keep theirs. What it saves is the Go scheduler's share:
-// with an idle P, each goroutine that a frame makes runnable (smux's
-// receive loop, the splice, smux's shaper and send loop) wakes another
-// thread, a context switch, on every hop.
-func BenchmarkInteractiveOneProc(b *testing.B) {
-	tetherEnv = []string{"GOMAXPROCS=1"}
+// BenchmarkInteractiveAllProcs is BenchmarkInteractive with the edge, the
+// agent and the CLI on all their Ps throughout (GOMAXPROCS set, which
+// turns internal/procs off); the floor relay and this process are as in
+// BenchmarkInteractive. What the governor saves, running them on one P
+// while they relay small messages, is the Go scheduler's share: with an
+// idle P, each goroutine that a frame makes runnable (smux's receive
+// loop, the splice, smux's shaper and send loop) wakes another thread, a
+// context switch, on every hop.
+func BenchmarkInteractiveAllProcs(b *testing.B) {
+	tetherEnv = []string{"GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}
 	b.Cleanup(func() { tetherEnv = nil })
 	interactive(b)
 }

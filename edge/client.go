@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type credential struct {
 	// (notAfter only) a JWT's expiry; zero for a token (identity.go).
 	notAfter time.Time
 	serial   string
+	// chain (a user certificate's) or jwt is the credential itself, held
+	// in memory only, for ReloadAuth to verify again.
+	chain []*x509.Certificate
+	jwt   string
 }
 
 // authenticate checks the client's token, sent as "Authorization: Bearer
@@ -239,9 +244,11 @@ func (s *Server) listDevices(ctx context.Context, q deviceQuery, visible func(De
 type clientSession struct {
 	id   Identity
 	cred [sha256.Size]byte // SHA-256 of its token
-	// notAfter and serial: see credential.
+	// notAfter, serial, chain and jwt: see credential.
 	notAfter time.Time
 	serial   string
+	chain    []*x509.Certificate
+	jwt      string
 	device   string
 	remote   string
 	sess     *transport.Session
@@ -252,8 +259,9 @@ type clientSession struct {
 
 	checkMu sync.Mutex
 	// checkMu guards the following.
-	gen     uint64 // the policy generation it was last checked under
-	revoked bool   // a check closed it
+	gen     uint64       // the policy generation it was last checked under
+	rt      *authRuntime // the sign-in runtime its credential passed under
+	revoked bool         // a check closed it
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -446,9 +454,9 @@ func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred
 		s.log.Warn("client upgrade failed", "client", id.Name, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	cs := &clientSession{id: id, cred: cred.hash, notAfter: cred.notAfter, serial: cred.serial, device: deviceID, remote: r.RemoteAddr, sess: sess,
-		streams: make(map[*streamGrant]struct{})}
-	cs.gen = cred.auth.gen
+	cs := &clientSession{id: id, cred: cred.hash, notAfter: cred.notAfter, serial: cred.serial, chain: cred.chain, jwt: cred.jwt,
+		device: deviceID, remote: r.RemoteAddr, sess: sess, streams: make(map[*streamGrant]struct{})}
+	cs.gen, cs.rt = cred.auth.gen, cred.auth.rt
 	cs.ctx, cs.cancel = context.WithCancel(s.ctx)
 	if !s.trackClient(cs) {
 		cs.cancel()

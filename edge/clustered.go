@@ -185,7 +185,13 @@ func (s *Server) onPresence(rec PresenceRecord) {
 	if mine := d.rev.Load(); mine == 0 || rec.Revision <= mine {
 		return
 	}
+	// Not on the watcher's goroutine, which the close would hold up; Close
+	// waits for it.
+	if !s.track1() {
+		return // the edge is closing, and closes the session itself
+	}
 	go func() {
+		defer s.wg.Done()
 		s.log.Info("device reconnected to another edge; closing the session here", "device", d.ID, "edge", rec.Edge)
 		d.close("replaced by a newer connection on edge " + rec.Edge)
 	}()

@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,7 +44,7 @@ func admitted(p Policy, id Identity) bool {
 // is false when the request carries neither, and the token path goes on;
 // otherwise ok says whether it passed, and on failure it has answered.
 func (s *Server) authenticatePersonal(w http.ResponseWriter, r *http.Request, st *authState) (cred credential, handled, ok bool) {
-	rt := s.authRT
+	rt := st.rt
 	if rt == nil {
 		return credential{}, false, false
 	}
@@ -60,7 +62,9 @@ func (s *Server) authenticatePersonal(w http.ResponseWriter, r *http.Request, st
 			s.refuse(w, r, http.StatusUnauthorized, "revoked", "user certificate rejected: serial "+user.Serial+" is revoked; ask an operator")
 			return credential{}, true, false
 		}
-		return s.admitPersonal(w, r, st, id, user.NotAfter, user.Serial)
+		cred, handled, ok := s.admitPersonal(w, r, st, id, user.NotAfter, user.Serial)
+		cred.chain = r.TLS.PeerCertificates
+		return cred, handled, ok
 	case len(rt.jwt) > 0:
 		tok, problem := clientToken(authz)
 		if problem != "" || !looksLikeJWT(tok) {
@@ -72,7 +76,9 @@ func (s *Server) authenticatePersonal(w http.ResponseWriter, r *http.Request, st
 			s.refuse(w, r, http.StatusUnauthorized, "bad_jwt", "JWT rejected: "+err.Error())
 			return credential{}, true, false
 		}
-		return s.admitPersonal(w, r, st, jid, exp.Add(clockSkew), "")
+		cred, handled, ok := s.admitPersonal(w, r, st, jid, exp.Add(clockSkew), "")
+		cred.jwt = tok
+		return cred, handled, ok
 	}
 	return credential{}, false, false
 }
@@ -89,15 +95,47 @@ func (s *Server) admitPersonal(w http.ResponseWriter, r *http.Request, st *authS
 
 // recheckPersonal is recheck's test of a session of a person or of
 // automation: it returns why the session must close under st, or "".
+// Under a new sign-in runtime (ReloadAuth) its credential is verified
+// again: the user certificate against the user CA, the JWT against the
+// issuers (with the keys the edge holds; an issuer whose keys must be
+// fetched is given recheckTimeout).
 func recheckPersonal(cs *clientSession, st *authState) string {
 	switch {
 	case cs.serial != "" && st.revoked.Has(cs.serial):
 		return "its user certificate (serial " + cs.serial + ") was revoked"
 	case !admitted(st.policy, cs.id):
 		return fmt.Sprintf("the reloaded policy has no rule for %s (%s)", cs.id.Name, cs.id.Method)
+	case st.rt == cs.rt:
+		return ""
 	}
+	var id Identity
+	var err error
+	switch {
+	case cs.chain != nil:
+		id, _, err = st.rt.verifyUserCert(cs.chain)
+		if err != nil {
+			return "its user certificate no longer passes under the reloaded auth section: " + err.Error()
+		}
+	case cs.jwt != "":
+		ctx, cancel := context.WithTimeout(cs.ctx, recheckTimeout)
+		id, _, err = st.rt.verifyJWT(ctx, cs.jwt)
+		cancel()
+		if err != nil {
+			return "its JWT no longer passes under the reloaded auth section: " + err.Error()
+		}
+	default:
+		return ""
+	}
+	if id.Name != cs.id.Name || !slices.Equal(id.Groups, cs.id.Groups) {
+		return fmt.Sprintf("under the reloaded auth section its credential names %s %v, not %s %v", id.Name, id.Groups, cs.id.Name, cs.id.Groups)
+	}
+	cs.rt = st.rt
 	return ""
 }
+
+// recheckTimeout bounds the fetch of an issuer's keys when a reload
+// checks a session's JWT again.
+const recheckTimeout = 5 * time.Second
 
 // expireAt closes cs when its credential expires, as a device session
 // ends with its certificate. The returned stop ends the timer.

@@ -100,9 +100,8 @@ type Server struct {
 	// mu guards the following.
 	sessions map[*transport.Session]struct{}
 	clients  map[*clientSession]struct{}
-	peers    *peerSet     // the peer sessions of a clustered edge
-	web      *webState    // nil without Server.Web; set by init
-	authRT   *authRuntime // nil without Server.Auth; set by init
+	peers    *peerSet  // the peer sessions of a clustered edge
+	web      *webState // nil without Server.Web; set by init
 	draining bool
 	closed   bool
 }
@@ -113,6 +112,7 @@ type Server struct {
 type authState struct {
 	policy  Policy
 	revoked Revocations
+	rt      *authRuntime // Server.Auth made ready; nil without one
 	gen     uint64
 }
 
@@ -135,16 +135,17 @@ func (s *Server) init() {
 		if p == nil {
 			p = denyAll{}
 		}
-		s.auth.Store(&authState{policy: p, revoked: s.Revoked, gen: 1})
+		var rt *authRuntime
+		if s.Auth != nil {
+			rt = newAuthRuntime(s.Auth, nil)
+		}
+		s.auth.Store(&authState{policy: p, revoked: s.Revoked, rt: rt, gen: 1})
 		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
 		s.clients = make(map[*clientSession]struct{})
 		if s.Web != nil {
 			s.web = newWebState(s.Web)
 			s.watchWebRevocations()
-		}
-		if s.Auth != nil {
-			s.authRT = newAuthRuntime(s.Auth)
 		}
 		if s.Cluster != nil {
 			s.startCluster()
@@ -159,15 +160,45 @@ func (s *Server) init() {
 // knows, or now gives to another client, or whose client may no longer
 // reach its device, is closed; so is every open stream that the new policy
 // would refuse. Each closing is audited. The other sessions and streams go
-// on. A nil policy denies everything.
+// on. A nil policy denies everything. Sign-in (Server.Auth) stays as it
+// is; ReloadAuth replaces it too.
 func (s *Server) Reload(p Policy, revoked Revocations) {
 	s.init()
+	s.reload(p, revoked, func(rt *authRuntime) *authRuntime { return rt })
+}
+
+// ReloadAuth is Reload with a new sign-in configuration: the user CA,
+// the identity provider and the JWT issuers (nil: none). Sign-ins from
+// then on use it, and every session of a person or of automation is
+// checked again under it: one whose user certificate no longer verifies
+// against the user CA, or whose JWT the issuers no longer accept, is
+// closed, as is a web session signed in by SSO once SSO is gone. The ID
+// tokens already exchanged for certificates stay used. An auth that
+// CheckAuthConfig refuses changes nothing, and its error says why.
+func (s *Server) ReloadAuth(p Policy, revoked Revocations, auth *AuthConfig) error {
+	s.init()
+	if err := CheckAuthConfig(auth); err != nil {
+		return err
+	}
+	s.reload(p, revoked, func(old *authRuntime) *authRuntime {
+		if auth == nil {
+			return nil
+		}
+		return newAuthRuntime(auth, old)
+	})
+	return nil
+}
+
+// reload swaps in the policy p, the revocations and the sign-in runtime
+// that auth makes of the running one, and checks every session again.
+func (s *Server) reload(p Policy, revoked Revocations, auth func(*authRuntime) *authRuntime) {
 	if p == nil {
 		p = denyAll{}
 	}
 	// Reloads are rare: a lock keeps the generations in order.
 	s.mu.Lock()
-	st := &authState{policy: p, revoked: revoked, gen: s.auth.Load().gen + 1}
+	old := s.auth.Load()
+	st := &authState{policy: p, revoked: revoked, rt: auth(old.rt), gen: old.gen + 1}
 	s.auth.Store(st)
 	clients := make([]*clientSession, 0, len(s.clients))
 	for cs := range s.clients {
@@ -304,6 +335,18 @@ func (s *Server) isDraining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.draining || s.closed
+}
+
+// track1 counts a goroutine (a handler, a session's close) that the
+// edge's Close waits for; false once the edge is closed.
+func (s *Server) track1() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // track adds sess to the live sessions and the wait group; it fails once

@@ -127,8 +127,8 @@ type authRuntime struct {
 	// expire: a client that reconnects costs a hash, not a signature check.
 	verified verifiedCache
 	// exchanged remembers the ID tokens exchanged for a certificate, until
-	// they expire: each is exchanged once on this edge.
-	exchanged verifiedCache
+	// they expire: each is exchanged once on this edge, across reloads.
+	exchanged *verifiedCache
 }
 
 // maxVerified bounds verifiedCache.
@@ -234,8 +234,20 @@ func CheckAuthConfig(c *AuthConfig) error {
 	return nil
 }
 
-func newAuthRuntime(c *AuthConfig) *authRuntime {
-	rt := &authRuntime{cfg: c, now: c.Now, maxLife: c.MaxCertLifetime}
+// newAuthRuntime makes c ready. old, when set, is the runtime it replaces
+// (ReloadAuth): the ID tokens it saw exchanged stay used, and an issuer
+// whose URL is unchanged keeps the keys fetched for it.
+func newAuthRuntime(c *AuthConfig, old *authRuntime) *authRuntime {
+	rt := &authRuntime{cfg: c, now: c.Now, maxLife: c.MaxCertLifetime, exchanged: &verifiedCache{}}
+	kept := make(map[string]*keySet)
+	if old != nil {
+		rt.exchanged = old.exchanged
+		for _, is := range append([]*issuer{old.oidc}, old.jwt...) {
+			if is != nil {
+				kept[is.url] = is.keys
+			}
+		}
+	}
 	if rt.now == nil {
 		rt.now = time.Now
 	}
@@ -251,7 +263,10 @@ func newAuthRuntime(c *AuthConfig) *authRuntime {
 		refetch = DefaultKeyRefetch
 	}
 	mk := func(iss string, aud []string, name, groups string) *issuer {
-		ks := &keySet{issuer: iss, client: client, refetch: refetch, now: rt.now}
+		ks := kept[iss]
+		if ks == nil {
+			ks = &keySet{issuer: iss, client: client, refetch: refetch, now: rt.now}
+		}
 		v := oidc.NewVerifier(iss, ks, &oidc.Config{
 			SkipClientIDCheck:    true, // audiences are checked against a list below
 			SupportedSigningAlgs: algNames(),
@@ -447,7 +462,7 @@ func (s *Server) serveAuthConfig(w http.ResponseWriter, r *http.Request) {
 	if !s.admitAPI(w, r, http.MethodGet) {
 		return
 	}
-	rt := s.authRT
+	rt := s.auth.Load().rt
 	if rt == nil || rt.oidc == nil {
 		http.Error(w, "this edge has no SSO login (auth.oidc is not configured); use a token", http.StatusNotFound)
 		return
@@ -494,7 +509,8 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 	if !s.admitAPI(w, r, http.MethodPost) {
 		return
 	}
-	rt := s.authRT
+	st := s.auth.Load()
+	rt := st.rt
 	if rt == nil || rt.oidc == nil || rt.cfg.UserSigner == nil {
 		http.Error(w, "this edge has no SSO login (auth.oidc is not configured); use a token", http.StatusNotFound)
 		return
@@ -533,7 +549,7 @@ func (s *Server) serveAuthExchange(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUnauthorized, "bad_id_token", "ID token rejected: "+err.Error()+"; run `tether login` again")
 		return
 	}
-	if !admitted(s.auth.Load().policy, id) {
+	if !admitted(st.policy, id) {
 		rt.exchanged.forget(used)
 		s.auditRejected(Event{Kind: EventUserLogin, Client: id.Name, RemoteAddr: r.RemoteAddr, Auth: MethodOIDC, Result: "forbidden"})
 		s.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has no access on this edge; ask its operator for a rule", id.Name))

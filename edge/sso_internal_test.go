@@ -56,7 +56,7 @@ func benchAuth(b *testing.B) (*authRuntime, []*x509.Certificate, string, *testoi
 		b.Fatal(err)
 	}
 	rt := newAuthRuntime(&AuthConfig{UserCA: certs.PoolOf(ca.Cert),
-		JWTIssuers: []JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}}}})
+		JWTIssuers: []JWTIssuer{{Issuer: idp.Issuer, Audiences: []string{"tether-ci"}}}}, nil)
 	tok, err := idp.Mint(testoidc.Claims{Audience: []string{"tether-ci"}})
 	if err != nil {
 		b.Fatal(err)

@@ -52,6 +52,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // ssoRig is an edge with SSO sign-in against a test provider.
 type ssoRig struct {
 	m      *mock.EdgeMock
+	auth   *edge.AuthConfig // the edge's
 	idp    *testoidc.Provider
 	userCA *certs.KeyPair
 	clock  *fakeClock
@@ -92,7 +93,7 @@ func newSSOEdge(t *testing.T, idp *testoidc.Provider, userCA *certs.KeyPair, lif
 	}
 	require.NoError(t, edge.CheckAuthConfig(auth))
 	m := newEdge(t, mock.Options{Policy: p, Auth: auth})
-	return &ssoRig{m: m, idp: idp, userCA: userCA, clock: clock}
+	return &ssoRig{m: m, auth: auth, idp: idp, userCA: userCA, clock: clock}
 }
 
 func (r *ssoRig) httpClient(t *testing.T) *http.Client {

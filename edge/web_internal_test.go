@@ -241,7 +241,7 @@ func TestWebTermRoom(t *testing.T) {
 // in one message of at most the limit, in order, and the read's end comes
 // after all of it.
 func TestWebOutputGathers(t *testing.T) {
-	o := newWebOutput()
+	o := newWebQueue()
 	o.add([]byte("abc"))
 	o.add([]byte("def"))
 	o.add([]byte("ghij"))
@@ -258,7 +258,7 @@ func TestWebOutputGathers(t *testing.T) {
 	require.Empty(t, got)
 
 	// A take that waits ends with its context, with the cause.
-	o = newWebOutput()
+	o = newWebQueue()
 	cctx, cancel := context.WithCancelCause(ctx)
 	cancel(errWebSignedOut)
 	_, err = o.take(cctx, nil, 8)

@@ -202,12 +202,13 @@ func (b *browser) dialWS(ctx context.Context, origin string) (*websocket.Conn, i
 
 // term is the page's side of a terminal.
 type term struct {
-	t    *testing.T
-	c    *websocket.Conn
-	out  bytes.Buffer
-	ack  bool // acknowledge output as it comes
-	exit *int
-	errs []string
+	t     *testing.T
+	c     *websocket.Conn
+	out   bytes.Buffer
+	ack   bool  // acknowledge output as it comes
+	taken int64 // bytes of keystrokes the edge reported taken
+	exit  *int
+	errs  []string
 }
 
 func (b *browser) openTerm(ctx context.Context, device string, cols, rows int) *term {
@@ -236,11 +237,14 @@ func (tm *term) next(ctx context.Context) bool {
 	}
 	var m struct {
 		T    string
+		N    int64
 		Code *int
 		Msg  string
 	}
 	require.NoError(tm.t, json.Unmarshal(b, &m))
 	switch m.T {
+	case "taken":
+		tm.taken += m.N
 	case "exit":
 		tm.exit = m.Code
 	case "error":
@@ -413,6 +417,58 @@ func TestWebFlowControl(t *testing.T) {
 	require.NotNil(t, tm.exit)
 	require.Equal(t, 3, *tm.exit)
 	require.Contains(t, tm.out.String(), "\n199999\r\n200000\r\n", "the flood's last lines are not intact")
+}
+
+// TestWebLargePaste: a paste far larger than the device's stream window,
+// into a program that echoes it, goes through whole. The page keeps at
+// most 1 MiB of keystrokes ahead of what the edge reports taken, as the
+// page's script does; the edge reads on meanwhile, so the acks of the
+// echo, queued behind the paste, still reach it.
+func TestWebLargePaste(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	const size = 8 << 20
+	line := strings.Repeat("x", 63) + "\n"
+	paste := []byte(strings.Repeat(line, size/len(line)))
+	tm.keys(ctx, fmt.Sprintf("stty -echo -icanon; echo READY-$((1+1)); head -c %d; echo; echo PASTED-$((40+2))\r", len(paste)))
+	tm.expect(ctx, `READY-2`) // the tty echoes no more
+	var sent int64
+	for len(paste) > 0 {
+		n := min(len(paste), 32<<10)
+		if sent-tm.taken+int64(n) > 1<<20 {
+			require.True(t, tm.next(ctx), "the terminal ended during the paste: %v", tm.errs)
+			continue
+		}
+		require.NoError(t, tm.c.Write(ctx, websocket.MessageBinary, paste[:n]))
+		paste, sent = paste[n:], sent+int64(n)
+	}
+	tm.expect(ctx, `PASTED-42`)
+	require.Equal(t, size/len(line)*63, bytes.Count(tm.out.Bytes(), []byte("x")), "bytes of the paste were lost")
+	require.Empty(t, tm.errs)
+}
+
+// TestWebPasteAheadOfItsBound: a page that sends keystrokes past its
+// bound while the device reads none is ended, with the reason, rather
+// than held in the edge's memory.
+func TestWebPasteAheadOfItsBound(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	ctx := ctxT(t)
+	tm := b.openTerm(ctx, webDevice, 80, 24)
+	tm.keys(ctx, "stty -echo -icanon; sleep 600\r")
+	chunk := bytes.Repeat([]byte("y"), 32<<10)
+	for range 1024 { // 32 MiB, twice the largest stream window
+		if tm.c.Write(ctx, websocket.MessageBinary, chunk) != nil {
+			break
+		}
+	}
+	tm.drain(ctx)
+	require.NotEmpty(t, tm.errs, "the edge took 32 MiB of keystrokes that the device did not read")
+	require.Contains(t, tm.errs[len(tm.errs)-1], "keystrokes that the device has not taken yet")
 }
 
 // TestWebFlowControlLyingPage: a page that acknowledges output it was

@@ -39,6 +39,10 @@ type webOIDCCred struct {
 	Name    string   `json:"n"`
 	Groups  []string `json:"g,omitempty"`
 	Expires int64    `json:"exp"` // Unix seconds
+	// Issuer is the identity provider's; a session of another provider
+	// than the edge's ends (ReloadAuth). Empty in the cookies of earlier
+	// releases, which any provider's edge takes.
+	Issuer string `json:"iss,omitempty"`
 }
 
 func init() {
@@ -47,6 +51,9 @@ func init() {
 		if err := json.Unmarshal([]byte(cred), &c); err != nil || c.Name == "" || time.Now().Unix() >= c.Expires {
 			return Identity{}, false
 		}
+		if st.rt == nil || st.rt.oidc == nil || c.Issuer != "" && c.Issuer != st.rt.oidc.url {
+			return Identity{}, false // SSO is off, or signs in at another provider now
+		}
 		id := Identity{Name: c.Name, Method: MethodOIDC, Groups: c.Groups}
 		return id, admitted(st.policy, id)
 	}
@@ -54,11 +61,19 @@ func init() {
 
 // webSSOEnabled reports whether the sign-in page offers SSO.
 func (s *Server) webSSOEnabled() bool {
-	return s.authRT != nil && s.authRT.oidc != nil
+	return s.ssoRuntime() != nil
 }
 
-func (s *Server) webOAuth(ctx context.Context) (*oauth2.Config, error) {
-	rt := s.authRT
+// ssoRuntime returns the sign-in runtime when it has an identity
+// provider, or nil. A request takes it once: a reload may replace it.
+func (s *Server) ssoRuntime() *authRuntime {
+	if rt := s.auth.Load().rt; rt != nil && rt.oidc != nil {
+		return rt
+	}
+	return nil
+}
+
+func (s *Server) webOAuth(ctx context.Context, rt *authRuntime) (*oauth2.Config, error) {
 	d, err := rt.oidc.keys.discovery(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +86,8 @@ func (s *Server) webOAuth(ctx context.Context) (*oauth2.Config, error) {
 // serveWebSSO routes /web/sso/start and /web/sso/callback.
 func (s *Server) serveWebSSO(w http.ResponseWriter, r *http.Request) {
 	webHeaders(w, "")
-	if !s.webSSOEnabled() {
+	rt := s.ssoRuntime()
+	if rt == nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -82,16 +98,16 @@ func (s *Server) serveWebSSO(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case webSSOPath + "/start":
-		s.serveWebSSOStart(w, r)
+		s.serveWebSSOStart(w, r, rt)
 	case webSSOPath + "/callback":
-		s.serveWebSSOCallback(w, r)
+		s.serveWebSSOCallback(w, r, rt)
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-func (s *Server) serveWebSSOStart(w http.ResponseWriter, r *http.Request) {
-	oc, err := s.webOAuth(r.Context())
+func (s *Server) serveWebSSOStart(w http.ResponseWriter, r *http.Request, rt *authRuntime) {
+	oc, err := s.webOAuth(r.Context(), rt)
 	if err != nil {
 		s.log.Warn("web SSO: identity provider unreachable", "err", err)
 		s.renderLogin(w, r, http.StatusBadGateway, "The identity provider cannot be reached; try again later, or sign in with a token.")
@@ -107,7 +123,7 @@ func (s *Server) serveWebSSOStart(w http.ResponseWriter, r *http.Request) {
 		oauth2.SetAuthURLParam("nonce", st.Nonce)), http.StatusFound)
 }
 
-func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request, rt *authRuntime) {
 	fail := func(code int, reason, msg string) {
 		s.auditRejected(Event{Kind: EventClientRejected, RemoteAddr: r.RemoteAddr, Method: "web", Result: reason})
 		s.log.Info("web SSO sign-in refused", "reason", reason, "remote", r.RemoteAddr)
@@ -131,14 +147,14 @@ func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "sso_refused", "The identity provider refused the sign-in: "+q.Get("error")+".")
 		return
 	}
-	oc, err := s.webOAuth(r.Context())
+	oc, err := s.webOAuth(r.Context(), rt)
 	if err != nil {
 		fail(http.StatusBadGateway, "idp_unreachable", "The identity provider cannot be reached; try again later.")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), idpTimeout)
 	defer cancel()
-	if hc := s.authRT.cfg.HTTPClient; hc != nil {
+	if hc := rt.cfg.HTTPClient; hc != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
 	}
 	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(st.Verifier))
@@ -147,7 +163,7 @@ func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	id, _, err := s.authRT.oidc.verify(ctx, raw, st.Nonce, MethodOIDC)
+	id, _, err := rt.oidc.verify(ctx, raw, st.Nonce, MethodOIDC)
 	if err != nil {
 		fail(http.StatusUnauthorized, "bad_id_token", "The sign-in was refused: "+err.Error())
 		return
@@ -157,8 +173,8 @@ func (s *Server) serveWebSSOCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	exp := now.Add(min(s.web.lifetime, s.authRT.maxLife))
-	cred, err := json.Marshal(webOIDCCred{Name: id.Name, Groups: id.Groups, Expires: exp.Unix()})
+	exp := now.Add(min(s.web.lifetime, rt.maxLife))
+	cred, err := json.Marshal(webOIDCCred{Name: id.Name, Groups: id.Groups, Expires: exp.Unix(), Issuer: rt.oidc.url})
 	if err != nil || len(cred) > maxWebCred {
 		fail(http.StatusBadRequest, "too_many_groups", "Your identity carries too many groups for a web session; use `tether login`.")
 		return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -19,7 +20,8 @@ import (
 // message, webHello, with its ticket. Then keystrokes go up and output
 // comes down as binary messages; control goes as JSON text messages,
 // webControl: up, "resize" and "ack" (bytes of output rendered); down,
-// "open", "exit" and "error".
+// "open", "taken" (bytes of keystrokes written to the device), "exit" and
+// "error".
 const (
 	webReadLimit = 64 << 10
 	webPing      = 20 * time.Second
@@ -36,6 +38,15 @@ const (
 	// past it the edge stops reading the device's stream, and the
 	// stream's window pushes back to the device.
 	webMaxUnacked = 1 << 20
+	// webMaxInput is how much of its keystrokes the page may have sent
+	// before the edge reports them taken: written to the device's stream.
+	// The page holds the rest of a large paste itself, so the edge always
+	// reads the page's messages, acks among them, however long the device
+	// takes to read its input.
+	webMaxInput = 1 << 20
+	// webTakenEvery is how many bytes of keystrokes the edge reports taken
+	// at once; a lone keystroke is reported with the next ones.
+	webTakenEvery = 32 << 10
 )
 
 // webHello is the page's first message.
@@ -158,9 +169,10 @@ func (t *webTerm) shown(n int) {
 	t.mu.Unlock()
 }
 
-// webOutput is the device's output gathered between the bridge's
-// messages to the page.
-type webOutput struct {
+// webQueue is bytes on their way through the bridge: the device's output
+// gathered between the bridge's messages to the page, or the page's
+// keystrokes on their way to the device.
+type webQueue struct {
 	mu sync.Mutex
 	// mu guards the following.
 	buf   []byte
@@ -168,33 +180,36 @@ type webOutput struct {
 	ready chan struct{} // has a value when buf or err is new
 }
 
-func newWebOutput() *webOutput { return &webOutput{ready: make(chan struct{}, 1)} }
+func newWebQueue() *webQueue { return &webQueue{ready: make(chan struct{}, 1)} }
 
-func (o *webOutput) add(b []byte) {
+// add queues b and returns how many bytes are queued.
+func (o *webQueue) add(b []byte) int {
 	o.mu.Lock()
 	o.buf = append(o.buf, b...)
+	n := len(o.buf)
 	o.mu.Unlock()
 	o.signal()
+	return n
 }
 
-func (o *webOutput) finish(err error) {
+func (o *webQueue) finish(err error) {
 	o.mu.Lock()
 	o.err = err
 	o.mu.Unlock()
 	o.signal()
 }
 
-func (o *webOutput) signal() {
+func (o *webQueue) signal() {
 	select {
 	case o.ready <- struct{}{}:
 	default:
 	}
 }
 
-// take waits until there is output or the read ended, and appends up to
-// limit bytes of the output to dst. It returns the read's error once all
-// the output before it is taken, or ctx's cause when ctx ends first.
-func (o *webOutput) take(ctx context.Context, dst []byte, limit int) ([]byte, error) {
+// take waits until bytes are queued or the queue is finished, and appends
+// up to limit queued bytes to dst. It returns finish's error once all the
+// bytes before it are taken, or ctx's cause when ctx ends first.
+func (o *webQueue) take(ctx context.Context, dst []byte, limit int) ([]byte, error) {
 	for {
 		o.mu.Lock()
 		if len(o.buf) > 0 {
@@ -295,7 +310,9 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 	for t := range ws.terms {
 		reason := ""
 		method := webMethods[t.method]
-		if id, ok := method(st, t.cred); !ok {
+		if id, ok := method(st, t.cred); !ok && t.method == webMethodOIDC {
+			reason = "the edge no longer takes sign-ins by SSO at the provider it signed in with, or no longer admits the identity"
+		} else if !ok {
 			reason = "the token it signed in with was removed or replaced"
 		} else if id.Name != t.client {
 			reason = "the token it signed in with now belongs to client " + id.Name
@@ -345,18 +362,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	defer s.active.Add(-1)
 	c.SetReadLimit(webReadLimit)
 	s.runWebTerminal(c, r.RemoteAddr, me)
-}
-
-// track1 counts a handler that the edge's Close waits for; false once
-// the edge is closed.
-func (s *Server) track1() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
 }
 
 func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity) {
@@ -518,8 +523,9 @@ func mustJSON(v any) []byte {
 // bridgeWeb carries the terminal both ways until the device's stream ends
 // (it then asks the device how the shell ended) or the page goes away,
 // and closes the WebSocket, with the exit status or the reason first.
-// Keystrokes go to the device as they come, never behind output; output
-// waits while more than webMaxUnacked is not yet rendered.
+// Keystrokes go to the device as they come, never behind output, and
+// wait for the device as long as its session lives; output waits while
+// more than webMaxUnacked is not yet rendered.
 //
 // The WebSocket closes when a context given to one of its calls ends, so
 // its calls take ctx (the edge's), never the bridge's own bctx, which
@@ -536,10 +542,15 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 
 	resize := make(chan [2]int, 1)
 	var upN sync.Mutex
-	// The page: keystrokes, acks and resizes.
+	// The page: keystrokes, acks and resizes. Keystrokes are queued for
+	// the writer below, so that this loop goes on to the acks that follow
+	// them while the device is not reading its input: a paste into cat,
+	// echoed, needs its output rendered and acknowledged to go on.
+	in := newWebQueue()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer in.finish(io.EOF)
 		for {
 			typ, b, err := c.Read(ctx)
 			if err != nil {
@@ -552,14 +563,10 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 				return
 			}
 			if typ == websocket.MessageBinary {
-				_ = st.SetWriteDeadline(time.Now().Add(webWriteLimit))
-				if _, err := st.Write(b); err != nil {
-					cancel(fmt.Errorf("write to device %s: %w", device, err))
+				if in.add(b) > webMaxInput {
+					cancel(fmt.Errorf("the page sent more than %d KiB of keystrokes that the device has not taken yet; reload the page", webMaxInput>>10))
 					return
 				}
-				upN.Lock()
-				up += int64(len(b))
-				upN.Unlock()
 				continue
 			}
 			m, err := decodeWebControl(b)
@@ -576,6 +583,39 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 				default:
 				}
 				resize <- [2]int{m.Cols, m.Rows}
+			}
+		}
+	}()
+	// Keystrokes to the device, in order, with no deadline: the device's
+	// session ends a stream that a dead device stops reading, and the end
+	// of the bridge aborts it. What went is reported to the page, which
+	// holds back what would be more than webMaxInput ahead.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var keys []byte
+		var taken int64
+		for {
+			var err error
+			if keys, err = in.take(bctx, keys[:0], webChunk); err != nil {
+				return
+			}
+			if _, err := st.Write(keys); err != nil {
+				cancel(fmt.Errorf("write to device %s: %w", device, err))
+				return
+			}
+			upN.Lock()
+			up += int64(len(keys))
+			upN.Unlock()
+			if taken += int64(len(keys)); taken >= webTakenEvery {
+				wctx, wcancel := context.WithTimeout(ctx, webWriteLimit)
+				err := c.Write(wctx, websocket.MessageText, mustJSON(webControl{T: "taken", N: taken}))
+				wcancel()
+				if err != nil {
+					cancel(fmt.Errorf("write to the page: %w", err))
+					return
+				}
+				taken = 0
 			}
 		}
 	}()
@@ -622,7 +662,7 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 	// sends what has gathered since the last message. A lone echo goes
 	// out at once; a flood that outruns the page goes in fewer, larger
 	// messages, each one a term.write and an ack for the page.
-	out := newWebOutput()
+	out := newWebQueue()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/internal/inherit"
+	"github.com/tetherhq/tether/internal/procs"
 	"github.com/tetherhq/tether/internal/version"
 	"github.com/tetherhq/tether/transport"
 )
@@ -90,6 +91,9 @@ Flags:
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return exitUsage
 	}
+	// One P while the agent relays keystrokes, all of them for bulk
+	// transfers (internal/procs).
+	defer procs.Start(logger)()
 
 	// Descriptors inherited from whoever started the agent must not reach
 	// the shells and commands it runs: those get exactly what they are

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
@@ -92,16 +97,16 @@ func TestAuthConfig(t *testing.T) {
 	}
 }
 
-// TestReloadWarnsOfAChangedAuth: auth takes effect at start; a SIGHUP
-// after the section or its user CA changed says that it needs a restart,
-// and one without a change says nothing of it.
-func TestReloadWarnsOfAChangedAuth(t *testing.T) {
+// TestReloadTakesAChangedAuth: a SIGHUP applies a changed auth section,
+// a replaced user CA file included, with the rest of the reload; adding
+// or removing the section needs a restart, which a warning says.
+func TestReloadTakesAChangedAuth(t *testing.T) {
 	path, pki := writeIssueConfig(t)
 	base, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeCA := func() {
+	writeCA := func() *certs.KeyPair {
 		ca, err := certs.NewCA("user CA", certs.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -109,36 +114,72 @@ func TestReloadWarnsOfAChangedAuth(t *testing.T) {
 		if err := ca.Save(filepath.Join(pki.Dir, "user-ca.crt"), filepath.Join(pki.Dir, "user-ca.key"), true); err != nil {
 			t.Fatal(err)
 		}
+		return ca
 	}
 	write := func(auth string) {
-		if err := os.WriteFile(path, append(append([]byte(nil), base...), "auth:\n  user_ca: {cert: user-ca.crt}\n"+auth...), 0o600); err != nil {
+		if err := os.WriteFile(path, append(append([]byte(nil), base...), auth...), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeCA()
-	write("")
+	const section = "auth:\n  user_ca: {cert: user-ca.crt}\n"
+	first := writeCA()
+	write(section)
 	running, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &edge.Server{Policy: running.policy}
+	srv := &edge.Server{Policy: running.policy, Auth: running.auth}
 	defer srv.Close()
-	const warning = "the auth section or its user CA changed"
+	const applied, warning = "the auth section and its user CA", "the auth section was added or removed"
 	hup := func() string {
 		var buf bytes.Buffer
 		reload(srv, running, path, slog.New(slog.NewTextHandler(&buf, nil)))
 		return buf.String()
 	}
-	if out := hup(); strings.Contains(out, warning) || !strings.Contains(out, "auth and cluster need a restart") {
-		t.Errorf("reload without a change:\n%s\nwant no warning, and the note of what needs a restart", out)
+	// A user certificate of the CA the edge holds now passes its check.
+	passes := func(ca *certs.KeyPair) bool {
+		key, err := certs.NewUserKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.IssueUser(key.Public(), "alice@example.com", nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodGet, "https://edge.example.com/client/d1", nil)
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "qbee-v1"} {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code == http.StatusUpgradeRequired {
+			t.Fatalf("the request did not reach sign-in: %d %s", rec.Code, rec.Body.String())
+		}
+		return !strings.Contains(rec.Body.String(), "user certificate rejected")
 	}
-	write("  max_cert_lifetime: 4h\n")
-	if out := hup(); !strings.Contains(out, warning) {
-		t.Errorf("reload with a new max_cert_lifetime:\n%s\nwant %q", out, warning)
+	if out := hup(); !strings.Contains(out, applied) || strings.Contains(out, warning) {
+		t.Errorf("reload without a change:\n%s\nwant %q and no warning", out, applied)
+	}
+	if !passes(first) {
+		t.Fatal("a certificate of the user CA does not pass")
+	}
+	write(section + "  max_cert_lifetime: 4h\n")
+	if out := hup(); !strings.Contains(out, applied) || strings.Contains(out, warning) {
+		t.Errorf("reload with a new max_cert_lifetime:\n%s\nwant %q and no warning", out, applied)
+	}
+	second := writeCA() // the same path, another CA
+	if out := hup(); !strings.Contains(out, applied) {
+		t.Errorf("reload with another user CA in the same file:\n%s\nwant %q", out, applied)
+	}
+	if passes(first) || !passes(second) {
+		t.Error("after the reload, the edge does not verify user certificates with the CA now in the file")
 	}
 	write("")
-	writeCA() // the same path, another CA
 	if out := hup(); !strings.Contains(out, warning) {
-		t.Errorf("reload with another user CA in the same file:\n%s\nwant %q", out, warning)
+		t.Errorf("reload without the auth section:\n%s\nwant %q", out, warning)
+	}
+	if !passes(second) {
+		t.Error("a reload that removed the section changed the sign-in it says it keeps")
 	}
 }

@@ -89,14 +89,16 @@
 //
 // # Signals
 //
-// SIGHUP re-reads clients and the revocation list; a device whose serial
-// is now revoked is disconnected at once, and a client session whose token
-// was removed or changed, or whose client may no longer reach its device,
-// is closed (and audited); open streams the new policy refuses are closed
-// too. Other sessions go on. A configuration that no longer parses is
-// logged and the running policy kept. SIGHUP also reopens the audit log,
-// for rotation by rename. listen, tls, keepalive, limits and cluster need
-// a restart. SIGTERM and SIGINT stop accepting (devices, clients and
+// SIGHUP re-reads clients, the revocation list, recording and auth (with
+// its user CA file; adding or removing auth needs a restart). A device
+// whose serial is now revoked is disconnected at once; a client session
+// whose token was removed or changed, or whose client may no longer reach
+// its device, is closed (and audited), as is a person's session whose
+// certificate or JWT the new auth section no longer accepts; open streams
+// the new policy refuses are closed too. Other sessions go on. A
+// configuration that no longer parses is logged and the running policy
+// kept. SIGHUP also reopens the audit log, for rotation by rename. listen,
+// tls, keepalive, limits, web and cluster need a restart. SIGTERM and SIGINT stop accepting (devices, clients and
 // peers), send GoAway to every device, wait for the open streams up to
 // drain_timeout, then leave the cluster state and stop NATS, and exit 0.
 package main

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
+	"github.com/tetherhq/tether/internal/procs"
 	"github.com/tetherhq/tether/internal/version"
 	"github.com/tetherhq/tether/transport"
 )
@@ -60,9 +61,9 @@ Configuration:
   An unknown key or a bad value stops the edge with the file, the line and the key.
 
 Signals:
-  SIGHUP           re-read clients, tokens, roles, the labels file and the revocation list;
-                   reopen the audit log
-                   (listen, tls, keepalive, limits, web, auth and cluster need a restart)
+  SIGHUP           re-read clients, tokens, roles, the labels file, the revocation list,
+                   recording and auth; reopen the audit log
+                   (listen, tls, keepalive, limits, web and cluster need a restart)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
 Examples:
@@ -188,6 +189,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	for _, w := range cfg.warnings {
 		log.Warn(w, "config", cfgPath)
 	}
+	// One P while the edge is lightly loaded, all of them once it is busy
+	// (internal/procs).
+	defer procs.Start(log)()
 	listen := cfg.file.Listen
 	if listenOverride != "" {
 		listen = listenOverride
@@ -292,8 +296,9 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}
-		if srv.Auth != nil && srv.Auth.OIDC != nil {
-			// An ID token is exchanged once on all the edges.
+		if srv.Auth != nil {
+			// An ID token is exchanged once on all the edges (a SIGHUP
+			// may add auth.oidc: the bucket is bound on first use).
 			srv.Auth.Exchanged = cl.exchangedTokens()
 		}
 	}
@@ -402,39 +407,39 @@ func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Serve
 	}
 }
 
-// reload re-reads the config's clients and revocation list. A broken file
-// keeps the running policy. The rest takes effect at the next start; a
-// changed cluster or auth section says so.
+// reload re-reads the config's clients, revocation list, recording and
+// auth sections. A broken file keeps the running policy. The rest takes
+// effect at the next start, as does turning auth on or off (the stores of
+// exchanged ID tokens are opened at start); a changed cluster section, or
+// auth turned on or off, says so.
 func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		log.Error("reload failed; keeping the running policy", "err", err)
 		return
 	}
-	srv.Reload(cfg.policy, cfg.revoked)
+	what := "clients, tokens, roles, the labels file, the recording section and the revocation list"
+	switch {
+	case (cfg.auth == nil) != (srv.Auth == nil):
+		srv.Reload(cfg.policy, cfg.revoked)
+		log.Warn("the auth section was added or removed; the edge keeps signing people in as it started until it is restarted", "config", cfgPath)
+	default:
+		if cfg.auth != nil {
+			// The running edge's record of exchanged ID tokens (a
+			// cluster's bucket, the state_dir's file) stays.
+			cfg.auth.Exchanged = srv.Auth.Exchanged
+		}
+		if err := srv.ReloadAuth(cfg.policy, cfg.revoked, cfg.auth); err != nil {
+			log.Error("reload failed; keeping the running policy and sign-in", "err", err, "config", cfgPath)
+			return
+		}
+		if cfg.auth != nil {
+			what += ", the auth section and its user CA"
+		}
+	}
 	srv.SetRecording(cfg.recording) // new shells take it
-	log.Info("reloaded clients, tokens, roles, the labels file, the recording section and the revocation list (listen, tls, keepalive, limits, web, auth and cluster need a restart)", "config", cfgPath)
+	log.Info("reloaded "+what+" (listen, tls, keepalive, limits, web and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
 	}
-	if authChanged(running.auth, cfg.auth) || !reflect.DeepEqual(cfg.file.Auth, running.file.Auth) {
-		log.Warn("the auth section or its user CA changed; the edge keeps signing in and verifying people with the old one until it is restarted", "config", cfgPath)
-	}
-}
-
-// authChanged reports whether the user CA of two auth sections differs:
-// the certificate file may have been replaced under the same path.
-func authChanged(a, b *edge.AuthConfig) bool {
-	if a == nil || b == nil {
-		return (a == nil) != (b == nil)
-	}
-	switch {
-	case (a.UserCA == nil) != (b.UserCA == nil):
-		return true
-	case a.UserCA != nil && !a.UserCA.Equal(b.UserCA):
-		return true
-	case (a.UserSigner == nil) != (b.UserSigner == nil):
-		return true
-	}
-	return a.UserSigner != nil && !a.UserSigner.Cert.Equal(b.UserSigner.Cert)
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 
 	"github.com/tetherhq/tether/cli"
+	"github.com/tetherhq/tether/internal/procs"
 )
 
 func main() {
@@ -32,7 +33,11 @@ func main() {
 		case <-ctx.Done():
 		}
 	}()
+	// One P for a shell or a tunnel's small messages, all of them for a
+	// bulk copy (internal/procs).
+	stopProcs := procs.Start(nil)
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stopProcs()
 	cancel(nil)
 	signal.Stop(sigs)
 	signal.Stop(pipes)

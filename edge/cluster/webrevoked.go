@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tetherhq/tether/edge"
@@ -116,8 +117,15 @@ const watchRetryMax = 5 * time.Second
 
 // WatchRevocations implements edge.WebRevocationWatcher: it watches the
 // bucket, from its present records on, and binds and watches it again
-// after a failure.
+// after a failure and after each reconnect to NATS. A watch carried over
+// a reconnect can go quiet without closing: a restarted server lost its
+// consumer, and the client notices only when its heartbeats stay away.
 func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id string)) {
+	var reconnected chan nats.Status
+	if nc := w.JetStream.Conn(); nc != nil {
+		reconnected = nc.StatusChanged(nats.CONNECTED)
+		defer nc.RemoveStatusListener(reconnected)
+	}
 	delay := 100 * time.Millisecond
 	for {
 		bctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -125,7 +133,7 @@ func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id s
 		cancel()
 		if err == nil {
 			start := time.Now()
-			if watchKeys(ctx, kv, revoked) != nil {
+			if watchKeys(ctx, kv, reconnected, revoked) != nil {
 				w.forget(kv)
 			}
 			if time.Since(start) > watchRetryMax {
@@ -142,9 +150,9 @@ func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id s
 }
 
 // watchKeys calls fn with the key of every record of kv, present and to
-// come, until ctx ends or the watch fails. It returns the error of a watch
-// that could not start.
-func watchKeys(ctx context.Context, kv jetstream.KeyValue, fn func(key string)) error {
+// come, until ctx ends, the watch fails or a value comes on reconnected.
+// It returns the error of a watch that could not start.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, reconnected <-chan nats.Status, fn func(key string)) error {
 	kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return err
@@ -153,6 +161,8 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, fn func(key string)) 
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-reconnected:
 			return nil
 		case e, ok := <-kw.Updates():
 			if !ok {

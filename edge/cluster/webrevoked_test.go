@@ -91,6 +91,39 @@ func TestWebRevocationsAreWatched(t *testing.T) {
 	require.Equal(t, "fedcba9876543210fedcba9876543210", recv(t, heard), "a sign-out made on another edge")
 }
 
+// TestWebRevocationsAreWatchedAgainAfterAReconnect: after NATS restarts,
+// the watch starts again at once, from the present records (the sign-out
+// made before the restart is heard a second time), and hears sign-outs
+// made after it. A watch that only resumed would go quiet until its
+// consumer noticed the lost server state, many seconds later.
+func TestWebRevocationsAreWatchedAgainAfterAReconnect(t *testing.T) {
+	ns := startNATS(t)
+	a := &cluster.WebRevocations{JetStream: jetStreamOf(t, ns), TTL: time.Hour}
+	b := &cluster.WebRevocations{JetStream: jetStreamOf(t, ns), TTL: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	const before, after = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	require.NoError(t, a.Revoke(ctx, before, time.Now().Add(time.Hour)))
+
+	heard := make(chan string, 8)
+	wctx, wcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.WatchRevocations(wctx, func(id string) { heard <- id })
+	}()
+	defer func() { wcancel(); <-done }()
+	require.Equal(t, before, recv(t, heard))
+
+	ns.stop()
+	ns.start() // the same store: the record is still there
+	require.Equal(t, before, recv(t, heard), "the watch did not start again after the reconnect")
+	require.Eventually(t, func() bool {
+		return a.Revoke(ctx, after, time.Now().Add(time.Hour)) == nil
+	}, waitLong, 50*time.Millisecond)
+	require.Equal(t, after, recv(t, heard), "a sign-out made after the reconnect")
+}
+
 func jetStreamOf(t *testing.T, ns *natsServer) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))

@@ -1,7 +1,8 @@
 // The terminal page: a ticket for the device, then the WebSocket, which
 // carries keystrokes and output as binary messages and control as JSON
 // text. Output is acknowledged once xterm.js has rendered it, so the edge
-// never runs far ahead of the page.
+// never runs far ahead of the page; keystrokes run at most inputMax ahead
+// of the device, and the rest of a large paste waits here.
 (function () {
   'use strict';
   const meta = (n) => document.querySelector('meta[name="' + n + '"]').content;
@@ -69,6 +70,9 @@
           window.tether.exited = m.code;
           term.write('\r\n[exited ' + (m.signal ? m.signal : m.code) + ']\r\n');
           state.textContent = 'exited';
+        } else if (m.t === 'taken') {
+          inflight -= m.n;
+          pump();
         } else if (m.t === 'error') {
           fail(m.msg);
         }
@@ -81,9 +85,23 @@
       if (state.textContent === 'connected') state.textContent = 'disconnected';
     };
     // A paste comes as one piece of any size; the edge takes messages of
-    // at most 64 KiB, and ends the terminal on a larger one.
+    // at most 64 KiB, and ends the terminal on a larger one. It reports
+    // the keystrokes it wrote to the device (taken); at most inputMax may
+    // be on their way, as the edge holds them while the device is not
+    // reading.
+    const inputMax = 1 << 20;
+    let inflight = 0;
+    const pending = [];
+    const pump = () => {
+      while (pending.length > 0 && inflight + pending[0].length <= inputMax && ws.readyState === WebSocket.OPEN) {
+        const b = pending.shift();
+        inflight += b.length;
+        ws.send(b);
+      }
+    };
     const sendKeys = (b) => {
-      for (let i = 0; i < b.length; i += 32 << 10) ws.send(b.subarray(i, i + (32 << 10)));
+      for (let i = 0; i < b.length; i += 32 << 10) pending.push(b.subarray(i, i + (32 << 10)));
+      pump();
     };
     term.onData((d) => { if (ws.readyState === WebSocket.OPEN) sendKeys(enc.encode(d)); });
     term.onBinary((d) => {

@@ -1,0 +1,146 @@
+// Package procs fits the number of Ps, the threads that run Go code at
+// once (GOMAXPROCS), to what a Tether process is doing.
+//
+// A relay of small messages, a keystroke through the CLI, the edge and the
+// agent, is a chain of goroutine hand-offs in each process: the session's
+// receive loop, the splice, smux's shaper and send loop. With an idle P
+// beside the running one, every hand-off wakes another thread, a context
+// switch: on a 2-core machine a 64-byte round trip on a stream through the
+// edge and the agent took 0.34 to 0.41 ms with both on all their Ps, and
+// 0.27 to 0.29 ms governed (BenchmarkInteractiveAllProcs and
+// BenchmarkInteractive in e2e). A bulk transfer, on the other hand, needs
+// every core for its encryption. So a process runs on
+// one P while it uses less than half a core, and on the runtime's default
+// (every core the process may use) from the first interval in which it
+// uses more, until it has been quiet for a while.
+package procs
+
+import (
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// The governor's defaults.
+const (
+	// Interval is how often the process's CPU time is read.
+	Interval = 50 * time.Millisecond
+	// Busy is the share of a core, over one interval, past which the
+	// process runs on all its Ps.
+	Busy = 0.5
+	// Calm is the share of a core below which the process is quiet.
+	Calm = 0.2
+	// QuietFor is how long the process stays quiet before it goes back
+	// to one P.
+	QuietFor = 2 * time.Second
+)
+
+// Start fits GOMAXPROCS to the process's load until stop is called, which
+// waits for the governor's goroutine and leaves the runtime's default in
+// place. It does nothing (and stop does nothing) when the runtime's
+// default is one P, when the environment sets GOMAXPROCS (that choice
+// stands), or where the process's CPU time cannot be read (cpuTime).
+func Start(log *slog.Logger) (stop func()) {
+	if os.Getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) < 2 {
+		return func() {}
+	}
+	if _, ok := cpuTime(); !ok {
+		return func() {}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		run(done, log)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+}
+
+func run(done <-chan struct{}, log *slog.Logger) {
+	t := time.NewTicker(Interval)
+	defer t.Stop()
+	cpu, _ := cpuTime()
+	g := newGovernor(cpu, time.Now())
+	runtime.GOMAXPROCS(1)
+	defer runtime.SetDefaultGOMAXPROCS()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			cpu, ok := cpuTime()
+			if !ok {
+				return
+			}
+			switch g.sample(cpu, now) {
+			case toAll:
+				runtime.SetDefaultGOMAXPROCS()
+				log.Debug("busy: running on all Ps", "procs", runtime.GOMAXPROCS(0))
+			case toOne:
+				runtime.GOMAXPROCS(1)
+				log.Debug("quiet: running on one P")
+			}
+		}
+	}
+}
+
+// change is what a sample asks of the runtime.
+type change int
+
+const (
+	stay change = iota
+	toAll
+	toOne
+)
+
+// governor decides from the process's CPU time, sampled at intervals,
+// when to run on one P and when on all.
+type governor struct {
+	one     bool // on one P
+	lastCPU time.Duration
+	lastAt  time.Time
+	calm    time.Time // since when the process is quiet; zero while it is not
+}
+
+// newGovernor starts on one P, from the CPU time cpu at time at.
+func newGovernor(cpu time.Duration, at time.Time) *governor {
+	return &governor{one: true, lastCPU: cpu, lastAt: at}
+}
+
+// sample takes the process's CPU time at time at, and returns the change
+// it calls for.
+func (g *governor) sample(cpu time.Duration, at time.Time) change {
+	elapsed := at.Sub(g.lastAt)
+	if elapsed <= 0 {
+		return stay
+	}
+	cores := float64(cpu-g.lastCPU) / float64(elapsed)
+	g.lastCPU, g.lastAt = cpu, at
+	switch {
+	case g.one && cores >= Busy:
+		g.one, g.calm = false, time.Time{}
+		return toAll
+	case g.one:
+		return stay
+	case cores >= Calm:
+		g.calm = time.Time{}
+	case g.calm.IsZero():
+		g.calm = at
+	case at.Sub(g.calm) >= QuietFor:
+		g.one, g.calm = true, time.Time{}
+		return toOne
+	}
+	return stay
+}
