@@ -9,10 +9,14 @@
 // edge and the agent took 0.34 to 0.41 ms with both on all their Ps, and
 // 0.27 to 0.29 ms governed (BenchmarkInteractiveAllProcs and
 // BenchmarkInteractive in e2e). A bulk transfer, on the other hand, needs
-// every core for its encryption. So a process runs on
-// one P while it uses less than half a core, and on the runtime's default
-// (every core the process may use) from the first interval in which it
-// uses more, until it has been quiet for a while.
+// every core for its encryption. So a process runs on one P while it uses
+// less than half a core, and on the runtime's default (every core the
+// process may use) from the first interval in which it uses more, until
+// it has been quiet for a while.
+//
+// Work that waits in system calls, file I/O above all, keeps the one P in
+// them without showing as CPU time, and the rest of the process waits
+// behind it: a file transfer holds all Ps for as long as it runs (Hold).
 package procs
 
 import (
@@ -20,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +73,26 @@ func Start(log *slog.Logger) (stop func()) {
 	}
 }
 
+// holds counts the Holds in force; held wakes the governor for a new one.
+var (
+	holds atomic.Int64
+	held  = make(chan struct{}, 1)
+)
+
+// Hold keeps the process on all its Ps until release is called: for work
+// that waits in system calls (a file transfer) and so uses little CPU time
+// while it holds the only P. Where no governor runs, it only counts.
+func Hold() (release func()) {
+	if holds.Add(1) == 1 {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { holds.Add(-1) }) }
+}
+
 func run(done <-chan struct{}, log *slog.Logger) {
 	t := time.NewTicker(Interval)
 	defer t.Stop()
@@ -76,22 +101,25 @@ func run(done <-chan struct{}, log *slog.Logger) {
 	runtime.GOMAXPROCS(1)
 	defer runtime.SetDefaultGOMAXPROCS()
 	for {
+		var now time.Time
 		select {
 		case <-done:
 			return
-		case now := <-t.C:
-			cpu, ok := cpuTime()
-			if !ok {
-				return
-			}
-			switch g.sample(cpu, now) {
-			case toAll:
-				runtime.SetDefaultGOMAXPROCS()
-				log.Debug("busy: running on all Ps", "procs", runtime.GOMAXPROCS(0))
-			case toOne:
-				runtime.GOMAXPROCS(1)
-				log.Debug("quiet: running on one P")
-			}
+		case now = <-t.C:
+		case <-held:
+			now = time.Now()
+		}
+		cpu, ok := cpuTime()
+		if !ok {
+			return
+		}
+		switch g.sample(cpu, now, holds.Load() > 0) {
+		case toAll:
+			runtime.SetDefaultGOMAXPROCS()
+			log.Debug("busy: running on all Ps", "procs", runtime.GOMAXPROCS(0))
+		case toOne:
+			runtime.GOMAXPROCS(1)
+			log.Debug("quiet: running on one P")
 		}
 	}
 }
@@ -119,15 +147,21 @@ func newGovernor(cpu time.Duration, at time.Time) *governor {
 	return &governor{one: true, lastCPU: cpu, lastAt: at}
 }
 
-// sample takes the process's CPU time at time at, and returns the change
-// it calls for.
-func (g *governor) sample(cpu time.Duration, at time.Time) change {
+// sample takes the process's CPU time at time at, and whether a Hold is in
+// force, and returns the change it calls for.
+func (g *governor) sample(cpu time.Duration, at time.Time, held bool) change {
 	elapsed := at.Sub(g.lastAt)
-	if elapsed <= 0 {
+	if elapsed <= 0 && !held {
 		return stay
 	}
-	cores := float64(cpu-g.lastCPU) / float64(elapsed)
-	g.lastCPU, g.lastAt = cpu, at
+	cores := 0.0
+	if elapsed > 0 {
+		cores = float64(cpu-g.lastCPU) / float64(elapsed)
+		g.lastCPU, g.lastAt = cpu, at
+	}
+	if held {
+		cores = max(cores, Busy) // busy, whatever its CPU time
+	}
 	switch {
 	case g.one && cores >= Busy:
 		g.one, g.calm = false, time.Time{}

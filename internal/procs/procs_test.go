@@ -22,7 +22,7 @@ func TestGovernorFollowsTheLoad(t *testing.T) {
 	step := func(cores float64) change {
 		at = at.Add(Interval)
 		cpu += time.Duration(cores * float64(Interval))
-		return g.sample(cpu, at)
+		return g.sample(cpu, at, false)
 	}
 	require.Equal(t, stay, step(0.3), "a light load stays on one P")
 	require.Equal(t, stay, step(0.49))
@@ -41,7 +41,23 @@ func TestGovernorFollowsTheLoad(t *testing.T) {
 	require.Equal(t, stay, step(0.1))
 	require.Equal(t, toAll, step(1.0))
 	// A clock that did not move changes nothing.
-	require.Equal(t, stay, g.sample(cpu, at))
+	require.Equal(t, stay, g.sample(cpu, at, false))
+
+	// A Hold is busy, at once and however little CPU time it takes, and
+	// the quiet starts only once it is released.
+	for i := range quiet + 1 {
+		require.NotEqual(t, toAll, step(0.01), "quiet interval %d", i)
+	}
+	require.True(t, g.one)
+	require.Equal(t, toAll, g.sample(cpu, at, true), "a new Hold, the same instant")
+	for i := range 2 * quiet {
+		at = at.Add(Interval)
+		require.Equal(t, stay, g.sample(cpu, at, true), "held interval %d", i)
+	}
+	for i := range quiet {
+		require.Equal(t, stay, step(0.01), "quiet interval %d after the Hold", i)
+	}
+	require.Equal(t, toOne, step(0.01))
 }
 
 // TestStartFitsTheRuntime: with Start, an idle process runs on one P, a
@@ -74,6 +90,16 @@ func TestStartFitsTheRuntime(t *testing.T) {
 	<-done
 	require.Eventually(t, func() bool { return runtime.GOMAXPROCS(0) == 1 }, 10*time.Second, 10*time.Millisecond,
 		"a process quiet again stays on %d Ps", runtime.GOMAXPROCS(0))
+
+	// A Hold, idle as it is, moves it to all Ps until it is released.
+	release := Hold()
+	require.Eventually(t, func() bool { return runtime.GOMAXPROCS(0) == def }, 10*time.Second, 10*time.Millisecond,
+		"a Hold left the process on one P")
+	release()
+	release() // a second call does nothing
+	require.Eventually(t, func() bool { return runtime.GOMAXPROCS(0) == 1 }, 10*time.Second, 10*time.Millisecond,
+		"a released Hold left the process on %d Ps", runtime.GOMAXPROCS(0))
+	require.Zero(t, holds.Load())
 	stop()
 	require.Equal(t, def, runtime.GOMAXPROCS(0), "stop did not leave the runtime's default")
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tetherhq/tether/internal/procs"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -88,6 +89,7 @@ type DownloadOptions struct {
 // a mismatch is ErrChecksum.
 func Download(ctx context.Context, o transport.Opener, path string, w io.Writer, opts *DownloadOptions) (_ *Result, err error) {
 	defer func() { err = lostErr(o, err) }()
+	defer procs.Hold()() // file I/O waits in system calls, not on a process's only P
 	if opts == nil {
 		opts = &DownloadOptions{}
 	}
@@ -349,6 +351,7 @@ type UploadOptions struct {
 // returns after the device's final answer.
 func Upload(ctx context.Context, o transport.Opener, path string, r io.Reader, opts *UploadOptions) (_ *Result, err error) {
 	defer func() { err = lostErr(o, err) }()
+	defer procs.Hold()() // file I/O waits in system calls, not on a process's only P
 	if opts == nil {
 		opts = &UploadOptions{}
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/internal/logx"
+	"github.com/tetherhq/tether/internal/procs"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -200,6 +201,8 @@ func allowedRoot(globs []string, p string) (root, rel string, ok bool) {
 // Serve serves one file transfer stream. Errors before the answer become
 // the Error answer.
 func (s *Server) Serve(ctx context.Context, st *transport.Stream, payload []byte) error {
+	// File I/O waits in system calls: not on a process's only P.
+	defer procs.Hold()()
 	req, err := ParseRequest(payload)
 	if err != nil {
 		return err
