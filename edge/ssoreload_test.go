@@ -12,10 +12,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/internal/testoidc"
 	"github.com/tetherhq/tether/internal/testutil"
-	"github.com/tetherhq/tether/mock"
-	"github.com/tetherhq/tether/pty"
 	"github.com/tetherhq/tether/transport/client"
-	"github.com/tetherhq/tether/transport/target"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -108,45 +105,24 @@ func TestReloadAuthDropsAJWTIssuer(t *testing.T) {
 // signs people in at a provider, the web sessions signed in there end,
 // terminals included.
 func TestReloadAuthWithoutSSOEndsWebSSOSessions(t *testing.T) {
-	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { idp.Close() })
-	userCA, err := certs.NewCA("user CA", certs.Options{})
-	require.NoError(t, err)
-	p, err := edge.NewStaticPolicy(append(testRules(), edge.ClientRule{Name: alice, Devices: []string{"d-*"},
-		TCP: []target.Pattern{target.MustParsePattern("127.0.0.1:*")}, PTY: true}))
-	require.NoError(t, err)
-	auth := &edge.AuthConfig{UserCA: certs.PoolOf(userCA.Cert), UserSigner: userCA,
-		OIDC: &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID}}
-	m := newEdge(t, mock.Options{Policy: p, Web: &edge.WebConfig{Key: webKey}, Auth: auth})
-	dc := m.DeviceClientWithID("d-1")
-	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
-	dc.Handle(wire.MsgPTY, srv.ServePTY)
-	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
-	t.Cleanup(func() { require.NoError(t, srv.Close()) })
-
-	b := &browser{t: t, hc: ssoBrowser(t, m), origin: m.URL()}
-	resp, err := b.hc.Get(m.URL() + "/web/sso/start")
-	require.NoError(t, err)
-	body := readAll(t, resp)
-	require.Equal(t, "/web/", resp.Request.URL.Path, body)
+	r := newWebSSORig(t, 0)
 	ctx := ctxT(t)
-	tm := b.openTerm(ctx, "d-1", 80, 24)
+	tm := r.b.openTerm(ctx, "d-1", 80, 24)
 	tm.keys(ctx, "echo up-$((1+1))\r")
 	tm.expect(ctx, "up-2")
 
 	// The same provider again: the terminal goes on.
-	same := *auth
-	require.NoError(t, m.Server().ReloadAuth(p, nil, &same))
+	same := *r.auth
+	require.NoError(t, r.m.Server().ReloadAuth(r.p, nil, &same))
 	tm.keys(ctx, "echo still-$((2+2))\r")
 	tm.expect(ctx, "still-4")
 
-	noSSO := *auth
+	noSSO := *r.auth
 	noSSO.OIDC = nil
-	require.NoError(t, m.Server().ReloadAuth(p, nil, &noSSO))
+	require.NoError(t, r.m.Server().ReloadAuth(r.p, nil, &noSSO))
 	tm.drain(ctx)
 	require.Contains(t, strings.Join(tm.errs, "; "), "no longer takes sign-ins by SSO")
-	resp, err = b.hc.Get(m.URL() + "/web/")
+	resp, err := r.b.hc.Get(r.m.URL() + "/web/")
 	require.NoError(t, err)
 	readAll(t, resp)
 	require.Equal(t, "/web/login", resp.Request.URL.Path, "the web session outlived SSO")

@@ -84,10 +84,20 @@ func TestWebSignInWithSSO(t *testing.T) {
 	}
 }
 
-// TestWebSSOTerminalEndsWithTheIdentity: a terminal of an SSO session
-// closes when the identity expires (auth.max_cert_lifetime), as that
-// identity's CLI session would.
-func TestWebSSOTerminalEndsWithTheIdentity(t *testing.T) {
+// webSSORig is an edge with the web terminal and SSO sign-in against a
+// test provider, a device d-1 that serves shells, and a browser signed in
+// as alice by SSO.
+type webSSORig struct {
+	m    *mock.EdgeMock
+	p    edge.Policy
+	auth *edge.AuthConfig
+	b    *browser
+}
+
+// newWebSSORig starts it, with user certificates (and web sessions of
+// SSO) of at most life.
+func newWebSSORig(t *testing.T, life time.Duration) *webSSORig {
+	t.Helper()
 	idp, err := testoidc.Start("127.0.0.1:0", testoidc.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { idp.Close() })
@@ -95,9 +105,9 @@ func TestWebSSOTerminalEndsWithTheIdentity(t *testing.T) {
 	require.NoError(t, err)
 	p, err := edge.NewStaticPolicy(append(testRules(), edge.ClientRule{Name: alice, Devices: []string{"d-*"}, PTY: true}))
 	require.NoError(t, err)
-	m := newEdge(t, mock.Options{Policy: p, Web: &edge.WebConfig{Key: webKey},
-		Auth: &edge.AuthConfig{UserCA: certs.PoolOf(userCA.Cert), UserSigner: userCA, MaxCertLifetime: 5 * time.Second,
-			OIDC: &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID}}})
+	auth := &edge.AuthConfig{UserCA: certs.PoolOf(userCA.Cert), UserSigner: userCA, MaxCertLifetime: life,
+		OIDC: &edge.OIDCConfig{Issuer: idp.Issuer, ClientID: idp.ClientID}}
+	m := newEdge(t, mock.Options{Policy: p, Web: &edge.WebConfig{Key: webKey}, Auth: auth})
 	dc := m.DeviceClientWithID("d-1")
 	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
 	dc.Handle(wire.MsgPTY, srv.ServePTY)
@@ -109,8 +119,16 @@ func TestWebSSOTerminalEndsWithTheIdentity(t *testing.T) {
 	require.NoError(t, err)
 	body := readAll(t, resp)
 	require.Equal(t, "/web/", resp.Request.URL.Path, body)
+	return &webSSORig{m: m, p: p, auth: auth, b: b}
+}
+
+// TestWebSSOTerminalEndsWithTheIdentity: a terminal of an SSO session
+// closes when the identity expires (auth.max_cert_lifetime), as that
+// identity's CLI session would.
+func TestWebSSOTerminalEndsWithTheIdentity(t *testing.T) {
+	r := newWebSSORig(t, 5*time.Second)
 	ctx := ctxT(t)
-	tm := b.openTerm(ctx, "d-1", 80, 24)
+	tm := r.b.openTerm(ctx, "d-1", 80, 24)
 	tm.keys(ctx, "echo up-$((1+1))\r")
 	tm.expect(ctx, "up-2")
 	tm.drain(ctx)

@@ -78,14 +78,7 @@ func TestWebRevocationsAreWatched(t *testing.T) {
 	defer cancel()
 	require.NoError(t, a.Revoke(ctx, "0123456789abcdef0123456789abcdef", time.Now().Add(time.Hour)))
 
-	heard := make(chan string, 4)
-	wctx, wcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.WatchRevocations(wctx, func(id string) { heard <- id })
-	}()
-	defer func() { wcancel(); <-done }()
+	heard := watchRevocations(t, b)
 	require.Equal(t, "0123456789abcdef0123456789abcdef", recv(t, heard), "a sign-out made before the watch")
 	require.NoError(t, a.Revoke(ctx, "fedcba9876543210fedcba9876543210", time.Now().Add(time.Hour)))
 	require.Equal(t, "fedcba9876543210fedcba9876543210", recv(t, heard), "a sign-out made on another edge")
@@ -105,14 +98,7 @@ func TestWebRevocationsAreWatchedAgainAfterAReconnect(t *testing.T) {
 	const before, after = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
 	require.NoError(t, a.Revoke(ctx, before, time.Now().Add(time.Hour)))
 
-	heard := make(chan string, 8)
-	wctx, wcancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.WatchRevocations(wctx, func(id string) { heard <- id })
-	}()
-	defer func() { wcancel(); <-done }()
+	heard := watchRevocations(t, b)
 	require.Equal(t, before, recv(t, heard))
 
 	ns.stop()
@@ -122,6 +108,20 @@ func TestWebRevocationsAreWatchedAgainAfterAReconnect(t *testing.T) {
 		return a.Revoke(ctx, after, time.Now().Add(time.Hour)) == nil
 	}, waitLong, 50*time.Millisecond)
 	require.Equal(t, after, recv(t, heard), "a sign-out made after the reconnect")
+}
+
+// watchRevocations watches w's sign-outs until the test ends, and returns
+// what it hears.
+func watchRevocations(t *testing.T, w *cluster.WebRevocations) <-chan string {
+	heard := make(chan string, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.WatchRevocations(ctx, func(id string) { heard <- id })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return heard
 }
 
 func jetStreamOf(t *testing.T, ns *natsServer) jetstream.JetStream {
