@@ -172,11 +172,13 @@ test('a paste of 4 MiB into a program that echoes it arrives whole', async () =>
   // The device reads none of it for a second: it fills the device's
   // stream window, and the page holds back what would be more than
   // 1 MiB ahead of what the edge wrote to the device. Then the echo's
-  // acks, queued behind keystrokes, still reach the edge.
+  // acks, queued behind keystrokes, still reach the edge. tee echoes,
+  // not the tty: a tty whose output is behind drops echoes, and wc's
+  // count could land inside the paste's last line.
   const { ctx, page, problems } = await newPage();
   await signIn(page);
   await openTerminal(page);
-  await typeLine(page, 'stty -icanon; echo ready-$((1+1)); sleep 1; head -c 4194304 | wc -c; stty icanon');
+  await typeLine(page, 'stty -icanon -echo; echo ready-$((1+1)); sleep 1; head -c 4194304 | tee /dev/stderr | wc -c; stty icanon echo');
   await waitText(page, /^ready-2\s*$/);
   await page.evaluate(() => window.tether.term.paste(('x'.repeat(63) + '\n').repeat(65536)));
   await waitText(page, /^\s*4194304\s*$/, 2 * patience);
