@@ -142,18 +142,6 @@ func tunnelThroughput(tb testing.TB, c *client.Client, sink string, k int, n int
 	return float64(n*int64(k)) / el.Seconds() / 1e6
 }
 
-// cpuSeconds is a process's user+system CPU time so far.
-func cpuSeconds(tb testing.TB, pid int) float64 {
-	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	require.NoError(tb, err)
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ
-}
-
 // cpuTimes is the machine's busy and total CPU time so far, in ticks,
 // from /proc/stat: busy is every state but idle and iowait.
 func cpuTimes(tb testing.TB) (busy, total float64) {
@@ -195,9 +183,9 @@ func BenchmarkFullPathThroughput(b *testing.B) {
 
 	raw := rawTLSThroughput(b, s, n)
 	tunnelThroughput(b, c, sink, 1, 16*mib) // warm up
-	cpu0 := cpuSeconds(b, s.edge.cmd.Process.Pid)
+	cpu0 := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid)
 	one := tunnelThroughput(b, c, sink, 1, n)
-	edgeCPU := cpuSeconds(b, s.edge.cmd.Process.Pid) - cpu0
+	edgeCPU := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid) - cpu0
 	eight := tunnelThroughput(b, c, sink, 8, n/8)
 	sixteen := tunnelThroughput(b, c, sink, 16, n/16)
 
@@ -440,10 +428,10 @@ func BenchmarkEdgeIdleDevices(b *testing.B) {
 	}, 60*time.Second, 100*time.Millisecond)
 	fresh := mem()
 
-	cpu0 := cpuSeconds(b, s.edge.cmd.Process.Pid)
+	cpu0 := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid)
 	t0 := time.Now()
 	time.Sleep(10 * time.Second)
-	idleCPU := (cpuSeconds(b, s.edge.cmd.Process.Pid) - cpu0) / time.Since(t0).Seconds()
+	idleCPU := (testutil.CPUSeconds(b, s.edge.cmd.Process.Pid) - cpu0) / time.Since(t0).Seconds()
 
 	// Carry a little traffic on every device, then measure again.
 	echo := lineEcho(b)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/internal/testutil"
 	"github.com/tetherhq/tether/transport/tcp"
 )
 
@@ -80,29 +80,6 @@ func requestAnswers(tb testing.TB, n int, open func() (net.Conn, error)) []time.
 	return out
 }
 
-// ctxSwitches is a process's context switches so far, voluntary and not,
-// summed over its threads.
-func ctxSwitches(tb testing.TB, pid int) float64 {
-	tb.Helper()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-	require.NoError(tb, err)
-	total := 0.0
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread ended
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasSuffix(strings.Fields(line + " x")[0], "ctxt_switches:") {
-				var v float64
-				fmt.Sscan(strings.Fields(line)[1], &v)
-				total += v
-			}
-		}
-	}
-	return total
-}
-
 func sorted(d []time.Duration) []time.Duration {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d
@@ -158,10 +135,10 @@ func interactive(b *testing.B) {
 		rFloor = append(rFloor, roundTrips(b, floor, 200)...)
 		rStream = append(rStream, roundTrips(b, stream, 200)...)
 		keys = append(keys, keystrokes(b, c, 50)...)
-		e0, a0 := ctxSwitches(b, s.edge.cmd.Process.Pid), ctxSwitches(b, agent.cmd.Process.Pid)
+		e0, a0 := testutil.ContextSwitches(b, s.edge.cmd.Process.Pid), testutil.ContextSwitches(b, agent.cmd.Process.Pid)
 		opens = append(opens, requestAnswers(b, 50, dialFull)...)
-		edgeCS += ctxSwitches(b, s.edge.cmd.Process.Pid) - e0
-		agentCS += ctxSwitches(b, agent.cmd.Process.Pid) - a0
+		edgeCS += testutil.ContextSwitches(b, s.edge.cmd.Process.Pid) - e0
+		agentCS += testutil.ContextSwitches(b, agent.cmd.Process.Pid) - a0
 		apps = append(apps, requestAnswers(b, 50, dialApp)...)
 	}
 	for _, d := range [][]time.Duration{rFloor, rStream, keys, opens, apps} {

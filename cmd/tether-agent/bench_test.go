@@ -33,9 +33,16 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	info, err := os.Stat(bin("tether-agent"))
 	require.NoError(b, err)
 
-	// Let the first keep-alives and GC cycles pass before sampling.
+	// Let the first keep-alives and GC cycles pass before sampling. Then
+	// what the idle agent costs the device: its context switches (each a
+	// wake-up of one of its threads) and its CPU time, over 5 s.
 	time.Sleep(2 * time.Second)
 	idle := rssKiB(b, pid)
+	const idleFor = 5 * time.Second
+	cs0, cpu0 := testutil.ContextSwitches(b, pid), testutil.CPUSeconds(b, pid)
+	time.Sleep(idleFor)
+	idleWakeups := (testutil.ContextSwitches(b, pid) - cs0) / idleFor.Seconds()
+	idleCPU := (testutil.CPUSeconds(b, pid) - cpu0) / idleFor.Seconds()
 
 	// The edge caps the streams of one client session, so the tunnels are
 	// spread over several clients.
@@ -72,6 +79,8 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	b.ReportMetric(float64(idle)/1024, "idle-RSS-MiB")
 	b.ReportMetric(float64(busy)/1024, "100-tunnels-RSS-MiB")
 	b.ReportMetric(float64(busy-idle)/tunnels, "KiB/tunnel")
+	b.ReportMetric(idleWakeups, "idle-wakeups/s")
+	b.ReportMetric(idleCPU*1000, "idle-CPU-ms/s")
 	b.Logf("tether-agent: binary %d bytes, idle RSS %d KiB, RSS with %d tunnels %d KiB", info.Size(), idle, tunnels, busy)
 }
 

@@ -14,6 +14,14 @@
 // process may use) from the first interval in which it uses more, until
 // it has been quiet for a while.
 //
+// An idle process is sampled less and less often, down to once per
+// IdleInterval: a device agent that waits for work should not wake 20
+// times a second to read its own CPU time (each wake-up also wakes the
+// runtime's monitor thread, which then polls for a millisecond). The
+// first sample that finds some work, 10 ms of CPU time, brings the
+// interval back to 50 ms, so a bulk transfer that starts while the
+// process idles reaches all Ps within about IdleInterval.
+//
 // Work that waits in system calls, file I/O above all, keeps the one P in
 // them without showing as CPU time, and the rest of the process waits
 // behind it: a file transfer holds all Ps for as long as it runs (Hold).
@@ -40,6 +48,10 @@ const (
 	// QuietFor is how long the process stays quiet before it goes back
 	// to one P.
 	QuietFor = 2 * time.Second
+	// IdleInterval is the longest time between samples, which the
+	// interval doubles towards while the process is on one P and each
+	// sample finds less CPU time than a calm Interval holds.
+	IdleInterval = time.Second
 )
 
 // Start fits GOMAXPROCS to the process's load until stop is called, which
@@ -94,7 +106,7 @@ func Hold() (release func()) {
 }
 
 func run(done <-chan struct{}, log *slog.Logger) {
-	t := time.NewTicker(Interval)
+	t := time.NewTimer(Interval)
 	defer t.Stop()
 	cpu, _ := cpuTime()
 	g := newGovernor(cpu, time.Now())
@@ -121,6 +133,9 @@ func run(done <-chan struct{}, log *slog.Logger) {
 			runtime.GOMAXPROCS(1)
 			log.Debug("quiet: running on one P")
 		}
+		// The next sample is g.wait after this one, whether the timer or
+		// a new Hold woke the governor (Reset drops a pending expiry).
+		t.Reset(g.wait)
 	}
 }
 
@@ -139,28 +154,41 @@ type governor struct {
 	one     bool // on one P
 	lastCPU time.Duration
 	lastAt  time.Time
-	calm    time.Time // since when the process is quiet; zero while it is not
+	calm    time.Time     // since when the process is quiet; zero while it is not
+	wait    time.Duration // until the next sample
 }
 
 // newGovernor starts on one P, from the CPU time cpu at time at.
 func newGovernor(cpu time.Duration, at time.Time) *governor {
-	return &governor{one: true, lastCPU: cpu, lastAt: at}
+	return &governor{one: true, lastCPU: cpu, lastAt: at, wait: Interval}
 }
 
+// idleUse is the CPU time of an interval below which the process on one P
+// counts as idle, and the sampling slows down: what a calm Interval holds.
+const idleUse = time.Duration(Calm * float64(Interval))
+
 // sample takes the process's CPU time at time at, and whether a Hold is in
-// force, and returns the change it calls for.
+// force, and returns the change it calls for; g.wait is then the time
+// until the next sample.
 func (g *governor) sample(cpu time.Duration, at time.Time, held bool) change {
 	elapsed := at.Sub(g.lastAt)
 	if elapsed <= 0 && !held {
 		return stay
 	}
 	cores := 0.0
+	used := time.Duration(0)
 	if elapsed > 0 {
-		cores = float64(cpu-g.lastCPU) / float64(elapsed)
+		used = cpu - g.lastCPU
+		cores = float64(used) / float64(elapsed)
 		g.lastCPU, g.lastAt = cpu, at
 	}
 	if held {
 		cores = max(cores, Busy) // busy, whatever its CPU time
+	}
+	if g.one && !held && cores < Busy && used < idleUse {
+		g.wait = min(2*g.wait, IdleInterval)
+	} else {
+		g.wait = Interval
 	}
 	switch {
 	case g.one && cores >= Busy:

@@ -60,6 +60,52 @@ func TestGovernorFollowsTheLoad(t *testing.T) {
 	require.Equal(t, toOne, step(0.01))
 }
 
+// TestGovernorSamplesAnIdleProcessLess: on one P, each sample that finds
+// less CPU time than a calm Interval holds doubles the wait for the next
+// one, up to IdleInterval; a sample that finds more, a busy process or a
+// Hold brings it back to Interval.
+func TestGovernorSamplesAnIdleProcessLess(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	g := newGovernor(0, t0)
+	cpu, at := time.Duration(0), t0
+	// step lets the governor's own wait pass, with used CPU time in it.
+	step := func(used time.Duration) change {
+		at = at.Add(g.wait)
+		cpu += used
+		return g.sample(cpu, at, false)
+	}
+	require.Equal(t, Interval, g.wait)
+	want := Interval
+	for want < IdleInterval {
+		want = min(2*want, IdleInterval)
+		require.Equal(t, stay, step(time.Millisecond))
+		require.Equal(t, want, g.wait, "an idle sample doubles the wait")
+	}
+	require.Equal(t, stay, step(0))
+	require.Equal(t, IdleInterval, g.wait, "the wait stops at IdleInterval")
+
+	require.Equal(t, stay, step(idleUse), "some work, far from busy over a long wait")
+	require.Equal(t, Interval, g.wait, "some work brings the wait back to Interval")
+	require.Equal(t, stay, step(0))
+	require.Equal(t, 2*Interval, g.wait)
+	require.Equal(t, toAll, step(Interval), "a busy interval")
+	require.Equal(t, Interval, g.wait)
+
+	// On all Ps the wait stays Interval, quiet or not, to time QuietFor.
+	for range int(QuietFor/Interval) + 1 {
+		step(0)
+		require.Equal(t, Interval, g.wait)
+	}
+	require.True(t, g.one, "quiet for QuietFor")
+	require.Equal(t, stay, step(0))
+	require.Equal(t, 2*Interval, g.wait, "back on one P, an idle sample doubles the wait again")
+
+	// A Hold samples at once and then every Interval.
+	at = at.Add(time.Millisecond)
+	require.Equal(t, toAll, g.sample(cpu, at, true))
+	require.Equal(t, Interval, g.wait)
+}
+
 // TestStartFitsTheRuntime: with Start, an idle process runs on one P, a
 // busy one on the runtime's default, and stop leaves the default.
 func TestStartFitsTheRuntime(t *testing.T) {
