@@ -82,6 +82,7 @@ type frameConn struct {
 	cancel   context.CancelFunc
 	dead     <-chan struct{} // ctx.Done()
 	dieOnce  sync.Once
+	closing  atomic.Bool // the application closed the session (closeSession)
 
 	ka keepAlive
 
@@ -145,6 +146,7 @@ func (c *frameConn) Close() error {
 // once), and smux's Close waits until the application has closed every
 // stream it holds, each read to its end, for at most lateCloseBound.
 func (c *frameConn) closeSession(s *smux.Session) error {
+	c.closing.Store(true)
 	if !c.isDead() || !c.pol.unread() {
 		return s.Close()
 	}

@@ -167,11 +167,19 @@ func TestCloseAfterConnectionEndKeepsUnreadBytes(t *testing.T) {
 		t.Fatal("the session did not see its connection end")
 	}
 	require.NoError(t, s.Close())
+	// The close waits for the reader, but the session is closed: Accept
+	// and Open say so, as after any close.
+	_, err = s.Accept()
+	require.ErrorIs(t, err, transport.ErrSessionClosed, "Accept while the close waits for the reader")
+	_, err = s.Open()
+	require.ErrorIs(t, err, transport.ErrSessionClosed, "Open while the close waits for the reader")
 	_ = st.SetReadDeadline(time.Now().Add(waitLong))
 	got, err := io.ReadAll(st)
 	require.NoError(t, err)
 	require.Equal(t, "the last bytes", string(got))
 	require.NoError(t, st.Close())
+	_, err = s.Accept()
+	require.ErrorIs(t, err, transport.ErrSessionClosed, "Accept after the close")
 }
 
 // TestDataAfterCloseIsReset: data that arrives for a stream this side

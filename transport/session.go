@@ -84,7 +84,9 @@ func (s *Session) closedErr(err error) error {
 	if v := s.conn.closeErr(); v != nil {
 		return v
 	}
-	if s.sess.IsClosed() || errors.Is(err, io.ErrClosedPipe) {
+	// A close that waits for the readers of the last bytes (closeSession)
+	// has not closed smux's session yet, but this one is closed.
+	if s.sess.IsClosed() || s.conn.closing.Load() || errors.Is(err, io.ErrClosedPipe) {
 		return ErrSessionClosed
 	}
 	return err
