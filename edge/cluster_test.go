@@ -369,6 +369,36 @@ func TestClusterLostEdgeResetsItsStreams(t *testing.T) {
 	require.Contains(t, re.Reason, "edge e1")
 }
 
+// TestClusterLostClientEdgeEndsItsOpens: when the client's edge goes away
+// while the device has not answered a forwarded open, the device's edge
+// resets the device's stream at once, not at the open timeout.
+func TestClusterLostClientEdgeEndsItsOpens(t *testing.T) {
+	rig := newClusterRig(t)
+	rig.server = func(_ string, srv *edge.Server) { srv.Transport = &transport.Config{OpenTimeout: time.Minute} }
+	rig.start("e1")
+	rig.start("e2")
+	h, started, ended := unanswered()
+	rig.device("e1", "d-1", map[wire.MsgType]device.Handler{wire.MsgReload: h})
+	rig.waitEverywhere("d-1", "e1")
+	cl := rig.client("e2", "d-1")
+	done := make(chan error, 1)
+	go func() { done <- cl.Reload(context.Background()) }()
+	waitFor(t, started, 20*time.Second, "the device's handler did not start")
+
+	rig.edges["e2"].stop()
+	err := waitFor(t, ended, 20*time.Second, "the device's stream did not end after the client's edge went away")
+	require.ErrorIs(t, err, transport.ErrStreamReset)
+	require.Error(t, waitFor(t, done, 20*time.Second, "Reload did not return"))
+	require.Eventually(t, func() bool {
+		for _, ev := range rig.edges["e1"].audit.Events() {
+			if ev.Kind == edge.EventStreamDeny && ev.Type == "reload" && ev.Peer == "e2" && ev.Result == "closed" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "e1 did not audit the forwarded open as closed: %v", rig.edges["e1"].audit.Events())
+}
+
 // stalePresence is a view that stopped changing, as one does while NATS
 // elects a new leader after an edge died: its lookups answer what they
 // answered when it froze.

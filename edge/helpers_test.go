@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
@@ -168,3 +169,29 @@ func connected(m *mock.EdgeMock, id string) bool {
 }
 
 func edgeCAPool() *x509.CertPool { return x509.NewCertPool() }
+
+// unanswered is a device handler that never answers: it reads its stream
+// until the stream ends and reports how on ended. started has a value once
+// it runs.
+func unanswered() (h device.Handler, started chan struct{}, ended chan error) {
+	started, ended = make(chan struct{}, 1), make(chan error, 1)
+	h = func(ctx context.Context, st *transport.Stream, _ []byte) error {
+		started <- struct{}{}
+		_, err := io.Copy(io.Discard, st)
+		ended <- err
+		return nil
+	}
+	return h, started, ended
+}
+
+// waitFor receives from ch within d, or fails the test with what.
+func waitFor[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s within %v", what, d)
+		panic("unreachable")
+	}
+}

@@ -213,7 +213,7 @@ func (s *Server) openLocal(ctx context.Context, r *openRequest, dev *Device) (*o
 	if err != nil {
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot open a stream to device %s: %v", r.device, err)}
 	}
-	ans, ref := s.request(ds, r, "device "+r.device)
+	ans, ref := s.request(ctx, ds, r, "device "+r.device)
 	if ref != nil {
 		ds.Close()
 		return nil, ref
@@ -247,7 +247,7 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 		return nil, &refusal{result: "invalid", reason: err.Error()}
 	}
 	// The peer open and the request go out in one write: one frame.
-	ans, ref := s.request(ps, r, "edge "+rec.Edge+", which holds device "+r.device+",", hdr...)
+	ans, ref := s.request(ctx, ps, r, "edge "+rec.Edge+", which holds device "+r.device+",", hdr...)
 	if ref != nil {
 		ps.Close()
 		return nil, ref
@@ -269,6 +269,12 @@ func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
 		}
 		r.audited = true
 	}
+	return ended(ctx)
+}
+
+// ended is the refusal of an open whose opener went away (ctx ended: its
+// session or peer session closed, or a reload revoked it), or nil.
+func ended(ctx context.Context) *refusal {
 	if err := context.Cause(ctx); err != nil {
 		if errors.Is(err, errStreamRevoked) {
 			return &refusal{result: "revoked", reason: err.Error()}
@@ -280,9 +286,13 @@ func (s *Server) auditBeforeOpen(ctx context.Context, r *openRequest) *refusal {
 
 // request sends r's opening message on st, after prefix in the same
 // write, and reads the answer. who names the other end in errors
-// ("device d1", "edge e2, which holds device d1,").
-func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefix ...byte) ([]byte, *refusal) {
+// ("device d1", "edge e2, which holds device d1,"). When ctx ends first
+// (the opener went away), st is reset, so that the device stops working
+// on a request nobody waits for.
+func (s *Server) request(ctx context.Context, st *transport.Stream, r *openRequest, who string, prefix ...byte) ([]byte, *refusal) {
 	_ = st.SetDeadline(time.Now().Add(s.tcfg.OpenTimeout))
+	stop := context.AfterFunc(ctx, func() { _ = st.AbortWith("the client went away before the answer") })
+	defer stop()
 	if !r.tookEarly && r.from != nil && r.msg.Type == wire.MsgTCP {
 		r.early, r.tookEarly = takeEarly(r.from), true
 	}
@@ -294,6 +304,9 @@ func (s *Server) request(st *transport.Stream, r *openRequest, who string, prefi
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot send the request to %s: %v", who, err)}
 	}
 	ans, err := wire.ReadMessage(st)
+	if ref := ended(ctx); err != nil && ref != nil {
+		return nil, ref
+	}
 	switch {
 	case err != nil && isTimeout(err):
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("%s did not answer the %s request within %v", who, r.ev.Type, s.tcfg.OpenTimeout)}

@@ -244,6 +244,13 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 		old.Close()
 	}
 	p.s.log.Info("peer session up", "edge", id, "remote", sess.RemoteAddr().String())
+	// The session's streams end with it: an open that waits for its
+	// device's answer gives up once the client's edge is gone, as a
+	// client's own stream does with its session.
+	ctx, cancel := context.WithCancel(p.s.ctx)
+	defer cancel()
+	stop := context.AfterFunc(sess.Context(), cancel)
+	defer stop()
 	var wg sync.WaitGroup
 	idle := make(chan *transport.Stream) // to a worker waiting for its next stream; closed when the session ends
 	for {
@@ -258,7 +265,7 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.worker(id, st, idle)
+				p.worker(ctx, id, st, idle)
 			}()
 		}
 	}
@@ -289,11 +296,11 @@ const peerWorkerIdle = 5 * time.Second
 // small and grew, copying its stack several times, on every open, on the
 // open's critical path (about a tenth of the device's edge's CPU time in
 // BenchmarkClusterCrossEdge).
-func (p *peerSet) worker(id string, st *transport.Stream, idle <-chan *transport.Stream) {
+func (p *peerSet) worker(ctx context.Context, id string, st *transport.Stream, idle <-chan *transport.Stream) {
 	t := time.NewTimer(peerWorkerIdle)
 	defer t.Stop()
 	for {
-		p.s.servePeerStream(id, st)
+		p.s.servePeerStream(ctx, id, st)
 		p.s.active.Add(-1)
 		t.Reset(peerWorkerIdle)
 		var ok bool
@@ -349,8 +356,8 @@ func (s *Server) servePeer(w http.ResponseWriter, r *http.Request) {
 // edge checks the policy again, applies its own per-device limits and
 // audit, and opens the device's stream. A device that is not here (it
 // moved, or this edge is draining) is answered GoAway, so the client's
-// edge looks again.
-func (s *Server) servePeerStream(peer string, st *transport.Stream) {
+// edge looks again. ctx ends with the peer session.
+func (s *Server) servePeerStream(ctx context.Context, peer string, st *transport.Stream) {
 	defer st.Close()
 	start := time.Now()
 	ev := Event{Kind: EventStreamDeny, Peer: peer}
@@ -409,11 +416,11 @@ func (s *Server) servePeerStream(peer string, st *transport.Stream) {
 		return
 	}
 	ev.Role = grantingRole(pol, id, dev, req)
-	o, ref := s.open(s.ctx, &openRequest{id: id, device: hdr.Device, req: req,
+	o, ref := s.open(ctx, &openRequest{id: id, device: hdr.Device, req: req,
 		msg: wire.Message{Type: inner.Type, Payload: payload}, ev: &ev, hops: hdr.Hops, from: st})
 	if ref != nil {
 		s.answerRefusal(st, ev, ref, true)
 		return
 	}
-	s.relay(s.ctx, st, o, ev, start)
+	s.relay(ctx, st, o, ev, start)
 }

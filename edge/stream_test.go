@@ -727,3 +727,29 @@ func TestClientShareFollowsWhatTheDeviceServes(t *testing.T) {
 	require.NoError(t, open(peer), "another client must still reach the device")
 	require.NoError(t, open(peer))
 }
+
+// TestOpenEndsWithItsClient: a client that goes away while the device has
+// not answered its open resets the device's stream at once, not at the
+// open timeout, so the device stops working on it.
+func TestOpenEndsWithItsClient(t *testing.T) {
+	m := newEdge(t, mock.Options{Transport: &transport.Config{OpenTimeout: time.Minute}})
+	dev := m.DeviceClientWithID("d-1")
+	h, started, ended := unanswered()
+	dev.Handle(wire.MsgReload, h)
+	c := m.ClientFor("d-1")
+	done := make(chan error, 1)
+	go func() { done <- c.Reload(context.Background()) }()
+	waitFor(t, started, 20*time.Second, "the device's handler did not start")
+	require.NoError(t, c.Close())
+	err := waitFor(t, ended, 20*time.Second, "the device's stream did not end after its client went away")
+	require.ErrorIs(t, err, transport.ErrStreamReset)
+	require.Error(t, waitFor(t, done, 20*time.Second, "Reload did not return"))
+	require.Eventually(t, func() bool {
+		for _, e := range eventsOf(m, edge.EventStreamDeny) {
+			if e.Type == "reload" && e.Result == "closed" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no stream_deny record with result closed: %v", m.AuditEvents())
+}
