@@ -97,6 +97,7 @@ type frameConn struct {
 	dataOff map[uint32]struct{} // streams whose data frames are dropped until smux's FIN (fenceStream)
 	werr    error               // first write error; every later write fails with it
 	held    []byte              // frames held back to go out with the next one (hold)
+	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
 }
 
@@ -104,11 +105,14 @@ type frameConn struct {
 // stream's first small reads (UPD) are held back and go out in one write,
 // one TLS record, with the frame that follows them: a stream's opening
 // message after its SYN, an answer or the first bytes after the window
-// update that reading the opening message or the answer sent. That saves
-// a write, a record and a wake-up of the peer per frame on the open path.
-// Nothing waits on them: the peer's initial window covers every stream
-// until the update comes, and if no frame follows within holdFor they go
-// out alone.
+// update that reading the opening message or the answer sent. So is the
+// answer to an optimistic opener, whose first bytes came with its opening
+// message (Stream.ReadArrived): it goes out with the first bytes of the
+// reply. That saves a write, a record and a wake-up of the peer per frame
+// on the open path. Nothing waits on them: the peer's initial window
+// covers every stream until the update comes, an optimistic opener
+// already sent what it had, and if no frame follows within holdFor they
+// go out alone.
 const (
 	holdFor      = time.Millisecond
 	holdUPDBelow = 64 << 10 // window updates after more consumed bytes go out at once
@@ -484,6 +488,12 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	if len(c.answers) > 0 && (cmd == smuxCmdPSH || cmd == smuxCmdFIN) {
+		if _, ok := c.answers[sid]; ok {
+			delete(c.answers, sid) // the answer, or the stream's end without one
+			hold = hold || cmd == smuxCmdPSH
+		}
+	}
 	if len(c.dataOff) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
 		if _, ok := c.dataOff[sid]; ok {
 			if cmd == smuxCmdPSH {
@@ -506,6 +516,19 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 		return len(hdr) + len(payload), nil
 	}
 	return c.writeLocked(hdr, payload)
+}
+
+// holdAnswer holds back stream sid's next data frame, its answer to an
+// opener that did not wait for it: the opener sent its first bytes with
+// the opening message (docs/protocol.md, "Optimistic open"), so the answer
+// may as well go out with the first bytes that follow it, in one write.
+func (c *frameConn) holdAnswer(sid uint32) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.answers == nil {
+		c.answers = make(map[uint32]struct{})
+	}
+	c.answers[sid] = struct{}{}
 }
 
 // holdLocked keeps frame hdr+payload back, to go out with the next frame

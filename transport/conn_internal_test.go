@@ -159,3 +159,65 @@ func TestHeldFrames(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestHeldAnswer: the answer to an optimistic opener goes out with the
+// stream's next frame, in one write; a stream that ends without an answer
+// forgets the hold; an answer that no frame follows goes out alone, soon.
+func TestHeldAnswer(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w := &writesConn{Conn: a}
+	c := newFrameConn(w, nil, nil, peerInfo{})
+	frame := func(cmd byte, sid uint32, payload []byte) []byte {
+		h := header(cmd, sid)
+		binary.LittleEndian.PutUint16(h[2:4], uint16(len(payload)))
+		return append(h[:], payload...)
+	}
+	write := func(f []byte) {
+		t.Helper()
+		if n, err := c.WriteBuffers([][]byte{f[:smuxHeaderSize], f[smuxHeaderSize:]}); err != nil || n != len(f) {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+	}
+	ok, reply := frame(smuxCmdPSH, 6, []byte{0x01, 0, 0}), frame(smuxCmdPSH, 6, []byte("the reply"))
+	c.holdAnswer(6)
+	write(ok)
+	if got := w.got(); len(got) != 0 {
+		t.Fatalf("the answer went out alone at once: %x", got)
+	}
+	write(reply)
+	write(reply) // only the answer is held
+	want := [][]byte{append(bytes.Clone(ok), reply...), reply}
+	if got := w.got(); !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("writes %x; want %x", got, want)
+	}
+
+	fin := frame(smuxCmdFIN, 8, nil)
+	c.holdAnswer(8)
+	write(fin)
+	if got := w.got(); len(got) != 3 || !bytes.Equal(got[2], fin) {
+		t.Fatalf("writes %x; want the FIN at once", got)
+	}
+	c.wmu.Lock()
+	left := len(c.answers)
+	c.wmu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d held answers remembered after their streams ended", left)
+	}
+
+	c.holdAnswer(10)
+	alone := frame(smuxCmdPSH, 10, []byte{0x01, 0, 0})
+	write(alone)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.got()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("a held answer that no frame followed was never sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := w.got(); !bytes.Equal(got[3], alone) {
+		t.Fatalf("last write %x; want the answer %x", got[3], alone)
+	}
+	c.Close()
+}

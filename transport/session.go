@@ -514,11 +514,17 @@ func (s *Stream) SetDeadline(t time.Time) error {
 
 // ReadArrived reads into p the bytes that have already arrived, without
 // waiting for more, and returns how many; 0 when none are there or the
-// stream has ended. It clears the read deadline.
+// stream has ended. It clears the read deadline. It is how the answering
+// side takes an optimistic opener's first bytes: when it returns some,
+// the stream's next write, the answer, goes out with the frame that
+// follows it (the reply's first bytes), or alone after a millisecond.
 func (s *Stream) ReadArrived(p []byte) int {
 	_ = s.SetReadDeadline(time.Unix(1, 0)) // passed: read only what is there
 	n, _ := s.Read(p)
 	_ = s.SetReadDeadline(time.Time{})
+	if n > 0 {
+		s.conn.holdAnswer(s.id)
+	}
 	return n
 }
 
