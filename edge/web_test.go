@@ -31,6 +31,7 @@ import (
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -63,13 +64,17 @@ type webRig struct {
 	logs *lockedBuffer
 }
 
-func newWebRig(t *testing.T, cfg edge.WebConfig) *webRig {
+func newWebRig(t *testing.T, cfg edge.WebConfig, tune ...func(*mock.Options)) *webRig {
 	t.Helper()
 	logs := &lockedBuffer{}
 	if cfg.Key == nil {
 		cfg.Key = webKey
 	}
-	m := newEdge(t, mock.Options{Web: &cfg, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, webTLog{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	o := mock.Options{Web: &cfg, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, webTLog{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, f := range tune {
+		f(&o)
+	}
+	m := newEdge(t, o)
 	dc := m.DeviceClientWithID(webDevice)
 	srv := &pty.Server{Config: pty.Config{Enabled: true, Shell: "/bin/sh"}}
 	dc.Handle(wire.MsgPTY, srv.ServePTY)
@@ -796,6 +801,26 @@ func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
 	require.NotContains(t, tm.out.String(), "open-2", "a signed-out session opened a terminal")
 	require.Nil(t, tm.exit)
 	require.Contains(t, strings.Join(tm.errs, "; "), "signed out")
+}
+
+// TestWebOpenEndsWithItsPage: a page that goes away while the device has
+// not yet answered the terminal's open resets the device's stream at
+// once, not at the open timeout.
+func TestWebOpenEndsWithItsPage(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{}, func(o *mock.Options) { o.Transport = &transport.Config{OpenTimeout: time.Minute} })
+	h, started, ended := unanswered()
+	r.m.DeviceClientWithID("d-quiet").Handle(wire.MsgPTY, h)
+	ctx := ctxT(t)
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	tm := b.openTerm(ctx, "d-quiet", 80, 24)
+	waitFor(t, started, 20*time.Second, "the device's PTY handler did not start")
+	require.NoError(t, tm.c.Close(websocket.StatusGoingAway, ""))
+	err := waitFor(t, ended, 20*time.Second, "the device's stream did not end after the page went away")
+	require.ErrorIs(t, err, transport.ErrStreamReset)
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamDeny && e.Method == "web" && e.Device == "d-quiet" && e.Result == "closed"
+	})
 }
 
 // TestWebTerminalEndsWithItsSession: an open terminal ends when its

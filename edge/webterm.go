@@ -58,6 +58,23 @@ type webHello struct {
 	Term   string `json:"term"`
 }
 
+// pageGone is why a terminal ends whose page read err: nil when the page
+// closed the WebSocket as it should (it was closed or left).
+func pageGone(err error) error {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+		return nil
+	}
+	return fmt.Errorf("the page went away: %w", err)
+}
+
+// webRead is one read of the page's messages.
+type webRead struct {
+	typ websocket.MessageType
+	b   []byte
+	err error
+}
+
 // webControl is a control message, either way.
 type webControl struct {
 	T      string `json:"t"`
@@ -470,6 +487,17 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	start := time.Now()
+	// The page's next message is read while the device opens the shell, so
+	// that a page that goes away meanwhile ends the open (the device stops
+	// starting a shell for nobody); the bridge takes that message first.
+	first := make(chan webRead, 1)
+	go func() {
+		typ, b, err := c.Read(ctx)
+		if err != nil {
+			tcancel(pageGone(err))
+		}
+		first <- webRead{typ, b, err}
+	}()
 	o, ref := s.open(tctx, &openRequest{id: id, device: t.Device, req: req, msg: wire.Message{Type: wire.MsgPTY, Payload: payload}, ev: &ev})
 	if ref != nil {
 		ev.Kind = EventStreamDeny
@@ -480,6 +508,8 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, ref.result)
 		closeWith(websocket.StatusTryAgainLater, ref.reason)
+		c.CloseNow() // ends the read above, if the close did not
+		<-first
 		return
 	}
 	defer o.release()
@@ -491,7 +521,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	s.Metrics.activeDelta(ev.Type, 1)
 	s.log.Info("web terminal opened", "client", id.Name, "device", t.Device, "remote", remote)
 
-	up, down, status, err := s.bridgeWeb(ctx, tctx, c, s.recordWeb(o, tcancel), term, t.Device, id, sid)
+	up, down, status, err := s.bridgeWeb(ctx, tctx, c, first, s.recordWeb(o, tcancel), term, t.Device, id, sid)
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)
 	ev.Kind, ev.Time, ev.Result, ev.Reason = EventStreamClose, time.Now(), "ok", ""
@@ -530,7 +560,7 @@ func mustJSON(v any) []byte {
 // The WebSocket closes when a context given to one of its calls ends, so
 // its calls take ctx (the edge's), never the bridge's own bctx, which
 // ends with stop (a sign-out, a reload) too.
-func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyStream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
+func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, first <-chan webRead, st ptyStream, term *webTerm, device string, id Identity, sid string) (up, down int64, status wire.ExitStatus, err error) {
 	bctx, cancel := context.WithCancelCause(stop)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -552,14 +582,15 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, st ptyS
 		defer wg.Done()
 		defer in.finish(io.EOF)
 		for {
-			typ, b, err := c.Read(ctx)
+			var r webRead
+			if first != nil {
+				r, first = <-first, nil
+			} else {
+				r.typ, r.b, r.err = c.Read(ctx)
+			}
+			typ, b, err := r.typ, r.b, r.err
 			if err != nil {
-				switch websocket.CloseStatus(err) {
-				case websocket.StatusNormalClosure, websocket.StatusGoingAway:
-					cancel(nil)
-				default:
-					cancel(fmt.Errorf("the page went away: %w", err))
-				}
+				cancel(pageGone(err))
 				return
 			}
 			if typ == websocket.MessageBinary {
