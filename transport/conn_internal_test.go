@@ -107,6 +107,29 @@ func (w *writesConn) got() [][]byte {
 	return slices.Clone(w.writes)
 }
 
+// testFrame is a frame of cmd on stream sid with payload.
+func testFrame(cmd byte, sid uint32, payload []byte) []byte {
+	h := header(cmd, sid)
+	binary.LittleEndian.PutUint16(h[2:4], uint16(len(payload)))
+	return append(h[:], payload...)
+}
+
+// waitLastWrite waits until w has n writes, the last one want: a held
+// frame that no frame followed, sent alone.
+func waitLastWrite(t *testing.T, w *writesConn, n int, want []byte, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.got()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s that no frame followed was never sent", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := w.got(); !bytes.Equal(got[n-1], want) {
+		t.Fatalf("last write %x; want %s %x", got[n-1], what, want)
+	}
+}
+
 // TestHeldFrames: a SYN and a window update after a small read go out
 // with the frame that follows them, in one write, in order; a window
 // update after a large read goes out at once; held frames that no frame
@@ -117,11 +140,7 @@ func TestHeldFrames(t *testing.T) {
 	defer b.Close()
 	w := &writesConn{Conn: a}
 	c := newFrameConn(w, nil, nil, peerInfo{})
-	frame := func(cmd byte, sid uint32, payload []byte) []byte {
-		h := header(cmd, sid)
-		binary.LittleEndian.PutUint16(h[2:4], uint16(len(payload)))
-		return append(h[:], payload...)
-	}
+	frame := testFrame
 	upd := func(sid, consumed uint32) []byte {
 		var p [smuxUPDSize]byte
 		binary.LittleEndian.PutUint32(p[:4], consumed)
@@ -147,16 +166,7 @@ func TestHeldFrames(t *testing.T) {
 	if _, err := c.Write(syn); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(w.got()) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("a held SYN that no frame followed was never sent")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if got := w.got(); !bytes.Equal(got[3], syn) {
-		t.Fatalf("last write %x; want the SYN %x", got[3], syn)
-	}
+	waitLastWrite(t, w, 4, syn, "a held SYN")
 	c.Close()
 }
 
@@ -169,11 +179,7 @@ func TestHeldAnswer(t *testing.T) {
 	defer b.Close()
 	w := &writesConn{Conn: a}
 	c := newFrameConn(w, nil, nil, peerInfo{})
-	frame := func(cmd byte, sid uint32, payload []byte) []byte {
-		h := header(cmd, sid)
-		binary.LittleEndian.PutUint16(h[2:4], uint16(len(payload)))
-		return append(h[:], payload...)
-	}
+	frame := testFrame
 	write := func(f []byte) {
 		t.Helper()
 		if n, err := c.WriteBuffers([][]byte{f[:smuxHeaderSize], f[smuxHeaderSize:]}); err != nil || n != len(f) {
@@ -209,15 +215,6 @@ func TestHeldAnswer(t *testing.T) {
 	c.holdAnswer(10)
 	alone := frame(smuxCmdPSH, 10, []byte{0x01, 0, 0})
 	write(alone)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(w.got()) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("a held answer that no frame followed was never sent")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if got := w.got(); !bytes.Equal(got[3], alone) {
-		t.Fatalf("last write %x; want the answer %x", got[3], alone)
-	}
+	waitLastWrite(t, w, 4, alone, "a held answer")
 	c.Close()
 }
