@@ -304,8 +304,8 @@ func (s *Server) request(ctx context.Context, st *transport.Stream, r *openReque
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot send the request to %s: %v", who, err)}
 	}
 	ans, err := wire.ReadMessage(st)
-	if ref := ended(ctx); err != nil && ref != nil {
-		return nil, ref
+	if err != nil && ctx.Err() != nil {
+		return nil, ended(ctx) // the reset above ended the read
 	}
 	switch {
 	case err != nil && isTimeout(err):
