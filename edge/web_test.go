@@ -100,6 +100,14 @@ type browser struct {
 
 func (r *webRig) browser(t *testing.T) *browser { return newBrowser(t, r.m.URL(), r.m.ClientTLS()) }
 
+// signedIn is a browser signed in with the ops token.
+func (r *webRig) signedIn(t *testing.T) *browser {
+	t.Helper()
+	b := r.browser(t)
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	return b
+}
+
 func newBrowser(t *testing.T, edgeURL string, tc *tls.Config) *browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
@@ -386,8 +394,7 @@ func requireNoSecrets(t *testing.T, r *webRig, secrets ...string) {
 // through; once acknowledged, a flood arrives whole.
 func TestWebFlowControl(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	ctx := ctxT(t)
 	tm := b.openTerm(ctx, webDevice, 80, 24)
 	tm.keys(ctx, "stty -echo; yes\r")
@@ -431,8 +438,7 @@ func TestWebFlowControl(t *testing.T) {
 // echo, queued behind the paste, still reach it.
 func TestWebLargePaste(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	ctx := ctxT(t)
 	tm := b.openTerm(ctx, webDevice, 80, 24)
 	const size = 8 << 20
@@ -460,8 +466,7 @@ func TestWebLargePaste(t *testing.T) {
 // than held in the edge's memory.
 func TestWebPasteAheadOfItsBound(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	ctx := ctxT(t)
 	tm := b.openTerm(ctx, webDevice, 80, 24)
 	tm.keys(ctx, "stty -echo -icanon; sleep 600\r")
@@ -481,8 +486,7 @@ func TestWebPasteAheadOfItsBound(t *testing.T) {
 // stream beyond its bound: the edge would hold all of it in memory.
 func TestWebFlowControlLyingPage(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	ctx := ctxT(t)
 	// A small receive buffer while the page lies, so that little of what
 	// the edge sends waits in this side's socket.
@@ -557,8 +561,7 @@ func TestWebAttacks(t *testing.T) {
 		require.Nil(t, b.cookie("tether_session"))
 	})
 
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	csrf := b.csrf()
 
 	t.Run("ticket from another origin", func(t *testing.T) {
@@ -685,8 +688,7 @@ func TestWebAttacks(t *testing.T) {
 // terminals open at once.
 func TestWebLimits(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{MaxTerminalsPerSession: 1})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	ctx := ctxT(t)
 	first := b.openTerm(ctx, webDevice, 80, 24)
 	first.keys(ctx, "echo one-$((1+1))\r")
@@ -738,8 +740,7 @@ func TestWebConfigCheck(t *testing.T) {
 func TestWebTerminalsEnd(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
 	ctx := ctxT(t)
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 
 	tm := b.openTerm(ctx, webDevice, 80, 24)
 	tm.keys(ctx, "echo up-$((1+1))\r")
@@ -781,8 +782,7 @@ func TestWebTerminalsEnd(t *testing.T) {
 func TestWebSignOutBeforeTheFirstMessage(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{})
 	ctx := ctxT(t)
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	csrf := b.csrf()
 	_, tk := b.ticket(webDevice, csrf, b.origin)
 	c, code, err := b.dialWS(ctx, b.origin)
@@ -811,8 +811,7 @@ func TestWebOpenEndsWithItsPage(t *testing.T) {
 	h, started, ended := unanswered()
 	r.m.DeviceClientWithID("d-quiet").Handle(wire.MsgPTY, h)
 	ctx := ctxT(t)
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	tm := b.openTerm(ctx, "d-quiet", 80, 24)
 	waitFor(t, started, 20*time.Second, "the device's PTY handler did not start")
 	require.NoError(t, tm.c.Close(websocket.StatusGoingAway, ""))
@@ -829,8 +828,7 @@ func TestWebOpenEndsWithItsPage(t *testing.T) {
 func TestWebTerminalEndsWithItsSession(t *testing.T) {
 	r := newWebRig(t, edge.WebConfig{SessionLifetime: 5 * time.Second})
 	ctx := ctxT(t)
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	tm := b.openTerm(ctx, webDevice, 80, 24)
 	tm.keys(ctx, "echo up-$((1+1))\r")
 	tm.expect(ctx, "up-2")
@@ -869,8 +867,7 @@ func (f *failingRevocations) Revoked(ctx context.Context, id string) (bool, erro
 func TestWebSignOutWhileTheStoreIsDown(t *testing.T) {
 	rev := &failingRevocations{}
 	r := newWebRig(t, edge.WebConfig{Revoked: rev})
-	b := r.browser(t)
-	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	b := r.signedIn(t)
 	csrf := b.csrf()
 	saved := *b.cookie("tether_session")
 

@@ -114,6 +114,15 @@ func testFrame(cmd byte, sid uint32, payload []byte) []byte {
 	return append(h[:], payload...)
 }
 
+// heldRig is a frame layer whose socket writes w records; both ends of
+// its pipe close with the test.
+func heldRig(t *testing.T) (*writesConn, *frameConn) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	w := &writesConn{Conn: a}
+	return w, newFrameConn(w, nil, nil, peerInfo{})
+}
+
 // waitLastWrite waits until w has n writes, the last one want: a held
 // frame that no frame followed, sent alone.
 func waitLastWrite(t *testing.T, w *writesConn, n int, want []byte, what string) {
@@ -135,11 +144,7 @@ func waitLastWrite(t *testing.T, w *writesConn, n int, want []byte, what string)
 // update after a large read goes out at once; held frames that no frame
 // follows go out alone, soon.
 func TestHeldFrames(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	w := &writesConn{Conn: a}
-	c := newFrameConn(w, nil, nil, peerInfo{})
+	w, c := heldRig(t)
 	frame := testFrame
 	upd := func(sid, consumed uint32) []byte {
 		var p [smuxUPDSize]byte
@@ -174,11 +179,7 @@ func TestHeldFrames(t *testing.T) {
 // stream's next frame, in one write; a stream that ends without an answer
 // forgets the hold; an answer that no frame follows goes out alone, soon.
 func TestHeldAnswer(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	w := &writesConn{Conn: a}
-	c := newFrameConn(w, nil, nil, peerInfo{})
+	w, c := heldRig(t)
 	frame := testFrame
 	write := func(f []byte) {
 		t.Helper()
