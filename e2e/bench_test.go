@@ -161,16 +161,21 @@ func cpuTimes(tb testing.TB) (busy, total float64) {
 	return busy, total
 }
 
-// machineBusy starts measuring how busy the machine's CPUs are; the
-// function it returns gives the share since, in percent.
-func machineBusy(tb testing.TB) func() float64 {
+// userHZ is the unit of /proc/stat's times: USER_HZ, 100 on every Linux
+// port Tether runs on.
+const userHZ = 100
+
+// machineBusy starts measuring the machine's CPUs; the function it returns
+// gives how busy they were since, in percent, and the CPU seconds they
+// spent, every process's together.
+func machineBusy(tb testing.TB) func() (pct, cpuSeconds float64) {
 	b0, t0 := cpuTimes(tb)
-	return func() float64 {
+	return func() (float64, float64) {
 		b1, t1 := cpuTimes(tb)
 		if t1 == t0 {
-			return 0
+			return 0, 0
 		}
-		return 100 * (b1 - b0) / (t1 - t0)
+		return 100 * (b1 - b0) / (t1 - t0), (b1 - b0) / userHZ
 	}
 }
 

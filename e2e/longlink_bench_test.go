@@ -283,18 +283,26 @@ func pushSized(tb testing.TB, c io.ReadWriter, n int64) float64 {
 // floorThroughput is one bulk stream through the real tether tcp against
 // the floor relay (the same processes and TLS hops, io.Copy and nothing
 // else), in alternating rounds, the better of three each: MB/s of both.
-func floorThroughput(tb testing.TB, s *system, local, sink string, n int64) (tether, floor float64) {
+// It also gives the floor's cost: how busy its best round kept the
+// machine, in percent, and the machine's CPU seconds per GB it carried.
+func floorThroughput(tb testing.TB, s *system, local, sink string, n int64) (tether, floor, floorBusy, floorCPU float64) {
 	tb.Helper()
 	fc := floorRelay(tb, s, sink)
 	pushSized(tb, fc, 16*mib) // warm up
 	for range 3 {
-		floor = max(floor, pushSized(tb, fc, n))
+		busy := machineBusy(tb)
+		f := pushSized(tb, fc, n)
+		if f > floor {
+			floor = f
+			floorBusy, floorCPU = busy()
+			floorCPU /= float64(n) / 1e9
+		}
 		c, err := net.Dial("tcp", local)
 		require.NoError(tb, err)
 		tether = max(tether, pushSized(tb, c, n))
 		c.Close()
 	}
-	return tether, floor
+	return tether, floor, floorBusy, floorCPU
 }
 
 // BenchmarkCLIParallel is 16 concurrent streams through one tether tcp
@@ -320,21 +328,29 @@ func BenchmarkCLIParallel(b *testing.B) {
 			cliThroughput(b, local, true, 1, 4*mib) // warm up
 			busy := machineBusy(b)
 			one := cliThroughput(b, local, true, 1, n)
-			oneBusy := busy()
+			oneBusy, oneCPU := busy()
+			busy = machineBusy(b)
 			sixteen := cliThroughput(b, local, true, 16, n/16)
+			sixteenBusy, sixteenCPU := busy()
+			gb := float64(n) / 1e9
 			b.ReportMetric(one, "1-stream-MB/s")
 			// How much of the machine one stream leaves to the others:
 			// where it keeps every core busy, more streams cannot go
-			// faster.
+			// faster, unless they cost less CPU per byte.
 			b.ReportMetric(oneBusy, "1-stream-cpu-busy-%")
+			b.ReportMetric(oneCPU/gb, "1-stream-machine-CPU-s/GB")
 			b.ReportMetric(sixteen, "16-streams-MB/s")
+			b.ReportMetric(sixteenBusy, "16-streams-cpu-busy-%")
+			b.ReportMetric(sixteenCPU/gb, "16-streams-machine-CPU-s/GB")
 			b.ReportMetric(sixteen/one, "x-1-stream")
 			if rtt == 0 {
 				sink := sizedSink(b)
 				sized := forwardAddr(b, s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+sink))
-				tether, floor := floorThroughput(b, s, sized, sink, 128*mib)
+				tether, floor, floorBusy, floorCPU := floorThroughput(b, s, sized, sink, 128*mib)
 				b.ReportMetric(tether, "1-stream-sized-MB/s")
 				b.ReportMetric(floor, "floor-MB/s")
+				b.ReportMetric(floorBusy, "floor-cpu-busy-%")
+				b.ReportMetric(floorCPU, "floor-machine-CPU-s/GB")
 				b.ReportMetric(tether/floor, "x-floor-1-stream")
 			}
 		})

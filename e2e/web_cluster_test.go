@@ -26,15 +26,15 @@ import (
 const webOrigin = "https://tether.test"
 
 // TestClusterWebTerminal: in a three-edge cluster, a ticket issued on
-// one edge opens one terminal on another and is refused on the third;
-// and a sign-out on one edge closes the session's terminals on the
-// others.
+// one edge opens one terminal on another and is refused on the third; an
+// identity's cap on terminals counts those of every edge; and a sign-out
+// on one edge closes the session's terminals on the others.
 func TestClusterWebTerminal(t *testing.T) {
 	pki := certstest.New(t)
 	key := filepath.Join(pki.Dir, "web.key")
 	require.NoError(t, os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef-cluster"), 0o600))
 	c := newClusterSys(t, clusterOpts{pki: pki,
-		extra: "web: {enabled: true, public_url: \"" + webOrigin + "\", session_key_file: " + key + "}\n"})
+		extra: "web: {enabled: true, public_url: \"" + webOrigin + "\", session_key_file: " + key + ", max_terminals_per_identity: 2}\n"})
 	dev := c.addAgents(1)[0]
 	c.waitListed([]string{dev}, c.edges...)
 	e1, e2, e3 := c.edges[0], c.edges[1], c.edges[2]
@@ -62,11 +62,30 @@ func TestClusterWebTerminal(t *testing.T) {
 		tm.expect(ctx, "up-42")
 	}
 
-	// Signing out on edge 1 closes both.
+	// The client has two terminals open, the most it may: edge 1, which
+	// holds neither, refuses a third. Once one ends, edge 1 opens one.
+	t1 := b.open(ctx, e1, dev, b.ticket(e1, dev, csrf))
+	m = t1.control(ctx)
+	require.Equal(t, "error", m.T)
+	require.Contains(t, m.Msg, "on the edges of the cluster")
+	t3.keys(ctx, "exit\r")
+	t3.expect(ctx, "")
+	for {
+		t1 = b.open(ctx, e1, dev, b.ticket(e1, dev, csrf))
+		m = t1.control(ctx)
+		if m.T == "open" {
+			break
+		}
+		// The ended terminal's lease goes as its edge closes it.
+		require.Contains(t, m.Msg, "too many terminals")
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Signing out on edge 1 closes the two open.
 	b.signOut(e1, csrf)
 	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ocancel()
-	for _, tm := range []*webConn{t2, t3} {
+	for _, tm := range []*webConn{t2, t1} {
 		tm.expect(octx, "")
 		require.Contains(t, tm.lastErr, "signed out", "a terminal on another edge outlived the sign-out")
 	}

@@ -46,8 +46,9 @@ type WebConfig struct {
 	// Default 30m.
 	IdleTimeout time.Duration
 	// MaxTerminalsPerSession caps the open terminals of one browser
-	// session on this edge; default 4. MaxTerminalsPerIdentity caps
-	// those of one identity on this edge, across its sessions; default 16.
+	// session; default 4. MaxTerminalsPerIdentity caps those of one
+	// identity, across its sessions, on this edge and, with Leases, on
+	// every edge sharing them; default 16.
 	MaxTerminalsPerSession  int
 	MaxTerminalsPerIdentity int
 	// Revoked holds the sessions that signed out. Nil keeps them in
@@ -60,6 +61,10 @@ type WebConfig struct {
 	// terminal. Nil keeps them in memory on this edge; a cluster shares
 	// them, so that a ticket is used once on all its edges.
 	Tickets WebTickets
+	// Leases counts each identity's terminals on all the edges that share
+	// it, against MaxTerminalsPerIdentity. Nil counts them on this edge
+	// alone; a cluster shares them.
+	Leases WebTerminalLeases
 }
 
 // WebConfig defaults.
@@ -131,6 +136,7 @@ type webState struct {
 	perID     int
 	revoked   WebRevocations
 	tickets   WebTickets
+	leases    WebTerminalLeases // nil: this edge's count alone
 	pages     *template.Template
 	files     map[string]webFile // /web/static/<name>
 	broken    error              // the configuration's problem: every /web request gets 503
@@ -158,6 +164,7 @@ func newWebState(c *WebConfig) *webState {
 	if w.revoked == nil {
 		w.revoked = &MemoryWebRevocations{}
 	}
+	w.leases = c.Leases
 	w.tickets = c.Tickets
 	if w.tickets == nil {
 		w.tickets = &MemoryWebTickets{}

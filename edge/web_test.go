@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -701,6 +702,78 @@ func TestWebLimits(t *testing.T) {
 	waitEvent(t, r.m, func(e edge.Event) bool {
 		return e.Kind == edge.EventStreamDeny && e.Method == "web" && e.Result == "limit"
 	})
+}
+
+// TestWebLimitsOnTheCluster: with Leases, a terminal holds a lease of its
+// identity, under MaxTerminalsPerIdentity, until it ends; a lease refused
+// or not to be had refuses the terminal.
+func TestWebLimitsOnTheCluster(t *testing.T) {
+	leases := &countedLeases{}
+	r := newWebRig(t, edge.WebConfig{MaxTerminalsPerIdentity: 3, Leases: leases})
+	b := r.signedIn(t)
+	ctx := ctxT(t)
+	term := b.openTerm(ctx, webDevice, 80, 24)
+	term.keys(ctx, "echo held-$((1+1))\r")
+	term.expect(ctx, "held-2")
+	require.Equal(t, map[string]int{"ops:3": 1}, leases.snapshot(), "the open terminal's lease (identity:cap)")
+	term.keys(ctx, "exit 0\r")
+	term.drain(ctx)
+	require.Eventually(t, func() bool { return len(leases.snapshot()) == 0 }, 20*time.Second, 10*time.Millisecond,
+		"the ended terminal kept its lease")
+
+	leases.setRefusal(false, nil)
+	full := b.openTerm(ctx, webDevice, 80, 24)
+	full.drain(ctx)
+	require.Contains(t, strings.Join(full.errs, "; "), "has 3 open on the edges of the cluster")
+	leases.setRefusal(false, errors.New("nats: no servers available"))
+	cut := b.openTerm(ctx, webDevice, 80, 24)
+	cut.drain(ctx)
+	require.Contains(t, strings.Join(cut.errs, "; "), "cannot count client ops's terminals on the cluster (nats: no servers available); retry")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamDeny && e.Method == "web" && e.Result == "cluster_unavailable"
+	})
+	require.Empty(t, leases.snapshot())
+}
+
+// countedLeases is a WebTerminalLeases that counts the leases held by
+// identity and cap, and refuses as told.
+type countedLeases struct {
+	mu      sync.Mutex
+	held    map[string]int
+	refuse  bool
+	failure error
+}
+
+func (l *countedLeases) Acquire(_ context.Context, identity string, max int) (func(), bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failure != nil || l.refuse {
+		return nil, false, l.failure
+	}
+	if l.held == nil {
+		l.held = map[string]int{}
+	}
+	key := fmt.Sprintf("%s:%d", identity, max)
+	l.held[key]++
+	return sync.OnceFunc(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.held[key]--; l.held[key] == 0 {
+			delete(l.held, key)
+		}
+	}), true, nil
+}
+
+func (l *countedLeases) setRefusal(ok bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refuse, l.failure = !ok, err
+}
+
+func (l *countedLeases) snapshot() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.held)
 }
 
 // TestWebDisabled: without Web the edge serves nothing under /web.

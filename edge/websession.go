@@ -204,6 +204,19 @@ type WebTickets interface {
 	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
 }
 
+// WebTerminalLeases holds a lease for each open web terminal, by
+// identity, on all the edges that share it, so that
+// WebConfig.MaxTerminalsPerIdentity caps an identity's terminals on the
+// cluster rather than on each edge. Implementations are safe for
+// concurrent use.
+type WebTerminalLeases interface {
+	// Acquire takes a lease for one terminal of identity unless it
+	// already holds max, and reports whether it did. The lease holds
+	// until release is called; release returns within a few seconds. An
+	// error refuses the terminal.
+	Acquire(ctx context.Context, identity string, max int) (release func(), ok bool, err error)
+}
+
 // WebRevocationWatcher is a WebRevocations that hears of the sign-outs
 // of every edge sharing it.
 type WebRevocationWatcher interface {

@@ -442,6 +442,20 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		return
 	}
 	defer s.removeWebTerm(term)
+	if s.web.leases != nil {
+		lctx, lcancel := context.WithTimeout(ctx, lastSeenTimeout)
+		release, ok, err := s.web.leases.Acquire(lctx, me.id.Name, s.web.perID)
+		lcancel()
+		switch {
+		case err != nil:
+			deny("cluster_unavailable", fmt.Sprintf("cannot count client %s's terminals on the cluster (%v); retry", me.id.Name, err))
+			return
+		case !ok:
+			deny("limit", fmt.Sprintf("too many terminals: client %s has %d open on the edges of the cluster, the most it may; close one", me.id.Name, s.web.perID))
+			return
+		}
+		defer release()
+	}
 	// The terminal ends with its session, as a CLI session ends with its
 	// credential.
 	end := s.webSessionEnd(me.sess)

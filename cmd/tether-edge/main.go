@@ -288,10 +288,11 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		defer cl.Close()
 		srv.Cluster = cl.edgeCluster()
 		if srv.Web != nil {
-			// Sign-outs hold, and tickets are used once, on every edge
-			// of the cluster.
+			// Sign-outs hold, tickets are used once, and an identity's
+			// terminals are counted, on every edge of the cluster.
 			srv.Web.Revoked = cl.webRevocations(srv.Web.SessionLifetime)
 			srv.Web.Tickets = cl.webTickets()
+			srv.Web.Leases = cl.webLeases()
 		}
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence

@@ -97,6 +97,12 @@ func (r *clusterRuntime) webTickets() edge.WebTickets {
 	return &cluster.WebTickets{JetStream: r.js, Replicas: r.settings.Replicas}
 }
 
+// webLeases counts each identity's web terminals on all the edges of the
+// cluster.
+func (r *clusterRuntime) webLeases() edge.WebTerminalLeases {
+	return &cluster.WebTerminalLeases{JetStream: r.js, Replicas: r.settings.Replicas, Edge: r.settings.EdgeID}
+}
+
 // startPresence starts a cluster.Presence, again and again until one
 // starts or ctx ends. The first failure is logged as a warning, the rest
 // at debug level. Each attempt first waits for JetStream to answer (see
