@@ -71,8 +71,14 @@ type frameConn struct {
 	rst     bool                 // the header being collected is a RST, rewritten to FIN
 	left    int                  // payload bytes of the current frame still to pass through
 	pending *pendingReset        // a RST whose reason is still to be read
+	upd     [smuxUPDSize]byte    // the payload of an inbound window update, as it passes
+	updN    int                  // its bytes collected so far
+	updSID  uint32               // its stream; updOn while one is being collected
+	updOn   bool
 	pol     *policer
-	records *recordConn // under the TLS connection, if any: gathers a frame's records
+	// frameSize is the largest data frame sent (Config.MaxFrameSize).
+	frameSize int
+	records   *recordConn // under the TLS connection, if any: gathers a frame's records
 
 	peer     peerInfo               // what the peer announced on the upgrade
 	peerName atomic.Pointer[string] // names the peer in a lost connection's errors
@@ -94,7 +100,6 @@ type frameConn struct {
 	wmu sync.Mutex
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
-	dataOff map[uint32]struct{} // streams whose data frames are dropped until smux's FIN (fenceStream)
 	werr    error               // first write error; every later write fails with it
 	held    []byte              // frames held back to go out with the next one (hold)
 	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
@@ -125,8 +130,8 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	}
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), dataOff: make(map[uint32]struct{}), peer: peer,
-		ctx: ctx, cancel: cancel, dead: ctx.Done()}
+	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
+		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
 	return fc
@@ -304,6 +309,13 @@ func (c *frameConn) inspect(b []byte) (int, error) {
 	for i := 0; i < len(b); {
 		if c.left > 0 {
 			k := min(c.left, len(b)-i)
+			if c.updOn {
+				c.updN += copy(c.upd[c.updN:], b[i:i+k])
+				if c.updN == smuxUPDSize {
+					c.updOn = false
+					c.pol.peerUpdate(c.updSID, c.upd[:])
+				}
+			}
 			c.left -= k
 			i += k
 			continue
@@ -381,6 +393,9 @@ func (c *frameConn) onFrame() error {
 		if length != smuxUPDSize {
 			return fmt.Errorf("%w: window update with a %d-byte payload", ErrProtocolViolation, length)
 		}
+		// The Stream's writer sends data frames itself (writeData): it
+		// needs the peer's window as much as smux does.
+		c.updOn, c.updN, c.updSID = true, 0, sid
 	default:
 		return fmt.Errorf("%w: unknown smux command %d", ErrProtocolViolation, h[1])
 	}
@@ -494,14 +509,6 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 			hold = hold || cmd == smuxCmdPSH
 		}
 	}
-	if len(c.dataOff) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
-		if _, ok := c.dataOff[sid]; ok {
-			if cmd == smuxCmdPSH {
-				return len(hdr) + len(payload), nil
-			}
-			delete(c.dataOff, sid) // smux's FIN on Close: nothing of the stream follows
-		}
-	}
 	if len(c.finSent) > 0 && (cmd == smuxCmdFIN || cmd == smuxCmdPSH) {
 		if _, ok := c.finSent[sid]; ok {
 			if cmd == smuxCmdFIN && len(payload) == 0 {
@@ -516,6 +523,15 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 		return len(hdr) + len(payload), nil
 	}
 	return c.writeLocked(hdr, payload)
+}
+
+// writeData writes one data frame of stream sid, p, for the Stream's
+// writer; it returns how many of p's bytes went out.
+func (c *frameConn) writeData(sid uint32, p []byte) (int, error) {
+	hdr := header(smuxCmdPSH, sid)
+	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(p)))
+	n, err := c.writeFrame(hdr[:], p)
+	return max(n-smuxHeaderSize, 0), err
 }
 
 // holdAnswer holds back stream sid's next data frame, its answer to an
@@ -617,20 +633,6 @@ func (c *frameConn) fenceClosed() {
 	if c.werr == nil {
 		c.werr = errSessionClosed
 	}
-	c.wmu.Unlock()
-}
-
-// fenceStream returns once smux's send loop no longer reads a frame of
-// stream sid that a writer gave up on after the peer reset the stream.
-// The reset wakes a writer blocked on the window with a deadline (see
-// Stream.onReset), and smux may then return from the Write with its last
-// frame still queued, reading the caller's buffer later, when the buffer
-// holds other bytes. Taking wmu waits out a write under way; the stream's
-// later data frames are dropped before their payload is read. The peer
-// discards them anyway: it reset the stream.
-func (c *frameConn) fenceStream(sid uint32) {
-	c.wmu.Lock()
-	c.dataOff[sid] = struct{}{}
 	c.wmu.Unlock()
 }
 

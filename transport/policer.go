@@ -118,6 +118,17 @@ type recvState struct {
 	// after the peer's reset. Both are set by the Stream once the
 	// application holds it, and must not block.
 	onKill, onReset func()
+
+	// The send side, for the Stream's writer, which sends its data frames
+	// itself: peerWin is the peer's last window update for our data
+	// (consumed<<32 | window; smux's initial window before), and sent what
+	// the writer sent, touched by the writer alone (under Stream.wmu).
+	// sendWake is closed, and replaced, by every update, and by whatever
+	// else a waiting writer must see: the peer's reset, a violation, the
+	// stream's close, a new write deadline.
+	peerWin  atomic.Uint64
+	sent     uint32
+	sendWake chan struct{}
 }
 
 func newPolicer(d *Config, rst func(sid uint32)) *policer {
@@ -139,7 +150,9 @@ func newPolicer(d *Config, rst func(sid uint32)) *policer {
 func (p *policer) opened(sid uint32) {
 	p.mu.Lock()
 	if _, ok := p.streams[sid]; !ok {
-		p.streams[sid] = &recvState{window: smuxInitialWindow, edge: smuxInitialWindow, target: p.base}
+		st := &recvState{window: smuxInitialWindow, edge: smuxInitialWindow, target: p.base, sendWake: make(chan struct{})}
+		st.peerWin.Store(smuxInitialWindow)
+		p.streams[sid] = st
 		p.committed += smuxInitialWindow
 	}
 	p.mu.Unlock()
@@ -164,8 +177,44 @@ func (p *policer) finished(sid uint32, reset bool, reason string) {
 		if st.onReset != nil {
 			st.onReset()
 		}
+		st.wakeSenderLocked()
 	}
 	st.fin.Store(true)
+}
+
+// peerUpdate records the peer's window update for our data on stream sid
+// (its 8-byte payload: consumed count, window) and wakes a writer waiting
+// for it.
+func (p *policer) peerUpdate(sid uint32, upd []byte) {
+	consumed := binary.LittleEndian.Uint32(upd[0:4])
+	window := binary.LittleEndian.Uint32(upd[4:8])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.streams[sid]; ok {
+		st.peerWin.Store(uint64(consumed)<<32 | uint64(window))
+		st.wakeSenderLocked()
+	}
+}
+
+// sendWaiter returns the channel that the next change for st's writer
+// closes.
+func (p *policer) sendWaiter(st *recvState) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return st.sendWake
+}
+
+// wakeSender wakes st's writer, if waiting, to look at its stream again.
+func (p *policer) wakeSender(st *recvState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st.wakeSenderLocked()
+}
+
+// wakeSenderLocked is wakeSender; the caller holds the policer's mu.
+func (st *recvState) wakeSenderLocked() {
+	close(st.sendWake)
+	st.sendWake = make(chan struct{})
 }
 
 // unread reports whether a stream holds bytes that arrived and that the
@@ -211,6 +260,7 @@ func (p *policer) closed(sid uint32) {
 	}
 	p.frames -= len(st.ends) - st.head
 	p.committed -= int64(st.window)
+	st.wakeSenderLocked()
 	delete(p.streams, sid)
 	if !st.fin.Load() && len(p.closedEarly) < maxClosedEarly {
 		p.closedEarly[sid] = struct{}{}
@@ -358,6 +408,7 @@ func (p *policer) killLocked(st *recvState, err error) {
 	st.violation.Store(&err)
 	p.frames -= len(st.ends) - st.head
 	st.ends, st.head = nil, 0
+	st.wakeSenderLocked()
 	if st.onKill != nil {
 		st.onKill()
 	}

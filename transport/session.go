@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -340,13 +341,13 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 // Write writes p to the stream. It fails with ErrWriteClosed after
 // CloseWrite and with ErrStreamReset once the peer reset the stream.
 //
-// Past the write deadline it fails with an error wrapping
-// os.ErrDeadlineExceeded and sends nothing. A Write that was waiting when
-// the deadline passed may still deliver part or all of p after it
-// returned, as a timed-out write on a TCP connection may: resynchronise
-// at the application level or close the stream. p is never read after
-// Write returns (with a deadline set, Write sends a copy of it).
-// Concurrent Writes take turns, each sent whole.
+// Each data frame goes to the connection from the caller's goroutine, as
+// the peer's window allows: when Write returns, the bytes it counts are on
+// their way and no others will follow, and p is no longer read. Past the
+// write deadline, waiting for the window fails with an error wrapping
+// os.ErrDeadlineExceeded; a frame already going to the connection is
+// finished first, however long the connection takes. Concurrent Writes
+// take turns, each sent whole.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.wclosed.Load() {
 		return 0, ErrWriteClosed
@@ -356,50 +357,111 @@ func (s *Stream) Write(p []byte) (int, error) {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if d := s.wdeadline.Load(); d != 0 && len(p) > 0 {
-		if time.Now().UnixNano() >= d {
-			return 0, os.ErrDeadlineExceeded
-		}
-		// smux hands a frame that timed out in its queue to the connection
-		// later, reading the buffer then: send copies the caller cannot
-		// change, a frame's worth at a time. A copy goes back to the pool
-		// only once smux reported it written; after any error the session
-		// may still read it.
-		bp := writeCopies.Get().(*[]byte)
-		total := 0
-		for len(p) > 0 {
-			c := (*bp)[:copy(*bp, p)]
-			n, err := s.write(c)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			p = p[len(c):]
-		}
-		writeCopies.Put(bp)
-		return total, nil
+	if d := s.wdeadline.Load(); d != 0 && len(p) > 0 && time.Now().UnixNano() >= d {
+		return 0, os.ErrDeadlineExceeded
 	}
-	return s.write(p)
+	if s.recv == nil {
+		// The session was gone before the stream was handed out: smux
+		// reports how.
+		n, err := s.st.Write(p)
+		s.written.Add(int64(n))
+		if err != nil {
+			s.conn.fenceClosed()
+		}
+		return n, s.mapErr(err)
+	}
+	sent := 0
+	for len(p) > 0 {
+		room, err := s.sendWindow()
+		if err != nil {
+			return sent, err
+		}
+		k := min(len(p), room, s.conn.frameSize)
+		n, err := s.conn.writeData(s.id, p[:k])
+		s.recv.sent += uint32(n)
+		s.written.Add(int64(n))
+		sent += n
+		if err != nil {
+			if e := s.sendState(); e != nil {
+				err = e
+			}
+			return sent, err
+		}
+		p = p[k:]
+	}
+	return sent, nil
 }
 
-// writeCopies holds the copies that Write sends when a deadline is set,
-// a frame each.
-var writeCopies = sync.Pool{New: func() any {
-	b := make([]byte, DefaultMaxFrameSize)
-	return &b
-}}
-
-// write sends p; the caller holds wmu, so that Writes take turns.
-func (s *Stream) write(p []byte) (int, error) {
-	n, err := s.st.Write(p)
-	s.written.Add(int64(n))
-	if err != nil {
-		s.conn.fenceClosed()
-		if s.recv != nil && s.recv.reset.Load() {
-			s.conn.fenceStream(s.id)
+// sendWindow waits until the peer's window for this stream has room, and
+// returns how much (at most a frame). It fails once the stream can send
+// no more (sendState), or past the write deadline. smux keeps its own
+// account of the window from the same updates; it is not used.
+func (s *Stream) sendWindow() (int, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if err := s.sendState(); err != nil {
+			return 0, err
+		}
+		// The waiter first: an update after the window is read closes it.
+		wake := s.conn.pol.sendWaiter(s.recv)
+		w := s.recv.peerWin.Load()
+		consumed, window := uint32(w>>32), uint32(w)
+		inflight := int32(s.recv.sent - consumed)
+		if inflight < 0 {
+			return 0, fmt.Errorf("%w: the peer acknowledged %d bytes of stream %d that were never sent", ErrProtocolViolation, -int64(inflight), s.id)
+		}
+		if room := int64(window) - int64(inflight); room > 0 {
+			return int(min(room, int64(s.conn.frameSize))), nil
+		}
+		var expired <-chan time.Time
+		if d := s.wdeadline.Load(); d != 0 {
+			left := time.Until(time.Unix(0, d))
+			if left <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if timer == nil {
+				timer = time.NewTimer(left)
+			} else {
+				timer.Reset(left)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-wake:
+		case <-expired:
+		case <-s.conn.dead:
 		}
 	}
-	return n, s.mapErr(err)
+}
+
+// sendState returns why the stream can send no more, or nil: it was
+// closed, the peer reset it, this side reset it for a violation, or its
+// session ended.
+func (s *Stream) sendState() error {
+	switch {
+	case s.closed.Load():
+		return io.ErrClosedPipe
+	case s.recv.reset.Load():
+		return s.resetErr()
+	}
+	if v := s.violation(); v != nil {
+		return v
+	}
+	if v := s.conn.closeErr(); v != nil {
+		return v
+	}
+	if s.conn.isDead() {
+		if s.conn.closing.Load() {
+			return ErrSessionClosed
+		}
+		return s.conn.lostErr()
+	}
+	return nil
 }
 
 // mapErr reports a policing violation or a session-ending reason instead of
@@ -539,12 +601,17 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 	return s.st.SetWriteDeadline(t)
 }
 
+// storeWriteDeadline sets the deadline of Write, and wakes a Write
+// waiting for the window to heed it.
 func (s *Stream) storeWriteDeadline(t time.Time) {
 	if t.IsZero() {
 		s.wdeadline.Store(0)
-		return
+	} else {
+		s.wdeadline.Store(max(t.UnixNano(), 1))
 	}
-	s.wdeadline.Store(max(t.UnixNano(), 1))
+	if s.recv != nil {
+		s.conn.pol.wakeSender(s.recv)
+	}
 }
 
 // LocalAddr returns this side's address of the session's connection: every
