@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -280,5 +281,87 @@ func BenchmarkIdleSessionHeap(b *testing.B) {
 		}
 	}
 	b.ReportMetric(kib/float64(b.N), "KiB/session-pair")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkEchoUnderBulk measures a 64-byte echo on one stream of a
+// session (a shell's keystrokes) while another stream of the same session
+// carries bulk data the same way as the echo's answers, against the same
+// echo on the idle session in the same run: the bulk stream's frames must
+// not hold the echo's answer back for more than a frame or so.
+func BenchmarkEchoUnderBulk(b *testing.B) {
+	cli, srv, _, _ := sessionPair(b, nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer srv.Close() // ends the accept loop, then the streams
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for {
+			st, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer st.Close()
+				var kind [1]byte
+				if _, err := io.ReadFull(st, kind[:]); err != nil {
+					return
+				}
+				if kind[0] == 'e' {
+					_, _ = io.Copy(st, st)
+					return
+				}
+				buf := make([]byte, 64<<10)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := st.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	open := func(kind byte) *transport.Stream {
+		st, err := cli.Open()
+		require.NoError(b, err)
+		_, err = st.Write([]byte{kind})
+		require.NoError(b, err)
+		return st
+	}
+	echo := open('e')
+	defer echo.Close()
+	rtts := func(n int) []time.Duration {
+		out := make([]time.Duration, 0, n)
+		msg, got := make([]byte, 64), make([]byte, 64)
+		for range n {
+			start := time.Now()
+			_, err := echo.Write(msg)
+			require.NoError(b, err)
+			_, err = io.ReadFull(echo, got)
+			require.NoError(b, err)
+			out = append(out, time.Since(start))
+			time.Sleep(time.Millisecond) // keystrokes come apart
+		}
+		slices.Sort(out)
+		return out
+	}
+	const n = 500
+	b.ResetTimer()
+	idle := rtts(n)
+	bulk := open('b')
+	defer bulk.Close()
+	wg.Go(func() { _, _ = io.Copy(io.Discard, bulk) })
+	loaded := rtts(n)
+	close(stop)
+	b.StopTimer()
+	pct := func(d []time.Duration, q float64) float64 { return float64(d[int(q*float64(len(d)-1))]) / 1e3 }
+	b.ReportMetric(pct(idle, 0.5), "idle-p50-us")
+	b.ReportMetric(pct(loaded, 0.5), "bulk-p50-us")
+	b.ReportMetric(pct(loaded, 0.99), "bulk-p99-us")
+	b.ReportMetric(pct(loaded, 0.5)/pct(idle, 0.5), "x-idle-p50")
 	b.ReportMetric(0, "ns/op")
 }

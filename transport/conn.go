@@ -97,7 +97,10 @@ type frameConn struct {
 	appStreams int         // streams handed to the application and not yet closed
 	lateT      *time.Timer // bounds a close of smux's session put off for them (closeSession)
 
-	wmu sync.Mutex
+	// wmu is taken for every frame written, by smux's send loop, by each
+	// Stream's writer and by the timers; it serves them in turn, so that
+	// a stream writing frame after frame does not hold another's behind.
+	wmu fairLock
 	// wmu guards the following.
 	finSent map[uint32]struct{} // streams whose FIN or RST was sent by us, not smux
 	werr    error               // first write error; every later write fails with it
