@@ -114,10 +114,9 @@ type recvState struct {
 	probeAt    time.Time
 	epochAt    time.Time // start of the current growth epoch
 	epochBytes uint32    // consumed count at its start
-	// onKill resets the stream for a violation; onReset wakes its writers
-	// after the peer's reset. Both are set by the Stream once the
-	// application holds it, and must not block.
-	onKill, onReset func()
+	// onKill resets the stream for a violation. The Stream sets it once
+	// the application holds the stream; it must not block.
+	onKill func()
 
 	// The send side, for the Stream's writer, which sends its data frames
 	// itself: peerWin is the peer's last window update for our data
@@ -174,9 +173,6 @@ func (p *policer) finished(sid uint32, reset bool, reason string) {
 	if reset {
 		st.reason.Store(&reason)
 		st.reset.Store(true)
-		if st.onReset != nil {
-			st.onReset()
-		}
 		st.wakeSenderLocked()
 	}
 	st.fin.Store(true)
@@ -230,22 +226,19 @@ func (p *policer) unread() bool {
 	return false
 }
 
-// bind hands the policer the Stream's callbacks, once the application
+// bind hands the policer the Stream's callback, once the application
 // holds the stream, and returns its accounting (nil when the session is
 // already gone). A stream reset for a violation before that is reset now.
-func (p *policer) bind(sid uint32, onKill, onReset func()) *recvState {
+func (p *policer) bind(sid uint32, onKill func()) *recvState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.streams[sid]
 	if st == nil {
 		return nil
 	}
-	st.onKill, st.onReset = onKill, onReset
+	st.onKill = onKill
 	if st.violation.Load() != nil {
 		onKill()
-	}
-	if st.reset.Load() {
-		onReset()
 	}
 	return st
 }

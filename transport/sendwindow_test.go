@@ -59,7 +59,8 @@ func readData(t *testing.T, p *rawPeer, sid uint32, n int) []byte {
 // peer's window (smux's initial 256 KiB, then each update's consumed
 // count plus window) and no further; it goes on as updates arrive; past
 // its deadline it returns what it sent, and sends nothing after; and a
-// peer that acknowledges bytes never sent breaks the protocol.
+// peer that acknowledges bytes never sent breaks the protocol, which
+// closes the session.
 func TestWritesKeepThePeersWindow(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
@@ -134,4 +135,10 @@ func TestWritesKeepThePeersWindow(t *testing.T) {
 	_, err = st.Write([]byte("x"))
 	require.ErrorIs(t, err, transport.ErrProtocolViolation)
 	require.Contains(t, err.Error(), "1000 bytes of stream 3 that were never sent")
+	select {
+	case <-s.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the session outlived the peer's violation")
+	}
+	require.ErrorIs(t, s.Err(), transport.ErrProtocolViolation)
 }

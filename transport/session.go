@@ -154,9 +154,8 @@ type Stream struct {
 	written atomic.Int64
 	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
 	wdeadline atomic.Int64
-	// wmu makes Writes take turns: smux counts a write's bytes only after
-	// they went out, so a second writer in between would see the peer
-	// acknowledge more than was sent and fail.
+	// wmu makes Writes take turns, each sent whole; it also guards the
+	// count of bytes sent (recvState.sent).
 	wmu sync.Mutex
 }
 
@@ -165,17 +164,13 @@ var _ net.Conn = (*Stream)(nil)
 func newStream(st *smux.Stream, c *frameConn) *Stream {
 	c.holdStream()
 	s := &Stream{st: st, id: st.ID(), conn: c}
-	s.recv = c.pol.bind(st.ID(), s.onViolation, s.onReset)
+	s.recv = c.pol.bind(st.ID(), s.onViolation)
 	return s
 }
 
 // onViolation resets the stream after the peer broke the rules on it. The
 // policer calls it from the receive loop, so it must not block.
 func (s *Stream) onViolation() { go s.Abort() }
-
-// onReset wakes a writer blocked on the window after the peer's reset: the
-// peer will never open it again. Non-blocking.
-func (s *Stream) onReset() { _ = s.st.SetWriteDeadline(time.Unix(1, 0)) }
 
 // Read reads the peer's bytes. It returns io.EOF after the peer's
 // CloseWrite or Close, once every byte before it has been read;
@@ -413,7 +408,9 @@ func (s *Stream) sendWindow() (int, error) {
 		consumed, window := uint32(w>>32), uint32(w)
 		inflight := int32(s.recv.sent - consumed)
 		if inflight < 0 {
-			return 0, fmt.Errorf("%w: the peer acknowledged %d bytes of stream %d that were never sent", ErrProtocolViolation, -int64(inflight), s.id)
+			err := fmt.Errorf("%w: the peer acknowledged %d bytes of stream %d that were never sent", ErrProtocolViolation, -int64(inflight), s.id)
+			s.conn.fail(err)
+			return 0, err
 		}
 		if room := int64(window) - int64(inflight); room > 0 {
 			return int(min(room, int64(s.conn.frameSize))), nil
