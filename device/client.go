@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/internal/logx"
+	"github.com/tetherhq/tether/internal/workers"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -358,6 +359,7 @@ func (d *Client) serve(ctx context.Context, sess *transport.Session) string {
 
 	hctx, hcancel := context.WithCancel(ctx)
 	o := &served{d: d, sess: sess, cfg: cfg, ctx: hctx, cancel: hcancel, goAway: make(chan struct{}), acceptDone: make(chan struct{})}
+	o.streams.Run = o.serve
 
 	// The accept loop owns AcceptStream and starts each stream's handler
 	// itself (one hand-off per stream, not two); it stops when the session
@@ -422,8 +424,11 @@ type served struct {
 	goAway     chan struct{}
 	goOnce     sync.Once
 	active     atomic.Int64
-	handlers   sync.WaitGroup
+	handlers   sync.WaitGroup // the handlers running
 	refusals   sync.WaitGroup
+	// streams runs the handlers, on goroutines that serve one stream after
+	// another: the edge opens stream after stream.
+	streams workers.Pool[*transport.Stream]
 
 	mu sync.Mutex
 	// mu guards the following; the accept loop holds it while it hands a
@@ -456,7 +461,7 @@ func (o *served) accept() {
 		o.mu.Lock()
 		switch o.mode {
 		case modeServing:
-			o.dispatch(o.ctx, st)
+			o.dispatch(st)
 		case modeDraining:
 			o.refuse(st)
 		default:
@@ -466,30 +471,34 @@ func (o *served) accept() {
 	}
 }
 
-// dispatch runs a stream's handler on its own goroutine.
-// A handler's error before any answer becomes the Error answer. A stream
-// whose handler failed after answering, or was cut (the client is closing,
-// or the session is gone), is reset rather than closed: its peer must not
-// take the end for a finished stream.
-func (o *served) dispatch(ctx context.Context, st *transport.Stream) {
+// dispatch runs a stream's handler (serve) on a goroutine of o.streams.
+func (o *served) dispatch(st *transport.Stream) {
 	o.handlers.Add(1)
-	go func() {
-		defer o.handlers.Done()
-		err := o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
-		switch {
-		case err != nil && st.Written() == 0 && ctx.Err() == nil:
-			_ = st.SetWriteDeadline(time.Now().Add(o.cfg.OpenTimeout))
-			_ = wire.WriteError(st, err.Error())
-			st.Close()
-		case err != nil || ctx.Err() != nil:
-			if err != nil {
-				o.d.logger().Debug("stream ended in error", "err", err)
-			}
-			st.Abort()
-		default:
-			st.Close()
+	o.streams.Go(st)
+}
+
+// serve runs a stream's handler. A handler's error before any answer
+// becomes the Error answer. A stream whose handler failed after answering,
+// or was cut (the client is closing, or the session is gone), is reset
+// rather than closed: its peer must not take the end for a finished
+// stream.
+func (o *served) serve(st *transport.Stream) {
+	defer o.handlers.Done()
+	ctx := o.ctx
+	err := o.d.dispatch(ctx, st, o.cfg, &o.active, func() { o.goOnce.Do(func() { close(o.goAway) }) })
+	switch {
+	case err != nil && st.Written() == 0 && ctx.Err() == nil:
+		_ = st.SetWriteDeadline(time.Now().Add(o.cfg.OpenTimeout))
+		_ = wire.WriteError(st, err.Error())
+		st.Close()
+	case err != nil || ctx.Err() != nil:
+		if err != nil {
+			o.d.logger().Debug("stream ended in error", "err", err)
 		}
-	}()
+		st.Abort()
+	default:
+		st.Close()
+	}
 }
 
 // drain lets open streams finish, bounded by timeout and ctx, while
@@ -534,6 +543,7 @@ func (o *served) cut() {
 	o.sess.Close()
 	<-o.acceptDone
 	o.handlers.Wait()
+	o.streams.Close()
 	o.refusals.Wait()
 }
 

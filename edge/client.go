@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherhq/tether/internal/workers"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/labels"
 	"github.com/tetherhq/tether/transport/target"
@@ -530,7 +531,12 @@ func (s *Server) runClient(cs *clientSession) {
 	})
 	defer idle.Stop()
 	defer s.expireAt(cs)()
-	var wg sync.WaitGroup
+	// A client (a tether tcp forward) opens stream after stream: they run
+	// on goroutines that serve one after another (workers.Pool).
+	streams := &workers.Pool[*transport.Stream]{Run: func(st *transport.Stream) {
+		defer s.active.Add(-1)
+		s.serveStream(cs, st)
+	}}
 	for {
 		st, err := cs.sess.Accept()
 		if err != nil {
@@ -540,17 +546,12 @@ func (s *Server) runClient(cs *clientSession) {
 			st.Close() // the session timed out as this stream arrived
 			break
 		}
-		wg.Add(1)
 		s.active.Add(1) // counted before it runs, so a drain cannot miss it
-		go func() {
-			defer wg.Done()
-			defer s.active.Add(-1)
-			s.serveStream(cs, st)
-		}()
+		streams.Go(st)
 	}
 	cs.sess.Close()
 	cs.cancel()
-	wg.Wait()
+	streams.Close()
 	s.Metrics.clientDelta(-1)
 	result, reason := cs.closing()
 	s.log.Info("client session closed", "client", cs.id.Name, "device", cs.device)

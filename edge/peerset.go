@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/workers"
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
@@ -251,25 +252,23 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 	defer cancel()
 	stop := context.AfterFunc(sess.Context(), cancel)
 	defer stop()
-	var wg sync.WaitGroup
-	idle := make(chan *transport.Stream) // to a worker waiting for its next stream; closed when the session ends
+	// The session's streams run on goroutines that serve one after
+	// another (workers.Pool): a goroutine of its own per stream started
+	// small and grew, copying its stack several times, on every open, on
+	// the open's critical path (about a tenth of the device's edge's CPU
+	// time in BenchmarkClusterCrossEdge).
+	streams := &workers.Pool[*transport.Stream]{Idle: peerWorkerIdle, Run: func(st *transport.Stream) {
+		defer p.s.active.Add(-1)
+		p.s.servePeerStream(ctx, id, st)
+	}}
 	for {
 		st, err := sess.Accept()
 		if err != nil {
 			break
 		}
 		p.s.active.Add(1)
-		select {
-		case idle <- st:
-		default:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.worker(ctx, id, st, idle)
-			}()
-		}
+		streams.Go(st)
 	}
-	close(idle)
 	sess.Close()
 	p.mu.Lock()
 	if p.sessions[id] == sess {
@@ -277,7 +276,7 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 		p.lost[id] = time.Now()
 	}
 	p.mu.Unlock()
-	wg.Wait()
+	streams.Close()
 	reason := "closed"
 	if err := sess.Err(); err != nil {
 		reason = err.Error()
@@ -288,32 +287,6 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 // peerWorkerIdle is how long a peer stream's goroutine waits for the
 // session's next stream before it ends.
 const peerWorkerIdle = 5 * time.Second
-
-// worker serves st, then the session's next streams handed to it on idle,
-// until idle closes or none comes within peerWorkerIdle. A goroutine that
-// serves one stream after another keeps the stack the earlier ones grew
-// (until a GC shrinks it): a goroutine of its own per stream started
-// small and grew, copying its stack several times, on every open, on the
-// open's critical path (about a tenth of the device's edge's CPU time in
-// BenchmarkClusterCrossEdge).
-func (p *peerSet) worker(ctx context.Context, id string, st *transport.Stream, idle <-chan *transport.Stream) {
-	t := time.NewTimer(peerWorkerIdle)
-	defer t.Stop()
-	for {
-		p.s.servePeerStream(ctx, id, st)
-		p.s.active.Add(-1)
-		t.Reset(peerWorkerIdle)
-		var ok bool
-		select {
-		case st, ok = <-idle:
-			if !ok {
-				return
-			}
-		case <-t.C:
-			return
-		}
-	}
-}
 
 // servePeer upgrades another edge's peer session: the peer listener has
 // verified its certificate against PeerCA; the edge ID is its CN.

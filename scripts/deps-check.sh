@@ -74,6 +74,7 @@ deny internal/asciicast $stdlib_only
 deny internal/termfilter $stdlib_only
 deny internal/limitread $stdlib_only
 deny internal/procs $stdlib_only
+deny internal/workers $stdlib_only
 # Stream types: both halves, on the session layer only.
 for p in transport/tcp transport/files pty udp; do
   deny $p "$mod/(cmd|cli|edge|device|mock|transport/client|transport/qbeecompat)" "github.com/spf13" "github.com/prometheus"

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tetherhq/tether/edge"
@@ -19,12 +17,8 @@ import (
 // its own, which close ends.
 func leasesOf(t *testing.T, ns *natsServer, id string, ttl time.Duration) (l *cluster.WebTerminalLeases, close func()) {
 	t.Helper()
-	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	return &cluster.WebTerminalLeases{JetStream: js, Edge: id, LeaseTTL: ttl}, nc.Close
+	js := jetStreamOf(t, ns)
+	return &cluster.WebTerminalLeases{JetStream: js, Edge: id, LeaseTTL: ttl}, js.Conn().Close
 }
 
 // acquire takes one of identity's max leases on l and reports whether it

@@ -31,7 +31,8 @@ const (
 // shared product code, declared as such (one nil-logger default, one token
 // bucket, the recording file format, one bounded file read, the scheduler
 // governor's Hold, which a file transfer takes and which only counts in a
-// program that runs no governor). Any other internal package reached from
+// program that runs no governor, the goroutines that serve a session's
+// streams). Any other internal package reached from
 // the public API (test helpers above all) fails TestNoInternalPackages.
 var supportPackages = []string{
 	modulePath + "/internal/asciicast",
@@ -39,6 +40,7 @@ var supportPackages = []string{
 	modulePath + "/internal/logx",
 	modulePath + "/internal/procs",
 	modulePath + "/internal/ratelimit",
+	modulePath + "/internal/workers",
 }
 
 // goTimeout bounds one go command: building the programs is the slow part.
