@@ -373,10 +373,10 @@ func (s *spliceWriter) arm(force bool) {
 			return
 		}
 	}
-	// A stream is watched by the timer too: with a deadline set, each
-	// Stream.Write would copy what it sends (smux may read a timed-out
-	// frame after the write returned) and smux would start a timer of
-	// its own for every write.
+	// A stream is watched by the timer: its deadline bounds only the
+	// wait for the peer's window, not a frame going to a connection that
+	// does not drain. Either way the timer's abort resets the other end at
+	// once (an end whose connection is stuck holds its own abort).
 	s.armTimer(d)
 }
 
