@@ -158,7 +158,7 @@ func (c *clusterSys) readyz(e *clusterEdge) string {
 func (c *clusterSys) waitClusterOK(e *clusterEdge) {
 	c.t.Helper()
 	require.Eventually(c.t, func() bool { return strings.Contains(c.readyz(e), "cluster: ok") }, 60*time.Second, 50*time.Millisecond,
-		"%s did not join the cluster: %s\n%s", e.id, c.readyz(e), e.proc.Output())
+		"%s does not see the cluster state: %s\n%s", e.id, c.readyz(e), e.proc.Output())
 }
 
 // devices returns what edge e lists: device ID to edge ID.
@@ -414,8 +414,12 @@ func TestClusterEdgeCrash(t *testing.T) {
 	t.Logf("a new shell reached %s %v after the kill", dev, time.Since(killed).Round(time.Millisecond))
 	c.waitListedOff(ids, victim, survivors...)
 	t.Logf("all devices listed on the survivors %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// NATS keeps quorum with two of three. A survivor's watcher that the
+	// dead node served goes quiet or falls behind, and is started again
+	// once NATS has elected new leaders: its edge is briefly not ready
+	// while it does, so ready is checked within a bound.
 	for _, e := range survivors {
-		require.Contains(t, c.readyz(e), "cluster: ok", "NATS keeps quorum with two of three")
+		c.waitClusterOK(e)
 	}
 
 	// No growth on the survivors once the dust settles.
