@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -92,10 +93,14 @@ func BenchmarkWebTerminal(b *testing.B) {
 	require.NoError(b, json.Unmarshal([]byte(line), &web))
 	b.Logf("bench.mjs: %s", line)
 
-	// The CLI's shell through the same edge and agent: the baselines.
+	// The CLI's shell through the same edge and agent, and the terminal's
+	// WebSocket driven from Go: the baselines. What the WebSocket adds to
+	// the CLI's keystroke is the edge's bridge; what the page adds to the
+	// WebSocket's is the browser's.
 	c := s.dialClient(b, device)
 	lat := keystrokes(b, c, 300)
 	cliP50, cliP99 := percentile(lat, 0.5), percentile(lat, 0.99)
+	wsLat := wsKeystrokes(b, s, device, 300)
 	sess, err := pty.Open(ctx, c, pty.Request{Cols: 80, Rows: 24, Command: "/bin/sh", Args: []string{"-c", "seq 1 2000000"}})
 	require.NoError(b, err)
 	t0 := time.Now()
@@ -116,6 +121,8 @@ func BenchmarkWebTerminal(b *testing.B) {
 	b.ReportMetric(cliP50, "cli-key-p50-ms")
 	b.ReportMetric(cliP99, "cli-key-p99-ms")
 	b.ReportMetric(web.KeyP50/cliP50, "x-cli-key-p50")
+	b.ReportMetric(percentile(wsLat, 0.5), "ws-key-p50-ms")
+	b.ReportMetric(percentile(wsLat, 0.99), "ws-key-p99-ms")
 	b.ReportMetric(web.FloodMBps, "web-flood-MB/s")
 	b.ReportMetric(cliFlood, "cli-flood-MB/s")
 	b.ReportMetric(web.FloodMBps/cliFlood, "x-cli-flood")
@@ -126,6 +133,34 @@ func BenchmarkWebTerminal(b *testing.B) {
 	}
 	b.ReportMetric(web.LoadMS, "cold-load-to-prompt-ms")
 	b.ReportMetric(float64(pageWeight(b, s))/1024, "page-KiB-gzip")
+}
+
+// wsKeystrokes signs in to the edge's web terminal from Go, opens a
+// terminal on device as the page does, and returns the sorted times from
+// keys keystrokes (after 20 unmeasured) sent on its WebSocket to their
+// echo read there, as keystrokes does for the CLI.
+func wsKeystrokes(b *testing.B, s *system, device string, keys int) []time.Duration {
+	b.Helper()
+	ctx := ctxFor(b, 5*time.Minute)
+	wc := newWebClient(b, s.pki.Pool(), "https://"+s.addr)
+	wc.signIn(s.addr, s.token)
+	term := wc.open(ctx, s.addr, device, wc.ticket(s.addr, device, wc.csrf(s.addr)))
+	require.Equal(b, "open", term.control(ctx).T)
+	term.keys(ctx, "stty -icanon -echo; echo ready-$((1+1)); stty echo; exec cat >/dev/null\n")
+	term.expect(ctx, "ready-2")
+	lat := make([]time.Duration, 0, keys)
+	for i := 0; i < keys+20; i++ {
+		key := string(rune('a' + i%26))
+		t0 := time.Now()
+		term.out.Reset()
+		term.keys(ctx, key)
+		term.expect(ctx, key)
+		if i >= 20 {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat
 }
 
 // pageWeight returns the bytes the terminal page costs as the edge sends
