@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -41,21 +42,21 @@ func TestClusterWebTerminal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	b := newWebClient(t, c)
-	b.signIn(e1, c.token)
-	csrf := b.csrf(e1)
+	b := newWebClient(t, c.pki.Pool(), webOrigin)
+	b.signIn(e1.addr, c.token)
+	csrf := b.csrf(e1.addr)
 
 	// A ticket from edge 1 opens a terminal on edge 2, once.
-	tk := b.ticket(e1, dev, csrf)
-	t2 := b.open(ctx, e2, dev, tk)
+	tk := b.ticket(e1.addr, dev, csrf)
+	t2 := b.open(ctx, e2.addr, dev, tk)
 	require.Equal(t, "open", t2.control(ctx).T)
-	again := b.open(ctx, e3, dev, tk)
+	again := b.open(ctx, e3.addr, dev, tk)
 	m := again.control(ctx)
 	require.Equal(t, "error", m.T)
 	require.Contains(t, m.Msg, "used already")
 
 	// A second terminal, on edge 3; both answer.
-	t3 := b.open(ctx, e3, dev, b.ticket(e3, dev, csrf))
+	t3 := b.open(ctx, e3.addr, dev, b.ticket(e3.addr, dev, csrf))
 	require.Equal(t, "open", t3.control(ctx).T)
 	for _, tm := range []*webConn{t2, t3} {
 		tm.keys(ctx, "echo up-$((40+2))\r")
@@ -64,14 +65,14 @@ func TestClusterWebTerminal(t *testing.T) {
 
 	// The client has two terminals open, the most it may: edge 1, which
 	// holds neither, refuses a third. Once one ends, edge 1 opens one.
-	t1 := b.open(ctx, e1, dev, b.ticket(e1, dev, csrf))
+	t1 := b.open(ctx, e1.addr, dev, b.ticket(e1.addr, dev, csrf))
 	m = t1.control(ctx)
 	require.Equal(t, "error", m.T)
 	require.Contains(t, m.Msg, "on the edges of the cluster")
 	t3.keys(ctx, "exit\r")
 	t3.expect(ctx, "")
 	for {
-		t1 = b.open(ctx, e1, dev, b.ticket(e1, dev, csrf))
+		t1 = b.open(ctx, e1.addr, dev, b.ticket(e1.addr, dev, csrf))
 		m = t1.control(ctx)
 		if m.T == "open" {
 			break
@@ -82,7 +83,7 @@ func TestClusterWebTerminal(t *testing.T) {
 	}
 
 	// Signing out on edge 1 closes the two open.
-	b.signOut(e1, csrf)
+	b.signOut(e1.addr, csrf)
 	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ocancel()
 	for _, tm := range []*webConn{t2, t1} {
@@ -91,24 +92,26 @@ func TestClusterWebTerminal(t *testing.T) {
 	}
 	// And the cookie no longer opens anything on any edge.
 	for _, e := range c.edges {
-		resp := b.do(e, "GET", "/web/", nil, nil)
+		resp := b.do(e.addr, "GET", "/web/", nil, nil)
 		require.NotEqual(t, http.StatusOK, resp.StatusCode, "%s accepts a signed-out session", e.id)
 	}
 }
 
-// webClient is a browser of the cluster's web terminal: one cookie jar
-// for all edges, and requests that come from webOrigin.
+// webClient is a browser of a web terminal written in Go: one cookie jar
+// for all edges (given by address), and requests that come from origin,
+// the edges' public URL.
 type webClient struct {
-	t  *testing.T
-	hc *http.Client
+	t      testing.TB
+	hc     *http.Client
+	origin string
 }
 
-func newWebClient(t *testing.T, c *clusterSys) *webClient {
+func newWebClient(t testing.TB, pool *x509.CertPool, origin string) *webClient {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	return &webClient{t: t, hc: &http.Client{
+	return &webClient{t: t, origin: origin, hc: &http.Client{
 		Jar:           jar,
-		Transport:     &http.Transport{TLSClientConfig: certs.ClientTLSConfig(c.pki.Pool())},
+		Transport:     &http.Transport{TLSClientConfig: certs.ClientTLSConfig(pool)},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
@@ -118,13 +121,13 @@ type webPage struct {
 	Body       string
 }
 
-func (b *webClient) do(e *clusterEdge, method, path string, form url.Values, hdr map[string]string) webPage {
+func (b *webClient) do(addr, method, path string, form url.Values, hdr map[string]string) webPage {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequest(method, "https://"+e.addr+path, body)
+	req, err := http.NewRequest(method, "https://"+addr+path, body)
 	require.NoError(b.t, err)
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -149,27 +152,27 @@ func (b *webClient) field(page webPage) string {
 	return m[1]
 }
 
-func (b *webClient) signIn(e *clusterEdge, token string) {
+func (b *webClient) signIn(addr string, token string) {
 	b.t.Helper()
-	csrf := b.field(b.do(e, "GET", "/web/login", nil, nil))
-	resp := b.do(e, "POST", "/web/login", url.Values{"token": {token}, "csrf": {csrf}}, map[string]string{"Origin": webOrigin})
+	csrf := b.field(b.do(addr, "GET", "/web/login", nil, nil))
+	resp := b.do(addr, "POST", "/web/login", url.Values{"token": {token}, "csrf": {csrf}}, map[string]string{"Origin": b.origin})
 	require.Equal(b.t, http.StatusSeeOther, resp.StatusCode, resp.Body)
 }
 
-func (b *webClient) csrf(e *clusterEdge) string {
+func (b *webClient) csrf(addr string) string {
 	b.t.Helper()
-	return b.field(b.do(e, "GET", "/web/", nil, nil))
+	return b.field(b.do(addr, "GET", "/web/", nil, nil))
 }
 
-func (b *webClient) signOut(e *clusterEdge, csrf string) {
+func (b *webClient) signOut(addr string, csrf string) {
 	b.t.Helper()
-	resp := b.do(e, "POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": webOrigin})
+	resp := b.do(addr, "POST", "/web/logout", url.Values{"csrf": {csrf}}, map[string]string{"Origin": b.origin})
 	require.Equal(b.t, http.StatusSeeOther, resp.StatusCode, resp.Body)
 }
 
-func (b *webClient) ticket(e *clusterEdge, device, csrf string) string {
+func (b *webClient) ticket(addr string, device, csrf string) string {
 	b.t.Helper()
-	resp := b.do(e, "POST", "/web/ticket?device="+url.QueryEscape(device), nil, map[string]string{"Origin": webOrigin, "X-CSRF-Token": csrf})
+	resp := b.do(addr, "POST", "/web/ticket?device="+url.QueryEscape(device), nil, map[string]string{"Origin": b.origin, "X-CSRF-Token": csrf})
 	require.Equal(b.t, http.StatusOK, resp.StatusCode, resp.Body)
 	var out struct{ Ticket string }
 	require.NoError(b.t, json.Unmarshal([]byte(resp.Body), &out))
@@ -177,10 +180,10 @@ func (b *webClient) ticket(e *clusterEdge, device, csrf string) string {
 }
 
 // open dials e's WebSocket and sends the ticket.
-func (b *webClient) open(ctx context.Context, e *clusterEdge, device, ticket string) *webConn {
+func (b *webClient) open(ctx context.Context, addr string, device, ticket string) *webConn {
 	b.t.Helper()
-	c, _, err := websocket.Dial(ctx, "wss://"+e.addr+"/web/ws", &websocket.DialOptions{
-		HTTPClient: b.hc, HTTPHeader: http.Header{"Origin": {webOrigin}}})
+	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/web/ws", &websocket.DialOptions{
+		HTTPClient: b.hc, HTTPHeader: http.Header{"Origin": {b.origin}}})
 	require.NoError(b.t, err)
 	b.t.Cleanup(func() { c.CloseNow() })
 	hello, _ := json.Marshal(map[string]any{"ticket": ticket, "device": device, "cols": 80, "rows": 24, "term": "xterm"})
@@ -191,7 +194,7 @@ func (b *webClient) open(ctx context.Context, e *clusterEdge, device, ticket str
 // webConn is one terminal's WebSocket; it acknowledges the output it
 // reads.
 type webConn struct {
-	t       *testing.T
+	t       testing.TB
 	c       *websocket.Conn
 	out     strings.Builder
 	lastErr string

@@ -7,10 +7,10 @@
 //                until the frame in which xterm.js drew the character into
 //                the terminal's rows (checked in the DOM) has been laid out
 //                and painted, on Chromium's 60 Hz frame clock (frame_ms)
-//   key_wait_*   of that, the wait for the display's next frame: from the
-//                echo parsed, when xterm.js asks for a frame, to the start
-//                (the frame's time) of the frame that drew it; 0 to 16.7
-//                ms at 60 Hz, whatever the edge and the page do
+//   key_wait_*   of that, the wait for a frame: from the echo parsed,
+//                when xterm.js asks for a frame, to the start (the frame's
+//                time) of the frame that drew it; 0 after a quiet spell,
+//                up to 16.7 ms at 60 Hz while the page animates
 //   key_nowait_* each keystroke less its wait: what the edge, the agent and
 //                the page take, as on a display that starts a frame as
 //                soon as it is asked
@@ -18,6 +18,9 @@
 //                the echo's message at the page, parsed by xterm.js, then
 //                drawn into the rows (its render event), before the
 //                frame's layout and paint
+//   idle_*_pct   the page's renderer process (all threads, and its main
+//                thread) while the terminal sits focused at its prompt,
+//                in % of a core
 //   flood_mbps   `seq 1 2000000` rendered, in MB/s; meanwhile the CPU
 //                seconds of the page's renderer process, and the seconds
 //                its main thread ran and waited for a CPU
@@ -214,6 +217,15 @@ try {
   await signin.close();
 
   const t = await openTerminal(browser, cookies);
+  // An idle terminal, focused, at its prompt: what the page costs while
+  // nobody types.
+  await t.page.click('#terminal');
+  await t.page.waitForTimeout(500);
+  const i0 = rendererTimes();
+  const idle0 = Date.now();
+  await t.page.waitForTimeout(5000);
+  const i1 = rendererTimes();
+  const idleS = (Date.now() - idle0) / 1000;
   const lat = await keystrokes(t.page, keys);
   await t.ctx.close();
 
@@ -239,6 +251,7 @@ try {
     key_drawn_p50_ms: lat.drawnP50, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99, key_received_p50_ms: lat.receivedP50, frame_ms: lat.frameP50,
     flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes, flood_renderer_cpu_s: r1.cpu - r0.cpu,
     flood_main_run_s: r1.run - r0.run, flood_main_wait_s: r1.wait - r0.wait,
+    idle_renderer_cpu_pct: 100 * (i1.cpu - i0.cpu) / idleS, idle_main_run_pct: 100 * (i1.run - i0.run) / idleS,
   }));
 } finally {
   await browser.close();

@@ -89,6 +89,10 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
 
   await typeLine(page, 'echo $((6*7))');
   await waitText(page, /^42\s*$/);
+  // A focused terminal at its prompt runs no animation: one (a blinking
+  // cursor) would keep the tab making frames, 60 a second.
+  assert.deepEqual(await page.evaluate(() => document.getAnimations().map((a) => a.animationName || String(a))), [],
+    'the idle terminal runs an animation');
 
   await page.setViewportSize({ width: 640, height: 360 });
   await page.waitForFunction(() => window.tether.term.cols < 80, null, { timeout: patience });
