@@ -118,6 +118,20 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
   await typeLine(page, 'exit 7');
   await waitText(page, /\[exited 7\]/);
   assert.equal(await page.evaluate(() => window.tether.exited), 7);
+  // Keys do nothing then, but Enter starts a new shell in the same page.
+  await waitText(page, /^Press Enter for a new shell\.\s*$/);
+  await page.keyboard.type('echo lost');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: patience });
+  assert.equal(await page.evaluate(() => window.tether.exited), null);
+  await typeLine(page, 'echo again-$((6*7))');
+  await waitText(page, /^again-42\s*$/);
+  const stray = await page.evaluate(() => {
+    const b = window.tether.term.buffer.active;
+    for (let i = 0; i < b.length; i++) if (b.getLine(i).translateToString(true).includes('echo lost')) return true;
+    return false;
+  });
+  assert.equal(stray, false, 'keys typed after the exit reached the new shell');
 
   await page.goto(base + '/web/');
   await Promise.all([page.waitForURL(base + '/web/login'), page.click('button:has-text("Sign out")')]);

@@ -2,7 +2,8 @@
 // carries keystrokes and output as binary messages and control as JSON
 // text. Output is acknowledged once xterm.js has rendered it, so the edge
 // never runs far ahead of the page; keystrokes run at most inputMax ahead
-// of the device, and the rest of a large paste waits here.
+// of the device, and the rest of a large paste waits here. Once the shell
+// or its connection ends, Enter starts a new shell in the same page.
 (function () {
   'use strict';
   const meta = (n) => document.querySelector('meta[name="' + n + '"]').content;
@@ -30,21 +31,43 @@
   window.tether = { term: term, exited: null };
   const enc = new TextEncoder();
 
+  // The terminal's connection: its WebSocket and what it sends. A new
+  // shell, after one ended, gets a new connection; the old one's
+  // handlers then find that it is no longer current and do nothing.
+  let conn = null;
+  // ended: the shell or its connection ended, and Enter starts a new
+  // shell (a new ticket, a new WebSocket), as a terminal tab offers.
+  let ended = false;
+
   function fail(msg) {
     state.textContent = msg;
     term.write('\r\n[' + msg + ']\r\n');
   }
 
+  function finish(c) {
+    if (c !== conn || ended) return;
+    ended = true;
+    conn = null;
+    term.write('\r\nPress Enter for a new shell.\r\n');
+  }
+
   async function connect() {
+    const c = { ws: null, inflight: 0, pending: [] };
+    conn = c;
+    ended = false;
+    window.tether.exited = null;
+    state.textContent = 'connecting';
     const resp = await fetch('/web/ticket?device=' + encodeURIComponent(device), {
       method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf },
     });
     if (!resp.ok) {
       fail('no ticket: ' + (await resp.text()).trim());
+      finish(c);
       return;
     }
     const ticket = (await resp.json()).ticket;
     const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/web/ws');
+    c.ws = ws;
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       ws.send(JSON.stringify({ ticket: ticket, device: device, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
@@ -75,8 +98,8 @@
           term.write('\r\n[exited ' + (m.signal ? m.signal : m.code) + ']\r\n');
           state.textContent = 'exited';
         } else if (m.t === 'taken') {
-          inflight -= m.n;
-          pump();
+          c.inflight -= m.n;
+          pump(c);
         } else if (m.t === 'error') {
           fail(m.msg);
         }
@@ -86,40 +109,56 @@
       term.write(b, () => rendered(b.length));
     };
     ws.onclose = () => {
-      if (state.textContent === 'connected') state.textContent = 'disconnected';
-    };
-    // A paste comes as one piece of any size; the edge takes messages of
-    // at most 64 KiB, and ends the terminal on a larger one. It reports
-    // the keystrokes it wrote to the device (taken); at most inputMax may
-    // be on their way, as the edge holds them while the device is not
-    // reading.
-    const inputMax = 1 << 20;
-    let inflight = 0;
-    const pending = [];
-    const pump = () => {
-      while (pending.length > 0 && inflight + pending[0].length <= inputMax && ws.readyState === WebSocket.OPEN) {
-        const b = pending.shift();
-        inflight += b.length;
-        ws.send(b);
+      if (state.textContent === 'connected' || state.textContent === 'connecting') {
+        state.textContent = 'disconnected';
+        term.write('\r\n[disconnected]\r\n');
       }
+      // After the output that came before the close.
+      term.write('', () => finish(c));
     };
-    const sendKeys = (b) => {
-      for (let i = 0; i < b.length; i += 32 << 10) pending.push(b.subarray(i, i + (32 << 10)));
-      pump();
-    };
-    term.onData((d) => { if (ws.readyState === WebSocket.OPEN) sendKeys(enc.encode(d)); });
-    term.onBinary((d) => {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      const b = new Uint8Array(d.length);
-      for (let i = 0; i < d.length; i++) b[i] = d.charCodeAt(i) & 0xff;
-      sendKeys(b);
-    });
-    term.onResize((sz) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
-    });
   }
+
+  // A paste comes as one piece of any size; the edge takes messages of at
+  // most 64 KiB, and ends the terminal on a larger one. It reports the
+  // keystrokes it wrote to the device (taken); at most inputMax may be on
+  // their way, as the edge holds them while the device is not reading.
+  const inputMax = 1 << 20;
+  const pump = (c) => {
+    while (c.pending.length > 0 && c.inflight + c.pending[0].length <= inputMax && c.ws.readyState === WebSocket.OPEN) {
+      const b = c.pending.shift();
+      c.inflight += b.length;
+      c.ws.send(b);
+    }
+  };
+  const sendKeys = (b) => {
+    const c = conn;
+    if (!c || !c.ws || c.ws.readyState !== WebSocket.OPEN) return;
+    for (let i = 0; i < b.length; i += 32 << 10) c.pending.push(b.subarray(i, i + (32 << 10)));
+    pump(c);
+  };
+  const again = () => {
+    term.write('\r\n');
+    connect().catch((e) => { fail(String(e)); finish(conn); });
+  };
+  term.onData((d) => {
+    if (ended) {
+      if (d === '\r') again();
+      return;
+    }
+    sendKeys(enc.encode(d));
+  });
+  term.onBinary((d) => {
+    if (ended) return;
+    const b = new Uint8Array(d.length);
+    for (let i = 0; i < d.length; i++) b[i] = d.charCodeAt(i) & 0xff;
+    sendKeys(b);
+  });
+  term.onResize((sz) => {
+    const ws = conn && conn.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
+  });
 
   window.addEventListener('resize', () => fit.fit());
   term.focus();
-  connect().catch((e) => fail(String(e)));
+  connect().catch((e) => { fail(String(e)); finish(conn); });
 })();
