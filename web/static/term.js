@@ -32,8 +32,7 @@
   const enc = new TextEncoder();
 
   // The terminal's connection: its WebSocket and what it sends. A new
-  // shell, after one ended, gets a new connection; the old one's
-  // handlers then find that it is no longer current and do nothing.
+  // shell, after one ended, gets a new connection.
   let conn = null;
   // ended: the shell or its connection ended, and Enter starts a new
   // shell (a new ticket, a new WebSocket), as a terminal tab offers.
@@ -136,13 +135,13 @@
     for (let i = 0; i < b.length; i += 32 << 10) c.pending.push(b.subarray(i, i + (32 << 10)));
     pump(c);
   };
-  const again = () => {
-    term.write('\r\n');
-    connect().catch((e) => { fail(String(e)); finish(conn); });
-  };
+  const start = () => connect().catch((e) => { fail(String(e)); finish(conn); });
   term.onData((d) => {
     if (ended) {
-      if (d === '\r') again();
+      if (d === '\r') {
+        term.write('\r\n');
+        start();
+      }
       return;
     }
     sendKeys(enc.encode(d));
@@ -160,5 +159,5 @@
 
   window.addEventListener('resize', () => fit.fit());
   term.focus();
-  connect().catch((e) => { fail(String(e)); finish(conn); });
+  start();
 })();
