@@ -89,6 +89,10 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
 
   await typeLine(page, 'echo $((6*7))');
   await waitText(page, /^42\s*$/);
+  // The shell's title names the tab.
+  assert.equal(await page.title(), `${device} · Tether`);
+  await typeLine(page, "printf '\\033]0;%s\\007' \"title-$((6*7))\"");
+  await page.waitForFunction((d) => document.title === `title-42 · ${d} · Tether`, device, { timeout: patience });
   // A focused terminal at its prompt runs no animation: one (a blinking
   // cursor) would keep the tab making frames, 60 a second.
   assert.deepEqual(await page.evaluate(() => document.getAnimations().map((a) => a.animationName || String(a))), [],

@@ -29,6 +29,14 @@
   term.open(document.getElementById('terminal'));
   fit.fit();
   window.tether = { term: term, exited: null };
+  // The shell's title (OSC 0 or 2, as a prompt often sets it) names the
+  // tab, beside the device; the page's own title otherwise.
+  const pageTitle = document.title;
+  const showTitle = (t) => {
+    t = String(t).slice(0, 200).trim();
+    document.title = t ? t + ' · ' + device + ' · Tether' : pageTitle;
+  };
+  term.onTitleChange(showTitle);
   const enc = new TextEncoder();
 
   // The terminal's connection: its WebSocket and what it sends. A new
@@ -56,6 +64,7 @@
     ended = false;
     window.tether.exited = null;
     state.textContent = 'connecting';
+    showTitle('');
     const resp = await fetch('/web/ticket?device=' + encodeURIComponent(device), {
       method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf },
     });
