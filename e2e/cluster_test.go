@@ -521,7 +521,10 @@ func TestClusterStoppedEdge(t *testing.T) {
 			others = append(others, id)
 		}
 	}
-	c.waitListedOff(others, victim, from)
+	// Every other edge sees them off the stopped edge first, so that only
+	// a takeover can put them back there. (A watcher served by the stopped
+	// edge's NATS node may stall until it is started again.)
+	c.waitListedOff(others, victim, from, c.other(victim.id, from.id))
 
 	time.Sleep(time.Until(stopped.Add(10 * time.Second)))
 	require.NoError(t, victim.proc.Cmd.Process.Signal(syscall.SIGCONT))
