@@ -691,15 +691,12 @@ func (c *frameConn) sendRSTAsync(sid uint32) {
 	if !c.peer.reset {
 		return
 	}
-	go func() {
-		hdr := header(cmdRST, sid)
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		if c.werr == nil {
-			_, _ = c.writeLocked(hdr[:], nil)
-		}
-	}()
+	go func() { _ = c.sendEnd(cmdRST, sid, reasonClosed) }()
 }
+
+// reasonClosed is the reason of the reset that tells a peer still sending
+// to a stream that this side closed it, reading no more.
+const reasonClosed = "the receiver closed the stream and reads no more"
 
 // sendNOP writes a keep-alive frame.
 func (c *frameConn) sendNOP() {
@@ -712,8 +709,9 @@ func (c *frameConn) sendNOP() {
 }
 
 // forget drops the policing state of a stream that the application closed:
-// smux discards whatever arrives for it from now on.
-func (c *frameConn) forget(sid uint32) { c.pol.closed(sid) }
+// smux discards whatever arrives for it from now on. It reports whether
+// the peer is still sending to a stream whose bytes were left unread.
+func (c *frameConn) forget(sid uint32) (unread bool) { return c.pol.closed(sid) }
 
 // keepAlive sends NOPs and watches for a silent peer, without a goroutine
 // of its own: two timers re-arm themselves.

@@ -15,3 +15,7 @@ func ProxyEnvPerDial(t testing.TB) {
 	proxyOverride.Store(&f)
 	t.Cleanup(func() { proxyOverride.Store(nil) })
 }
+
+// Unread reports whether a stream of s holds bytes that arrived and that
+// its application has not read.
+func (s *Session) Unread() bool { return s.conn.pol.unread() }

@@ -243,21 +243,33 @@ func (p *policer) bind(sid uint32, onKill func()) *recvState {
 	return st
 }
 
-// closed stops accounting for a stream the application closed.
-func (p *policer) closed(sid uint32) {
+// closed stops accounting for a stream the application closed. It
+// reports whether the peer is still sending and bytes it sent were left
+// unread: the caller resets the stream at once, since a peer blocked on a
+// full window would otherwise send nothing more that could be answered
+// with a reset. A stream closed with everything read is answered with a
+// reset only if more data arrives (closedEarly).
+func (p *policer) closed(sid uint32) (unread bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, ok := p.streams[sid]
 	if !ok {
-		return
+		return false
 	}
 	p.frames -= len(st.ends) - st.head
 	p.committed -= int64(st.window)
 	st.wakeSenderLocked()
 	delete(p.streams, sid)
-	if !st.fin.Load() && len(p.closedEarly) < maxClosedEarly {
+	if st.fin.Load() {
+		return false
+	}
+	if st.delivered != st.app.Load() {
+		return true
+	}
+	if len(p.closedEarly) < maxClosedEarly {
 		p.closedEarly[sid] = struct{}{}
 	}
+	return false
 }
 
 // advertise records an outbound window update, whose 8-byte payload is

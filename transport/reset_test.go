@@ -210,3 +210,74 @@ func TestDataAfterCloseIsReset(t *testing.T) {
 	}
 	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
 }
+
+// TestCloseWithUnreadBytesResets: a client stops reading a download, so
+// that every window on the path fills, and then closes its stream. Its
+// stream is reset right after the FIN, as a TCP socket closed with unread
+// data is: the edge's writer, blocked on the client's full window, would
+// otherwise wait for a window that never opens while the target went on.
+// The reset crosses the edge, and the device resets the target.
+func TestCloseWithUnreadBytesResets(t *testing.T) {
+	b := testbroker.New(t, nil)
+	b.StartDevice(t, nil, nil)
+	cl := b.DialClient(t, nil)
+	ended := make(chan error, 1)
+	target := testutil.TCPServer(t, func(c *net.TCPConn) {
+		_, _ = c.Write([]byte("hello"))
+		chunk := make([]byte, 32<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				ended <- err
+				return
+			}
+		}
+	})
+	conn, _, err := cl.OpenStream(testCtx(t), wire.MsgTCP, []byte(target))
+	require.NoError(t, err)
+	_, err = io.ReadFull(conn, make([]byte, 5))
+	require.NoError(t, err)
+	// Every window on the path fills while the client reads nothing.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, conn.Close())
+	select {
+	case err := <-ended:
+		require.True(t, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE), "the target's writes must fail after a reset, got %v", err)
+	case <-time.After(waitLong):
+		t.Fatal("the target still writes into a stream its client closed")
+	}
+}
+
+// TestCloseWithUnreadBytesSendsFINThenReset: on the wire, the reset
+// follows the FIN at once, with its reason, and no second reset answers
+// data that arrives afterwards.
+func TestCloseWithUnreadBytesSendsFINThenReset(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.Write([]byte("GET /client/d1 HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Extensions: reset\r\n\r\n"))
+	p.Expect101()
+	s := us.session(t)
+	p.Write(frame(2, cmdSYN, 3, nil))
+	p.Write(frame(2, cmdPSH, 3, []byte("unread")))
+	st, err := s.Accept()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Unread() }, waitLong, time.Millisecond)
+	require.NoError(t, st.Close())
+	p.Write(frame(2, cmdPSH, 3, []byte("more")))
+	p.Write(frame(2, cmdNOP, 0, nil))
+	var cmds []byte
+	var reason string
+	for {
+		cmd, sid, data, err := p.ReadFrame()
+		require.NoError(t, err)
+		if sid != 3 {
+			continue
+		}
+		cmds = append(cmds, cmd)
+		if cmd == cmdRST {
+			reason = string(data)
+			break
+		}
+	}
+	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
+	require.Equal(t, "the receiver closed the stream and reads no more", reason)
+}

@@ -151,6 +151,7 @@ type Stream struct {
 	recv    *recvState // nil when the session is already gone
 	wclosed atomic.Bool
 	closed  atomic.Bool // Close ran
+	aborted atomic.Bool // AbortWith sent its reset
 	written atomic.Int64
 	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
 	wdeadline atomic.Int64
@@ -507,7 +508,7 @@ func (s *Stream) Abort() error { return s.AbortWith("") }
 // AbortWith is Abort with a reason the peer's reads report, such as "lost
 // the connection to edge edge-2". It is cut to MaxResetReason bytes.
 func (s *Stream) AbortWith(reason string) error {
-	if s.conn.peer.reset && (s.recv == nil || !s.recv.reset.Load()) {
+	if s.conn.peer.reset && (s.recv == nil || !s.recv.reset.Load()) && !s.aborted.Swap(true) {
 		_ = s.conn.sendEnd(cmdRST, s.id, cutReason(reason))
 	}
 	return s.Close()
@@ -535,14 +536,19 @@ func cutReason(s string) string {
 }
 
 // Close closes both directions; unread bytes are discarded. It sends the
-// stream's FIN unless CloseWrite or Abort already ended it. Data that the
-// peer still sends afterwards is answered with a reset, where the peer
-// supports one.
+// stream's FIN unless CloseWrite or Abort already ended it. Where the peer
+// supports resets, a peer that is still sending learns that nobody reads,
+// as from a TCP socket closed with unread data: a reset follows the FIN at
+// once when bytes it sent were left unread, or else answers the next data
+// it sends. Either way the FIN went first, so the peer still reads every
+// byte this side wrote; only its writes fail.
 func (s *Stream) Close() error {
 	s.wclosed.Store(true)
 	err := s.st.Close()
 	if !s.closed.Swap(true) {
-		s.conn.forget(s.id)
+		if s.conn.forget(s.id) && s.conn.peer.reset && !s.aborted.Swap(true) {
+			_ = s.conn.sendEnd(cmdRST, s.id, reasonClosed)
+		}
 		defer s.conn.releaseStream()
 	}
 	if errors.Is(err, io.ErrClosedPipe) || s.conn.isDead() {
