@@ -61,6 +61,15 @@ func TestShellCommands(t *testing.T) {
 		require.Equal(t, ExitUsage, code)
 		require.Contains(t, errOut, "-T forbids one")
 	})
+	t.Run("input the command never reads does not hide its exit code", func(t *testing.T) {
+		// The device closes the stream with this input unread and resets it
+		// after its FIN: only the client's writes fail.
+		input := strings.Repeat("input nobody reads\n", 200_000)
+		for _, args := range [][]string{{"shell", "d1", "--", "exit 5"}, {"shell", "-t", "d1", "--", "exit 5"}} {
+			_, errOut, code := f.tether(input, args...)
+			require.Equal(t, 5, code, "tether %s: %s", strings.Join(args, " "), errOut)
+		}
+	})
 	t.Run("a command the device cannot run", func(t *testing.T) {
 		_, errOut, code := f.tether("", "shell", "d1", "--", "/nonexistent/program")
 		require.Equal(t, 127, code, "the shell's code for a missing command")
