@@ -286,7 +286,7 @@ func (o *shellOptions) runPTY(ctx context.Context, conn *connection, cl *client.
 	// A reset after the remote's clean end only refused input that the
 	// remote no longer read (a shell that exited with keystrokes or piped
 	// input still on their way): its exit status says how it ended.
-	if errors.Is(spliceErr, transport.ErrStreamReset) && !stdio.remoteEOF() {
+	if errors.Is(spliceErr, transport.ErrStreamReset) && !errors.Is(spliceErr, transport.ErrStoppedReading) {
 		if interactive {
 			fmt.Fprint(o.g.io.ErrOut, "\r\n")
 		}

@@ -69,6 +69,17 @@ func TestShellCommands(t *testing.T) {
 			_, errOut, code := f.tether(input, args...)
 			require.Equal(t, 5, code, "tether %s: %s", strings.Join(args, " "), errOut)
 		}
+		// The edge audits the terminal's end as a normal one.
+		closed := func() string {
+			for _, l := range strings.Split(f.edge.Stdout(), "\n") {
+				if strings.Contains(l, `"event":"stream_close"`) && strings.Contains(l, `"type":"pty"`) && strings.Contains(l, `"exit 5"`) {
+					return l
+				}
+			}
+			return ""
+		}
+		require.Eventually(t, func() bool { return closed() != "" }, 10*time.Second, 50*time.Millisecond)
+		require.Contains(t, closed(), `"result":"ok"`)
 	})
 	t.Run("a command the device cannot run", func(t *testing.T) {
 		_, errOut, code := f.tether("", "shell", "d1", "--", "/nonexistent/program")

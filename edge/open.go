@@ -429,6 +429,10 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	case errors.Is(err, errStreamRevoked):
 		ev.Result, ev.Reason = "revoked", err.Error()
 		s.log.Warn("stream closed after a reload: the policy no longer allows it", "client", ev.Client, "device", ev.Device, "type", ev.Type, "target", ev.Target)
+	case errors.Is(err, transport.ErrStoppedReading):
+		// One end finished, and then refused what the other still sent: a
+		// shell that exited with keystrokes or input on their way.
+		ev.Reason = "one end finished while the other was still sending; the rest was refused"
 	case errors.Is(err, context.Canceled):
 		ev.Result, ev.Reason = "error", "the session or the edge closed"
 	default:

@@ -281,3 +281,53 @@ func TestCloseWithUnreadBytesSendsFINThenReset(t *testing.T) {
 	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
 	require.Equal(t, "the receiver closed the stream and reads no more", reason)
 }
+
+// TestSpliceIntoAPeerThatStoppedReading: the stream's peer sends its
+// answer, ends the stream and then resets it, reading no more, while the
+// other end of the splice still sends. The answer arrives whole, and the
+// splice ends with ErrStoppedReading: a normal end for what is behind
+// the stream, which a relay audits as such.
+func TestSpliceIntoAPeerThatStoppedReading(t *testing.T) {
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.Upgrade("/client/d1")
+	s := us.session(t)
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("complete")), frame(2, cmdFIN, 3, nil))
+	st, err := s.Accept()
+	require.NoError(t, err)
+
+	app, relay := tcpPair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := transport.Splice(testCtx(t), relay, st, nil)
+		done <- err
+	}()
+	go func() {
+		chunk := make([]byte, 16<<10)
+		for {
+			if _, err := app.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	_ = app.SetReadDeadline(time.Now().Add(waitLong))
+	got, err := io.ReadAll(app)
+	require.NoError(t, err)
+	require.Equal(t, "complete", string(got))
+	// The relay's bytes reach the peer, which then refuses the rest.
+	for {
+		_, sid, _, err := p.ReadFrame()
+		require.NoError(t, err)
+		if sid == 3 {
+			break
+		}
+	}
+	p.Write(frame(2, cmdRST, 3, []byte("the receiver closed the stream and reads no more")))
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, transport.ErrStoppedReading)
+		require.ErrorIs(t, err, transport.ErrStreamReset)
+	case <-time.After(waitLong):
+		t.Fatal("the splice did not end")
+	}
+}

@@ -81,6 +81,12 @@ type SpliceOptions struct {
 //     ErrConnLost, or a write error;
 //   - a write makes no progress within the bounds of opts (ErrStalled).
 //
+// One exception: a *Stream whose peer ended it (FIN) and then reset it
+// reads no more, as a command that exited with input still on its way.
+// Everything it sent still goes the other way, and only the direction
+// into it ends, with an error matching ErrStoppedReading (and
+// ErrStreamReset).
+//
 // Aborting tells each peer that the stream did not end cleanly: a *Stream
 // sends a reset where its peer supports one, a *net.TCPConn sends a TCP
 // RST; other ends are closed. A read error is therefore never passed on as
@@ -149,6 +155,18 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 	}
 	return aToB, bToA, nil
 }
+
+// ErrStoppedReading: the destination of a spliced direction finished its
+// own stream and then reset it, refusing the rest: it ended before the
+// source did, which is a normal end for the command or program behind it.
+var ErrStoppedReading = errors.New("transport: the other end finished and reads no more")
+
+// stoppedReading is the error of a direction whose destination finished
+// and then reset its stream: the reset, matching ErrStoppedReading too.
+type stoppedReading struct{ error }
+
+func (e stoppedReading) Is(target error) bool { return target == ErrStoppedReading }
+func (e stoppedReading) Unwrap() error        { return e.error }
 
 // ErrStalled: a spliced write made no progress within its bound
 // (SpliceOptions.StallTimeout or HalfCloseTimeout); both ends were aborted.
@@ -265,7 +283,7 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 		// ours: what it sent first, an answer or a reason, must still go
 		// the other way, so this direction ends without cutting that one.
 		dst.other.ended()
-		return n, err
+		return n, stoppedReading{err}
 	}
 	if err != nil {
 		switch {
