@@ -186,29 +186,42 @@ func TestCloseAfterConnectionEndKeepsUnreadBytes(t *testing.T) {
 // closed before the peer finished it is answered with a reset, so a peer
 // that keeps sending learns that nobody reads.
 func TestDataAfterCloseIsReset(t *testing.T) {
-	us, pki := newUpgradeServer(t, nil)
-	p := rawDial(t, us.addr, pki)
-	p.Write([]byte("GET /client/d1 HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Extensions: reset\r\n\r\n"))
-	p.Expect101()
-	s := us.session(t)
+	p, s := resetPeer(t)
 	p.Write(frame(2, cmdSYN, 3, nil))
 	st, err := s.Accept()
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 	p.Write(frame(2, cmdPSH, 3, []byte("more")))
-	var cmds []byte
+	cmds, _ := framesUntilReset(t, p, 3)
+	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
+}
+
+// resetPeer is a raw peer that announces stream resets, and the session it
+// upgraded.
+func resetPeer(t *testing.T) (*rawPeer, *transport.Session) {
+	t.Helper()
+	us, pki := newUpgradeServer(t, nil)
+	p := rawDial(t, us.addr, pki)
+	p.Write([]byte("GET /client/d1 HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Extensions: reset\r\n\r\n"))
+	p.Expect101()
+	return p, us.session(t)
+}
+
+// framesUntilReset reads frames until stream sid's reset and returns the
+// commands that came for sid, and the reset's reason.
+func framesUntilReset(t *testing.T, p *rawPeer, sid uint32) (cmds []byte, reason string) {
+	t.Helper()
 	for {
-		cmd, sid, _, err := p.ReadFrame()
+		cmd, id, data, err := p.ReadFrame()
 		require.NoError(t, err)
-		if sid != 3 {
+		if id != sid {
 			continue
 		}
 		cmds = append(cmds, cmd)
 		if cmd == cmdRST {
-			break
+			return cmds, string(data)
 		}
 	}
-	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
 }
 
 // TestCloseWithUnreadBytesResets: a client stops reading a download, so
@@ -251,35 +264,31 @@ func TestCloseWithUnreadBytesResets(t *testing.T) {
 // follows the FIN at once, with its reason, and no second reset answers
 // data that arrives afterwards.
 func TestCloseWithUnreadBytesSendsFINThenReset(t *testing.T) {
-	us, pki := newUpgradeServer(t, nil)
-	p := rawDial(t, us.addr, pki)
-	p.Write([]byte("GET /client/d1 HTTP/1.1\r\nHost: edge\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: qbee-v1\r\nTether-Extensions: reset\r\n\r\n"))
-	p.Expect101()
-	s := us.session(t)
-	p.Write(frame(2, cmdSYN, 3, nil))
-	p.Write(frame(2, cmdPSH, 3, []byte("unread")))
+	p, s := resetPeer(t)
+	p.Write(frame(2, cmdSYN, 3, nil), frame(2, cmdPSH, 3, []byte("unread")))
 	st, err := s.Accept()
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.Unread() }, waitLong, time.Millisecond)
 	require.NoError(t, st.Close())
-	p.Write(frame(2, cmdPSH, 3, []byte("more")))
-	p.Write(frame(2, cmdNOP, 0, nil))
-	var cmds []byte
-	var reason string
+	cmds, reason := framesUntilReset(t, p, 3)
+	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
+	require.Equal(t, "the receiver closed the stream and reads no more", reason)
+
+	// More data for the closed stream, then a stream that the session
+	// answers: nothing comes for stream 3 before stream 5's reset.
+	p.Write(frame(2, cmdPSH, 3, []byte("more")), frame(2, cmdSYN, 5, nil), frame(2, cmdPSH, 5, []byte("unread")))
+	st5, err := s.Accept()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Unread() }, waitLong, time.Millisecond)
+	require.NoError(t, st5.Close())
 	for {
-		cmd, sid, data, err := p.ReadFrame()
+		cmd, sid, _, err := p.ReadFrame()
 		require.NoError(t, err)
-		if sid != 3 {
-			continue
-		}
-		cmds = append(cmds, cmd)
-		if cmd == cmdRST {
-			reason = string(data)
+		require.NotEqual(t, uint32(3), sid, "a second frame (%#x) for a stream already reset", cmd)
+		if sid == 5 && cmd == cmdRST {
 			break
 		}
 	}
-	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
-	require.Equal(t, "the receiver closed the stream and reads no more", reason)
 }
 
 // TestSpliceIntoAPeerThatStoppedReading: the stream's peer sends its
