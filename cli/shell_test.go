@@ -65,21 +65,26 @@ func TestShellCommands(t *testing.T) {
 		// The device closes the stream with this input unread and resets it
 		// after its FIN: only the client's writes fail.
 		input := strings.Repeat("input nobody reads\n", 200_000)
-		for _, args := range [][]string{{"shell", "d1", "--", "exit 5"}, {"shell", "-t", "d1", "--", "exit 5"}} {
+		exec, pty := []string{"shell", "d1", "--", "exit 5"}, []string{"shell", "-t", "d1", "--", "exit 5"}
+		runs := [][]string{exec, pty, exec, pty, exec, pty}
+		for _, args := range runs {
 			_, errOut, code := f.tether(input, args...)
 			require.Equal(t, 5, code, "tether %s: %s", strings.Join(args, " "), errOut)
 		}
-		// The edge audits the terminal's end as a normal one.
-		closed := func() string {
+		// The edge audits both ends as normal ones, though the client exits,
+		// closing its session, as soon as it has the exit status.
+		closes := func() (all []string) {
 			for _, l := range strings.Split(f.edge.Stdout(), "\n") {
-				if strings.Contains(l, `"event":"stream_close"`) && strings.Contains(l, `"type":"pty"`) && strings.Contains(l, `"exit 5"`) {
-					return l
+				if strings.Contains(l, `"event":"stream_close"`) && strings.Contains(l, `exit 5"`) {
+					all = append(all, l)
 				}
 			}
-			return ""
+			return all
 		}
-		require.Eventually(t, func() bool { return closed() != "" }, 10*time.Second, 50*time.Millisecond)
-		require.Contains(t, closed(), `"result":"ok"`)
+		require.Eventually(t, func() bool { return len(closes()) == len(runs) }, 10*time.Second, 50*time.Millisecond)
+		for _, l := range closes() {
+			require.Contains(t, l, `"result":"ok"`)
+		}
 	})
 	t.Run("a command the device cannot run", func(t *testing.T) {
 		_, errOut, code := f.tether("", "shell", "d1", "--", "/nonexistent/program")

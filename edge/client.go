@@ -253,8 +253,8 @@ type clientSession struct {
 	device   string
 	remote   string
 	sess     *transport.Session
-	ctx      context.Context // ends when the session ends or the edge closes
-	cancel   context.CancelFunc
+	ctx      context.Context // ends when the session ends (errSessionEnded) or the edge closes
+	cancel   context.CancelCauseFunc
 	active   atomic.Int64
 	first    atomic.Int32 // firstWaiting, firstOpened or firstTimedOut
 
@@ -287,6 +287,10 @@ type streamGrant struct {
 
 // errStreamRevoked is the cause of a stream cancelled by a Reload.
 var errStreamRevoked = errors.New("the reloaded policy no longer allows this stream")
+
+// errSessionEnded is why a client session's context ends when the session
+// itself does.
+var errSessionEnded = errors.New("the client's session ended")
 
 // close ends the session, recording the first result and reason given
 // for the audit record.
@@ -458,9 +462,9 @@ func (s *Server) serveClientSession(w http.ResponseWriter, r *http.Request, cred
 	cs := &clientSession{id: id, cred: cred.hash, notAfter: cred.notAfter, serial: cred.serial, chain: cred.chain, jwt: cred.jwt,
 		device: deviceID, remote: r.RemoteAddr, sess: sess, streams: make(map[*streamGrant]struct{})}
 	cs.gen, cs.rt = cred.auth.gen, cred.auth.rt
-	cs.ctx, cs.cancel = context.WithCancel(s.ctx)
+	cs.ctx, cs.cancel = context.WithCancelCause(s.ctx)
 	if !s.trackClient(cs) {
-		cs.cancel()
+		cs.cancel(errSessionEnded)
 		sess.Close()
 		return
 	}
@@ -514,7 +518,7 @@ func (s *Server) untrackClient(cs *clientSession) {
 }
 
 func (s *Server) runClient(cs *clientSession) {
-	defer cs.cancel()
+	defer cs.cancel(errSessionEnded)
 	since := time.Now()
 	s.Metrics.clientDelta(1)
 	s.log.Info("client session opened", "client", cs.id.Name, "device", cs.device, "remote", cs.remote)
@@ -550,7 +554,7 @@ func (s *Server) runClient(cs *clientSession) {
 		streams.Go(st)
 	}
 	cs.sess.Close()
-	cs.cancel()
+	cs.cancel(errSessionEnded)
 	streams.Close()
 	s.Metrics.clientDelta(-1)
 	result, reason := cs.closing()

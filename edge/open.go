@@ -329,6 +329,26 @@ func (s *Server) request(ctx context.Context, st *transport.Stream, r *openReque
 	return ans.Payload, nil
 }
 
+// unlessSessionEnded returns a context that ctx's end ends too, unless
+// its cause is the end of the client's session (errSessionEnded): Splice
+// watches each stream's session itself, and lets a stream whose both
+// directions had already finished (a client that got its answer and
+// exited at once) end cleanly rather than cut. A revocation, a failed
+// recording or the edge's shutdown still ends it. stop releases the
+// watch.
+func unlessSessionEnded(ctx context.Context) (context.Context, func()) {
+	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if cause := context.Cause(ctx); !errors.Is(cause, errSessionEnded) {
+			cancel(cause)
+		}
+	})
+	return out, func() {
+		stop()
+		cancel(nil)
+	}
+}
+
 // maxEarly bounds the opener's first bytes that go with the request.
 const maxEarly = 8 << 10
 
@@ -413,7 +433,9 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 		dev, ev.Offset = tap, answerOffset(o.answer)
 	}
 	ctx, dev = s.recordRelay(ctx, o, dev)
+	ctx, stop := unlessSessionEnded(ctx)
 	up, down, err := transport.Splice(ctx, st, dev, &transport.SpliceOptions{StallTimeout: s.lim.StallTimeout})
+	stop()
 	up += o.early
 	s.Metrics.activeDelta(ev.Type, -1)
 	s.Metrics.addBytes(up, down)

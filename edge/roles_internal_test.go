@@ -36,8 +36,8 @@ func TestRecheckPerson(t *testing.T) {
 	t.Cleanup(func() { sess.Close(); peer.Close() })
 	id := Identity{Name: "alice@example.com", Method: MethodOIDC, Groups: []string{"field-eng"}}
 	cs := &clientSession{id: id, device: "gw-1", sess: sess, streams: make(map[*streamGrant]struct{})}
-	cs.ctx, cs.cancel = context.WithCancel(context.Background())
-	t.Cleanup(cs.cancel)
+	cs.ctx, cs.cancel = context.WithCancelCause(context.Background())
+	t.Cleanup(func() { cs.cancel(errSessionEnded) })
 	cs.gen = s.auth.Load().gen
 	tg, err := target.Parse("127.0.0.1:22")
 	require.NoError(t, err)
