@@ -27,9 +27,12 @@
 // clean-up, which in some releases drops received bytes not yet read, never
 // runs; the wire carries exactly one FIN per stream. Abort resets a stream:
 // a peer that announced the reset extension reads ErrStreamReset (a
-// *ResetError with the reason) rather than a clean EOF. A stream whose
-// connection ends before the peer ended the stream reads ErrConnLost, and
-// Session.Done reports the dead connection at once.
+// *ResetError with the reason) rather than a clean EOF. Close with bytes
+// left unread resets the stream right after its FIN, as TCP does, so a
+// peer blocked on a full window learns at once that nobody reads; it still
+// reads every byte this side wrote. A stream whose connection ends before
+// the peer ended the stream reads ErrConnLost, and Session.Done reports
+// the dead connection at once.
 //
 // The same layer polices the peer: a peer that sends beyond its stream
 // window, floods a stream with tiny frames, uses another smux version or an
@@ -51,7 +54,9 @@
 // Splice is the one bidirectional copy of the edge, the device and the
 // CLI: it carries half-close in both directions, passes a reset on with its
 // reason, bounds a direction that stopped making progress (SpliceOptions),
-// and closes both ends when both directions are done.
+// and closes both ends when both directions are done. A direction into a
+// stream whose peer finished and then refused the rest (a command that
+// exited with input unread) ends with ErrStoppedReading.
 //
 // # Reconnecting
 //
