@@ -80,3 +80,49 @@ func TestNCClosedStdout(t *testing.T) {
 	require.NoError(t, err, "tether nc: %s", errOut.String())
 	require.Empty(t, errOut.String())
 }
+
+// TestNCRemoteEndsFirst: the remote side answers, ends its output and
+// closes while nc still sends. nc has ended as its help says, when the
+// remote side ended its output: with 0, the answer whole, and no message,
+// though the rest of its input was refused.
+func TestNCRemoteEndsFirst(t *testing.T) {
+	f := newFleet(t)
+	f.addAgent("d1", "")
+	bye := testutil.TCPServer(t, func(c *net.TCPConn) {
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 6)); err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("bye\n"))
+		_ = c.CloseWrite()
+		// More input arrives: the close answers it with a reset, which
+		// the device passes on after its FIN.
+		time.Sleep(100 * time.Millisecond)
+		_ = c.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath("tether"), f.args(f.token, "nc", "d1", bye)...)
+	cmd.Env = baseEnv(t)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	var out, errOut testutil.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	require.NoError(t, cmd.Start())
+	go func() {
+		defer stdin.Close()
+		if _, err := io.WriteString(stdin, "hello\n"); err != nil {
+			return
+		}
+		line := []byte(strings.Repeat("m", 1023) + "\n")
+		for ctx.Err() == nil {
+			if _, err := stdin.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	require.NoError(t, err, "tether nc: %s", errOut.String())
+	require.Equal(t, "bye\n", out.String())
+	require.Empty(t, errOut.String())
+}
