@@ -358,6 +358,52 @@ func TestWebTerminal(t *testing.T) {
 	requireNoSecrets(t, r, opsToken, sc.Value)
 }
 
+// TestWebExitWithKeysOnTheirWay: keys typed while the shell exits reach
+// a device that no longer reads them. The page still gets the exit
+// status, and the edge audits a normal end.
+func TestWebExitWithKeysOnTheirWay(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	b := r.signedIn(t)
+	ctx := ctxT(t)
+	for round := range 3 {
+		tm := b.openTerm(ctx, webDevice, 80, 24)
+		tm.keys(ctx, "echo ready-$((6*7))\r")
+		tm.expect(ctx, `ready-42\r\n`)
+		tm.keys(ctx, "exit 7\r")
+		typed := make(chan struct{})
+		go func() {
+			defer close(typed)
+			for range 64 {
+				if tm.c.Write(ctx, websocket.MessageBinary, bytes.Repeat([]byte("k"), 512)) != nil {
+					return
+				}
+			}
+		}()
+		tm.drain(ctx)
+		<-typed
+		require.NotNil(t, tm.exit, "round %d: no exit status; errors: %v", round, tm.errs)
+		require.Equal(t, 7, *tm.exit)
+		require.Empty(t, tm.errs, "round %d", round)
+	}
+	closes := 0
+	require.Eventually(t, func() bool {
+		closes = 0
+		for _, e := range r.m.AuditEvents() {
+			if e.Kind == edge.EventStreamClose && e.Method == "web" {
+				closes++
+			}
+		}
+		return closes == 3
+	}, 20*time.Second, 10*time.Millisecond)
+	for _, e := range r.m.AuditEvents() {
+		if e.Kind == edge.EventStreamClose && e.Method == "web" {
+			require.Equal(t, "ok", e.Result, "reason: %s", e.Reason)
+			require.NotNil(t, e.ExitCode)
+			require.Equal(t, 7, *e.ExitCode)
+		}
+	}
+}
+
 // waitEvent waits for an audit record that match accepts.
 func waitEvent(t *testing.T, m *mock.EdgeMock, match func(edge.Event) bool) edge.Event {
 	t.Helper()
