@@ -691,7 +691,21 @@ func (c *frameConn) sendRSTAsync(sid uint32) {
 	if !c.peer.reset {
 		return
 	}
-	go func() { _ = c.sendEnd(cmdRST, sid, reasonClosed) }()
+	go c.sendClosedReset(sid)
+}
+
+// sendClosedReset writes the reset of a stream that this side closed
+// while the peer still sends to it (reasonClosed). Unlike sendEnd it
+// leaves no mark in finSent: smux's FIN for the stream has gone already,
+// so nothing would ever clear it.
+func (c *frameConn) sendClosedReset(sid uint32) {
+	hdr := header(cmdRST, sid)
+	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(reasonClosed)))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr == nil {
+		_, _ = c.writeLocked(append(hdr[:], reasonClosed...), nil)
+	}
 }
 
 // reasonClosed is the reason of the reset that tells a peer still sending

@@ -19,3 +19,11 @@ func ProxyEnvPerDial(t testing.TB) {
 // Unread reports whether a stream of s holds bytes that arrived and that
 // its application has not read.
 func (s *Session) Unread() bool { return s.conn.pol.unread() }
+
+// Marked reports how many streams the frame layer remembers as ended by
+// this side (their FIN or reset sent, smux's FIN still to come).
+func (s *Session) Marked() int {
+	s.conn.wmu.Lock()
+	defer s.conn.wmu.Unlock()
+	return len(s.conn.finSent)
+}

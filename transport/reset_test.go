@@ -194,6 +194,7 @@ func TestDataAfterCloseIsReset(t *testing.T) {
 	p.Write(frame(2, cmdPSH, 3, []byte("more")))
 	cmds, _ := framesUntilReset(t, p, 3)
 	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
+	require.Zero(t, s.Marked(), "the reset of a closed stream left a mark that nothing clears")
 }
 
 // resetPeer is a raw peer that announces stream resets, and the session it
@@ -273,6 +274,7 @@ func TestCloseWithUnreadBytesSendsFINThenReset(t *testing.T) {
 	cmds, reason := framesUntilReset(t, p, 3)
 	require.Equal(t, []byte{cmdFIN, cmdRST}, cmds)
 	require.Equal(t, "the receiver closed the stream and reads no more", reason)
+	require.Zero(t, s.Marked(), "the reset of a closed stream left a mark that nothing clears")
 
 	// More data for the closed stream, then a stream that the session
 	// answers: nothing comes for stream 3 before stream 5's reset.

@@ -547,7 +547,7 @@ func (s *Stream) Close() error {
 	err := s.st.Close()
 	if !s.closed.Swap(true) {
 		if s.conn.forget(s.id) && s.conn.peer.reset && !s.aborted.Swap(true) {
-			_ = s.conn.sendEnd(cmdRST, s.id, reasonClosed)
+			s.conn.sendClosedReset(s.id)
 		}
 		defer s.conn.releaseStream()
 	}
