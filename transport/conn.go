@@ -661,12 +661,7 @@ func header(cmd byte, sid uint32) [smuxHeaderSize]byte {
 // from Stream.Write only after its frames reached this layer. smux's own
 // FIN for the stream, on Close, is dropped afterwards; so is any data frame.
 func (c *frameConn) sendEnd(cmd byte, sid uint32, reason string) error {
-	hdr := header(cmd, sid)
-	frame := hdr[:]
-	if cmd == cmdRST && reason != "" {
-		binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(reason)))
-		frame = append(hdr[:], reason...)
-	}
+	frame := endFrame(cmd, sid, reason)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -699,13 +694,22 @@ func (c *frameConn) sendRSTAsync(sid uint32) {
 // leaves no mark in finSent: smux's FIN for the stream has gone already,
 // so nothing would ever clear it.
 func (c *frameConn) sendClosedReset(sid uint32) {
-	hdr := header(cmdRST, sid)
-	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(reasonClosed)))
+	frame := endFrame(cmdRST, sid, reasonClosed)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr == nil {
-		_, _ = c.writeLocked(append(hdr[:], reasonClosed...), nil)
+		_, _ = c.writeLocked(frame, nil)
 	}
+}
+
+// endFrame is stream sid's FIN, or its RST with reason.
+func endFrame(cmd byte, sid uint32, reason string) []byte {
+	hdr := header(cmd, sid)
+	if cmd != cmdRST || reason == "" {
+		return hdr[:]
+	}
+	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(reason)))
+	return append(hdr[:], reason...)
 }
 
 // reasonClosed is the reason of the reset that tells a peer still sending
