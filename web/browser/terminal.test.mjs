@@ -63,15 +63,33 @@ async function openTerminal(page) {
 }
 
 // waitText waits until the terminal's buffer (scrollback and screen)
-// matches re.
+// matches re. On a timeout, its error shows the page's state and the
+// terminal's last lines.
 async function waitText(page, re, timeout = patience) {
-  await page.waitForFunction((src) => {
-    const b = window.tether.term.buffer.active;
-    const lines = [];
-    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
-    return new RegExp(src, 'm').test(lines.join('\n'));
-  }, re.source, { timeout, polling: 50 });
+  try {
+    await page.waitForFunction((src) => {
+      const b = window.tether.term.buffer.active;
+      const lines = [];
+      for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+      return new RegExp(src, 'm').test(lines.join('\n'));
+    }, re.source, { timeout, polling: 50 });
+  } catch (e) {
+    const seen = await page.evaluate(() => {
+      const b = window.tether.term.buffer.active;
+      const lines = [];
+      for (let i = Math.max(0, b.length - 12); i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+      return { state: document.getElementById('state').textContent, lines };
+    }).catch((err) => ({ state: 'unknown: ' + err, lines: [] }));
+    throw new Error(`${re} did not show: ${e.message}\nstate: ${seen.state}\nthe terminal's last lines:\n${seen.lines.join('\n')}`);
+  }
 }
+
+// outputLine matches a line of a command's output, text (a regular
+// expression's source). A line typed before the shell printed its prompt
+// is echoed by the terminal at once, and the shell, which reads it after
+// its prompt, prints the output right after the prompt ("# 42"): keys
+// typed ahead, as people type them.
+const outputLine = (text) => new RegExp(`^(?:.*[#$] )?${text}\\s*$`);
 
 async function typeLine(page, s) {
   await page.keyboard.type(s);
@@ -88,7 +106,7 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
   await page.click('#terminal');
 
   await typeLine(page, 'echo $((6*7))');
-  await waitText(page, /^42\s*$/);
+  await waitText(page, outputLine('42'));
   // The shell's title names the tab.
   assert.equal(await page.title(), `${device} · Tether`);
   await typeLine(page, "printf '\\033]0;%s\\007' \"title-$((6*7))\"");
@@ -105,7 +123,7 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
   for (let i = 0; ; i++) {
     await typeLine(page, 'stty size');
     try {
-      await waitText(page, new RegExp(`^${rows} ${cols}\\s*$`), 2000);
+      await waitText(page, outputLine(`${rows} ${cols}`), 2000);
       break;
     } catch (e) {
       if (i >= 20) throw e;
@@ -129,7 +147,7 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
   await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: patience });
   assert.equal(await page.evaluate(() => window.tether.exited), null);
   await typeLine(page, 'echo again-$((6*7))');
-  await waitText(page, /^again-42\s*$/);
+  await waitText(page, outputLine('again-42'));
   const stray = await page.evaluate(() => {
     const b = window.tether.term.buffer.active;
     for (let i = 0; i < b.length; i++) if (b.getLine(i).translateToString(true).includes('echo lost')) return true;
@@ -169,7 +187,7 @@ test('a flood renders whole, the heap stays small, and Ctrl-C stops yes', async 
   const t0 = Date.now();
   await page.keyboard.press('Control+C');
   await typeLine(page, 'echo back-$((40+2))');
-  await waitText(page, /^back-42\s*$/);
+  await waitText(page, outputLine('back-42'));
   console.log(`Ctrl-C during yes: the prompt answered after ${Date.now() - t0} ms`);
   assert.deepEqual(problems, []);
   await ctx.close();
@@ -180,7 +198,7 @@ test('a paste larger than a message arrives whole', async () => {
   await signIn(page);
   await openTerminal(page);
   await typeLine(page, 'stty -echo; echo ready-$((1+1)); wc -c; stty echo');
-  await waitText(page, /^ready-2\s*$/);
+  await waitText(page, outputLine('ready-2'));
   // 100000 bytes in 1000 lines, the edge's message bound being 64 KiB.
   await page.evaluate(() => window.tether.term.paste(('x'.repeat(99) + '\n').repeat(1000)));
   await page.keyboard.press('Control+D');
@@ -201,7 +219,7 @@ test('a paste of 4 MiB into a program that echoes it arrives whole', async () =>
   await signIn(page);
   await openTerminal(page);
   await typeLine(page, 'stty -icanon -echo; echo ready-$((1+1)); sleep 1; head -c 4194304 | tee /dev/stderr | wc -c; stty icanon echo');
-  await waitText(page, /^ready-2\s*$/);
+  await waitText(page, outputLine('ready-2'));
   await page.evaluate(() => window.tether.term.paste(('x'.repeat(63) + '\n').repeat(65536)));
   await waitText(page, /^\s*4194304\s*$/, 2 * patience);
   assert.equal(await page.evaluate(() => document.getElementById('state').textContent), 'connected');
