@@ -77,7 +77,7 @@ func TestStaticPolicy(t *testing.T) {
 		}
 	}
 	err = p.Authorize(ops, DeviceRef{ID: "d1"}, Request{Type: wire.MsgTCP, Target: tgt(t, "10.0.0.5:25")})
-	if got, want := err.Error(), "not allowed: tcp 10.0.0.5:25 on device d1 for client ops"; got != want {
+	if got, want := err.Error(), "not allowed: tcp 10.0.0.5:25 on device d1 for client ops: its allow.tcp on the edge does not cover it"; got != want {
 		t.Errorf("denial = %q; want %q", got, want)
 	}
 	if (&StaticPolicy{}).DeviceAllowed(ops, DeviceRef{ID: "d1"}) {

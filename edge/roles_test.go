@@ -104,7 +104,7 @@ func TestRoles(t *testing.T) {
 		// A token named like a person gains nothing of theirs, and the
 		// reverse.
 		{"token is not a name", edge.Identity{Name: "alice@example.com"}, berlin, pty,
-			"not allowed: pty on device gw-1 for client alice@example.com"},
+			"not allowed: pty on device gw-1 for client alice@example.com: its allow.pty on the edge does not cover it"},
 		{"person is not a token", edge.Identity{Name: "ci-deploy", Method: edge.MethodOIDC}, berlin, pty,
 			"not allowed: no role gives ci-deploy access to device gw-1"},
 		{"no groups vouched", edge.Identity{Name: "eve@example.com", Method: edge.MethodOIDC}, berlin, pty,
@@ -416,7 +416,7 @@ func TestAdmitAndTokenlessClients(t *testing.T) {
 	require.True(t, sp.Admit(alice))
 	require.NoError(t, sp.Authorize(alice, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: wire.MsgPTY}))
 	require.EqualError(t, sp.Authorize(alice, edge.DeviceRef{ID: "d-1"}, edge.Request{Type: wire.MsgExec}),
-		"not allowed: exec on device d-1 for client alice@example.com")
+		"not allowed: exec on device d-1 for client alice@example.com: its allow.exec on the edge does not cover it")
 	require.Equal(t, "client alice@example.com may not reach device x", sp.DeviceDenial(alice, edge.DeviceRef{ID: "x"}))
 	require.False(t, sp.DeviceAllowed(edge.Identity{Name: "alice@example.com"}, edge.DeviceRef{ID: "d-1"}), "a token of that name is not alice")
 	_, ok := sp.AuthenticateHash([32]byte{})

@@ -61,9 +61,9 @@ func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
 	c := m.ClientFor("d-1")
 
 	for _, tt := range []struct{ name, target, want string }{
-		{"other host", "10.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited"},
-		{"port outside range", "127.0.0.1:2000", "not allowed: tcp 127.0.0.1:2000 on device d-1 for client limited"},
-		{"hex spelling of a denied host", "0x0a.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited"},
+		{"other host", "10.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited: its allow.tcp on the edge does not cover it"},
+		{"port outside range", "127.0.0.1:2000", "not allowed: tcp 127.0.0.1:2000 on device d-1 for client limited: its allow.tcp on the edge does not cover it"},
+		{"hex spelling of a denied host", "0x0a.0.0.5:25", "not allowed: tcp 10.0.0.5:25 on device d-1 for client limited: its allow.tcp on the edge does not cover it"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := c.OpenStream(ctxT(t), wire.MsgTCP, []byte(tt.target))
@@ -76,9 +76,9 @@ func TestTargetOutsideAllowListIsDeniedAndAudited(t *testing.T) {
 		typ  wire.MsgType
 		want string
 	}{
-		{wire.MsgPTY, "not allowed: pty on device d-1 for client limited"},
-		{wire.MsgReload, "not allowed: reload on device d-1 for client limited"},
-		{wire.MsgUDP, "not allowed: udp 127.0.0.1:53 on device d-1 for client limited"},
+		{wire.MsgPTY, "not allowed: pty on device d-1 for client limited: its allow.pty on the edge does not cover it"},
+		{wire.MsgReload, "not allowed: reload on device d-1 for client limited: its allow.reload on the edge does not cover it"},
+		{wire.MsgUDP, "not allowed: udp 127.0.0.1:53 on device d-1 for client limited: its allow.udp on the edge does not cover it"},
 	} {
 		payload := []byte(`{"cols":80,"rows":24}`)
 		if tt.typ == wire.MsgUDP {

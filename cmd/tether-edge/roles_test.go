@@ -89,7 +89,7 @@ func TestRolesConfig(t *testing.T) {
 	ops, ok := p.AuthenticateHash(mustHash(t))
 	require.True(t, ok)
 	require.NoError(t, p.Authorize(ops, dev("anything"), pty))
-	require.EqualError(t, p.Authorize(ops, dev("d1"), edge.Request{Type: wire.MsgExec}), "not allowed: exec on device d1 for client ops")
+	require.EqualError(t, p.Authorize(ops, dev("d1"), edge.Request{Type: wire.MsgExec}), "not allowed: exec on device d1 for client ops: its allow.exec on the edge does not cover it")
 }
 
 func TestRolesConfigErrors(t *testing.T) {
@@ -188,7 +188,7 @@ func TestPolicyCheck(t *testing.T) {
 	// The old clients: form: the denial reads as it always did.
 	out, err = check("--token-name", "ops", "--device", "d1", "exec")
 	require.ErrorIs(t, err, errDenied)
-	require.Contains(t, out, "no: not allowed: exec on device d1 for client ops\n")
+	require.Contains(t, out, "no: not allowed: exec on device d1 for client ops: its allow.exec on the edge does not cover it\n")
 
 	for _, bad := range [][]string{
 		{"--device", "gw-1", "pty"},
