@@ -356,6 +356,15 @@ func ValidExtraType(t wire.MsgType) error {
 
 // ruleOf names the allow rule of a type Tether defines.
 func ruleOf(t wire.MsgType) string {
+	if r := allowRule(t); r != "" {
+		return r
+	}
+	return "none: clients may not open it"
+}
+
+// allowRule names the rule of a client's or role's allow that grants
+// streams of type t ("allow.tcp"), or "" when none does.
+func allowRule(t wire.MsgType) string {
 	switch t {
 	case wire.MsgTCP:
 		return "allow.tcp"
@@ -370,7 +379,7 @@ func ruleOf(t wire.MsgType) string {
 	case wire.MsgExec:
 		return "allow.exec"
 	}
-	return "none: clients may not open it"
+	return ""
 }
 
 // typeWord names a stream type the way policies spell it.

@@ -360,8 +360,8 @@ func (p *RolePolicy) authorize(id Identity, dev DeviceRef, req Request) (*Role, 
 	}
 	if legacyOnly(id, mine) {
 		err := denial(id, dev.ID, req)
-		if k := allowKey(req.Type); k != "" {
-			err = fmt.Errorf("%w: its allow.%s on the edge does not cover it", err, k)
+		if r := allowRule(req.Type); r != "" {
+			err = fmt.Errorf("%w: its %s on the edge does not cover it", err, r)
 		}
 		return nil, err
 	}
@@ -369,26 +369,6 @@ func (p *RolePolicy) authorize(id Identity, dev DeviceRef, req Request) (*Role, 
 		return nil, fmt.Errorf("%w: %s", ErrNotAllowed, noRoleText(id, dev.ID))
 	}
 	return nil, fmt.Errorf("%w: %s", denial(id, dev.ID, req), narrower(id, dev.ID, here, req))
-}
-
-// allowKey names the key of a client's allow that grants streams of type
-// t, or "" for a type that extra_types grants (its denial says so).
-func allowKey(t wire.MsgType) string {
-	switch t {
-	case wire.MsgTCP:
-		return "tcp"
-	case wire.MsgUDP:
-		return "udp"
-	case wire.MsgPTY, wire.MsgPTYCommand:
-		return "pty"
-	case wire.MsgReload:
-		return "reload"
-	case wire.MsgFileTransfer:
-		return "files"
-	case wire.MsgExec:
-		return "exec"
-	}
-	return ""
 }
 
 // legacyOnly reports whether the roles rs of id are all clients:
