@@ -68,10 +68,11 @@ func parsePeer(h http.Header) peerInfo {
 	var p peerInfo
 	p.reset = headerHasToken(h, HeaderExtensions, ExtensionReset)
 	if v := h.Values(HeaderKeepAlive); len(v) == 1 {
-		if ms, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64); err == nil {
-			if d := time.Duration(ms) * time.Millisecond; d >= minAnnouncedInterval && d <= maxAnnouncedInterval {
-				p.interval = d
-			}
+		// The range is checked in milliseconds: a huge count would
+		// overflow as a Duration, and could wrap into the range.
+		ms, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64)
+		if err == nil && ms >= minAnnouncedInterval.Milliseconds() && ms <= maxAnnouncedInterval.Milliseconds() {
+			p.interval = time.Duration(ms) * time.Millisecond
 		}
 	}
 	if v := h.Values(HeaderMaxStreams); len(v) == 1 {

@@ -50,6 +50,9 @@ const (
 // pin at most the budget (each also keeps its socket buffers in the
 // kernel, about 1 MiB more on Linux).
 const (
+	// MaxFileSizeMiB is the largest files.max_size_mib: 1 PiB, whose
+	// bytes still fit an int64 with room to spare.
+	MaxFileSizeMiB = 1 << 30
 	// DefaultReceiveBudgetMiB is the receive budget, in MiB.
 	DefaultReceiveBudgetMiB = 128
 	// MaxReceiveBudgetMiB is the largest receive budget, in MiB (the
@@ -220,7 +223,7 @@ type FilesConfig struct {
 	Read  []string `yaml:"read"`
 	Write []string `yaml:"write"`
 	// MaxSizeMiB bounds an uploaded file, or an uploaded archive's files
-	// together, in MiB; 0 means 4096.
+	// together, in MiB: 0 means 4096, and at most MaxFileSizeMiB.
 	MaxSizeMiB int64 `yaml:"max_size_mib"`
 	// MaxEntries bounds an uploaded archive's entries; 0 means 100,000.
 	MaxEntries int `yaml:"max_entries"`
@@ -542,6 +545,9 @@ func (c *Config) validateFiles() error {
 	}
 	if f.MaxSizeMiB < 0 {
 		return c.errAt("files.max_size_mib", "%d must not be negative", f.MaxSizeMiB)
+	}
+	if f.MaxSizeMiB > MaxFileSizeMiB {
+		return c.errAt("files.max_size_mib", "%d is more than %d (1 PiB)", f.MaxSizeMiB, MaxFileSizeMiB)
 	}
 	if f.MaxEntries < 0 {
 		return c.errAt("files.max_entries", "%d must not be negative", f.MaxEntries)

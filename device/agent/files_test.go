@@ -60,6 +60,7 @@ func TestFilesConfigErrors(t *testing.T) {
 		{"bad umask", "files: {umask: \"999\"}\n", `config line 5: files.umask: "999" is not an octal umask`},
 		{"unknown owner", "files: {owner: no-such-user-tether}\n", `config line 5: files.owner: "no-such-user-tether": no such user`},
 		{"negative size", "files: {max_size_mib: -1}\n", `config line 5: files.max_size_mib: -1 must not be negative`},
+		{"size past an int64 of bytes", "files: {max_size_mib: 9007199254740992}\n", `config line 5: files.max_size_mib: 9007199254740992 is more than 1073741824 (1 PiB)`},
 		{"unknown key", "files: {root: /}\n", `config line 5: unknown key "root" in section files; valid keys: follow_symlinks, group, max_entries, max_size_mib, owner, read, umask, write`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
