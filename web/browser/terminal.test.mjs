@@ -76,8 +76,10 @@ async function waitText(page, re, timeout = patience) {
   } catch (e) {
     const seen = await page.evaluate(() => {
       const b = window.tether.term.buffer.active;
+      let end = b.length; // past the blank rows below the last output
+      while (end > 0 && b.getLine(end - 1).translateToString(true).trim() === '') end--;
       const lines = [];
-      for (let i = Math.max(0, b.length - 12); i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+      for (let i = Math.max(0, end - 12); i < end; i++) lines.push(b.getLine(i).translateToString(true));
       return { state: document.getElementById('state').textContent, lines };
     }).catch((err) => ({ state: 'unknown: ' + err, lines: [] }));
     throw new Error(`${re} did not show: ${e.message}\nstate: ${seen.state}\nthe terminal's last lines:\n${seen.lines.join('\n')}`);
