@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // runDemo runs scripts/demo.sh (make demo without the build) with the
@@ -108,37 +110,51 @@ func TestDemoKeepStopCommand(t *testing.T) {
 }
 
 // TestDemoInterrupted: a demo stopped by SIGTERM or SIGINT while its TCP
-// forward runs stops everything it started too.
+// forward runs stops everything it started too. The demo's request through
+// the forward goes to a curl of the test's own, which waits until the test
+// ends it: the signal then lands while the demo is still running, however
+// slow the machine, and the demo takes it when that curl ends, as a shell
+// takes a signal once its foreground command is done.
 func TestDemoInterrupted(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			tmp := t.TempDir()
 			t.Cleanup(func() { killDemoProcs(t, tmp) })
+			shim := t.TempDir()
+			pidFile := filepath.Join(shim, "curl.pid")
+			// On SIGTERM it ends as a curl that got its answer would (exit
+			// 0): what ends the demo is then its own handling of sig.
+			require.NoError(t, os.WriteFile(filepath.Join(shim, "curl"), []byte("#!/bin/sh\n"+
+				"sleep 300 & trap 'kill $!; exit 0' TERM\n"+
+				"echo $$ > "+pidFile+".part && mv "+pidFile+".part "+pidFile+"\n"+
+				"wait\n"), 0o755))
 			cmd := exec.Command("bash", filepath.Join("..", "scripts", "demo.sh"))
-			cmd.Env = append(os.Environ(), "BIN="+binDir, "TMPDIR="+tmp, "KEEP=1")
-			r, w, err := os.Pipe()
-			require.NoError(t, err)
-			cmd.Stdout, cmd.Stderr = w, w
+			cmd.Env = append(os.Environ(), "BIN="+binDir, "TMPDIR="+tmp, "KEEP=1", "PATH="+shim+string(os.PathListSeparator)+os.Getenv("PATH"))
+			var out testutil.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
 			require.NoError(t, cmd.Start())
-			w.Close()
-			defer r.Close()
-			// Wait for the forward's line: every process then runs.
-			var out bytes.Buffer
-			buf := make([]byte, 4096)
-			for !strings.Contains(out.String(), " -> demo ") {
-				_ = r.SetReadDeadline(time.Now().Add(2 * time.Minute))
-				n, err := r.Read(buf)
-				out.Write(buf[:n])
-				if err != nil {
-					_ = cmd.Process.Kill()
-					_ = cmd.Wait()
-					t.Fatalf("the demo never started its forward: %v\n%s", err, out.String())
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			// The demo's curl runs once every process of the demo does.
+			var curl int
+			require.Eventually(t, func() bool {
+				b, err := os.ReadFile(pidFile)
+				if err == nil {
+					curl, err = strconv.Atoi(strings.TrimSpace(string(b)))
 				}
-			}
+				return err == nil
+			}, 2*time.Minute, 20*time.Millisecond, "the demo never made its request through the forward:\n%s", &out)
+			require.Contains(t, out.String(), " -> demo ")
 			require.GreaterOrEqual(t, len(demoProcs(t, tmp)), 4, "the edge, the agent, the HTTP server and the forward run")
 			require.NoError(t, cmd.Process.Signal(sig))
-			err = cmd.Wait()
-			require.Error(t, err, "an interrupted demo exits non-zero")
+			require.NoError(t, syscall.Kill(curl, syscall.SIGTERM))
+			select {
+			case err := <-exited:
+				require.Error(t, err, "an interrupted demo exits non-zero")
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("the interrupted demo did not exit:\n%s", &out)
+			}
 			require.Empty(t, demoProcs(t, tmp), "processes outlived the interrupted demo")
 		})
 	}
