@@ -3,6 +3,7 @@ package files
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -61,6 +62,9 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0x02, 0x00, 0x03, 'b', 'a', 'd'})
 	f.Add([]byte{0x00, 0xff, 0xff})
 	f.Add([]byte{0x07, 0x00, 0x00})
+	var long bytes.Buffer
+	_ = newFrameWriter(&long).end(FrameTrailer, []byte(`{"size":-1,"sha256":"`+strings.Repeat("x", 60000)+`"}`))
+	f.Add(long.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr := &frameReader{r: bytes.NewReader(b)}
 		n, err := io.Copy(io.Discard, fr)
@@ -69,6 +73,12 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		if err == nil && !isSHA256(fr.trailer.SHA256) {
 			t.Fatalf("a clean end without a valid trailer")
+		}
+		// The reader's own errors stay short: they name fields, not the
+		// peer's frames. (An error frame's reason is the peer's text.)
+		var rfe *RemoteFrameError
+		if err != nil && !errors.As(err, &rfe) && len(err.Error()) > 512 {
+			t.Fatalf("an error of %d bytes: %.80s...", len(err.Error()), err)
 		}
 	})
 }

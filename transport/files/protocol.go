@@ -251,7 +251,9 @@ func parseTrailer(p []byte) (Trailer, error) {
 		return t, fmt.Errorf("%w: trailer is not JSON: %v", ErrFrame, err)
 	}
 	if t.Size < 0 || !isSHA256(t.SHA256) {
-		return t, fmt.Errorf("%w: trailer %s is out of range", ErrFrame, p)
+		// Its fields, not the frame: a frame holds up to 64 KiB of the
+		// peer's text.
+		return t, fmt.Errorf("%w: trailer out of range: size %d, sha256 of %d characters; want a size of 0 or more and 64 hexadecimal digits", ErrFrame, t.Size, len(t.SHA256))
 	}
 	return t, nil
 }
