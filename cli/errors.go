@@ -47,7 +47,7 @@ const exitCodeHelp = `EXIT CODES
   5    the edge rejected the token (HTTP 401)
   6    forbidden: the token may not reach this device or target (HTTP 403)
   7    the device is not connected to the edge (HTTP 404); tether play: no such recording
-  8    the edge or the device refused the request; its reason is printed verbatim
+  8    the edge or the device refused the request; its reason is printed as sent
   9    tether cp: the copy's SHA-256 does not match the sender's (the copy is discarded)
   130  interrupted (Ctrl-C, SIGTERM)
   254  tether shell, exec: the remote exit status is unknown (the device does not report it)

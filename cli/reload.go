@@ -21,7 +21,7 @@ func newReloadCommand(g *globalOptions) *cobra.Command {
 		Short: "Ask a device's agent to reload its configuration",
 		Long: `Ask a device's agent to reload its configuration and run its reload action.
 The agent's answer is printed; when it answers with an error, the reason is
-printed verbatim and the command exits 8.`,
+printed as sent (control characters escaped) and the command exits 8.`,
 		Example: `  tether reload d1
 
   # Reload several devices, stopping at the first failure
@@ -51,7 +51,7 @@ func (o *reloadOptions) run(ctx context.Context) error {
 	}
 	st.Close()
 	if len(answer) > 0 {
-		fmt.Fprintf(o.g.io.Out, "%s: %s\n", o.device, strings.TrimSpace(string(answer)))
+		fmt.Fprintf(o.g.io.Out, "%s: %s\n", o.device, termSafe(strings.TrimSpace(string(answer))))
 		return nil
 	}
 	fmt.Fprintf(o.g.io.Out, "%s: configuration reloaded\n", o.device)

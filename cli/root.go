@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, streams IO, getenv func(string) str
 	}
 	code, msg := describe(err, g.msg)
 	if msg != "" {
-		fmt.Fprintf(streams.ErrOut, "tether: %s\n", msg)
+		fmt.Fprintf(streams.ErrOut, "tether: %s\n", termSafe(msg))
 	}
 	if errors.As(err, &ue) {
 		fmt.Fprintln(streams.ErrOut, "Run 'tether --help' for usage.")

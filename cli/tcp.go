@@ -154,7 +154,7 @@ func (g *globalOptions) notice(format string, args ...any) {
 		g.noticeMu.Lock()
 		defer g.noticeMu.Unlock()
 	}
-	fmt.Fprintf(g.io.ErrOut, "tether: "+format+"\n", args...)
+	fmt.Fprintf(g.io.ErrOut, "tether: %s\n", termSafe(fmt.Sprintf(format, args...)))
 }
 
 // reportingOpener tells the user, in the words of describe, why a
