@@ -19,14 +19,7 @@ const maxMessage = 4096
 // (\x1b, \u202e), as are bytes that are not UTF-8, and a message longer
 // than maxMessage is cut, with "..." after it.
 func termSafe(s string) string {
-	safe := true
-	for _, r := range s {
-		if r == utf8.RuneError || r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
-			safe = false
-			break
-		}
-	}
-	if safe && len(s) <= maxMessage {
+	if len(s) <= maxMessage && utf8.ValidString(s) && !strings.ContainsFunc(s, escaped) {
 		return s
 	}
 	var b strings.Builder
@@ -35,14 +28,10 @@ func termSafe(s string) string {
 		switch {
 		case r == utf8.RuneError && n <= 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n' || r == '\t':
-			b.WriteRune(r)
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
-			if r < 0x100 {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
+		case escaped(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case escaped(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+n])
 		}
@@ -52,4 +41,10 @@ func termSafe(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// escaped reports whether termSafe spells r out: a control or format
+// character other than newline and tab.
+func escaped(r rune) bool {
+	return r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r))
 }
