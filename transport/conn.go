@@ -107,6 +107,14 @@ type frameConn struct {
 	held    []byte              // frames held back to go out with the next one (hold)
 	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
+
+	// Opens that smux gave up on, whose SYN may still go out (abandon.go).
+	abandoned   atomic.Int32
+	reapGrace   time.Duration // abandonGrace; tests shorten it
+	reapMu      sync.Mutex
+	reapT       *time.Timer // guarded by reapMu, as are the two below
+	reapArmed   bool
+	reapStopped bool
 }
 
 // Frames that only open a stream (SYN) or announce the window after a
@@ -134,7 +142,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
-		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize}
+		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
 	return fc
@@ -215,6 +223,7 @@ func (c *frameConn) markDead() {
 	c.dieOnce.Do(func() {
 		c.cancel()
 		c.ka.stop()
+		c.stopReap()
 	})
 }
 
@@ -371,7 +380,7 @@ func (c *frameConn) onFrame() error {
 		if length != 0 {
 			return fmt.Errorf("%w: SYN with a %d-byte payload", ErrProtocolViolation, length)
 		}
-		c.pol.opened(sid)
+		c.pol.opened(sid, false)
 	case smuxCmdFIN:
 		switch {
 		case c.rst && length > MaxResetReason:
@@ -493,7 +502,8 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 		sid = binary.LittleEndian.Uint32(hdr[4:8])
 		switch {
 		case cmd == smuxCmdSYN:
-			c.pol.opened(sid)
+			c.pol.opened(sid, true)
+			defer c.sentSYN(sid)
 		case cmd == smuxCmdUPD && len(payload) >= smuxUPDSize:
 			c.pol.advertise(sid, payload[:smuxUPDSize])
 		}

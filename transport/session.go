@@ -66,6 +66,7 @@ func NewClientSession(c net.Conn, cfg *Config) (*Session, error) {
 func (s *Session) Open() (*Stream, error) {
 	st, err := s.sess.OpenStream()
 	if err != nil {
+		s.conn.openFailed(err)
 		return nil, s.closedErr(err)
 	}
 	return newStream(st, s.conn), nil
