@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -493,6 +494,14 @@ func (c *frameConn) Write(p []byte) (int, error) {
 // bytes leave, so the read side never sees the peer react to a frame it has
 // not accounted for.
 func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
+	return c.writeFrameOr(hdr, payload, nil)
+}
+
+// writeFrameOr is writeFrame for a writer that may give up its wait for
+// its turn (see fairLock.lockOr; nil waits as long as it takes): it then
+// fails with os.ErrDeadlineExceeded, having written nothing. A frame
+// whose write has begun is written whole.
+func (c *frameConn) writeFrameOr(hdr, payload []byte, wait func() (<-chan struct{}, <-chan time.Time, bool)) (int, error) {
 	var (
 		cmd byte = 0xff
 		sid uint32
@@ -511,7 +520,11 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	hold := cmd == smuxCmdSYN && len(payload) == 0 ||
 		cmd == smuxCmdUPD && len(payload) == smuxUPDSize &&
 			binary.LittleEndian.Uint32(payload) < holdUPDBelow
-	c.wmu.Lock()
+	if wait == nil {
+		c.wmu.Lock()
+	} else if !c.wmu.lockOr(wait) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return 0, c.werr
@@ -539,11 +552,12 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 }
 
 // writeData writes one data frame of stream sid, p, for the Stream's
-// writer; it returns how many of p's bytes went out.
-func (c *frameConn) writeData(sid uint32, p []byte) (int, error) {
+// writer, which may give up its wait for its turn (writeFrameOr); it
+// returns how many of p's bytes went out.
+func (c *frameConn) writeData(sid uint32, p []byte, wait func() (<-chan struct{}, <-chan time.Time, bool)) (int, error) {
 	hdr := header(smuxCmdPSH, sid)
 	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(p)))
-	n, err := c.writeFrame(hdr[:], p)
+	n, err := c.writeFrameOr(hdr[:], p, wait)
 	return max(n-smuxHeaderSize, 0), err
 }
 
