@@ -179,6 +179,10 @@ func machineBusy(tb testing.TB) func() (pct, cpuSeconds float64) {
 	}
 }
 
+// BenchmarkFullPathThroughput is one bulk stream from the in-process
+// client through the edge and the agent against one raw TLS connection,
+// the better of three alternating runs each, with the edge's CPU per GB
+// in its better run; then 8 and 16 streams at once.
 func BenchmarkFullPathThroughput(b *testing.B) {
 	s := newSystem(b)
 	s.addAgent(agentOpts{id: "dev-1"})
@@ -186,11 +190,15 @@ func BenchmarkFullPathThroughput(b *testing.B) {
 	c := s.dialClient(b, "dev-1")
 	const n = 256 * mib
 
-	raw := rawTLSThroughput(b, s, n)
 	tunnelThroughput(b, c, sink, 1, 16*mib) // warm up
-	cpu0 := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid)
-	one := tunnelThroughput(b, c, sink, 1, n)
-	edgeCPU := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid) - cpu0
+	best := bestOfAlternating(3,
+		func() measured { return measured{mbs: rawTLSThroughput(b, s, n)} },
+		func() measured {
+			cpu0 := testutil.CPUSeconds(b, s.edge.cmd.Process.Pid)
+			mbs := tunnelThroughput(b, c, sink, 1, n)
+			return measured{mbs: mbs, cpu: testutil.CPUSeconds(b, s.edge.cmd.Process.Pid) - cpu0}
+		})
+	raw, one, edgeCPU := best[0].mbs, best[1].mbs, best[1].cpu
 	eight := tunnelThroughput(b, c, sink, 8, n/8)
 	sixteen := tunnelThroughput(b, c, sink, 16, n/16)
 
@@ -202,6 +210,26 @@ func BenchmarkFullPathThroughput(b *testing.B) {
 	b.ReportMetric(sixteen, "16-streams-MB/s")
 	b.ReportMetric(sixteen/raw, "x-raw-16-streams")
 	b.ReportMetric(edgeCPU/(float64(n)/1e9), "edge-CPU-s/GB")
+}
+
+// measured is one throughput run: MB/s, and what else it measured (the
+// machine's busy %, CPU seconds).
+type measured struct{ mbs, busy, cpu float64 }
+
+// bestOfAlternating runs each of runs in turn, rounds times, and returns
+// the fastest run of each. Alternating, each sees the machine as the
+// others do; taking the best, a neighbour's burst on this shared machine
+// does not decide a ratio.
+func bestOfAlternating(rounds int, runs ...func() measured) []measured {
+	best := make([]measured, len(runs))
+	for range rounds {
+		for i, run := range runs {
+			if m := run(); m.mbs > best[i].mbs {
+				best[i] = m
+			}
+		}
+	}
+	return best
 }
 
 // percentile returns the p-th percentile of sorted durations, in ms.

@@ -75,6 +75,7 @@ func killDemoProcs(t *testing.T, tmp string) {
 func TestDemoLeavesNothingRunning(t *testing.T) {
 	tmp := t.TempDir()
 	out := runDemo(t, tmp, "0")
+	require.Contains(t, out, "\nnotes from the operator\n", "the file the demo copied to the device did not arrive")
 	require.Contains(t, out, "hello from", "the demo fetched nothing through the forward")
 	require.Contains(t, out, "demo finished")
 	require.Empty(t, demoProcs(t, tmp), "processes outlived the demo")

@@ -114,6 +114,12 @@ wait_for "the device to connect" bash -c "\"$BIN/tether\" --edge $edge_url --ca 
 run tether devices
 run tether shell demo -- uname -a
 
+# A file to the device, into the one directory its agent lets tether cp
+# write, and read back there.
+printf 'notes from the operator\n' >"$dir/notes.txt"
+run tether cp "$dir/notes.txt" "demo:$dir/files/"
+run tether exec demo -- cat "$dir/files/notes.txt"
+
 # A small HTTP server on the device side, fetched through a TCP forward.
 go build -o "$dir/httpd" ./internal/demo/httpd
 "$dir/httpd" >"$dir/httpd.addr" 2>"$dir/httpd.log" &
@@ -175,6 +181,7 @@ files in $dir. Try:
   export TETHER_EDGE=$edge_url TETHER_CA=$dir/ca.crt TETHER_TOKEN=\$(cat $dir/client.token)
   $BIN/tether devices
   $BIN/tether shell demo
+  $BIN/tether cp ./some-file demo:$dir/files/      # the agent's only files directory
   $BIN/tether tcp demo 127.0.0.1:8080:$target     # then open http://127.0.0.1:8080/
 Stop them all with: $stop
 TXT

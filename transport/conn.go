@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,14 @@ type frameConn struct {
 	held    []byte              // frames held back to go out with the next one (hold)
 	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
+
+	// Opens that smux gave up on, whose SYN may still go out (abandon.go).
+	abandoned   atomic.Int32
+	reapGrace   time.Duration // abandonGrace; tests shorten it
+	reapMu      sync.Mutex
+	reapT       *time.Timer // guarded by reapMu, as are the two below
+	reapArmed   bool
+	reapStopped bool
 }
 
 // Frames that only open a stream (SYN) or announce the window after a
@@ -134,7 +143,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
-		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize}
+		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
 	return fc
@@ -215,6 +224,7 @@ func (c *frameConn) markDead() {
 	c.dieOnce.Do(func() {
 		c.cancel()
 		c.ka.stop()
+		c.stopReap()
 	})
 }
 
@@ -371,7 +381,7 @@ func (c *frameConn) onFrame() error {
 		if length != 0 {
 			return fmt.Errorf("%w: SYN with a %d-byte payload", ErrProtocolViolation, length)
 		}
-		c.pol.opened(sid)
+		c.pol.opened(sid, false)
 	case smuxCmdFIN:
 		switch {
 		case c.rst && length > MaxResetReason:
@@ -484,6 +494,14 @@ func (c *frameConn) Write(p []byte) (int, error) {
 // bytes leave, so the read side never sees the peer react to a frame it has
 // not accounted for.
 func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
+	return c.writeFrameOr(hdr, payload, nil)
+}
+
+// writeFrameOr is writeFrame for a writer that may give up its wait for
+// its turn (see fairLock.lockOr; nil waits as long as it takes): it then
+// fails with os.ErrDeadlineExceeded, having written nothing. A frame
+// whose write has begun is written whole.
+func (c *frameConn) writeFrameOr(hdr, payload []byte, wait func() (<-chan struct{}, <-chan time.Time, bool)) (int, error) {
 	var (
 		cmd byte = 0xff
 		sid uint32
@@ -493,7 +511,8 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 		sid = binary.LittleEndian.Uint32(hdr[4:8])
 		switch {
 		case cmd == smuxCmdSYN:
-			c.pol.opened(sid)
+			c.pol.opened(sid, true)
+			defer c.sentSYN(sid)
 		case cmd == smuxCmdUPD && len(payload) >= smuxUPDSize:
 			c.pol.advertise(sid, payload[:smuxUPDSize])
 		}
@@ -501,7 +520,11 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 	hold := cmd == smuxCmdSYN && len(payload) == 0 ||
 		cmd == smuxCmdUPD && len(payload) == smuxUPDSize &&
 			binary.LittleEndian.Uint32(payload) < holdUPDBelow
-	c.wmu.Lock()
+	if wait == nil {
+		c.wmu.Lock()
+	} else if !c.wmu.lockOr(wait) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return 0, c.werr
@@ -529,11 +552,12 @@ func (c *frameConn) writeFrame(hdr, payload []byte) (int, error) {
 }
 
 // writeData writes one data frame of stream sid, p, for the Stream's
-// writer; it returns how many of p's bytes went out.
-func (c *frameConn) writeData(sid uint32, p []byte) (int, error) {
+// writer, which may give up its wait for its turn (writeFrameOr); it
+// returns how many of p's bytes went out.
+func (c *frameConn) writeData(sid uint32, p []byte, wait func() (<-chan struct{}, <-chan time.Time, bool)) (int, error) {
 	hdr := header(smuxCmdPSH, sid)
 	binary.LittleEndian.PutUint16(hdr[2:4], uint16(len(p)))
-	n, err := c.writeFrame(hdr[:], p)
+	n, err := c.writeFrameOr(hdr[:], p, wait)
 	return max(n-smuxHeaderSize, 0), err
 }
 

@@ -1,6 +1,10 @@
 package transport
 
-import "sync"
+import (
+	"slices"
+	"sync"
+	"time"
+)
 
 // fairLock is a mutual exclusion lock that passes itself to the goroutines
 // waiting for it in the order they came. The frame layer's writers take
@@ -19,6 +23,7 @@ type fairLock struct {
 // turns holds the channels that waiters receive the lock on.
 var turns = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
 
+// Lock waits for the lock, in turn.
 func (l *fairLock) Lock() {
 	l.mu.Lock()
 	if !l.held {
@@ -33,6 +38,50 @@ func (l *fairLock) Lock() {
 	turns.Put(turn)
 }
 
+// lockOr is Lock for a waiter that may give up. It calls wait before it
+// waits and again each time a channel that wait returned fires: wait
+// returns what should wake the waiter to look again, or false to give up,
+// and then lockOr returns false without the lock and without a place in
+// the line. A waiter that never has to wait never calls wait.
+func (l *fairLock) lockOr(wait func() (wake <-chan struct{}, expired <-chan time.Time, ok bool)) bool {
+	l.mu.Lock()
+	if !l.held {
+		l.held = true
+		l.mu.Unlock()
+		return true
+	}
+	turn := turns.Get().(chan struct{})
+	l.waiters = append(l.waiters, turn)
+	l.mu.Unlock()
+	for {
+		wake, expired, ok := wait()
+		if !ok {
+			break
+		}
+		select {
+		case <-turn:
+			turns.Put(turn)
+			return true
+		case <-wake:
+		case <-expired:
+		}
+	}
+	l.mu.Lock()
+	if i := slices.Index(l.waiters, turn); i >= 0 {
+		l.waiters = slices.Delete(l.waiters, i, i+1)
+		l.mu.Unlock()
+		turns.Put(turn)
+		return false
+	}
+	l.mu.Unlock()
+	// The lock came to this waiter while it gave up: pass it on.
+	<-turn
+	turns.Put(turn)
+	l.Unlock()
+	return false
+}
+
+// Unlock hands the lock to the first waiter, or frees it.
 func (l *fairLock) Unlock() {
 	l.mu.Lock()
 	if len(l.waiters) == 0 {

@@ -117,6 +117,12 @@ type recvState struct {
 	// onKill resets the stream for a violation. The Stream sets it once
 	// the application holds the stream; it must not block.
 	onKill func()
+	// A stream we opened, whose SYN went out at synAt (zero until then),
+	// and that no Stream has bound yet: smux may have given up on its open
+	// (reapUnbound).
+	ours  bool
+	bound bool
+	synAt time.Time
 
 	// The send side, for the Stream's writer, which sends its data frames
 	// itself: peerWin is the peer's last window update for our data
@@ -144,13 +150,15 @@ func newPolicer(d *Config, rst func(sid uint32)) *policer {
 	}
 }
 
-// opened starts accounting for a stream (a SYN either way). Until our
-// first update, its peer works from smux's initial window.
-func (p *policer) opened(sid uint32) {
+// opened starts accounting for a stream (a SYN either way; ours when we
+// sent it). Until our first update, its peer works from smux's initial
+// window.
+func (p *policer) opened(sid uint32, ours bool) {
 	p.mu.Lock()
 	if _, ok := p.streams[sid]; !ok {
 		st := &recvState{window: smuxInitialWindow, edge: smuxInitialWindow, target: p.base, sendWake: make(chan struct{})}
 		st.peerWin.Store(smuxInitialWindow)
+		st.ours = ours
 		p.streams[sid] = st
 		p.committed += smuxInitialWindow
 	}
@@ -236,11 +244,55 @@ func (p *policer) bind(sid uint32, onKill func()) *recvState {
 	if st == nil {
 		return nil
 	}
-	st.onKill = onKill
+	st.onKill, st.bound = onKill, true
 	if st.violation.Load() != nil {
 		onKill()
 	}
 	return st
+}
+
+// synSent notes that our SYN for stream sid went out, or is held to go
+// out before any later frame.
+func (p *policer) synSent(sid uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.streams[sid]; ok && st.ours {
+		st.synAt = p.now()
+	}
+}
+
+// reapUnbound stops accounting for the streams of ours whose SYN went out
+// at least grace ago and that no Stream has bound: smux gave up on their
+// opens (see abandon.go). It returns them, with whether the peer has yet
+// to end each, and how long until the youngest other unbound one of ours
+// is grace old (0 when there is none).
+func (p *policer) reapUnbound(grace time.Duration) (reaped []reapedStream, next time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for sid, st := range p.streams {
+		if !st.ours || st.bound || st.synAt.IsZero() {
+			continue
+		}
+		if age := now.Sub(st.synAt); age < grace {
+			if left := grace - age; next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		p.frames -= len(st.ends) - st.head
+		p.committed -= int64(st.window)
+		delete(p.streams, sid)
+		reaped = append(reaped, reapedStream{sid: sid, open: !st.fin.Load()})
+	}
+	return reaped, next
+}
+
+// reapedStream is a stream reapUnbound dropped; open when the peer has not
+// ended it.
+type reapedStream struct {
+	sid  uint32
+	open bool
 }
 
 // closed stops accounting for a stream the application closed. It

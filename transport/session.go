@@ -66,6 +66,7 @@ func NewClientSession(c net.Conn, cfg *Config) (*Session, error) {
 func (s *Session) Open() (*Stream, error) {
 	st, err := s.sess.OpenStream()
 	if err != nil {
+		s.conn.openFailed(err)
 		return nil, s.closedErr(err)
 	}
 	return newStream(st, s.conn), nil
@@ -155,6 +156,9 @@ type Stream struct {
 	written atomic.Int64
 	// wdeadline is the write deadline in Unix nanoseconds; 0 means none.
 	wdeadline atomic.Int64
+	// wdChanged is closed, and cleared, when the write deadline changes;
+	// made by a Write that waits for its turn (deadlineChanged).
+	wdChanged atomic.Pointer[chan struct{}]
 	// wmu makes Writes take turns, each sent whole; it also guards the
 	// count of bytes sent (recvState.sent).
 	wmu sync.Mutex
@@ -367,13 +371,15 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return n, s.mapErr(err)
 	}
 	sent := 0
+	turn := turnWait{s: s}
+	defer turn.stop()
 	for len(p) > 0 {
 		room, err := s.sendWindow()
 		if err != nil {
 			return sent, err
 		}
 		k := min(len(p), room, s.conn.frameSize)
-		n, err := s.conn.writeData(s.id, p[:k])
+		n, err := s.conn.writeData(s.id, p[:k], turn.next)
 		s.recv.sent += uint32(n)
 		s.written.Add(int64(n))
 		sent += n
@@ -433,6 +439,55 @@ func (s *Stream) sendWindow() (int, error) {
 		case <-wake:
 		case <-expired:
 		case <-s.conn.dead:
+		}
+	}
+}
+
+// turnWait bounds a Write's wait for its turn to write a frame (others
+// may be writing, on a connection that does not drain) by the write
+// deadline, as it stands while the Write waits.
+type turnWait struct {
+	s     *Stream
+	timer *time.Timer
+}
+
+// next reports whether the Write may wait on (false once the deadline
+// has passed), and what wakes it to look again: a new deadline, or the
+// deadline itself.
+func (w *turnWait) next() (<-chan struct{}, <-chan time.Time, bool) {
+	wake := w.s.deadlineChanged() // before the deadline: a change after it closes wake
+	d := w.s.wdeadline.Load()
+	if d == 0 {
+		return wake, nil, true
+	}
+	left := time.Until(time.Unix(0, d))
+	if left <= 0 {
+		return nil, nil, false
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(left)
+	} else {
+		w.timer.Reset(left)
+	}
+	return wake, w.timer.C, true
+}
+
+func (w *turnWait) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// deadlineChanged returns a channel that the next change of the write
+// deadline closes.
+func (s *Stream) deadlineChanged() <-chan struct{} {
+	for {
+		if ch := s.wdChanged.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		if s.wdChanged.CompareAndSwap(nil, &ch) {
+			return ch
 		}
 	}
 }
@@ -598,7 +653,10 @@ func (s *Stream) ReadArrived(p []byte) int {
 func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }
 
 // SetWriteDeadline sets the write deadline, as net.Conn does. It also
-// bounds a Write already blocked on the peer's window.
+// bounds a Write already waiting, for the peer's window or for its turn on
+// a connection that other streams' frames hold up. A frame whose write has
+// begun goes out whole: the connection's user timeout and the keep-alive
+// bound that.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
 	s.storeWriteDeadline(t)
 	return s.st.SetWriteDeadline(t)
@@ -611,6 +669,9 @@ func (s *Stream) storeWriteDeadline(t time.Time) {
 		s.wdeadline.Store(0)
 	} else {
 		s.wdeadline.Store(max(t.UnixNano(), 1))
+	}
+	if ch := s.wdChanged.Swap(nil); ch != nil {
+		close(*ch)
 	}
 	if s.recv != nil {
 		s.conn.pol.wakeSender(s.recv)

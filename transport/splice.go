@@ -391,9 +391,9 @@ func (s *spliceWriter) arm(force bool) {
 			return
 		}
 	}
-	// A stream is watched by the timer: its deadline bounds only the
-	// wait for the peer's window, not a frame going to a connection that
-	// does not drain. Either way the timer's abort resets the other end at
+	// A stream is watched by the timer: its deadline bounds the waits
+	// for the peer's window and for its turn, not a frame whose write to
+	// a connection that does not drain has begun. Either way the timer's abort resets the other end at
 	// once (an end whose connection is stuck holds its own abort).
 	s.armTimer(d)
 }

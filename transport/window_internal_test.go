@@ -154,8 +154,8 @@ func TestWindowGrowsWithTheRoundTrip(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	p := newPolicer(d, func(uint32) {})
 	p.now = clk.now
-	p.opened(1)
-	p.opened(3)
+	p.opened(1, false)
+	p.opened(3, false)
 
 	upd := make([]byte, smuxUPDSize)
 	advertise := func(sid, consumed uint32) uint32 {
@@ -248,7 +248,7 @@ func TestWindowsStayWithinTheBudget(t *testing.T) {
 	}
 
 	// One stream grows as far as the budget lets it.
-	p.opened(1)
+	p.opened(1, false)
 	var c uint32
 	edge := uint32(0)
 	for range 20 {
@@ -263,7 +263,7 @@ func TestWindowsStayWithinTheBudget(t *testing.T) {
 
 	// The others open and read: each gets what is left, and all fit.
 	for sid := uint32(3); sid < uint32(2*d.MaxStreams); sid += 2 {
-		p.opened(sid)
+		p.opened(sid, false)
 		check(fmt.Sprintf("stream %d opened", sid))
 		w := advertise(sid, 1)
 		require.GreaterOrEqual(t, w, uint32(smuxInitialWindow), "stream %d got a window of %d", sid, w)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tetherhq/tether/certs"
 )
@@ -65,16 +66,39 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	return serve(cfgPath, override, stderr, func(addr string) {
 		addr = dialable(addr)
+		flags := fmt.Sprintf("--edge https://%s --ca %s --token-file %s", addr, filepath.Join(abs, "ca.crt"), filepath.Join(abs, "client.token"))
 		fmt.Fprintf(stdout, `
-Edge listening on https://%[1]s
+Edge listening on https://%s
 
 Start the agent:
-  tether-agent --config %[2]s
+  tether-agent --config %s
 
 Use the CLI:
-  tether --edge https://%[1]s --ca %[3]s --token-file %[4]s devices
-`, addr, filepath.Join(abs, "agent.yaml"), filepath.Join(abs, "ca.crt"), filepath.Join(abs, "client.token"))
+  tether %s devices
+`, addr, filepath.Join(abs, "agent.yaml"), flags)
+		// A set-up made before it had one has no files directory.
+		if files := filepath.Join(abs, devFilesDir); isDir(files) {
+			fmt.Fprintf(stdout, `
+File transfers (tether cp) reach %s on the device, and nothing else:
+  tether %s cp ./notes.txt %s:%s/
+`, files, flags, setUpDevice(abs, *device), files)
+		}
 	})
+}
+
+// setUpDevice is the device of the dev set-up in dir, as its certificate
+// names it, or else fallback.
+func setUpDevice(dir, fallback string) string {
+	c, err := certs.LoadCertificate(filepath.Join(dir, "device.crt"))
+	if err != nil || certs.ValidDeviceID(c.Subject.CommonName) != nil {
+		return fallback
+	}
+	return c.Subject.CommonName
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 func createDev(dir, listen, deviceID string) error {
@@ -133,6 +157,7 @@ clients:
       pty: true
       exec: true
       reload: true
+      files: true   # what the agent's files section admits
 audit_log: audit.jsonl
 state_dir: .           # the devices seen leaving outlive a restart
 `, listen, sum)
@@ -154,8 +179,34 @@ allow:
   udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 pty: {enabled: true}
 exec: {enabled: true}
-`, edgeHost)
+%s`, edgeHost, devFilesSection(dir))
+	if err := os.Mkdir(p(devFilesDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
 	return certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false)
+}
+
+// devFilesDir is the directory, in a dev set-up or a trial, that the
+// agent lets tether cp read and write: the only one.
+const devFilesDir = "files"
+
+// devFilesSection is the agent's files section of the set-up in dir.
+func devFilesSection(dir string) string {
+	g := globEscape(filepath.Join(dir, devFilesDir))
+	return fmt.Sprintf("files: {read: [%q], write: [%q]}   # tether cp reaches this directory only\n", g, g)
+}
+
+// globEscape quotes the characters of p that a file glob (path.Match)
+// reads as a pattern.
+func globEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune("*?[\\", r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // dialable turns a wildcard listen address into one a local client can

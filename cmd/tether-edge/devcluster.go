@@ -90,18 +90,22 @@ func printTrial(w io.Writer, dir string, n int) {
 	}
 	fmt.Fprintf(w, `
 Start the load balancer (Debian: apt-get install haproxy):
-  haproxy -f %[1]s
+  haproxy -f %s
 
 Start the agent; it dials the balancer:
-  tether-agent --config %[2]s
+  tether-agent --config %s
 
 Use the CLI through the balancer:
-  tether --edge https://%[3]s --ca %[4]s --token-file %[5]s devices
-
-Ports on %[6]s: balancer %[7]d; edges %[8]s; peer listeners %[9]s; NATS routes %[10]s; metrics %[11]s.
+  tether --edge https://%s --ca %s --token-file %s devices
+`, p("haproxy.cfg"), p("agent.yaml"), balancer, p("ca.crt"), p("client.token"))
+	// A trial made before it had one has no files directory.
+	if files := p(devFilesDir); isDir(files) {
+		fmt.Fprintf(w, "File transfers (tether cp) reach %s on the device, and nothing else.\n", files)
+	}
+	fmt.Fprintf(w, `
+Ports on %s: balancer %d; edges %s; peer listeners %s; NATS routes %s; metrics %s.
 Stop an edge with Ctrl-C: it drains, and its devices reconnect through the balancer to another edge.
-`, p("haproxy.cfg"), p("agent.yaml"), balancer, p("ca.crt"), p("client.token"), trialHost, trialBalancerPort,
-		portRange(trialEdgePort, n), portRange(trialPeerPort, n), portRange(trialNATSPort, n), portRange(trialMetricsPort, n))
+`, trialHost, trialBalancerPort, portRange(trialEdgePort, n), portRange(trialPeerPort, n), portRange(trialNATSPort, n), portRange(trialMetricsPort, n))
 }
 
 func portRange(base, n int) string {
@@ -179,7 +183,10 @@ allow:
   udp: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 pty: {enabled: true}
 exec: {enabled: true}
-`, trialAddr(trialBalancerPort, 0))
+%s`, trialAddr(trialBalancerPort, 0), devFilesSection(dir))
+	if err := os.Mkdir(p(devFilesDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
 	if err := certs.WriteFile(p("agent.yaml"), []byte(agentYAML), 0o600, false); err != nil {
 		return err
 	}
@@ -218,6 +225,7 @@ clients:
       pty: true
       exec: true
       reload: true
+      files: true   # what the agent's files section admits
 audit_log: audit-%[1]d.jsonl
 metrics_listen: %[5]q
 cluster:

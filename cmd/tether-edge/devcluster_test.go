@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,6 +122,10 @@ func TestDevClusterWritesATrial(t *testing.T) {
 	}
 	if id, err := certs.VerifyDevice([]*x509.Certificate{devCert}, devPool, devCert.NotBefore.Add(1)); err != nil || id != "bench-1" {
 		t.Errorf("the agent's certificate: got %q, %v; want bench-1 under the device CA", id, err)
+	}
+	checkDevFiles(t, dir, p(trialEdgeConfig(2)), "bench-1")
+	if want := "File transfers (tether cp) reach " + p("files") + " on the device, and nothing else.\n"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 
 	// HAProxy: TCP, round robin over the three edges, TLS health checks of
@@ -292,6 +297,32 @@ func TestDevClusterTrialRuns(t *testing.T) {
 	for i := 3; i >= 1; i-- {
 		if err := stopEdge(t, procs[i]); err != nil {
 			t.Errorf("edge-%d: exit %v after SIGTERM; want 0\n%s", i, err, procs[i].Stderr())
+		}
+	}
+}
+
+// checkDevFiles checks the file transfers of the dev set-up in dir: the
+// agent lets tether cp read and write dir/files and nothing else, in a
+// directory of the operator's alone, and the edge of edgeConfig lets the
+// set-up's client reach device whatever the agent admits.
+func checkDevFiles(t *testing.T, dir, edgeConfig, device string) {
+	t.Helper()
+	files := filepath.Join(dir, "files")
+	ac, err := agent.LoadConfig(filepath.Join(dir, "agent.yaml"))
+	if err != nil {
+		t.Fatalf("agent.yaml: %v", err)
+	}
+	if want := []string{files}; !slices.Equal(ac.Files.Read, want) || !slices.Equal(ac.Files.Write, want) {
+		t.Errorf("agent files: read %q, write %q; want %q for both", ac.Files.Read, ac.Files.Write, want)
+	}
+	if st, err := os.Stat(files); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Errorf("%s: %v, %v; want a directory with mode 0700", files, st, err)
+	}
+	for _, req := range [][]string{{"files", "write", files + "/fw.img"}, {"files", "read", files}} {
+		var out, errOut strings.Builder
+		args := append([]string{"policy", "check", "--config", edgeConfig, "--token-name", "dev", "--device", device}, req...)
+		if err := run(args, &out, &errOut); err != nil {
+			t.Errorf("tether-edge %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
 		}
 	}
 }

@@ -139,6 +139,8 @@ func TestDevCommand(t *testing.T) {
 	for _, want := range []string{
 		"tether-agent --config " + filepath.Join(dir, "agent.yaml"),
 		fmt.Sprintf("tether --edge https://%s --ca %s --token-file %s devices", addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token")),
+		fmt.Sprintf("File transfers (tether cp) reach %[4]s on the device, and nothing else:\n  tether --edge https://%[1]s --ca %[2]s --token-file %[3]s cp ./notes.txt bench-1:%[4]s/\n",
+			addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token"), filepath.Join(dir, "files")),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -166,6 +168,7 @@ func TestDevCommand(t *testing.T) {
 	if agent["edge"] != "https://"+addr+"/device" || agent["cert"] != "device.crt" || agent["key"] != "device.key" || agent["ca"] != "ca.crt" {
 		t.Errorf("agent.yaml = %v", agent)
 	}
+	checkDevFiles(t, dir, filepath.Join(dir, "edge.yaml"), "bench-1")
 
 	// The generated device connects with mTLS and the token lists it.
 	kp, err := certs.Load(filepath.Join(dir, "device.crt"), filepath.Join(dir, "device.key"))

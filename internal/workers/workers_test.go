@@ -25,6 +25,19 @@ func goid() int {
 	return id
 }
 
+// waitingForAJob reports whether goroutine id is a pool's goroutine
+// waiting for its next job.
+func waitingForAJob(id int) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.HasPrefix(g, []byte("goroutine "+strconv.Itoa(id)+" [select")) {
+			return bytes.Contains(g, []byte("workers.(*Pool[...]).work("))
+		}
+	}
+	return false
+}
+
 // TestPoolReusesItsGoroutines: jobs given one after another run on the
 // goroutine that ran the one before; jobs at the same time each get one of
 // their own; Close waits for the jobs under way.
@@ -44,12 +57,27 @@ func TestPoolReusesItsGoroutines(t *testing.T) {
 		}
 		done <- job
 	}}
+	// A job sends done before it returns: its goroutine takes the next
+	// one once it is back in line.
+	idle := func() {
+		mu.Lock()
+		var last int
+		for id := range ran {
+			last = id
+		}
+		mu.Unlock()
+		require.Eventually(t, func() bool { return waitingForAJob(last) }, 20*time.Second, time.Millisecond)
+	}
 	for i := range 20 {
+		if i > 0 {
+			idle()
+		}
 		p.Go(i)
 		require.Equal(t, i, <-done)
 	}
 	require.Len(t, ran, 1, "jobs one after another ran on more than one goroutine")
 
+	idle()
 	for i := range 5 {
 		p.Go(-1 - i)
 	}
