@@ -469,9 +469,11 @@ func TestClusterLaggingViewKeepsANewerRecord(t *testing.T) {
 	rig.device("e1", "d-1", nil)
 	rig.waitEverywhere("d-1", "e1")
 	second := rig.device("e2", "d-1", nil)
+	// The edge holds the session before the device has read the edge's
+	// answer to its upgrade: wait for both.
 	require.Eventually(t, func() bool {
 		rec, ok := rig.edges["e2"].presence.Lookup("d-1")
-		return ok && rec.Edge == "e2"
+		return ok && rec.Edge == "e2" && second.Connected()
 	}, 10*time.Second, 5*time.Millisecond)
 
 	// e1's check writes a lost record again after lostRecordAfter (5 s).

@@ -104,6 +104,10 @@ type Server struct {
 	web      *webState // nil without Server.Web; set by init
 	draining bool
 	closed   bool
+	// offRT is the sign-in runtime from before a reload turned sign-in
+	// off: turned on again, it keeps what that one remembered (the ID
+	// tokens exchanged, the issuers' keys).
+	offRT *authRuntime
 }
 
 // authState is what Reload swaps as one value. gen numbers the states,
@@ -173,8 +177,9 @@ func (s *Server) Reload(p Policy, revoked Revocations) {
 // checked again under it: one whose user certificate no longer verifies
 // against the user CA, or whose JWT the issuers no longer accept, is
 // closed, as is a web session signed in by SSO once SSO is gone. The ID
-// tokens already exchanged for certificates stay used. An auth that
-// CheckAuthConfig refuses changes nothing, and its error says why.
+// tokens already exchanged for certificates stay used, also when auth is
+// turned off and on again. An auth that CheckAuthConfig refuses changes
+// nothing, and its error says why.
 func (s *Server) ReloadAuth(p Policy, revoked Revocations, auth *AuthConfig) error {
 	s.init()
 	if err := CheckAuthConfig(auth); err != nil {
@@ -183,6 +188,9 @@ func (s *Server) ReloadAuth(p Policy, revoked Revocations, auth *AuthConfig) err
 	s.reload(p, revoked, func(old *authRuntime) *authRuntime {
 		if auth == nil {
 			return nil
+		}
+		if old == nil {
+			old = s.offRT // under mu
 		}
 		return newAuthRuntime(auth, old)
 	})
@@ -199,6 +207,9 @@ func (s *Server) reload(p Policy, revoked Revocations, auth func(*authRuntime) *
 	s.mu.Lock()
 	old := s.auth.Load()
 	st := &authState{policy: p, revoked: revoked, rt: auth(old.rt), gen: old.gen + 1}
+	if st.rt == nil && old.rt != nil {
+		s.offRT = old.rt
+	}
 	s.auth.Store(st)
 	clients := make([]*clientSession, 0, len(s.clients))
 	for cs := range s.clients {

@@ -20,7 +20,7 @@ import (
 // keeps the sessions of people; one with another user CA closes those
 // whose certificate it does not verify, refuses their certificates from
 // then on, signs logins with the new CA, and keeps the ID tokens
-// exchanged before as used.
+// exchanged before as used, also through sign-in turned off and on.
 func TestReloadAuthRotatesTheUserCA(t *testing.T) {
 	r := newSSORig(t, 0)
 	r.m.DeviceClientWithID("d-1").Handle(wire.MsgTCP, tcpHandler)
@@ -73,6 +73,16 @@ func TestReloadAuthRotatesTheUserCA(t *testing.T) {
 	require.Error(t, srv.ReloadAuth(srv.Policy, nil, &broken))
 	_, err = roundTrip(t, c2, echo, "w")
 	require.NoError(t, err)
+
+	// Sign-in turned off and on again: the ID tokens exchanged before
+	// stay used (this edge keeps them in memory).
+	require.NoError(t, srv.ReloadAuth(srv.Policy, nil, nil))
+	code, _, _, _ = r.exchange(t, used)
+	require.Equal(t, http.StatusNotFound, code, "an exchange with sign-in off")
+	require.NoError(t, srv.ReloadAuth(srv.Policy, nil, &rotated))
+	code, body, _, _ = r.exchange(t, used)
+	require.Equal(t, http.StatusUnauthorized, code, "an ID token exchanged before sign-in was off was exchanged again")
+	require.Contains(t, body, "exchanged already")
 }
 
 // TestReloadAuthDropsAJWTIssuer: the sessions of a JWT issuer that a

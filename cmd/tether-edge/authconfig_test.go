@@ -98,8 +98,8 @@ func TestAuthConfig(t *testing.T) {
 }
 
 // TestReloadTakesAChangedAuth: a SIGHUP applies a changed auth section,
-// a replaced user CA file included, with the rest of the reload; adding
-// or removing the section needs a restart, which a warning says.
+// a replaced user CA file included, with the rest of the reload; and so
+// it does when the section is removed, or added, with no restart.
 func TestReloadTakesAChangedAuth(t *testing.T) {
 	path, pki := writeIssueConfig(t)
 	base, err := os.ReadFile(path)
@@ -130,10 +130,10 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 	}
 	srv := &edge.Server{Policy: running.policy, Auth: running.auth}
 	defer srv.Close()
-	const applied, warning = "the auth section and its user CA", "the auth section was added or removed"
+	const applied, warning = "the auth section and its user CA", "level=WARN"
 	hup := func() string {
 		var buf bytes.Buffer
-		reload(srv, running, path, slog.New(slog.NewTextHandler(&buf, nil)))
+		reload(srv, running, path, &exchangedStore{}, slog.New(slog.NewTextHandler(&buf, nil)))
 		return buf.String()
 	}
 	// A user certificate of the CA the edge holds now passes its check.
@@ -158,6 +158,27 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 		}
 		return !strings.Contains(rec.Body.String(), "user certificate rejected")
 	}
+	// signedIn reports whether the edge knows the holder of a user
+	// certificate of ca as a person (to refuse or admit), rather than
+	// asking for a token.
+	signedIn := func(ca *certs.KeyPair) bool {
+		key, err := certs.NewUserKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.IssueUser(key.Public(), "alice@example.com", nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodGet, "https://edge.example.com/client/d1", nil)
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "qbee-v1"} {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return strings.Contains(rec.Body.String(), "alice@example.com")
+	}
 	if out := hup(); !strings.Contains(out, applied) || strings.Contains(out, warning) {
 		t.Errorf("reload without a change:\n%s\nwant %q and no warning", out, applied)
 	}
@@ -175,11 +196,97 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 	if passes(first) || !passes(second) {
 		t.Error("after the reload, the edge does not verify user certificates with the CA now in the file")
 	}
-	write("")
-	if out := hup(); !strings.Contains(out, warning) {
-		t.Errorf("reload without the auth section:\n%s\nwant %q", out, warning)
+	if !signedIn(second) {
+		t.Fatal("the holder of a certificate of the user CA is not signed in")
 	}
-	if !passes(second) {
-		t.Error("a reload that removed the section changed the sign-in it says it keeps")
+
+	// Removed, the section signs nobody in; added again, it does.
+	write("")
+	if out := hup(); !strings.Contains(out, "no auth section") || strings.Contains(out, "auth section and its user CA") {
+		t.Errorf("reload without the auth section:\n%s\nwant it said that there is none", out)
+	}
+	if signedIn(second) {
+		t.Error("a reload that removed the auth section still signs people in")
+	}
+	write(section)
+	if out := hup(); !strings.Contains(out, applied) {
+		t.Errorf("reload that added the auth section again:\n%s\nwant %q", out, applied)
+	}
+	if !signedIn(second) || !passes(second) {
+		t.Error("a reload that added the auth section does not sign people in")
+	}
+}
+
+// TestReloadAddsSSO: a SIGHUP that adds auth.oidc to a single edge with a
+// state_dir turns SSO on, with the record of exchanged ID tokens opened
+// in the state_dir then (0600), and kept, the same one, through later
+// reloads that drop and add the section again.
+func TestReloadAddsSSO(t *testing.T) {
+	path, pki := writeIssueConfig(t)
+	base, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.NewCA("user CA", certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Save(filepath.Join(pki.Dir, "user-ca.crt"), filepath.Join(pki.Dir, "user-ca.key"), true); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	write := func(extra string) {
+		if err := os.WriteFile(path, append(append([]byte(nil), base...), "state_dir: "+state+"\n"+extra...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	running, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &edge.Server{Policy: running.policy}
+	defer srv.Close()
+	exchanged := &exchangedStore{}
+	defer exchanged.Close()
+	hup := func() string {
+		var buf bytes.Buffer
+		reload(srv, running, path, exchanged, slog.New(slog.NewTextHandler(&buf, nil)))
+		return buf.String()
+	}
+	// GET /api/auth/config: 404 without SSO; with it, the (unreachable)
+	// identity provider's answer.
+	sso := func() bool {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://edge.example.com/api/auth/config", nil))
+		return rec.Code != http.StatusNotFound
+	}
+	file := filepath.Join(state, "exchanged-id-tokens")
+	if sso() {
+		t.Fatal("SSO is on before the auth section")
+	}
+
+	write("auth:\n  user_ca: {cert: user-ca.crt, key: user-ca.key}\n  oidc: {issuer: \"https://login.example.com\", client_id: tether}\n")
+	if out := hup(); !strings.Contains(out, "the auth section and its user CA") || strings.Contains(out, "level=ERROR") {
+		t.Fatalf("reload that added auth.oidc:\n%s", out)
+	}
+	if !sso() {
+		t.Fatal("a reload that added auth.oidc did not turn SSO on")
+	}
+	st, err := os.Stat(file)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the record of exchanged ID tokens: %v, %v; want %s, mode 0600", st, err, file)
+	}
+	opened := exchanged.file
+
+	write("")
+	hup()
+	if sso() {
+		t.Fatal("a reload that removed the auth section left SSO on")
+	}
+	write("auth:\n  user_ca: {cert: user-ca.crt, key: user-ca.key}\n  oidc: {issuer: \"https://login.example.com\", client_id: tether}\n")
+	hup()
+	if !sso() || exchanged.file != opened {
+		t.Fatalf("SSO on again: %v, with the record opened first: %v", sso(), exchanged.file == opened)
 	}
 }

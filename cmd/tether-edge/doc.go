@@ -90,7 +90,7 @@
 // # Signals
 //
 // SIGHUP re-reads clients, the revocation list, recording and auth (with
-// its user CA file; adding or removing auth needs a restart). A device
+// its user CA file; added or removed, too). A device
 // whose serial is now revoked is disconnected at once; a client session
 // whose token was removed or changed, or whose client may no longer reach
 // its device, is closed (and audited), as is a person's session whose

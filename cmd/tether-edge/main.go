@@ -262,14 +262,6 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		defer so.Close()
 		srv.Web.Revoked = so
 	}
-	if cfg.exchangedFile != "" && srv.Auth != nil {
-		ex, err := edge.OpenExchangedTokens(cfg.exchangedFile)
-		if err != nil {
-			return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
-		}
-		defer ex.Close()
-		srv.Auth.Exchanged = ex
-	}
 
 	// Signals first, so that a SIGTERM during start-up is not lost.
 	sigs := make(chan os.Signal, 4)
@@ -297,11 +289,18 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		if cfg.lastSeenTTL > 0 {
 			srv.LastSeen = cl.presence
 		}
-		if srv.Auth != nil {
-			// An ID token is exchanged once on all the edges (a SIGHUP
-			// may add auth.oidc: the bucket is bound on first use).
-			srv.Auth.Exchanged = cl.exchangedTokens()
+	}
+	exchanged := &exchangedStore{}
+	if cl != nil {
+		exchanged.cluster = cl.exchangedTokens()
+	}
+	defer exchanged.Close()
+	if srv.Auth != nil {
+		ex, err := exchanged.get(cfg.exchangedFile)
+		if err != nil {
+			return fmt.Errorf("%w (check state_dir in %s)", err, cfgPath)
 		}
+		srv.Auth.Exchanged = ex
 	}
 
 	ln, err := net.Listen("tcp", listen)
@@ -359,7 +358,7 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 						log.Error("cannot reopen the audit log; still writing the old file", "err", err)
 					}
 				}
-				reload(srv, cfg, cfgPath, log)
+				reload(srv, cfg, cfgPath, exchanged, log)
 				continue
 			}
 			log.Info("shutting down: draining", "signal", sig.String(), "drain_timeout", cfg.drain.String())
@@ -409,34 +408,38 @@ func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Serve
 }
 
 // reload re-reads the config's clients, revocation list, recording and
-// auth sections. A broken file keeps the running policy. The rest takes
-// effect at the next start, as does turning auth on or off (the stores of
-// exchanged ID tokens are opened at start); a changed cluster section, or
-// auth turned on or off, says so.
-func reload(srv *edge.Server, running *config, cfgPath string, log *slog.Logger) {
+// auth sections, the auth section added or removed included. A broken
+// file keeps the running policy. The rest takes effect at the next start;
+// a changed cluster section says so.
+func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchangedStore, log *slog.Logger) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		log.Error("reload failed; keeping the running policy", "err", err)
 		return
 	}
+	for _, w := range cfg.warnings {
+		log.Warn(w, "config", cfgPath)
+	}
 	what := "clients, tokens, roles, the labels file, the recording section and the revocation list"
-	switch {
-	case (cfg.auth == nil) != (srv.Auth == nil):
-		srv.Reload(cfg.policy, cfg.revoked)
-		log.Warn("the auth section was added or removed; the edge keeps signing people in as it started until it is restarted", "config", cfgPath)
-	default:
-		if cfg.auth != nil {
-			// The running edge's record of exchanged ID tokens (a
-			// cluster's bucket, the state_dir's file) stays.
-			cfg.auth.Exchanged = srv.Auth.Exchanged
-		}
-		if err := srv.ReloadAuth(cfg.policy, cfg.revoked, cfg.auth); err != nil {
-			log.Error("reload failed; keeping the running policy and sign-in", "err", err, "config", cfgPath)
+	if cfg.auth != nil {
+		// The running edge's record of exchanged ID tokens (a cluster's
+		// bucket, the state_dir's file, opened now if auth.oidc is new)
+		// stays.
+		ex, err := exchanged.get(cfg.exchangedFile)
+		if err != nil {
+			log.Error("reload failed: no record of exchanged ID tokens; keeping the running policy and sign-in", "err", err, "config", cfgPath)
 			return
 		}
-		if cfg.auth != nil {
-			what += ", the auth section and its user CA"
-		}
+		cfg.auth.Exchanged = ex
+	}
+	if err := srv.ReloadAuth(cfg.policy, cfg.revoked, cfg.auth); err != nil {
+		log.Error("reload failed; keeping the running policy and sign-in", "err", err, "config", cfgPath)
+		return
+	}
+	if cfg.auth != nil {
+		what += ", the auth section and its user CA"
+	} else {
+		what += " (no auth section: tokens alone sign in)"
 	}
 	srv.SetRecording(cfg.recording) // new shells take it
 	log.Info("reloaded "+what+" (listen, tls, keepalive, limits, web and cluster need a restart)", "config", cfgPath)
