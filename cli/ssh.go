@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/tetherhq/tether/internal/shellquote"
 	"github.com/tetherhq/tether/transport"
 )
 
@@ -130,7 +131,7 @@ func (o *sshOptions) proxyCommand(self, device string) string {
 	words = append(words, "nc", device)
 	quoted := make([]string, 0, len(words)+1)
 	for _, w := range words {
-		quoted = append(quoted, strings.ReplaceAll(shellQuote(w), "%", "%%"))
+		quoted = append(quoted, strings.ReplaceAll(shellquote.Quote(w), "%", "%%"))
 	}
 	return strings.Join(append(quoted, sshTarget), " ")
 }
@@ -175,15 +176,4 @@ func (o *sshOptions) configPath() string {
 		return o.g.config
 	}
 	return o.g.getenv(EnvConfig)
-}
-
-// shellQuote quotes s for a POSIX shell when it holds anything but
-// letters, digits and -_./:=@+,
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -17,11 +17,6 @@ func TestFairLockServesInOrder(t *testing.T) {
 		order []int
 		wg    sync.WaitGroup
 	)
-	waiting := func() int {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.waiters)
-	}
 	l.Lock()
 	for i := range 8 {
 		wg.Go(func() {
@@ -29,7 +24,7 @@ func TestFairLockServesInOrder(t *testing.T) {
 			order = append(order, i) // under l
 			l.Unlock()
 		})
-		require.Eventually(t, func() bool { return waiting() == i+1 }, 20*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return l.waiting() == i+1 }, 20*time.Second, time.Millisecond)
 	}
 	l.Unlock()
 	wg.Wait()
@@ -37,7 +32,7 @@ func TestFairLockServesInOrder(t *testing.T) {
 
 	// Free again: a Lock takes it at once.
 	l.Lock()
-	require.Zero(t, waiting())
+	require.Zero(t, l.waiting())
 	l.Unlock()
 	require.False(t, l.held)
 }
@@ -53,11 +48,6 @@ func TestFairLockWaitersMayGiveUp(t *testing.T) {
 		order []int
 		wg    sync.WaitGroup
 	)
-	waiting := func() int {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.waiters)
-	}
 	never := func() (<-chan struct{}, <-chan time.Time, bool) { return nil, nil, true }
 	l.Lock()
 	giveUp := make(chan struct{})
@@ -81,11 +71,11 @@ func TestFairLockWaitersMayGiveUp(t *testing.T) {
 				l.Unlock()
 			})
 		}
-		require.Eventually(t, func() bool { return waiting() == i+1 }, 20*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return l.waiting() == i+1 }, 20*time.Second, time.Millisecond)
 	}
 	close(giveUp)
 	require.True(t, <-gaveUp)
-	require.Equal(t, 3, waiting(), "the waiter that gave up is still in line")
+	require.Equal(t, 3, l.waiting(), "the waiter that gave up is still in line")
 	l.Unlock()
 	wg.Wait()
 	require.Equal(t, []int{0, 2, 3}, order)
@@ -108,7 +98,7 @@ func TestFairLockWaitersMayGiveUp(t *testing.T) {
 		close(next)
 		l.Unlock()
 	})
-	require.Eventually(t, func() bool { return waiting() == 2 }, 20*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return l.waiting() == 2 }, 20*time.Second, time.Millisecond)
 	l.Unlock() // to the waiter that is giving up
 	close(proceed)
 	require.True(t, <-gaveUp)
@@ -142,5 +132,12 @@ func TestFairLockWaitersMayGiveUp(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, 1, most)
 	require.False(t, l.held, "a waiter that gave up left the lock held")
-	require.Zero(t, waiting())
+	require.Zero(t, l.waiting())
+}
+
+// waiting is how many goroutines wait for l.
+func (l *fairLock) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiters)
 }

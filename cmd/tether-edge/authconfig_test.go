@@ -136,8 +136,9 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 		reload(srv, running, path, &exchangedStore{}, slog.New(slog.NewTextHandler(&buf, nil)))
 		return buf.String()
 	}
-	// A user certificate of the CA the edge holds now passes its check.
-	passes := func(ca *certs.KeyPair) bool {
+	// answer is the edge's answer to a client upgrade with a user
+	// certificate of ca.
+	answer := func(ca *certs.KeyPair) string {
 		key, err := certs.NewUserKey()
 		if err != nil {
 			t.Fatal(err)
@@ -156,29 +157,14 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 		if rec.Code == http.StatusUpgradeRequired {
 			t.Fatalf("the request did not reach sign-in: %d %s", rec.Code, rec.Body.String())
 		}
-		return !strings.Contains(rec.Body.String(), "user certificate rejected")
+		return rec.Body.String()
 	}
+	// A user certificate of the CA the edge holds now passes its check.
+	passes := func(ca *certs.KeyPair) bool { return !strings.Contains(answer(ca), "user certificate rejected") }
 	// signedIn reports whether the edge knows the holder of a user
 	// certificate of ca as a person (to refuse or admit), rather than
 	// asking for a token.
-	signedIn := func(ca *certs.KeyPair) bool {
-		key, err := certs.NewUserKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := ca.IssueUser(key.Public(), "alice@example.com", nil, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := httptest.NewRequest(http.MethodGet, "https://edge.example.com/client/d1", nil)
-		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
-		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "qbee-v1"} {
-			req.Header.Set(k, v)
-		}
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
-		return strings.Contains(rec.Body.String(), "alice@example.com")
-	}
+	signedIn := func(ca *certs.KeyPair) bool { return strings.Contains(answer(ca), "alice@example.com") }
 	if out := hup(); !strings.Contains(out, applied) || strings.Contains(out, warning) {
 		t.Errorf("reload without a change:\n%s\nwant %q and no warning", out, applied)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/shellquote"
 )
 
 const defaultDevListen = "127.0.0.1:8443"
@@ -66,7 +67,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	return serve(cfgPath, override, stderr, func(addr string) {
 		addr = dialable(addr)
-		flags := fmt.Sprintf("--edge https://%s --ca %s --token-file %s", addr, filepath.Join(abs, "ca.crt"), filepath.Join(abs, "client.token"))
+		q := shellquote.Quote
+		flags := fmt.Sprintf("--edge https://%s --ca %s --token-file %s", addr, q(filepath.Join(abs, "ca.crt")), q(filepath.Join(abs, "client.token")))
 		fmt.Fprintf(stdout, `
 Edge listening on https://%s
 
@@ -75,13 +77,13 @@ Start the agent:
 
 Use the CLI:
   tether %s devices
-`, addr, filepath.Join(abs, "agent.yaml"), flags)
+`, addr, q(filepath.Join(abs, "agent.yaml")), flags)
 		// A set-up made before it had one has no files directory.
 		if files := filepath.Join(abs, devFilesDir); isDir(files) {
 			fmt.Fprintf(stdout, `
 File transfers (tether cp) reach %s on the device, and nothing else:
-  tether %s cp ./notes.txt %s:%s/
-`, files, flags, setUpDevice(abs, *device), files)
+  tether %s cp ./notes.txt %s
+`, files, flags, q(setUpDevice(abs, *device)+":"+files+"/"))
 		}
 	})
 }

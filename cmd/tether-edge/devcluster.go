@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/internal/shellquote"
 )
 
 // The cluster trial's port plan on 127.0.0.1: the balancer, then per edge
@@ -83,10 +84,11 @@ func trialFiles(n int) []string {
 
 func printTrial(w io.Writer, dir string, n int) {
 	p := func(name string) string { return filepath.Join(dir, name) }
+	q := func(name string) string { return shellquote.Quote(p(name)) } // in a command
 	balancer := trialAddr(trialBalancerPort, 0)
 	fmt.Fprintf(w, "\nStart each edge in a terminal of its own:\n")
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(w, "  tether-edge --config %s\n", p(trialEdgeConfig(i)))
+		fmt.Fprintf(w, "  tether-edge --config %s\n", q(trialEdgeConfig(i)))
 	}
 	fmt.Fprintf(w, `
 Start the load balancer (Debian: apt-get install haproxy):
@@ -97,7 +99,7 @@ Start the agent; it dials the balancer:
 
 Use the CLI through the balancer:
   tether --edge https://%s --ca %s --token-file %s devices
-`, p("haproxy.cfg"), p("agent.yaml"), balancer, p("ca.crt"), p("client.token"))
+`, q("haproxy.cfg"), q("agent.yaml"), balancer, q("ca.crt"), q("client.token"))
 	// A trial made before it had one has no files directory.
 	if files := p(devFilesDir); isDir(files) {
 		fmt.Fprintf(w, "File transfers (tether cp) reach %s on the device, and nothing else.\n", files)

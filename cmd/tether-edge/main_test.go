@@ -21,6 +21,7 @@ import (
 
 	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/device"
+	"github.com/tetherhq/tether/internal/shellquote"
 	"github.com/tetherhq/tether/internal/testutil"
 )
 
@@ -131,16 +132,17 @@ func TestTokenHashCommand(t *testing.T) {
 }
 
 func TestDevCommand(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "dev")
+	dir := filepath.Join(t.TempDir(), "dev x") // printed commands quote it
 	addr := testutil.FreeAddr(t)
 	p := startEdge(t, "dev", "--dir", dir, "--listen", addr, "--device", "bench-1")
+	q := shellquote.Quote
 	waitFor(t, "the dev edge to print its commands", func() bool { return strings.Contains(p.Stdout(), "devices") })
 	out := p.Stdout()
 	for _, want := range []string{
-		"tether-agent --config " + filepath.Join(dir, "agent.yaml"),
-		fmt.Sprintf("tether --edge https://%s --ca %s --token-file %s devices", addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token")),
-		fmt.Sprintf("File transfers (tether cp) reach %[4]s on the device, and nothing else:\n  tether --edge https://%[1]s --ca %[2]s --token-file %[3]s cp ./notes.txt bench-1:%[4]s/\n",
-			addr, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "client.token"), filepath.Join(dir, "files")),
+		"tether-agent --config '" + filepath.Join(dir, "agent.yaml") + "'",
+		fmt.Sprintf("tether --edge https://%s --ca %s --token-file %s devices", addr, q(filepath.Join(dir, "ca.crt")), q(filepath.Join(dir, "client.token"))),
+		fmt.Sprintf("File transfers (tether cp) reach %[4]s on the device, and nothing else:\n  tether --edge https://%[1]s --ca %[2]s --token-file %[3]s cp ./notes.txt '%[5]s'\n",
+			addr, q(filepath.Join(dir, "ca.crt")), q(filepath.Join(dir, "client.token")), filepath.Join(dir, "files"), "bench-1:"+filepath.Join(dir, "files")+"/"),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
