@@ -65,7 +65,12 @@ func parseForwardSpec(s string) (forwardSpec, error) {
 	}
 	lp, err := strconv.ParseUint(lport, 10, 16)
 	if err != nil || lport == "" || lport[0] == '+' {
-		return forwardSpec{}, fmt.Errorf("forward %q: local port %q must be a number 0-65535 (0 picks a free port)", s, lport)
+		err := fmt.Errorf("forward %q: local port %q must be a number 0-65535 (0 picks a free port)", s, lport)
+		if len(fields) == 3 {
+			// BIND:LPORT:HOST without its RPORT reads as LPORT:HOST:RPORT.
+			err = fmt.Errorf("%w; want [BIND:]LPORT:HOST:RPORT, such as 8080:127.0.0.1:80 or 127.0.0.1:8080:127.0.0.1:80", err)
+		}
+		return forwardSpec{}, err
 	}
 	hostForParse := host
 	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {

@@ -24,6 +24,7 @@ func TestParseForwardSpec(t *testing.T) {
 		{in: "8080:127.0.0.1", wantErr: "[BIND:]LPORT:HOST:RPORT"},
 		{in: "a:b:c:d:e", wantErr: "[BIND:]LPORT:HOST:RPORT"},
 		{in: "x:127.0.0.1:80", wantErr: "local port"},
+		{in: "127.0.0.1:0:127.0.0.1", wantErr: "want [BIND:]LPORT:HOST:RPORT"}, // no RPORT
 		{in: "70000:127.0.0.1:80", wantErr: "local port"},
 		{in: "-1:127.0.0.1:80", wantErr: "local port"},
 		{in: "8080:127.0.0.1:0", wantErr: "remote"},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tetherhq/tether/internal/logx"
@@ -106,6 +107,7 @@ func (h *Handler) Serve(ctx context.Context, st *transport.Stream, payload []byt
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("dial tcp %s: no answer within %v", t, timeout)
 		}
+		err = dialHint(err)
 		log.Debug("tcp tunnel dial failed", "target", t.String(), "err", err)
 		return err
 	}
@@ -206,6 +208,20 @@ func dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, err
 		}
 	}
 	return nil, firstErr
+}
+
+// dialHint adds to a failed connect what it means, seen from the device.
+// Go's text stays whole before it: clients read its phrases (tether socks
+// answers "connection refused" and the others with the SOCKS reply of
+// that name).
+func dialHint(err error) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w (nothing listens there, as seen from the device)", err)
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Errorf("%w (the device has no route there)", err)
+	}
+	return err
 }
 
 // targetReason strips the package prefix from a target.Parse error.

@@ -62,7 +62,7 @@ func TestTunnelDialRefusedIsRemoteError(t *testing.T) {
 	_, err := tcp.Dial(testbroker.Ctx(t), cl, addr)
 	var re *wire.RemoteError
 	require.ErrorAs(t, err, &re)
-	require.Contains(t, re.Reason, "connection refused")
+	require.Equal(t, "dial tcp "+addr+": connect: connection refused (nothing listens there, as seen from the device)", re.Reason)
 }
 
 // TestDialEarly: the request and the first bytes go out before the
