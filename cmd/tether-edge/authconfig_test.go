@@ -17,7 +17,11 @@ import (
 	"github.com/tetherhq/tether/edge"
 )
 
-func TestAuthConfig(t *testing.T) {
+// writeAuthConfigBase writes the issue's config and a user CA beside it
+// (user-ca.crt, user-ca.key), and returns the config's path and the
+// config as written.
+func writeAuthConfigBase(t *testing.T) (string, []byte) {
+	t.Helper()
 	path, pki := writeIssueConfig(t)
 	base, err := os.ReadFile(path)
 	if err != nil {
@@ -30,6 +34,11 @@ func TestAuthConfig(t *testing.T) {
 	if err := ca.Save(filepath.Join(pki.Dir, "user-ca.crt"), filepath.Join(pki.Dir, "user-ca.key"), true); err != nil {
 		t.Fatal(err)
 	}
+	return path, base
+}
+
+func TestAuthConfig(t *testing.T) {
+	path, base := writeAuthConfigBase(t)
 	person := strings.Replace(string(base), "clients:\n", "clients:\n  - name: alice@example.com\n    devices: [\"gw-*\"]\n    allow: {pty: true}\n", 1)
 	auth := func(s string) string { return person + "auth:\n" + s }
 	const oidc = "  oidc: {issuer: \"https://login.example.com\", client_id: tether}\n"
@@ -208,18 +217,7 @@ func TestReloadTakesAChangedAuth(t *testing.T) {
 // in the state_dir then (0600), and kept, the same one, through later
 // reloads that drop and add the section again.
 func TestReloadAddsSSO(t *testing.T) {
-	path, pki := writeIssueConfig(t)
-	base, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := certs.NewCA("user CA", certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Save(filepath.Join(pki.Dir, "user-ca.crt"), filepath.Join(pki.Dir, "user-ca.key"), true); err != nil {
-		t.Fatal(err)
-	}
+	path, base := writeAuthConfigBase(t)
 	state := t.TempDir()
 	write := func(extra string) {
 		if err := os.WriteFile(path, append(append([]byte(nil), base...), "state_dir: "+state+"\n"+extra...), 0o600); err != nil {
