@@ -60,8 +60,12 @@ type DownloadOptions struct {
 	Size   int64
 	MTime  time.Time
 	// Held reads the Offset bytes the client holds, to compute the whole
-	// file's checksum. Required when Offset > 0; read only when the device
-	// resumes.
+	// file's checksum. Required when Offset > 0. It is read before the
+	// request goes out, so that a slow disk never keeps the client from
+	// taking the body once the device sends it (the device ends a
+	// transfer that the client takes nothing of for its idle timeout); when
+	// the file changed on the device, which then starts at 0, that read
+	// was for nothing.
 	Held io.Reader
 	// NoGzip asks for a tar archive without gzip (a directory of files that
 	// are compressed already).
@@ -107,6 +111,13 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 		}
 		req.Tether = x
 	}
+	var held hash.Hash // the held bytes' hash, for a resumed body
+	if req.Tether != nil && opts.Offset > 0 {
+		held = sha256.New()
+		if _, err := io.CopyN(held, ctxReader{ctx, opts.Held}, opts.Offset); err != nil {
+			return nil, fmt.Errorf("read the %d bytes held: %w", opts.Offset, err)
+		}
+	}
 	payload, _ := json.Marshal(req)
 	st, ans, err := o.OpenStream(ctx, wire.MsgFileTransfer, payload)
 	if err != nil {
@@ -124,7 +135,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	if legacy || a.MTimeNS == 0 {
 		res.MTime = time.Time{}
 	}
-	if a.Raw && (a.Offset > a.Size || a.Offset > 0 && (a.Offset != opts.Offset || opts.Held == nil)) {
+	if a.Raw && (a.Offset > a.Size || a.Offset > 0 && (a.Offset != opts.Offset || held == nil)) {
 		return nil, fmt.Errorf("%w: the device resumed at %d, the client holds %d bytes", ErrBadRequest, a.Offset, opts.Offset)
 	}
 	if opts.Start != nil {
@@ -153,10 +164,7 @@ func Download(ctx context.Context, o transport.Opener, path string, w io.Writer,
 	}
 	h := sha256.New()
 	if a.Offset > 0 {
-		if _, err := io.CopyN(h, opts.Held, a.Offset); err != nil {
-			_ = st.Abort()
-			return nil, fmt.Errorf("read the %d bytes held: %w", a.Offset, err)
-		}
+		h = held // the device resumed where asked (checked above)
 	}
 	var (
 		n  int64
@@ -563,4 +571,17 @@ func (p progressReader) Read(b []byte) (int, error) {
 		p.f(n)
 	}
 	return n, err
+}
+
+// ctxReader is r, failing with ctx's error once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -1,6 +1,7 @@
 package files_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -579,4 +580,44 @@ func TestResumeDownloadSendsHeldBytesWhileHashing(t *testing.T) {
 		require.Equal(t, int64(100), res.Bytes)
 		require.Equal(t, want, fileSum(t, local))
 	}
+}
+
+// slowHeld is a partial download's held bytes on a disk slower than the
+// device waits for a client to take its body.
+type slowHeld struct {
+	r     io.Reader
+	delay time.Duration
+	once  sync.Once
+}
+
+func (s *slowHeld) Read(p []byte) (int, error) {
+	s.once.Do(func() { time.Sleep(s.delay) })
+	return s.r.Read(p)
+}
+
+// TestResumeDownloadHashesTheHeldBytesFirst: the client's held bytes take
+// longer to read than the device waits for a client to take the body
+// (its idle timeout), and the body is larger than the stream's window.
+// The client reads them before it asks, so the device never waits on it.
+func TestResumeDownloadHashesTheHeldBytesFirst(t *testing.T) {
+	const size = 8 << 20
+	dir := tempDir(t)
+	src := filepath.Join(dir, "fw.bin")
+	want := writeRandom(t, src, 19, size)
+	fi, err := os.Stat(src)
+	require.NoError(t, err)
+	body, err := os.ReadFile(src)
+	require.NoError(t, err)
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Read: []string{dir}, IdleTimeout: time.Second})
+
+	var got bytes.Buffer
+	got.Write(body[:size/2])
+	res, err := files.Download(context.Background(), rig(t, srv), src, &got, &files.DownloadOptions{
+		Offset: size / 2, Size: fi.Size(), MTime: fi.ModTime(),
+		Held: &slowHeld{r: bytes.NewReader(body[:size/2]), delay: 3 * time.Second}})
+	require.NoError(t, err)
+	require.Equal(t, int64(size/2), res.Offset)
+	require.Equal(t, want, res.SHA256)
+	require.Equal(t, body, got.Bytes())
 }
