@@ -439,7 +439,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchan
 	if cfg.auth != nil {
 		what += ", the auth section and its user CA"
 	} else {
-		what += " (no auth section: tokens alone sign in)"
+		what += ", and no auth section: tokens alone sign in"
 	}
 	srv.SetRecording(cfg.recording) // new shells take it
 	log.Info("reloaded "+what+" (listen, tls, keepalive, limits, web and cluster need a restart)", "config", cfgPath)
