@@ -262,27 +262,47 @@ func BenchmarkStreamOpenLatency(b *testing.B) {
 	b.ReportMetric(percentile(full, 0.99)/percentile(base, 0.99), "x-direct-p99")
 }
 
-// openLatencies opens rounds streams (after 20 to warm up) and measures
-// each from the open to the first byte of the answer to one byte sent;
-// it returns them sorted.
+// openLatencies opens rounds streams of one kind, as
+// interleavedOpenLatencies does; it returns their latencies, sorted.
 func openLatencies(tb testing.TB, rounds int, open func() (net.Conn, error)) []time.Duration {
 	tb.Helper()
-	out := make([]time.Duration, 0, rounds)
-	one := make([]byte, 1)
-	for i := 0; i < rounds+20; i++ {
-		t0 := time.Now()
-		conn, err := open()
-		require.NoError(tb, err)
-		_, err = conn.Write([]byte{'x'})
-		require.NoError(tb, err)
-		_, err = io.ReadFull(conn, one)
-		require.NoError(tb, err)
-		if i >= 20 {
-			out = append(out, time.Since(t0))
-		}
-		conn.Close()
+	return interleavedOpenLatencies(tb, rounds, open)[0]
+}
+
+// interleavedOpenLatencies opens streams of each kind given (after 20 of
+// each to warm up) and measures each from the open to the first byte of
+// the answer to one byte sent. The kinds take turns, one of each per
+// round, in an order that rotates from round to round, so
+// that every kind sees the same machine from moment to moment: a
+// neighbour's burst lands on all of them alike instead of on one kind's
+// block. It returns each kind's latencies, sorted.
+func interleavedOpenLatencies(tb testing.TB, rounds int, opens ...func() (net.Conn, error)) [][]time.Duration {
+	tb.Helper()
+	const warmup = 20
+	out := make([][]time.Duration, len(opens))
+	for k := range out {
+		out[k] = make([]time.Duration, 0, rounds)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	one := make([]byte, 1)
+	for i := range rounds + warmup {
+		for j := range opens {
+			k := (i + j) % len(opens)
+			t0 := time.Now()
+			conn, err := opens[k]()
+			require.NoError(tb, err)
+			_, err = conn.Write([]byte{'x'})
+			require.NoError(tb, err)
+			_, err = io.ReadFull(conn, one)
+			require.NoError(tb, err)
+			if i >= warmup {
+				out[k] = append(out[k], time.Since(t0))
+			}
+			conn.Close()
+		}
+	}
+	for _, d := range out {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	}
 	return out
 }
 
