@@ -209,7 +209,7 @@ func (s *Server) openLocal(ctx context.Context, r *openRequest, dev *Device) (*o
 	if ref := s.auditBeforeOpen(ctx, r); ref != nil {
 		return nil, ref
 	}
-	ds, err := dev.sess.Open()
+	ds, err := dev.sess.OpenContext(ctx)
 	if err != nil {
 		return nil, &refusal{result: "device_error", reason: fmt.Sprintf("cannot open a stream to device %s: %v", r.device, err)}
 	}
@@ -233,7 +233,7 @@ func (s *Server) openRemote(ctx context.Context, r *openRequest, rec PresenceRec
 	if ref := s.auditBeforeOpen(ctx, r); ref != nil {
 		return nil, ref
 	}
-	ps, err := sess.Open()
+	ps, err := sess.OpenContext(ctx)
 	if err != nil {
 		return nil, &refusal{result: "peer_unreachable", reason: fmt.Sprintf("cannot open a stream to edge %s, which holds device %s: %v", rec.Edge, r.device, err)}
 	}

@@ -383,7 +383,7 @@ func (s *Server) peerRequest(ctx context.Context, edge string, req wire.PeerReco
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := sess.Open()
+	st, err := sess.OpenContext(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open a stream to edge %s: %w", edge, err)
 	}

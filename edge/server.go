@@ -696,12 +696,15 @@ func (s *Server) sendGoAways() []*Device {
 func (s *Server) goAway(d *Device) error {
 	d.streams.Add(1)
 	defer d.streams.Add(-1)
-	st, err := d.sess.Open()
+	ctx, cancel := context.WithTimeout(context.Background(), s.lim.GoAwayTimeout)
+	defer cancel()
+	st, err := d.sess.OpenContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(s.lim.GoAwayTimeout))
+	deadline, _ := ctx.Deadline()
+	_ = st.SetDeadline(deadline)
 	return wire.WriteMessage(st, wire.MsgGoAway, nil)
 }
 

@@ -109,6 +109,13 @@ type frameConn struct {
 	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
 
+	// writingSince is when the write to the connection under way began,
+	// in Unix nanoseconds; 0 between writes. A write that has not ended
+	// after stallAfter means the connection has stopped draining (see
+	// Session.OpenContext).
+	writingSince atomic.Int64
+	stallAfter   time.Duration
+
 	// Opens that smux gave up on, whose SYN may still go out (abandon.go).
 	abandoned   atomic.Int32
 	reapGrace   time.Duration // abandonGrace; tests shorten it
@@ -143,7 +150,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
-		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace}
+		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace, stallAfter: stallAfter}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
 	return fc
@@ -622,6 +629,8 @@ func (c *frameConn) writeLocked(hdr, payload []byte) (int, error) {
 	if gathered {
 		c.records.gather()
 	}
+	c.writingSince.Store(time.Now().UnixNano())
+	defer c.writingSince.Store(0)
 	w, err := c.Conn.Write(buf)
 	if err == nil && k < len(payload) {
 		var rest int
@@ -637,6 +646,18 @@ func (c *frameConn) writeLocked(hdr, payload []byte) (int, error) {
 		c.werr = err
 	}
 	return max(w-held, 0), err
+}
+
+// stallAfter is how long a write to the connection may take before the
+// connection counts as not draining: far longer than a healthy write,
+// which a full socket buffer on a slow link stretches to a few round trips.
+const stallAfter = 50 * time.Millisecond
+
+// stalled reports whether the write to the connection under way began
+// more than stallAfter ago.
+func (c *frameConn) stalled() bool {
+	since := c.writingSince.Load()
+	return since != 0 && time.Now().UnixNano()-since > int64(c.stallAfter)
 }
 
 // errSessionClosed fails the frames that smux's send loop hands over once

@@ -43,8 +43,9 @@
 //
 // Every stream starts with one message from its opener and one answer from
 // the responder (transport/wire has the codec). Session.OpenStream, and any
-// Opener, sends the opening message and waits for the answer, within
-// Config.OpenTimeout: an Error answer is a *wire.RemoteError carrying the
+// Opener, sends the opening message and waits for the answer, within its
+// context and Config.OpenTimeout, on a connection that has stopped
+// draining too (Session.OpenContext): an Error answer is a *wire.RemoteError carrying the
 // device's reason, and a stream closed without an answer is
 // wire.ErrNoAnswer. The stream types' client halves take an Opener, so they
 // run on a *Session, a client.Client or a client.Redialer alike.

@@ -83,7 +83,7 @@ func (s *Session) OpenStreamEarly(ctx context.Context, t wire.MsgType, payload, 
 	if len(payload) > wire.MaxPayload {
 		return nil, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
-	st, err := s.Open()
+	st, err := s.OpenContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}

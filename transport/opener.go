@@ -30,7 +30,7 @@ func (s *Session) OpenStream(ctx context.Context, t wire.MsgType, payload []byte
 	if len(payload) > wire.MaxPayload {
 		return nil, nil, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
-	st, err := s.Open()
+	st, err := s.OpenContext(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open stream: %w", err)
 	}

@@ -62,8 +62,68 @@ func NewClientSession(c net.Conn, cfg *Config) (*Session, error) {
 }
 
 // Open opens a new stream, without an opening message: most callers want
-// OpenStream. smux bounds the wait for the SYN frame.
+// OpenStream. It is OpenContext with a context that never ends: smux
+// bounds the wait for the stream's SYN frame to go out, at 30 s.
 func (s *Session) Open() (*Stream, error) {
+	return s.OpenContext(context.Background())
+}
+
+// OpenContext opens a new stream, without an opening message, and returns
+// when ctx ends if that comes first. smux waits for its send loop to write
+// the stream's SYN frame, up to 30 s, and nothing interrupts that wait.
+// So on a connection that has stopped draining (a write to it has not
+// ended for a while), the wait runs in a goroutine of its own, which ends
+// with smux's, and OpenContext returns ctx's error as ctx ends; a stream
+// that opens after that is closed. On a connection that moves, the open
+// takes no goroutine.
+func (s *Session) OpenContext(ctx context.Context) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ctx.Done() == nil || !s.conn.stalled() {
+		return s.open()
+	}
+	type result struct {
+		st  *Stream
+		err error
+	}
+	var (
+		mu     sync.Mutex
+		gaveUp bool
+		done   = make(chan result, 1)
+	)
+	go func() {
+		st, err := s.open()
+		mu.Lock()
+		defer mu.Unlock()
+		if gaveUp {
+			if st != nil {
+				st.Close()
+			}
+			return
+		}
+		done <- result{st, err}
+	}()
+	select {
+	case r := <-done:
+		return r.st, r.err
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	gaveUp = true
+	mu.Unlock()
+	select {
+	case r := <-done: // the open came as ctx ended
+		if r.st != nil {
+			r.st.Close()
+		}
+	default:
+	}
+	return nil, fmt.Errorf("the connection is not taking data: %w", context.Cause(ctx))
+}
+
+// open opens a new stream, waiting as long as smux does.
+func (s *Session) open() (*Stream, error) {
 	st, err := s.sess.OpenStream()
 	if err != nil {
 		s.conn.openFailed(err)
