@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // GatherRecords wraps c, the connection under a TLS connection that will
@@ -28,7 +30,22 @@ type recordConn struct {
 
 	flushing atomic.Bool // a flush is writing to the socket
 	closing  atomic.Bool // the connection is being closed: flush writes no more
+	linger   atomic.Bool // Close lingers (lingerOnClose)
 }
+
+// A socket closed with bytes in it that the application has not read makes
+// the kernel reset the connection, and throw away what it has not sent
+// yet. On a session closed on purpose right after its last stream's last
+// write, with a window update or a keep-alive of the peer's just come in,
+// that cut the end off the stream whenever the peer was slow to read. So
+// such a close lingers, as a web server's does: the writing side is shut
+// (what was sent goes out, then the FIN), and the socket stays open,
+// anything more the peer sends read and dropped, until the peer closes too
+// or for lingerFor at most; lingerMax bounds the bytes read meanwhile.
+const (
+	lingerFor = time.Second
+	lingerMax = 8 << 20
+)
 
 // recordBufs holds the buffers of frames being gathered: a frame's
 // records and their overhead.
@@ -48,6 +65,30 @@ func (c *recordConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// lingerOnClose makes Close linger (see lingerFor): the session is being
+// closed on purpose, with the connection still up.
+func (c *recordConn) lingerOnClose() { c.linger.Store(true) }
+
+// Close closes the connection, at once or, after lingerOnClose, once the
+// peer has taken what was sent (see lingerFor), by a goroutine of its own.
+func (c *recordConn) Close() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || !c.linger.Swap(false) || c.flushing.Load() {
+		return c.Conn.Close()
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return c.Conn.Close()
+	}
+	if err := c.Conn.SetReadDeadline(time.Now().Add(lingerFor)); err != nil {
+		return c.Conn.Close()
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerMax))
+		_ = c.Conn.Close()
+	}()
+	return nil
 }
 
 // gather holds the writes that follow until flush.
