@@ -79,8 +79,10 @@ func sockQueue(t *testing.T, c *net.TCPConn, req uint) int {
 // something this side has not read, must still deliver every byte and
 // the stream's end. A plain close of the socket would have the kernel
 // reset the connection and drop what it had not sent yet.
+//
+// Not parallel: AwaitClosed waits for every lingering connection, and
+// other tests' would keep it waiting.
 func TestSessionCloseDeliversTheLastBytes(t *testing.T) {
-	t.Parallel()
 	pki := certstest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -166,6 +168,9 @@ func TestSessionCloseDeliversTheLastBytes(t *testing.T) {
 	require.NoError(t, st.Close())
 	require.Positive(t, unsent(t, tcp), "the test needs bytes still unsent when the session closes")
 	require.NoError(t, closer.Close())
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, AwaitClosed(short), context.DeadlineExceeded, "the connection was let go before the peer read")
 	raw.hold(false)
 	a.raw.hold(false)
 
@@ -174,4 +179,8 @@ func TestSessionCloseDeliversTheLastBytes(t *testing.T) {
 	require.NoError(t, err, "the stream did not end cleanly")
 	require.Equal(t, len(data), len(got), "bytes of the stream lost")
 	require.True(t, bytes.Equal(data, got))
+	require.NoError(t, peer.Close())
+	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelLong()
+	require.NoError(t, AwaitClosed(long), "the lingering connection was not let go")
 }

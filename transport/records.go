@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -84,11 +85,61 @@ func (c *recordConn) Close() error {
 	if err := c.Conn.SetReadDeadline(time.Now().Add(lingerFor)); err != nil {
 		return c.Conn.Close()
 	}
+	lingering.begin()
 	go func() {
+		defer lingering.end()
 		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerMax))
 		_ = c.Conn.Close()
 	}()
 	return nil
+}
+
+// lingering counts the connections that linger after their close.
+var lingering lingerCount
+
+type lingerCount struct {
+	mu sync.Mutex
+	// mu guards the following.
+	n    int
+	idle chan struct{} // closed once n is back to 0
+}
+
+func (l *lingerCount) begin() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == 0 {
+		l.idle = make(chan struct{})
+	}
+	l.n++
+}
+
+func (l *lingerCount) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n--; l.n == 0 {
+		close(l.idle)
+	}
+}
+
+// AwaitClosed waits until the connections of the sessions closed on
+// purpose are let go: each peer has taken the last bytes and closed too,
+// or the second that a close lingers for has passed (see Session.Close);
+// or until ctx ends, with its error. A process calls it after closing its
+// sessions and before it exits: the kernel would otherwise reset those
+// connections, and drop what they had not sent yet.
+func AwaitClosed(ctx context.Context) error {
+	lingering.mu.Lock()
+	n, idle := lingering.n, lingering.idle
+	lingering.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // gather holds the writes that follow until flush.
