@@ -158,6 +158,11 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 
 // Close closes the connection; smux calls it from Session.Close.
 func (c *frameConn) Close() error {
+	if c.records != nil && c.closing.Load() && !c.isDead() {
+		// The application closes a live session: the last bytes of its
+		// streams must reach the peer.
+		c.records.lingerOnClose()
+	}
 	c.markDead()
 	if c.records != nil {
 		c.records.abortFlush()

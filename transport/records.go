@@ -1,9 +1,12 @@
 package transport
 
 import (
+	"context"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // GatherRecords wraps c, the connection under a TLS connection that will
@@ -28,7 +31,22 @@ type recordConn struct {
 
 	flushing atomic.Bool // a flush is writing to the socket
 	closing  atomic.Bool // the connection is being closed: flush writes no more
+	linger   atomic.Bool // Close lingers (lingerOnClose)
 }
+
+// A socket closed with bytes in it that the application has not read makes
+// the kernel reset the connection, and throw away what it has not sent
+// yet. On a session closed on purpose right after its last stream's last
+// write, with a window update or a keep-alive of the peer's just come in,
+// that cut the end off the stream whenever the peer was slow to read. So
+// such a close lingers, as a web server's does: the writing side is shut
+// (what was sent goes out, then the FIN), and the socket stays open,
+// anything more the peer sends read and dropped, until the peer closes too
+// or for lingerFor at most; lingerMax bounds the bytes read meanwhile.
+const (
+	lingerFor = time.Second
+	lingerMax = 8 << 20
+)
 
 // recordBufs holds the buffers of frames being gathered: a frame's
 // records and their overhead.
@@ -48,6 +66,80 @@ func (c *recordConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// lingerOnClose makes Close linger (see lingerFor): the session is being
+// closed on purpose, with the connection still up.
+func (c *recordConn) lingerOnClose() { c.linger.Store(true) }
+
+// Close closes the connection, at once or, after lingerOnClose, once the
+// peer has taken what was sent (see lingerFor), by a goroutine of its own.
+func (c *recordConn) Close() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || !c.linger.Swap(false) || c.flushing.Load() {
+		return c.Conn.Close()
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return c.Conn.Close()
+	}
+	if err := c.Conn.SetReadDeadline(time.Now().Add(lingerFor)); err != nil {
+		return c.Conn.Close()
+	}
+	lingering.begin()
+	go func() {
+		defer lingering.end()
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerMax))
+		_ = c.Conn.Close()
+	}()
+	return nil
+}
+
+// lingering counts the connections that linger after their close.
+var lingering lingerCount
+
+type lingerCount struct {
+	mu sync.Mutex
+	// mu guards the following.
+	n    int
+	idle chan struct{} // closed once n is back to 0
+}
+
+func (l *lingerCount) begin() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == 0 {
+		l.idle = make(chan struct{})
+	}
+	l.n++
+}
+
+func (l *lingerCount) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n--; l.n == 0 {
+		close(l.idle)
+	}
+}
+
+// AwaitClosed waits until the connections of the sessions closed on
+// purpose are let go: each peer has taken the last bytes and closed too,
+// or the second that a close lingers for has passed (see Session.Close);
+// or until ctx ends, with its error. A process calls it after closing its
+// sessions and before it exits: the kernel would otherwise reset those
+// connections, and drop what they had not sent yet.
+func AwaitClosed(ctx context.Context) error {
+	lingering.mu.Lock()
+	n, idle := lingering.n, lingering.idle
+	lingering.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // gather holds the writes that follow until flush.

@@ -161,7 +161,10 @@ func (s *Session) Err() error { return s.conn.closeErr() }
 // Close closes the session and every stream on it. It is idempotent. On a
 // connection that is already gone, the streams the application holds keep
 // the bytes that arrived before, readable to their end, until each is
-// closed (for a few seconds at most).
+// closed (for a few seconds at most). On a live TLS connection of Dial's,
+// or of a server's that GatherRecords wrapped, what was written before
+// reaches the peer: the connection stays open in the background until the
+// peer closes too, for a second at most (see AwaitClosed).
 func (s *Session) Close() error {
 	wasDead := false
 	select {

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tetherhq/tether/device/agent"
 	"github.com/tetherhq/tether/internal/inherit"
@@ -138,9 +139,11 @@ Flags:
 			}
 			logger.Info("shutting down", "signal", sig.String())
 			_ = ag.Close()
+			letGo()
 			return exitOK
 		case <-ag.Done():
 			_ = ag.Close()
+			letGo()
 			logger.Error("agent stopped unexpectedly")
 			return exitFailed
 		}
@@ -160,4 +163,12 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// letGo gives the sessions just closed their second to hand the edge
+// their last bytes (transport.AwaitClosed) before the process exits.
+func letGo() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = transport.AwaitClosed(ctx)
 }

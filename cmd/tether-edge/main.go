@@ -371,6 +371,10 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 			}
 			err := srv.Shutdown(ctx)
 			cancel()
+			// The sessions just closed hand their last bytes over.
+			letGo, cancelLetGo := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = transport.AwaitClosed(letGo)
+			cancelLetGo()
 			if err != nil {
 				log.Warn("drain timed out; remaining streams were cut", "err", err)
 			}
