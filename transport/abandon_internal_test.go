@@ -18,6 +18,41 @@ type rawFrame struct {
 	payload []byte
 }
 
+// drainFrames reads, as a raw peer, the frames that arrive on b, past the
+// rest of a keep-alive frame of which one byte was read, until b ends. It
+// returns what waits for the next one, failing the test without one.
+func drainFrames(t *testing.T, b net.Conn) func(what string) rawFrame {
+	frames := make(chan rawFrame, 64)
+	go func() {
+		defer close(frames)
+		if _, err := io.ReadFull(b, make([]byte, smuxHeaderSize-1)); err != nil {
+			return // the rest of the keep-alive frame
+		}
+		for {
+			var h [smuxHeaderSize]byte
+			if _, err := io.ReadFull(b, h[:]); err != nil {
+				return
+			}
+			p := make([]byte, binary.LittleEndian.Uint16(h[2:4]))
+			if _, err := io.ReadFull(b, p); err != nil {
+				return
+			}
+			frames <- rawFrame{cmd: h[1], sid: binary.LittleEndian.Uint32(h[4:8]), payload: p}
+		}
+	}()
+	return func(what string) rawFrame {
+		t.Helper()
+		select {
+		case f, ok := <-frames:
+			require.True(t, ok, "the connection ended before %s", what)
+			return f
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no %s", what)
+			return rawFrame{}
+		}
+	}
+}
+
 // TestAbandonedOpenLeavesNothingBehind: smux gives up on an open after
 // 30 s when its send loop cannot write the SYN, and forgets the stream;
 // the SYN stays queued and goes out once the connection drains. That
@@ -45,35 +80,7 @@ func TestAbandonedOpenLeavesNothingBehind(t *testing.T) {
 	require.ErrorIs(t, err, smux.ErrTimeout, "smux gave up on the open")
 
 	// The peer drains the connection from now on.
-	frames := make(chan rawFrame, 64)
-	go func() {
-		defer close(frames)
-		if _, err := io.ReadFull(b, make([]byte, smuxHeaderSize-1)); err != nil {
-			return // the rest of the keep-alive frame
-		}
-		for {
-			var h [smuxHeaderSize]byte
-			if _, err := io.ReadFull(b, h[:]); err != nil {
-				return
-			}
-			p := make([]byte, binary.LittleEndian.Uint16(h[2:4]))
-			if _, err := io.ReadFull(b, p); err != nil {
-				return
-			}
-			frames <- rawFrame{cmd: h[1], sid: binary.LittleEndian.Uint32(h[4:8]), payload: p}
-		}
-	}()
-	next := func(what string) rawFrame {
-		t.Helper()
-		select {
-		case f, ok := <-frames:
-			require.True(t, ok, "the connection ended before %s", what)
-			return f
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no %s", what)
-			return rawFrame{}
-		}
-	}
+	next := drainFrames(t, b)
 	syn := next("SYN of the abandoned open")
 	require.Equal(t, byte(smuxCmdSYN), syn.cmd)
 	end := next("end of the abandoned stream")

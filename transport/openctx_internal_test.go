@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"net"
 	"testing"
@@ -47,35 +46,7 @@ func TestOpenContextOnAConnectionThatStopsDraining(t *testing.T) {
 	require.ErrorContains(t, err, "the connection is not taking data")
 
 	// The peer drains the connection from now on.
-	frames := make(chan rawFrame, 64)
-	go func() {
-		defer close(frames)
-		if _, err := io.ReadFull(b, make([]byte, smuxHeaderSize-1)); err != nil {
-			return // the rest of the keep-alive frame
-		}
-		for {
-			var h [smuxHeaderSize]byte
-			if _, err := io.ReadFull(b, h[:]); err != nil {
-				return
-			}
-			p := make([]byte, binary.LittleEndian.Uint16(h[2:4]))
-			if _, err := io.ReadFull(b, p); err != nil {
-				return
-			}
-			frames <- rawFrame{cmd: h[1], sid: binary.LittleEndian.Uint32(h[4:8]), payload: p}
-		}
-	}()
-	next := func(what string) rawFrame {
-		t.Helper()
-		select {
-		case f, ok := <-frames:
-			require.True(t, ok, "the connection ended before %s", what)
-			return f
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no %s", what)
-			return rawFrame{}
-		}
-	}
+	next := drainFrames(t, b)
 	syn := next("SYN of the open given up")
 	require.Equal(t, byte(smuxCmdSYN), syn.cmd, "the first frame after the keep-alive")
 	end := next("end of the stream of the open given up")
