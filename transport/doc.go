@@ -32,10 +32,12 @@
 // peer blocked on a full window learns at once that nobody reads; it still
 // reads every byte this side wrote. A stream whose connection ends before
 // the peer ended the stream reads ErrConnLost, and Session.Done reports
-// the dead connection at once. Session.Close on a live connection lets
-// the peer take every byte written before: the connection lingers in the
-// background, for a second at most, until the peer closes too; a process
-// calls AwaitClosed before it exits, which would cut that short.
+// the dead connection at once. Session.Close on a live connection of
+// Dial's, or of a server whose listener passes its connections through
+// GatherRecords (the edge's does), lets the peer take every byte written
+// before: the connection lingers in the background, for a second at most,
+// until the peer closes too. A process calls AwaitClosed before it exits,
+// which would cut that short.
 //
 // The same layer polices the peer: a peer that sends beyond its stream
 // window, floods a stream with tiny frames, uses another smux version or an
