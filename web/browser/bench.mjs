@@ -6,7 +6,14 @@
 //                the edge and the agent (stty -icanon; cat >/dev/null):
 //                until the frame in which xterm.js drew the character into
 //                the terminal's rows (checked in the DOM) has been laid out
-//                and painted, on Chromium's 60 Hz frame clock (frame_ms)
+//                and painted, on Chromium's 60 Hz frame clock (frame_ms);
+//                typed at a fast typist's pace, a pause of 20 to 200 ms
+//                (at random) between an echo and the next key: about nine
+//                keys a second, or 100 words a minute
+//   burst_*_ms   the same keystroke, with a pause of 0 to 17 ms: about 60
+//                keys a second, twice a held key's repeat rate, so that
+//                each echo comes while the frame clock still ticks from
+//                the last
 //   key_wait_*   of that, the wait for a frame: from the echo parsed,
 //                when xterm.js asks for a frame, to the start (the frame's
 //                time) of the frame that drew it; 0 after a quiet spell,
@@ -110,14 +117,25 @@ async function openTerminal(br, cookies) {
   return { ctx, page, loadMS: Date.now() - t0 };
 }
 
-// keystrokes types n keys (after 20 unmeasured) into a terminal where the
-// tty echoes each and cat swallows it, and returns the percentiles.
-async function keystrokes(page, n) {
+// The pause between an echo and the next key, in ms: a fast typist's,
+// and a burst's.
+const typist = { min: 20, max: 200 };
+const burst = { min: 0, max: 17 };
+
+// swallow makes the terminal's tty echo each key as it comes and cat
+// swallow it.
+async function swallow(page) {
   await page.click('#terminal');
   await page.keyboard.type('stty -icanon; exec cat >/dev/null');
   await page.keyboard.press('Enter');
   await page.waitForTimeout(500);
-  return page.evaluate(async (n) => {
+}
+
+// keystrokes types n keys (after 20 unmeasured) into a terminal that
+// swallows them, each after a pause drawn at random from pause, and
+// returns the percentiles.
+async function keystrokes(page, n, pause) {
+  return page.evaluate(async ({ n, pause }) => {
     const term = window.tether.term;
     // The frame interval: a loop of frames, before the keys, so that it
     // takes nothing from them.
@@ -144,7 +162,7 @@ async function keystrokes(page, n) {
       const ch = String.fromCharCode(97 + (i % 26));
       // A person's keys come at any point of the display's frame, not
       // right after a render as this loop would otherwise send them.
-      await new Promise((r) => setTimeout(r, Math.random() * 17));
+      await new Promise((r) => setTimeout(r, pause.min + Math.random() * (pause.max - pause.min)));
       const b = term.buffer.active;
       const x0 = b.cursorX;
       const y0 = b.cursorY;
@@ -201,7 +219,7 @@ async function keystrokes(page, n) {
       parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99),
       receivedP50: pct(received, 0.5), frameP50: pct(frames, 0.5),
     };
-  }, n);
+  }, { n, pause });
 }
 
 // Sign in once; each measured page starts in a fresh context (no cache)
@@ -226,7 +244,9 @@ try {
   await t.page.waitForTimeout(5000);
   const i1 = rendererTimes();
   const idleS = (Date.now() - idle0) / 1000;
-  const lat = await keystrokes(t.page, keys);
+  await swallow(t.page);
+  const lat = await keystrokes(t.page, keys, typist);
+  const fast = await keystrokes(t.page, keys, burst);
   await t.ctx.close();
 
   // The flood, in a new terminal.
@@ -248,6 +268,7 @@ try {
   console.log('BENCH ' + JSON.stringify({
     load_ms: t.loadMS, key_p50_ms: lat.p50, key_p99_ms: lat.p99, key_wait_p50_ms: lat.waitP50,
     key_nowait_p50_ms: lat.nowaitP50, key_nowait_p99_ms: lat.nowaitP99,
+    burst_p50_ms: fast.p50, burst_p99_ms: fast.p99, burst_wait_p50_ms: fast.waitP50,
     key_drawn_p50_ms: lat.drawnP50, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99, key_received_p50_ms: lat.receivedP50, frame_ms: lat.frameP50,
     flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes, flood_renderer_cpu_s: r1.cpu - r0.cpu,
     flood_main_run_s: r1.run - r0.run, flood_main_wait_s: r1.wait - r0.wait,
