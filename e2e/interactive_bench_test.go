@@ -22,9 +22,41 @@ import (
 
 // floorRelay starts the floor relay (e2e/internal/floorrelay) to target
 // and returns the client's connection to it: the same processes and two
-// TLS 1.3 hops as the full path, each hop one persistent TLS connection
-// copied with io.Copy, no multiplexer and no messages.
+// TLS 1.3 hops as the full path from an in-process client (tcp.Dial),
+// each hop one persistent TLS connection copied with io.Copy, no
+// multiplexer and no messages.
 func floorRelay(tb testing.TB, s *system, target string) net.Conn {
+	tb.Helper()
+	c, err := tls.Dial("tcp", floorEdge(tb, s, target), s.pki.ClientTLS())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// floorRelayApp is floorRelay with its client in a process of its own,
+// where `tether tcp` stands: the same processes and hops as the full path
+// from an application through a forward (application → client → edge →
+// agent → target). It returns the application's connection to the client.
+func floorRelayApp(tb testing.TB, s *system, target string) net.Conn {
+	tb.Helper()
+	edge := floorEdge(tb, s, target)
+	ready := filepath.Join(tb.TempDir(), "floor-client-ready")
+	start(tb, "floorrelay", "client", "-edge", edge, "-ca", s.pki.CAFile, "-ready", ready)
+	var addr []byte
+	require.Eventually(tb, func() bool {
+		var err error
+		addr, err = os.ReadFile(ready)
+		return err == nil && len(addr) > 0
+	}, 20*time.Second, 10*time.Millisecond, "the floor relay's client did not start")
+	c, err := net.Dial("tcp", string(addr))
+	require.NoError(tb, err)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// floorEdge starts the floor relay's edge and its agent to target, and
+// returns the edge's address for the client.
+func floorEdge(tb testing.TB, s *system, target string) string {
 	tb.Helper()
 	ready := filepath.Join(tb.TempDir(), "floor-ready")
 	start(tb, "floorrelay", "edge", "-cert", s.pki.EdgeCertFile, "-key", s.pki.EdgeKeyFile, "-ready", ready)
@@ -35,10 +67,7 @@ func floorRelay(tb testing.TB, s *system, target string) net.Conn {
 		return err == nil && len(addrs) == 2
 	}, 20*time.Second, 10*time.Millisecond, "the floor relay's edge did not start")
 	start(tb, "floorrelay", "agent", "-edge", addrs[1], "-ca", s.pki.CAFile, "-target", target)
-	c, err := tls.Dial("tcp", addrs[0], s.pki.ClientTLS())
-	require.NoError(tb, err)
-	tb.Cleanup(func() { c.Close() })
-	return c
+	return addrs[0]
 }
 
 // roundTrips sends n 64-byte messages on c to an echo, one at a time, and
@@ -87,11 +116,14 @@ func sorted(d []time.Duration) []time.Duration {
 
 // BenchmarkInteractive measures what a person notices against the floor
 // relay, in interleaved rounds of one run: R is the floor's 64 B round
-// trip. A 64 B round trip on an open stream, a shell keystroke's echo,
-// and a new connection with a 64 B request and answer, both from the
-// in-process client (tcp.Dial) and from an application through a real
-// `tether tcp` forward. It also counts the context switches of the edge
-// and the agent per new connection.
+// trip from an in-process client, and Rapp the same through a floor
+// client in a process of its own, where `tether tcp` stands. A 64 B round
+// trip on an open stream, a shell keystroke's echo, and a new connection
+// with a 64 B request and answer from the in-process client (tcp.Dial),
+// each against R; a new connection from an application through a real
+// `tether tcp` forward, against Rapp (x-Rapp-app-conn-p50, the goal's
+// ratio: the same processes and hops) and against R. It also counts the
+// context switches of the edge and the agent per new connection.
 func BenchmarkInteractive(b *testing.B) { interactive(b) }
 
 // BenchmarkInteractiveAllProcs is BenchmarkInteractive with the edge, the
@@ -113,6 +145,7 @@ func interactive(b *testing.B) {
 	agent := s.addAgent(agentOpts{id: "dev-1"})
 	echo := lineEcho(b)
 	floor := floorRelay(b, s, echo)
+	floorApp := floorRelayApp(b, s, echo)
 	c := s.dialClient(b, "dev-1")
 	fwd := s.startCLI("tcp", "dev-1", "127.0.0.1:0:"+echo)
 	local := forwardAddr(b, fwd)
@@ -124,15 +157,17 @@ func interactive(b *testing.B) {
 
 	// Warm up every path.
 	roundTrips(b, floor, 200)
+	roundTrips(b, floorApp, 200)
 	roundTrips(b, stream, 200)
 	requestAnswers(b, 50, dialFull)
 	requestAnswers(b, 50, dialApp)
 
 	const rounds = 10
-	var rFloor, rStream, keys, opens, apps []time.Duration
+	var rFloor, rFloorApp, rStream, keys, opens, apps []time.Duration
 	var edgeCS, agentCS float64
 	for range rounds {
 		rFloor = append(rFloor, roundTrips(b, floor, 200)...)
+		rFloorApp = append(rFloorApp, roundTrips(b, floorApp, 200)...)
 		rStream = append(rStream, roundTrips(b, stream, 200)...)
 		keys = append(keys, keystrokes(b, c, 50)...)
 		e0, a0 := testutil.ContextSwitches(b, s.edge.cmd.Process.Pid), testutil.ContextSwitches(b, agent.cmd.Process.Pid)
@@ -141,7 +176,7 @@ func interactive(b *testing.B) {
 		agentCS += testutil.ContextSwitches(b, agent.cmd.Process.Pid) - a0
 		apps = append(apps, requestAnswers(b, 50, dialApp)...)
 	}
-	for _, d := range [][]time.Duration{rFloor, rStream, keys, opens, apps} {
+	for _, d := range [][]time.Duration{rFloor, rFloorApp, rStream, keys, opens, apps} {
 		sorted(d)
 	}
 	r := percentile(rFloor, 0.5)
@@ -156,6 +191,9 @@ func interactive(b *testing.B) {
 	b.ReportMetric(percentile(opens, 0.5)/r, "x-R-open-p50")
 	b.ReportMetric(percentile(apps, 0.5), "app-conn-64B-p50-ms")
 	b.ReportMetric(percentile(apps, 0.5)/r, "x-R-app-conn-p50")
+	rApp := percentile(rFloorApp, 0.5)
+	b.ReportMetric(rApp, "floor-app-R-p50-ms")
+	b.ReportMetric(percentile(apps, 0.5)/rApp, "x-Rapp-app-conn-p50")
 	b.ReportMetric(edgeCS/float64(len(opens)), "edge-ctxsw/open")
 	b.ReportMetric(agentCS/float64(len(opens)), "agent-ctxsw/open")
 }

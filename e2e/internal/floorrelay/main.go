@@ -6,12 +6,17 @@
 //
 //	floorrelay edge -cert C -key K -ready FILE
 //	floorrelay agent -edge ADDR -ca CA -target HOST:PORT
+//	floorrelay client -edge ADDR -ca CA -ready FILE
 //
 // The edge listens on two loopback ports, one for the agent and one for
 // the client, writes "CLIENTADDR AGENTADDR" to -ready, and copies the one
 // client connection to the one agent connection both ways. The agent
 // dials the edge (as a device dials out) and the target, and copies them
-// both ways. Each exits when its connections end.
+// both ways. The client stands where `tether tcp` does, between an
+// application and the edge: it dials the edge's client port, listens on a
+// loopback port, writes its address to -ready, and copies the one
+// application connection to the edge both ways. Each exits when its
+// connections end.
 package main
 
 import (
@@ -45,8 +50,10 @@ func main() {
 		err = runEdge(*cert, *key, *ready)
 	case "agent":
 		err = runAgent(*edge, *ca, *target)
+	case "client":
+		err = runClient(*edge, *ca, *ready)
 	default:
-		err = fmt.Errorf("unknown mode %q: use edge or agent", os.Args[1])
+		err = fmt.Errorf("unknown mode %q: use edge, agent or client", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floorrelay:", err)
@@ -83,20 +90,8 @@ func runEdge(certFile, keyFile, ready string) error {
 }
 
 func runAgent(edge, caFile, target string) error {
-	pem, err := os.ReadFile(caFile)
+	up, err := dialEdge(edge, caFile)
 	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return errors.New("no certificate in " + caFile)
-	}
-	up, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", edge,
-		&tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13})
-	if err != nil {
-		return err
-	}
-	if err := up.Handshake(); err != nil {
 		return err
 	}
 	svc, err := net.DialTimeout("tcp", target, 10*time.Second)
@@ -104,6 +99,48 @@ func runAgent(edge, caFile, target string) error {
 		return err
 	}
 	return relay(up, svc)
+}
+
+func runClient(edge, caFile, ready string) error {
+	up, err := dialEdge(edge, caFile)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(ready, []byte(ln.Addr().String()), 0o600); err != nil {
+		return err
+	}
+	app, err := ln.Accept()
+	ln.Close()
+	if err != nil {
+		return err
+	}
+	return relay(app, up)
+}
+
+// dialEdge makes the TLS connection of one hop to the floor's edge.
+func dialEdge(edge, caFile string) (*tls.Conn, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no certificate in " + caFile)
+	}
+	up, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", edge,
+		&tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13})
+	if err != nil {
+		return nil, err
+	}
+	if err := up.Handshake(); err != nil {
+		up.Close()
+		return nil, err
+	}
+	return up, nil
 }
 
 // relay copies a and b both ways until either side ends, then closes both.
