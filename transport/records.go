@@ -17,12 +17,13 @@ import (
 // connections; a server passes what its listener accepted through
 // GatherRecords before tls.Server. Other writes pass straight through.
 func GatherRecords(c net.Conn) net.Conn {
-	return &recordConn{Conn: c}
+	return &recordConn{Conn: c, raw: rawSocketOf(c)}
 }
 
 // recordConn gathers the writes made between gather and flush.
 type recordConn struct {
 	net.Conn
+	raw *rawSocket // reads and writes c's socket, when not nil (rawio_linux.go)
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -64,6 +65,21 @@ func (c *recordConn) Write(p []byte) (int, error) {
 	if c.gathering {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
+	}
+	return c.write(p)
+}
+
+func (c *recordConn) Read(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.read(p)
+	}
+	return c.Conn.Read(p)
+}
+
+// write writes p to the socket.
+func (c *recordConn) write(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.write(p)
 	}
 	return c.Conn.Write(p)
 }
@@ -164,7 +180,7 @@ func (c *recordConn) flush() error {
 	case c.closing.Load():
 		err = net.ErrClosed
 	case len(*c.buf) > 0:
-		_, err = c.Conn.Write(*c.buf)
+		_, err = c.write(*c.buf)
 	}
 	c.flushing.Store(false)
 	*c.buf = (*c.buf)[:0]
