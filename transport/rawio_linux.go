@@ -19,7 +19,8 @@ import (
 // would, waits in the netpoller instead. So rawSocket makes them as raw
 // system calls, which skip that bookkeeping and leave the monitor asleep.
 
-// rawSocket does the reads and writes of a session's TCP socket.
+// rawSocket does the reads and writes of a session's TCP socket, and of
+// a spliced TCP connection (Splice).
 type rawSocket struct {
 	c  net.Conn
 	rc syscall.RawConn
@@ -38,9 +39,9 @@ func rawSocketOf(c net.Conn) *rawSocket {
 	return &rawSocket{c: c, rc: rc}
 }
 
-// read is net.Conn's Read: it waits for data within the read deadline,
+// Read is net.Conn's Read: it waits for data within the read deadline,
 // and returns io.EOF at the peer's end.
-func (s *rawSocket) read(p []byte) (int, error) {
+func (s *rawSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -72,9 +73,9 @@ func (s *rawSocket) read(p []byte) (int, error) {
 	return n, nil
 }
 
-// write is net.Conn's Write: it writes all of p within the write
+// Write is net.Conn's Write: it writes all of p within the write
 // deadline, or fails.
-func (s *rawSocket) write(p []byte) (int, error) {
+func (s *rawSocket) Write(p []byte) (int, error) {
 	var (
 		n     int
 		errno syscall.Errno
