@@ -26,8 +26,12 @@ build: ## build tether, tether-edge and tether-agent into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
+# A race build makes the transport's socket calls through package syscall,
+# for the detector (transport/rawsys_race_linux.go): the second run tests
+# the raw calls themselves, as e2e's binaries use them.
 test: fmt-check vet deps-check cross-check ## gofmt, go vet, import layering, cross-builds, and every test under -race
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run 'Raw|Splice|Socket' ./transport/
 
 cross-check: ## build every binary for every platform it ships on; vet the CLI's packages for macOS and Windows
 	@for t in $(CLI_TARGETS); do \

@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"net"
 	"net/url"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http/httpproxy"
 )
 
@@ -26,4 +28,20 @@ func (s *Session) Marked() int {
 	s.conn.wmu.Lock()
 	defer s.conn.wmu.Unlock()
 	return len(s.conn.finSent)
+}
+
+// TCPPair returns the two ends of a loopback TCP connection, closed when t
+// ends.
+func TCPPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	p, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return c.(*net.TCPConn), p.(*net.TCPConn)
 }

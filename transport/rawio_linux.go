@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
 // A relay of small messages makes each Tether process wake up for every
@@ -19,7 +18,8 @@ import (
 // would, waits in the netpoller instead. So rawSocket makes them as raw
 // system calls, which skip that bookkeeping and leave the monitor asleep.
 
-// rawSocket does the reads and writes of a session's TCP socket.
+// rawSocket does the reads and writes of a session's TCP socket, and of
+// a spliced TCP connection (Splice).
 type rawSocket struct {
 	c  net.Conn
 	rc syscall.RawConn
@@ -38,9 +38,9 @@ func rawSocketOf(c net.Conn) *rawSocket {
 	return &rawSocket{c: c, rc: rc}
 }
 
-// read is net.Conn's Read: it waits for data within the read deadline,
+// Read is net.Conn's Read: it waits for data within the read deadline,
 // and returns io.EOF at the peer's end.
-func (s *rawSocket) read(p []byte) (int, error) {
+func (s *rawSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -50,14 +50,14 @@ func (s *rawSocket) read(p []byte) (int, error) {
 	)
 	err := s.rc.Read(func(fd uintptr) bool {
 		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			r, e := sysRead(fd, p)
 			switch e {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
 				return false
 			}
-			n, errno = int(r), e
+			n, errno = r, e
 			return true
 		}
 	})
@@ -72,19 +72,19 @@ func (s *rawSocket) read(p []byte) (int, error) {
 	return n, nil
 }
 
-// write is net.Conn's Write: it writes all of p within the write
+// Write is net.Conn's Write: it writes all of p within the write
 // deadline, or fails.
-func (s *rawSocket) write(p []byte) (int, error) {
+func (s *rawSocket) Write(p []byte) (int, error) {
 	var (
 		n     int
 		errno syscall.Errno
 	)
 	err := s.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			r, e := sysWrite(fd, p[n:])
 			switch e {
 			case 0:
-				n += int(r)
+				n += r
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return false

@@ -13,37 +13,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	p, err := ln.Accept()
-	require.NoError(t, err)
-	t.Cleanup(func() { p.Close() })
-	return c.(*net.TCPConn), p.(*net.TCPConn)
-}
-
-func TestSessionSocketsUseRawCalls(t *testing.T) {
-	c, _ := tcpPair(t)
-	require.NotNil(t, GatherRecords(c).(*recordConn).raw, "a TCP socket")
+func TestSocketsUseRawCalls(t *testing.T) {
+	c, _ := TCPPair(t)
+	require.NotNil(t, GatherRecords(c).(*recordConn).raw, "a session's TCP socket")
+	require.NotNil(t, rawTCP(c), "a spliced TCP connection")
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	require.Nil(t, GatherRecords(a).(*recordConn).raw, "not a socket: plain reads and writes")
+	require.Nil(t, rawTCP(a))
 }
 
 // The raw reads and writes behave as net.Conn's do: the same bytes, the
 // same waits, the same errors, word for word.
 func TestRawSocketIsANetConn(t *testing.T) {
 	t.Run("bytes both ways, then the end", func(t *testing.T) {
-		c, p := tcpPair(t)
+		c, p := TCPPair(t)
 		rs := rawSocketOf(c)
-		n, err := rs.write([]byte("hello"))
+		n, err := rs.Write([]byte("hello"))
 		require.NoError(t, err)
 		require.Equal(t, 5, n)
 		got := make([]byte, 5)
@@ -54,20 +41,20 @@ func TestRawSocketIsANetConn(t *testing.T) {
 		_, err = p.Write([]byte("world"))
 		require.NoError(t, err)
 		require.NoError(t, p.CloseWrite())
-		all, err := io.ReadAll(readerFunc(rs.read))
+		all, err := io.ReadAll(rs)
 		require.NoError(t, err, "the peer's end is io.EOF")
 		require.Equal(t, "world", string(all))
-		n, err = rs.read(nil)
+		n, err = rs.Read(nil)
 		require.NoError(t, err, "an empty read")
 		require.Zero(t, n)
 	})
 
 	t.Run("a full socket waits for the peer, within the write deadline", func(t *testing.T) {
-		c, p := tcpPair(t)
+		c, p := TCPPair(t)
 		rs := rawSocketOf(c)
 		big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB: more than the sockets hold
 		require.NoError(t, c.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
-		n, err := rs.write(big)
+		n, err := rs.Write(big)
 		require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 		require.Positive(t, n)
 		require.Less(t, n, len(big))
@@ -86,7 +73,7 @@ func TestRawSocketIsANetConn(t *testing.T) {
 		require.True(t, bytes.Equal(big[:n], got), "the bytes written before the deadline")
 		done := make(chan error, 1)
 		go func() {
-			_, err := rs.write(big[:8<<20])
+			_, err := rs.Write(big[:8<<20])
 			done <- err
 		}()
 		got = make([]byte, 8<<20)
@@ -97,10 +84,10 @@ func TestRawSocketIsANetConn(t *testing.T) {
 	})
 
 	t.Run("a read waits within the read deadline", func(t *testing.T) {
-		c, _ := tcpPair(t)
+		c, _ := TCPPair(t)
 		rs := rawSocketOf(c)
 		require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-		_, err := rs.read(make([]byte, 8))
+		_, err := rs.Read(make([]byte, 8))
 		require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 		_, netErr := c.Read(make([]byte, 8))
 		require.EqualError(t, err, netErr.Error())
@@ -109,7 +96,7 @@ func TestRawSocketIsANetConn(t *testing.T) {
 		require.NoError(t, c.SetReadDeadline(time.Time{}))
 		done := make(chan error, 1)
 		go func() {
-			_, err := rs.read(make([]byte, 8))
+			_, err := rs.Read(make([]byte, 8))
 			done <- err
 		}()
 		require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
@@ -117,32 +104,27 @@ func TestRawSocketIsANetConn(t *testing.T) {
 	})
 
 	t.Run("a closed socket", func(t *testing.T) {
-		c, _ := tcpPair(t)
+		c, _ := TCPPair(t)
 		rs := rawSocketOf(c)
 		require.NoError(t, c.Close())
-		_, err := rs.read(make([]byte, 8))
+		_, err := rs.Read(make([]byte, 8))
 		require.ErrorIs(t, err, net.ErrClosed)
 		_, netErr := c.Read(make([]byte, 8))
 		require.EqualError(t, err, netErr.Error())
-		_, err = rs.write([]byte("x"))
+		_, err = rs.Write([]byte("x"))
 		require.ErrorIs(t, err, net.ErrClosed)
 	})
 
 	t.Run("a reset by the peer", func(t *testing.T) {
-		c, p := tcpPair(t)
+		c, p := TCPPair(t)
 		rs := rawSocketOf(c)
 		require.NoError(t, p.SetLinger(0))
 		require.NoError(t, p.Close()) // a close with linger 0 sends a reset
-		_, err := rs.read(make([]byte, 8))
+		_, err := rs.Read(make([]byte, 8))
 		require.ErrorIs(t, err, syscall.ECONNRESET)
 		// As net's: the system call's name is in the words.
 		require.EqualError(t, err, "read tcp "+c.LocalAddr().String()+"->"+c.RemoteAddr().String()+": read: connection reset by peer")
-		_, err = rs.write([]byte("x"))
+		_, err = rs.Write([]byte("x"))
 		require.True(t, errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET), "write after the reset: %v", err)
 	})
 }
-
-// readerFunc is an io.Reader made of a read function.
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -5,10 +5,10 @@ package transport
 import "net"
 
 // rawSocket is Linux's (rawio_linux.go); elsewhere a session's socket
-// reads and writes as any net.Conn does.
+// and a spliced TCP connection read and write as any net.Conn does.
 type rawSocket struct{}
 
 func rawSocketOf(net.Conn) *rawSocket { return nil }
 
-func (s *rawSocket) read(p []byte) (int, error)  { panic("unreachable") }
-func (s *rawSocket) write(p []byte) (int, error) { panic("unreachable") }
+func (s *rawSocket) Read(p []byte) (int, error)  { panic("unreachable") }
+func (s *rawSocket) Write(p []byte) (int, error) { panic("unreachable") }

@@ -71,7 +71,7 @@ func (c *recordConn) Write(p []byte) (int, error) {
 
 func (c *recordConn) Read(p []byte) (int, error) {
 	if c.raw != nil {
-		return c.raw.read(p)
+		return c.raw.Read(p)
 	}
 	return c.Conn.Read(p)
 }
@@ -79,7 +79,7 @@ func (c *recordConn) Read(p []byte) (int, error) {
 // write writes p to the socket.
 func (c *recordConn) write(p []byte) (int, error) {
 	if c.raw != nil {
-		return c.raw.write(p)
+		return c.raw.Write(p)
 	}
 	return c.Conn.Write(p)
 }

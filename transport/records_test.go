@@ -30,7 +30,7 @@ func (c *countConn) Write(p []byte) (int, error) {
 // records or more, reaches the socket in one write, intact.
 func TestLargeFrameIsOneSocketWrite(t *testing.T) {
 	pki := certstest.New(t)
-	raw, sraw := tcpPair(t)
+	raw, sraw := transport.TCPPair(t)
 	counted := &countConn{Conn: raw}
 	conf := pki.ClientTLS()
 	conf.ServerName = "127.0.0.1"

@@ -307,7 +307,7 @@ func TestSpliceIntoAPeerThatStoppedReading(t *testing.T) {
 	st, err := s.Accept()
 	require.NoError(t, err)
 
-	app, relay := tcpPair(t)
+	app, relay := transport.TCPPair(t)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := transport.Splice(testCtx(t), relay, st, nil)

@@ -104,8 +104,9 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 		o.HalfCloseTimeout = DefaultHalfCloseTimeout
 	}
 	sp := &splice{a: a, b: b, opts: o, stop: make(chan struct{})}
-	sp.toA = &spliceWriter{sp: sp, w: a}
-	sp.toB = &spliceWriter{sp: sp, w: b}
+	rawA, rawB := rawTCP(a), rawTCP(b)
+	sp.toA = &spliceWriter{sp: sp, w: a, raw: rawA}
+	sp.toB = &spliceWriter{sp: sp, w: b, raw: rawB}
 	sp.toA.other, sp.toB.other = sp.toB, sp.toA
 
 	// Everything that ends the splice from outside aborts it; none of these
@@ -139,9 +140,9 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bToA, errB = sp.copy(sp.toA, b)
+		bToA, errB = sp.copy(sp.toA, readerOf(b, rawB))
 	}()
-	aToB, errA := sp.copy(sp.toB, a)
+	aToB, errA := sp.copy(sp.toB, readerOf(a, rawA))
 	wg.Wait()
 	sp.finish()
 
@@ -347,6 +348,7 @@ func copyInto(dst io.Writer, src io.Reader) (int64, error) {
 type spliceWriter struct {
 	sp    *splice
 	w     io.Writer
+	raw   *rawSocket // writes to w when w is a TCP connection (rawTCP)
 	other *spliceWriter
 
 	halfClosed atomic.Bool  // the opposite direction has ended
@@ -451,7 +453,15 @@ func (s *spliceWriter) ended() {
 func (s *spliceWriter) Write(p []byte) (int, error) {
 	s.writing.Store(true)
 	s.arm(false)
-	n, err := s.w.Write(p)
+	var (
+		n   int
+		err error
+	)
+	if s.raw != nil {
+		n, err = s.raw.Write(p)
+	} else {
+		n, err = s.w.Write(p)
+	}
 	s.writing.Store(false)
 	s.progress.Add(1)
 	if err != nil && isTimeout(err) {
@@ -468,6 +478,24 @@ type streamWriterTo interface {
 }
 
 func (s *Stream) transportStream() *Stream { return s }
+
+// rawTCP returns the raw reads and writes of end when it is a TCP
+// connection (rawio_linux.go), or nil. Its deadlines, half-close and
+// close stay end's.
+func rawTCP(end io.ReadWriteCloser) *rawSocket {
+	if c, ok := end.(*net.TCPConn); ok {
+		return rawSocketOf(c)
+	}
+	return nil
+}
+
+// readerOf returns what a splice reads end with: raw, when end has it.
+func readerOf(end io.ReadWriteCloser, raw *rawSocket) io.Reader {
+	if raw != nil {
+		return raw
+	}
+	return end
+}
 
 // readerOnly hides WriteTo so io.CopyBuffer uses our buffer.
 type readerOnly struct{ io.Reader }

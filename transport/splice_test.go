@@ -103,26 +103,12 @@ func TestSplice(t *testing.T) {
 	require.Error(t, err, "Splice closes both ends")
 }
 
-// tcpPair returns two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c1, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	c2, err := ln.Accept()
-	require.NoError(t, err)
-	t.Cleanup(func() { c1.Close(); c2.Close() })
-	return c1.(*net.TCPConn), c2.(*net.TCPConn)
-}
-
 // TestSpliceBoundsAWriteAlreadyBlocked: a write into an end whose reader
 // stopped is already blocked when the other direction ends. The half-close
 // bound must cover it from that moment, not from the next write.
 func TestSpliceBoundsAWriteAlreadyBlocked(t *testing.T) {
-	left, a := tcpPair(t)
-	b, right := tcpPair(t)
+	left, a := transport.TCPPair(t)
+	b, right := transport.TCPPair(t)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{HalfCloseTimeout: 200 * time.Millisecond})
@@ -152,8 +138,8 @@ func TestSpliceBoundsAWriteAlreadyBlocked(t *testing.T) {
 // TestSpliceEndsWithItsContext: cancelling the context aborts both ends;
 // a TCP end is reset rather than closed cleanly.
 func TestSpliceEndsWithItsContext(t *testing.T) {
-	left, a := tcpPair(t)
-	b, right := tcpPair(t)
+	left, a := transport.TCPPair(t)
+	b, right := transport.TCPPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -176,7 +162,7 @@ func TestSpliceEndsWithItsContext(t *testing.T) {
 // TestSpliceStallTimeout: with a stall bound, a write that makes no
 // progress ends the splice even while both directions are open.
 func TestSpliceStallTimeout(t *testing.T) {
-	b, _ := tcpPair(t) // nobody reads b's peer
+	b, _ := transport.TCPPair(t) // nobody reads b's peer
 	requireStalls(t, b, 200*time.Millisecond, "a stalled write held the splice")
 }
 
@@ -261,7 +247,7 @@ func openAccepted(t *testing.T, cli, srv *transport.Session) (st, peer *transpor
 // whose reader stopped, with a stall bound, and requires ErrStalled.
 func requireStalls(t *testing.T, b io.ReadWriteCloser, bound time.Duration, hung string) {
 	t.Helper()
-	left, a := tcpPair(t)
+	left, a := transport.TCPPair(t)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := transport.Splice(context.Background(), a, b, &transport.SpliceOptions{StallTimeout: bound})
