@@ -13,10 +13,12 @@ import (
 // first system call after the process was idle: the monitor watches
 // blocking calls, to hand their P to other goroutines. That cost each
 // process about five of its ten context switches per stream opened
-// through the edge (measured with perf's sched_switch). A session's
-// socket is non-blocking and its reads and writes never block: one that
-// would, waits in the netpoller instead. So rawSocket makes them as raw
-// system calls, which skip that bookkeeping and leave the monitor asleep.
+// through the edge (measured with perf's sched_switch). A socket of the
+// net package is non-blocking, so its reads and writes never block: one
+// that would, waits in the netpoller instead. So rawSocket makes those of
+// a session's socket and of a spliced TCP connection as raw system calls,
+// which skip that bookkeeping and leave the monitor asleep. Race builds
+// make them through package syscall (rawsys_race_linux.go).
 
 // rawSocket does the reads and writes of a session's TCP socket, and of
 // a spliced TCP connection (Splice).
