@@ -129,6 +129,7 @@ const (
 	DefaultAuditQueueSize    = 4096
 	DefaultAuditStuckAfter   = 5 * time.Second
 	DefaultAuditCloseTimeout = 5 * time.Second
+	DefaultAuditCoalesce     = 10 * time.Millisecond
 )
 
 // maxAuditBatch bounds the bytes the writer hands the sink in one write.
@@ -174,12 +175,23 @@ type JSONAuditor struct {
 	// CloseTimeout bounds how long Close goes on writing the records still
 	// queued. Zero means DefaultAuditCloseTimeout (5 s).
 	CloseTimeout time.Duration
+	// Coalesce is the shortest time between two writes to the sink. A
+	// record that comes sooner after a write waits for the rest of it,
+	// with any others that come meanwhile, and they go out in one write;
+	// a record after a quiet spell goes at once. So a busy edge writes at
+	// most 1/Coalesce times a second instead of once or twice a stream,
+	// and each write costs a system call that wakes a thread. A batch
+	// with an AuditWait record in it, a full batch and Close do not wait.
+	// Zero means DefaultAuditCoalesce (10 ms); a negative value writes
+	// every batch at once.
+	Coalesce time.Duration
 
 	initOnce     sync.Once
 	w            io.Writer
 	log          *slog.Logger
 	stuckAfter   time.Duration
 	closeTimeout time.Duration
+	coalesce     time.Duration
 
 	queue     chan auditRecord
 	quit      chan struct{} // closed by Close
@@ -223,6 +235,7 @@ func (a *JSONAuditor) init() {
 		a.log = logx.Or(a.Logger)
 		a.stuckAfter = cmp.Or(max(a.StuckAfter, 0), DefaultAuditStuckAfter)
 		a.closeTimeout = cmp.Or(max(a.CloseTimeout, 0), DefaultAuditCloseTimeout)
+		a.coalesce = cmp.Or(a.Coalesce, DefaultAuditCoalesce)
 		a.queue = make(chan auditRecord, cmp.Or(max(a.QueueSize, 0), DefaultAuditQueueSize))
 		a.quit = make(chan struct{})
 		a.done = make(chan struct{})
@@ -332,6 +345,10 @@ type writeDeadliner interface {
 func (a *JSONAuditor) run() {
 	defer close(a.done)
 	var batch []auditRecord
+	var last time.Time // when the last write began
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
 	for {
 		select {
 		case rec := <-a.queue:
@@ -341,11 +358,17 @@ func (a *JSONAuditor) run() {
 				return
 			}
 		}
+		if wait := a.coalesce - time.Since(last); wait > 0 && !a.closed.Load() {
+			linger.Reset(wait)
+			batch = a.gather(batch, linger.C)
+			linger.Stop()
+		}
 		if a.abandon.Load() {
 			a.finish(batch, errors.New("the audit log was closed before the record was written"))
 			a.drop(len(batch), "closed")
 			continue
 		}
+		last = time.Now()
 		a.write(batch)
 	}
 }
@@ -353,10 +376,7 @@ func (a *JSONAuditor) run() {
 // fill adds queued records to batch, up to maxAuditBatch bytes, without
 // waiting.
 func (a *JSONAuditor) fill(batch []auditRecord) []auditRecord {
-	size := 0
-	for _, r := range batch {
-		size += r.size()
-	}
+	size := batchSize(batch)
 	for size < maxAuditBatch {
 		select {
 		case rec := <-a.queue:
@@ -367,6 +387,43 @@ func (a *JSONAuditor) fill(batch []auditRecord) []auditRecord {
 		}
 	}
 	return batch
+}
+
+// gather adds the records that come to batch until the coalescing wait
+// ends (expired), the batch is full, or a record needs it written now: one
+// that a caller waits for, or Close.
+func (a *JSONAuditor) gather(batch []auditRecord, expired <-chan time.Time) []auditRecord {
+	size := batchSize(batch)
+	for size < maxAuditBatch && !waited(batch) {
+		select {
+		case rec := <-a.queue:
+			batch = append(batch, rec)
+			size += rec.size()
+		case <-expired:
+			return batch
+		case <-a.quit:
+			return a.fill(batch)
+		}
+	}
+	return batch
+}
+
+func batchSize(batch []auditRecord) int {
+	size := 0
+	for _, r := range batch {
+		size += r.size()
+	}
+	return size
+}
+
+// waited reports whether a caller waits for a record of batch (AuditWait).
+func waited(batch []auditRecord) bool {
+	for _, r := range batch {
+		if r.done != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // write writes batch as one run of lines and tells its waiters.

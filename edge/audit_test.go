@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -237,4 +238,85 @@ func TestRefusedUpgradeAuditIsRateLimited(t *testing.T) {
 	require.Len(t, eventsOf(m, edge.EventClientRejected), 2)
 	require.Equal(t, 4.0, metric(t, metrics, "tether_edge_audit_records_suppressed_total"))
 	require.Equal(t, 6.0, metric(t, metrics, "tether_edge_upgrade_failures_total", `reason="bad_token"`), "every refusal is still counted")
+}
+
+// writeLog is an audit sink that keeps each write apart.
+type writeLog struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+func (w *writeLog) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.writes...)
+}
+
+// kindsOf returns the event kinds of a write's lines, in order.
+func kindsOf(t *testing.T, write string) []string {
+	t.Helper()
+	var kinds []string
+	for _, line := range strings.SplitAfter(write, "\n") {
+		if line == "" {
+			continue
+		}
+		var e edge.Event
+		require.NoError(t, json.Unmarshal([]byte(line), &e), "line %q", line)
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// Records that come soon after a write wait for the coalescing interval
+// and go out in one write with those that came meanwhile. A record after
+// a quiet spell goes at once, and so do a record that a caller waits for,
+// a full batch and Close.
+func TestJSONAuditorCoalescesWrites(t *testing.T) {
+	sink := &writeLog{}
+	a := &edge.JSONAuditor{W: sink, Coalesce: time.Hour}
+	a.Audit(edge.Event{Kind: "first"})
+	require.Eventually(t, func() bool { return len(sink.get()) == 1 }, 10*time.Second, time.Millisecond,
+		"a record after a quiet spell goes at once")
+
+	a.Audit(edge.Event{Kind: "second"})
+	a.Audit(edge.Event{Kind: "third"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, a.AuditWait(ctx, edge.Event{Kind: "waited"}), "a record waited for does not wait for the interval")
+	writes := sink.get()
+	require.Len(t, writes, 2, "the records that came within the interval went out in one write")
+	require.Equal(t, []string{"second", "third", "waited"}, kindsOf(t, writes[1]))
+
+	// More than a write takes (64 KiB) goes without waiting; the rest
+	// waits for the interval.
+	reason := strings.Repeat("r", 1024)
+	const many = 600
+	for range many {
+		a.Audit(edge.Event{Kind: "big", Reason: reason})
+	}
+	var big int
+	require.Eventually(t, func() bool {
+		big = 0
+		for _, w := range sink.get()[2:] {
+			big += len(kindsOf(t, w))
+		}
+		return big >= many-256
+	}, 10*time.Second, time.Millisecond, "full batches go at once")
+	require.Less(t, big, many, "what does not fill a batch waits")
+
+	a.Audit(edge.Event{Kind: "last"})
+	require.NoError(t, a.Close())
+	var kinds []string
+	for _, w := range sink.get() {
+		kinds = append(kinds, kindsOf(t, w)...)
+	}
+	require.Len(t, kinds, many+5, "Close writes what waited")
+	require.Equal(t, "last", kinds[len(kinds)-1])
 }

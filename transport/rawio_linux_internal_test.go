@@ -17,12 +17,19 @@ func TestSocketsUseRawCalls(t *testing.T) {
 	c, _ := TCPPair(t)
 	require.NotNil(t, GatherRecords(c).(*recordConn).raw, "a session's TCP socket")
 	require.NotNil(t, rawTCP(c), "a spliced TCP connection")
+	require.NotNil(t, rawTCP(wrappedTCP{c}), "a TCP connection with an abort of its own")
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	require.Nil(t, GatherRecords(a).(*recordConn).raw, "not a socket: plain reads and writes")
 	require.Nil(t, rawTCP(a))
 }
+
+// wrappedTCP is a TCP connection with more to it, as the CLI's forwarded
+// connections are (tcpEnd).
+type wrappedTCP struct{ *net.TCPConn }
+
+func (w wrappedTCP) TCP() *net.TCPConn { return w.TCPConn }
 
 // The raw reads and writes behave as net.Conn's do: the same bytes, the
 // same waits, the same errors, word for word.

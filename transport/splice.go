@@ -483,10 +483,20 @@ func (s *Stream) transportStream() *Stream { return s }
 // connection (rawio_linux.go), or nil. Its deadlines, half-close and
 // close stay end's.
 func rawTCP(end io.ReadWriteCloser) *rawSocket {
-	if c, ok := end.(*net.TCPConn); ok {
+	switch c := end.(type) {
+	case *net.TCPConn:
 		return rawSocketOf(c)
+	case tcpEnd:
+		return rawSocketOf(c.TCP())
 	}
 	return nil
+}
+
+// tcpEnd is an end that is a TCP connection with more to it, such as an
+// abort of its own (AbortWith): TCP returns the connection, whose
+// bytes are the end's.
+type tcpEnd interface {
+	TCP() *net.TCPConn
 }
 
 // readerOf returns what a splice reads end with: raw, when end has it.

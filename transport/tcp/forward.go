@@ -198,6 +198,10 @@ type refusableConn struct {
 	st *transport.EarlyStream
 }
 
+// TCP is the application's connection, which the splice reads and
+// writes directly.
+func (c refusableConn) TCP() *net.TCPConn { return c.TCPConn }
+
 func (c refusableConn) AbortWith(string) error {
 	if c.st.Failed() == nil {
 		_ = c.SetLinger(0) // Close then sends RST, not FIN
