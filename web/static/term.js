@@ -19,6 +19,10 @@
     return el;
   };
   const state = document.getElementById('state');
+  // An idle moment, where the browser tells (not Safari): otherwise the
+  // next task.
+  const onIdle = window.requestIdleCallback ? (f) => requestIdleCallback(f, { timeout: 100 }) : (f) => setTimeout(f, 0);
+  const cancelIdle = window.cancelIdleCallback ? (h) => cancelIdleCallback(h) : (h) => clearTimeout(h);
   // A steady cursor: xterm.js blinks it with a CSS animation, which keeps
   // the browser making frames, 60 a second, while the terminal sits idle.
   // That costs the tab about 8 % of a core, and makes each echo wait for
@@ -81,20 +85,28 @@
       ws.send(JSON.stringify({ ticket: ticket, device: device, cols: term.cols, rows: term.rows, term: 'xterm-256color' }));
     };
     // Acks: the messages that xterm.js renders in one go are acknowledged
-    // together, once it yields, and at least every ackEvery bytes.
+    // together, once it yields, and at least every ackEvery bytes. Less
+    // than ackSoon (an echo, a prompt) frees little of the edge's 1 MiB
+    // and waits for an idle moment, at most 100 ms: sent at once, it would
+    // compete with drawing the echo it acknowledges.
     let unacked = 0;
     let ackTimer = 0;
+    let ackIdle = 0;
     const ackEvery = 256 << 10;
+    const ackSoon = 16 << 10;
     const ack = () => {
       if (ackTimer) clearTimeout(ackTimer);
+      if (ackIdle) cancelIdle(ackIdle);
       ackTimer = 0;
+      ackIdle = 0;
       if (unacked > 0 && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'ack', n: unacked }));
       unacked = 0;
     };
     const rendered = (n) => {
       unacked += n;
       if (unacked >= ackEvery) ack();
-      else if (!ackTimer) ackTimer = setTimeout(ack, 0);
+      else if (unacked >= ackSoon) { if (!ackTimer) ackTimer = setTimeout(ack, 0); }
+      else if (!ackTimer && !ackIdle) ackIdle = onIdle(ack);
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data === 'string') {
