@@ -8,15 +8,11 @@
 // switch: on a 2-core machine a 64-byte round trip on a stream through the
 // edge and the agent took 0.34 to 0.41 ms with both on all their Ps, and
 // 0.27 to 0.29 ms governed (BenchmarkInteractiveAllProcs and
-// BenchmarkInteractive in e2e). The same hand-offs cost a bulk transfer
-// too: one stream through the edge and the agent on all their Ps took
-// 1.24 and 0.97 CPU-seconds per GB, with 13 and 16 context switches per
-// MB; on one P, 0.91 and 0.66, with 4, and it ran faster. So a process
-// runs on one P for as long as that P keeps up: it moves to the runtime's
-// default (every core the process may use) from the first interval in
-// which it keeps the P busy nearly all the time (Busy: work is then
-// waiting for it), and back once it would fit on one P again (below Fits
-// for FitsFor).
+// BenchmarkInteractive in e2e). A bulk transfer, on the other hand, needs
+// every core for its encryption. So a process runs on one P while it uses
+// less than half a core, and on the runtime's default (every core the
+// process may use) from the first interval in which it uses more, until
+// it has been quiet for a while.
 //
 // An idle process is sampled less and less often, down to once per
 // IdleInterval: a device agent that waits for work should not wake 20
@@ -45,19 +41,13 @@ const (
 	// Interval is how often the process's CPU time is read.
 	Interval = 50 * time.Millisecond
 	// Busy is the share of a core, over one interval, past which the
-	// process runs on all its Ps: on one P it cannot use much more.
-	Busy = 0.9
-	// Fits is the share of a core below which a process on all its Ps
-	// fits on one. It is below Busy by more than what all Ps cost in
-	// hand-offs (a third more CPU time, in the figures above), so a
-	// process that goes back stays there.
-	Fits = 0.7
-	// FitsFor is how long the process stays below Fits before it goes
-	// back to one P.
-	FitsFor = 2 * time.Second
-	// Calm is the share of a core below which a process on one P is idle
-	// (IdleInterval).
+	// process runs on all its Ps.
+	Busy = 0.5
+	// Calm is the share of a core below which the process is quiet.
 	Calm = 0.2
+	// QuietFor is how long the process stays quiet before it goes back
+	// to one P.
+	QuietFor = 2 * time.Second
 	// IdleInterval is the longest time between samples, which the
 	// interval doubles towards while the process is on one P and each
 	// sample finds less CPU time than a calm Interval holds.
@@ -141,7 +131,7 @@ func run(done <-chan struct{}, log *slog.Logger) {
 			log.Debug("busy: running on all Ps", "procs", runtime.GOMAXPROCS(0))
 		case toOne:
 			runtime.GOMAXPROCS(1)
-			log.Debug("fits on one P again: running on one P")
+			log.Debug("quiet: running on one P")
 		}
 		// The next sample is g.wait after this one, whether the timer or
 		// a new Hold woke the governor (Reset drops a pending expiry).
@@ -164,7 +154,7 @@ type governor struct {
 	one     bool // on one P
 	lastCPU time.Duration
 	lastAt  time.Time
-	fits    time.Time     // since when the process on all Ps fits on one; zero while it does not
+	calm    time.Time     // since when the process is quiet; zero while it is not
 	wait    time.Duration // until the next sample
 }
 
@@ -172,10 +162,6 @@ type governor struct {
 func newGovernor(cpu time.Duration, at time.Time) *governor {
 	return &governor{one: true, lastCPU: cpu, lastAt: at, wait: Interval}
 }
-
-// busyAt is Busy, which a test of Start lowers: a spinning goroutine on a
-// machine shared with other tests may not get 90 % of a core.
-var busyAt = Busy
 
 // idleUse is the CPU time of an interval below which the process on one P
 // counts as idle, and the sampling slows down: what a calm Interval holds.
@@ -197,25 +183,25 @@ func (g *governor) sample(cpu time.Duration, at time.Time, held bool) change {
 		g.lastCPU, g.lastAt = cpu, at
 	}
 	if held {
-		cores = max(cores, busyAt) // busy, whatever its CPU time
+		cores = max(cores, Busy) // busy, whatever its CPU time
 	}
-	if g.one && !held && cores < busyAt && used < idleUse {
+	if g.one && !held && cores < Busy && used < idleUse {
 		g.wait = min(2*g.wait, IdleInterval)
 	} else {
 		g.wait = Interval
 	}
 	switch {
-	case g.one && cores >= busyAt:
-		g.one, g.fits = false, time.Time{}
+	case g.one && cores >= Busy:
+		g.one, g.calm = false, time.Time{}
 		return toAll
 	case g.one:
 		return stay
-	case cores >= Fits:
-		g.fits = time.Time{}
-	case g.fits.IsZero():
-		g.fits = at
-	case at.Sub(g.fits) >= FitsFor:
-		g.one, g.fits = true, time.Time{}
+	case cores >= Calm:
+		g.calm = time.Time{}
+	case g.calm.IsZero():
+		g.calm = at
+	case at.Sub(g.calm) >= QuietFor:
+		g.one, g.calm = true, time.Time{}
 		return toOne
 	}
 	return stay
