@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -545,6 +546,41 @@ func BenchmarkShellKeystroke(b *testing.B) {
 	lat := keystrokes(b, c, 1000)
 	b.ReportMetric(percentile(lat, 0.5), "echo-p50-ms")
 	b.ReportMetric(percentile(lat, 0.99), "echo-p99-ms")
+}
+
+// BenchmarkShellKeystrokeUnderBulk types into a shell while a bulk stream
+// runs through the same edge and agent, one 64 MiB stream after another,
+// and sets the echo beside one typed in the same run with nothing else
+// going on: how long a person's keystroke waits behind someone's download.
+func BenchmarkShellKeystrokeUnderBulk(b *testing.B) {
+	s := newSystem(b)
+	s.addAgent(agentOpts{id: "dev-1"})
+	sink := countingSink(b)
+	c := s.dialClient(b, "dev-1")
+	quiet := keystrokes(b, c, 300)
+
+	var stop atomic.Bool
+	var bytes atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			tunnelThroughput(b, c, sink, 1, 64*mib)
+			bytes.Add(64 * mib)
+		}
+	}()
+	time.Sleep(time.Second) // the processes settle on their Ps
+	t0, n0 := time.Now(), bytes.Load()
+	busy := keystrokes(b, c, 300)
+	mbs := float64(bytes.Load()-n0) / time.Since(t0).Seconds() / 1e6
+	stop.Store(true)
+	<-done
+
+	b.ReportMetric(percentile(quiet, 0.5), "quiet-echo-p50-ms")
+	b.ReportMetric(percentile(busy, 0.5), "echo-p50-ms")
+	b.ReportMetric(percentile(busy, 0.99), "echo-p99-ms")
+	b.ReportMetric(percentile(busy, 0.5)/percentile(quiet, 0.5), "x-quiet-p50")
+	b.ReportMetric(mbs, "bulk-MB/s")
 }
 
 // keystrokes types keys into a shell on c's device, one at a time, and

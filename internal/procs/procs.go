@@ -8,11 +8,15 @@
 // switch: on a 2-core machine a 64-byte round trip on a stream through the
 // edge and the agent took 0.34 to 0.41 ms with both on all their Ps, and
 // 0.27 to 0.29 ms governed (BenchmarkInteractiveAllProcs and
-// BenchmarkInteractive in e2e). A bulk transfer, on the other hand, needs
-// every core for its encryption. So a process runs on one P while it uses
-// less than half a core, and on the runtime's default (every core the
-// process may use) from the first interval in which it uses more, until
-// it has been quiet for a while.
+// BenchmarkInteractive in e2e). A busy process, on the other hand, needs
+// every core, and not only for its encryption: one P saves a bulk stream
+// through the edge and the agent a third of their CPU time per GB, but
+// everything else on that P then waits behind it, and a shell's keystroke
+// beside it took 3.6 to 6.3 ms instead of 1.2 to 1.7 (p50,
+// BenchmarkShellKeystrokeUnderBulk with the switch at 90 % of a core). So
+// a process runs on one P while it uses less than half a core, and on the
+// runtime's default (every core the process may use) from the first
+// interval in which it uses more, until it has been quiet for a while.
 //
 // An idle process is sampled less and less often, down to once per
 // IdleInterval: a device agent that waits for work should not wake 20
