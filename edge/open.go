@@ -409,6 +409,11 @@ func (s *Server) answerRefusal(st *transport.Stream, ev Event, ref *refusal, toP
 	}
 }
 
+// reasonRefusedRest is the audit reason of a stream that closed normally
+// after one end finished and refused what the other still sent: a shell
+// that exited with keystrokes or input on their way.
+const reasonRefusedRest = "one end finished while the other was still sending; the rest was refused"
+
 // relay answers the opener OK with the device's answer, splices the two
 // streams until both directions end, and audits the close.
 func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev Event, start time.Time) {
@@ -454,7 +459,7 @@ func (s *Server) relay(ctx context.Context, st *transport.Stream, o *opened, ev 
 	case errors.Is(err, transport.ErrStoppedReading):
 		// One end finished, and then refused what the other still sent: a
 		// shell that exited with keystrokes or input on their way.
-		ev.Reason = "one end finished while the other was still sending; the rest was refused"
+		ev.Reason = reasonRefusedRest
 	case errors.Is(err, context.Canceled):
 		ev.Result, ev.Reason = "error", "the session or the edge closed"
 	default:

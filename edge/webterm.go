@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
 )
 
@@ -546,7 +547,11 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 		ev.Signal = status.Signal
 	}
 	s.finishRecording(o, &ev)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrStoppedReading):
+		ev.Reason = reasonRefusedRest
+	default:
 		ev.Result, ev.Reason = "error", err.Error()
 		if errors.Is(err, errWebSignedOut) || errors.Is(err, errStreamRevoked) {
 			ev.Result = "revoked"
@@ -566,7 +571,10 @@ func mustJSON(v any) []byte {
 
 // bridgeWeb carries the terminal both ways until the device's stream ends
 // (it then asks the device how the shell ended) or the page goes away,
-// and closes the WebSocket, with the exit status or the reason first.
+// and closes the WebSocket, with the exit status or the reason first. It
+// returns the error that ended the terminal, or one matching
+// transport.ErrStoppedReading when the device refused keystrokes that
+// came after the shell's end (a normal end, which the audit notes).
 // Keystrokes go to the device as they come, never behind output, and
 // wait for the device as long as its session lives; output waits while
 // more than webMaxUnacked is not yet rendered.
@@ -585,7 +593,10 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, first <
 	wcancel()
 
 	resize := make(chan [2]int, 1)
-	var upN sync.Mutex
+	var upN sync.Mutex // guards up and refused
+	// refused is the write error of keys that the device refused after
+	// the shell's stream ended (transport.ErrStoppedReading).
+	var refused error
 	// The page: keystrokes, acks and resizes. Keystrokes are queued for
 	// the writer below, so that this loop goes on to the acks that follow
 	// them while the device is not reading its input: a paste into cat,
@@ -646,6 +657,19 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, first <
 				return
 			}
 			if _, err := st.Write(keys); err != nil {
+				if errors.Is(err, transport.ErrStoppedReading) {
+					// The shell ended, and its stream with it, while keys
+					// were on their way: they are dropped, as a terminal
+					// drops what is typed after its program exits. The
+					// output ends by itself, with the exit status.
+					upN.Lock()
+					refused = err
+					upN.Unlock()
+					for err == nil {
+						_, err = in.take(bctx, keys[:0], webChunk)
+					}
+					return
+				}
 				cancel(fmt.Errorf("write to device %s: %w", device, err))
 				return
 			}
@@ -778,6 +802,9 @@ func (s *Server) bridgeWeb(ctx, stop context.Context, c *websocket.Conn, first <
 	wg.Wait()
 	upN.Lock()
 	defer upN.Unlock()
+	if cause == nil && refused != nil {
+		cause = refused // a normal end, which the audit record notes
+	}
 	return up, down, status, cause
 }
 

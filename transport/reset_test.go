@@ -121,12 +121,14 @@ func TestInboundReset(t *testing.T) {
 	require.Equal(t, "partial", string(got))
 	_, err = st.Write([]byte("x"))
 	require.ErrorIs(t, err, transport.ErrStreamReset)
+	require.NotErrorIs(t, err, transport.ErrStoppedReading, "a reset before the FIN is no normal end")
 }
 
 // TestResetAfterFINKeepsTheEnd: a peer that finished its stream (FIN) and
 // then resets it, because it was sent more than it reads, has still sent
-// every byte: reads end in EOF after them, and only writes fail. Both
-// frames arrive before the first read, as they may on a busy link.
+// every byte: reads end in EOF after them, and only writes fail, with
+// ErrStoppedReading. Both frames arrive before the first read, as they may
+// on a busy link.
 func TestResetAfterFINKeepsTheEnd(t *testing.T) {
 	us, pki := newUpgradeServer(t, nil)
 	p := rawDial(t, us.addr, pki)
@@ -137,10 +139,14 @@ func TestResetAfterFINKeepsTheEnd(t *testing.T) {
 	require.NoError(t, err)
 	p.Write(frame(2, cmdRST, 3, []byte("nobody reads")))
 	_ = st.SetWriteDeadline(time.Now().Add(waitLong))
+	var werr error
 	require.Eventually(t, func() bool {
-		_, err := st.Write([]byte("x"))
-		return errors.Is(err, transport.ErrStreamReset)
+		_, werr = st.Write([]byte("x"))
+		return errors.Is(werr, transport.ErrStreamReset)
 	}, waitLong, time.Millisecond, "writes go on after the peer's reset")
+	// The peer finished first: it only reads no more, a normal end.
+	require.ErrorIs(t, werr, transport.ErrStoppedReading)
+	require.Contains(t, werr.Error(), "nobody reads")
 	_ = st.SetReadDeadline(time.Now().Add(waitLong))
 	got, err := io.ReadAll(st)
 	require.NoError(t, err, "a reset after the FIN turned a complete stream into an error")

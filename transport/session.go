@@ -402,7 +402,11 @@ func (c *consumeWriter) Write(p []byte) (int, error) {
 }
 
 // Write writes p to the stream. It fails with ErrWriteClosed after
-// CloseWrite and with ErrStreamReset once the peer reset the stream.
+// CloseWrite and with ErrStreamReset once the peer reset the stream; when
+// the peer had ended the stream (FIN) before it reset it, as a command
+// that exits with input still on its way, the error matches
+// ErrStoppedReading too: a normal end for the peer, whose output is
+// whole.
 //
 // Each data frame goes to the connection from the caller's goroutine, as
 // the peer's window allows: when Write returns, the bytes it counts are on
@@ -632,11 +636,16 @@ func (s *Stream) AbortWith(reason string) error {
 	return s.Close()
 }
 
-// resetErr is the error of a stream the peer reset.
+// resetErr is the error of a stream the peer reset. A reset that came
+// after the peer's FIN also matches ErrStoppedReading: the peer finished
+// and refuses only what this side still writes.
 func (s *Stream) resetErr() error {
 	e := &ResetError{}
 	if r := s.recv.reason.Load(); r != nil {
 		e.Reason = *r
+	}
+	if s.recv.ended.Load() {
+		return stoppedReading{e}
 	}
 	return e
 }

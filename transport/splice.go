@@ -160,6 +160,7 @@ func Splice(ctx context.Context, a, b io.ReadWriteCloser, opts *SpliceOptions) (
 // ErrStoppedReading: the destination of a spliced direction finished its
 // own stream and then reset it, refusing the rest: it ended before the
 // source did, which is a normal end for the command or program behind it.
+// A Stream's Write fails with it (and ErrStreamReset) in that case too.
 var ErrStoppedReading = errors.New("transport: the other end finished and reads no more")
 
 // stoppedReading is the error of a direction whose destination finished
@@ -284,7 +285,10 @@ func (sp *splice) copy(dst *spliceWriter, src io.Reader) (int64, error) {
 		// ours: what it sent first, an answer or a reason, must still go
 		// the other way, so this direction ends without cutting that one.
 		dst.other.ended()
-		return n, stoppedReading{err}
+		if !errors.Is(err, ErrStoppedReading) {
+			err = stoppedReading{err}
+		}
+		return n, err
 	}
 	if err != nil {
 		switch {
