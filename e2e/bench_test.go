@@ -609,6 +609,13 @@ func pushStream(c *client.Client, sink string, n int64) error {
 // echoes.
 func keystrokes(b *testing.B, c *client.Client, keys int) []time.Duration {
 	b.Helper()
+	return keystrokesBeside(b, c, keys, nil)
+}
+
+// keystrokesBeside is keystrokes with beside, unless nil, called before
+// each measured key: a baseline's sample taken in turn with the keys.
+func keystrokesBeside(b *testing.B, c *client.Client, keys int, beside func()) []time.Duration {
+	b.Helper()
 	ctx := ctxFor(b, 5*time.Minute)
 	sess, err := pty.Open(ctx, c, pty.Request{Cols: 80, Rows: 24,
 		Command: "/bin/sh", Args: []string{"-c", "stty -icanon; exec cat >/dev/null"}})
@@ -618,6 +625,9 @@ func keystrokes(b *testing.B, c *client.Client, keys int) []time.Duration {
 	buf := make([]byte, 256)
 	for i := 0; i < keys+20; i++ {
 		key := byte('a' + i%26)
+		if i >= 20 && beside != nil {
+			beside()
+		}
 		t0 := time.Now()
 		_, err := sess.Write([]byte{key})
 		require.NoError(b, err)
