@@ -65,6 +65,45 @@ func TestWebTerminalLeasesHoldOnAllEdges(t *testing.T) {
 	require.False(t, ok, "the second release of one lease freed a place")
 }
 
+// TestWebTerminalLeasesOfSessions: a browser session's cap counts its
+// terminals on every edge, apart from the identity's and from other
+// sessions', even under the same name.
+func TestWebTerminalLeasesOfSessions(t *testing.T) {
+	ns := startNATS(t)
+	a, _ := leasesOf(t, ns, "edge-a", 0)
+	b, _ := leasesOf(t, ns, "edge-b", 0)
+	session := func(l *cluster.WebTerminalLeases, id string, max int) (release func(), ok bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		release, ok, err := l.AcquireSession(ctx, id, max)
+		require.NoError(t, err)
+		if ok {
+			t.Cleanup(release)
+		}
+		return release, ok
+	}
+	const s1 = "0123456789abcdef0123456789abcdef"
+	first, ok := session(a, s1, 2)
+	require.True(t, ok)
+	_, ok = session(b, s1, 2)
+	require.True(t, ok)
+	_, ok = session(a, s1, 2)
+	require.False(t, ok, "edge a gave the session a third terminal, one of them on edge b")
+	_, ok = session(b, s1, 2)
+	require.False(t, ok, "edge b gave the session a third terminal")
+	_, ok = session(b, "fedcba9876543210fedcba9876543210", 2)
+	require.True(t, ok, "another session was refused for the first one's terminals")
+	_, ok = acquire(t, b, s1, 1)
+	require.True(t, ok, "an identity named like the session was refused for its terminals")
+	_, ok = acquire(t, b, "session."+s1, 1)
+	require.True(t, ok, "an identity named like the session's key was refused for its terminals")
+
+	first()
+	_, ok = session(b, s1, 2)
+	require.True(t, ok, "a returned lease did not free its place")
+}
+
 // TestWebTerminalLeasesRace: edges racing for an identity's last leases
 // never hand out more than the cap between them.
 func TestWebTerminalLeasesRace(t *testing.T) {
