@@ -27,15 +27,16 @@ import (
 const webOrigin = "https://tether.test"
 
 // TestClusterWebTerminal: in a three-edge cluster, a ticket issued on
-// one edge opens one terminal on another and is refused on the third; an
-// identity's cap on terminals counts those of every edge; and a sign-out
-// on one edge closes the session's terminals on the others.
+// one edge opens one terminal on another and is refused on the third; the
+// caps on a browser session's and on an identity's terminals count those
+// of every edge; and a sign-out on one edge closes the session's
+// terminals on the others, and no other session's.
 func TestClusterWebTerminal(t *testing.T) {
 	pki := certstest.New(t)
 	key := filepath.Join(pki.Dir, "web.key")
 	require.NoError(t, os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef-cluster"), 0o600))
 	c := newClusterSys(t, clusterOpts{pki: pki,
-		extra: "web: {enabled: true, public_url: \"" + webOrigin + "\", session_key_file: " + key + ", max_terminals_per_identity: 2}\n"})
+		extra: "web: {enabled: true, public_url: \"" + webOrigin + "\", session_key_file: " + key + ", max_terminals_per_session: 2, max_terminals_per_identity: 3}\n"})
 	dev := c.addAgents(1)[0]
 	c.waitListed([]string{dev}, c.edges...)
 	e1, e2, e3 := c.edges[0], c.edges[1], c.edges[2]
@@ -63,12 +64,25 @@ func TestClusterWebTerminal(t *testing.T) {
 		tm.expect(ctx, "up-42")
 	}
 
-	// The client has two terminals open, the most it may: edge 1, which
-	// holds neither, refuses a third. Once one ends, edge 1 opens one.
+	// The session has two terminals open, the most it may: edge 1, which
+	// holds neither, refuses a third.
 	t1 := b.open(ctx, e1.addr, dev, b.ticket(e1.addr, dev, csrf))
 	m = t1.control(ctx)
 	require.Equal(t, "error", m.T)
-	require.Contains(t, m.Msg, "on the edges of the cluster")
+	require.Contains(t, m.Msg, "this browser session has 2 open on the edges of the cluster")
+	// Another browser of the same client opens the client's third; its
+	// fourth is refused, on the edge that holds that third.
+	other := newWebClient(t, c.pki.Pool(), webOrigin)
+	other.signIn(e2.addr, c.token)
+	otherCSRF := other.csrf(e2.addr)
+	o1 := other.open(ctx, e1.addr, dev, other.ticket(e2.addr, dev, otherCSRF))
+	require.Equal(t, "open", o1.control(ctx).T)
+	o2 := other.open(ctx, e1.addr, dev, other.ticket(e2.addr, dev, otherCSRF))
+	m = o2.control(ctx)
+	require.Equal(t, "error", m.T)
+	require.Contains(t, m.Msg, "has 3 open on the edges of the cluster")
+
+	// Once one of the first session's ends, edge 1 opens one for it.
 	t3.keys(ctx, "exit\r")
 	t3.expect(ctx, "")
 	for {
@@ -77,12 +91,13 @@ func TestClusterWebTerminal(t *testing.T) {
 		if m.T == "open" {
 			break
 		}
-		// The ended terminal's lease goes as its edge closes it.
+		// The ended terminal's leases go as its edge closes it.
 		require.Contains(t, m.Msg, "too many terminals")
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Signing out on edge 1 closes the two open.
+	// Signing out on edge 1 closes the first session's two, and not the
+	// other's.
 	b.signOut(e1.addr, csrf)
 	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ocancel()
@@ -90,6 +105,8 @@ func TestClusterWebTerminal(t *testing.T) {
 		tm.expect(octx, "")
 		require.Contains(t, tm.lastErr, "signed out", "a terminal on another edge outlived the sign-out")
 	}
+	o1.keys(ctx, "echo still-$((40+2))\r")
+	o1.expect(ctx, "still-42")
 	// And the cookie no longer opens anything on any edge.
 	for _, e := range c.edges {
 		resp := b.do(e.addr, "GET", "/web/", nil, nil)

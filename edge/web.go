@@ -47,8 +47,8 @@ type WebConfig struct {
 	IdleTimeout time.Duration
 	// MaxTerminalsPerSession caps the open terminals of one browser
 	// session; default 4. MaxTerminalsPerIdentity caps those of one
-	// identity, across its sessions, on this edge and, with Leases, on
-	// every edge sharing them; default 16.
+	// identity, across its sessions; default 16. Both count on this edge
+	// and, with Leases, on every edge sharing them.
 	MaxTerminalsPerSession  int
 	MaxTerminalsPerIdentity int
 	// Revoked holds the sessions that signed out. Nil keeps them in
@@ -61,9 +61,9 @@ type WebConfig struct {
 	// terminal. Nil keeps them in memory on this edge; a cluster shares
 	// them, so that a ticket is used once on all its edges.
 	Tickets WebTickets
-	// Leases counts each identity's terminals on all the edges that share
-	// it, against MaxTerminalsPerIdentity. Nil counts them on this edge
-	// alone; a cluster shares them.
+	// Leases counts each identity's and each browser session's
+	// terminals on all the edges that share it, against the caps above.
+	// Nil counts them on this edge alone; a cluster shares them.
 	Leases WebTerminalLeases
 }
 

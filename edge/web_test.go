@@ -756,55 +756,80 @@ func TestWebLimits(t *testing.T) {
 }
 
 // TestWebLimitsOnTheCluster: with Leases, a terminal holds a lease of its
-// identity, under MaxTerminalsPerIdentity, until it ends; a lease refused
-// or not to be had refuses the terminal.
+// browser session, under MaxTerminalsPerSession, and one of its identity,
+// under MaxTerminalsPerIdentity, until it ends; a lease refused or not to
+// be had refuses the terminal, and returns the other.
 func TestWebLimitsOnTheCluster(t *testing.T) {
 	leases := &countedLeases{}
-	r := newWebRig(t, edge.WebConfig{MaxTerminalsPerIdentity: 3, Leases: leases})
+	r := newWebRig(t, edge.WebConfig{MaxTerminalsPerSession: 2, MaxTerminalsPerIdentity: 3, Leases: leases})
 	b := r.signedIn(t)
 	ctx := ctxT(t)
 	term := b.openTerm(ctx, webDevice, 80, 24)
 	term.keys(ctx, "echo held-$((1+1))\r")
 	term.expect(ctx, "held-2")
-	require.Equal(t, map[string]int{"ops:3": 1}, leases.snapshot(), "the open terminal's lease (identity:cap)")
+	held := leases.snapshot()
+	require.Equal(t, 1, held["identity ops:3"], "the open terminal's identity lease (name:cap): %v", held)
+	var session string
+	for k := range held {
+		if m := regexp.MustCompile(`^session ([0-9a-f]{32}):2$`).FindStringSubmatch(k); m != nil {
+			session = m[1]
+		}
+	}
+	require.NotEmpty(t, session, "no lease of the browser session (ID:cap): %v", held)
+	require.Len(t, held, 2, "leases other than the session's and the identity's: %v", held)
 	term.keys(ctx, "exit 0\r")
 	term.drain(ctx)
 	require.Eventually(t, func() bool { return len(leases.snapshot()) == 0 }, 20*time.Second, 10*time.Millisecond,
-		"the ended terminal kept its lease")
+		"the ended terminal kept its leases")
 
-	leases.setRefusal(false, nil)
-	full := b.openTerm(ctx, webDevice, 80, 24)
-	full.drain(ctx)
-	require.Contains(t, strings.Join(full.errs, "; "), "has 3 open on the edges of the cluster")
-	leases.setRefusal(false, errors.New("nats: no servers available"))
-	cut := b.openTerm(ctx, webDevice, 80, 24)
-	cut.drain(ctx)
-	require.Contains(t, strings.Join(cut.errs, "; "), "cannot count client ops's terminals on the cluster (nats: no servers available); retry")
+	for _, c := range []struct {
+		kind    string
+		failure error
+		want    string
+	}{
+		{"session", nil, "this browser session has 2 open on the edges of the cluster"},
+		{"identity", nil, "client ops has 3 open on the edges of the cluster"},
+		{"session", errors.New("nats: no servers available"), "cannot count this browser session's terminals on the cluster (nats: no servers available); retry"},
+		{"identity", errors.New("nats: timeout"), "cannot count client ops's terminals on the cluster (nats: timeout); retry"},
+	} {
+		leases.refuse(c.kind, c.failure)
+		refused := b.openTerm(ctx, webDevice, 80, 24)
+		refused.drain(ctx)
+		require.Contains(t, strings.Join(refused.errs, "; "), c.want)
+		require.Empty(t, leases.snapshot(), "a refused terminal kept a lease")
+	}
 	waitEvent(t, r.m, func(e edge.Event) bool {
 		return e.Kind == edge.EventStreamDeny && e.Method == "web" && e.Result == "cluster_unavailable"
 	})
-	require.Empty(t, leases.snapshot())
 }
 
-// countedLeases is a WebTerminalLeases that counts the leases held by
-// identity and cap, and refuses as told.
+// countedLeases is a WebTerminalLeases that counts the leases held, by
+// kind, name and cap, and refuses those of one kind as told.
 type countedLeases struct {
 	mu      sync.Mutex
 	held    map[string]int
-	refuse  bool
-	failure error
+	refused string // the kind refused, or ""
+	failure error  // the refusal's error
 }
 
 func (l *countedLeases) Acquire(_ context.Context, identity string, max int) (func(), bool, error) {
+	return l.take("identity", identity, max)
+}
+
+func (l *countedLeases) AcquireSession(_ context.Context, session string, max int) (func(), bool, error) {
+	return l.take("session", session, max)
+}
+
+func (l *countedLeases) take(kind, name string, max int) (func(), bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.failure != nil || l.refuse {
+	if kind == l.refused {
 		return nil, false, l.failure
 	}
 	if l.held == nil {
 		l.held = map[string]int{}
 	}
-	key := fmt.Sprintf("%s:%d", identity, max)
+	key := fmt.Sprintf("%s %s:%d", kind, name, max)
 	l.held[key]++
 	return sync.OnceFunc(func() {
 		l.mu.Lock()
@@ -815,10 +840,12 @@ func (l *countedLeases) Acquire(_ context.Context, identity string, max int) (fu
 	}), true, nil
 }
 
-func (l *countedLeases) setRefusal(ok bool, err error) {
+// refuse refuses the leases of kind ("session" or "identity") from now
+// on: with err, or as full when it is nil.
+func (l *countedLeases) refuse(kind string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.refuse, l.failure = !ok, err
+	l.refused, l.failure = kind, err
 }
 
 func (l *countedLeases) snapshot() map[string]int {

@@ -204,17 +204,21 @@ type WebTickets interface {
 	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
 }
 
-// WebTerminalLeases holds a lease for each open web terminal, by
-// identity, on all the edges that share it, so that
-// WebConfig.MaxTerminalsPerIdentity caps an identity's terminals on the
-// cluster rather than on each edge. Implementations are safe for
-// concurrent use.
+// WebTerminalLeases holds leases for each open web terminal, one under
+// its identity and one under its browser session, on all the edges that
+// share it, so that WebConfig.MaxTerminalsPerIdentity and
+// MaxTerminalsPerSession cap an identity's and a session's terminals on
+// the cluster rather than on each edge (a session cookie is good on
+// every edge). Implementations are safe for concurrent use.
 type WebTerminalLeases interface {
 	// Acquire takes a lease for one terminal of identity unless it
 	// already holds max, and reports whether it did. The lease holds
 	// until release is called; release returns within a few seconds. An
 	// error refuses the terminal.
 	Acquire(ctx context.Context, identity string, max int) (release func(), ok bool, err error)
+	// AcquireSession is Acquire for the browser session of ID session,
+	// counted apart from every identity.
+	AcquireSession(ctx context.Context, session string, max int) (release func(), ok bool, err error)
 }
 
 // WebRevocationWatcher is a WebRevocations that hears of the sign-outs

@@ -302,6 +302,35 @@ func (s *Server) removeWebTerm(t *webTerm) {
 	}
 }
 
+// leaseWebTerm takes the cluster's leases of t: its browser session's,
+// then its identity's. It returns their release, or the refusal's result
+// and reason.
+func (s *Server) leaseWebTerm(ctx context.Context, t *webTerm) (release func(), result, reason string) {
+	ctx, cancel := context.WithTimeout(ctx, lastSeenTimeout)
+	defer cancel()
+	l := s.web.leases
+	session, ok, err := l.AcquireSession(ctx, t.session, s.web.perSess)
+	switch {
+	case err != nil:
+		return nil, "cluster_unavailable", fmt.Sprintf("cannot count this browser session's terminals on the cluster (%v); retry", err)
+	case !ok:
+		return nil, "limit", fmt.Sprintf("too many terminals: this browser session has %d open on the edges of the cluster, the most it may; close one", s.web.perSess)
+	}
+	identity, ok, err := l.Acquire(ctx, t.client, s.web.perID)
+	switch {
+	case err != nil:
+		session()
+		return nil, "cluster_unavailable", fmt.Sprintf("cannot count client %s's terminals on the cluster (%v); retry", t.client, err)
+	case !ok:
+		session()
+		return nil, "limit", fmt.Sprintf("too many terminals: client %s has %d open on the edges of the cluster, the most it may; close one", t.client, s.web.perID)
+	}
+	return func() {
+		identity()
+		session()
+	}, "", ""
+}
+
 // endWebTerminals closes the terminals of browser session id.
 func (s *Server) endWebTerminals(id, why string) {
 	ws := s.web
@@ -444,15 +473,9 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	}
 	defer s.removeWebTerm(term)
 	if s.web.leases != nil {
-		lctx, lcancel := context.WithTimeout(ctx, lastSeenTimeout)
-		release, ok, err := s.web.leases.Acquire(lctx, me.id.Name, s.web.perID)
-		lcancel()
-		switch {
-		case err != nil:
-			deny("cluster_unavailable", fmt.Sprintf("cannot count client %s's terminals on the cluster (%v); retry", me.id.Name, err))
-			return
-		case !ok:
-			deny("limit", fmt.Sprintf("too many terminals: client %s has %d open on the edges of the cluster, the most it may; close one", me.id.Name, s.web.perID))
+		release, result, msg := s.leaseWebTerm(ctx, term)
+		if result != "" {
+			deny(result, msg)
 			return
 		}
 		defer release()

@@ -16,8 +16,9 @@ import (
 )
 
 // WebTerminalsBucket holds the leases of the web terminals open on the
-// edges of the cluster: one key per identity (KeyFor), whose value maps
-// each lease to when it lapses.
+// edges of the cluster: one key per identity (KeyFor) and one per browser
+// session ("session." and KeyFor of its ID; KeyFor never writes a dot),
+// whose value maps each lease to when it lapses.
 const WebTerminalsBucket = "tether_web_terminals"
 
 // DefaultWebLeaseTTL is how long a web terminal's lease counts without
@@ -27,8 +28,8 @@ const DefaultWebLeaseTTL = 30 * time.Second
 
 // Bounds of the lease records.
 const (
-	// maxLeaseRecord bounds one identity's record, in bytes: about 1,000
-	// leases, far beyond any cap on terminals.
+	// maxLeaseRecord bounds one record, in bytes: about 1,000 leases, far
+	// beyond any cap on terminals.
 	maxLeaseRecord = 64 << 10
 	// leaseAttempts bounds the conditional writes of one change, each
 	// refused because another edge wrote the record first.
@@ -39,11 +40,13 @@ const (
 )
 
 // WebTerminalLeases is the edge.WebTerminalLeases of a cluster, in the
-// WebTerminalsBucket, so that an identity's cap on web terminals
-// (web.max_terminals_per_identity) holds on all the edges together.
+// WebTerminalsBucket, so that the caps on an identity's web terminals
+// (web.max_terminals_per_identity) and on a browser session's
+// (web.max_terminals_per_session) hold on all the edges together.
 //
 // An edge adds and removes its leases with conditional writes: edges
-// that race for an identity's last lease never both get it. It renews
+// that race for the last lease of an identity or a session never both
+// get it. It renews
 // the leases it holds every third of LeaseTTL; those of an edge that died
 // or lost NATS lapse after LeaseTTL, and an edge that comes back renews
 // its own again, even beyond the cap. Until the bucket is reachable,
@@ -65,13 +68,13 @@ type WebTerminalLeases struct {
 
 	mu sync.Mutex
 	// mu guards the following.
-	held  map[string]map[string]struct{} // identity: the leases this edge holds
+	held  map[string]map[string]struct{} // key: the leases this edge holds under it
 	renew *time.Timer                    // runs while held is not empty
 }
 
 var _ edge.WebTerminalLeases = (*WebTerminalLeases)(nil)
 
-// leaseRecord is an identity's value in the bucket: each lease's ID
+// leaseRecord is a key's value in the bucket: each lease's ID
 // (edge/random) and when it lapses, in Unix milliseconds.
 type leaseRecord map[string]int64
 
@@ -112,10 +115,23 @@ func (w *WebTerminalLeases) ttl() time.Duration {
 
 // Acquire implements edge.WebTerminalLeases.
 func (w *WebTerminalLeases) Acquire(ctx context.Context, identity string, max int) (func(), bool, error) {
+	return w.acquire(ctx, KeyFor(identity), max)
+}
+
+// AcquireSession implements edge.WebTerminalLeases.
+func (w *WebTerminalLeases) AcquireSession(ctx context.Context, session string, max int) (func(), bool, error) {
+	return w.acquire(ctx, sessionKey(session), max)
+}
+
+// sessionKey is the bucket's key of a browser session's leases.
+func sessionKey(session string) string { return "session." + KeyFor(session) }
+
+// acquire takes one of max leases under key.
+func (w *WebTerminalLeases) acquire(ctx context.Context, key string, max int) (func(), bool, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	id := w.Edge + "/" + hex.EncodeToString(nonce[:])
-	ok, err := w.change(ctx, identity, "take a terminal's lease", func(rec leaseRecord, now time.Time) bool {
+	ok, err := w.change(ctx, key, "take a terminal's lease", func(rec leaseRecord, now time.Time) bool {
 		if rec.live(now) >= max {
 			return false
 		}
@@ -125,21 +141,21 @@ func (w *WebTerminalLeases) Acquire(ctx context.Context, identity string, max in
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	w.hold(identity, id)
-	return sync.OnceFunc(func() { w.release(identity, id) }), true, nil
+	w.hold(key, id)
+	return sync.OnceFunc(func() { w.release(key, id) }), true, nil
 }
 
 // hold notes a lease this edge holds, and starts renewing.
-func (w *WebTerminalLeases) hold(identity, id string) {
+func (w *WebTerminalLeases) hold(key, id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.held == nil {
 		w.held = map[string]map[string]struct{}{}
 	}
-	if w.held[identity] == nil {
-		w.held[identity] = map[string]struct{}{}
+	if w.held[key] == nil {
+		w.held[key] = map[string]struct{}{}
 	}
-	w.held[identity][id] = struct{}{}
+	w.held[key][id] = struct{}{}
 	if w.renew == nil {
 		w.renew = time.AfterFunc(w.ttl()/3, w.renewAll)
 	}
@@ -147,11 +163,11 @@ func (w *WebTerminalLeases) hold(identity, id string) {
 
 // release forgets a lease, then removes it from the record: a renewal
 // that writes after it finds the lease no longer held.
-func (w *WebTerminalLeases) release(identity, id string) {
+func (w *WebTerminalLeases) release(key, id string) {
 	w.mu.Lock()
-	delete(w.held[identity], id)
-	if len(w.held[identity]) == 0 {
-		delete(w.held, identity)
+	delete(w.held[key], id)
+	if len(w.held[key]) == 0 {
+		delete(w.held, key)
 	}
 	if len(w.held) == 0 && w.renew != nil && w.renew.Stop() {
 		w.renew = nil // else the renewal under way sees none held
@@ -159,7 +175,7 @@ func (w *WebTerminalLeases) release(identity, id string) {
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
-	_, _ = w.change(ctx, identity, "return a terminal's lease", func(rec leaseRecord, now time.Time) bool {
+	_, _ = w.change(ctx, key, "return a terminal's lease", func(rec leaseRecord, now time.Time) bool {
 		if _, ok := rec[id]; !ok {
 			return false
 		}
@@ -174,23 +190,23 @@ func (w *WebTerminalLeases) release(identity, id string) {
 // while any is held.
 func (w *WebTerminalLeases) renewAll() {
 	w.mu.Lock()
-	identities := make([]string, 0, len(w.held))
-	for identity := range w.held {
-		identities = append(identities, identity)
+	keys := make([]string, 0, len(w.held))
+	for key := range w.held {
+		keys = append(keys, key)
 	}
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), w.ttl()/3)
 	defer cancel()
-	for _, identity := range identities {
+	for _, key := range keys {
 		// A failure leaves the leases to lapse, or to the next renewal.
-		_, _ = w.change(ctx, identity, "renew terminal leases", func(rec leaseRecord, now time.Time) bool {
+		_, _ = w.change(ctx, key, "renew terminal leases", func(rec leaseRecord, now time.Time) bool {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			for id := range w.held[identity] {
+			for id := range w.held[key] {
 				rec[id] = now.Add(w.ttl()).UnixMilli()
 			}
 			rec.live(now)
-			return len(w.held[identity]) > 0
+			return len(w.held[key]) > 0
 		})
 	}
 	w.mu.Lock()
@@ -202,22 +218,20 @@ func (w *WebTerminalLeases) renewAll() {
 	}
 }
 
-// change applies f to identity's record and writes it back if f reports
-// a change, with a conditional write, again while other edges write
-// first. It reports whether it wrote; what names the change in errors.
+// change applies f to key's record and writes it back if f reports a
+// change, with a conditional write, again while other edges write first. It reports whether it wrote; what names the change in errors.
 // A record that cannot be read is replaced: the bucket is this edge's
 // and its peers' alone, so it is a record this edge's leases then rebuild.
-func (w *WebTerminalLeases) change(ctx context.Context, identity, what string, f func(leaseRecord, time.Time) bool) (bool, error) {
+func (w *WebTerminalLeases) change(ctx context.Context, key, what string, f func(leaseRecord, time.Time) bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	kv, err := w.once.bucket(ctx, w.JetStream, jetstream.KeyValueConfig{
-		Bucket: WebTerminalsBucket, Description: "tether: web terminals open, by identity", History: 1,
+		Bucket: WebTerminalsBucket, Description: "tether: web terminals open, by identity and by browser session", History: 1,
 		Replicas: max(w.Replicas, 1), TTL: 10 * w.ttl(), MaxValueSize: maxLeaseRecord,
 	})
 	if err != nil {
 		return false, fmt.Errorf("%w: %s: %v", edge.ErrClusterUnavailable, what, err)
 	}
-	key := KeyFor(identity)
 	for range leaseAttempts {
 		var rev uint64
 		rec := leaseRecord{}
@@ -250,5 +264,5 @@ func (w *WebTerminalLeases) change(ctx context.Context, identity, what string, f
 			return false, fmt.Errorf("%w: %s: %v", edge.ErrClusterUnavailable, what, err)
 		}
 	}
-	return false, fmt.Errorf("%w: %s: the record of %s changed under %d writes in a row", edge.ErrClusterUnavailable, what, identity, leaseAttempts)
+	return false, fmt.Errorf("%w: %s: its record changed under %d writes in a row", edge.ErrClusterUnavailable, what, leaseAttempts)
 }

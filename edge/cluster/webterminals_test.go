@@ -26,9 +26,20 @@ func leasesOf(t *testing.T, ns *natsServer, id string, ttl time.Duration) (l *cl
 // test ends.
 func acquire(t *testing.T, l *cluster.WebTerminalLeases, identity string, max int) (release func(), ok bool) {
 	t.Helper()
+	return take(t, l.Acquire, identity, max)
+}
+
+// acquireSession is acquire for a browser session's leases.
+func acquireSession(t *testing.T, l *cluster.WebTerminalLeases, session string, max int) (release func(), ok bool) {
+	t.Helper()
+	return take(t, l.AcquireSession, session, max)
+}
+
+func take(t *testing.T, acquire func(context.Context, string, int) (func(), bool, error), name string, max int) (release func(), ok bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	release, ok, err := l.Acquire(ctx, identity, max)
+	release, ok, err := acquire(ctx, name, max)
 	require.NoError(t, err)
 	if ok {
 		t.Cleanup(release)
@@ -63,6 +74,34 @@ func TestWebTerminalLeasesHoldOnAllEdges(t *testing.T) {
 	require.True(t, ok, "a returned lease did not free its place")
 	_, ok = acquire(t, b, alice, 3)
 	require.False(t, ok, "the second release of one lease freed a place")
+}
+
+// TestWebTerminalLeasesOfSessions: a browser session's cap counts its
+// terminals on every edge, apart from the identity's and from other
+// sessions', even under the same name.
+func TestWebTerminalLeasesOfSessions(t *testing.T) {
+	ns := startNATS(t)
+	a, _ := leasesOf(t, ns, "edge-a", 0)
+	b, _ := leasesOf(t, ns, "edge-b", 0)
+	const s1 = "0123456789abcdef0123456789abcdef"
+	first, ok := acquireSession(t, a, s1, 2)
+	require.True(t, ok)
+	_, ok = acquireSession(t, b, s1, 2)
+	require.True(t, ok)
+	_, ok = acquireSession(t, a, s1, 2)
+	require.False(t, ok, "edge a gave the session a third terminal, one of them on edge b")
+	_, ok = acquireSession(t, b, s1, 2)
+	require.False(t, ok, "edge b gave the session a third terminal")
+	_, ok = acquireSession(t, b, "fedcba9876543210fedcba9876543210", 2)
+	require.True(t, ok, "another session was refused for the first one's terminals")
+	_, ok = acquire(t, b, s1, 1)
+	require.True(t, ok, "an identity named like the session was refused for its terminals")
+	_, ok = acquire(t, b, "session."+s1, 1)
+	require.True(t, ok, "an identity named like the session's key was refused for its terminals")
+
+	first()
+	_, ok = acquireSession(t, b, s1, 2)
+	require.True(t, ok, "a returned lease did not free its place")
 }
 
 // TestWebTerminalLeasesRace: edges racing for an identity's last leases
