@@ -759,16 +759,28 @@ func (t *transfer) uploadRaw() error {
 	if err != nil {
 		return err
 	}
-	done := false
-	defer func() {
+	done, closed := false, false
+	closeFile := func() {
+		if closed {
+			return
+		}
+		closed = true
 		f.Close()
 		if !done && !keep {
 			_ = t.root.Remove(name)
 		}
-	}()
+	}
+	defer closeFile()
 	discard := func() {
 		keep = false
 		_ = t.root.Remove(name + ".json")
+	}
+	// refuse ends the upload with err once the file it wrote is gone, so
+	// that a client that hears of the failure finds nothing left of it.
+	refuse := func(err error) error {
+		discard()
+		closeFile()
+		return t.finish(nil, err)
 	}
 	ans, _ := json.Marshal(Answer{V: Version, Raw: true, Gzip: x.Gzip, Offset: off})
 	if err := wire.WriteOK(t.st, ans); err != nil {
@@ -800,25 +812,20 @@ func (t *transfer) uploadRaw() error {
 			}
 			return err
 		case errors.Is(err, ErrLimit) || errors.Is(err, ErrFrame):
-			discard()
-			return t.finish(nil, fmt.Errorf("%s: %w", t.req.Path, err))
+			return refuse(fmt.Errorf("%s: %w", t.req.Path, err))
 		}
-		discard()
-		return t.finish(nil, fmt.Errorf("write %s: %v; the target is unchanged", t.req.Path, unwrapPath(err)))
+		return refuse(fmt.Errorf("write %s: %v; the target is unchanged", t.req.Path, unwrapPath(err)))
 	}
 	sum := sumHex(h.Sum(nil))
 	tr := fr.trailer
 	switch {
 	case off+n != x.Size || tr.Size != x.Size:
-		discard()
-		return t.finish(nil, fmt.Errorf("%s: received %d bytes, the request announced %d and the trailer %d; the target is unchanged", t.req.Path, off+n, x.Size, tr.Size))
+		return refuse(fmt.Errorf("%s: received %d bytes, the request announced %d and the trailer %d; the target is unchanged", t.req.Path, off+n, x.Size, tr.Size))
 	case tr.SHA256 != sum || (x.SHA256 != "" && x.SHA256 != sum):
-		discard()
-		return t.finish(nil, fmt.Errorf("%w: %s: the bytes received have SHA-256 %s, the client sent %s; the target is unchanged", ErrChecksum, t.req.Path, sum, tr.SHA256))
+		return refuse(fmt.Errorf("%w: %s: the bytes received have SHA-256 %s, the client sent %s; the target is unchanged", ErrChecksum, t.req.Path, sum, tr.SHA256))
 	}
 	if err := t.commit(f, name, rel, x); err != nil {
-		discard()
-		return t.finish(nil, fmt.Errorf("store %s: %v; the target is unchanged", t.req.Path, err))
+		return refuse(fmt.Errorf("store %s: %v; the target is unchanged", t.req.Path, err))
 	}
 	done, keep = true, true // renamed: nothing to remove
 	_ = t.root.Remove(name + ".json")
