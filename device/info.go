@@ -68,17 +68,19 @@ func osPrettyName(path string) (string, bool) {
 }
 
 // parseOSRelease reads PRETTY_NAME, or NAME when there is no PRETTY_NAME,
-// from os-release(5) text: KEY=value lines, the value maybe quoted.
+// from os-release(5) text: KEY=value lines, the value maybe quoted. The
+// text is UTF-8; bytes that are not are dropped, before unquoting (which
+// would turn each into a 3-byte replacement character) and after.
 func parseOSRelease(r io.Reader) (string, bool) {
 	var name, pretty string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		k, v, ok := strings.Cut(strings.TrimSpace(strings.ToValidUTF8(sc.Text(), "")), "=")
 		if !ok {
 			continue
 		}
 		if u, err := strconv.Unquote(v); err == nil {
-			v = u
+			v = strings.ToValidUTF8(u, "") // "\xff" unquotes to a byte of its own
 		} else if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
 			v = v[1 : len(v)-1]
 		}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -70,9 +71,11 @@ func FuzzParseOSRelease(f *testing.F) {
 	f.Add("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n")
 	f.Add("NAME='x'\nPRETTY_NAME=\"\\\"\"")
 	f.Add("=\n==\nNAME=\"unterminated\n")
+	f.Add("NAME=\"\\xff\\u00e9\"")
 	f.Fuzz(func(t *testing.T, text string) {
 		name, ok := parseOSRelease(strings.NewReader(text))
 		require.Equal(t, ok, name != "")
 		require.LessOrEqual(t, len(name), len(text))
+		require.True(t, utf8.ValidString(name), "%q", name)
 	})
 }
