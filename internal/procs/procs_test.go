@@ -130,7 +130,10 @@ func TestStartFitsTheRuntime(t *testing.T) {
 			}
 		}
 	}()
-	require.Eventually(t, func() bool { return runtime.GOMAXPROCS(0) == def }, 10*time.Second, 10*time.Millisecond,
+	// On a machine busy with other work (the suites of other packages
+	// beside this one), the spinning goroutine gets less than a core, and
+	// some intervals less than Busy: it is given longer to show.
+	require.Eventually(t, func() bool { return runtime.GOMAXPROCS(0) == def }, 30*time.Second, 10*time.Millisecond,
 		"a busy process stays on one P")
 	cancel()
 	<-done

@@ -241,7 +241,9 @@ var forbidden = []string{
 	"\x05", osc + "0;", osc + "1;", osc + "2;", osc + "52", osc + "7;", osc + "1337",
 	csi + "c", csi + "0c", csi + ">c", csi + "=c", csi + "5n", csi + "6n", csi + "?6n",
 	csi + ">q", csi + "21t", csi + "18t", dcs + "$q", dcs + "+q", esc + "Z", esc + "_", esc + "^", esc + "%",
-	"\u009b6n", "\u009bc", "\u009d", "\u009f", "\u009a",
+	"\u009b6n", "\u009bc", "\u009f", "\u009a",
+	// OSC's C1 form passes where its 7-bit form does (a colour, a link).
+	"\u009d0;", "\u009d1;", "\u009d2;", "\u009d52", "\u009d7;", "\u009d1337",
 }
 
 // FuzzFilter: any bytes, in any two writes, come out the same as in one,

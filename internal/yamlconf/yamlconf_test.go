@@ -198,8 +198,12 @@ func FuzzDecode(f *testing.F) {
 		if !errors.As(err, &e) {
 			t.Fatalf("got %T %v; want *Error", err, err)
 		}
-		// YAML breaks lines at \n, \r\n and a lone \r.
-		lines := strings.Count(strings.ReplaceAll(src, "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(src, "\r\n", "\n"), "\r") + 1
+		// YAML breaks lines at \n, \r\n and a lone \r, and (YAML 1.1,
+		// as the parser reads it) at NEL, LS and PS.
+		lines := 1
+		for _, sep := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+			lines += strings.Count(strings.ReplaceAll(src, "\r\n", "\n"), sep)
+		}
 		if e.Line < 0 || e.Line > lines {
 			t.Fatalf("line %d outside the file's %d lines: %v", e.Line, lines, e)
 		}
