@@ -262,22 +262,64 @@ func sizedSink(tb testing.TB) string {
 // MB/s from the first byte to the sink's count.
 func pushSized(tb testing.TB, c io.ReadWriter, n int64) float64 {
 	tb.Helper()
+	start := time.Now()
+	require.NoError(tb, sendSized(c, n))
+	return float64(n) / time.Since(start).Seconds() / 1e6
+}
+
+// sendSized sends one request of n bytes to a sizedSink on c and waits
+// for the sink's count.
+func sendSized(c io.ReadWriter, n int64) error {
 	buf := make([]byte, 64<<10)
 	var hdr [8]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(n))
-	start := time.Now()
-	_, err := c.Write(hdr[:])
-	require.NoError(tb, err)
+	if _, err := c.Write(hdr[:]); err != nil {
+		return err
+	}
 	for left := n; left > 0; {
 		k, err := c.Write(buf[:min(int64(len(buf)), left)])
-		require.NoError(tb, err)
+		if err != nil {
+			return err
+		}
 		left -= int64(k)
 	}
-	_, err = io.ReadFull(c, hdr[:])
-	require.NoError(tb, err)
-	el := time.Since(start)
-	require.Equal(tb, n, int64(binary.BigEndian.Uint64(hdr[:])), "the sink's count")
-	return float64(n) / el.Seconds() / 1e6
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return err
+	}
+	if got := int64(binary.BigEndian.Uint64(hdr[:])); got != n {
+		return fmt.Errorf("the sink counted %d bytes of %d", got, n)
+	}
+	return nil
+}
+
+// floorParallel is the floor relay's own gain from parallel paths: k
+// floor relays, each with its client in a process of its own, carrying n
+// bytes between them at once, against n through one of them alone, in
+// alternating rounds, the better of three each. It returns MB/s of both.
+// Each relay is a whole path (three processes) where tether's streams
+// share one, so this is a bound: what the machine gives more paths than
+// one.
+func floorParallel(tb testing.TB, s *system, sink string, k int, n int64) (one, parallel float64) {
+	tb.Helper()
+	paths := make([]net.Conn, k)
+	for i := range paths {
+		paths[i] = floorRelayApp(tb, s, sink)
+		pushSized(tb, paths[i], 4*mib) // warm up
+	}
+	best := bestOfAlternating(3,
+		func() measured { return measured{mbs: pushSized(tb, paths[0], n)} },
+		func() measured {
+			errs := make(chan error, k)
+			start := time.Now()
+			for _, c := range paths {
+				go func() { errs <- sendSized(c, n/int64(k)) }()
+			}
+			for range paths {
+				require.NoError(tb, <-errs)
+			}
+			return measured{mbs: float64(n/int64(k)*int64(k)) / time.Since(start).Seconds() / 1e6}
+		})
+	return best[0].mbs, best[1].mbs
 }
 
 // floorThroughput is one bulk stream through the real tether tcp against
@@ -316,7 +358,8 @@ func floorThroughput(tb testing.TB, s *system, local, sink string, n int64) (tet
 // (the better of three alternating runs each):
 // on a 50 ms link, where one stream is bound by its window, and on
 // loopback, where the path's CPU is. On loopback it also sets one stream
-// through a forward beside the floor relay.
+// through a forward beside the floor relay, and 16 floor relays at once
+// beside one.
 func BenchmarkCLIParallel(b *testing.B) {
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
 		b.Run(fmt.Sprintf("rtt=%v", rtt), func(b *testing.B) {
@@ -366,6 +409,11 @@ func BenchmarkCLIParallel(b *testing.B) {
 				b.ReportMetric(tether/floor, "x-floor-1-stream")
 				b.ReportMetric(tlsFloor, "tls-client-floor-MB/s")
 				b.ReportMetric(tether/tlsFloor, "x-tls-client-floor-1-stream")
+				// The floor's own 16 against 1: 16 whole paths at once
+				// against one, the most the machine gives parallel streams.
+				floor1, floor16 := floorParallel(b, s, sink, 16, 128*mib)
+				b.ReportMetric(floor16, "floor-16-paths-MB/s")
+				b.ReportMetric(floor16/floor1, "x-floor-16-paths-vs-1")
 			}
 		})
 	}
