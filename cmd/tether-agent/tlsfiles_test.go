@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"log/slog"
-	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -14,35 +13,6 @@ import (
 	"github.com/tetherhq/tether/certs/certstest"
 	"github.com/tetherhq/tether/device/agent"
 )
-
-// TestCertFilesFollowRenewal replaces the certificate files and checks
-// that the next handshake uses the new ones, and that broken files keep
-// the previous certificate.
-func TestCertFilesFollowRenewal(t *testing.T) {
-	pki := certstest.New(t)
-	first := pki.Device("dev-1")
-	crt, key := pki.DeviceFiles("dev-1")
-	var logs bytes.Buffer
-	cf := &certFiles{cert: crt, key: key, log: slog.New(slog.NewTextHandler(&logs, nil))}
-
-	got, err := cf.get(nil)
-	require.NoError(t, err)
-	require.Equal(t, first.Cert.SerialNumber, got.Leaf.SerialNumber)
-
-	second := pki.Device("dev-1") // rewrites both files
-	bump(t, crt, key, time.Minute)
-	got, err = cf.get(nil)
-	require.NoError(t, err)
-	require.Equal(t, second.Cert.SerialNumber, got.Leaf.SerialNumber, "the renewed certificate is used")
-	require.Contains(t, logs.String(), "device certificate reloaded from disk")
-
-	require.NoError(t, os.WriteFile(key, []byte("not a key"), 0o600))
-	bump(t, crt, key, 2*time.Minute)
-	got, err = cf.get(nil)
-	require.NoError(t, err)
-	require.Equal(t, second.Cert.SerialNumber, got.Leaf.SerialNumber, "broken files keep the previous certificate")
-	require.Contains(t, logs.String(), "do not load; still using the previous certificate")
-}
 
 func TestDeviceTLSWarnsOfExpiry(t *testing.T) {
 	pki := certstest.New(t)
@@ -88,12 +58,6 @@ func TestWarnExpiry(t *testing.T) {
 }
 
 // bump moves the files' modification times forward, as a renewal would.
-func bump(t *testing.T, crt, key string, by time.Duration) {
-	t.Helper()
-	at := time.Now().Add(by)
-	require.NoError(t, os.Chtimes(crt, at, at))
-	require.NoError(t, os.Chtimes(key, at, at))
-}
 
 func mustConfig(t *testing.T, pki *certstest.PKI, crt, key string) *agent.Config {
 	t.Helper()

@@ -171,7 +171,6 @@ const maxConfigSize = 4 << 20
 type config struct {
 	path    string
 	file    fileConfig
-	cert    tls.Certificate
 	policy  *edge.RolePolicy
 	revoked edge.Revocations
 	limits  edge.Limits
@@ -440,8 +439,7 @@ func parseConfig(path string, data []byte, loadFiles bool) (*config, error) {
 		return c, nil
 	}
 
-	c.cert, err = tls.LoadX509KeyPair(fc.TLS.Cert, fc.TLS.Key)
-	if err != nil {
+	if _, err := tls.LoadX509KeyPair(fc.TLS.Cert, fc.TLS.Key); err != nil {
 		return nil, bad(fmt.Sprintf("cannot load the certificate and key: %v", err), "tls")
 	}
 	if _, err := certs.LoadPool(fc.DeviceCA); err != nil {

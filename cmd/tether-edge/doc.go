@@ -98,7 +98,9 @@
 // the new policy refuses are closed too. Other sessions go on. A
 // configuration that no longer parses is logged and the running policy
 // kept. SIGHUP also reopens the audit log, for rotation by rename. listen,
-// tls, keepalive, limits, web and cluster need a restart. SIGTERM and SIGINT stop accepting (devices, clients and
+// keepalive, limits, web and cluster need a restart; the tls certificate
+// and key files are read again at the first handshake after either
+// changes, without a signal. SIGTERM and SIGINT stop accepting (devices, clients and
 // peers), send GoAway to every device, wait for the open streams up to
 // drain_timeout, then leave the cluster state and stop NATS, and exit 0.
 package main

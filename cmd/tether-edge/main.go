@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -63,7 +64,8 @@ Configuration:
 Signals:
   SIGHUP           re-read clients, tokens, roles, the labels file, the revocation list,
                    recording and auth; reopen the audit log
-                   (listen, tls, keepalive, limits, web and cluster need a restart)
+                   (listen, keepalive, limits, web and cluster need a restart; the tls
+                   files are read again at the first handshake after they change)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
 
 Examples:
@@ -303,11 +305,21 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 		srv.Auth.Exchanged = ex
 	}
 
+	// The certificate files are read again at the first handshake after
+	// they change: a renewed certificate needs no restart, and the
+	// devices and clients connected stay.
+	edgeCert, err := certs.NewFileCert(cfg.file.TLS.Cert, cfg.file.TLS.Key, "edge certificate", log)
+	if err != nil {
+		return fmt.Errorf("%w (check tls in %s)", err, cfgPath)
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another edge running? pick another address with --listen)", listen, err)
 	}
-	hs := srv.HTTPServer(certs.EdgeTLSConfig(cfg.cert))
+	tc := certs.EdgeTLSConfig(tls.Certificate{})
+	tc.Certificates = nil
+	tc.GetCertificate = edgeCert.GetCertificate
+	hs := srv.HTTPServer(tc)
 	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()
 
@@ -446,7 +458,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchan
 		what += ", and no auth section: tokens alone sign in"
 	}
 	srv.SetRecording(cfg.recording) // new shells take it
-	log.Info("reloaded "+what+" (listen, tls, keepalive, limits, web and cluster need a restart)", "config", cfgPath)
+	log.Info("reloaded "+what+" (listen, keepalive, limits, web and cluster need a restart)", "config", cfgPath)
 	if !reflect.DeepEqual(cfg.file.Cluster, running.file.Cluster) {
 		log.Warn("the cluster section changed; the edge keeps running with the old one until it is restarted", "config", cfgPath)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
 
@@ -311,4 +313,55 @@ func TestHelpPointsAtTheReference(t *testing.T) {
 			t.Errorf("--help does not mention %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestServeFollowsACertificateRenewal: new certificate files are served
+// from the next handshake on, with no signal, while the device connected
+// before stays; files that do not load keep the certificate served.
+func TestServeFollowsACertificateRenewal(t *testing.T) {
+	path, pki := writeIssueConfig(t)
+	dir := filepath.Dir(path)
+	token, sum, err := newToken()
+	require.NoError(t, err)
+	cfg := strings.Replace(strings.Replace(issueConfig, "<64 hex chars>", sum, 1), "127.0.0.1:9090", testutil.FreeAddr(t), 1)
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	addr := testutil.FreeAddr(t)
+	p := startEdge(t, "--config", path, "--listen", addr)
+	hc := httpsClient(t, filepath.Join(dir, "ca.crt"))
+	waitFor(t, "the edge to be healthy", func() bool { return testutil.Healthy(hc, "https://"+addr) })
+
+	dc := &device.Client{URL: "https://" + addr + "/device", TLSConfig: pki.DeviceTLS(pki.Device("dev-1"))}
+	require.NoError(t, dc.Start(context.Background()))
+	defer dc.Close()
+	waitFor(t, "the device to be listed", func() bool {
+		ids, err := listDevices(hc, addr, token)
+		return err == nil && len(ids) == 1
+	})
+
+	// served is the serial of the certificate a new connection gets.
+	served := func() string {
+		c, err := tls.Dial("tcp", addr, certs.ClientTLSConfig(pki.Pool()))
+		require.NoError(t, err)
+		defer c.Close()
+		return certs.SerialHex(c.ConnectionState().PeerCertificates[0])
+	}
+	require.Equal(t, certs.SerialHex(pki.Edge.Cert), served())
+
+	renewed, err := pki.CA.IssueServer([]string{"127.0.0.1"}, certs.Options{})
+	require.NoError(t, err)
+	require.NoError(t, renewed.Save(pki.EdgeCertFile, pki.EdgeKeyFile, true))
+	later := time.Now().Add(time.Minute) // a new modification time, however coarse the clock
+	require.NoError(t, os.Chtimes(pki.EdgeCertFile, later, later))
+	require.Equal(t, certs.SerialHex(renewed.Cert), served(), "a new connection got the old certificate")
+	waitFor(t, "the reload to be logged", func() bool { return strings.Contains(p.Stderr(), "edge certificate reloaded from disk") })
+	ids, err := listDevices(hc, addr, token)
+	require.NoError(t, err)
+	require.Equal(t, []string{"dev-1"}, ids)
+	require.Equal(t, 1, strings.Count(p.Stderr(), "device connected"), "the device reconnected:\n%s", p.Stderr())
+
+	require.NoError(t, os.WriteFile(pki.EdgeKeyFile, []byte("not a key"), 0o600))
+	require.Equal(t, certs.SerialHex(renewed.Cert), served(), "broken files replaced the certificate")
+	waitFor(t, "the failed reload to be logged", func() bool {
+		return strings.Contains(p.Stderr(), "edge certificate files changed but do not load; still using the previous certificate")
+	})
 }
