@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"crypto/x509"
 	"errors"
+	"math"
 	"net/http"
 	"sync"
 
@@ -201,6 +203,25 @@ func (m *Metrics) presenceWrite(op string, err error) {
 		result = "error"
 	}
 	m.presenceWrites.WithLabelValues(op, result).Inc()
+}
+
+// ServedCertificate registers
+// tether_edge_tls_certificate_expiry_timestamp_seconds: when the
+// certificate the edge serves, as leaf returns it at each scrape, expires.
+// The caller, which owns the listener's TLS configuration, calls it once.
+func (m *Metrics) ServedCertificate(leaf func() *x509.Certificate) {
+	if !m.on() {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate the edge serves expires, in Unix seconds (the files are read again when they change)."},
+		func() float64 {
+			c := leaf()
+			if c == nil {
+				return math.NaN()
+			}
+			return float64(c.NotAfter.Unix())
+		}))
 }
 
 // clusterGauges registers the cluster's health: whether the presence view

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -319,6 +320,13 @@ func serve(cfgPath, listenOverride string, stderr io.Writer, ready func(addr str
 	tc := certs.EdgeTLSConfig(tls.Certificate{})
 	tc.Certificates = nil
 	tc.GetCertificate = edgeCert.GetCertificate
+	metrics.ServedCertificate(func() *x509.Certificate {
+		c, err := edgeCert.Certificate()
+		if err != nil {
+			return nil
+		}
+		return c.Leaf
+	})
 	hs := srv.HTTPServer(tc)
 	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(srv.Listener(ln, hs.TLSConfig)) }()

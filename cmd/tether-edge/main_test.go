@@ -7,11 +7,13 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -317,13 +319,15 @@ func TestHelpPointsAtTheReference(t *testing.T) {
 
 // TestServeFollowsACertificateRenewal: new certificate files are served
 // from the next handshake on, with no signal, while the device connected
-// before stays; files that do not load keep the certificate served.
+// before stays, and the metrics say when the served certificate expires;
+// files that do not load keep the certificate served.
 func TestServeFollowsACertificateRenewal(t *testing.T) {
 	path, pki := writeIssueConfig(t)
 	dir := filepath.Dir(path)
 	token, sum, err := newToken()
 	require.NoError(t, err)
-	cfg := strings.Replace(strings.Replace(issueConfig, "<64 hex chars>", sum, 1), "127.0.0.1:9090", testutil.FreeAddr(t), 1)
+	metricsAddr := testutil.FreeAddr(t)
+	cfg := strings.Replace(strings.Replace(issueConfig, "<64 hex chars>", sum, 1), "127.0.0.1:9090", metricsAddr, 1)
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	addr := testutil.FreeAddr(t)
 	p := startEdge(t, "--config", path, "--listen", addr)
@@ -346,13 +350,28 @@ func TestServeFollowsACertificateRenewal(t *testing.T) {
 		return certs.SerialHex(c.ConnectionState().PeerCertificates[0])
 	}
 	require.Equal(t, certs.SerialHex(pki.Edge.Cert), served())
+	// expiry is the metric of the served certificate's end.
+	expiry := func() int64 {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		m := regexp.MustCompile(`(?m)^tether_edge_tls_certificate_expiry_timestamp_seconds (\S+)$`).FindSubmatch(body)
+		require.NotNil(t, m, "no certificate expiry in the metrics:\n%.3000s", body)
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		require.NoError(t, err)
+		return int64(v)
+	}
+	require.Equal(t, pki.Edge.Cert.NotAfter.Unix(), expiry())
 
-	renewed, err := pki.CA.IssueServer([]string{"127.0.0.1"}, certs.Options{})
+	renewed, err := pki.CA.IssueServer([]string{"127.0.0.1"}, certs.Options{Lifetime: 48 * time.Hour})
 	require.NoError(t, err)
 	require.NoError(t, renewed.Save(pki.EdgeCertFile, pki.EdgeKeyFile, true))
 	later := time.Now().Add(time.Minute) // a new modification time, however coarse the clock
 	require.NoError(t, os.Chtimes(pki.EdgeCertFile, later, later))
 	require.Equal(t, certs.SerialHex(renewed.Cert), served(), "a new connection got the old certificate")
+	require.Equal(t, renewed.Cert.NotAfter.Unix(), expiry())
 	waitFor(t, "the reload to be logged", func() bool { return strings.Contains(p.Stderr(), "edge certificate reloaded from disk") })
 	ids, err := listDevices(hc, addr, token)
 	require.NoError(t, err)
