@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/x509"
 	"net"
 	"sort"
 	"sync"
@@ -31,6 +32,10 @@ type Device struct {
 	sess     *transport.Session
 	notAfter time.Time    // the certificate's end of validity
 	streams  atomic.Int64 // edge-opened streams in use, GoAway included
+	// chain is the certificate chain the device presented, and ca the
+	// device CA it was verified against; a new device CA checks it again.
+	chain []*x509.Certificate
+	ca    *x509.CertPool
 	// maxStreams is the edge's cap on the device's streams, no higher than
 	// what the device said it serves; share is one client's part of it.
 	maxStreams, share int

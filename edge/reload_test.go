@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport"
@@ -148,4 +150,42 @@ func TestReloadClosesStreamsThePolicyNoLongerAllows(t *testing.T) {
 		}
 		return false
 	}, 20*time.Second, 10*time.Millisecond, "no audit record of the revoked stream: %+v", eventsOf(m, edge.EventStreamClose))
+}
+
+// TestReloadDeviceCA: a device CA that no longer trusts a connected
+// device's certificate disconnects it, audited with the reason, and
+// refuses it from then on; a bundle of the old CA and a new one takes it
+// back, and a device of the new CA too.
+func TestReloadDeviceCA(t *testing.T) {
+	m := newEdge(t, mock.Options{})
+	m.DeviceClientWithID("d-old")
+	oldCA := m.PKI().CA.Cert
+	newCA, err := certs.NewCA("new device CA", certs.Options{})
+	require.NoError(t, err)
+
+	require.Equal(t, 1, m.Server().ReloadDeviceCA(certs.PoolOf(newCA.Cert)), "devices closed")
+	require.Eventually(t, func() bool { return !connected(m, "d-old") }, 20*time.Second, 10*time.Millisecond)
+	waitEvent(t, m, func(e edge.Event) bool {
+		return e.Kind == edge.EventDeviceDisconnect && e.Device == "d-old" &&
+			strings.HasPrefix(e.Reason, "certificate no longer trusted: ")
+	})
+	kp, err := m.PKI().CA.IssueDevice("d-probe", certs.Options{})
+	require.NoError(t, err)
+	status, _ := dialStatus(t, m, "/device", "", certs.DeviceTLSConfig(kp.TLSCertificate(), m.PKI().Pool()))
+	require.Equal(t, http.StatusForbidden, status, "a device of the CA taken away connected")
+
+	require.Zero(t, m.Server().ReloadDeviceCA(certs.PoolOf(oldCA, newCA.Cert)))
+	m.WaitDevice("d-old") // its agent reconnects
+	nk, err := newCA.IssueDevice("d-new", certs.Options{})
+	require.NoError(t, err)
+	status, _ = dialStatus(t, m, "/device", "", certs.DeviceTLSConfig(nk.TLSCertificate(), m.PKI().Pool()))
+	require.Equal(t, http.StatusSwitchingProtocols, status, "a device of the new CA was refused")
+
+	// No device CA keeps no device: the one registered closes now, one
+	// still registering as it registers.
+	require.Positive(t, m.Server().ReloadDeviceCA(nil))
+	require.Eventually(t, func() bool { return len(m.Server().Devices()) == 0 }, 20*time.Second, 10*time.Millisecond)
+	waitEvent(t, m, func(e edge.Event) bool {
+		return e.Kind == edge.EventDeviceDisconnect && e.Device == "d-new" && e.Reason == "the edge no longer accepts devices (no device CA)"
+	})
 }

@@ -25,9 +25,10 @@ import (
 // Server is the edge broker. The zero value is a working edge that refuses
 // every device (no DeviceCA) and every client (no Policy); fill in the
 // fields before the first request and do not change them afterwards, except
-// through Reload.
+// through Reload, ReloadAuth and ReloadDeviceCA.
 type Server struct {
 	// DeviceCA verifies device certificates. Nil refuses every device.
+	// ReloadDeviceCA replaces it.
 	DeviceCA *x509.CertPool
 	// Policy authenticates and authorizes clients. Nil denies everything.
 	Policy Policy
@@ -86,8 +87,9 @@ type Server struct {
 	rate        *ratelimit.Keyed // upgrades per source IP
 	rejectAudit *auditLimiter
 	auth        atomic.Pointer[authState]
-	active      atomic.Int64 // client streams being opened or spliced
-	leftovers   atomic.Bool  // a device's record may have outlived it: its withdrawal was skipped or failed (clustered.go)
+	deviceCA    atomic.Pointer[x509.CertPool] // DeviceCA, then what ReloadDeviceCA set
+	active      atomic.Int64                  // client streams being opened or spliced
+	leftovers   atomic.Bool                   // a device's record may have outlived it: its withdrawal was skipped or failed (clustered.go)
 	ctx         context.Context
 	cancel      context.CancelCauseFunc // ends ctx: the edge is closing
 	wg          sync.WaitGroup
@@ -144,6 +146,7 @@ func (s *Server) init() {
 			rt = newAuthRuntime(s.Auth, nil)
 		}
 		s.auth.Store(&authState{policy: p, revoked: s.Revoked, rt: rt, gen: 1})
+		s.deviceCA.Store(s.DeviceCA)
 		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		s.sessions = make(map[*transport.Session]struct{})
 		s.clients = make(map[*clientSession]struct{})
@@ -230,6 +233,38 @@ func (s *Server) reload(p Policy, revoked Revocations, auth func(*authRuntime) *
 	}
 	webClosed := s.recheckWebTerminals(st)
 	s.log.Info("policy and revocation list reloaded", "revoked", len(revoked), "client_sessions", len(clients), "client_sessions_closed", closed, "web_terminals_closed", webClosed)
+}
+
+// ReloadDeviceCA replaces the CA pool that verifies device certificates
+// (nil refuses every device from then on). Devices connect from then on
+// if their certificates verify against pool, and a connected device whose
+// certificate no longer does is disconnected, audited with the reason.
+// It returns how many were.
+func (s *Server) ReloadDeviceCA(pool *x509.CertPool) int {
+	s.init()
+	s.deviceCA.Store(pool)
+	closed := 0
+	for _, d := range s.reg.List() {
+		if reason := deviceUntrusted(d, pool); reason != "" {
+			s.log.Warn("the new device CA does not trust a connected device's certificate; closing its session", "device", d.ID, "serial", d.Serial, "err", reason)
+			d.close(reason)
+			closed++
+		}
+	}
+	s.log.Info("device CA reloaded", "devices_closed", closed)
+	return closed
+}
+
+// deviceUntrusted checks d's certificate against the device CA pool, and
+// returns why a session must end on it, or "".
+func deviceUntrusted(d *Device, pool *x509.CertPool) string {
+	if pool == nil {
+		return "the edge no longer accepts devices (no device CA)"
+	}
+	if _, err := certs.VerifyDevice(d.chain, pool, time.Now()); err != nil {
+		return "certificate no longer trusted: " + err.Error()
+	}
+	return ""
 }
 
 // Devices returns the connected devices.
@@ -480,11 +515,12 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID stri
 		return
 	}
 	serial := certs.SerialHex(chain[0])
-	if s.DeviceCA == nil {
+	ca := s.deviceCA.Load()
+	if ca == nil {
 		s.refuse(w, r, http.StatusForbidden, "bad_certificate", "this edge accepts no devices (no device CA configured)", "serial", serial)
 		return
 	}
-	id, err := certs.VerifyDevice(chain, s.DeviceCA, time.Now())
+	id, err := certs.VerifyDevice(chain, ca, time.Now())
 	if err != nil {
 		msg := "device certificate rejected: " + err.Error()
 		s.auditRejected(Event{Kind: EventDeviceRejected, Device: chain[0].Subject.CommonName,
@@ -530,7 +566,7 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request, pathID stri
 	// stack grew through TLS and HTTP, ends here, which keeps an idle
 	// session small.
 	d := &Device{ID: id, Serial: serial, Since: time.Now(), RemoteAddr: sess.RemoteAddr(), Agent: transport.ParseAgentInfo(r.Header),
-		Labels: certLabels, sess: sess, notAfter: chain[0].NotAfter}
+		Labels: certLabels, sess: sess, notAfter: chain[0].NotAfter, chain: chain, ca: ca}
 	d.maxStreams, d.share = s.deviceCaps(sess.PeerMaxStreams())
 	d.nonce = newNonce()
 	go func() {
@@ -562,6 +598,11 @@ func (s *Server) runDevice(d *Device) {
 	// see this device: check again now that it is registered.
 	if s.auth.Load().revoked.Has(d.Serial) {
 		d.close("certificate revoked")
+	}
+	if ca := s.deviceCA.Load(); ca != d.ca {
+		if reason := deviceUntrusted(d, ca); reason != "" {
+			d.close(reason)
+		}
 	}
 	// The certificate's validity bounds the session too.
 	expiry := time.AfterFunc(time.Until(d.notAfter), func() {

@@ -89,9 +89,10 @@
 //
 // # Signals
 //
-// SIGHUP re-reads clients, the revocation list, recording and auth (with
-// its user CA file; added or removed, too). A device
-// whose serial is now revoked is disconnected at once; a client session
+// SIGHUP re-reads clients, the revocation list, the device CA file,
+// recording and auth (with its user CA file; added or removed, too). A
+// device whose serial is now revoked, or whose certificate the device CA
+// file no longer trusts, is disconnected at once; a client session
 // whose token was removed or changed, or whose client may no longer reach
 // its device, is closed (and audited), as is a person's session whose
 // certificate or JWT the new auth section no longer accepts; open streams

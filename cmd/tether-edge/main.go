@@ -64,7 +64,7 @@ Configuration:
 
 Signals:
   SIGHUP           re-read clients, tokens, roles, the labels file, the revocation list,
-                   recording and auth; reopen the audit log
+                   the device CA, recording and auth; reopen the audit log
                    (listen, keepalive, limits, web and cluster need a restart; the tls
                    files are read again at the first handshake after they change)
   SIGTERM, SIGINT  drain (GoAway to every device, wait for open streams) and exit 0
@@ -431,8 +431,8 @@ func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Serve
 	}
 }
 
-// reload re-reads the config's clients, revocation list, recording and
-// auth sections, the auth section added or removed included. A broken
+// reload re-reads the config's clients, revocation list, device CA,
+// recording and auth sections, the auth section added or removed included. A broken
 // file keeps the running policy. The rest takes effect at the next start;
 // a changed cluster section says so.
 func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchangedStore, log *slog.Logger) {
@@ -444,7 +444,7 @@ func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchan
 	for _, w := range cfg.warnings {
 		log.Warn(w, "config", cfgPath)
 	}
-	what := "clients, tokens, roles, the labels file, the recording section and the revocation list"
+	what := "clients, tokens, roles, the labels file, the recording section, the revocation list and the device CA"
 	if cfg.auth != nil {
 		// The running edge's record of exchanged ID tokens (a cluster's
 		// bucket, the state_dir's file, opened now if auth.oidc is new)
@@ -456,10 +456,16 @@ func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchan
 		}
 		cfg.auth.Exchanged = ex
 	}
+	pool, err := certs.LoadPool(cfg.file.DeviceCA)
+	if err != nil {
+		log.Error("reload failed: the device CA; keeping the running policy", "err", err, "config", cfgPath)
+		return
+	}
 	if err := srv.ReloadAuth(cfg.policy, cfg.revoked, cfg.auth); err != nil {
 		log.Error("reload failed; keeping the running policy and sign-in", "err", err, "config", cfgPath)
 		return
 	}
+	srv.ReloadDeviceCA(pool)
 	if cfg.auth != nil {
 		what += ", the auth section and its user CA"
 	} else {

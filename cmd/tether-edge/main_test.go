@@ -271,6 +271,34 @@ func TestServeReloadRevokesAndTermDrains(t *testing.T) {
 		t.Fatalf("after a failed reload: %v, %v", ids, err)
 	}
 
+	// A device CA file that no longer holds the device's CA cuts it at the
+	// next SIGHUP; the file put back takes it in again.
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := certs.NewCA("another device CA", certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, other.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the untrusted device to be cut", func() bool { return strings.Contains(p.Stderr(), "certificate no longer trusted") })
+	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the device to be back", func() bool {
+		ids, err := listDevices(hc, addr, token)
+		return err == nil && len(ids) == 1
+	})
+
 	// Log rotation: rename the audit log; SIGHUP starts a new one.
 	if err := os.Rename(filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "audit.jsonl.1")); err != nil {
 		t.Fatal(err)
