@@ -239,9 +239,13 @@ func (s *Server) reload(p Policy, revoked Revocations, auth func(*authRuntime) *
 // (nil refuses every device from then on). Devices connect from then on
 // if their certificates verify against pool, and a connected device whose
 // certificate no longer does is disconnected, audited with the reason.
-// It returns how many were.
+// It returns how many were. A pool equal to the running one changes
+// nothing, so that a reload of the same file verifies no device again.
 func (s *Server) ReloadDeviceCA(pool *x509.CertPool) int {
 	s.init()
+	if old := s.deviceCA.Load(); old == pool || old != nil && pool != nil && old.Equal(pool) {
+		return 0
+	}
 	s.deviceCA.Store(pool)
 	closed := 0
 	for _, d := range s.reg.List() {

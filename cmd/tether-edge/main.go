@@ -432,9 +432,9 @@ func peerHTTPServer(srv *edge.Server, cfg *config, log *slog.Logger) *http.Serve
 }
 
 // reload re-reads the config's clients, revocation list, device CA,
-// recording and auth sections, the auth section added or removed included. A broken
-// file keeps the running policy. The rest takes effect at the next start;
-// a changed cluster section says so.
+// recording and auth sections, the auth section added or removed
+// included. A broken file keeps the running policy. The rest takes effect
+// at the next start; a changed cluster section says so.
 func reload(srv *edge.Server, running *config, cfgPath string, exchanged *exchangedStore, log *slog.Logger) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
