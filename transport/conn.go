@@ -108,6 +108,7 @@ type frameConn struct {
 	held    []byte              // frames held back to go out with the next one (hold)
 	answers map[uint32]struct{} // streams whose next data frame is held (holdAnswer)
 	flushT  *time.Timer         // sends the held frames if no frame follows in time
+	holdFor time.Duration       // holdFor; tests lengthen it
 
 	// writingSince is when the write to the connection under way began,
 	// in Unix nanoseconds; 0 between writes. A write that has not ended
@@ -150,7 +151,7 @@ func newFrameConn(c net.Conn, r io.Reader, cfg *Config, peer peerInfo) *frameCon
 	d := cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	fc := &frameConn{Conn: c, r: r, finSent: make(map[uint32]struct{}), peer: peer,
-		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace, stallAfter: stallAfter}
+		ctx: ctx, cancel: cancel, dead: ctx.Done(), frameSize: d.MaxFrameSize, reapGrace: abandonGrace, stallAfter: stallAfter, holdFor: holdFor}
 	fc.pol = newPolicer(d, fc.sendRSTAsync)
 	fc.records = recordsUnder(c)
 	return fc
@@ -587,16 +588,16 @@ func (c *frameConn) holdAnswer(sid uint32) {
 }
 
 // holdLocked keeps frame hdr+payload back, to go out with the next frame
-// or after holdFor; the caller holds wmu.
+// or after c.holdFor; the caller holds wmu.
 func (c *frameConn) holdLocked(hdr, payload []byte) {
 	if c.held == nil {
 		c.held = make([]byte, 0, maxHeld)
 	}
 	if len(c.held) == 0 {
 		if c.flushT == nil {
-			c.flushT = time.AfterFunc(holdFor, c.flushHeld)
+			c.flushT = time.AfterFunc(c.holdFor, c.flushHeld)
 		} else {
-			c.flushT.Reset(holdFor)
+			c.flushT.Reset(c.holdFor)
 		}
 	}
 	c.held = append(append(c.held, hdr...), payload...)

@@ -115,12 +115,17 @@ func testFrame(cmd byte, sid uint32, payload []byte) []byte {
 }
 
 // heldRig is a frame layer whose socket writes w records; both ends of
-// its pipe close with the test.
+// its pipe close with the test. It holds frames for an hour, so that a
+// test descheduled for longer than holdFor still sees the next frame take
+// them; a test gives holdFor back before it holds a frame that no frame
+// follows.
 func heldRig(t *testing.T) (*writesConn, *frameConn) {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	w := &writesConn{Conn: a}
-	return w, newFrameConn(w, nil, nil, peerInfo{})
+	c := newFrameConn(w, nil, nil, peerInfo{})
+	c.holdFor = time.Hour
+	return w, c
 }
 
 // waitLastWrite waits until w has n writes, the last one want: a held
@@ -168,6 +173,7 @@ func TestHeldFrames(t *testing.T) {
 		t.Fatalf("writes %x; want %x", got, want)
 	}
 
+	c.holdFor = holdFor
 	if _, err := c.Write(syn); err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +221,7 @@ func TestHeldAnswer(t *testing.T) {
 
 	c.holdAnswer(10)
 	alone := frame(smuxCmdPSH, 10, []byte{0x01, 0, 0})
+	c.holdFor = holdFor
 	write(alone)
 	waitLastWrite(t, w, 4, alone, "a held answer")
 	c.Close()
