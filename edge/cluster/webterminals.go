@@ -46,12 +46,11 @@ const (
 //
 // An edge adds and removes its leases with conditional writes: edges
 // that race for the last lease of an identity or a session never both
-// get it. It renews
-// the leases it holds every third of LeaseTTL; those of an edge that died
-// or lost NATS lapse after LeaseTTL, and an edge that comes back renews
-// its own again, even beyond the cap. Until the bucket is reachable,
-// terminals are refused. Like WebTickets, it binds the bucket on first
-// use and again after a failure.
+// get it. It renews the leases it holds every third of LeaseTTL; those of
+// an edge that died or lost NATS lapse after LeaseTTL, and an edge that
+// comes back renews its own again, even beyond the cap. Until the bucket
+// is reachable, terminals are refused. Like WebTickets, it binds the
+// bucket on first use and again after a failure.
 type WebTerminalLeases struct {
 	// JetStream is the JetStream context of a NATS connection. Required.
 	JetStream jetstream.JetStream
@@ -219,9 +218,10 @@ func (w *WebTerminalLeases) renewAll() {
 }
 
 // change applies f to key's record and writes it back if f reports a
-// change, with a conditional write, again while other edges write first. It reports whether it wrote; what names the change in errors.
-// A record that cannot be read is replaced: the bucket is this edge's
-// and its peers' alone, so it is a record this edge's leases then rebuild.
+// change, with a conditional write, again while other edges write first.
+// It reports whether it wrote; what names the change in errors. A record
+// that cannot be read is replaced: the bucket is this edge's and its
+// peers' alone, so it is a record this edge's leases then rebuild.
 func (w *WebTerminalLeases) change(ctx context.Context, key, what string, f func(leaseRecord, time.Time) bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
