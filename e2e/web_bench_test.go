@@ -5,17 +5,21 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	"github.com/tetherhq/tether/internal/testutil"
 
 	"github.com/tetherhq/tether/pty"
+	"github.com/tetherhq/tether/web"
 )
 
 // BenchmarkWebTerminal measures the web terminal in Chromium
@@ -51,6 +55,11 @@ import (
 // layout and paint. ws-key-* is the same keystroke sent on the
 // terminal's WebSocket from Go: beside cli-key-* it is what the edge's
 // bridge adds, and beside web-key-received what the browser adds.
+// web-floor-key-* is the same keystroke, in turns with web-key-*, on a
+// page of the same layout, xterm.js and WebSocket whose server echoes
+// each key at once, on loopback with TLS (webFloor): what Chromium and
+// xterm.js take with nothing of Tether's behind the page. x-floor-web-
+// key-p50 is web-key-p50 against it.
 // web-idle-*-%core is what the page costs while it sits at its prompt.
 //
 // web-flood-MB/renderer-cpu-s is the flood's rate per CPU second of the
@@ -70,12 +79,16 @@ func BenchmarkWebTerminal(b *testing.B) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "bench.mjs")
 	cmd.Dir = browserDir
-	cmd.Env = append(os.Environ(), "TETHER_URL=https://"+s.addr, "TETHER_TOKEN="+s.token, "TETHER_DEVICE="+device, "TETHER_CHROMIUM="+chromium)
+	cmd.Env = append(os.Environ(), "TETHER_FLOOR_URL="+webFloor(b), "TETHER_URL=https://"+s.addr, "TETHER_TOKEN="+s.token, "TETHER_DEVICE="+device, "TETHER_CHROMIUM="+chromium)
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	require.NoError(b, err, "bench.mjs:\n%s", out)
 	var web struct {
 		LoadMS     float64 `json:"load_ms"`
+		FloorP50   float64 `json:"floor_key_p50_ms"`
+		FloorP99   float64 `json:"floor_key_p99_ms"`
+		FloorDrawn float64 `json:"floor_key_drawn_p50_ms"`
+		FloorRecv  float64 `json:"floor_key_received_p50_ms"`
 		KeyP50     float64 `json:"key_p50_ms"`
 		KeyP99     float64 `json:"key_p99_ms"`
 		DrawnP50   float64 `json:"key_drawn_p50_ms"`
@@ -130,6 +143,11 @@ func BenchmarkWebTerminal(b *testing.B) {
 	b.ReportMetric(web.DrawnP50, "web-key-drawn-p50-ms")
 	b.ReportMetric(web.NoWaitP50, "web-key-nowait-p50-ms")
 	b.ReportMetric(web.NoWaitP99, "web-key-nowait-p99-ms")
+	b.ReportMetric(web.FloorP50, "web-floor-key-p50-ms")
+	b.ReportMetric(web.FloorP99, "web-floor-key-p99-ms")
+	b.ReportMetric(web.FloorRecv, "web-floor-key-received-p50-ms")
+	b.ReportMetric(web.FloorDrawn, "web-floor-key-drawn-p50-ms")
+	b.ReportMetric(web.KeyP50/web.FloorP50, "x-floor-web-key-p50")
 	b.ReportMetric(web.WaitP50, "web-frame-wait-p50-ms")
 	b.ReportMetric(web.Frame, "web-frame-ms")
 	b.ReportMetric(web.BurstP50, "web-burst-key-p50-ms")
@@ -152,6 +170,56 @@ func BenchmarkWebTerminal(b *testing.B) {
 	b.ReportMetric(web.IdleMain, "web-idle-main-thread-%core")
 	b.ReportMetric(web.LoadMS, "cold-load-to-prompt-ms")
 	b.ReportMetric(float64(pageWeight(b, s))/1024, "page-KiB-gzip")
+}
+
+// webFloor serves the floor of the web terminal's keystrokes, on loopback
+// with TLS as the edge serves the page, until b ends: the terminal page's
+// layout and files with web/browser/floor.js for its script, and a
+// WebSocket (/ws) that sends a prompt, then echoes each binary message as
+// it comes. No edge, agent or PTY is behind it. It returns its URL.
+func webFloor(b *testing.B) string {
+	static := map[string]string{"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js", "app.css": "static/app.css"}
+	mux := http.NewServeMux()
+	for _, f := range []string{"floor.html", "floor.js"} {
+		mux.HandleFunc("GET /"+strings.TrimSuffix(f, ".html"), func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFile(w, r, filepath.Join(browserDir, f))
+		})
+	}
+	mux.HandleFunc("GET /web/static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		name, ok := static[r.PathValue("file")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeFileFS(w, r, web.Files, name)
+	})
+	ctx := b.Context()
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		if err := c.Write(ctx, websocket.MessageBinary, []byte("$ ")); err != nil {
+			return
+		}
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if typ != websocket.MessageBinary {
+				continue // the page's acks
+			}
+			if err := c.Write(ctx, typ, p); err != nil {
+				return
+			}
+		}
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // wsKeystrokes signs in to the edge's web terminal from Go, opens a

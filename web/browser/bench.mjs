@@ -10,6 +10,10 @@
 //                typed at a fast typist's pace, a pause of 20 to 200 ms
 //                (at random) between an echo and the next key: about nine
 //                keys a second, or 100 words a minute
+//   floor_key_*  key_*'s keystrokes on the floor's page, in turns with
+//                them: the same page, xterm.js and WebSocket, echoed by a
+//                server on loopback with nothing of Tether's behind it
+//                (floor.js, TETHER_FLOOR_URL)
 //   burst_*_ms   the same keystroke, with a pause of 0 to 17 ms: about 60
 //                keys a second, twice a held key's repeat rate, so that
 //                each echo comes while the frame clock still ticks from
@@ -94,27 +98,42 @@ const bufferHas = (src) => {
   return new RegExp(src, 'm').test(lines.join('\n'));
 };
 
-// A terminal page in browser br, signed in with cookies. The time each
-// output message reaches the page is kept for the keystrokes' breakdown:
-// a listener beside the page's own, which it does not see.
+// benchRecv, run in a page before its scripts, keeps the time each
+// output message reaches the page, for the keystrokes' breakdown: a
+// listener beside the page's own, which it does not see.
+function benchRecv() {
+  const WS = window.WebSocket;
+  window.__benchRecv = 0;
+  window.WebSocket = class extends WS {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => { if (typeof ev.data !== 'string') window.__benchRecv = performance.now(); });
+    }
+  };
+}
+
+// A terminal page in browser br, signed in with cookies.
 async function openTerminal(br, cookies) {
   const ctx = await br.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
   await ctx.addCookies(cookies);
   const page = await ctx.newPage();
-  await page.addInitScript(() => {
-    const WS = window.WebSocket;
-    window.__benchRecv = 0;
-    window.WebSocket = class extends WS {
-      constructor(...args) {
-        super(...args);
-        this.addEventListener('message', (ev) => { if (typeof ev.data !== 'string') window.__benchRecv = performance.now(); });
-      }
-    };
-  });
+  await page.addInitScript(benchRecv);
   const t0 = Date.now();
   await page.goto(base + '/web/d/' + device);
   await page.waitForFunction(bufferHas, '[#$] $', { timeout: patience, polling: 'raf' });
   return { ctx, page, loadMS: Date.now() - t0 };
+}
+
+// openFloor opens the floor's page (TETHER_FLOOR_URL) in browser br,
+// at its prompt, with the pointer over the terminal as on Tether's page.
+async function openFloor(br) {
+  const ctx = await br.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 600 } });
+  const page = await ctx.newPage();
+  await page.addInitScript(benchRecv);
+  await page.goto(process.env.TETHER_FLOOR_URL + '/floor');
+  await page.waitForFunction(bufferHas, '[#$] $', { timeout: patience, polling: 'raf' });
+  await page.click('#terminal');
+  return { ctx, page };
 }
 
 // The pause between an echo and the next key, in ms: a fast typist's,
@@ -131,25 +150,28 @@ async function swallow(page) {
   await page.waitForTimeout(500);
 }
 
-// keystrokes types n keys (after 20 unmeasured) into a terminal that
+// keystrokes types n keys (after warm unmeasured) into a terminal that
 // swallows them, each after a pause drawn at random from pause, and
-// returns the percentiles.
-async function keystrokes(page, n, pause) {
-  return page.evaluate(async ({ n, pause }) => {
+// returns the times of each (summarize takes their percentiles); with
+// frames, the frame interval too.
+async function keystrokes(page, n, pause, warm, frames) {
+  return page.evaluate(async ({ n, pause, warm, countFrames }) => {
     const term = window.tether.term;
     // The frame interval: a loop of frames, before the keys, so that it
     // takes nothing from them.
     const frames = [];
-    await new Promise((resolve) => {
-      let last = 0;
-      const frame = (t) => {
-        if (last) frames.push(t - last);
-        last = t;
-        if (frames.length < 120) requestAnimationFrame(frame);
-        else resolve();
-      };
-      requestAnimationFrame(frame);
-    });
+    if (countFrames) {
+      await new Promise((resolve) => {
+        let last = 0;
+        const frame = (t) => {
+          if (last) frames.push(t - last);
+          last = t;
+          if (frames.length < 120) requestAnimationFrame(frame);
+          else resolve();
+        };
+        requestAnimationFrame(frame);
+      });
+    }
     const rows = term.element.querySelector('.xterm-rows');
     const painted = [];
     const drawn = [];
@@ -158,7 +180,7 @@ async function keystrokes(page, n, pause) {
     const parsed = [];
     const received = [];
     const after = new MessageChannel();
-    for (let i = 0; i < n + 20; i++) {
+    for (let i = 0; i < n + warm; i++) {
       const ch = String.fromCharCode(97 + (i % 26));
       // A person's keys come at any point of the display's frame, not
       // right after a render as this loop would otherwise send them.
@@ -201,7 +223,7 @@ async function keystrokes(page, n, pause) {
         });
         term.input(ch, true);
       });
-      if (i >= 20) {
+      if (i >= warm) {
         const now = performance.now();
         const wait = tParsed && tFrame ? Math.max(0, tFrame - tParsed) : 0;
         painted.push(now - t0);
@@ -213,13 +235,21 @@ async function keystrokes(page, n, pause) {
       }
     }
     after.port1.close();
-    const pct = (a, q) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
-    return {
-      p50: pct(painted, 0.5), p99: pct(painted, 0.99), drawnP50: pct(drawn, 0.5), waitP50: pct(waits, 0.5), nowaitP50: pct(nowait, 0.5), nowaitP99: pct(nowait, 0.99),
-      parsedP50: pct(parsed, 0.5), parsedP99: pct(parsed, 0.99),
-      receivedP50: pct(received, 0.5), frameP50: pct(frames, 0.5),
-    };
-  }, { n, pause });
+    return { painted, drawn, waits, nowait, parsed, received, frames };
+  }, { n, pause, warm, countFrames: !!frames });
+}
+
+// summarize takes the percentiles of the keystrokes of several calls of
+// keystrokes.
+function summarize(runs) {
+  const all = (k) => runs.flatMap((r) => r[k]);
+  const pct = (a, q) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
+  return {
+    p50: pct(all('painted'), 0.5), p99: pct(all('painted'), 0.99), drawnP50: pct(all('drawn'), 0.5),
+    waitP50: pct(all('waits'), 0.5), nowaitP50: pct(all('nowait'), 0.5), nowaitP99: pct(all('nowait'), 0.99),
+    parsedP50: pct(all('parsed'), 0.5), parsedP99: pct(all('parsed'), 0.99),
+    receivedP50: pct(all('received'), 0.5), frameP50: pct(all('frames'), 0.5),
+  };
 }
 
 // Sign in once; each measured page starts in a fresh context (no cache)
@@ -245,8 +275,21 @@ try {
   const i1 = rendererTimes();
   const idleS = (Date.now() - idle0) / 1000;
   await swallow(t.page);
-  const lat = await keystrokes(t.page, keys, typist);
-  const fast = await keystrokes(t.page, keys, burst);
+  // The floor: the same page and keystrokes, echoed by a WebSocket
+  // server on loopback (floor.js). Tether's keys and the floor's take
+  // turns, a round each, so that both meet the same state of the machine.
+  const fl = await openFloor(browser);
+  const rounds = 6;
+  const latRuns = [];
+  const floorRuns = [];
+  for (let r = 0; r < rounds; r++) {
+    latRuns.push(await keystrokes(t.page, keys / rounds, typist, r === 0 ? 20 : 5, r === 0));
+    floorRuns.push(await keystrokes(fl.page, keys / rounds, typist, r === 0 ? 20 : 5, false));
+  }
+  await fl.ctx.close();
+  const lat = summarize(latRuns);
+  const floor = summarize(floorRuns);
+  const fast = summarize([await keystrokes(t.page, keys, burst, 20, false)]);
   await t.ctx.close();
 
   // The flood, in a new terminal.
@@ -269,6 +312,8 @@ try {
     load_ms: t.loadMS, key_p50_ms: lat.p50, key_p99_ms: lat.p99, key_wait_p50_ms: lat.waitP50,
     key_nowait_p50_ms: lat.nowaitP50, key_nowait_p99_ms: lat.nowaitP99,
     burst_p50_ms: fast.p50, burst_p99_ms: fast.p99, burst_wait_p50_ms: fast.waitP50,
+    floor_key_p50_ms: floor.p50, floor_key_p99_ms: floor.p99, floor_key_drawn_p50_ms: floor.drawnP50,
+    floor_key_received_p50_ms: floor.receivedP50,
     key_drawn_p50_ms: lat.drawnP50, key_parsed_p50_ms: lat.parsedP50, key_parsed_p99_ms: lat.parsedP99, key_received_p50_ms: lat.receivedP50, frame_ms: lat.frameP50,
     flood_mbps: bytes / 1e6 / (floodMS / 1000), flood_bytes: bytes, flood_renderer_cpu_s: r1.cpu - r0.cpu,
     flood_main_run_s: r1.run - r0.run, flood_main_wait_s: r1.wait - r0.wait,
