@@ -20,6 +20,7 @@ type FileCert struct {
 	cert, key string
 	what      string // names it in the log: "edge certificate"
 	log       *slog.Logger
+	check     func(*tls.Certificate) error // set by Verify; nil: none
 
 	mu sync.Mutex
 	// mu guards the following.
@@ -51,9 +52,15 @@ func (f *FileCert) Certificate() (*tls.Certificate, error) {
 		return f.current, nil
 	}
 	tc, err := tls.LoadX509KeyPair(f.cert, f.key)
+	why := "do not load"
+	if err == nil && f.check != nil {
+		if err = f.check(&tc); err != nil {
+			why = "hold a certificate that fails its check"
+		}
+	}
 	if err != nil {
 		if f.current != nil {
-			f.log.Warn(f.what+" files changed but do not load; still using the previous certificate", "cert", f.cert, "key", f.key, "err", err)
+			f.log.Warn(f.what+" files changed but "+why+"; still using the previous certificate", "cert", f.cert, "key", f.key, "err", err)
 			f.certMod, f.keyMod = cm, km // log once per change
 			return f.current, nil
 		}
@@ -64,6 +71,20 @@ func (f *FileCert) Certificate() (*tls.Certificate, error) {
 	}
 	f.current, f.certMod, f.keyMod = &tc, cm, km
 	return f.current, nil
+}
+
+// Verify makes f serve only certificates that pass check, the caller's
+// own rules for them (a CA, a name, a key usage): the certificate served
+// now is checked at once, and its error returned; a renewal that fails is
+// kept out as files that do not load are. Call it before f serves.
+func (f *FileCert) Verify(check func(*tls.Certificate) error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := check(f.current); err != nil {
+		return fmt.Errorf("%s: %w", f.what, err)
+	}
+	f.check = check
+	return nil
 }
 
 // GetCertificate serves the certificate as a tls.Config's

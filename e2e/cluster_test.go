@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,12 +37,15 @@ type clusterSys struct {
 	lb      *balancer
 	natsURL string           // external NATS, when the cluster uses one
 	agents  map[string]*proc // by device ID
+	peerCA  *certs.KeyPair   // issues the edges' peer certificates
 }
 
 type clusterEdge struct {
 	id      string
 	addr    string // public listen address
 	metrics string // metrics listen address
+	peer    string // peer listen address
+	route   string // embedded NATS's route address
 	cfg     string // config path
 	proc    *proc
 }
@@ -70,6 +76,7 @@ func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
 	peerCA, err := certs.NewCA("test peer CA", certs.Options{})
 	require.NoError(t, err)
 	require.NoError(t, certs.WriteFile(filepath.Join(c.dir, "peer-ca.crt"), peerCA.CertPEM(), 0o644, true))
+	c.peerCA = peerCA
 	type ports struct{ pub, peer, route int }
 	ps := make([]ports, o.edges)
 	for i := range ps {
@@ -94,6 +101,7 @@ func newClusterSys(t testing.TB, o clusterOpts) *clusterSys {
 				ps[i].route, strings.Join(routes, ", "), id)
 		}
 		e := &clusterEdge{id: id, addr: fmt.Sprintf("127.0.0.1:%d", ps[i].pub), metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			peer: fmt.Sprintf("127.0.0.1:%d", ps[i].peer), route: fmt.Sprintf("127.0.0.1:%d", ps[i].route),
 			cfg: filepath.Join(c.dir, id+".yaml")}
 		cfg := fmt.Sprintf(`listen: %q
 tls: {cert: edge.crt, key: edge.key}
@@ -569,6 +577,59 @@ func TestClusterStoppedEdge(t *testing.T) {
 		_, _, code := c.cli(from, "", "reload", stuck)
 		return code == 0
 	}, 30*time.Second, 200*time.Millisecond, "%s did not come back after its agent resumed", stuck)
+}
+
+// TestClusterPeerCertificateRenewal: an edge's peer certificate renewed on
+// disk is presented from the next connection on, with no restart or
+// signal: by its peer listener and its NATS routes, and when it dials
+// another edge; the metrics say when it expires.
+func TestClusterPeerCertificateRenewal(t *testing.T) {
+	c := newClusterSys(t, clusterOpts{})
+	e2, e3 := c.edge("edge-2"), c.edge("edge-3")
+	kp, err := c.peerCA.IssuePeer("edge-2", []string{"127.0.0.1"}, certs.Options{Lifetime: 48 * time.Hour})
+	require.NoError(t, err)
+	crt, key := filepath.Join(c.dir, "edge-2-peer.crt"), filepath.Join(c.dir, "edge-2-peer.key")
+	require.NoError(t, kp.Save(crt, key, true))
+	later := time.Now().Add(time.Minute) // a new modification time, however coarse the clock
+	require.NoError(t, os.Chtimes(crt, later, later))
+	renewed := certs.SerialHex(kp.Cert)
+
+	other, err := c.peerCA.IssuePeer("edge-9", []string{"127.0.0.1"}, certs.Options{})
+	require.NoError(t, err)
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{other.TLSCertificate()},
+		RootCAs: certs.PoolOf(c.peerCA.Cert), ServerName: "edge-2"}
+	conn, err := tls.Dial("tcp", e2.peer, tc)
+	require.NoError(t, err)
+	require.Equal(t, renewed, certs.SerialHex(conn.ConnectionState().PeerCertificates[0]), "the peer listener serves the old certificate")
+	conn.Close()
+	// NATS's route listener: TLS first, then its INFO.
+	rc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", e2.route, tc)
+	require.NoError(t, err)
+	require.Equal(t, renewed, certs.SerialHex(rc.ConnectionState().PeerCertificates[0]), "the NATS route serves the old certificate")
+	require.NoError(t, rc.SetDeadline(time.Now().Add(10*time.Second)))
+	info, err := bufio.NewReader(rc).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(info, "INFO "), "the route listener said %q", info)
+	rc.Close()
+	require.Contains(t, e2.proc.Stderr(), "peer certificate reloaded from disk")
+
+	resp, err := http.Get("http://" + e2.metrics + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(body), fmt.Sprintf("tether_edge_cluster_peer_certificate_expiry_timestamp_seconds %g\n", float64(kp.Cert.NotAfter.Unix())))
+
+	// edge-3 starts again: edge-2 dials it (the lower ID dials), with the
+	// renewed certificate, and the NATS routes form again with it.
+	require.NoError(t, e3.proc.Stop())
+	c.startEdge(e3)
+	for _, e := range c.edges {
+		c.waitClusterOK(e)
+	}
+	up := regexp.MustCompile(`msg="peer session up" edge=edge-2 \S+ peer_cert_serial=` + renewed + ` `)
+	require.Eventually(t, func() bool { return up.MatchString(e3.proc.Stderr()) }, 30*time.Second, 50*time.Millisecond,
+		"edge-3 logged no peer session with edge-2's renewed certificate %s:\n%s", renewed, e3.proc.Stderr())
 }
 
 // TestClusterClonedCertificate: two agents with one device certificate, on

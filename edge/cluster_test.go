@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -808,4 +810,76 @@ func TestClusterStateComesBackWithoutItsStore(t *testing.T) {
 		require.NoError(t, err, "a cross-edge open from %s failed after the store came back", at)
 		conn.Close()
 	}
+}
+
+// TestPeerCertificateRenewal renews an edge's peer certificate while it
+// runs (Cluster.GetPeerCertificate, as certs.FileCert serves it) and
+// checks that its next peer sessions present the renewed certificate, the
+// one it dials and the one it accepts, and that each side logs the
+// certificate its peer presented.
+func TestPeerCertificateRenewal(t *testing.T) {
+	var logs lockedBuffer
+	rig := newClusterRig(t)
+	rig.log = slog.New(slog.NewTextHandler(&logs, nil))
+	var cur atomic.Pointer[tls.Certificate]
+	metrics := &edge.Metrics{}
+	rig.server = func(id string, srv *edge.Server) {
+		if id == "b" {
+			first := srv.Cluster.PeerCert
+			cur.Store(&first)
+			srv.Cluster.GetPeerCertificate = func() (*tls.Certificate, error) { return cur.Load(), nil }
+			srv.Metrics = metrics
+		}
+	}
+	expiry := func(c *x509.Certificate) string {
+		return fmt.Sprintf("tether_edge_cluster_peer_certificate_expiry_timestamp_seconds %g\n", float64(c.NotAfter.Unix()))
+	}
+	// The lower ID dials: a dials b, b dials c.
+	for _, id := range []string{"a", "b", "c"} {
+		rig.start(id)
+	}
+	// seen waits until edge at logs a peer session with b that presented
+	// the certificate of serial.
+	seen := func(at, serial string) {
+		t.Helper()
+		want := fmt.Sprintf(`msg="peer session up" edge=%s edge=b `, at)
+		require.Eventually(t, func() bool {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, want) && strings.Contains(l, "peer_cert_serial="+serial+" ") {
+					return true
+				}
+			}
+			return false
+		}, 20*time.Second, 20*time.Millisecond, "edge %s logged no peer session with b's certificate %s:\n%s", at, serial, logs.String())
+	}
+	first := certs.SerialHex(cur.Load().Leaf)
+	seen("a", first)
+	seen("c", first)
+	require.Contains(t, scrape(t, metrics), expiry(cur.Load().Leaf))
+
+	kp, err := rig.peerCA.IssuePeer("b", []string{"127.0.0.1"}, certs.Options{Lifetime: 48 * time.Hour})
+	require.NoError(t, err)
+	renewed := kp.TLSCertificate()
+	cur.Store(&renewed)
+	second := certs.SerialHex(kp.Cert)
+	require.NotEqual(t, first, second)
+	require.Contains(t, scrape(t, metrics), expiry(kp.Cert), "the metric follows the renewal")
+
+	// A new connection to b's peer listener gets the renewed certificate.
+	client, err := rig.peerCA.IssuePeer("z", []string{"127.0.0.1"}, certs.Options{})
+	require.NoError(t, err)
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(rig.edges["b"].presence.Advertise, "https://"), &tls.Config{MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{client.TLSCertificate()}, RootCAs: certs.PoolOf(rig.peerCA.Cert), ServerName: "b"})
+	require.NoError(t, err)
+	require.Equal(t, second, certs.SerialHex(conn.ConnectionState().PeerCertificates[0]))
+	conn.Close()
+
+	// a and c start again: a dials b, which serves the renewed
+	// certificate, and b dials c with it.
+	rig.edges["a"].stop()
+	rig.edges["c"].stop()
+	rig.start("a")
+	rig.start("c")
+	seen("a", second)
+	seen("c", second)
 }

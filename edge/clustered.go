@@ -3,10 +3,12 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"sync"
 	"time"
 )
@@ -41,7 +43,20 @@ func (s *Server) startCluster() {
 		return 0
 	}, func() float64 { return float64(s.peers.up()) },
 		func() float64 { return float64(len(c.Presence.List())) },
-		func() float64 { return c.Presence.Age().Seconds() })
+		func() float64 { return c.Presence.Age().Seconds() },
+		func() float64 {
+			cert, err := c.peerCertificate()
+			if err != nil || len(cert.Certificate) == 0 {
+				return math.NaN()
+			}
+			leaf := cert.Leaf
+			if leaf == nil {
+				if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+					return math.NaN()
+				}
+			}
+			return float64(leaf.NotAfter.Unix())
+		})
 }
 
 // newNonce names one session of a device.

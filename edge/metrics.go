@@ -225,9 +225,10 @@ func (m *Metrics) ServedCertificate(leaf func() *x509.Certificate) {
 }
 
 // clusterGauges registers the cluster's health: whether the presence view
-// is current, the live peer sessions, the cluster's devices, and the age of
-// the presence view in seconds. It runs once, when a clustered edge starts.
-func (m *Metrics) clusterGauges(healthy, peers, devices, age func() float64) {
+// is current, the live peer sessions, the cluster's devices, the age of
+// the presence view in seconds, and when the peer certificate expires. It
+// runs once, when a clustered edge starts.
+func (m *Metrics) clusterGauges(healthy, peers, devices, age, peerCertExpiry func() float64) {
 	if !m.on() {
 		return
 	}
@@ -240,5 +241,7 @@ func (m *Metrics) clusterGauges(healthy, peers, devices, age func() float64) {
 			Help: "Devices connected to any edge of the cluster, as this edge sees them."}, devices),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_presence_age_seconds",
 			Help: "Seconds since the presence view last heard from NATS (the echo of this edge's heartbeat, every 2 s)."}, age),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_edge_cluster_peer_certificate_expiry_timestamp_seconds",
+			Help: "When the peer certificate this edge presents to the other edges expires, in Unix seconds."}, peerCertExpiry),
 	)
 }

@@ -26,8 +26,13 @@ type Cluster struct {
 	// PeerCA verifies the peer certificates of other edges. Required.
 	PeerCA *x509.CertPool
 	// PeerCert is this edge's peer certificate, presented when it dials
-	// another edge (and served by the peer listener: see PeerTLSConfig).
+	// another edge and served by the peer listener (see PeerListener).
 	PeerCert tls.Certificate
+	// GetPeerCertificate, when set, is asked for the peer certificate at
+	// each new peer connection, either way, in place of PeerCert: a
+	// certificate renewed on disk (certs.FileCert) is presented from the
+	// next connection on, and the sessions open stay.
+	GetPeerCertificate func() (*tls.Certificate, error)
 	// PeerTransport tunes peer sessions; nil means DefaultPeerTransport:
 	// a short keep-alive, since peers share a data centre and an edge that
 	// stops must be found within seconds.
@@ -78,6 +83,14 @@ func (l gatherListener) Accept() (net.Conn, error) {
 	return transport.GatherRecords(c), nil
 }
 
+// peerCertificate returns the peer certificate to present now.
+func (c *Cluster) peerCertificate() (*tls.Certificate, error) {
+	if c.GetPeerCertificate != nil {
+		return c.GetPeerCertificate()
+	}
+	return &c.PeerCert, nil
+}
+
 func (s *Server) peerTLSConfig() *tls.Config {
 	c := s.Cluster
 	if c == nil {
@@ -85,7 +98,7 @@ func (s *Server) peerTLSConfig() *tls.Config {
 	}
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS13,
-		Certificates:           []tls.Certificate{c.PeerCert},
+		GetCertificate:         func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.peerCertificate() },
 		ClientAuth:             tls.RequireAndVerifyClientCert,
 		ClientCAs:              c.PeerCA,
 		SessionTicketsDisabled: true,

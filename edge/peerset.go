@@ -203,11 +203,18 @@ func (p *peerSet) dialMissing(ctx context.Context) {
 // dial opens the session with edge e and serves it until it ends.
 func (p *peerSet) dial(ctx context.Context, e EdgeRecord, bo *peerBackoff) {
 	c := p.s.Cluster
+	var served *x509.Certificate // the peer's certificate, for the log
 	tc := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.PeerCert},
-		RootCAs:      c.PeerCA,
-		ServerName:   e.ID, // a peer certificate names its edge ID
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return c.peerCertificate()
+		},
+		RootCAs:    c.PeerCA,
+		ServerName: e.ID, // a peer certificate names its edge ID
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			served = cs.PeerCertificates[0] // verified already
+			return nil
+		},
 	}
 	u := strings.TrimSuffix(e.Advertise, "/") + "/peer"
 	sess, err := transport.Dial(ctx, u, "", tc, p.cfg)
@@ -223,13 +230,13 @@ func (p *peerSet) dial(ctx context.Context, e EdgeRecord, bo *peerBackoff) {
 	}
 	bo.bo.Reset()
 	p.mu.Unlock()
-	p.serve(e.ID, sess)
+	p.serve(e.ID, served, sess)
 }
 
 // serve registers sess as the session with edge id (closing an older
 // one), accepts the streams the peer opens on it, and unregisters it when
-// it ends.
-func (p *peerSet) serve(id string, sess *transport.Session) {
+// it ends. cert is the certificate the peer presented.
+func (p *peerSet) serve(id string, cert *x509.Certificate, sess *transport.Session) {
 	sess.SetPeerName("edge " + id)
 	if !p.s.track(sess) {
 		sess.Close()
@@ -244,7 +251,8 @@ func (p *peerSet) serve(id string, sess *transport.Session) {
 	if old != nil {
 		old.Close()
 	}
-	p.s.log.Info("peer session up", "edge", id, "remote", sess.RemoteAddr().String())
+	p.s.log.Info("peer session up", "edge", id, "remote", sess.RemoteAddr().String(),
+		"peer_cert_serial", certs.SerialHex(cert), "peer_cert_not_after", cert.NotAfter.UTC().Format(time.RFC3339))
 	// The session's streams end with it: an open that waits for its
 	// device's answer gives up once the client's edge is gone, as a
 	// client's own stream does with its session.
@@ -321,7 +329,7 @@ func (s *Server) servePeer(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.peers.serve(id, sess)
+		s.peers.serve(id, chain[0], sess)
 	}()
 }
 

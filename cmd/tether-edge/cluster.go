@@ -189,6 +189,7 @@ func parseCluster(cc *clusterConfig, listen, deviceCA string, loadFiles bool,
 		}
 	}
 	s.PeerCA = certs.PoolOf(peerCAs...)
+	s.PeerCertFile, s.PeerKeyFile = cc.PeerCert.Cert, cc.PeerCert.Key
 	s.PeerCert, err = tls.LoadX509KeyPair(cc.PeerCert.Cert, cc.PeerCert.Key)
 	if err != nil {
 		return nil, nil, bad(fmt.Sprintf("cannot load the peer certificate and key: %v", err), k("peer_cert")...)
@@ -226,6 +227,20 @@ func parseCluster(cc *clusterConfig, listen, deviceCA string, loadFiles bool,
 		}
 	}
 	return s, warnings, nil
+}
+
+// peerCertCheck is what a renewed peer certificate must pass, as the
+// configured one does: checkPeerCert, and the edge ID for its CN.
+func peerCertCheck(roots *x509.CertPool, edgeID string) func(*tls.Certificate) error {
+	return func(c *tls.Certificate) error {
+		if err := checkPeerCert(*c, roots, edgeID); err != nil {
+			return err
+		}
+		if cn := c.Leaf.Subject.CommonName; cn != edgeID {
+			return fmt.Errorf("its CN is %q, not this edge's ID %q: the edge ID is the peer certificate's CN", cn, edgeID)
+		}
+		return nil
+	}
 }
 
 // checkPeerCert checks that cert chains to the peer CA and may serve both

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/tetherhq/tether/certs"
 )
 
 // natsClusterName is the name the embedded NATS servers of a cluster share.
@@ -41,7 +43,9 @@ type clusterSettings struct {
 	Replicas     int    // 1, 3 or 5
 	TakeoverHold time.Duration
 	PeerCA       *x509.CertPool
-	PeerCert     tls.Certificate
+	PeerCert     tls.Certificate // as loaded and checked with the configuration
+	PeerCertFile string
+	PeerKeyFile  string
 	Embedded     *embeddedNATS // nil for an external cluster
 	URL          string        // the external cluster's URLs, comma-separated
 	Creds        string        // its credentials file; empty for none
@@ -96,7 +100,7 @@ func (n *natsConn) serversUp() int {
 // cluster. An external cluster that cannot be reached is no error: the
 // connection keeps trying in the background (its state is the presence's
 // health).
-func startNATS(c *clusterSettings, log *slog.Logger) (*natsConn, error) {
+func startNATS(c *clusterSettings, peerCert *certs.FileCert, log *slog.Logger) (*natsConn, error) {
 	opts := []nats.Option{
 		nats.Name("tether-edge " + c.EdgeID),
 		nats.MaxReconnects(-1),
@@ -167,7 +171,7 @@ func startNATS(c *clusterSettings, log *slog.Logger) (*natsConn, error) {
 			Name:           natsClusterName,
 			Host:           host,
 			Port:           port,
-			TLSConfig:      c.RouteTLS,
+			TLSConfig:      renewingTLS(c.RouteTLS, peerCert),
 			TLSTimeout:     5,
 			NoAdvertise:    true,
 			ConnectRetries: 0, // explicit routes are retried for ever: peers start in any order
@@ -255,3 +259,13 @@ func (l *natsLogger) fatal() string {
 }
 
 var _ server.Logger = (*natsLogger)(nil)
+
+// renewingTLS returns a copy of tc that presents cert, read again when its
+// files change, in place of tc's own certificates, as server and client.
+func renewingTLS(tc *tls.Config, cert *certs.FileCert) *tls.Config {
+	tc = tc.Clone()
+	tc.Certificates = nil
+	tc.GetCertificate = cert.GetCertificate
+	tc.GetClientCertificate = cert.GetClientCertificate
+	return tc
+}

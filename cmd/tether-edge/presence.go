@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tetherhq/tether/certs"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/edge/cluster"
 	"github.com/tetherhq/tether/transport"
@@ -32,6 +33,7 @@ const (
 // meanwhile. Close stops all of it.
 type clusterRuntime struct {
 	settings *clusterSettings
+	peerCert *certs.FileCert
 	lastSeen time.Duration // devices.last_seen_ttl: the last-seen bucket's TTL
 	log      *slog.Logger
 	presence *lazyPresence
@@ -47,7 +49,17 @@ type clusterRuntime struct {
 // only when NATS itself cannot be set up (an embedded server that cannot
 // listen); an unreachable cluster is retried.
 func startCluster(c *clusterSettings, lastSeenTTL time.Duration, log *slog.Logger) (*clusterRuntime, error) {
-	n, err := startNATS(c, log)
+	// The peer certificate's files are read again at the first handshake
+	// after they change, for the peer sessions and the NATS routes alike:
+	// a renewal needs no restart, and what is connected stays.
+	peerCert, err := certs.NewFileCert(c.PeerCertFile, c.PeerKeyFile, "peer certificate", log)
+	if err != nil {
+		return nil, fmt.Errorf("%w (check cluster.peer_cert)", err)
+	}
+	if err := peerCert.Verify(peerCertCheck(c.PeerCA, c.EdgeID)); err != nil {
+		return nil, fmt.Errorf("%w (check cluster.peer_cert)", err)
+	}
+	n, err := startNATS(c, peerCert, log)
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +73,7 @@ func startCluster(c *clusterSettings, lastSeenTTL time.Duration, log *slog.Logge
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &clusterRuntime{
 		settings: c,
+		peerCert: peerCert,
 		lastSeen: lastSeenTTL,
 		log:      log,
 		presence: &lazyPresence{created: time.Now()},
@@ -82,6 +95,8 @@ func (r *clusterRuntime) edgeCluster() *edge.Cluster {
 		PeerCA:       c.PeerCA,
 		PeerCert:     c.PeerCert,
 		TakeoverHold: c.TakeoverHold,
+
+		GetPeerCertificate: r.peerCert.Certificate,
 	}
 }
 
