@@ -229,6 +229,90 @@ test('a paste of 4 MiB into a program that echoes it arrives whole', async () =>
   await ctx.close();
 });
 
+test('24-bit colours show, and nothing breaks the CSP', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await openTerminal(page);
+  // The sequences come from printf, so that the echo of the command line
+  // holds none of the colour.
+  await typeLine(page, "printf '\\033[38;2;255;0;0mtrue-red\\033[48;2;0;0;255m-on-blue\\033[0m\\n'");
+  await waitText(page, outputLine('true-red-on-blue'));
+  const colours = await page.waitForFunction(() => {
+    const rows = window.tether.term.element.querySelector('.xterm-rows');
+    const span = (text) => [...rows.querySelectorAll('span')].find((s) => s.textContent === text);
+    const red = span('true-red');
+    const blue = span('-on-blue');
+    if (!red || !blue) return null;
+    return { red: getComputedStyle(red).color, blue: getComputedStyle(blue).backgroundColor };
+  }, null, { timeout: patience, polling: 50 });
+  assert.deepEqual(await colours.jsonValue(), { red: 'rgb(255, 0, 0)', blue: 'rgb(0, 0, 255)' });
+  assert.deepEqual(problems, [], 'the page broke its CSP or logged an error');
+  await ctx.close();
+});
+
+test('the keyboard copies and pastes as in a desktop terminal', async () => {
+  const { ctx, page, problems } = await newPage();
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await signIn(page);
+  await openTerminal(page);
+  const clipboard = () => page.evaluate(() => navigator.clipboard.readText());
+  // selectOutput selects text where it stands alone on a line of output.
+  const selectOutput = (text) => page.evaluate((text) => {
+    const t = window.tether.term;
+    const b = t.buffer.active;
+    for (let i = b.length - 1; i >= 0; i--) {
+      const line = b.getLine(i).translateToString(true);
+      const at = line.indexOf(text);
+      if (at >= 0 && !line.includes('echo')) {
+        t.select(at, i, text.length);
+        return t.getSelection();
+      }
+    }
+    return '';
+  }, text);
+  // The tty echoes a ^C that reaches the shell.
+  const interrupted = () => page.evaluate(() => {
+    const b = window.tether.term.buffer.active;
+    for (let i = 0; i < b.length; i++) if (b.getLine(i).translateToString(true).includes('^C')) return true;
+    return false;
+  });
+
+  await typeLine(page, 'echo copy-$((6*7))-me');
+  await waitText(page, outputLine('copy-42-me'));
+  assert.equal(await selectOutput('copy-42-me'), 'copy-42-me');
+  await page.keyboard.press('Control+Shift+C');
+  assert.equal(await clipboard(), 'copy-42-me', 'Ctrl+Shift+C did not copy the selection');
+  await typeLine(page, 'echo insert-$((6*7))-me');
+  await waitText(page, outputLine('insert-42-me'));
+  assert.equal(await selectOutput('insert-42-me'), 'insert-42-me');
+  await page.keyboard.press('Control+Insert');
+  assert.equal(await clipboard(), 'insert-42-me', 'Ctrl+Insert did not copy the selection');
+  // Without a selection, Ctrl+Shift+C copies nothing and sends nothing.
+  await page.evaluate(() => window.tether.term.clearSelection());
+  await page.keyboard.press('Control+Shift+C');
+  assert.equal(await clipboard(), 'insert-42-me');
+
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.keyboard.press('Control+Shift+V');
+  await page.keyboard.press('Enter');
+  await waitText(page, outputLine('pasted-5'));
+  await page.evaluate(() => navigator.clipboard.writeText('echo shifted-$((2+3))'));
+  await page.keyboard.press('Shift+Insert');
+  await page.keyboard.press('Enter');
+  await waitText(page, outputLine('shifted-5'));
+  assert.equal(await interrupted(), false, 'a copy or a paste sent Ctrl-C to the shell');
+
+  // Ctrl+C still interrupts, selection or not.
+  await typeLine(page, 'sleep 100');
+  assert.notEqual(await selectOutput('pasted-5'), '');
+  await page.keyboard.press('Control+C');
+  await typeLine(page, 'echo after-$((6*7))');
+  await waitText(page, outputLine('after-42'));
+  assert.equal(await interrupted(), true, 'Ctrl+C did not reach the shell');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a page on another origin can neither get a ticket nor open the WebSocket', async () => {
   const { ctx, page } = await newPage();
   await signIn(page);

@@ -18,6 +18,19 @@
     if (String(tag).toLowerCase() === 'style') el.setAttribute('nonce', styleNonce);
     return el;
   };
+  // xterm.js's DOM renderer gives a cell a colour of its own (a 24-bit
+  // colour, the selection's, one raised to the minimum contrast) with a
+  // style attribute, which the CSP refuses: the colour would be lost, and
+  // each such cell logged as a violation. Through the CSSOM, which the
+  // CSP leaves to scripts, it applies.
+  const setAttribute = Element.prototype.setAttribute;
+  Element.prototype.setAttribute = function (name, value) {
+    if (name === 'style') {
+      this.style.cssText = value;
+      return;
+    }
+    setAttribute.call(this, name, value);
+  };
   const state = document.getElementById('state');
   // An idle moment, where the browser tells (not Safari): otherwise the
   // next task.
@@ -176,6 +189,27 @@
   term.onResize((sz) => {
     const ws = conn && conn.ws;
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
+  });
+
+  // Copy and paste from the keyboard as desktop terminals do on Linux and
+  // Windows: Ctrl+Shift+C and Ctrl+Insert copy the selection, Ctrl+Shift+V
+  // and Shift+Insert paste (the browser's own paste, which xterm.js takes
+  // as a paste). Ctrl+C interrupts, selection or not. On macOS, Cmd+C and
+  // Cmd+V copy and paste through the browser already.
+  const letter = (ev) => (/^[a-z]$/i.test(ev.key) ? ev.key.toLowerCase() : /^Key[A-Z]$/.test(ev.code) ? ev.code.slice(3).toLowerCase() : '');
+  const only = (ev, ctrl, shift) => ev.ctrlKey === ctrl && ev.shiftKey === shift && !ev.altKey && !ev.metaKey;
+  term.attachCustomKeyEventHandler((ev) => {
+    const copy = (only(ev, true, true) && letter(ev) === 'c') || (only(ev, true, false) && ev.key === 'Insert');
+    const paste = (only(ev, true, true) && letter(ev) === 'v') || (only(ev, false, true) && ev.key === 'Insert');
+    if (copy) {
+      // Not the browser's: Ctrl+Shift+C opens its inspector.
+      ev.preventDefault();
+      if (ev.type === 'keydown' && term.hasSelection() && navigator.clipboard) {
+        navigator.clipboard.writeText(term.getSelection()).catch((e) => { state.textContent = 'copy failed: ' + e.message; });
+      }
+      return false;
+    }
+    return !paste;
   });
 
   window.addEventListener('resize', () => fit.fit());
