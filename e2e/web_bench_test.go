@@ -178,7 +178,8 @@ func BenchmarkWebTerminal(b *testing.B) {
 // WebSocket (/ws) that sends a prompt, then echoes each binary message as
 // it comes. No edge, agent or PTY is behind it. It returns its URL.
 func webFloor(b *testing.B) string {
-	static := map[string]string{"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js", "app.css": "static/app.css"}
+	static := map[string]string{"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js",
+		"addon-web-links.js": "vendor/addon-web-links.js", "app.css": "static/app.css"}
 	mux := http.NewServeMux()
 	for _, f := range []string{"floor.html", "floor.js"} {
 		mux.HandleFunc("GET /"+strings.TrimSuffix(f, ".html"), func(w http.ResponseWriter, r *http.Request) {
@@ -261,7 +262,7 @@ func pageWeight(b *testing.B, s *system) int {
 	b.Helper()
 	hc := s.httpClient()
 	total := 1200 // the terminal page's HTML, rendered
-	for _, f := range []string{"xterm.js", "xterm.css", "addon-fit.js", "term.js", "app.css", "icon.svg"} {
+	for _, f := range []string{"xterm.js", "xterm.css", "addon-fit.js", "addon-web-links.js", "term.js", "app.css", "icon.svg"} {
 		req, err := http.NewRequest("GET", "https://"+s.addr+"/web/static/"+f, nil)
 		require.NoError(b, err)
 		req.Header.Set("Accept-Encoding", "gzip") // set by hand: the transport then leaves the body compressed

@@ -1,6 +1,6 @@
 // The floor of bench.mjs's keystrokes: the terminal page's own work and
-// nothing of Tether's. The same page layout, xterm.js and options as
-// web/static/term.js, keystrokes out and output in on a WebSocket as
+// nothing of Tether's. The same page layout, xterm.js, addons and options
+// as web/static/term.js, keystrokes out and output in on a WebSocket as
 // binary messages, output acknowledged as term.js does; the server
 // (e2e's floor, in Go, on loopback with TLS) echoes each keystroke at
 // once, with no edge, agent or PTY behind it.
@@ -9,6 +9,7 @@
   const term = new Terminal({ cursorBlink: false, scrollback: 5000, fontFamily: 'monospace' });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
+  term.loadAddon(new WebLinksAddon.WebLinksAddon(() => {}));
   term.open(document.getElementById('terminal'));
   fit.fit();
   window.tether = { term: term, exited: null };

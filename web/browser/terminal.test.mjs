@@ -313,6 +313,44 @@ test('the keyboard copies and pastes as in a desktop terminal', async () => {
   await ctx.close();
 });
 
+test('a URL in the output opens in a new tab on Ctrl+click, not on a click', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await openTerminal(page);
+  const url = base + '/web/?from=link-42';
+  await typeLine(page, `echo "see ${base}/web/?from=link-$((6*7)) there"`);
+  await waitText(page, outputLine(`see ${url.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} there`));
+  // The middle of the URL where the output shows it.
+  const at = await page.evaluate((url) => {
+    const t = window.tether.term;
+    const b = t.buffer.active;
+    for (let y = b.viewportY + t.rows - 1; y >= b.viewportY; y--) {
+      const line = b.getLine(y).translateToString(true);
+      const x = line.indexOf(url);
+      if (x >= 0 && !line.includes('echo')) {
+        const row = t.element.querySelector('.xterm-rows').children[y - b.viewportY].getBoundingClientRect();
+        return { x: row.left + (x + url.length / 2) * (row.width / t.cols), y: row.top + row.height / 2 };
+      }
+    }
+    return null;
+  }, url);
+  assert.ok(at, 'the URL is not on the screen');
+  let opened = 0;
+  ctx.on('page', () => opened++);
+  // xterm.js finds the link under the pointer, and shows it.
+  await page.mouse.move(at.x, at.y);
+  await page.waitForSelector('.xterm-screen.xterm-cursor-pointer', { timeout: patience });
+  await page.mouse.click(at.x, at.y);
+  await page.keyboard.down('Control');
+  const [tab] = await Promise.all([ctx.waitForEvent('page', { timeout: patience }), page.mouse.click(at.x, at.y)]);
+  await page.keyboard.up('Control');
+  await tab.waitForURL(url, { timeout: patience });
+  assert.equal(opened, 1, 'a plain click opened the link too');
+  assert.equal(await tab.evaluate(() => window.opener), null, 'the new tab has a handle on the terminal');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a page on another origin can neither get a ticket nor open the WebSocket', async () => {
   const { ctx, page } = await newPage();
   await signIn(page);

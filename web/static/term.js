@@ -43,6 +43,13 @@
   const term = new Terminal({ cursorBlink: false, scrollback: 5000, fontFamily: 'monospace' });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
+  // URLs in the output (http and https) open in a new tab on Ctrl+click
+  // (Cmd+click on macOS), as in desktop terminals; a plain click selects,
+  // as everywhere else in the terminal. The tab gets no referrer and no
+  // handle on this page.
+  term.loadAddon(new WebLinksAddon.WebLinksAddon((ev, uri) => {
+    if (ev.ctrlKey || ev.metaKey) window.open(uri, '_blank', 'noopener,noreferrer');
+  }));
   term.open(document.getElementById('terminal'));
   fit.fit();
   window.tether = { term: term, exited: null };
