@@ -490,9 +490,26 @@ func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/web/login", http.StatusSeeOther)
 		return
 	}
+	// The page's filter is GET /api/devices's query (match, labels,
+	// status), with every device, online and offline, by default. A
+	// filter that does not parse shows its error and no device.
+	q := r.URL.Query()
+	filter := webListFilter{Match: q.Get("match"), Labels: q.Get("labels"), Status: q.Get("status")}
+	if filter.Status == "" {
+		filter.Status = statusAll
+		q.Set("status", statusAll)
+	}
 	hdr := http.Header{}
-	list := s.listDevices(r.Context(), deviceQuery{online: true, offline: true},
-		func(dev DeviceRef) bool { return me.auth.policy.DeviceAllowed(me.id, dev) }, hdr)
+	var list []deviceInfo
+	status := http.StatusOK
+	dq, err := parseDeviceQuery(q)
+	if err != nil {
+		status = http.StatusBadRequest
+		filter.Error = err.Error()
+	} else {
+		list = s.listDevices(r.Context(), dq,
+			func(dev DeviceRef) bool { return dq.matches(dev) && me.auth.policy.DeviceAllowed(me.id, dev) }, hdr)
+	}
 	rows := make([]webDeviceRow, 0, len(list))
 	for _, d := range list {
 		row := webDeviceRow{ID: d.ID, Status: d.Status, Edge: d.Edge, Online: d.Status == statusOnline, Labels: labels.Set(d.Labels).String()}
@@ -506,8 +523,16 @@ func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	notice := strings.TrimSpace(strings.Join([]string{hdr.Get("Tether-Cluster"), hdr.Get("Tether-Last-Seen")}, " "))
-	s.render(w, http.StatusOK, "list.html", map[string]any{"Identity": me.id.Name, "CSRF": s.web.signer.csrf(me.sess.ID), "Devices": rows, "Notice": notice,
+	s.render(w, status, "list.html", map[string]any{"Identity": me.id.Name, "CSRF": s.web.signer.csrf(me.sess.ID), "Devices": rows, "Notice": notice,
+		"Filter": filter, "Filtered": filter.Match != "" || filter.Labels != "" || filter.Status != statusAll,
 		"Recordings": canReadRecordings(me.auth.policy, me.id)})
+}
+
+// webListFilter is the device list's filter form, as sent, with what is
+// wrong with it.
+type webListFilter struct {
+	Match, Labels, Status string
+	Error                 string
 }
 
 func (s *Server) serveWebTerminalPage(w http.ResponseWriter, r *http.Request) {

@@ -1103,3 +1103,58 @@ func TestWebSignInFromAnEarlierTab(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
 	require.NotNil(t, b.cookie("tether_session"))
 }
+
+// TestWebDeviceListFilter: the device list takes GET /api/devices's
+// filters from its form, keeps what was asked in the form, and shows the
+// error of a filter that does not parse, with no device.
+func TestWebDeviceListFilter(t *testing.T) {
+	r := newWebRig(t, edge.WebConfig{})
+	for _, id := range []string{"gw-1", "gw-2"} {
+		r.m.DeviceClientWithID(id)
+	}
+	b := r.signedIn(t)
+	listed := func(query string) (int, string) {
+		t.Helper()
+		resp, page := b.do("GET", "/web/"+query, nil, nil)
+		var ids []string
+		for _, id := range []string{webDevice, "gw-1", "gw-2"} {
+			if strings.Contains(page, `href="/web/d/`+id+`"`) {
+				ids = append(ids, id)
+			}
+		}
+		return resp.StatusCode, strings.Join(ids, " ") + "|" + page
+	}
+	code, got := listed("")
+	require.Equal(t, http.StatusOK, code)
+	require.True(t, strings.HasPrefix(got, webDevice+" gw-1 gw-2|"), "every device by default: %.300s", got)
+	require.Contains(t, got, "3 devices")
+
+	code, got = listed("?match=gw-*&labels=&status=online")
+	require.Equal(t, http.StatusOK, code)
+	require.True(t, strings.HasPrefix(got, "gw-1 gw-2|"), "match: %.300s", got)
+	require.Contains(t, got, `name="match" value="gw-*"`, "the form keeps the filter")
+	require.Contains(t, got, "<option selected>online</option>")
+	require.Contains(t, got, `<a href="/web/">all devices</a>`)
+
+	code, got = listed("?match=gw-2&labels=site%3Dnowhere&status=all")
+	require.Equal(t, http.StatusOK, code)
+	require.True(t, strings.HasPrefix(got, "|"), "labels: %.300s", got)
+	require.Contains(t, got, "No device you may reach matches the filter.")
+
+	code, got = listed("?status=offline")
+	require.Equal(t, http.StatusOK, code)
+	require.True(t, strings.HasPrefix(got, "|"), "status: %.300s", got)
+
+	for query, want := range map[string]string{
+		"?match=%5B":           "match pattern &#34;[&#34;",
+		"?labels=%3D%3D":       "labels: ",
+		"?status=sideways":     "status &#34;sideways&#34;: use online (the default), offline or all",
+		"?match=a&match=b":     "may each be given once",
+		"?match=gw-*&device=x": "unknown query parameter &#34;device&#34;",
+	} {
+		code, got = listed(query)
+		require.Equal(t, http.StatusBadRequest, code, query)
+		require.True(t, strings.HasPrefix(got, "|"), "%s listed devices: %.300s", query, got)
+		require.Contains(t, got, want, query)
+	}
+}

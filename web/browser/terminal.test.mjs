@@ -101,7 +101,18 @@ async function typeLine(page, s) {
 test('sign in, run a command, resize, exit with a status, sign out', async () => {
   const { ctx, page, problems } = await newPage();
   await signIn(page);
+  // The list's filter: an ID pattern that matches the device, then one
+  // that matches nothing.
+  await page.fill('#filter input[name=match]', device.slice(0, 3) + '*');
+  await Promise.all([page.waitForURL(/\/web\/\?match=/), page.click('#filter button')]);
+  assert.match(await page.textContent('#filter .count'), /^1 device$/);
+  await page.screenshot({ path: join(artifacts, 'devices.png') });
+  await page.fill('#filter input[name=match]', 'nothing-*');
+  await Promise.all([page.waitForURL(/match=nothing/), page.click('#filter button')]);
+  assert.match(await page.textContent('#devices'), /No device you may reach matches the filter/);
+  await page.click('text=all devices');
   const row = page.locator('#devices a', { hasText: device });
+  await row.waitFor({ timeout: patience });
   assert.equal(await row.count(), 1, 'the device list does not link the device');
   await row.click();
   await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: patience });
