@@ -35,9 +35,9 @@ func newWebSystem(tb testing.TB) *system {
 // TestWebTerminalInChromium runs web/browser/*.test.mjs with `node --test`
 // in Debian's Chromium against the built edge and agent: sign-in, the
 // device list's filter, a shell, resize, exit status, a flood, Ctrl-C, a
-// large paste, 24-bit colours, the copy and paste keys, links, and a page
-// on another origin. The screenshots go to $TETHER_ARTIFACTS (or the
-// test's temporary directory).
+// large paste, 24-bit colours, the copy and paste keys, links, finding in
+// the scrollback, and a page on another origin. The screenshots go to
+// $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestWebTerminalInChromium(t *testing.T) {
 	chromium, node := testutil.BrowserTools(t, browserDir)
 	artifacts := os.Getenv("TETHER_ARTIFACTS")

@@ -20,6 +20,7 @@ files() {
   case $1 in
     @xterm/xterm) echo lib/xterm.js css/xterm.css ;;
     @xterm/addon-fit) echo lib/addon-fit.js ;;
+    @xterm/addon-search) echo lib/addon-search.js ;;
     @xterm/addon-web-links) echo lib/addon-web-links.js ;;
     asciinema-player) echo dist/bundle/asciinema-player.min.js dist/bundle/asciinema-player.css ;;
     *) echo "vendor-web: no file list for $1; add one to $0" >&2; exit 1 ;;

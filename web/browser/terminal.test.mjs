@@ -362,6 +362,42 @@ test('a URL in the output opens in a new tab on Ctrl+click, not on a click', asy
   await ctx.close();
 });
 
+test('Ctrl+Shift+F finds text in the scrollback', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await openTerminal(page);
+  await typeLine(page, 'echo needle-$((6*7)); seq 1 300');
+  await waitText(page, /^300\s*$/);
+  const row = (text) => page.evaluate((text) => {
+    const b = window.tether.term.buffer.active;
+    for (let i = 0; i < b.length; i++) if (b.getLine(i).translateToString(true).trim() === text) return i;
+    return -1;
+  }, text);
+  const needle = await row('needle-42');
+  assert.ok(needle >= 0);
+  assert.ok(await page.evaluate((r) => window.tether.term.buffer.active.viewportY > r, needle), 'the needle is on the screen already');
+
+  await page.keyboard.press('Control+Shift+F');
+  await page.waitForSelector('#find:not([hidden])', { timeout: patience });
+  await page.keyboard.type('needle-4');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => window.tether.term.getSelection() === 'needle-4', null, { timeout: patience });
+  const { top, rows } = await page.evaluate(() => ({ top: window.tether.term.buffer.active.viewportY, rows: window.tether.term.rows }));
+  assert.ok(needle >= top && needle < top + rows, `the match (row ${needle}) is not on the screen (rows ${top} to ${top + rows - 1})`);
+  await page.screenshot({ path: join(artifacts, 'find.png') });
+
+  await page.fill('#find-text', 'no-such-needle');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.getElementById('find-state').textContent === 'not found', null, { timeout: patience });
+  // Escape closes the bar, and the keys go to the shell again.
+  await page.keyboard.press('Escape');
+  assert.equal(await page.isHidden('#find'), true);
+  await typeLine(page, 'echo back-$((6*7))');
+  await waitText(page, outputLine('back-42'));
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a page on another origin can neither get a ticket nor open the WebSocket', async () => {
   const { ctx, page } = await newPage();
   await signIn(page);

@@ -198,14 +198,72 @@
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: 'resize', cols: sz.cols, rows: sz.rows }));
   });
 
-  // Copy and paste from the keyboard as desktop terminals do on Linux and
+  // Find in the scrollback: Ctrl+Shift+F opens the find bar, which finds
+  // as one types; Enter finds the match above, Shift+Enter the one below,
+  // and Escape closes it. xterm.js's search add-on loads the first time.
+  const findBar = document.getElementById('find');
+  const findText = document.getElementById('find-text');
+  const findState = document.getElementById('find-state');
+  let searchAddon = null;
+  const loadSearch = () => searchAddon || (searchAddon = new Promise((resolve, reject) => {
+    const s = document.createElement('script');
+    s.src = '/web/static/addon-search.js';
+    s.onload = () => {
+      const a = new SearchAddon.SearchAddon();
+      term.loadAddon(a);
+      resolve(a);
+    };
+    s.onerror = () => {
+      searchAddon = null;
+      reject(new Error('the search add-on did not load; reload the page'));
+    };
+    document.head.appendChild(s);
+  }));
+  const find = (down, incremental) => loadSearch().then((a) => {
+    const q = findText.value;
+    if (!q) {
+      findState.textContent = '';
+      return;
+    }
+    const found = down ? a.findNext(q, { incremental }) : a.findPrevious(q, { incremental });
+    findState.textContent = found ? '' : 'not found';
+  }, (e) => { findState.textContent = e.message; });
+  const openFind = () => {
+    findBar.hidden = false;
+    findText.focus();
+    findText.select();
+    find(false, true);
+  };
+  const closeFind = () => {
+    findBar.hidden = true;
+    findState.textContent = '';
+    term.focus();
+  };
+  findText.addEventListener('input', () => find(false, true));
+  findText.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      find(ev.shiftKey, false);
+    } else if (ev.key === 'Escape') {
+      ev.preventDefault();
+      closeFind();
+    }
+  });
+
+  // The terminal's own keys, which xterm.js would send to the shell
+  // otherwise. Copy and paste as desktop terminals do on Linux and
   // Windows: Ctrl+Shift+C and Ctrl+Insert copy the selection, Ctrl+Shift+V
   // and Shift+Insert paste (the browser's own paste, which xterm.js takes
   // as a paste). Ctrl+C interrupts, selection or not. On macOS, Cmd+C and
-  // Cmd+V copy and paste through the browser already.
+  // Cmd+V copy and paste through the browser already. Ctrl+Shift+F finds.
   const letter = (ev) => (/^[a-z]$/i.test(ev.key) ? ev.key.toLowerCase() : /^Key[A-Z]$/.test(ev.code) ? ev.code.slice(3).toLowerCase() : '');
   const only = (ev, ctrl, shift) => ev.ctrlKey === ctrl && ev.shiftKey === shift && !ev.altKey && !ev.metaKey;
   term.attachCustomKeyEventHandler((ev) => {
+    if (only(ev, true, true) && letter(ev) === 'f') {
+      ev.preventDefault();
+      if (ev.type === 'keydown') openFind();
+      return false;
+    }
     const copy = (only(ev, true, true) && letter(ev) === 'c') || (only(ev, true, false) && ev.key === 'Insert');
     const paste = (only(ev, true, true) && letter(ev) === 'v') || (only(ev, false, true) && ev.key === 'Insert');
     if (copy) {
