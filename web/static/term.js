@@ -25,7 +25,7 @@
   // CSP leaves to scripts, it applies.
   const setAttribute = Element.prototype.setAttribute;
   Element.prototype.setAttribute = function (name, value) {
-    if (name === 'style') {
+    if (name === 'style' && this.style) {
       this.style.cssText = value;
       return;
     }
