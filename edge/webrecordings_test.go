@@ -118,7 +118,7 @@ func TestRecordingPlayerInChromium(t *testing.T) {
 		{Time: 0.1, Code: asciicast.Output, Data: "$ " + first + "\r\n"},
 		{Time: 0.4, Code: asciicast.Output, Data: "caf\u00e9 \u2713 \x1b[1;32mgreen\x1b[0m\r\n"},
 		{Time: 0.6, Code: asciicast.Resize, Data: "100x30"},
-		{Time: 0.9, Code: asciicast.Output, Data: "\x1b[2J\x1b[H" + last + "\r\n$ "},
+		{Time: 0.9, Code: asciicast.Output, Data: "\x1b[2J\x1b[H" + last + "\r\n\x1b[38;2;255;0;0mtrue-red\x1b[48;2;0;0;255m-on-blue\x1b[0m\r\n$ "},
 		{Time: 1.0, Code: asciicast.Marker, Data: "exit 0"},
 	}})
 

@@ -63,6 +63,13 @@ test('the player plays a recording to its last frame', async () => {
   assert.ok(text.includes(last), `the last frame's text "${last}" is not in the player: ${JSON.stringify(text)}`);
   assert.ok(!text.includes(first), `the first frame's text "${first}", which the recording clears, is still shown`);
   await page.screenshot({ path: join(artifacts, 'recording.png') });
+  // A 24-bit colour, as the recording's last frame sets it, under the
+  // page's CSP (the player draws backgrounds on a layer of its own).
+  const red = await page.evaluate(() => {
+    const span = [...document.querySelectorAll('#player .ap-term span')].find((s) => !s.children.length && s.textContent.startsWith('true-red'));
+    return span && getComputedStyle(span).color;
+  });
+  assert.equal(red, 'rgb(255, 0, 0)');
 
   assert.deepEqual(casts, [base + '/web/recordings/' + id + '.cast'], 'the cast comes from the edge, its URL without a credential');
   assert.deepEqual(problems, [], 'the page logged errors (a CSP violation would show here)');
