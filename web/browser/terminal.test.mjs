@@ -98,7 +98,7 @@ async function typeLine(page, s) {
   await page.keyboard.press('Enter');
 }
 
-test('sign in, run a command, resize, exit with a status, sign out', async () => {
+test('sign in, run a command, resize, exit with a status, leave, sign out', async () => {
   const { ctx, page, problems } = await newPage();
   await signIn(page);
   // The list's filter: an ID pattern that matches the device, then one
@@ -168,7 +168,10 @@ test('sign in, run a command, resize, exit with a status, sign out', async () =>
   });
   assert.equal(stray, false, 'keys typed after the exit reached the new shell');
 
+  // Leaving the page while its shell runs asks first.
+  const asked = new Promise((resolve) => page.once('dialog', (d) => { resolve(d.type()); d.accept(); }));
   await page.goto(base + '/web/');
+  assert.equal(await asked, 'beforeunload');
   await Promise.all([page.waitForURL(base + '/web/login'), page.click('button:has-text("Sign out")')]);
   await page.goto(base + '/web/');
   assert.equal(page.url(), base + '/web/login', 'after sign-out the session still works');
@@ -362,7 +365,7 @@ test('a URL in the output opens in a new tab on Ctrl+click, not on a click', asy
   await ctx.close();
 });
 
-test('Ctrl+Shift+F finds text in the scrollback', async () => {
+test('Ctrl+Shift+F finds in the scrollback; leaving once the shell ended asks nothing', async () => {
   const { ctx, page, problems } = await newPage();
   await signIn(page);
   await openTerminal(page);
@@ -394,6 +397,13 @@ test('Ctrl+Shift+F finds text in the scrollback', async () => {
   assert.equal(await page.isHidden('#find'), true);
   await typeLine(page, 'echo back-$((6*7))');
   await waitText(page, outputLine('back-42'));
+  // Once the shell has ended, leaving asks nothing.
+  await typeLine(page, 'exit');
+  await waitText(page, /^Press Enter for a new shell\.\s*$/);
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.type()); d.accept(); });
+  await page.goto(base + '/web/');
+  assert.deepEqual(dialogs, []);
   assert.deepEqual(problems, []);
   await ctx.close();
 });

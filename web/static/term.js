@@ -277,6 +277,15 @@
     return !paste;
   });
 
+  // Leaving the page hangs up its shell: while one runs, the browser asks
+  // first (once the page has had a key or a click, as browsers require).
+  window.addEventListener('beforeunload', (ev) => {
+    if (conn && !ended) {
+      ev.preventDefault();
+      ev.returnValue = '';
+    }
+  });
+
   window.addEventListener('resize', () => fit.fit());
   term.focus();
   start();
