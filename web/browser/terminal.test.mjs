@@ -305,6 +305,19 @@ test('the keyboard copies and pastes as in a desktop terminal', async () => {
   await page.evaluate(() => window.tether.term.clearSelection());
   await page.keyboard.press('Control+Shift+C');
   assert.equal(await clipboard(), 'insert-42-me');
+  // A copy the browser refuses says so, beside the connection's state.
+  assert.equal(await selectOutput('copy-42-me'), 'copy-42-me');
+  await page.evaluate(() => {
+    const write = navigator.clipboard.writeText;
+    navigator.clipboard.writeText = () => {
+      navigator.clipboard.writeText = write;
+      return Promise.reject(new Error('not allowed'));
+    };
+  });
+  await page.keyboard.press('Control+Shift+C');
+  await page.waitForFunction(() => document.getElementById('note').textContent === 'copy failed: not allowed', null, { timeout: patience });
+  assert.equal(await page.textContent('#state'), 'connected');
+  await page.evaluate(() => window.tether.term.clearSelection());
 
   await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
   await page.keyboard.press('Control+Shift+V');

@@ -32,6 +32,14 @@
     setAttribute.call(this, name, value);
   };
   const state = document.getElementById('state');
+  // A passing note beside the state, such as a copy the browser refused.
+  const note = document.getElementById('note');
+  let noteTimer = 0;
+  const showNote = (msg) => {
+    note.textContent = msg;
+    clearTimeout(noteTimer);
+    noteTimer = setTimeout(() => { note.textContent = ''; }, 5000);
+  };
   // An idle moment, where the browser tells (not Safari): otherwise the
   // next task.
   const onIdle = window.requestIdleCallback ? (f) => requestIdleCallback(f, { timeout: 100 }) : (f) => setTimeout(f, 0);
@@ -270,7 +278,7 @@
       // Not the browser's: Ctrl+Shift+C opens its inspector.
       ev.preventDefault();
       if (ev.type === 'keydown' && term.hasSelection() && navigator.clipboard) {
-        navigator.clipboard.writeText(term.getSelection()).catch((e) => { state.textContent = 'copy failed: ' + e.message; });
+        navigator.clipboard.writeText(term.getSelection()).catch((e) => showNote('copy failed: ' + e.message));
       }
       return false;
     }
