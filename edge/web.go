@@ -591,9 +591,9 @@ type webFile struct {
 func loadWebFiles() (map[string]webFile, error) {
 	names := map[string]string{
 		"app.css": "static/app.css", "term.js": "static/term.js", "forms.js": "static/forms.js", "icon.svg": "static/icon.svg",
-		"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js", "addon-web-links.js": "vendor/addon-web-links.js",
-		"addon-search.js": "vendor/addon-search.js",
-		"play.js":         "static/play.js", "asciinema-player.js": "vendor/asciinema-player.min.js", "asciinema-player.css": "vendor/asciinema-player.css",
+		"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js",
+		"addon-web-links.js": "vendor/addon-web-links.js", "addon-search.js": "vendor/addon-search.js",
+		"play.js": "static/play.js", "asciinema-player.js": "vendor/asciinema-player.min.js", "asciinema-player.css": "vendor/asciinema-player.css",
 	}
 	out := make(map[string]webFile, len(names))
 	for name, file := range names {
