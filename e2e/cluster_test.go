@@ -598,7 +598,7 @@ func TestClusterPeerCertificateRenewal(t *testing.T) {
 	require.NoError(t, err)
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{other.TLSCertificate()},
 		RootCAs: certs.PoolOf(c.peerCA.Cert), ServerName: "edge-2"}
-	conn, err := tls.Dial("tcp", e2.peer, tc)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", e2.peer, tc)
 	require.NoError(t, err)
 	require.Equal(t, renewed, certs.SerialHex(conn.ConnectionState().PeerCertificates[0]), "the peer listener serves the old certificate")
 	conn.Close()

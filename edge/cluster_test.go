@@ -868,7 +868,7 @@ func TestPeerCertificateRenewal(t *testing.T) {
 	// A new connection to b's peer listener gets the renewed certificate.
 	client, err := rig.peerCA.IssuePeer("z", []string{"127.0.0.1"}, certs.Options{})
 	require.NoError(t, err)
-	conn, err := tls.Dial("tcp", strings.TrimPrefix(rig.edges["b"].presence.Advertise, "https://"), &tls.Config{MinVersion: tls.VersionTLS13,
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", strings.TrimPrefix(rig.edges["b"].presence.Advertise, "https://"), &tls.Config{MinVersion: tls.VersionTLS13,
 		Certificates: []tls.Certificate{client.TLSCertificate()}, RootCAs: certs.PoolOf(rig.peerCA.Cert), ServerName: "b"})
 	require.NoError(t, err)
 	require.Equal(t, second, certs.SerialHex(conn.ConnectionState().PeerCertificates[0]))
