@@ -23,11 +23,11 @@ type onceKeys struct {
 // created it; what names the record in errors ("record the ticket's
 // use"). An unreachable bucket is edge.ErrClusterUnavailable.
 func (o *onceKeys) claim(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, key, what string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	kv, err := o.bucket(ctx, js, cfg)
 	if err == nil {
-		_, err = kv.Create(ctx, key, []byte{1})
+		octx, cancel := context.WithTimeout(ctx, opTimeout)
+		_, err = kv.Create(octx, key, []byte{1})
+		cancel()
 		if conflict(err) {
 			return false, nil
 		}

@@ -60,6 +60,10 @@ const (
 	DefaultCleanupAfter = 2 * time.Minute
 	// opTimeout bounds one NATS operation.
 	opTimeout = 3 * time.Second
+	// bindTimeout bounds the binding of a bucket on first use: creating
+	// it forms a stream (a Raft group, when replicated), which takes
+	// longer than an operation on a busy cluster.
+	bindTimeout = 10 * time.Second
 	// cleanupEvery is how often, at most, the lowest live edge clears dead
 	// records (a quarter of CleanupAfter when that is shorter).
 	cleanupEvery = 30 * time.Second
@@ -335,6 +339,8 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 // bindBucket is bucket, and also returns when the bucket was created
 // (zero if the server did not say).
 func bindBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, bindTimeout)
+	defer cancel()
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, cfg)

@@ -78,10 +78,10 @@ func (w *WebRevocations) forget(kv jetstream.KeyValue) {
 // Revoke implements edge.WebRevocations. until is not used: the bucket's
 // TTL, the sessions' lifetime, expires the record.
 func (w *WebRevocations) Revoke(ctx context.Context, id string, _ time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	kv, err := w.bucket(ctx)
 	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
 		if _, err = kv.Put(ctx, id, []byte{1}); err != nil {
 			w.forget(kv)
 		}
@@ -94,10 +94,10 @@ func (w *WebRevocations) Revoke(ctx context.Context, id string, _ time.Time) err
 
 // Revoked implements edge.WebRevocations.
 func (w *WebRevocations) Revoked(ctx context.Context, id string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	kv, err := w.bucket(ctx)
 	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
 		_, err = kv.Get(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, nil
@@ -128,9 +128,7 @@ func (w *WebRevocations) WatchRevocations(ctx context.Context, revoked func(id s
 	}
 	delay := 100 * time.Millisecond
 	for {
-		bctx, cancel := context.WithTimeout(ctx, opTimeout)
-		kv, err := w.bucket(bctx)
-		cancel()
+		kv, err := w.bucket(ctx)
 		if err == nil {
 			start := time.Now()
 			if watchKeys(ctx, kv, reconnected, revoked) != nil {

@@ -2,6 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/edge/cluster"
+	"github.com/tetherhq/tether/internal/testutil"
 )
 
 // TestWebRevocationsAreShared: a sign-out on one edge is seen by another;
@@ -173,4 +177,50 @@ func TestWebBucketsAreBoundAgainAfterAFailure(t *testing.T) {
 		fresh, err := tickets.Use(ctx, "ffeeddccbbaa99887766554433221100", until)
 		return err == nil && fresh
 	}, waitLong, 50*time.Millisecond, "tickets are refused for good once the bucket went away")
+}
+
+// TestWebBucketsBindOnASlowLink: binding a bucket on first use takes
+// four round trips (look it up, create it, read its status), more than
+// one operation's deadline allows on a slow link or a busy cluster; it has
+// a deadline of its own, and the first sign-out, ticket and terminal
+// lease go through.
+func TestWebBucketsBindOnASlowLink(t *testing.T) {
+	ns := startNATS(t)
+	link := testutil.NewFaultProxy(t, strings.TrimPrefix(ns.url(), "nats://"))
+	nc, err := nats.Connect("nats://"+link.Addr(), nats.MaxReconnects(-1))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	link.SetDelay(400 * time.Millisecond) // round trips of 0.8 s: four take more than an operation's 3 s
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	until := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	wg.Go(func() {
+		errs[0] = (&cluster.WebRevocations{JetStream: js, TTL: time.Hour}).Revoke(ctx, "0123456789abcdef0123456789abcdef", until)
+	})
+	wg.Go(func() {
+		fresh, err := (&cluster.WebTickets{JetStream: js}).Use(ctx, "00112233445566778899aabbccddeeff", until)
+		if err == nil && !fresh {
+			err = errors.New("a fresh ticket was taken for one used before")
+		}
+		errs[1] = err
+	})
+	wg.Go(func() {
+		release, ok, err := (&cluster.WebTerminalLeases{JetStream: js, Edge: "edge-a"}).Acquire(ctx, "alice", 1)
+		if err == nil && !ok {
+			err = errors.New("the first lease was refused")
+		}
+		if ok {
+			release()
+		}
+		errs[2] = err
+	})
+	wg.Wait()
+	require.NoError(t, errs[0], "sign-out")
+	require.NoError(t, errs[1], "ticket")
+	require.NoError(t, errs[2], "terminal lease")
 }

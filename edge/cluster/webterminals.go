@@ -223,8 +223,6 @@ func (w *WebTerminalLeases) renewAll() {
 // that cannot be read is replaced: the bucket is this edge's and its
 // peers' alone, so it is a record this edge's leases then rebuild.
 func (w *WebTerminalLeases) change(ctx context.Context, key, what string, f func(leaseRecord, time.Time) bool) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	kv, err := w.once.bucket(ctx, w.JetStream, jetstream.KeyValueConfig{
 		Bucket: WebTerminalsBucket, Description: "tether: web terminals open, by identity and by browser session", History: 1,
 		Replicas: max(w.Replicas, 1), TTL: 10 * w.ttl(), MaxValueSize: maxLeaseRecord,
@@ -232,6 +230,8 @@ func (w *WebTerminalLeases) change(ctx context.Context, key, what string, f func
 	if err != nil {
 		return false, fmt.Errorf("%w: %s: %v", edge.ErrClusterUnavailable, what, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for range leaseAttempts {
 		var rev uint64
 		rec := leaseRecord{}

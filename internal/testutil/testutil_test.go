@@ -224,6 +224,20 @@ func TestFaultProxy(t *testing.T) {
 
 	require.Equal(t, "three\n", line("three"))
 
+	// A delay holds each line for its time, both ways, and keeps them in
+	// order.
+	p.SetDelay(150 * time.Millisecond)
+	start := time.Now()
+	require.Equal(t, "four\n", line("four"))
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a round trip beat the delay")
+	_, err = io.WriteString(c, "five\nsix\n")
+	require.NoError(t, err)
+	b = make([]byte, len("five\nsix\n"))
+	_, err = io.ReadFull(c, b)
+	require.NoError(t, err)
+	require.Equal(t, "five\nsix\n", string(b))
+	p.SetDelay(0)
+
 	p.SetMode(Hold)
 	_, err = io.WriteString(c, "held at close\n")
 	require.NoError(t, err)
