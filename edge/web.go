@@ -233,7 +233,7 @@ func (s *Server) webSessionFrom(w http.ResponseWriter, r *http.Request) (webIden
 	if now.After(time.Unix(sess.Active, 0).Add(ws.idle)) {
 		return webIdentity{}, fmt.Errorf("%w: it was idle for more than %v; sign in again", ErrWebSession, ws.idle)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), lastSeenTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), webStateTimeout)
 	revoked, err := ws.revoked.Revoked(ctx, sess.ID)
 	cancel()
 	if err != nil {
@@ -256,6 +256,30 @@ func (s *Server) webSessionFrom(w http.ResponseWriter, r *http.Request) (webIden
 		s.setWebSession(w, sess)
 	}
 	return webIdentity{sess: sess, id: id, auth: st}, nil
+}
+
+// webPageSession is webSessionFrom for a page: a request without a valid
+// session goes to the sign-in page, and one whose session cannot be
+// checked now gets a 503 that says so, since signing in again would not
+// help. It reports whether the page may go on.
+func (s *Server) webPageSession(w http.ResponseWriter, r *http.Request) (webIdentity, bool) {
+	me, err := s.webSessionFrom(w, r)
+	switch {
+	case errors.Is(err, errWebUnchecked):
+		webUnchecked(w, err)
+		return me, false
+	case err != nil:
+		http.Redirect(w, r, "/web/login", http.StatusSeeOther)
+		return me, false
+	}
+	return me, true
+}
+
+// webUnchecked answers a request whose session cannot be checked (err
+// wraps errWebUnchecked): 503, to be retried, with the cookie kept.
+func webUnchecked(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "cannot check your session now ("+err.Error()+"); retry in a moment", http.StatusServiceUnavailable)
 }
 
 func (s *Server) setWebSession(w http.ResponseWriter, sess webSession) {
@@ -462,7 +486,7 @@ func (s *Server) serveWebLogout(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "bad_csrf", "the sign-out request did not come from a page of this edge; reload the page")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), lastSeenTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), webStateTimeout)
 	err = s.web.revoked.Revoke(ctx, me.sess.ID, time.Unix(me.sess.Issued, 0).Add(s.web.lifetime))
 	cancel()
 	if err != nil {
@@ -485,9 +509,8 @@ type webDeviceRow struct {
 
 func (s *Server) serveWebList(w http.ResponseWriter, r *http.Request) {
 	webHeaders(w, "")
-	me, err := s.webSessionFrom(w, r)
-	if err != nil {
-		http.Redirect(w, r, "/web/login", http.StatusSeeOther)
+	me, ok := s.webPageSession(w, r)
+	if !ok {
 		return
 	}
 	// The page's filter is GET /api/devices's query (match, labels,
@@ -538,9 +561,8 @@ type webListFilter struct {
 func (s *Server) serveWebTerminalPage(w http.ResponseWriter, r *http.Request) {
 	nonce := randomHex(16)
 	webHeaders(w, nonce)
-	me, err := s.webSessionFrom(w, r)
-	if err != nil {
-		http.Redirect(w, r, "/web/login", http.StatusSeeOther)
+	me, ok := s.webPageSession(w, r)
+	if !ok {
 		return
 	}
 	device := strings.TrimPrefix(r.URL.Path, "/web/d/")
@@ -644,6 +666,10 @@ func (s *Server) serveWebTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	me, err := s.webSessionFrom(w, r)
+	if errors.Is(err, errWebUnchecked) {
+		webUnchecked(w, err)
+		return
+	}
 	if err != nil {
 		s.refuse(w, r, http.StatusUnauthorized, "no_session", "not signed in, or the session ended: sign in again")
 		return
@@ -679,7 +705,7 @@ func (s *Server) redeemTicket(ctx context.Context, v, sessionID string) (webTick
 	case t.Session != sessionID:
 		return t, fmt.Errorf("%w: it was issued to another session", ErrWebTicket)
 	}
-	ctx, cancel := context.WithTimeout(ctx, lastSeenTimeout)
+	ctx, cancel := context.WithTimeout(ctx, webStateTimeout)
 	fresh, err := s.web.tickets.Use(ctx, t.Nonce, exp)
 	cancel()
 	switch {

@@ -1038,6 +1038,42 @@ func TestWebSignOutWhileTheStoreIsDown(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the signed-out cookie still works")
 }
 
+// TestWebSessionUncheckedIsNotASignOut: while the sign-outs cannot be
+// read, every page and request that needs the session answers 503 with
+// the reason and keeps the cookie, rather than sending the browser to the
+// sign-in page, which would not help; once the store is back, they work.
+func TestWebSessionUncheckedIsNotASignOut(t *testing.T) {
+	rev := &failingRevocations{}
+	r := newWebRig(t, edge.WebConfig{Revoked: rev})
+	b := r.signedIn(t)
+	csrf := b.csrf()
+
+	rev.down.Store(true)
+	unchecked := func(what string, resp *http.Response, body string) {
+		t.Helper()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s answered %s %s", what, resp.Status, resp.Header.Get("Location"))
+		require.Contains(t, body, "cannot check your session now")
+		require.Contains(t, body, "the store is unreachable")
+		require.Equal(t, "5", resp.Header.Get("Retry-After"))
+	}
+	for _, path := range []string{"/web/", "/web/d/d-1", "/web/recordings", "/web/recordings/x.cast"} {
+		resp, body := b.do("GET", path, nil, nil)
+		unchecked(path, resp, body)
+	}
+	resp, body := b.do("POST", "/web/ticket?device=d-1", nil, map[string]string{"X-CSRF-Token": csrf, "Origin": b.origin})
+	unchecked("a ticket", resp, body)
+	_, code, err := b.dialWS(ctxT(t), b.origin)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, code, "the WebSocket")
+	require.NotNil(t, b.cookie("tether_session"), "the cookie was cleared")
+
+	rev.down.Store(false)
+	resp, _ = b.do("GET", "/web/", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, _ = b.ticket("d-1", csrf, b.origin)
+	require.Equal(t, http.StatusOK, code)
+}
+
 // TestWebTerminalAcrossTheCluster: a browser on one edge opens a terminal
 // on a device that another edge holds, through the same open path as the
 // CLI's; the cookie works on every edge, and a sign-out holds on every

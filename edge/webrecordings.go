@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -33,6 +34,10 @@ func (s *Server) serveWebRecordings(w http.ResponseWriter, r *http.Request) {
 	webHeaders(w, "")
 	rest := strings.TrimPrefix(r.URL.Path, "/web/recordings")
 	me, err := s.webSessionFrom(w, r)
+	if errors.Is(err, errWebUnchecked) {
+		webUnchecked(w, err)
+		return
+	}
 	if err != nil {
 		if rest == "" || !strings.HasSuffix(rest, castExt) {
 			http.Redirect(w, r, "/web/login", http.StatusSeeOther)

@@ -40,6 +40,12 @@ const (
 	webMethodToken = "token" // credential: the hex SHA-256 of a client token
 )
 
+// webStateTimeout bounds a web request's wait for the state the edges
+// share (sign-outs, used tickets, terminal leases): one operation and, on
+// the first use of a store after the edge starts, its binding, which on a
+// cluster that has just formed waits for the store's replicas.
+const webStateTimeout = 15 * time.Second
+
 // Bounds of what a browser sends.
 const (
 	maxWebCookie = 4000 // bytes of a session cookie's value

@@ -306,7 +306,7 @@ func (s *Server) removeWebTerm(t *webTerm) {
 // then its identity's. It returns their release, or the refusal's result
 // and reason.
 func (s *Server) leaseWebTerm(ctx context.Context, t *webTerm) (release func(), result, reason string) {
-	ctx, cancel := context.WithTimeout(ctx, lastSeenTimeout)
+	ctx, cancel := context.WithTimeout(ctx, webStateTimeout)
 	defer cancel()
 	l := s.web.leases
 	session, ok, err := l.AcquireSession(ctx, t.session, s.web.perSess)
@@ -384,6 +384,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	me, err := s.webSessionFrom(nil, r)
+	if errors.Is(err, errWebUnchecked) {
+		webUnchecked(w, err)
+		return
+	}
 	if err != nil {
 		s.refuse(w, r, http.StatusUnauthorized, "no_session", "not signed in, or the session ended: sign in again")
 		return
@@ -489,7 +493,7 @@ func (s *Server) runWebTerminal(c *websocket.Conn, remote string, me webIdentity
 	defer expire.Stop()
 	// The session may have signed out since the upgrade, with the
 	// WebSocket waiting for its first message.
-	rctx, rcancel := context.WithTimeout(ctx, lastSeenTimeout)
+	rctx, rcancel := context.WithTimeout(ctx, webStateTimeout)
 	revoked, err := s.web.revoked.Revoked(rctx, me.sess.ID)
 	rcancel()
 	switch {
