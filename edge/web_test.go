@@ -62,6 +62,7 @@ func (l *lockedBuffer) String() string {
 // PTYs with /bin/sh, and the edge's logs.
 type webRig struct {
 	m    *mock.EdgeMock
+	dc   *device.Client
 	logs *lockedBuffer
 }
 
@@ -81,7 +82,7 @@ func newWebRig(t *testing.T, cfg edge.WebConfig, tune ...func(*mock.Options)) *w
 	dc.Handle(wire.MsgPTY, srv.ServePTY)
 	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
 	t.Cleanup(func() { require.NoError(t, srv.Close()) })
-	return &webRig{m: m, logs: logs}
+	return &webRig{m: m, dc: dc, logs: logs}
 }
 
 type webTLog struct{ t *testing.T }
