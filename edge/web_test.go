@@ -122,15 +122,22 @@ func newBrowser(t *testing.T, edgeURL string, tc *tls.Config) *browser {
 
 func (b *browser) do(method, path string, body url.Values, hdr map[string]string) (*http.Response, string) {
 	b.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = strings.NewReader(body.Encode())
+	if body == nil {
+		return b.send(method, path, nil, hdr)
 	}
-	req, err := http.NewRequest(method, b.origin+path, rd)
+	hdr = maps.Clone(hdr)
+	if hdr == nil {
+		hdr = map[string]string{}
+	}
+	hdr["Content-Type"] = "application/x-www-form-urlencoded"
+	return b.send(method, path, strings.NewReader(body.Encode()), hdr)
+}
+
+// send is do with any body.
+func (b *browser) send(method, path string, body io.Reader, hdr map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.origin+path, body)
 	require.NoError(b.t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

@@ -52,17 +52,7 @@ func (b *browser) download(device, path string) (*http.Response, string) {
 
 func (b *browser) upload(device, path, name string, body []byte, hdr map[string]string) (*http.Response, string) {
 	b.t.Helper()
-	req, err := http.NewRequest("PUT", b.origin+"/web/upload?"+url.Values{"device": {device}, "path": {path}, "name": {name}}.Encode(), bytes.NewReader(body))
-	require.NoError(b.t, err)
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := b.hc.Do(req)
-	require.NoError(b.t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(b.t, err)
-	return resp, string(out)
+	return b.send("PUT", "/web/upload?"+url.Values{"device": {device}, "path": {path}, "name": {name}}.Encode(), bytes.NewReader(body), hdr)
 }
 
 func requireAttachment(t *testing.T, resp *http.Response, name string) {
