@@ -64,6 +64,7 @@ clients:
       pty: true
       exec: true
       reload: true
+      files: true
   - name: limited
     token_sha256: %q
     devices: ["dev-*"]

@@ -36,7 +36,7 @@ func newWebSystem(tb testing.TB) *system {
 // in Debian's Chromium against the built edge and agent: sign-in, the
 // device list's filter, a shell, resize, exit status, a flood, Ctrl-C, a
 // large paste, 24-bit colours, the copy and paste keys, links, finding in
-// the scrollback, and a page on another origin. The screenshots go to
+// the scrollback, the files page, and a page on another origin. The screenshots go to
 // $TETHER_ARTIFACTS (or the test's temporary directory).
 func TestWebTerminalInChromium(t *testing.T) {
 	chromium, node := testutil.BrowserTools(t, browserDir)
@@ -49,7 +49,9 @@ func TestWebTerminalInChromium(t *testing.T) {
 	require.NoError(t, os.MkdirAll(artifacts, 0o755))
 	s := newWebSystem(t)
 	const device = "dev-web"
-	s.addAgent(agentOpts{id: device})
+	filesDir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(filesDir, "in"), 0o755))
+	s.addAgent(agentOpts{id: device, extra: fmt.Sprintf("files: {read: [%q], write: [%q]}\n", filesDir, filepath.Join(filesDir, "in"))})
 
 	// The other origin: a page on 127.0.0.2.
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
@@ -70,7 +72,7 @@ func TestWebTerminalInChromium(t *testing.T) {
 	cmd.Dir = browserDir
 	cmd.Env = append(os.Environ(),
 		"TETHER_URL=https://"+s.addr, "TETHER_TOKEN="+s.token, "TETHER_DEVICE="+device,
-		"TETHER_ATTACK_URL="+attack.URL, "TETHER_ARTIFACTS="+artifacts, "TETHER_CHROMIUM="+chromium)
+		"TETHER_ATTACK_URL="+attack.URL, "TETHER_ARTIFACTS="+artifacts, "TETHER_CHROMIUM="+chromium, "TETHER_FILES_DIR="+filesDir)
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	t.Logf("node --test:\n%s", out)

@@ -129,7 +129,8 @@ const maxFoldedHeads = 16
 // (obs-fold). It assumes that the next head follows the empty line that
 // ends a head; the edge refuses requests with a body and closes their
 // connection, so a body never gets the scanner out of step with requests
-// that are served.
+// that are served. An upload, whose body the edge takes, stops the
+// scanner, as an upgrade does.
 type headScanner struct {
 	lineLen  int   // bytes of the current line so far, CRs left out
 	lines    int   // complete lines of the current head

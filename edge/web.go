@@ -145,10 +145,11 @@ type webState struct {
 	bySession map[string]int
 	byID      map[string]int
 	terms     map[*webTerm]struct{}
+	transfers map[*webTerm]struct{} // file transfers (webfiles.go), not counted as terminals
 }
 
 func newWebState(c *WebConfig) *webState {
-	w := &webState{bySession: map[string]int{}, byID: map[string]int{}, terms: map[*webTerm]struct{}{}}
+	w := &webState{bySession: map[string]int{}, byID: map[string]int{}, terms: map[*webTerm]struct{}{}, transfers: map[*webTerm]struct{}{}}
 	if err := c.Check(); err != nil {
 		w.broken = err
 		return w
@@ -315,7 +316,7 @@ func webAmbiguity(r *http.Request, folded bool) (code int, msg string) {
 	switch {
 	case folded, len(r.Header.Values("Authorization")) > 1, len(r.TransferEncoding) > 0:
 		return http.StatusBadRequest, ambiguity(r, folded)
-	case r.ContentLength > webMaxForm:
+	case r.ContentLength > webMaxForm && !(r.Method == http.MethodPut && r.URL.Path == "/web/upload"):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body has %d bytes; a form here takes at most %d", r.ContentLength, webMaxForm)
 	}
 	return 0, ""
@@ -361,6 +362,12 @@ func (s *Server) serveWeb(w http.ResponseWriter, r *http.Request, folded bool) {
 		s.webOnly(w, r, http.MethodGet, s.serveWebStatic)
 	case strings.HasPrefix(p, "/web/d/"):
 		s.webOnly(w, r, http.MethodGet, s.serveWebTerminalPage)
+	case strings.HasPrefix(p, "/web/files/"):
+		s.webOnly(w, r, http.MethodGet, s.serveWebFilesPage)
+	case p == "/web/download":
+		s.webOnly(w, r, http.MethodGet, s.serveWebDownload)
+	case p == "/web/upload":
+		s.webOnly(w, r, http.MethodPut, s.serveWebUpload)
 	case p == "/web/recordings" || strings.HasPrefix(p, "/web/recordings/"):
 		s.webOnly(w, r, http.MethodGet, s.serveWebRecordings)
 	default:
@@ -612,7 +619,7 @@ type webFile struct {
 // gzips each once.
 func loadWebFiles() (map[string]webFile, error) {
 	names := map[string]string{
-		"app.css": "static/app.css", "term.js": "static/term.js", "forms.js": "static/forms.js", "icon.svg": "static/icon.svg",
+		"app.css": "static/app.css", "term.js": "static/term.js", "forms.js": "static/forms.js", "files.js": "static/files.js", "icon.svg": "static/icon.svg",
 		"xterm.js": "vendor/xterm.js", "xterm.css": "vendor/xterm.css", "addon-fit.js": "vendor/addon-fit.js",
 		"addon-web-links.js": "vendor/addon-web-links.js", "addon-search.js": "vendor/addon-search.js",
 		"play.js": "static/play.js", "asciinema-player.js": "vendor/asciinema-player.min.js", "asciinema-player.css": "vendor/asciinema-player.css",

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"io"
@@ -296,5 +297,27 @@ func TestAcceptsGzip(t *testing.T) {
 		"x-gzip":                  false,
 	} {
 		require.Equal(t, want, acceptsGzip(v), "%q", v)
+	}
+}
+
+// TestHeldTail: a download's body holds its last byte back until flush,
+// however it is written, and loses none.
+func TestHeldTail(t *testing.T) {
+	var out bytes.Buffer
+	h := &heldTail{w: &out}
+	for _, p := range []string{"ab", "", "c", "defg"} {
+		n, err := h.Write([]byte(p))
+		if err != nil || n != len(p) {
+			t.Fatalf("Write(%q) = %d, %v", p, n, err)
+		}
+	}
+	if out.String() != "abcdef" {
+		t.Fatalf("before flush: %q; want all but the last byte", out.String())
+	}
+	if err := h.flush(); err != nil || out.String() != "abcdefg" {
+		t.Fatalf("after flush: %q, %v", out.String(), err)
+	}
+	if err := h.flush(); err != nil || out.String() != "abcdefg" {
+		t.Fatalf("a second flush: %q, %v", out.String(), err)
 	}
 }

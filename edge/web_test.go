@@ -62,6 +62,7 @@ func (l *lockedBuffer) String() string {
 // PTYs with /bin/sh, and the edge's logs.
 type webRig struct {
 	m    *mock.EdgeMock
+	dc   *device.Client
 	logs *lockedBuffer
 }
 
@@ -81,7 +82,7 @@ func newWebRig(t *testing.T, cfg edge.WebConfig, tune ...func(*mock.Options)) *w
 	dc.Handle(wire.MsgPTY, srv.ServePTY)
 	dc.Handle(wire.MsgPTYCommand, srv.ServeCommand)
 	t.Cleanup(func() { require.NoError(t, srv.Close()) })
-	return &webRig{m: m, logs: logs}
+	return &webRig{m: m, dc: dc, logs: logs}
 }
 
 type webTLog struct{ t *testing.T }
@@ -121,15 +122,22 @@ func newBrowser(t *testing.T, edgeURL string, tc *tls.Config) *browser {
 
 func (b *browser) do(method, path string, body url.Values, hdr map[string]string) (*http.Response, string) {
 	b.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = strings.NewReader(body.Encode())
+	if body == nil {
+		return b.send(method, path, nil, hdr)
 	}
-	req, err := http.NewRequest(method, b.origin+path, rd)
+	hdr = maps.Clone(hdr)
+	if hdr == nil {
+		hdr = map[string]string{}
+	}
+	hdr["Content-Type"] = "application/x-www-form-urlencoded"
+	return b.send(method, path, strings.NewReader(body.Encode()), hdr)
+}
+
+// send is do with any body.
+func (b *browser) send(method, path string, body io.Reader, hdr map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.origin+path, body)
 	require.NoError(b.t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"sync"
 	"time"
@@ -132,6 +133,7 @@ type webTerm struct {
 	method  string // the session's sign-in method and credential, checked again on Reload
 	cred    string
 	device  string
+	file    *wire.FileRequest // a file transfer's request; nil for a terminal
 	cancel  context.CancelCauseFunc
 
 	mu sync.Mutex
@@ -336,11 +338,36 @@ func (s *Server) endWebTerminals(id, why string) {
 	ws := s.web
 	ws.termCount.Lock()
 	defer ws.termCount.Unlock()
-	for t := range ws.terms {
+	for t := range ws.all() {
 		if t.session == id {
 			t.cancel(fmt.Errorf("%w: %s", errWebSignedOut, why))
 		}
 	}
+}
+
+// all is the terminals and the file transfers. ws.termCount must be held.
+func (ws *webState) all() iter.Seq[*webTerm] {
+	return func(yield func(*webTerm) bool) {
+		for t := range ws.terms {
+			if !yield(t) {
+				return
+			}
+		}
+		for t := range ws.transfers {
+			if !yield(t) {
+				return
+			}
+		}
+	}
+}
+
+// request is what t needs the policy to allow: a shell, or its file
+// transfer.
+func (t *webTerm) request() Request {
+	if t.file != nil {
+		return Request{Type: wire.MsgFileTransfer, File: t.file}
+	}
+	return Request{Type: wire.MsgPTY}
 }
 
 // recheckWebTerminals closes the terminals that st no longer allows: their
@@ -354,7 +381,7 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 	ws.termCount.Lock()
 	defer ws.termCount.Unlock()
 	closed := 0
-	for t := range ws.terms {
+	for t := range ws.all() {
 		reason := ""
 		method := webMethods[t.method]
 		if id, ok := method(st, t.cred); !ok && t.method == webMethodOIDC {
@@ -363,8 +390,11 @@ func (s *Server) recheckWebTerminals(st *authState) int {
 			reason = "the token it signed in with was removed or replaced"
 		} else if id.Name != t.client {
 			reason = "the token it signed in with now belongs to client " + id.Name
-		} else if dev := s.deviceRef(st.policy, t.device); !st.policy.DeviceAllowed(id, dev) || st.policy.Authorize(id, dev, Request{Type: wire.MsgPTY}) != nil {
+		} else if dev := s.deviceRef(st.policy, t.device); !st.policy.DeviceAllowed(id, dev) || st.policy.Authorize(id, dev, t.request()) != nil {
 			reason = fmt.Sprintf("client %s may no longer open a shell on device %s", id.Name, t.device)
+			if t.file != nil {
+				reason = fmt.Sprintf("client %s may no longer %s %s on device %s", id.Name, fileDirection(t.file.Direction), t.file.Path, t.device)
+			}
 		}
 		if reason != "" {
 			s.log.Warn("closing a web terminal after a reload: "+reason, "client", t.client, "device", t.device)

@@ -7,9 +7,12 @@
 //   TETHER_ATTACK_URL  a page on another origin that tries to use the edge
 //   TETHER_ARTIFACTS   where the screenshot and the session cookie go
 //   TETHER_CHROMIUM    the browser (default /usr/bin/chromium)
+//   TETHER_FILES_DIR   a directory the device serves: downloads beneath
+//                      it, uploads beneath its "in" directory
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -23,6 +26,7 @@ const token = env('TETHER_TOKEN');
 const device = env('TETHER_DEVICE');
 const attackURL = env('TETHER_ATTACK_URL');
 const artifacts = env('TETHER_ARTIFACTS');
+const filesDir = env('TETHER_FILES_DIR');
 
 // Patience for what a loaded machine may take; never a speed assertion.
 const patience = 60000;
@@ -418,6 +422,44 @@ test('Ctrl+Shift+F finds in the scrollback; leaving once the shell ended asks no
   await page.goto(base + '/web/');
   assert.deepEqual(dialogs, []);
   assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('the files page downloads a file and uploads one, and shows a refusal', async () => {
+  const { ctx, page, problems } = await newPage();
+  await signIn(page);
+  await Promise.all([page.waitForURL(base + '/web/files/' + device), page.click(`a[href="/web/files/${device}"]`)]);
+
+  const content = Buffer.from('a line of a log\n'.repeat(5000) + 'é, the end\n');
+  await writeFile(join(filesDir, 'device.log'), content);
+  await page.fill('#download input[name=path]', filesDir + '/device.log');
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: patience }), page.click('#download button')]);
+  assert.equal(dl.suggestedFilename(), 'device.log');
+  assert.equal(await dl.failure(), null);
+  assert.ok(content.equals(await readFile(await dl.path())), 'the download is not the file');
+  assert.equal(page.url(), base + '/web/files/' + device, 'the download left the page');
+
+  const up = Buffer.alloc(300000, 0xa5);
+  await page.setInputFiles('#upload-file', { name: 'firmware.bin', mimeType: 'application/octet-stream', buffer: up });
+  await page.fill('#upload-path', filesDir + '/in');
+  await page.click('#upload button');
+  await page.waitForFunction(() => /^Uploaded|refused|failed/.test(document.getElementById('upload-state').textContent), null, { timeout: patience });
+  const sum = createHash('sha256').update(up).digest('hex');
+  assert.equal(await page.textContent('#upload-state'), `Uploaded firmware.bin (${up.length} bytes) to ${filesDir}/in, SHA-256 ${sum}.`);
+  assert.ok(up.equals(await readFile(join(filesDir, 'in', 'firmware.bin'))), 'the device did not store the upload');
+  await page.screenshot({ path: join(artifacts, 'files.png') });
+
+  // The device admits no upload outside "in": its reason shows.
+  await page.fill('#upload-path', filesDir);
+  await page.click('#upload button');
+  await page.waitForFunction(() => /refused/.test(document.getElementById('upload-state').textContent), null, { timeout: patience });
+  assert.match(await page.textContent('#upload-state'), /^Upload refused \(502\): .*not allowed/);
+  assert.equal(await page.getAttribute('#upload-state', 'class'), 'error');
+  // The refusal, and the browser's console line about it, are the only
+  // problems.
+  assert.deepEqual(problems.filter((p) => !p.includes('/web/upload?') && !p.includes('status of 502')), [],
+    'the page broke its CSP or logged an error');
+  assert.equal(problems.length, 2, problems.join('\n'));
   await ctx.close();
 });
 
