@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tetherhq/tether/device"
 	"github.com/tetherhq/tether/edge"
 	"github.com/tetherhq/tether/mock"
 	"github.com/tetherhq/tether/transport/files"
@@ -287,4 +288,45 @@ func TestWebFileTransferEndsAtAReload(t *testing.T) {
 	require.Contains(t, ev.Reason, "may no longer upload "+dir+"/in/big.bin")
 	pw.CloseWithError(io.ErrClosedPipe)
 	require.NotEqual(t, http.StatusOK, <-done)
+}
+
+// TestWebFilesAcrossTheCluster: the files page of one edge moves files to
+// and from a device that another edge holds, through the peer session.
+func TestWebFilesAcrossTheCluster(t *testing.T) {
+	dir := t.TempDir()
+	rig := newClusterRig(t)
+	rig.web = &edge.WebConfig{Key: webKey}
+	rules := testRules()
+	rules[0].Files = true
+	pol, err := edge.NewStaticPolicy(rules)
+	require.NoError(t, err)
+	rig.policy = pol
+	rig.start("e1")
+	rig.start("e2")
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Read: []string{dir}, Write: []string{dir}})
+	rig.device("e1", "d-1", map[wire.MsgType]device.Handler{wire.MsgFileTransfer: srv.Serve})
+	rig.waitEverywhere("d-1", "e1")
+
+	b := newBrowser(t, rig.edges["e2"].url, rig.pki.ClientTLS())
+	require.Equal(t, http.StatusSeeOther, b.signIn(opsToken).StatusCode)
+	content := bytes.Repeat([]byte("through the peer session\n"), 10000)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "far.log"), content, 0o644))
+	resp, got := b.download("d-1", filepath.Join(dir, "far.log"))
+	require.Equal(t, http.StatusOK, resp.StatusCode, got)
+	require.Equal(t, string(content), got)
+	resp, got = b.upload("d-1", dir, "back.bin", content[:1000], map[string]string{"X-CSRF-Token": b.csrf(), "Origin": b.origin})
+	require.Equal(t, http.StatusOK, resp.StatusCode, got)
+	stored, err := os.ReadFile(filepath.Join(dir, "back.bin"))
+	require.NoError(t, err)
+	require.Equal(t, content[:1000], stored)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, e := range rig.edges["e2"].audit.Events() {
+			if e.Kind == edge.EventStreamClose && e.Method == "web" && e.Peer == "e1" && e.Result == "ok" {
+				n++
+			}
+		}
+		return n == 2
+	}, 20*time.Second, 10*time.Millisecond, "no stream_close records through e1 on e2")
 }
