@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +59,40 @@ func (s *Server) serveWebFilesPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, deviceDenial(pol, me.id, dev), http.StatusForbidden)
 		return
 	}
-	s.render(w, http.StatusOK, "files.html", map[string]any{"Device": device, "CSRF": s.web.signer.csrf(me.sess.ID)})
+	s.renderFilesPage(w, http.StatusOK, me, device, "", "")
+}
+
+// renderFilesPage renders device's files page with code, the download
+// form's path and an error to show.
+func (s *Server) renderFilesPage(w http.ResponseWriter, code int, me webIdentity, device, file, msg string) {
+	s.render(w, code, "files.html", map[string]any{"Device": device, "CSRF": s.web.signer.csrf(me.sess.ID), "Path": file, "Error": msg})
+}
+
+// transferReply answers a file transfer's refusals. A browser's download
+// (a GET that accepts HTML: the files page's form, followed) gets the
+// files page again, with the reason and the path it asked for, so that
+// the form is still there; anything else gets the reason in plain text.
+type transferReply struct {
+	s    *Server
+	w    http.ResponseWriter
+	r    *http.Request
+	page bool
+	me   *webIdentity // once the session is known
+}
+
+func (s *Server) transferReply(w http.ResponseWriter, r *http.Request) *transferReply {
+	page := r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") &&
+		certs.ValidDeviceID(r.URL.Query().Get("device")) == nil
+	return &transferReply{s: s, w: w, r: r, page: page}
+}
+
+func (a *transferReply) fail(code int, msg string) {
+	if a.page && a.me != nil {
+		q := a.r.URL.Query()
+		a.s.renderFilesPage(a.w, code, *a.me, q.Get("device"), q.Get("path"), msg)
+		return
+	}
+	http.Error(a.w, msg, code)
 }
 
 // startWebTransfer checks a file transfer's request: the session, an
@@ -69,31 +103,36 @@ func (s *Server) serveWebFilesPage(w http.ResponseWriter, r *http.Request) {
 // a page of another site can send but not read, and without the session
 // cookie, which browsers send only from the edge's own pages
 // (SameSite=Strict).
-func (s *Server) startWebTransfer(w http.ResponseWriter, r *http.Request, dir int, device, file string) *webTransfer {
+func (s *Server) startWebTransfer(a *transferReply, dir int, device, file string) *webTransfer {
+	w, r := a.w, a.r
 	me, err := s.webSessionFrom(w, r)
 	switch {
 	case errors.Is(err, errWebUnchecked):
 		webUnchecked(w, err)
 		return nil
+	case err != nil && a.page:
+		http.Redirect(w, r, "/web/login", http.StatusSeeOther)
+		return nil
 	case err != nil:
 		s.refuse(w, r, http.StatusUnauthorized, "no_session", "not signed in, or the session ended: sign in again")
 		return nil
 	}
+	a.me = &me
 	if dir == 1 && !checkToken(r.Header.Get("X-CSRF-Token"), s.web.signer.csrf(me.sess.ID)) {
 		s.refuse(w, r, http.StatusForbidden, "bad_csrf", "the request carries no valid CSRF token; reload the page", "client", me.id.Name)
 		return nil
 	}
 	if certs.ValidDeviceID(device) != nil {
-		http.Error(w, "the device parameter must be a device ID", http.StatusBadRequest)
+		a.fail(http.StatusBadRequest, "the device parameter must be a device ID")
 		return nil
 	}
 	file = wire.TrimFilePath(file)
 	if err := wire.CheckFilePath(file); err != nil {
-		http.Error(w, fmt.Sprintf("the path must be absolute and canonical, such as /var/log/syslog: %v", err), http.StatusBadRequest)
+		a.fail(http.StatusBadRequest, fmt.Sprintf("the path must be absolute and canonical, such as /var/log/syslog: %v", err))
 		return nil
 	}
 	if s.isDraining() {
-		http.Error(w, "the edge is shutting down; retry to reach another edge", http.StatusServiceUnavailable)
+		a.fail(http.StatusServiceUnavailable, "the edge is shutting down; retry to reach another edge")
 		return nil
 	}
 	req := Request{Type: wire.MsgFileTransfer, File: &wire.FileRequest{Direction: dir, Path: file}}
@@ -105,7 +144,7 @@ func (s *Server) startWebTransfer(w http.ResponseWriter, r *http.Request, dir in
 		ev.Time, ev.Result, ev.Reason = time.Now(), result, reason
 		s.audit.Audit(ev)
 		s.Metrics.stream(ev.Type, result)
-		http.Error(w, reason, code)
+		a.fail(code, reason)
 		return nil
 	}
 	if !pol.DeviceAllowed(me.id, dev) {
@@ -243,12 +282,13 @@ func refusalStatus(ref *refusal) int {
 func (s *Server) serveWebDownload(w http.ResponseWriter, r *http.Request) {
 	webHeaders(w, "")
 	q := r.URL.Query()
-	t := s.startWebTransfer(w, r, 0, q.Get("device"), q.Get("path"))
+	a := s.transferReply(w, r)
+	t := s.startWebTransfer(a, 0, q.Get("device"), q.Get("path"))
 	if t == nil {
 		return
 	}
 	if !s.track1() {
-		http.Error(w, "the edge is shutting down; retry to reach another edge", http.StatusServiceUnavailable)
+		a.fail(http.StatusServiceUnavailable, "the edge is shutting down; retry to reach another edge")
 		return
 	}
 	defer s.wg.Done()
@@ -272,9 +312,9 @@ func (s *Server) serveWebDownload(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case ref != nil:
-		http.Error(w, ref.reason, refusalStatus(ref))
+		a.fail(refusalStatus(ref), ref.reason)
 	case err != nil && !started:
-		http.Error(w, "the download failed: "+err.Error(), http.StatusBadGateway)
+		a.fail(http.StatusBadGateway, "the download failed: "+err.Error())
 	case err != nil:
 		s.log.Info("web download failed", "client", t.me.id.Name, "device", t.device, "path", t.req.File.Path, "err", err)
 		panic(http.ErrAbortHandler) // the browser sees a cut response, not a whole file
@@ -304,7 +344,7 @@ func (s *Server) serveWebUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	t := s.startWebTransfer(w, r, 1, q.Get("device"), q.Get("path"))
+	t := s.startWebTransfer(s.transferReply(w, r), 1, q.Get("device"), q.Get("path"))
 	if t == nil {
 		return
 	}

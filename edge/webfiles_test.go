@@ -181,10 +181,23 @@ func TestWebFilesRefusals(t *testing.T) {
 	})
 	require.Equal(t, "denied", ev.Result)
 
-	// Without a session: no file, and the page sends the browser to sign in.
+	// A browser's download (it accepts HTML) that is refused gets the
+	// files page again, with the reason and the path it asked for.
+	html := map[string]string{"Accept": "text/html,application/xhtml+xml"}
+	resp, body := b.send("GET", "/web/download?"+url.Values{"device": {webDevice}, "path": {dir + "/nothing"}}.Encode(), nil, html)
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode, body)
+	require.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+	require.Regexp(t, `<p id="download-error" class="error">[^<]*nothing`, body)
+	require.Contains(t, body, `value="`+dir+`/nothing"`)
+	require.Contains(t, body, `action="/web/download"`)
+
+	// Without a session: no file, and a browser goes to sign in.
 	anon := r.browser(t)
-	resp, body := anon.download(webDevice, filepath.Join(dir, "in"))
+	resp, body = anon.download(webDevice, filepath.Join(dir, "in"))
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, body)
+	resp, _ = anon.send("GET", "/web/download?"+url.Values{"device": {webDevice}, "path": {dir + "/in"}}.Encode(), nil, html)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/web/login", resp.Header.Get("Location"))
 	resp, _ = anon.do("GET", "/web/files/"+webDevice, nil, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 }
