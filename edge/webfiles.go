@@ -99,10 +99,12 @@ func (a *transferReply) fail(code int, msg string) {
 // upload's CSRF token, the device and path, the edge's state and the
 // policy. It answers a refusal itself and returns nil.
 //
-// A download needs no CSRF token: it is a GET that changes nothing, which
-// a page of another site can send but not read, and without the session
-// cookie, which browsers send only from the edge's own pages
-// (SameSite=Strict).
+// A download needs no CSRF token: it is a GET that changes nothing on the
+// device, which a page of another origin can make a browser send but not
+// read. Even so, it is refused when the browser says that another site,
+// or another origin of the same site (whose requests carry the session
+// cookie, SameSite=Strict as it is), sent it (Sec-Fetch-Site): it would
+// still make the device read a file, and the audit log record it.
 func (s *Server) startWebTransfer(a *transferReply, dir int, device, file string) *webTransfer {
 	w, r := a.w, a.r
 	me, err := s.webSessionFrom(w, r)
@@ -118,6 +120,11 @@ func (s *Server) startWebTransfer(a *transferReply, dir int, device, file string
 		return nil
 	}
 	a.me = &me
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		s.refuse(w, r, http.StatusForbidden, "bad_origin", "cross-origin request refused: a file transfer must come from a page of "+s.web.origin,
+			"client", me.id.Name, "sec_fetch_site", truncate(site, 20))
+		return nil
+	}
 	if dir == 1 && !checkToken(r.Header.Get("X-CSRF-Token"), s.web.signer.csrf(me.sess.ID)) {
 		s.refuse(w, r, http.StatusForbidden, "bad_csrf", "the request carries no valid CSRF token; reload the page", "client", me.id.Name)
 		return nil

@@ -165,6 +165,12 @@ func TestWebFilesRefusals(t *testing.T) {
 			return b.upload(webDevice, dir+"/in", "x", []byte("x"), map[string]string{"X-CSRF-Token": csrf, "Origin": "https://evil.test"})
 		}, http.StatusForbidden, "cross-origin"},
 		{"an upload named with a /", func() (*http.Response, string) { return b.upload(webDevice, dir+"/in", "../x", []byte("x"), ok) }, http.StatusBadRequest, "one path component"},
+		{"a download another origin of the site sent", func() (*http.Response, string) {
+			return b.send("GET", "/web/download?"+url.Values{"device": {webDevice}, "path": {dir + "/in"}}.Encode(), nil, map[string]string{"Sec-Fetch-Site": "same-site"})
+		}, http.StatusForbidden, "cross-origin"},
+		{"a download another site sent", func() (*http.Response, string) {
+			return b.send("GET", "/web/download?"+url.Values{"device": {webDevice}, "path": {dir + "/in"}}.Encode(), nil, map[string]string{"Sec-Fetch-Site": "cross-site"})
+		}, http.StatusForbidden, "cross-origin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := tc.resp()
