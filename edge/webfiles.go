@@ -299,6 +299,8 @@ func (s *Server) serveWebDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
+	s.active.Add(1) // a drain waits for it
+	defer s.active.Add(-1)
 	started := false
 	body := &heldTail{w: w, rc: http.NewResponseController(w)}
 	res, ref, err := s.runWebTransfer(r.Context(), t, func(ctx context.Context, o transport.Opener) (*files.Result, error) {
@@ -372,6 +374,8 @@ func (s *Server) serveWebUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
+	s.active.Add(1) // a drain waits for it
+	defer s.active.Add(-1)
 	if hc := headConnOf(r); hc != nil {
 		hc.stop() // the body is not a request head; the connection ends with this request
 	}

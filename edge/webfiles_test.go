@@ -349,3 +349,26 @@ func TestWebFilesAcrossTheCluster(t *testing.T) {
 		return n == 2
 	}, 20*time.Second, 10*time.Millisecond, "no stream_close records through e1 on e2")
 }
+
+// TestWebFileTransferOutlivesADrain: a drain waits for the file
+// transfers under way, as for the CLI's streams; the upload completes.
+func TestWebFileTransferOutlivesADrain(t *testing.T) {
+	r, dir := filesRig(t)
+	b := r.signedIn(t)
+	pw, done := b.pendingUpload(b.csrf(), dir+"/in/big.bin")
+	waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamOpen && e.Method == "web" && e.Direction == "upload" && e.Result == "ok"
+	})
+	drained := make(chan error, 1)
+	go func() { drained <- r.m.Server().Shutdown(ctxT(t)) }()
+	require.Eventually(t, func() bool { return strings.Contains(r.logs.String(), "sending GoAway to every device") },
+		20*time.Second, 10*time.Millisecond, "the drain did not start")
+	_, err := pw.Write(make([]byte, 3<<18)) // the rest of the 1 MiB
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	require.Equal(t, http.StatusOK, <-done)
+	require.NoError(t, <-drained)
+	fi, err := os.Stat(dir + "/in/big.bin")
+	require.NoError(t, err)
+	require.EqualValues(t, 1<<20, fi.Size())
+}
