@@ -166,13 +166,18 @@ func (s *Server) startWebTransfer(a *transferReply, dir int, device, file string
 
 // runWebTransfer runs do, the transfer, on a stream that an opener gives
 // it, within the edge's life and the session's: a sign-out, a reload that
-// takes the right away, or the edge's close ends it. It audits the
+// takes the right away, the session's end or the edge's close ends it. It audits the
 // outcome and reports do's error, or the refusal of the open.
 func (s *Server) runWebTransfer(ctx context.Context, t *webTransfer, do func(context.Context, transport.Opener) (*files.Result, error)) (*files.Result, *refusal, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(s.ctx, func() { cancel(errors.New("the edge is closing")) })
 	defer stop()
+	end := s.webSessionEnd(t.me.sess)
+	expire := time.AfterFunc(time.Until(end), func() {
+		cancel(fmt.Errorf("%w at %s; sign in again", errWebSessionExpired, end.UTC().Format(time.RFC3339)))
+	})
+	defer expire.Stop()
 	t.term = &webTerm{session: t.me.sess.ID, client: t.me.id.Name, method: t.me.sess.Method, cred: t.me.sess.Cred, device: t.device,
 		file: t.req.File, cancel: cancel}
 	op := &webOpener{s: s, t: t}
@@ -223,8 +228,11 @@ func (s *Server) runWebTransfer(ctx context.Context, t *webTransfer, do func(con
 				cause = errors.New("the browser went away")
 			}
 			ev.Reason = cause.Error()
-			if errors.Is(cause, errWebSignedOut) || errors.Is(cause, errStreamRevoked) {
+			switch {
+			case errors.Is(cause, errWebSignedOut), errors.Is(cause, errStreamRevoked):
 				ev.Result = "revoked"
+			case errors.Is(cause, errWebSessionExpired):
+				ev.Result = "expired"
 			}
 			err = cause
 		}

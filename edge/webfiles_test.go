@@ -372,3 +372,28 @@ func TestWebFileTransferOutlivesADrain(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1<<20, fi.Size())
 }
+
+// TestWebFileTransferEndsWithItsSession: a transfer under way when its
+// browser session ends is ended, as a terminal is.
+func TestWebFileTransferEndsWithItsSession(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "in"), 0o755))
+	rules := testRules()
+	rules[0].Files = true
+	pol, err := edge.NewStaticPolicy(rules)
+	require.NoError(t, err)
+	r := newWebRig(t, edge.WebConfig{SessionLifetime: 3 * time.Second}, func(o *mock.Options) { o.Policy = pol })
+	srv := &files.Server{}
+	srv.SetConfig(files.Config{Write: []string{dir}})
+	r.dc.Handle(wire.MsgFileTransfer, srv.Serve)
+	b := r.signedIn(t)
+	pw, done := b.pendingUpload(b.csrf(), dir+"/in/big.bin")
+	defer pw.Close()
+	ev := waitEvent(t, r.m, func(e edge.Event) bool {
+		return e.Kind == edge.EventStreamClose && e.Method == "web" && e.Direction == "upload"
+	})
+	require.Equal(t, "expired", ev.Result, ev.Reason)
+	require.Contains(t, ev.Reason, "sign in again")
+	pw.CloseWithError(io.ErrClosedPipe)
+	require.NotEqual(t, http.StatusOK, <-done)
+}
