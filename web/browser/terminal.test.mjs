@@ -445,14 +445,22 @@ test('the files page downloads a file and uploads one, and shows a refusal', asy
   assert.match(await page.textContent('#download-error'), /no-such\.log/);
   assert.equal(await page.inputValue('#download input[name=path]'), filesDir + '/no-such.log');
 
-  const up = Buffer.alloc(300000, 0xa5);
+  // An upload large enough to report its progress on the way.
+  const up = Buffer.alloc(8 << 20, 0xa5);
   await page.setInputFiles('#upload-file', { name: 'firmware.bin', mimeType: 'application/octet-stream', buffer: up });
   await page.fill('#upload-path', filesDir + '/in');
+  await page.evaluate(() => {
+    window.uploadStates = [];
+    new MutationObserver(() => window.uploadStates.push(document.getElementById('upload-state').textContent))
+      .observe(document.getElementById('upload-state'), { childList: true, characterData: true, subtree: true });
+  });
   await page.click('#upload button');
   await page.waitForFunction(() => /^Uploaded|refused|failed/.test(document.getElementById('upload-state').textContent), null, { timeout: patience });
   const sum = createHash('sha256').update(up).digest('hex');
   assert.equal(await page.textContent('#upload-state'), `Uploaded firmware.bin (${up.length} bytes) to ${filesDir}/in, SHA-256 ${sum}.`);
   assert.ok(up.equals(await readFile(join(filesDir, 'in', 'firmware.bin'))), 'the device did not store the upload');
+  const states = await page.evaluate(() => window.uploadStates);
+  assert.ok(states.some((s) => /^Uploading firmware\.bin: \d+ % of 8388608 bytes…$/.test(s)), 'no progress shown: ' + states.join(' | '));
   await page.screenshot({ path: join(artifacts, 'files.png') });
 
   // The device admits no upload outside "in": its reason shows.

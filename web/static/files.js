@@ -1,8 +1,9 @@
 // The files page's upload: the file goes as the body of a PUT, with the
-// session's CSRF token, and the answer (the bytes and the SHA-256 the
-// device checked) or the refusal is shown under the form. fetch is asked
-// for a same-origin referrer so that it sends the page's Origin, which the
-// edge requires (the pages' referrer policy is no-referrer).
+// session's CSRF token, and its progress, then the answer (the bytes and
+// the SHA-256 the device checked) or the refusal, shows under the form.
+// XMLHttpRequest, unlike fetch, reports an upload's progress; its
+// requests are CORS-mode, so the browser sends the page's Origin, which
+// the edge requires, whatever the page's referrer policy.
 (function () {
   'use strict';
   const form = document.getElementById('upload');
@@ -13,6 +14,22 @@
   function show(text, error) {
     state.textContent = text;
     state.className = error ? 'error' : '';
+  }
+  function upload(f, q) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', '/web/upload?' + q);
+      xhr.setRequestHeader('X-CSRF-Token', csrf);
+      xhr.upload.onprogress = (ev) => {
+        if (ev.lengthComputable && ev.total > 0) {
+          show('Uploading ' + f.name + ': ' + Math.floor(100 * ev.loaded / ev.total) + ' % of ' + ev.total + ' bytes…', false);
+        }
+      };
+      xhr.onload = () => resolve(xhr);
+      xhr.onerror = () => reject(new Error('the connection to the edge failed'));
+      xhr.onabort = () => reject(new Error('aborted'));
+      xhr.send(f);
+    });
   }
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -25,16 +42,12 @@
     button.disabled = true;
     show('Uploading ' + f.name + ' (' + f.size + ' bytes)…', false);
     try {
-      const resp = await fetch('/web/upload?' + q, {
-        method: 'PUT', body: f, headers: { 'X-CSRF-Token': csrf },
-        credentials: 'same-origin', referrerPolicy: 'same-origin',
-      });
-      const text = await resp.text();
-      if (!resp.ok) {
-        show('Upload refused (' + resp.status + '): ' + text.trim(), true);
+      const xhr = await upload(f, q);
+      if (xhr.status !== 200) {
+        show('Upload refused (' + xhr.status + '): ' + xhr.responseText.trim(), true);
         return;
       }
-      const r = JSON.parse(text);
+      const r = JSON.parse(xhr.responseText);
       show('Uploaded ' + f.name + ' (' + r.bytes + ' bytes) to ' + r.path + (r.sha256 ? ', SHA-256 ' + r.sha256 : '') + '.', false);
     } catch (e) {
       show('Upload failed: ' + e.message, true);
