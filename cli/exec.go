@@ -18,7 +18,7 @@ import (
 func newExecCommand(g *globalOptions) *cobra.Command {
 	o := &shellOptions{g: g, execCmd: true}
 	cmd := &cobra.Command{
-		Use:   "exec [-e CHAR] DEVICE -- COMMAND...",
+		Use:   "exec [-e CHAR] DEVICE -- COMMAND...\n  tether exec [-l SELECTOR] [--parallel N] PATTERN -- COMMAND...\n  tether exec -l SELECTOR [--parallel N] -- COMMAND...",
 		Short: "Run one command on a device without a terminal, as ssh does",
 		Long: `Run one command on a device without a terminal.
 
@@ -34,7 +34,17 @@ the edge (allow: {exec: true}); the edge's audit log records the command
 line. When the connection to the edge is lost tether exits 255; when the
 stream ends without the command's exit status, it says so and exits 254.
 On a terminal, ~. at the start of a line ends tether at once (see tether
-shell).`,
+shell).
+
+On a fleet: with a glob of device IDs (PATTERN, such as 'gw-*') or a label
+selector (-l site=berlin,tier!=test), or both, the command runs on every
+connected device they pick, --parallel at a time, as pdsh does. Each line
+of a device's stdout and stderr goes to tether's, prefixed with the
+device's ID ("gw-1: ..."); stdin is not read. At the end, each device on
+which the command failed or did not run is named on stderr, with its exit
+code or what went wrong, and tether exits with the highest of the devices'
+codes (0 when it succeeded on all of them; 7 when no connected device
+matches).`,
 		Example: `  # A pipeline on the device
   tether exec d1 -- 'journalctl -u myapp | tail -n 50'
 
@@ -42,16 +52,28 @@ shell).`,
   tether exec d1 -- 'cat > /tmp/fw.bin' < fw.bin
 
   # Its exit code becomes tether's
-  tether exec d1 -- systemctl is-active myapp || echo down`,
+  tether exec d1 -- systemctl is-active myapp || echo down
+
+  # On every connected gateway in Berlin, 20 at a time
+  tether exec -l site=berlin --parallel 20 'gw-*' -- systemctl restart myapp`,
 		ValidArgsFunction: completeDevice(g),
-		Args:              argsUsage(cobra.MinimumNArgs(2), "tether exec DEVICE -- COMMAND..."),
+		Args:              argsUsage(cobra.MinimumNArgs(1), "tether exec DEVICE -- COMMAND..."),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.setArgs(args)
+			if o.selector != "" && cmd.ArgsLenAtDash() == 0 {
+				o.words = args // no pattern: every device the selector picks
+			} else {
+				o.setArgs(args)
+			}
+			if o.isFleet() {
+				return o.runFleet(cmd.Context())
+			}
 			return o.run(cmd.Context())
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVarP(&o.escape, "escape", "e", "~", "escape character at the start of a line, or none")
+	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "run on every connected device whose labels meet this selector (site=berlin,tier!=test)")
+	cmd.Flags().IntVar(&o.parallel, "parallel", 10, "on a fleet, how many devices run the command at once")
 	return cmd
 }
 

@@ -26,6 +26,10 @@ type shellOptions struct {
 	noTTY   bool   // -T: never a terminal
 	escape  string // -e: the escape character, or none
 	execCmd bool   // tether exec: never a terminal, a command required
+
+	// tether exec on a fleet (fleet.go): device is then a glob, or empty.
+	selector string // -l: a label selector
+	parallel int    // --parallel: devices at once
 }
 
 func newShellCommand(g *globalOptions) *cobra.Command {

@@ -1,0 +1,70 @@
+//go:build linux
+
+package cli
+
+import (
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tetherhq/tether/certs"
+	"github.com/tetherhq/tether/transport/labels"
+)
+
+// TestExecOnAFleet runs the built binaries: tether exec on the devices
+// that a glob and a label selector pick, each line prefixed with its
+// device, the failures named, and the highest exit code.
+func TestExecOnAFleet(t *testing.T) {
+	f := newFleet(t)
+	for id, site := range map[string]string{"gw-1": "berlin", "gw-2": "berlin", "gw-3": "paris"} {
+		f.pki.DeviceWith(id, certs.Options{URIs: labels.URIs(labels.Set{"site": site})})
+		f.startAgent(id, "")
+	}
+	f.addAgent("lab-1", "exec: {enabled: false}\n")
+
+	// Every gateway: each line once, prefixed, stdout and stderr apart.
+	out, errOut, code := f.tether("", "exec", "gw-*", "--", "printf 'one\\ntwo\\n'; echo err >&2")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "gw-1: one\ngw-1: two\ngw-2: one\ngw-2: two\ngw-3: one\ngw-3: two\n", sortedLines(out))
+	require.Equal(t, "gw-1: err\ngw-2: err\ngw-3: err\n", sortedLines(errOut))
+
+	// A selector alone, one device at a time: a line without its newline
+	// ends with the device's output.
+	out, errOut, code = f.tether("", "exec", "-l", "site=berlin", "--parallel", "1", "--", "printf partial")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "gw-1: partial\ngw-2: partial\n", sortedLines(out))
+	// A selector and a pattern.
+	out, errOut, code = f.tether("", "exec", "-l", "site!=berlin", "gw-*", "--", "echo here")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "gw-3: here\n", out)
+
+	// The highest code, and each failure named: exit 3 on the gateways,
+	// a refusal on lab-1, whose agent runs no commands.
+	out, errOut, code = f.tether("", "exec", "*", "--", "echo ran; exit 3")
+	require.Equal(t, ExitRemote, code, errOut)
+	require.Equal(t, "gw-1: ran\ngw-2: ran\ngw-3: ran\n", sortedLines(out))
+	for _, id := range []string{"gw-1", "gw-2", "gw-3"} {
+		require.Contains(t, errOut, "tether: "+id+": exit 3\n")
+	}
+	require.Regexp(t, `(?m)^tether: lab-1: .*exec`, errOut)
+	require.Contains(t, errOut, "tether: failed on 4 of 4 devices\n")
+	_, errOut, code = f.tether("", "exec", "-l", "site", "--", "exit 3")
+	require.Equal(t, 3, code, errOut)
+	require.Contains(t, errOut, "tether: failed on 3 of 3 devices\n")
+
+	// Nothing matches: 7, and what to do; a selector that does not parse:
+	// 2.
+	_, errOut, code = f.tether("", "exec", "nope-*", "--", "true")
+	require.Equal(t, ExitOffline, code, errOut)
+	require.Contains(t, errOut, "no connected device matches 'nope-*'")
+	_, errOut, code = f.tether("", "exec", "-l", "site=(", "--", "true")
+	require.Equal(t, ExitUsage, code, errOut)
+}
+
+func sortedLines(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
