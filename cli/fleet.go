@@ -111,7 +111,7 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 		switch {
 		case r.msg != "":
 			failed++
-			fmt.Fprintf(o.g.io.ErrOut, "tether: %s: %s\n", r.device, r.msg)
+			fmt.Fprintf(o.g.io.ErrOut, "tether: %s: %s\n", r.device, termSafe(r.msg))
 		case r.code != 0:
 			failed++
 			fmt.Fprintf(o.g.io.ErrOut, "tether: %s: exit %d\n", r.device, r.code)
