@@ -4,6 +4,7 @@ package pty_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -269,4 +270,55 @@ func TestExecBackgroundJobs(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(sessionProcs(t, sid)) == 0 }, patience, 10*time.Millisecond,
 		"a background job outlived its command: %v", sessionProcs(t, sid))
+}
+
+// TestExecWaitsForTheEndAfterTheExitStatus: Wait returns once the stream
+// that brought the exit status has ended, so that a client that closes its
+// session as soon as Wait returns never cuts the stream's end on its way
+// (the edge would record the stream as cut).
+func TestExecWaitsForTheEndAfterTheExitStatus(t *testing.T) {
+	cl, dc, _ := mock.NewEdgeMock(t)
+	release := make(chan struct{})
+	dc.Handle(wire.MsgExec, func(ctx context.Context, st *transport.Stream, _ []byte) error {
+		if err := wire.WriteOK(st, nil); err != nil {
+			return err
+		}
+		status, err := wire.ExitStatus{Exited: true, Code: 4}.Encode()
+		if err != nil {
+			return err
+		}
+		out, _ := wire.AppendExecFrame(nil, wire.ExecStdout, []byte("done\n"))
+		exit, _ := wire.AppendExecFrame(nil, wire.ExecExit, status)
+		if _, err := st.Write(append(out, exit...)); err != nil {
+			return err
+		}
+		select { // the stream's end comes later
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	e, err := pty.Exec(ctxT(t), cl, "anything")
+	require.NoError(t, err)
+	defer e.Close()
+	type waited struct {
+		st  wire.ExitStatus
+		err error
+	}
+	done := make(chan waited, 1)
+	var out bytes.Buffer
+	go func() {
+		st, err := e.Wait(&out, io.Discard)
+		done <- waited{st, err}
+	}()
+	select {
+	case w := <-done:
+		t.Fatalf("Wait returned before the stream ended: %+v", w)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	w := <-done
+	require.NoError(t, w.err)
+	require.Equal(t, 4, w.st.Code)
+	require.Equal(t, "done\n", out.String())
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/tetherhq/tether/transport"
 	"github.com/tetherhq/tether/transport/wire"
@@ -85,11 +86,20 @@ func (e *ExecSession) CloseWrite() error {
 	return err
 }
 
+// exitGrace bounds Wait's wait for the stream's end after the exit frame.
+const exitGrace = time.Second
+
 // Wait copies the command's stdout and stderr to stdout and stderr until
 // its exit frame arrives, and returns its status. A stream that ends
 // without one yields ErrNoExitStatus; a stream reset by the device or the
 // edge yields the transport's *ResetError; a failing stdout or stderr is
 // returned as it is.
+//
+// After the exit frame, Wait waits (a second at most) for the end of the
+// stream that follows it, as ssh waits for a channel's close after its
+// exit status: a client that closes its session as soon as Wait returns
+// then leaves a stream that ended on both sides, which the edge records
+// as a normal end, rather than one cut while its end was on the way.
 func (e *ExecSession) Wait(stdout, stderr io.Writer) (wire.ExitStatus, error) {
 	r := wire.NewExecReader(e.st)
 	for {
@@ -123,9 +133,23 @@ func (e *ExecSession) Wait(stdout, stderr io.Writer) (wire.ExitStatus, error) {
 				_ = e.st.AbortWith("exec: " + err.Error())
 				return wire.ExitStatus{}, err
 			}
+			e.awaitEnd()
 			return s, nil
 		}
 	}
+}
+
+// awaitEnd reads the stream to its end, for exitGrace at most. Nothing
+// may follow the exit frame: what does is dropped.
+func (e *ExecSession) awaitEnd() {
+	_ = e.st.SetReadDeadline(time.Now().Add(exitGrace))
+	var buf [512]byte
+	for {
+		if _, err := e.st.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	_ = e.st.SetReadDeadline(time.Time{})
 }
 
 // Close closes the stream. It is idempotent.
