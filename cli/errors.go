@@ -29,6 +29,7 @@ const (
 	ExitOffline     = 7   // the device is not connected (HTTP 404); tether play: no such recording
 	ExitRemote      = 8   // the edge or the device answered Error
 	ExitChecksum    = 9   // tether cp: the bytes received do not match the sender's SHA-256
+	ExitTimeout     = 124 // tether exec --timeout: the command did not end in time (as timeout(1))
 	ExitInterrupted = 130 // interrupted by Ctrl-C or SIGTERM
 	// ExitStatusUnknown: tether shell or exec could not learn the remote
 	// command's exit status (the device does not report it, or the stream
@@ -49,6 +50,7 @@ const exitCodeHelp = `EXIT CODES
   7    the device is not connected to the edge (HTTP 404); tether play: no such recording
   8    the edge or the device refused the request; its reason is printed as sent
   9    tether cp: the copy's SHA-256 does not match the sender's (the copy is discarded)
+  124  tether exec --timeout: the command did not end in time, and was hung up
   130  interrupted (Ctrl-C, SIGTERM)
   254  tether shell, exec: the remote exit status is unknown (the device does not report it)
   255  the session to the edge was lost mid-stream, or closed with the escape ~.

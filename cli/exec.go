@@ -34,7 +34,9 @@ the edge (allow: {exec: true}); the edge's audit log records the command
 line. When the connection to the edge is lost tether exits 255; when the
 stream ends without the command's exit status, it says so and exits 254.
 On a terminal, ~. at the start of a line ends tether at once (see tether
-shell).
+shell). With --timeout, a command still running after that long is hung
+up, as when the session ends (SIGHUP to its process group, then SIGKILL),
+and tether exits 124, as timeout(1) does.
 
 On a fleet: with a glob of device IDs (PATTERN, such as 'gw-*') or a label
 selector (-l site=berlin,tier!=test), or both, the command runs on every
@@ -74,6 +76,7 @@ matches).`,
 	cmd.Flags().StringVarP(&o.escape, "escape", "e", "~", "escape character at the start of a line, or none")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "run on every connected device whose labels meet this selector (site=berlin,tier!=test)")
 	cmd.Flags().IntVar(&o.parallel, "parallel", 10, "on a fleet, how many devices run the command at once")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "hang the command up if it has not ended after this long, and exit 124 (on a fleet, on each device from its start)")
 	return cmd
 }
 

@@ -94,11 +94,16 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 			stdout := &linePrefixer{w: o.g.io.Out, mu: &outMu, prefix: d.ID + ": "}
 			stderr := &linePrefixer{w: o.g.io.ErrOut, mu: &errMu, prefix: d.ID + ": "}
 			conn := &connection{settings: s, tls: tc, device: d.ID, log: o.g.logger(), cfg: &transport.Config{HandshakeTimeout: o.g.timeout}}
-			code, err := execOnce(ctx, conn, command, stdout, stderr)
+			dctx, cancel := o.withTimeout(ctx)
+			code, err := execOnce(dctx, conn, command, stdout, stderr)
+			cancel()
 			stdout.flush()
 			stderr.flush()
 			results[i] = fleetResult{device: d.ID, code: code}
-			if err != nil {
+			switch {
+			case err != nil && timedOut(dctx):
+				results[i].code, results[i].msg = ExitTimeout, fmt.Sprintf("timed out after %v (--timeout); the command was hung up", o.timeout)
+			case err != nil:
 				results[i].code, results[i].msg = describe(err, msgContext{s.Edge, d.ID, s.TokenFrom, s.CA})
 			}
 		})

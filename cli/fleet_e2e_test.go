@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -53,6 +54,23 @@ func TestExecOnAFleet(t *testing.T) {
 	_, errOut, code = f.tether("", "exec", "-l", "site", "--", "exit 3")
 	require.Equal(t, 3, code, errOut)
 	require.Contains(t, errOut, "tether: failed on 3 of 3 devices\n")
+
+	// --timeout: a command still running is hung up, on one device and
+	// on each of a fleet, and tether exits 124.
+	out, errOut, code = f.tether("", "exec", "--timeout", "1s", "gw-1", "--", "echo started; sleep 60")
+	require.Equal(t, ExitTimeout, code, errOut)
+	require.Equal(t, "started\n", out)
+	require.Contains(t, errOut, "the command did not end within 1s (--timeout); it was hung up")
+	out, errOut, code = f.tether("", "exec", "--timeout", "1s", "-l", "site=berlin", "--", "echo started; sleep 60")
+	require.Equal(t, ExitTimeout, code, errOut)
+	require.Equal(t, "gw-1: started\ngw-2: started\n", sortedLines(out))
+	require.Contains(t, errOut, "tether: gw-2: timed out after 1s (--timeout); the command was hung up\n")
+	for _, id := range []string{"gw-1", "gw-2"} {
+		require.Eventually(t, func() bool { return strings.Count(f.agents[id].Stderr(), "killed by signal") >= 1 },
+			20*time.Second, 50*time.Millisecond, "the command on %s was not hung up:\n%s", id, f.agents[id].Stderr())
+	}
+	_, errOut, code = f.tether("", "exec", "--timeout", "30s", "gw-3", "--", "exit 6")
+	require.Equal(t, 6, code, "a command that ends in time keeps its code: %s", errOut)
 
 	// Nothing matches: 7, and what to do; a selector that does not parse:
 	// 2.

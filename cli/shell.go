@@ -30,6 +30,25 @@ type shellOptions struct {
 	// tether exec on a fleet (fleet.go): device is then a glob, or empty.
 	selector string // -l: a label selector
 	parallel int    // --parallel: devices at once
+
+	timeout time.Duration // tether exec --timeout: hang the command up after this long; 0 never
+}
+
+// errCommandTimeout is the cause of a command's context that --timeout
+// ended.
+var errCommandTimeout = errors.New("the command did not end in time")
+
+// withTimeout bounds ctx by --timeout, when it is set.
+func (o *shellOptions) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, o.timeout, errCommandTimeout)
+}
+
+// timedOut reports whether --timeout ended ctx.
+func timedOut(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errCommandTimeout)
 }
 
 func newShellCommand(g *globalOptions) *cobra.Command {
@@ -132,6 +151,16 @@ func (c *closer) run() {
 }
 
 func (o *shellOptions) run(ctx context.Context) error {
+	ctx, cancel := o.withTimeout(ctx)
+	defer cancel()
+	err := o.runOn(ctx)
+	if err != nil && timedOut(ctx) {
+		return &exitError{code: ExitTimeout, err: fmt.Errorf("the command did not end within %v (--timeout); it was hung up", o.timeout)}
+	}
+	return err
+}
+
+func (o *shellOptions) runOn(ctx context.Context) error {
 	conn, err := o.g.prepare(o.device)
 	if err != nil {
 		return err
