@@ -46,7 +46,11 @@ device's ID ("gw-1: ..."); stdin is not read. At the end, each device on
 which the command failed or did not run is named on stderr, with its exit
 code or what went wrong, and tether exits with the highest of the devices'
 codes (0 when it succeeded on all of them; 7 when no connected device
-matches).`,
+matches). With -o json or -o yaml, nothing is printed as it comes: at the
+end, a list with each device's exit code, stdout and stderr (the first
+64 KiB of each, as UTF-8; "truncated" says when there was more) and what
+went wrong, for a script to read (a device ID alone is then a fleet of
+one).`,
 		Example: `  # A pipeline on the device
   tether exec d1 -- 'journalctl -u myapp | tail -n 50'
 
@@ -66,7 +70,7 @@ matches).`,
 			} else {
 				o.setArgs(args)
 			}
-			if o.isFleet() {
+			if o.isFleet() || o.output != "text" {
 				return o.runFleet(cmd.Context())
 			}
 			return o.run(cmd.Context())
@@ -76,6 +80,7 @@ matches).`,
 	cmd.Flags().StringVarP(&o.escape, "escape", "e", "~", "escape character at the start of a line, or none")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "run on every connected device whose labels meet this selector (site=berlin,tier!=test)")
 	cmd.Flags().IntVar(&o.parallel, "parallel", 10, "on a fleet, how many devices run the command at once")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "text, or each device's result (exit code, stdout, stderr) in json or yaml")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "hang the command up if it has not ended after this long, and exit 124 (on a fleet, on each device from its start)")
 	return cmd
 }

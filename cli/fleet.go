@@ -30,12 +30,32 @@ func (o *shellOptions) isFleet() bool {
 	return o.selector != "" || strings.ContainsAny(o.device, `*?[\`)
 }
 
+// fleetOutputMax bounds what -o json or yaml keeps of each stream of
+// each device's output.
+const fleetOutputMax = 64 << 10
+
 // fleetResult is how the command ended on one device.
 type fleetResult struct {
 	device string
 	code   int
 	msg    string // what went wrong, when it did not run to its end
+
+	stdout, stderr *capBuffer // -o json or yaml
 }
+
+// fleetRecord is a device's result in -o json or yaml.
+type fleetRecord struct {
+	Device   string `json:"device" yaml:"device"`
+	ExitCode int    `json:"exit_code" yaml:"exit_code"`
+	Stdout   string `json:"stdout" yaml:"stdout"`
+	Stderr   string `json:"stderr" yaml:"stderr"`
+	// Truncated: stdout or stderr was longer than fleetOutputMax.
+	Truncated bool   `json:"truncated,omitempty" yaml:"truncated,omitempty"`
+	Error     string `json:"error,omitempty" yaml:"error,omitempty"`
+}
+
+// fleetFormats are the values of tether exec -o.
+var fleetFormats = []string{"text", "json", "yaml"}
 
 // runFleet runs the command on every connected device o.device (a glob,
 // or empty) and o.selector pick. tether exits with the highest of the
@@ -47,7 +67,10 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 		return usageErrorf("no command to run; usage: tether exec -l SELECTOR [PATTERN] -- COMMAND...")
 	case o.parallel < 1:
 		return usageErrorf("--parallel must be at least 1")
+	case !contains(fleetFormats, o.output):
+		return usageErrorf("unknown output format %q: use -o with one of %s", o.output, strings.Join(fleetFormats, ", "))
 	}
+	structured := o.output != "text"
 	if _, err := path.Match(o.device, ""); err != nil {
 		return usageErrorf("pattern %q: %v: use * for any run of characters, ? for one, [a-z] for a class", o.device, err)
 	}
@@ -91,15 +114,24 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 				return
 			}
 			defer func() { <-slots }()
-			stdout := &linePrefixer{w: o.g.io.Out, mu: &outMu, prefix: d.ID + ": "}
-			stderr := &linePrefixer{w: o.g.io.ErrOut, mu: &errMu, prefix: d.ID + ": "}
+			r := fleetResult{device: d.ID}
+			var stdout, stderr io.Writer
+			if structured {
+				r.stdout, r.stderr = &capBuffer{}, &capBuffer{}
+				stdout, stderr = r.stdout, r.stderr
+			} else {
+				po := &linePrefixer{w: o.g.io.Out, mu: &outMu, prefix: d.ID + ": "}
+				pe := &linePrefixer{w: o.g.io.ErrOut, mu: &errMu, prefix: d.ID + ": "}
+				defer po.flush()
+				defer pe.flush()
+				stdout, stderr = po, pe
+			}
 			conn := &connection{settings: s, tls: tc, device: d.ID, log: o.g.logger(), cfg: &transport.Config{HandshakeTimeout: o.g.timeout}}
 			dctx, cancel := o.withTimeout(ctx)
 			code, err := execOnce(dctx, conn, command, stdout, stderr)
 			cancel()
-			stdout.flush()
-			stderr.flush()
-			results[i] = fleetResult{device: d.ID, code: code}
+			r.code = code
+			results[i] = r
 			switch {
 			case err != nil && timedOut(dctx):
 				results[i].code, results[i].msg = ExitTimeout, fmt.Sprintf("timed out after %v (--timeout); the command was hung up", o.timeout)
@@ -109,6 +141,9 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	if structured {
+		return o.printFleet(ctx, results)
+	}
 
 	worst, failed := 0, 0
 	for _, r := range results {
@@ -132,6 +167,50 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 		return &exitError{code: worst}
 	}
 	return nil
+}
+
+// printFleet prints the results in -o json or yaml, device by device,
+// and returns the exit of the run.
+func (o *shellOptions) printFleet(ctx context.Context, results []fleetResult) error {
+	recs := make([]fleetRecord, 0, len(results))
+	worst := 0
+	for _, r := range results {
+		worst = max(worst, r.code)
+		rec := fleetRecord{Device: r.device, ExitCode: r.code, Error: r.msg}
+		if r.stdout != nil {
+			rec.Stdout = strings.ToValidUTF8(r.stdout.b.String(), "\uFFFD")
+			rec.Stderr = strings.ToValidUTF8(r.stderr.b.String(), "\uFFFD")
+			rec.Truncated = r.stdout.cut || r.stderr.cut
+		}
+		recs = append(recs, rec)
+	}
+	if err := printStructured(o.g.io.Out, o.output, recs, len(recs)); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if worst != 0 {
+		return &exitError{code: worst}
+	}
+	return nil
+}
+
+// capBuffer keeps the first fleetOutputMax bytes written to it.
+type capBuffer struct {
+	b   bytes.Buffer
+	cut bool // more was written
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	room := fleetOutputMax - c.b.Len()
+	if len(p) > room {
+		c.b.Write(p[:max(room, 0)])
+		c.cut = true
+		return len(p), nil
+	}
+	c.b.Write(p)
+	return len(p), nil
 }
 
 // fleetWhat names the devices the fleet picks, for messages.

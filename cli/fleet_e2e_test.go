@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 	"testing"
@@ -54,6 +55,31 @@ func TestExecOnAFleet(t *testing.T) {
 	_, errOut, code = f.tether("", "exec", "-l", "site", "--", "exit 3")
 	require.Equal(t, 3, code, errOut)
 	require.Contains(t, errOut, "tether: failed on 3 of 3 devices\n")
+
+	// -o json: each device's result, for a script.
+	out, errOut, code = f.tether("", "exec", "-o", "json", "*", "--", "echo out; echo err >&2; exit 3")
+	require.Equal(t, ExitRemote, code, errOut)
+	var recs []struct {
+		Device, Stdout, Stderr, Error string
+		ExitCode                      int `json:"exit_code"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &recs), out)
+	require.Len(t, recs, 4)
+	for i, id := range []string{"gw-1", "gw-2", "gw-3"} {
+		require.Equal(t, id, recs[i].Device)
+		require.Equal(t, 3, recs[i].ExitCode)
+		require.Equal(t, "out\n", recs[i].Stdout)
+		require.Equal(t, "err\n", recs[i].Stderr)
+		require.Empty(t, recs[i].Error)
+	}
+	require.Equal(t, "lab-1", recs[3].Device)
+	require.Equal(t, ExitRemote, recs[3].ExitCode)
+	require.Contains(t, recs[3].Error, "exec")
+	require.Empty(t, errOut, "-o json prints its results, not a summary")
+	// A device alone is a fleet of one; yaml too.
+	out, errOut, code = f.tether("", "exec", "-o", "yaml", "gw-2", "--", "echo hi")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "- device: gw-2\n  exit_code: 0\n  stdout: |\n    hi\n  stderr: \"\"\n", out)
 
 	// --timeout: a command still running is hung up, on one device and
 	// on each of a fleet, and tether exits 124.

@@ -35,3 +35,22 @@ func TestLinePrefixer(t *testing.T) {
 		t.Fatalf("a long line came out as %d bytes; want %d in two lines", len(got), len(want))
 	}
 }
+
+// TestCapBuffer: a device's output in -o json keeps its first
+// fleetOutputMax bytes and says that there was more.
+func TestCapBuffer(t *testing.T) {
+	var c capBuffer
+	for range 3 {
+		if n, err := c.Write(make([]byte, fleetOutputMax/2+1)); n != fleetOutputMax/2+1 || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if c.b.Len() != fleetOutputMax || !c.cut {
+		t.Fatalf("kept %d bytes, cut %v; want %d, true", c.b.Len(), c.cut, fleetOutputMax)
+	}
+	var small capBuffer
+	_, _ = small.Write([]byte("ok\n"))
+	if small.b.String() != "ok\n" || small.cut {
+		t.Fatalf("a short output: %q, cut %v", small.b.String(), small.cut)
+	}
+}

@@ -30,6 +30,7 @@ type shellOptions struct {
 	// tether exec on a fleet (fleet.go): device is then a glob, or empty.
 	selector string // -l: a label selector
 	parallel int    // --parallel: devices at once
+	output   string // -o: text, or each device's result in json or yaml
 
 	timeout time.Duration // tether exec --timeout: hang the command up after this long; 0 never
 }
