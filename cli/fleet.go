@@ -131,13 +131,13 @@ func (o *shellOptions) runFleet(ctx context.Context) error {
 			code, err := execOnce(dctx, conn, command, stdout, stderr)
 			cancel()
 			r.code = code
-			results[i] = r
 			switch {
 			case err != nil && timedOut(dctx):
-				results[i].code, results[i].msg = ExitTimeout, fmt.Sprintf("timed out after %v (--timeout); the command was hung up", o.timeout)
+				r.code, r.msg = ExitTimeout, fmt.Sprintf("timed out after %v (--timeout); the command was hung up", o.timeout)
 			case err != nil:
-				results[i].code, results[i].msg = describe(err, msgContext{s.Edge, d.ID, s.TokenFrom, s.CA})
+				r.code, r.msg = describe(err, msgContext{s.Edge, d.ID, s.TokenFrom, s.CA})
 			}
+			results[i] = r
 		})
 	}
 	wg.Wait()
