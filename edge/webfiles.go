@@ -39,7 +39,6 @@ type webTransfer struct {
 	device string
 	req    Request
 	ev     Event
-	term   *webTerm // its entry among the web terminals, for sign-outs and reloads
 }
 
 // serveWebFilesPage is a device's files page.
@@ -178,13 +177,14 @@ func (s *Server) runWebTransfer(ctx context.Context, t *webTransfer, do func(con
 		cancel(fmt.Errorf("%w at %s; sign in again", errWebSessionExpired, end.UTC().Format(time.RFC3339)))
 	})
 	defer expire.Stop()
-	t.term = &webTerm{session: t.me.sess.ID, client: t.me.id.Name, method: t.me.sess.Method, cred: t.me.sess.Cred, device: t.device,
+	// Its entry among the web terminals, for sign-outs and reloads.
+	entry := &webTerm{session: t.me.sess.ID, client: t.me.id.Name, method: t.me.sess.Method, cred: t.me.sess.Cred, device: t.device,
 		file: t.req.File, cancel: cancel}
 	op := &webOpener{s: s, t: t}
 	var res *files.Result
 	var err error
-	if s.addWebTransfer(t.term) {
-		defer s.removeWebTransfer(t.term)
+	if s.addWebTransfer(entry) {
+		defer s.removeWebTransfer(entry)
 		res, err = do(ctx, op)
 	} else {
 		op.ref = &refusal{result: "limit", reason: fmt.Sprintf("too many file transfers: this browser session has %d under way, the most it may; wait for one to end", maxWebTransfers)}

@@ -348,14 +348,11 @@ func (s *Server) endWebTerminals(id, why string) {
 // all is the terminals and the file transfers. ws.termCount must be held.
 func (ws *webState) all() iter.Seq[*webTerm] {
 	return func(yield func(*webTerm) bool) {
-		for t := range ws.terms {
-			if !yield(t) {
-				return
-			}
-		}
-		for t := range ws.transfers {
-			if !yield(t) {
-				return
+		for _, set := range [...]map[*webTerm]struct{}{ws.terms, ws.transfers} {
+			for t := range set {
+				if !yield(t) {
+					return
+				}
 			}
 		}
 	}
